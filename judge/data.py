@@ -1,0 +1,110 @@
+"""Import public labelled data into canonical records.
+
+Examples:
+    python -m judge.data chehbouni2024 ../shared/datasets/chehbouni2024/df_annotated_llama7.csv \\
+        ../shared/datasets/chehbouni2024/df_annotated_llama13.csv --out runs/chehbouni2024.jsonl
+
+``chehbouni2024`` reads the long-format CSVs released with Chehbouni et al. 2024: one record per
+(prompt, sample) with fields id, prompt (the filled template), response (the sampled output the
+row's label belongs to, echoed prompt stripped), label, identity, name, name_list, gender, common,
+template, heading, model, sample.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from judge.cli import new_parser, run_command
+from judge.errors import UserError
+from judge.manifest import RunManifest
+from judge.records import ensure_writable, read_table, require_columns, write_records
+
+CHEHBOUNI_COLUMNS = ["index", "ethnicity", "og_prompt", "type_name", "name", "g1", "g2", "g3", "prompt_sentence", "common", "model", "identity", "variable", "label"]
+MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llama 70": "llama-2-70b-chat"}
+IMPORTERS = ("chehbouni2024",)
+
+
+def strip_echo(output: str, prompt: str) -> str:
+    """Llama 2 chat echoes the prompt before answering; the label is about what follows."""
+    output = "" if output is None or output != output else str(output)
+    if output.startswith(prompt):
+        output = output[len(prompt):]
+    return output.strip()
+
+
+def gender_of(name_list: str) -> str | None:
+    if "women" in name_list:
+        return "woman"
+    if "men" in name_list:
+        return "man"
+    return None
+
+
+def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
+    rows = []
+    for path in paths:
+        table = read_table(path)
+        require_columns(table, CHEHBOUNI_COLUMNS, source=str(path), flag_hint="Is this one of the df_annotated_llama*.csv files?")
+        for r in table.itertuples(index=False):
+            sample = int(str(r.variable).split()[-1])
+            model = MODEL_IDS.get(str(r.model), str(r.model).replace(" ", "-"))
+            rows.append(
+                {
+                    "id": f"{model}-p{int(r.index):04d}-s{sample}",
+                    "prompt": r.prompt_sentence,
+                    "response": strip_echo(getattr(r, f"g{sample}"), r.prompt_sentence),
+                    "label": r.label,
+                    "identity": r.identity,
+                    "name": r.name,
+                    "name_list": r.type_name,
+                    "gender": gender_of(str(r.type_name)),
+                    "common": str(r.common) == "common",
+                    "template": r.og_prompt,
+                    "heading": r.ethnicity,
+                    "model": model,
+                    "sample": sample,
+                }
+            )
+    records = pd.DataFrame(rows)
+    dup = records["id"][records["id"].duplicated()]
+    if len(dup):
+        raise UserError(f"the same (model, prompt, sample) appears twice, e.g. {dup.iloc[0]!r}; give each CSV once")
+    return records.sort_values("id", kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class Config:
+    dataset: str
+    inputs: list[str]
+    out: str
+    overwrite: bool = False
+
+
+def main(config: Config) -> pd.DataFrame:
+    if config.dataset not in IMPORTERS:
+        raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
+    if not config.inputs:
+        raise UserError("give at least one CSV file to import")
+    ensure_writable(config.out, overwrite=config.overwrite)
+    manifest = RunManifest("judge.data", config, inputs=config.inputs)
+    records = import_chehbouni2024(config.inputs)
+    write_records(records, config.out, overwrite=config.overwrite)
+    manifest.write(config.out, records=len(records))
+    print(f"wrote {len(records)} records to {config.out}")
+    return records
+
+
+def build_parser():
+    parser = new_parser("python -m judge.data", __doc__)
+    parser.add_argument("dataset", nargs="?", help=f"which importer: {', '.join(IMPORTERS)}")
+    parser.add_argument("inputs", nargs="*", metavar="CSV", help="the released files")
+    parser.add_argument("--out", help="output records file (.jsonl, .csv or .parquet)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))

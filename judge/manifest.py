@@ -1,0 +1,123 @@
+"""Run manifests: every output file says which command, model, data and settings produced it.
+
+``<out>.manifest.json`` beside a file, ``manifest.json`` inside an output directory. A rerun with the
+same settings may resume; different settings into the same output stop with a clear error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from judge.errors import UserError
+from judge.paths import ROOT
+
+PACKAGES = ("safeguard-audit", "torch", "transformers", "peft", "scikit-learn", "outlines", "krippendorff", "pandas", "numpy")
+
+
+def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(paths: list[str | Path]) -> dict[str, str]:
+    return {str(p): file_sha256(p) for p in paths if Path(p).is_file()}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        res = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return res.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def manifest_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out / "manifest.json" if out.is_dir() or not out.suffix else out.with_name(out.name + ".manifest.json")
+
+
+def settings_of(config: Any, *, exclude: tuple[str, ...] = ("overwrite",)) -> dict[str, Any]:
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return {k: v for k, v in values.items() if k not in exclude}
+
+
+class RunManifest:
+    """Collects what a run did, and writes it next to the output."""
+
+    def __init__(self, command: str, config: Any, *, inputs: list[str | Path] = (), **extra: Any):
+        self.started = time.time()
+        self.data: dict[str, Any] = {
+            "command": command,
+            "argv": sys.argv,
+            "settings": settings_of(config),
+            "inputs": fingerprint(list(inputs)),
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extra,
+        }
+
+    def update(self, **values: Any) -> None:
+        self.data.update(values)
+
+    def write(self, out: str | Path, **counts: Any) -> Path:
+        self.data["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.data["seconds"] = round(time.time() - self.started, 3)
+        self.data.setdefault("counts", {}).update(counts)
+        path = manifest_path(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+def read_manifest(out: str | Path) -> dict[str, Any] | None:
+    path = manifest_path(out)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+
+
+def check_same_settings(out: str | Path, identity: dict[str, Any], *, overwrite: bool) -> bool:
+    """True when ``out`` was produced (or started) with these settings, so the run may resume or reuse it.
+
+    ``identity`` holds what must match (settings, input and model fingerprints). A mismatch stops with
+    an error unless ``overwrite``.
+    """
+    previous = read_manifest(out)
+    if previous is None or overwrite:
+        return False
+    before = previous.get("identity")
+    if before == json.loads(json.dumps(identity, default=str)):
+        return True
+    changed = sorted(k for k in set(before or {}) | set(identity) if (before or {}).get(k) != json.loads(json.dumps(identity.get(k), default=str)))
+    raise UserError(
+        f"{out} was produced with different settings ({', '.join(changed) or 'unknown'} changed); "
+        "pass --overwrite to start again or choose another --out"
+    )

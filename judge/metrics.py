@@ -1,0 +1,136 @@
+"""Agreement between a judge (or annotator) and gold labels.
+
+Every function takes an explicit ``labels=`` list so a category absent from the data still gets a
+row and a column: a table never silently shrinks. Predictions equal to ``unscored`` are excluded
+from the agreement statistics and counted separately.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable, Mapping, Sequence
+
+import krippendorff
+import numpy as np
+from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from judge.taxonomy import UNSCORED
+
+
+def cohen_kappa(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> float:
+    if len(gold) == 0:
+        return float("nan")
+    with warnings.catch_warnings():
+        # Undefined kappa (one label only) comes back as nan, which the reports print as n/a.
+        warnings.simplefilter("ignore")
+        return float(cohen_kappa_score(gold, pred, labels=list(labels)))
+
+
+def krippendorff_alpha(ratings: Sequence[Sequence[str | None]], *, labels: Sequence[str]) -> float:
+    """Nominal alpha; ``ratings`` is one row per coder, one column per item, None (or unscored) when missing."""
+    code = {label: i for i, label in enumerate(labels)}
+    data = np.array([[code.get(v, np.nan) if v is not None else np.nan for v in row] for row in ratings], dtype=float)
+    if data.size == 0 or len(labels) < 2:
+        return float("nan")
+    pairable = (~np.isnan(data)).sum(axis=0) >= 2
+    if not pairable.any():
+        return float("nan")
+    with warnings.catch_warnings():
+        # All values equal -> no expected disagreement -> alpha undefined (nan), which we report as such.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(labels)))))
+
+
+def bootstrap_ci(
+    statistic: Callable[[np.ndarray], float], n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of ``statistic(indices)`` over items resampled with replacement."""
+    if n == 0 or n_boot <= 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return (float("nan"), float("nan"))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def per_class_scores(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=list(labels), zero_division=0)
+    return {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+    }
+
+
+def agreement(
+    gold: Sequence[str],
+    pred: Sequence[str],
+    *,
+    labels: Sequence[str],
+    annotators: Mapping[str, Sequence[str | None]] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """All agreement figures for a paper table.
+
+    ``gold`` holds canonical labels; ``pred`` canonical labels or ``unscored``. ``annotators`` maps
+    further human annotators to their labels (None where they gave none).
+    """
+    labels = list(labels)
+    gold = np.asarray(list(gold), dtype=object)
+    pred = np.asarray(list(pred), dtype=object)
+    if len(gold) != len(pred):
+        raise ValueError(f"gold and pred differ in length ({len(gold)} vs {len(pred)})")
+    scored = pred != UNSCORED
+    g, p = gold[scored], pred[scored]
+    n_scored = int(scored.sum())
+
+    def kappa_at(idx: np.ndarray) -> float:
+        return cohen_kappa(g[idx], p[idx], labels=labels)
+
+    def alpha_at(idx: np.ndarray) -> float:
+        return krippendorff_alpha([list(g[idx]), list(p[idx])], labels=labels)
+
+    def macro_f1_at(idx: np.ndarray) -> float:
+        return float(f1_score(g[idx], p[idx], labels=labels, average="macro", zero_division=0))
+
+    everything = np.arange(n_scored)
+    matrix_labels = labels + [UNSCORED]
+    confusion = confusion_matrix(gold, pred, labels=matrix_labels)[: len(labels)] if len(gold) else np.zeros((len(labels), len(matrix_labels)), int)
+    result = {
+        "n": int(len(gold)),
+        "n_scored": n_scored,
+        "n_unscored": int(len(gold) - n_scored),
+        "unscored_rate": float((len(gold) - n_scored) / len(gold)) if len(gold) else float("nan"),
+        "labels": labels,
+        "cohen_kappa": kappa_at(everything) if n_scored else float("nan"),
+        "krippendorff_alpha": alpha_at(everything) if n_scored else float("nan"),
+        "accuracy": float(accuracy_score(g, p)) if n_scored else float("nan"),
+        # Counting unscored items as wrong: the figure a reader should see beside the one above.
+        "accuracy_unscored_as_wrong": float((gold == pred).mean()) if len(gold) else float("nan"),
+        "macro_f1": macro_f1_at(everything) if n_scored else float("nan"),
+        "per_class": per_class_scores(g, p, labels=labels),
+        "confusion": {"rows_gold": labels, "columns_pred": matrix_labels, "matrix": confusion.tolist()},
+        "ci95" if level == 0.95 else f"ci{int(level * 100)}": {
+            "method": f"percentile bootstrap over items, {n_boot} resamples, seed {seed}",
+            "cohen_kappa": bootstrap_ci(kappa_at, n_scored, n_boot=n_boot, seed=seed, level=level),
+            "krippendorff_alpha": bootstrap_ci(alpha_at, n_scored, n_boot=n_boot, seed=seed, level=level),
+            "macro_f1": bootstrap_ci(macro_f1_at, n_scored, n_boot=n_boot, seed=seed, level=level),
+        },
+    }
+    if annotators:
+        humans = {name: [v if v is not None else None for v in vals] for name, vals in annotators.items()}
+        result["annotators"] = {
+            "alpha_among_humans": krippendorff_alpha(list(humans.values()), labels=labels),
+            "alpha_with_judge": krippendorff_alpha([*humans.values(), [v if v != UNSCORED else None for v in pred]], labels=labels),
+            "kappa_vs_gold": {
+                name: cohen_kappa(
+                    [gl for gl, v in zip(gold, vals) if v is not None], [v for v in vals if v is not None], labels=labels
+                )
+                for name, vals in humans.items()
+            },
+        }
+    return result

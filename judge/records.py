@@ -1,0 +1,217 @@
+"""Canonical records: one row per model output, read from and written to JSONL, CSV or Parquet.
+
+A record has ``id``, ``prompt``, ``response``, any metadata (``identity``, ``name``, ``template``,
+``model``, ``sample`` ...) and zero or more label columns. Every stage adds columns and keeps the
+ones it received. Writes are atomic and never replace an existing file unless asked to.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from judge.errors import UserError
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def file_format(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UserError(
+            f"unknown file format '{suffix or Path(path).name}' for {path}; use one of {', '.join(sorted(FORMATS))}"
+        )
+    return FORMATS[suffix]
+
+
+def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False) -> list[dict[str, Any]]:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.readlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            # A process killed mid-write leaves at most one cut line, and only at the end.
+            if tolerate_truncated_tail and number == len(lines) and not line.endswith("\n"):
+                break
+            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {number} is not a JSON object; each line must be one record {{...}}")
+        rows.append(row)
+    return rows
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a whole file as a DataFrame, with errors a user can act on."""
+    path = Path(path)
+    fmt = file_format(path)
+    if not path.exists():
+        raise UserError(f"input file {path} not found; check the path")
+    if fmt == "jsonl":
+        frame = pd.DataFrame.from_records(_read_jsonl(path))
+    elif fmt == "csv":
+        try:
+            frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
+        except pd.errors.EmptyDataError:
+            frame = pd.DataFrame()
+        except pd.errors.ParserError as exc:
+            raise UserError(f"{path}: not a readable CSV ({exc}); fix the file") from None
+    else:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
+            raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+    if frame.empty:
+        raise UserError(f"input file {path} holds no records; give a file with at least one row")
+    return frame
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str, flag_hint: str = "") -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        hint = f" {flag_hint}" if flag_hint else ""
+        raise UserError(
+            f"{source}: column(s) {', '.join(repr(m) for m in missing)} not found; "
+            f"columns present: {', '.join(map(str, frame.columns))}.{hint}"
+        )
+
+
+def read_records(
+    paths: str | Path | Sequence[str | Path],
+    *,
+    id_column: str | None = None,
+    prompt_column: str | None = None,
+    text_column: str | None = None,
+    required: Sequence[str] = ("response",),
+    label_columns: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Read one or more files into canonical records.
+
+    ``id_column``/``prompt_column``/``text_column`` name the source columns that become
+    ``id``/``prompt``/``response``. Without an id column, ids are the 1-based row numbers
+    (``row-1`` ...), stable as long as the file does not change.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    frames = []
+    for path in paths:
+        frame = read_table(path)
+        mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
+        for canonical, source_col in mapping.items():
+            if source_col and source_col != canonical:
+                flag = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}[canonical]
+                require_columns(frame, [source_col], source=str(path), flag_hint=f"Fix {flag}.")
+                frame = frame.drop(columns=[canonical], errors="ignore").rename(columns={source_col: canonical})
+        if "id" not in frame.columns:
+            if id_column:
+                require_columns(frame, [id_column], source=str(path), flag_hint="Fix --id-column.")
+            prefix = f"{Path(path).stem}-row-" if len(paths) > 1 else "row-"
+            frame.insert(0, "id", [f"{prefix}{i}" for i in range(1, len(frame) + 1)])
+        hints = {"response": "Name it with --text-column.", "prompt": "Name it with --prompt-column."}
+        for col in required:
+            require_columns(frame, [col], source=str(path), flag_hint=hints.get(col, ""))
+        require_columns(frame, label_columns, source=str(path))
+        frames.append(frame)
+    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    records["id"] = records["id"].astype(str)
+    duplicated = records["id"][records["id"].duplicated()].unique()
+    if len(duplicated):
+        shown = ", ".join(map(repr, duplicated[:5]))
+        raise UserError(
+            f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another --id-column"
+        )
+    for col in ("prompt", "response"):
+        if col in records.columns:
+            records[col] = records[col].fillna("").astype(str)
+    return records
+
+
+def ensure_writable(path: str | Path, *, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _json_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def to_json_line(row: dict[str, Any]) -> str:
+    return json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, default=str) + "\n"
+
+
+def atomic_write(path: str | Path, write: Any, *, overwrite: bool, binary: bool = False) -> Path:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path = ensure_writable(path, overwrite=overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str, *, overwrite: bool) -> Path:
+    return atomic_write(path, lambda h: h.write(text), overwrite=overwrite)
+
+
+def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:
+    fmt = file_format(path)
+    if fmt == "jsonl":
+        rows = records.to_dict(orient="records")
+        return atomic_write(path, lambda h: h.writelines(to_json_line(r) for r in rows), overwrite=overwrite)
+    if fmt == "csv":
+        return atomic_write(path, lambda h: records.to_csv(h, index=False), overwrite=overwrite)
+    return atomic_write(path, lambda h: records.to_parquet(h, index=False), overwrite=overwrite, binary=True)
+
+
+class JsonlCheckpoint:
+    """An append-only JSONL file of finished rows, so a killed run resumes where it stopped."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        rows = _read_jsonl(self.path, tolerate_truncated_tail=True)
+        # Rewrite without a cut tail line so the next append starts on a fresh line.
+        with open(self.path, "rb") as handle:
+            data = handle.read()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "wb") as handle:
+                handle.writelines(to_json_line(r).encode("utf-8") for r in rows)
+        return rows
+
+    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.writelines(to_json_line(r) for r in rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,79 @@
+import json
+
+import pandas as pd
+import pytest
+
+from judge.errors import UserError
+from judge.records import JsonlCheckpoint, read_records, write_records
+from judge.taxonomy import UNSCORED, Taxonomy, available_taxonomies, load_taxonomy
+from tests.conftest import write_jsonl
+
+ROWS = [
+    {"uid": "a", "question": "Q1", "output": "R1", "label": "refusal", "identity": "muslim"},
+    {"uid": "b", "question": "Q2", "output": "R2 ünïcode", "label": "answer", "identity": "white"},
+]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_roundtrip_and_column_mapping(tmp_path, suffix):
+    src = write_records(pd.DataFrame(ROWS), tmp_path / f"in{suffix}")
+    records = read_records(src, id_column="uid", prompt_column="question", text_column="output")
+    assert list(records["id"]) == ["a", "b"]
+    assert list(records["response"]) == ["R1", "R2 ünïcode"]
+    assert {"prompt", "label", "identity"} <= set(records.columns)
+    assert "uid" not in records.columns  # renamed, not duplicated
+    out = write_records(records, tmp_path / f"out{suffix}")
+    assert read_records(out)["response"].tolist() == ["R1", "R2 ünïcode"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left behind
+
+
+def test_refuses_to_clobber(tmp_path):
+    path = write_records(pd.DataFrame(ROWS), tmp_path / "out.jsonl")
+    before = path.read_text()
+    with pytest.raises(UserError, match="--overwrite"):
+        write_records(pd.DataFrame(ROWS[:1]), path)
+    assert path.read_text() == before
+    write_records(pd.DataFrame(ROWS[:1]), path, overwrite=True)
+    assert len(path.read_text().splitlines()) == 1
+
+
+def test_generated_ids_when_no_id_column(tmp_path):
+    src = write_jsonl(tmp_path / "x.jsonl", [{"response": "r1"}, {"response": "r2"}])
+    assert read_records(src)["id"].tolist() == ["row-1", "row-2"]
+
+
+def test_checkpoint_tolerates_cut_tail(tmp_path):
+    ckpt = JsonlCheckpoint(tmp_path / "c.jsonl")
+    ckpt.append([{"id": "1"}, {"id": "2"}])
+    with open(ckpt.path, "a") as handle:
+        handle.write('{"id": "3", "la')  # a kill mid-write
+    assert [r["id"] for r in ckpt.rows()] == ["1", "2"]
+    ckpt.append([{"id": "3"}])
+    assert [r["id"] for r in ckpt.rows()] == ["1", "2", "3"]
+
+
+def test_presets_load_with_definitions():
+    assert {"chehbouni2024", "compliance3", "refusal2"} <= set(available_taxonomies())
+    tax = load_taxonomy("chehbouni2024")
+    assert tax.labels == ["answer", "partial answer", "refusal", "harmful refusal", "harmful answer", "failure"]
+    assert all(len(c.definition) > 80 for c in tax.categories)
+    assert tax.coarse().labels == ["answered", "refused", "failed"]
+    assert tax.parent_of("harmful refusal") == "refused"
+    assert load_taxonomy("compliance3").labels == ["full compliance", "full refusal", "partial refusal"]
+
+
+def test_aliases_and_unscored():
+    tax = load_taxonomy("chehbouni2024")
+    assert tax.canonical("Harmful_Refusal") == "harmful refusal"
+    assert tax.predicted(["REFUSAL", "banana", None]) == ["refusal", UNSCORED, UNSCORED]
+    with pytest.raises(UserError, match="'banana'.*valid labels: answer, partial answer"):
+        tax.gold(["banana"], column="label")
+
+
+def test_taxonomy_from_labels_and_file(tmp_path):
+    assert Taxonomy.from_labels(["b", "a", "b", None]).labels == ["a", "b"]
+    path = tmp_path / "t.yaml"
+    path.write_text(json.dumps({"name": "t", "categories": [{"name": "x", "definition": "d"}, "y"]}))
+    assert load_taxonomy(path).labels == ["x", "y"]
+    with pytest.raises(UserError, match="not found; use a preset"):
+        load_taxonomy("nope")
