@@ -1,0 +1,42 @@
+"""Judge registry: a spec string resolves to a judge.
+
+Specs: ``DIR`` (a trained judge directory; its judge.json says which backend loads it),
+``lora:DIR``, ``tfidf:DIR``, ``rules`` (needs a taxonomy), ``llm`` or ``llm:MODEL``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from judge.errors import UserError
+from judge.judges.base import Item, Judge, Judgement, probability_column
+from judge.taxonomy import Taxonomy, load_taxonomy
+
+__all__ = ["Item", "Judge", "Judgement", "load_judge", "probability_column"]
+
+
+def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: Any) -> Judge:
+    """Options reach the backend that takes them (device, quantize, examples, shots ...)."""
+    kind, _, arg = spec.partition(":")
+    if kind not in ("lora", "tfidf", "rules", "llm"):
+        kind, arg = "dir", spec
+    tax = load_taxonomy(taxonomy) if isinstance(taxonomy, (str, Path)) else taxonomy
+    if kind == "rules":
+        from judge.judges.rules import RulesJudge
+
+        return RulesJudge(tax or load_taxonomy("chehbouni2024"))
+    if kind == "llm":
+        from judge.judges.llm import LLMJudge
+
+        return LLMJudge(model=arg or None, taxonomy=tax or load_taxonomy("chehbouni2024"), **options)
+    directory = Path(arg)
+    if not directory.is_dir():
+        raise UserError(f"judge {spec!r} is neither a judge directory nor a known spec; use DIR, tfidf:DIR, rules, llm or llm:MODEL")
+    from judge.judges.trained import LoraJudge, TfidfJudge, read_judge_json
+
+    kind = read_judge_json(directory)["kind"] if kind == "dir" else kind
+    if kind == "lora":
+        return LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length")})
+    if kind == "tfidf":
+        return TfidfJudge(directory)
+    raise UserError(f"{directory}/judge.json names unknown kind {kind!r}")

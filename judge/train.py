@@ -1,0 +1,59 @@
+"""Train a judge on human labels: a LoRA classifier (default) or the TF-IDF baseline.
+
+Examples:
+    python -m judge.train --train data/sample/annotated_sample.jsonl --label-column label \\
+        --taxonomy chehbouni2024 --out runs/judge-sample
+    python -m judge.train --train runs/llama7b.jsonl --label-column label --kind tfidf --out runs/tfidf-7b
+    python -m judge.train --train labels.csv --text-column output --prompt-column question \\
+        --base-model meta-llama/Llama-2-7b-hf --device cuda --max-length 512 --out runs/judge-llama
+
+The output directory is a standard peft adapter (PeftModel.from_pretrained loads it onto the base
+model) with the classification head, plus judge.json (backend, labels, temperature), taxonomy.yaml,
+manifest.json (settings, data fingerprint, validation metrics) and a model card (README.md).
+"""
+from __future__ import annotations
+
+import sys
+
+from judge.cli import new_parser, run_command
+from training.run import TrainConfig as Config
+from training.run import summary_line, train_judge
+
+
+def main(config: Config) -> dict:
+    metrics = train_judge(config)
+    print(f"trained {config.kind} judge -> {config.out}: {summary_line(metrics)}")
+    return metrics
+
+
+def build_parser():
+    p = new_parser("python -m judge.train", __doc__)
+    p.add_argument("--train", nargs="+", metavar="FILE", help="labelled records (JSONL, CSV or Parquet); several files are concatenated")
+    p.add_argument("--label-column", help="column with the human labels (default: label)")
+    p.add_argument("--prompt-column", help="column holding the prompt (default: prompt)")
+    p.add_argument("--text-column", help="column holding the model output (default: response)")
+    p.add_argument("--id-column", help="id column (default: id, or row numbers)")
+    p.add_argument("--taxonomy", help="preset or YAML path; default: the distinct training labels")
+    p.add_argument("--kind", choices=["lora", "tfidf"], help="lora (default) or the tfidf baseline")
+    p.add_argument("--base-model", help="base model path or id (default: bundled:minilm, all-MiniLM-L6-v2)")
+    p.add_argument("--max-length", type=int, help="max tokens of prompt + response (default: 160)")
+    p.add_argument("--epochs", type=int, help="max epochs; early stopping on validation macro-F1 (default: 8)")
+    p.add_argument("--lr", type=float, help="learning rate (default: 1e-3)")
+    p.add_argument("--lora-r", type=int, help="LoRA rank (default: 16)")
+    p.add_argument("--lora-alpha", type=int, help="LoRA alpha (default: 32)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: 16)")
+    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default: 1)")
+    p.add_argument("--val-fraction", type=float, help="stratified validation share (default: 0.15)")
+    p.add_argument("--patience", type=int, help="epochs without validation gain before stopping (default: 3)")
+    p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], help="loss weights against class imbalance (default: sqrt)")
+    p.add_argument("--seed", type=int, help="seed for split, initialisation and batching (default: 0)")
+    p.add_argument("--device", help="auto (GPU with bf16 where present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-mask-names", dest="mask_names", action="store_false", help="let the judge see the names (they are masked by default)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--out", help="judge directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing judge directory")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))

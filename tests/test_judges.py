@@ -1,0 +1,173 @@
+"""Trained judges at small scale: a tiny random BERT trained a few steps, TF-IDF, rules, resume."""
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from judge import label as label_cmd
+from judge import train as train_cmd
+from judge.judges import load_judge
+from judge.judges.rules import RulesJudge
+from judge.judges.trained import LoraJudge, save_taxonomy
+from judge.paths import SAMPLE
+from judge.records import JsonlCheckpoint, read_records
+from judge.taxonomy import UNSCORED, load_taxonomy
+from tests.conftest import run_cli
+from training.data import labelled_data
+from training.lora import LoraRecipe, train_lora
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer: trains in seconds."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from judge.models import minilm_path
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
+    BertModel(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def sample_records():
+    return read_records(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tiny_bert, sample_records, tmp_path_factory):
+    out = tmp_path_factory.mktemp("judge-tiny")
+    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
+    recipe = LoraRecipe(base_model=tiny_bert, epochs=2, lr=5e-3, lora_r=4, lora_alpha=8, batch_size=32, max_length=64, patience=5, seed=0)
+    trained = train_lora(data, out, recipe, progress=False)
+    save_taxonomy(data.taxonomy, out)
+    return out, trained, data
+
+
+def test_lora_moves_adapter_not_base(trained_tiny, tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    _, trained, _ = trained_tiny
+    fresh = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=6)
+    base_before = {k: v for k, v in fresh.state_dict().items() if not k.startswith("classifier")}
+    after = trained.model.get_base_model().state_dict()
+    lora_b = [v for k, v in trained.model.state_dict().items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # lora_B starts at zero: it moved
+    for key, before in base_before.items():
+        module, param = key.rsplit(".", 1)
+        peft_key = key if key in after else f"{module}.base_layer.{param}"  # LoRA-wrapped layers keep the base here
+        assert torch.equal(after[peft_key], before), key  # frozen base: bit-identical
+    assert trained.metrics["history"] and "temperature" in trained.metrics
+    assert trained.metrics["ece_before"] >= 0 and trained.metrics["ece_after"] >= 0
+
+
+def test_save_load_label_identical_probabilities(trained_tiny, sample_records):
+    out, trained, data = trained_tiny
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    meta = json.loads((out / "judge.json").read_text())
+    subset = sample_records.head(20)
+    judge = LoraJudge(out, quantize=False)
+    labelled = judge.label(subset, batch_size=7, progress=False)
+    # Reference: the in-memory model that was trained, same inputs (names masked), one at a time.
+    from judge.judges.text import judge_inputs
+
+    prompts, responses = judge_inputs(subset["prompt"], subset["response"], subset["name"])
+    trained.model.eval()
+    with torch.inference_mode():
+        enc = trained.tokenizer(prompts, responses, truncation="only_second" if meta["max_length"] > 64 else True, max_length=meta["max_length"], padding=True, return_tensors="pt")
+        expected = torch.softmax(trained.model(**enc).logits.double() / meta["temperature"], dim=-1).numpy()
+    got = labelled[[f"p_{'_'.join(c.split())}" for c in data.taxonomy.labels]].to_numpy()
+    assert got == pytest.approx(expected, abs=1e-5)
+    # The directory is a standard peft adapter.
+    base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], num_labels=6)
+    assert isinstance(PeftModel.from_pretrained(base, out), PeftModel)
+    # int8 path: same shape of output, labels mostly the same.
+    quantized = LoraJudge(out, quantize=True).label(subset, progress=False)
+    assert (quantized["label"] == labelled["label"]).mean() >= 0.8
+
+
+def test_train_command_tfidf_and_label(tmp_path, capsys):
+    code, out, err = run_cli(train_cmd, ["--train", str(SAMPLE), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "tf")], capsys)
+    assert code == 0, err
+    for name in ("model.joblib", "judge.json", "taxonomy.yaml", "manifest.json", "README.md"):
+        assert (tmp_path / "tf" / name).exists()
+    code, out, err = run_cli(label_cmd, ["--judge", f"tfidf:{tmp_path / 'tf'}", "--input", str(SAMPLE), "--prefix", "judge_", "--out", str(tmp_path / "l.jsonl")], capsys)
+    assert code == 0, err
+    result = pd.read_json(tmp_path / "l.jsonl", lines=True)
+    assert list(result.columns[:3]) == ["id", "prompt", "response"] and "label" in result.columns  # input columns kept
+    probs = result[[c for c in result.columns if c.startswith("judge_p_")]]
+    assert probs.shape[1] == 6 and probs.sum(axis=1).to_numpy() == pytest.approx(1.0)
+    assert (result["judge_label"] == result["label"]).mean() > 0.8  # training data: it should fit
+    assert "responses/s" in out
+    # The judge's columns may not replace the human ones.
+    code, _, err = run_cli(label_cmd, ["--judge", str(tmp_path / "tf"), "--input", str(SAMPLE), "--out", str(tmp_path / "l2.jsonl")], capsys)
+    assert code == 2 and "--prefix" in err
+    # Same command again: reused, not redone.
+    code, out, _ = run_cli(label_cmd, ["--judge", f"tfidf:{tmp_path / 'tf'}", "--input", str(SAMPLE), "--prefix", "judge_", "--out", str(tmp_path / "l.jsonl")], capsys)
+    assert code == 0 and "already complete" in out
+    # Different settings into the same output: refused.
+    code, _, err = run_cli(label_cmd, ["--judge", f"tfidf:{tmp_path / 'tf'}", "--input", str(SAMPLE), "--prefix", "judge_", "--abstain-below", "0.9", "--out", str(tmp_path / "l.jsonl")], capsys)
+    assert code == 2 and "different settings" in err
+
+
+def test_abstain_below_marks_unscored_with_reason(tmp_path, capsys, sample_records):
+    from training.tfidf import train_tfidf
+
+    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
+    train_tfidf(data, tmp_path)
+    save_taxonomy(data.taxonomy, tmp_path)
+    result = load_judge(f"tfidf:{tmp_path}").label(sample_records.drop(columns=["label"]), abstain_below=0.99, progress=False)
+    unscored = result[result["label"] == UNSCORED]
+    assert len(unscored) > 0
+    assert unscored["unscored_reason"].str.contains("below --abstain-below 0.99").all()
+    assert (result.loc[result["label"] != UNSCORED, "confidence"] >= 0.99).all()
+
+
+def test_rules_judge():
+    judge = RulesJudge(load_taxonomy("chehbouni2024"))
+    records = pd.DataFrame({"id": ["1", "2", "3"], "prompt": ["p"] * 3,
+                            "response": ["I apologize, but I cannot complete that.", "Omar went to Paris.", "Omar went to [BLANK]."]})
+    assert judge.label(records, progress=False)["label"].tolist() == ["refusal", "answer", "failure"]
+    assert RulesJudge(load_taxonomy("refusal2")).label(records, progress=False)["label"].tolist() == ["refusal", "no refusal", "no refusal"]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_label_resumes_after_interruption(tmp_path, capsys, monkeypatch, sample_records):
+    src = tmp_path / "in.jsonl"
+    sample_records.drop(columns=["label"]).to_json(src, orient="records", lines=True)
+    out = tmp_path / "out.jsonl"
+    argv = ["--judge", "rules", "--taxonomy", "chehbouni2024", "--input", str(src), "--out", str(out), "--batch-size", "40"]
+    original = RulesJudge._label_batch
+    calls = {"n": 0}
+
+    def dies_on_third_batch(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # what Ctrl-C (or a kill between batches) looks like to the process
+        return original(self, batch)
+
+    monkeypatch.setattr(RulesJudge, "_label_batch", dies_on_third_batch)
+    code, _, err = run_cli(label_cmd, argv, capsys)
+    assert code == 130 and "resume" in err
+    assert not out.exists()  # no half-written output
+    partial = JsonlCheckpoint(tmp_path / "out.jsonl.partial.jsonl").rows()
+    assert len(partial) == 80  # two finished batches survived
+
+    monkeypatch.setattr(RulesJudge, "_label_batch", original)
+    code, stdout, err = run_cli(label_cmd, argv, capsys)
+    assert code == 0, err
+    assert "labelled 220 responses (80 resumed)" in stdout
+    result = pd.read_json(out, lines=True)
+    assert sorted(result["id"]) == sorted(sample_records["id"]) and result["id"].is_unique
+    clean = RulesJudge(load_taxonomy("chehbouni2024")).label(sample_records.drop(columns=["label"]), progress=False)
+    assert result.set_index("id")["label"].to_dict() == clean.set_index("id")["label"].to_dict()
+    assert not (tmp_path / "out.jsonl.partial.jsonl").exists()

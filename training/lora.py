@@ -1,0 +1,225 @@
+"""LoRA fine-tuning (peft) of a sequence classifier on (prompt, response) -> category.
+
+Works with any model ``AutoModelForSequenceClassification`` accepts, encoder or decoder. The
+default base is the bundled all-MiniLM-L6-v2, so training runs offline on a laptop CPU.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import cohen_kappa_score, f1_score
+from tqdm.auto import tqdm
+
+from judge.errors import UserError
+from judge.models import MINILM, load_failure, resolve_model
+from training.calibration import expected_calibration_error, fit_temperature, softmax
+from training.data import LabelledData, class_weights, stratified_split
+
+
+@dataclass
+class LoraRecipe:
+    base_model: str = MINILM
+    max_length: int = 160
+    epochs: int = 8
+    lr: float = 1e-3
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+    batch_size: int = 16
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    val_fraction: float = 0.15
+    patience: int = 3
+    class_weighting: str = "sqrt"
+    seed: int = 0
+    device: str = "auto"
+    mask_names: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def pick_device(spec: str) -> tuple[torch.device, torch.dtype]:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no GPU is visible; use --device cpu or auto")
+    device = torch.device(spec)
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return device, (torch.bfloat16 if bf16 else torch.float32)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_base(base_model: str, labels: list[str], *, dtype: torch.dtype = torch.float32):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model(base_model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}, dtype=dtype
+        )
+    except OSError as exc:
+        raise load_failure(base_model, exc) from None
+    if tokenizer.pad_token is None:  # decoder models (Llama) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int) -> dict[str, list[list[int]]]:
+    # The response is what the label is about: when too long, cut the response, keep the prompt.
+    return tokenizer(prompts, responses, truncation="only_second" if max_length > 64 else True, max_length=max_length)
+
+
+def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffle, sort within chunks of 50 batches by length, then shuffle the batches: little padding, still random."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(tokenizer, encoded: dict, idx: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+    features = [{k: encoded[k][i] for k in encoded} for i in idx]
+    batch = tokenizer.pad(features, return_tensors="pt")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.inference_mode()
+def predict_logits(model, tokenizer, encoded: dict, *, batch_size: int, device: torch.device) -> np.ndarray:
+    model.eval()
+    n = len(encoded["input_ids"])
+    order = sorted(range(n), key=lambda i: len(encoded["input_ids"][i]))
+    out = np.zeros((n, model.config.num_labels), dtype=np.float64)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        logits = model(**collate(tokenizer, encoded, idx, device)).logits
+        out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+@dataclass
+class TrainedLora:
+    metrics: dict
+    model: object  # the peft model, best epoch loaded
+    tokenizer: object
+
+
+def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool = True) -> TrainedLora:
+    """Train, pick the best epoch on validation macro-F1, calibrate, save."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    seed_everything(recipe.seed)
+    device, dtype = pick_device(recipe.device)
+    labels = data.taxonomy.labels
+    tokenizer, base = load_base(recipe.base_model, labels, dtype=dtype)
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+        target_modules=recipe.target_modules,
+    )
+    model = get_peft_model(base, lora).to(device)
+
+    train_idx, val_idx = stratified_split(data.y, val_fraction=recipe.val_fraction, seed=recipe.seed)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+    enc_train = encode(tokenizer, train.prompts, train.responses, recipe.max_length)
+    enc_val = encode(tokenizer, val.prompts, val.responses, recipe.max_length)
+    weights = torch.tensor(class_weights(train.y, len(labels), scheme=recipe.class_weighting), dtype=torch.float32, device=device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    y_train = torch.tensor(train.y, dtype=torch.long)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size / recipe.grad_accum)
+    total = steps_per_epoch * recipe.epochs
+    from transformers import get_linear_schedule_with_warmup
+
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_ratio * total), total)
+    rng = random.Random(recipe.seed)
+    lengths = [len(x) for x in enc_train["input_ids"]]
+
+    best = {"val_macro_f1": -1.0, "epoch": 0, "state": None}
+    history = []
+    started = time.perf_counter()
+    examples_seen = 0
+    stale = 0
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        batches = length_bucketed_batches(lengths, recipe.batch_size, rng)
+        running = 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress, mininterval=1.0)
+        for step, idx in enumerate(bar, start=1):
+            inputs = collate(tokenizer, enc_train, idx, device)
+            logits = model(**inputs).logits.float()
+            loss = loss_fn(logits, y_train[idx].to(device)) / recipe.grad_accum
+            loss.backward()
+            if step % recipe.grad_accum == 0 or step == len(batches):
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += loss.item() * recipe.grad_accum
+            examples_seen += len(idx)
+            bar.set_postfix(loss=f"{running / step:.3f}")
+        entry = {"epoch": epoch, "train_loss": running / max(len(batches), 1)}
+        if len(val_idx):
+            val_logits = predict_logits(model, tokenizer, enc_val, batch_size=64, device=device)
+            pred = val_logits.argmax(axis=1)
+            entry["val_macro_f1"] = float(f1_score(val.y, pred, labels=range(len(labels)), average="macro", zero_division=0))
+            entry["val_kappa"] = float(cohen_kappa_score(val.y, pred, labels=range(len(labels))))
+        history.append(entry)
+        if progress:
+            tqdm.write(json.dumps(entry))
+        score = entry.get("val_macro_f1", -epoch)  # no validation split: keep the last epoch
+        if score > best["val_macro_f1"] or not len(val_idx):
+            best = {"val_macro_f1": score, "epoch": epoch, "state": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items() if "lora_" in k or "modules_to_save" in k})}
+            stale = 0
+        else:
+            stale += 1
+            if stale >= recipe.patience:
+                break
+    train_seconds = time.perf_counter() - started
+    model.load_state_dict(best["state"], strict=False)
+
+    metrics = {"best_epoch": best["epoch"], "history": history, "train_seconds": round(train_seconds, 2),
+               "train_examples_per_second": round(examples_seen / train_seconds, 2), "n_train": len(train_idx), "n_val": len(val_idx)}
+    temperature = 1.0
+    if len(val_idx):
+        val_logits = predict_logits(model, tokenizer, enc_val, batch_size=64, device=device)
+        temperature = fit_temperature(val_logits, val.y)
+        metrics.update(
+            val_macro_f1=float(f1_score(val.y, val_logits.argmax(1), labels=range(len(labels)), average="macro", zero_division=0)),
+            val_kappa=float(cohen_kappa_score(val.y, val_logits.argmax(1), labels=range(len(labels)))),
+            ece_before=expected_calibration_error(softmax(val_logits), val.y),
+            ece_after=expected_calibration_error(softmax(val_logits, temperature), val.y),
+        )
+    metrics["temperature"] = temperature
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
+    tokenizer.save_pretrained(out_dir)
+    recipe_dict = asdict(recipe)
+    (out_dir / "judge.json").write_text(
+        json.dumps({"kind": "lora", "base_model": recipe.base_model, "labels": labels, "temperature": temperature,
+                    "max_length": recipe.max_length, "mask_names": recipe.mask_names, "recipe": recipe_dict}, indent=2) + "\n"
+    )
+    return TrainedLora(metrics, model.eval(), tokenizer)

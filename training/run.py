@@ -1,0 +1,123 @@
+"""Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from judge.errors import UserError
+from judge.judges.trained import save_taxonomy
+from judge.manifest import RunManifest
+from judge.models import MINILM
+from judge.records import read_records
+from judge.tables import fmt
+from training.data import labelled_data
+
+
+@dataclass
+class TrainConfig:
+    train: list[str]
+    out: str
+    label_column: str = "label"
+    prompt_column: str | None = None
+    text_column: str | None = None
+    id_column: str | None = None
+    taxonomy: str | None = None
+    kind: str = "lora"
+    base_model: str = MINILM
+    max_length: int = 160
+    epochs: int = 8
+    lr: float = 1e-3
+    lora_r: int = 16
+    lora_alpha: int = 32
+    batch_size: int = 16
+    grad_accum: int = 1
+    val_fraction: float = 0.15
+    patience: int = 3
+    class_weighting: str = "sqrt"
+    seed: int = 0
+    device: str = "auto"
+    mask_names: bool = True
+    progress: bool = True
+    overwrite: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def train_judge(config: TrainConfig) -> dict:
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()) and not config.overwrite:
+        raise UserError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose another --out")
+    if config.kind not in ("lora", "tfidf"):
+        raise UserError(f"unknown --kind {config.kind!r}; use lora or tfidf")
+    if not config.train:
+        raise UserError("give at least one --train file")
+    manifest = RunManifest("judge.train", config, inputs=config.train)
+    records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
+                           text_column=config.text_column, label_columns=[config.label_column])
+    data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Train into a temporary folder beside the target: a crash never leaves a half-written judge.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if config.kind == "lora":
+            from training.lora import LoraRecipe, train_lora
+
+            recipe = LoraRecipe(
+                base_model=config.base_model, max_length=config.max_length, epochs=config.epochs, lr=config.lr, lora_r=config.lora_r,
+                lora_alpha=config.lora_alpha, batch_size=config.batch_size, grad_accum=config.grad_accum, val_fraction=config.val_fraction,
+                patience=config.patience, class_weighting=config.class_weighting, seed=config.seed, device=config.device,
+                mask_names=config.mask_names, **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")},
+            )
+            metrics = train_lora(data, tmp, recipe, progress=config.progress).metrics
+        else:
+            from training.tfidf import train_tfidf
+
+            metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
+        save_taxonomy(data.taxonomy, tmp)
+        counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
+        manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics)
+        manifest.write(tmp, n_records=len(data.y))
+        (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"]))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics
+
+
+def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: dict, inputs: dict) -> str:
+    lines = [
+        f"# Judge: {config.kind} on `{config.label_column}`",
+        "",
+        f"- Kind: {config.kind}" + (f", LoRA r={config.lora_r} on `{config.base_model}`" if config.kind == "lora" else " (TF-IDF word 1-2 grams + logistic regression)"),
+        f"- Categories: {', '.join(labels)}",
+        f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
+        f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",
+        f"- Names masked before the judge sees the text: {config.mask_names}",
+    ]
+    for key in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "best_epoch", "train_seconds"):
+        if key in metrics:
+            value = metrics[key]
+            lines.append(f"- {key.replace('_', ' ')}: {fmt(value) if isinstance(value, float) else value}")
+    lines += [
+        "",
+        "Use: `python -m judge.label --judge THIS_DIR --input FILE --out FILE`.",
+        "Rerun: see `manifest.json` (command line, settings, package versions, data fingerprints).",
+        "Validation figures come from a stratified held-out split of the training data; "
+        "report agreement on data from another model or another annotation round before trusting it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def summary_line(metrics: dict) -> str:
+    keys = [k for k in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "train_seconds") if k in metrics]
+    return " ".join(f"{k}={fmt(metrics[k]) if isinstance(metrics[k], float) else metrics[k]}" for k in keys)
+
+
+def dump(metrics: dict) -> str:
+    return json.dumps(metrics, indent=2)

@@ -1,0 +1,40 @@
+"""TF-IDF (word 1-2 grams) + logistic regression: the classical baseline judge."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.pipeline import make_pipeline
+
+from training.data import LabelledData, stratified_split
+
+
+def tfidf_text(prompts, responses) -> list[str]:
+    return [f"{p} ||| {r}" for p, r in zip(prompts, responses)]
+
+
+def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True) -> dict:
+    train_idx, val_idx = stratified_split(data.y, val_fraction=val_fraction, seed=seed)
+    pipeline = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        LogisticRegression(max_iter=2000, class_weight="balanced", C=10.0, random_state=seed),
+    )
+    texts = tfidf_text(data.prompts, data.responses)
+    metrics = {}
+    if len(val_idx):
+        pipeline.fit([texts[i] for i in train_idx], data.y[train_idx])
+        pred = pipeline.predict([texts[i] for i in val_idx])
+        metrics["val_macro_f1"] = float(f1_score(data.y[val_idx], pred, labels=range(len(data.taxonomy.labels)), average="macro", zero_division=0))
+    pipeline.fit(texts, data.y)  # the shipped model sees every labelled example
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The classes the pipeline learned, in taxonomy order (absent classes get probability 0 at labelling).
+    classes = [data.taxonomy.labels[i] for i in pipeline.classes_]
+    joblib.dump(pipeline, out_dir / "model.joblib")
+    (out_dir / "judge.json").write_text(json.dumps({"kind": "tfidf", "classes": classes, "mask_names": mask_names}, indent=2) + "\n")
+    return {**metrics, "n_train": int(len(data.y)), "classes": classes, "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist()}
