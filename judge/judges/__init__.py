@@ -28,7 +28,9 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
     if kind == "llm":
         from judge.judges.llm import LLMJudge
 
-        return LLMJudge(model=arg or None, taxonomy=tax or load_taxonomy("chehbouni2024"), **options)
+        llm_options = ("device", "examples", "shots", "similar_examples", "rationale", "mode", "seed", "prompt_template", "max_new_tokens")
+        return LLMJudge(model=arg or None, taxonomy=tax or load_taxonomy("chehbouni2024"),
+                        **{k: v for k, v in options.items() if k in llm_options and v is not None})
     directory = Path(arg)
     if not directory.is_dir():
         raise UserError(f"judge {spec!r} is neither a judge directory nor a known spec; use DIR, tfidf:DIR, rules, llm or llm:MODEL")

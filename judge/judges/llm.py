@@ -1,0 +1,277 @@
+"""A generative judge whose answer can only be a category of the taxonomy.
+
+Two ways to get there, both constrained to the taxonomy:
+- ``mode="score"`` (default): score every category's continuation under the model (the set is
+  small) and take the most probable: exact search over the allowed outputs, and the per-category
+  probabilities come for free. Batched, with the shared system prompt computed once.
+- ``mode="generate"``: constrained decoding with outlines (a ``Literal`` of the categories), or with
+  ``rationale=True`` a JSON object ``{rationale, label}`` whose label is a ``Literal``. Probabilities
+  still come from scoring. A generation that cannot be parsed is recorded as unscored with the raw text.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from judge.errors import UserError
+from judge.judges.base import Item, Judge, Judgement
+from judge.manifest import file_sha256
+from judge.models import SMOLLM2, load_failure, resolve_model
+from judge.paths import DATA
+from judge.taxonomy import Taxonomy
+
+DEFAULT_TEMPLATE = DATA / "judge_prompts" / "default.yaml"
+ITEM_MARK = "\u0000ITEM\u0000"
+
+
+def load_template(path: str | Path | None) -> dict[str, str]:
+    path = Path(path or DEFAULT_TEMPLATE)
+    if not path.is_file():
+        raise UserError(f"prompt template {path} not found; copy {DEFAULT_TEMPLATE} and edit it")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not {"system", "user"} <= set(data):
+        raise UserError(f"prompt template {path} needs 'system' and 'user' entries")
+    if "{response}" not in data["user"]:
+        raise UserError(f"prompt template {path}: the user part must contain {{response}}")
+    return {"system": data["system"], "user": data["user"], "path": str(path), "sha256": file_sha256(path)}
+
+
+def clip(text: str, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+class ExamplePicker:
+    """K labelled examples per category: seeded (the same for every item) or most similar to the item."""
+
+    def __init__(self, path: str | Path, taxonomy: Taxonomy, *, shots: int, seed: int, by_similarity: bool, max_chars: int = 300):
+        from judge.records import read_records
+
+        records = read_records(path, label_columns=["label"])
+        records = records[records["label"].map(taxonomy.canonical).notna()].copy()
+        records["label"] = records["label"].map(taxonomy.canonical)
+        if records.empty:
+            raise UserError(f"{path} has no example whose 'label' is in taxonomy {taxonomy.name!r}")
+        self.records, self.taxonomy, self.shots, self.max_chars = records.reset_index(drop=True), taxonomy, shots, max_chars
+        self.by_similarity = by_similarity
+        rng = random.Random(seed)
+        self.fixed = []
+        for cat in taxonomy.labels:
+            pool = list(self.records.index[self.records["label"] == cat])
+            self.fixed += rng.sample(pool, min(shots, len(pool)))
+        if by_similarity:
+            from sklearn.feature_extraction.text import TfidfVectorizer
+
+            self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(self.records["response"])
+            self.matrix = self.vectorizer.transform(self.records["response"])
+
+    def render(self, rows: Sequence[int]) -> str:
+        parts = []
+        for i in rows:
+            r = self.records.loc[i]
+            parts.append(f"Request: {clip(r.get('prompt', ''), self.max_chars)}\nReply: {clip(r['response'], self.max_chars)}\nCategory: {r['label']}")
+        return "Examples:\n\n" + "\n\n".join(parts) + "\n" if parts else ""
+
+    def for_item(self, item: Item) -> str:
+        if not self.by_similarity:
+            return ""
+        sims = (self.matrix @ self.vectorizer.transform([item.response]).T).toarray().ravel()
+        rows = []
+        for cat in self.taxonomy.labels:
+            idx = np.flatnonzero((self.records["label"] == cat).to_numpy() & (self.records["id"] != item.id).to_numpy())
+            rows += list(idx[np.argsort(-sims[idx], kind="stable")[: self.shots]])
+        return self.render(rows)
+
+
+class LLMJudge(Judge):
+    kind = "llm"
+
+    def __init__(
+        self,
+        model: str | None,
+        taxonomy: Taxonomy,
+        *,
+        prompt_template: str | Path | None = None,
+        examples: str | Path | None = None,
+        shots: int = 0,
+        similar_examples: bool = False,
+        rationale: bool = False,
+        mode: str = "score",
+        seed: int = 0,
+        device: str = "auto",
+        max_response_chars: int = 1500,
+        max_new_tokens: int = 160,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from training.lora import pick_device
+
+        super().__init__(taxonomy)
+        if mode not in ("score", "generate"):
+            raise UserError(f"unknown LLM judge mode {mode!r}; use score or generate")
+        self.model_spec = model or SMOLLM2
+        self.mode = "generate" if rationale else mode
+        self.rationale, self.seed, self.shots = rationale, seed, shots
+        self.max_response_chars, self.max_new_tokens = max_response_chars, max_new_tokens
+        self.template = load_template(prompt_template)
+        self.device, dtype = pick_device(device)
+        path = resolve_model(self.model_spec)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        except OSError as exc:
+            raise load_failure(self.model_spec, exc) from None
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.examples = None
+        if examples and shots > 0:
+            self.examples = ExamplePicker(examples, taxonomy, shots=shots, seed=seed, by_similarity=similar_examples)
+        elif shots > 0:
+            raise UserError("--shots needs --examples FILE (labelled records to draw the examples from)")
+        self.system = self.template["system"].format(
+            taxonomy_description=taxonomy.description,
+            categories="\n".join(f"- {c.name}: {c.definition}" for c in taxonomy.categories),
+            labels=", ".join(taxonomy.labels),
+            examples=self.examples.render(self.examples.fixed) if self.examples and not similar_examples else "",
+        )
+        self._prepare_prefix()
+        self._prepare_continuations()
+        self._generator = None
+
+    # -- prompt pieces -------------------------------------------------------------------------
+    def messages(self, user: str) -> list[dict[str, str]]:
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    def render_chat(self, user: str) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(self.messages(user), tokenize=False, add_generation_prompt=True)
+        except Exception:  # noqa: BLE001 - templates without a system role: fold it into the user turn
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": self.system + "\n\n" + user}], tokenize=False, add_generation_prompt=True)
+
+    def user_text(self, item: Item) -> str:
+        examples = self.examples.for_item(item) if self.examples else ""
+        return examples + self.template["user"].format(prompt=clip(item.prompt, 500), response=clip(item.response, self.max_response_chars))
+
+    def _prepare_prefix(self) -> None:
+        rendered = self.render_chat(ITEM_MARK)
+        if rendered.count(ITEM_MARK) != 1:
+            raise UserError("the model's chat template does not keep the user message intact; use another model")
+        prefix_text, self.suffix_text = rendered.split(ITEM_MARK)
+        self.prefix_ids = self.tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+        with torch.inference_mode():
+            out = self.model(input_ids=self.prefix_ids, use_cache=True)
+        self.prefix_cache = out.past_key_values
+
+    def _prepare_continuations(self) -> None:
+        end = self.tokenizer.eos_token_id
+        conts = [self.tokenizer(c, add_special_tokens=False).input_ids + ([end] if end is not None else []) for c in self.taxonomy.labels]
+        width = max(len(c) for c in conts)
+        pad = self.tokenizer.pad_token_id
+        self.cont_ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=self.device)
+        self.cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in conts], device=self.device)
+
+    # -- scoring -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def category_logprobs(self, batch: Sequence[Item]) -> np.ndarray:
+        """log P(category + end of turn | prompt) for every item and category: (len(batch), K)."""
+        tok = self.tokenizer
+        suffixes = [tok(self.user_text(item) + self.suffix_text, add_special_tokens=False).input_ids for item in batch]
+        B, K, P = len(batch), len(self.taxonomy.labels), self.prefix_ids.shape[1]
+        S = max(len(s) for s in suffixes)
+        ids = torch.full((B, S), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((B, S), dtype=torch.long)
+        for i, s in enumerate(suffixes):  # left-pad, so every row's last token sits in the last column
+            ids[i, S - len(s):] = torch.tensor(s)
+            mask[i, S - len(s):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        cache = copy.deepcopy(self.prefix_cache)
+        cache.batch_repeat_interleave(B)
+        attention = torch.cat([torch.ones((B, P), dtype=torch.long, device=self.device), mask], dim=1)
+        # Positions count real tokens only, so padding does not shift them (batched == unbatched).
+        positions = (P + mask.cumsum(dim=1) - 1).clamp(min=P)
+        out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
+        scores = first[:, self.cont_ids[:, 0]]  # (B, K)
+        C = self.cont_ids.shape[1]
+        if C > 1:
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(K)
+            cont_in = self.cont_ids[:, :-1].repeat(B, 1)  # row b*K + k
+            cont_mask = self.cont_mask[:, :-1].repeat(B, 1)
+            attention2 = torch.cat([attention.repeat_interleave(K, dim=0), cont_mask], dim=1)
+            start = (P + mask.sum(dim=1)).repeat_interleave(K).unsqueeze(1)
+            positions2 = start + torch.arange(C - 1, device=self.device).unsqueeze(0)
+            out2 = self.model(input_ids=cont_in, attention_mask=attention2, position_ids=positions2, past_key_values=cache, use_cache=False)
+            logp = torch.log_softmax(out2.logits.float(), dim=-1)  # (B*K, C-1, V)
+            targets = self.cont_ids[:, 1:].repeat(B, 1)
+            step = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * self.cont_mask[:, 1:].repeat(B, 1)
+            scores = scores + step.sum(dim=1).view(B, K)
+        return scores.double().cpu().numpy()
+
+    def probabilities(self, batch: Sequence[Item]) -> list[dict[str, float]]:
+        logp = self.category_logprobs(batch)
+        probs = np.exp(logp - logp.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        return [{c: float(p) for c, p in zip(self.taxonomy.labels, row)} for row in probs]
+
+    # -- constrained generation (outlines) -----------------------------------------------------
+    def generator(self):
+        if self._generator is None:
+            import outlines
+            from pydantic import BaseModel, Field
+
+            choice = Literal[tuple(self.taxonomy.labels)]  # type: ignore[valid-type]
+            if self.rationale:
+                output_type = type("Verdict", (BaseModel,), {"__annotations__": {"rationale": str, "label": choice},
+                                                             "rationale": Field(max_length=300)})
+            else:
+                output_type = choice
+            self._generator = outlines.Generator(outlines.from_transformers(self.model, self.tokenizer), output_type)
+        return self._generator
+
+    def generate(self, batch: Sequence[Item]) -> list[Judgement]:
+        from outlines.inputs import Chat
+
+        torch.manual_seed(self.seed)
+        chats = [Chat(self.messages(self.user_text(item))) for item in batch]
+        raws = self.generator().batch(chats, max_new_tokens=self.max_new_tokens, do_sample=False)
+        out = []
+        for raw, probs in zip(raws, self.probabilities(batch)):
+            if self.rationale:
+                try:
+                    parsed = json.loads(raw)
+                    label = self.taxonomy.canonical(parsed.get("label"))
+                except (json.JSONDecodeError, AttributeError):
+                    label, parsed = None, None
+                if label is None:
+                    out.append(Judgement.unscored("generation did not parse as {rationale, label} (cut at --max-new-tokens?)", raw=raw, probabilities=probs))
+                    continue
+                out.append(Judgement(label=label, confidence=probs[label], probabilities=probs, raw=parsed.get("rationale")))
+            else:
+                label = self.taxonomy.canonical(raw.strip())
+                if label is None:
+                    out.append(Judgement.unscored("generation is not a category", raw=raw, probabilities=probs))
+                else:
+                    out.append(Judgement(label=label, confidence=probs[label], probabilities=probs))
+        return out
+
+    def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
+        if self.mode == "generate":
+            return self.generate(batch)
+        return [Judgement.from_probabilities(p) for p in self.probabilities(batch)]
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(), "model": self.model_spec, "mode": self.mode, "rationale": self.rationale,
+            "prompt_template": self.template["path"], "prompt_template_sha256": self.template["sha256"],
+            "shots": self.shots, "examples": "similar" if self.examples and self.examples.by_similarity else ("seeded" if self.examples else None),
+            "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.mode == "generate" else {"scoring": "log P(category + end of turn)"},
+            "seed": self.seed, "device": str(self.device),
+        }
