@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -44,3 +45,35 @@ def module_run(module, argv):
     from judge.cli import run_command
 
     return run_command(module.build_parser, module.Config, module.main, argv)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok_dir = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = _smollm2_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=4096, initializer_range=0.5, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # special tokens get zero (tied) embeddings: greedy text is then real text, not an instant stop
+        model.get_input_embeddings().weight[tokenizer.all_special_ids] = 0
+        model.get_input_embeddings().weight[: len(tokenizer.get_added_vocab())] = 0
+    model.save_pretrained(tok_dir)
+    tokenizer.save_pretrained(tok_dir)
+    return str(tok_dir)
+
+
+def _smollm2_tokenizer():
+    """SmolLM2's tokenizer, read straight from the bundled GGUF (no weights needed)."""
+    from transformers import AutoTokenizer
+
+    from judge.models import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+

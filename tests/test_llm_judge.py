@@ -19,34 +19,6 @@ HARD_RESPONSES = [
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from judge.models import minilm_path  # noqa: F401  (keeps the import of bundled paths cheap)
-
-    tok_dir = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = _smollm2_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(tok_dir)
-    tokenizer.save_pretrained(tok_dir)
-    return str(tok_dir)
-
-
-def _smollm2_tokenizer():
-    """SmolLM2's tokenizer, read straight from the bundled GGUF (no weights needed)."""
-    from transformers import AutoTokenizer
-
-    from judge.models import smollm2_gguf
-
-    gguf = smollm2_gguf()
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-
-
-@pytest.fixture(scope="session")
 def judge(tiny_llama):
     return LLMJudge(tiny_llama, load_taxonomy("chehbouni2024"), device="cpu")
 

@@ -107,7 +107,7 @@ class LLMJudge(Judge):
         seed: int = 0,
         device: str = "auto",
         max_response_chars: int = 1500,
-        max_new_tokens: int = 160,
+        max_new_tokens: int = 400,
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -241,7 +241,9 @@ class LLMJudge(Judge):
 
         torch.manual_seed(self.seed)
         chats = [Chat(self.messages(self.user_text(item))) for item in batch]
-        raws = self.generator().batch(chats, max_new_tokens=self.max_new_tokens, do_sample=False)
+        # A bare label can always finish: even spelled one character per token it fits this budget.
+        budget = self.max_new_tokens if self.rationale else max(len(c) for c in self.taxonomy.labels) + 2
+        raws = self.generator().batch(chats, max_new_tokens=budget, do_sample=False)
         out = []
         for raw, probs in zip(raws, self.probabilities(batch)):
             if self.rationale:
@@ -251,7 +253,7 @@ class LLMJudge(Judge):
                 except (json.JSONDecodeError, AttributeError):
                     label, parsed = None, None
                 if label is None:
-                    out.append(Judgement.unscored("generation did not parse as {rationale, label} (cut at --max-new-tokens?)", raw=raw, probabilities=probs))
+                    out.append(Judgement.unscored(f"generation did not parse as {{rationale, label}} (cut at {self.max_new_tokens} new tokens?)", raw=raw, probabilities=probs))
                     continue
                 out.append(Judgement(label=label, confidence=probs[label], probabilities=probs, raw=parsed.get("rationale")))
             else:

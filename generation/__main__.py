@@ -1,0 +1,119 @@
+"""Sample outputs from a chat model for a prompt set.
+
+Examples:
+    python -m generation --prompts runs/prompts.jsonl --samples 3 --out runs/outputs.jsonl
+    python -m generation --model meta-llama/Llama-2-7b-chat-hf --prompts runs/paper-prompts.jsonl \\
+        --system-prompt llama2-paper --samples 3 --batch-size 64 --out runs/llama2-7b.jsonl
+    python -m generation --prompts runs/prompts.jsonl --temperature 0 --max-new-tokens 40 --out runs/greedy.jsonl
+
+Uses the model's chat template; --system-prompt takes text or a preset (llama2-paper: "You are a
+helpful assistant. Complete the [BLANK]."). Batched left-padded generate, bf16 and device_map="auto"
+on GPU, fp32 on CPU. Resumable: rerun the same command after a crash and only the missing
+(prompt, sample) pairs are generated. The default model is the bundled SmolLM2-135M-Instruct.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from judge.cli import new_parser, run_command
+from judge.errors import UserError
+from judge.manifest import RunManifest, check_same_settings, fingerprint, read_manifest
+from judge.models import SMOLLM2
+from judge.records import JsonlCheckpoint, file_format, read_records, write_records
+from generation.generate import SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
+
+
+@dataclass
+class Config:
+    prompts: str
+    out: str
+    model: str = SMOLLM2
+    samples: int = 3
+    system_prompt: str | None = "llama2-paper"
+    instruction: str = "{prompt}"
+    max_new_tokens: int = 64
+    temperature: float = 0.6
+    top_k: int = 0
+    top_p: float = 0.9
+    seed: int = 0
+    batch_size: int = 16
+    device: str = "auto"
+    progress: bool = True
+    overwrite: bool = False
+
+
+def main(config: Config) -> pd.DataFrame:
+    out = Path(config.out)
+    file_format(out)
+    if config.samples < 1 or config.batch_size < 1:
+        raise UserError("--samples and --batch-size must be at least 1")
+    if "{prompt}" not in config.instruction:
+        raise UserError("--instruction must contain {prompt}, where the filled template goes")
+    system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
+    prompts = read_records(config.prompts, required=("prompt",))
+    identity = {"settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
+                "prompts": fingerprint([config.prompts])}
+    checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
+    same = check_same_settings(out, identity, overwrite=config.overwrite)
+    previous = read_manifest(out) if same else None
+    if same and previous and previous.get("status") == "complete" and out.exists():
+        print(f"{out} is already complete with these settings ({previous['counts'].get('outputs')} outputs); nothing to do")
+        return read_records(out)
+    if config.overwrite or not same:
+        if out.exists() and not config.overwrite:
+            raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+        checkpoint.remove()
+
+    started = time.perf_counter()
+    tokenizer, model = load_chat_model(config.model, device=config.device)
+    manifest = RunManifest("generation", config, inputs=[config.prompts], identity=identity, status="running",
+                           model={"spec": config.model, "class": type(model).__name__, "dtype": str(next(model.parameters()).dtype)})
+    manifest.write(out)
+    decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
+    gen_started = time.perf_counter()
+    new_rows = list(generate_outputs(prompts, tokenizer=tokenizer, model=model, model_id=config.model, samples=config.samples,
+                                     decoding=decoding, batch_size=config.batch_size, system_prompt=system_prompt,
+                                     instruction=config.instruction, checkpoint=checkpoint, progress=config.progress))
+    gen_seconds = time.perf_counter() - gen_started
+    outputs = pd.DataFrame(checkpoint.rows())
+    order = {pid: i for i, pid in enumerate(prompts["id"])}
+    outputs = outputs.sort_values(["prompt_id", "sample"], key=lambda s: s.map(order) if s.name == "prompt_id" else s).reset_index(drop=True)
+    write_records(outputs, out, overwrite=True)
+    checkpoint.remove()
+    new_tokens = sum(r["response_tokens"] for r in new_rows)
+    manifest.update(status="complete", throughput={"outputs_this_run": len(new_rows), "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
+                                                   "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None,
+                                                   "whole_process_seconds": round(time.perf_counter() - started, 3)})
+    manifest.write(out, outputs=len(outputs), prompts=len(prompts))
+    print(f"generated {len(new_rows)} outputs ({len(outputs) - len(new_rows)} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
+          f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}")
+    return outputs
+
+
+def build_parser():
+    p = new_parser("python -m generation", __doc__)
+    p.add_argument("--model", help="chat model path or id (default: bundled:smollm2, SmolLM2-135M-Instruct); a .gguf file works too")
+    p.add_argument("--prompts", help="prompt records from python -m generation.prompts")
+    p.add_argument("--samples", type=int, help="outputs per prompt (default: 3)")
+    p.add_argument("--out", help="output records (.jsonl, .csv or .parquet)")
+    p.add_argument("--system-prompt", help="system prompt text, or a preset: llama2-paper (default), none")
+    p.add_argument("--instruction", help="user message, with {prompt} where the filled template goes (default: {prompt})")
+    p.add_argument("--max-new-tokens", type=int, help="(default: 64)")
+    p.add_argument("--temperature", type=float, help="0 for greedy (default: 0.6)")
+    p.add_argument("--top-k", type=int, help="0 for none (default: 0)")
+    p.add_argument("--top-p", type=float, help="(default: 0.9)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: 0)")
+    p.add_argument("--batch-size", type=int, help="sequences per generate call (default: 16)")
+    p.add_argument("--device", help="auto (GPU when present), cpu, cuda")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))

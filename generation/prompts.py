@@ -1,0 +1,162 @@
+"""Prompt sets: stereotype-derived completion templates x names that signal groups.
+
+Examples:
+    python -m generation.prompts --templates data/templates/templates.json --names data/names/names.json --out runs/prompts.jsonl
+    python -m generation.prompts --templates ../shared/datasets/chehbouni2024/prompts.json \\
+        --names ../shared/datasets/chehbouni2024/names.json --identity muslim --identity white --out runs/paper-prompts.jsonl
+    python -m generation.prompts --templates data/templates/templates.json --names data/names/names.json \\
+        --heading muslims --sample 20 --seed 1 --out runs/small.jsonl
+
+Reads the project's format (data/templates/templates.json, data/names/names.json) and the paper's
+(prompts.json: heading -> templates; names.json: list name -> names, the first half of each list
+common, the second half rare). Every prompt record carries template, heading, name, identity,
+gender, common and name_list, so reports can group by any of them.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from judge.cli import new_parser, run_command
+from judge.errors import UserError
+from judge.manifest import RunManifest
+from judge.records import ensure_writable, write_records
+
+NAME, BLANK = "[NAME]", "[BLANK]"
+IDENTITY_FROM_LIST = re.compile(r"^(?P<identity>[a-z]+?)(?:_(?P<gender>men|women))?_names$")
+
+
+def _read_json(path: str | Path, what: str):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} file {path} not found; check the path")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def load_templates(path: str | Path) -> pd.DataFrame:
+    """Rows of (heading, template); each template must hold [NAME] and [BLANK]."""
+    data = _read_json(path, "templates")
+    if isinstance(data, dict) and "templates" in data:  # the project's format
+        rows = [{"heading": t.get("heading", ""), "template": t.get("template", "")} for t in data["templates"]]
+    elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # the paper's prompts.json
+        rows = [{"heading": h, "template": t} for h, ts in data.items() for t in ts]
+    else:
+        raise UserError(f"{path}: expected {{'templates': [{{heading, template}}...]}} or the paper's {{heading: [templates]}}")
+    if not rows:
+        raise UserError(f"{path} holds no templates")
+    for i, row in enumerate(rows, start=1):
+        for marker in (NAME, BLANK):
+            if marker not in row["template"]:
+                raise UserError(f"{path}: template {i} ({row['template']!r}) has no {marker}; every template needs {NAME} and {BLANK}")
+    return pd.DataFrame(rows)
+
+
+def load_names(path: str | Path) -> pd.DataFrame:
+    """Rows of (name, identity, gender, common, name_list)."""
+    data = _read_json(path, "names")
+    if isinstance(data, dict) and "names" in data:  # the project's format
+        rows = []
+        for entry in data["names"]:
+            if not entry.get("name") or not entry.get("identity"):
+                raise UserError(f"{path}: every name needs 'name' and 'identity' (got {entry})")
+            rows.append({"name": entry["name"], "identity": entry["identity"], "gender": entry.get("gender"),
+                         "common": bool(entry.get("common", True)), "name_list": entry.get("name_list", entry["identity"])})
+    elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # the paper's names.json
+        rows = []
+        for list_name, names in data.items():
+            match = IDENTITY_FROM_LIST.match(list_name)
+            identity = match["identity"] if match else list_name
+            gender = {"men": "man", "women": "woman"}.get(match["gender"]) if match else None
+            for i, name in enumerate(names):
+                # The paper lists the two common names of each list first, then the two rare ones.
+                rows.append({"name": name, "identity": identity, "gender": gender, "common": i < len(names) / 2, "name_list": list_name})
+    else:
+        raise UserError(f"{path}: expected {{'names': [{{name, identity, gender, common}}...]}} or the paper's {{list: [names]}}")
+    if not rows:
+        raise UserError(f"{path} holds no names; add at least one name")
+    return pd.DataFrame(rows)
+
+
+def build_prompts(
+    templates: pd.DataFrame,
+    names: pd.DataFrame,
+    *,
+    headings: list[str] = (),
+    identities: list[str] = (),
+    sample: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    if headings:
+        unknown = sorted(set(headings) - set(templates["heading"]))
+        if unknown:
+            raise UserError(f"unknown --heading {', '.join(unknown)}; headings present: {', '.join(sorted(set(templates['heading'])))}")
+        templates = templates[templates["heading"].isin(headings)]
+    if identities:
+        unknown = sorted(set(identities) - set(names["identity"]))
+        if unknown:
+            raise UserError(f"unknown --identity {', '.join(unknown)}; identities present: {', '.join(sorted(set(names['identity'])))}")
+        names = names[names["identity"].isin(identities)]
+    rows = []
+    for t_index, t in enumerate(templates.itertuples(index=False)):
+        for n in names.itertuples(index=False):
+            rows.append({
+                "id": f"t{t_index:03d}-{re.sub(r'[^0-9A-Za-z]+', '_', n.name)}",
+                "prompt": t.template.replace(NAME, n.name),
+                "template": t.template, "heading": t.heading, "name": n.name, "identity": n.identity,
+                "gender": n.gender, "common": bool(n.common), "name_list": n.name_list,
+            })
+    prompts = pd.DataFrame(rows)
+    if prompts["id"].duplicated().any():
+        dup = prompts["id"][prompts["id"].duplicated()].iloc[0]
+        raise UserError(f"two names give the same prompt id {dup!r}; make the names unique")
+    if sample is not None and sample < len(prompts):
+        prompts = prompts.sample(n=sample, random_state=seed).sort_index()
+    return prompts.reset_index(drop=True)
+
+
+@dataclass
+class Config:
+    templates: str
+    names: str
+    out: str
+    heading: list[str] = field(default_factory=list)
+    identity: list[str] = field(default_factory=list)
+    sample: int | None = None
+    seed: int = 0
+    overwrite: bool = False
+
+
+def main(config: Config) -> pd.DataFrame:
+    ensure_writable(config.out, overwrite=config.overwrite)
+    manifest = RunManifest("generation.prompts", config, inputs=[config.templates, config.names])
+    prompts = build_prompts(load_templates(config.templates), load_names(config.names), headings=config.heading,
+                            identities=config.identity, sample=config.sample, seed=config.seed)
+    write_records(prompts, config.out, overwrite=config.overwrite)
+    manifest.write(config.out, prompts=len(prompts))
+    print(f"wrote {len(prompts)} prompts ({prompts['template'].nunique()} templates x {prompts['name'].nunique()} names) to {config.out}")
+    return prompts
+
+
+def build_parser():
+    p = new_parser("python -m generation.prompts", __doc__)
+    p.add_argument("--templates", help="templates file (project format or the paper's prompts.json)")
+    p.add_argument("--names", help="names file (project format or the paper's names.json)")
+    p.add_argument("--out", help="prompt records to write (.jsonl, .csv or .parquet)")
+    p.add_argument("--heading", action="append", help="keep only templates under this heading (repeatable)")
+    p.add_argument("--identity", action="append", help="keep only names of this identity (repeatable)")
+    p.add_argument("--sample", type=int, help="keep a seeded random sample of N prompts")
+    p.add_argument("--seed", type=int, help="seed for --sample (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))
