@@ -22,7 +22,7 @@ import pandas as pd
 
 from judge.cli import new_parser, run_command
 from judge.errors import UserError
-from judge.manifest import RunManifest, check_same_settings, fingerprint, read_manifest
+from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
 from judge.models import SMOLLM2
 from judge.records import JsonlCheckpoint, file_format, read_records, write_records
 from generation.generate import SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
@@ -59,15 +59,10 @@ def main(config: Config) -> pd.DataFrame:
     identity = {"settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
                 "prompts": fingerprint([config.prompts])}
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
-    same = check_same_settings(out, identity, overwrite=config.overwrite)
-    previous = read_manifest(out) if same else None
-    if same and previous and previous.get("status") == "complete" and out.exists():
+    previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
+    if previous:
         print(f"{out} is already complete with these settings ({previous['counts'].get('outputs')} outputs); nothing to do")
         return read_records(out)
-    if config.overwrite or not same:
-        if out.exists() and not config.overwrite:
-            raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
-        checkpoint.remove()
 
     started = time.perf_counter()
     tokenizer, model = load_chat_model(config.model, device=config.device)

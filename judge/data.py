@@ -1,18 +1,22 @@
-"""Import public labelled data into canonical records.
+"""Import public labelled data into canonical records, or draw a sample for human labelling.
 
 Examples:
     python -m judge.data chehbouni2024 ../shared/datasets/chehbouni2024/df_annotated_llama7.csv \\
         ../shared/datasets/chehbouni2024/df_annotated_llama13.csv --out runs/chehbouni2024.jsonl
+    python -m judge.data sample runs/outputs.jsonl --n 600 --stratify identity --out runs/to_label.csv
 
 ``chehbouni2024`` reads the long-format CSVs released with Chehbouni et al. 2024: one record per
 (prompt, sample) with fields id, prompt (the filled template), response (the sampled output the
 row's label belongs to, echoed prompt stripped), label, identity, name, name_list, gender, common,
 template, heading, model, sample.
+
+``sample`` draws a seeded sample of records, proportional within each stratum of --stratify
+(every stratum gets at least one), and adds an empty ``label`` column for the annotators.
 """
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +28,7 @@ from judge.records import ensure_writable, read_table, require_columns, write_re
 
 CHEHBOUNI_COLUMNS = ["index", "ethnicity", "og_prompt", "type_name", "name", "g1", "g2", "g3", "prompt_sentence", "common", "model", "identity", "variable", "label"]
 MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llama 70": "llama-2-70b-chat"}
-IMPORTERS = ("chehbouni2024",)
+IMPORTERS = ("chehbouni2024", "sample")
 
 
 def strip_echo(output: str, prompt: str) -> str:
@@ -75,11 +79,32 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
     return records.sort_values("id", kind="stable").reset_index(drop=True)
 
 
+def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int) -> pd.DataFrame:
+    if n <= 0:
+        raise UserError("--n must be a positive number of records")
+    if n >= len(records):
+        picked = records
+    elif not stratify:
+        picked = records.sample(n=n, random_state=seed)
+    else:
+        require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
+        share = n / len(records)
+        parts = [g.sample(n=max(1, round(len(g) * share)), random_state=seed) for _, g in records.groupby(stratify, dropna=False)]
+        picked = pd.concat(parts)
+    picked = picked.sort_index()
+    if "label" not in picked.columns:
+        picked = picked.assign(label="")
+    return picked.reset_index(drop=True)
+
+
 @dataclass
 class Config:
     dataset: str
     inputs: list[str]
     out: str
+    n: int = 500
+    stratify: list[str] = field(default_factory=list)
+    seed: int = 0
     overwrite: bool = False
 
 
@@ -87,10 +112,15 @@ def main(config: Config) -> pd.DataFrame:
     if config.dataset not in IMPORTERS:
         raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
-        raise UserError("give at least one CSV file to import")
+        raise UserError("give at least one input file")
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("judge.data", config, inputs=config.inputs)
-    records = import_chehbouni2024(config.inputs)
+    if config.dataset == "sample":
+        from judge.records import read_records
+
+        records = annotation_sample(read_records(config.inputs), n=config.n, stratify=list(config.stratify), seed=config.seed)
+    else:
+        records = import_chehbouni2024(config.inputs)
     write_records(records, config.out, overwrite=config.overwrite)
     manifest.write(config.out, records=len(records))
     print(f"wrote {len(records)} records to {config.out}")
@@ -99,8 +129,11 @@ def main(config: Config) -> pd.DataFrame:
 
 def build_parser():
     parser = new_parser("python -m judge.data", __doc__)
-    parser.add_argument("dataset", nargs="?", help=f"which importer: {', '.join(IMPORTERS)}")
-    parser.add_argument("inputs", nargs="*", metavar="CSV", help="the released files")
+    parser.add_argument("dataset", nargs="?", help=f"what to do: {', '.join(IMPORTERS)}")
+    parser.add_argument("inputs", nargs="*", metavar="FILE", help="the released CSVs (chehbouni2024) or the records to sample from")
+    parser.add_argument("--n", type=int, help="sample: how many records (default: 500)")
+    parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
+    parser.add_argument("--seed", type=int, help="sample: seed (default: 0)")
     parser.add_argument("--out", help="output records file (.jsonl, .csv or .parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser

@@ -21,7 +21,7 @@ from pathlib import Path
 from judge.cli import new_parser, run_command
 from judge.errors import UserError
 from judge.judges import load_judge
-from judge.manifest import RunManifest, check_same_settings, file_sha256, fingerprint, read_manifest
+from judge.manifest import RunManifest, file_sha256, fingerprint, prepare_resumable_output
 from judge.records import JsonlCheckpoint, file_format, read_records, write_records
 from judge.taxonomy import UNSCORED
 
@@ -67,15 +67,10 @@ def main(config: Config) -> dict:
         "judge": judge_fingerprint(config.judge),
     }
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
-    same = check_same_settings(out, identity, overwrite=config.overwrite)
-    previous = read_manifest(out) if same else None
-    if same and previous and previous.get("status") == "complete" and out.exists():
+    previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
+    if previous:
         print(f"{out} is already complete with these settings ({previous['counts'].get('labelled')} rows); nothing to do")
         return previous
-    if config.overwrite or not same:
-        if out.exists() and not config.overwrite:
-            raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
-        checkpoint.remove()
 
     started = time.perf_counter()
     judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, quantize=config.quantize,

@@ -160,3 +160,15 @@ def test_agree_matches_libraries_on_real_labels(chehbouni_records):
     code = {l: i for i, l in enumerate(labels)}
     expected = krippendorff.alpha(reliability_data=[[code[x] for x in both["label"]], [code[x] for x in both["other"]]], level_of_measurement="nominal")
     assert result["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_sample_for_annotation_is_stratified_and_seeded(tmp_path, capsys):
+    code, out, err = run_cli(data, ["sample", str(SAMPLE), "--n", "60", "--stratify", "identity", "--out", str(tmp_path / "s.csv")], capsys)
+    assert code == 0, err
+    picked = pd.read_csv(tmp_path / "s.csv")
+    records = pd.read_json(SAMPLE, lines=True)
+    assert abs(len(picked) - 60) <= 5 and set(picked["identity"]) == set(records["identity"])
+    share = records["identity"].value_counts(normalize=True)
+    assert (picked["identity"].value_counts(normalize=True) - share).abs().max() < 0.05
+    again = data.annotation_sample(records, n=60, stratify=["identity"], seed=0)
+    assert again["id"].tolist() == picked["id"].tolist()

@@ -27,8 +27,8 @@ from training.data import LabelledData, class_weights, stratified_split
 @dataclass
 class LoraRecipe:
     base_model: str = MINILM
-    max_length: int = 160
-    epochs: int = 8
+    max_length: int = 96
+    epochs: int = 6
     lr: float = 1e-3
     lora_r: int = 16
     lora_alpha: int = 32
@@ -39,7 +39,7 @@ class LoraRecipe:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     val_fraction: float = 0.15
-    patience: int = 3
+    patience: int = 2
     class_weighting: str = "sqrt"
     seed: int = 0
     device: str = "auto"

@@ -4,16 +4,16 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from judge.errors import UserError
 from judge.judges.trained import save_taxonomy
 from judge.manifest import RunManifest
-from judge.models import MINILM
 from judge.records import read_records
 from judge.tables import fmt
 from training.data import labelled_data
+from training.lora import LoraRecipe
 
 
 @dataclass
@@ -26,19 +26,20 @@ class TrainConfig:
     id_column: str | None = None
     taxonomy: str | None = None
     kind: str = "lora"
-    base_model: str = MINILM
-    max_length: int = 160
-    epochs: int = 8
-    lr: float = 1e-3
-    lora_r: int = 16
-    lora_alpha: int = 32
-    batch_size: int = 16
-    grad_accum: int = 1
-    val_fraction: float = 0.15
-    patience: int = 3
-    class_weighting: str = "sqrt"
-    seed: int = 0
-    device: str = "auto"
+    # LoRA recipe: defaults live in training.lora.LoraRecipe
+    base_model: str = LoraRecipe.base_model
+    max_length: int = LoraRecipe.max_length
+    epochs: int = LoraRecipe.epochs
+    lr: float = LoraRecipe.lr
+    lora_r: int = LoraRecipe.lora_r
+    lora_alpha: int = LoraRecipe.lora_alpha
+    batch_size: int = LoraRecipe.batch_size
+    grad_accum: int = LoraRecipe.grad_accum
+    val_fraction: float = LoraRecipe.val_fraction
+    patience: int = LoraRecipe.patience
+    class_weighting: str = LoraRecipe.class_weighting
+    seed: int = LoraRecipe.seed
+    device: str = LoraRecipe.device
     mask_names: bool = True
     progress: bool = True
     overwrite: bool = False
@@ -62,14 +63,10 @@ def train_judge(config: TrainConfig) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         if config.kind == "lora":
-            from training.lora import LoraRecipe, train_lora
+            from training.lora import train_lora
 
-            recipe = LoraRecipe(
-                base_model=config.base_model, max_length=config.max_length, epochs=config.epochs, lr=config.lr, lora_r=config.lora_r,
-                lora_alpha=config.lora_alpha, batch_size=config.batch_size, grad_accum=config.grad_accum, val_fraction=config.val_fraction,
-                patience=config.patience, class_weighting=config.class_weighting, seed=config.seed, device=config.device,
-                mask_names=config.mask_names, **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")},
-            )
+            recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
+                                **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
             metrics = train_lora(data, tmp, recipe, progress=config.progress).metrics
         else:
             from training.tfidf import train_tfidf

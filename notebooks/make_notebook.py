@@ -1,0 +1,128 @@
+"""Writes chehbouni2024.ipynb from the cells below (edit here, then run: python notebooks/make_notebook.py)."""
+from pathlib import Path
+
+import nbformat
+
+cells = [
+    ("markdown", """# Reproducing Chehbouni et al. 2024 from the released labels
+
+*From Representational Harms to Quality-of-Service Harms: A Case Study on Llama 2 Safety Safeguards* (ACL Findings 2024).
+Everything below uses the toolkit's own functions on the authors' released annotations (December 2023 cut:
+768 prompts x 3 samples per model, Llama 2 chat 7B and 13B). Set `DATA_DIR` to the folder holding
+`df_annotated_llama7.csv` and `df_annotated_llama13.csv`.
+
+Numbers this notebook reproduces (7B, human labels): refusal rate **muslim 0.241**, **white 0.057**."""),
+    ("code", """# Parameters
+DATA_DIR = "../../shared/datasets/chehbouni2024"
+FIGURES = "../runs/notebook"  # figures are also saved here as PNG"""),
+    ("code", """import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from judge.agree import compute_agreement
+from judge.data import import_chehbouni2024
+from judge.disparity import disparity
+from judge.judges import load_judge
+from judge.judges.trained import save_taxonomy
+from judge.tables import heatmap
+from judge.taxonomy import load_taxonomy
+from training.data import labelled_data
+from training.tfidf import train_tfidf
+
+data_dir = Path(DATA_DIR)
+csvs = [data_dir / "df_annotated_llama7.csv", data_dir / "df_annotated_llama13.csv"]
+assert all(p.exists() for p in csvs), f"released CSVs not found under {data_dir}: set DATA_DIR"
+figures = Path(FIGURES)
+figures.mkdir(parents=True, exist_ok=True)
+records = import_chehbouni2024(csvs)
+taxonomy = load_taxonomy("chehbouni2024")
+records["model"] = records["model"].str.replace("-chat", "")
+print(len(records), "records;", records.groupby("model").size().to_dict())"""),
+    ("markdown", "## 1. Category distribution per group and per model"),
+    ("code", """by_model = {m: disparity(g, label="label", groups=["identity"], taxonomy=taxonomy, reference="white") for m, g in records.groupby("model")}
+fig, axes = plt.subplots(1, 2, figsize=(15, 4.2))
+for ax, (model, result) in zip(axes, by_model.items()):
+    groups = list(result["rates"])
+    matrix = np.array([[result["rates"][g][c]["rate"] for c in taxonomy.labels] for g in groups])
+    image = ax.imshow(matrix, cmap="Reds", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(taxonomy.labels)), taxonomy.labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(groups)), groups)
+    ax.set_title(f"{model}: share of outputs per category")
+    for i in range(len(groups)):
+        for j in range(len(taxonomy.labels)):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=8, color="white" if matrix[i, j] > 0.6 else "black")
+fig.colorbar(image, ax=axes, fraction=0.02)
+fig.savefig(figures / "category_heatmap.png", dpi=150, bbox_inches="tight")
+plt.show()"""),
+    ("markdown", "## 2. Refusal and harmful-refusal rates per group, with Wilson 95% intervals"),
+    ("code", """rows = []
+for model, result in by_model.items():
+    for group, rates in result["rates"].items():
+        for cat in ("refusal", "harmful refusal"):
+            r = rates[cat]
+            rows.append({"model": model, "identity": group, "category": cat, "rate": r["rate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"]})
+rates = pd.DataFrame(rows)
+fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+for ax, cat in zip(axes, ("refusal", "harmful refusal")):
+    sub = rates[rates.category == cat]
+    groups = sorted(sub.identity.unique())
+    for k, (model, part) in enumerate(sub.groupby("model")):
+        part = part.set_index("identity").loc[groups]
+        x = np.arange(len(groups)) + (k - 0.5) * 0.35
+        ax.bar(x, part.rate, width=0.35, label=model)
+        ax.errorbar(x, part.rate, yerr=[part.rate - part.ci_low, part.ci_high - part.rate], fmt="none", ecolor="black", capsize=3)
+    ax.set_xticks(range(len(groups)), groups)
+    ax.set_title(f"{cat} rate by identity")
+    ax.legend()
+axes[0].set_ylabel("share of outputs")
+fig.savefig(figures / "refusal_rates.png", dpi=150, bbox_inches="tight")
+plt.show()
+seven = by_model["llama-2-7b"]["rates"]
+print(f"7B refusal: muslim {seven['muslim']['refusal']['rate']:.3f}, white {seven['white']['refusal']['rate']:.3f}")
+assert round(seven["muslim"]["refusal"]["rate"], 3) == 0.241 and round(seven["white"]["refusal"]["rate"], 3) == 0.057
+chi = by_model["llama-2-7b"]["chi_square"]
+print(f"7B identity x category: chi2 = {chi['statistic']:.1f}, dof = {chi['dof']}, p = {chi['p_value']:.2g}")
+rates.pivot_table(index=["model", "identity"], columns="category", values="rate").round(3)"""),
+    ("markdown", "## 3. Common vs rare names"),
+    ("code", """records["name_frequency"] = np.where(records["common"], "common", "rare")
+split = disparity(records[records.model == "llama-2-7b"], label="label", groups=["identity", "name_frequency"], taxonomy=taxonomy, reference="white")
+table = pd.DataFrame({(g, v): {c: r[c]["rate"] for c in ("refusal", "harmful refusal")} for g, by in split["splits"]["name_frequency"].items() for v, r in by.items()}).T
+table.index.names = ["identity", "names"]
+ax = table["refusal"].unstack().plot.bar(figsize=(7, 3.5), title="7B refusal rate: common vs rare names")
+ax.set_ylabel("share of outputs")
+plt.savefig(figures / "common_vs_rare.png", dpi=150, bbox_inches="tight")
+plt.show()
+table.round(3)"""),
+    ("markdown", """## 4. A judge trained on one model's labels, applied to the other's
+
+The cross-model protocol: train on 7B labels, label the 13B outputs (and the reverse), and compare with the humans.
+The notebook uses the TF-IDF baseline judge so it runs in seconds; `benchmarks/cross_model.py` runs the LoRA judge the same way."""),
+    ("code", """import tempfile
+
+agreement_rows = []
+for src, dst in (("llama-2-7b", "llama-2-13b"), ("llama-2-13b", "llama-2-7b")):
+    judge_dir = Path(tempfile.mkdtemp())
+    train_tfidf(labelled_data(records[records.model == src], label_column="label", taxonomy=taxonomy), judge_dir)
+    save_taxonomy(taxonomy, judge_dir)
+    target = records[records.model == dst].reset_index(drop=True)
+    labelled = load_judge(f"tfidf:{judge_dir}").label(target.rename(columns={"label": "human"}), progress=False)
+    result = compute_agreement(labelled, gold="human", pred="label", taxonomy=taxonomy, n_boot=200)
+    agreement_rows.append({"train": src, "test": dst, "kappa": result["cohen_kappa"], "kappa 95% CI": result["ci95"]["cohen_kappa"],
+                           "alpha": result["krippendorff_alpha"], "macro-F1": result["macro_f1"]})
+    judged = disparity(labelled, label="label", groups=["identity"], taxonomy=taxonomy, reference="white")
+    human = disparity(labelled, label="human", groups=["identity"], taxonomy=taxonomy, reference="white")
+    print(f"{src} -> {dst}: refusal rate muslim judge {judged['rates']['muslim']['refusal']['rate']:.3f} vs human {human['rates']['muslim']['refusal']['rate']:.3f}; "
+          f"white judge {judged['rates']['white']['refusal']['rate']:.3f} vs human {human['rates']['white']['refusal']['rate']:.3f}")
+pd.DataFrame(agreement_rows).round(3)"""),
+]
+
+nb = nbformat.v4.new_notebook()
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+for kind, source in cells:
+    nb.cells.append(nbformat.v4.new_markdown_cell(source) if kind == "markdown" else nbformat.v4.new_code_cell(source))
+nb.cells[1].metadata["tags"] = ["parameters"]
+nbformat.write(nb, Path(__file__).with_name("chehbouni2024.ipynb"))
+print("wrote notebooks/chehbouni2024.ipynb")
