@@ -108,7 +108,7 @@ def main():
                 judge = load_judge("llm", taxonomy=tax, examples=str(examples) if shots else None, shots=shots)
                 result, rps, _ = evaluate(judge, sample, tax, batch_size=8)
                 rows.append(row_for(f"LLM SmolLM2-135M {shots}-shot (sample)", arrow, result, None, rps))
-        print(markdown_table(rows[-4:], list(rows[-1].keys())), flush=True)
+        print(markdown_table([r for r in rows if r['train -> test'] == arrow], list(rows[-1].keys())), flush=True)
 
     columns = ["judge", "train -> test", "n", "kappa", "kappa 95% CI", "alpha", "macro-F1", *[f"F1 {s}" for s in SHORT.values()], "unscored", "train ex/s", "label resp/s"]
     print("\n## Cross-model agreement with the human labels\n")

@@ -92,7 +92,3 @@ def run_command(
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
-
-
-def exit_with(code: int) -> None:
-    sys.exit(code)

@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Merged-judge caches written by tests go to a throwaway folder, not the user cache.
+os.environ["SAFEGUARD_AUDIT_CACHE"] = tempfile.mkdtemp(prefix="safeguard-audit-test-cache-")
 
 from judge.paths import SHARED_DATASETS  # noqa: E402
 

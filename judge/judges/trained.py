@@ -32,9 +32,7 @@ class LoraJudge(Judge):
     kind = "lora"
 
     def __init__(self, directory: str | Path, *, device: str = "auto", quantize: bool | None = None, max_length: int | None = None):
-        from peft import PeftModel
-
-        from training.lora import load_base, pick_device
+        from training.lora import pick_device
 
         directory = Path(directory)
         meta = read_judge_json(directory)
@@ -44,19 +42,46 @@ class LoraJudge(Judge):
         self.temperature = float(meta.get("temperature", 1.0))
         self.max_length = max_length or int(meta["max_length"])
         self.mask_names = bool(meta.get("mask_names", True))
-        self.tokenizer, base = load_base(meta["base_model"], meta["labels"], dtype=dtype)
-        model = PeftModel.from_pretrained(base, directory).merge_and_unload()
         self.quantize = (self.device.type == "cpu") if quantize is None else quantize
+        if self.quantize and self.device.type != "cpu":
+            raise UserError("int8 quantized inference runs on CPU only; drop --quantize or use --device cpu")
+        model = self._merged_model(dtype)
         if self.quantize:
-            if self.device.type != "cpu":
-                raise UserError("int8 quantized inference runs on CPU only; drop --quantize or use --device cpu")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch.ao deprecation notices; the kernels are what we want
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         self.model = model.to(self.device).eval()
 
-    def sort_key(self, item: Item) -> int:
-        return len(item.prompt) + len(item.response)
+    def _merged_model(self, dtype: torch.dtype):
+        """The base with the adapter merged in. Small models on CPU are cached merged (keyed by the
+        adapter's hash), so labelling starts without importing peft or merging again."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from judge.manifest import file_sha256
+        from judge.models import cache_root
+        from training.lora import load_base
+
+        key = file_sha256(self.directory / "adapter_model.safetensors")[:16] + "-" + file_sha256(self.directory / "judge.json")[:8]
+        cached = cache_root() / "merged-judges" / key
+        if self.device.type == "cpu" and (cached / "config.json").exists():
+            self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
+            return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
+        from peft import PeftModel
+
+        self.tokenizer, base = load_base(self.meta["base_model"], self.meta["labels"], dtype=dtype)
+        model = PeftModel.from_pretrained(base, self.directory).merge_and_unload()
+        if self.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < 500_000_000:
+            import shutil
+            import tempfile
+
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".merge-", dir=cached.parent))
+            model.save_pretrained(tmp)
+            try:
+                tmp.rename(cached)
+            except OSError:  # another process cached it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        return model
 
     @torch.inference_mode()
     def logits(self, batch: Sequence[Item]) -> np.ndarray:
