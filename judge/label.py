@@ -42,7 +42,10 @@ class Config:
     quantize: bool | None = None
     examples: str | None = None
     shots: int = 0
+    similar_examples: bool = False
     rationale: bool = False
+    mode: str = "score"
+    prompt_template: str | None = None
     seed: int = 0
     progress: bool = True
     overwrite: bool = False
@@ -74,7 +77,8 @@ def main(config: Config) -> dict:
 
     started = time.perf_counter()
     judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, quantize=config.quantize,
-                       examples=config.examples, shots=config.shots, rationale=config.rationale, seed=config.seed)
+                       examples=config.examples, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
+                       mode=config.mode, prompt_template=config.prompt_template, seed=config.seed)
     added = [config.prefix + c for c in ("label", "confidence", "unscored_reason")]
     clash = [c for c in added if c in records.columns]
     if clash:
@@ -116,7 +120,10 @@ def build_parser():
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="fp32 inference for the LoRA judge")
     p.add_argument("--examples", help="llm judge: labelled records to draw few-shot examples from")
     p.add_argument("--shots", type=int, help="llm judge: examples per category (default: 0)")
+    p.add_argument("--similar-examples", action="store_true", help="llm judge: pick the examples most similar to each item (default: seeded, the same for all)")
+    p.add_argument("--mode", choices=["score", "generate"], help="llm judge: score every category (default) or decode with outlines constraints")
     p.add_argument("--rationale", action="store_true", help="llm judge: generate a JSON {rationale, label} instead of a bare label")
+    p.add_argument("--prompt-template", help="llm judge: prompt file (default: data/judge_prompts/default.yaml)")
     p.add_argument("--seed", type=int, help="seed for example selection and sampling (default: 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
