@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--sample", type=int, default=200)
     ap.add_argument("--speed-sample", type=int, default=24)
     ap.add_argument("--shots", type=int, default=2)
+    ap.add_argument("--skip-agreement", action="store_true", help="only the speed table")
     ap.add_argument("--model", default=None, help="chat model for the judge (default: bundled SmolLM2-135M-Instruct)")
     args = ap.parse_args()
     data = load_chehbouni(args.data_dir)
@@ -55,13 +56,14 @@ def main():
     spec = f"llm:{args.model}" if args.model else "llm"
 
     rows = []
-    for shots in (0, args.shots):
+    for shots in () if args.skip_agreement else (0, args.shots):
         judge = load_judge(spec, taxonomy=tax, examples=str(examples) if shots else None, shots=shots)
         started = time.perf_counter()
         labelled = judge.label(target, batch_size=8, progress=True)
         rows.append(agreement_row(f"scoring, {shots}-shot, batch 8", labelled, target, tax, time.perf_counter() - started))
-    print(f"\n## LLM judge ({args.model or 'SmolLM2-135M-Instruct'}) on a stratified sample of {len(target)} {args.target} records\n")
-    print(markdown_table(rows, list(rows[0].keys())), flush=True)
+    if rows:
+        print(f"\n## LLM judge ({args.model or 'SmolLM2-135M-Instruct'}) on a stratified sample of {len(target)} {args.target} records\n")
+        print(markdown_table(rows, list(rows[0].keys())), flush=True)
 
     speed = stratified(data[args.target], args.speed_sample, seed=1)
     judge = load_judge(spec, taxonomy=tax)

@@ -57,6 +57,8 @@ def bootstrap_ci(
 
 
 def per_class_scores(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    if len(gold) == 0:  # nothing scored: every class has no support
+        return {label: {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0} for label in labels}
     precision, recall, f1, support = precision_recall_fscore_support(gold, pred, labels=list(labels), zero_division=0)
     return {
         label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}

@@ -71,6 +71,13 @@ def test_unscored_excluded_and_counted():
     assert result["confusion"]["matrix"][1] == [0, 2, 1]  # the unscored item shows in its own column
 
 
+def test_all_unscored_reports_instead_of_crashing():
+    result = agreement(["a", "b"], [UNSCORED, UNSCORED], labels=["a", "b"], n_boot=10)
+    assert result["n_unscored"] == 2 and result["unscored_rate"] == 1.0
+    assert math.isnan(result["cohen_kappa"]) and result["per_class"]["a"]["support"] == 0
+    assert result["confusion"]["matrix"] == [[0, 0, 1], [0, 0, 1]]
+
+
 def test_annotator_statistics():
     gold = ["a", "a", "b", "b"]
     result = agreement(gold, PRED, labels=["a", "b"], annotators={"h1": gold, "h2": PRED}, n_boot=0)

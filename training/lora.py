@@ -27,7 +27,7 @@ from training.data import LabelledData, class_weights, stratified_split
 @dataclass
 class LoraRecipe:
     base_model: str = MINILM
-    max_length: int = 80
+    max_length: int = 96
     epochs: int = 6
     lr: float = 1e-3
     lora_r: int = 16

@@ -172,6 +172,7 @@ class LLMJudge(Judge):
     def _prepare_continuations(self) -> None:
         end = self.tokenizer.eos_token_id
         conts = [self.tokenizer(c, add_special_tokens=False).input_ids + ([end] if end is not None else []) for c in self.taxonomy.labels]
+        self.continuations = conts
         width = max(len(c) for c in conts)
         pad = self.tokenizer.pad_token_id
         self.cont_ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=self.device)
@@ -199,20 +200,21 @@ class LLMJudge(Judge):
         out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
         scores = first[:, self.cont_ids[:, 0]]  # (B, K)
-        C = self.cont_ids.shape[1]
-        if C > 1:
-            cache = out.past_key_values
-            cache.batch_repeat_interleave(K)
-            cont_in = self.cont_ids[:, :-1].repeat(B, 1)  # row b*K + k
-            cont_mask = self.cont_mask[:, :-1].repeat(B, 1)
-            attention2 = torch.cat([attention.repeat_interleave(K, dim=0), cont_mask], dim=1)
-            start = (P + mask.sum(dim=1)).repeat_interleave(K).unsqueeze(1)
-            positions2 = start + torch.arange(C - 1, device=self.device).unsqueeze(0)
-            out2 = self.model(input_ids=cont_in, attention_mask=attention2, position_ids=positions2, past_key_values=cache, use_cache=False)
-            logp = torch.log_softmax(out2.logits.float(), dim=-1)  # (B*K, C-1, V)
-            targets = self.cont_ids[:, 1:].repeat(B, 1)
-            step = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * self.cont_mask[:, 1:].repeat(B, 1)
-            scores = scores + step.sum(dim=1).view(B, K)
+        cache = out.past_key_values
+        ahead = (P + mask.sum(dim=1)).unsqueeze(1)
+        for k, cont in enumerate(self.continuations):
+            if len(cont) < 2:
+                continue
+            # Score the rest of category k for the whole batch, then crop the cache back: no copies.
+            steps = len(cont) - 1
+            inputs = torch.tensor(cont[:-1], device=self.device).repeat(B, 1)
+            attention_k = torch.cat([attention, torch.ones((B, steps), dtype=torch.long, device=self.device)], dim=1)
+            positions_k = ahead + torch.arange(steps, device=self.device).unsqueeze(0)
+            out_k = self.model(input_ids=inputs, attention_mask=attention_k, position_ids=positions_k, past_key_values=cache, use_cache=True)
+            logp = torch.log_softmax(out_k.logits.float(), dim=-1)
+            targets = torch.tensor(cont[1:], device=self.device).repeat(B, 1)
+            scores[:, k] += logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(dim=1)
+            cache.crop(-steps)
         return scores.double().cpu().numpy()
 
     def probabilities(self, batch: Sequence[Item]) -> list[dict[str, float]]:
