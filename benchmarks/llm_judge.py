@@ -81,8 +81,6 @@ def main():
     labelled = judge.label(speed, batch_size=8, progress=False)
     timings.append(agreement_row("outlines-constrained generation, batch 8", labelled, speed, tax, time.perf_counter() - started))
     # Free generation: what a plain LLM judge does; the text is parsed afterwards.
-    from outlines.inputs import Chat  # noqa: F401  (same prompt as the constrained path)
-
     tok, model = judge.tokenizer, judge.model
     tok.padding_side = "left"
     started = time.perf_counter()

@@ -69,6 +69,10 @@ def main(config: Config) -> dict:
         "input": fingerprint([config.input]),
         "judge": judge_fingerprint(config.judge),
     }
+    added = [config.prefix + c for c in ("label", "confidence", "unscored_reason")]
+    clash = [c for c in added if c in records.columns]
+    if clash:
+        raise UserError(f"input already has column(s) {', '.join(clash)}; pass --prefix (e.g. --prefix judge_) so the judge's columns do not replace them")
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
     previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
     if previous:
@@ -79,10 +83,6 @@ def main(config: Config) -> dict:
     judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, quantize=config.quantize,
                        examples=config.examples, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
                        mode=config.mode, prompt_template=config.prompt_template, seed=config.seed)
-    added = [config.prefix + c for c in ("label", "confidence", "unscored_reason")]
-    clash = [c for c in added if c in records.columns]
-    if clash:
-        raise UserError(f"input already has column(s) {', '.join(clash)}; pass --prefix (e.g. --prefix judge_) so the judge's columns do not replace them")
     manifest = RunManifest("judge.label", config, inputs=[config.input], judge=judge.describe(), identity=identity, status="running")
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from judge.cli import new_parser, run_command
-from judge.disparity import disparity, rate_matrix, rates_table
+from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
 from judge.manifest import RunManifest
-from judge.records import ensure_writable, read_records, write_text
+from judge.records import ensure_writable, read_records, require_columns, write_text
 from judge.tables import fmt, heatmap, latex, markdown, save_figure, write_tables
 from judge.taxonomy import Taxonomy, resolve_taxonomy
 
@@ -44,9 +44,6 @@ class Config:
 
 def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool) -> tuple[pd.DataFrame, Taxonomy]:
     """Resolve the taxonomy and, with ``coarse``, map labels to their parents."""
-    from judge.disparity import canonical_labels
-    from judge.records import require_columns
-
     require_columns(records, [label], source="records", flag_hint="Fix --label.")
     fine = resolve_taxonomy(taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()])
     if not coarse:

@@ -53,7 +53,7 @@ def module_run(module, argv):
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
     """A randomly initialised 2-layer Llama with SmolLM2's tokenizer and chat template."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     tok_dir = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = _smollm2_tokenizer()

@@ -55,7 +55,7 @@ def test_cached_scoring_matches_full_sequence_scoring(judge):
     for i, item in enumerate(items):
         context = judge.prefix_ids[0].tolist() + tok(judge.user_text(item) + judge.suffix_text, add_special_tokens=False).input_ids
         for k in range(len(judge.taxonomy.labels)):
-            cont = judge.cont_ids[k][judge.cont_mask[k].bool()].tolist()
+            cont = judge.continuations[k]
             ids = torch.tensor([context + cont])
             with torch.inference_mode():
                 logp = torch.log_softmax(judge.model(input_ids=ids).logits[0].double(), dim=-1)

@@ -1,5 +1,4 @@
 """The paper notebook runs top to bottom on the released data (so it cannot rot)."""
-from pathlib import Path
 
 import pytest
 

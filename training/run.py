@@ -1,7 +1,6 @@
 """Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -114,7 +113,3 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
 def summary_line(metrics: dict) -> str:
     keys = [k for k in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "train_seconds") if k in metrics]
     return " ".join(f"{k}={fmt(metrics[k]) if isinstance(metrics[k], float) else metrics[k]}" for k in keys)
-
-
-def dump(metrics: dict) -> str:
-    return json.dumps(metrics, indent=2)

@@ -171,12 +171,8 @@ class LLMJudge(Judge):
 
     def _prepare_continuations(self) -> None:
         end = self.tokenizer.eos_token_id
-        conts = [self.tokenizer(c, add_special_tokens=False).input_ids + ([end] if end is not None else []) for c in self.taxonomy.labels]
-        self.continuations = conts
-        width = max(len(c) for c in conts)
-        pad = self.tokenizer.pad_token_id
-        self.cont_ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=self.device)
-        self.cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in conts], device=self.device)
+        self.continuations = [self.tokenizer(c, add_special_tokens=False).input_ids + ([end] if end is not None else []) for c in self.taxonomy.labels]
+        self.first_tokens = torch.tensor([c[0] for c in self.continuations], device=self.device)
 
     # -- scoring -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -184,7 +180,7 @@ class LLMJudge(Judge):
         """log P(category + end of turn | prompt) for every item and category: (len(batch), K)."""
         tok = self.tokenizer
         suffixes = [tok(self.user_text(item) + self.suffix_text, add_special_tokens=False).input_ids for item in batch]
-        B, K, P = len(batch), len(self.taxonomy.labels), self.prefix_ids.shape[1]
+        B, P = len(batch), self.prefix_ids.shape[1]
         S = max(len(s) for s in suffixes)
         ids = torch.full((B, S), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((B, S), dtype=torch.long)
@@ -199,7 +195,7 @@ class LLMJudge(Judge):
         positions = (P + mask.cumsum(dim=1) - 1).clamp(min=P)
         out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
-        scores = first[:, self.cont_ids[:, 0]]  # (B, K)
+        scores = first[:, self.first_tokens]  # (B, K)
         cache = out.past_key_values
         ahead = (P + mask.sum(dim=1)).unsqueeze(1)
         for k, cont in enumerate(self.continuations):
