@@ -4,6 +4,7 @@ Examples:
     python -m judge.data chehbouni2024 ../shared/datasets/chehbouni2024/df_annotated_llama7.csv \\
         ../shared/datasets/chehbouni2024/df_annotated_llama13.csv --out runs/chehbouni2024.jsonl
     python -m judge.data sample runs/outputs.jsonl --n 600 --stratify identity --out runs/to_label.csv
+    python -m judge.data sample runs/outputs.jsonl --n 300 --exclude runs/train_labels.csv --out runs/ppi_sample.csv
 
 ``chehbouni2024`` reads the long-format CSVs released with Chehbouni et al. 2024: one record per
 (prompt, sample) with fields id, prompt (the filled template), response (the sampled output the
@@ -11,7 +12,11 @@ row's label belongs to, echoed prompt stripped), label, identity, name, name_lis
 template, heading, model, sample.
 
 ``sample`` draws a seeded sample of records, proportional within each stratum of --stratify
-(every stratum gets at least one), and adds an empty ``label`` column for the annotators.
+(every stratum gets at least one), and adds an empty ``label`` column for the annotators (a label
+the records already had is not handed to them). Each drawn record gets its ``inclusion_probability``
+(stratum sample size / stratum size), which judge.report --human uses to weight the sample.
+--exclude FILE leaves out the ids in FILE (e.g. the judge's training labels, so the sample can
+correct the judge's rates).
 """
 from __future__ import annotations
 
@@ -79,21 +84,30 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
     return records.sort_values("id", kind="stable").reset_index(drop=True)
 
 
+INCLUSION = "inclusion_probability"
+
+
 def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int) -> pd.DataFrame:
+    """A seeded sample with each record's inclusion probability, and an empty ``label`` column."""
     if n <= 0:
         raise UserError("--n must be a positive number of records")
+    if INCLUSION in records.columns:
+        raise UserError(f"the records already have a column {INCLUSION!r} (a sample of a sample?); rename it or sample from the full records")
     if n >= len(records):
-        picked = records
+        picked = records.assign(**{INCLUSION: 1.0})
     elif not stratify:
-        picked = records.sample(n=n, random_state=seed)
+        picked = records.sample(n=n, random_state=seed).assign(**{INCLUSION: n / len(records)})
     else:
         require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
         share = n / len(records)
-        parts = [g.sample(n=max(1, round(len(g) * share)), random_state=seed) for _, g in records.groupby(stratify, dropna=False)]
+        parts = []
+        for _, group in records.groupby(stratify, dropna=False):
+            size = min(len(group), max(1, round(len(group) * share)))
+            parts.append(group.sample(n=size, random_state=seed).assign(**{INCLUSION: size / len(group)}))
         picked = pd.concat(parts)
     picked = picked.sort_index()
-    if "label" not in picked.columns:
-        picked = picked.assign(label="")
+    # Annotators label blind: a label the records already carry is not handed to them.
+    picked = picked.assign(label="")
     return picked.reset_index(drop=True)
 
 
@@ -104,6 +118,7 @@ class Config:
     out: str
     n: int = 500
     stratify: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
     seed: int = 0
     overwrite: bool = False
 
@@ -113,12 +128,21 @@ def main(config: Config) -> pd.DataFrame:
         raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
         raise UserError("give at least one input file")
+    if config.dataset != "sample" and (config.exclude or config.stratify):
+        raise UserError("--exclude and --stratify apply to 'sample' only")
     ensure_writable(config.out, overwrite=config.overwrite)
-    manifest = RunManifest("judge.data", config, inputs=config.inputs)
+    manifest = RunManifest("judge.data", config, inputs=[*config.inputs, *config.exclude])
     if config.dataset == "sample":
         from judge.records import read_records
 
-        records = annotation_sample(read_records(config.inputs), n=config.n, stratify=list(config.stratify), seed=config.seed)
+        records = read_records(config.inputs, required=())
+        if config.exclude:
+            excluded = set(read_records(config.exclude, required=())["id"])
+            records = records[~records["id"].isin(excluded)]
+            if records.empty:
+                raise UserError("every record's id is in --exclude; nothing is left to sample")
+            print(f"excluded {len(excluded)} id(s) listed in {', '.join(config.exclude)}; sampling from {len(records)} records")
+        records = annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed)
     else:
         records = import_chehbouni2024(config.inputs)
     write_records(records, config.out, overwrite=config.overwrite)
@@ -133,6 +157,7 @@ def build_parser():
     parser.add_argument("inputs", nargs="*", metavar="FILE", help="the released CSVs (chehbouni2024) or the records to sample from")
     parser.add_argument("--n", type=int, help="sample: how many records (default: 500)")
     parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
+    parser.add_argument("--exclude", action="append", metavar="FILE", help="sample: leave out the ids in FILE, e.g. the judge's training labels (repeatable)")
     parser.add_argument("--seed", type=int, help="sample: seed (default: 0)")
     parser.add_argument("--out", help="output records file (.jsonl, .csv or .parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

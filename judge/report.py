@@ -10,6 +10,19 @@ and counts, a chi-square test of independence between group and category, the ra
 group against --reference (default: the largest group), and a split by each further --group column.
 Writes OUT/disparity.json, disparity.md, disparity.tex, rates_stacked.png, rates_heatmap.png and
 manifest.json.
+
+Judge labels corrected by human labels (prediction-powered inference, PPI++):
+    python -m judge.report labelled.jsonl --label judge_label --group identity --reference white \
+        --human runs/study/human_sample.csv --taxonomy chehbouni2024 --out runs/report-ppi
+
+--human names a file of human labels (matched by id; its --human-label column, default label) or a
+column of the labelled file that is filled on a random subset. The report then gives, per group and
+category, the judge-only rate, the human-only rate on the subset and the PPI rate (all 95%), each
+group's gap to the reference by all three, and the effective number of human labels PPI is worth;
+ppi_rates.png shows them side by side. A stratified human sample (judge.data sample --stratify)
+carries an inclusion_probability column: its inverse weights the sample. The human labels must not
+be ones the judge was trained on: the judge directory's training_ids.json (found through the
+labelled file's manifest, or --judge-dir) is checked.
 """
 from __future__ import annotations
 
@@ -23,10 +36,11 @@ import numpy as np
 import pandas as pd
 
 from judge.cli import new_parser, run_command
+from judge.errors import UserError
 from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, read_records, require_columns, write_text
-from judge.tables import fmt, heatmap, latex, markdown, save_figure, write_tables
+from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, save_figure, write_tables
 from judge.taxonomy import Taxonomy, resolve_taxonomy
 
 
@@ -39,6 +53,10 @@ class Config:
     reference: str | None = None
     taxonomy: str | None = None
     coarse: bool = False
+    human: str | None = None
+    human_label: str = "label"
+    inclusion_column: str = "inclusion_probability"
+    judge_dir: str | None = None
     overwrite: bool = False
 
 
@@ -80,7 +98,96 @@ def render(result: dict) -> tuple[str, str]:
         split.index.names = [result["group_column"], col]
         md += [f"\n## Split by {col}\n", markdown(split)]
         tex.append(latex(split, caption=f"Rates by {result['group_column']} and {col}.", label=f"tab:split-{col}"))
+    if "ppi" in result:
+        ppi_md, ppi_tex = render_ppi(result["ppi"], ppi_categories(result["ppi"], cats), group_column=result["group_column"])
+        md += ppi_md
+        tex += ppi_tex
     return "\n".join(md) + "\n", "\n".join(tex)
+
+
+def ppi_categories(ppi: dict, categories: list[str]) -> list[str]:
+    """Categories that occur in the human or the judge labels (the others are zero by all three methods)."""
+    def seen(c):
+        return any((r[c].get("human_only") or {}).get("rate") or r[c]["judge_only"]["rate"] for r in ppi["rates"].values())
+    return [c for c in categories if seen(c)]
+
+
+def _estimate(entry: dict | None, key: str) -> str:
+    if not entry or entry.get(key) is None:
+        return "n/a"
+    return f"{entry[key]:.3f} {fmt_ci(entry['ci'])}"
+
+
+def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[str], list[str]]:
+    rows = {}
+    for g, by_cat in ppi["rates"].items():
+        for c in cats:
+            r = by_cat[c]
+            rows[(g, c)] = {
+                "n human": r["n_human"],
+                "judge only": _estimate(r["judge_only"], "rate"),
+                "human only": _estimate(r.get("human_only"), "rate") if r["estimable"] or r.get("human_only") else "n/a",
+                "PPI": _estimate(r.get("ppi"), "rate") if r["estimable"] else "not estimable",
+                "effective n": fmt(r.get("effective_n"), 0),
+            }
+    rates = pd.DataFrame(rows).T
+    rates.index.names = [group_column, "category"]
+    rates = rates.reset_index()
+    gap_rows = {}
+    for g, by_cat in ppi["gaps"].items():
+        for c in cats:
+            r = by_cat[c]
+            gap_rows[(g, c)] = {
+                "judge only": _estimate(r["judge_only"], "gap"),
+                "human only": _estimate(r.get("human_only"), "gap"),
+                "PPI": _estimate(r.get("ppi"), "gap") if r["estimable"] else "not estimable",
+                "effective n": fmt(r.get("effective_n"), 0),
+            }
+    gaps = pd.DataFrame(gap_rows).T
+    if len(gaps):
+        gaps.index.names = [group_column, "category"]
+        gaps = gaps.reset_index()
+    level = int(round(100 * (1 - ppi["alpha"])))
+    head = (f"{ppi['n_human']} human labels ({ppi['human_source']}) correct the judge's labels on {ppi['n_outputs']} outputs. "
+            f"Weights: {ppi['weights_from']}. Training-set overlap: {ppi['training_overlap']}.")
+    md = [f"\n## Prediction-powered rates ({level}% CI)\n", head + "\n",
+          "judge only: the judge's labels taken as human ones (Wilson); human only: the human subset alone (CLT); "
+          "PPI: PPI++ (ppi_py). Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
+          markdown(rates, index=False), f"\n## Gap to {ppi['reference']} ({level}% CI)\n", markdown(gaps, index=False) if len(gaps) else "(one group only)"]
+    if ppi["not_estimable"]:
+        md.append(f"\nNot estimable (too few human labels): {', '.join(ppi['not_estimable'])}.\n")
+    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}\\% CI).", label="tab:ppi-rates", index=False)]
+    if len(gaps):
+        tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']} ({level}\\% CI).", label="tab:ppi-gaps", index=False))
+    return md, tex
+
+
+def ppi_figure(ppi: dict, cats: list[str], *, group_column: str):
+    """One panel per category: each group's rate by the three methods, with intervals."""
+    groups = list(ppi["rates"])
+    methods = [("judge_only", "judge only", "tab:gray"), ("human_only", "human only", "tab:orange"), ("ppi", "PPI", "tab:blue")]
+    fig, axes = plt.subplots(1, len(cats), figsize=(3.2 * len(cats) + 1, 0.45 * len(groups) + 1.6), sharey=True, squeeze=False)
+    for ax, c in zip(axes[0], cats):
+        for k, (key, name, colour) in enumerate(methods):
+            ys, xs, lo, hi = [], [], [], []
+            for i, g in enumerate(groups):
+                entry = ppi["rates"][g][c].get(key)
+                if entry and entry.get("rate") is not None and entry["ci"][0] is not None:
+                    ys.append(i + (k - 1) * 0.22)
+                    xs.append(entry["rate"])
+                    lo.append(max(0.0, entry["rate"] - entry["ci"][0]))
+                    hi.append(max(0.0, entry["ci"][1] - entry["rate"]))
+            ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", color=colour, label=name, capsize=2, markersize=4)
+        ax.set_title(c)
+        ax.set_yticks(range(len(groups)), labels=groups)
+        ax.set_xlabel("rate")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_ylabel(group_column)
+    axes[0][-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
+    level = int(round(100 * (1 - ppi["alpha"])))
+    fig.suptitle(f"Rates by {group_column}: judge only vs human only vs PPI ({level}% CI)")
+    fig.tight_layout()
+    return fig
 
 
 def stacked_bars(result: dict):
@@ -111,18 +218,110 @@ def write_disparity_report(result: dict, out_dir: str | Path, *, overwrite: bool
     fig = heatmap(rate_matrix(result["rates"], result["categories"]), rows=list(result["rates"]), columns=result["categories"],
                   title=f"Category rate by {result['group_column']}", xlabel="category", ylabel=result["group_column"], cmap="Reds")
     written.append(save_figure(fig, out_dir / "rates_heatmap.png", overwrite=overwrite))
+    if "ppi" in result:
+        cats = ppi_categories(result["ppi"], result["categories"])
+        written.append(save_figure(ppi_figure(result["ppi"], cats, group_column=result["group_column"]), out_dir / "ppi_rates.png", overwrite=overwrite))
     return written
+
+
+def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, pd.Series | None, str]:
+    """The human label of each record (empty where none) and its inclusion probability, if recorded.
+
+    ``--human`` is a file of human labels joined on id, or a column of the labelled file.
+    """
+    spec = config.human
+    if Path(spec).is_file():
+        human = read_records(spec, required=(), label_columns=[config.human_label])
+        unknown = sorted(set(human["id"]) - set(records["id"]))
+        if unknown:
+            raise UserError(
+                f"{len(unknown)} id(s) in --human {spec} are not in {config.input} (e.g. {', '.join(map(repr, unknown[:3]))}); "
+                "the human labels must be for outputs of the labelled file: check both files' id columns"
+            )
+        by_id = human.set_index("id")
+        labels = records["id"].map(by_id[config.human_label])
+        inclusion = records["id"].map(by_id[config.inclusion_column]) if config.inclusion_column in human.columns else None
+        source = f"file {spec} (column {config.human_label})"
+    elif spec in records.columns:
+        if spec == config.label:
+            raise UserError(f"--human {spec!r} is the --label column itself; name the column (or file) of human labels")
+        labels = records[spec]
+        inclusion = records[config.inclusion_column] if config.inclusion_column in records.columns else None
+        source = f"column {spec}"
+    else:
+        raise UserError(f"--human {spec!r} is neither a file nor a column of {config.input}; columns present: {', '.join(map(str, records.columns))}")
+    empty = labels.isna() | (labels.astype(str).str.strip() == "")
+    if empty.all():
+        raise UserError(f"--human {source} holds no labels for the outputs of {config.input}")
+    labels = labels.where(~empty, "")
+    if inclusion is not None:
+        probs = pd.to_numeric(inclusion[~empty], errors="coerce")
+        if probs.isna().any() or ((probs <= 0) | (probs > 1)).any():
+            raise UserError(f"column {config.inclusion_column!r} must hold inclusion probabilities in (0, 1] for every human-labelled output")
+        inclusion = inclusion.where(~empty)
+    return labels, inclusion, source
+
+
+def check_not_trained_on(human_ids: set[str], config: Config) -> str:
+    """Refuse human labels the judge was trained on: PPI's correction assumes the judge never saw them."""
+    from judge.judge_dir import read_training_ids
+    from judge.manifest import read_manifest
+
+    judge_dir = config.judge_dir
+    if judge_dir is None:
+        directory = ((read_manifest(config.input) or {}).get("judge") or {}).get("directory")
+        judge_dir = directory if directory and Path(directory).is_dir() else None
+    if judge_dir is None:
+        return "not checked: no judge directory found in the labelled file's manifest (pass --judge-dir to check)"
+    trained = read_training_ids(judge_dir)
+    if trained is None:
+        return f"not checked: {judge_dir} records no training ids (trained before they were recorded)"
+    overlap = human_ids & trained
+    if overlap:
+        raise UserError(
+            f"{len(overlap)} of the {len(human_ids)} human-labelled outputs were used to train the judge in {judge_dir} "
+            f"(e.g. {sorted(overlap)[0]!r}); PPI needs human labels the judge has not seen, or its intervals are too narrow: "
+            "label a fresh sample (judge.data sample --exclude the training file) and pass that as --human"
+        )
+    return f"checked: none of the human-labelled ids is among the {len(trained)} ids {judge_dir} was trained on"
+
+
+def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxonomy: Taxonomy, config: Config) -> dict:
+    """PPI rates and gaps; ``fine`` checks the human labels, ``taxonomy`` (coarse with --coarse) reports them."""
+    from judge.ppi import ppi_by_group
+
+    labels, inclusion, source = human_labels_for(records, config)
+    has_human = labels != ""
+    gold = fine.gold(labels[has_human], column=config.human_label if Path(config.human).is_file() else config.human)
+    human = pd.Series("", index=records.index, dtype=object)
+    human[has_human] = [fine.parent_of(x) for x in gold] if config.coarse else gold
+    overlap_note = check_not_trained_on(set(records.loc[has_human, "id"]), config)
+    weights = None if inclusion is None else (1.0 / pd.to_numeric(inclusion, errors="coerce")).fillna(0).to_numpy()
+    judge_labels = canonical_labels(records[config.label], taxonomy, column=config.label)
+    primary = config.group[0]
+    ppi = ppi_by_group(judge_labels, human.tolist(), records[primary].astype(str).tolist(), categories=taxonomy.labels,
+                       reference=result["reference"], weights=weights)
+    ppi.update(human_source=source, training_overlap=overlap_note,
+               weights_from=f"1 / {config.inclusion_column}" if weights is not None else "none (simple random sample assumed)")
+    for g in ppi["not_estimable"]:
+        print(f"warning: group {g!r} has too few human labels for PPI; reported as not estimable", file=sys.stderr)
+    return ppi
 
 
 def main(config: Config) -> dict:
     out_dir = Path(config.out)
+    if config.human is None and config.judge_dir is not None:
+        raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
     ensure_writable(out_dir / "disparity.json", overwrite=config.overwrite)
-    manifest = RunManifest("judge.report", config, inputs=[config.input])
+    manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
     records = read_records(config.input, required=(), label_columns=[config.label, *config.group])
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse)
     result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=config.reference)
+    if config.human is not None:
+        fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()]) if config.coarse else taxonomy
+        result["ppi"] = prediction_powered(records, result, fine, taxonomy, config)
     written = write_disparity_report(result, out_dir, overwrite=config.overwrite)
-    manifest.write(out_dir, n=result["n"], n_unscored=result["n_unscored"])
+    manifest.write(out_dir, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
     print(render(result)[0])
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
@@ -136,6 +335,13 @@ def build_parser():
     parser.add_argument("--reference", help="reference group for rate ratios (default: the largest group)")
     parser.add_argument("--taxonomy", help="preset name or YAML path; default: the distinct labels")
     parser.add_argument("--coarse", action="store_true", help="report coarse parent categories")
+    parser.add_argument("--human", metavar="FILE_OR_COLUMN", help="human labels for a random or stratified subset of the outputs "
+                        "(a file joined on id, or a column of the input): adds prediction-powered rates and gaps")
+    parser.add_argument("--human-label", metavar="COL", help="with --human FILE: its column of human labels (default: label)")
+    parser.add_argument("--inclusion-column", metavar="COL", help="column of each human-labelled output's inclusion probability; "
+                        "its inverse weights a stratified sample (default: inclusion_probability, written by judge.data sample)")
+    parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids must not overlap the human labels "
+                        "(default: the one named in the labelled file's manifest)")
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     return parser

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from judge.errors import UserError
+from judge.judge_dir import write_training_ids
 from judge.judges.trained import save_taxonomy
 from judge.manifest import RunManifest
 from judge.records import read_records
@@ -72,6 +73,7 @@ def train_judge(config: TrainConfig) -> dict:
 
             metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
         save_taxonomy(data.taxonomy, tmp)
+        write_training_ids(tmp, data.records["id"])
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
         manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics)
         manifest.write(tmp, n_records=len(data.y))
