@@ -6,7 +6,17 @@ Examples:
     python -m judge.agree data/sample/annotated_sample.jsonl --gold label --pred second_annotator \\
         --taxonomy chehbouni2024 --coarse --out runs/agree-coarse
 
-Writes OUT/agreement.json, agreement.md, agreement.tex, confusion.png and manifest.json.
+Per-group judge error and the alternative annotator test:
+    python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --out runs/agree-by-group
+    python -m judge.agree triple.csv --gold label --pred judge_label --annotators ann1 ann2 ann3 --alt-test \
+        --epsilon 0.15 --out runs/alt-test
+
+Writes OUT/agreement.json, agreement.md, agreement.tex, confusion.png and manifest.json; with --by,
+also error_by_group.png: kappa, accuracy, false-positive/false-negative rate per category and the
+judge's rate minus the humans' (paired 95% interval) within each group, and a chi-square test of
+whether the judge errs more on some groups. --alt-test asks whether the judge may replace a human
+annotator (Calderon et al. 2025): for each annotator left out, does the judge match the others at
+least as well (one-sided t-test against --epsilon, Benjamini-Yekutieli across annotators)?
 Unscored predictions (judge outputs outside the taxonomy) are excluded from kappa and alpha and
 reported beside them.
 """
@@ -42,6 +52,9 @@ class Config:
     coarse: bool = False
     bootstrap: int = 1000
     seed: int = 0
+    by: str | None = None
+    alt_test: bool = False
+    epsilon: float | None = None
     overwrite: bool = False
 
 
@@ -55,9 +68,15 @@ def compute_agreement(
     annotators: list[str] = (),
     n_boot: int = 1000,
     seed: int = 0,
+    by: str | None = None,
+    alt_test_epsilon: float | None = None,
 ) -> dict:
-    """Agreement figures from records holding a gold and a prediction column (library entry point)."""
-    require_columns(records, [gold, pred, *annotators], source="records")
+    """Agreement figures from records holding a gold and a prediction column (library entry point).
+
+    ``by`` adds the judge's error within each value of that column; ``alt_test_epsilon`` runs the
+    alternative annotator test of ``pred`` against the ``annotators``.
+    """
+    require_columns(records, [gold, pred, *annotators, *([by] if by else [])], source="records", flag_hint="Fix --gold/--pred/--annotators/--by.")
     has_gold = records[gold].notna() & (records[gold].astype(str).str.strip() != "")
     n_without_gold = int((~has_gold).sum())
     records = records[has_gold]
@@ -81,6 +100,14 @@ def compute_agreement(
         human = {k: up(v) for k, v in human.items()}
     result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed)
     result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold, **result}
+    if by:
+        from judge.group_error import judge_error_by_group
+
+        result["by_group"] = {"column": by, **judge_error_by_group(gold_labels, pred_labels, records[by].astype(str).tolist(), labels=used.labels)}
+    if alt_test_epsilon is not None:
+        from judge.alt_test import alt_test
+
+        result["alt_test"] = alt_test(human, pred_labels, epsilon=alt_test_epsilon)
     return result
 
 
@@ -114,7 +141,79 @@ def render_markdown(result: dict) -> tuple[str, str]:
         frame = pd.DataFrame(rows, columns=["statistic", "value"])
         parts += ["\n## Human annotators\n", markdown(frame, index=False)]
         tex_parts.append(latex(frame, caption="Agreement among human annotators.", label="tab:annotators", index=False))
+    if "by_group" in result:
+        by_md, by_tex = render_by_group(result)
+        parts += by_md
+        tex_parts += by_tex
+    if "alt_test" in result:
+        alt = result["alt_test"]
+        frame = pd.DataFrame(
+            [[name, a["n_items"], fmt(a["rho_judge"]), fmt(a["rho_human"]), f"{a['p_value']:.3g}", f"{a['p_adjusted_by']:.3g}", "yes" if a["judge_wins"] else "no"]
+             for name, a in alt["annotators"].items()],
+            columns=["annotator left out", "items", "rho judge", "rho human", "p", "p (BY)", "judge wins"],
+        )
+        verdict = f"**{'PASS' if alt['passed'] else 'FAIL'}**: {alt['reason']}; average advantage probability {fmt(alt['average_advantage_probability'])}."
+        parts += ["\n## Alternative annotator test (Calderon et al. 2025)\n", verdict + "\n", markdown(frame, index=False)]
+        parts += [f"\nWarning: {w}.\n" for w in alt["warnings"]]
+        tex_parts.append(latex(frame, caption=f"Alternative annotator test, epsilon = {alt['epsilon']}: {'pass' if alt['passed'] else 'fail'}.", label="tab:alt-test", index=False))
     return "\n".join(parts) + "\n", "\n".join(tex_parts)
+
+
+def render_by_group(result: dict) -> tuple[list[str], list[str]]:
+    by = result["by_group"]
+    col = by["column"]
+    summary = pd.DataFrame(
+        [[g, r["n_scored"], r["n_unscored"], fmt(r["cohen_kappa"]), fmt(r["accuracy"])] for g, r in by["groups"].items()],
+        columns=[col, "n scored", "unscored", "kappa", "accuracy"],
+    )
+    rows = []
+    for g, r in by["groups"].items():
+        for c, v in r["categories"].items():
+            if not (v["human_rate"] or v["judge_rate"]):
+                continue
+            d = v["judge_minus_human"]
+            rows.append([g, c, fmt(v["human_rate"]), fmt(v["judge_rate"]),
+                         f"{fmt(d['difference'])} {fmt_ci(d['ci']) if d['ci'][0] is not None else ''}".strip(),
+                         fmt(v["false_positive_rate"]), fmt(v["false_negative_rate"])])
+    detail = pd.DataFrame(rows, columns=[col, "category", "human rate", "judge rate", "judge - human [95% CI]", "FPR", "FNR"])
+    test = by["error_rate_test"]
+    test_line = (f"Does the judge err more on some {col} values? Chi-square on (correct, incorrect) x {col}: "
+                 f"chi2 = {fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g}."
+                 if test["statistic"] is not None else "Error-rate test not computed (needs two groups and both correct and incorrect outputs).")
+    md = [f"\n## Judge error by {col}\n", markdown(summary, index=False), "\n" + test_line + "\n",
+          f"\n## Judge rate minus human rate, by {col} and category\n",
+          "FPR: share of outputs humans did not put in the category that the judge did; FNR: share humans did put there that the judge did not.\n",
+          markdown(detail, index=False)]
+    tex = [latex(summary, caption=f"Judge agreement with humans by {col}.", label="tab:error-by-group", index=False),
+           latex(detail, caption=f"Judge rate minus human rate by {col} (paired 95\\% CI), false-positive and false-negative rates.", label="tab:error-by-group-detail", index=False)]
+    return md, tex
+
+
+def error_by_group_figure(result: dict):
+    """One panel per category with any human or judge label: judge rate minus human rate per group."""
+    import matplotlib.pyplot as plt
+
+    by = result["by_group"]
+    groups = list(by["groups"])
+    cats = [c for c in result["labels"] if any(r["categories"][c]["human_rate"] or r["categories"][c]["judge_rate"] for r in by["groups"].values())]
+    fig, axes = plt.subplots(1, len(cats), figsize=(2.8 * len(cats) + 1, 0.45 * len(groups) + 1.6), sharey=True, squeeze=False)
+    for ax, c in zip(axes[0], cats):
+        for i, g in enumerate(groups):
+            d = by["groups"][g]["categories"][c]["judge_minus_human"]
+            if d["difference"] is None:
+                continue
+            lo, hi = d["ci"]
+            err = [[d["difference"] - lo], [hi - d["difference"]]] if lo is not None else None
+            ax.errorbar([d["difference"]], [i], xerr=err, fmt="o", color="tab:blue", capsize=2, markersize=4)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(c)
+        ax.set_yticks(range(len(groups)), labels=groups)
+        ax.set_xlabel("judge - human")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_ylabel(by["column"])
+    fig.suptitle(f"{result['pred_column']} minus {result['gold_column']}: rate difference by {by['column']} (95% CI)")
+    fig.tight_layout()
+    return fig
 
 
 def confusion_figure(result: dict):
@@ -138,10 +237,25 @@ def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool
     written = [write_text(out_dir / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "agreement", md, tex, overwrite=overwrite)
     written.append(save_figure(confusion_figure(result), out_dir / "confusion.png", overwrite=overwrite))
+    if "by_group" in result:
+        written.append(save_figure(error_by_group_figure(result), out_dir / "error_by_group.png", overwrite=overwrite))
     return written
 
 
+def check_options(config: Config) -> None:
+    """Combinations that would otherwise be silently ignored, and out-of-range values."""
+    if config.epsilon is not None and not config.alt_test:
+        raise UserError("--epsilon is the alternative annotator test's margin; add --alt-test or drop --epsilon")
+    if config.epsilon is not None and not 0 <= config.epsilon < 1:
+        raise UserError(f"--epsilon must be in [0, 1) (0.1 skilled annotators, 0.2 crowd workers), got {config.epsilon}")
+    if config.alt_test and len(config.annotators) < 2:
+        raise UserError("--alt-test compares the judge with each human left out: give at least two (better three) --annotators columns")
+    if config.bootstrap < 0:
+        raise UserError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, got {config.bootstrap}")
+
+
 def main(config: Config) -> dict:
+    check_options(config)
     out_dir = Path(config.out)
     ensure_writable(out_dir / "agreement.json", overwrite=config.overwrite)
     manifest = RunManifest("judge.agree", config, inputs=[config.input] + ([config.pred_file] if config.pred_file else []))
@@ -158,6 +272,7 @@ def main(config: Config) -> dict:
     result = compute_agreement(
         records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
+        by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
     )
     written = write_agreement_report(result, out_dir, overwrite=config.overwrite)
     manifest.write(out_dir, n=result["n"], n_unscored=result["n_unscored"])
@@ -166,6 +281,14 @@ def main(config: Config) -> dict:
         f"alpha={fmt(result['krippendorff_alpha'])} macro-F1={fmt(result['macro_f1'])} "
         f"unscored={result['n_unscored']} ({100 * result['unscored_rate']:.1f}%)"
     )
+    if "alt_test" in result:
+        print(f"alt-test: {'PASS' if result['alt_test']['passed'] else 'FAIL'}: {result['alt_test']['reason']}")
+        for warning in result["alt_test"]["warnings"]:
+            print(f"warning: alt-test: {warning}", file=sys.stderr)
+    if "by_group" in result:
+        test = result["by_group"]["error_rate_test"]
+        kappas = ", ".join(f"{g} {fmt(r['cohen_kappa'])}" for g, r in result["by_group"]["groups"].items())
+        print(f"kappa by {config.by}: {kappas}" + (f"; error-rate difference between groups p = {test['p_value']:.3g}" if test["p_value"] is not None else ""))
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
 
@@ -182,6 +305,9 @@ def build_parser():
     parser.add_argument("--coarse", action="store_true", help="map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for the 95%% intervals (default: 1000)")
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: 0)")
+    parser.add_argument("--by", metavar="COL", help="the judge's error within each value of COL (e.g. identity): kappa, FPR/FNR, judge minus human rate, a test across groups")
+    parser.add_argument("--alt-test", action="store_true", help="alternative annotator test of --pred against the --annotators columns (needs 2+, better 3+)")
+    parser.add_argument("--epsilon", type=float, help="alt-test margin: how much better than the judge a human must be to keep the human (default: 0.15)")
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     return parser

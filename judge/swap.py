@@ -1,0 +1,181 @@
+"""Name-swap check: does the judge's label change when only the name (the group signal) changes?
+
+Examples:
+    python -m judge.swap runs/study/heldout.jsonl --judge runs/study/judge --out runs/swap
+    python -m judge.swap outputs.jsonl --judge llm --taxonomy chehbouni2024 --group identity --sample 200 --out runs/swap-llm
+
+Each record's name (column --name-column, default name) is replaced, in the prompt and the
+response, by a name from every other group of --group (drawn with --seed from the names the file
+holds for that group, of the same gender when a gender column exists). The judge labels the
+original and every swapped copy; the report gives the share of labels that flip, per pair of groups
+(from -> to) with Wilson 95% intervals. A judge that masks names (the trained judges' default) must
+flip nothing; an LLM judge or a judge trained with --no-mask-names can, and that share is the
+judge's own group bias, to report beside any disparity it measures.
+
+Writes OUT/swap.json, swap.md, swap.tex, swap_flips.png and manifest.json.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from judge.cli import new_parser, run_command
+from judge.disparity import wilson_interval
+from judge.errors import UserError
+from judge.manifest import RunManifest
+from judge.records import ensure_writable, read_records, write_text
+
+
+@dataclass
+class Config:
+    input: str
+    judge: str
+    out: str
+    group: str = "identity"
+    name_column: str = "name"
+    taxonomy: str | None = None
+    sample: int | None = None
+    seed: int = 0
+    batch_size: int = 64
+    device: str = "auto"
+    progress: bool = True
+    overwrite: bool = False
+
+
+def replace_name(text: str, old: str, new: str) -> str:
+    return re.sub(rf"(?<!\w){re.escape(old)}(?!\w)", lambda _: new, text)
+
+
+def swapped_copies(records: pd.DataFrame, *, group: str, name_column: str, seed: int) -> pd.DataFrame:
+    """One copy of each record per other group, with the name replaced everywhere it appears."""
+    rng = np.random.default_rng(seed)
+    gender = "gender" if "gender" in records.columns else None
+    pools: dict[tuple, list[str]] = {}
+    for keys, sub in records.groupby([group] + ([gender] if gender else []), dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        pools[tuple(str(k) for k in keys)] = sorted(sub[name_column].astype(str).unique())
+    groups = sorted(records[group].astype(str).unique())
+    rows = []
+    for r in records.to_dict(orient="records"):
+        old, own = str(r[name_column]), str(r[group])
+        for other in groups:
+            if other == own:
+                continue
+            pool = pools.get((other, str(r[gender])) if gender else (other,)) or pools.get((other,)) or \
+                sorted({n for k, names in pools.items() if k[0] == other for n in names})
+            new = pool[int(rng.integers(len(pool)))]
+            rows.append({**r, "id": f"{r['id']}@{other}", "swap_of": r["id"], "swap_from": own, "swap_to": other,
+                         name_column: new, "prompt": replace_name(str(r.get("prompt", "")), old, new),
+                         "response": replace_name(str(r["response"]), old, new), group: other})
+    return pd.DataFrame(rows)
+
+
+def flip_rates(original: pd.Series, swapped: pd.DataFrame) -> dict:
+    """Share of swapped copies whose label differs from the original's, per (from, to) pair."""
+    swapped = swapped.assign(original_label=swapped["swap_of"].map(original))
+    swapped["flipped"] = swapped["label"] != swapped["original_label"]
+    pairs = {}
+    for (a, b), sub in swapped.groupby(["swap_from", "swap_to"]):
+        flips, n = int(sub["flipped"].sum()), len(sub)
+        low, high = wilson_interval(flips, n)
+        pairs[f"{a} -> {b}"] = {"from": a, "to": b, "n": n, "flips": flips, "rate": flips / n, "ci": (low, high)}
+    flips, n = int(swapped["flipped"].sum()), len(swapped)
+    low, high = wilson_interval(flips, n)
+    changes = swapped.loc[swapped["flipped"], ["swap_of", "swap_from", "swap_to", "original_label", "label"]].head(20)
+    return {"overall": {"n": n, "flips": flips, "rate": flips / n if n else float("nan"), "ci": (low, high)},
+            "pairs": pairs, "examples": changes.to_dict(orient="records")}
+
+
+def render(result: dict) -> tuple[str, str]:
+    from judge.tables import fmt, fmt_ci, latex, markdown
+
+    table = pd.DataFrame([[p["from"], p["to"], p["n"], p["flips"], f"{fmt(p['rate'])} {fmt_ci(p['ci'])}"] for p in result["pairs"].values()],
+                         columns=["from", "to", "swaps", "flips", "flip rate [95% CI]"])
+    o = result["overall"]
+    title = f"Name-swap check of judge {result['judge']} ({result['group']}; {result['n_records']} records, {o['n']} swaps)"
+    line = f"Overall: {o['flips']} of {o['n']} labels flip ({fmt(o['rate'])} {fmt_ci(o['ci'])}). Judge masks names: {result['masks_names']}."
+    md = f"# {title}\n\n{line}\n\n{markdown(table, index=False)}\n"
+    tex = latex(table, caption=f"Name-swap flip rates of the judge, by {result['group']} pair (Wilson 95\\% CI).", label="tab:name-swap", index=False)
+    return md, tex
+
+
+def flips_figure(result: dict):
+    from judge.tables import heatmap
+
+    groups = sorted({p["from"] for p in result["pairs"].values()} | {p["to"] for p in result["pairs"].values()})
+    matrix = np.full((len(groups), len(groups)), np.nan)
+    for p in result["pairs"].values():
+        matrix[groups.index(p["from"]), groups.index(p["to"])] = p["rate"]
+    shown = np.nan_to_num(matrix)
+    notes = np.array([["—" if np.isnan(v) else f"{v:.3f}" for v in row] for row in matrix], dtype=object)
+    return heatmap(shown, rows=groups, columns=groups, annotations=notes, vmax=max(float(np.nanmax(shown)), 0.05),
+                   title=f"Share of labels that flip when the name changes ({result['judge']})", xlabel="name from", ylabel="original name from",
+                   cmap="Purples")
+
+
+def main(config: Config) -> dict:
+    if config.sample is not None and config.sample <= 0:
+        raise UserError(f"--sample must be a positive number of records, got {config.sample}")
+    if config.batch_size <= 0:
+        raise UserError(f"--batch-size must be a positive integer, got {config.batch_size}")
+    out_dir = Path(config.out)
+    ensure_writable(out_dir / "swap.json", overwrite=config.overwrite)
+    records = read_records(config.input, label_columns=[config.group, config.name_column])
+    records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "")]
+    if records[config.group].astype(str).nunique() < 2:
+        raise UserError(f"column {config.group!r} has fewer than two groups; a name swap needs names from another group")
+    if config.sample is not None and config.sample < len(records):
+        records = records.sample(n=config.sample, random_state=config.seed).sort_index()
+    from judge.judges import load_judge
+
+    judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, seed=config.seed)
+    manifest = RunManifest("judge.swap", config, inputs=[config.input], judge=judge.describe())
+    keep = ["id", "prompt", "response", config.name_column, config.group] + (["gender"] if "gender" in records.columns else [])
+    base = records[[c for c in keep if c in records.columns]].copy()
+    if "prompt" not in base.columns:
+        base["prompt"] = ""
+    copies = swapped_copies(base, group=config.group, name_column=config.name_column, seed=config.seed)
+    both = pd.concat([base, copies], ignore_index=True)
+    # The name column is what a masking judge masks: it must follow the swap.
+    both = both.rename(columns={config.name_column: "name"}) if config.name_column != "name" else both
+    labelled = judge.label(both, batch_size=config.batch_size, progress=config.progress)
+    original = labelled.iloc[: len(base)].set_index("id")["label"]
+    result = {"judge": config.judge, "group": config.group, "n_records": len(base),
+              "masks_names": bool(getattr(judge, "mask_names", False)), **flip_rates(original, labelled.iloc[len(base):])}
+    md, tex = render(result)
+    from judge.tables import save_figure, write_tables
+
+    written = [write_text(out_dir / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=config.overwrite)]
+    written += write_tables(out_dir, "swap", md, tex, overwrite=config.overwrite)
+    written.append(save_figure(flips_figure(result), out_dir / "swap_flips.png", overwrite=config.overwrite))
+    manifest.write(out_dir, records=len(base), swaps=len(copies), flips=result["overall"]["flips"])
+    print(md)
+    print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return result
+
+
+def build_parser():
+    p = new_parser("python -m judge.swap", __doc__)
+    p.add_argument("input", nargs="?", help="records with a name and a group column (JSONL, CSV or Parquet)")
+    p.add_argument("--judge", help="judge directory, tfidf:DIR, rules, llm or llm:MODEL (as in judge.label)")
+    p.add_argument("--group", help="group column the names signal (default: identity)")
+    p.add_argument("--name-column", help="column holding the name that appears in the texts (default: name)")
+    p.add_argument("--taxonomy", help="taxonomy for rules/llm judges")
+    p.add_argument("--sample", type=int, help="check a seeded sample of this many records (default: all)")
+    p.add_argument("--seed", type=int, help="seed for the sample and the replacement names (default: 0)")
+    p.add_argument("--batch-size", type=int, help="responses per batch (default: 64)")
+    p.add_argument("--device", help="auto, cpu, cuda ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))
