@@ -34,7 +34,7 @@ from judge.cli import new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.metrics import agreement
-from judge.records import ensure_writable, read_records, require_columns, write_text
+from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
 from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, save_figure, write_tables
 from judge.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
 
@@ -257,7 +257,7 @@ def check_options(config: Config) -> None:
 def main(config: Config) -> dict:
     check_options(config)
     out_dir = Path(config.out)
-    ensure_writable(out_dir / "agreement.json", overwrite=config.overwrite)
+    check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.agree", config, inputs=[config.input] + ([config.pred_file] if config.pred_file else []))
     records = read_records(config.input, id_column=config.id_column if config.pred_file else None, required=(), label_columns=[config.gold])
     if config.pred_file:
@@ -274,8 +274,9 @@ def main(config: Config) -> dict:
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
         by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
     )
-    written = write_agreement_report(result, out_dir, overwrite=config.overwrite)
-    manifest.write(out_dir, n=result["n"], n_unscored=result["n_unscored"])
+    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+        written = [out_dir / p.name for p in write_agreement_report(result, staging)]
+        manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"])
     print(
         f"n={result['n']} kappa={fmt(result['cohen_kappa'])} {fmt_ci(result['ci95']['cohen_kappa'])} "
         f"alpha={fmt(result['krippendorff_alpha'])} macro-F1={fmt(result['macro_f1'])} "

@@ -20,6 +20,21 @@ import numpy as np
 from judge.disparity import wilson_interval
 
 
+def t_adjusted_alpha(alpha: float, n: int) -> float:
+    """The alpha whose normal quantile equals Student's t quantile with n - 1 degrees of freedom.
+
+    ppi_py's intervals are z-intervals. With the few dozen human labels a group often has, the
+    estimated variance makes them too narrow (benchmarks/ppi_coverage.py: 0.89 coverage at 38
+    labels); passing this alpha widens them to the t-interval, the usual small-sample correction,
+    and changes nothing as n grows.
+    """
+    from scipy.stats import norm, t
+
+    if n < 2:
+        return alpha
+    return float(2 * norm.sf(t.ppf(1 - alpha / 2, df=n - 1)))
+
+
 def _ppi():
     # ppi_py pulls in numba and statsmodels: import it only when a report asks for PPI.
     import ppi_py
@@ -72,12 +87,17 @@ def ppi_rate(
     *,
     weights: Sequence[float] | None = None,
     alpha: float = 0.05,
+    small_sample: bool = True,
+    lam: float | None = None,
 ) -> dict:
     """Rate of one category in one group: PPI++, human-only and judge-only, side by side.
 
     ``y_human``/``y_judge`` are the human's and the judge's indicators on the human-labelled items;
     ``y_judge_unlabelled`` the judge's on the rest of the group. ``weights`` (1 / inclusion
-    probability) make a stratified human sample represent the group.
+    probability) make a stratified human sample represent the group. ``small_sample`` uses
+    t quantiles with n - 1 degrees of freedom for the human-only and PPI intervals (see
+    ``t_adjusted_alpha``); ``False`` gives ppi_py's z-intervals unchanged. ``lam`` fixes PPI++'s
+    power-tuning parameter (1: plain PPI, 0: human only); None tunes it from the data.
     """
     ppi = _ppi()
     y = np.asarray(y_human, dtype=float)
@@ -93,19 +113,20 @@ def ppi_rate(
     if n < 2:
         return {**out, "estimable": False, "reason": f"{n} human label(s) in this group; PPI needs at least 2"}
     weighted_mean = float(np.average(y, weights=w)) if w is not None else float(y.mean())
-    z = _z(alpha)
-    out["human_only"] = _rate_entry(weighted_mean, *ppi.classical_mean_ci(y, w=w, alpha=alpha), z=z)
+    level_alpha = t_adjusted_alpha(alpha, n) if small_sample else alpha
+    z = _z(level_alpha)
+    out["human_only"] = _rate_entry(weighted_mean, *ppi.classical_mean_ci(y, w=w, alpha=level_alpha), z=z)
     if big_n == 0:
         return {**out, "estimable": False, "reason": "every output of this group is human-labelled: use the human rate"}
     note = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a constant judge makes lambda 0/0; handled below
-        low, high = ppi.ppi_mean_ci(y, yhat, yhat_u, alpha=alpha, w=w)
-        estimate = float(np.squeeze(ppi.ppi_mean_pointestimate(y, yhat, yhat_u, w=w)))
+        low, high = ppi.ppi_mean_ci(y, yhat, yhat_u, alpha=level_alpha, w=w, lam=lam)
+        estimate = float(np.squeeze(ppi.ppi_mean_pointestimate(y, yhat, yhat_u, w=w, lam=lam)))
     if not (math.isfinite(float(np.squeeze(low))) and math.isfinite(estimate)):
         # The judge gives one value to every output of the group: it carries no information, and
         # lambda = 0 (the classical estimate) is what PPI++ tends to anyway.
-        low, high = ppi.ppi_mean_ci(y, yhat, yhat_u, alpha=alpha, w=w, lam=0)
+        low, high = ppi.ppi_mean_ci(y, yhat, yhat_u, alpha=level_alpha, w=w, lam=0)
         estimate = float(np.squeeze(ppi.ppi_mean_pointestimate(y, yhat, yhat_u, w=w, lam=0)))
         note = "judge constant in this group: lambda = 0 (human-only estimate)"
     out["ppi"] = _rate_entry(estimate, low, high, z=z)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -158,20 +160,66 @@ def to_json_line(row: dict[str, Any]) -> str:
     return json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, default=str) + "\n"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def normal_permissions(path: str | Path) -> None:
+    """Temporary files and folders are created private (0600/0700); what we hand over follows the umask."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
 def atomic_write(path: str | Path, write: Any, *, overwrite: bool, binary: bool = False) -> Path:
     """Write through a temporary file in the same folder, then rename: readers never see half a file."""
     path = ensure_writable(path, overwrite=overwrite)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give a file name for the output")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        normal_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_output_directory(out: str | Path, *, overwrite: bool) -> Path:
+    """An output directory may be new, empty, or replaced whole with --overwrite."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; a report is a directory: choose another --out")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    return out
+
+
+@contextmanager
+def staged_directory(out: str | Path, *, overwrite: bool):
+    """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole, on failure it is
+    removed. A report directory is never left with a mix of new and stale files."""
+    out = check_output_directory(out, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        normal_permissions(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / "previous")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_text(path: str | Path, text: str, *, overwrite: bool) -> Path:

@@ -39,7 +39,7 @@ from judge.cli import new_parser, run_command
 from judge.errors import UserError
 from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
 from judge.manifest import RunManifest
-from judge.records import ensure_writable, read_records, require_columns, write_text
+from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
 from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, save_figure, write_tables
 from judge.taxonomy import Taxonomy, resolve_taxonomy
 
@@ -312,7 +312,7 @@ def main(config: Config) -> dict:
     out_dir = Path(config.out)
     if config.human is None and config.judge_dir is not None:
         raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
-    ensure_writable(out_dir / "disparity.json", overwrite=config.overwrite)
+    check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
     records = read_records(config.input, required=(), label_columns=[config.label, *config.group])
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse)
@@ -320,8 +320,9 @@ def main(config: Config) -> dict:
     if config.human is not None:
         fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()]) if config.coarse else taxonomy
         result["ppi"] = prediction_powered(records, result, fine, taxonomy, config)
-    written = write_disparity_report(result, out_dir, overwrite=config.overwrite)
-    manifest.write(out_dir, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
+    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+        written = [out_dir / p.name for p in write_disparity_report(result, staging)]
+        manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
     print(render(result)[0])
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result

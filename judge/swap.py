@@ -29,7 +29,7 @@ from judge.cli import new_parser, run_command
 from judge.disparity import wilson_interval
 from judge.errors import UserError
 from judge.manifest import RunManifest
-from judge.records import ensure_writable, read_records, write_text
+from judge.records import check_output_directory, staged_directory, read_records, write_text
 
 
 @dataclass
@@ -125,7 +125,7 @@ def main(config: Config) -> dict:
     if config.batch_size <= 0:
         raise UserError(f"--batch-size must be a positive integer, got {config.batch_size}")
     out_dir = Path(config.out)
-    ensure_writable(out_dir / "swap.json", overwrite=config.overwrite)
+    check_output_directory(out_dir, overwrite=config.overwrite)
     records = read_records(config.input, label_columns=[config.group, config.name_column])
     records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "")]
     if records[config.group].astype(str).nunique() < 2:
@@ -151,10 +151,12 @@ def main(config: Config) -> dict:
     md, tex = render(result)
     from judge.tables import save_figure, write_tables
 
-    written = [write_text(out_dir / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=config.overwrite)]
-    written += write_tables(out_dir, "swap", md, tex, overwrite=config.overwrite)
-    written.append(save_figure(flips_figure(result), out_dir / "swap_flips.png", overwrite=config.overwrite))
-    manifest.write(out_dir, records=len(base), swaps=len(copies), flips=result["overall"]["flips"])
+    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+        write_text(staging / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=False)
+        write_tables(staging, "swap", md, tex, overwrite=False)
+        save_figure(flips_figure(result), staging / "swap_flips.png", overwrite=False)
+        manifest.write(staging, records=len(base), swaps=len(copies), flips=result["overall"]["flips"])
+    written = [out_dir / n for n in ("swap.json", "swap.md", "swap.tex", "swap_flips.png", "manifest.json")]
     print(md)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result

@@ -1,0 +1,296 @@
+"""Prediction-powered rates, per-group judge error and the alternative annotator test: hand-derived
+values, the reference packages on the same inputs, and the commands' bad-input paths."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import ppi_py
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from judge import report
+from judge.alt_test import alt_test, one_sided_p
+from judge.group_error import judge_error_by_group
+from judge.ppi import ppi_by_group, ppi_gap, ppi_rate, t_adjusted_alpha
+
+from tests.conftest import run_cli, write_jsonl
+
+# n = 8 human-labelled outputs, N = 16 judge-only ones.
+Y = np.array([1, 0, 1, 0, 1, 0, 0, 0])
+YHAT = np.array([1, 0, 1, 0, 0, 0, 0, 0])
+YHAT_U = np.array([1] * 4 + [0] * 12)
+
+
+def test_ppi_lambda_one_hand_derived():
+    # PPI (lambda = 1): mean(Yhat_u) + mean(Y - Yhat) = 4/16 + 1/8 = 0.375.
+    # se^2 = var(Yhat_u)/N + var(Y - Yhat)/n with population variances:
+    #      = (.25 * .75)/16 + (.125 * .875)/8 = 0.01171875 + 0.013671875 = 0.025390625 -> se = 0.159344
+    # 95%: 0.375 -/+ 1.959964 * 0.159344 = [0.062691, 0.687309]
+    r = ppi_rate(Y, YHAT, YHAT_U, lam=1, small_sample=False)
+    assert r["ppi"]["rate"] == pytest.approx(0.375, abs=1e-12)
+    assert r["ppi"]["se"] == pytest.approx(math.sqrt(0.025390625), abs=1e-9)
+    assert r["ppi"]["ci"] == pytest.approx((0.062691, 0.687309), abs=1e-6)
+    # judge only: 2 + 4 = 6 of 24 judge labels; human only: 3 of 8
+    assert r["judge_only"]["rate"] == pytest.approx(6 / 24)
+    assert r["human_only"]["rate"] == pytest.approx(3 / 8)
+
+
+def test_ppi_matches_ppi_py_on_the_same_inputs():
+    rng = np.random.default_rng(3)
+    truth = rng.random(1200) < 0.2
+    judge = np.where(rng.random(1200) < 0.85, truth, rng.random(1200) < 0.3)
+    y, yhat, yhat_u = truth[:150].astype(float), judge[:150].astype(float), judge[150:].astype(float)
+    r = ppi_rate(y, yhat, yhat_u, small_sample=False)
+    low, high = ppi_py.ppi_mean_ci(y, yhat, yhat_u, alpha=0.05)
+    assert r["ppi"]["ci"] == pytest.approx((float(low[0]), float(high[0])), abs=1e-12)
+    assert r["ppi"]["rate"] == pytest.approx(float(ppi_py.ppi_mean_pointestimate(y, yhat, yhat_u)[0]), abs=1e-12)
+    c_low, c_high = ppi_py.classical_mean_ci(y, alpha=0.05)
+    assert r["human_only"]["ci"] == pytest.approx((max(0, c_low), c_high), abs=1e-12)
+    # A useful judge is worth more than its n human labels, and the interval is narrower.
+    assert r["effective_n"] > 150
+    assert r["ppi"]["ci"][1] - r["ppi"]["ci"][0] < r["human_only"]["ci"][1] - r["human_only"]["ci"][0]
+    # Weighted: ppi_py with the same weights.
+    w = rng.uniform(1, 3, size=150)
+    rw = ppi_rate(y, yhat, yhat_u, weights=w, small_sample=False)
+    wl, wh = ppi_py.ppi_mean_ci(y, yhat, yhat_u, alpha=0.05, w=w)
+    assert rw["ppi"]["ci"] == pytest.approx((float(wl[0]), float(wh[0])), abs=1e-12)
+
+
+def test_small_sample_correction_is_students_t():
+    from scipy.stats import norm, t
+
+    a = t_adjusted_alpha(0.05, 20)
+    assert norm.ppf(1 - a / 2) == pytest.approx(t.ppf(0.975, df=19), abs=1e-9)
+    assert t_adjusted_alpha(0.05, 100000) == pytest.approx(0.05, abs=1e-4)
+
+
+def test_gap_agrees_with_ppi_ols_on_group_indicator(monkeypatch):
+    # ppi_ols_ci's helper is numba-compiled; its plain Python body gives the same numbers without the compile.
+    monkeypatch.setattr(ppi_py.ppi, "_ols_get_stats", ppi_py.ppi._ols_get_stats.py_func)
+    rng = np.random.default_rng(5)
+    n_total = 3000
+    group = rng.random(n_total) < 0.5
+    truth = rng.random(n_total) < np.where(group, 0.3, 0.1)
+    judge = np.where(rng.random(n_total) < 0.8, truth, rng.random(n_total) < 0.2)
+    labelled = np.zeros(n_total, bool)
+    labelled[rng.choice(n_total, 400, replace=False)] = True
+    rates = {g: ppi_rate(truth[labelled & (group == g)], judge[labelled & (group == g)], judge[~labelled & (group == g)], lam=1, small_sample=False)
+             for g in (True, False)}
+    gap = ppi_gap(rates[True], rates[False])
+    x = np.column_stack([np.ones(labelled.sum()), group[labelled]]).astype(float)
+    xu = np.column_stack([np.ones((~labelled).sum()), group[~labelled]]).astype(float)
+    low, high = ppi_py.ppi_ols_ci(x, truth[labelled].astype(float), judge[labelled].astype(float), xu, judge[~labelled].astype(float), alpha=0.05, lam=1)
+    point = ppi_py.ppi_ols_pointestimate(x, truth[labelled].astype(float), judge[labelled].astype(float), xu, judge[~labelled].astype(float), lam=1)
+    assert gap["ppi"]["gap"] == pytest.approx(float(point[1]), abs=1e-12)  # a saturated OLS is the difference of means
+    # Same interval up to how the variance is estimated (per group here, pooled sandwich there).
+    assert gap["ppi"]["ci"][0] == pytest.approx(float(low[1]), abs=0.01)
+    assert gap["ppi"]["ci"][1] == pytest.approx(float(high[1]), abs=0.01)
+
+
+def test_group_without_human_labels_is_not_estimable():
+    judge = ["a", "b", "a", "b", "a", "b", "a", "a"]
+    human = ["a", "b", "a", "", "", "", "", ""]
+    groups = ["x", "x", "x", "x", "y", "y", "y", "y"]
+    res = ppi_by_group(judge, human, groups, categories=["a", "b"], reference="x")
+    assert res["not_estimable"] == ["y"]
+    assert res["rates"]["x"]["a"]["estimable"]
+    assert not res["gaps"]["y"]["a"]["estimable"]
+
+
+def test_judge_error_by_group_matches_sklearn_per_subset():
+    rng = np.random.default_rng(11)
+    labels = ["no refusal", "refusal", "failure"]
+    gold = list(rng.choice(labels, size=300, p=[0.6, 0.3, 0.1]))
+    pred = [g if rng.random() < 0.8 else rng.choice(labels) for g in gold]
+    pred[0] = "unscored"
+    groups = list(rng.choice(["g1", "g2", "g3"], size=300))
+    res = judge_error_by_group(gold, pred, groups, labels=labels)
+    for g in ("g1", "g2", "g3"):
+        idx = [i for i in range(300) if groups[i] == g and pred[i] != "unscored"]
+        assert res["groups"][g]["cohen_kappa"] == pytest.approx(cohen_kappa_score([gold[i] for i in idx], [pred[i] for i in idx]), abs=1e-12)
+    assert res["error_rate_test"]["p_value"] is not None
+
+
+def test_judge_error_hand_derived():
+    # One group, 4 items. gold a a b b, pred a b b b.
+    # category b: humans not-b = 2 items, judge said b on 1 -> FPR 1/2; humans b = 2, judge missed 0 -> FNR 0.
+    # judge rate of b 3/4, human 2/4 -> difference +0.25; d = [0, 1, 0, 0]
+    res = judge_error_by_group(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["g"] * 4, labels=["a", "b"])
+    b = res["groups"]["g"]["categories"]["b"]
+    assert (b["false_positive_rate"], b["false_negative_rate"]) == (0.5, 0.0)
+    assert b["judge_minus_human"]["difference"] == pytest.approx(0.25)
+    assert res["groups"]["g"]["accuracy"] == pytest.approx(0.75)
+
+
+def _t3_cdf(t):
+    # Student's t with 3 degrees of freedom: F(t) = 1/2 + (1/pi) * (u / (1 + u^2) + atan(u)), u = t / sqrt(3)
+    u = t / math.sqrt(3)
+    return 0.5 + (u / (1 + u * u) + math.atan(u)) / math.pi
+
+
+def test_alt_test_hand_checked():
+    humans = {"A": ["x", "x", "x", "y"], "B": ["x", "y", "x", "y"], "C": ["x", "y", "y", "y"]}
+    judge = ["x", "y", "x", "x"]
+    res = alt_test(humans, judge, epsilon=0.15)
+    # Leave out A (others B, C): S_judge = 1, 1, .5, 0; S_A = 1, 0, .5, 1 -> d = W_h - W_f = 0, -1, 0, 1.
+    # mean 0, sd = sqrt(2/3); t = (0 - .15) / (sqrt(2/3)/2) = -0.367423; p = F_3(t) = 0.36885
+    a = res["annotators"]["A"]
+    assert a["t"] == pytest.approx(-0.15 / (math.sqrt(2 / 3) / 2), abs=1e-9)
+    assert a["p_value"] == pytest.approx(_t3_cdf(a["t"]), abs=1e-9)
+    assert a["p_value"] == pytest.approx(0.36885, abs=1e-4)
+    assert (a["rho_judge"], a["rho_human"]) == (0.75, 0.75)
+    # Leave out B (others A, C): d = 0, 0, 0, 1 -> mean .25, sd .5, t = (.25 - .15) / (.5/2) = 0.4
+    b = res["annotators"]["B"]
+    assert b["t"] == pytest.approx(0.4, abs=1e-9)
+    assert (b["rho_judge"], b["rho_human"]) == (0.75, 1.0)
+    assert not res["passed"] and res["winning_rate"] == 0.0
+    assert any("30 items" in w for w in res["warnings"])
+
+
+def test_alt_test_copy_of_an_annotator_passes_and_random_judge_fails():
+    rng = np.random.default_rng(0)
+    cats = ["no refusal", "refusal", "failure"]
+    truth = rng.choice(cats, size=120)
+    noisy = lambda: [t if rng.random() < 0.8 else rng.choice(cats) for t in truth]  # noqa: E731
+    humans = {"A": noisy(), "B": noisy(), "C": noisy()}
+    twin = alt_test(humans, list(truth), epsilon=0.15)  # as good as the truth all humans copy
+    assert twin["passed"] and twin["winning_rate"] == 1.0
+    copy = alt_test(humans, list(humans["A"]), epsilon=0.15)
+    assert copy["passed"]
+    random_judge = alt_test(humans, list(rng.choice(cats, size=120)), epsilon=0.15)
+    assert not random_judge["passed"] and random_judge["winning_rate"] == 0.0
+    assert one_sided_p(np.zeros(5), epsilon=0.15) == (float("-inf"), 0.0)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+def _population(tmp_path, *, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    groups = rng.choice(["muslim", "white", "asian"], size=n)
+    human = np.where(rng.random(n) < np.where(groups == "muslim", 0.3, 0.08), "refusal", "no refusal")
+    judge = np.where(rng.random(n) < 0.85, human, np.where(rng.random(n) < 0.5, "refusal", "no refusal"))
+    rows = [{"id": f"r{i}", "response": "...", "identity": g, "judge_label": j, "gold": h} for i, (g, j, h) in enumerate(zip(groups, judge, human))]
+    labelled = write_jsonl(tmp_path / "labelled.jsonl", rows)
+    picked = rng.choice(n, size=120, replace=False)
+    pd.DataFrame({"id": [f"r{i}" for i in picked], "label": human[picked]}).to_csv(tmp_path / "human.csv", index=False)
+    return labelled, tmp_path / "human.csv"
+
+
+def test_report_with_human_labels_writes_the_three_estimates(tmp_path, capsys):
+    labelled, human = _population(tmp_path)
+    code, out, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--reference", "white",
+                                      "--human", str(human), "--taxonomy", "refusal2", "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "rep" / "disparity.json").read_text())
+    ppi = result["ppi"]
+    assert ppi["n_human"] == 120 and ppi["reference"] == "white"
+    muslim = ppi["rates"]["muslim"]["refusal"]
+    assert {"judge_only", "human_only", "ppi"} <= set(muslim)
+    assert "muslim" in ppi["gaps"] and "white" not in ppi["gaps"]
+    assert (tmp_path / "rep" / "ppi_rates.png").stat().st_size > 0
+    assert "Prediction-powered rates" in out and "Gap to white" in out
+    assert "not checked" in ppi["training_overlap"]
+
+
+def test_report_human_as_a_column(tmp_path, capsys):
+    labelled, human = _population(tmp_path)
+    frame = pd.read_json(labelled, lines=True)
+    h = pd.read_csv(human).set_index("id")["label"]
+    frame["human"] = frame["id"].map(h).fillna("")
+    frame.to_json(tmp_path / "with_column.jsonl", orient="records", lines=True)
+    code, _, err = run_cli(report, [str(tmp_path / "with_column.jsonl"), "--label", "judge_label", "--group", "identity", "--human", "human",
+                                    "--taxonomy", "refusal2", "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "rep" / "disparity.json").read_text())["ppi"]["n_human"] == 120
+
+
+def _bad(tmp_path, capsys, extra, *, human_rows=None):
+    labelled, human = _population(tmp_path)
+    if human_rows is not None:
+        pd.DataFrame(human_rows).to_csv(human, index=False)
+    code, out, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--human", str(human),
+                                      "--taxonomy", "refusal2", "--out", str(tmp_path / "rep"), *extra], capsys)
+    return code, err
+
+
+def test_report_refuses_human_ids_not_in_the_labelled_file(tmp_path, capsys):
+    code, err = _bad(tmp_path, capsys, [], human_rows={"id": ["r1", "nope"], "label": ["no refusal", "refusal"]})
+    assert code == 2 and "'nope'" in err and "not in" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+
+
+def test_report_refuses_a_human_label_outside_the_taxonomy(tmp_path, capsys):
+    code, err = _bad(tmp_path, capsys, [], human_rows={"id": ["r1", "r2"], "label": ["no refusal", "maybe"]})
+    assert code == 2 and "'maybe'" in err and "valid labels" in err
+
+
+def test_report_says_which_group_has_no_human_labels(tmp_path, capsys):
+    labelled, _ = _population(tmp_path)
+    frame = pd.read_json(labelled, lines=True)
+    ids = frame[frame.identity != "asian"].id.head(60)
+    pd.DataFrame({"id": ids, "label": "no refusal"}).to_csv(tmp_path / "h.csv", index=False)
+    code, out, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--human", str(tmp_path / "h.csv"),
+                                      "--taxonomy", "refusal2", "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0
+    assert "group 'asian' has too few human labels" in err
+    assert json.loads((tmp_path / "rep" / "disparity.json").read_text())["ppi"]["not_estimable"] == ["asian"]
+    assert "not estimable" in out
+
+
+def test_report_refuses_human_labels_the_judge_was_trained_on(tmp_path, capsys):
+    from judge.judge_dir import write_training_ids
+
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    write_training_ids(judge_dir, ["r1", "r2", "r3"])
+    code, err = _bad(tmp_path, capsys, ["--judge-dir", str(judge_dir)], human_rows={"id": ["r1", "r5"], "label": ["no refusal", "refusal"]})
+    assert code == 2 and "used to train the judge" in err and "'r1'" in err
+
+
+def test_report_rejects_judge_dir_without_human(tmp_path, capsys):
+    labelled, _ = _population(tmp_path)
+    code, _, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--judge-dir", str(tmp_path),
+                                    "--out", str(tmp_path / "rep")], capsys)
+    assert code == 2 and "--judge-dir is only used with --human" in err
+
+
+def test_agree_by_group_and_alt_test_commands(tmp_path, capsys):
+    from judge import agree
+
+    rng = np.random.default_rng(2)
+    truth = rng.choice(["no refusal", "refusal"], size=90)
+    rows = [{"id": f"r{i}", "response": ".", "identity": ["a", "b", "c"][i % 3], "gold": t,
+             "h1": t if rng.random() < 0.85 else "no refusal", "h2": t if rng.random() < 0.85 else "refusal", "h3": t,
+             "judge": t if rng.random() < 0.9 else "no refusal"} for i, t in enumerate(truth)]
+    path = write_jsonl(tmp_path / "r.jsonl", rows)
+    code, out, err = run_cli(agree, [str(path), "--gold", "gold", "--pred", "judge", "--by", "identity", "--annotators", "h1", "h2", "h3",
+                                     "--alt-test", "--epsilon", "0.2", "--bootstrap", "20", "--out", str(tmp_path / "ag")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "ag" / "agreement.json").read_text())
+    assert set(result["by_group"]["groups"]) == {"a", "b", "c"}
+    assert result["alt_test"]["epsilon"] == 0.2 and "alt-test:" in out
+    assert (tmp_path / "ag" / "error_by_group.png").exists()
+    # --epsilon alone would be ignored: refused.
+    code, _, err = run_cli(agree, [str(path), "--gold", "gold", "--pred", "judge", "--epsilon", "0.2", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "--alt-test" in err
+    code, _, err = run_cli(agree, [str(path), "--gold", "gold", "--pred", "judge", "--alt-test", "--annotators", "h1", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "at least two" in err
+    code, _, err = run_cli(agree, [str(path), "--gold", "gold", "--pred", "judge", "--by", "nope", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "'nope'" in err
+
+
+def test_sample_records_inclusion_probabilities_and_excludes(tmp_path, capsys):
+    from judge import data
+
+    rows = [{"id": f"r{i}", "response": ".", "identity": "a" if i < 60 else "b", "label": "no refusal"} for i in range(100)]
+    src = write_jsonl(tmp_path / "all.jsonl", rows)
+    write_jsonl(tmp_path / "train.jsonl", rows[:10])
+    code, out, err = run_cli(data, ["sample", str(src), "--n", "30", "--stratify", "identity", "--exclude", str(tmp_path / "train.jsonl"),
+                                    "--out", str(tmp_path / "s.csv")], capsys)
+    assert code == 0, err
+    sample = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
+    assert not set(sample.id) & {f"r{i}" for i in range(10)}
+    # Horvitz-Thompson: the inverse inclusion probabilities add up to the population sampled (90).
+    assert (1 / sample.inclusion_probability).sum() == pytest.approx(90)
+    assert (sample.label == "").all()  # the existing labels are not handed to annotators
