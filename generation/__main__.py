@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.cli import new_parser, run_command
+from judge.cli import check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
 from judge.models import SMOLLM2
@@ -46,6 +46,11 @@ class Config:
     progress: bool = True
     overwrite: bool = False
 
+    def __post_init__(self):
+        check_positive(self, "samples", "max_new_tokens", "batch_size")
+        check_non_negative(self, "temperature", "top_k")
+        check_fraction(self, "top_p", low_open=True)
+
 
 def main(config: Config) -> pd.DataFrame:
     out = Path(config.out)
@@ -54,6 +59,7 @@ def main(config: Config) -> pd.DataFrame:
         raise UserError("--samples and --batch-size must be at least 1")
     if "{prompt}" not in config.instruction:
         raise UserError("--instruction must contain {prompt}, where the filled template goes")
+    check_format_template(config.instruction, {"prompt"}, what="--instruction")
     system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
     prompts = read_records(config.prompts, required=("prompt",))
     identity = {"settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},

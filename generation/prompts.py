@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.cli import new_parser, run_command
+from judge.cli import check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, write_records
@@ -32,11 +32,11 @@ IDENTITY_FROM_LIST = re.compile(r"^(?P<identity>[a-z]+?)(?:_(?P<gender>men|women
 
 
 def _read_json(path: str | Path, what: str):
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} file {path} not found; check the path")
+    from judge.records import read_text
+
+    text = read_text(path, what=f"{what} file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
@@ -132,6 +132,9 @@ class Config:
     sample: int | None = None
     seed: int = 0
     overwrite: bool = False
+
+    def __post_init__(self):
+        check_positive(self, "sample")
 
 
 def main(config: Config) -> pd.DataFrame:

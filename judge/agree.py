@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.cli import new_parser, run_command
+from judge.cli import check_non_negative, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.metrics import agreement
@@ -56,6 +56,9 @@ class Config:
     alt_test: bool = False
     epsilon: float | None = None
     overwrite: bool = False
+
+    def __post_init__(self):
+        check_non_negative(self, "bootstrap")
 
 
 def compute_agreement(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -17,9 +18,16 @@ from judge.errors import UserError
 C = TypeVar("C")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``prog: error: ...; see --help``) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
 def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     """A parser whose flags only appear in the namespace when given (defaults live in the dataclass)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -31,14 +39,108 @@ def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
         help="JSON or YAML file of settings (keys are the long flag names with '_' for '-'); "
         "flags given on the command line win; an unknown key is an error",
     )
+    parser.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="text encoding of the input files (default: utf-8; e.g. latin-1, cp1252, utf-16)",
+    )
     return parser
+
+
+# -- value checks shared by the commands' Config.__post_init__ -----------------------------------
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_positive(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value <= 0:
+            raise UserError(f"{_flag(name)} must be a positive number, got {value}")
+
+
+def check_non_negative(config: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise UserError(f"{_flag(name)} must be 0 or more, got {value}")
+
+
+def check_fraction(config: Any, name: str, *, low_open: bool = False, high_open: bool = False) -> None:
+    value = getattr(config, name)
+    if value is None:
+        return
+    ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
+        raise UserError(f"{_flag(name)} must be in {interval}, got {value}")
+
+
+def check_choice(config: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value is not None and value not in choices:
+        raise UserError(f"{_flag(name)} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_format_template(template: str, fields: set[str], *, what: str) -> None:
+    """A str.format template may use only ``fields``; stray braces get a one-line fix."""
+    import string
+
+    try:
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise UserError(f"{what} is not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
+    unknown = sorted(used - fields)
+    if unknown:
+        raise UserError(f"{what} uses unknown field(s) {', '.join('{' + u + '}' for u in unknown)}; "
+                        f"available: {', '.join('{' + f + '}' for f in sorted(fields))} (a literal brace is {{{{ or }}}})")
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _is(value: Any, expected: type) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected is float:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, expected)
+
+
+def _coerce(name: str, annotation: str, value: Any, source: str) -> Any:
+    """Check a value from a config file (or a library call) against the field's annotation."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if value is None:
+        if "None" in kinds:
+            return None
+        raise UserError(f"{source}: {_flag(name)} needs a value, got null")
+    for kind in kinds:
+        if kind.startswith("list["):
+            inner = _SCALARS.get(kind[5:-1], str)
+            if isinstance(value, list) and all(_is(v, inner) for v in value):
+                return list(value)
+            continue
+        if kind == "dict" or kind.startswith("dict["):
+            if isinstance(value, dict):
+                return value
+            continue
+        expected = _SCALARS.get(kind)
+        if expected is not None and _is(value, expected):
+            return float(value) if expected is float else value
+    wanted = " or ".join(k.replace("list[str]", "a list of strings") for k in kinds if k != "None")
+    raise UserError(f"{source}: {_flag(name)} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
 def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the --config path")
-    text = path.read_text(encoding="utf-8")
+    from judge.records import read_text
+
+    text = read_text(path, what="config file")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -62,7 +164,11 @@ def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
 def config_from_args(config_cls: type[C], namespace: argparse.Namespace) -> C:
     values = vars(namespace).copy()
     config_path = values.pop("config", None)
+    values.pop("encoding", None)
     merged = load_config_file(config_path, config_cls) if config_path else {}
+    types = {f.name: f.type for f in dataclasses.fields(config_cls)}
+    for key, value in merged.items():
+        merged[key] = _coerce(key, types[key], value, f"config file {config_path}")
     merged.update(values)
     missing = [
         f.name
@@ -83,7 +189,10 @@ def run_command(
 ) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from judge import records
+
     try:
+        records.set_encoding(getattr(args, "encoding", None) or "utf-8")
         main(config_from_args(config_cls, args))
     except UserError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -91,4 +200,6 @@ def run_command(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        records.set_encoding("utf-8")
     return 0

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.cli import new_parser, run_command
+from judge.cli import check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, read_table, require_columns, write_records
@@ -121,6 +121,9 @@ class Config:
     exclude: list[str] = field(default_factory=list)
     seed: int = 0
     overwrite: bool = False
+
+    def __post_init__(self):
+        check_positive(self, "n")
 
 
 def main(config: Config) -> pd.DataFrame:

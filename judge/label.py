@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.cli import new_parser, run_command
+from judge.cli import check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.judges import load_judge
 from judge.manifest import RunManifest, file_sha256, fingerprint, prepare_resumable_output
@@ -50,6 +50,21 @@ class Config:
     progress: bool = True
     overwrite: bool = False
 
+    def __post_init__(self):
+        check_positive(self, "batch_size")
+        check_non_negative(self, "shots")
+        check_fraction(self, "abstain_below")
+        check_choice(self, "mode", ("score", "generate"))
+        llm = self.judge.partition(":")[0] == "llm"
+        llm_only = {"examples": self.examples is not None, "shots": self.shots != 0, "similar_examples": self.similar_examples,
+                    "rationale": self.rationale, "mode": self.mode != "score", "prompt_template": self.prompt_template is not None}
+        given = [name for name, on in llm_only.items() if on]
+        if given and not llm:
+            raise UserError(f"{', '.join('--' + g.replace('_', '-') for g in given)} only apply to the LLM judge (--judge llm or llm:MODEL); "
+                            f"drop them for --judge {self.judge}")
+        if self.quantize is not None and self.judge.partition(":")[0] in ("llm", "rules", "tfidf"):
+            raise UserError("--quantize/--no-quantize apply to the LoRA judge only; drop the flag")
+
 
 def judge_fingerprint(spec: str) -> dict[str, str]:
     path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf") else spec)
@@ -61,8 +76,6 @@ def judge_fingerprint(spec: str) -> dict[str, str]:
 def main(config: Config) -> dict:
     out = Path(config.out)
     file_format(out)
-    if config.abstain_below is not None and not 0 <= config.abstain_below <= 1:
-        raise UserError(f"--abstain-below must be a probability between 0 and 1, got {config.abstain_below}")
     records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column)
     identity = {
         "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "batch_size")},

@@ -19,6 +19,45 @@ import pandas as pd
 
 from judge.errors import UserError
 
+_ENCODING = "utf-8"
+
+
+def set_encoding(name: str) -> None:
+    """The encoding every input text file is read with (``--encoding``; default utf-8)."""
+    import codecs
+
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise UserError(f"unknown --encoding {name!r}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
+    global _ENCODING
+    _ENCODING = name
+
+
+def encoding_error(path: str | Path, exc: UnicodeDecodeError) -> UserError:
+    return UserError(
+        f"{path} is not valid {_ENCODING} text (byte {exc.start}: {exc.reason}); "
+        "save it as UTF-8 or pass its encoding, e.g. --encoding latin-1"
+    )
+
+
+def _check_input_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a file; give the file's path")
+    if not path.exists():
+        raise UserError(f"{what} {path} not found; check the path")
+
+
+def read_text(path: str | Path, *, what: str = "input file") -> str:
+    """A whole text file in the chosen encoding, with one-line errors for the usual mistakes."""
+    path = Path(path)
+    _check_input_file(path, what)
+    try:
+        return path.read_text(encoding=_ENCODING)
+    except UnicodeDecodeError as exc:
+        raise encoding_error(path, exc) from None
+
+
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -31,10 +70,13 @@ def file_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: str | None = None) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.readlines()
+    try:
+        with open(path, encoding=encoding or _ENCODING) as handle:
+            lines = handle.readlines()
+    except UnicodeDecodeError as exc:
+        raise encoding_error(path, exc) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -55,17 +97,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a whole file as a DataFrame, with errors a user can act on."""
     path = Path(path)
     fmt = file_format(path)
-    if not path.exists():
-        raise UserError(f"input file {path} not found; check the path")
+    _check_input_file(path, "input file")
     if fmt == "jsonl":
         frame = pd.DataFrame.from_records(_read_jsonl(path))
     elif fmt == "csv":
         try:
-            frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""])
+            frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=_ENCODING)
+        except UnicodeDecodeError as exc:
+            raise encoding_error(path, exc) from None
         except pd.errors.EmptyDataError:
             frame = pd.DataFrame()
         except pd.errors.ParserError as exc:
-            raise UserError(f"{path}: not a readable CSV ({exc}); fix the file") from None
+            raise UserError(f"{path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from None
     else:
         try:
             frame = pd.read_parquet(path)
@@ -245,7 +288,7 @@ class JsonlCheckpoint:
     def rows(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        rows = _read_jsonl(self.path, tolerate_truncated_tail=True)
+        rows = _read_jsonl(self.path, tolerate_truncated_tail=True, encoding="utf-8")
         # Rewrite without a cut tail line so the next append starts on a fresh line.
         with open(self.path, "rb") as handle:
             data = handle.read()

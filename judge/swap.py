@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.cli import new_parser, run_command
+from judge.cli import check_positive, new_parser, run_command
 from judge.disparity import wilson_interval
 from judge.errors import UserError
 from judge.manifest import RunManifest
@@ -46,6 +46,9 @@ class Config:
     device: str = "auto"
     progress: bool = True
     overwrite: bool = False
+
+    def __post_init__(self):
+        check_positive(self, "sample", "batch_size")
 
 
 def replace_name(text: str, old: str, new: str) -> str:

@@ -146,10 +146,12 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
         raise UserError(
             f"taxonomy {str(name_or_path)!r} not found; use a preset ({', '.join(available_taxonomies())}) or a path to a YAML file"
         )
+    from judge.records import read_text
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text(path, what="taxonomy file"))
     except yaml.YAMLError as exc:
-        raise UserError(f"taxonomy file {path} is not valid YAML/JSON ({exc})") from None
+        raise UserError(f"taxonomy file {path} is not valid YAML/JSON ({' '.join(str(exc).split())})") from None
     return Taxonomy.from_dict(data, source=str(path))
 
 

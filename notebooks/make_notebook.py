@@ -117,6 +117,57 @@ for src, dst in (("llama-2-7b", "llama-2-13b"), ("llama-2-13b", "llama-2-7b")):
     print(f"{src} -> {dst}: refusal rate muslim judge {judged['rates']['muslim']['refusal']['rate']:.3f} vs human {human['rates']['muslim']['refusal']['rate']:.3f}; "
           f"white judge {judged['rates']['white']['refusal']['rate']:.3f} vs human {human['rates']['white']['refusal']['rate']:.3f}")
 pd.DataFrame(agreement_rows).round(3)"""),
+    ("markdown", """## 5. Group rates that survive the judge's errors (7B -> 13B)
+
+The judge trained on 7B labels labels every 13B output. Suppose humans label only 300 of them (a seeded
+sample, stratified by identity, weighted by inverse inclusion probability). Three estimates of each group's
+rate: the judge's labels taken as human ones, the 300 human labels alone, and prediction-powered inference
+(PPI++, `judge.ppi` on top of `ppi_py`), which corrects the judge's rates with the human sample. Here every
+13B output has a human label, so the full-population human rate is known and shown as the truth.
+`benchmarks/ppi_coverage.py` repeats this 200+ times to measure coverage."""),
+    ("code", """from judge.group_error import judge_error_by_group
+from judge.ppi import ppi_by_group
+from judge.report import ppi_figure
+
+judge_dir = Path(tempfile.mkdtemp())
+train_tfidf(labelled_data(records[records.model == "llama-2-7b"], label_column="label", taxonomy=taxonomy), judge_dir)
+save_taxonomy(taxonomy, judge_dir)
+thirteen = records[records.model == "llama-2-13b"].reset_index(drop=True)
+judged = load_judge(f"tfidf:{judge_dir}").label(thirteen.rename(columns={"label": "human"}), progress=False)
+
+rng = np.random.default_rng(0)
+human_sample = np.full(len(judged), "", dtype=object)
+weights = np.zeros(len(judged))
+for group, members in judged.groupby("identity").groups.items():
+    take = rng.choice(np.asarray(members), size=60, replace=False)  # 60 per identity = 300
+    human_sample[take] = judged.loc[take, "human"]
+    weights[take] = len(members) / 60
+ppi = ppi_by_group(judged["label"], human_sample, judged["identity"], categories=taxonomy.labels, reference="white", weights=weights)
+fig = ppi_figure(ppi, ["refusal", "harmful refusal"], group_column="identity")
+fig.savefig(figures / "ppi_7b_to_13b.png", dpi=150, bbox_inches="tight")
+plt.show()
+
+truth = {g: (sub["human"] == "refusal").mean() for g, sub in judged.groupby("identity")}
+rows = []
+for g in sorted(truth):
+    r = ppi["rates"][g]["refusal"]
+    rows.append({"identity": g, "human (all 2,304)": truth[g], "judge only": r["judge_only"]["rate"], "judge only CI": r["judge_only"]["ci"],
+                 "human only (60)": r["human_only"]["rate"], "human only CI": r["human_only"]["ci"], "PPI": r["ppi"]["rate"], "PPI CI": r["ppi"]["ci"],
+                 "effective n": r["effective_n"]})
+gap = ppi["gaps"]["muslim"]["refusal"]
+print(f"muslim - white refusal gap: truth {truth['muslim'] - truth['white']:.3f}; judge only {gap['judge_only']['gap']:.3f}; "
+      f"human only {gap['human_only']['gap']:.3f}; PPI {gap['ppi']['gap']:.3f} [{gap['ppi']['ci'][0]:.3f}, {gap['ppi']['ci'][1]:.3f}]")
+pd.DataFrame(rows).round(3)"""),
+    ("markdown", """### Where the judge errs, group by group
+
+Against all 13B human labels: the judge's kappa within each group, and its refusal rate minus the humans'.
+A paper can then write "the judge under-reports refusals for group X by N points"."""),
+    ("code", """errors = judge_error_by_group(judged["human"], judged["label"], judged["identity"], labels=taxonomy.labels)
+pd.DataFrame({g: {"kappa": r["cohen_kappa"], "accuracy": r["accuracy"],
+                  "refusal: judge - human": r["categories"]["refusal"]["judge_minus_human"]["difference"],
+                  "refusal FNR": r["categories"]["refusal"]["false_negative_rate"],
+                  "harmful refusal: judge - human": r["categories"]["harmful refusal"]["judge_minus_human"]["difference"]}
+              for g, r in errors["groups"].items()}).T.round(3)"""),
 ]
 
 nb = nbformat.v4.new_notebook()

@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from judge.cli import check_choice, check_fraction, check_non_negative, check_positive
 from judge.errors import UserError
 from judge.judge_dir import write_training_ids
 from judge.judges.trained import save_taxonomy
@@ -44,6 +45,20 @@ class TrainConfig:
     progress: bool = True
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_choice(self, "kind", ("lora", "tfidf"))
+        check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
+        check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
+        check_non_negative(self, "patience")
+        check_fraction(self, "val_fraction", high_open=True)
+        if self.max_length < 16:
+            raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
+        if self.kind == "tfidf":
+            lora_only = [f.name for f in fields(LoraRecipe) if f.name in ("base_model", "max_length", "epochs", "lr", "lora_r", "lora_alpha",
+                         "batch_size", "grad_accum", "patience", "class_weighting", "device") and getattr(self, f.name) != f.default]
+            if lora_only:
+                raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} only apply to --kind lora; drop them for --kind tfidf")
 
 
 def train_judge(config: TrainConfig) -> dict:

@@ -32,14 +32,22 @@ ITEM_MARK = "\u0000ITEM\u0000"
 
 
 def load_template(path: str | Path | None) -> dict[str, str]:
+    from judge.cli import check_format_template
+    from judge.records import read_text
+
     path = Path(path or DEFAULT_TEMPLATE)
     if not path.is_file():
         raise UserError(f"prompt template {path} not found; copy {DEFAULT_TEMPLATE} and edit it")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not {"system", "user"} <= set(data):
-        raise UserError(f"prompt template {path} needs 'system' and 'user' entries")
+    try:
+        data = yaml.safe_load(read_text(path, what="prompt template"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"prompt template {path} is not valid YAML ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict) or not {"system", "user"} <= set(data) or not all(isinstance(data[k], str) for k in ("system", "user")):
+        raise UserError(f"prompt template {path} needs 'system' and 'user' entries holding text")
     if "{response}" not in data["user"]:
         raise UserError(f"prompt template {path}: the user part must contain {{response}}")
+    check_format_template(data["system"], {"taxonomy_description", "categories", "labels", "examples"}, what=f"prompt template {path} (system)")
+    check_format_template(data["user"], {"prompt", "response"}, what=f"prompt template {path} (user)")
     return {"system": data["system"], "user": data["user"], "path": str(path), "sha256": file_sha256(path)}
 
 
