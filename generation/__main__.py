@@ -62,6 +62,11 @@ def main(config: Config) -> pd.DataFrame:
     check_format_template(config.instruction, {"prompt"}, what="--instruction")
     system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
     prompts = read_records(config.prompts, required=("prompt",))
+    blank = prompts["prompt"].isna() | (prompts["prompt"].astype(str).str.strip() == "")
+    if blank.any():
+        first = prompts.index[blank][0]
+        raise UserError(f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id {prompts.loc[first, 'id']!r}); "
+                        "fix or remove them before generating")
     identity = {"settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
                 "prompts": fingerprint([config.prompts])}
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
@@ -81,7 +86,9 @@ def main(config: Config) -> pd.DataFrame:
                                      decoding=decoding, batch_size=config.batch_size, system_prompt=system_prompt,
                                      instruction=config.instruction, checkpoint=checkpoint, progress=config.progress))
     gen_seconds = time.perf_counter() - gen_started
-    outputs = pd.DataFrame(checkpoint.rows())
+    # A batch redone after a crash is appended again: the last copy of each (prompt, sample) wins.
+    latest = {(r["prompt_id"], int(r["sample"])): r for r in checkpoint.rows()}
+    outputs = pd.DataFrame(list(latest.values()))
     order = {pid: i for i, pid in enumerate(prompts["id"])}
     outputs = outputs.sort_values(["prompt_id", "sample"], key=lambda s: s.map(order) if s.name == "prompt_id" else s).reset_index(drop=True)
     write_records(outputs, out, overwrite=True)

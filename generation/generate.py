@@ -1,7 +1,6 @@
 """Batched, resumable sampling of chat-model outputs for prompt records (Hugging Face transformers)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -95,26 +94,24 @@ def generate_outputs(
 ) -> Iterator[dict]:
     """Yield finished output records batch by batch; with a checkpoint, skip pairs already written.
 
-    Each batch is seeded from (seed, batch number), so a resumed run samples exactly what an
-    uninterrupted one would have, and a crash loses at most the batch in flight.
+    Each batch is seeded from (seed, batch number) and counts only when all its outputs are
+    written; a batch a crash left half-written is generated again whole, so a resumed run samples
+    exactly what an uninterrupted one would have.
     """
     texts = {pid: chat_text(tokenizer, p, system_prompt=system_prompt, instruction=instruction) for pid, p in zip(prompts["id"], prompts["prompt"])}
     lengths = {pid: len(tokenizer(t, add_special_tokens=False).input_ids) for pid, t in texts.items()}
     records = prompts.set_index("id", drop=False)
     done = {(r["prompt_id"], int(r["sample"])) for r in checkpoint.rows()} if checkpoint else set()
     plan = batch_plan(prompts, samples, batch_size, lengths)
-    todo = [(n, b) for n, b in enumerate(plan) if any(pair not in done for pair in b)]
+    todo = [(n, b) for n, b in enumerate(plan) if not all(pair in done for pair in b)]
     device = next(model.parameters()).device
     eos_ids = set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
     bar = tqdm(total=sum(len(b) for _, b in todo), desc="generating", unit="output", disable=not progress, mininterval=1.0)
     for number, batch in todo:
-        batch = [pair for pair in batch if pair not in done]
         enc = tokenizer([texts[pid] for pid, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         torch.manual_seed(decoding.seed * 1_000_003 + number)
-        started = time.perf_counter()
         with torch.inference_mode():
             out = model.generate(**enc, **decoding.generate_kwargs(), pad_token_id=tokenizer.pad_token_id)
-        seconds = time.perf_counter() - started
         new = out[:, enc["input_ids"].shape[1]:]
         rows = []
         for i, (pid, sample) in enumerate(batch):
@@ -128,7 +125,8 @@ def generate_outputs(
                 "model": model_id, "system_prompt": system_prompt, "instruction": instruction,
                 "temperature": decoding.temperature, "top_k": decoding.top_k, "top_p": decoding.top_p, "max_new_tokens": decoding.max_new_tokens,
                 "seed": decoding.seed, "prompt_tokens": int(lengths[pid]), "response_tokens": len(generated),
-                "finish_reason": "stop" if stop is not None else "length", "batch_seconds": round(seconds, 4),
+                # No timings here: they belong to the manifest, and a resumed file must equal an uninterrupted one.
+                "finish_reason": "stop" if stop is not None else "length",
             })
         if checkpoint:
             checkpoint.append(rows)

@@ -45,6 +45,8 @@ def load_templates(path: str | Path) -> pd.DataFrame:
     """Rows of (heading, template); each template must hold [NAME] and [BLANK]."""
     data = _read_json(path, "templates")
     if isinstance(data, dict) and "templates" in data:  # the project's format
+        if not isinstance(data["templates"], list) or not all(isinstance(t, dict) for t in data["templates"]):
+            raise UserError(f"{path}: 'templates' must be a list of {{heading, template}} objects")
         rows = [{"heading": t.get("heading", ""), "template": t.get("template", "")} for t in data["templates"]]
     elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # the paper's prompts.json
         rows = [{"heading": h, "template": t} for h, ts in data.items() for t in ts]
@@ -53,6 +55,8 @@ def load_templates(path: str | Path) -> pd.DataFrame:
     if not rows:
         raise UserError(f"{path} holds no templates")
     for i, row in enumerate(rows, start=1):
+        if not isinstance(row["template"], str) or not isinstance(row["heading"], str):
+            raise UserError(f"{path}: template {i} must be text (got {row['template']!r})")
         for marker in (NAME, BLANK):
             if marker not in row["template"]:
                 raise UserError(f"{path}: template {i} ({row['template']!r}) has no {marker}; every template needs {NAME} and {BLANK}")
@@ -64,14 +68,20 @@ def load_names(path: str | Path) -> pd.DataFrame:
     data = _read_json(path, "names")
     if isinstance(data, dict) and "names" in data:  # the project's format
         rows = []
-        for entry in data["names"]:
-            if not entry.get("name") or not entry.get("identity"):
-                raise UserError(f"{path}: every name needs 'name' and 'identity' (got {entry})")
-            rows.append({"name": entry["name"], "identity": entry["identity"], "gender": entry.get("gender"),
-                         "common": bool(entry.get("common", True)), "name_list": entry.get("name_list", entry["identity"])})
+        if not isinstance(data["names"], list):
+            raise UserError(f"{path}: 'names' must be a list of {{name, identity, gender, common}} objects")
+        for i, entry in enumerate(data["names"], start=1):
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("identity"), str) \
+                    or not entry["name"].strip() or not entry["identity"].strip():
+                raise UserError(f"{path}: name {i} needs text 'name' and 'identity' (got {entry!r})")
+            rows.append({"name": entry["name"].strip(), "identity": entry["identity"], "gender": entry.get("gender"),
+                         "common": strict_bool(entry.get("common", True), what=f"{path}: name {i} 'common'"),
+                         "name_list": entry.get("name_list", entry["identity"])})
     elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # the paper's names.json
         rows = []
         for list_name, names in data.items():
+            if not all(isinstance(n, str) and n.strip() for n in names):
+                raise UserError(f"{path}: list {list_name!r} must hold names (non-empty text)")
             match = IDENTITY_FROM_LIST.match(list_name)
             identity = match["identity"] if match else list_name
             gender = {"men": "man", "women": "woman"}.get(match["gender"]) if match else None
@@ -83,6 +93,25 @@ def load_names(path: str | Path) -> pd.DataFrame:
     if not rows:
         raise UserError(f"{path} holds no names; add at least one name")
     return pd.DataFrame(rows)
+
+
+def strict_bool(value: object, *, what: str) -> bool:
+    """true/false as JSON booleans or the usual words; anything else is an error, never truthiness."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "yes": True, "1": True, "common": True, "false": False, "no": False, "0": False, "rare": False, "least": False}
+    key = str(value).strip().lower()
+    if key in words:
+        return words[key]
+    raise UserError(f"{what} must be true or false, got {value!r}")
+
+
+def prompt_id(template_index: int, name: str) -> str:
+    """Readable and unique: the name's letters (any script) plus a short hash, so two names never collide."""
+    import hashlib
+
+    slug = re.sub(r"\W+", "_", name, flags=re.UNICODE).strip("_") or "name"
+    return f"t{template_index:03d}-{slug}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:6]}"
 
 
 def build_prompts(
@@ -108,7 +137,7 @@ def build_prompts(
     for t_index, t in enumerate(templates.itertuples(index=False)):
         for n in names.itertuples(index=False):
             rows.append({
-                "id": f"t{t_index:03d}-{re.sub(r'[^0-9A-Za-z]+', '_', n.name)}",
+                "id": prompt_id(t_index, n.name),
                 "prompt": t.template.replace(NAME, n.name),
                 "template": t.template, "heading": t.heading, "name": n.name, "identity": n.identity,
                 "gender": n.gender, "common": bool(n.common), "name_list": n.name_list,

@@ -265,13 +265,13 @@ def main(config: Config) -> dict:
     records = read_records(config.input, id_column=config.id_column if config.pred_file else None, required=(), label_columns=[config.gold])
     if config.pred_file:
         preds = read_records(config.pred_file, id_column=config.id_column, required=(), label_columns=[config.pred])
-        merged = records.drop(columns=[config.pred], errors="ignore").merge(preds[["id", config.pred]], on="id", how="left")
-        missing = int(merged[config.pred].isna().sum())
-        if missing == len(merged):
+        absent = sorted(set(records["id"]) - set(preds["id"]))
+        if len(absent) == len(records):
             raise UserError(f"no id of {config.input} appears in {config.pred_file}; check --id-column")
-        merged[config.pred] = merged[config.pred].fillna(UNSCORED)
-        records = merged
-        manifest.update(ids_without_prediction=missing)
+        if absent:
+            raise UserError(f"{len(absent)} id(s) of {config.input} have no row in {config.pred_file} (e.g. {', '.join(map(repr, absent[:3]))}); "
+                            "label them too (judge.label resumes) or agree on the common ids by filtering the gold file")
+        records = records.drop(columns=[config.pred], errors="ignore").merge(preds[["id", config.pred]], on="id", how="left")
     result = compute_agreement(
         records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,

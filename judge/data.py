@@ -20,6 +20,7 @@ correct the judge's rates).
 """
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +58,14 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
     for path in paths:
         table = read_table(path)
         require_columns(table, CHEHBOUNI_COLUMNS, source=str(path), flag_hint="Is this one of the df_annotated_llama*.csv files?")
-        for r in table.itertuples(index=False):
-            sample = int(str(r.variable).split()[-1])
+        for row_number, r in enumerate(table.itertuples(index=False), start=2):
+            match = re.fullmatch(r"label (\d)", str(r.variable).strip())
+            if not match or match[1] not in ("1", "2", "3"):
+                raise UserError(f"{path}: row {row_number} has variable {r.variable!r}; expected 'label 1', 'label 2' or 'label 3' "
+                                "(which of g1..g3 the label is for): is this one of the df_annotated_llama*.csv files?")
+            sample = int(match[1])
+            if not str(r.index).strip().isdigit():
+                raise UserError(f"{path}: row {row_number} has index {r.index!r}; expected the prompt's row number")
             model = MODEL_IDS.get(str(r.model), str(r.model).replace(" ", "-"))
             rows.append(
                 {

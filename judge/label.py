@@ -22,7 +22,7 @@ from judge.cli import check_choice, check_fraction, check_non_negative, check_po
 from judge.errors import UserError
 from judge.judges import load_judge
 from judge.manifest import RunManifest, file_sha256, fingerprint, prepare_resumable_output
-from judge.records import JsonlCheckpoint, file_format, read_records, write_records
+from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
 from judge.taxonomy import UNSCORED
 
 
@@ -77,8 +77,10 @@ def main(config: Config) -> dict:
     out = Path(config.out)
     file_format(out)
     records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column)
+    column_map = records.attrs["column_map"]
     identity = {
-        "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "batch_size")},
+        # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
+        "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
         "input": fingerprint([config.input]),
         "judge": judge_fingerprint(config.judge),
     }
@@ -100,7 +102,7 @@ def main(config: Config) -> dict:
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
                            progress=config.progress, prefix=config.prefix)
-    write_records(labelled, out, overwrite=True)
+    write_records(user_columns(labelled, column_map), out, overwrite=True)
     checkpoint.remove()
     total = time.perf_counter() - started
     label_col = config.prefix + "label"

@@ -129,6 +129,9 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str,
         )
 
 
+SHADOW = "__user__"  # prefix under which a user's own id/prompt/response column waits while another column plays its part
+
+
 def read_records(
     paths: str | Path | Sequence[str | Path],
     *,
@@ -140,24 +143,27 @@ def read_records(
 ) -> pd.DataFrame:
     """Read one or more files into canonical records.
 
-    ``id_column``/``prompt_column``/``text_column`` name the source columns that become
-    ``id``/``prompt``/``response``. Without an id column, ids are the 1-based row numbers
-    (``row-1`` ...), stable as long as the file does not change.
+    ``id_column``/``prompt_column``/``text_column`` name the source columns that play ``id``/
+    ``prompt``/``response``. The source column is kept as it is; a column of the canonical name the
+    file already had is kept aside and put back by ``user_columns`` when the records are written, so
+    no column is lost or renamed. Without an id column, ids are the 1-based row numbers (``row-1``
+    ...), stable as long as the file does not change. A missing prompt reads as ""; a missing
+    response stays missing (None), for the judges to report as unscored.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     frames = []
+    mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
+    flags = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}
     for path in paths:
         frame = read_table(path)
-        mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
         for canonical, source_col in mapping.items():
             if source_col and source_col != canonical:
-                flag = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}[canonical]
-                require_columns(frame, [source_col], source=str(path), flag_hint=f"Fix {flag}.")
-                frame = frame.drop(columns=[canonical], errors="ignore").rename(columns={source_col: canonical})
+                require_columns(frame, [source_col], source=str(path), flag_hint=f"Fix {flags[canonical]}.")
+                if canonical in frame.columns:
+                    frame = frame.rename(columns={canonical: SHADOW + canonical})
+                frame.insert(frame.columns.get_loc(source_col) + 1, canonical, frame[source_col])
         if "id" not in frame.columns:
-            if id_column:
-                require_columns(frame, [id_column], source=str(path), flag_hint="Fix --id-column.")
             prefix = f"{Path(path).stem}-row-" if len(paths) > 1 else "row-"
             frame.insert(0, "id", [f"{prefix}{i}" for i in range(1, len(frame) + 1)])
         hints = {"response": "Name it with --text-column.", "prompt": "Name it with --prompt-column."}
@@ -166,17 +172,46 @@ def read_records(
         require_columns(frame, label_columns, source=str(path))
         frames.append(frame)
     records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    records["id"] = records["id"].astype(str)
+    missing_id = records["id"].isna()
+    if missing_id.any():
+        raise UserError(f"{int(missing_id.sum())} record(s) have no id (first: row {int(missing_id.idxmax()) + 1}); fill the id column or pick another --id-column")
+    records["id"] = records["id"].map(_id_text)
     duplicated = records["id"][records["id"].duplicated()].unique()
     if len(duplicated):
         shown = ", ".join(map(repr, duplicated[:5]))
         raise UserError(
             f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another --id-column"
         )
-    for col in ("prompt", "response"):
-        if col in records.columns:
-            records[col] = records[col].fillna("").astype(str)
+    if "prompt" in records.columns:
+        records["prompt"] = records["prompt"].map(lambda v: "" if _missing(v) else str(v))
+    if "response" in records.columns:
+        records["response"] = pd.Series([None if _missing(v) else str(v) for v in records["response"]], index=records.index, dtype=object)
+    records.attrs["column_map"] = {k: v for k, v in mapping.items() if v and v != k}
     return records
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _id_text(value: Any) -> str:
+    # 7 and 7.0 (a JSON number, or a CSV column pandas read as float) are the same id.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def user_columns(records: pd.DataFrame, column_map: dict[str, str]) -> pd.DataFrame:
+    """Undo ``read_records``' stand-ins before writing: drop the canonical copies made from the
+    user's columns and put back the user's own id/prompt/response columns under their names."""
+    out = records
+    for canonical in column_map:
+        if canonical in out.columns:
+            out = out.drop(columns=[canonical])
+        shadow = SHADOW + canonical
+        if shadow in out.columns:
+            out = out.rename(columns={shadow: canonical})
+    return out
 
 
 def ensure_writable(path: str | Path, *, overwrite: bool) -> Path:

@@ -130,7 +130,7 @@ def main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     records = read_records(config.input, label_columns=[config.group, config.name_column])
-    records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "")]
+    records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "") & records["response"].notna()]
     if records[config.group].astype(str).nunique() < 2:
         raise UserError(f"column {config.group!r} has fewer than two groups; a name swap needs names from another group")
     if config.sample is not None and config.sample < len(records):

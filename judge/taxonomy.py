@@ -1,6 +1,7 @@
 """Taxonomies as data: ordered categories with definitions, aliases and coarse parents."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -51,7 +52,7 @@ class Taxonomy:
         """The category a raw label names (case, spacing and aliases forgiven), or None."""
         if label is None or (isinstance(label, float) and label != label):
             return None
-        return self._lookup.get(_norm(str(label)))
+        return self._lookup.get(_norm(label if isinstance(label, str) else label_text(label)))
 
     def parent_of(self, label: str) -> str:
         cat = self[label]
@@ -100,20 +101,34 @@ class Taxonomy:
         if not isinstance(data, dict) or not isinstance(data.get("categories"), list):
             raise UserError(f"{source}: a taxonomy needs a 'categories' list; see data/taxonomies/README.md")
         cats = []
+        seen: set[str] = set()
         for i, item in enumerate(data["categories"]):
-            if isinstance(item, str):
-                item = {"name": item}
-            if not isinstance(item, dict) or not item.get("name"):
-                raise UserError(f"{source}: category {i + 1} needs a 'name'")
+            if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+                item = {"name": label_text(item)}
+            if not isinstance(item, dict) or not item.get("name") or not isinstance(item["name"], (str, int, float)):
+                raise UserError(f"{source}: category {i + 1} needs a 'name' (text)")
+            name = label_text(item["name"])
             unknown = set(item) - {"name", "definition", "aliases", "parent"}
             if unknown:
-                raise UserError(f"{source}: category {item['name']!r} has unknown key(s) {', '.join(sorted(unknown))}")
+                raise UserError(f"{source}: category {name!r} has unknown key(s) {', '.join(sorted(unknown))}; allowed: name, definition, aliases, parent")
+            if name in seen:
+                raise UserError(f"{source}: category {name!r} is listed twice; give each category once")
+            seen.add(name)
+            aliases = item.get("aliases", []) or []
+            if not isinstance(aliases, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in aliases):
+                raise UserError(f"{source}: category {name!r}: 'aliases' must be a list of labels, e.g. [refused, \"1\"]")
+            parent = item.get("parent")
+            if parent is not None and not isinstance(parent, str):
+                raise UserError(f"{source}: category {name!r}: 'parent' must be one name (text), got {parent!r}")
+            definition = item.get("definition", "")
+            if not isinstance(definition, (str, int, float)):
+                raise UserError(f"{source}: category {name!r}: 'definition' must be text")
             cats.append(
                 Category(
-                    name=str(item["name"]),
-                    definition=" ".join(str(item.get("definition", "")).split()),
-                    aliases=tuple(str(a) for a in item.get("aliases", []) or []),
-                    parent=item.get("parent"),
+                    name=name,
+                    definition=" ".join(str(definition).split()),
+                    aliases=tuple(label_text(a) for a in aliases),
+                    parent=parent,
                 )
             )
         return cls(name=str(data.get("name", source)), categories=tuple(cats), description=str(data.get("description", "")))
@@ -121,14 +136,24 @@ class Taxonomy:
     @classmethod
     def from_labels(cls, labels: Iterable[object], *, name: str = "from-data") -> "Taxonomy":
         """Categories are the distinct labels, sorted, when no taxonomy is given."""
-        distinct = sorted({str(x) for x in labels if x is not None and x == x and str(x) != UNSCORED})
+        distinct = sorted({label_text(x) for x in labels if x is not None and x == x and str(x) != UNSCORED})
         if not distinct:
             raise UserError("no labels found to build a taxonomy from; pass --taxonomy or check the label column")
         return cls(name=name, categories=tuple(Category(name=x) for x in distinct))
 
 
+def label_text(value: object) -> str:
+    """A label as text, with numeric codes in one form: 2, 2.0 and "2.0" are all "2"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    if re.fullmatch(r"-?\d+\.0+", text):
+        return text.split(".")[0]
+    return text
+
+
 def _norm(text: str) -> str:
-    return " ".join(text.replace("_", " ").replace("-", " ").lower().split())
+    return " ".join(label_text(text).replace("_", " ").replace("-", " ").lower().split())
 
 
 def available_taxonomies() -> list[str]:

@@ -52,15 +52,19 @@ def test_agree_on_sample_writes_all_outputs(tmp_path, capsys):
 
 def test_agree_coarse_and_pred_file_and_annotators(tmp_path, capsys):
     gold = write_jsonl(tmp_path / "g.jsonl", [{**r, "h2": r["label"]} for r in GOOD])
-    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": "1", "judge": "harmful refusal"}, {"id": "2", "judge": "answer"}])
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": "1", "judge": "harmful refusal"}, {"id": "2", "judge": "answer"}, {"id": "3", "judge": "unscored"}])
     code, _, err = run_cli(agree, [str(gold), "--gold", "label", "--pred", "judge", "--pred-file", str(preds), "--annotators", "label", "h2",
                                     "--taxonomy", "chehbouni2024", "--coarse", "--bootstrap", "10", "--out", str(tmp_path / "o")], capsys)
     assert code == 0, err
     result = json.loads((tmp_path / "o" / "agreement.json").read_text())
     assert result["labels"] == ["answered", "refused", "failed"]
-    assert result["n_unscored"] == 1  # id 3 has no prediction
+    assert result["n_unscored"] == 1  # the judge could not score id 3
     assert result["accuracy"] == 1.0  # harmful refusal -> refused matches refusal -> refused
     assert result["annotators"]["kappa_vs_gold"]["h2"] == pytest.approx(1.0)
+    # An id with no prediction row at all is an error naming it, not a silent "unscored".
+    write_jsonl(preds, [{"id": "1", "judge": "refusal"}, {"id": "2", "judge": "answer"}])
+    code, _, err = run_cli(agree, [str(gold), "--gold", "label", "--pred", "judge", "--pred-file", str(preds), "--out", str(tmp_path / "o2")], capsys)
+    assert_one_line_error(code, err, "'3'", "no row in")
 
 
 def test_report_on_sample(tmp_path, capsys):

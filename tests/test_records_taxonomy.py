@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from judge.errors import UserError
-from judge.records import JsonlCheckpoint, read_records, write_records
+from judge.records import JsonlCheckpoint, read_records, user_columns, write_records
 from judge.taxonomy import UNSCORED, Taxonomy, available_taxonomies, load_taxonomy
 from tests.conftest import write_jsonl
 
@@ -20,11 +20,28 @@ def test_roundtrip_and_column_mapping(tmp_path, suffix):
     records = read_records(src, id_column="uid", prompt_column="question", text_column="output")
     assert list(records["id"]) == ["a", "b"]
     assert list(records["response"]) == ["R1", "R2 ünïcode"]
-    assert {"prompt", "label", "identity"} <= set(records.columns)
-    assert "uid" not in records.columns  # renamed, not duplicated
-    out = write_records(records, tmp_path / f"out{suffix}")
-    assert read_records(out)["response"].tolist() == ["R1", "R2 ünïcode"]
+    assert {"prompt", "label", "identity", "uid", "question", "output"} <= set(records.columns)  # the user's columns stay
+    out = write_records(user_columns(records, records.attrs["column_map"]), tmp_path / f"out{suffix}")
+    assert list(pd.read_json(out, lines=True) if suffix == ".jsonl" else pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)) == list(ROWS[0])
+    assert read_records(out, text_column="output")["response"].tolist() == ["R1", "R2 ünïcode"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left behind
+
+
+def test_mapped_columns_keep_the_inputs_own_id_prompt_response(tmp_path):
+    # The file has its own id/prompt/response and the user points the judge at other columns:
+    # internally those play the parts, and the written file still has every original column unchanged.
+    rows = [{"id": 1, "prompt": "P", "response": "kept", "q": "Q", "a": "A", "common": False}]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    records = read_records(src, id_column="q", prompt_column="q", text_column="a")
+    assert records["response"].tolist() == ["A"] and records["id"].tolist() == ["Q"]
+    out = write_records(user_columns(records, records.attrs["column_map"]), tmp_path / "out.jsonl")
+    assert json.loads(out.read_text()) == rows[0]
+
+
+def test_missing_response_stays_missing_and_empty_stays_empty(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "response": None}, {"id": "b", "response": ""}, {"id": "c"}])
+    records = read_records(src)
+    assert records["response"].tolist() == [None, "", None]
 
 
 def test_refuses_to_clobber(tmp_path):

@@ -31,6 +31,10 @@ def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | T
     records = records[has_label].reset_index(drop=True)
     if records.empty:
         raise UserError(f"no row has a label in column {label_column!r}; nothing to train on")
+    no_response = records["response"].isna()
+    if no_response.any():
+        raise UserError(f"{int(no_response.sum())} labelled record(s) have no response (e.g. id {records.loc[no_response, 'id'].iloc[0]!r}); "
+                        "fill or remove them: a judge cannot learn from a missing text")
     tax = resolve_taxonomy(taxonomy, records[label_column].tolist())
     gold = tax.gold(records[label_column], column=label_column)
     index = {label: i for i, label in enumerate(tax.labels)}

@@ -63,6 +63,8 @@ class TrainConfig:
 
 def train_judge(config: TrainConfig) -> dict:
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; a judge is a directory: choose another --out")
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise UserError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose another --out")
     if config.kind not in ("lora", "tfidf"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -70,16 +70,24 @@ class Judge:
         return {"kind": self.kind, "taxonomy": self.taxonomy.name}
 
     # -- shared machinery ---------------------------------------------------------------------
-    def judge_items(self, items: Sequence[Item], *, batch_size: int = 32, progress: bool = True) -> Iterator[tuple[list[Item], list[Judgement]]]:
-        ordered = sorted(items, key=self.sort_key)
-        with tqdm(total=len(ordered), desc=f"labelling ({self.kind})", unit="resp", disable=not progress, mininterval=1.0) as bar:
-            for start in range(0, len(ordered), batch_size):
-                batch = ordered[start : start + batch_size]
-                judgements = self._label_batch(batch)
-                if len(judgements) != len(batch):
-                    raise RuntimeError(f"{type(self).__name__}._label_batch returned {len(judgements)} judgements for {len(batch)} items")
-                bar.update(len(batch))
-                yield batch, judgements
+    def batch_plan(self, items: Sequence[Item], batch_size: int) -> list[list[Item]]:
+        """Fixed batches over the whole input: similar lengths together (a stable sort), the same plan
+        on every rerun. A judge whose scores depend on the other items in a batch (int8 kernels, padding)
+        then gives a resumed run exactly the batches an uninterrupted one had."""
+        ordered = sorted(items, key=lambda item: (self.sort_key(item), item.id))
+        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+
+    def checked(self, judgements: list[Judgement], batch: Sequence[Item]) -> list[Judgement]:
+        if len(judgements) != len(batch):
+            raise RuntimeError(f"{type(self).__name__}._label_batch returned {len(judgements)} judgements for {len(batch)} items")
+        out = []
+        for j in judgements:
+            bad = [c for c, p in j.probabilities.items() if p is None or not math.isfinite(p)]
+            if j.label != UNSCORED and (bad or not (j.confidence != j.confidence or math.isfinite(j.confidence))):
+                j = Judgement.unscored(f"the judge returned non-finite probabilities for {', '.join(bad) or 'its label'} (a broken model or temperature)",
+                                       raw=j.raw)
+            out.append(j)
+        return out
 
     def apply_abstention(self, judgement: Judgement, abstain_below: float | None) -> Judgement:
         if abstain_below is not None and judgement.label != UNSCORED and not (judgement.confidence >= abstain_below):
@@ -111,26 +119,43 @@ class Judge:
     ) -> pd.DataFrame:
         """Label records; returns them with label, confidence, p_<category> and unscored_reason columns.
 
-        With a checkpoint, finished rows are appended after every batch and ids already there are
-        skipped, so a killed run resumes without losing or repeating a row.
+        With a checkpoint, every finished batch is appended whole; a rerun reuses the batches of the
+        fixed plan whose rows are all there and labels the others again whole (a batch cut by a crash
+        included), so a resumed run writes exactly what an uninterrupted one would. A missing
+        response (null) is ``unscored`` with the reason, never sent to the judge; an empty string is
+        a response like any other.
         """
         done = {str(r["id"]): r for r in checkpoint.rows()} if checkpoint else {}
         prompts = records["prompt"] if "prompt" in records.columns else pd.Series([""] * len(records), index=records.index)
         names = records["name"] if "name" in records.columns else pd.Series([None] * len(records), index=records.index)
-        todo = [
-            Item(str(i), str(p), str(r), n if isinstance(n, str) else None)
-            for i, p, r, n in zip(records["id"], prompts, records["response"], names)
-            if str(i) not in done
-        ]
-        self.last_seconds, self.last_count = 0.0, len(todo)
+        items, missing = [], []
+        for i, p, r, n in zip(records["id"], prompts, records["response"], names):
+            if r is None or (isinstance(r, float) and math.isnan(r)):
+                missing.append(str(i))
+                continue
+            items.append(Item(str(i), "" if p is None or p != p else str(p), str(r), n if isinstance(n, str) else None))
+        results: dict[str, dict] = {}
+        for i in missing:
+            results[i] = self.output_row(Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix)
+        plan = self.batch_plan(items, batch_size)
+        todo = []
+        for batch in plan:
+            if all(item.id in done for item in batch):
+                results.update((item.id, done[item.id]) for item in batch)
+            else:
+                todo.append(batch)
+        self.last_seconds, self.last_count = 0.0, sum(len(b) for b in todo)
         started = time.perf_counter()
-        for batch, judgements in self.judge_items(todo, batch_size=batch_size, progress=progress):
-            rows = [self.output_row(item, self.apply_abstention(j, abstain_below), prefix=prefix) for item, j in zip(batch, judgements)]
-            if checkpoint:
-                checkpoint.append(rows)
-            done.update((r["id"], r) for r in rows)
+        with tqdm(total=self.last_count, desc=f"labelling ({self.kind})", unit="resp", disable=not progress, mininterval=1.0) as bar:
+            for batch in todo:
+                judgements = self.checked(self._label_batch(batch), batch)
+                rows = [self.output_row(item, self.apply_abstention(j, abstain_below), prefix=prefix) for item, j in zip(batch, judgements)]
+                if checkpoint:
+                    checkpoint.append(rows)
+                results.update((r["id"], r) for r in rows)
+                bar.update(len(batch))
         self.last_seconds = time.perf_counter() - started
-        added = pd.DataFrame([done[str(i)] for i in records["id"]])
+        added = pd.DataFrame([results[str(i)] for i in records["id"]])
         added = added.drop(columns=["id"])
         keep = records.drop(columns=[c for c in added.columns if c in records.columns])
         return pd.concat([keep.reset_index(drop=True), added.reset_index(drop=True)], axis=1)
