@@ -21,7 +21,7 @@ from common import DEFAULT_DATA, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
 from judge.judges import load_judge
-from judge.judges.trained import save_taxonomy
+from judge.judge_dir import finish
 from judge.taxonomy import load_taxonomy
 from training.data import labelled_data
 from training.lora import LoraRecipe, train_lora
@@ -78,7 +78,7 @@ def main():
         started = time.perf_counter()
         tf_dir = work / f"tfidf-{src}"
         train_tfidf(labelled, tf_dir)
-        save_taxonomy(tax, tf_dir)
+        finish(tf_dir, tax)
         tf_eps = len(train) / (time.perf_counter() - started)
         result, rps, _ = evaluate(load_judge(f"tfidf:{tf_dir}"), target, tax)
         rows.append(row_for("TF-IDF + LR", arrow, result, tf_eps, rps))
@@ -89,7 +89,7 @@ def main():
         recipe = LoraRecipe() if args.epochs is None else LoraRecipe(epochs=args.epochs)
         lora_dir = work / f"lora-{src}"
         trained = train_lora(labelled, lora_dir, recipe, progress=False)
-        save_taxonomy(tax, lora_dir)
+        finish(lora_dir, tax)
         load_started = time.perf_counter()
         judge = load_judge(str(lora_dir))
         load_seconds = time.perf_counter() - load_started

@@ -23,7 +23,7 @@ import pandas as pd
 from judge.cli import check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
-from judge.models import SMOLLM2
+from judge.models import SMOLLM2, model_revision, resolve_model
 from judge.records import JsonlCheckpoint, file_format, read_records, write_records
 from generation.generate import SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
 
@@ -78,7 +78,7 @@ def main(config: Config) -> pd.DataFrame:
     started = time.perf_counter()
     tokenizer, model = load_chat_model(config.model, device=config.device)
     manifest = RunManifest("generation", config, inputs=[config.prompts], identity=identity, status="running",
-                           model={"spec": config.model, "class": type(model).__name__, "dtype": str(next(model.parameters()).dtype)})
+                           model={"spec": config.model, "revision": model_revision(resolve_model(config.model)), "class": type(model).__name__, "dtype": str(next(model.parameters()).dtype)})
     manifest.write(out)
     decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
     gen_started = time.perf_counter()

@@ -35,3 +35,76 @@ def read_training_ids(directory: str | Path) -> set[str] | None:
     if not isinstance(ids, list):
         raise UserError(f"{path} is not a JSON list of ids; retrain the judge or restore the file")
     return {str(i) for i in ids}
+
+
+# Files a user may edit without changing what the judge does.
+UNSEALED = {JUDGE_JSON, "manifest.json", "README.md"}
+
+
+def seal(directory: str | Path, *, labels: list[str]) -> dict:
+    """Record every file's sha256 and the order of the classifier's outputs in judge.json.
+
+    Called last when a judge is written. Loading then checks each file (``verify``), so a swapped
+    taxonomy, an edited class list or a truncated adapter is refused instead of giving wrong labels.
+    """
+    from judge.manifest import file_sha256
+
+    directory = Path(directory)
+    meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        name = path.relative_to(directory).as_posix()
+        if name not in UNSEALED:
+            files[name] = file_sha256(path)
+    meta.update(labels=list(labels), files=files)
+    (directory / JUDGE_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
+
+
+def verify(directory: str | Path) -> dict:
+    """judge.json, after checking that every file it lists is there and unchanged, and that the
+    taxonomy names exactly the labels the classifier was trained on."""
+    from judge.manifest import file_sha256
+
+    directory = Path(directory)
+    meta_path = directory / JUDGE_JSON
+    if not meta_path.is_file():
+        raise UserError(f"{directory} is not a judge directory (no {JUDGE_JSON}); train one with python -m judge.train")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{meta_path} is not valid JSON ({exc}); restore it or retrain the judge") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or not isinstance(meta.get("labels"), list):
+        raise UserError(f"{meta_path} lists no file checksums or labels (a judge from an older version, or edited): retrain it with python -m judge.train")
+    for name, digest in meta["files"].items():
+        path = directory / name
+        if ".." in Path(name).parts or not path.is_file():
+            raise UserError(f"judge directory {directory}: {name} is missing; restore it or retrain the judge")
+        if file_sha256(path) != digest:
+            raise UserError(f"judge directory {directory}: {name} changed since the judge was trained (sha256 differs from judge.json); restore it or retrain")
+    if TAXONOMY not in meta["files"]:
+        raise UserError(f"judge directory {directory}: {TAXONOMY} is not among its checked files; retrain the judge")
+    from judge.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy(directory / TAXONOMY)
+    if sorted(taxonomy.labels) != sorted(map(str, meta["labels"])):
+        raise UserError(f"judge directory {directory}: {TAXONOMY} names {taxonomy.labels}, the classifier was trained on {meta['labels']}; retrain the judge")
+    return meta
+
+
+def directory_key(directory: str | Path) -> str:
+    """A cache key for everything the judge is: judge.json holds every other file's hash."""
+    from judge.manifest import file_sha256
+
+    return file_sha256(Path(directory) / JUDGE_JSON)[:24]
+
+
+def finish(directory: str | Path, taxonomy, *, training_ids=()) -> dict:
+    """Complete a judge directory after its backend wrote its files: the taxonomy, the training ids,
+    then the checksums (``seal``). Every way of making a judge ends here."""
+    import yaml
+
+    directory = Path(directory)
+    (directory / TAXONOMY).write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_training_ids(directory, training_ids)
+    return seal(directory, labels=taxonomy.labels)

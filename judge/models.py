@@ -80,8 +80,52 @@ def gguf_as_safetensors(gguf: Path) -> Path:
     return target
 
 
-def resolve_model(spec: str) -> str:
-    """A path that ``from_pretrained`` loads offline for a model spec."""
+def hub_reachable(timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_hub(spec: str, *, allow_hub: bool) -> str:
+    """A local snapshot of a hub id: from the cache, or downloaded when the user named it and the
+    hub answers. Its folder name is the resolved revision (see ``model_revision``)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return snapshot_download(spec, local_files_only=True)
+    except HFValidationError:
+        raise UserError(f"model {spec!r} is neither a local path nor a valid hub id; give a local model directory or {MINILM} / {SMOLLM2}") from None
+    except Exception:  # noqa: BLE001 - not in the local cache
+        pass
+    if not allow_hub:
+        raise UserError(f"model {spec!r}, named inside a judge directory, is not available locally and is never downloaded on a judge's behalf; "
+                        f"fetch it yourself (huggingface-cli download {spec}) or retrain the judge on a local base model")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        raise UserError(f"model {spec!r} is not in the local cache and the Hugging Face hub cannot be reached (offline?); "
+                        f"give a local model directory or {MINILM} / {SMOLLM2}")
+    try:
+        return snapshot_download(spec)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        raise UserError(f"could not download model {spec!r}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def model_revision(path: str | Path) -> str | None:
+    """The commit of a hub snapshot (its folder name under snapshots/), None for other paths."""
+    path = Path(path)
+    return path.name if path.parent.name == "snapshots" else None
+
+
+def resolve_model(spec: str, *, allow_hub: bool = True) -> str:
+    """A local path that ``from_pretrained`` loads for a model spec.
+
+    Bundled names and local paths as they are; a hub id from the local cache, or (``allow_hub``:
+    only for ids the user typed on the command line) downloaded once, failing in seconds offline.
+    """
     if spec in (MINILM, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         return str(minilm_path())
     if spec in (SMOLLM2, "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"):
@@ -95,7 +139,7 @@ def resolve_model(spec: str) -> str:
         if not path.exists():
             raise UserError(f"model path {spec} not found; give a local model directory or a bundled model ({MINILM}, {SMOLLM2})")
         return str(path)
-    return spec  # a hub id: works where the hub or its local cache is reachable
+    return _from_hub(spec, allow_hub=allow_hub)
 
 
 def load_failure(spec: str, exc: Exception) -> UserError:

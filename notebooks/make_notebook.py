@@ -26,7 +26,7 @@ from judge.agree import compute_agreement
 from judge.data import import_chehbouni2024
 from judge.disparity import disparity
 from judge.judges import load_judge
-from judge.judges.trained import save_taxonomy
+from judge.judge_dir import finish
 from judge.tables import heatmap
 from judge.taxonomy import load_taxonomy
 from training.data import labelled_data
@@ -106,7 +106,7 @@ agreement_rows = []
 for src, dst in (("llama-2-7b", "llama-2-13b"), ("llama-2-13b", "llama-2-7b")):
     judge_dir = Path(tempfile.mkdtemp())
     train_tfidf(labelled_data(records[records.model == src], label_column="label", taxonomy=taxonomy), judge_dir)
-    save_taxonomy(taxonomy, judge_dir)
+    finish(judge_dir, taxonomy)
     target = records[records.model == dst].reset_index(drop=True)
     labelled = load_judge(f"tfidf:{judge_dir}").label(target.rename(columns={"label": "human"}), progress=False)
     result = compute_agreement(labelled, gold="human", pred="label", taxonomy=taxonomy, n_boot=200)
@@ -131,7 +131,7 @@ from judge.report import ppi_figure
 
 judge_dir = Path(tempfile.mkdtemp())
 train_tfidf(labelled_data(records[records.model == "llama-2-7b"], label_column="label", taxonomy=taxonomy), judge_dir)
-save_taxonomy(taxonomy, judge_dir)
+finish(judge_dir, taxonomy)
 thirteen = records[records.model == "llama-2-13b"].reset_index(drop=True)
 judged = load_judge(f"tfidf:{judge_dir}").label(thirteen.rename(columns={"label": "human"}), progress=False)
 

@@ -9,7 +9,8 @@ from judge import label as label_cmd
 from judge import train as train_cmd
 from judge.judges import load_judge
 from judge.judges.rules import RulesJudge
-from judge.judges.trained import LoraJudge, save_taxonomy
+from judge.judge_dir import finish
+from judge.judges.trained import LoraJudge
 from judge.paths import SAMPLE
 from judge.records import JsonlCheckpoint, read_records
 from judge.taxonomy import UNSCORED, load_taxonomy
@@ -44,7 +45,7 @@ def trained_tiny(tiny_bert, sample_records, tmp_path_factory):
     data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
     recipe = LoraRecipe(base_model=tiny_bert, epochs=2, lr=5e-3, lora_r=4, lora_alpha=8, batch_size=32, max_length=64, patience=5, seed=0)
     trained = train_lora(data, out, recipe, progress=False)
-    save_taxonomy(data.taxonomy, out)
+    finish(out, data.taxonomy)
     return out, trained, data
 
 
@@ -95,7 +96,7 @@ def test_save_load_label_identical_probabilities(trained_tiny, sample_records):
 def test_train_command_tfidf_and_label(tmp_path, capsys):
     code, out, err = run_cli(train_cmd, ["--train", str(SAMPLE), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "tf")], capsys)
     assert code == 0, err
-    for name in ("model.joblib", "judge.json", "taxonomy.yaml", "manifest.json", "README.md"):
+    for name in ("tfidf.json", "tfidf.safetensors", "training_ids.json", "judge.json", "taxonomy.yaml", "manifest.json", "README.md"):
         assert (tmp_path / "tf" / name).exists()
     code, out, err = run_cli(label_cmd, ["--judge", f"tfidf:{tmp_path / 'tf'}", "--input", str(SAMPLE), "--prefix", "judge_", "--out", str(tmp_path / "l.jsonl")], capsys)
     assert code == 0, err
@@ -121,7 +122,7 @@ def test_abstain_below_marks_unscored_with_reason(tmp_path, capsys, sample_recor
 
     data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
     train_tfidf(data, tmp_path)
-    save_taxonomy(data.taxonomy, tmp_path)
+    finish(tmp_path, data.taxonomy)
     result = load_judge(f"tfidf:{tmp_path}").label(sample_records.drop(columns=["label"]), abstain_below=0.99, progress=False)
     unscored = result[result["label"] == UNSCORED]
     assert len(unscored) > 0

@@ -19,7 +19,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
 from judge.errors import UserError
-from judge.models import MINILM, load_failure, resolve_model
+from judge.models import MINILM, load_failure, model_revision, resolve_model
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.data import LabelledData, class_weights, stratified_split
 
@@ -63,10 +63,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_base(base_model: str, labels: list[str], *, dtype: torch.dtype = torch.float32):
+def load_base(base_model: str, labels: list[str], *, dtype: torch.dtype = torch.float32, allow_hub: bool = True):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    path = resolve_model(base_model)
+    path = resolve_model(base_model, allow_hub=allow_hub)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -219,7 +219,8 @@ def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, p
     tokenizer.save_pretrained(out_dir)
     recipe_dict = asdict(recipe)
     (out_dir / "judge.json").write_text(
-        json.dumps({"kind": "lora", "base_model": recipe.base_model, "labels": labels, "temperature": temperature,
+        json.dumps({"kind": "lora", "base_model": recipe.base_model, "base_model_revision": model_revision(resolve_model(recipe.base_model)),
+                    "labels": labels, "temperature": temperature,
                     "max_length": recipe.max_length, "mask_names": recipe.mask_names, "recipe": recipe_dict}, indent=2) + "\n"
     )
     return TrainedLora(metrics, model.eval(), tokenizer)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from judge.cli import check_choice, check_fraction, check_non_negative, check_positive
 from judge.errors import UserError
-from judge.judge_dir import write_training_ids
-from judge.judges.trained import save_taxonomy
+from judge.judge_dir import finish
 from judge.manifest import RunManifest
 from judge.records import read_records
 from judge.tables import fmt
@@ -89,8 +88,7 @@ def train_judge(config: TrainConfig) -> dict:
             from training.tfidf import train_tfidf
 
             metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
-        save_taxonomy(data.taxonomy, tmp)
-        write_training_ids(tmp, data.records["id"])
+        finish(tmp, data.taxonomy, training_ids=data.records["id"])
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
         manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics)
         manifest.write(tmp, n_records=len(data.y))

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
+from judge import tfidf_format
 from training.data import LabelledData, stratified_split
 
 
@@ -35,6 +35,7 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
     out_dir.mkdir(parents=True, exist_ok=True)
     # The classes the pipeline learned, in taxonomy order (absent classes get probability 0 at labelling).
     classes = [data.taxonomy.labels[i] for i in pipeline.classes_]
-    joblib.dump(pipeline, out_dir / "model.joblib")
+    # Stored as data (JSON + safetensors), never pickled: loading a judge must not run code.
+    tfidf_format.save(pipeline, out_dir)
     (out_dir / "judge.json").write_text(json.dumps({"kind": "tfidf", "classes": classes, "mask_names": mask_names}, indent=2) + "\n")
     return {**metrics, "n_train": int(len(data.y)), "classes": classes, "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist()}

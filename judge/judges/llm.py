@@ -23,7 +23,7 @@ import yaml
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.manifest import file_sha256
-from judge.models import SMOLLM2, load_failure, resolve_model
+from judge.models import SMOLLM2, load_failure, model_revision, resolve_model
 from judge.paths import DATA
 from judge.taxonomy import Taxonomy
 
@@ -131,6 +131,7 @@ class LLMJudge(Judge):
         self.template = load_template(prompt_template)
         self.device, dtype = pick_device(device)
         path = resolve_model(self.model_spec)
+        self.model_revision = model_revision(path)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
@@ -277,7 +278,7 @@ class LLMJudge(Judge):
 
     def describe(self) -> dict:
         return {
-            **super().describe(), "model": self.model_spec, "mode": self.mode, "rationale": self.rationale,
+            **super().describe(), "model": self.model_spec, "model_revision": self.model_revision, "mode": self.mode, "rationale": self.rationale,
             "prompt_template": self.template["path"], "prompt_template_sha256": self.template["sha256"],
             "shots": self.shots, "examples": "similar" if self.examples and self.examples.by_similarity else ("seeded" if self.examples else None),
             "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.mode == "generate" else {"scoring": "log P(category + end of turn)"},

@@ -1,7 +1,7 @@
 """Judges trained by ``python -m judge.train``: the LoRA classifier and the TF-IDF baseline."""
 from __future__ import annotations
 
-import json
+import math
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -11,15 +11,21 @@ import torch
 
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
+from judge.judge_dir import directory_key, verify
 from judge.judges.text import judge_inputs
 from judge.taxonomy import Taxonomy, load_taxonomy
 
 
 def read_judge_json(directory: Path) -> dict:
-    meta = directory / "judge.json"
-    if not meta.exists():
-        raise UserError(f"{directory} is not a judge directory (no judge.json); train one with python -m judge.train")
-    return json.loads(meta.read_text())
+    """judge.json of a directory whose files are all as trained (see judge.judge_dir.verify)."""
+    return verify(directory)
+
+
+def _temperature(meta: dict, directory: Path) -> float:
+    value = meta.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UserError(f"{directory}/judge.json: temperature must be a positive number, got {value!r}; retrain the judge")
+    return float(value)
 
 
 class LoraJudge(Judge):
@@ -38,8 +44,9 @@ class LoraJudge(Judge):
         meta = read_judge_json(directory)
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory, self.meta = directory, meta
+        self.labels = [str(x) for x in meta["labels"]]  # the classifier's output order, whatever the YAML's order
         self.device, dtype = pick_device(device)
-        self.temperature = float(meta.get("temperature", 1.0))
+        self.temperature = _temperature(meta, directory)
         self.max_length = max_length or int(meta["max_length"])
         self.mask_names = bool(meta.get("mask_names", True))
         self.quantize = (self.device.type == "cpu") if quantize is None else quantize
@@ -57,18 +64,19 @@ class LoraJudge(Judge):
         adapter's hash), so labelling starts without importing peft or merging again."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from judge.manifest import file_sha256
         from judge.models import cache_root
         from training.lora import load_base
 
-        key = file_sha256(self.directory / "adapter_model.safetensors")[:16] + "-" + file_sha256(self.directory / "judge.json")[:8]
-        cached = cache_root() / "merged-judges" / key
+        # judge.json holds the hash of every file of the directory: one key covers them all.
+        cached = cache_root() / "merged-judges" / directory_key(self.directory)
         if self.device.type == "cpu" and (cached / "config.json").exists():
             self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
             return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         from peft import PeftModel
 
-        self.tokenizer, base = load_base(self.meta["base_model"], self.meta["labels"], dtype=dtype)
+        # The base model a judge directory names is resolved locally only: a judge someone hands you
+        # must not make the tool download anything.
+        self.tokenizer, base = load_base(self.meta["base_model"], self.labels, dtype=dtype, allow_hub=False)
         model = PeftModel.from_pretrained(base, self.directory).merge_and_unload()
         if self.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < 500_000_000:
             import shutil
@@ -92,11 +100,10 @@ class LoraJudge(Judge):
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         probs = torch.softmax(torch.tensor(self.logits(batch), dtype=torch.float64) / self.temperature, dim=-1).numpy()
-        labels = self.taxonomy.labels
-        return [Judgement.from_probabilities({c: float(p) for c, p in zip(labels, row)}) for row in probs]
+        return [Judgement.from_probabilities({c: float(p) for c, p in zip(self.labels, row)}) for row in probs]
 
     def describe(self) -> dict:
-        return {**super().describe(), "directory": str(self.directory), "base_model": self.meta["base_model"],
+        return {**super().describe(), "directory": str(self.directory), "base_model": self.meta["base_model"], "base_model_revision": self.meta.get("base_model_revision"),
                 "temperature": self.temperature, "quantized_int8": self.quantize, "device": str(self.device), "max_length": self.max_length}
 
 
@@ -106,21 +113,26 @@ class TfidfJudge(Judge):
     kind = "tfidf"
 
     def __init__(self, directory: str | Path):
-        import joblib
+        from judge.tfidf_format import TfidfModel
 
         directory = Path(directory)
         meta = read_judge_json(directory)
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory, self.meta = directory, meta
-        self.pipeline = joblib.load(directory / "model.joblib")
-        self.classes = meta["classes"]
+        self.model = TfidfModel(directory)
+        classes = meta.get("classes")
+        labels = [str(x) for x in meta["labels"]]
+        if not isinstance(classes, list) or not set(map(str, classes)) <= set(labels) or len(classes) != len(self.model.class_ids) \
+                or [labels[i] for i in self.model.class_ids] != [str(c) for c in classes]:
+            raise UserError(f"{directory}/judge.json: 'classes' does not match the classifier's classes; retrain the judge")
+        self.classes = [str(c) for c in classes]
         self.mask_names = bool(meta.get("mask_names", True))
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         from training.tfidf import tfidf_text
 
         prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
-        probs = self.pipeline.predict_proba(tfidf_text(prompts, responses))
+        probs = self.model.predict_proba(tfidf_text(prompts, responses))
         out = []
         for row in probs:
             p = {c: 0.0 for c in self.taxonomy.labels}
@@ -131,8 +143,3 @@ class TfidfJudge(Judge):
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory)}
 
-
-def save_taxonomy(taxonomy: Taxonomy, directory: Path) -> None:
-    import yaml
-
-    (directory / "taxonomy.yaml").write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True))
