@@ -56,9 +56,22 @@ def seal(directory: str | Path, *, labels: list[str]) -> dict:
         name = path.relative_to(directory).as_posix()
         if name not in UNSEALED:
             files[name] = file_sha256(path)
+    meta.pop(SELF_DIGEST, None)
     meta.update(labels=list(labels), files=files)
+    meta[SELF_DIGEST] = _self_digest(meta)
     (directory / JUDGE_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return meta
+
+
+SELF_DIGEST = "judge_json_sha256"
+
+
+def _self_digest(meta: dict) -> str:
+    """sha256 of judge.json's own settings (labels, temperature, classes ...), in canonical form."""
+    import hashlib
+
+    body = {k: v for k, v in meta.items() if k != SELF_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=True).encode("utf-8")).hexdigest()
 
 
 def verify(directory: str | Path) -> dict:
@@ -76,6 +89,14 @@ def verify(directory: str | Path) -> dict:
         raise UserError(f"{meta_path} is not valid JSON ({exc}); restore it or retrain the judge") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or not isinstance(meta.get("labels"), list):
         raise UserError(f"{meta_path} lists no file checksums or labels (a judge from an older version, or edited): retrain it with python -m judge.train")
+    if meta.get(SELF_DIGEST) != _self_digest(meta):
+        raise UserError(f"judge directory {directory}: {JUDGE_JSON} was edited after training (its settings no longer match their checksum); "
+                        "restore it or retrain the judge")
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+    unexpected = sorted(present - set(meta["files"]) - UNSEALED)
+    if unexpected:
+        raise UserError(f"judge directory {directory}: unexpected file(s) {', '.join(unexpected)} not written by training; "
+                        "remove them (a judge directory is loaded only as it was trained)")
     for name, digest in meta["files"].items():
         path = directory / name
         if ".." in Path(name).parts or not path.is_file():

@@ -19,36 +19,6 @@ from training.data import labelled_data
 from training.lora import LoraRecipe, train_lora
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory):
-    """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer: trains in seconds."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from judge.models import minilm_path
-
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
-    BertModel(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture(scope="session")
-def sample_records():
-    return read_records(SAMPLE)
-
-
-@pytest.fixture(scope="session")
-def trained_tiny(tiny_bert, sample_records, tmp_path_factory):
-    out = tmp_path_factory.mktemp("judge-tiny")
-    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
-    recipe = LoraRecipe(base_model=tiny_bert, epochs=2, lr=5e-3, lora_r=4, lora_alpha=8, batch_size=32, max_length=64, patience=5, seed=0)
-    trained = train_lora(data, out, recipe, progress=False)
-    finish(out, data.taxonomy)
-    return out, trained, data
-
-
 def test_lora_moves_adapter_not_base(trained_tiny, tiny_bert):
     from transformers import AutoModelForSequenceClassification
 

@@ -1,0 +1,149 @@
+"""A killed run, resumed, writes exactly the bytes an uninterrupted run writes.
+
+A kill leaves the checkpoint (OUT.partial.jsonl) in one of three states: whole batches only (killed
+between batches), whole batches plus some rows of the next one (killed mid-batch), or that plus a
+cut line (killed mid-write). Each state is made here for real: the run is stopped after its k-th
+checkpoint append (KeyboardInterrupt, what the process sees on Ctrl-C), then the extra rows or the
+cut line are appended as a dying process would have left them. The rows of the half-written batch
+are deliberately wrong: if resume trusted them, the output would differ.
+"""
+import json
+
+import pytest
+
+from generation import __main__ as generate_cmd
+from generation import prompts as prompts_cmd
+from judge import label as label_cmd
+from judge.paths import DATA
+from judge.records import JsonlCheckpoint
+from tests.conftest import run_cli
+
+KILLS = ["between_batches", "mid_batch", "mid_line"]
+
+
+def resumed_bytes(module, argv, out, tmp_path, capsys, monkeypatch, *, kill, after_appends, corrupt):
+    real_append = JsonlCheckpoint.append
+    count = {"n": 0}
+
+    def append_then_die(self, rows):
+        real_append(self, rows)
+        count["n"] += 1
+        if count["n"] == after_appends:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(JsonlCheckpoint, "append", append_then_die)
+    code, _, err = run_cli(module, [*argv, "--out", str(out)], capsys)
+    monkeypatch.setattr(JsonlCheckpoint, "append", real_append)
+    assert code == 130, err
+    assert not out.exists()
+    partial = out.with_name(out.name + ".partial.jsonl")
+    done = JsonlCheckpoint(partial).rows()
+    assert done, "the interrupted run left finished batches"
+    if kill in ("mid_batch", "mid_line"):
+        with open(partial, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(corrupt(done)) + "\n")
+    if kill == "mid_line":
+        with open(partial, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(corrupt(done))[:25])  # the write the kill cut short
+    code, stdout, err = run_cli(module, [*argv, "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "resumed" in stdout
+    assert not partial.exists()
+    return out.read_bytes()
+
+
+def _corrupt_label_row(done):
+    """A row for an id no finished batch holds, with a label the judge did not give."""
+    row = dict(done[-1])
+    row["id"] = "__next_batch_row__"
+    return row
+
+
+@pytest.fixture(scope="module")
+def label_input(sample_records, tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume") / "in.jsonl"
+    sample_records.head(24).drop(columns=["label"]).to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.mark.parametrize("kill", KILLS)
+@pytest.mark.parametrize("mode", ["--no-quantize", "--quantize"])
+def test_lora_label_resume_is_byte_identical(trained_tiny, label_input, tmp_path, capsys, monkeypatch, kill, mode):
+    judge_dir = trained_tiny[0]
+    argv = ["--judge", str(judge_dir), "--input", str(label_input), "--batch-size", "5", mode, "--device", "cpu", "--no-progress", "--prefix", "j_"]
+    code, _, err = run_cli(label_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
+    assert code == 0, err
+    clean = (tmp_path / "clean.jsonl").read_bytes()
+
+    def corrupt(done):
+        # The next batch's first row as the dying process wrote it: same shape, wrong values.
+        clean_rows = [json.loads(line) for line in clean.decode().splitlines()]
+        finished = {r["id"] for r in done}
+        victim = next(r for r in clean_rows if r["id"] not in finished)
+        row = {k: victim[k] for k in done[0]}
+        row["j_label"] = "failure" if row["j_label"] != "failure" else "answer"
+        row["j_confidence"] = 0.123
+        return row
+
+    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=2, corrupt=corrupt)
+    assert got == clean
+
+
+@pytest.mark.parametrize("kill", KILLS)
+def test_llm_judge_label_resume_is_byte_identical(tiny_llama, label_input, tmp_path, capsys, monkeypatch, kill):
+    argv = ["--judge", f"llm:{tiny_llama}", "--taxonomy", "chehbouni2024", "--input", str(label_input), "--batch-size", "5", "--device", "cpu",
+            "--no-progress", "--prefix", "j_"]
+    code, _, err = run_cli(label_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
+    assert code == 0, err
+    clean = (tmp_path / "clean.jsonl").read_bytes()
+
+    def corrupt(done):
+        clean_rows = [json.loads(line) for line in clean.decode().splitlines()]
+        finished = {r["id"] for r in done}
+        victim = next(r for r in clean_rows if r["id"] not in finished)
+        row = {k: victim.get(k) for k in done[0]}
+        row["j_label"] = "failure" if row["j_label"] != "failure" else "answer"
+        return row
+
+    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=3, corrupt=corrupt)
+    assert got == clean
+
+
+def test_changing_batch_size_on_resume_is_refused(trained_tiny, label_input, tmp_path, capsys, monkeypatch):
+    argv = ["--judge", str(trained_tiny[0]), "--input", str(label_input), "--device", "cpu", "--no-progress", "--prefix", "j_"]
+    out = tmp_path / "out.jsonl"
+    real_append = JsonlCheckpoint.append
+
+    def die(self, rows):
+        real_append(self, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JsonlCheckpoint, "append", die)
+    assert run_cli(label_cmd, [*argv, "--batch-size", "5", "--out", str(out)], capsys)[0] == 130
+    monkeypatch.setattr(JsonlCheckpoint, "append", real_append)
+    code, _, err = run_cli(label_cmd, [*argv, "--batch-size", "7", "--out", str(out)], capsys)
+    assert code == 2 and "batch_size" in err and "--overwrite" in err
+
+
+@pytest.mark.parametrize("kill", KILLS)
+def test_generation_resume_is_byte_identical(tiny_llama, tmp_path, capsys, monkeypatch, kill):
+    prompts = prompts_cmd.build_prompts(prompts_cmd.load_templates(DATA / "templates" / "templates.json"),
+                                        prompts_cmd.load_names(DATA / "names" / "names.json"), sample=5, seed=0)
+    src = tmp_path / "p.jsonl"
+    prompts.to_json(src, orient="records", lines=True)
+    # 5 prompts x 2 samples = 10 outputs in batches of 4 (4, 4, 2); sampled, not greedy.
+    argv = ["--model", tiny_llama, "--prompts", str(src), "--samples", "2", "--batch-size", "4", "--max-new-tokens", "8", "--seed", "5",
+            "--device", "cpu", "--no-progress"]
+    code, _, err = run_cli(generate_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
+    assert code == 0, err
+    clean = (tmp_path / "clean.jsonl").read_bytes()
+
+    def corrupt(done):
+        clean_rows = [json.loads(line) for line in clean.decode().splitlines()]
+        finished = {(r["prompt_id"], r["sample"]) for r in done}
+        victim = dict(next(r for r in clean_rows if (r["prompt_id"], r["sample"]) not in finished))
+        victim["response"] = "a response the resumed run must not keep"
+        return victim
+
+    got = resumed_bytes(generate_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=1, corrupt=corrupt)
+    assert got == clean
