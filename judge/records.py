@@ -140,6 +140,7 @@ def read_records(
     text_column: str | None = None,
     required: Sequence[str] = ("response",),
     label_columns: Sequence[str] = (),
+    label_hint: str = "",
 ) -> pd.DataFrame:
     """Read one or more files into canonical records.
 
@@ -169,7 +170,7 @@ def read_records(
         hints = {"response": "Name it with --text-column.", "prompt": "Name it with --prompt-column."}
         for col in required:
             require_columns(frame, [col], source=str(path), flag_hint=hints.get(col, ""))
-        require_columns(frame, label_columns, source=str(path))
+        require_columns(frame, label_columns, source=str(path), flag_hint=label_hint)
         frames.append(frame)
     records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     missing_id = records["id"].isna()

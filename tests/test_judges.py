@@ -142,3 +142,144 @@ def test_label_resumes_after_interruption(tmp_path, capsys, monkeypatch, sample_
     clean = RulesJudge(load_taxonomy("chehbouni2024")).label(sample_records.drop(columns=["label"]), progress=False)
     assert result.set_index("id")["label"].to_dict() == clean.set_index("id")["label"].to_dict()
     assert not (tmp_path / "out.jsonl.partial.jsonl").exists()
+
+
+# -- a judge directory is loaded as it was trained, or refused ---------------------------------
+
+MARKER_CODE = "import pathlib; pathlib.Path({path!r}).write_text('pwned')"
+
+
+class _Exploit:
+    """Unpickling this runs code: what a crafted model.joblib does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (MARKER_CODE.format(path=self.marker),))
+
+
+def _label_with(judge_dir, tmp_path, capsys, *extra):
+    return run_cli(label_cmd, ["--judge", str(judge_dir), "--input", str(SAMPLE), "--prefix", "j_", "--no-progress",
+                               "--out", str(tmp_path / "labels.jsonl"), *extra], capsys)
+
+
+@pytest.fixture()
+def tfidf_dir(tmp_path, capsys):
+    code, _, err = run_cli(train_cmd, ["--train", str(SAMPLE), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "tf")], capsys)
+    assert code == 0, err
+    return tmp_path / "tf"
+
+
+def test_crafted_pickles_are_refused_and_never_run(tfidf_dir, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "marker"
+    # 1. An old-style directory whose TF-IDF model is a pickle.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.joblib").write_bytes(pickle.dumps(_Exploit(marker)))
+    (old / "judge.json").write_text(json.dumps({"kind": "tfidf", "classes": ["answer", "refusal"], "mask_names": True}))
+    (old / "taxonomy.yaml").write_text((tfidf_dir / "taxonomy.yaml").read_text())
+    code, _, err = _label_with(old, tmp_path, capsys)
+    assert code == 2 and "retrain" in err and not marker.exists()
+    # 2. A trained directory whose arrays were replaced by a pickle.
+    (tfidf_dir / "tfidf.safetensors").write_bytes(pickle.dumps(_Exploit(marker)))
+    code, _, err = _label_with(tfidf_dir, tmp_path, capsys)
+    assert code == 2 and "tfidf.safetensors changed" in err and not marker.exists()
+
+
+def test_pickle_beside_a_sealed_judge_is_refused(tfidf_dir, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "marker"
+    (tfidf_dir / "model.joblib").write_bytes(pickle.dumps(_Exploit(marker)))
+    code, _, err = _label_with(tfidf_dir, tmp_path, capsys)
+    assert code == 2 and "unexpected file(s) model.joblib" in err and not marker.exists()
+    assert not (tmp_path / "labels.jsonl").exists()
+
+
+def test_swapped_taxonomy_is_refused(tfidf_dir, tmp_path, capsys):
+    import yaml
+
+    tax = yaml.safe_load((tfidf_dir / "taxonomy.yaml").read_text())
+    tax["categories"][0], tax["categories"][2] = tax["categories"][2], tax["categories"][0]
+    (tfidf_dir / "taxonomy.yaml").write_text(yaml.safe_dump(tax, sort_keys=False))
+    code, _, err = _label_with(tfidf_dir, tmp_path, capsys)
+    assert code == 2 and "taxonomy.yaml changed" in err
+
+
+def test_edited_judge_json_is_refused(tfidf_dir, tmp_path, capsys):
+    meta = json.loads((tfidf_dir / "judge.json").read_text())
+    meta["classes"] = list(reversed(meta["classes"]))
+    (tfidf_dir / "judge.json").write_text(json.dumps(meta))
+    code, _, err = _label_with(tfidf_dir, tmp_path, capsys)
+    assert code == 2 and "judge.json was edited" in err
+
+
+def test_truncated_adapter_and_zero_temperature_are_refused(trained_tiny, tmp_path, capsys):
+    import shutil
+
+    judge_dir = tmp_path / "lora"
+    shutil.copytree(trained_tiny[0], judge_dir)
+    adapter = judge_dir / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[:100])
+    code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu")
+    assert code == 2 and "adapter_model.safetensors changed" in err
+    shutil.rmtree(judge_dir)
+    shutil.copytree(trained_tiny[0], judge_dir)
+    (judge_dir / "tokenizer.json").unlink()
+    code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu")
+    assert code == 2 and "tokenizer.json is missing" in err
+    # A temperature of 0 (NaN probabilities before) is refused even when judge.json is re-sealed.
+    from judge.judge_dir import _self_digest
+
+    shutil.rmtree(judge_dir)
+    shutil.copytree(trained_tiny[0], judge_dir)
+    meta = json.loads((judge_dir / "judge.json").read_text())
+    meta["temperature"] = 0
+    meta["judge_json_sha256"] = _self_digest(meta)
+    (judge_dir / "judge.json").write_text(json.dumps(meta))
+    code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu")
+    assert code == 2 and "temperature must be a positive number" in err
+
+
+def test_non_finite_probabilities_are_unscored(sample_records):
+    from judge.judges.base import Judge, Judgement
+
+    class Broken(Judge):
+        kind = "broken"
+
+        def _label_batch(self, batch):
+            return [Judgement.from_probabilities({c: float("nan") for c in self.taxonomy.labels}) for _ in batch]
+
+    result = Broken(load_taxonomy("chehbouni2024")).label(sample_records.head(5), progress=False)
+    assert (result["label"] == UNSCORED).all()
+    assert result["unscored_reason"].str.contains("non-finite").all()
+
+
+def test_missing_response_is_unscored_and_empty_is_judged(tmp_path):
+    from judge.records import read_records
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "a", "response": None}) + "\n" + json.dumps({"id": "b", "response": ""}) + "\n" + json.dumps({"id": "c", "response": "I cannot help."}) + "\n")
+    result = RulesJudge(load_taxonomy("chehbouni2024")).label(read_records(src), progress=False).set_index("id")
+    assert result.loc["a", "label"] == UNSCORED and "no response" in result.loc["a", "unscored_reason"]
+    assert result.loc["b", "label"] != UNSCORED and result.loc["c", "label"] == "refusal"
+
+
+def test_tfidf_stored_as_data_gives_the_pipelines_probabilities(sample_records, tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from judge import tfidf_format
+
+    texts = [f"{p} ||| {r}" for p, r in zip(sample_records["prompt"], sample_records["response"])]
+    codes = sample_records["label"].astype("category").cat.codes.to_numpy()  # training passes class ids
+    for labels in (codes, (codes == codes[0]).astype(int)):  # multinomial and binary
+        pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), LogisticRegression(max_iter=2000, C=10.0))
+        pipeline.fit(texts, labels)
+        tfidf_format.save(pipeline, tmp_path)
+        got = tfidf_format.TfidfModel(tmp_path).predict_proba(texts + ["words never seen before", ""])
+        assert got == pytest.approx(pipeline.predict_proba(texts + ["words never seen before", ""]), abs=1e-12)

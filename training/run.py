@@ -72,7 +72,7 @@ def train_judge(config: TrainConfig) -> dict:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)
     records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
-                           text_column=config.text_column, label_columns=[config.label_column])
+                           text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.")
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Train into a temporary folder beside the target: a crash never leaves a half-written judge.
