@@ -283,3 +283,25 @@ def test_tfidf_stored_as_data_gives_the_pipelines_probabilities(sample_records, 
         tfidf_format.save(pipeline, tmp_path)
         got = tfidf_format.TfidfModel(tmp_path).predict_proba(texts + ["words never seen before", ""])
         assert got == pytest.approx(pipeline.predict_proba(texts + ["words never seen before", ""]), abs=1e-12)
+
+
+def test_base_model_named_in_a_judge_directory_is_never_downloaded(trained_tiny, tmp_path, capsys):
+    import shutil
+
+    from judge.judge_dir import _self_digest
+
+    judge_dir = tmp_path / "lora"
+    shutil.copytree(trained_tiny[0], judge_dir)
+    meta = json.loads((judge_dir / "judge.json").read_text())
+    meta["base_model"] = "some-org/a-model-nobody-has"
+    meta["judge_json_sha256"] = _self_digest(meta)
+    (judge_dir / "judge.json").write_text(json.dumps(meta))
+    code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu", "--no-quantize")
+    assert code == 2 and "never downloaded on a judge's behalf" in err  # refused before any request
+
+
+def test_taxonomy_that_contradicts_a_trained_judge_is_refused(tfidf_dir, tmp_path, capsys):
+    code, _, err = _label_with(tfidf_dir, tmp_path, capsys, "--taxonomy", "refusal2")
+    assert code == 2 and "drop --taxonomy" in err
+    code, _, err = _label_with(tfidf_dir, tmp_path, capsys, "--taxonomy", "chehbouni2024")
+    assert code == 0, err

@@ -10,7 +10,7 @@ from judge.cli import check_choice, check_fraction, check_non_negative, check_po
 from judge.errors import UserError
 from judge.judge_dir import finish
 from judge.manifest import RunManifest
-from judge.records import read_records
+from judge.records import normal_permissions, read_records
 from judge.tables import fmt
 from training.data import labelled_data
 from training.lora import LoraRecipe
@@ -93,6 +93,7 @@ def train_judge(config: TrainConfig) -> dict:
         manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics)
         manifest.write(tmp, n_records=len(data.y))
         (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"]))
+        normal_permissions(tmp)  # mkdtemp made it private
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -36,9 +36,16 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
         raise UserError(f"judge {spec!r} is neither a judge directory nor a known spec; use DIR, tfidf:DIR, rules, llm or llm:MODEL")
     from judge.judges.trained import LoraJudge, TfidfJudge, read_judge_json
 
-    kind = read_judge_json(directory)["kind"] if kind == "dir" else kind
-    if kind == "lora":
-        return LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length")})
-    if kind == "tfidf":
-        return TfidfJudge(directory)
-    raise UserError(f"{directory}/judge.json names unknown kind {kind!r}")
+    stored = read_judge_json(directory)["kind"]
+    if kind not in ("dir", stored):
+        raise UserError(f"{directory} holds a {stored} judge, not {kind}; use --judge {directory} or {stored}:{directory}")
+    if stored == "lora":
+        judge = LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length")})
+    elif stored == "tfidf":
+        judge = TfidfJudge(directory)
+    else:
+        raise UserError(f"{directory}/judge.json names unknown kind {stored!r}")
+    if tax is not None and tax.labels != judge.taxonomy.labels:
+        raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {directory} was trained on "
+                        f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
+    return judge
