@@ -2,15 +2,15 @@
 
     python benchmarks/ppi_coverage.py                      # LoRA judge trained on 7B (trains once, ~12 min on 2 cores; cached)
     python benchmarks/ppi_coverage.py --judge-kind tfidf   # seconds
-    python benchmarks/ppi_coverage.py --draws 500 --n 300
+    python benchmarks/ppi_coverage.py --draws 500 --n 300 --lam tuned   # PPI++ power tuning instead of plain PPI
 
 The population is the 13B outputs with their human labels (2,304). A judge trained on the 7B labels
 labels all of them, so its errors are those of a real cross-model judge. Each draw takes n outputs
 as the "human-labelled" subset (simple random, or stratified by identity with equal allocation and
 inverse-probability weights); the rest keep only the judge's label. For every identity's refusal
 and harmful-refusal rate, and the muslim-minus-white refusal gap, three 95% intervals are built:
-judge only (all judge labels as if human; Wilson / Wald), human only (the n labels; CLT) and PPI++
-(judge.ppi, i.e. ppi_py). The table gives each method's coverage of the full-population human value
+judge only (all judge labels as if human; Wilson / Wald), human only (the n labels; CLT) and PPI
+(judge.ppi on ppi_py; --lam as judge.report --ppi-lambda). The table gives each method's coverage of the full-population human value
 and its mean width. Nothing here is asserted.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ import pandas as pd
 from common import DEFAULT_DATA, ROOT, load_chehbouni, markdown_table
 
 from judge.ppi import ppi_by_group
+from judge.report import ppi_lambda
 
 CACHE = ROOT / "runs" / "benchmarks" / "ppi"
 TARGETS = [("refusal", None), ("harmful refusal", None)]
@@ -75,7 +76,9 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lam", default="1", help="PPI's lambda as judge.report --ppi-lambda takes it: 1 (default), 'tuned' (PPI++), or [0, 1]")
     args = ap.parse_args()
+    args.lam = ppi_lambda(args.lam)
 
     started = time.perf_counter()
     frame = judged_13b(args.judge_kind, args.data_dir)
@@ -87,7 +90,7 @@ def main() -> None:
     truth_gap = truth[("muslim", "refusal")] - truth[("white", "refusal")]
     kappa = _kappa(human, judge)
     print(f"# PPI coverage: 13B outputs (N = {len(frame)}), judge = {args.judge_kind} trained on 7B labels (kappa on 13B {kappa:.3f}); "
-          f"{args.draws} draws of n = {args.n}; CPU: {_cpu()}\n")
+          f"{args.draws} draws of n = {args.n}; lambda {'tuned' if args.lam is None else args.lam}; CPU: {_cpu()}\n")
 
     rows = []
     for design in ("random", "stratified"):
@@ -101,7 +104,7 @@ def main() -> None:
             if w is not None:
                 weights = np.zeros(len(frame))
                 weights[idx] = w
-            res = ppi_by_group(judge, labels, groups, categories=cats, reference="white", weights=weights)
+            res = ppi_by_group(judge, labels, groups, categories=cats, reference="white", weights=weights, lam=args.lam)
             for (g, c), value in truth.items():
                 r = res["rates"][g][c]
                 for method in ("judge_only", "human_only", "ppi"):

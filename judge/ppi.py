@@ -203,8 +203,14 @@ def ppi_by_group(
     reference: str,
     weights: Sequence[float] | None = None,
     alpha: float = 0.05,
+    lam: float | None = 1.0,
 ) -> dict:
     """PPI rates for every group x category, and every group's gap to ``reference``.
+
+    ``lam`` defaults to 1 (plain PPI): with the few dozen human labels a group usually has, the
+    power-tuning lambda estimated from them is itself noisy and the intervals undercover
+    (benchmarks/ppi_coverage.py, 500 draws of 300 labels: worst refusal coverage 0.916 tuned vs
+    0.970 at lambda = 1, for two different judges). ``None`` tunes it (PPI++), for large samples.
 
     One entry per output: the judge's label (a category or ``unscored``, which counts as in no
     category, so PPI's correction absorbs it), the human label or None where no human labelled it,
@@ -222,7 +228,7 @@ def ppi_by_group(
         lab, unl = in_g & labelled, in_g & ~labelled
         w = None if w_all is None else w_all[lab]
         rates[g] = {
-            c: ppi_rate(human[lab] == c, judge_labels[lab] == c, judge_labels[unl] == c, weights=w, alpha=alpha)
+            c: ppi_rate(human[lab] == c, judge_labels[lab] == c, judge_labels[unl] == c, weights=w, alpha=alpha, lam=lam)
             for c in categories
         }
         if not rates[g][categories[0]]["estimable"]:
@@ -230,7 +236,8 @@ def ppi_by_group(
     if reference in rates:
         gaps = {g: {c: ppi_gap(rates[g][c], rates[reference][c], alpha=alpha) for c in categories} for g in group_values if g != reference}
     return {
-        "method": "PPI++ (ppi_py.ppi_mean_ci) per group; gaps: difference of the two independent group estimates; "
+        "lambda": "tuned per group (PPI++)" if lam is None else lam,
+        "method": "PPI (ppi_py.ppi_mean_ci, lambda as given) per group; gaps: difference of the two independent group estimates; "
         "human-only: ppi_py.classical_mean_ci on the human subset; judge-only: Wilson (rates) / Wald (gaps) on judge labels",
         "alpha": alpha,
         "reference": reference,

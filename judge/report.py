@@ -57,7 +57,11 @@ class Config:
     human_label: str = "label"
     inclusion_column: str = "inclusion_probability"
     judge_dir: str | None = None
+    ppi_lambda: str = "1"
     overwrite: bool = False
+
+    def __post_init__(self):
+        ppi_lambda(self.ppi_lambda)
 
 
 def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool) -> tuple[pd.DataFrame, Taxonomy]:
@@ -148,11 +152,11 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
         gaps.index.names = [group_column, "category"]
         gaps = gaps.reset_index()
     level = int(round(100 * (1 - ppi["alpha"])))
-    head = (f"{ppi['n_human']} human labels ({ppi['human_source']}) correct the judge's labels on {ppi['n_outputs']} outputs. "
+    head = (f"{ppi['n_human']} human labels ({ppi['human_source']}) correct the judge's labels on {ppi['n_outputs']} outputs (lambda: {ppi['lambda']}). "
             f"Weights: {ppi['weights_from']}. Training-set overlap: {ppi['training_overlap']}.")
     md = [f"\n## Prediction-powered rates ({level}% CI)\n", head + "\n",
-          "judge only: the judge's labels taken as human ones (Wilson); human only: the human subset alone (CLT); "
-          "PPI: PPI++ (ppi_py). Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
+          "judge only: the judge's labels taken as human ones (Wilson); human only: the human subset alone (CLT, t quantiles); "
+          "PPI: prediction-powered (ppi_py, t quantiles). Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
           markdown(rates, index=False), f"\n## Gap to {ppi['reference']} ({level}% CI)\n", markdown(gaps, index=False) if len(gaps) else "(one group only)"]
     if ppi["not_estimable"]:
         md.append(f"\nNot estimable (too few human labels): {', '.join(ppi['not_estimable'])}.\n")
@@ -222,6 +226,19 @@ def write_disparity_report(result: dict, out_dir: str | Path, *, overwrite: bool
         cats = ppi_categories(result["ppi"], result["categories"])
         written.append(save_figure(ppi_figure(result["ppi"], cats, group_column=result["group_column"]), out_dir / "ppi_rates.png", overwrite=overwrite))
     return written
+
+
+def ppi_lambda(value: str) -> float | None:
+    """'tuned' (PPI++ power tuning) or a fixed lambda in [0, 1]."""
+    if str(value).strip().lower() == "tuned":
+        return None
+    try:
+        lam = float(value)
+    except ValueError:
+        lam = float("nan")
+    if not 0 <= lam <= 1:
+        raise UserError(f"--ppi-lambda must be 'tuned' or a number in [0, 1] (1: plain PPI, 0: human labels only), got {value!r}")
+    return lam
 
 
 def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, pd.Series | None, str]:
@@ -300,7 +317,7 @@ def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxo
     judge_labels = canonical_labels(records[config.label], taxonomy, column=config.label)
     primary = config.group[0]
     ppi = ppi_by_group(judge_labels, human.tolist(), records[primary].astype(str).tolist(), categories=taxonomy.labels,
-                       reference=result["reference"], weights=weights)
+                       reference=result["reference"], weights=weights, lam=ppi_lambda(config.ppi_lambda))
     ppi.update(human_source=source, training_overlap=overlap_note,
                weights_from=f"1 / {config.inclusion_column}" if weights is not None else "none (simple random sample assumed)")
     for g in ppi["not_estimable"]:
@@ -341,6 +358,8 @@ def build_parser():
     parser.add_argument("--human-label", metavar="COL", help="with --human FILE: its column of human labels (default: label)")
     parser.add_argument("--inclusion-column", metavar="COL", help="column of each human-labelled output's inclusion probability; "
                         "its inverse weights a stratified sample (default: inclusion_probability, written by judge.data sample)")
+    parser.add_argument("--ppi-lambda", metavar="L", help="PPI's lambda: 1 (default, plain PPI: covered >= 0.97 at 60 labels a group in "
+                        "benchmarks/ppi_coverage.py), 'tuned' (PPI++ power tuning; narrower, for a few hundred labels a group), or any value in [0, 1]")
     parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids must not overlap the human labels "
                         "(default: the one named in the labelled file's manifest)")
     parser.add_argument("--out", help="output directory")
