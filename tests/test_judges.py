@@ -46,7 +46,7 @@ def test_save_load_label_identical_probabilities(trained_tiny, sample_records):
     judge = LoraJudge(out, quantize=False)
     labelled = judge.label(subset, batch_size=7, progress=False)
     # Reference: the in-memory model that was trained, same inputs (names masked), one at a time.
-    from judge.judges.text import judge_inputs
+    from judge.text import judge_inputs
 
     prompts, responses = judge_inputs(subset["prompt"], subset["response"], subset["name"])
     trained.model.eval()

@@ -8,7 +8,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from judge.errors import UserError
-from judge.judges.text import judge_inputs
+from judge.text import judge_inputs
 from judge.taxonomy import Taxonomy, resolve_taxonomy
 
 

@@ -18,12 +18,17 @@ def tfidf_text(prompts, responses) -> list[str]:
     return [f"{p} ||| {r}" for p, r in zip(prompts, responses)]
 
 
-def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True) -> dict:
-    train_idx, val_idx = stratified_split(data.y, val_fraction=val_fraction, seed=seed)
-    pipeline = make_pipeline(
+def tfidf_pipeline(seed: int = 0):
+    """The baseline's recipe: word 1-2 grams, sublinear tf, balanced logistic regression."""
+    return make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
         LogisticRegression(max_iter=2000, class_weight="balanced", C=10.0, random_state=seed),
     )
+
+
+def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True) -> dict:
+    train_idx, val_idx = stratified_split(data.y, val_fraction=val_fraction, seed=seed)
+    pipeline = tfidf_pipeline(seed)
     texts = tfidf_text(data.prompts, data.responses)
     metrics = {}
     if len(val_idx):

@@ -12,7 +12,7 @@ import torch
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.judge_dir import directory_key, verify
-from judge.judges.text import judge_inputs
+from judge.text import judge_inputs
 from judge.taxonomy import Taxonomy, load_taxonomy
 
 

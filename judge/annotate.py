@@ -1,0 +1,345 @@
+"""The human annotation round trip: choose outputs, hand them to annotators, read labels back, adjudicate.
+
+Examples:
+    # 1. choose 200 outputs, stratified by identity, for two annotators who must not see the names
+    python -m judge.annotate export runs/study/outputs.jsonl --strategy stratified --by identity --budget 200 \\
+        --annotators alice bob --blind --taxonomy chehbouni2024 --out runs/study/round1
+    # the folder holds tasks.json + label_config.xml (Label Studio), alice.csv / bob.csv (spreadsheets),
+    # GUIDELINES.md, items.csv (what was exported, with inclusion probabilities) and manifest.json
+    # 2a. spreadsheets back (one filled CSV per annotator; the file name names the annotator)
+    python -m judge.annotate import runs/study/round1 runs/study/round1/alice.csv runs/study/round1/bob.csv \\
+        --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
+    # 2b. or a running Label Studio: push the tasks, annotate in the browser, pull the labels
+    python -m judge.annotate push runs/study/round1 --url http://127.0.0.1:8080 --title "Round 1"
+    python -m judge.annotate pull runs/study/round1 --url http://127.0.0.1:8080 --project 1 \\
+        --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
+    # 3. disagreements to a third person, then the final label column
+    python -m judge.annotate adjudicate runs/study/round1/labels.csv --out runs/study/round1/adjudicate
+    python -m judge.annotate resolve runs/study/round1/labels.csv runs/study/round1/adjudicate/adjudicator.csv \\
+        --taxonomy chehbouni2024 --out runs/study/labelled.csv
+    # 4. human labels that are probably wrong (cleanlab on out-of-fold judge probabilities)
+    python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
+
+Strategies: random; stratified --by COL (each item's inclusion probability is recorded, so
+judge.report --human can weight the sample); uncertain (lowest --confidence-column first, or where
+the two --compare columns disagree). --exclude FILE never picks an id already labelled; --seed makes
+every choice repeatable. --with-predictions COL pre-fills Label Studio with a judge's label (off by
+default: annotators anchor on it). Label Studio needs `pip install -e .[annotate]` and a server
+(see README, "Labelling with humans"); the token comes from --token or LABEL_STUDIO_API_KEY.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from judge import annotation
+from judge.cli import check_choice, check_positive, new_parser, run_command
+from judge.errors import UserError
+from judge.manifest import RunManifest
+from judge.records import check_output_directory, ensure_writable, read_records, staged_directory, write_records, write_text
+from judge.taxonomy import resolve_taxonomy
+
+ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
+ITEMS = "items.csv"
+
+
+@dataclass
+class Config:
+    action: str
+    inputs: list[str]
+    out: str | None = None
+    taxonomy: str | None = None
+    strategy: str = "random"
+    by: list[str] = field(default_factory=list)
+    budget: int = 100
+    confidence_column: str | None = None
+    compare: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    annotators: list[str] = field(default_factory=list)
+    blind: bool = False
+    hide: list[str] = field(default_factory=lambda: ["name", "identity", "name_list", "gender", "common"])
+    show: list[str] = field(default_factory=list)
+    with_predictions: str | None = None
+    label: str = "label"
+    folds: int = 5
+    cv_group: str | None = None
+    url: str = "http://127.0.0.1:8080"
+    token: str | None = None
+    project: int | None = None
+    title: str = "safeguard-audit"
+    seed: int = 0
+    overwrite: bool = False
+
+    def __post_init__(self):
+        check_choice(self, "action", ACTIONS)
+        check_choice(self, "strategy", ("random", "stratified", "uncertain"))
+        check_positive(self, "budget", "project")
+        if self.folds < 2:
+            raise UserError(f"--folds must be at least 2, got {self.folds}")
+        if self.strategy == "stratified" and not self.by:
+            raise UserError("--strategy stratified needs --by COL (the strata)")
+        if self.by and self.strategy != "stratified":
+            raise UserError("--by only applies to --strategy stratified")
+        if (self.confidence_column or self.compare) and self.strategy != "uncertain":
+            raise UserError("--confidence-column/--compare only apply to --strategy uncertain")
+        if self.strategy == "uncertain" and not (self.confidence_column or self.compare):
+            raise UserError("--strategy uncertain needs --confidence-column COL or --compare COL_A COL_B")
+        if self.compare and len(self.compare) != 2:
+            raise UserError("--compare takes exactly two label columns (e.g. two judges' labels)")
+        export_only = {"--strategy": self.strategy != "random", "--annotators": bool(self.annotators), "--blind": self.blind,
+                       "--with-predictions": self.with_predictions is not None, "--exclude": bool(self.exclude), "--show": bool(self.show)}
+        given = [flag for flag, on in export_only.items() if on]
+        if given and self.action != "export":
+            raise UserError(f"{', '.join(given)} apply to 'export' only")
+
+
+def _taxonomy(config: Config, labels=()):
+    return resolve_taxonomy(config.taxonomy, labels)
+
+
+def _exported(folder: str) -> pd.DataFrame:
+    path = Path(folder)
+    items = path / ITEMS if path.is_dir() else path
+    if not items.is_file():
+        raise UserError(f"{folder} is not an export folder (no {ITEMS}); give the folder judge.annotate export wrote")
+    return read_records(items, required=())
+
+
+def export(config: Config) -> dict:
+    if not config.out:
+        raise UserError("give --out FOLDER for the exported files")
+    check_output_directory(config.out, overwrite=config.overwrite)
+    if len(config.inputs) != 1:
+        raise UserError("export takes one records file")
+    taxonomy = _taxonomy(config)
+    records = read_records(config.inputs[0])
+    needed = [*config.by, *config.compare, *([config.confidence_column] if config.confidence_column else []),
+              *([config.with_predictions] if config.with_predictions else []), *config.show]
+    from judge.records import require_columns
+
+    require_columns(records, needed, source=config.inputs[0], flag_hint="Fix --by/--compare/--confidence-column/--with-predictions/--show.")
+    if records["response"].isna().any():
+        records = records[records["response"].notna()]
+    if config.exclude:
+        excluded = set(read_records(config.exclude, required=())["id"])
+        records = records[~records["id"].isin(excluded)]
+    if records.empty:
+        raise UserError("no records left to export (all excluded or without a response)")
+    picked = annotation.choose(records, strategy=config.strategy, budget=config.budget, seed=config.seed, by=config.by,
+                               confidence=config.confidence_column, compare=config.compare)
+    fields = annotation.task_fields(picked, blind=config.blind, hide=config.hide, show=config.show)
+    predictions = picked[config.with_predictions].map(taxonomy.canonical) if config.with_predictions else None
+    tasks = annotation.label_studio_tasks(fields, predictions=predictions, model_version=config.with_predictions or "judge")
+    annotators = config.annotators or ["annotator1", "annotator2"]
+    manifest = RunManifest("judge.annotate export", config, inputs=[*config.inputs, *config.exclude], taxonomy=taxonomy.name)
+    with staged_directory(config.out, overwrite=config.overwrite) as staging:
+        # items.csv: everything the round needs to read labels back (all columns, never shown to annotators).
+        write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS)
+        write_text(staging / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+        write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=[c for c in fields.columns if c not in ("id", "prompt", "response")]), overwrite=False)
+        write_text(staging / "GUIDELINES.md", annotation.guidelines(taxonomy, blind=config.blind), overwrite=False)
+        for name, sheet in annotation.annotator_sheets(fields, annotators, seed=config.seed).items():
+            write_records(sheet, staging / f"{name}.csv")
+        manifest.write(staging, items=len(picked), annotators=annotators, blind=config.blind)
+    print(f"exported {len(picked)} items ({config.strategy}) for {', '.join(annotators)} -> {config.out}")
+    return {"items": len(picked)}
+
+
+def _write_labels(records: pd.DataFrame, config: Config, what: str, inputs: list[str]) -> pd.DataFrame:
+    if not config.out:
+        raise UserError("give --out FILE for the labelled records")
+    ensure_writable(config.out, overwrite=config.overwrite)
+    manifest = RunManifest(f"judge.annotate {what}", config, inputs=inputs)
+    write_records(records, config.out, overwrite=config.overwrite)
+    manifest.write(config.out, records=len(records))
+    return records
+
+
+def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
+    if config.out:
+        ensure_writable(config.out, overwrite=config.overwrite)
+    if len(config.inputs) < 2 and annotations is None:
+        raise UserError("import takes the export folder, then the filled files (CSV per annotator, or Label Studio JSON exports)")
+    exported = _exported(config.inputs[0])
+    taxonomy = _taxonomy(config)
+    if annotations is None:
+        annotations = []
+        for path in map(Path, config.inputs[1:]):
+            if path.suffix.lower() == ".json":
+                annotations += annotation.label_studio_annotations(path, taxonomy)
+            else:
+                annotations += annotation.sheet_annotations(path, "label_" + annotation._slug(path.stem))
+    labelled = annotation.import_annotations(exported, annotations, taxonomy)
+    columns = [c for c in labelled.columns if c.startswith("label_")]
+    _write_labels(labelled, config, "import", config.inputs)
+    counts = {c: int((labelled[c] != "").sum()) for c in columns}
+    print(f"imported {sum(counts.values())} labels from {len(columns)} annotator(s) ({', '.join(f'{c} {n}' for c, n in counts.items())}) -> {config.out}")
+    print(f"agreement among them: python -m judge.agree {config.out} --annotators {' '.join(columns)} ...")
+    return labelled
+
+
+def _annotator_columns(records: pd.DataFrame, config: Config) -> list[str]:
+    columns = config.annotators or [c for c in records.columns if c.startswith("label_")]
+    if len(columns) < 2:
+        raise UserError("adjudication needs two or more annotator columns (label_* from judge.annotate import, or --annotators)")
+    return columns
+
+
+def adjudicate(config: Config) -> dict:
+    if not config.out:
+        raise UserError("give --out FOLDER for the adjudication files")
+    check_output_directory(config.out, overwrite=config.overwrite)
+    records = read_records(config.inputs[0], required=())
+    columns = _annotator_columns(records, config)
+    split = annotation.disagreements(records, columns)
+    disputed = records[split]
+    sheet = disputed[["id", "prompt", "response", *columns]].assign(label="")
+    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r["prompt"], "response": r["response"],
+                       "annotator_labels": "; ".join(f"{c}: {r[c]}" for c in columns)}} for _, r in disputed.iterrows()]
+    taxonomy = _taxonomy(config, [v for c in columns for v in records[c] if isinstance(v, str) and v])
+    manifest = RunManifest("judge.annotate adjudicate", config, inputs=config.inputs)
+    with staged_directory(config.out, overwrite=config.overwrite) as staging:
+        write_records(sheet, staging / "adjudicator.csv")
+        write_text(staging / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+        write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
+        manifest.write(staging, disagreements=len(disputed), items=len(records))
+    share = len(disputed) / len(records)
+    print(f"{len(disputed)} of {len(records)} items ({share:.1%}) have disagreeing labels -> {config.out}/adjudicator.csv")
+    return {"disagreements": len(disputed), "items": len(records)}
+
+
+def resolve_(config: Config) -> pd.DataFrame:
+    if len(config.inputs) != 2:
+        raise UserError("resolve takes the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
+    records = read_records(config.inputs[0], required=())
+    columns = _annotator_columns(records, config)
+    taxonomy = _taxonomy(config, [v for c in columns for v in records[c] if isinstance(v, str) and v])
+    path = Path(config.inputs[1])
+    rows = annotation.label_studio_annotations(path, taxonomy) if path.suffix.lower() == ".json" else annotation.sheet_annotations(path, "adjudicator")
+    adjudicated = {}
+    for item, _, value, where in rows:
+        if item in adjudicated:
+            raise UserError(f"{where}: id {item!r} is adjudicated twice; keep one decision per item")
+        adjudicated[item] = value
+    final = annotation.resolve(records, columns, adjudicated, taxonomy=taxonomy, out_column=config.label)
+    _write_labels(final, config, "resolve", config.inputs)
+    print(f"final labels: {int((~final['adjudicated']).sum())} agreed, {int(final['adjudicated'].sum())} adjudicated -> {config.out}")
+    return final
+
+
+def _client(config: Config):
+    try:
+        from label_studio_sdk import LabelStudio
+    except ImportError:
+        raise UserError("push/pull need the Label Studio SDK: pip install -e '.[annotate]'") from None
+    token = config.token or os.environ.get("LABEL_STUDIO_API_KEY")
+    if not token:
+        raise UserError("give the Label Studio access token with --token or LABEL_STUDIO_API_KEY (Account & Settings in Label Studio)")
+    return LabelStudio(base_url=config.url, api_key=token)
+
+
+def push(config: Config) -> dict:
+    folder = Path(config.inputs[0])
+    tasks_path, config_path = folder / "tasks.json", folder / "label_config.xml"
+    if not tasks_path.is_file() or not config_path.is_file():
+        raise UserError(f"{folder} is not an export folder (tasks.json, label_config.xml); run judge.annotate export first")
+    tasks = json.loads(tasks_path.read_text(encoding="utf-8"))
+    client = _client(config)
+    try:
+        project = client.projects.create(title=config.title, label_config=config_path.read_text(encoding="utf-8"))
+        client.projects.import_tasks(id=project.id, request=tasks)
+    except Exception as exc:  # noqa: BLE001 - network and API errors come in many types
+        raise UserError(f"Label Studio at {config.url} refused the push ({str(exc).splitlines()[0][:200]}); check --url and the token") from None
+    print(f"created project {project.id} ({config.title!r}) with {len(tasks)} tasks at {config.url}")
+    print(f"when annotated: python -m judge.annotate pull {folder} --url {config.url} --project {project.id} --out LABELS.csv")
+    return {"project": project.id, "tasks": len(tasks)}
+
+
+def pull(config: Config) -> pd.DataFrame:
+    if config.project is None:
+        raise UserError("give --project ID (printed by push)")
+    client = _client(config)
+    try:
+        tasks = [t.dict() if hasattr(t, "dict") else dict(t) for t in client.tasks.list(project=config.project, fields="all")]
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"could not read project {config.project} from {config.url} ({str(exc).splitlines()[0][:200]})") from None
+    try:  # annotators by e-mail rather than by a bare user id, so their columns read label_<name>
+        users = {u.id: u.email for u in client.users.list() if getattr(u, "email", None)}
+    except Exception:  # noqa: BLE001 - a token that may not list users: ids it is
+        users = {}
+    for task in tasks:
+        for ann in task.get("annotations") or []:
+            who = ann.get("completed_by")
+            if isinstance(who, int) and who in users:
+                ann["completed_by"] = {"id": who, "email": users[who]}
+    taxonomy = _taxonomy(config)
+    export_path = Path(config.out).with_suffix(".label-studio.json") if config.out else None
+    if export_path is not None:
+        ensure_writable(config.out, overwrite=config.overwrite)
+        write_text(export_path, json.dumps(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
+        annotations = annotation.label_studio_annotations(export_path, taxonomy)
+    else:
+        raise UserError("give --out FILE for the labelled records")
+    return import_(config, annotations=annotations)
+
+
+def issues(config: Config) -> pd.DataFrame:
+    from training.label_errors import find_label_errors
+
+    if not config.out:
+        raise UserError("give --out FOLDER for the label-issue list")
+    check_output_directory(config.out, overwrite=config.overwrite)
+    records = read_records(config.inputs, label_columns=[config.label], label_hint="Fix --label.")
+    result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed)
+    flagged = result["flagged"]
+    manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
+    with staged_directory(config.out, overwrite=config.overwrite) as staging:
+        write_records(flagged, staging / "label_issues.csv")
+        manifest.write(staging, records=len(records), flagged=len(flagged))
+    print(f"{len(flagged)} of {len(records)} labels look wrong ({len(flagged) / len(records):.1%}; {result['method']}) -> {config.out}/label_issues.csv")
+    return flagged
+
+
+def main(config: Config):
+    if not config.inputs:
+        raise UserError("give the input file(s) after the action; see --help")
+    handlers = {"export": export, "import": import_, "push": push, "pull": pull, "adjudicate": adjudicate, "resolve": resolve_, "issues": issues}
+    return handlers[config.action](config)
+
+
+def build_parser():
+    p = new_parser("python -m judge.annotate", __doc__)
+    p.add_argument("action", nargs="?", choices=ACTIONS, help="what to do")
+    p.add_argument("inputs", nargs="*", metavar="PATH", help="records (export, adjudicate, resolve, issues), or the export folder then filled files (import), or the export folder (push, pull)")
+    p.add_argument("--out", help="output folder (export, adjudicate, issues) or records file (import, pull, resolve)")
+    p.add_argument("--taxonomy", help="preset or YAML path (the categories annotators choose from)")
+    p.add_argument("--strategy", help="export: random (default), stratified or uncertain")
+    p.add_argument("--by", action="append", metavar="COL", help="export --strategy stratified: strata column (repeatable)")
+    p.add_argument("--budget", type=int, help="export: how many items (default: 100)")
+    p.add_argument("--confidence-column", metavar="COL", help="export --strategy uncertain: the judge's confidence; lowest first")
+    p.add_argument("--compare", nargs=2, metavar="COL", help="export --strategy uncertain: two judges' label columns; disagreements first")
+    p.add_argument("--exclude", action="append", metavar="FILE", help="export: never pick ids in FILE (already labelled; repeatable)")
+    p.add_argument("--annotators", nargs="+", metavar="NAME", help="export: one spreadsheet per name (default: annotator1 annotator2); adjudicate/resolve: the annotator columns")
+    p.add_argument("--blind", action="store_true", help="export: mask names in the texts and hide the --hide columns")
+    p.add_argument("--hide", nargs="+", metavar="COL", help="export --blind: columns never shown (default: name identity name_list gender common)")
+    p.add_argument("--show", nargs="+", metavar="COL", help="export: further columns annotators see (unless hidden by --blind)")
+    p.add_argument("--with-predictions", metavar="COL", help="export: pre-fill Label Studio with this label column (anchors annotators; off by default)")
+    p.add_argument("--label", help="issues/resolve: the human label column (default: label)")
+    p.add_argument("--folds", type=int, help="issues: cross-validation folds for out-of-fold judge probabilities (default: 5)")
+    p.add_argument("--cv-group", metavar="COL", help="issues: keep each value of COL in one fold (default: template when present)")
+    p.add_argument("--url", help="push/pull: Label Studio address (default: http://127.0.0.1:8080)")
+    p.add_argument("--token", help="push/pull: access token (default: $LABEL_STUDIO_API_KEY)")
+    p.add_argument("--project", type=int, help="pull: project id printed by push")
+    p.add_argument("--title", help="push: project title")
+    p.add_argument("--seed", type=int, help="seed for sampling and the spreadsheets' orders (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser, Config, main))
