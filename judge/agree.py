@@ -8,6 +8,7 @@ Examples:
 
 Per-group judge error and the alternative annotator test:
     python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --out runs/agree-by-group
+    python -m judge.agree labels.csv --annotators label_alice label_bob --out runs/annotators   # humans only
     python -m judge.agree triple.csv --gold label --pred judge_label --annotators ann1 ann2 ann3 --alt-test \
         --epsilon 0.15 --out runs/alt-test
 
@@ -42,9 +43,9 @@ from judge.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
 @dataclass
 class Config:
     input: str
-    gold: str
-    pred: str
     out: str
+    gold: str | None = None
+    pred: str | None = None
     annotators: list[str] = field(default_factory=list)
     pred_file: str | None = None
     id_column: str = "id"
@@ -101,7 +102,7 @@ def compute_agreement(
         up = lambda labs: [fine.parent_of(x) if x not in (None, UNSCORED) else x for x in labs]  # noqa: E731
         gold_labels, pred_labels = up(gold_labels), up(pred_labels)
         human = {k: up(v) for k, v in human.items()}
-    result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed)
+    result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred)
     result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold, **result}
     if by:
         from judge.group_error import judge_error_by_group
@@ -140,6 +141,7 @@ def render_markdown(result: dict) -> tuple[str, str]:
     if "annotators" in result:
         ann = result["annotators"]
         rows = [["alpha among humans", fmt(ann["alpha_among_humans"])], ["alpha, humans + judge", fmt(ann["alpha_with_judge"])]]
+        rows += [[f"kappa {pair}", fmt(v)] for pair, v in ann.get("pairwise_kappa", {}).items()]
         rows += [[f"kappa {name} vs gold", fmt(v)] for name, v in ann["kappa_vs_gold"].items()]
         frame = pd.DataFrame(rows, columns=["statistic", "value"])
         parts += ["\n## Human annotators\n", markdown(frame, index=False)]
@@ -245,8 +247,62 @@ def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool
     return written
 
 
+def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str], gold: str | None = None, taxonomy=None,
+                                coarse: bool = False, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Agreement among human annotator columns (and each against ``gold``), no judge involved."""
+    from judge.metrics import annotator_agreement
+
+    columns = list(dict.fromkeys(annotators))  # one column counted once, whatever the command line repeats
+    require_columns(records, [*columns, *([gold] if gold else [])], source="records", flag_hint="Fix --annotators/--gold.")
+
+    def present(values):
+        return [v for v in values if isinstance(v, str) and v.strip() or (v is not None and v == v and not isinstance(v, str))]
+
+    fine = resolve_taxonomy(taxonomy, [x for c in columns for x in present(records[c])])
+    def canon(values, column):
+        out = []
+        for v in values:
+            if v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()):
+                out.append(None)
+            else:
+                label = fine.gold([v], column=column)[0]
+                out.append(fine.parent_of(label) if coarse else label)
+        return out
+    used = fine.coarse() if coarse else fine
+    humans = {c: canon(records[c], c) for c in columns}
+    result = annotator_agreement(humans, labels=used.labels, gold=canon(records[gold], gold) if gold else None, n_boot=n_boot, seed=seed)
+    return {"taxonomy": used.name, "gold_column": gold, **result}
+
+
+def annotators_only(config: Config, manifest: RunManifest) -> dict:
+    records = read_records(config.input, required=())
+    result = compute_annotator_agreement(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
+                                         coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed)
+    rows = [["Krippendorff's alpha (nominal), all annotators", fmt(result["krippendorff_alpha"]), fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
+    rows += [[f"Cohen's kappa, {pair}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for pair, v in result["pairwise_kappa"].items()]
+    rows += [[f"Cohen's kappa, {name} vs {config.gold}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for name, v in result.get("kappa_vs_gold", {}).items()]
+    table = pd.DataFrame(rows, columns=["statistic", "value", "95% CI", "items"])
+    title = f"Agreement among annotators {', '.join(result['annotators'])} (taxonomy {result['taxonomy']})"
+    md = f"# {title}\n\n{markdown(table, index=False)}\n\nIntervals: {result['bootstrap']}.\n"
+    tex = latex(table, caption=title + ".", label="tab:annotator-agreement", index=False)
+    with staged_directory(config.out, overwrite=config.overwrite) as staging:
+        write_text(staging / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=False)
+        write_tables(staging, "agreement", md, tex, overwrite=False)
+        manifest.write(staging, n_items=result["n_items"])
+    print(md)
+    return result
+
+
 def check_options(config: Config) -> None:
     """Combinations that would otherwise be silently ignored, and out-of-range values."""
+    if config.pred is None:
+        if len(config.annotators) < 2:
+            raise UserError("give --gold and --pred (a judge against humans), or two or more --annotators (agreement among humans)")
+        extra = [flag for flag, on in (("--by", config.by), ("--alt-test", config.alt_test), ("--pred-file", config.pred_file)) if on]
+        if extra:
+            raise UserError(f"{', '.join(extra)} need --pred (the judge's labels)")
+    elif config.gold is None:
+        raise UserError("--pred needs --gold (the human labels to compare with)")
     if config.epsilon is not None and not config.alt_test:
         raise UserError("--epsilon is the alternative annotator test's margin; add --alt-test or drop --epsilon")
     if config.epsilon is not None and not 0 <= config.epsilon < 1:
@@ -262,6 +318,8 @@ def main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.agree", config, inputs=[config.input] + ([config.pred_file] if config.pred_file else []))
+    if config.pred is None:
+        return annotators_only(config, manifest)
     records = read_records(config.input, id_column=config.id_column if config.pred_file else None, required=(), label_columns=[config.gold])
     if config.pred_file:
         preds = read_records(config.pred_file, id_column=config.id_column, required=(), label_columns=[config.pred])
@@ -302,7 +360,8 @@ def build_parser():
     parser.add_argument("input", nargs="?", help="records file (JSONL, CSV or Parquet) with the gold labels")
     parser.add_argument("--gold", help="column of gold (human) labels")
     parser.add_argument("--pred", help="column of the judge's (or second annotator's) labels")
-    parser.add_argument("--annotators", nargs="+", metavar="COL", help="further human annotator columns: alpha among them, each one's kappa vs gold, alpha with the judge added")
+    parser.add_argument("--annotators", nargs="+", metavar="COL", help="human annotator columns: alpha among them, pairwise kappa, each one's kappa vs --gold, "
+                        "and with --pred alpha with the judge added; without --pred, a report on the annotators alone")
     parser.add_argument("--pred-file", help="take --pred from this file instead, joined on --id-column")
     parser.add_argument("--id-column", help="id column for --pred-file joins (default: id)")
     parser.add_argument("--taxonomy", help="preset name (chehbouni2024, compliance3, refusal2) or YAML path; default: the distinct gold labels")

@@ -75,6 +75,7 @@ def agreement(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    pred_name: str | None = None,
 ) -> dict:
     """All agreement figures for a paper table.
 
@@ -125,9 +126,12 @@ def agreement(
     }
     if annotators:
         humans = {name: [v if v is not None else None for v in vals] for name, vals in annotators.items()}
+        pairs = annotator_agreement(humans, labels=labels, n_boot=0) if len(humans) >= 2 else {"pairwise_kappa": {}}
         result["annotators"] = {
             "alpha_among_humans": krippendorff_alpha(list(humans.values()), labels=labels),
-            "alpha_with_judge": krippendorff_alpha([*humans.values(), [v if v != UNSCORED else None for v in pred]], labels=labels),
+            # The judge joins the humans once; a --pred column that is also an annotator is not counted twice.
+            "alpha_with_judge": krippendorff_alpha([*(v for k, v in humans.items() if k != pred_name), [v if v != UNSCORED else None for v in pred]], labels=labels),
+            "pairwise_kappa": {k: v["kappa"] for k, v in pairs["pairwise_kappa"].items()},
             "kappa_vs_gold": {
                 name: cohen_kappa(
                     [gl for gl, v in zip(gold, vals) if v is not None], [v for v in vals if v is not None], labels=labels
@@ -135,4 +139,45 @@ def agreement(
                 for name, vals in humans.items()
             },
         }
+    return result
+
+
+def annotator_agreement(
+    annotators: Mapping[str, Sequence[str | None]],
+    *,
+    labels: Sequence[str],
+    gold: Sequence[str | None] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Agreement among human annotators: Krippendorff's alpha over all of them, Cohen's kappa for every
+    pair (on the items both labelled), and each one against ``gold`` when given. Each column counts once.
+    None marks an item an annotator did not label. Intervals: percentile bootstrap over items."""
+    names = list(annotators)
+    matrix = [list(annotators[n]) for n in names]
+    n_items = len(matrix[0]) if matrix else 0
+
+    def alpha_at(idx: np.ndarray) -> float:
+        return krippendorff_alpha([[row[i] for i in idx] for row in matrix], labels=labels)
+
+    def kappa_between(a: Sequence, b: Sequence) -> dict:
+        both = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
+        x = np.asarray([a[i] for i in both], dtype=object)
+        y = np.asarray([b[i] for i in both], dtype=object)
+        stat = lambda idx: cohen_kappa(x[idx], y[idx], labels=labels)  # noqa: E731
+        return {"n": len(both), "kappa": stat(np.arange(len(both))) if both else float("nan"),
+                "ci": bootstrap_ci(stat, len(both), n_boot=n_boot, seed=seed, level=level)}
+
+    result = {
+        "annotators": names,
+        "n_items": n_items,
+        "labels_per_annotator": {n: sum(v is not None for v in annotators[n]) for n in names},
+        "krippendorff_alpha": alpha_at(np.arange(n_items)),
+        "krippendorff_alpha_ci": bootstrap_ci(alpha_at, n_items, n_boot=n_boot, seed=seed, level=level),
+        "pairwise_kappa": {f"{a} vs {b}": kappa_between(annotators[a], annotators[b]) for i, a in enumerate(names) for b in names[i + 1 :]},
+        "bootstrap": f"percentile bootstrap over items, {n_boot} resamples, seed {seed}",
+    }
+    if gold is not None:
+        result["kappa_vs_gold"] = {n: kappa_between(annotators[n], gold) for n in names}
     return result

@@ -294,3 +294,38 @@ def test_sample_records_inclusion_probabilities_and_excludes(tmp_path, capsys):
     # Horvitz-Thompson: the inverse inclusion probabilities add up to the population sampled (90).
     assert (1 / sample.inclusion_probability).sum() == pytest.approx(90)
     assert (sample.label == "").all()  # the existing labels are not handed to annotators
+
+
+def test_annotator_only_agreement_matches_the_reference_packages(tmp_path, capsys):
+    import krippendorff
+
+    from judge import agree
+
+    rng = np.random.default_rng(4)
+    cats = ["answer", "refusal", "failure"]
+    truth = rng.choice(cats, size=80)
+    a = [t if rng.random() < 0.8 else rng.choice(cats) for t in truth]
+    b = [t if rng.random() < 0.7 else rng.choice(cats) for t in truth]
+    b[0] = ""  # b did not label item 0
+    rows = [{"id": f"r{i}", "a": a[i], "b": b[i], "final": truth[i]} for i in range(80)]
+    path = write_jsonl(tmp_path / "ann.jsonl", rows)
+    # --annotators a b a: a repeated column is counted once
+    code, out, err = run_cli(agree, [str(path), "--annotators", "a", "b", "a", "--gold", "final", "--taxonomy", "chehbouni2024",
+                                     "--bootstrap", "50", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "o" / "agreement.json").read_text())
+    assert result["annotators"] == ["a", "b"]
+    codes = {c: i for i, c in enumerate(["answer", "partial answer", "refusal", "harmful refusal", "harmful answer", "failure"])}
+    data = [[codes[x] for x in a], [codes[x] if x else np.nan for x in b]]
+    assert result["krippendorff_alpha"] == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal",
+                                                                            value_domain=list(range(6))), abs=1e-9)
+    pair = result["pairwise_kappa"]["a vs b"]
+    assert pair["n"] == 79 and pair["kappa"] == pytest.approx(cohen_kappa_score(a[1:], b[1:]), abs=1e-12)
+    assert pair["ci"][0] < pair["kappa"] < pair["ci"][1]
+    assert result["kappa_vs_gold"]["a"]["kappa"] == pytest.approx(cohen_kappa_score(a, list(truth)), abs=1e-12)
+    assert "Krippendorff's alpha" in out
+    # Without --pred, judge-only options are refused rather than ignored.
+    code, _, err = run_cli(agree, [str(path), "--annotators", "a", "b", "--by", "final", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "need --pred" in err
+    code, _, err = run_cli(agree, [str(path), "--annotators", "a", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "two or more --annotators" in err
