@@ -91,7 +91,7 @@ class Config:
             raise UserError("--strategy uncertain needs --confidence-column COL or --compare COL_A COL_B")
         if self.compare and len(self.compare) != 2:
             raise UserError("--compare takes exactly two label columns (e.g. two judges' labels)")
-        export_only = {"--strategy": self.strategy != "random", "--annotators": bool(self.annotators), "--blind": self.blind,
+        export_only = {"--strategy": self.strategy != "random", "--blind": self.blind,
                        "--with-predictions": self.with_predictions is not None, "--exclude": bool(self.exclude), "--show": bool(self.show)}
         given = [flag for flag, on in export_only.items() if on]
         if given and self.action != "export":
@@ -289,13 +289,18 @@ def pull(config: Config) -> pd.DataFrame:
 
 
 def issues(config: Config) -> pd.DataFrame:
-    from training.label_errors import find_label_errors
+    from training.label_errors import find_label_errors, find_label_errors_multi
 
     if not config.out:
         raise UserError("give --out FOLDER for the label-issue list")
     check_output_directory(config.out, overwrite=config.overwrite)
-    records = read_records(config.inputs, label_columns=[config.label], label_hint="Fix --label.")
-    result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed)
+    if len(config.annotators) >= 2:
+        records = read_records(config.inputs, label_columns=config.annotators, label_hint="Fix --annotators.")
+        result = find_label_errors_multi(records, annotators=list(config.annotators), taxonomy=config.taxonomy, folds=config.folds,
+                                         group=config.cv_group, seed=config.seed)
+    else:
+        records = read_records(config.inputs, label_columns=[config.label], label_hint="Fix --label.")
+        result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed)
     flagged = result["flagged"]
     manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
@@ -324,7 +329,8 @@ def build_parser():
     p.add_argument("--confidence-column", metavar="COL", help="export --strategy uncertain: the judge's confidence; lowest first")
     p.add_argument("--compare", nargs=2, metavar="COL", help="export --strategy uncertain: two judges' label columns; disagreements first")
     p.add_argument("--exclude", action="append", metavar="FILE", help="export: never pick ids in FILE (already labelled; repeatable)")
-    p.add_argument("--annotators", nargs="+", metavar="NAME", help="export: one spreadsheet per name (default: annotator1 annotator2); adjudicate/resolve: the annotator columns")
+    p.add_argument("--annotators", nargs="+", metavar="NAME", help="export: one spreadsheet per name (default: annotator1 annotator2); "
+                   "adjudicate/resolve: the annotator columns (default: label_*); issues: two or more annotator columns (cleanlab multiannotator)")
     p.add_argument("--blind", action="store_true", help="export: mask names in the texts and hide the --hide columns")
     p.add_argument("--hide", nargs="+", metavar="COL", help="export --blind: columns never shown (default: name identity name_list gender common)")
     p.add_argument("--show", nargs="+", metavar="COL", help="export: further columns annotators see (unless hidden by --blind)")

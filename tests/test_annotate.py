@@ -292,3 +292,24 @@ def test_round_trip_with_a_running_label_studio(label_studio, tmp_path, capsys, 
     assert code == 0, err
     final = pd.read_csv(tmp_path / "final.csv", keep_default_na=False).set_index("id")
     assert (final["label"] == final.index.map(truth)).all()
+
+
+def test_label_issues_with_several_annotators(tmp_path, capsys):
+    sample = read_records(SAMPLE)
+    rng = np.random.default_rng(1)
+    cats = sorted(sample["label"].unique())
+    sample["ann_a"] = sample["label"]
+    sample["ann_b"] = [l if rng.random() < 0.9 else rng.choice(cats) for l in sample["label"]]
+    sample["ann_c"] = sample["label"]
+    planted = sample.index[:6]
+    sample.loc[planted, "ann_c"] = [next(c for c in cats if c != l) for l in sample.loc[planted, "label"]]  # c errs on six items
+    src = tmp_path / "multi.jsonl"
+    sample.to_json(src, orient="records", lines=True)
+    code, stdout, err = run_cli(annotate_cmd, ["issues", str(src), "--annotators", "ann_a", "ann_b", "ann_c", "--taxonomy", "chehbouni2024",
+                                               "--folds", "3", "--out", str(tmp_path / "iss")], capsys)
+    assert code == 0, err
+    flagged = pd.read_csv(tmp_path / "iss" / "label_issues.csv", keep_default_na=False)
+    planted_ids = set(sample.loc[planted, "id"])
+    from_c = flagged[flagged["annotator"] == "ann_c"]
+    assert planted_ids <= set(from_c["id"])  # every planted error is flagged, against the consensus of the others
+    assert (flagged["given_label"] != flagged["suggested_label"]).all()

@@ -61,3 +61,48 @@ def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds
     method = (f"cleanlab.filter.find_label_issues on out-of-fold TF-IDF probabilities, {folds} folds"
               + (f" grouped by {group}" if group else "") + ", ranked by self-confidence")
     return {"flagged": flagged, "method": method, "probabilities": probs, "folds": fold_of}
+
+
+def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], taxonomy=None, folds: int = 5, group: str | None = None,
+                            seed: int = 0) -> dict:
+    """Several annotators per item: cleanlab's CROWDLAB (``get_label_quality_multiannotator``) scores every
+    annotator's label with out-of-fold judge probabilities (trained on the majority vote); flagged are the
+    labels that differ from the consensus, least trustworthy first."""
+    from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
+    from judge.taxonomy import resolve_taxonomy
+
+    missing = [c for c in annotators if c not in records.columns]
+    if missing:
+        raise UserError(f"annotator column(s) {', '.join(map(repr, missing))} not found; columns present: {', '.join(records.columns)}")
+    given = records[annotators].map(lambda v: v.strip() if isinstance(v, str) and v.strip() else None)
+    has_any = given.notna().any(axis=1)
+    records, given = records[has_any].reset_index(drop=True), given[has_any].reset_index(drop=True)
+    tax = resolve_taxonomy(taxonomy, [v for c in annotators for v in given[c].dropna()])
+    index = {label: i for i, label in enumerate(tax.labels)}
+    matrix = pd.DataFrame({c: [np.nan if v is None else float(index[tax.gold([v], column=c)[0]]) for v in given[c]] for c in annotators})
+    majority = get_majority_vote_label(matrix, verbose=False)
+    voted = records.assign(_majority=[tax.labels[int(k)] for k in majority])
+    data = labelled_data(voted, label_column="_majority", taxonomy=tax)
+    if group is None and "template" in data.records.columns:
+        group = "template"
+    groups = data.records[group].astype(str).to_numpy() if group else None
+    probs, fold_of = out_of_fold_probabilities(tfidf_text(data.prompts, data.responses), data.y, len(tax.labels), folds=folds, groups=groups, seed=seed)
+    quality = get_label_quality_multiannotator(matrix, probs, verbose=False)
+    consensus = quality["label_quality"]["consensus_label"].to_numpy()
+    detailed = quality["detailed_label_quality"]
+    rows = []
+    for k, col in enumerate(annotators):
+        scores = detailed.iloc[:, k].to_numpy()
+        for i in range(len(records)):
+            label = matrix[col].iloc[i]
+            if np.isnan(label) or int(label) == int(consensus[i]):
+                continue
+            rows.append({"id": records["id"].iloc[i], "annotator": col, "prompt": records["prompt"].iloc[i] if "prompt" in records else "",
+                         "response": records["response"].iloc[i], "given_label": tax.labels[int(label)], "suggested_label": tax.labels[int(consensus[i])],
+                         "label_quality": float(scores[i]), "consensus_quality": float(quality["label_quality"]["consensus_quality_score"].iloc[i]),
+                         "fold": int(fold_of[i]), "label": ""})
+    flagged = pd.DataFrame(rows, columns=["id", "annotator", "prompt", "response", "given_label", "suggested_label", "label_quality",
+                                          "consensus_quality", "fold", "label"]).sort_values("label_quality", kind="stable").reset_index(drop=True)
+    method = (f"cleanlab.multiannotator.get_label_quality_multiannotator (CROWDLAB) on out-of-fold TF-IDF probabilities, {folds} folds"
+              + (f" grouped by {group}" if group else "") + "; labels that differ from the consensus, lowest quality first")
+    return {"flagged": flagged, "method": method, "annotator_stats": quality.get("annotator_stats")}
