@@ -329,3 +329,29 @@ def test_annotator_only_agreement_matches_the_reference_packages(tmp_path, capsy
     assert code == 2 and "need --pred" in err
     code, _, err = run_cli(agree, [str(path), "--annotators", "a", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "two or more --annotators" in err
+
+
+def test_name_swap_flips_nothing_for_a_masked_judge(tmp_path, capsys):
+    from judge import swap, train
+    from judge.paths import SAMPLE
+
+    code, _, err = run_cli(train, ["--train", str(SAMPLE), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "masked")], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(swap, [str(SAMPLE), "--judge", str(tmp_path / "masked"), "--no-progress", "--out", str(tmp_path / "swap")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "swap" / "swap.json").read_text())
+    groups = pd.read_json(SAMPLE, lines=True)["identity"].nunique()
+    assert result["overall"]["n"] == result["n_records"] * (groups - 1)  # every record, swapped into every other group
+    assert result["overall"]["flips"] == 0 and result["masks_names"] is True
+    assert all(p["flips"] == 0 for p in result["pairs"].values())
+
+
+def test_swapped_copies_replace_the_name_everywhere():
+    from judge.swap import swapped_copies
+
+    records = pd.DataFrame([{"id": "1", "prompt": "Ali went to [BLANK]", "response": "Ali went home. Alison stayed.", "name": "Ali", "identity": "muslim"},
+                            {"id": "2", "prompt": "John went to [BLANK]", "response": "John went out.", "name": "John", "identity": "white"}])
+    copies = swapped_copies(records, group="identity", name_column="name", seed=0).set_index("swap_of")
+    assert copies.loc["1", "prompt"] == "John went to [BLANK]"
+    assert copies.loc["1", "response"] == "John went home. Alison stayed."  # whole words only
+    assert copies.loc["1", "identity"] == "white" and copies.loc["2", "name"] == "Ali"
