@@ -232,11 +232,14 @@ def label_studio(tmp_path_factory):
         print(f"Label Studio up at {url} after {time.time() - started:.0f}s")
         yield url
     finally:
-        server.terminate()
+        import signal
+
+        # The server was started in its own session: stop its whole process group, children included.
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
         log.close()
 
 

@@ -52,11 +52,17 @@ def resumed_bytes(module, argv, out, tmp_path, capsys, monkeypatch, *, kill, aft
     return out.read_bytes()
 
 
-def _corrupt_label_row(done):
-    """A row for an id no finished batch holds, with a label the judge did not give."""
-    row = dict(done[-1])
-    row["id"] = "__next_batch_row__"
-    return row
+def corrupt_label_row(clean: bytes):
+    """The next batch's first row as a dying process wrote it: same shape as the finished rows, wrong values."""
+    def corrupt(done):
+        clean_rows = [json.loads(line) for line in clean.decode().splitlines()]
+        finished = {r["id"] for r in done}
+        victim = next(r for r in clean_rows if r["id"] not in finished)
+        row = {k: victim.get(k) for k in done[0]}
+        row["j_label"] = "failure" if row["j_label"] != "failure" else "answer"
+        row["j_confidence"] = 0.123
+        return row
+    return corrupt
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +80,8 @@ def test_lora_label_resume_is_byte_identical(trained_tiny, label_input, tmp_path
     code, _, err = run_cli(label_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
     assert code == 0, err
     clean = (tmp_path / "clean.jsonl").read_bytes()
-
-    def corrupt(done):
-        # The next batch's first row as the dying process wrote it: same shape, wrong values.
-        clean_rows = [json.loads(line) for line in clean.decode().splitlines()]
-        finished = {r["id"] for r in done}
-        victim = next(r for r in clean_rows if r["id"] not in finished)
-        row = {k: victim[k] for k in done[0]}
-        row["j_label"] = "failure" if row["j_label"] != "failure" else "answer"
-        row["j_confidence"] = 0.123
-        return row
-
-    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=2, corrupt=corrupt)
+    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=2,
+                        corrupt=corrupt_label_row(clean))
     assert got == clean
 
 
@@ -96,16 +92,8 @@ def test_llm_judge_label_resume_is_byte_identical(tiny_llama, label_input, tmp_p
     code, _, err = run_cli(label_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
     assert code == 0, err
     clean = (tmp_path / "clean.jsonl").read_bytes()
-
-    def corrupt(done):
-        clean_rows = [json.loads(line) for line in clean.decode().splitlines()]
-        finished = {r["id"] for r in done}
-        victim = next(r for r in clean_rows if r["id"] not in finished)
-        row = {k: victim.get(k) for k in done[0]}
-        row["j_label"] = "failure" if row["j_label"] != "failure" else "answer"
-        return row
-
-    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=3, corrupt=corrupt)
+    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=3,
+                        corrupt=corrupt_label_row(clean))
     assert got == clean
 
 
