@@ -303,8 +303,16 @@ def issues(config: Config) -> pd.DataFrame:
         result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed)
     flagged = result["flagged"]
     manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
+    taxonomy = _taxonomy(config, [v for v in flagged["given_label"]]) if len(flagged) else None
+    # The same list as an adjudication round: Label Studio tasks showing the given and the suggested label.
+    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r["prompt"], "response": r["response"],
+                       "annotator_labels": f"given: {r['given_label']}" + (f" ({r['annotator']})" if "annotator" in r else "")
+                       + f"; judge suggests: {r['suggested_label']}"}} for _, r in flagged.iterrows()]
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_records(flagged, staging / "label_issues.csv")
+        write_text(staging / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+        if taxonomy is not None:
+            write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
         manifest.write(staging, records=len(records), flagged=len(flagged))
     print(f"{len(flagged)} of {len(records)} labels look wrong ({len(flagged) / len(records):.1%}; {result['method']}) -> {config.out}/label_issues.csv")
     return flagged

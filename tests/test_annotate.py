@@ -165,12 +165,22 @@ def test_import_refuses_an_id_that_was_never_exported(tmp_path, capsys):
     assert "'not-exported'" in message and "never exported" in message
 
 
-def test_label_issues_on_a_small_sample(tmp_path, capsys):
-    code, stdout, err = run_cli(annotate_cmd, ["issues", str(SAMPLE), "--taxonomy", "chehbouni2024", "--folds", "3", "--out", str(tmp_path / "iss")], capsys)
+def test_label_issues_find_planted_errors(tmp_path, capsys):
+    sample = read_records(SAMPLE)
+    refusals = sample.index[sample["label"] == "refusal"][:12]
+    sample.loc[refusals, "label"] = "answer"  # twelve clear refusals now labelled as answers
+    src = tmp_path / "planted.jsonl"
+    sample.to_json(src, orient="records", lines=True)
+    code, stdout, err = run_cli(annotate_cmd, ["issues", str(src), "--taxonomy", "chehbouni2024", "--folds", "3", "--out", str(tmp_path / "iss")], capsys)
     assert code == 0, err
     flagged = pd.read_csv(tmp_path / "iss" / "label_issues.csv", keep_default_na=False)
     assert {"id", "given_label", "suggested_label", "p_given", "fold", "label"} <= set(flagged.columns)
-    assert (flagged["given_label"] != "").all() and "look wrong" in stdout
+    found = set(flagged["id"]) & set(sample.loc[refusals, "id"])
+    assert len(found) >= 8, f"only {len(found)} of 12 planted errors flagged"
+    assert (flagged.set_index("id").loc[sorted(found), "suggested_label"] != "answer").all()
+    assert "look wrong" in stdout
+    tasks = json.loads((tmp_path / "iss" / "tasks.json").read_text())
+    assert [t["data"]["item_id"] for t in tasks] == list(flagged["id"]) and "judge suggests" in tasks[0]["data"]["annotator_labels"]
 
 
 def test_out_of_fold_probabilities_never_come_from_a_model_that_saw_the_row():
