@@ -355,3 +355,49 @@ def test_swapped_copies_replace_the_name_everywhere():
     assert copies.loc["1", "prompt"] == "John went to [BLANK]"
     assert copies.loc["1", "response"] == "John went home. Alison stayed."  # whole words only
     assert copies.loc["1", "identity"] == "white" and copies.loc["2", "name"] == "Ali"
+
+
+def test_report_weights_a_stratified_human_sample(tmp_path, capsys):
+    """The inclusion probabilities judge.data sample writes reach PPI as 1/p weights."""
+    from judge import data
+
+    labelled, _ = _population(tmp_path, n=600)
+    code, _, err = run_cli(data, ["sample", str(labelled), "--n", "150", "--stratify", "identity", "--out", str(tmp_path / "s.csv")], capsys)
+    assert code == 0, err
+    sample = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
+    truth = pd.read_json(labelled, lines=True).set_index("id")["gold"]
+    sample["label"] = sample["id"].map(truth)  # the annotators' work
+    sample.to_csv(tmp_path / "s.csv", index=False)
+    code, out, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--reference", "white", "--human", str(tmp_path / "s.csv"),
+                                      "--taxonomy", "refusal2", "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    ppi = json.loads((tmp_path / "rep" / "disparity.json").read_text())["ppi"]
+    assert ppi["weighted"] and ppi["weights_from"] == "1 / inclusion_probability"
+    # Within a stratum the weights are equal, so each group's PPI rate equals the unweighted one on the same rows.
+    frame = pd.read_json(labelled, lines=True)
+    g = frame[frame.identity == "muslim"]
+    lab = g.id.isin(sample.id)
+    expected = ppi_rate((g[lab].gold == "refusal").to_numpy(), (g[lab].judge_label == "refusal").to_numpy(),
+                        (g[~lab].judge_label == "refusal").to_numpy(), lam=1)
+    assert ppi["rates"]["muslim"]["refusal"]["ppi"]["rate"] == pytest.approx(expected["ppi"]["rate"], abs=1e-12)
+    # A bad probability is refused.
+    sample.loc[0, "inclusion_probability"] = 1.7
+    sample.to_csv(tmp_path / "s.csv", index=False)
+    code, _, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--human", str(tmp_path / "s.csv"),
+                                    "--taxonomy", "refusal2", "--out", str(tmp_path / "rep2")], capsys)
+    assert code == 2 and "inclusion probabilities in (0, 1]" in err
+
+
+def test_report_human_with_coarse_categories(tmp_path, capsys):
+    rows = [{"id": f"r{i}", "response": ".", "identity": "a" if i % 2 else "b",
+             "judge_label": ["refusal", "harmful refusal", "answer", "failure"][i % 4],
+             "human": ["harmful refusal", "refusal", "answer", "answer"][i % 4] if i < 40 else ""} for i in range(120)]
+    path = write_jsonl(tmp_path / "c.jsonl", rows)
+    code, out, err = run_cli(report, [str(path), "--label", "judge_label", "--group", "identity", "--human", "human", "--coarse",
+                                      "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    ppi = json.loads((tmp_path / "rep" / "disparity.json").read_text())["ppi"]
+    assert set(ppi["rates"]["a"]) == {"answered", "refused", "failed"}
+    # refusal and harmful refusal are both "refused": the judge and the humans agree on every refused item.
+    r = ppi["rates"]["a"]["refused"]
+    assert r["human_only"]["rate"] == pytest.approx(r["ppi"]["rate"]) and r["n_human"] == 20
