@@ -104,6 +104,7 @@ def compute_agreement(
         human = {k: up(v) for k, v in human.items()}
     result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred)
     result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold, **result}
+    result["warnings"] = class_warnings(gold_labels, pred_labels, pred=pred)
     if by:
         from judge.group_error import judge_error_by_group
 
@@ -132,7 +133,7 @@ def render_markdown(result: dict) -> tuple[str, str]:
     conf = result["confusion"]
     confusion = pd.DataFrame(conf["matrix"], index=[f"gold: {g}" for g in conf["rows_gold"]], columns=conf["columns_pred"])
     title = f"Agreement of `{result['pred_column']}` with `{result['gold_column']}` (taxonomy {result['taxonomy']}, n = {result['n']})"
-    parts = [f"# {title}\n", markdown(summary, index=False), "\n## Per class\n", markdown(per_class.round(3)), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
+    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), markdown(summary, index=False), "\n## Per class\n", markdown(per_class.round(3)), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
     tex_parts = [
         latex(summary, caption=title.replace("`", ""), label="tab:agreement", index=False),
         latex(per_class.round(3), caption="Per-class precision, recall and F1.", label="tab:per-class"),
@@ -247,6 +248,20 @@ def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool
     return written
 
 
+def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
+    """A judge that predicts one class, or fewer classes than the humans used, can look fine on kappa's
+    neighbours (accuracy) while saying nothing about the missing classes: say so beside the numbers."""
+    predicted = {p for p in pred_labels if p != UNSCORED}
+    used = set(gold_labels)
+    warnings = []
+    if len(predicted) <= 1:
+        warnings.append(f"{pred} predicts a single class ({', '.join(sorted(predicted)) or 'none scored'}): its kappa says nothing about the others")
+    missing = sorted(used - predicted)
+    if missing and len(predicted) > 1:
+        warnings.append(f"{pred} never predicts {', '.join(missing)}, which the gold labels use ({len(predicted)} of {len(used)} gold classes predicted)")
+    return warnings
+
+
 def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str], gold: str | None = None, taxonomy=None,
                                 coarse: bool = False, n_boot: int = 1000, seed: int = 0) -> dict:
     """Agreement among human annotator columns (and each against ``gold``), no judge involved."""
@@ -343,6 +358,8 @@ def main(config: Config) -> dict:
         f"alpha={fmt(result['krippendorff_alpha'])} macro-F1={fmt(result['macro_f1'])} "
         f"unscored={result['n_unscored']} ({100 * result['unscored_rate']:.1f}%)"
     )
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if "alt_test" in result:
         print(f"alt-test: {'PASS' if result['alt_test']['passed'] else 'FAIL'}: {result['alt_test']['reason']}")
         for warning in result["alt_test"]["warnings"]:

@@ -71,9 +71,15 @@ def disparity(
     cats = taxonomy.labels
     primary = groups[0]
     group_values = sorted(frame[primary].unique())
+    reference_note = f"--reference {reference} (given)"
     if reference is None:
         sizes = frame[primary].value_counts()
-        reference = sorted(sizes[sizes == sizes.max()].index)[0]
+        largest = sorted(sizes[sizes == sizes.max()].index)
+        reference = largest[0]
+        reference_note = f"{reference}: the largest group (n = {int(sizes.max())}); pass --reference to choose"
+        if len(largest) > 1:
+            reference_note = (f"{reference}: tied largest with {', '.join(largest[1:])} (n = {int(sizes.max())} each), first by name; "
+                              "the choice is arbitrary: pass --reference")
     elif str(reference) not in group_values:
         raise UserError(f"--reference {reference!r} is not a value of {primary!r}; values: {', '.join(group_values)}")
     reference = str(reference)
@@ -118,6 +124,8 @@ def disparity(
         "n": int(len(frame)),
         "n_unscored": int((frame["_label"] == UNSCORED).sum()),
         "reference": reference,
+        "reference_note": reference_note,
+        "reference_tie": reference_note.startswith(f"{reference}: tied"),
         "rates": rates,
         "chi_square": chi,
         "rate_ratios": ratios,

@@ -79,9 +79,12 @@ def render(result: dict) -> tuple[str, str]:
     cats, ref = result["categories"], result["reference"]
     table = rates_table(result["rates"], cats)
     table.insert(0, "n", [result["rates"][g][cats[0]]["n"] for g in table.index])
-    ratio = pd.DataFrame(
-        {c: {g: fmt(v[c]["ratio"], 2) + (f" [{fmt(v[c]['ci_low'], 2)}, {fmt(v[c]['ci_high'], 2)}]" if v[c]["ratio"] is not None else "") for g, v in result["rate_ratios"].items()} for c in cats}
-    ).loc[list(result["rates"])]
+    def ratio_cell(g, v):
+        if g == ref:
+            return "—"  # the reference against itself: no interval to report
+        return fmt(v["ratio"], 2) + (f" [{fmt(v['ci_low'], 2)}, {fmt(v['ci_high'], 2)}]" if v["ratio"] is not None else "")
+
+    ratio = pd.DataFrame({c: {g: ratio_cell(g, v[c]) for g, v in result["rate_ratios"].items()} for c in cats}).loc[list(result["rates"])]
     chi = result["chi_square"]
     chi_line = (
         f"Chi-square test of independence ({result['group_column']} x category, categories with any count): "
@@ -90,16 +93,16 @@ def render(result: dict) -> tuple[str, str]:
     )
     title = f"Category rates by {result['group_column']} (label `{result['label_column']}`, taxonomy {result['taxonomy']}, n = {result['n']}, unscored {result['n_unscored']})"
     md = [f"# {title}\n", "Rate [Wilson 95% CI] among scored outputs.\n", markdown(table), "\n" + chi_line + "\n",
-          f"\n## Rate ratio vs {ref} [95% CI]\n", markdown(ratio)]
+          f"\n## Rate ratio vs {ref} [95% CI]\n", f"Reference group: {result.get('reference_note', ref)}.\n", markdown(ratio)]
     tex = [latex(table, caption=title.replace("`", "") + ". Rate [Wilson 95\\% CI].", label="tab:rates"),
            latex(ratio, caption=f"Rate ratio against {ref} [95\\% CI].", label="tab:rate-ratios")]
     for col, per_group in result["splits"].items():
         rows = {}
         for g, by_value in per_group.items():
             for v, rates in by_value.items():
-                rows[(g, v)] = {"n": rates[cats[0]]["n"], **{c: f"{rates[c]['rate']:.3f} [{rates[c]['ci_low']:.3f}, {rates[c]['ci_high']:.3f}]" for c in cats}}
+                rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: f"{rates[c]['rate']:.3f} [{rates[c]['ci_low']:.3f}, {rates[c]['ci_high']:.3f}]" for c in cats}}
         split = pd.DataFrame(rows).T
-        split.index.names = [result["group_column"], col]
+        split.index.name = f"{result['group_column']} / {col}"
         md += [f"\n## Split by {col}\n", markdown(split)]
         tex.append(latex(split, caption=f"Rates by {result['group_column']} and {col}.", label=f"tab:split-{col}"))
     if "ppi" in result:
@@ -341,6 +344,7 @@ def main(config: Config) -> dict:
         written = [out_dir / p.name for p in write_disparity_report(result, staging)]
         manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
     print(render(result)[0])
+    print(("warning: " if result.get("reference_tie") else "") + f"reference group: {result['reference_note']}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
 

@@ -176,3 +176,40 @@ def test_sample_for_annotation_is_stratified_and_seeded(tmp_path, capsys):
     assert (picked["identity"].value_counts(normalize=True) - share).abs().max() < 0.05
     again = data.annotation_sample(records, n=60, stratify=["identity"], seed=0)
     assert again["id"].tolist() == picked["id"].tolist()
+
+
+def test_report_says_which_reference_it_chose_and_shows_a_dash_for_it(tmp_path, capsys):
+    rows = [{"id": str(i), "response": "r", "label": "refusal" if i % 3 == 0 else "answer", "identity": ["a", "b", "c"][i % 3]} for i in range(30)]
+    src = write_jsonl(tmp_path / "r.jsonl", rows)
+    code, out, err = run_cli(report, [str(src), "--label", "label", "--group", "identity", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert "warning: reference group: a: tied largest with b, c" in err  # three groups of 10: an arbitrary choice, said so
+    result = json.loads((tmp_path / "o" / "disparity.json").read_text())
+    assert result["reference"] == "a" and result["reference_tie"]
+    ratio_section = out.split("## Rate ratio vs a")[1].split("\n\n")[1:3]
+    table = next(part for part in ratio_section if part.startswith("|"))
+    reference_row = next(line for line in table.splitlines() if line.startswith("| a "))
+    assert [cell.strip() for cell in reference_row.strip("|").split("|")[1:]] == ["—", "—"]  # answer, refusal: no interval against itself
+    other_row = next(line for line in table.splitlines() if line.startswith("| b "))
+    assert "[" in other_row
+
+
+def test_report_split_labels_read_group_slash_value(tmp_path, capsys):
+    code, out, err = run_cli(report, [str(SAMPLE), "--label", "label", "--group", "identity", "--group", "common", "--taxonomy", "chehbouni2024",
+                                      "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    split = out.split("## Split by common")[1]
+    assert "identity / common" in split and "white / True" in split and "('white'" not in split
+
+
+def test_agree_warns_about_a_judge_that_predicts_one_class(tmp_path, capsys):
+    rows = [{"id": str(i), "response": "r", "gold": "refusal" if i % 2 else "answer", "judge": "answer"} for i in range(20)]
+    src = write_jsonl(tmp_path / "a.jsonl", rows)
+    code, out, err = run_cli(agree, [str(src), "--gold", "gold", "--pred", "judge", "--bootstrap", "0", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert "warning: judge predicts a single class (answer)" in err
+    assert "**Warning:** judge predicts a single class" in (tmp_path / "o" / "agreement.md").read_text()
+    rows = [{"id": str(i), "response": "r", "gold": ["answer", "refusal", "failure"][i % 3], "judge": ["answer", "refusal", "answer"][i % 3]} for i in range(30)]
+    write_jsonl(src, rows)
+    code, out, err = run_cli(agree, [str(src), "--gold", "gold", "--pred", "judge", "--bootstrap", "0", "--out", str(tmp_path / "o2")], capsys)
+    assert code == 0 and "judge never predicts failure" in err
