@@ -68,6 +68,8 @@ def test_train_command_tfidf_and_label(tmp_path, capsys):
     assert code == 0, err
     for name in ("tfidf.json", "tfidf.safetensors", "training_ids.json", "judge.json", "taxonomy.yaml", "manifest.json", "README.md"):
         assert (tmp_path / "tf" / name).exists()
+    settings = json.loads((tmp_path / "tf" / "manifest.json").read_text())["settings"]
+    assert "lora_r" not in settings and "base_model" not in settings and settings["kind"] == "tfidf"  # only what made this judge
     code, out, err = run_cli(label_cmd, ["--judge", f"tfidf:{tmp_path / 'tf'}", "--input", str(SAMPLE), "--prefix", "judge_", "--out", str(tmp_path / "l.jsonl")], capsys)
     assert code == 0, err
     result = pd.read_json(tmp_path / "l.jsonl", lines=True)

@@ -16,6 +16,9 @@ from training.data import labelled_data
 from training.lora import LoraRecipe
 
 
+LORA_ONLY = ("base_model", "max_length", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience", "class_weighting", "device")
+
+
 @dataclass
 class TrainConfig:
     train: list[str]
@@ -54,8 +57,7 @@ class TrainConfig:
         if self.max_length < 16:
             raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
         if self.kind == "tfidf":
-            lora_only = [f.name for f in fields(LoraRecipe) if f.name in ("base_model", "max_length", "epochs", "lr", "lora_r", "lora_alpha",
-                         "batch_size", "grad_accum", "patience", "class_weighting", "device") and getattr(self, f.name) != f.default]
+            lora_only = [f.name for f in fields(LoraRecipe) if f.name in LORA_ONLY and getattr(self, f.name) != f.default]
             if lora_only:
                 raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} only apply to --kind lora; drop them for --kind tfidf")
 
@@ -71,6 +73,10 @@ def train_judge(config: TrainConfig) -> dict:
     if not config.train:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)
+    if config.kind == "tfidf":
+        # A TF-IDF judge's manifest records the settings that made it, not the LoRA recipe's defaults.
+        for name in LORA_ONLY:
+            manifest.data["settings"].pop(name, None)
     records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
                            text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.")
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names)
