@@ -290,7 +290,7 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> dict:
-    records = read_records(config.input, required=())
+    records = read_records(config.input, required=(), unique_ids=False)
     result = compute_annotator_agreement(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
                                          coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed)
     rows = [["Krippendorff's alpha (nominal), all annotators", fmt(result["krippendorff_alpha"]), fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
@@ -335,7 +335,9 @@ def main(config: Config) -> dict:
     manifest = RunManifest("judge.agree", config, inputs=[config.input] + ([config.pred_file] if config.pred_file else []))
     if config.pred is None:
         return annotators_only(config, manifest)
-    records = read_records(config.input, id_column=config.id_column if config.pred_file else None, required=(), label_columns=[config.gold])
+    # Ids matter only when they join two files: repeated ids are fine otherwise.
+    records = read_records(config.input, id_column=config.id_column if config.pred_file else None, required=(), label_columns=[config.gold],
+                           unique_ids=bool(config.pred_file))
     if config.pred_file:
         preds = read_records(config.pred_file, id_column=config.id_column, required=(), label_columns=[config.pred])
         absent = sorted(set(records["id"]) - set(preds["id"]))

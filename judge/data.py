@@ -126,6 +126,7 @@ class Config:
     n: int = 500
     stratify: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
+    source_column: str | None = None
     seed: int = 0
     overwrite: bool = False
 
@@ -138,14 +139,14 @@ def main(config: Config) -> pd.DataFrame:
         raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
         raise UserError("give at least one input file")
-    if config.dataset != "sample" and (config.exclude or config.stratify):
-        raise UserError("--exclude and --stratify apply to 'sample' only")
+    if config.dataset != "sample" and (config.exclude or config.stratify or config.source_column):
+        raise UserError("--exclude, --stratify and --source-column apply to 'sample' only")
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("judge.data", config, inputs=[*config.inputs, *config.exclude])
     if config.dataset == "sample":
         from judge.records import read_records
 
-        records = read_records(config.inputs, required=())
+        records = read_records(config.inputs, required=(), source_column=config.source_column)
         if config.exclude:
             excluded = set(read_records(config.exclude, required=())["id"])
             records = records[~records["id"].isin(excluded)]
@@ -168,6 +169,7 @@ def build_parser():
     parser.add_argument("--n", type=int, help="sample: how many records (default: 500)")
     parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
     parser.add_argument("--exclude", action="append", metavar="FILE", help="sample: leave out the ids in FILE, e.g. the judge's training labels (repeatable)")
+    parser.add_argument("--source-column", metavar="NAME", help="sample, several files: the column naming each record's file (default: source)")
     parser.add_argument("--seed", type=int, help="sample: seed (default: 0)")
     parser.add_argument("--out", help="output records file (.jsonl, .csv or .parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

@@ -141,6 +141,8 @@ def read_records(
     required: Sequence[str] = ("response",),
     label_columns: Sequence[str] = (),
     label_hint: str = "",
+    source_column: str | None = None,
+    unique_ids: bool = True,
 ) -> pd.DataFrame:
     """Read one or more files into canonical records.
 
@@ -150,14 +152,25 @@ def read_records(
     no column is lost or renamed. Without an id column, ids are the 1-based row numbers (``row-1``
     ...), stable as long as the file does not change. A missing prompt reads as ""; a missing
     response stays missing (None), for the judges to report as unscored.
+
+    Several files (per-model outputs of one prompt set, say) get a ``source`` column (the file stem,
+    or ``source_column`` as its name); when ids repeat across files they become ``source:id``, and
+    that is said on stdout. ``unique_ids=False`` is for readers that never join on ids.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     frames = []
     mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
     flags = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}
-    for path in paths:
+    source_name = source_column or "source"
+    stems = [Path(p).stem for p in paths]
+    sources = stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
+    for path, source in zip(paths, sources):
         frame = read_table(path)
+        if len(paths) > 1 or source_column:
+            if source_name in frame.columns:
+                raise UserError(f"{path} already has a column {source_name!r}; name the file-of-origin column with --source-column NAME")
+            frame.insert(0, source_name, source)
         for canonical, source_col in mapping.items():
             if source_col and source_col != canonical:
                 require_columns(frame, [source_col], source=str(path), flag_hint=f"Fix {flags[canonical]}.")
@@ -177,8 +190,11 @@ def read_records(
     if missing_id.any():
         raise UserError(f"{int(missing_id.sum())} record(s) have no id (first: row {int(missing_id.idxmax()) + 1}); fill the id column or pick another --id-column")
     records["id"] = records["id"].map(_id_text)
+    if len(frames) > 1 and records["id"].duplicated().any() and not any(f["id"].map(_id_text).duplicated().any() for f in frames):
+        records["id"] = records[source_name].astype(str) + ":" + records["id"]
+        print(f"ids repeat across the {len(frames)} input files: made unique as {source_name}:id (e.g. {records['id'].iloc[0]!r})")
     duplicated = records["id"][records["id"].duplicated()].unique()
-    if len(duplicated):
+    if len(duplicated) and unique_ids:
         shown = ", ".join(map(repr, duplicated[:5]))
         raise UserError(
             f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another --id-column"

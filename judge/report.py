@@ -334,7 +334,7 @@ def main(config: Config) -> dict:
         raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
-    records = read_records(config.input, required=(), label_columns=[config.label, *config.group])
+    records = read_records(config.input, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None)
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse)
     result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=config.reference)
     if config.human is not None:

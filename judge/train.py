@@ -4,6 +4,7 @@ Examples:
     python -m judge.train --train data/sample/annotated_sample.jsonl --label-column label \\
         --taxonomy chehbouni2024 --out runs/judge-sample
     python -m judge.train --train runs/llama7b.jsonl --label-column label --kind tfidf --out runs/tfidf-7b
+    python -m judge.train --train runs/llama7b.csv runs/llama13b.csv --kind tfidf --out runs/tfidf-both   # ids may repeat
     python -m judge.train --train labels.csv --text-column output --prompt-column question \\
         --base-model meta-llama/Llama-2-7b-hf --device cuda --max-length 512 --out runs/judge-llama
 
@@ -30,6 +31,8 @@ def build_parser():
     p = new_parser("python -m judge.train", __doc__)
     p.add_argument("--train", nargs="+", metavar="FILE", help="labelled records (JSONL, CSV or Parquet); several files are concatenated")
     p.add_argument("--label-column", help="column with the human labels (default: label)")
+    p.add_argument("--source-column", metavar="NAME", help="with several --train files: the column naming each record's file (default: source); "
+                   "ids repeated across files become SOURCE:ID")
     p.add_argument("--prompt-column", help="column holding the prompt (default: prompt)")
     p.add_argument("--text-column", help="column holding the model output (default: response)")
     p.add_argument("--id-column", help="id column (default: id, or row numbers)")

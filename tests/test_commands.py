@@ -88,8 +88,11 @@ BAD_CASES = {
     "gold not in taxonomy": (lambda d: [str(write_jsonl(d / "x.jsonl", [{**GOOD[0], "label": "banana"}])), "--taxonomy", "chehbouni2024"], "gold label 'banana'"),
     "empty input": (lambda d: [str(d / "empty.jsonl")], "holds no records"),
     "malformed jsonl": (lambda d: [str(d / "bad.jsonl")], "line 2 is not valid JSON"),
-    "duplicate ids": (lambda d: [str(write_jsonl(d / "x.jsonl", [GOOD[0], GOOD[0]]))], "duplicate id(s) '1'"),
+    # Ids are checked where they join two files (--pred-file, --human); a repeat there is an error.
+    "duplicate ids where ids join": (lambda d: [str(write_jsonl(d / "x.jsonl", [GOOD[0], GOOD[0]]))], "duplicate id(s) '1'"),
 }
+JOIN = {"agree": lambda d: ["--pred-file", str(write_jsonl(d / "p.jsonl", [GOOD[0]]))],
+        "report": lambda d: ["--human", str(write_jsonl(d / "h.jsonl", [GOOD[0]]))]}
 
 
 @pytest.mark.parametrize("case", list(BAD_CASES))
@@ -100,6 +103,8 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, case, command):
     make_args, fragments = BAD_CASES[case]
     fragments = fragments if isinstance(fragments, tuple) else (fragments,)
     args = make_args(tmp_path)
+    if case == "duplicate ids where ids join":
+        args = [*args, *JOIN[command](tmp_path)]
     if command == "agree":
         argv = [*args, "--gold", "label", "--pred", "pred", "--out", str(tmp_path / "o")]
         module = agree
@@ -213,3 +218,30 @@ def test_agree_warns_about_a_judge_that_predicts_one_class(tmp_path, capsys):
     write_jsonl(src, rows)
     code, out, err = run_cli(agree, [str(src), "--gold", "gold", "--pred", "judge", "--bootstrap", "0", "--out", str(tmp_path / "o2")], capsys)
     assert code == 0 and "judge never predicts failure" in err
+
+
+def test_train_on_several_files_with_repeated_ids(tmp_path, capsys):
+    from judge import train
+
+    sample = pd.read_json(SAMPLE, lines=True)
+    half = len(sample) // 2
+    first, second = sample.iloc[:half].copy(), sample.iloc[half:].copy()
+    second["id"] = first["id"].to_numpy()[: len(second)]  # the same prompt ids, another model's outputs
+    first.to_csv(tmp_path / "model_a.csv", index=False)
+    second.to_csv(tmp_path / "model_b.csv", index=False)
+    code, out, err = run_cli(train, ["--train", str(tmp_path / "model_a.csv"), str(tmp_path / "model_b.csv"), "--kind", "tfidf",
+                                     "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "j")], capsys)
+    assert code == 0, err
+    assert "made unique as source:id" in out
+    ids = json.loads((tmp_path / "j" / "training_ids.json").read_text())
+    assert len(ids) == len(sample) and any(i.startswith("model_b:") for i in ids)
+    code, _, err = run_cli(train, ["--train", str(tmp_path / "model_a.csv"), str(tmp_path / "model_b.csv"), "--kind", "tfidf",
+                                   "--source-column", "identity", "--out", str(tmp_path / "j2")], capsys)
+    assert_one_line_error(code, err, "already has a column 'identity'", "--source-column")
+
+
+def test_report_accepts_repeated_ids_when_it_joins_nothing(tmp_path, capsys):
+    rows = [{"id": "same", "response": "r", "label": "answer", "identity": "a"}, {"id": "same", "response": "r", "label": "refusal", "identity": "b"}]
+    src = write_jsonl(tmp_path / "dup.jsonl", rows)
+    code, _, err = run_cli(report, [str(src), "--label", "label", "--group", "identity", "--out", str(tmp_path / "o")], capsys)
+    assert code == 0, err

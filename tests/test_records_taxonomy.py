@@ -94,3 +94,25 @@ def test_taxonomy_from_labels_and_file(tmp_path):
     assert load_taxonomy(path).labels == ["x", "y"]
     with pytest.raises(UserError, match="not found; use a preset"):
         load_taxonomy("nope")
+
+
+def test_several_files_get_a_source_column_and_unique_ids(tmp_path, capsys):
+    rows = [{"id": "p1", "response": "a"}, {"id": "p2", "response": "b"}]
+    a = write_jsonl(tmp_path / "llama7.jsonl", rows)
+    b = write_jsonl(tmp_path / "llama13.jsonl", rows)
+    records = read_records([a, b])
+    assert records["source"].tolist() == ["llama7", "llama7", "llama13", "llama13"]
+    assert records["id"].tolist() == ["llama7:p1", "llama7:p2", "llama13:p1", "llama13:p2"]
+    assert "made unique as source:id" in capsys.readouterr().out
+    named = read_records([a, b], source_column="model_file")
+    assert "model_file" in named.columns and "source" not in named.columns
+    # Distinct ids across files stay as they are; a repeat inside one file is still an error.
+    write_jsonl(b, [{"id": "p3", "response": "c"}])
+    assert read_records([a, b])["id"].tolist() == ["p1", "p2", "p3"]
+    write_jsonl(b, [{"id": "p3", "response": "c"}, {"id": "p3", "response": "d"}])
+    with pytest.raises(UserError, match="duplicate id"):
+        read_records([a, b])
+    with pytest.raises(UserError, match="--source-column"):
+        read_records([write_jsonl(tmp_path / "x.jsonl", [{"id": "1", "response": "r", "source": "mine"}]), a])
+    # Readers that never join on ids accept repeats.
+    assert len(read_records(write_jsonl(tmp_path / "rep.jsonl", rows + rows), unique_ids=False)) == 4

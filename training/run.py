@@ -47,6 +47,7 @@ class TrainConfig:
     progress: bool = True
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
+    source_column: str | None = None
 
     def __post_init__(self):
         check_choice(self, "kind", ("lora", "tfidf"))
@@ -78,7 +79,8 @@ def train_judge(config: TrainConfig) -> dict:
         for name in LORA_ONLY:
             manifest.data["settings"].pop(name, None)
     records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
-                           text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.")
+                           text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
+                           source_column=config.source_column)
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Train into a temporary folder beside the target: a crash never leaves a half-written judge.
