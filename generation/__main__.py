@@ -55,8 +55,6 @@ class Config:
 def main(config: Config) -> pd.DataFrame:
     out = Path(config.out)
     file_format(out)
-    if config.samples < 1 or config.batch_size < 1:
-        raise UserError("--samples and --batch-size must be at least 1")
     if "{prompt}" not in config.instruction:
         raise UserError("--instruction must contain {prompt}, where the filled template goes")
     check_format_template(config.instruction, {"prompt"}, what="--instruction")

@@ -62,6 +62,18 @@ class Config:
         check_non_negative(self, "bootstrap")
 
 
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+def annotator_labels(values: pd.Series, taxonomy: Taxonomy, *, column: str) -> list[str | None]:
+    """Canonical labels of one annotator column; None where the annotator gave none. A label outside
+    the taxonomy is an error naming it."""
+    blank = _blank(values)
+    it = iter(taxonomy.gold(values[~blank], column=column))
+    return [None if b else next(it) for b in blank]
+
+
 def compute_agreement(
     records: pd.DataFrame,
     *,
@@ -81,7 +93,7 @@ def compute_agreement(
     alternative annotator test of ``pred`` against the ``annotators``.
     """
     require_columns(records, [gold, pred, *annotators, *([by] if by else [])], source="records", flag_hint="Fix --gold/--pred/--annotators/--by.")
-    has_gold = records[gold].notna() & (records[gold].astype(str).str.strip() != "")
+    has_gold = ~_blank(records[gold])
     n_without_gold = int((~has_gold).sum())
     records = records[has_gold]
     if records.empty:
@@ -89,13 +101,7 @@ def compute_agreement(
     fine = resolve_taxonomy(taxonomy, records[gold].tolist())
     gold_labels = fine.gold(records[gold], column=gold)
     pred_labels = fine.predicted(records[pred])
-    human = {}
-    for col in annotators:
-        values = records[col]
-        missing = values.isna() | (values.astype(str).str.strip() == "")
-        present = fine.gold(values[~missing], column=col)
-        it = iter(present)
-        human[col] = [None if m else next(it) for m in missing]
+    human = {col: annotator_labels(records[col], fine, column=col) for col in annotators}
     used = fine
     if coarse:
         used = fine.coarse()
@@ -270,19 +276,12 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
     columns = list(dict.fromkeys(annotators))  # one column counted once, whatever the command line repeats
     require_columns(records, [*columns, *([gold] if gold else [])], source="records", flag_hint="Fix --annotators/--gold.")
 
-    def present(values):
-        return [v for v in values if isinstance(v, str) and v.strip() or (v is not None and v == v and not isinstance(v, str))]
+    fine = resolve_taxonomy(taxonomy, [x for c in columns for x in records[c][~_blank(records[c])]])
 
-    fine = resolve_taxonomy(taxonomy, [x for c in columns for x in present(records[c])])
     def canon(values, column):
-        out = []
-        for v in values:
-            if v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip()):
-                out.append(None)
-            else:
-                label = fine.gold([v], column=column)[0]
-                out.append(fine.parent_of(label) if coarse else label)
-        return out
+        labels = annotator_labels(values, fine, column=column)
+        return [fine.parent_of(x) if coarse and x is not None else x for x in labels]
+
     used = fine.coarse() if coarse else fine
     humans = {c: canon(records[c], c) for c in columns}
     result = annotator_agreement(humans, labels=used.labels, gold=canon(records[gold], gold) if gold else None, n_boot=n_boot, seed=seed)

@@ -99,6 +99,8 @@ class Config:
 
 
 def _taxonomy(config: Config, labels=()):
+    if config.taxonomy is None and not labels:
+        raise UserError(f"'{config.action}' needs --taxonomy (a preset such as chehbouni2024, or a YAML path): the categories annotators choose from")
     return resolve_taxonomy(config.taxonomy, labels)
 
 
@@ -173,7 +175,7 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
             if path.suffix.lower() == ".json":
                 annotations += annotation.label_studio_annotations(path, taxonomy)
             else:
-                annotations += annotation.sheet_annotations(path, "label_" + annotation._slug(path.stem))
+                annotations += annotation.sheet_annotations(path, "label_" + annotation.slug(path.stem))
     labelled = annotation.import_annotations(exported, annotations, taxonomy)
     columns = [c for c in labelled.columns if c.startswith("label_")]
     _write_labels(labelled, config, "import", config.inputs)
@@ -263,6 +265,10 @@ def push(config: Config) -> dict:
 def pull(config: Config) -> pd.DataFrame:
     if config.project is None:
         raise UserError("give --project ID (printed by push)")
+    if not config.out:
+        raise UserError("give --out FILE for the labelled records")
+    ensure_writable(config.out, overwrite=config.overwrite)
+    taxonomy = _taxonomy(config)
     client = _client(config)
     try:
         tasks = [t.dict() if hasattr(t, "dict") else dict(t) for t in client.tasks.list(project=config.project, fields="all")]
@@ -277,15 +283,10 @@ def pull(config: Config) -> pd.DataFrame:
             who = ann.get("completed_by")
             if isinstance(who, int) and who in users:
                 ann["completed_by"] = {"id": who, "email": users[who]}
-    taxonomy = _taxonomy(config)
-    export_path = Path(config.out).with_suffix(".label-studio.json") if config.out else None
-    if export_path is not None:
-        ensure_writable(config.out, overwrite=config.overwrite)
-        write_text(export_path, json.dumps(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
-        annotations = annotation.label_studio_annotations(export_path, taxonomy)
-    else:
-        raise UserError("give --out FILE for the labelled records")
-    return import_(config, annotations=annotations)
+    # The raw export is kept beside the records: what Label Studio said, for anyone who checks.
+    export_path = Path(config.out).with_suffix(".label-studio.json")
+    write_text(export_path, json.dumps(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
+    return import_(config, annotations=annotation.label_studio_annotations(export_path, taxonomy))
 
 
 def issues(config: Config) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def label_config(taxonomy: Taxonomy, *, show: Sequence[str] = ()) -> str:
              '  <Header value="Response"/>', '  <Text name="response" value="$response"/>']
     for col in show:
         lines.append(f"  <Header value={quoteattr(col)}/>")
-        lines.append(f"  <Text name={quoteattr('meta_' + _slug(col))} value={quoteattr('$' + col)}/>")
+        lines.append(f"  <Text name={quoteattr('meta_' + slug(col))} value={quoteattr('$' + col)}/>")
     lines.append(f'  <Choices name="{CONTROL}" toName="response" choice="single" showInLine="false" required="true">')
     for cat in taxonomy.categories:
         hint = f" hint={quoteattr(cat.definition)}" if cat.definition else ""
@@ -143,10 +143,11 @@ def annotator_column(who: Any) -> str:
     if isinstance(who, dict):
         who = who.get("email") or who.get("id")
     text = str(who).split("@")[0]
-    return "label_" + (_slug(text) or "unknown")
+    return "label_" + (slug(text) or "unknown")
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """Letters, digits and underscores only: a safe column or control name."""
     return re.sub(r"\W+", "_", str(text)).strip("_")
 
 

@@ -91,31 +91,19 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
     return records.sort_values("id", kind="stable").reset_index(drop=True)
 
 
-INCLUSION = "inclusion_probability"
-
-
 def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int) -> pd.DataFrame:
-    """A seeded sample with each record's inclusion probability, and an empty ``label`` column."""
+    """A seeded sample with each record's inclusion probability, and an empty ``label`` column
+    (the sampling itself is judge.annotate export's: ``annotation.choose``)."""
+    from judge.annotation import INCLUSION, choose
+
     if n <= 0:
         raise UserError("--n must be a positive number of records")
     if INCLUSION in records.columns:
         raise UserError(f"the records already have a column {INCLUSION!r} (a sample of a sample?); rename it or sample from the full records")
-    if n >= len(records):
-        picked = records.assign(**{INCLUSION: 1.0})
-    elif not stratify:
-        picked = records.sample(n=n, random_state=seed).assign(**{INCLUSION: n / len(records)})
-    else:
-        require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
-        share = n / len(records)
-        parts = []
-        for _, group in records.groupby(stratify, dropna=False):
-            size = min(len(group), max(1, round(len(group) * share)))
-            parts.append(group.sample(n=size, random_state=seed).assign(**{INCLUSION: size / len(group)}))
-        picked = pd.concat(parts)
-    picked = picked.sort_index()
+    require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
+    picked = choose(records, strategy="stratified" if stratify else "random", budget=n, seed=seed, by=stratify)
     # Annotators label blind: a label the records already carry is not handed to them.
-    picked = picked.assign(label="")
-    return picked.reset_index(drop=True)
+    return picked.assign(label="").reset_index(drop=True)
 
 
 @dataclass

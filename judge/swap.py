@@ -123,10 +123,6 @@ def flips_figure(result: dict):
 
 
 def main(config: Config) -> dict:
-    if config.sample is not None and config.sample <= 0:
-        raise UserError(f"--sample must be a positive number of records, got {config.sample}")
-    if config.batch_size <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {config.batch_size}")
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     records = read_records(config.input, label_columns=[config.group, config.name_column])

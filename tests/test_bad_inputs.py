@@ -10,7 +10,7 @@ import pytest
 
 from generation import __main__ as generate_cmd
 from generation import prompts as prompts_cmd
-from judge import agree, data, label, report, swap, train
+from judge import agree, annotate, data, label, report, swap, train
 from judge.cli import run_command
 
 GOOD_ROWS = [
@@ -135,6 +135,15 @@ CASES = [
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--instruction", "{{prompt}} {{"], ["--instruction", "brace"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--instruction", "{{prompt}} {{who}}"], ["{who}", "available"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE], ["empty or missing", "'p1'"]),
+    # judge.annotate
+    (annotate, ["export", G, "--out", OUT_DIR], ["'export' needs --taxonomy"]),
+    (annotate, ["export", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--strategy", "stratified"], ["--by COL"]),
+    (annotate, ["export", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--strategy", "uncertain"], ["--confidence-column"]),
+    (annotate, ["export", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--budget", "0"], ["--budget", "positive"]),
+    (annotate, ["import", "{d}", G, "--out", OUT_FILE, "--taxonomy", "chehbouni2024"], ["not an export folder"]),
+    (annotate, ["adjudicate", G, "--out", OUT_DIR, "--blind"], ["--blind", "'export' only"]),
+    (annotate, ["pull", "{d}", "--out", OUT_FILE, "--taxonomy", "chehbouni2024"], ["--project"]),
+    (annotate, ["issues", G, "--out", OUT_DIR, "--folds", "1"], ["--folds", "at least 2"]),
     # judge.swap
     (swap, [G, "--judge", "rules", "--out", OUT_DIR, "--sample", "0"], ["--sample", "positive"]),
     (swap, [G, "--judge", "rules", "--out", OUT_DIR, "--name-column", "person"], ["'person'"]),

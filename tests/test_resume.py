@@ -72,27 +72,23 @@ def label_input(sample_records, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("kill", KILLS)
-@pytest.mark.parametrize("mode", ["--no-quantize", "--quantize"])
-def test_lora_label_resume_is_byte_identical(trained_tiny, label_input, tmp_path, capsys, monkeypatch, kill, mode):
-    judge_dir = trained_tiny[0]
-    argv = ["--judge", str(judge_dir), "--input", str(label_input), "--batch-size", "5", mode, "--device", "cpu", "--no-progress", "--prefix", "j_"]
-    code, _, err = run_cli(label_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
+def clean_bytes(module, argv, tmp_path, capsys) -> bytes:
+    """The output of an uninterrupted run of the same command."""
+    code, _, err = run_cli(module, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
     assert code == 0, err
-    clean = (tmp_path / "clean.jsonl").read_bytes()
+    return (tmp_path / "clean.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("kill", KILLS)
+@pytest.mark.parametrize("judge", ["lora-fp32", "lora-int8", "llm"])
+def test_label_resume_is_byte_identical(request, label_input, tmp_path, capsys, monkeypatch, kill, judge):
+    if judge == "llm":
+        spec = ["--judge", f"llm:{request.getfixturevalue('tiny_llama')}", "--taxonomy", "chehbouni2024"]
+    else:
+        spec = ["--judge", str(request.getfixturevalue("trained_tiny")[0]), "--quantize" if judge == "lora-int8" else "--no-quantize"]
+    argv = [*spec, "--input", str(label_input), "--batch-size", "5", "--device", "cpu", "--no-progress", "--prefix", "j_"]
+    clean = clean_bytes(label_cmd, argv, tmp_path, capsys)
     got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=2,
-                        corrupt=corrupt_label_row(clean))
-    assert got == clean
-
-
-@pytest.mark.parametrize("kill", KILLS)
-def test_llm_judge_label_resume_is_byte_identical(tiny_llama, label_input, tmp_path, capsys, monkeypatch, kill):
-    argv = ["--judge", f"llm:{tiny_llama}", "--taxonomy", "chehbouni2024", "--input", str(label_input), "--batch-size", "5", "--device", "cpu",
-            "--no-progress", "--prefix", "j_"]
-    code, _, err = run_cli(label_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
-    assert code == 0, err
-    clean = (tmp_path / "clean.jsonl").read_bytes()
-    got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=3,
                         corrupt=corrupt_label_row(clean))
     assert got == clean
 
@@ -122,9 +118,7 @@ def test_generation_resume_is_byte_identical(tiny_llama, tmp_path, capsys, monke
     # 5 prompts x 2 samples = 10 outputs in batches of 4 (4, 4, 2); sampled, not greedy.
     argv = ["--model", tiny_llama, "--prompts", str(src), "--samples", "2", "--batch-size", "4", "--max-new-tokens", "8", "--seed", "5",
             "--device", "cpu", "--no-progress"]
-    code, _, err = run_cli(generate_cmd, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
-    assert code == 0, err
-    clean = (tmp_path / "clean.jsonl").read_bytes()
+    clean = clean_bytes(generate_cmd, argv, tmp_path, capsys)
 
     def corrupt(done):
         clean_rows = [json.loads(line) for line in clean.decode().splitlines()]

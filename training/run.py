@@ -69,8 +69,6 @@ def train_judge(config: TrainConfig) -> dict:
         raise UserError(f"--out {out} is a file; a judge is a directory: choose another --out")
     if out.exists() and any(out.iterdir()) and not config.overwrite:
         raise UserError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose another --out")
-    if config.kind not in ("lora", "tfidf"):
-        raise UserError(f"unknown --kind {config.kind!r}; use lora or tfidf")
     if not config.train:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)

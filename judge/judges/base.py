@@ -83,7 +83,7 @@ class Judge:
         out = []
         for j in judgements:
             bad = [c for c, p in j.probabilities.items() if p is None or not math.isfinite(p)]
-            if j.label != UNSCORED and (bad or not (j.confidence != j.confidence or math.isfinite(j.confidence))):
+            if j.label != UNSCORED and (bad or math.isinf(j.confidence)):
                 j = Judgement.unscored(f"the judge returned non-finite probabilities for {', '.join(bad) or 'its label'} (a broken model or temperature)",
                                        raw=j.raw)
             out.append(j)
