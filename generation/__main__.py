@@ -24,7 +24,7 @@ from judge.cli import check_fraction, check_format_template, check_non_negative,
 from judge.errors import UserError
 from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
 from judge.models import SMOLLM2, model_revision, resolve_model
-from judge.records import JsonlCheckpoint, file_format, read_records, write_records
+from judge.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
 from generation.generate import SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
 
 
@@ -43,6 +43,8 @@ class Config:
     seed: int = 0
     batch_size: int = 16
     device: str = "auto"
+    id_column: str | None = None
+    prompt_column: str | None = None
     progress: bool = True
     overwrite: bool = False
 
@@ -59,7 +61,7 @@ def main(config: Config) -> pd.DataFrame:
         raise UserError("--instruction must contain {prompt}, where the filled template goes")
     check_format_template(config.instruction, {"prompt"}, what="--instruction")
     system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
-    prompts = read_records(config.prompts, required=("prompt",))
+    prompts = read_records(config.prompts, required=("prompt",), id_column=config.id_column, prompt_column=config.prompt_column)
     blank = prompts["prompt"].isna() | (prompts["prompt"].astype(str).str.strip() == "")
     if blank.any():
         first = prompts.index[blank][0]
@@ -89,6 +91,9 @@ def main(config: Config) -> pd.DataFrame:
     outputs = pd.DataFrame(list(latest.values()))
     order = {pid: i for i, pid in enumerate(prompts["id"])}
     outputs = outputs.sort_values(["prompt_id", "sample"], key=lambda s: s.map(order) if s.name == "prompt_id" else s).reset_index(drop=True)
+    # Each output has its own id (PROMPT_ID-sN); the prompt file's columns come back under their own names.
+    outputs = user_columns(outputs, {k: v for k, v in prompts.attrs["column_map"].items() if k != "id"})
+    outputs = outputs.rename(columns={SHADOW + "id": "input_id"})
     write_records(outputs, out, overwrite=True)
     checkpoint.remove()
     new_tokens = sum(r["response_tokens"] for r in new_rows)
@@ -104,7 +109,9 @@ def main(config: Config) -> pd.DataFrame:
 def build_parser():
     p = new_parser("python -m generation", __doc__)
     p.add_argument("--model", help="chat model path or id (default: bundled:smollm2, SmolLM2-135M-Instruct); a .gguf file works too")
-    p.add_argument("--prompts", help="prompt records from python -m generation.prompts")
+    p.add_argument("--prompts", help="prompt records from python -m generation.prompts (or any file with an id and a prompt column)")
+    p.add_argument("--id-column", metavar="COL", help="the prompt file's id column (default: id, else row numbers)")
+    p.add_argument("--prompt-column", metavar="COL", help="the prompt file's prompt column (default: prompt)")
     p.add_argument("--samples", type=int, help="outputs per prompt (default: 3)")
     p.add_argument("--out", help="output records (.jsonl, .csv or .parquet)")
     p.add_argument("--system-prompt", help="system prompt text, or a preset: llama2-paper (default), none")

@@ -6,14 +6,20 @@ Examples:
     python -m judge.agree data/sample/annotated_sample.jsonl --gold label --pred second_annotator \\
         --taxonomy chehbouni2024 --coarse --out runs/agree-coarse
 
+Several per-model files (ids may repeat: they become SOURCE:ID), coded labels read with a map:
+    python -m judge.agree xstest_v2_completions_gpt4.csv xstest_v2_completions_llama2orig.csv \
+        --annotators annotation_1 annotation_2 --gold final_label --taxonomy compliance3 --out runs/annotators
+    python -m judge.agree coded.csv --gold gold --pred judge_label --label-map '1=answer,2=refusal' \
+        --taxonomy refusal2 --out runs/agree-coded
+
 Per-group judge error and the alternative annotator test:
     python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --out runs/agree-by-group
     python -m judge.agree labels.csv --annotators label_alice label_bob --out runs/annotators   # humans only
     python -m judge.agree triple.csv --gold label --pred judge_label --annotators ann1 ann2 ann3 --alt-test \
         --epsilon 0.15 --out runs/alt-test
 
-Writes OUT/agreement.json, agreement.md, agreement.tex, confusion.png and manifest.json; with --by,
-also error_by_group.png: kappa, accuracy, false-positive/false-negative rate per category and the
+Writes OUT/agreement.json, agreement.md, agreement.tex (booktabs; --digits, --tex-label),
+confusion.png/.pdf and manifest.json; with --by, also error_by_group.png/.pdf: kappa, accuracy, false-positive/false-negative rate per category and the
 judge's rate minus the humans' (paired 95% interval) within each group, and a chi-square test of
 whether the judge errs more on some groups. --alt-test asks whether the judge may replace a human
 annotator (Calderon et al. 2025): for each annotator left out, does the judge match the others at
@@ -31,35 +37,49 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.cli import check_non_negative, new_parser, run_command
+from judge.cli import (TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, check_digits,
+                       check_label_map, check_non_negative, check_tex_label, new_parser, run_command)
 from judge.errors import UserError
-from judge.manifest import RunManifest
+from judge.manifest import RunManifest, judge_of, label_source
 from judge.metrics import agreement
 from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
-from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, save_figure, write_tables
-from judge.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
+from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, write_tables
+from judge.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
 
 
 @dataclass
 class Config:
-    input: str
+    input: str | list[str]
     out: str
     gold: str | None = None
     pred: str | None = None
     annotators: list[str] = field(default_factory=list)
     pred_file: str | None = None
-    id_column: str = "id"
+    id_column: str | None = None
+    prompt_column: str | None = None
+    text_column: str | None = None
+    source_column: str | None = None
     taxonomy: str | None = None
+    label_map: str | None = None
     coarse: bool = False
     bootstrap: int = 1000
     seed: int = 0
     by: str | None = None
     alt_test: bool = False
     epsilon: float | None = None
+    title: str | None = None
+    tex_label: str | None = None
+    digits: int = 3
     overwrite: bool = False
 
     def __post_init__(self):
         check_non_negative(self, "bootstrap")
+        check_label_map(self)
+        check_digits(self)
+        check_tex_label(self)
+        self.input = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not self.input:
+            raise UserError("give the records file(s) to compare")
 
 
 def _blank(values: pd.Series) -> pd.Series:
@@ -86,6 +106,8 @@ def compute_agreement(
     seed: int = 0,
     by: str | None = None,
     alt_test_epsilon: float | None = None,
+    label_map: dict[str, str] | None = None,
+    emittable: list[str] | None = None,
 ) -> dict:
     """Agreement figures from records holding a gold and a prediction column (library entry point).
 
@@ -98,7 +120,7 @@ def compute_agreement(
     records = records[has_gold]
     if records.empty:
         raise UserError(f"no row has a gold label in column {gold!r}; check --gold")
-    fine = resolve_taxonomy(taxonomy, records[gold].tolist())
+    fine = resolve_taxonomy(taxonomy, records[gold].tolist(), label_map=label_map)
     gold_labels = fine.gold(records[gold], column=gold)
     pred_labels = fine.predicted(records[pred])
     human = {col: annotator_labels(records[col], fine, column=col) for col in annotators}
@@ -111,6 +133,11 @@ def compute_agreement(
     result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred)
     result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold, **result}
     result["warnings"] = class_warnings(gold_labels, pred_labels, pred=pred)
+    if emittable is not None:
+        never = sorted({g for g in gold_labels if g not in set(emittable) and not (coarse and g in {fine.parent_of(e) for e in emittable})})
+        if never:
+            result["warnings"].append(f"{pred} can never predict {', '.join(never)} (its judge emits only {', '.join(emittable)}); "
+                                      "every gold label in those categories counts as an error")
     if by:
         from judge.group_error import judge_error_by_group
 
@@ -136,13 +163,17 @@ def render_markdown(result: dict) -> tuple[str, str]:
     )
     per_class = pd.DataFrame(result["per_class"]).T[["precision", "recall", "f1", "support"]]
     per_class["support"] = per_class["support"].astype(int)
+    per_class_shown = per_class.astype(object)
+    for col in ("precision", "recall", "f1"):
+        per_class_shown[col] = [fmt(float(v)) for v in per_class[col]]
     conf = result["confusion"]
     confusion = pd.DataFrame(conf["matrix"], index=[f"gold: {g}" for g in conf["rows_gold"]], columns=conf["columns_pred"])
-    title = f"Agreement of `{result['pred_column']}` with `{result['gold_column']}` (taxonomy {result['taxonomy']}, n = {result['n']})"
-    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), markdown(summary, index=False), "\n## Per class\n", markdown(per_class.round(3)), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
+    title = result.get("title") or (f"Agreement of {result.get('pred_name') or result['pred_column']} with {result.get('gold_name') or result['gold_column']} "
+                                    f"(taxonomy {result['taxonomy']}, n = {result['n']})")
+    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), markdown(summary, index=False), "\n## Per class\n", markdown(per_class_shown), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
     tex_parts = [
-        latex(summary, caption=title.replace("`", ""), label="tab:agreement", index=False),
-        latex(per_class.round(3), caption="Per-class precision, recall and F1.", label="tab:per-class"),
+        latex(summary, caption=title, label="tab:agreement", index=False),
+        latex(per_class_shown, caption="Per-class precision, recall and F1.", label="tab:per-class"),
         latex(confusion, caption="Confusion matrix (rows gold, columns predicted).", label="tab:confusion"),
     ]
     if "annotators" in result:
@@ -197,7 +228,7 @@ def render_by_group(result: dict) -> tuple[list[str], list[str]]:
           "FPR: share of outputs humans did not put in the category that the judge did; FNR: share humans did put there that the judge did not.\n",
           markdown(detail, index=False)]
     tex = [latex(summary, caption=f"Judge agreement with humans by {col}.", label="tab:error-by-group", index=False),
-           latex(detail, caption=f"Judge rate minus human rate by {col} (paired 95\\% CI), false-positive and false-negative rates.", label="tab:error-by-group-detail", index=False)]
+           latex(detail, caption=f"Judge rate minus human rate by {col} (paired 95% CI), false-positive and false-negative rates.", label="tab:error-by-group-detail", index=False)]
     return md, tex
 
 
@@ -223,7 +254,8 @@ def error_by_group_figure(result: dict):
         ax.set_xlabel("judge - human")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_ylabel(by["column"])
-    fig.suptitle(f"{result['pred_column']} minus {result['gold_column']}: rate difference by {by['column']} (95% CI)")
+    fig.suptitle(result.get("title") or f"{result.get('pred_name') or result['pred_column']} minus {result.get('gold_name') or result['gold_column']}: "
+                 f"rate difference by {by['column']} (95% CI)")
     fig.tight_layout()
     return fig
 
@@ -238,7 +270,7 @@ def confusion_figure(result: dict):
     counts = np.array([[f"{int(c)}" for c in row] for row in matrix], dtype=object)
     return heatmap(
         row_share, rows=conf["rows_gold"], columns=columns, annotations=counts, vmax=1.0,
-        title=f"{result['pred_column']} vs {result['gold_column']} (row-normalised; counts shown)",
+        title=result.get("title") or f"{result.get('pred_name') or result['pred_column']} vs {result.get('gold_name') or result['gold_column']}\n(row-normalised; counts shown)",
         xlabel="predicted", ylabel="gold",
     )
 
@@ -248,9 +280,9 @@ def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool
     md, tex = render_markdown(result)
     written = [write_text(out_dir / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "agreement", md, tex, overwrite=overwrite)
-    written.append(save_figure(confusion_figure(result), out_dir / "confusion.png", overwrite=overwrite))
+    written += save_figures(confusion_figure(result), out_dir / "confusion", overwrite=overwrite)
     if "by_group" in result:
-        written.append(save_figure(error_by_group_figure(result), out_dir / "error_by_group.png", overwrite=overwrite))
+        written += save_figures(error_by_group_figure(result), out_dir / "error_by_group", overwrite=overwrite)
     return written
 
 
@@ -269,14 +301,14 @@ def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
 
 
 def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str], gold: str | None = None, taxonomy=None,
-                                coarse: bool = False, n_boot: int = 1000, seed: int = 0) -> dict:
+                                coarse: bool = False, n_boot: int = 1000, seed: int = 0, label_map: dict[str, str] | None = None) -> dict:
     """Agreement among human annotator columns (and each against ``gold``), no judge involved."""
     from judge.metrics import annotator_agreement
 
     columns = list(dict.fromkeys(annotators))  # one column counted once, whatever the command line repeats
     require_columns(records, [*columns, *([gold] if gold else [])], source="records", flag_hint="Fix --annotators/--gold.")
 
-    fine = resolve_taxonomy(taxonomy, [x for c in columns for x in records[c][~_blank(records[c])]])
+    fine = resolve_taxonomy(taxonomy, [x for c in columns for x in records[c][~_blank(records[c])]], label_map=label_map)
 
     def canon(values, column):
         labels = annotator_labels(values, fine, column=column)
@@ -289,14 +321,15 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> dict:
-    records = read_records(config.input, required=(), unique_ids=False)
+    records = read_config_records(config, unique_ids=False)
     result = compute_annotator_agreement(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
-                                         coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed)
+                                         coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed,
+                                         label_map=parse_label_map(config.label_map))
     rows = [["Krippendorff's alpha (nominal), all annotators", fmt(result["krippendorff_alpha"]), fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
     rows += [[f"Cohen's kappa, {pair}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for pair, v in result["pairwise_kappa"].items()]
     rows += [[f"Cohen's kappa, {name} vs {config.gold}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for name, v in result.get("kappa_vs_gold", {}).items()]
     table = pd.DataFrame(rows, columns=["statistic", "value", "95% CI", "items"])
-    title = f"Agreement among annotators {', '.join(result['annotators'])} (taxonomy {result['taxonomy']})"
+    title = config.title or f"Agreement among annotators {', '.join(result['annotators'])} (taxonomy {result['taxonomy']})"
     md = f"# {title}\n\n{markdown(table, index=False)}\n\nIntervals: {result['bootstrap']}.\n"
     tex = latex(table, caption=title + ".", label="tab:annotator-agreement", index=False)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
@@ -305,6 +338,11 @@ def annotators_only(config: Config, manifest: RunManifest) -> dict:
         manifest.write(staging, n_items=result["n_items"])
     print(md)
     return result
+
+
+def read_config_records(config: Config, *, unique_ids: bool, label_columns: list[str] = ()) -> pd.DataFrame:
+    return read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+                        source_column=config.source_column, required=(), label_columns=label_columns, unique_ids=unique_ids)
 
 
 def check_options(config: Config) -> None:
@@ -331,26 +369,34 @@ def main(config: Config) -> dict:
     check_options(config)
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
-    manifest = RunManifest("judge.agree", config, inputs=[config.input] + ([config.pred_file] if config.pred_file else []))
-    if config.pred is None:
-        return annotators_only(config, manifest)
+    manifest = RunManifest("judge.agree", config, inputs=config.input + ([config.pred_file] if config.pred_file else []))
+    with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
+        return annotators_only(config, manifest) if config.pred is None else judge_agreement(config, manifest)
+
+
+def judge_agreement(config: Config, manifest: RunManifest) -> dict:
+    out_dir = Path(config.out)
     # Ids matter only when they join two files: repeated ids are fine otherwise.
-    records = read_records(config.input, id_column=config.id_column if config.pred_file else None, required=(), label_columns=[config.gold],
-                           unique_ids=bool(config.pred_file))
+    records = read_config_records(config, label_columns=[config.gold], unique_ids=bool(config.pred_file))
     if config.pred_file:
         preds = read_records(config.pred_file, id_column=config.id_column, required=(), label_columns=[config.pred])
         absent = sorted(set(records["id"]) - set(preds["id"]))
         if len(absent) == len(records):
-            raise UserError(f"no id of {config.input} appears in {config.pred_file}; check --id-column")
+            raise UserError(f"no id of {', '.join(config.input)} appears in {config.pred_file}; check --id-column")
         if absent:
-            raise UserError(f"{len(absent)} id(s) of {config.input} have no row in {config.pred_file} (e.g. {', '.join(map(repr, absent[:3]))}); "
+            raise UserError(f"{len(absent)} id(s) of {', '.join(config.input)} have no row in {config.pred_file} (e.g. {', '.join(map(repr, absent[:3]))}); "
                             "label them too (judge.label resumes) or agree on the common ids by filtering the gold file")
         records = records.drop(columns=[config.pred], errors="ignore").merge(preds[["id", config.pred]], on="id", how="left")
+    pred_source = config.pred_file or config.input[0]
+    judge = judge_of(pred_source, config.pred) if len(config.input) == 1 or config.pred_file else None
     result = compute_agreement(
         records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
         by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
+        label_map=parse_label_map(config.label_map), emittable=(judge or {}).get("emittable_categories"),
     )
+    result.update(title=config.title, pred_name=label_source(pred_source, config.pred, default=config.pred),
+                  gold_name=f"human labels ({config.gold})")
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_agreement_report(result, staging)]
         manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"])
@@ -375,20 +421,23 @@ def main(config: Config) -> dict:
 
 def build_parser():
     parser = new_parser("python -m judge.agree", __doc__)
-    parser.add_argument("input", nargs="?", help="records file (JSONL, CSV or Parquet) with the gold labels")
+    parser.add_argument("input", nargs="*", help="records file(s) (JSONL, CSV or Parquet) with the gold labels; several files "
+                        "(one per model, say) are joined with a source column (--by source compares them)")
     parser.add_argument("--gold", help="column of gold (human) labels")
     parser.add_argument("--pred", help="column of the judge's (or second annotator's) labels")
     parser.add_argument("--annotators", nargs="+", metavar="COL", help="human annotator columns: alpha among them, pairwise kappa, each one's kappa vs --gold, "
                         "and with --pred alpha with the judge added; without --pred, a report on the annotators alone")
     parser.add_argument("--pred-file", help="take --pred from this file instead, joined on --id-column")
-    parser.add_argument("--id-column", help="id column for --pred-file joins (default: id)")
-    parser.add_argument("--taxonomy", help="preset name (chehbouni2024, compliance3, refusal2) or YAML path; default: the distinct gold labels")
+    add_column_options(parser)
+    parser.add_argument("--taxonomy", help=TAXONOMY_HELP)
+    add_label_map_option(parser)
     parser.add_argument("--coarse", action="store_true", help="map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for the 95%% intervals (default: 1000)")
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: 0)")
     parser.add_argument("--by", metavar="COL", help="the judge's error within each value of COL (e.g. identity): kappa, FPR/FNR, judge minus human rate, a test across groups")
     parser.add_argument("--alt-test", action="store_true", help="alternative annotator test of --pred against the --annotators columns (needs 2+, better 3+)")
     parser.add_argument("--epsilon", type=float, help="alt-test margin: how much better than the judge a human must be to keep the human (default: 0.15)")
+    add_report_style_options(parser)
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     return parser

@@ -38,11 +38,11 @@ from pathlib import Path
 import pandas as pd
 
 from judge import annotation
-from judge.cli import check_choice, check_positive, new_parser, run_command
+from judge.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, check_label_map, check_choice, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
-from judge.records import check_output_directory, ensure_writable, read_records, staged_directory, write_records, write_text
-from judge.taxonomy import resolve_taxonomy
+from judge.records import SHADOW, check_output_directory, ensure_writable, read_records, staged_directory, write_records, write_text
+from judge.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
 ITEMS = "items.csv"
@@ -73,10 +73,16 @@ class Config:
     project: int | None = None
     title: str = "safeguard-audit"
     seed: int = 0
+    label_map: str | None = None
+    id_column: str | None = None
+    prompt_column: str | None = None
+    text_column: str | None = None
+    source_column: str | None = None
     overwrite: bool = False
 
     def __post_init__(self):
         check_choice(self, "action", ACTIONS)
+        check_label_map(self)
         check_choice(self, "strategy", ("random", "stratified", "uncertain"))
         check_positive(self, "budget", "project")
         if self.folds < 2:
@@ -101,7 +107,15 @@ class Config:
 def _taxonomy(config: Config, labels=()):
     if config.taxonomy is None and not labels:
         raise UserError(f"'{config.action}' needs --taxonomy (a preset such as chehbouni2024, or a YAML path): the categories annotators choose from")
-    return resolve_taxonomy(config.taxonomy, labels)
+    return resolve_taxonomy(config.taxonomy, labels, label_map=parse_label_map(config.label_map))
+
+
+def _records(config: Config, paths, **options) -> pd.DataFrame:
+    """A user's records, with the column options (--id-column, --prompt-column, --text-column, --source-column)."""
+    records = read_records(paths, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+                           source_column=config.source_column, **options)
+    # The annotation round trip keys everything on ids as text (spreadsheets hold text anyway).
+    return records.drop(columns=[SHADOW + "id"], errors="ignore")
 
 
 def _exported(folder: str) -> pd.DataFrame:
@@ -119,7 +133,7 @@ def export(config: Config) -> dict:
     if len(config.inputs) != 1:
         raise UserError("export takes one records file")
     taxonomy = _taxonomy(config)
-    records = read_records(config.inputs[0])
+    records = _records(config, config.inputs[0])
     needed = [*config.by, *config.compare, *([config.confidence_column] if config.confidence_column else []),
               *([config.with_predictions] if config.with_predictions else []), *config.show]
     from judge.records import require_columns
@@ -128,7 +142,7 @@ def export(config: Config) -> dict:
     if records["response"].isna().any():
         records = records[records["response"].notna()]
     if config.exclude:
-        excluded = set(read_records(config.exclude, required=())["id"])
+        excluded = set(read_records(config.exclude, required=(), id_column=config.id_column)["id"])
         records = records[~records["id"].isin(excluded)]
     if records.empty:
         raise UserError("no records left to export (all excluded or without a response)")
@@ -196,7 +210,7 @@ def adjudicate(config: Config) -> dict:
     if not config.out:
         raise UserError("give --out FOLDER for the adjudication files")
     check_output_directory(config.out, overwrite=config.overwrite)
-    records = read_records(config.inputs[0], required=())
+    records = _records(config, config.inputs[0], required=())
     columns = _annotator_columns(records, config)
     split = annotation.disagreements(records, columns)
     disputed = records[split]
@@ -218,7 +232,7 @@ def adjudicate(config: Config) -> dict:
 def resolve_(config: Config) -> pd.DataFrame:
     if len(config.inputs) != 2:
         raise UserError("resolve takes the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
-    records = read_records(config.inputs[0], required=())
+    records = _records(config, config.inputs[0], required=())
     columns = _annotator_columns(records, config)
     taxonomy = _taxonomy(config, [v for c in columns for v in records[c] if isinstance(v, str) and v])
     path = Path(config.inputs[1])
@@ -296,12 +310,13 @@ def issues(config: Config) -> pd.DataFrame:
         raise UserError("give --out FOLDER for the label-issue list")
     check_output_directory(config.out, overwrite=config.overwrite)
     if len(config.annotators) >= 2:
-        records = read_records(config.inputs, label_columns=config.annotators, label_hint="Fix --annotators.")
+        records = _records(config, config.inputs, label_columns=config.annotators, label_hint="Fix --annotators.")
         result = find_label_errors_multi(records, annotators=list(config.annotators), taxonomy=config.taxonomy, folds=config.folds,
-                                         group=config.cv_group, seed=config.seed)
+                                         group=config.cv_group, seed=config.seed, label_map=parse_label_map(config.label_map))
     else:
-        records = read_records(config.inputs, label_columns=[config.label], label_hint="Fix --label.")
-        result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed)
+        records = _records(config, config.inputs, label_columns=[config.label], label_hint="Fix --label.")
+        result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed,
+                                   label_map=parse_label_map(config.label_map))
     flagged = result["flagged"]
     manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
     taxonomy = _taxonomy(config, [v for v in flagged["given_label"]]) if len(flagged) else None
@@ -331,7 +346,9 @@ def build_parser():
     p.add_argument("action", nargs="?", choices=ACTIONS, help="what to do")
     p.add_argument("inputs", nargs="*", metavar="PATH", help="records (export, adjudicate, resolve, issues), or the export folder then filled files (import), or the export folder (push, pull)")
     p.add_argument("--out", help="output folder (export, adjudicate, issues) or records file (import, pull, resolve)")
-    p.add_argument("--taxonomy", help="preset or YAML path (the categories annotators choose from)")
+    p.add_argument("--taxonomy", help="the categories annotators choose from: " + TAXONOMY_HELP)
+    add_label_map_option(p)
+    add_column_options(p)
     p.add_argument("--strategy", help="export: random (default), stratified or uncertain")
     p.add_argument("--by", action="append", metavar="COL", help="export --strategy stratified: strata column (repeatable)")
     p.add_argument("--budget", type=int, help="export: how many items (default: 100)")

@@ -47,6 +47,59 @@ def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+# -- options shared by the commands that read records and labels -------------------------------
+
+TAXONOMY_HELP = (
+    "preset (chehbouni2024, compliance3, refusal2) or a YAML file of ordered categories, e.g. "
+    "\"{name: mine, categories: [{name: answer, aliases: ['1']}, {name: refusal, parent: refused, definition: ...}]}\" "
+    "(keys per category: name, definition, aliases, parent; README 'Taxonomies' has a longer example); default: the distinct labels"
+)
+LABEL_MAP_HELP = (
+    "read coded labels as categories: 'CODE=CATEGORY,...' (e.g. '1_full_compliance=full compliance,2_full_refusal=full refusal') "
+    "or a YAML/JSON mapping or two-column CSV file; every category must be in the taxonomy"
+)
+
+
+def add_column_options(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
+    """--id-column/--prompt-column/--text-column (and --source-column) for a command that reads records."""
+    parser.add_argument("--id-column", metavar="COL", help="column of unique ids (default: id, else row numbers)")
+    parser.add_argument("--prompt-column", metavar="COL", help="column holding the prompt (default: prompt)")
+    parser.add_argument("--text-column", metavar="COL", help="column holding the model output (default: response)")
+    if source:
+        parser.add_argument("--source-column", metavar="NAME", help="with several input files: the column naming each record's "
+                            "file (default: source); ids repeated across files become SOURCE:ID")
+
+
+def add_label_map_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--label-map", metavar="MAP", help=LABEL_MAP_HELP)
+
+
+def check_label_map(config: Any) -> None:
+    """Parse --label-map early, so a malformed map fails before any work."""
+    from judge.taxonomy import parse_label_map
+
+    parse_label_map(getattr(config, "label_map", None))
+
+
+def add_report_style_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--title", help="title of the figures and tables (default: says whose labels they are and n)")
+    parser.add_argument("--tex-label", metavar="PREFIX", help="prefix of the LaTeX \\label{tab:PREFIX:...} keys, unique per report "
+                        "(default: from --out, e.g. runs/study/disparity -> runs-study-disparity)")
+    parser.add_argument("--digits", type=int, help="decimals in the tables, 0-6 (default: 3)")
+
+
+def check_digits(config: Any) -> None:
+    if not 0 <= config.digits <= 6:
+        raise UserError(f"--digits must be between 0 and 6, got {config.digits}")
+
+
+def check_tex_label(config: Any) -> None:
+    import re
+
+    if config.tex_label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:._-]*", config.tex_label):
+        raise UserError(f"--tex-label {config.tex_label!r} must be letters, digits, ':', '.', '_' or '-' (it goes into \\label{{}})")
+
+
 # -- value checks shared by the commands' Config.__post_init__ -----------------------------------
 
 def _flag(name: str) -> str:

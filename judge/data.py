@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.cli import check_positive, new_parser, run_command
+from judge.cli import add_column_options, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, read_table, require_columns, write_records
@@ -115,6 +115,9 @@ class Config:
     stratify: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     source_column: str | None = None
+    id_column: str | None = None
+    prompt_column: str | None = None
+    text_column: str | None = None
     seed: int = 0
     overwrite: bool = False
 
@@ -127,21 +130,26 @@ def main(config: Config) -> pd.DataFrame:
         raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
         raise UserError("give at least one input file")
-    if config.dataset != "sample" and (config.exclude or config.stratify or config.source_column):
-        raise UserError("--exclude, --stratify and --source-column apply to 'sample' only")
+    sample_only = [flag for flag, value in (("--exclude", config.exclude), ("--stratify", config.stratify), ("--source-column", config.source_column),
+                                            ("--id-column", config.id_column), ("--prompt-column", config.prompt_column),
+                                            ("--text-column", config.text_column)) if value]
+    if config.dataset != "sample" and sample_only:
+        raise UserError(f"{', '.join(sample_only)} apply to 'sample' only")
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("judge.data", config, inputs=[*config.inputs, *config.exclude])
     if config.dataset == "sample":
-        from judge.records import read_records
+        from judge.records import read_records, user_columns
 
-        records = read_records(config.inputs, required=(), source_column=config.source_column)
+        records = read_records(config.inputs, required=(), source_column=config.source_column, id_column=config.id_column,
+                               prompt_column=config.prompt_column, text_column=config.text_column)
         if config.exclude:
-            excluded = set(read_records(config.exclude, required=())["id"])
+            excluded = set(read_records(config.exclude, required=(), id_column=config.id_column)["id"])
             records = records[~records["id"].isin(excluded)]
             if records.empty:
                 raise UserError("every record's id is in --exclude; nothing is left to sample")
             print(f"excluded {len(excluded)} id(s) listed in {', '.join(config.exclude)}; sampling from {len(records)} records")
-        records = annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed)
+        column_map = records.attrs["column_map"]
+        records = user_columns(annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed), column_map)
     else:
         records = import_chehbouni2024(config.inputs)
     write_records(records, config.out, overwrite=config.overwrite)
@@ -157,7 +165,7 @@ def build_parser():
     parser.add_argument("--n", type=int, help="sample: how many records (default: 500)")
     parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
     parser.add_argument("--exclude", action="append", metavar="FILE", help="sample: leave out the ids in FILE, e.g. the judge's training labels (repeatable)")
-    parser.add_argument("--source-column", metavar="NAME", help="sample, several files: the column naming each record's file (default: source)")
+    add_column_options(parser)
     parser.add_argument("--seed", type=int, help="sample: seed (default: 0)")
     parser.add_argument("--out", help="output records file (.jsonl, .csv or .parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

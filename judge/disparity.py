@@ -134,10 +134,11 @@ def disparity(
     }
 
 
-def rates_table(rates: dict, categories: Sequence[str]) -> pd.DataFrame:
+def rates_table(rates: dict, categories: Sequence[str], *, digits: int = 3) -> pd.DataFrame:
     """Group x category table of 'rate [low, high]' strings."""
     return pd.DataFrame(
-        {c: {g: f"{r[c]['rate']:.3f} [{r[c]['ci_low']:.3f}, {r[c]['ci_high']:.3f}]" if r[c]["n"] else "n/a" for g, r in rates.items()} for c in categories}
+        {c: {g: f"{r[c]['rate']:.{digits}f} [{r[c]['ci_low']:.{digits}f}, {r[c]['ci_high']:.{digits}f}]" if r[c]["n"] else "n/a"
+             for g, r in rates.items()} for c in categories}
     ).loc[list(rates)]
 
 

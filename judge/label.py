@@ -4,6 +4,8 @@ Examples:
     python -m judge.label --judge runs/judge-sample --input outputs.jsonl --out labelled.jsonl
     python -m judge.label --judge tfidf:runs/tfidf-7b --input llama13b.jsonl --out l.jsonl --prefix judge_
     python -m judge.label --judge rules --taxonomy chehbouni2024 --input outputs.jsonl --out rules.jsonl
+    python -m judge.label --judge runs/xstest-judge --input xstest_v2_completions_*.csv --text-column completion \
+        --prefix judge_ --out runs/xstest-labelled.jsonl     # several files -> one output with a source column
     python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
 
 The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
@@ -18,22 +20,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.cli import check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
+from judge.cli import TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.judges import load_judge
 from judge.manifest import RunManifest, file_sha256, fingerprint, prepare_resumable_output
 from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
-from judge.taxonomy import UNSCORED
+from judge.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
 
 
 @dataclass
 class Config:
     judge: str
-    input: str
+    input: str | list[str]
     out: str
     prompt_column: str | None = None
     text_column: str | None = None
     id_column: str | None = None
+    source_column: str | None = None
     taxonomy: str | None = None
     batch_size: int = 64
     abstain_below: float | None = None
@@ -41,6 +44,8 @@ class Config:
     device: str = "auto"
     quantize: bool | None = None
     examples: str | None = None
+    examples_label_column: str = "label"
+    label_map: str | None = None
     shots: int = 0
     similar_examples: bool = False
     rationale: bool = False
@@ -48,6 +53,7 @@ class Config:
     prompt_template: str | None = None
     seed: int = 0
     progress: bool = True
+    verbose: bool = False
     overwrite: bool = False
 
     def __post_init__(self):
@@ -55,8 +61,13 @@ class Config:
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
         check_choice(self, "mode", ("score", "generate"))
+        check_label_map(self)
+        self.input = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not self.input:
+            raise UserError("give at least one --input file")
         llm = self.judge.partition(":")[0] == "llm"
         llm_only = {"examples": self.examples is not None, "shots": self.shots != 0, "similar_examples": self.similar_examples,
+                    "examples_label_column": self.examples_label_column != "label", "label_map": self.label_map is not None,
                     "rationale": self.rationale, "mode": self.mode != "score", "prompt_template": self.prompt_template is not None}
         given = [name for name, on in llm_only.items() if on]
         if given and not llm:
@@ -76,12 +87,13 @@ def judge_fingerprint(spec: str) -> dict[str, str]:
 def main(config: Config) -> dict:
     out = Path(config.out)
     file_format(out)
-    records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column)
+    records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+                           source_column=config.source_column)
     column_map = records.attrs["column_map"]
     identity = {
         # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
-        "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
-        "input": fingerprint([config.input]),
+        "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose")},
+        "input": fingerprint(config.input),
         "judge": judge_fingerprint(config.judge),
     }
     added = [config.prefix + c for c in ("label", "confidence", "unscored_reason")]
@@ -95,10 +107,12 @@ def main(config: Config) -> dict:
         return previous
 
     started = time.perf_counter()
-    judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, quantize=config.quantize,
-                       examples=config.examples, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
-                       mode=config.mode, prompt_template=config.prompt_template, seed=config.seed)
-    manifest = RunManifest("judge.label", config, inputs=[config.input], judge=judge.describe(), identity=identity, status="running")
+    # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
+    taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map)) if (config.taxonomy or config.label_map) else None
+    judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, quantize=config.quantize,
+                       examples=config.examples, examples_label_column=config.examples_label_column, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
+                       mode=config.mode, prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
+    manifest = RunManifest("judge.label", config, inputs=config.input, judge=judge.describe(), identity=identity, status="running")
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
                            progress=config.progress, prefix=config.prefix)
@@ -120,13 +134,13 @@ def main(config: Config) -> dict:
 
 def build_parser():
     p = new_parser("python -m judge.label", __doc__)
-    p.add_argument("--judge", help="judge directory (from judge.train), tfidf:DIR, lora:DIR, rules, llm or llm:MODEL")
-    p.add_argument("--input", help="records to label (JSONL, CSV or Parquet)")
+    p.add_argument("--judge", help="judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (keyword rules: emits only the "
+                   "refusal, answer and failure categories), llm or llm:MODEL")
+    p.add_argument("--input", nargs="+", metavar="FILE", help="records to label (JSONL, CSV or Parquet); several files (one per model, say) "
+                   "become one output with a source column")
     p.add_argument("--out", help="output file (JSONL, CSV or Parquet)")
-    p.add_argument("--prompt-column", help="column holding the prompt (default: prompt)")
-    p.add_argument("--text-column", help="column holding the model output (default: response)")
-    p.add_argument("--id-column", help="id column (default: id, or row numbers)")
-    p.add_argument("--taxonomy", help="taxonomy for rules/llm judges (trained judges carry their own)")
+    add_column_options(p)
+    p.add_argument("--taxonomy", help="rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)")
     p.add_argument("--batch-size", type=int, help="responses per batch (default: 64)")
     p.add_argument("--abstain-below", type=float, metavar="P", help="label 'unscored' when the judge's confidence is below P")
     p.add_argument("--prefix", help="prefix for the added columns, e.g. judge_ (default: none)")
@@ -134,6 +148,9 @@ def build_parser():
     p.add_argument("--quantize", action="store_true", default=None, help="int8 inference for the LoRA judge (default on CPU)")
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="fp32 inference for the LoRA judge")
     p.add_argument("--examples", help="llm judge: labelled records to draw few-shot examples from")
+    p.add_argument("--examples-label-column", metavar="COL", help="llm judge: the --examples file's label column (default: label)")
+    p.add_argument("--label-map", metavar="MAP", help="llm judge: read the --examples file's coded labels as categories, "
+                   "'CODE=CATEGORY,...' or a YAML/JSON/CSV file")
     p.add_argument("--shots", type=int, help="llm judge: examples per category (default: 0)")
     p.add_argument("--similar-examples", action="store_true", help="llm judge: pick the examples most similar to each item (default: seeded, the same for all)")
     p.add_argument("--mode", choices=["score", "generate"], help="llm judge: score every category (default) or decode with outlines constraints")
@@ -141,6 +158,7 @@ def build_parser():
     p.add_argument("--prompt-template", help="llm judge: prompt file (default: data/judge_prompts/default.yaml)")
     p.add_argument("--seed", type=int, help="seed for example selection and sampling (default: 0)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
     return p
 

@@ -139,3 +139,23 @@ def prepare_resumable_output(out: str | Path, identity: dict[str, Any], *, overw
             raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
         checkpoint.remove()
     return None
+
+
+def judge_of(records_path: str | Path, column: str) -> dict[str, Any] | None:
+    """The judge (as its manifest describes it) whose labels fill ``column`` of a judge.label output, or None."""
+    manifest = read_manifest(records_path) or {}
+    judge = manifest.get("judge") or {}
+    prefix = (manifest.get("settings") or {}).get("prefix", "")
+    if manifest.get("command") == "judge.label" and column == f"{prefix}label" and judge.get("kind"):
+        return judge
+    return None
+
+
+def label_source(records_path: str | Path, column: str, *, default: str | None = None) -> str:
+    """Who gave the labels in ``column`` of a records file, for titles: the judge named in the file's
+    manifest when ``column`` is that judge's label column, else ``default`` or the column's name."""
+    judge = judge_of(records_path, column)
+    if judge:
+        where = judge.get("directory")
+        return f"{Path(where).name} ({judge['kind']} judge)" if where else f"{judge['kind']} judge"
+    return default or f"column {column}"

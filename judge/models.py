@@ -10,11 +10,13 @@ once into a plain safetensors copy in the user cache, keyed by the file's hash.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from judge.errors import UserError
 
@@ -146,3 +148,30 @@ def load_failure(spec: str, exc: Exception) -> UserError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1: only local paths and the hub cache are used)" if offline else ""
     return UserError(f"could not load model {spec!r}{hint}: {str(exc).splitlines()[0][:200]}; give a local path or {MINILM} / {SMOLLM2}")
+
+
+@contextlib.contextmanager
+def quiet_transformers(verbose: bool = False) -> Iterator[None]:
+    """Hide transformers' load report and deprecation warnings, which are expected here (a classifier
+    head is newly initialised on purpose) and alarm users; ``--verbose`` shows them."""
+    if verbose:
+        yield
+        return
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights", "Writing model shards": noise beside our own bars
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*(newly initialized|TRAIN this model|gradient_checkpointing).*")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

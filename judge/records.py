@@ -99,7 +99,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
     fmt = file_format(path)
     _check_input_file(path, "input file")
     if fmt == "jsonl":
-        frame = pd.DataFrame.from_records(_read_jsonl(path))
+        # object columns keep each value as JSON gave it: 3 stays 3 beside a null, not 3.0
+        frame = pd.DataFrame(_read_jsonl(path), dtype=object)
     elif fmt == "csv":
         try:
             frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=_ENCODING)
@@ -189,9 +190,14 @@ def read_records(
     missing_id = records["id"].isna()
     if missing_id.any():
         raise UserError(f"{int(missing_id.sum())} record(s) have no id (first: row {int(missing_id.idxmax()) + 1}); fill the id column or pick another --id-column")
+    typed_ids = not all(isinstance(v, str) for v in records["id"])
+    if typed_ids and "id" not in mapping_used(mapping):
+        # ids are text inside the toolkit; the file's own (numeric) ids come back unchanged on writing
+        records.insert(records.columns.get_loc("id") + 1, SHADOW + "id", records["id"])
     records["id"] = records["id"].map(_id_text)
     if len(frames) > 1 and records["id"].duplicated().any() and not any(f["id"].map(_id_text).duplicated().any() for f in frames):
         records["id"] = records[source_name].astype(str) + ":" + records["id"]
+        records = records.drop(columns=[SHADOW + "id"], errors="ignore")  # the new source:id ids are the ones to keep
         print(f"ids repeat across the {len(frames)} input files: made unique as {source_name}:id (e.g. {records['id'].iloc[0]!r})")
     duplicated = records["id"][records["id"].duplicated()].unique()
     if len(duplicated) and unique_ids:
@@ -204,7 +210,14 @@ def read_records(
     if "response" in records.columns:
         records["response"] = pd.Series([None if _missing(v) else str(v) for v in records["response"]], index=records.index, dtype=object)
     records.attrs["column_map"] = {k: v for k, v in mapping.items() if v and v != k}
+    if SHADOW + "id" in records.columns and "id" not in records.attrs["column_map"]:
+        records.attrs["column_map"]["id"] = "id"
     return records
+
+
+def mapping_used(mapping: dict[str, str | None]) -> set[str]:
+    """The canonical columns another column stands in for."""
+    return {k for k, v in mapping.items() if v and v != k}
 
 
 def _missing(value: Any) -> bool:

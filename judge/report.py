@@ -8,8 +8,15 @@ Examples:
 For each value of the first --group column: the rate of every category with Wilson 95% intervals
 and counts, a chi-square test of independence between group and category, the rate ratio of every
 group against --reference (default: the largest group), and a split by each further --group column.
-Writes OUT/disparity.json, disparity.md, disparity.tex, rates_stacked.png, rates_heatmap.png and
-manifest.json.
+Writes OUT/disparity.json, disparity.md, disparity.tex (booktabs, escaped, \label{tab:PREFIX:...}
+with PREFIX from --out or --tex-label; --digits decimals), figures as PNG and PDF (rates: each group's
+rate with its interval, one panel per category; rates_by_COL: one column of panels per value of a
+second --group; rates_stacked; rates_heatmap) and manifest.json. Titles say whose labels they are
+(the judge in the labelled file's manifest, or the column); --title replaces them.
+
+Coded labels and other column names:
+    python -m judge.report labelled.csv --label judge_label --group model --label-map '1=answer,2=refusal' \
+        --taxonomy chehbouni2024 --id-column qid --title "Refusals by model" --digits 2 --out runs/report-coded
 
 Judge labels corrected by human labels (prediction-powered inference, PPI++):
     python -m judge.report labelled.jsonl --label judge_label --group identity --reference white \
@@ -27,21 +34,24 @@ labelled file's manifest, or --judge-dir) is checked.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from judge.cli import new_parser, run_command
+from judge.cli import (TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, check_digits,
+                       check_label_map, check_tex_label, new_parser, run_command)
 from judge.errors import UserError
 from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
-from judge.manifest import RunManifest
+from judge.manifest import RunManifest, label_source
 from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
-from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, save_figure, write_tables
-from judge.taxonomy import Taxonomy, resolve_taxonomy
+from judge.tables import current_digits, fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, wrap, write_tables
+from judge.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
 
 
 @dataclass
@@ -58,16 +68,28 @@ class Config:
     inclusion_column: str = "inclusion_probability"
     judge_dir: str | None = None
     ppi_lambda: str = "1"
+    label_map: str | None = None
+    id_column: str | None = None
+    prompt_column: str | None = None
+    text_column: str | None = None
+    source_column: str | None = None
+    title: str | None = None
+    tex_label: str | None = None
+    digits: int = 3
     overwrite: bool = False
 
     def __post_init__(self):
         ppi_lambda(self.ppi_lambda)
+        check_label_map(self)
+        check_digits(self)
+        check_tex_label(self)
 
 
-def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool) -> tuple[pd.DataFrame, Taxonomy]:
-    """Resolve the taxonomy and, with ``coarse``, map labels to their parents."""
+def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool,
+            label_map: dict[str, str] | None = None) -> tuple[pd.DataFrame, Taxonomy]:
+    """Resolve the taxonomy (reading ``label_map``'s codes) and, with ``coarse``, map labels to their parents."""
     require_columns(records, [label], source="records", flag_hint="Fix --label.")
-    fine = resolve_taxonomy(taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()])
+    fine = resolve_taxonomy(taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()], label_map=label_map)
     if not coarse:
         return records, fine
     records = records.copy()
@@ -77,12 +99,12 @@ def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | Non
 
 def render(result: dict) -> tuple[str, str]:
     cats, ref = result["categories"], result["reference"]
-    table = rates_table(result["rates"], cats)
+    table = rates_table(result["rates"], cats, digits=current_digits())
     table.insert(0, "n", [result["rates"][g][cats[0]]["n"] for g in table.index])
     def ratio_cell(g, v):
         if g == ref:
             return "—"  # the reference against itself: no interval to report
-        return fmt(v["ratio"], 2) + (f" [{fmt(v['ci_low'], 2)}, {fmt(v['ci_high'], 2)}]" if v["ratio"] is not None else "")
+        return fmt(v["ratio"]) + (f" [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]" if v["ratio"] is not None else "")
 
     ratio = pd.DataFrame({c: {g: ratio_cell(g, v[c]) for g, v in result["rate_ratios"].items()} for c in cats}).loc[list(result["rates"])]
     chi = result["chi_square"]
@@ -91,16 +113,17 @@ def render(result: dict) -> tuple[str, str]:
         f"chi2 = {fmt(chi['statistic'], 2)}, dof = {chi['dof']}, p = {chi['p_value']:.3g}; smallest expected count {fmt(chi['min_expected'], 1)}."
         if chi["statistic"] is not None else "Chi-square test not computed (needs two groups and two observed categories)."
     )
-    title = f"Category rates by {result['group_column']} (label `{result['label_column']}`, taxonomy {result['taxonomy']}, n = {result['n']}, unscored {result['n_unscored']})"
+    title = result.get("title") or (f"Category rates by {result['group_column']} ({result.get('label_source') or 'label ' + result['label_column']}, "
+                                    f"taxonomy {result['taxonomy']}, n = {result['n']}, unscored {result['n_unscored']})")
     md = [f"# {title}\n", "Rate [Wilson 95% CI] among scored outputs.\n", markdown(table), "\n" + chi_line + "\n",
           f"\n## Rate ratio vs {ref} [95% CI]\n", f"Reference group: {result.get('reference_note', ref)}.\n", markdown(ratio)]
-    tex = [latex(table, caption=title.replace("`", "") + ". Rate [Wilson 95\\% CI].", label="tab:rates"),
-           latex(ratio, caption=f"Rate ratio against {ref} [95\\% CI].", label="tab:rate-ratios")]
+    tex = [latex(table, caption=title + ". Rate [Wilson 95% CI].", label="tab:rates"),
+           latex(ratio, caption=f"Rate ratio against {ref} [95% CI].", label="tab:rate-ratios")]
     for col, per_group in result["splits"].items():
         rows = {}
         for g, by_value in per_group.items():
             for v, rates in by_value.items():
-                rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: f"{rates[c]['rate']:.3f} [{rates[c]['ci_low']:.3f}, {rates[c]['ci_high']:.3f}]" for c in cats}}
+                rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: f"{fmt(rates[c]['rate'])} {fmt_ci((rates[c]['ci_low'], rates[c]['ci_high']))}" for c in cats}}
         split = pd.DataFrame(rows).T
         split.index.name = f"{result['group_column']} / {col}"
         md += [f"\n## Split by {col}\n", markdown(split)]
@@ -122,7 +145,7 @@ def ppi_categories(ppi: dict, categories: list[str]) -> list[str]:
 def _estimate(entry: dict | None, key: str) -> str:
     if not entry or entry.get(key) is None:
         return "n/a"
-    return f"{entry[key]:.3f} {fmt_ci(entry['ci'])}"
+    return f"{fmt(entry[key])} {fmt_ci(entry['ci'])}"
 
 
 def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[str], list[str]]:
@@ -163,13 +186,13 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
           markdown(rates, index=False), f"\n## Gap to {ppi['reference']} ({level}% CI)\n", markdown(gaps, index=False) if len(gaps) else "(one group only)"]
     if ppi["not_estimable"]:
         md.append(f"\nNot estimable (too few human labels): {', '.join(ppi['not_estimable'])}.\n")
-    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}\\% CI).", label="tab:ppi-rates", index=False)]
+    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI).", label="tab:ppi-rates", index=False)]
     if len(gaps):
-        tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']} ({level}\\% CI).", label="tab:ppi-gaps", index=False))
+        tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']} ({level}% CI).", label="tab:ppi-gaps", index=False))
     return md, tex
 
 
-def ppi_figure(ppi: dict, cats: list[str], *, group_column: str):
+def ppi_figure(ppi: dict, cats: list[str], *, group_column: str, title: str | None = None):
     """One panel per category: each group's rate by the three methods, with intervals."""
     groups = list(ppi["rates"])
     methods = [("judge_only", "judge only", "tab:gray"), ("human_only", "human only", "tab:orange"), ("ppi", "PPI", "tab:blue")]
@@ -186,33 +209,115 @@ def ppi_figure(ppi: dict, cats: list[str], *, group_column: str):
                     hi.append(max(0.0, entry["ci"][1] - entry["rate"]))
             ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", color=colour, label=name, capsize=2, markersize=4)
         ax.set_title(c)
-        ax.set_yticks(range(len(groups)), labels=groups)
+        ax.set_yticks(range(len(groups)), labels=[wrap(g) for g in groups])
         ax.set_xlabel("rate")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_ylabel(group_column)
     axes[0][-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
     level = int(round(100 * (1 - ppi["alpha"])))
-    fig.suptitle(f"Rates by {group_column}: judge only vs human only vs PPI ({level}% CI)")
+    fig.suptitle(title or f"Rates by {group_column}: judge only vs human only vs PPI ({level}% CI)")
     fig.tight_layout()
     return fig
 
 
+def shown_categories(rates: dict, categories: list[str]) -> list[str]:
+    """Categories with at least one output in some group (the others are zero everywhere)."""
+    return [c for c in categories if any(r[c]["count"] for r in rates.values())] or categories[:1]
+
+
+def _interval_panel(ax, rates: dict, groups: list[str], category: str, *, reference: str | None) -> None:
+    for i, g in enumerate(groups):
+        r = rates[g][category]
+        if r["rate"] is None:
+            continue
+        err = [[max(0.0, r["rate"] - r["ci_low"])], [max(0.0, r["ci_high"] - r["rate"])]]
+        ax.errorbar([r["rate"]], [i], xerr=err, fmt="s" if g == reference else "o", color="black" if g == reference else "tab:blue",
+                    capsize=2, markersize=4)
+    ax.set_title(wrap(category, 24), fontsize=9)
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_yticks(range(len(groups)), labels=[wrap(g) for g in groups], fontsize=8 if len(groups) > 10 else 9)
+    ax.set_xlabel("rate (95% CI)", fontsize=8)
+
+
+def _grid(n_panels: int, n_groups: int, *, max_cols: int = 3, line_height: int = 1):
+    cols = min(n_panels, max_cols)
+    rows = -(-n_panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 1.8, ((0.2 + 0.12 * line_height) * n_groups + 1.3) * rows), sharey=True,
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def rate_interval_figure(result: dict):
+    """One panel per category: each group's rate with its Wilson 95% interval (the reference in black)."""
+    groups, cats = list(result["rates"]), shown_categories(result["rates"], result["categories"])
+    fig, axes = _grid(len(cats), len(groups), line_height=max(wrap(g).count("\n") + 1 for g in groups))
+    for ax, c in zip(axes.flat, cats):
+        _interval_panel(ax, result["rates"], groups, c, reference=result["reference"])
+    axes[0][0].invert_yaxis()
+    for row in axes:
+        row[0].set_ylabel(result["group_column"])
+    fig.suptitle(f"{figure_title(result)}\nreference (black square): {result['reference']}", fontsize=10)
+    return fig
+
+
+def split_figure(result: dict, column: str):
+    """One column of panels per value of the second --group, one row per category."""
+    per_group = result["splits"][column]
+    groups = list(per_group)
+    values = sorted({v for by_value in per_group.values() for v in by_value}, key=str)
+    cats = shown_categories(result["rates"], result["categories"])
+    lines = max(wrap(g).count("\n") + 1 for g in groups)
+    fig, axes = plt.subplots(len(cats), len(values), figsize=(3.0 * len(values) + 1.8, ((0.2 + 0.12 * lines) * len(groups) + 1.3) * len(cats)),
+                             sharey=True, sharex="row", squeeze=False, layout="constrained")
+    empty = {c: {"rate": None} for c in cats}
+    for j, v in enumerate(values):
+        rates = {g: per_group[g].get(v, empty) for g in groups}
+        for i, c in enumerate(cats):
+            _interval_panel(axes[i][j], rates, groups, c, reference=result["reference"])
+            axes[i][j].set_title(wrap(f"{c} | {column} = {v}", 28), fontsize=9)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(f"{figure_title(result)}\nsplit by {column}: one column of panels per value", fontsize=10)
+    return fig
+
+
+def figure_title(result: dict) -> str:
+    return result.get("title") or f"Rates by {result['group_column']}: {result.get('label_source') or result['label_column']} (n = {result['n']})"
+
+
 def stacked_bars(result: dict):
+    """Each group's outputs split into categories; horizontal bars when there are many groups."""
     cats = result["categories"]
     groups = list(result["rates"])
     matrix = rate_matrix(result["rates"], cats)
-    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(groups) + 3), 4))
-    bottom = np.zeros(len(groups))
-    colors = plt.get_cmap("tab10")
+    horizontal = len(groups) > 8 or max(len(str(g)) for g in groups) > 12
+    labels = [wrap(g, 28 if horizontal else 14) for g in groups]
+    lines = max(label.count("\n") + 1 for label in labels)
+    size = (8.5, (0.2 + 0.12 * lines) * len(groups) + 1.8) if horizontal else (max(5, 0.9 * len(groups) + 3), 4 + 0.2 * lines)
+    fig, ax = plt.subplots(figsize=size, layout="constrained")
+    start = np.zeros(len(groups))
+    colours = plt.get_cmap("tab10")
     for j, cat in enumerate(cats):
-        ax.bar(groups, matrix[:, j], bottom=bottom, label=cat, color=colors(j % 10))
-        bottom += np.nan_to_num(matrix[:, j])
-    ax.set_ylabel("share of outputs")
-    ax.set_xlabel(result["group_column"])
-    ax.set_ylim(0, 1)
-    ax.set_title(f"Categories by {result['group_column']}")
+        share = np.nan_to_num(matrix[:, j])
+        if horizontal:
+            ax.barh(labels, share, left=start, label=cat, color=colours(j % 10))
+        else:
+            ax.bar(labels, share, bottom=start, label=cat, color=colours(j % 10))
+        start += share
+    if horizontal:
+        ax.set_xlabel("share of outputs")
+        ax.set_ylabel(result["group_column"])
+        ax.set_xlim(0, 1)
+        ax.invert_yaxis()
+    else:
+        ax.set_ylabel("share of outputs")
+        ax.set_xlabel(result["group_column"])
+        ax.set_ylim(0, 1)
+    ax.set_title(figure_title(result), fontsize=10)
     ax.legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
-    fig.tight_layout()
     return fig
 
 
@@ -221,13 +326,18 @@ def write_disparity_report(result: dict, out_dir: str | Path, *, overwrite: bool
     md, tex = render(result)
     written = [write_text(out_dir / "disparity.json", json.dumps(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "disparity", md, tex, overwrite=overwrite)
-    written.append(save_figure(stacked_bars(result), out_dir / "rates_stacked.png", overwrite=overwrite))
+    written += save_figures(rate_interval_figure(result), out_dir / "rates", overwrite=overwrite)
+    for column in result["splits"]:
+        written += save_figures(split_figure(result, column), out_dir / f"rates_by_{re.sub(r'[^A-Za-z0-9]+', '_', column).strip('_') or 'group'}", overwrite=overwrite)
+    written += save_figures(stacked_bars(result), out_dir / "rates_stacked", overwrite=overwrite)
+    # A neutral sequential scale: a high rate of compliance is not a danger to paint red.
     fig = heatmap(rate_matrix(result["rates"], result["categories"]), rows=list(result["rates"]), columns=result["categories"],
-                  title=f"Category rate by {result['group_column']}", xlabel="category", ylabel=result["group_column"], cmap="Reds")
-    written.append(save_figure(fig, out_dir / "rates_heatmap.png", overwrite=overwrite))
+                  title=figure_title(result), xlabel="category", ylabel=result["group_column"], cmap="Blues", vmax=1.0)
+    written += save_figures(fig, out_dir / "rates_heatmap", overwrite=overwrite)
     if "ppi" in result:
         cats = ppi_categories(result["ppi"], result["categories"])
-        written.append(save_figure(ppi_figure(result["ppi"], cats, group_column=result["group_column"]), out_dir / "ppi_rates.png", overwrite=overwrite))
+        written += save_figures(ppi_figure(result["ppi"], cats, group_column=result["group_column"], title=result.get("title")),
+                                out_dir / "ppi_rates", overwrite=overwrite)
     return written
 
 
@@ -251,7 +361,7 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
     """
     spec = config.human
     if Path(spec).is_file():
-        human = read_records(spec, required=(), label_columns=[config.human_label])
+        human = read_records(spec, required=(), label_columns=[config.human_label], id_column=config.id_column)
         unknown = sorted(set(human["id"]) - set(records["id"]))
         if unknown:
             raise UserError(
@@ -334,16 +444,22 @@ def main(config: Config) -> dict:
         raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
-    records = read_records(config.input, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None)
-    records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse)
+    label_map = parse_label_map(config.label_map)
+    records = read_records(config.input, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
+                           id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+                           source_column=config.source_column)
+    records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse, label_map=label_map)
     result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=config.reference)
+    result.update(label_source=label_source(config.input, config.label), title=config.title)
     if config.human is not None:
-        fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()]) if config.coarse else taxonomy
+        fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()],
+                                label_map=label_map) if config.coarse else taxonomy
         result["ppi"] = prediction_powered(records, result, fine, taxonomy, config)
-    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
-        written = [out_dir / p.name for p in write_disparity_report(result, staging)]
-        manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
-    print(render(result)[0])
+    with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
+        with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+            written = [out_dir / p.name for p in write_disparity_report(result, staging)]
+            manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
+        print(render(result)[0])
     print(("warning: " if result.get("reference_tie") else "") + f"reference group: {result['reference_note']}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
@@ -355,7 +471,8 @@ def build_parser():
     parser.add_argument("--label", help="label column to report on (human or judge)")
     parser.add_argument("--group", action="append", metavar="COL", help="group column; repeat to split the first by further columns")
     parser.add_argument("--reference", help="reference group for rate ratios (default: the largest group)")
-    parser.add_argument("--taxonomy", help="preset name or YAML path; default: the distinct labels")
+    parser.add_argument("--taxonomy", help=TAXONOMY_HELP)
+    add_label_map_option(parser)
     parser.add_argument("--coarse", action="store_true", help="report coarse parent categories")
     parser.add_argument("--human", metavar="FILE_OR_COLUMN", help="human labels for a random or stratified subset of the outputs "
                         "(a file joined on id, or a column of the input): adds prediction-powered rates and gaps")
@@ -366,6 +483,8 @@ def build_parser():
                         "benchmarks/ppi_coverage.py), 'tuned' (PPI++ power tuning; narrower, for a few hundred labels a group), or any value in [0, 1]")
     parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids must not overlap the human labels "
                         "(default: the one named in the labelled file's manifest)")
+    add_column_options(parser)
+    add_report_style_options(parser)
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     return parser

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.cli import check_positive, new_parser, run_command
+from judge.cli import add_column_options, add_report_style_options, check_digits, check_tex_label, check_positive, new_parser, run_command
 from judge.disparity import wilson_interval
 from judge.errors import UserError
 from judge.manifest import RunManifest
@@ -44,11 +44,20 @@ class Config:
     seed: int = 0
     batch_size: int = 64
     device: str = "auto"
+    id_column: str | None = None
+    prompt_column: str | None = None
+    text_column: str | None = None
+    source_column: str | None = None
+    title: str | None = None
+    tex_label: str | None = None
+    digits: int = 3
     progress: bool = True
     overwrite: bool = False
 
     def __post_init__(self):
         check_positive(self, "sample", "batch_size")
+        check_digits(self)
+        check_tex_label(self)
 
 
 def replace_name(text: str, old: str, new: str) -> str:
@@ -101,31 +110,33 @@ def render(result: dict) -> tuple[str, str]:
     table = pd.DataFrame([[p["from"], p["to"], p["n"], p["flips"], f"{fmt(p['rate'])} {fmt_ci(p['ci'])}"] for p in result["pairs"].values()],
                          columns=["from", "to", "swaps", "flips", "flip rate [95% CI]"])
     o = result["overall"]
-    title = f"Name-swap check of judge {result['judge']} ({result['group']}; {result['n_records']} records, {o['n']} swaps)"
+    title = result.get("title") or f"Name-swap check of judge {result['judge']} ({result['group']}; {result['n_records']} records, {o['n']} swaps)"
     line = f"Overall: {o['flips']} of {o['n']} labels flip ({fmt(o['rate'])} {fmt_ci(o['ci'])}). Judge masks names: {result['masks_names']}."
     md = f"# {title}\n\n{line}\n\n{markdown(table, index=False)}\n"
-    tex = latex(table, caption=f"Name-swap flip rates of the judge, by {result['group']} pair (Wilson 95\\% CI).", label="tab:name-swap", index=False)
+    tex = latex(table, caption=f"Name-swap flip rates of the judge, by {result['group']} pair (Wilson 95% CI).", label="tab:name-swap", index=False)
     return md, tex
 
 
 def flips_figure(result: dict):
-    from judge.tables import heatmap
+    from judge.tables import fmt, heatmap
 
     groups = sorted({p["from"] for p in result["pairs"].values()} | {p["to"] for p in result["pairs"].values()})
     matrix = np.full((len(groups), len(groups)), np.nan)
     for p in result["pairs"].values():
         matrix[groups.index(p["from"]), groups.index(p["to"])] = p["rate"]
     shown = np.nan_to_num(matrix)
-    notes = np.array([["—" if np.isnan(v) else f"{v:.3f}" for v in row] for row in matrix], dtype=object)
+    notes = np.array([["—" if np.isnan(v) else fmt(v) for v in row] for row in matrix], dtype=object)
     return heatmap(shown, rows=groups, columns=groups, annotations=notes, vmax=max(float(np.nanmax(shown)), 0.05),
-                   title=f"Share of labels that flip when the name changes ({result['judge']})", xlabel="name from", ylabel="original name from",
+                   title=result.get("title") or f"Share of labels that flip when the name changes ({result['judge']})",
+                   xlabel="name from", ylabel="original name from",
                    cmap="Purples")
 
 
 def main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
-    records = read_records(config.input, label_columns=[config.group, config.name_column])
+    records = read_records(config.input, label_columns=[config.group, config.name_column], id_column=config.id_column,
+                           prompt_column=config.prompt_column, text_column=config.text_column, source_column=config.source_column)
     records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "") & records["response"].notna()]
     if records[config.group].astype(str).nunique() < 2:
         raise UserError(f"column {config.group!r} has fewer than two groups; a name swap needs names from another group")
@@ -146,16 +157,17 @@ def main(config: Config) -> dict:
     labelled = judge.label(both, batch_size=config.batch_size, progress=config.progress)
     original = labelled.iloc[: len(base)].set_index("id")["label"]
     result = {"judge": config.judge, "group": config.group, "n_records": len(base),
-              "masks_names": bool(getattr(judge, "mask_names", False)), **flip_rates(original, labelled.iloc[len(base):])}
-    md, tex = render(result)
-    from judge.tables import save_figure, write_tables
+              "masks_names": bool(getattr(judge, "mask_names", False)), "title": config.title, **flip_rates(original, labelled.iloc[len(base):])}
+    from judge.tables import report_style, save_figures, tex_label_for, write_tables
 
-    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
-        write_text(staging / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=False)
-        write_tables(staging, "swap", md, tex, overwrite=False)
-        save_figure(flips_figure(result), staging / "swap_flips.png", overwrite=False)
-        manifest.write(staging, records=len(base), swaps=len(copies), flips=result["overall"]["flips"])
-    written = [out_dir / n for n in ("swap.json", "swap.md", "swap.tex", "swap_flips.png", "manifest.json")]
+    with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
+        md, tex = render(result)
+        with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+            write_text(staging / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=False)
+            write_tables(staging, "swap", md, tex, overwrite=False)
+            save_figures(flips_figure(result), staging / "swap_flips", overwrite=False)
+            manifest.write(staging, records=len(base), swaps=len(copies), flips=result["overall"]["flips"])
+    written = [out_dir / n for n in ("swap.json", "swap.md", "swap.tex", "swap_flips.png", "swap_flips.pdf", "manifest.json")]
     print(md)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
@@ -166,6 +178,8 @@ def build_parser():
     p.add_argument("input", nargs="?", help="records with a name and a group column (JSONL, CSV or Parquet)")
     p.add_argument("--judge", help="judge directory, tfidf:DIR, rules, llm or llm:MODEL (as in judge.label)")
     p.add_argument("--group", help="group column the names signal (default: identity)")
+    add_column_options(p)
+    add_report_style_options(p)
     p.add_argument("--name-column", help="column holding the name that appears in the texts (default: name)")
     p.add_argument("--taxonomy", help="taxonomy for rules/llm judges")
     p.add_argument("--sample", type=int, help="check a seeded sample of this many records (default: all)")

@@ -1,9 +1,12 @@
 """Paper-ready renderings: Markdown and LaTeX tables, and figures, written atomically."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import re
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import matplotlib
 
@@ -15,13 +18,41 @@ import pandas as pd  # noqa: E402
 from judge.records import atomic_write, write_text  # noqa: E402
 
 
-def fmt(value: float, digits: int = 3) -> str:
+# A report renders under one style: how many decimals (--digits) and the prefix that makes its LaTeX
+# labels unique in a paper (--tex-label, or the --out path).
+_DIGITS: contextvars.ContextVar[int] = contextvars.ContextVar("digits", default=3)
+_TEX_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("tex_label", default="report")
+LONG_TABLE_ROWS = 40  # past this a table breaks across pages (longtable) instead of floating
+
+
+@contextlib.contextmanager
+def report_style(*, digits: int = 3, tex_label: str = "report") -> Iterator[None]:
+    tokens = (_DIGITS.set(digits), _TEX_LABEL.set(tex_label))
+    try:
+        yield
+    finally:
+        _DIGITS.reset(tokens[0])
+        _TEX_LABEL.reset(tokens[1])
+
+
+def current_digits() -> int:
+    return _DIGITS.get()
+
+
+def tex_label_for(out: str | Path) -> str:
+    """A LaTeX label prefix from an output path: runs/study/disparity -> runs-study-disparity."""
+    parts = [p for p in Path(out).parts if p not in ("/", ".", "..")]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(parts)).strip("-").lower()
+    return slug or "report"
+
+
+def fmt(value: float | None, digits: int | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.{digits}f}"
+    return f"{value:.{_DIGITS.get() if digits is None else digits}f}"
 
 
-def fmt_ci(ci: Sequence[float], digits: int = 3) -> str:
+def fmt_ci(ci: Sequence[float], digits: int | None = None) -> str:
     return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 
@@ -29,15 +60,61 @@ def markdown(frame: pd.DataFrame, *, index: bool = True) -> str:
     return frame.to_markdown(index=index)
 
 
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---", "–": "--", "`": "", "≥": r"$\geq$", "≤": r"$\leq$"}
+
+
+def tex_escape(text: str) -> str:
+    """Text safe inside a LaTeX caption or cell."""
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
 def latex(frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) -> str:
-    return frame.to_latex(index=index, caption=caption, label=label, escape=True, position="t")
+    """A booktabs table whose caption and cells are escaped and whose label is unique to this report.
+
+    Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the text width; tables
+    longer than a page break across pages (longtable).
+    """
+    shown = frame.copy()
+    shown = shown.map(lambda v: tex_escape(v) if isinstance(v, str) else v) if len(shown) else shown
+    shown.columns = [tex_escape(c) if isinstance(c, str) else c for c in shown.columns]
+    if index:
+        shown.index = [tex_escape(i) if isinstance(i, str) else i for i in shown.index]
+        if frame.index.name:
+            shown.index.name = tex_escape(frame.index.name)
+    full_label = f"{_TEX_LABEL.get()}:{label.removeprefix('tab:')}"
+    if len(frame) > LONG_TABLE_ROWS:
+        return shown.to_latex(index=index, escape=False, longtable=True, caption=tex_escape(caption), label=f"tab:{full_label}")
+    body = shown.to_latex(index=index, escape=False)
+    return ("\\begin{table}[t]\n\\centering\n"
+            f"\\caption{{{tex_escape(caption)}}}\n\\label{{tab:{full_label}}}\n"
+            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
+            f"{body}}}\n\\end{{table}}\n")
 
 
-def save_figure(fig: plt.Figure, path: Path, *, overwrite: bool) -> Path:
+def save_figure(fig: plt.Figure, path: Path, *, overwrite: bool, close: bool = True) -> Path:
     fmt_name = path.suffix.lstrip(".") or "png"
     atomic_write(path, lambda h: fig.savefig(h, format=fmt_name, dpi=200, bbox_inches="tight"), overwrite=overwrite, binary=True)
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     return path
+
+
+def save_figures(fig: plt.Figure, stem: Path, *, overwrite: bool) -> list[Path]:
+    """The figure as PNG (to look at) and PDF (vector, for a paper)."""
+    png = save_figure(fig, stem.with_suffix(".png"), overwrite=overwrite, close=False)
+    return [png, save_figure(fig, stem.with_suffix(".pdf"), overwrite=overwrite)]
+
+
+def wrap(label: object, width: int = 18) -> str:
+    """A tick label that stays readable when names are long: broken after spaces, '_', '-', '/' or ':'."""
+    lines: list[str] = []
+    for piece in re.split(r"(?<=[\s_/:-])", str(label)):
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    return "\n".join(line.strip() for line in lines if line.strip()) or str(label)
 
 
 def heatmap(
@@ -54,8 +131,8 @@ def heatmap(
 ) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.55 * len(rows) + 1.8))
     image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax if vmax is not None else max(float(np.nanmax(values)), 1e-9), aspect="auto")
-    ax.set_xticks(range(len(columns)), labels=columns, rotation=35, ha="right")
-    ax.set_yticks(range(len(rows)), labels=rows)
+    ax.set_xticks(range(len(columns)), labels=[wrap(c, 14) for c in columns], rotation=35, ha="right")
+    ax.set_yticks(range(len(rows)), labels=[wrap(r) for r in rows])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -27,6 +27,7 @@ class Taxonomy:
     name: str
     categories: tuple[Category, ...]
     description: str = ""
+    label_map: tuple[tuple[str, str], ...] = ()  # a user's codes -> categories (--label-map); wins over aliases
     _lookup: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -40,6 +41,19 @@ class Taxonomy:
                 self._lookup[norm] = cat.name
         if _norm(UNSCORED) in self._lookup:
             raise UserError(f"taxonomy {self.name!r}: '{UNSCORED}' is reserved for judge outputs that could not be scored")
+        for code, target in self.label_map:
+            name = self._lookup.get(_norm(target))
+            if name is None:
+                raise UserError(f"--label-map maps {code!r} to {target!r}, which taxonomy {self.name!r} lacks; "
+                                f"map to one of: {', '.join(self.labels)}")
+            self._lookup[_norm(code)] = name
+
+    def with_label_map(self, label_map: dict[str, str] | None) -> "Taxonomy":
+        """This taxonomy reading a user's label codes as categories (each target must be a category or alias)."""
+        if not label_map:
+            return self
+        pairs = tuple((label_text(k), label_text(v)) for k, v in label_map.items())
+        return Taxonomy(name=self.name, categories=self.categories, description=self.description, label_map=self.label_map + pairs)
 
     @property
     def labels(self) -> list[str]:
@@ -180,6 +194,63 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
     return Taxonomy.from_dict(data, source=str(path))
 
 
-def resolve_taxonomy(spec: str | Path | Taxonomy | None, labels: Sequence[object] = (), *, coarse: bool = False) -> Taxonomy:
-    taxonomy = spec if isinstance(spec, Taxonomy) else (load_taxonomy(spec) if spec else Taxonomy.from_labels(labels))
+def resolve_taxonomy(spec: str | Path | Taxonomy | None, labels: Sequence[object] = (), *, coarse: bool = False,
+                     label_map: dict[str, str] | None = None) -> Taxonomy:
+    """The taxonomy named by ``spec`` (or built from the distinct ``labels``), reading ``label_map``'s codes."""
+    if isinstance(spec, Taxonomy):
+        taxonomy = spec
+    elif spec:
+        taxonomy = load_taxonomy(spec)
+    else:
+        mapped = {_norm(k): label_text(v) for k, v in (label_map or {}).items()}
+        taxonomy = Taxonomy.from_labels([mapped.get(_norm(x), x) if isinstance(x, (str, int, float)) else x for x in labels])
+    taxonomy = taxonomy.with_label_map(label_map)
     return taxonomy.coarse() if coarse else taxonomy
+
+
+def parse_label_map(spec: str | None) -> dict[str, str] | None:
+    """``--label-map``: a YAML/JSON file of code: category, a two-column CSV (code, category), or
+    ``code=category,code=category`` on the command line."""
+    if spec is None or spec == "":
+        return None
+    path = Path(spec)
+    if path.is_file():
+        from judge.records import read_text
+
+        text = read_text(path, what="--label-map file")
+        if path.suffix.lower() == ".csv":
+            import csv
+            import io
+
+            rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+            if rows and [c.strip().lower() for c in rows[0][:2]] in (["code", "category"], ["from", "to"], ["label", "category"]):
+                rows = rows[1:]
+            if not rows or any(len(r) != 2 for r in rows):
+                raise UserError(f"--label-map file {path}: a CSV needs two columns per row, code and category (e.g. 2_full_refusal,full refusal)")
+            pairs = [(r[0].strip(), r[1].strip()) for r in rows]
+        else:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise UserError(f"--label-map file {path} is not valid YAML/JSON ({' '.join(str(exc).split())})") from None
+            if not isinstance(data, dict) or not data:
+                raise UserError(f"--label-map file {path} must hold a mapping of code: category, e.g. '2_full_refusal: full refusal'")
+            pairs = list(data.items())
+    else:
+        if "=" not in spec:
+            raise UserError(f"--label-map {spec!r} is neither a file nor code=category pairs; e.g. --label-map '1=answer,2=refusal' or --label-map codes.yaml")
+        pairs = []
+        for item in spec.split(","):
+            code, sep, target = item.partition("=")
+            if not sep or not code.strip() or not target.strip():
+                raise UserError(f"--label-map item {item!r} is not code=category; e.g. --label-map '1=answer,2=refusal'")
+            pairs.append((code.strip(), target.strip()))
+    out: dict[str, str] = {}
+    for code, target in pairs:
+        if not isinstance(code, (str, int, float)) or not isinstance(target, (str, int, float)) or isinstance(code, bool) or isinstance(target, bool):
+            raise UserError(f"--label-map: {code!r}: {target!r} is not a code and a category name")
+        key = label_text(code)
+        if key in out and out[key] != label_text(target):
+            raise UserError(f"--label-map maps {key!r} twice ({out[key]!r} and {label_text(target)!r}); give each code once")
+        out[key] = label_text(target)
+    return out

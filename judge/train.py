@@ -5,6 +5,10 @@ Examples:
         --taxonomy chehbouni2024 --out runs/judge-sample
     python -m judge.train --train runs/llama7b.jsonl --label-column label --kind tfidf --out runs/tfidf-7b
     python -m judge.train --train runs/llama7b.csv runs/llama13b.csv --kind tfidf --out runs/tfidf-both   # ids may repeat
+    python -m judge.train --train xstest_v2_completions_gpt4.csv xstest_v2_completions_llama2orig.csv \\
+        --text-column completion --label-column final_label --taxonomy compliance3 --kind tfidf --out runs/xstest-judge
+    python -m judge.train --train coded.csv --label-map '1=answer,2=refusal,3=partial answer' --taxonomy chehbouni2024 \\
+        --out runs/judge-coded
     python -m judge.train --train labels.csv --text-column output --prompt-column question \\
         --base-model meta-llama/Llama-2-7b-hf --device cuda --max-length 512 --out runs/judge-llama
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from judge.cli import new_parser, run_command
+from judge.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
 from training.run import TrainConfig as Config
 from training.run import summary_line, train_judge
 
@@ -31,12 +35,9 @@ def build_parser():
     p = new_parser("python -m judge.train", __doc__)
     p.add_argument("--train", nargs="+", metavar="FILE", help="labelled records (JSONL, CSV or Parquet); several files are concatenated")
     p.add_argument("--label-column", help="column with the human labels (default: label)")
-    p.add_argument("--source-column", metavar="NAME", help="with several --train files: the column naming each record's file (default: source); "
-                   "ids repeated across files become SOURCE:ID")
-    p.add_argument("--prompt-column", help="column holding the prompt (default: prompt)")
-    p.add_argument("--text-column", help="column holding the model output (default: response)")
-    p.add_argument("--id-column", help="id column (default: id, or row numbers)")
-    p.add_argument("--taxonomy", help="preset or YAML path; default: the distinct training labels")
+    add_column_options(p)
+    p.add_argument("--taxonomy", help=TAXONOMY_HELP)
+    add_label_map_option(p)
     p.add_argument("--kind", choices=["lora", "tfidf"], help="lora (default) or the tfidf baseline")
     p.add_argument("--base-model", help="base model path or id (default: bundled:minilm, all-MiniLM-L6-v2)")
     p.add_argument("--max-length", type=int, help="max tokens of prompt + response (default: 96; the label is usually decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)")
@@ -53,6 +54,8 @@ def build_parser():
     p.add_argument("--device", help="auto (GPU with bf16 where present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-mask-names", dest="mask_names", action="store_false", help="let the judge see the names (they are masked by default)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default: the new "
+                   "classifier head is expected to be missing from the base model)")
     p.add_argument("--out", help="judge directory to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing judge directory")
     return p

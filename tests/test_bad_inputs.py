@@ -148,6 +148,20 @@ CASES = [
     (swap, [G, "--judge", "rules", "--out", OUT_DIR, "--sample", "0"], ["--sample", "positive"]),
     (swap, [G, "--judge", "rules", "--out", OUT_DIR, "--name-column", "person"], ["'person'"]),
     (swap, [G, "--judge", "rules", "--out", OUT_DIR, "--group", "judge_label"], ["fewer than two groups"]),
+    # --label-map, --source-column, report style (issue 12)
+    (train, ["--train", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--label-map", "1=answer,2=maybe"], ["--label-map", "'maybe'", "lacks"]),
+    (agree, [G, "--gold", "label", "--pred", "judge_label", "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--label-map", "x=nothing"], ["'nothing'", "lacks"]),
+    (report, [G, "--label", "label", "--group", "identity", "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--label-map", "r=nope"], ["'nope'", "lacks"]),
+    (annotate, ["issues", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--label-map", "a=zzz"], ["'zzz'", "lacks"]),
+    (agree, [G, "--gold", "label", "--pred", "judge_label", "--out", OUT_DIR, "--label-map", "answer"], ["--label-map", "code=category"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--label-map", "1=answer,1=refusal"], ["--label-map", "twice"]),
+    (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--label-map", "1=answer"], ["--label-map", "LLM judge"]),
+    (train, ["--train", G, G, "--out", OUT_DIR, "--source-column", "identity"], ["already has a column 'identity'", "--source-column"]),
+    (agree, [G, G, "--gold", "label", "--pred", "judge_label", "--out", OUT_DIR, "--source-column", "label"], ["already has a column 'label'"]),
+    (data, ["sample", G, G, "--n", "3", "--source-column", "name", "--out", OUT_FILE], ["already has a column 'name'"]),
+    (report, [G, "--label", "label", "--group", "identity", "--out", OUT_DIR, "--digits", "9"], ["--digits", "between 0 and 6"]),
+    (agree, [G, "--gold", "label", "--pred", "judge_label", "--out", OUT_DIR, "--tex-label", "a b{{c}}"], ["--tex-label"]),
+    (data, ["chehbouni2024", "{d}/paper_variable.csv", "--text-column", "g1", "--out", OUT_FILE], ["--text-column", "'sample' only"]),
 ]
 
 
@@ -184,4 +198,4 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files, tmp_path, capsys, m
 
 def test_case_count():
     # The closing note quotes this number.
-    assert len(CASES) >= 60
+    assert len(CASES) >= 90

@@ -19,12 +19,14 @@ class LabelledData:
     prompts: list[str]
     responses: list[str]
     y: np.ndarray  # index into taxonomy.labels
+    n_masked: int = 0  # records whose prompt or response had its name replaced by [NAME]
 
     def subset(self, idx: np.ndarray) -> "LabelledData":
         return LabelledData(self.records.iloc[idx], self.taxonomy, [self.prompts[i] for i in idx], [self.responses[i] for i in idx], self.y[idx])
 
 
-def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | Taxonomy | None, mask_names: bool = True) -> LabelledData:
+def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | Taxonomy | None, mask_names: bool = True,
+                  label_map: dict[str, str] | None = None) -> LabelledData:
     if label_column not in records.columns:
         raise UserError(f"label column {label_column!r} not found; columns present: {', '.join(records.columns)}. Fix --label-column.")
     has_label = records[label_column].notna() & (records[label_column].astype(str).str.strip() != "")
@@ -35,13 +37,14 @@ def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | T
     if no_response.any():
         raise UserError(f"{int(no_response.sum())} labelled record(s) have no response (e.g. id {records.loc[no_response, 'id'].iloc[0]!r}); "
                         "fill or remove them: a judge cannot learn from a missing text")
-    tax = resolve_taxonomy(taxonomy, records[label_column].tolist())
+    tax = resolve_taxonomy(taxonomy, records[label_column].tolist(), label_map=label_map)
     gold = tax.gold(records[label_column], column=label_column)
     index = {label: i for i, label in enumerate(tax.labels)}
     prompts = records["prompt"] if "prompt" in records.columns else [""] * len(records)
     names = records["name"] if "name" in records.columns else None
     p, r = judge_inputs(prompts, records["response"], names, mask_names=mask_names)
-    return LabelledData(records, tax, p, r, np.array([index[g] for g in gold]))
+    n_masked = sum(mp != str(op) or mr != str(orr) for mp, op, mr, orr in zip(p, prompts, r, records["response"]))
+    return LabelledData(records, tax, p, r, np.array([index[g] for g in gold]), n_masked=int(n_masked))
 
 
 def stratified_split(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

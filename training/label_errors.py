@@ -32,10 +32,11 @@ def out_of_fold_probabilities(texts: list[str], y: np.ndarray, n_classes: int, *
     return probs, fold_of
 
 
-def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds: int = 5, group: str | None = None, seed: int = 0) -> dict:
+def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds: int = 5, group: str | None = None, seed: int = 0,
+                      label_map: dict[str, str] | None = None) -> dict:
     from cleanlab.filter import find_label_issues
 
-    data = labelled_data(records, label_column=label, taxonomy=taxonomy)
+    data = labelled_data(records, label_column=label, taxonomy=taxonomy, label_map=label_map)
     if group is None and "template" in data.records.columns:
         group = "template"
     if group is not None and group not in data.records.columns:
@@ -64,7 +65,7 @@ def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds
 
 
 def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], taxonomy=None, folds: int = 5, group: str | None = None,
-                            seed: int = 0) -> dict:
+                            seed: int = 0, label_map: dict[str, str] | None = None) -> dict:
     """Several annotators per item: cleanlab's CROWDLAB (``get_label_quality_multiannotator``) scores every
     annotator's label with out-of-fold judge probabilities (trained on the majority vote); flagged are the
     labels that differ from the consensus, least trustworthy first."""
@@ -77,7 +78,7 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     given = records[annotators].map(lambda v: v.strip() if isinstance(v, str) and v.strip() else None)
     has_any = given.notna().any(axis=1)
     records, given = records[has_any].reset_index(drop=True), given[has_any].reset_index(drop=True)
-    tax = resolve_taxonomy(taxonomy, [v for c in annotators for v in given[c].dropna()])
+    tax = resolve_taxonomy(taxonomy, [v for c in annotators for v in given[c].dropna()], label_map=label_map)
     index = {label: i for i, label in enumerate(tax.labels)}
     matrix = pd.DataFrame({c: [np.nan if v is None else float(index[tax.gold([v], column=c)[0]]) for v in given[c]] for c in annotators})
     majority = get_majority_vote_label(matrix, verbose=False)

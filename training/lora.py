@@ -85,6 +85,16 @@ def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int)
     return tokenizer(prompts, responses, truncation="only_second" if max_length > 64 else True, max_length=max_length)
 
 
+def say_estimate(seconds: float, done: int, per_epoch: int, epochs: int, val_batches: float) -> None:
+    """After the first batches, say how long the whole training will take when it is long enough to matter."""
+    per_batch = seconds / done
+    # validation runs forward only (about a third of a training step), once per epoch
+    estimate = per_batch * epochs * (per_epoch + val_batches / 3)
+    if estimate > SAY_ESTIMATE_ABOVE_SECONDS:
+        tqdm.write(f"estimated training time: about {estimate / 60:.0f} min for {epochs} epochs ({per_batch:.1f} s a batch over the first "
+                   f"{done} batches; early stopping may end it sooner)")
+
+
 def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Shuffle, sort within chunks of 50 batches by length, then shuffle the batches: little padding, still random."""
     order = list(range(len(lengths)))
@@ -124,8 +134,19 @@ class TrainedLora:
     tokenizer: object
 
 
-def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool = True) -> TrainedLora:
+def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool = True, verbose: bool = False) -> TrainedLora:
     """Train, pick the best epoch on validation macro-F1, calibrate, save."""
+    from judge.models import quiet_transformers
+
+    with quiet_transformers(verbose):
+        return _train_lora(data, out_dir, recipe, progress=progress)
+
+
+ESTIMATE_AFTER_BATCHES = 3
+SAY_ESTIMATE_ABOVE_SECONDS = 60
+
+
+def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool) -> TrainedLora:
     from peft import LoraConfig, TaskType, get_peft_model
 
     seed_everything(recipe.seed)
@@ -158,6 +179,9 @@ def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, p
 
     best = {"val_macro_f1": -1.0, "epoch": 0, "state": None}
     history = []
+    n_batches = math.ceil(len(train_idx) / recipe.batch_size)
+    print(f"training LoRA on {len(train_idx)} examples ({len(val_idx)} held out for validation): up to {recipe.epochs} epochs "
+          f"of {n_batches} batches on {device}")
     started = time.perf_counter()
     examples_seen = 0
     stale = 0
@@ -178,6 +202,8 @@ def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, p
                 optimizer.zero_grad(set_to_none=True)
             running += loss.item() * recipe.grad_accum
             examples_seen += len(idx)
+            if epoch == 1 and step == ESTIMATE_AFTER_BATCHES:
+                say_estimate(time.perf_counter() - started, step, n_batches, recipe.epochs, len(val_idx) / recipe.batch_size)
             bar.set_postfix(loss=f"{running / step:.3f}")
         entry = {"epoch": epoch, "train_loss": running / max(len(batches), 1)}
         if len(val_idx):

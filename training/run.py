@@ -6,11 +6,12 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from judge.cli import check_choice, check_fraction, check_non_negative, check_positive
+from judge.cli import check_choice, check_label_map, check_fraction, check_non_negative, check_positive
 from judge.errors import UserError
 from judge.judge_dir import finish
 from judge.manifest import RunManifest
 from judge.records import normal_permissions, read_records
+from judge.taxonomy import parse_label_map
 from judge.tables import fmt
 from training.data import labelled_data
 from training.lora import LoraRecipe
@@ -45,11 +46,14 @@ class TrainConfig:
     device: str = LoraRecipe.device
     mask_names: bool = True
     progress: bool = True
+    verbose: bool = False
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
     source_column: str | None = None
+    label_map: str | None = None
 
     def __post_init__(self):
+        check_label_map(self)
         check_choice(self, "kind", ("lora", "tfidf"))
         check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
         check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
@@ -79,7 +83,9 @@ def train_judge(config: TrainConfig) -> dict:
     records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
                            text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
                            source_column=config.source_column)
-    data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names)
+    data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
+                         label_map=parse_label_map(config.label_map))
+    print(name_masking_line(data, config.mask_names))
     out.parent.mkdir(parents=True, exist_ok=True)
     # Train into a temporary folder beside the target: a crash never leaves a half-written judge.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -89,16 +95,18 @@ def train_judge(config: TrainConfig) -> dict:
 
             recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
                                 **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
-            metrics = train_lora(data, tmp, recipe, progress=config.progress).metrics
+            metrics = train_lora(data, tmp, recipe, progress=config.progress, verbose=config.verbose).metrics
         else:
             from training.tfidf import train_tfidf
 
             metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
         finish(tmp, data.taxonomy, training_ids=data.records["id"])
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
-        manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics)
+        manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics,
+                        name_masking={"enabled": config.mask_names, "records_masked": data.n_masked, "records": len(data.y),
+                                      "name_column": "name" in data.records.columns})
         manifest.write(tmp, n_records=len(data.y))
-        (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"]))
+        (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"], name_masking_line(data, config.mask_names)))
         normal_permissions(tmp)  # mkdtemp made it private
         if out.exists():
             shutil.rmtree(out)
@@ -109,7 +117,16 @@ def train_judge(config: TrainConfig) -> dict:
     return metrics
 
 
-def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: dict, inputs: dict) -> str:
+def name_masking_line(data, mask_names: bool) -> str:
+    """Say how many names masking actually replaced: zero is a finding (no 'name' column, or names not in the texts)."""
+    if not mask_names:
+        return "name masking off (--no-mask-names): the judge sees the names"
+    if "name" not in data.records.columns:
+        return f"name masking: 0 of {len(data.y)} records masked (no 'name' column in the training data)"
+    return f"name masking: {data.n_masked} of {len(data.y)} records had their name replaced by [NAME]"
+
+
+def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: dict, inputs: dict, masking: str = "") -> str:
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
@@ -117,7 +134,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",
-        f"- Names masked before the judge sees the text: {config.mask_names}",
+        f"- Names masked before the judge sees the text: {config.mask_names} ({masking})",
     ]
     for key in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "best_epoch", "train_seconds"):
         if key in metrics:

@@ -28,7 +28,7 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
     if kind == "llm":
         from judge.judges.llm import LLMJudge
 
-        llm_options = ("device", "examples", "shots", "similar_examples", "rationale", "mode", "seed", "prompt_template", "max_new_tokens")
+        llm_options = ("device", "examples", "examples_label_column", "shots", "similar_examples", "rationale", "mode", "seed", "prompt_template", "max_new_tokens")
         return LLMJudge(model=arg or None, taxonomy=tax or load_taxonomy("chehbouni2024"),
                         **{k: v for k, v in options.items() if k in llm_options and v is not None})
     directory = Path(arg)
@@ -40,7 +40,7 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
     if kind not in ("dir", stored):
         raise UserError(f"{directory} holds a {stored} judge, not {kind}; use --judge {directory} or {stored}:{directory}")
     if stored == "lora":
-        judge = LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length")})
+        judge = LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length", "verbose")})
     elif stored == "tfidf":
         judge = TfidfJudge(directory)
     else:

@@ -59,14 +59,16 @@ def clip(text: str, limit: int) -> str:
 class ExamplePicker:
     """K labelled examples per category: seeded (the same for every item) or most similar to the item."""
 
-    def __init__(self, path: str | Path, taxonomy: Taxonomy, *, shots: int, seed: int, by_similarity: bool, max_chars: int = 300):
+    def __init__(self, path: str | Path, taxonomy: Taxonomy, *, shots: int, seed: int, by_similarity: bool, max_chars: int = 300,
+                 label_column: str = "label"):
         from judge.records import read_records
 
-        records = read_records(path, label_columns=["label"])
-        records = records[records["label"].map(taxonomy.canonical).notna()].copy()
-        records["label"] = records["label"].map(taxonomy.canonical)
+        records = read_records(path, label_columns=[label_column], label_hint="Name it with --examples-label-column.")
+        records["label"] = records[label_column].map(taxonomy.canonical)
+        records = records[records["label"].notna()].copy()
         if records.empty:
-            raise UserError(f"{path} has no example whose 'label' is in taxonomy {taxonomy.name!r}")
+            raise UserError(f"{path} has no example whose {label_column!r} is in taxonomy {taxonomy.name!r}; check --examples-label-column "
+                            "or read coded labels with --label-map")
         self.records, self.taxonomy, self.shots, self.max_chars = records.reset_index(drop=True), taxonomy, shots, max_chars
         self.by_similarity = by_similarity
         rng = random.Random(seed)
@@ -108,6 +110,7 @@ class LLMJudge(Judge):
         *,
         prompt_template: str | Path | None = None,
         examples: str | Path | None = None,
+        examples_label_column: str = "label",
         shots: int = 0,
         similar_examples: bool = False,
         rationale: bool = False,
@@ -141,7 +144,7 @@ class LLMJudge(Judge):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.examples = None
         if examples and shots > 0:
-            self.examples = ExamplePicker(examples, taxonomy, shots=shots, seed=seed, by_similarity=similar_examples)
+            self.examples = ExamplePicker(examples, taxonomy, shots=shots, seed=seed, by_similarity=similar_examples, label_column=examples_label_column)
         elif shots > 0:
             raise UserError("--shots needs --examples FILE (labelled records to draw the examples from)")
         self.system = self.template["system"].format(

@@ -13,7 +13,7 @@ from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.judge_dir import directory_key, verify
 from judge.text import judge_inputs
-from judge.taxonomy import Taxonomy, load_taxonomy
+from judge.taxonomy import load_taxonomy
 
 
 def read_judge_json(directory: Path) -> dict:
@@ -37,7 +37,8 @@ class LoraJudge(Judge):
 
     kind = "lora"
 
-    def __init__(self, directory: str | Path, *, device: str = "auto", quantize: bool | None = None, max_length: int | None = None):
+    def __init__(self, directory: str | Path, *, device: str = "auto", quantize: bool | None = None, max_length: int | None = None,
+                 verbose: bool = False):
         from training.lora import pick_device
 
         directory = Path(directory)
@@ -50,6 +51,7 @@ class LoraJudge(Judge):
         self.max_length = max_length or int(meta["max_length"])
         self.mask_names = bool(meta.get("mask_names", True))
         self.quantize = (self.device.type == "cpu") if quantize is None else quantize
+        self.verbose = verbose
         if self.quantize and self.device.type != "cpu":
             raise UserError("int8 quantized inference runs on CPU only; drop --quantize or use --device cpu")
         model = self._merged_model(dtype)
@@ -62,6 +64,12 @@ class LoraJudge(Judge):
     def _merged_model(self, dtype: torch.dtype):
         """The base with the adapter merged in. Small models on CPU are cached merged (keyed by the
         adapter's hash), so labelling starts without importing peft or merging again."""
+        from judge.models import quiet_transformers
+
+        with quiet_transformers(self.verbose):
+            return self._load_merged(dtype)
+
+    def _load_merged(self, dtype: torch.dtype):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from judge.models import cache_root
