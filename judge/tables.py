@@ -69,6 +69,18 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+_ESTIMATE_WITH_INTERVAL = re.compile(r"^(-?[\d.]+) (\[-?[\d.]+, -?[\d.]+\])$")
+
+
+def tex_cell(text: str) -> str:
+    """An escaped cell; 'rate [low, high]' is set on two lines (the interval smaller), which halves
+    the width of the wide rate tables."""
+    match = _ESTIMATE_WITH_INTERVAL.match(text)
+    if match:
+        return f"\\begin{{tabular}}[t]{{@{{}}c@{{}}}}{match.group(1)}\\\\[-1pt]\\scriptsize {match.group(2)}\\end{{tabular}}"
+    return tex_escape(text)
+
+
 def latex(frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) -> str:
     """A booktabs table whose caption and cells are escaped and whose label is unique to this report.
 
@@ -76,7 +88,7 @@ def latex(frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) 
     longer than a page break across pages (longtable).
     """
     shown = frame.copy()
-    shown = shown.map(lambda v: tex_escape(v) if isinstance(v, str) else v) if len(shown) else shown
+    shown = shown.map(lambda v: tex_cell(v) if isinstance(v, str) else v) if len(shown) else shown
     shown.columns = [tex_escape(c) if isinstance(c, str) else c for c in shown.columns]
     if index:
         shown.index = [tex_escape(i) if isinstance(i, str) else i for i in shown.index]
@@ -86,7 +98,7 @@ def latex(frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) 
     if len(frame) > LONG_TABLE_ROWS:
         return shown.to_latex(index=index, escape=False, longtable=True, caption=tex_escape(caption), label=f"tab:{full_label}")
     body = shown.to_latex(index=index, escape=False)
-    return ("\\begin{table}[t]\n\\centering\n"
+    return ("\\begin{table}[t]\n\\centering\n\\small\\setlength{\\tabcolsep}{3pt}\n"
             f"\\caption{{{tex_escape(caption)}}}\n\\label{{tab:{full_label}}}\n"
             "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
             f"{body}}}\n\\end{{table}}\n")
