@@ -8,7 +8,7 @@ Examples:
 For each value of the first --group column: the rate of every category with Wilson 95% intervals
 and counts, a chi-square test of independence between group and category, the rate ratio of every
 group against --reference (default: the largest group), and a split by each further --group column.
-Writes OUT/disparity.json, disparity.md, disparity.tex (booktabs, escaped, \label{tab:PREFIX:...}
+Writes OUT/disparity.json, disparity.md, disparity.tex (booktabs, escaped, \\label{tab:PREFIX:...}
 with PREFIX from --out or --tex-label; --digits decimals), figures as PNG and PDF (rates: each group's
 rate with its interval, one panel per category; rates_by_COL: one column of panels per value of a
 second --group; rates_stacked; rates_heatmap) and manifest.json. Titles say whose labels they are
