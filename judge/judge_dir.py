@@ -37,8 +37,14 @@ def read_training_ids(directory: str | Path) -> set[str] | None:
     return {str(i) for i in ids}
 
 
-# Files a user may edit without changing what the judge does.
+# Files a user may edit without changing what the judge does: the settings file (it carries its
+# own checksum), the manifest, the model card, and the cross-validation report under cv/.
 UNSEALED = {JUDGE_JSON, "manifest.json", "README.md"}
+UNSEALED_FOLDER = "cv/"
+
+
+def _sealed_name(name: str) -> bool:
+    return name not in UNSEALED and not name.startswith(UNSEALED_FOLDER)
 
 
 def seal(directory: str | Path, *, labels: list[str]) -> dict:
@@ -54,7 +60,7 @@ def seal(directory: str | Path, *, labels: list[str]) -> dict:
     files = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name = path.relative_to(directory).as_posix()
-        if name not in UNSEALED:
+        if _sealed_name(name):
             files[name] = file_sha256(path)
     meta.pop(SELF_DIGEST, None)
     meta.update(labels=list(labels), files=files)
@@ -93,7 +99,7 @@ def verify(directory: str | Path) -> dict:
         raise UserError(f"judge directory {directory}: {JUDGE_JSON} was edited after training (its settings no longer match their checksum); "
                         "restore it or retrain the judge")
     present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
-    unexpected = sorted(present - set(meta["files"]) - UNSEALED)
+    unexpected = sorted(n for n in present - set(meta["files"]) if _sealed_name(n))
     if unexpected:
         raise UserError(f"judge directory {directory}: unexpected file(s) {', '.join(unexpected)} not written by training; "
                         "remove them (a judge directory is loaded only as it was trained)")

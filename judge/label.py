@@ -22,10 +22,8 @@ from pathlib import Path
 
 from judge.cli import TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
-from judge.judges import load_judge
-from judge.manifest import RunManifest, file_sha256, fingerprint, prepare_resumable_output
-from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
-from judge.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
+
+# The heavy imports (pandas, torch, the judges) happen in main(): --help and a bad flag answer at once.
 
 
 @dataclass
@@ -78,13 +76,20 @@ class Config:
 
 
 def judge_fingerprint(spec: str) -> dict[str, str]:
-    path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf") else spec)
+    from judge.manifest import file_sha256
+
+    path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf", "ensemble") else spec)
     if path.is_dir():
         return {p.name: file_sha256(p) for p in sorted(path.iterdir()) if p.is_file() and p.name != "manifest.json"}
     return {}
 
 
 def main(config: Config) -> dict:
+    from judge.judges import load_judge
+    from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
+    from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
+    from judge.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
+
     out = Path(config.out)
     file_format(out)
     records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,

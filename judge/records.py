@@ -130,6 +130,11 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str,
         )
 
 
+def probability_column(category: str) -> str:
+    """The column a judge's probability for ``category`` goes in: p_<category, spaces as _>."""
+    return "p_" + "_".join(category.split())
+
+
 SHADOW = "__user__"  # prefix under which a user's own id/prompt/response column waits while another column plays its part
 
 

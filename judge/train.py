@@ -9,8 +9,20 @@ Examples:
         --text-column completion --label-column final_label --taxonomy compliance3 --kind tfidf --out runs/xstest-judge
     python -m judge.train --train coded.csv --label-map '1=answer,2=refusal,3=partial answer' --taxonomy chehbouni2024 \\
         --out runs/judge-coded
+    python -m judge.train --train runs/study/labelled.csv --kind ensemble --cv 5 --cv-group template \\
+        --taxonomy chehbouni2024 --out runs/study/judge-ensemble      # stacked LoRA + TF-IDF + rules
+    python -m judge.train --train runs/study/labelled.csv --kind tfidf --cv 5 --out runs/study/judge-tfidf
+    python -m judge.train --train runs/llama7b.jsonl --tail-tokens 32 --out runs/judge-head-tail   # long outputs
+    python -m judge.train --train labels.csv --base-model bundled:smollm2 --out runs/judge-smollm2   # a decoder backbone
     python -m judge.train --train labels.csv --text-column output --prompt-column question \\
         --base-model meta-llama/Llama-2-7b-hf --device cuda --max-length 512 --out runs/judge-llama
+
+--kind ensemble trains the LoRA classifier, TF-IDF + logistic regression and the keyword rules
+(--members picks two or more), then a logistic-regression stacker on their out-of-fold probabilities
+from folds grouped by --cv-group (default: template), so the stacker never sees a member's prediction
+about a template that member trained on. --cv K (any kind) writes OUT/cv/oof.jsonl and the agreement
+report judge.agree would write (OUT/cv/agreement.*): the agreement to expect on unseen templates,
+known before any unlabelled output is judged. Both cost K extra trainings of each trained member.
 
 The output directory is a standard peft adapter (PeftModel.from_pretrained loads it onto the base
 model) with the classification head, plus judge.json (backend, labels, temperature), taxonomy.yaml,
@@ -22,13 +34,37 @@ import sys
 
 from judge.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
 from training.run import TrainConfig as Config
-from training.run import summary_line, train_judge
+from judge.taxonomy import load_taxonomy
+from training.run import CV_DIR, summary_line, train_judge
 
 
 def main(config: Config) -> dict:
     metrics = train_judge(config)
     print(f"trained {config.kind} judge -> {config.out}: {summary_line(metrics)}")
+    if "cv" in metrics:
+        write_cv_report(config, metrics)
     return metrics
+
+
+def write_cv_report(config: Config, metrics: dict) -> None:
+    """OUT/cv/: the agreement the judge reached on labels its fold's model never saw, as judge.agree writes it."""
+    from pathlib import Path
+
+    from judge.agree import compute_agreement, write_agreement_report
+    from judge.records import read_records
+    from judge.tables import fmt, fmt_ci, report_style, tex_label_for
+
+    folder = Path(config.out) / CV_DIR
+    oof = read_records(folder / "oof.jsonl", required=())
+    cv = metrics["cv"]
+    result = compute_agreement(oof, gold="label", pred="oof_label", taxonomy=load_taxonomy(Path(config.out) / "taxonomy.yaml"), n_boot=1000, seed=config.seed,
+        by=cv["group"] if cv["group"] and oof[cv["group"]].nunique() <= 40 else None)
+    result.update(pred_name=f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})",
+                  gold_name=f"human labels ({config.label_column})")
+    with report_style(tex_label=tex_label_for(folder)):
+        write_agreement_report(result, folder)
+    print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {fmt(result['cohen_kappa'])} "
+          f"{fmt_ci(result['ci95']['cohen_kappa'])}, macro-F1 {fmt(result['macro_f1'])} -> {folder}")
 
 
 def build_parser():
@@ -38,9 +74,16 @@ def build_parser():
     add_column_options(p)
     p.add_argument("--taxonomy", help=TAXONOMY_HELP)
     add_label_map_option(p)
-    p.add_argument("--kind", choices=["lora", "tfidf"], help="lora (default) or the tfidf baseline")
+    p.add_argument("--kind", choices=["lora", "tfidf", "ensemble"], help="lora (default), the tfidf baseline, or ensemble: LoRA, TF-IDF and "
+                   "the keyword rules stacked by a logistic regression fitted on grouped out-of-fold predictions")
+    p.add_argument("--members", nargs="+", metavar="KIND", help="ensemble: its members, two or more of lora tfidf rules (default: all three)")
+    p.add_argument("--cv", type=int, metavar="K", help="also cross-validate: K grouped folds, out-of-fold predictions and the agreement "
+                   "report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the ensemble uses K folds (default 5)")
+    p.add_argument("--cv-group", metavar="COL", help="records sharing a value of COL stay in one fold (default: template when present, else none)")
     p.add_argument("--base-model", help="base model path or id (default: bundled:minilm, all-MiniLM-L6-v2)")
     p.add_argument("--max-length", type=int, help="max tokens of prompt + response (default: 96; the label is usually decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)")
+    p.add_argument("--tail-tokens", type=int, metavar="N", help="long responses: keep the head and the last N tokens within --max-length "
+                   "(a late refusal or partial compliance is still read; default 0: cut at the end)")
     p.add_argument("--epochs", type=int, help="max epochs; early stopping on validation macro-F1 (default: 6)")
     p.add_argument("--lr", type=float, help="learning rate (default: 1e-3)")
     p.add_argument("--lora-r", type=int, help="LoRA rank (default: 16)")

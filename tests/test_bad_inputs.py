@@ -162,6 +162,16 @@ CASES = [
     (report, [G, "--label", "label", "--group", "identity", "--out", OUT_DIR, "--digits", "9"], ["--digits", "between 0 and 6"]),
     (agree, [G, "--gold", "label", "--pred", "judge_label", "--out", OUT_DIR, "--tex-label", "a b{{c}}"], ["--tex-label"]),
     (data, ["chehbouni2024", "{d}/paper_variable.csv", "--text-column", "g1", "--out", OUT_FILE], ["--text-column", "'sample' only"]),
+    # ensemble, cross-validation, long outputs (issue 13)
+    (train, ["--train", G, "--out", OUT_DIR, "--members", "tfidf", "rules"], ["--members", "--kind ensemble"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf", "forest"], ["--members", "forest"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf"], ["--members", "two or more"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--cv", "1"], ["--cv", "at least 2"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--cv-group", "identity"], ["--cv-group", "--cv"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "tfidf", "--cv", "3", "--cv-group", "region"], ["'region'", "--cv-group"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "tfidf", "--cv", "20", "--cv-group", "identity"], ["--cv 20", "distinct"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--tail-tokens", "90"], ["--tail-tokens", "half of --max-length"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "tfidf", "--tail-tokens", "8"], ["--tail-tokens", "LoRA"]),
 ]
 
 

@@ -288,3 +288,19 @@ def test_figure_layouts_follow_the_data(capsys):
     conf = confusion_figure({"confusion": {"matrix": [[3, 1, 0], [0, 2, 0]], "rows_gold": ["a", "b"], "columns_pred": ["a", "b", "unscored"]},
                              "pred_column": "j_label", "gold_column": "label", "pred_name": "myjudge (lora judge)", "gold_name": "human labels (label)"})
     assert "myjudge (lora judge) vs human labels (label)" in conf.axes[0].get_title()
+
+
+def test_examples_label_column_and_label_map_for_the_llm_judges_examples(tmp_path):
+    from judge.judges.llm import ExamplePicker
+
+    rows = [{"id": f"e{i}", "prompt": "p", "response": f"reply {i}", "verdict": ["1_full_compliance", "2_full_refusal"][i % 2]} for i in range(6)]
+    src = write_jsonl(tmp_path / "examples.jsonl", rows)
+    tax = load_taxonomy("compliance3")
+    picker = ExamplePicker(src, tax, shots=1, seed=0, by_similarity=False, label_column="verdict")
+    assert set(picker.records["label"]) == {"full compliance", "full refusal"}
+    coded = write_jsonl(tmp_path / "coded.jsonl", [{**r, "verdict": r["verdict"][0]} for r in rows])  # "1", "2"
+    with pytest.raises(UserError, match="--examples-label-column|--label-map"):
+        ExamplePicker(coded, tax, shots=1, seed=0, by_similarity=False, label_column="verdict")
+    mapped = ExamplePicker(coded, tax.with_label_map({"1": "full compliance", "2": "full refusal"}), shots=1, seed=0, by_similarity=False,
+                           label_column="verdict")
+    assert "Category: full refusal" in mapped.render(mapped.fixed)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from judge.errors import UserError
 from judge.models import MINILM, load_failure, model_revision, resolve_model
+from judge.text import encode_pairs
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.data import LabelledData, class_weights, stratified_split
 
@@ -28,6 +29,7 @@ from training.data import LabelledData, class_weights, stratified_split
 class LoraRecipe:
     base_model: str = MINILM
     max_length: int = 96
+    tail_tokens: int = 0  # >0: a long response keeps its head and its last tail_tokens tokens
     epochs: int = 6
     lr: float = 1e-3
     lora_r: int = 16
@@ -74,15 +76,22 @@ def load_base(base_model: str, labels: list[str], *, dtype: torch.dtype = torch.
         )
     except OSError as exc:
         raise load_failure(base_model, exc) from None
-    if tokenizer.pad_token is None:  # decoder models (Llama) ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
+    prepare_padding(tokenizer, model)
     return tokenizer, model
 
 
-def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int) -> dict[str, list[list[int]]]:
-    # The response is what the label is about: when too long, cut the response, keep the prompt.
-    return tokenizer(prompts, responses, truncation="only_second" if max_length > 64 else True, max_length=max_length)
+def prepare_padding(tokenizer, model) -> None:
+    """Pad on the right, with a pad token the model knows. A decoder classifier (Llama) pools the last
+    non-pad token and numbers positions from the left: right padding keeps both as they are for the
+    text alone, whatever side the tokenizer was saved with."""
+    if tokenizer.pad_token is None:  # decoder models (Llama) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int, tail_tokens: int = 0) -> dict[str, list[list[int]]]:
+    return encode_pairs(tokenizer, prompts, responses, max_length=max_length, tail_tokens=tail_tokens)
 
 
 def say_estimate(seconds: float, done: int, per_epoch: int, epochs: int, val_batches: float) -> None:
@@ -161,8 +170,8 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
 
     train_idx, val_idx = stratified_split(data.y, val_fraction=recipe.val_fraction, seed=recipe.seed)
     train, val = data.subset(train_idx), data.subset(val_idx)
-    enc_train = encode(tokenizer, train.prompts, train.responses, recipe.max_length)
-    enc_val = encode(tokenizer, val.prompts, val.responses, recipe.max_length)
+    enc_train = encode(tokenizer, train.prompts, train.responses, recipe.max_length, recipe.tail_tokens)
+    enc_val = encode(tokenizer, val.prompts, val.responses, recipe.max_length, recipe.tail_tokens)
     weights = torch.tensor(class_weights(train.y, len(labels), scheme=recipe.class_weighting), dtype=torch.float32, device=device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     y_train = torch.tensor(train.y, dtype=torch.long)
@@ -247,6 +256,7 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     (out_dir / "judge.json").write_text(
         json.dumps({"kind": "lora", "base_model": recipe.base_model, "base_model_revision": model_revision(resolve_model(recipe.base_model)),
                     "labels": labels, "temperature": temperature,
-                    "max_length": recipe.max_length, "mask_names": recipe.mask_names, "recipe": recipe_dict}, indent=2) + "\n"
+                    "max_length": recipe.max_length, "tail_tokens": recipe.tail_tokens, "mask_names": recipe.mask_names, "recipe": recipe_dict},
+                   indent=2) + "\n"
     )
     return TrainedLora(metrics, model.eval(), tokenizer)

@@ -17,7 +17,7 @@ from training.data import labelled_data
 from training.lora import LoraRecipe
 
 
-LORA_ONLY = ("base_model", "max_length", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience", "class_weighting", "device")
+LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience", "class_weighting", "device")
 
 
 @dataclass
@@ -33,6 +33,7 @@ class TrainConfig:
     # LoRA recipe: defaults live in training.lora.LoraRecipe
     base_model: str = LoraRecipe.base_model
     max_length: int = LoraRecipe.max_length
+    tail_tokens: int = LoraRecipe.tail_tokens
     epochs: int = LoraRecipe.epochs
     lr: float = LoraRecipe.lr
     lora_r: int = LoraRecipe.lora_r
@@ -51,20 +52,40 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
     source_column: str | None = None
     label_map: str | None = None
+    cv: int = 0
+    cv_group: str | None = None
+    members: list[str] = field(default_factory=lambda: ["lora", "tfidf", "rules"])
 
     def __post_init__(self):
         check_label_map(self)
-        check_choice(self, "kind", ("lora", "tfidf"))
+        check_choice(self, "kind", ("lora", "tfidf", "ensemble"))
+        if self.cv == 1 or self.cv < 0:
+            raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
+        if self.cv_group is not None and not self.cv and self.kind != "ensemble":
+            raise UserError("--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv 5")
+        if self.kind != "ensemble" and self.members != ["lora", "tfidf", "rules"]:
+            raise UserError("--members applies to --kind ensemble only")
+        if self.kind == "ensemble":
+            unknown = sorted(set(self.members) - {"lora", "tfidf", "rules"})
+            if unknown or len(set(self.members)) < 2:
+                raise UserError(f"--members takes two or more of lora, tfidf, rules, got {' '.join(self.members)}")
         check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
         check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
-        check_non_negative(self, "patience")
+        check_non_negative(self, "patience", "tail_tokens")
+        if self.tail_tokens and self.tail_tokens > self.max_length // 2:
+            raise UserError(f"--tail-tokens {self.tail_tokens} leaves too little of the response's head: keep it at most half of --max-length ({self.max_length // 2})")
         check_fraction(self, "val_fraction", high_open=True)
         if self.max_length < 16:
             raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
-        if self.kind == "tfidf":
+        if not self.uses_lora:
             lora_only = [f.name for f in fields(LoraRecipe) if f.name in LORA_ONLY and getattr(self, f.name) != f.default]
             if lora_only:
-                raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} only apply to --kind lora; drop them for --kind tfidf")
+                raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} only apply to a LoRA judge (--kind lora, "
+                                f"or an ensemble with a lora member); drop them for --kind {self.kind}")
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.kind == "lora" or (self.kind == "ensemble" and "lora" in self.members)
 
 
 def train_judge(config: TrainConfig) -> dict:
@@ -76,8 +97,8 @@ def train_judge(config: TrainConfig) -> dict:
     if not config.train:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)
-    if config.kind == "tfidf":
-        # A TF-IDF judge's manifest records the settings that made it, not the LoRA recipe's defaults.
+    if not config.uses_lora:
+        # A judge without a LoRA part records the settings that made it, not the LoRA recipe's defaults.
         for name in LORA_ONLY:
             manifest.data["settings"].pop(name, None)
     records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
@@ -89,18 +110,37 @@ def train_judge(config: TrainConfig) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     # Train into a temporary folder beside the target: a crash never leaves a half-written judge.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
+                        **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
+    oof = None
     try:
-        if config.kind == "lora":
-            from training.lora import train_lora
+        from judge.models import quiet_transformers
 
-            recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
-                                **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
-            metrics = train_lora(data, tmp, recipe, progress=config.progress, verbose=config.verbose).metrics
-        else:
-            from training.tfidf import train_tfidf
+        with quiet_transformers(config.verbose):
+            folds, group = cv_folds(data, config)
+            if config.kind == "ensemble":
+                from training.ensemble import train_ensemble
 
-            metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
+                trained = train_ensemble(data, tmp, folds=folds, recipe=recipe, members=list(config.members), seed=config.seed,
+                                         progress=config.progress, mask_names=config.mask_names)
+                metrics, oof = trained["metrics"], trained["oof_probabilities"]
+            else:
+                if folds is not None:
+                    from training.cv import out_of_fold
+
+                    print(f"cross-validation: {config.kind} over {config.cv} folds grouped by {group or 'record'}")
+                    oof = out_of_fold(data, config.kind, folds, recipe=recipe, seed=config.seed, progress=config.progress).probabilities
+                if config.kind == "lora":
+                    from training.lora import train_lora
+
+                    metrics = train_lora(data, tmp, recipe, progress=config.progress, verbose=config.verbose).metrics
+                else:
+                    from training.tfidf import train_tfidf
+
+                    metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
         finish(tmp, data.taxonomy, training_ids=data.records["id"])
+        if oof is not None:
+            metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group)
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
         manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics,
                         name_masking={"enabled": config.mask_names, "records_masked": data.n_masked, "records": len(data.y),
@@ -117,6 +157,39 @@ def train_judge(config: TrainConfig) -> dict:
     return metrics
 
 
+CV_DIR = "cv"  # out-of-fold predictions and their agreement report; not part of what the judge does
+
+
+def cv_folds(data, config: TrainConfig):
+    """Grouped folds for --cv K or the ensemble's stacker (5 folds unless --cv says otherwise)."""
+    from training.cv import default_group, grouped_folds
+
+    k = config.cv or (5 if config.kind == "ensemble" else 0)
+    if not k:
+        return None, None
+    group = default_group(data.records, config.cv_group)
+    return grouped_folds(data.records, k=k, group=group, seed=config.seed), group
+
+
+def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | None) -> dict:
+    """OUT/cv/oof.jsonl: each labelled record's out-of-fold prediction, fold and probabilities."""
+    import numpy as np
+    import pandas as pd
+
+    from judge.records import probability_column, write_records
+
+    labels = data.taxonomy.labels
+    frame = pd.DataFrame({"id": data.records["id"].to_numpy(), "fold": folds, "label": [labels[i] for i in data.y],
+                          "oof_label": [labels[i] for i in probabilities.argmax(axis=1)]})
+    if group:
+        frame.insert(2, group, data.records[group].to_numpy())
+    for j, c in enumerate(labels):
+        frame[probability_column(c)] = np.round(probabilities[:, j], 6)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_records(frame, folder / "oof.jsonl")
+    return {"folds": int(len(np.unique(folds))), "group": group, "oof_file": f"{CV_DIR}/oof.jsonl"}
+
+
 def name_masking_line(data, mask_names: bool) -> str:
     """Say how many names masking actually replaced: zero is a finding (no 'name' column, or names not in the texts)."""
     if not mask_names:
@@ -130,7 +203,10 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
-        f"- Kind: {config.kind}" + (f", LoRA r={config.lora_r} on `{config.base_model}`" if config.kind == "lora" else " (TF-IDF word 1-2 grams + logistic regression)"),
+        f"- Kind: {config.kind}" + {"lora": f", LoRA r={config.lora_r} on `{config.base_model}`",
+                                    "tfidf": " (TF-IDF word 1-2 grams + logistic regression)",
+                                    "ensemble": f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold "
+                                                "probabilities)"}[config.kind],
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",
@@ -140,6 +216,13 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
         if key in metrics:
             value = metrics[key]
             lines.append(f"- {key.replace('_', ' ')}: {fmt(value) if isinstance(value, float) else value}")
+    if "member_weights" in metrics:
+        lines.append("- Member weights (share of the stacker's absolute coefficients): "
+                     + ", ".join(f"{m} {w:.2f}" for m, w in metrics["member_weights"].items()))
+        lines.append("- Out-of-fold kappa (grouped folds): " + ", ".join(f"{m} {v['kappa']:.3f}" for m, v in metrics["oof"].items()))
+    if "cv" in metrics:
+        lines.append(f"- Cross-validation: {metrics['cv']['folds']} folds grouped by {metrics['cv']['group'] or 'record'}; "
+                     "out-of-fold predictions and the agreement report in `cv/`")
     lines += [
         "",
         "Use: `python -m judge.label --judge THIS_DIR --input FILE --out FILE`.",

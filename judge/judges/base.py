@@ -14,6 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from judge.records import JsonlCheckpoint
+from judge.records import probability_column  # noqa: F401 - re-exported: judges write these columns
 from judge.taxonomy import UNSCORED, Taxonomy
 
 
@@ -45,8 +46,6 @@ class Item:
     name: str | None = None  # the name that signals the group, for judges that mask it
 
 
-def probability_column(category: str) -> str:
-    return "p_" + "_".join(category.split())
 
 
 class Judge:

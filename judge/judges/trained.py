@@ -12,7 +12,7 @@ import torch
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.judge_dir import directory_key, verify
-from judge.text import judge_inputs
+from judge.text import encode_pairs, judge_inputs
 from judge.taxonomy import load_taxonomy
 
 
@@ -49,6 +49,7 @@ class LoraJudge(Judge):
         self.device, dtype = pick_device(device)
         self.temperature = _temperature(meta, directory)
         self.max_length = max_length or int(meta["max_length"])
+        self.tail_tokens = int(meta.get("tail_tokens", 0))
         self.mask_names = bool(meta.get("mask_names", True))
         self.quantize = (self.device.type == "cpu") if quantize is None else quantize
         self.verbose = verbose
@@ -79,6 +80,7 @@ class LoraJudge(Judge):
         cached = cache_root() / "merged-judges" / directory_key(self.directory)
         if self.device.type == "cpu" and (cached / "config.json").exists():
             self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
+            self.tokenizer.padding_side = "right"  # as in training (training.lora.prepare_padding)
             return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         from peft import PeftModel
 
@@ -102,8 +104,13 @@ class LoraJudge(Judge):
     @torch.inference_mode()
     def logits(self, batch: Sequence[Item]) -> np.ndarray:
         prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
-        inputs = self.tokenizer(prompts, responses, truncation="only_second" if self.max_length > 64 else True,
-                                max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+        if self.tail_tokens:
+            encoded = encode_pairs(self.tokenizer, prompts, responses, max_length=self.max_length, tail_tokens=self.tail_tokens)
+            features = [{k: v[i] for k, v in encoded.items()} for i in range(len(prompts))]
+            inputs = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
+        else:
+            inputs = self.tokenizer(prompts, responses, truncation="only_second" if self.max_length > 64 else True,
+                                    max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
         return self.model(**inputs).logits.float().cpu().numpy()
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
@@ -112,7 +119,7 @@ class LoraJudge(Judge):
 
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory), "base_model": self.meta["base_model"], "base_model_revision": self.meta.get("base_model_revision"),
-                "temperature": self.temperature, "quantized_int8": self.quantize, "device": str(self.device), "max_length": self.max_length}
+                "temperature": self.temperature, "quantized_int8": self.quantize, "device": str(self.device), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
 
 
 class TfidfJudge(Judge):

@@ -1,0 +1,126 @@
+"""The stacked ensemble judge: LoRA, TF-IDF and the keyword rules, combined by a small stacker.
+
+The stacker (multinomial logistic regression over the members' probabilities) is fitted on
+out-of-fold predictions from grouped cross-validation (``training.cv``): no member's prediction
+about a record comes from a model trained on that record's group, so the stacker learns how far
+to trust each member on unseen templates, not on its own training data. The shipped members are
+then retrained on all labels. Layout: judge.json (kind ``ensemble``, members, stacker classes and
+feature order), stacker.safetensors (coefficients, intercept), members/lora and members/tfidf
+(ordinary sealed judge directories), taxonomy.yaml, training_ids.json.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import cohen_kappa_score, f1_score
+
+from judge.errors import UserError
+from judge.judge_dir import finish
+from training.cv import MEMBER_KINDS, OutOfFold, out_of_fold
+from training.data import LabelledData
+
+STACKER_FILE = "stacker.safetensors"
+STACKER_C = 1.0  # mild regularisation: 3 members x 6 classes = 18 features for a few thousand labels
+
+
+def stacker_features(member_probs: list[np.ndarray]) -> np.ndarray:
+    return np.hstack(member_probs)
+
+
+def fit_stacker(features: np.ndarray, y: np.ndarray, *, seed: int = 0) -> LogisticRegression:
+    return LogisticRegression(C=STACKER_C, max_iter=5000, random_state=seed).fit(features, y)
+
+
+def stacker_probabilities(model_or_weights, features: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities over all classes (a class the stacker never saw gets 0)."""
+    coef, intercept, classes = model_or_weights
+    scores = features @ coef.T + intercept
+    if coef.shape[0] == 1:  # scikit-learn's binary form: one row for the second class
+        scores = np.hstack([-scores / 2, scores / 2])
+    scores -= scores.max(axis=1, keepdims=True)
+    p = np.exp(scores)
+    p /= p.sum(axis=1, keepdims=True)
+    out = np.zeros((len(features), n_classes))
+    out[:, classes] = p
+    return out
+
+
+def weights_of(model: LogisticRegression) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # C order: safetensors writes the raw buffer, and scikit-learn's coef_ may be Fortran-ordered
+    return (np.ascontiguousarray(model.coef_, dtype=np.float64), np.ascontiguousarray(model.intercept_, dtype=np.float64),
+            np.ascontiguousarray(model.classes_, dtype=np.int64))
+
+
+def stacked_out_of_fold(features: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, *, seed: int = 0) -> np.ndarray:
+    """The stacker's own out-of-fold probabilities on the same folds: the agreement to expect from
+    the ensemble (the members' features are out-of-fold already)."""
+    out = np.zeros((len(y), n_classes))
+    for f in np.unique(folds):
+        train, test = folds != f, folds == f
+        out[test] = stacker_probabilities(weights_of(fit_stacker(features[train], y[train], seed=seed)), features[test], n_classes)
+    return out
+
+
+def member_weights(coef: np.ndarray, members: list[str], n_classes: int) -> dict[str, float]:
+    """Each member's share of the stacker's absolute coefficients: a readable 'how much it listens'."""
+    mass = {m: float(np.abs(coef[:, i * n_classes:(i + 1) * n_classes]).sum()) for i, m in enumerate(members)}
+    total = sum(mass.values()) or 1.0
+    return {m: round(v / total, 3) for m, v in mass.items()}
+
+
+def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray, recipe, members: list[str], seed: int = 0,
+                   progress: bool = True, mask_names: bool = True) -> dict:
+    """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written."""
+    from safetensors.numpy import save_file
+
+    unknown = sorted(set(members) - set(MEMBER_KINDS))
+    if unknown or len(members) < 2:
+        raise UserError(f"--members takes two or more of {', '.join(MEMBER_KINDS)}, got {', '.join(members)}")
+    labels = data.taxonomy.labels
+    n_classes = len(labels)
+    oof: dict[str, OutOfFold] = {}
+    for m in members:
+        print(f"ensemble: out-of-fold {m} over {len(np.unique(folds))} folds")
+        oof[m] = out_of_fold(data, m, folds, recipe=recipe, seed=seed, progress=progress)
+    features = stacker_features([oof[m].probabilities for m in members])
+    stacker = fit_stacker(features, data.y, seed=seed)
+    stacked = stacked_out_of_fold(features, data.y, folds, n_classes, seed=seed)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for m in members:
+        if m == "rules":
+            continue
+        member_dir = out_dir / "members" / m
+        print(f"ensemble: training the shipped {m} member on all {len(data.y)} labels")
+        if m == "lora":
+            from training.lora import train_lora
+
+            train_lora(data, member_dir, recipe, progress=progress)
+        else:
+            from training.tfidf import train_tfidf
+
+            train_tfidf(data, member_dir, seed=seed, val_fraction=0.0, mask_names=mask_names)
+        finish(member_dir, data.taxonomy, training_ids=data.records["id"])
+    coef, intercept, classes = weights_of(stacker)
+    save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(out_dir / STACKER_FILE))
+    weights = member_weights(coef, members, n_classes)
+    (out_dir / "judge.json").write_text(json.dumps({
+        "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m != "rules"},
+        "features": [f"{m}:{c}" for m in members for c in labels], "stacker": {"model": "multinomial logistic regression", "C": STACKER_C},
+        "member_weights": weights, "mask_names": mask_names,
+    }, indent=2) + "\n")
+
+    def scores(p):
+        pred = p.argmax(axis=1)
+        return {"kappa": float(cohen_kappa_score(data.y, pred, labels=range(n_classes))),
+                "macro_f1": float(f1_score(data.y, pred, labels=range(n_classes), average="macro", zero_division=0))}
+
+    metrics = {"cv_folds": int(len(np.unique(folds))), "members": members, "member_weights": weights,
+               "oof": {**{m: scores(oof[m].probabilities) for m in members}, "ensemble": scores(stacked)}}
+    metrics["val_kappa"] = metrics["oof"]["ensemble"]["kappa"]
+    metrics["val_macro_f1"] = metrics["oof"]["ensemble"]["macro_f1"]
+    return {"metrics": metrics, "oof_probabilities": stacked, "member_oof": oof, "folds": folds}
