@@ -35,6 +35,7 @@ def main():
     ap.add_argument("--judge", required=True, help="a LoRA judge directory (e.g. from benchmarks/ppi_coverage.py or judge.train)")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--skip-batch1", action="store_true")
+    ap.add_argument("--no-warmup", action="store_true", help="the merged-judge cache is already filled (a previous run)")
     args = ap.parse_args()
     print(f"CPU: {cpu_model()}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-speed-"))
@@ -45,7 +46,8 @@ def main():
     pd.concat([data["7b"], data["13b"]]).to_json(records, orient="records", lines=True)
     n = sum(1 for _ in records.open())
     base = ["-m", "judge.label", "--judge", args.judge, "--input", str(records), "--no-progress", "--prefix", "j_"]
-    timed([*base, "--out", str(work / "warm.jsonl"), "--batch-size", "64"])  # fills the merged-judge cache
+    if not args.no_warmup:
+        timed([*base, "--out", str(work / "warm.jsonl"), "--batch-size", "64"])  # fills the merged-judge cache
     rows = [{"path": "python -m judge.label --help", "records": 0, "seconds": timed(["-m", "judge.label", "--help"]), "outputs/s": None}]
     paths = [("default: int8, batch 64", ["--batch-size", "64"]), ("fp32, batch 64", ["--batch-size", "64", "--no-quantize"])]
     if not args.skip_batch1:

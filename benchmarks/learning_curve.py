@@ -22,7 +22,7 @@ from common import DEFAULT_DATA, ROOT, load_chehbouni, markdown_table
 from ensemble import cpu_model
 
 from sklearn.metrics import cohen_kappa_score
-from training.cv import grouped_folds, lora_probabilities, rules_probabilities, tfidf_probabilities
+from training.cv import grouped_folds, rules_probabilities, tfidf_probabilities
 from training.data import labelled_data
 from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, weights_of
 from training.lora import LoraRecipe
@@ -43,24 +43,45 @@ def draw(train, k: int, seed: int) -> np.ndarray:
     return np.sort(np.array(picked[:k] if len(picked) > k else picked))
 
 
-def probabilities(kind: str, train, test, n_classes: int, *, seed: int, recipe) -> np.ndarray:
-    if kind == "tfidf":
-        return tfidf_probabilities(train, test, n_classes=n_classes, seed=seed)
+def fit(kind: str, train, n_classes: int, *, seed: int, recipe):
+    """Train one judge of ``kind`` on ``train``; return a function from test data to probabilities."""
     if kind == "rules":
-        return rules_probabilities(test)
+        return rules_probabilities
+    if kind == "tfidf":
+        from training.tfidf import tfidf_pipeline, tfidf_text
+
+        pipeline = tfidf_pipeline(seed).fit(tfidf_text(train.prompts, train.responses), train.y)
+
+        def predict(test):
+            out = np.zeros((len(test.y), n_classes))
+            out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
+            return out
+        return predict
     if kind == "lora":
-        return lora_probabilities(train, test, recipe=recipe)
-    if kind == "ensemble":  # TF-IDF + rules, the stacker fitted on 3 grouped folds of the k labels
-        folds = grouped_folds(train.records, k=3, group="template", seed=seed) if train.records["template"].nunique() >= 3 else None
-        if folds is None:
-            return tfidf_probabilities(train, test, n_classes=n_classes, seed=seed)
+        import tempfile
+
+        from training.calibration import softmax
+        from training.lora import encode, pick_device, predict_logits, train_lora
+
+        with tempfile.TemporaryDirectory(prefix="lc-lora-") as tmp:
+            trained = train_lora(train, tmp, recipe, progress=False)
+        device, _ = pick_device(recipe.device)
+
+        def predict(test):
+            encoded = encode(trained.tokenizer, test.prompts, test.responses, recipe.max_length, recipe.tail_tokens)
+            return softmax(predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device), trained.metrics["temperature"])
+        return predict
+    if kind == "ensemble":  # TF-IDF + rules; the stacker fitted on 3 grouped folds of the k labels
+        tfidf = fit("tfidf", train, n_classes, seed=seed, recipe=recipe)
+        if train.records["template"].nunique() < 3:
+            return tfidf
+        folds = grouped_folds(train.records, k=3, group="template", seed=seed)
         oof = np.zeros((len(train.y), n_classes))
         for f in range(3):
             idx_tr, idx_te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
             oof[idx_te] = tfidf_probabilities(train.subset(idx_tr), train.subset(idx_te), n_classes=n_classes, seed=seed)
-        stacker = fit_stacker(stacker_features([oof, rules_probabilities(train)]), train.y, seed=seed)
-        features = stacker_features([tfidf_probabilities(train, test, n_classes=n_classes, seed=seed), rules_probabilities(test)])
-        return stacker_probabilities(weights_of(stacker), features, n_classes)
+        stacker = weights_of(fit_stacker(stacker_features([oof, rules_probabilities(train)]), train.y, seed=seed))
+        return lambda test: stacker_probabilities(stacker, stacker_features([tfidf(test), rules_probabilities(test)]), n_classes)
     raise SystemExit(f"unknown kind {kind}")
 
 
@@ -107,10 +128,10 @@ def main():
                 if key not in cache:
                     started = time.perf_counter()
                     train = pool.subset(draw(pool, k, seed=r))
+                    predict = fit(kind, train, n_classes, seed=r, recipe=recipe)
                     point = {}
                     for setting, test in (("in-distribution", heldout), ("cross-model", target)):
-                        p = probabilities(kind, train, test, n_classes, seed=r, recipe=recipe)
-                        point[setting] = float(cohen_kappa_score(test.y, p.argmax(1), labels=range(n_classes)))
+                        point[setting] = float(cohen_kappa_score(test.y, predict(test).argmax(1), labels=range(n_classes)))
                     point["seconds"] = round(time.perf_counter() - started, 1)
                     cache[key] = point
                     cache_path.write_text(json.dumps(cache, indent=1))
@@ -139,10 +160,10 @@ def plot(rows: list[dict], stem: Path) -> None:
             pts = [r for r in rows if r["judge"] == kind and r["test"] == setting]
             xs = [p["labels"] for p in pts]
             ys = [p["kappa"] for p in pts]
-            ax.plot(xs, ys, marker="o", label=kind)
+            (line,) = ax.plot(xs, ys, marker="o", label="ensemble (tfidf+rules)" if kind == "ensemble" else kind)
             bands = [(p["labels"], *map(float, p["95% CI"].strip("[]").split(", "))) for p in pts if p["95% CI"]]
             if bands:
-                ax.fill_between([b[0] for b in bands], [b[1] for b in bands], [b[2] for b in bands], alpha=0.2)
+                ax.fill_between([b[0] for b in bands], [b[1] for b in bands], [b[2] for b in bands], alpha=0.2, color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("human labels used for training")
         ax.set_title(setting)
