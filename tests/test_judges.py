@@ -12,11 +12,10 @@ from judge.judges.rules import RulesJudge
 from judge.judge_dir import finish
 from judge.judges.trained import LoraJudge
 from judge.paths import SAMPLE
-from judge.records import JsonlCheckpoint, read_records
+from judge.records import JsonlCheckpoint
 from judge.taxonomy import UNSCORED, load_taxonomy
 from tests.conftest import run_cli
 from training.data import labelled_data
-from training.lora import LoraRecipe, train_lora
 
 
 def test_lora_moves_adapter_not_base(trained_tiny, tiny_bert):
