@@ -22,7 +22,7 @@ from common import DEFAULT_DATA, ROOT, load_chehbouni, markdown_table
 from ensemble import cpu_model
 
 from sklearn.metrics import cohen_kappa_score
-from training.cv import grouped_folds, rules_probabilities, tfidf_probabilities
+from training.cv import fit_member, grouped_folds, rules_probabilities
 from training.data import labelled_data
 from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, weights_of
 from training.lora import LoraRecipe
@@ -45,32 +45,8 @@ def draw(train, k: int, seed: int) -> np.ndarray:
 
 def fit(kind: str, train, n_classes: int, *, seed: int, recipe):
     """Train one judge of ``kind`` on ``train``; return a function from test data to probabilities."""
-    if kind == "rules":
-        return rules_probabilities
-    if kind == "tfidf":
-        from training.tfidf import tfidf_pipeline, tfidf_text
-
-        pipeline = tfidf_pipeline(seed).fit(tfidf_text(train.prompts, train.responses), train.y)
-
-        def predict(test):
-            out = np.zeros((len(test.y), n_classes))
-            out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
-            return out
-        return predict
-    if kind == "lora":
-        import tempfile
-
-        from training.calibration import softmax
-        from training.lora import encode, pick_device, predict_logits, train_lora
-
-        with tempfile.TemporaryDirectory(prefix="lc-lora-") as tmp:
-            trained = train_lora(train, tmp, recipe, progress=False)
-        device, _ = pick_device(recipe.device)
-
-        def predict(test):
-            encoded = encode(trained.tokenizer, test.prompts, test.responses, recipe.max_length, recipe.tail_tokens)
-            return softmax(predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device), trained.metrics["temperature"])
-        return predict
+    if kind in ("rules", "tfidf", "lora"):
+        return fit_member(kind, train, n_classes, recipe=recipe, seed=seed)
     if kind == "ensemble":  # TF-IDF + rules; the stacker fitted on 3 grouped folds of the k labels
         tfidf = fit("tfidf", train, n_classes, seed=seed, recipe=recipe)
         if train.records["template"].nunique() < 3:
@@ -79,7 +55,7 @@ def fit(kind: str, train, n_classes: int, *, seed: int, recipe):
         oof = np.zeros((len(train.y), n_classes))
         for f in range(3):
             idx_tr, idx_te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
-            oof[idx_te] = tfidf_probabilities(train.subset(idx_tr), train.subset(idx_te), n_classes=n_classes, seed=seed)
+            oof[idx_te] = fit_member("tfidf", train.subset(idx_tr), n_classes, seed=seed)(train.subset(idx_te))
         stacker = weights_of(fit_stacker(stacker_features([oof, rules_probabilities(train)]), train.y, seed=seed))
         return lambda test: stacker_probabilities(stacker, stacker_features([tfidf(test), rules_probabilities(test)]), n_classes)
     raise SystemExit(f"unknown kind {kind}")

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.cli import (TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, check_digits,
-                       check_label_map, check_non_negative, check_tex_label, new_parser, run_command)
+from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
+                       check_label_map, check_non_negative, new_parser, run_command)
 from judge.errors import UserError
 from judge.manifest import RunManifest, judge_of, label_source
 from judge.metrics import agreement
@@ -48,17 +48,13 @@ from judge.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
 
 
 @dataclass
-class Config:
+class Config(RecordColumns, ReportStyle):
     input: str | list[str]
     out: str
     gold: str | None = None
     pred: str | None = None
     annotators: list[str] = field(default_factory=list)
     pred_file: str | None = None
-    id_column: str | None = None
-    prompt_column: str | None = None
-    text_column: str | None = None
-    source_column: str | None = None
     taxonomy: str | None = None
     label_map: str | None = None
     coarse: bool = False
@@ -67,16 +63,12 @@ class Config:
     by: str | None = None
     alt_test: bool = False
     epsilon: float | None = None
-    title: str | None = None
-    tex_label: str | None = None
-    digits: int = 3
     overwrite: bool = False
 
     def __post_init__(self):
         check_non_negative(self, "bootstrap")
         check_label_map(self)
-        check_digits(self)
-        check_tex_label(self)
+        self.check_style()
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
         if not self.input:
             raise UserError("give the records file(s) to compare")

@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from judge import annotation
-from judge.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, check_label_map, check_choice, check_positive, new_parser, run_command
+from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_label_map, check_choice, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import SHADOW, check_output_directory, ensure_writable, read_records, staged_directory, write_records, write_text
@@ -49,7 +49,7 @@ ITEMS = "items.csv"
 
 
 @dataclass
-class Config:
+class Config(RecordColumns):
     action: str
     inputs: list[str]
     out: str | None = None
@@ -74,10 +74,6 @@ class Config:
     title: str = "safeguard-audit"
     seed: int = 0
     label_map: str | None = None
-    id_column: str | None = None
-    prompt_column: str | None = None
-    text_column: str | None = None
-    source_column: str | None = None
     overwrite: bool = False
 
     def __post_init__(self):

@@ -60,6 +60,30 @@ LABEL_MAP_HELP = (
 )
 
 
+@dataclasses.dataclass(kw_only=True)
+class RecordColumns:
+    """The settings ``add_column_options`` adds: which columns play id, prompt and response, and the
+    file-of-origin column for several inputs. A command's Config inherits them."""
+
+    id_column: str | None = None
+    prompt_column: str | None = None
+    text_column: str | None = None
+    source_column: str | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class ReportStyle:
+    """The settings ``add_report_style_options`` adds to a report command's Config."""
+
+    title: str | None = None
+    tex_label: str | None = None
+    digits: int = 3
+
+    def check_style(self) -> None:
+        check_digits(self)
+        check_tex_label(self)
+
+
 def add_column_options(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """--id-column/--prompt-column/--text-column (and --source-column) for a command that reads records."""
     parser.add_argument("--id-column", metavar="COL", help="column of unique ids (default: id, else row numbers)")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.cli import add_column_options, check_positive, new_parser, run_command
+from judge.cli import RecordColumns, add_column_options, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, read_table, require_columns, write_records
@@ -107,17 +107,13 @@ def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], see
 
 
 @dataclass
-class Config:
+class Config(RecordColumns):
     dataset: str
     inputs: list[str]
     out: str
     n: int = 500
     stratify: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
-    source_column: str | None = None
-    id_column: str | None = None
-    prompt_column: str | None = None
-    text_column: str | None = None
     seed: int = 0
     overwrite: bool = False
 

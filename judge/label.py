@@ -20,21 +20,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.cli import TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
+from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 
 # The heavy imports (pandas, torch, the judges) happen in main(): --help and a bad flag answer at once.
 
 
 @dataclass
-class Config:
+class Config(RecordColumns):
     judge: str
     input: str | list[str]
     out: str
-    prompt_column: str | None = None
-    text_column: str | None = None
-    id_column: str | None = None
-    source_column: str | None = None
     taxonomy: str | None = None
     batch_size: int = 64
     abstain_below: float | None = None

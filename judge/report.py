@@ -44,8 +44,8 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from judge.cli import (TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, check_digits,
-                       check_label_map, check_tex_label, new_parser, run_command)
+from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
+                       check_label_map, new_parser, run_command)
 from judge.errors import UserError
 from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
 from judge.manifest import RunManifest, label_source
@@ -55,7 +55,7 @@ from judge.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
 
 
 @dataclass
-class Config:
+class Config(RecordColumns, ReportStyle):
     input: str
     label: str
     out: str
@@ -69,20 +69,12 @@ class Config:
     judge_dir: str | None = None
     ppi_lambda: str = "1"
     label_map: str | None = None
-    id_column: str | None = None
-    prompt_column: str | None = None
-    text_column: str | None = None
-    source_column: str | None = None
-    title: str | None = None
-    tex_label: str | None = None
-    digits: int = 3
     overwrite: bool = False
 
     def __post_init__(self):
         ppi_lambda(self.ppi_lambda)
         check_label_map(self)
-        check_digits(self)
-        check_tex_label(self)
+        self.check_style()
 
 
 def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.cli import add_column_options, add_report_style_options, check_digits, check_tex_label, check_positive, new_parser, run_command
+from judge.cli import RecordColumns, ReportStyle, add_column_options, add_report_style_options, check_positive, new_parser, run_command
 from judge.disparity import wilson_interval
 from judge.errors import UserError
 from judge.manifest import RunManifest
@@ -33,7 +33,7 @@ from judge.records import check_output_directory, staged_directory, read_records
 
 
 @dataclass
-class Config:
+class Config(RecordColumns, ReportStyle):
     input: str
     judge: str
     out: str
@@ -44,20 +44,12 @@ class Config:
     seed: int = 0
     batch_size: int = 64
     device: str = "auto"
-    id_column: str | None = None
-    prompt_column: str | None = None
-    text_column: str | None = None
-    source_column: str | None = None
-    title: str | None = None
-    tex_label: str | None = None
-    digits: int = 3
     progress: bool = True
     overwrite: bool = False
 
     def __post_init__(self):
         check_positive(self, "sample", "batch_size")
-        check_digits(self)
-        check_tex_label(self)
+        self.check_style()
 
 
 def replace_name(text: str, old: str, new: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -65,41 +66,48 @@ def out_of_fold(data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None
     if kind == "rules":
         probs[:] = rules_probabilities(data)
         return OutOfFold(probs, folds, {int(f): [] for f in np.unique(folds)})
+    if kind not in MEMBER_KINDS:
+        raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
     for f in sorted(np.unique(folds)):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         trained_on[int(f)] = ids[train_idx].tolist()
-        train, test = data.subset(train_idx), data.subset(test_idx)
-        if kind == "tfidf":
-            probs[test_idx] = tfidf_probabilities(train, test, n_classes=n_classes, seed=seed)
-        elif kind == "lora":
-            probs[test_idx] = lora_probabilities(train, test, recipe=recipe, progress=progress)
-        else:
-            raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
+        predict = fit_member(kind, data.subset(train_idx), n_classes, recipe=recipe, seed=seed, progress=progress)
+        probs[test_idx] = predict(data.subset(test_idx))
     return OutOfFold(probs, folds, trained_on)
 
 
-def tfidf_probabilities(train: LabelledData, test: LabelledData, *, n_classes: int, seed: int = 0) -> np.ndarray:
-    from training.tfidf import tfidf_pipeline, tfidf_text
+def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0,
+               progress: bool = False) -> Callable[[LabelledData], np.ndarray]:
+    """A ``kind`` model trained on ``train``, as a function from records to probabilities (taxonomy order)."""
+    if kind == "rules":
+        return rules_probabilities
+    if kind == "tfidf":
+        from training.tfidf import tfidf_pipeline, tfidf_text
 
-    pipeline = tfidf_pipeline(seed).fit(tfidf_text(train.prompts, train.responses), train.y)
-    out = np.zeros((len(test.y), n_classes))
-    out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
-    return out
+        pipeline = tfidf_pipeline(seed).fit(tfidf_text(train.prompts, train.responses), train.y)
 
+        def predict_tfidf(test: LabelledData) -> np.ndarray:
+            out = np.zeros((len(test.y), n_classes))
+            out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
+            return out
+        return predict_tfidf
+    if kind == "lora":
+        # trained with its own validation split and temperature, as the shipped LoRA judge is
+        import tempfile
 
-def lora_probabilities(train: LabelledData, test: LabelledData, *, recipe, progress: bool = False) -> np.ndarray:
-    """A LoRA judge trained on ``train`` (with its own validation split and temperature), applied to ``test``."""
-    import tempfile
+        from training.calibration import softmax
+        from training.lora import encode, pick_device, predict_logits, train_lora
 
-    from training.calibration import softmax
-    from training.lora import encode, pick_device, predict_logits, train_lora
+        with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
+            trained = train_lora(train, tmp, replace(recipe), progress=progress)
+        device, _ = pick_device(recipe.device)
 
-    with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
-        trained = train_lora(train, tmp, replace(recipe), progress=progress)
-    device, _ = pick_device(recipe.device)
-    encoded = encode(trained.tokenizer, test.prompts, test.responses, recipe.max_length, recipe.tail_tokens)
-    logits = predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device)
-    return softmax(logits, trained.metrics["temperature"])
+        def predict_lora(test: LabelledData) -> np.ndarray:
+            encoded = encode(trained.tokenizer, test.prompts, test.responses, recipe.max_length, recipe.tail_tokens)
+            logits = predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device)
+            return softmax(logits, trained.metrics["temperature"])
+        return predict_lora
+    raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
 
 
 def rules_probabilities(data: LabelledData) -> np.ndarray:

@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from judge.cli import check_choice, check_label_map, check_fraction, check_non_negative, check_positive
+from judge.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive
 from judge.errors import UserError
 from judge.judge_dir import finish
 from judge.manifest import RunManifest
@@ -21,13 +21,10 @@ LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r"
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RecordColumns):
     train: list[str]
     out: str
     label_column: str = "label"
-    prompt_column: str | None = None
-    text_column: str | None = None
-    id_column: str | None = None
     taxonomy: str | None = None
     kind: str = "lora"
     # LoRA recipe: defaults live in training.lora.LoraRecipe
@@ -50,7 +47,6 @@ class TrainConfig:
     verbose: bool = False
     overwrite: bool = False
     extra: dict = field(default_factory=dict)
-    source_column: str | None = None
     label_map: str | None = None
     cv: int = 0
     cv_group: str | None = None
