@@ -47,3 +47,6 @@ benchmarks: setup
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/label_speed.py --judge runs/benchmarks/ppi/judge-lora-7b
+	$(BIN)/python benchmarks/long_outputs.py
+	$(BIN)/pip install -q -e '.[backbones]'
+	$(BIN)/python benchmarks/backbones.py

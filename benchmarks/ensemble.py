@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
-from common import DEFAULT_DATA, ROOT, load_chehbouni, markdown_table
+from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
 from judge.judge_dir import finish
@@ -37,16 +35,6 @@ from training.tfidf import train_tfidf
 SHORT = {"answer": "ans", "partial answer": "part", "refusal": "ref", "harmful refusal": "h.ref", "harmful answer": "h.ans", "failure": "fail"}
 MEMBERS = ("lora", "tfidf", "rules")
 CHEAP_FIRST = ("rules", "tfidf", "lora")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        name = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), platform.processor())
-        cores = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("CPU(s)")), "?")
-        return f"{name}, {cores} CPUs"
-    except (OSError, subprocess.SubprocessError):
-        return platform.processor() or "unknown CPU"
 
 
 def oof_cached(cache: Path, member: str, data, folds, recipe) -> np.ndarray:

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import DEFAULT_DATA, ROOT, load_chehbouni, markdown_table
-from ensemble import cpu_model
+from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
 from sklearn.metrics import cohen_kappa_score
 from training.cv import fit_member, grouped_folds, rules_probabilities
@@ -94,11 +93,9 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     cache_path = args.out / f"points-{args.source}.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    rows = []
     for kind in args.kinds.split(","):
         for k in map(int, args.sizes.split(",")):
             k = min(k, len(pool.y))
-            scores = {"in-distribution": [], "cross-model": []}
             for r in range(args.repeats if kind != "rules" else 1):
                 key = f"{kind}|{k}|{r}"
                 if key not in cache:
@@ -109,19 +106,36 @@ def main():
                     for setting, test in (("in-distribution", heldout), ("cross-model", target)):
                         point[setting] = float(cohen_kappa_score(test.y, predict(test).argmax(1), labels=range(n_classes)))
                     point["seconds"] = round(time.perf_counter() - started, 1)
+                    metrics = getattr(predict, "training_metrics", None)
+                    if metrics:  # LoRA: its own validation split says whether the training itself went wrong
+                        point["training"] = {k: metrics.get(k) for k in ("best_epoch", "val_kappa", "val_macro_f1")}
+                        point["training"]["val_kappa_by_epoch"] = [round(e.get("val_kappa", float("nan")), 3) for e in metrics["history"]]
                     cache[key] = point
                     cache_path.write_text(json.dumps(cache, indent=1))
-                for setting in scores:
-                    scores[setting].append(cache[key][setting])
-            for setting, values in scores.items():
-                m, lo, hi = mean_ci(values)
-                rows.append({"judge": kind, "labels": k, "test": setting, "repeats": len(values), "kappa": m,
-                             "95% CI": "" if math.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]"})
-            print(json.dumps({"kind": kind, "labels": k, **{s: round(float(np.mean(v)), 3) for s, v in scores.items()}}), flush=True)
+                    print(json.dumps({"key": key, **point}), flush=True)
+    # every cached point is reported, so kinds run at different times (LoRA takes minutes a point) share one table and plot
+    rows = summarize(cache)
     print(f"\n## Kappa against the number of human labels (train: {args.source}; in-distribution: held-out templates of {args.source}, "
           f"{len(heldout.y)} labels; cross-model: all {len(target.y)} labels of {other})\n")
     print(markdown_table(rows, list(rows[0].keys())))
     plot(rows, args.out / f"learning_curve-{args.source}")
+
+
+def summarize(cache: dict) -> list[dict]:
+    """One row per (kind, size, setting): the mean over the cached seeded repeats and its 95% interval."""
+    points: dict[tuple[str, int], list[dict]] = {}
+    for key, point in cache.items():
+        kind, k, _ = key.split("|")
+        points.setdefault((kind, int(k)), []).append(point)
+    order = {kind: i for i, kind in enumerate(("rules", "tfidf", "ensemble", "lora"))}
+    rows = []
+    for (kind, k), repeats in sorted(points.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1])):
+        for setting in ("in-distribution", "cross-model"):
+            m, lo, hi = mean_ci([p[setting] for p in repeats])
+            rows.append({"judge": kind, "labels": k, "test": setting, "repeats": len(repeats), "kappa": m,
+                         "95% CI": "" if math.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]",
+                         "train+predict s": round(float(np.mean([p["seconds"] for p in repeats])), 1)})
+    return rows
 
 
 def plot(rows: list[dict], stem: Path) -> None:

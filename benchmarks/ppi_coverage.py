@@ -16,8 +16,6 @@ and its mean width. Nothing here is asserted.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, ROOT, load_chehbouni, markdown_table
+from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
 from judge.ppi import ppi_by_group
 from judge.report import ppi_lambda
@@ -90,7 +88,7 @@ def main() -> None:
     truth_gap = truth[("muslim", "refusal")] - truth[("white", "refusal")]
     kappa = _kappa(human, judge)
     print(f"# PPI coverage: 13B outputs (N = {len(frame)}), judge = {args.judge_kind} trained on 7B labels (kappa on 13B {kappa:.3f}); "
-          f"{args.draws} draws of n = {args.n}; lambda {'tuned' if args.lam is None else args.lam}; CPU: {_cpu()}\n")
+          f"{args.draws} draws of n = {args.n}; lambda {'tuned' if args.lam is None else args.lam}; CPU: {cpu_model()}\n")
 
     rows = []
     for design in ("random", "stratified"):
@@ -143,15 +141,6 @@ def _kappa(human, judge) -> float:
     from sklearn.metrics import cohen_kappa_score
 
     return float(cohen_kappa_score(human, judge))
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), None)
-    except (OSError, subprocess.SubprocessError):
-        model = None
-    return f"{model or platform.processor() or 'unknown'} x {os.cpu_count()}"
 
 
 if __name__ == "__main__":

@@ -146,7 +146,8 @@ def build_parser():
     p.add_argument("--abstain-below", type=float, metavar="P", help="label 'unscored' when the judge's confidence is below P")
     p.add_argument("--prefix", help="prefix for the added columns, e.g. judge_ (default: none)")
     p.add_argument("--device", help="auto, cpu, cuda ...")
-    p.add_argument("--quantize", action="store_true", default=None, help="int8 inference for the LoRA judge (default on CPU)")
+    p.add_argument("--quantize", action="store_true", default=None, help="int8 inference for the LoRA judge (default on CPU for BERT-type bases such as the "
+                   "default MiniLM; other bases, e.g. Gemma, lost agreement in int8, so they run in fp32 unless this is given)")
     p.add_argument("--no-quantize", dest="quantize", action="store_false", help="fp32 inference for the LoRA judge")
     p.add_argument("--examples", help="llm judge: labelled records to draw few-shot examples from")
     p.add_argument("--examples-label-column", metavar="COL", help="llm judge: the --examples file's label column (default: label)")

@@ -13,7 +13,8 @@ from judge.paths import SAMPLE
 from tests.conftest import run_cli
 from training.cv import grouped_folds, out_of_fold
 from training.data import labelled_data
-from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, train_ensemble, weights_of
+from training.calibration import softmax
+from training.ensemble import fit_stacker, stacked_out_of_fold, stacker_features, stacker_probabilities, train_ensemble, weights_of
 from training.lora import LoraRecipe
 
 
@@ -73,14 +74,23 @@ def test_ensemble_save_load_label_reproduces_in_memory_probabilities(sample_data
     for m in members:
         judge = load_judge("rules", taxonomy=sample_data.taxonomy) if m == "rules" else load_judge(str(tmp_path / "ens" / "members" / m), quantize=False)
         member_probs.append(judge.label(subset, progress=False)[columns].to_numpy(dtype=float))
-    expected = stacker_probabilities(weights_of(stacker), stacker_features(member_probs), len(labels))
+    meta = json.loads((tmp_path / "ens" / "judge.json").read_text())
+    temperature = meta["stacker"]["temperature"]
+    expected = stacker_probabilities(weights_of(stacker), stacker_features(member_probs), len(labels), temperature=temperature)
     ensemble = load_judge(str(tmp_path / "ens"), quantize=False)
     assert ensemble.kind == "ensemble"
     got = ensemble.label(subset, batch_size=7, progress=False)[columns].to_numpy(dtype=float)
     assert got == pytest.approx(expected, abs=1e-6)
-    meta = json.loads((tmp_path / "ens" / "judge.json").read_text())
     assert meta["members"] == members and set(meta["member_weights"]) == set(members)
     assert trained["metrics"]["oof"]["ensemble"]["kappa"] == pytest.approx(trained["metrics"]["val_kappa"])
+    # The stacker's temperature minimises the out-of-fold negative log-likelihood: no worse than T = 1 or T +- 10%.
+    oof_stacked = np.log(np.clip(stacked_out_of_fold(stacker_features(oof), sample_data.y, folds, len(labels)), 1e-12, None))
+
+    def nll(t):
+        p = softmax(oof_stacked, t)
+        return -np.mean(np.log(p[np.arange(len(sample_data.y)), sample_data.y]))
+    assert temperature > 0 and nll(temperature) <= min(nll(1.0), nll(0.9 * temperature), nll(1.1 * temperature)) + 1e-9
+    assert trained["oof_probabilities"] == pytest.approx(softmax(oof_stacked, temperature))
 
 
 def test_train_cv_writes_oof_and_agreement_and_ensemble_labels(tmp_path, capsys):

@@ -16,6 +16,7 @@ from judge.records import JsonlCheckpoint
 from judge.taxonomy import UNSCORED, load_taxonomy
 from tests.conftest import run_cli
 from training.data import labelled_data
+from training.lora import LoraRecipe, train_lora
 
 
 def test_lora_moves_adapter_not_base(trained_tiny, tiny_bert):
@@ -58,7 +59,11 @@ def test_save_load_label_identical_probabilities(trained_tiny, sample_records):
     base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], num_labels=6)
     assert isinstance(PeftModel.from_pretrained(base, out), PeftModel)
     # int8 path: same shape of output, labels mostly the same.
-    quantized = LoraJudge(out, quantize=True).label(subset, progress=False)
+    int8 = LoraJudge(out, quantize=True)
+    last = int8.model.bert.encoder.layer[-1]
+    assert last.first_token_only and last.forward.args[0] is last  # the fast path survives quantization's copy
+    assert type(last.attention.self.key).__module__.startswith("torch.ao.nn.quantized")
+    quantized = int8.label(subset, progress=False)
     assert (quantized["label"] == labelled["label"]).mean() >= 0.8
 
 
@@ -306,3 +311,41 @@ def test_taxonomy_that_contradicts_a_trained_judge_is_refused(tfidf_dir, tmp_pat
     assert code == 2 and "drop --taxonomy" in err
     code, _, err = _label_with(tfidf_dir, tmp_path, capsys, "--taxonomy", "chehbouni2024")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_first_token_last_layer_gives_the_full_models_logits(tiny_bert, attention):
+    """The labelling fast path computes BERT's last layer for [CLS] only; padded batches, both mask forms."""
+    import copy
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from judge.models import first_token_only
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=6, attn_implementation=attention).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    enc = tokenizer(["Write about [NAME].", "Hi"], ["Sure, here is a long story about a trip to the sea and back.", "No."],
+                    padding=True, return_tensors="pt")
+    assert int(enc["attention_mask"].sum()) < enc["attention_mask"].numel()  # the batch is padded
+    fast = first_token_only(copy.deepcopy(model))
+    assert getattr(fast.bert.encoder.layer[-1], "first_token_only", False)
+    assert fast.state_dict().keys() == model.state_dict().keys()  # the module tree is untouched
+    with torch.inference_mode():
+        expected, got = model(**enc).logits, fast(**enc).logits
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_int8_by_default_only_for_bert_bases(trained_tiny, tiny_llama, sample_records, tmp_path):
+    """int8 lost 0.13 kappa on Gemma 3 (benchmarks/backbones.py): on CPU only BERT-type bases default to it."""
+    out, _, data = trained_tiny
+    assert LoraJudge(out).quantize is True  # tiny BERT
+    recipe = LoraRecipe(base_model=tiny_llama, epochs=1, lora_r=2, lora_alpha=4, batch_size=16, max_length=48, seed=0)
+    decoder_dir = tmp_path / "llama-judge"
+    train_lora(labelled_data(sample_records.head(60), label_column="label", taxonomy="chehbouni2024"), decoder_dir, recipe, progress=False)
+    finish(decoder_dir, data.taxonomy, training_ids=sample_records.head(60)["id"])
+    decoder = LoraJudge(decoder_dir)
+    assert decoder.quantize is False and not any("quantized" in type(m).__module__ for m in decoder.model.modules())
+    asked = LoraJudge(decoder_dir, quantize=True)
+    assert asked.quantize is True and any("quantized" in type(m).__module__ for m in asked.model.modules())
+    assert asked.label(sample_records.head(5), progress=False)["label"].notna().all()

@@ -96,7 +96,8 @@ def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, s
         import tempfile
 
         from training.calibration import softmax
-        from training.lora import encode, pick_device, predict_logits, train_lora
+        from judge.models import pick_device
+        from training.lora import encode, predict_logits, train_lora
 
         with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
             trained = train_lora(train, tmp, replace(recipe), progress=progress)
@@ -106,6 +107,7 @@ def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, s
             encoded = encode(trained.tokenizer, test.prompts, test.responses, recipe.max_length, recipe.tail_tokens)
             logits = predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device)
             return softmax(logits, trained.metrics["temperature"])
+        predict_lora.training_metrics = trained.metrics  # best epoch, validation history: why a point is what it is
         return predict_lora
     raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
 

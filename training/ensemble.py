@@ -20,6 +20,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from judge.errors import UserError
 from judge.judge_dir import finish
 from training.cv import MEMBER_KINDS, OutOfFold, out_of_fold
+from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.data import LabelledData
 
 STACKER_FILE = "stacker.safetensors"
@@ -34,12 +35,13 @@ def fit_stacker(features: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Logist
     return LogisticRegression(C=STACKER_C, max_iter=5000, random_state=seed).fit(features, y)
 
 
-def stacker_probabilities(model_or_weights, features: np.ndarray, n_classes: int) -> np.ndarray:
-    """Probabilities over all classes (a class the stacker never saw gets 0)."""
+def stacker_probabilities(model_or_weights, features: np.ndarray, n_classes: int, *, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities over all classes (a class the stacker never saw gets 0), scores divided by ``temperature``."""
     coef, intercept, classes = model_or_weights
     scores = features @ coef.T + intercept
     if coef.shape[0] == 1:  # scikit-learn's binary form: one row for the second class
         scores = np.hstack([-scores / 2, scores / 2])
+    scores = scores / temperature
     scores -= scores.max(axis=1, keepdims=True)
     p = np.exp(scores)
     p /= p.sum(axis=1, keepdims=True)
@@ -88,6 +90,11 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
     features = stacker_features([oof[m].probabilities for m in members])
     stacker = fit_stacker(features, data.y, seed=seed)
     stacked = stacked_out_of_fold(features, data.y, folds, n_classes, seed=seed)
+    # Temperature on the stacker's own out-of-fold scores, as the LoRA judge is calibrated on its
+    # validation split; log-probabilities are the scores up to a per-row shift, which softmax ignores.
+    oof_log_probs = np.log(np.clip(stacked, 1e-12, None))
+    temperature = fit_temperature(oof_log_probs, data.y)
+    calibrated = softmax(oof_log_probs, temperature)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,7 +117,8 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
     weights = member_weights(coef, members, n_classes)
     (out_dir / "judge.json").write_text(json.dumps({
         "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m != "rules"},
-        "features": [f"{m}:{c}" for m in members for c in labels], "stacker": {"model": "multinomial logistic regression", "C": STACKER_C},
+        "features": [f"{m}:{c}" for m in members for c in labels], "stacker": {"model": "multinomial logistic regression", "C": STACKER_C,
+                                                                                   "temperature": temperature},
         "member_weights": weights, "mask_names": mask_names,
     }, indent=2) + "\n")
 
@@ -123,4 +131,6 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
                "oof": {**{m: scores(oof[m].probabilities) for m in members}, "ensemble": scores(stacked)}}
     metrics["val_kappa"] = metrics["oof"]["ensemble"]["kappa"]
     metrics["val_macro_f1"] = metrics["oof"]["ensemble"]["macro_f1"]
-    return {"metrics": metrics, "oof_probabilities": stacked, "member_oof": oof, "folds": folds}
+    metrics.update(temperature=temperature, ece_before=expected_calibration_error(stacked, data.y),
+                   ece_after=expected_calibration_error(calibrated, data.y))
+    return {"metrics": metrics, "oof_probabilities": calibrated, "member_oof": oof, "folds": folds}

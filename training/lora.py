@@ -18,8 +18,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
-from judge.errors import UserError
-from judge.models import MINILM, load_failure, model_revision, resolve_model
+from judge.models import MINILM, load_failure, model_revision, pick_device, resolve_model
 from judge.text import encode_pairs
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.data import LabelledData, class_weights, stratified_split
@@ -47,16 +46,6 @@ class LoraRecipe:
     device: str = "auto"
     mask_names: bool = True
     extra: dict = field(default_factory=dict)
-
-
-def pick_device(spec: str) -> tuple[torch.device, torch.dtype]:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but no GPU is visible; use --device cpu or auto")
-    device = torch.device(spec)
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return device, (torch.bfloat16 if bf16 else torch.float32)
 
 
 def seed_everything(seed: int) -> None:

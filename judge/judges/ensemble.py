@@ -9,6 +9,7 @@ import numpy as np
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.judge_dir import verify
+from judge.judges.trained import read_temperature
 from judge.taxonomy import UNSCORED, load_taxonomy
 
 
@@ -45,6 +46,8 @@ class EnsembleJudge(Judge):
         if self.coef.shape[1] != n_features:
             raise UserError(f"{directory}/stacker.safetensors expects {self.coef.shape[1]} features, the members give {n_features}; retrain the judge")
         self.labels = [str(x) for x in self.meta["labels"]]
+        stacker = self.meta.get("stacker") if isinstance(self.meta.get("stacker"), dict) else {}
+        self.temperature = read_temperature(stacker, directory)  # 1.0 for ensembles trained before it was fitted
 
     def sort_key(self, item: Item) -> int:
         return next(iter(self.members.values())).sort_key(item)
@@ -63,10 +66,10 @@ class EnsembleJudge(Judge):
                 rows.append(np.zeros(self.coef.shape[1]))
                 continue
             rows.append(np.concatenate([[j[i].probabilities.get(c, 0.0) for c in self.labels] for j in per_member.values()]))
-        probs = stacker_probabilities((self.coef, self.intercept, self.classes), np.array(rows), len(self.labels))
+        probs = stacker_probabilities((self.coef, self.intercept, self.classes), np.array(rows), len(self.labels), temperature=self.temperature)
         return [o if o is not None else Judgement.from_probabilities({c: float(p) for c, p in zip(self.labels, row)})
                 for o, row in zip(out, probs)]
 
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory), "members": {n: j.describe() for n, j in self.members.items()},
-                "member_weights": self.meta.get("member_weights")}
+                "member_weights": self.meta.get("member_weights"), "stacker_temperature": self.temperature}

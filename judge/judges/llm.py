@@ -122,7 +122,7 @@ class LLMJudge(Judge):
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from training.lora import pick_device
+        from judge.models import pick_device
 
         super().__init__(taxonomy)
         if mode not in ("score", "generate"):
