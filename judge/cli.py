@@ -124,6 +124,14 @@ def check_tex_label(config: Any) -> None:
         raise UserError(f"--tex-label {config.tex_label!r} must be letters, digits, ':', '.', '_' or '-' (it goes into \\label{{}})")
 
 
+def short_list(values, *, limit: int = 5, width: int = 40) -> str:
+    """A few values for a one-line message: each cut to ``width`` characters, then '... (N in all)'."""
+    values = [str(v) for v in values]
+    shown = [v if len(v) <= width else v[: width - 3] + "..." for v in values[:limit]]
+    more = f" ... ({len(values)} in all)" if len(values) > limit else ""
+    return ", ".join(shown) + more
+
+
 # -- value checks shared by the commands' Config.__post_init__ -----------------------------------
 
 def _flag(name: str) -> str:
@@ -232,9 +240,11 @@ def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise UserError(
-            f"config file {path} has unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
-        )
+        import difflib
+
+        close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
+        hint = f"did you mean {', '.join(close)}?" if close else "the keys are the long flag names with '_' for '-' (see --help)"
+        raise UserError(f"config file {path.name} has unknown key(s) {short_list(unknown)}; {hint}")
     return values
 
 

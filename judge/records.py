@@ -124,9 +124,11 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str,
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         hint = f" {flag_hint}" if flag_hint else ""
+        from judge.cli import short_list
+
         raise UserError(
-            f"{source}: column(s) {', '.join(repr(m) for m in missing)} not found; "
-            f"columns present: {', '.join(map(str, frame.columns))}.{hint}"
+            f"{Path(source).name}: column(s) {short_list([repr(m) for m in missing], limit=4)} not found; "
+            f"columns present: {short_list(frame.columns, limit=8, width=30)}.{hint}"
         )
 
 

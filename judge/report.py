@@ -44,7 +44,7 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
+from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
                        check_label_map, new_parser, run_command)
 from judge.errors import UserError
 from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
@@ -357,7 +357,7 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
         unknown = sorted(set(human["id"]) - set(records["id"]))
         if unknown:
             raise UserError(
-                f"{len(unknown)} id(s) in --human {spec} are not in {config.input} (e.g. {', '.join(map(repr, unknown[:3]))}); "
+                f"{len(unknown)} id(s) in --human {Path(spec).name} are not in {Path(config.input).name} (e.g. {short_list(map(repr, unknown), limit=3)}); "
                 "the human labels must be for outputs of the labelled file: check both files' id columns"
             )
         by_id = human.set_index("id")

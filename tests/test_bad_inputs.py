@@ -3,7 +3,6 @@ names the problem and the fix, exit code 2, no traceback, no output, and an unto
 
 The table is the probe of issue 9 (and the new commands' own flags); CASES counts them.
 """
-import hashlib
 import json
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from generation import __main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from judge import agree, annotate, data, label, report, swap, train
-from judge.cli import run_command
+from tests.badinput import assert_refused
 
 GOOD_ROWS = [
     {"id": f"r{i}", "prompt": f"Name{i} got into the plane to [BLANK]", "response": "to fly home" if i % 3 else "I cannot help with that.",
@@ -175,19 +174,6 @@ CASES = [
 ]
 
 
-def _tree_digest(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _run(module, argv, capsys):
-    try:
-        code = run_command(module.build_parser, module.Config, module.main, argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.mark.parametrize("module,argv,fragments", CASES, ids=[f"{i:02d}-{c[0].__name__.split('.')[-1]}" for i, c in enumerate(CASES)])
 def test_bad_input_is_one_line_exit_2_nothing_written(files, tmp_path, capsys, module, argv, fragments):
     out_root = tmp_path / "outputs"
@@ -195,15 +181,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files, tmp_path, capsys, m
     argv = [a.format(d=files, t=out_root) for a in argv]
     if module is label and "--prefix" not in argv:
         argv += ["--prefix", "j_"]  # the input has a human 'label' column the judge must not replace
-    before = _tree_digest(files)
-    code, out, err = _run(module, argv, capsys)
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert code == 2, (code, err)
-    assert "Traceback" not in err and len(lines) == 1, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert list(out_root.iterdir()) == [], "no output may be written"
-    assert _tree_digest(files) == before, "inputs must be untouched"
+    assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
+    assert [p for p in out_root.iterdir() if not p.name.endswith(".lock")] == [], "no output may be written"
 
 
 def test_case_count():
