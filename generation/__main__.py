@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from judge.outputs import claim_for
 from judge.cli import check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
@@ -55,6 +56,11 @@ class Config:
 
 
 def main(config: Config) -> pd.DataFrame:
+    with claim_for(config, 'generation', inputs=('prompts', 'model'), directory=False):
+        return _main(config)
+
+
+def _main(config: Config) -> pd.DataFrame:
     out = Path(config.out)
     file_format(out)
     if "{prompt}" not in config.instruction:

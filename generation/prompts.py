@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from judge.outputs import claim_for
 from judge.cli import check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
@@ -167,6 +168,11 @@ class Config:
 
 
 def main(config: Config) -> pd.DataFrame:
+    with claim_for(config, 'generation.prompts', inputs=('templates', 'names'), directory=False):
+        return _main(config)
+
+
+def _main(config: Config) -> pd.DataFrame:
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("generation.prompts", config, inputs=[config.templates, config.names])
     prompts = build_prompts(load_templates(config.templates), load_names(config.names), headings=config.heading,

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from judge.outputs import claim_for
 from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
                        check_label_map, check_non_negative, new_parser, run_command)
 from judge.errors import UserError
@@ -358,6 +359,11 @@ def check_options(config: Config) -> None:
 
 
 def main(config: Config) -> dict:
+    with claim_for(config, 'judge.agree', inputs=('input', 'pred_file', 'taxonomy', 'label_map'), directory=True):
+        return _main(config)
+
+
+def _main(config: Config) -> dict:
     check_options(config)
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)

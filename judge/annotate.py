@@ -41,6 +41,7 @@ from judge import annotation
 from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_label_map, check_choice, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
+from judge.outputs import claim_for
 from judge.records import SHADOW, check_output_directory, ensure_writable, read_records, staged_directory, write_records, write_text
 from judge.taxonomy import parse_label_map, resolve_taxonomy
 
@@ -188,7 +189,7 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
                 annotations += annotation.sheet_annotations(path, "label_" + annotation.slug(path.stem))
     labelled = annotation.import_annotations(exported, annotations, taxonomy)
     columns = [c for c in labelled.columns if c.startswith("label_")]
-    _write_labels(labelled, config, "import", config.inputs)
+    _write_labels(labelled, config, config.action, config.inputs)
     counts = {c: int((labelled[c] != "").sum()) for c in columns}
     print(f"imported {sum(counts.values())} labels from {len(columns)} annotator(s) ({', '.join(f'{c} {n}' for c, n in counts.items())}) -> {config.out}")
     print(f"agreement among them: python -m judge.agree {config.out} --annotators {' '.join(columns)} ...")
@@ -334,7 +335,14 @@ def main(config: Config):
     if not config.inputs:
         raise UserError("give the input file(s) after the action; see --help")
     handlers = {"export": export, "import": import_, "push": push, "pull": pull, "adjudicate": adjudicate, "resolve": resolve_, "issues": issues}
-    return handlers[config.action](config)
+    if config.out is None or config.action == "push":
+        return handlers[config.action](config)
+    with claim_for(config, f"judge.annotate {config.action}", inputs=("inputs", "exclude", "taxonomy", "label_map", "with_predictions"),
+                   directory=config.action in DIRECTORY_ACTIONS):
+        return handlers[config.action](config)
+
+
+DIRECTORY_ACTIONS = ("export", "adjudicate", "issues")  # the others write one records file
 
 
 def build_parser():

@@ -152,6 +152,13 @@ def check_non_negative(config: Any, *names: str) -> None:
             raise UserError(f"{_flag(name)} must be 0 or more, got {value}")
 
 
+def check_seed(config: Any, name: str = "seed") -> None:
+    """NumPy and torch seeds are integers in [0, 2**32)."""
+    value = getattr(config, name)
+    if value is not None and not 0 <= value < 2**32:
+        raise UserError(f"{_flag(name)} must be an integer from 0 to {2**32 - 1}, got {value}")
+
+
 def check_fraction(config: Any, name: str, *, low_open: bool = False, high_open: bool = False) -> None:
     value = getattr(config, name)
     if value is None:
@@ -268,6 +275,27 @@ def config_from_args(config_cls: type[C], namespace: argparse.Namespace) -> C:
     return config_cls(**merged)
 
 
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error, naming the path and what to do."""
+    import errno
+
+    where = exc.filename if exc.filename is not None else "a file"
+    where = short_list([where], width=120)
+    fixes = {
+        errno.EACCES: f"permission denied: {where}; check its permissions, or choose another --out",
+        errno.EPERM: f"operation not permitted on {where}; check its permissions, or choose another --out",
+        errno.ENOSPC: f"no space left on the device writing {where}; free some space or choose another --out (nothing was replaced)",
+        errno.EDQUOT: f"disk quota exceeded writing {where}; free some space or choose another --out (nothing was replaced)",
+        errno.EROFS: f"{where} is on a read-only file system; choose another --out",
+        errno.ENOTDIR: f"{where}: part of this path is a file, not a folder; check the path",
+        errno.EISDIR: f"{where} is a directory; give a file",
+        errno.EEXIST: f"{where} is a file where a folder is needed (not a folder); check the path",
+        errno.ENOENT: f"{where} not found; check the path",
+        errno.ENAMETOOLONG: f"a file name is too long: {where}; choose a shorter one",
+    }
+    return fixes.get(exc.errno, f"{exc.strerror or type(exc).__name__}: {where}; check the path and retry")
+
+
 def run_command(
     build_parser: Callable[[], argparse.ArgumentParser],
     config_cls: type[C],
@@ -283,6 +311,16 @@ def run_command(
         main(config_from_args(config_cls, args))
     except UserError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # unreadable inputs, read-only or full output folders: the user's to fix, said in one line
+        print(f"{parser.prog}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{parser.prog}: error: an input file is nested too deeply to read (JSON or YAML); check the files given", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{parser.prog}: error: out of memory; an input is too large for this machine (or a YAML file expands itself)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)

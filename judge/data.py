@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from judge.outputs import claim_for
 from judge.cli import RecordColumns, add_column_options, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
@@ -122,6 +123,11 @@ class Config(RecordColumns):
 
 
 def main(config: Config) -> pd.DataFrame:
+    with claim_for(config, 'judge.data', inputs=('inputs', 'exclude', 'label_map'), directory=False):
+        return _main(config)
+
+
+def _main(config: Config) -> pd.DataFrame:
     if config.dataset not in IMPORTERS:
         raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:

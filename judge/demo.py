@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from judge import agree, label, report
-from judge.cli import new_parser, run_command
-from judge.manifest import read_manifest, settings_of
+from judge.cli import check_positive, check_seed, new_parser, run_command
+from judge.errors import UserError
+from judge.manifest import RunManifest, read_manifest, settings_of
+from judge.outputs import check_apart, claim_output, output_lock
 from judge.paths import DATA, SAMPLE
 from judge.records import read_records, write_records
 
@@ -36,6 +38,11 @@ class Config:
     seed: int = 0
     overwrite: bool = False
 
+    def __post_init__(self):
+        # every value is checked before the first file is written
+        check_positive(self, "prompts", "samples", "max_new_tokens")
+        check_seed(self)
+
 
 def banner(step: str) -> None:
     print(f"\n== {step}", file=sys.stderr, flush=True)
@@ -47,7 +54,24 @@ def done_before(out: Path, config) -> bool:
     return out.exists() and manifest is not None and manifest.get("settings") == settings_of(config)
 
 
+def claim_demo_folder(out: Path) -> None:
+    """The demo writes into a folder of its own: new, empty, or one an earlier demo run made."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; the demo writes a folder: choose another --out")
+    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        if (read_manifest(out) or {}).get("command") != "judge.demo":
+            raise UserError(f"{out} holds files judge.demo did not write (no demo manifest.json); choose another --out")
+    check_apart(out, [DATA, SAMPLE], directory=True)
+
+
 def main(config: Config) -> dict:
+    out = Path(config.out)
+    claim_demo_folder(out)
+    with output_lock(out):
+        return _main(config)
+
+
+def _main(config: Config) -> dict:
     import generation.__main__ as generate
     from generation import prompts as prompt_sets
     from training.data import stratified_split
@@ -56,11 +80,12 @@ def main(config: Config) -> dict:
     started = time.perf_counter()
     out = Path(config.out)
     (out / "reports").mkdir(parents=True, exist_ok=True)
+    RunManifest("judge.demo", config).write(out)
     ow = config.overwrite
 
     banner("1/5 prompt set: data/templates x data/names")
     prompts_cfg = prompt_sets.Config(templates=str(DATA / "templates" / "templates.json"), names=str(DATA / "names" / "names.json"),
-                                     out=str(out / "prompts.jsonl"), sample=config.prompts, seed=config.seed, overwrite=True)
+                                     out=str(out / "prompts.jsonl"), sample=config.prompts, seed=config.seed, overwrite=ow)
     if not done_before(out / "prompts.jsonl", prompts_cfg) or ow:
         prompt_sets.main(prompts_cfg)
 
@@ -72,9 +97,12 @@ def main(config: Config) -> dict:
     sample = read_records(SAMPLE)
     train_idx, held_idx = stratified_split(sample["label"].astype("category").cat.codes.to_numpy(), val_fraction=0.2, seed=config.seed)
     for name, idx in (("sample_train.jsonl", train_idx), ("sample_heldout.jsonl", held_idx)):
-        if not (out / name).exists() or ow:
-            write_records(sample.iloc[idx], out / name, overwrite=True)
-    train_cfg = TrainConfig(train=[str(out / "sample_train.jsonl")], out=str(out / "judge"), taxonomy="chehbouni2024", seed=config.seed, overwrite=True)
+        split = {"source": str(SAMPLE), "part": name, "seed": config.seed, "val_fraction": 0.2}
+        if not done_before(out / name, split) or ow:
+            with claim_output(out / name, command="judge.demo split", inputs=[SAMPLE], overwrite=ow, directory=False):
+                write_records(sample.iloc[idx], out / name, overwrite=ow)
+                RunManifest("judge.demo split", split, inputs=[SAMPLE]).write(out / name, records=len(idx))
+    train_cfg = TrainConfig(train=[str(out / "sample_train.jsonl")], out=str(out / "judge"), taxonomy="chehbouni2024", seed=config.seed, overwrite=ow)
     if not done_before(out / "judge", train_cfg) or ow:
         train_judge(train_cfg)
     else:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from judge.outputs import claim_for
 from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 
@@ -81,6 +82,11 @@ def judge_fingerprint(spec: str) -> dict[str, str]:
 
 
 def main(config: Config) -> dict:
+    with claim_for(config, 'judge.label', inputs=('input', 'judge', 'examples', 'prompt_template', 'taxonomy', 'label_map'), directory=False):
+        return _main(config)
+
+
+def _main(config: Config) -> dict:
     from judge.judges import load_judge
     from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
     from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.errors import UserError
+from judge.outputs import OUTPUT_DIGEST_KEY
 from judge.paths import ROOT
 
 PACKAGES = ("safeguard-audit", "torch", "transformers", "peft", "scikit-learn", "outlines", "krippendorff", "pandas", "numpy")
@@ -87,6 +88,9 @@ class RunManifest:
         self.data["seconds"] = round(time.time() - self.started, 3)
         self.data.setdefault("counts", {}).update(counts)
         path = manifest_path(out)
+        if Path(out).is_file():
+            # what --overwrite checks before it replaces the file (judge/outputs.py)
+            self.data[OUTPUT_DIGEST_KEY] = file_sha256(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -27,17 +27,20 @@ def set_encoding(name: str) -> None:
     import codecs
 
     try:
-        codecs.lookup(name)
+        text_encoding = codecs.lookup(name)._is_text_encoding  # rot13, base64 ... are codecs but not text encodings
     except LookupError:
+        text_encoding = False
+    if not text_encoding:
         raise UserError(f"unknown --encoding {name!r}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
     global _ENCODING
     _ENCODING = name
 
 
-def encoding_error(path: str | Path, exc: UnicodeDecodeError) -> UserError:
+def encoding_error(path: str | Path, exc: UnicodeError) -> UserError:
+    where = f"byte {exc.start}: {exc.reason}" if isinstance(exc, UnicodeDecodeError) else str(exc)
     return UserError(
-        f"{path} is not valid {_ENCODING} text (byte {exc.start}: {exc.reason}); "
-        "save it as UTF-8 or pass its encoding, e.g. --encoding latin-1"
+        f"{Path(path).name} is not valid {_ENCODING} text ({where}); "
+        "save it as UTF-8 or pass its encoding, e.g. --encoding latin-1 (utf-16-le for UTF-16 without a BOM)"
     )
 
 
@@ -46,6 +49,9 @@ def _check_input_file(path: Path, what: str) -> None:
         raise UserError(f"{what} {path} is a directory, not a file; give the file's path")
     if not path.exists():
         raise UserError(f"{what} {path} not found; check the path")
+    if not path.is_file():
+        # a FIFO or a device would block or never end
+        raise UserError(f"{what} {path} is not a regular file (a pipe or a device?); save the data to a file first")
 
 
 def read_text(path: str | Path, *, what: str = "input file") -> str:
@@ -54,7 +60,7 @@ def read_text(path: str | Path, *, what: str = "input file") -> str:
     _check_input_file(path, what)
     try:
         return path.read_text(encoding=_ENCODING)
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:
         raise encoding_error(path, exc) from None
 
 
@@ -75,7 +81,7 @@ def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: 
     try:
         with open(path, encoding=encoding or _ENCODING) as handle:
             lines = handle.readlines()
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:
         raise encoding_error(path, exc) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -104,7 +110,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     elif fmt == "csv":
         try:
             frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=_ENCODING)
-        except UnicodeDecodeError as exc:
+        except UnicodeError as exc:
             raise encoding_error(path, exc) from None
         except pd.errors.EmptyDataError:
             frame = pd.DataFrame()
@@ -324,6 +330,9 @@ def staged_directory(out: str | Path, *, overwrite: bool):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
+        from judge.outputs import record_outputs
+
+        record_outputs(tmp)  # what a later --overwrite may replace
         normal_permissions(tmp)
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))

@@ -44,6 +44,7 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
+from judge.outputs import claim_for
 from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
                        check_label_map, new_parser, run_command)
 from judge.errors import UserError
@@ -75,6 +76,8 @@ class Config(RecordColumns, ReportStyle):
         ppi_lambda(self.ppi_lambda)
         check_label_map(self)
         self.check_style()
+        if self.human is None and self.judge_dir is not None:
+            raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
 
 
 def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool,
@@ -431,9 +434,12 @@ def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxo
 
 
 def main(config: Config) -> dict:
+    with claim_for(config, 'judge.report', inputs=('input', 'human', 'judge_dir', 'taxonomy', 'label_map'), directory=True):
+        return _main(config)
+
+
+def _main(config: Config) -> dict:
     out_dir = Path(config.out)
-    if config.human is None and config.judge_dir is not None:
-        raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
     label_map = parse_label_map(config.label_map)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from judge.outputs import claim_for
 from judge.cli import RecordColumns, ReportStyle, add_column_options, add_report_style_options, check_positive, new_parser, run_command
 from judge.disparity import wilson_interval
 from judge.errors import UserError
@@ -125,6 +126,11 @@ def flips_figure(result: dict):
 
 
 def main(config: Config) -> dict:
+    with claim_for(config, 'judge.swap', inputs=('input', 'judge', 'taxonomy', 'label_map'), directory=True):
+        return _main(config)
+
+
+def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     records = read_records(config.input, label_columns=[config.group, config.name_column], id_column=config.id_column,

@@ -39,32 +39,34 @@ from training.run import CV_DIR, summary_line, train_judge
 
 
 def main(config: Config) -> dict:
-    metrics = train_judge(config)
+    def cv_report(judge_dir, metrics):
+        if "cv" in metrics:
+            write_cv_report(config, metrics, judge_dir)
+
+    metrics = train_judge(config, before_commit=cv_report)
     print(f"trained {config.kind} judge -> {config.out}: {summary_line(metrics)}")
-    if "cv" in metrics:
-        write_cv_report(config, metrics)
     return metrics
 
 
-def write_cv_report(config: Config, metrics: dict) -> None:
-    """OUT/cv/: the agreement the judge reached on labels its fold's model never saw, as judge.agree writes it."""
+def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
+    """JUDGE/cv/: the agreement the judge reached on labels its fold's model never saw, as judge.agree writes it."""
     from pathlib import Path
 
     from judge.agree import compute_agreement, write_agreement_report
     from judge.records import read_records
     from judge.tables import fmt, fmt_ci, report_style, tex_label_for
 
-    folder = Path(config.out) / CV_DIR
+    folder = Path(judge_dir) / CV_DIR
     oof = read_records(folder / "oof.jsonl", required=())
     cv = metrics["cv"]
-    result = compute_agreement(oof, gold="label", pred="oof_label", taxonomy=load_taxonomy(Path(config.out) / "taxonomy.yaml"), n_boot=1000, seed=config.seed,
+    result = compute_agreement(oof, gold="label", pred="oof_label", taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"), n_boot=1000, seed=config.seed,
         by=cv["group"] if cv["group"] and oof[cv["group"]].nunique() <= 40 else None)
     result.update(pred_name=f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})",
                   gold_name=f"human labels ({config.label_column})")
-    with report_style(tex_label=tex_label_for(folder)):
+    with report_style(tex_label=tex_label_for(Path(config.out) / CV_DIR)):
         write_agreement_report(result, folder)
     print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {fmt(result['cohen_kappa'])} "
-          f"{fmt_ci(result['ci95']['cohen_kappa'])}, macro-F1 {fmt(result['macro_f1'])} -> {folder}")
+          f"{fmt_ci(result['ci95']['cohen_kappa'])}, macro-F1 {fmt(result['macro_f1'])} -> {Path(config.out) / CV_DIR}")
 
 
 def build_parser():

@@ -1,16 +1,16 @@
 """Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 from judge.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive
 from judge.errors import UserError
 from judge.judge_dir import finish
 from judge.manifest import RunManifest
-from judge.records import normal_permissions, read_records
+from judge.outputs import claim_for
+from judge.records import check_output_directory, read_records, staged_directory
 from judge.taxonomy import parse_label_map
 from judge.tables import fmt
 from training.data import labelled_data
@@ -84,12 +84,17 @@ class TrainConfig(RecordColumns):
         return self.kind == "lora" or (self.kind == "ensemble" and "lora" in self.members)
 
 
-def train_judge(config: TrainConfig) -> dict:
+def train_judge(config: TrainConfig, *, before_commit: Callable[[Path, dict], None] | None = None) -> dict:
+    """Train a judge into ``config.out``: built aside and moved into place whole (replacing only a judge
+    this command wrote, with --overwrite). ``before_commit(folder, metrics)`` may add files to the judge
+    directory before it is moved into place (``judge.train`` writes its cross-validation report so)."""
+    with claim_for(config, "judge.train", inputs=("train", "base_model", "taxonomy", "label_map"), directory=True):
+        return _train_judge(config, before_commit)
+
+
+def _train_judge(config: TrainConfig, before_commit) -> dict:
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; a judge is a directory: choose another --out")
-    if out.exists() and any(out.iterdir()) and not config.overwrite:
-        raise UserError(f"{out} already exists and is not empty; pass --overwrite to replace it or choose another --out")
+    check_output_directory(out, overwrite=config.overwrite)
     if not config.train:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)
@@ -103,13 +108,11 @@ def train_judge(config: TrainConfig) -> dict:
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
                          label_map=parse_label_map(config.label_map))
     print(name_masking_line(data, config.mask_names))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Train into a temporary folder beside the target: a crash never leaves a half-written judge.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
                         **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
     oof = None
-    try:
+    # Trained in a folder beside the target: a crash never leaves a half-written judge.
+    with staged_directory(out, overwrite=config.overwrite) as tmp:
         from judge.models import quiet_transformers
 
         with quiet_transformers(config.verbose):
@@ -143,13 +146,8 @@ def train_judge(config: TrainConfig) -> dict:
                                       "name_column": "name" in data.records.columns})
         manifest.write(tmp, n_records=len(data.y))
         (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"], name_masking_line(data, config.mask_names)))
-        normal_permissions(tmp)  # mkdtemp made it private
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if before_commit is not None:
+            before_commit(tmp, metrics)
     return metrics
 
 
