@@ -70,7 +70,7 @@ class Config(RecordColumns):
     folds: int = 5
     cv_group: str | None = None
     url: str = "http://127.0.0.1:8080"
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a credential: never printed or saved
     project: int | None = None
     title: str = "safeguard-audit"
     seed: int = 0

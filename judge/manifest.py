@@ -59,9 +59,31 @@ def manifest_path(out: str | Path) -> Path:
     return out / "manifest.json" if out.is_dir() or not out.suffix else out.with_name(out.name + ".manifest.json")
 
 
+# Settings that hold credentials: never written to a manifest, a saved command line or a message.
+SECRET_SETTINGS = ("token", "api_key")
+
+
 def settings_of(config: Any, *, exclude: tuple[str, ...] = ("overwrite",)) -> dict[str, Any]:
     values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    return {k: v for k, v in values.items() if k not in exclude}
+    return {k: v for k, v in values.items() if k not in exclude and k not in SECRET_SETTINGS}
+
+
+def scrubbed_argv(argv: list[str]) -> list[str]:
+    """The command line with the value of every secret flag replaced by '***'."""
+    flags = {"--" + name.replace("_", "-") for name in SECRET_SETTINGS}
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif arg in flags:
+            out.append(arg)
+            hide_next = True
+        elif arg.split("=", 1)[0] in flags and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+    return out
 
 
 class RunManifest:
@@ -71,7 +93,7 @@ class RunManifest:
         self.started = time.time()
         self.data: dict[str, Any] = {
             "command": command,
-            "argv": sys.argv,
+            "argv": scrubbed_argv(sys.argv),
             "settings": settings_of(config),
             "inputs": fingerprint(list(inputs)),
             "versions": package_versions(),
