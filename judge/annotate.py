@@ -20,11 +20,19 @@ Examples:
     # 4. human labels that are probably wrong (cleanlab on out-of-fold judge probabilities)
     python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
 
-Strategies: random; stratified --by COL (each item's inclusion probability is recorded, so
-judge.report --human can weight the sample); uncertain (lowest --confidence-column first, or where
-the two --compare columns disagree). --exclude FILE never picks an id already labelled; --seed makes
-every choice repeatable. --with-predictions COL pre-fills Label Studio with a judge's label (off by
-default: annotators anchor on it). Label Studio needs `pip install -e .[annotate]` and a server
+Strategies, each a probability sample whose exact inclusion probabilities are written to the
+inclusion_probability column of items.csv (judge.report --human weights the sample by 1 / p) and
+whose design is named in manifest.json:
+  random      simple random sample without replacement (p = budget / N)
+  stratified  --by COL: a simple random sample in each stratum, proportional (p = n_s / N_s), every
+              stratum drawn from its own seed
+  uncertain   --confidence-column COL (the judge's largest probability) and/or --compare COL_A COL_B:
+              Poisson sampling, each output drawn independently with p proportional to the judge's
+              uncertainty (1 - confidence, +1 where the two labels disagree), --uniform-share of the
+              budget spread evenly so every p > 0, capped at 1; the expected size is the budget
+--exclude FILE never picks an id already labelled; --seed makes every choice repeatable.
+--with-predictions COL pre-fills Label Studio with a judge's label (off by default: annotators
+anchor on it). Label Studio needs `pip install -e .[annotate]` and a server
 (see README, "Labelling with humans"); the token comes from --token or LABEL_STUDIO_API_KEY.
 """
 from __future__ import annotations
@@ -38,7 +46,8 @@ from pathlib import Path
 import pandas as pd
 
 from judge import annotation
-from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_label_map, check_choice, check_positive, new_parser, run_command
+from judge.cli import (RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_choice, check_fraction, check_label_map,
+                       check_non_negative, check_positive, new_parser, run_command, short_list)
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.outputs import claim_for
@@ -51,8 +60,8 @@ ITEMS = "items.csv"
 
 @dataclass
 class Config(RecordColumns):
-    action: str
-    inputs: list[str]
+    action: str | None = None
+    inputs: list[str] = field(default_factory=list)
     out: str | None = None
     taxonomy: str | None = None
     strategy: str = "random"
@@ -60,6 +69,7 @@ class Config(RecordColumns):
     budget: int = 100
     confidence_column: str | None = None
     compare: list[str] = field(default_factory=list)
+    uniform_share: float | None = None
     exclude: list[str] = field(default_factory=list)
     annotators: list[str] = field(default_factory=list)
     blind: bool = False
@@ -78,8 +88,16 @@ class Config(RecordColumns):
     overwrite: bool = False
 
     def __post_init__(self):
-        check_choice(self, "action", ACTIONS)
+        if self.action is None:
+            raise UserError(f"give an action first, one of: {', '.join(ACTIONS)} (e.g. python -m judge.annotate export FILE --out DIR); see --help")
+        if self.action not in ACTIONS:
+            raise UserError(f"unknown action {self.action!r}; the actions are {', '.join(ACTIONS)}")
         check_label_map(self)
+        check_non_negative(self, "seed")
+        check_fraction(self, "uniform_share", low_open=True)
+        twice = sorted({a for a in self.annotators if self.annotators.count(a) > 1})
+        if twice:
+            raise UserError(f"--annotators lists {short_list(map(repr, twice))} twice; give each annotator once")
         check_choice(self, "strategy", ("random", "stratified", "uncertain"))
         check_positive(self, "budget", "project")
         if self.folds < 2:
@@ -92,6 +110,8 @@ class Config(RecordColumns):
             raise UserError("--confidence-column/--compare only apply to --strategy uncertain")
         if self.strategy == "uncertain" and not (self.confidence_column or self.compare):
             raise UserError("--strategy uncertain needs --confidence-column COL or --compare COL_A COL_B")
+        if self.uniform_share is not None and self.strategy != "uncertain":
+            raise UserError("--uniform-share only applies to --strategy uncertain")
         if self.compare and len(self.compare) != 2:
             raise UserError("--compare takes exactly two label columns (e.g. two judges' labels)")
         export_only = {"--strategy": self.strategy != "random", "--blind": self.blind,
@@ -104,7 +124,14 @@ class Config(RecordColumns):
 def _taxonomy(config: Config, labels=()):
     if config.taxonomy is None and not labels:
         raise UserError(f"'{config.action}' needs --taxonomy (a preset such as chehbouni2024, or a YAML path): the categories annotators choose from")
-    return resolve_taxonomy(config.taxonomy, labels, label_map=parse_label_map(config.label_map))
+    label_map = parse_label_map(config.label_map)
+    if config.taxonomy is None:
+        labels = annotation.one_spelling_each(labels, label_map)
+    return resolve_taxonomy(config.taxonomy, labels, label_map=label_map)
+
+
+def _given_labels(records: pd.DataFrame, columns: list[str]) -> list:
+    return [v for c in columns for v in records[c] if not annotation.blank(v)]
 
 
 def _records(config: Config, paths, **options) -> pd.DataFrame:
@@ -143,13 +170,18 @@ def export(config: Config) -> dict:
         records = records[~records["id"].isin(excluded)]
     if records.empty:
         raise UserError("no records left to export (all excluded or without a response)")
+    annotators = config.annotators or ["annotator1", "annotator2"]
+    _check_annotators(annotators, records)
+    share = annotation.UNIFORM_SHARE if config.uniform_share is None else config.uniform_share
     picked = annotation.choose(records, strategy=config.strategy, budget=config.budget, seed=config.seed, by=config.by,
-                               confidence=config.confidence_column, compare=config.compare)
+                               confidence=config.confidence_column, compare=config.compare, uniform_share=share, taxonomy=taxonomy)
     fields = annotation.task_fields(picked, blind=config.blind, hide=config.hide, show=config.show)
     predictions = picked[config.with_predictions].map(taxonomy.canonical) if config.with_predictions else None
     tasks = annotation.label_studio_tasks(fields, predictions=predictions, model_version=config.with_predictions or "judge")
-    annotators = config.annotators or ["annotator1", "annotator2"]
-    manifest = RunManifest("judge.annotate export", config, inputs=[*config.inputs, *config.exclude], taxonomy=taxonomy.name)
+    design = annotation.sampling_design(config.strategy, config.budget, len(records))
+    manifest = RunManifest("judge.annotate export", config, inputs=[*config.inputs, *config.exclude], taxonomy=taxonomy.name,
+                           sampling_design=design, population=len(records),
+                           **({"uniform_share": share} if config.strategy == "uncertain" else {}))
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         # items.csv: everything the round needs to read labels back (all columns, never shown to annotators).
         write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS)
@@ -157,10 +189,18 @@ def export(config: Config) -> dict:
         write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=[c for c in fields.columns if c not in ("id", "prompt", "response")]), overwrite=False)
         write_text(staging / "GUIDELINES.md", annotation.guidelines(taxonomy, blind=config.blind), overwrite=False)
         for name, sheet in annotation.annotator_sheets(fields, annotators, seed=config.seed).items():
-            write_records(sheet, staging / f"{name}.csv")
+            write_records(sheet, annotation.sheet_path(staging, name))
         manifest.write(staging, items=len(picked), annotators=annotators, blind=config.blind)
-    print(f"exported {len(picked)} items ({config.strategy}) for {', '.join(annotators)} -> {config.out}")
+    expected = f", expected {config.budget}: a Poisson sample" if config.strategy == "uncertain" and len(records) > config.budget else ""
+    print(f"exported {len(picked)} items ({config.strategy}{expected}; design in manifest.json) for {', '.join(annotators)} -> {config.out}")
     return {"items": len(picked)}
+
+
+def _check_annotators(annotators: list[str], records: pd.DataFrame) -> None:
+    """Each annotator's sheet stays inside --out and comes back as a column of its own."""
+    taken = [c for c in annotation.check_annotator_names(annotators).values() if c in records.columns]
+    if taken:
+        raise UserError(f"the records already have a column {taken[0]!r}, which an annotator's labels would take; rename that annotator")
 
 
 def _write_labels(records: pd.DataFrame, config: Config, what: str, inputs: list[str]) -> pd.DataFrame:
@@ -184,9 +224,9 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
         annotations = []
         for path in map(Path, config.inputs[1:]):
             if path.suffix.lower() == ".json":
-                annotations += annotation.label_studio_annotations(path, taxonomy)
+                annotations += annotation.label_studio_annotations(path)
             else:
-                annotations += annotation.sheet_annotations(path, "label_" + annotation.slug(path.stem))
+                annotations += annotation.sheet_annotations(path, path.stem)  # the file name names the annotator
     labelled = annotation.import_annotations(exported, annotations, taxonomy)
     columns = [c for c in labelled.columns if c.startswith("label_")]
     _write_labels(labelled, config, config.action, config.inputs)
@@ -197,9 +237,12 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
 
 
 def _annotator_columns(records: pd.DataFrame, config: Config) -> list[str]:
+    from judge.records import require_columns
+
     columns = config.annotators or [c for c in records.columns if c.startswith("label_")]
     if len(columns) < 2:
         raise UserError("adjudication needs two or more annotator columns (label_* from judge.annotate import, or --annotators)")
+    require_columns(records, columns, source=config.inputs[0], flag_hint="Fix --annotators.")
     return columns
 
 
@@ -209,12 +252,15 @@ def adjudicate(config: Config) -> dict:
     check_output_directory(config.out, overwrite=config.overwrite)
     records = _records(config, config.inputs[0], required=())
     columns = _annotator_columns(records, config)
-    split = annotation.disagreements(records, columns)
-    disputed = records[split]
-    sheet = disputed[["id", "prompt", "response", *columns]].assign(label="")
-    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r["prompt"], "response": r["response"],
+    taxonomy = _taxonomy(config, _given_labels(records, columns))
+    # Annotators are compared by category (taxonomy and --label-map applied), never by spelling.
+    labels = annotation.canonical_labels(records, columns, taxonomy)
+    split = annotation.disagreements(labels)
+    disputed = records[split].assign(**{c: labels.loc[split, c] for c in columns})
+    texts = [c for c in ("prompt", "response") if c in disputed.columns]
+    sheet = disputed[["id", *texts, *columns]].assign(label="")
+    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r.get("prompt", ""), "response": r.get("response", ""),
                        "annotator_labels": "; ".join(f"{c}: {r[c]}" for c in columns)}} for _, r in disputed.iterrows()]
-    taxonomy = _taxonomy(config, [v for c in columns for v in records[c] if isinstance(v, str) and v])
     manifest = RunManifest("judge.annotate adjudicate", config, inputs=config.inputs)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_records(sheet, staging / "adjudicator.csv")
@@ -231,13 +277,13 @@ def resolve_(config: Config) -> pd.DataFrame:
         raise UserError("resolve takes the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
     records = _records(config, config.inputs[0], required=())
     columns = _annotator_columns(records, config)
-    taxonomy = _taxonomy(config, [v for c in columns for v in records[c] if isinstance(v, str) and v])
     path = Path(config.inputs[1])
-    rows = annotation.label_studio_annotations(path, taxonomy) if path.suffix.lower() == ".json" else annotation.sheet_annotations(path, "adjudicator")
+    rows = annotation.label_studio_annotations(path) if path.suffix.lower() == ".json" else annotation.sheet_annotations(path, "adjudicator")
+    taxonomy = _taxonomy(config, _given_labels(records, columns) + [r.label for r in rows])
     adjudicated = {}
     for item, _, value, where in rows:
         if item in adjudicated:
-            raise UserError(f"{where}: id {item!r} is adjudicated twice; keep one decision per item")
+            raise UserError(f"{where}: id {annotation.short(item)} is adjudicated twice; keep one decision per item")
         adjudicated[item] = value
     final = annotation.resolve(records, columns, adjudicated, taxonomy=taxonomy, out_column=config.label)
     _write_labels(final, config, "resolve", config.inputs)
@@ -297,7 +343,7 @@ def pull(config: Config) -> pd.DataFrame:
     # The raw export is kept beside the records: what Label Studio said, for anyone who checks.
     export_path = Path(config.out).with_suffix(".label-studio.json")
     write_text(export_path, json.dumps(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
-    return import_(config, annotations=annotation.label_studio_annotations(export_path, taxonomy))
+    return import_(config, annotations=annotation.label_studio_annotations(export_path))
 
 
 def issues(config: Config) -> pd.DataFrame:
@@ -347,7 +393,8 @@ DIRECTORY_ACTIONS = ("export", "adjudicate", "issues")  # the others write one r
 
 def build_parser():
     p = new_parser("python -m judge.annotate", __doc__)
-    p.add_argument("action", nargs="?", choices=ACTIONS, help="what to do")
+    # No argparse choices: with the commands' SUPPRESS default, a missing action would be reported as "invalid choice: '==SUPPRESS=='".
+    p.add_argument("action", nargs="?", metavar="{" + ",".join(ACTIONS) + "}", help="what to do: " + ", ".join(ACTIONS))
     p.add_argument("inputs", nargs="*", metavar="PATH", help="records (export, adjudicate, resolve, issues), or the export folder then filled files (import), or the export folder (push, pull)")
     p.add_argument("--out", help="output folder (export, adjudicate, issues) or records file (import, pull, resolve)")
     p.add_argument("--taxonomy", help="the categories annotators choose from: " + TAXONOMY_HELP)
@@ -355,9 +402,11 @@ def build_parser():
     add_column_options(p)
     p.add_argument("--strategy", help="export: random (default), stratified or uncertain")
     p.add_argument("--by", action="append", metavar="COL", help="export --strategy stratified: strata column (repeatable)")
-    p.add_argument("--budget", type=int, help="export: how many items (default: 100)")
-    p.add_argument("--confidence-column", metavar="COL", help="export --strategy uncertain: the judge's confidence; lowest first")
-    p.add_argument("--compare", nargs=2, metavar="COL", help="export --strategy uncertain: two judges' label columns; disagreements first")
+    p.add_argument("--budget", type=int, help="export: how many items (default: 100; uncertain: the expected number)")
+    p.add_argument("--confidence-column", metavar="COL", help="export --strategy uncertain: the judge's confidence (largest probability, 0-1); the lower, the likelier drawn")
+    p.add_argument("--compare", nargs=2, metavar="COL", help="export --strategy uncertain: two judges' label columns; disagreements more likely drawn")
+    p.add_argument("--uniform-share", type=float, metavar="S", help="export --strategy uncertain: share of the budget spread evenly over all outputs, "
+                   f"so every output can be drawn (0 < S <= 1; default: {annotation.UNIFORM_SHARE})")
     p.add_argument("--exclude", action="append", metavar="FILE", help="export: never pick ids in FILE (already labelled; repeatable)")
     p.add_argument("--annotators", nargs="+", metavar="NAME", help="export: one spreadsheet per name (default: annotator1 annotator2); "
                    "adjudicate/resolve: the annotator columns (default: label_*); issues: two or more annotator columns (cleanlab multiannotator)")

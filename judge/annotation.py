@@ -4,25 +4,50 @@ Label Studio (a task list + a labelling config generated from the taxonomy) and 
 (one CSV per annotator) carry the same items; ``import_annotations`` turns either back into records
 with one label column per annotator, and ``disagreements``/``resolve`` run the adjudication round.
 Everything here is data in, data out; ``judge.annotate`` is the command around it.
+
+Every sample is a probability sample whose inclusion probabilities are exact and recorded in the
+``inclusion_probability`` column, so a Horvitz-Thompson (1 / pi) weight turns it back into the
+population: ``DESIGNS`` says which design each strategy is.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 import pandas as pd
 
+from judge.cli import short_list
 from judge.errors import UserError
-from judge.taxonomy import Taxonomy
+from judge.records import _id_text as id_text
+from judge.taxonomy import Taxonomy, _norm as normalized_label, label_text
 from judge.text import mask_name
 
 INCLUSION = "inclusion_probability"
 ITEM_ID = "item_id"  # the record id as Label Studio tasks carry it (Label Studio assigns its own task ids)
 CONTROL = "label"  # the Choices control's name in the generated config
+UNIFORM_SHARE = 0.1  # --uniform-share default: the part of the uncertain budget spread evenly
+MAX_EXPORT_BYTES = 512 * 2**20  # a Label Studio export larger than this is refused before it is parsed
+MAX_ANNOTATOR_CHARS = 100
+
+DESIGNS = {
+    "census": "census: every output is labelled (the budget covers them all); pi_i = 1",
+    "random": "simple random sample without replacement of n of the N outputs; pi_i = n / N",
+    "stratified": "stratified simple random sampling without replacement, proportional allocation (at least one per stratum), "
+                  "each stratum drawn independently with its own seed; pi_i = n_s / N_s in stratum s",
+    "uncertain": "Poisson sampling: each output is included independently with probability pi_i proportional to the judge's "
+                 "uncertainty, mixed with a uniform share, capped at 1 and scaled so the expected size is the budget "
+                 "(Zrnic & Candes 2024, active statistical inference); the sample size is random",
+}
+
+
+def sampling_design(strategy: str, budget: int, population: int) -> str:
+    """The design ``choose`` draws under these settings, in words (for manifests)."""
+    return DESIGNS["census" if budget >= population else strategy]
 
 
 # -- choosing what humans label ----------------------------------------------------------------
@@ -36,39 +61,106 @@ def choose(
     by: Sequence[str] = (),
     confidence: str | None = None,
     compare: Sequence[str] = (),
+    uniform_share: float = UNIFORM_SHARE,
+    taxonomy: Taxonomy | None = None,
 ) -> pd.DataFrame:
-    """The items to send to annotators, each with its inclusion probability.
+    """The items to send to annotators, each with its exact inclusion probability (``DESIGNS``).
 
-    random: a simple random sample (probability budget / N). stratified: proportional within each
-    stratum of ``by`` (probability n_s / N_s, so 1 / probability weights the sample back to the
-    population). uncertain: the lowest ``confidence`` first, or the items where the two ``compare``
-    label columns disagree (then the lowest confidence among them); not a probability sample, so
-    its inclusion probability is left empty: such labels train a judge, they do not correct rates.
+    random: a simple random sample. stratified: proportional within each stratum of ``by``, every
+    stratum drawn from its own seed. uncertain: a Poisson sample favouring the outputs the judge is
+    least sure of (low ``confidence``, or the two ``compare`` label columns disagreeing), with every
+    output's probability above zero, so the labels can correct rates (PPI) as well as train a judge.
     """
+    if INCLUSION in records.columns:
+        raise UserError(f"the records already have a column {INCLUSION!r} (a sample of a sample?); rename it or sample from the full records")
+    if seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
     if budget >= len(records):
         picked = records.assign(**{INCLUSION: 1.0})
     elif strategy == "random":
         picked = records.sample(n=budget, random_state=seed).assign(**{INCLUSION: budget / len(records)})
     elif strategy == "stratified":
-        share = budget / len(records)
-        parts = []
-        for _, group in records.groupby(list(by), dropna=False):
-            size = min(len(group), max(1, round(len(group) * share)))
-            parts.append(group.sample(n=size, random_state=seed).assign(**{INCLUSION: size / len(group)}))
-        picked = pd.concat(parts)
-    else:  # uncertain
-        rng = np.random.default_rng(seed)
-        tie_break = pd.Series(rng.random(len(records)), index=records.index)
-        key = pd.to_numeric(records[confidence], errors="coerce").fillna(-1.0) if confidence else pd.Series(0.0, index=records.index)
-        order = pd.DataFrame({"key": key, "tie": tie_break})
-        if compare:
-            agree = records[compare[0]].astype(str) == records[compare[1]].astype(str)
-            order["agree"] = agree.astype(int)  # disagreements (0) first
-            order = order.sort_values(["agree", "key", "tie"])
-        else:
-            order = order.sort_values(["key", "tie"])
-        picked = records.loc[order.index[:budget]].assign(**{INCLUSION: np.nan})
+        picked = _stratified(records, by, budget, seed)
+    else:
+        scores = uncertainty(records, confidence=confidence, compare=compare, taxonomy=taxonomy)
+        picked = poisson_sample(records, poisson_probabilities(scores, budget, uniform_share), seed)
     return picked.sort_index()
+
+
+def stratum_rng(seed: int, key: Sequence[Any]) -> np.random.Generator:
+    """A generator of its own for one stratum, keyed by the stratum's values (not its position), so
+    strata never share draws and adding a stratum leaves the others' samples as they were."""
+    text = json.dumps(["\0missing" if blank(v) else id_text(v) for v in key], ensure_ascii=False)
+    words = np.frombuffer(hashlib.sha256(text.encode("utf-8")).digest(), dtype=np.uint32)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(w) for w in words)))
+
+
+def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int) -> pd.DataFrame:
+    share = budget / len(records)
+    parts = []
+    for key, group in records.groupby(list(by), dropna=False, sort=True):
+        size = min(len(group), max(1, round(len(group) * share)))
+        positions = np.sort(stratum_rng(seed, key if isinstance(key, tuple) else (key,)).choice(len(group), size=size, replace=False))
+        parts.append(group.iloc[positions].assign(**{INCLUSION: size / len(group)}))
+    return pd.concat(parts)
+
+
+def uncertainty(records: pd.DataFrame, *, confidence: str | None, compare: Sequence[str], taxonomy: Taxonomy | None) -> np.ndarray:
+    """How unsure the judge is about each output: 1 - confidence (its largest probability; a missing
+    one counts as fully unsure), plus 1 where the two ``compare`` label columns disagree."""
+    scores = np.zeros(len(records))
+    if confidence:
+        scores += 1.0 - _confidences(records[confidence], confidence)
+    if compare:
+        first, second = (_label_keys(records[c], taxonomy) for c in compare)
+        scores += (first != second).astype(float)
+    return scores
+
+
+def _confidences(values: pd.Series, column: str) -> np.ndarray:
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    bad = numbers.isna() & ~values.map(blank)
+    if bad.any():
+        raise UserError(f"--confidence-column {column!r} holds {short(values[bad].iloc[0])}, not a number; give the judge's confidence (0 to 1)")
+    outside = (numbers < 0) | (numbers > 1)
+    if outside.any():
+        raise UserError(f"--confidence-column {column!r} holds {numbers[outside].iloc[0]:g}; a confidence is a probability between 0 and 1")
+    return numbers.fillna(0.0).to_numpy()
+
+
+def _label_keys(values: pd.Series, taxonomy: Taxonomy | None) -> np.ndarray:
+    def key(value):
+        if blank(value):
+            return ""
+        return (taxonomy.canonical(value) if taxonomy else None) or label_text(value)
+    return np.array([key(v) for v in values], dtype=object)
+
+
+def poisson_probabilities(scores: np.ndarray, budget: int, uniform_share: float) -> np.ndarray:
+    """pi_i = min(1, c * w_i), w_i = (1 - share) * score_i / sum(score) + share / N, with c chosen so
+    that sum(pi) = budget: where a pi reaches 1 it is fixed there and the rest of the budget is spread
+    again over the others, until none exceeds 1."""
+    n = len(scores)
+    total = float(np.sum(scores))
+    weights = uniform_share / n + (1 - uniform_share) * (scores / total if total > 0 else np.full(n, 1 / n))
+    pi = np.zeros(n)
+    capped = np.zeros(n, dtype=bool)
+    while True:
+        free = ~capped
+        pi[free] = (budget - capped.sum()) * weights[free] / weights[free].sum()
+        over = free & (pi >= 1)
+        if not over.any():
+            return pi
+        capped |= over
+        pi[capped] = 1.0
+
+
+def poisson_sample(records: pd.DataFrame, pi: np.ndarray, seed: int) -> pd.DataFrame:
+    """Each record independently, with probability pi_i."""
+    drawn = np.random.default_rng(seed).random(len(records)) < pi
+    if not drawn.any():
+        raise UserError(f"the Poisson draw (expected size {pi.sum():.1f}) picked no output; raise --budget or try another --seed")
+    return records[drawn].assign(**{INCLUSION: pi[drawn]})
 
 
 # -- Label Studio ------------------------------------------------------------------------------
@@ -117,6 +209,55 @@ def label_studio_tasks(fields: pd.DataFrame, *, predictions: pd.Series | None = 
     return tasks
 
 
+# -- annotators: their sheets and their columns ------------------------------------------------
+
+SHEET_NAME = re.compile(r"\w[\w.-]*")  # a plain file name: no separator, no leading dot, so NAME.csv stays inside --out
+
+
+def check_annotator_names(names: Sequence[str]) -> dict[str, str]:
+    """--annotators at export: each names a sheet NAME.csv inside --out and, at import, a column
+    label_<NAME>; names are data, so anything that could leave the folder or meet another is refused."""
+    for name in names:
+        if len(name) > MAX_ANNOTATOR_CHARS or not SHEET_NAME.fullmatch(name):
+            raise UserError(f"--annotators {short(name)} is not a plain name (it becomes the sheet NAME.csv inside --out); "
+                            "use letters, digits, '.', '-' or '_', starting with a letter or digit")
+    return annotator_columns(names, flag="--annotators")
+
+
+def sheet_path(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.csv"
+    if path.resolve().parent != folder.resolve():
+        raise UserError(f"--annotators {short(name)} would write outside --out; use a plain name")
+    return path
+
+
+def annotator_columns(annotators: Iterable[str], *, flag: str = "") -> dict[str, str]:
+    """label_<name> for each annotator: the e-mail's local part (or the sheet's name) when no other
+    annotator shares it, else the whole e-mail, so two people never share a column; refused when two
+    would still meet (columns are compared ignoring case, as a case-insensitive disk compares files)."""
+    annotators = sorted(set(annotators))
+    local = {who: slug(who.split("@")[0]) for who in annotators}
+    sharing: dict[str, int] = {}
+    for name in local.values():
+        sharing[name.casefold()] = sharing.get(name.casefold(), 0) + 1
+    columns, taken = {}, {}
+    for who in annotators:
+        name = local[who] if sharing[local[who].casefold()] == 1 else slug(who)
+        if not name:
+            raise UserError(f"{flag or 'annotator'} {short(who)} has no letter or digit to name its column label_<name>; rename it (e.g. alice.csv)")
+        column = "label_" + name
+        other = taken.setdefault(column.casefold(), who)
+        if other != who:
+            raise UserError(f"{flag or 'annotators'} {short(other)} and {short(who)} would share the column {column!r}; rename one of them")
+        columns[who] = column
+    return columns
+
+
+def slug(text: str) -> str:
+    """Letters, digits and underscores only: a safe column or control name."""
+    return re.sub(r"\W+", "_", str(text)).strip("_")
+
+
 def annotator_sheets(fields: pd.DataFrame, annotators: Sequence[str], *, seed: int) -> dict[str, pd.DataFrame]:
     """One sheet per annotator: the same items, each in its own seeded order, an empty label column."""
     sheets = {}
@@ -138,109 +279,227 @@ def guidelines(taxonomy: Taxonomy, *, blind: bool) -> str:
 
 # -- reading labels back -----------------------------------------------------------------------
 
-def annotator_column(who: Any) -> str:
-    """A stable column name for a Label Studio user (id number, or a dict with id/email)."""
-    if isinstance(who, dict):
-        who = who.get("email") or who.get("id")
-    text = str(who).split("@")[0]
-    return "label_" + (slug(text) or "unknown")
+class Annotation(NamedTuple):
+    item: str       # the exported record id
+    annotator: str  # who: a sheet's file name, or a Label Studio user's e-mail (or id)
+    label: Any      # as given; made canonical against the taxonomy on import
+    where: str      # file and row or task, for messages
 
 
-def slug(text: str) -> str:
-    """Letters, digits and underscores only: a safe column or control name."""
-    return re.sub(r"\W+", "_", str(text)).strip("_")
+def read_label_studio_export(path: Path) -> list:
+    """The parsed export, refused in one line when it is too large, not JSON, or nested past reason."""
+    from judge.records import read_text
 
-
-def label_studio_annotations(path: Path, taxonomy: Taxonomy) -> list[tuple[str, str, str, str]]:
-    """(item id, annotator column, label, where) for every non-cancelled annotation of an export."""
+    if path.is_file() and path.stat().st_size > MAX_EXPORT_BYTES:
+        raise UserError(f"{path.name} is larger than {MAX_EXPORT_BYTES / 2**20:g} MiB; export fewer tasks per file from Label Studio")
+    text = read_text(path, what="Label Studio export")
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not a Label Studio JSON export ({exc}); export the project as JSON") from None
+        tasks = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path.name} is not a Label Studio JSON export ({exc.msg} at line {exc.lineno}); export the project as JSON") from None
+    except RecursionError:
+        raise UserError(f"{path.name} nests JSON deeper than any Label Studio export; export the project as JSON again") from None
     if not isinstance(tasks, list):
-        raise UserError(f"{path} is not a Label Studio JSON export (expected a list of tasks)")
+        raise UserError(f"{path.name} is not a Label Studio JSON export (expected a list of tasks, got {_kind(tasks)})")
+    return tasks
+
+
+def label_studio_annotations(path: Path) -> list[Annotation]:
+    """Every non-cancelled annotation of an export, each checked as untrusted data: the shape of
+    each task, annotation and result, one label per annotation, an annotator for each."""
+    path = Path(path)
     out = []
-    for task in tasks:
-        data = task.get("data") or {}
-        item = data.get(ITEM_ID)
-        where = f"{path} task {task.get('id', '?')}"
-        if item is None:
-            raise UserError(f"{where} has no data.{ITEM_ID}; import only tasks written by judge.annotate export")
-        for ann in task.get("annotations") or []:
-            if ann.get("was_cancelled"):
+    for number, task in enumerate(read_label_studio_export(path), start=1):
+        if not isinstance(task, dict):
+            raise UserError(f"{path.name} task #{number} is {_kind(task)}, not a task object; import a Label Studio JSON export")
+        task_id = task.get("id")
+        where = f"{path.name} task {task_id}" if isinstance(task_id, int) and not isinstance(task_id, bool) else f"{path.name} task #{number}"
+        item = _task_item(task, where)
+        for ann in _list_of_objects(task.get("annotations"), where, "annotations"):
+            cancelled = ann.get("was_cancelled")
+            if cancelled not in (None, True, False):
+                raise UserError(f"{where}: 'was_cancelled' must be true or false, got {_kind(cancelled)}; export the project again")
+            if cancelled:
                 continue
-            choices = [c for r in ann.get("result") or [] if r.get("from_name") == CONTROL for c in (r.get("value") or {}).get("choices", [])]
+            choices = _choices(ann, where)
             if not choices:
                 continue
-            out.append((str(item), annotator_column(ann.get("completed_by")), choices[0], where))
+            who = annotator_identity(ann.get("completed_by"), where)
+            if len(choices) > 1:
+                raise UserError(f"{where}: annotator {short(who)} chose {len(choices)} labels in one annotation ({short_list(choices, limit=3, width=20)}); "
+                                "keep one in Label Studio and export again")
+            out.append(Annotation(item, who, choices[0], where))
     return out
 
 
-def sheet_annotations(path: Path, annotator: str) -> list[tuple[str, str, str, str]]:
+def _task_item(task: dict, where: str) -> str:
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: 'data' must be an object holding {ITEM_ID}, got {_kind(data)}; import only tasks written by judge.annotate export")
+    item = data.get(ITEM_ID)
+    if item is None:
+        raise UserError(f"{where} has no data.{ITEM_ID}; import only tasks written by judge.annotate export")
+    if isinstance(item, bool) or not isinstance(item, (str, int)):
+        raise UserError(f"{where}: data.{ITEM_ID} must be a record id (text), got {_kind(item)}; import only tasks written by judge.annotate export")
+    return id_text(item)
+
+
+def _list_of_objects(value: Any, where: str, field: str) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise UserError(f"{where}: '{field}' must be a list of objects, got {_kind(value)}; export the project from Label Studio again")
+    return value
+
+
+def _choices(annotation: dict, where: str) -> list[str]:
+    """The distinct labels one annotation gives in the ``label`` control."""
+    choices: list[str] = []
+    for result in _list_of_objects(annotation.get("result"), where, "result"):
+        if result.get("from_name") != CONTROL:
+            continue
+        value = result.get("value")
+        given = value.get("choices") if isinstance(value, dict) else value
+        if not isinstance(value, dict) or not isinstance(given, list) or not all(isinstance(c, str) for c in given):
+            shown = f"value {_kind(value)}" if not isinstance(value, dict) else f"choices {_kind(given)}"
+            raise UserError(f"{where}: a '{CONTROL}' result needs value.choices, a list of labels, got {shown}; export the project again")
+        choices += [c for c in given if c not in choices]
+    return choices
+
+
+def annotator_identity(who: Any, where: str) -> str:
+    """A Label Studio annotator: the user's e-mail when the export has it, else the user id."""
+    if isinstance(who, dict):
+        email = who.get("email")
+        who = email if isinstance(email, str) and email.strip() else who.get("id")
+    if isinstance(who, bool) or not isinstance(who, (int, str)) or not str(who).strip() or len(str(who)) > MAX_ANNOTATOR_CHARS:
+        raise UserError(f"{where}: 'completed_by' must be a user id or {{id, email}}, got {_kind(who)}; export the project from Label Studio again")
+    return str(who).strip()
+
+
+def sheet_annotations(path: Path, annotator: str) -> list[Annotation]:
+    """The labels of one filled sheet (any scalar: a code 2 from a JSONL sheet is a label too)."""
     from judge.records import read_table
 
+    path = Path(path)
     sheet = read_table(path)
     if "id" not in sheet.columns or "label" not in sheet.columns:
-        raise UserError(f"{path} needs the 'id' and 'label' columns of the exported sheet")
+        raise UserError(f"{path.name} needs the 'id' and 'label' columns of the exported sheet")
     out = []
     for row_number, (item, value) in enumerate(zip(sheet["id"], sheet["label"]), start=2):
-        if isinstance(value, str) and value.strip():
-            out.append((str(item), annotator, value.strip(), f"{path} row {row_number}"))
+        if blank(value):
+            continue
+        if isinstance(value, (list, dict)):
+            raise UserError(f"{path.name} row {row_number}: label {short(value)} is not one label; write one category per row")
+        out.append(Annotation(id_text(item), annotator, value.strip() if isinstance(value, str) else value, f"{path.name} row {row_number}"))
     return out
 
 
-def import_annotations(exported: pd.DataFrame, annotations: list[tuple[str, str, str, str]], taxonomy: Taxonomy) -> pd.DataFrame:
+def import_annotations(exported: pd.DataFrame, annotations: list[Annotation], taxonomy: Taxonomy) -> pd.DataFrame:
     """The exported items with one canonical label column per annotator (empty where they gave none)."""
     known = set(exported["id"].astype(str))
-    columns: dict[str, dict[str, str]] = {}
-    for item, who, raw, where in annotations:
-        if item not in known:
-            raise UserError(f"{where}: id {item!r} was never exported; import only the files made from this export")
-        label = taxonomy.canonical(raw)
-        if label is None:
-            raise UserError(f"{where}: label {raw!r} is not in taxonomy {taxonomy.name!r}; valid labels: {', '.join(taxonomy.labels)}")
-        given = columns.setdefault(who, {})
-        if item in given:
-            raise UserError(f"{where}: annotator {who} labelled id {item!r} twice; keep one annotation per item and annotator")
-        given[item] = label
-    if not columns:
+    columns = annotator_columns({a.annotator for a in annotations})
+    given: dict[str, dict[str, tuple[str, str]]] = {}
+    for a in annotations:
+        if a.item not in known:
+            raise UserError(f"{a.where}: id {short(a.item)} was never exported; import only the files made from this export")
+        label = canonical_label(a.label, taxonomy, a.where)
+        mine = given.setdefault(columns[a.annotator], {})
+        if a.item in mine:
+            raise UserError(f"{a.where}: annotator {short(a.annotator)} labelled id {short(a.item)} twice (also at {mine[a.item][1]}); "
+                            "keep one annotation per item and annotator")
+        mine[a.item] = (label, a.where)
+    if not given:
         raise UserError("the annotation files hold no labels yet; fill the label column / submit annotations first")
     out = exported.copy()
-    for who in sorted(columns):
-        if who in out.columns:
-            raise UserError(f"column {who!r} already exists in the exported items; rename the annotator (file name) to keep both")
-        out[who] = out["id"].astype(str).map(columns[who]).fillna("")
+    for column in sorted(given):
+        if column in out.columns:
+            raise UserError(f"column {column!r} already exists in the exported items; rename the annotator (file name) to keep both")
+        labels = {item: label for item, (label, _) in given[column].items()}
+        out[column] = out["id"].astype(str).map(labels).fillna("")
     return out
+
+
+def canonical_label(raw: Any, taxonomy: Taxonomy, where: str) -> str:
+    label = taxonomy.canonical(raw)
+    if label is None:
+        raise UserError(f"{where}: label {short(raw)} is not in taxonomy {taxonomy.name!r}; "
+                        f"valid labels: {short_list(taxonomy.labels, limit=8, width=24)} (or map codes with --label-map)")
+    return label
 
 
 # -- adjudication ------------------------------------------------------------------------------
 
-def disagreements(records: pd.DataFrame, annotators: Sequence[str]) -> pd.Series:
-    """True where the annotators who labelled an item gave different labels."""
-    def differs(row) -> bool:
-        given = {v for v in row if isinstance(v, str) and v}
-        return len(given) > 1
-    return records[list(annotators)].apply(differs, axis=1)
+def canonical_labels(records: pd.DataFrame, annotators: Sequence[str], taxonomy: Taxonomy) -> pd.DataFrame:
+    """Each annotator column as the taxonomy's categories ("" where that annotator gave none), so
+    'ANSWER', 'answer' and a mapped code 1 are one label when annotators are compared."""
+    return pd.DataFrame({col: ["" if blank(raw) else canonical_label(raw, taxonomy, f"column {col!r}, id {short(item)}")
+                               for item, raw in zip(records["id"], records[col])]
+                         for col in annotators}, index=records.index)
 
 
-def resolve(records: pd.DataFrame, annotators: Sequence[str], adjudicated: dict[str, str], *, taxonomy: Taxonomy, out_column: str = "label") -> pd.DataFrame:
-    """The final label: the agreed one, or the adjudicator's where annotators disagreed."""
-    split = disagreements(records, annotators)
-    missing = [i for i in records.loc[split, "id"].astype(str) if i not in adjudicated]
+def disagreements(labels: pd.DataFrame) -> pd.Series:
+    """True where the annotators who labelled an item (``canonical_labels``) gave different categories."""
+    return labels.apply(lambda row: len({v for v in row if v}) > 1, axis=1)
+
+
+def resolve(records: pd.DataFrame, annotators: Sequence[str], adjudicated: dict[str, Any], *, taxonomy: Taxonomy, out_column: str = "label") -> pd.DataFrame:
+    """The final label: the agreed category, or the adjudicator's where annotators disagreed."""
+    labels = canonical_labels(records, annotators, taxonomy)
+    split = disagreements(labels)
+    ids = records["id"].astype(str)
+    known = set(ids)
+    stray = [i for i in adjudicated if i not in known]
+    if stray:
+        raise UserError(f"the adjudication holds id {short(stray[0])}, which is not in the labels file ({len(stray)} such); adjudicate this round's items only")
+    missing = [i for i in ids[split] if i not in adjudicated]
     if missing:
-        raise UserError(f"{len(missing)} disagreement(s) have no adjudicated label (e.g. id {missing[0]!r}); finish the adjudication file")
+        raise UserError(f"{len(missing)} disagreement(s) have no adjudicated label (e.g. id {short(missing[0])}); finish the adjudication file")
     final = []
-    for (_, row), disputed in zip(records.iterrows(), split):
+    for item, disputed, (_, row) in zip(ids, split, labels.iterrows()):
         if disputed:
-            raw = adjudicated[str(row["id"])]
-            label = taxonomy.canonical(raw)
-            if label is None:
-                raise UserError(f"adjudicated label {raw!r} for id {row['id']!r} is not in taxonomy {taxonomy.name!r}; valid labels: {', '.join(taxonomy.labels)}")
-            final.append(label)
+            final.append(canonical_label(adjudicated[item], taxonomy, f"adjudicated id {short(item)}"))
         else:
-            given = [row[c] for c in annotators if isinstance(row[c], str) and row[c]]
-            final.append(given[0] if given else "")
+            final.append(next((v for v in row if v), ""))
     out = records.copy()
     out[out_column] = final
     out["adjudicated"] = split.to_numpy()
     return out
+
+
+def one_spelling_each(labels: Iterable[Any], label_map: dict[str, str] | None) -> list[Any]:
+    """The distinct labels, one spelling per category ('ANSWER' and 'answer' are one; the spelling
+    used most names it), for a taxonomy built from the data when none is given."""
+    from collections import Counter
+
+    mapped = {normalized_label(k): v for k, v in (label_map or {}).items()}
+    counts = Counter(label_text(x) for x in labels if not blank(x))
+    spellings: dict[str, str] = {}
+    for raw, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        spellings.setdefault(normalized_label(mapped.get(normalized_label(raw), raw)), raw)
+    return list(spellings.values())
+
+
+# -- small helpers for values from a user's file -----------------------------------------------
+
+def blank(value: Any) -> bool:
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def short(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type as a user reads it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, list):
+        odd = next((v for v in value if not isinstance(v, dict)), None)
+        return "a list" if odd is None else f"a list holding {_kind(odd)}"
+    return {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number"}.get(type(value), type(value).__name__)

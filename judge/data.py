@@ -11,10 +11,12 @@ Examples:
 row's label belongs to, echoed prompt stripped), label, identity, name, name_list, gender, common,
 template, heading, model, sample.
 
-``sample`` draws a seeded sample of records, proportional within each stratum of --stratify
-(every stratum gets at least one), and adds an empty ``label`` column for the annotators (a label
-the records already had is not handed to them). Each drawn record gets its ``inclusion_probability``
-(stratum sample size / stratum size), which judge.report --human uses to weight the sample.
+``sample`` draws a seeded sample of records: a simple random sample without replacement, or with
+--stratify a stratified one, proportional within each stratum (every stratum gets at least one,
+and each is drawn from its own seed, so groups never share positions), and adds an empty ``label``
+column for the annotators (a label the records already had is not handed to them). Each drawn
+record gets its exact ``inclusion_probability`` (n / N, or stratum sample size / stratum size),
+which judge.report --human uses to weight the sample; the manifest names the design.
 --exclude FILE leaves out the ids in FILE (e.g. the judge's training labels, so the sample can
 correct the judge's rates).
 """
@@ -151,6 +153,9 @@ def _main(config: Config) -> pd.DataFrame:
                 raise UserError("every record's id is in --exclude; nothing is left to sample")
             print(f"excluded {len(excluded)} id(s) listed in {', '.join(config.exclude)}; sampling from {len(records)} records")
         column_map = records.attrs["column_map"]
+        from judge.annotation import sampling_design
+
+        manifest.update(sampling_design=sampling_design("stratified" if config.stratify else "random", config.n, len(records)), population=len(records))
         records = user_columns(annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed), column_map)
     else:
         records = import_chehbouni2024(config.inputs)

@@ -8,9 +8,12 @@ Each record's name (column --name-column, default name) is replaced, in the prom
 response, by a name from every other group of --group (drawn with --seed from the names the file
 holds for that group, of the same gender when a gender column exists). The judge labels the
 original and every swapped copy; the report gives the share of labels that flip, per pair of groups
-(from -> to) with Wilson 95% intervals. A judge that masks names (the trained judges' default) must
-flip nothing; an LLM judge or a judge trained with --no-mask-names can, and that share is the
-judge's own group bias, to report beside any disparity it measures.
+(from -> to) with Wilson 95% intervals. A copy whose texts did not change (the name does not occur
+in the prompt or the response, or the drawn name is the same) tests nothing: it is counted and
+reported as unchanged, left out of the rates, and a pair with no changed copy is not estimable;
+when no copy changes any text the check stops with an error. A judge that masks names (the trained
+judges' default) must flip nothing; an LLM judge or a judge trained with --no-mask-names can, and
+that share is the judge's own group bias, to report beside any disparity it measures.
 
 Writes OUT/swap.json, swap.md, swap.tex, swap_flips.png and manifest.json.
 """
@@ -58,7 +61,10 @@ def replace_name(text: str, old: str, new: str) -> str:
 
 
 def swapped_copies(records: pd.DataFrame, *, group: str, name_column: str, seed: int) -> pd.DataFrame:
-    """One copy of each record per other group, with the name replaced everywhere it appears."""
+    """One copy of each record per other group, with the name replaced everywhere it appears.
+
+    ``swap_of`` is the original's id, ``swap_row`` its position in ``records`` (what labels are
+    matched on: ids are the user's and may look like anything), ``changed`` whether any text did."""
     rng = np.random.default_rng(seed)
     gender = "gender" if "gender" in records.columns else None
     pools: dict[tuple, list[str]] = {}
@@ -67,7 +73,7 @@ def swapped_copies(records: pd.DataFrame, *, group: str, name_column: str, seed:
         pools[tuple(str(k) for k in keys)] = sorted(sub[name_column].astype(str).unique())
     groups = sorted(records[group].astype(str).unique())
     rows = []
-    for r in records.to_dict(orient="records"):
+    for row, r in enumerate(records.to_dict(orient="records")):
         old, own = str(r[name_column]), str(r[group])
         for other in groups:
             if other == own:
@@ -75,36 +81,45 @@ def swapped_copies(records: pd.DataFrame, *, group: str, name_column: str, seed:
             pool = pools.get((other, str(r[gender])) if gender else (other,)) or pools.get((other,)) or \
                 sorted({n for k, names in pools.items() if k[0] == other for n in names})
             new = pool[int(rng.integers(len(pool)))]
-            rows.append({**r, "id": f"{r['id']}@{other}", "swap_of": r["id"], "swap_from": own, "swap_to": other,
-                         name_column: new, "prompt": replace_name(str(r.get("prompt", "")), old, new),
-                         "response": replace_name(str(r["response"]), old, new), group: other})
+            prompt, response = str(r.get("prompt", "")), str(r["response"])
+            copy = {"prompt": replace_name(prompt, old, new), "response": replace_name(response, old, new)}
+            rows.append({**r, **copy, "swap_of": r["id"], "swap_row": row, "swap_from": own, "swap_to": other, name_column: new, group: other,
+                         "changed": copy != {"prompt": prompt, "response": response}})
     return pd.DataFrame(rows)
 
 
 def flip_rates(original: pd.Series, swapped: pd.DataFrame) -> dict:
-    """Share of swapped copies whose label differs from the original's, per (from, to) pair."""
-    swapped = swapped.assign(original_label=swapped["swap_of"].map(original))
-    swapped["flipped"] = swapped["label"] != swapped["original_label"]
-    pairs = {}
-    for (a, b), sub in swapped.groupby(["swap_from", "swap_to"]):
-        flips, n = int(sub["flipped"].sum()), len(sub)
-        low, high = wilson_interval(flips, n)
-        pairs[f"{a} -> {b}"] = {"from": a, "to": b, "n": n, "flips": flips, "rate": flips / n, "ci": (low, high)}
-    flips, n = int(swapped["flipped"].sum()), len(swapped)
-    low, high = wilson_interval(flips, n)
+    """Share of swapped copies whose label differs from the original's, per (from, to) pair.
+
+    ``original`` is the originals' labels by position (``swap_row``). Copies that changed no text
+    are counted apart (``unchanged``) and never in a rate; a pair with none changed has no rate."""
+    swapped = swapped.assign(original_label=swapped["swap_row"].map(original))
+    swapped["flipped"] = swapped["changed"] & (swapped["label"] != swapped["original_label"])
+    pairs = {f"{a} -> {b}": {"from": a, "to": b, **_rate(sub)} for (a, b), sub in swapped.groupby(["swap_from", "swap_to"])}
     changes = swapped.loc[swapped["flipped"], ["swap_of", "swap_from", "swap_to", "original_label", "label"]].head(20)
-    return {"overall": {"n": n, "flips": flips, "rate": flips / n if n else float("nan"), "ci": (low, high)},
-            "pairs": pairs, "examples": changes.to_dict(orient="records")}
+    return {"overall": _rate(swapped), "pairs": pairs, "examples": changes.to_dict(orient="records")}
+
+
+def _rate(copies: pd.DataFrame) -> dict:
+    changed = copies[copies["changed"]]
+    flips, n = int(changed["flipped"].sum()), len(changed)
+    return {"n": n, "flips": flips, "unchanged": int(len(copies) - n), "rate": flips / n if n else None,
+            "estimable": n > 0, "ci": wilson_interval(flips, n) if n else (None, None)}
 
 
 def render(result: dict) -> tuple[str, str]:
     from judge.tables import fmt, fmt_ci, latex, markdown
 
-    table = pd.DataFrame([[p["from"], p["to"], p["n"], p["flips"], f"{fmt(p['rate'])} {fmt_ci(p['ci'])}"] for p in result["pairs"].values()],
-                         columns=["from", "to", "swaps", "flips", "flip rate [95% CI]"])
+    table = pd.DataFrame([[p["from"], p["to"], p["n"], p["unchanged"], p["flips"],
+                           f"{fmt(p['rate'])} {fmt_ci(p['ci'])}" if p["estimable"] else "not estimable (no text changed)"]
+                          for p in result["pairs"].values()],
+                         columns=["from", "to", "swaps", "unchanged", "flips", "flip rate [95% CI]"])
     o = result["overall"]
     title = result.get("title") or f"Name-swap check of judge {result['judge']} ({result['group']}; {result['n_records']} records, {o['n']} swaps)"
     line = f"Overall: {o['flips']} of {o['n']} labels flip ({fmt(o['rate'])} {fmt_ci(o['ci'])}). Judge masks names: {result['masks_names']}."
+    if o["unchanged"]:
+        line += (f" {o['unchanged']} of {o['n'] + o['unchanged']} swaps changed no text (the name is not in the prompt or response, "
+                 "or the drawn name was the same) and are left out.")
     md = f"# {title}\n\n{line}\n\n{markdown(table, index=False)}\n"
     tex = latex(table, caption=f"Name-swap flip rates of the judge, by {result['group']} pair (Wilson 95% CI).", label="tab:name-swap", index=False)
     return md, tex
@@ -116,7 +131,8 @@ def flips_figure(result: dict):
     groups = sorted({p["from"] for p in result["pairs"].values()} | {p["to"] for p in result["pairs"].values()})
     matrix = np.full((len(groups), len(groups)), np.nan)
     for p in result["pairs"].values():
-        matrix[groups.index(p["from"]), groups.index(p["to"])] = p["rate"]
+        if p["estimable"]:
+            matrix[groups.index(p["from"]), groups.index(p["to"])] = p["rate"]
     shown = np.nan_to_num(matrix)
     notes = np.array([["—" if np.isnan(v) else fmt(v) for v in row] for row in matrix], dtype=object)
     return heatmap(shown, rows=groups, columns=groups, annotations=notes, vmax=max(float(np.nanmax(shown)), 0.05),
@@ -149,13 +165,20 @@ def _main(config: Config) -> dict:
     if "prompt" not in base.columns:
         base["prompt"] = ""
     copies = swapped_copies(base, group=config.group, name_column=config.name_column, seed=config.seed)
-    both = pd.concat([base, copies], ignore_index=True)
+    if not copies["changed"].any():
+        raise UserError(f"no swap changed any text: the names in column {config.name_column!r} never occur in the prompts or responses "
+                        f"({len(copies)} copies); check --name-column")
+    tested = copies[copies["changed"]]
+    both = pd.concat([base, tested.drop(columns=["swap_of", "swap_row", "swap_from", "swap_to", "changed"])], ignore_index=True)
+    # The judge keys its rows on ids: positions are collision-free by construction, whatever the user's ids look like.
+    both["id"] = [str(k) for k in range(len(both))]
     # The name column is what a masking judge masks: it must follow the swap.
     both = both.rename(columns={config.name_column: "name"}) if config.name_column != "name" else both
     labelled = judge.label(both, batch_size=config.batch_size, progress=config.progress)
-    original = labelled.iloc[: len(base)].set_index("id")["label"]
+    original = labelled["label"].iloc[: len(base)].reset_index(drop=True)
+    copies.loc[copies["changed"], "label"] = labelled["label"].iloc[len(base):].to_numpy()
     result = {"judge": config.judge, "group": config.group, "n_records": len(base),
-              "masks_names": bool(getattr(judge, "mask_names", False)), "title": config.title, **flip_rates(original, labelled.iloc[len(base):])}
+              "masks_names": bool(getattr(judge, "mask_names", False)), "title": config.title, **flip_rates(original, copies)}
     from judge.tables import report_style, save_figures, tex_label_for, write_tables
 
     with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
@@ -164,7 +187,8 @@ def _main(config: Config) -> dict:
             write_text(staging / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=False)
             write_tables(staging, "swap", md, tex, overwrite=False)
             save_figures(flips_figure(result), staging / "swap_flips", overwrite=False)
-            manifest.write(staging, records=len(base), swaps=len(copies), flips=result["overall"]["flips"])
+            manifest.write(staging, records=len(base), swaps=result["overall"]["n"], unchanged=result["overall"]["unchanged"],
+                           flips=result["overall"]["flips"])
     written = [out_dir / n for n in ("swap.json", "swap.md", "swap.tex", "swap_flips.png", "swap_flips.pdf", "manifest.json")]
     print(md)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

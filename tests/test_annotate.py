@@ -92,12 +92,20 @@ def test_uncertain_and_exclude(tmp_path, capsys):
     sample.to_json(src, orient="records", lines=True)
     excluded = sample.nsmallest(3, "judge_confidence")[["id"]]
     excluded.to_csv(tmp_path / "done.csv", index=False)
-    code, _, err = run_cli(annotate_cmd, ["export", str(src), "--strategy", "uncertain", "--confidence-column", "judge_confidence", "--budget", "5",
+    code, _, err = run_cli(annotate_cmd, ["export", str(src), "--strategy", "uncertain", "--confidence-column", "judge_confidence", "--budget", "30",
                                           "--exclude", str(tmp_path / "done.csv"), "--out", str(tmp_path / "u"), "--taxonomy", "chehbouni2024"], capsys)
     assert code == 0, err
-    items = pd.read_csv(tmp_path / "u" / "items.csv")
-    expected = sample[~sample.id.isin(excluded.id)].nsmallest(5, "judge_confidence")["id"]
-    assert set(items["id"]) == set(expected)
+    items = pd.read_csv(tmp_path / "u" / "items.csv").set_index("id")
+    assert not set(items.index) & set(excluded["id"])
+    # A Poisson sample (issue 18), not the lowest confidences: each id's recorded probability is the
+    # design's, falling with the judge's confidence and never 0.
+    from judge.annotation import UNIFORM_SHARE, poisson_probabilities
+
+    pool = sample[~sample.id.isin(excluded.id)]
+    pi = pd.Series(poisson_probabilities(1 - pool["judge_confidence"].to_numpy(), 30, UNIFORM_SHARE), index=pool["id"])
+    assert items["inclusion_probability"].to_numpy() == pytest.approx(pi[items.index].to_numpy())
+    assert pi.min() > 0 and pi.sum() == pytest.approx(30)
+    assert np.corrcoef(pi, pool["judge_confidence"])[0, 1] < -0.99
 
 
 def test_adjudication_merge_hand_built(tmp_path, capsys):
