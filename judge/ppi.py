@@ -57,7 +57,7 @@ from judge.disparity import wilson_interval
 from judge.taxonomy import UNSCORED
 
 SIMPLE_RANDOM, POISSON, STRATIFIED = "simple random", "independent inclusion (Poisson)", "stratified simple random"
-_NO_STRATUM = "\0unscored"  # outputs outside every domain still count in their stratum's sample size
+_NO_STRATUM = "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's
 
 
 def t_adjusted_alpha(alpha: float, n: int) -> float:

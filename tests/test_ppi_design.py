@@ -81,7 +81,7 @@ def test_simple_random_sample_hand_derived_and_why_it_changed():
     assert r["rate"] == pytest.approx(7 / 24 + 1 / 8, abs=1e-12)
     # v = (1 - n/N) s_r^2 / n + pseudo = (2/3) * 0.125 / 8 + (1 - 1/3) / (1/3)^2 / 24^2
     #   = 0.0104167 + 6/576 = 0.0208333 (s_r^2 = (1 - 8 * 0.125^2) / 7 = 0.125), se = sqrt(1/48) = 0.144338;
-    # ppi_py's, var(f_u)/16 + var(r)/8 = 0.0137 + 0.0137, had a judge term though every output is judged.
+    # ppi_py's, var(f_u)/16 + var(r)/8 = 0.0134 + 0.0137, had a judge term though every output is judged.
     assert r["se"] == pytest.approx(math.sqrt(1 / 48), abs=1e-12)
     assert r["ci"] == pytest.approx((0.416667 - T7 * 0.144338, 0.416667 + T7 * 0.144338), abs=1e-5)
 
