@@ -1,17 +1,25 @@
-"""Do prediction-powered group rates cover the human truth? A simulation on the paper's released labels.
+"""Do prediction-powered group rates cover the human truth, whatever the sampling design? A simulation
+on the paper's released labels.
 
     python benchmarks/ppi_coverage.py                      # LoRA judge trained on 7B (trains once, ~12 min on 2 cores; cached)
     python benchmarks/ppi_coverage.py --judge-kind tfidf   # seconds
-    python benchmarks/ppi_coverage.py --draws 500 --n 300 --lam tuned   # PPI++ power tuning instead of plain PPI
+    python benchmarks/ppi_coverage.py --draws 500 --lam tuned   # PPI++ power tuning instead of plain PPI
 
 The population is the 13B outputs with their human labels (2,304). A judge trained on the 7B labels
-labels all of them, so its errors are those of a real cross-model judge. Each draw takes n outputs
-as the "human-labelled" subset (simple random, or stratified by identity with equal allocation and
-inverse-probability weights); the rest keep only the judge's label. For every identity's refusal
-and harmful-refusal rate, and the muslim-minus-white refusal gap, three 95% intervals are built:
-judge only (all judge labels as if human; Wilson / Wald), human only (the n labels; CLT) and PPI
-(judge.ppi on ppi_py; --lam as judge.report --ppi-lambda). The table gives each method's coverage of the full-population human value
-and its mean width. Nothing here is asserted.
+labels all of them, so its errors are those of a real cross-model judge. Each draw takes a
+"human-labelled" sample under one of four designs; the rest keep only the judge's label:
+
+- random: n outputs, simple random (no inclusion probabilities: judge.report's default);
+- stratified: n / 5 per identity, with inclusion probabilities and the identity as stratum;
+- unequal (judge): independent inclusion, pi = 0.4 where the judge says refusal, 0.05 elsewhere;
+- unequal (common): independent inclusion, pi = 0.2 for common names, 0.06 for the least common.
+
+For every identity's refusal rate and every identity's refusal gap to white, the table gives the
+coverage of the full-population human value by four 95% intervals: judge only (all judge labels as
+if human; Wilson / Wald), human only (the sample alone, weighted by the design), PPI (judge.ppi, the
+design-based difference estimator, --lam as judge.report --ppi-lambda) and, for comparison, ppi_py's
+weighted PPI that judge.ppi used before (judge term over the unlabelled outputs only). Mean estimate
+and mean width too. Nothing here is asserted.
 """
 from __future__ import annotations
 
@@ -19,17 +27,20 @@ import argparse
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
-from judge.ppi import ppi_by_group
+from judge.ppi import ppi_by_group, t_adjusted_alpha
 from judge.report import ppi_lambda
 
 CACHE = ROOT / "runs" / "benchmarks" / "ppi"
-TARGETS = [("refusal", None), ("harmful refusal", None)]
+CATEGORY, REFERENCE = "refusal", "white"
+DESIGNS = ("random", "stratified", "unequal (judge)", "unequal (common)")
+METHODS = (("judge_only", "judge"), ("human_only", "human"), ("ppi", "PPI"), ("old", "old PPI"))
 
 
 def judged_13b(kind: str, data_dir: Path) -> pd.DataFrame:
@@ -51,30 +62,97 @@ def judged_13b(kind: str, data_dir: Path) -> pd.DataFrame:
     return pd.read_json(labelled, lines=True)
 
 
-def draw(frame: pd.DataFrame, n: int, design: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
-    """Indices of the human-labelled subset, and their weights (None for a simple random sample)."""
+def draw(frame: pd.DataFrame, n: int, design: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The labelled mask, each output's inclusion probability (None: not recorded) and strata (None: independent inclusion)."""
+    size = len(frame)
     if design == "random":
-        return rng.choice(len(frame), size=n, replace=False), None
-    groups = frame["identity"].to_numpy()
-    values = sorted(set(groups))
-    per = n // len(values)
-    picked, weights = [], []
-    for g in values:
-        members = np.flatnonzero(groups == g)
-        take = rng.choice(members, size=per, replace=False)
-        picked.append(take)
-        weights.append(np.full(per, len(members) / per))  # 1 / inclusion probability
-    return np.concatenate(picked), np.concatenate(weights)
+        labelled = np.zeros(size, dtype=bool)
+        labelled[rng.choice(size, size=n, replace=False)] = True
+        return labelled, None, None
+    if design == "stratified":
+        groups = frame["identity"].to_numpy(dtype=object)
+        labelled, pi = np.zeros(size, dtype=bool), np.zeros(size)
+        values = sorted(set(groups))
+        for g in values:
+            members = np.flatnonzero(groups == g)
+            labelled[rng.choice(members, size=n // len(values), replace=False)] = True
+            pi[members] = (n // len(values)) / len(members)
+        return labelled, pi, groups
+    if design == "unequal (judge)":
+        pi = np.where(frame["judge_label"].to_numpy() == CATEGORY, 0.4, 0.05)
+    else:
+        pi = np.where(frame["common"].astype(bool).to_numpy(), 0.2, 0.06)  # the importer reads 'common' / 'least' as True / False
+    return rng.random(size) < pi, pi, None
+
+
+def old_ppi(judge: np.ndarray, human: np.ndarray, groups: np.ndarray, labelled: np.ndarray, pi: np.ndarray | None) -> dict:
+    """What judge.ppi computed before: ppi_py's (weighted) PPI per group, judge term over the unlabelled outputs only."""
+    import ppi_py
+
+    out = {}
+    for g in sorted(set(groups)):
+        lab, unl = (groups == g) & labelled, (groups == g) & ~labelled
+        y, yhat, yhat_u = (human[lab] == CATEGORY).astype(float), (judge[lab] == CATEGORY).astype(float), (judge[unl] == CATEGORY).astype(float)
+        w = None if pi is None else 1 / pi[lab]
+        level = t_adjusted_alpha(0.05, len(y))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = (float(np.squeeze(v)) for v in ppi_py.ppi_mean_ci(y, yhat, yhat_u, alpha=level, w=w, lam=1))
+            rate = float(np.squeeze(ppi_py.ppi_mean_pointestimate(y, yhat, yhat_u, w=w, lam=1)))
+        from scipy.stats import norm
+
+        out[g] = {"rate": rate, "ci": (low, high), "se": (high - low) / (2 * norm.ppf(1 - level / 2))}
+    return out
+
+
+def one_draw(frame, judge, human, groups, design, n, rng, lam) -> dict:
+    """(target, method) -> (estimate, interval) for one draw."""
+    labelled, pi, strata = draw(frame, n, design, rng)
+    sample = np.where(labelled, human, "")
+    res = ppi_by_group(judge, sample, groups, categories=[CATEGORY], reference=REFERENCE, inclusion=pi, strata=strata, lam=lam)
+    old = old_ppi(judge, human, groups, labelled, pi)
+    got = {}
+    for g in sorted(set(groups)):
+        r = res["rates"][g][CATEGORY]
+        for method, _ in METHODS[:3]:
+            entry = r.get(method) or {}
+            got[(g, method)] = (entry.get("rate"), entry.get("ci"))
+        got[(g, "old")] = (old[g]["rate"], old[g]["ci"])
+        if g == REFERENCE:
+            continue
+        gap = res["gaps"][g][CATEGORY]
+        for method, _ in METHODS[:3]:
+            entry = gap.get(method) or {}
+            got[(f"{g} - {REFERENCE}", method)] = (entry.get("gap"), entry.get("ci"))
+        diff, se = old[g]["rate"] - old[REFERENCE]["rate"], np.hypot(old[g]["se"], old[REFERENCE]["se"])
+        got[(f"{g} - {REFERENCE}", "old")] = (diff, (diff - 1.959964 * se, diff + 1.959964 * se))
+    got[("n labelled", None)] = (int(labelled.sum()), None)
+    return got
+
+
+def summarise(design: str, draws: list[dict], truth: dict) -> list[dict]:
+    rows = []
+    for target, value in truth.items():
+        row = {"design": design, "target": target, "truth": value}
+        for method, short in METHODS:
+            estimates = [d[(target, method)] for d in draws if d[(target, method)][0] is not None]
+            covered = [ci[0] <= value <= ci[1] for _, ci in estimates if ci and ci[0] is not None]
+            row[f"{short} mean"] = float(np.mean([e for e, _ in estimates])) if estimates else None
+            row[f"{short} cov"] = float(np.mean(covered)) if covered else None
+            row[f"{short} width"] = float(np.mean([ci[1] - ci[0] for _, ci in estimates if ci and ci[0] is not None])) if covered else None
+        rows.append(row)
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--judge-kind", choices=["lora", "tfidf"], default="lora")
-    ap.add_argument("--draws", type=int, default=200)
-    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--draws", type=int, default=300)
+    ap.add_argument("--n", type=int, default=300, help="human labels per draw in the random and stratified designs")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lam", default="1", help="PPI's lambda as judge.report --ppi-lambda takes it: 1 (default), 'tuned' (PPI++), or [0, 1]")
+    ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS), metavar="DESIGN", help=f"any of: {', '.join(DESIGNS)}")
     args = ap.parse_args()
     args.lam = ppi_lambda(args.lam)
 
@@ -83,58 +161,28 @@ def main() -> None:
     human = frame["label"].to_numpy(dtype=object)
     judge = frame["judge_label"].to_numpy(dtype=object)
     groups = frame["identity"].astype(str).to_numpy(dtype=object)
-    cats = ["refusal", "harmful refusal"]
-    truth = {(g, c): float((human[groups == g] == c).mean()) for g in sorted(set(groups)) for c in cats}
-    truth_gap = truth[("muslim", "refusal")] - truth[("white", "refusal")]
-    kappa = _kappa(human, judge)
-    print(f"# PPI coverage: 13B outputs (N = {len(frame)}), judge = {args.judge_kind} trained on 7B labels (kappa on 13B {kappa:.3f}); "
-          f"{args.draws} draws of n = {args.n}; lambda {'tuned' if args.lam is None else args.lam}; CPU: {cpu_model()}\n")
-
-    rows = []
-    for design in ("random", "stratified"):
-        hits: dict[tuple, list] = {}
-        for d in range(args.draws):
-            rng = np.random.default_rng([args.seed, d, design == "stratified"])
-            idx, w = draw(frame, args.n, design, rng)
-            labels = np.full(len(frame), "", dtype=object)
-            labels[idx] = human[idx]
-            weights = None
-            if w is not None:
-                weights = np.zeros(len(frame))
-                weights[idx] = w
-            res = ppi_by_group(judge, labels, groups, categories=cats, reference="white", weights=weights, lam=args.lam)
-            for (g, c), value in truth.items():
-                r = res["rates"][g][c]
-                for method in ("judge_only", "human_only", "ppi"):
-                    entry = r.get(method) or {}
-                    hits.setdefault((f"{g} {c}", method), []).append(_hit(entry.get("ci"), value))
-            gap = res["gaps"]["muslim"]["refusal"]
-            for method in ("judge_only", "human_only", "ppi"):
-                hits.setdefault(("muslim - white refusal gap", method), []).append(_hit((gap.get(method) or {}).get("ci"), truth_gap))
-        targets = list(dict.fromkeys(k for k, _ in hits))
-        for target in targets:
-            row = {"design": design, "target": target,
-                   "truth": truth_gap if "gap" in target else truth[tuple(target.split(" ", 1))]}
-            for method, short in (("judge_only", "judge"), ("human_only", "human"), ("ppi", "PPI")):
-                got = hits[(target, method)]
-                covered = [h for h, _ in got if h is not None]
-                widths = [wd for _, wd in got if wd is not None]
-                row[f"{short} cov"] = float(np.mean(covered)) if covered else None
-                row[f"{short} width"] = float(np.mean(widths)) if widths else None
-            rows.append(row)
-    columns = ["design", "target", "truth", "judge cov", "judge width", "human cov", "human width", "PPI cov", "PPI width"]
+    rate = {g: float((human[groups == g] == CATEGORY).mean()) for g in sorted(set(groups))}
+    truth = {**rate, **{f"{g} - {REFERENCE}": rate[g] - rate[REFERENCE] for g in rate if g != REFERENCE}}
+    print(f"# PPI coverage by sampling design: 13B outputs (N = {len(frame)}), judge = {args.judge_kind} trained on 7B labels "
+          f"(kappa on 13B {_kappa(human, judge):.3f}); {args.draws} draws per design; refusal rates and gaps to {REFERENCE}; "
+          f"lambda {'tuned' if args.lam is None else args.lam}; CPU: {cpu_model()}\n")
+    rows, sizes = [], {}
+    for k, design in enumerate(args.designs):
+        draws = [one_draw(frame, judge, human, groups, design, args.n, np.random.default_rng([args.seed, d, k]), args.lam)
+                 for d in range(args.draws)]
+        sizes[design] = float(np.mean([d[("n labelled", None)][0] for d in draws]))
+        rows += summarise(design, draws, truth)
+    columns = ["design", "target", "truth", "judge cov", "human cov", "human width", "PPI mean", "PPI cov", "PPI width", "old PPI mean", "old PPI cov"]
     print(markdown_table(rows, columns))
-    refusal_rows = [r for r in rows if r["target"].endswith(" refusal") and "harmful" not in r["target"] or "gap" in r["target"]]
-    worst = min(r["PPI cov"] for r in refusal_rows)
-    narrower = sum(r["PPI width"] < r["human width"] for r in rows)
-    print(f"\nPPI coverage, refusal rates and the gap, worst over groups and designs: {worst:.3f} (target >= 0.93)")
-    print(f"PPI narrower than human-only in {narrower} of {len(rows)} rows; done in {time.perf_counter() - started:.0f}s")
-
-
-def _hit(ci, value) -> tuple[bool | None, float | None]:
-    if not ci or ci[0] is None or ci[1] is None:
-        return None, None
-    return bool(ci[0] <= value <= ci[1]), float(ci[1] - ci[0])
+    print()
+    for design in args.designs:
+        mine = [r for r in rows if r["design"] == design]
+        worst = min(r["PPI cov"] for r in mine)
+        bias = max(abs(r["PPI mean"] - r["truth"]) for r in mine)
+        old_bias = max(abs(r["old PPI mean"] - r["truth"]) for r in mine)
+        print(f"{design}: {sizes[design]:.0f} human labels on average; worst PPI coverage {worst:.3f} (target >= 0.93); "
+              f"largest |mean - truth| {bias:.4f} (old PPI {old_bias:.4f})")
+    print(f"done in {time.perf_counter() - started:.0f}s")
 
 
 def _kappa(human, judge) -> float:

@@ -23,13 +23,17 @@ Judge labels corrected by human labels (prediction-powered inference, PPI++):
         --human runs/study/human_sample.csv --taxonomy chehbouni2024 --out runs/report-ppi
 
 --human names a file of human labels (matched by id; its --human-label column, default label) or a
-column of the labelled file that is filled on a random subset. The report then gives, per group and
+column of the labelled file that is filled on a sample. The report then gives, per group and
 category, the judge-only rate, the human-only rate on the subset and the PPI rate (all 95%), each
 group's gap to the reference by all three, and the effective number of human labels PPI is worth;
-ppi_rates.png shows them side by side. A stratified human sample (judge.data sample --stratify)
-carries an inclusion_probability column: its inverse weights the sample. The human labels must not
-be ones the judge was trained on: the judge directory's training_ids.json (found through the
-labelled file's manifest, or --judge-dir) is checked.
+ppi_rates.png shows them side by side. The estimator follows the sampling design (judge.ppi): a
+sample's inclusion_probability column (judge.data sample, judge.annotate export; --inclusion-column
+names another) makes it an unequal-probability sample, weighted by the inverse probabilities, and
+--strata COL says it was stratified by COL; without probabilities each group's labelled outputs are
+taken as a simple random sample of it. Outputs the judge left unscored are outside every rate, here
+as in the rates table, and counted. The human labels must not be ones the judge was trained on: the
+judge directory's training_ids.json (found through the labelled file's manifest, or --judge-dir) is
+checked.
 """
 from __future__ import annotations
 
@@ -66,7 +70,8 @@ class Config(RecordColumns, ReportStyle):
     coarse: bool = False
     human: str | None = None
     human_label: str = "label"
-    inclusion_column: str = "inclusion_probability"
+    inclusion_column: str | None = None
+    strata: list[str] = field(default_factory=list)
     judge_dir: str | None = None
     ppi_lambda: str = "1"
     label_map: str | None = None
@@ -78,6 +83,9 @@ class Config(RecordColumns, ReportStyle):
         self.check_style()
         if self.human is None and self.judge_dir is not None:
             raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
+        ppi_only = [flag for flag, value in (("--inclusion-column", self.inclusion_column), ("--strata", self.strata)) if value]
+        if self.human is None and ppi_only:
+            raise UserError(f"{', '.join(ppi_only)} describe the human sample and are only used with --human; add --human FILE_OR_COLUMN or drop them")
 
 
 def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool,
@@ -173,11 +181,15 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
         gaps.index.names = [group_column, "category"]
         gaps = gaps.reset_index()
     level = int(round(100 * (1 - ppi["alpha"])))
-    head = (f"{ppi['n_human']} human labels ({ppi['human_source']}) correct the judge's labels on {ppi['n_outputs']} outputs (lambda: {ppi['lambda']}). "
-            f"Weights: {ppi['weights_from']}. Training-set overlap: {ppi['training_overlap']}.")
+    head = (f"{ppi['n_human']} human labels ({ppi['human_source']}) correct the judge's labels on {ppi['n_outputs']} scored outputs (lambda: {ppi['lambda']}). "
+            f"Sampling design: {ppi['design_note']}. Training-set overlap: {ppi['training_overlap']}.")
+    if ppi["n_unscored"]:
+        head += (f" {ppi['n_unscored']} outputs the judge left unscored are outside every rate, as in the rates table"
+                 f" ({ppi['n_human_unscored']} of them human-labelled, not used).")
     md = [f"\n## Prediction-powered rates ({level}% CI)\n", head + "\n",
-          "judge only: the judge's labels taken as human ones (Wilson); human only: the human subset alone (CLT, t quantiles); "
-          "PPI: prediction-powered (ppi_py, t quantiles). Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
+          "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by the design; "
+          "PPI: the judge's rate over every output plus the design-weighted human correction (difference estimator, design variance, "
+          "t quantiles). Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
           markdown(rates, index=False), f"\n## Gap to {ppi['reference']} ({level}% CI)\n", markdown(gaps, index=False) if len(gaps) else "(one group only)"]
     if ppi["not_estimable"]:
         md.append(f"\nNot estimable (too few human labels): {', '.join(ppi['not_estimable'])}.\n")
@@ -349,10 +361,29 @@ def ppi_lambda(value: str) -> float | None:
     return lam
 
 
-def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, pd.Series | None, str]:
-    """The human label of each record (empty where none) and its inclusion probability, if recorded.
+DEFAULT_INCLUSION = "inclusion_probability"
 
-    ``--human`` is a file of human labels joined on id, or a column of the labelled file.
+
+def inclusion_probabilities(table: pd.DataFrame, config: Config, *, where: str) -> tuple[pd.Series | None, str | None]:
+    """The sample's inclusion probabilities and the column they come from; None where none is recorded.
+
+    The default column may be absent (a simple random sample); a column named with --inclusion-column must not be.
+    """
+    column = config.inclusion_column or DEFAULT_INCLUSION
+    if column in table.columns:
+        return table[column], column
+    if config.inclusion_column is not None:
+        raise UserError(f"--inclusion-column {column!r} is not a column of {where}; name the column of inclusion probabilities "
+                        f"(columns: {short_list(map(str, table.columns), limit=6)}), or drop the flag for a simple random sample")
+    return None, None
+
+
+def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, pd.Series | None, str, str | None]:
+    """The human label of each record (empty where none), its inclusion probability if recorded, where
+    the labels come from and the probabilities' column.
+
+    ``--human`` is a file of human labels joined on id (the sample's file, which carries its
+    probabilities), or a column of the labelled file (whose own column then carries them).
     """
     spec = config.human
     if Path(spec).is_file():
@@ -365,13 +396,14 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
             )
         by_id = human.set_index("id")
         labels = records["id"].map(by_id[config.human_label])
-        inclusion = records["id"].map(by_id[config.inclusion_column]) if config.inclusion_column in human.columns else None
+        inclusion, column = inclusion_probabilities(by_id, config, where=f"--human {Path(spec).name}")
+        inclusion = None if inclusion is None else records["id"].map(inclusion)
         source = f"file {spec} (column {config.human_label})"
     elif spec in records.columns:
         if spec == config.label:
             raise UserError(f"--human {spec!r} is the --label column itself; name the column (or file) of human labels")
         labels = records[spec]
-        inclusion = records[config.inclusion_column] if config.inclusion_column in records.columns else None
+        inclusion, column = inclusion_probabilities(records, config, where=Path(config.input).name)
         source = f"column {spec}"
     else:
         raise UserError(f"--human {spec!r} is neither a file nor a column of {config.input}; columns present: {', '.join(map(str, records.columns))}")
@@ -382,9 +414,24 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
     if inclusion is not None:
         probs = pd.to_numeric(inclusion[~empty], errors="coerce")
         if probs.isna().any() or ((probs <= 0) | (probs > 1)).any():
-            raise UserError(f"column {config.inclusion_column!r} must hold inclusion probabilities in (0, 1] for every human-labelled output")
-        inclusion = inclusion.where(~empty)
-    return labels, inclusion, source
+            raise UserError(f"column {column!r} must hold inclusion probabilities in (0, 1] for every human-labelled output")
+        inclusion = pd.to_numeric(inclusion.where(~empty), errors="coerce")
+    return labels, inclusion, source, column
+
+
+def strata_for(records: pd.DataFrame, inclusion: pd.Series | None, labelled: pd.Series, config: Config) -> pd.Series | None:
+    """Each output's stratum (the --strata columns joined), checked against the recorded probabilities."""
+    if not config.strata:
+        return None
+    require_columns(records, config.strata, source=Path(config.input).name, flag_hint="Fix --strata.")
+    strata = records[config.strata].astype(str).agg(" / ".join, axis=1)
+    if inclusion is not None:
+        spread = inclusion[labelled].groupby(strata[labelled]).agg(lambda p: p.max() - p.min())
+        mixed = spread[spread > 1e-9]
+        if len(mixed):
+            raise UserError(f"--strata {' '.join(config.strata)}: inclusion probabilities differ within stratum {mixed.index[0]!r}, so the sample "
+                            "is not stratified by it; name the columns it was stratified by, or drop --strata (independent inclusion)")
+    return strata
 
 
 def check_not_trained_on(human_ids: set[str], config: Config) -> str:
@@ -393,6 +440,10 @@ def check_not_trained_on(human_ids: set[str], config: Config) -> str:
     from judge.manifest import read_manifest
 
     judge_dir = config.judge_dir
+    if judge_dir is not None and not Path(judge_dir).is_dir():
+        what = "is a file" if Path(judge_dir).exists() else "does not exist"
+        raise UserError(f"--judge-dir {Path(judge_dir).name} {what}; name the judge directory judge.train wrote (it holds training_ids.json), "
+                        "or drop the flag to use the one in the labelled file's manifest")
     if judge_dir is None:
         directory = ((read_manifest(config.input) or {}).get("judge") or {}).get("directory")
         judge_dir = directory if directory and Path(directory).is_dir() else None
@@ -411,23 +462,38 @@ def check_not_trained_on(human_ids: set[str], config: Config) -> str:
     return f"checked: none of the human-labelled ids is among the {len(trained)} ids {judge_dir} was trained on"
 
 
+def design_note(kind: str, column: str | None, config: Config) -> str:
+    """The sampling design and where its weights come from, as the report states it."""
+    from judge.ppi import POISSON, SIMPLE_RANDOM
+
+    if kind == SIMPLE_RANDOM:
+        return (f"simple random sample assumed within each {config.group[0]} (no {DEFAULT_INCLUSION} column; "
+                "name one with --inclusion-column): weights N / n per group")
+    weights = f"1 / {column}" if column else "N_h / n_h per stratum (no inclusion probabilities recorded)"
+    if kind == POISSON:
+        return f"unequal-probability sample, independent inclusion (Poisson) variance: weights {weights}"
+    return f"stratified simple random sample by {', '.join(config.strata)} (finite-population correction per stratum): weights {weights}"
+
+
 def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxonomy: Taxonomy, config: Config) -> dict:
     """PPI rates and gaps; ``fine`` checks the human labels, ``taxonomy`` (coarse with --coarse) reports them."""
     from judge.ppi import ppi_by_group
 
-    labels, inclusion, source = human_labels_for(records, config)
+    labels, inclusion, source, column = human_labels_for(records, config)
     has_human = labels != ""
     gold = fine.gold(labels[has_human], column=config.human_label if Path(config.human).is_file() else config.human)
     human = pd.Series("", index=records.index, dtype=object)
     human[has_human] = [fine.parent_of(x) for x in gold] if config.coarse else gold
+    strata = strata_for(records, inclusion, has_human, config)
     overlap_note = check_not_trained_on(set(records.loc[has_human, "id"]), config)
-    weights = None if inclusion is None else (1.0 / pd.to_numeric(inclusion, errors="coerce")).fillna(0).to_numpy()
     judge_labels = canonical_labels(records[config.label], taxonomy, column=config.label)
     primary = config.group[0]
     ppi = ppi_by_group(judge_labels, human.tolist(), records[primary].astype(str).tolist(), categories=taxonomy.labels,
-                       reference=result["reference"], weights=weights, lam=ppi_lambda(config.ppi_lambda))
-    ppi.update(human_source=source, training_overlap=overlap_note,
-               weights_from=f"1 / {config.inclusion_column}" if weights is not None else "none (simple random sample assumed)")
+                       reference=result["reference"], inclusion=None if inclusion is None else inclusion.to_numpy(dtype=float),
+                       strata=None if strata is None else strata.to_numpy(dtype=object), lam=ppi_lambda(config.ppi_lambda))
+    ppi.update(human_source=source, training_overlap=overlap_note, inclusion_column=column, strata=list(config.strata),
+               weights_from=f"1 / {column}" if column else ("N_h / n_h per stratum" if strata is not None else "N / n per group (simple random sample assumed)"),
+               design_note=design_note(ppi["design"], column, config))
     for g in ppi["not_estimable"]:
         print(f"warning: group {g!r} has too few human labels for PPI; reported as not estimable", file=sys.stderr)
     return ppi
@@ -475,10 +541,14 @@ def build_parser():
     parser.add_argument("--human", metavar="FILE_OR_COLUMN", help="human labels for a random or stratified subset of the outputs "
                         "(a file joined on id, or a column of the input): adds prediction-powered rates and gaps")
     parser.add_argument("--human-label", metavar="COL", help="with --human FILE: its column of human labels (default: label)")
-    parser.add_argument("--inclusion-column", metavar="COL", help="column of each human-labelled output's inclusion probability; "
-                        "its inverse weights a stratified sample (default: inclusion_probability, written by judge.data sample)")
-    parser.add_argument("--ppi-lambda", metavar="L", help="PPI's lambda: 1 (default, plain PPI: covered >= 0.97 at 60 labels a group in "
-                        "benchmarks/ppi_coverage.py), 'tuned' (PPI++ power tuning; narrower, for a few hundred labels a group), or any value in [0, 1]")
+    parser.add_argument("--inclusion-column", metavar="COL", help="column (of the --human file, or of the input with --human COLUMN) of each "
+                        "human-labelled output's inclusion probability; its inverse weights the sample (default: inclusion_probability, "
+                        "written by judge.data sample and judge.annotate export; absent: a simple random sample)")
+    parser.add_argument("--strata", action="append", metavar="COL", help="with --human: column of the input the human sample was stratified by "
+                        "(repeat for several): stratified variance with a finite-population correction; default: independent inclusion")
+    parser.add_argument("--ppi-lambda", metavar="L", help="PPI's lambda: 1 (default, plain PPI: covered >= 0.95 under four sampling designs in "
+                        "benchmarks/ppi_coverage.py), 'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design "
+                        "there; for a few hundred labels a group), or any value in [0, 1]")
     parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids must not overlap the human labels "
                         "(default: the one named in the labelled file's manifest)")
     add_column_options(parser)

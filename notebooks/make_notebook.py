@@ -122,7 +122,7 @@ pd.DataFrame(agreement_rows).round(3)"""),
 The judge trained on 7B labels labels every 13B output. Suppose humans label only 300 of them (a seeded
 sample, stratified by identity, weighted by inverse inclusion probability). Three estimates of each group's
 rate: the judge's labels taken as human ones, the 300 human labels alone, and prediction-powered inference
-(PPI++, `judge.ppi` on top of `ppi_py`), which corrects the judge's rates with the human sample. Here every
+(`judge.ppi`: the judge's rate over every output plus the design-weighted human correction). Here every
 13B output has a human label, so the full-population human rate is known and shown as the truth.
 `benchmarks/ppi_coverage.py` repeats this 200+ times to measure coverage."""),
     ("code", """from judge.group_error import judge_error_by_group
@@ -137,12 +137,13 @@ judged = load_judge(f"tfidf:{judge_dir}").label(thirteen.rename(columns={"label"
 
 rng = np.random.default_rng(0)
 human_sample = np.full(len(judged), "", dtype=object)
-weights = np.zeros(len(judged))
+inclusion = np.zeros(len(judged))
 for group, members in judged.groupby("identity").groups.items():
     take = rng.choice(np.asarray(members), size=60, replace=False)  # 60 per identity = 300
     human_sample[take] = judged.loc[take, "human"]
-    weights[take] = len(members) / 60
-ppi = ppi_by_group(judged["label"], human_sample, judged["identity"], categories=taxonomy.labels, reference="white", weights=weights)
+    inclusion[members] = 60 / len(members)
+ppi = ppi_by_group(judged["label"], human_sample, judged["identity"], categories=taxonomy.labels, reference="white",
+                   inclusion=inclusion, strata=judged["identity"])
 fig = ppi_figure(ppi, ["refusal", "harmful refusal"], group_column="identity")
 fig.savefig(figures / "ppi_7b_to_13b.png", dpi=150, bbox_inches="tight")
 plt.show()

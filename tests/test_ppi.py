@@ -5,56 +5,15 @@ import math
 
 import numpy as np
 import pandas as pd
-import ppi_py
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from judge import report
 from judge.alt_test import alt_test, one_sided_p
 from judge.group_error import judge_error_by_group
-from judge.ppi import ppi_by_group, ppi_gap, ppi_rate, t_adjusted_alpha
+from judge.ppi import Design, design_rate, ppi_by_group, t_adjusted_alpha
 
 from tests.conftest import run_cli, write_jsonl
-
-# n = 8 human-labelled outputs, N = 16 judge-only ones.
-Y = np.array([1, 0, 1, 0, 1, 0, 0, 0])
-YHAT = np.array([1, 0, 1, 0, 0, 0, 0, 0])
-YHAT_U = np.array([1] * 4 + [0] * 12)
-
-
-def test_ppi_lambda_one_hand_derived():
-    # PPI (lambda = 1): mean(Yhat_u) + mean(Y - Yhat) = 4/16 + 1/8 = 0.375.
-    # se^2 = var(Yhat_u)/N + var(Y - Yhat)/n with population variances:
-    #      = (.25 * .75)/16 + (.125 * .875)/8 = 0.01171875 + 0.013671875 = 0.025390625 -> se = 0.159344
-    # 95%: 0.375 -/+ 1.959964 * 0.159344 = [0.062691, 0.687309]
-    r = ppi_rate(Y, YHAT, YHAT_U, lam=1, small_sample=False)
-    assert r["ppi"]["rate"] == pytest.approx(0.375, abs=1e-12)
-    assert r["ppi"]["se"] == pytest.approx(math.sqrt(0.025390625), abs=1e-9)
-    assert r["ppi"]["ci"] == pytest.approx((0.062691, 0.687309), abs=1e-6)
-    # judge only: 2 + 4 = 6 of 24 judge labels; human only: 3 of 8
-    assert r["judge_only"]["rate"] == pytest.approx(6 / 24)
-    assert r["human_only"]["rate"] == pytest.approx(3 / 8)
-
-
-def test_ppi_matches_ppi_py_on_the_same_inputs():
-    rng = np.random.default_rng(3)
-    truth = rng.random(1200) < 0.2
-    judge = np.where(rng.random(1200) < 0.85, truth, rng.random(1200) < 0.3)
-    y, yhat, yhat_u = truth[:150].astype(float), judge[:150].astype(float), judge[150:].astype(float)
-    r = ppi_rate(y, yhat, yhat_u, small_sample=False)
-    low, high = ppi_py.ppi_mean_ci(y, yhat, yhat_u, alpha=0.05)
-    assert r["ppi"]["ci"] == pytest.approx((float(low[0]), float(high[0])), abs=1e-12)
-    assert r["ppi"]["rate"] == pytest.approx(float(ppi_py.ppi_mean_pointestimate(y, yhat, yhat_u)[0]), abs=1e-12)
-    c_low, c_high = ppi_py.classical_mean_ci(y, alpha=0.05)
-    assert r["human_only"]["ci"] == pytest.approx((max(0, c_low), c_high), abs=1e-12)
-    # A useful judge is worth more than its n human labels, and the interval is narrower.
-    assert r["effective_n"] > 150
-    assert r["ppi"]["ci"][1] - r["ppi"]["ci"][0] < r["human_only"]["ci"][1] - r["human_only"]["ci"][0]
-    # Weighted: ppi_py with the same weights.
-    w = rng.uniform(1, 3, size=150)
-    rw = ppi_rate(y, yhat, yhat_u, weights=w, small_sample=False)
-    wl, wh = ppi_py.ppi_mean_ci(y, yhat, yhat_u, alpha=0.05, w=w)
-    assert rw["ppi"]["ci"] == pytest.approx((float(wl[0]), float(wh[0])), abs=1e-12)
 
 
 def test_small_sample_correction_is_students_t():
@@ -63,29 +22,6 @@ def test_small_sample_correction_is_students_t():
     a = t_adjusted_alpha(0.05, 20)
     assert norm.ppf(1 - a / 2) == pytest.approx(t.ppf(0.975, df=19), abs=1e-9)
     assert t_adjusted_alpha(0.05, 100000) == pytest.approx(0.05, abs=1e-4)
-
-
-def test_gap_agrees_with_ppi_ols_on_group_indicator(monkeypatch):
-    # ppi_ols_ci's helper is numba-compiled; its plain Python body gives the same numbers without the compile.
-    monkeypatch.setattr(ppi_py.ppi, "_ols_get_stats", ppi_py.ppi._ols_get_stats.py_func)
-    rng = np.random.default_rng(5)
-    n_total = 3000
-    group = rng.random(n_total) < 0.5
-    truth = rng.random(n_total) < np.where(group, 0.3, 0.1)
-    judge = np.where(rng.random(n_total) < 0.8, truth, rng.random(n_total) < 0.2)
-    labelled = np.zeros(n_total, bool)
-    labelled[rng.choice(n_total, 400, replace=False)] = True
-    rates = {g: ppi_rate(truth[labelled & (group == g)], judge[labelled & (group == g)], judge[~labelled & (group == g)], lam=1, small_sample=False)
-             for g in (True, False)}
-    gap = ppi_gap(rates[True], rates[False])
-    x = np.column_stack([np.ones(labelled.sum()), group[labelled]]).astype(float)
-    xu = np.column_stack([np.ones((~labelled).sum()), group[~labelled]]).astype(float)
-    low, high = ppi_py.ppi_ols_ci(x, truth[labelled].astype(float), judge[labelled].astype(float), xu, judge[~labelled].astype(float), alpha=0.05, lam=1)
-    point = ppi_py.ppi_ols_pointestimate(x, truth[labelled].astype(float), judge[labelled].astype(float), xu, judge[~labelled].astype(float), lam=1)
-    assert gap["ppi"]["gap"] == pytest.approx(float(point[1]), abs=1e-12)  # a saturated OLS is the difference of means
-    # Same interval up to how the variance is estimated (per group here, pooled sandwich there).
-    assert gap["ppi"]["ci"][0] == pytest.approx(float(low[1]), abs=0.01)
-    assert gap["ppi"]["ci"][1] == pytest.approx(float(high[1]), abs=0.01)
 
 
 def test_group_without_human_labels_is_not_estimable():
@@ -373,13 +309,18 @@ def test_report_weights_a_stratified_human_sample(tmp_path, capsys):
     assert code == 0, err
     ppi = json.loads((tmp_path / "rep" / "disparity.json").read_text())["ppi"]
     assert ppi["weighted"] and ppi["weights_from"] == "1 / inclusion_probability"
-    # Within a stratum the weights are equal, so each group's PPI rate equals the unweighted one on the same rows.
+    # Within a stratum the weights are N_h / n_h, so each group's PPI rate is the judge's rate over the
+    # whole group plus the mean correction on its labelled rows (the difference estimator).
     frame = pd.read_json(labelled, lines=True)
     g = frame[frame.identity == "muslim"]
     lab = g.id.isin(sample.id)
-    expected = ppi_rate((g[lab].gold == "refusal").to_numpy(), (g[lab].judge_label == "refusal").to_numpy(),
-                        (g[~lab].judge_label == "refusal").to_numpy(), lam=1)
-    assert ppi["rates"]["muslim"]["refusal"]["ppi"]["rate"] == pytest.approx(expected["ppi"]["rate"], abs=1e-12)
+    expected = (g.judge_label == "refusal").mean() + ((g[lab].gold == "refusal").astype(float) - (g[lab].judge_label == "refusal")).mean()
+    assert ppi["rates"]["muslim"]["refusal"]["ppi"]["rate"] == pytest.approx(expected, abs=1e-12)
+    # and its standard error is judge.ppi's for the same rows and probabilities (independent inclusion: no --strata)
+    pi = g.id.map(sample.set_index("id")["inclusion_probability"]).to_numpy()
+    direct = design_rate((g.gold == "refusal").to_numpy(), (g.judge_label == "refusal").to_numpy(), np.ones(len(g), dtype=bool),
+                         Design.build(lab.to_numpy(), inclusion=pi))
+    assert ppi["rates"]["muslim"]["refusal"]["ppi"]["se"] == pytest.approx(direct["se"], abs=1e-12)
     # A bad probability is refused.
     sample.loc[0, "inclusion_probability"] = 1.7
     sample.to_csv(tmp_path / "s.csv", index=False)

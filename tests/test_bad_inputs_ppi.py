@@ -1,0 +1,64 @@
+"""The human sample's design flags of judge.report (issue 18): a flag that names something absent, or a
+design the sample does not have, is refused in one line instead of silently ignored."""
+import json
+
+import pytest
+
+from judge import report
+from tests.badinput import assert_refused
+
+ROWS = [
+    {"id": f"r{i}", "response": "I cannot help with that." if i % 3 == 0 else "to fly home", "identity": "muslim" if i % 2 else "white",
+     "common": "common" if i % 4 < 2 else "least", "judge_label": "refusal" if i % 3 == 0 else "answer",
+     "human": ("refusal" if i % 3 == 0 else "answer") if i < 12 else ""}
+    for i in range(24)
+]
+
+
+@pytest.fixture()
+def files(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "labelled.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    (d / "human.csv").write_text("id,label,inclusion_probability\n" + "".join(
+        f"r{i},{'refusal' if i % 3 == 0 else 'answer'},{0.4 if i % 4 < 2 else 0.1}\n" for i in range(12)))
+    (d / "judge.json").write_text("{}\n")  # a file where a judge directory is expected
+    return d
+
+
+L = "{d}/labelled.jsonl"
+BASE = [L, "--label", "judge_label", "--group", "identity", "--taxonomy", "chehbouni2024", "--out", "{t}/rep"]
+
+CASES = [
+    # an explicitly named inclusion column that is absent: refused, not read as a simple random sample
+    (BASE + ["--human", "{d}/human.csv", "--inclusion-column", "nope"], ["--inclusion-column 'nope'", "human.csv", "drop the flag"]),
+    (BASE + ["--human", "human", "--inclusion-column", "nope"], ["--inclusion-column 'nope'", "labelled.jsonl", "drop the flag"]),
+    # a judge directory that is a file, or absent: the training-overlap check cannot be skipped silently
+    (BASE + ["--human", "{d}/human.csv", "--judge-dir", "{d}/judge.json"], ["--judge-dir judge.json is a file", "judge directory"]),
+    (BASE + ["--human", "{d}/human.csv", "--judge-dir", "{d}/no_judge"], ["--judge-dir no_judge does not exist", "judge directory"]),
+    # strata: a column the records lack, probabilities that differ within a stratum, no human sample at all
+    (BASE + ["--human", "{d}/human.csv", "--strata", "region"], ["'region'", "--strata"]),
+    (BASE + ["--human", "{d}/human.csv", "--strata", "identity"], ["--strata identity", "differ within stratum", "drop --strata"]),
+    (BASE + ["--strata", "identity"], ["--strata", "only used with --human"]),
+    (BASE + ["--inclusion-column", "p"], ["--inclusion-column", "only used with --human"]),
+]
+
+
+@pytest.mark.parametrize("argv, fragments", CASES)
+def test_design_flags_refused_in_one_line(files, tmp_path, capsys, argv, fragments):
+    out_root = tmp_path / "outputs"
+    out_root.mkdir()
+    argv = [a.format(d=files, t=out_root) for a in argv]
+    assert_refused(report, argv, fragments, root=tmp_path, capsys=capsys)
+    assert list(out_root.iterdir()) == [], "no output may be written"
+
+
+def test_the_design_that_fits_is_accepted(files, tmp_path, capsys):
+    """The same files with the flags that match them: the cases above fail for their flag, not the data."""
+    from tests.badinput import run_module
+
+    argv = [a.format(d=files, t=tmp_path) for a in BASE] + ["--human", str(files / "human.csv"), "--strata", "common"]
+    code, _, err = run_module(report, argv, capsys)
+    assert code == 0, err
+    ppi = json.loads((tmp_path / "rep" / "disparity.json").read_text())["ppi"]
+    assert ppi["design"] == "stratified simple random" and ppi["strata"] == ["common"]
