@@ -80,7 +80,9 @@ def _main(config: Config) -> dict:
     started = time.perf_counter()
     out = Path(config.out)
     (out / "reports").mkdir(parents=True, exist_ok=True)
-    RunManifest("judge.demo", config).write(out)
+    manifest = RunManifest("judge.demo", config)
+    if read_manifest(out) is None:
+        manifest.write(out)  # marks the folder as the demo's from the first step, so a killed run can resume
     ow = config.overwrite
 
     banner("1/5 prompt set: data/templates x data/names")
@@ -130,6 +132,7 @@ def _main(config: Config) -> dict:
     report.main(report.Config(input=str(SAMPLE), label="label", group=["identity", "common"], taxonomy="chehbouni2024",
                               out=str(out / "reports" / "disparity_sample_human"), overwrite=True))
     seconds = time.perf_counter() - started
+    manifest.write(out, status="complete")
     print(f"\nDone in {seconds:.0f}s. Files under {out}/:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(out)}")

@@ -334,3 +334,29 @@ def test_label_issues_with_several_annotators(tmp_path, capsys):
     from_c = flagged[flagged["annotator"] == "ann_c"]
     assert planted_ids <= set(from_c["id"])  # every planted error is flagged, against the consensus of the others
     assert (flagged["given_label"] != flagged["suggested_label"]).all()
+
+
+def test_token_never_reaches_a_written_file(label_studio, tmp_path, capsys, monkeypatch):
+    """The secret test (issue 21): push and pull given the token on the command line, as a user types it;
+    no file the runs wrote holds it (manifests, saved command lines, the raw export, the records)."""
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    out = export(tmp_path, capsys, budget="4")
+    push = ["push", str(out), "--url", label_studio, "--token", TOKEN, "--title", "secret-test"]
+    monkeypatch.setattr("sys.argv", ["python -m judge.annotate", *push])
+    code, stdout, err = run_cli(annotate_cmd, push, capsys)
+    assert code == 0, err
+    project = stdout.split("created project ")[1].split()[0]
+    tasks = _api(label_studio, f"/api/tasks/?project={project}&fields=all&page_size=100")
+    for task in tasks["tasks"] if isinstance(tasks, dict) else tasks:
+        _api(label_studio, f"/api/tasks/{task['id']}/annotations/", method="POST",
+             body={"completed_by": 1, "result": [{"from_name": "label", "to_name": "response", "type": "choices", "value": {"choices": ["answer"]}}]})
+    labels = tmp_path / "pulled.csv"
+    pull = ["pull", str(out), "--url", label_studio, f"--token={TOKEN}", "--project", project, "--taxonomy", "chehbouni2024", "--out", str(labels)]
+    monkeypatch.setattr("sys.argv", ["python -m judge.annotate", *pull])
+    code, stdout, err = run_cli(annotate_cmd, pull, capsys)
+    assert code == 0, err
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert labels.with_name(labels.name + ".manifest.json") in written
+    assert "***" in labels.with_name(labels.name + ".manifest.json").read_text()
+    assert [p.name for p in written if TOKEN.encode() in p.read_bytes()] == []
+    assert TOKEN not in stdout + err
