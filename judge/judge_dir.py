@@ -8,9 +8,15 @@ those labels are ones the judge has not seen.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from judge.cli import short_list
 from judge.errors import UserError
+from judge.formats import MIB, RETRAIN, cut, cut_path, read_json, size_text, unique, validate
 
 JUDGE_JSON = "judge.json"
 TAXONOMY = "taxonomy.yaml"
@@ -23,18 +29,24 @@ def write_training_ids(directory: str | Path, ids) -> Path:
     return path
 
 
+MAX_TRAINING_IDS_BYTES = 256 * MIB
+
+
 def read_training_ids(directory: str | Path) -> set[str] | None:
     """The ids a judge was trained on, or None when the directory does not record them."""
     path = Path(directory) / TRAINING_IDS
     if not path.is_file():
         return None
-    try:
-        ids = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not a JSON list of ids; retrain the judge or restore the file") from None
-    if not isinstance(ids, list):
-        raise UserError(f"{path} is not a JSON list of ids; retrain the judge or restore the file")
-    return {str(i) for i in ids}
+    fix = "retrain the judge or restore the file"
+    ids = read_json(path, max_bytes=MAX_TRAINING_IDS_BYTES, where=f"judge directory {display_name(directory)}", fix=fix)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise UserError(f"{path.name} of judge directory {display_name(directory)} is not a JSON list of ids; {fix}")
+    return set(ids)
+
+
+def display_name(directory: str | Path) -> str:
+    """A judge directory as messages name it: its folder name (messages stay one short line)."""
+    return Path(directory).resolve().name or str(directory)
 
 
 # Files a user may edit without changing what the judge does: the settings file (it carries its
@@ -52,6 +64,8 @@ def seal(directory: str | Path, *, labels: list[str]) -> dict:
 
     Called last when a judge is written. Loading then checks each file (``verify``), so a swapped
     taxonomy, an edited class list or a truncated adapter is refused instead of giving wrong labels.
+    The checksums are not a signature: anyone can recompute them, so loading also validates every
+    file as untrusted data.
     """
     from judge.manifest import file_sha256
 
@@ -80,42 +94,135 @@ def _self_digest(meta: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=True).encode("utf-8")).hexdigest()
 
 
+# -- loading: the seal, then everything it covers as untrusted data -----------------------------
+
+MAX_JUDGE_JSON_BYTES = MIB  # training writes a few kilobytes
+MAX_TAXONOMY_BYTES = MIB  # read before YAML parses it; the presets are 1-3 kB
+# Formats that can run code when loaded; a judge's weights are safetensors and its settings JSON.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt")
+
+
+class Kind(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    kind: Literal["lora", "tfidf", "ensemble"]
+
+
+class Seal(Kind):
+    """What every judge.json holds, whatever its kind; the kinds' own settings are checked by their formats."""
+
+    labels: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200)]], Field(min_length=2, max_length=1000),
+                      AfterValidator(unique)]
+    files: dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]]
+    judge_json_sha256: str
+    mask_names: bool = True
+
+
+def _settings_model(kind: str):
+    """The kind's own judge.json schema, from the module that owns its format."""
+    import importlib
+
+    return importlib.import_module(f"judge.{kind}_format").Settings
+
+
+def validate_settings(settings: dict, *, where: str, name: str = JUDGE_JSON) -> None:
+    kind = validate(Kind, settings, where=where, name=name).kind
+    validate(_settings_model(kind), settings, where=where, name=name)
+
+
+def write_settings(directory: str | Path, settings: dict) -> Path:
+    """judge.json as training writes it, checked by the schema loading applies: a judge training made always loads."""
+    directory = Path(directory)
+    validate_settings(settings, where=f"judge directory {display_name(directory)}")
+    path = directory / JUDGE_JSON
+    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def inside(name: str) -> bool:
+    """A relative, normalised path that stays in its directory (no '..', no absolute path, no '.')."""
+    pure = PurePosixPath(name)
+    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and pure.as_posix() == name and name != "."
+
+
+def contents(directory: Path, where: str) -> set[str]:
+    """Every regular file under ``directory`` (relative names); a symbolic link or a special file is refused.
+
+    A link makes the sealed bytes live elsewhere (``/etc/...``, another judge), and a FIFO would
+    block the reader, so a judge directory holds its own plain files and nothing else.
+    """
+    import stat
+
+    found = set()
+    for folder, dirs, files in os.walk(directory):  # links to folders are listed, never entered
+        for entry in dirs + files:
+            path = Path(folder) / entry
+            name = path.relative_to(directory).as_posix()
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise UserError(f"{where}: {cut(name, 60)} is a symbolic link; a judge directory holds its own files "
+                                "(copy it with cp -rL) or retrain the judge")
+            if entry in files:
+                if not stat.S_ISREG(mode):
+                    raise UserError(f"{where}: {cut(name, 60)} is not a regular file; remove it or retrain the judge")
+                found.add(name)
+    return found
+
+
+def _read_settings_file(directory: Path, where: str) -> dict:
+    path = directory / JUDGE_JSON
+    meta = read_json(path, max_bytes=MAX_JUDGE_JSON_BYTES, where=where, fix="restore it or " + RETRAIN)
+    if not isinstance(meta, dict):
+        raise UserError(f"{where}: {JUDGE_JSON} is not a JSON object; restore it or {RETRAIN}")
+    if "files" not in meta or "labels" not in meta:
+        raise UserError(f"{where}: {JUDGE_JSON} lists no file checksums or labels (a judge from an older version, or edited): "
+                        "retrain it with python -m judge.train")
+    return meta
+
+
 def verify(directory: str | Path) -> dict:
-    """judge.json, after checking that every file it lists is there and unchanged, and that the
-    taxonomy names exactly the labels the classifier was trained on."""
+    """judge.json, after checking that every file it lists is there and unchanged, that the taxonomy
+    names exactly the labels the classifier was trained on, and that the settings have the kind's
+    schema. A re-sealed forgery passes the checksums; the checks on what they cover stop it."""
     from judge.manifest import file_sha256
 
     directory = Path(directory)
-    meta_path = directory / JUDGE_JSON
-    if not meta_path.is_file():
-        raise UserError(f"{directory} is not a judge directory (no {JUDGE_JSON}); train one with python -m judge.train")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{meta_path} is not valid JSON ({exc}); restore it or retrain the judge") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("files"), dict) or not isinstance(meta.get("labels"), list):
-        raise UserError(f"{meta_path} lists no file checksums or labels (a judge from an older version, or edited): retrain it with python -m judge.train")
-    if meta.get(SELF_DIGEST) != _self_digest(meta):
-        raise UserError(f"judge directory {directory}: {JUDGE_JSON} was edited after training (its settings no longer match their checksum); "
+    where = f"judge directory {display_name(directory)}"
+    if not (directory / JUDGE_JSON).is_file() and not (directory / JUDGE_JSON).is_symlink():
+        raise UserError(f"{where} is not a judge directory (no {JUDGE_JSON}); train one with python -m judge.train")
+    present = contents(directory, where)
+    meta = _read_settings_file(directory, where)
+    seal_ = validate(Seal, meta, where=where, name=JUDGE_JSON)
+    if meta[SELF_DIGEST] != _self_digest(meta):
+        raise UserError(f"{where}: {JUDGE_JSON} was edited after training (its settings no longer match their checksum); "
                         "restore it or retrain the judge")
-    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
-    unexpected = sorted(n for n in present - set(meta["files"]) if _sealed_name(n))
+    validate_settings(meta, where=where)
+    outside = [n for n in seal_.files if not inside(n)]
+    if outside:
+        raise UserError(f"{where}: {JUDGE_JSON} lists {cut_path(outside[0])}, outside the judge directory; "
+                        "a judge's files live inside it: retrain the judge")
+    unexpected = sorted(n for n in present - set(seal_.files) if _sealed_name(n))
     if unexpected:
-        raise UserError(f"judge directory {directory}: unexpected file(s) {', '.join(unexpected)} not written by training; "
+        raise UserError(f"{where}: unexpected file(s) {short_list(unexpected)} not written by training; "
                         "remove them (a judge directory is loaded only as it was trained)")
-    for name, digest in meta["files"].items():
-        path = directory / name
-        if ".." in Path(name).parts or not path.is_file():
-            raise UserError(f"judge directory {directory}: {name} is missing; restore it or retrain the judge")
-        if file_sha256(path) != digest:
-            raise UserError(f"judge directory {directory}: {name} changed since the judge was trained (sha256 differs from judge.json); restore it or retrain")
-    if TAXONOMY not in meta["files"]:
-        raise UserError(f"judge directory {directory}: {TAXONOMY} is not among its checked files; retrain the judge")
+    for name, digest in seal_.files.items():
+        if name not in present:
+            raise UserError(f"{where}: {cut(name, 60)} is missing; restore it or retrain the judge")
+        if file_sha256(directory / name) != digest:
+            raise UserError(f"{where}: {cut(name, 60)} changed since the judge was trained (sha256 differs from judge.json); restore it or retrain")
+    pickles = sorted(n for n in seal_.files if n.lower().endswith(PICKLE_SUFFIXES))
+    if pickles:
+        raise UserError(f"{where}: {short_list(pickles)} is a pickle (loading it could run code); a judge's weights are safetensors: "
+                        "retrain the judge")
+    if TAXONOMY not in seal_.files:
+        raise UserError(f"{where}: {TAXONOMY} is not among its checked files; retrain the judge")
     from judge.taxonomy import load_taxonomy
 
+    if (directory / TAXONOMY).stat().st_size > MAX_TAXONOMY_BYTES:
+        raise UserError(f"{where}: {TAXONOMY} is larger than a taxonomy ({size_text(MAX_TAXONOMY_BYTES)} at most); retrain the judge")
     taxonomy = load_taxonomy(directory / TAXONOMY)
-    if sorted(taxonomy.labels) != sorted(map(str, meta["labels"])):
-        raise UserError(f"judge directory {directory}: {TAXONOMY} names {taxonomy.labels}, the classifier was trained on {meta['labels']}; retrain the judge")
+    if sorted(taxonomy.labels) != sorted(seal_.labels):
+        raise UserError(f"{where}: {TAXONOMY} names {short_list(taxonomy.labels)}, the classifier was trained on {short_list(seal_.labels)}; "
+                        "retrain the judge")
     return meta
 
 
@@ -134,4 +241,18 @@ def finish(directory: str | Path, taxonomy, *, training_ids=()) -> dict:
     directory = Path(directory)
     (directory / TAXONOMY).write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
     write_training_ids(directory, training_ids)
-    return seal(directory, labels=taxonomy.labels)
+    meta = seal(directory, labels=taxonomy.labels)
+    shareable(directory)
+    return meta
+
+
+def shareable(directory: Path) -> None:
+    """Every file and folder of the judge follows the umask: safetensors writes its files 0600 and
+    mkdtemp its folders 0700, which would keep the judge from the colleague it is meant for."""
+    from judge.records import normal_permissions
+
+    for folder, dirs, files in os.walk(directory):
+        for entry in dirs + files:
+            if not (Path(folder) / entry).is_symlink():
+                normal_permissions(Path(folder) / entry)
+    normal_permissions(directory)

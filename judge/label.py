@@ -77,7 +77,8 @@ def judge_fingerprint(spec: str) -> dict[str, str]:
 
     path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf", "ensemble") else spec)
     if path.is_dir():
-        return {p.name: file_sha256(p) for p in sorted(path.iterdir()) if p.is_file() and p.name != "manifest.json"}
+        # Links are left to the judge's own checks, which refuse them: never read through one before that.
+        return {p.name: file_sha256(p) for p in sorted(path.iterdir()) if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
     return {}
 
 

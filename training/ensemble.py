@@ -10,7 +10,6 @@ feature order), stacker.safetensors (coefficients, intercept), members/lora and 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from judge.errors import UserError
-from judge.judge_dir import finish
+from judge.ensemble_format import STACKER_FILE, stacker_probabilities
+from judge.judge_dir import finish, write_settings
 from training.cv import MEMBER_KINDS, OutOfFold, out_of_fold
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.data import LabelledData
 
-STACKER_FILE = "stacker.safetensors"
 STACKER_C = 1.0  # mild regularisation: 3 members x 6 classes = 18 features for a few thousand labels
 
 
@@ -33,21 +32,6 @@ def stacker_features(member_probs: list[np.ndarray]) -> np.ndarray:
 
 def fit_stacker(features: np.ndarray, y: np.ndarray, *, seed: int = 0) -> LogisticRegression:
     return LogisticRegression(C=STACKER_C, max_iter=5000, random_state=seed).fit(features, y)
-
-
-def stacker_probabilities(model_or_weights, features: np.ndarray, n_classes: int, *, temperature: float = 1.0) -> np.ndarray:
-    """Probabilities over all classes (a class the stacker never saw gets 0), scores divided by ``temperature``."""
-    coef, intercept, classes = model_or_weights
-    scores = features @ coef.T + intercept
-    if coef.shape[0] == 1:  # scikit-learn's binary form: one row for the second class
-        scores = np.hstack([-scores / 2, scores / 2])
-    scores = scores / temperature
-    scores -= scores.max(axis=1, keepdims=True)
-    p = np.exp(scores)
-    p /= p.sum(axis=1, keepdims=True)
-    out = np.zeros((len(features), n_classes))
-    out[:, classes] = p
-    return out
 
 
 def weights_of(model: LogisticRegression) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,12 +99,12 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
     coef, intercept, classes = weights_of(stacker)
     save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(out_dir / STACKER_FILE))
     weights = member_weights(coef, members, n_classes)
-    (out_dir / "judge.json").write_text(json.dumps({
+    write_settings(out_dir, {
         "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m != "rules"},
         "features": [f"{m}:{c}" for m in members for c in labels], "stacker": {"model": "multinomial logistic regression", "C": STACKER_C,
                                                                                    "temperature": temperature},
         "member_weights": weights, "mask_names": mask_names,
-    }, indent=2) + "\n")
+    })
 
     def scores(p):
         pred = p.argmax(axis=1)

@@ -18,6 +18,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
+from judge.judge_dir import write_settings
 from judge.models import MINILM, load_failure, model_revision, pick_device, resolve_model
 from judge.text import encode_pairs
 from training.calibration import expected_calibration_error, fit_temperature, softmax
@@ -239,13 +240,12 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The modules peft adapted, by name: a pattern (a string) would be matched as a regex on loading,
+    # and loading accepts only a list (judge.lora_format.AdapterConfig).
+    model.peft_config["default"].target_modules = sorted(model.base_model.targeted_module_names)
     model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
     tokenizer.save_pretrained(out_dir)
-    recipe_dict = asdict(recipe)
-    (out_dir / "judge.json").write_text(
-        json.dumps({"kind": "lora", "base_model": recipe.base_model, "base_model_revision": model_revision(resolve_model(recipe.base_model)),
-                    "labels": labels, "temperature": temperature,
-                    "max_length": recipe.max_length, "tail_tokens": recipe.tail_tokens, "mask_names": recipe.mask_names, "recipe": recipe_dict},
-                   indent=2) + "\n"
-    )
+    write_settings(out_dir, {"kind": "lora", "base_model": recipe.base_model, "base_model_revision": model_revision(resolve_model(recipe.base_model)),
+                             "labels": labels, "temperature": temperature, "max_length": recipe.max_length, "tail_tokens": recipe.tail_tokens,
+                             "mask_names": recipe.mask_names, "recipe": asdict(recipe)})
     return TrainedLora(metrics, model.eval(), tokenizer)

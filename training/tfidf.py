@@ -1,7 +1,6 @@
 """TF-IDF (word 1-2 grams) + logistic regression: the classical baseline judge."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +10,15 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
 from judge import tfidf_format
+from judge.judge_dir import write_settings
+from judge.tfidf_format import tfidf_text  # the format owns how prompt and response are joined
 from training.data import LabelledData, stratified_split
-
-
-def tfidf_text(prompts, responses) -> list[str]:
-    return [f"{p} ||| {r}" for p, r in zip(prompts, responses)]
 
 
 def tfidf_pipeline(seed: int = 0):
     """The baseline's recipe: word 1-2 grams, sublinear tf, balanced logistic regression."""
     return make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, token_pattern=tfidf_format.TOKEN_PATTERN),
         LogisticRegression(max_iter=2000, class_weight="balanced", C=10.0, random_state=seed),
     )
 
@@ -42,5 +39,5 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
     classes = [data.taxonomy.labels[i] for i in pipeline.classes_]
     # Stored as data (JSON + safetensors), never pickled: loading a judge must not run code.
     tfidf_format.save(pipeline, out_dir)
-    (out_dir / "judge.json").write_text(json.dumps({"kind": "tfidf", "classes": classes, "mask_names": mask_names}, indent=2) + "\n")
+    write_settings(out_dir, {"kind": "tfidf", "classes": classes, "mask_names": mask_names})
     return {**metrics, "n_train": int(len(data.y)), "classes": classes, "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist()}

@@ -8,8 +8,8 @@ import numpy as np
 
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
-from judge.judge_dir import verify
-from judge.judges.trained import read_temperature
+from judge.ensemble_format import member_directories, read_stacker
+from judge.judge_dir import display_name, verify
 from judge.taxonomy import UNSCORED, load_taxonomy
 
 
@@ -21,39 +21,33 @@ class EnsembleJudge(Judge):
     kind = "ensemble"
 
     def __init__(self, directory: str | Path, **member_options):
-        from safetensors.numpy import load_file
-
-        from judge.judges import load_judge
         from judge.judges.rules import RulesJudge
+        from judge.judges.trained import LoraJudge, TfidfJudge
 
         directory = Path(directory)
         self.meta = verify(directory)
+        where = f"judge directory {display_name(directory)}"
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory = directory
+        self.labels = list(self.meta["labels"])
+        # Checked to lie inside this directory and to be lora / tfidf judges: loading cannot leave it or recurse.
+        folders = member_directories(directory, self.meta, where=where)
         self.members: dict[str, Judge] = {}
-        for name in self.meta.get("members", []):
+        for name in self.meta["members"]:
             if name == "rules":
                 self.members[name] = RulesJudge(self.taxonomy)
-            elif name in self.meta.get("member_dirs", {}):
-                self.members[name] = load_judge(str(directory / self.meta["member_dirs"][name]), **member_options)
             else:
-                raise UserError(f"{directory}/judge.json names member {name!r} without a directory; retrain the judge")
-        if len(self.members) < 2:
-            raise UserError(f"{directory}/judge.json lists fewer than two members; retrain the judge")
-        weights = load_file(str(directory / "stacker.safetensors"))
-        self.coef, self.intercept, self.classes = weights["coef"], weights["intercept"], weights["classes"].astype(int)
-        n_features = len(self.members) * len(self.taxonomy.labels)
-        if self.coef.shape[1] != n_features:
-            raise UserError(f"{directory}/stacker.safetensors expects {self.coef.shape[1]} features, the members give {n_features}; retrain the judge")
-        self.labels = [str(x) for x in self.meta["labels"]]
-        stacker = self.meta.get("stacker") if isinstance(self.meta.get("stacker"), dict) else {}
-        self.temperature = read_temperature(stacker, directory)  # 1.0 for ensembles trained before it was fitted
+                self.members[name] = LoraJudge(folders[name], **member_options) if name == "lora" else TfidfJudge(folders[name])
+                if sorted(self.members[name].taxonomy.labels) != sorted(self.labels):
+                    raise UserError(f"{where}: member {name} was trained on other labels than the ensemble; retrain the judge")
+        self.coef, self.intercept, self.classes = read_stacker(directory, n_members=len(self.members), n_labels=len(self.labels), where=where)
+        self.temperature = self.meta.get("stacker", {}).get("temperature", 1.0)  # 1.0 for ensembles trained before it was fitted
 
     def sort_key(self, item: Item) -> int:
         return next(iter(self.members.values())).sort_key(item)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from training.ensemble import stacker_probabilities
+        from judge.ensemble_format import stacker_probabilities
 
         per_member = {name: judge._label_batch(batch) for name, judge in self.members.items()}
         out: list[Judgement | None] = [None] * len(batch)

@@ -1,7 +1,6 @@
 """Judges trained by ``python -m judge.train``: the LoRA classifier and the TF-IDF baseline."""
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +10,8 @@ import torch
 
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
-from judge.judge_dir import directory_key, verify
+from judge.judge_dir import directory_key, display_name, verify
+from judge.lora_format import check_adapter, check_fits, check_max_length, load_tokenizer
 from judge.models import first_token_only
 from judge.text import encode_pairs, judge_inputs
 from judge.taxonomy import load_taxonomy
@@ -20,13 +20,6 @@ from judge.taxonomy import load_taxonomy
 def read_judge_json(directory: Path) -> dict:
     """judge.json of a directory whose files are all as trained (see judge.judge_dir.verify)."""
     return verify(directory)
-
-
-def read_temperature(meta: dict, directory: Path) -> float:
-    value = meta.get("temperature", 1.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UserError(f"{directory}/judge.json: temperature must be a positive number, got {value!r}; retrain the judge")
-    return float(value)
 
 
 # Architectures whose int8 path was measured to label about as the fp32 one does: MiniLM, cross-model
@@ -51,11 +44,13 @@ class LoraJudge(Judge):
 
         directory = Path(directory)
         meta = read_judge_json(directory)
+        self.where = f"judge directory {display_name(directory)}"
+        self.adapter = check_adapter(directory, meta["files"], where=self.where)  # before peft or transformers read a byte
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory, self.meta = directory, meta
-        self.labels = [str(x) for x in meta["labels"]]  # the classifier's output order, whatever the YAML's order
+        self.labels = list(meta["labels"])  # the classifier's output order, whatever the YAML's order
         self.device, dtype = pick_device(device)
-        self.temperature = read_temperature(meta, directory)
+        self.temperature = float(meta.get("temperature", 1.0))  # positive and finite (judge.lora_format.Settings)
         self.max_length = max_length or int(meta["max_length"])
         self.tail_tokens = int(meta.get("tail_tokens", 0))
         self.mask_names = bool(meta.get("mask_names", True))
@@ -63,6 +58,7 @@ class LoraJudge(Judge):
         if quantize and self.device.type != "cpu":
             raise UserError("int8 quantized inference runs on CPU only; drop --quantize or use --device cpu")
         model = first_token_only(self._merged_model(dtype).eval())  # the logits read [CLS] alone
+        check_max_length(self.max_length, model.config, where=self.where, from_flag=max_length is not None)
         if quantize is None:
             quantize = self.device.type == "cpu" and model.config.model_type in INT8_BY_DEFAULT
         self.quantize = quantize
@@ -81,14 +77,14 @@ class LoraJudge(Judge):
             return self._load_merged(dtype)
 
     def _load_merged(self, dtype: torch.dtype):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         from judge.models import cache_root
 
         # judge.json holds the hash of every file of the directory: one key covers them all.
         cached = cache_root() / "merged-judges" / directory_key(self.directory)
         if self.device.type == "cpu" and (cached / "config.json").exists():
-            self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
+            self.tokenizer = load_tokenizer(self.directory, where=self.where)
             self.tokenizer.padding_side = "right"  # as in training (training.lora.prepare_padding)
             return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         from peft import PeftModel
@@ -98,6 +94,7 @@ class LoraJudge(Judge):
         # The base model a judge directory names is resolved locally only: a judge someone hands you
         # must not make the tool download anything.
         self.tokenizer, base = load_base(self.meta["base_model"], self.labels, dtype=dtype, allow_hub=False)
+        check_fits(base, self.adapter, where=self.where)
         model = PeftModel.from_pretrained(base, self.directory).merge_and_unload()
         if self.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < 500_000_000:
             import shutil
@@ -139,23 +136,20 @@ class TfidfJudge(Judge):
     kind = "tfidf"
 
     def __init__(self, directory: str | Path):
-        from judge.tfidf_format import TfidfModel
+        from judge.tfidf_format import TfidfModel, check_classes
 
         directory = Path(directory)
         meta = read_judge_json(directory)
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory, self.meta = directory, meta
-        self.model = TfidfModel(directory)
-        classes = meta.get("classes")
-        labels = [str(x) for x in meta["labels"]]
-        if not isinstance(classes, list) or not set(map(str, classes)) <= set(labels) or len(classes) != len(self.model.class_ids) \
-                or [labels[i] for i in self.model.class_ids] != [str(c) for c in classes]:
-            raise UserError(f"{directory}/judge.json: 'classes' does not match the classifier's classes; retrain the judge")
-        self.classes = [str(c) for c in classes]
+        where = f"judge directory {display_name(directory)}"
+        self.model = TfidfModel(directory, where=where)
+        check_classes(self.model, meta["classes"], meta["labels"], where=where)
+        self.classes = list(meta["classes"])
         self.mask_names = bool(meta.get("mask_names", True))
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from training.tfidf import tfidf_text
+        from judge.tfidf_format import tfidf_text
 
         prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
         probs = self.model.predict_proba(tfidf_text(prompts, responses))

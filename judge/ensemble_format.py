@@ -1,0 +1,113 @@
+"""The stacked ensemble on disk: judge.json (members, their folders, the stacker's settings),
+stacker.safetensors (the logistic regression's coefficients, intercept and classes), and one
+ordinary judge directory per trained member under members/.
+
+A member is a lora or tfidf judge inside the ensemble's own directory: never a folder elsewhere,
+never the ensemble itself, never another ensemble, so loading one cannot leave the directory or
+recurse.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from judge.errors import UserError
+from judge.formats import RETRAIN, cut, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
+
+STACKER_FILE = "stacker.safetensors"
+TRAINED_MEMBERS = ("lora", "tfidf")
+
+
+class Stacker(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+
+
+class Settings(BaseModel):
+    """judge.json of an ensemble."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    kind: Literal["ensemble"]
+    members: Annotated[list[Literal["lora", "tfidf", "rules"]], Field(min_length=2), AfterValidator(unique)]
+    member_dirs: dict[Literal["lora", "tfidf"], str]
+    stacker: Stacker = Stacker()
+    mask_names: bool = True
+
+    @model_validator(mode="after")
+    def _a_folder_per_trained_member(self):
+        trained = {m for m in self.members if m in TRAINED_MEMBERS}
+        if set(self.member_dirs) != trained:
+            raise ValueError(f"member_dirs must name a folder for each of {', '.join(sorted(trained)) or 'no member'} and nothing else")
+        return self
+
+
+def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, Path]:
+    """Each trained member's folder, checked to lie inside the ensemble and to hold a judge of the member's kind."""
+    from judge.judge_dir import JUDGE_JSON, inside
+
+    out = {}
+    for name in meta["members"]:
+        if name not in TRAINED_MEMBERS:
+            continue
+        relative = meta["member_dirs"][name]
+        if not inside(relative):
+            raise UserError(f"{where}: member {name}'s folder {cut(relative, 60)!r} is not a folder inside the ensemble "
+                            f"(members/{name}); {RETRAIN}")
+        folder = directory / relative
+        kind = _kind_of(folder / JUDGE_JSON, where=where)
+        if kind != name:
+            raise UserError(f"{where}: member {name} ({cut(relative, 40)}) holds {'an' if kind[:1] in 'aeiou' else 'a'} {cut(kind, 20)} judge, "
+                            f"not a {name} one; {RETRAIN}")
+        out[name] = folder
+    return out
+
+
+def _kind_of(path: Path, *, where: str) -> str:
+    if not path.is_file():
+        raise UserError(f"{where}: {path.parent.name} holds no judge (no {path.name}); {RETRAIN}")
+    from judge.judge_dir import MAX_JUDGE_JSON_BYTES
+
+    meta = read_json(path, max_bytes=MAX_JUDGE_JSON_BYTES, where=where)
+    return str(meta.get("kind")) if isinstance(meta, dict) else "unreadable"
+
+
+def read_stacker(directory: Path, *, n_members: int, n_labels: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coef, intercept, classes), checked by header, then by value."""
+    headers = tensor_headers(directory / STACKER_FILE, where=where)
+    only_tensors(headers, ("coef", "intercept", "classes"), where=where, file=STACKER_FILE)
+    n_classes = _class_count(headers, where)
+    rows = 1 if n_classes == 2 else n_classes  # scikit-learn's binary form: one row, for the second class
+    require_tensor(headers, "coef", ("float64",), (rows, n_members * n_labels), where=where, file=STACKER_FILE)
+    require_tensor(headers, "intercept", ("float64",), (rows,), where=where, file=STACKER_FILE)
+    arrays = finite_arrays(directory / STACKER_FILE, where=where)
+    classes = arrays["classes"]
+    if n_classes < 2 or len(np.unique(classes)) != n_classes or classes.min() < 0 or classes.max() >= n_labels:
+        raise UserError(f"{where}: {STACKER_FILE} classes must be two or more distinct class numbers below {n_labels}; {RETRAIN}")
+    return arrays["coef"], arrays["intercept"], classes.astype(int)
+
+
+def _class_count(headers: dict, where: str) -> int:
+    if "classes" not in headers:
+        raise UserError(f"{where}: {STACKER_FILE} has no classes array; {RETRAIN}")
+    dtype, shape = headers["classes"]
+    if dtype != "int64" or len(shape) != 1 or shape[0] < 2:
+        raise UserError(f"{where}: {STACKER_FILE}: classes is {dtype} of shape {shape}, expected int64 of shape (n,) with n >= 2; {RETRAIN}")
+    return shape[0]
+
+
+def stacker_probabilities(model_or_weights, features: np.ndarray, n_classes: int, *, temperature: float = 1.0) -> np.ndarray:
+    """Probabilities over all classes (a class the stacker never saw gets 0), scores divided by ``temperature``."""
+    coef, intercept, classes = model_or_weights
+    scores = features @ coef.T + intercept
+    if coef.shape[0] == 1:  # scikit-learn's binary form: one row for the second class
+        scores = np.hstack([-scores / 2, scores / 2])
+    scores = scores / temperature
+    scores -= scores.max(axis=1, keepdims=True)
+    p = np.exp(scores)
+    p /= p.sum(axis=1, keepdims=True)
+    out = np.zeros((len(features), n_classes))
+    out[:, classes] = p
+    return out
