@@ -107,6 +107,10 @@ class LoraJudge(Judge):
                 tmp.rename(cached)
             except OSError:  # another process cached it first
                 shutil.rmtree(tmp, ignore_errors=True)
+            # Label with the cached copy, as every later run will: the in-memory merged model computes
+            # the last bits of some logits differently, and a resumed run must write the same bytes.
+            self.tokenizer.padding_side = "right"
+            return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         return model
 
     @torch.inference_mode()
