@@ -12,18 +12,26 @@ Several per-model files (ids may repeat: they become SOURCE:ID), coded labels re
     python -m judge.agree coded.csv --gold gold --pred judge_label --label-map '1=answer,2=refusal' \
         --taxonomy refusal2 --out runs/agree-coded
 
-Per-group judge error and the alternative annotator test:
-    python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --out runs/agree-by-group
+Per-group judge error (one table per --by column) and the alternative annotator test:
+    python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --by model --out runs/agree-by-group
     python -m judge.agree labels.csv --annotators label_alice label_bob --out runs/annotators   # humans only
+    python -m judge.agree labels.csv --annotators label_alice label_bob --by source --out runs/annotators-by-source
     python -m judge.agree triple.csv --gold label --pred judge_label --annotators ann1 ann2 ann3 --alt-test \
         --epsilon 0.15 --out runs/alt-test
 
 Writes OUT/agreement.json, agreement.md, agreement.tex (booktabs; --digits, --tex-label),
-confusion.png/.pdf and manifest.json; with --by, also error_by_group.png/.pdf: kappa, accuracy, false-positive/false-negative rate per category and the
-judge's rate minus the humans' (paired 95% interval) within each group, and a chi-square test of
-whether the judge errs more on some groups. --alt-test asks whether the judge may replace a human
-annotator (Calderon et al. 2025): for each annotator left out, does the judge match the others at
-least as well (one-sided t-test against --epsilon, Benjamini-Yekutieli across annotators)?
+confusion.png/.pdf and manifest.json; with --by, also error_by_group.png/.pdf: kappa with its
+bootstrap interval, accuracy, false-positive/false-negative rate per category (Wilson intervals) and
+the judge's rate minus the humans' (paired 95% interval) within each group, Fleiss' chi-square test
+of equal kappas across groups (agreement, not accuracy, which a majority class inflates) and the
+chi-square test on accuracy beside it. A repeated --by reports every column (one table and one figure
+each). With --annotators and no --pred, --by splits the annotators' alpha and pairwise kappa by
+group. Intervals resample whole clusters: --cluster COL, by default the prompt when some prompt was
+sampled more than once (its outputs are correlated); --no-cluster for items. Macro-F1 averages over
+the categories the gold labels or the predictions use (scikit-learn's convention). --alt-test asks
+whether the judge may replace a human annotator (Calderon et al. 2025): for each annotator left out,
+does the judge match the others at least as well (one-sided t-test against --epsilon,
+Benjamini-Yekutieli across annotators)?
 Unscored predictions (judge outputs outside the taxonomy) are excluded from kappa and alpha and
 reported beside them.
 """
@@ -33,6 +41,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,6 +50,7 @@ from judge.outputs import claim_for
 from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
                        check_label_map, check_non_negative, new_parser, run_command)
 from judge.errors import UserError
+from judge.group_error import MIN_UNITS_FOR_TEST
 from judge.manifest import RunManifest, judge_of, label_source
 from judge.metrics import agreement
 from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
@@ -61,7 +71,9 @@ class Config(RecordColumns, ReportStyle):
     coarse: bool = False
     bootstrap: int = 1000
     seed: int = 0
-    by: str | None = None
+    by: list[str] | str | None = None
+    cluster: str | None = None
+    no_cluster: bool = False
     alt_test: bool = False
     epsilon: float | None = None
     overwrite: bool = False
@@ -73,6 +85,35 @@ class Config(RecordColumns, ReportStyle):
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
         if not self.input:
             raise UserError("give the records file(s) to compare")
+        self.by = by_columns(self.by)  # every --by is reported, each column once, in the order given
+
+
+def by_columns(by: str | Sequence[str] | None) -> list[str]:
+    """--by as given once or several times (a config file may hold one name or a list)."""
+    return list(dict.fromkeys([by] if isinstance(by, str) else (by or [])))
+
+
+def cluster_codes(records: pd.DataFrame, column: str | None) -> list[str] | None:
+    """Each record's cluster (the value of ``column``); a blank value is a cluster of its own."""
+    if column is None:
+        return None
+    values, blank = records[column], _blank(records[column])
+    return [f"\0row{i}" if b else str(v) for i, (v, b) in enumerate(zip(values, blank))]
+
+
+def default_cluster(records: pd.DataFrame, config: Config) -> tuple[str | None, str]:
+    """--cluster COL; else the prompt when some prompt was sampled more than once (its outputs are
+    correlated, so resampling them one by one would make the intervals too narrow); --no-cluster: none."""
+    if config.no_cluster:
+        return None, "--no-cluster"
+    if config.cluster:
+        return config.cluster, "--cluster"
+    if "prompt" in records.columns:
+        prompts = records["prompt"][~_blank(records["prompt"])]
+        repeated = int(prompts.duplicated(keep=False).sum())
+        if repeated:
+            return "prompt", f"the default, as {repeated} of {len(records)} outputs share a prompt with another; --no-cluster resamples outputs one by one"
+    return None, "no prompt has several outputs"
 
 
 def _blank(values: pd.Series) -> pd.Series:
@@ -97,17 +138,22 @@ def compute_agreement(
     annotators: list[str] = (),
     n_boot: int = 1000,
     seed: int = 0,
-    by: str | None = None,
+    by: str | Sequence[str] | None = None,
     alt_test_epsilon: float | None = None,
     label_map: dict[str, str] | None = None,
     emittable: list[str] | None = None,
+    cluster: str | None = None,
 ) -> dict:
     """Agreement figures from records holding a gold and a prediction column (library entry point).
 
-    ``by`` adds the judge's error within each value of that column; ``alt_test_epsilon`` runs the
-    alternative annotator test of ``pred`` against the ``annotators``.
+    ``by`` (a column or several) adds the judge's error within each value of each column: ``by_groups``
+    holds one table per column and ``by_group`` the first; ``alt_test_epsilon`` runs the alternative
+    annotator test of ``pred`` against the ``annotators``; ``cluster`` names a column whose values the
+    bootstrap resamples whole (outputs of one prompt, say).
     """
-    require_columns(records, [gold, pred, *annotators, *([by] if by else [])], source="records", flag_hint="Fix --gold/--pred/--annotators/--by.")
+    by = by_columns(by)
+    require_columns(records, [gold, pred, *annotators, *by, *([cluster] if cluster else [])], source="records",
+                    flag_hint="Fix --gold/--pred/--annotators/--by/--cluster.")
     has_gold = ~_blank(records[gold])
     n_without_gold = int((~has_gold).sum())
     records = records[has_gold]
@@ -123,8 +169,11 @@ def compute_agreement(
         up = lambda labs: [fine.parent_of(x) if x not in (None, UNSCORED) else x for x in labs]  # noqa: E731
         gold_labels, pred_labels = up(gold_labels), up(pred_labels)
         human = {k: up(v) for k, v in human.items()}
-    result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred)
-    result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold, **result}
+    clusters = cluster_codes(records, cluster)
+    result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred,
+                       clusters=clusters)
+    result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold,
+              "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None}, **result}
     result["warnings"] = class_warnings(gold_labels, pred_labels, pred=pred)
     if emittable is not None:
         never = sorted({g for g in gold_labels if g not in set(emittable) and not (coarse and g in {fine.parent_of(e) for e in emittable})})
@@ -134,7 +183,9 @@ def compute_agreement(
     if by:
         from judge.group_error import judge_error_by_group
 
-        result["by_group"] = {"column": by, **judge_error_by_group(gold_labels, pred_labels, records[by].astype(str).tolist(), labels=used.labels)}
+        result["by_groups"] = [{"column": col, **judge_error_by_group(gold_labels, pred_labels, records[col].astype(str).tolist(), labels=used.labels,
+                                                                      clusters=clusters, n_boot=n_boot, seed=seed)} for col in by]
+        result["by_group"] = result["by_groups"][0]  # the first --by, where reports before several --by kept it
     if alt_test_epsilon is not None:
         from judge.alt_test import alt_test
 
@@ -149,7 +200,7 @@ def render_markdown(result: dict) -> tuple[str, str]:
             ["Cohen's kappa", fmt(result["cohen_kappa"]), fmt_ci(ci["cohen_kappa"])],
             ["Krippendorff's alpha (nominal)", fmt(result["krippendorff_alpha"]), fmt_ci(ci["krippendorff_alpha"])],
             ["Accuracy", fmt(result["accuracy"]), ""],
-            ["Macro-F1", fmt(result["macro_f1"]), fmt_ci(ci["macro_f1"])],
+            [macro_f1_name(result), fmt(result["macro_f1"]), fmt_ci(ci["macro_f1"])],
             ["Unscored", f"{result['n_unscored']} / {result['n']} ({100 * result['unscored_rate']:.1f}%)", ""],
         ],
         columns=["metric", "value", "95% CI"],
@@ -163,7 +214,8 @@ def render_markdown(result: dict) -> tuple[str, str]:
     confusion = pd.DataFrame(conf["matrix"], index=[f"gold: {g}" for g in conf["rows_gold"]], columns=conf["columns_pred"])
     title = result.get("title") or (f"Agreement of {result.get('pred_name') or result['pred_column']} with {result.get('gold_name') or result['gold_column']} "
                                     f"(taxonomy {result['taxonomy']}, n = {result['n']})")
-    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), markdown(summary, index=False), "\n## Per class\n", markdown(per_class_shown), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
+    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), markdown(summary, index=False),
+             f"\n{intervals_note(result)}\n", "\n## Per class\n", markdown(per_class_shown), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
     tex_parts = [
         latex(summary, caption=title, label="tab:agreement", index=False),
         latex(per_class_shown, caption="Per-class precision, recall and F1.", label="tab:per-class"),
@@ -177,8 +229,8 @@ def render_markdown(result: dict) -> tuple[str, str]:
         frame = pd.DataFrame(rows, columns=["statistic", "value"])
         parts += ["\n## Human annotators\n", markdown(frame, index=False)]
         tex_parts.append(latex(frame, caption="Agreement among human annotators.", label="tab:annotators", index=False))
-    if "by_group" in result:
-        by_md, by_tex = render_by_group(result)
+    for position, by in enumerate(result.get("by_groups", []), start=1):
+        by_md, by_tex = render_by_group(by, suffix="" if position == 1 else f"-{position}")
         parts += by_md
         tex_parts += by_tex
     if "alt_test" in result:
@@ -195,12 +247,51 @@ def render_markdown(result: dict) -> tuple[str, str]:
     return "\n".join(parts) + "\n", "\n".join(tex_parts)
 
 
-def render_by_group(result: dict) -> tuple[list[str], list[str]]:
-    by = result["by_group"]
+def with_ci(value, ci) -> str:
+    """'0.700 [0.590, 0.790]', or the value alone where no interval exists."""
+    return f"{fmt(value)} {fmt_ci(ci)}" if ci is not None and ci[0] is not None else fmt(value)
+
+
+def macro_f1_name(result: dict) -> str:
+    used, every = result.get("macro_f1_labels", result["labels"]), result["labels"]
+    return f"Macro-F1 (over the {len(used)} of {len(every)} categories in gold or predictions)"
+
+
+def intervals_note(result: dict) -> str:
+    cluster = result.get("cluster") or {}
+    note = f"95% intervals: {result['ci95']['method']}"
+    if cluster.get("column"):
+        note += f"; clusters are the values of `{cluster['column']}`" + (f" ({cluster['how']})" if cluster.get("how") else "")
+    elif cluster.get("how"):
+        note += f" ({cluster['how']})"
+    return note + "."
+
+
+def kappa_test_line(test: dict, col: str) -> str:
+    if test["statistic"] is None:
+        return (f"Equal-kappa test not computed: it needs two {col} values with a kappa, a bootstrap SE and at least "
+                f"{MIN_UNITS_FOR_TEST} independent units each.")
+    left = test["groups_left_out"]
+    return (f"Does the judge agree with the humans equally well on every {col}? Fleiss' chi-square on the group kappas "
+            f"(inverse bootstrap variances): Q = {fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g}"
+            f" (pooled kappa {fmt(test['pooled_kappa'])})" + (f"; left out: {', '.join(f'{g} ({why})' for g, why in left.items())}" if left else "") + ".")
+
+
+def accuracy_test_line(test: dict, col: str) -> str:
+    if test["statistic"] is None:
+        return "Accuracy test not computed (needs two groups and both correct and incorrect outputs)."
+    return (f"Does the judge err more often on some {col} values? Chi-square on (correct, incorrect) x {col}: "
+            f"chi2 = {fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g} (accuracy: a majority class inflates it, "
+            "so equal accuracy can hide very different agreement).")
+
+
+def render_by_group(by: dict, *, suffix: str = "") -> tuple[list[str], list[str]]:
+    """One --by column: per-group kappa with its interval, the tests across groups, per-category errors."""
     col = by["column"]
     summary = pd.DataFrame(
-        [[g, r["n_scored"], r["n_unscored"], fmt(r["cohen_kappa"]), fmt(r["accuracy"])] for g, r in by["groups"].items()],
-        columns=[col, "n scored", "unscored", "kappa", "accuracy"],
+        [[g, r["n_scored"], r["n_unscored"], r["n_units"], with_ci(r["cohen_kappa"], r["cohen_kappa_ci"]), fmt(r["accuracy"])]
+         for g, r in by["groups"].items()],
+        columns=[col, "n scored", "unscored", "independent units", "kappa [95% CI]", "accuracy"],
     )
     rows = []
     for g, r in by["groups"].items():
@@ -208,47 +299,50 @@ def render_by_group(result: dict) -> tuple[list[str], list[str]]:
             if not (v["human_rate"] or v["judge_rate"]):
                 continue
             d = v["judge_minus_human"]
-            rows.append([g, c, fmt(v["human_rate"]), fmt(v["judge_rate"]),
-                         f"{fmt(d['difference'])} {fmt_ci(d['ci']) if d['ci'][0] is not None else ''}".strip(),
-                         fmt(v["false_positive_rate"]), fmt(v["false_negative_rate"])])
-    detail = pd.DataFrame(rows, columns=[col, "category", "human rate", "judge rate", "judge - human [95% CI]", "FPR", "FNR"])
-    test = by["error_rate_test"]
-    test_line = (f"Does the judge err more on some {col} values? Chi-square on (correct, incorrect) x {col}: "
-                 f"chi2 = {fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g}."
-                 if test["statistic"] is not None else "Error-rate test not computed (needs two groups and both correct and incorrect outputs).")
-    md = [f"\n## Judge error by {col}\n", markdown(summary, index=False), "\n" + test_line + "\n",
+            rows.append([g, c, fmt(v["human_rate"]), fmt(v["judge_rate"]), with_ci(d["difference"], d["ci"]),
+                         with_ci(v["false_positive_rate"], v["false_positive_ci"]), with_ci(v["false_negative_rate"], v["false_negative_ci"])])
+    detail = pd.DataFrame(rows, columns=[col, "category", "human rate", "judge rate", "judge - human [95% CI]", "FPR [95% CI]", "FNR [95% CI]"])
+    methods = by["intervals"]
+    method_line = (f"Intervals: kappa, {methods['kappa']}; FPR and FNR, {methods['false_positive_negative_rates']}; "
+                   f"judge - human, {methods['judge_minus_human']}. Independent units: clusters (or items) in the group.")
+    tests = f"{kappa_test_line(by['kappa_test'], col)}\n\n{accuracy_test_line(by['error_rate_test'], col)}"
+    md = [f"\n## Judge agreement by {col}\n", markdown(summary, index=False), "\n" + tests + "\n", "\n" + method_line + "\n",
           f"\n## Judge rate minus human rate, by {col} and category\n",
           "FPR: share of outputs humans did not put in the category that the judge did; FNR: share humans did put there that the judge did not.\n",
           markdown(detail, index=False)]
-    tex = [latex(summary, caption=f"Judge agreement with humans by {col}.", label="tab:error-by-group", index=False),
-           latex(detail, caption=f"Judge rate minus human rate by {col} (paired 95% CI), false-positive and false-negative rates.", label="tab:error-by-group-detail", index=False)]
+    tex = [latex(summary, caption=f"Judge agreement with humans by {col} (kappa with 95% CI). {kappa_test_line(by['kappa_test'], col)}",
+                 label=f"tab:error-by-group{suffix}", index=False),
+           latex(detail, caption=f"Judge rate minus human rate by {col} (paired 95% CI), false-positive and false-negative rates (95% CI).",
+                 label=f"tab:error-by-group-detail{suffix}", index=False)]
     return md, tex
 
 
-def error_by_group_figure(result: dict):
-    """One panel per category with any human or judge label: judge rate minus human rate per group."""
+def error_by_group_figure(result: dict, by: dict | None = None):
+    """A kappa panel (with its interval), then one panel per category with any human or judge label:
+    judge rate minus human rate per group."""
     import matplotlib.pyplot as plt
 
-    by = result["by_group"]
+    by = by or result["by_group"]
     groups = list(by["groups"])
     cats = [c for c in result["labels"] if any(r["categories"][c]["human_rate"] or r["categories"][c]["judge_rate"] for r in by["groups"].values())]
-    fig, axes = plt.subplots(1, len(cats), figsize=(2.8 * len(cats) + 1, 0.45 * len(groups) + 1.6), sharey=True, squeeze=False)
-    for ax, c in zip(axes[0], cats):
-        for i, g in enumerate(groups):
-            d = by["groups"][g]["categories"][c]["judge_minus_human"]
-            if d["difference"] is None:
+    fig, axes = plt.subplots(1, len(cats) + 1, figsize=(2.8 * (len(cats) + 1) + 1, 0.45 * len(groups) + 1.6), sharey=True, squeeze=False)
+    points = {"kappa": [(by["groups"][g]["cohen_kappa"], by["groups"][g]["cohen_kappa_ci"]) for g in groups]}
+    points |= {c: [(by["groups"][g]["categories"][c]["judge_minus_human"]["difference"], by["groups"][g]["categories"][c]["judge_minus_human"]["ci"])
+                   for g in groups] for c in cats}
+    for ax, (name, values) in zip(axes[0], points.items()):
+        for i, (value, (lo, hi)) in enumerate(values):
+            if value is None or not np.isfinite(value):
                 continue
-            lo, hi = d["ci"]
-            err = [[d["difference"] - lo], [hi - d["difference"]]] if lo is not None else None
-            ax.errorbar([d["difference"]], [i], xerr=err, fmt="o", color="tab:blue", capsize=2, markersize=4)
+            err = [[value - lo], [hi - value]] if lo is not None else None
+            ax.errorbar([value], [i], xerr=err, fmt="o", color="black" if name == "kappa" else "tab:blue", capsize=2, markersize=4)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(c)
+        ax.set_title(name)
         ax.set_yticks(range(len(groups)), labels=groups)
-        ax.set_xlabel("judge - human")
+        ax.set_xlabel("Cohen's kappa" if name == "kappa" else "judge - human")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_ylabel(by["column"])
-    fig.suptitle(result.get("title") or f"{result.get('pred_name') or result['pred_column']} minus {result.get('gold_name') or result['gold_column']}: "
-                 f"rate difference by {by['column']} (95% CI)")
+    fig.suptitle(result.get("title") or f"{result.get('pred_name') or result['pred_column']} vs {result.get('gold_name') or result['gold_column']}: "
+                 f"kappa and rate difference by {by['column']} (95% CI)")
     fig.tight_layout()
     return fig
 
@@ -274,8 +368,9 @@ def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool
     written = [write_text(out_dir / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "agreement", md, tex, overwrite=overwrite)
     written += save_figures(confusion_figure(result), out_dir / "confusion", overwrite=overwrite)
-    if "by_group" in result:
-        written += save_figures(error_by_group_figure(result), out_dir / "error_by_group", overwrite=overwrite)
+    for position, by in enumerate(result.get("by_groups", []), start=1):
+        stem = "error_by_group" if position == 1 else f"error_by_group_{position}"
+        written += save_figures(error_by_group_figure(result, by), out_dir / stem, overwrite=overwrite)
     return written
 
 
@@ -294,12 +389,17 @@ def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
 
 
 def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str], gold: str | None = None, taxonomy=None,
-                                coarse: bool = False, n_boot: int = 1000, seed: int = 0, label_map: dict[str, str] | None = None) -> dict:
-    """Agreement among human annotator columns (and each against ``gold``), no judge involved."""
+                                coarse: bool = False, n_boot: int = 1000, seed: int = 0, label_map: dict[str, str] | None = None,
+                                by: str | Sequence[str] | None = None, cluster: str | None = None) -> dict:
+    """Agreement among human annotator columns (and each against ``gold``), no judge involved; ``by``
+    repeats it within each value of each column (``by_groups``, one table per column; ``by_group`` the
+    first), and ``cluster`` names a column whose values the bootstrap resamples whole."""
     from judge.metrics import annotator_agreement
 
     columns = list(dict.fromkeys(annotators))  # one column counted once, whatever the command line repeats
-    require_columns(records, [*columns, *([gold] if gold else [])], source="records", flag_hint="Fix --annotators/--gold.")
+    by = by_columns(by)
+    require_columns(records, [*columns, *([gold] if gold else []), *by, *([cluster] if cluster else [])], source="records",
+                    flag_hint="Fix --annotators/--gold/--by/--cluster.")
 
     fine = resolve_taxonomy(taxonomy, [x for c in columns for x in records[c][~_blank(records[c])]], label_map=label_map)
 
@@ -309,22 +409,54 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
 
     used = fine.coarse() if coarse else fine
     humans = {c: canon(records[c], c) for c in columns}
-    result = annotator_agreement(humans, labels=used.labels, gold=canon(records[gold], gold) if gold else None, n_boot=n_boot, seed=seed)
-    return {"taxonomy": used.name, "gold_column": gold, **result}
+    gold_labels = canon(records[gold], gold) if gold else None
+    clusters = cluster_codes(records, cluster)
+
+    def within(rows: np.ndarray) -> dict:
+        pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
+        return annotator_agreement({c: pick(v) for c, v in humans.items()}, labels=used.labels, gold=pick(gold_labels),
+                                   n_boot=n_boot, seed=seed, clusters=pick(clusters))
+
+    result = {"taxonomy": used.name, "gold_column": gold, "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
+              **within(np.arange(len(records)))}
+    if by:
+        result["by_groups"] = [{"column": col, "groups": {g: within(np.flatnonzero(records[col].astype(str).to_numpy() == g))
+                                                          for g in sorted(set(records[col].astype(str)))}} for col in by]
+        result["by_group"] = result["by_groups"][0]
+    return result
+
+
+def render_annotators_by_group(by: dict, *, gold: str | None, suffix: str = "") -> tuple[str, str]:
+    """One --by column of the annotators-only report: alpha and every pairwise kappa per group, with intervals."""
+    col = by["column"]
+    first = next(iter(by["groups"].values()))
+    pairs, vs_gold = list(first["pairwise_kappa"]), list(first.get("kappa_vs_gold", {}))
+    rows = [[g, r["n_items"], with_ci(r["krippendorff_alpha"], r["krippendorff_alpha_ci"]),
+             *(with_ci(r["pairwise_kappa"][p]["kappa"], r["pairwise_kappa"][p]["ci"]) for p in pairs),
+             *(with_ci(r["kappa_vs_gold"][a]["kappa"], r["kappa_vs_gold"][a]["ci"]) for a in vs_gold)] for g, r in by["groups"].items()]
+    frame = pd.DataFrame(rows, columns=[col, "items", "alpha [95% CI]", *(f"kappa {p}" for p in pairs), *(f"kappa {a} vs {gold}" for a in vs_gold)])
+    caption = f"Agreement among annotators by {col} (95% CI)."
+    return f"\n## Annotator agreement by {col}\n\n{markdown(frame, index=False)}\n", latex(frame, caption=caption, label=f"tab:annotators-by-group{suffix}", index=False)
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> dict:
     records = read_config_records(config, unique_ids=False)
+    cluster, how = default_cluster(records, config)
     result = compute_annotator_agreement(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
                                          coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed,
-                                         label_map=parse_label_map(config.label_map))
+                                         label_map=parse_label_map(config.label_map), by=config.by, cluster=cluster)
+    result["cluster"]["how"] = how
     rows = [["Krippendorff's alpha (nominal), all annotators", fmt(result["krippendorff_alpha"]), fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
     rows += [[f"Cohen's kappa, {pair}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for pair, v in result["pairwise_kappa"].items()]
     rows += [[f"Cohen's kappa, {name} vs {config.gold}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for name, v in result.get("kappa_vs_gold", {}).items()]
     table = pd.DataFrame(rows, columns=["statistic", "value", "95% CI", "items"])
     title = config.title or f"Agreement among annotators {', '.join(result['annotators'])} (taxonomy {result['taxonomy']})"
-    md = f"# {title}\n\n{markdown(table, index=False)}\n\nIntervals: {result['bootstrap']}.\n"
+    clustered = f"; clusters are the values of `{cluster}`" if cluster else ""
+    md = f"# {title}\n\n{markdown(table, index=False)}\n\nIntervals: {result['bootstrap']}{clustered} ({how}).\n"
     tex = latex(table, caption=title + ".", label="tab:annotator-agreement", index=False)
+    for position, by in enumerate(result.get("by_groups", []), start=1):
+        by_md, by_tex = render_annotators_by_group(by, gold=config.gold, suffix="" if position == 1 else f"-{position}")
+        md, tex = md + by_md, tex + "\n" + by_tex
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_text(staging / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=False)
         write_tables(staging, "agreement", md, tex, overwrite=False)
@@ -343,7 +475,7 @@ def check_options(config: Config) -> None:
     if config.pred is None:
         if len(config.annotators) < 2:
             raise UserError("give --gold and --pred (a judge against humans), or two or more --annotators (agreement among humans)")
-        extra = [flag for flag, on in (("--by", config.by), ("--alt-test", config.alt_test), ("--pred-file", config.pred_file)) if on]
+        extra = [flag for flag, on in (("--alt-test", config.alt_test), ("--pred-file", config.pred_file)) if on]
         if extra:
             raise UserError(f"{', '.join(extra)} need --pred (the judge's labels)")
     elif config.gold is None:
@@ -354,6 +486,8 @@ def check_options(config: Config) -> None:
         raise UserError(f"--epsilon must be in [0, 1) (0.1 skilled annotators, 0.2 crowd workers), got {config.epsilon}")
     if config.alt_test and len(config.annotators) < 2:
         raise UserError("--alt-test compares the judge with each human left out: give at least two (better three) --annotators columns")
+    if config.cluster and config.no_cluster:
+        raise UserError(f"--cluster {config.cluster} and --no-cluster contradict each other; keep one")
     if config.bootstrap < 0:
         raise UserError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, got {config.bootstrap}")
 
@@ -387,12 +521,14 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
         records = records.drop(columns=[config.pred], errors="ignore").merge(preds[["id", config.pred]], on="id", how="left")
     pred_source = config.pred_file or config.input[0]
     judge = judge_of(pred_source, config.pred) if len(config.input) == 1 or config.pred_file else None
+    cluster, how = default_cluster(records[~_blank(records[config.gold])], config)
     result = compute_agreement(
         records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
         by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
-        label_map=parse_label_map(config.label_map), emittable=(judge or {}).get("emittable_categories"),
+        label_map=parse_label_map(config.label_map), emittable=(judge or {}).get("emittable_categories"), cluster=cluster,
     )
+    result["cluster"]["how"] = how
     result.update(title=config.title, pred_name=label_source(pred_source, config.pred, default=config.pred),
                   gold_name=f"human labels ({config.gold})")
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
@@ -409,10 +545,10 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
         print(f"alt-test: {'PASS' if result['alt_test']['passed'] else 'FAIL'}: {result['alt_test']['reason']}")
         for warning in result["alt_test"]["warnings"]:
             print(f"warning: alt-test: {warning}", file=sys.stderr)
-    if "by_group" in result:
-        test = result["by_group"]["error_rate_test"]
-        kappas = ", ".join(f"{g} {fmt(r['cohen_kappa'])}" for g, r in result["by_group"]["groups"].items())
-        print(f"kappa by {config.by}: {kappas}" + (f"; error-rate difference between groups p = {test['p_value']:.3g}" if test["p_value"] is not None else ""))
+    for by in result.get("by_groups", []):
+        test = by["kappa_test"]
+        kappas = ", ".join(f"{g} {with_ci(r['cohen_kappa'], r['cohen_kappa_ci'])}" for g, r in by["groups"].items())
+        print(f"kappa by {by['column']}: {kappas}" + (f"; equal-kappa test (Fleiss) p = {test['p_value']:.3g}" if test["p_value"] is not None else ""))
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
 
@@ -432,7 +568,12 @@ def build_parser():
     parser.add_argument("--coarse", action="store_true", help="map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)")
     parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for the 95%% intervals (default: 1000)")
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: 0)")
-    parser.add_argument("--by", metavar="COL", help="the judge's error within each value of COL (e.g. identity): kappa, FPR/FNR, judge minus human rate, a test across groups")
+    parser.add_argument("--by", metavar="COL", action="append", help="the judge's agreement within each value of COL (e.g. identity): kappa with its "
+                        "interval, FPR/FNR, judge minus human rate, a test of equal kappas across groups; with --annotators alone, their alpha "
+                        "and pairwise kappa per group; repeat for several columns (one table each)")
+    parser.add_argument("--cluster", metavar="COL", help="intervals resample whole clusters of COL (outputs of one prompt are correlated; "
+                        "default: prompt when some prompt has several outputs, else items)")
+    parser.add_argument("--no-cluster", action="store_true", help="resample outputs one by one even when prompts repeat")
     parser.add_argument("--alt-test", action="store_true", help="alternative annotator test of --pred against the --annotators columns (needs 2+, better 3+)")
     parser.add_argument("--epsilon", type=float, help="alt-test margin: how much better than the judge a human must be to keep the human (default: 0.15)")
     add_report_style_options(parser)

@@ -416,7 +416,7 @@ def build_parser():
     p.add_argument("--with-predictions", metavar="COL", help="export: pre-fill Label Studio with this label column (anchors annotators; off by default)")
     p.add_argument("--label", help="issues/resolve: the human label column (default: label)")
     p.add_argument("--folds", type=int, help="issues: cross-validation folds for out-of-fold judge probabilities (default: 5)")
-    p.add_argument("--cv-group", metavar="COL", help="issues: keep each value of COL in one fold (default: template when present)")
+    p.add_argument("--cv-group", metavar="COL", help="issues: keep each value of COL in one fold (default: template when present, else prompt when prompts repeat)")
     p.add_argument("--url", help="push/pull: Label Studio address (default: http://127.0.0.1:8080)")
     p.add_argument("--token", help="push/pull: access token (default: $LABEL_STUDIO_API_KEY)")
     p.add_argument("--project", type=int, help="pull: project id printed by push")

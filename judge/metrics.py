@@ -41,19 +41,40 @@ def krippendorff_alpha(ratings: Sequence[Sequence[str | None]], *, labels: Seque
 
 
 def bootstrap_ci(
-    statistic: Callable[[np.ndarray], float], n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    statistic: Callable[[np.ndarray], float], n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> tuple[float, float]:
-    """Percentile interval of ``statistic(indices)`` over items resampled with replacement."""
+    """Percentile interval of ``statistic(indices)`` over items resampled with replacement; with
+    ``clusters`` (one code per item), whole clusters are resampled, so outputs of one prompt, which
+    are correlated, count as one draw rather than as many independent ones."""
     if n == 0 or n_boot <= 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
+    draw = cluster_resampler(clusters) if clusters is not None else (lambda r: r.integers(0, n, size=n))
+    values = np.array([statistic(draw(rng)) for _ in range(n_boot)])
     values = values[~np.isnan(values)]
     if values.size == 0:
         return (float("nan"), float("nan"))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return (float(low), float(high))
+
+
+def cluster_resampler(clusters: Sequence) -> Callable[[np.random.Generator], np.ndarray]:
+    """A function drawing item indices by resampling whole clusters with replacement."""
+    _, inverse = np.unique(np.asarray([str(c) for c in clusters], dtype=object), return_inverse=True)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1]) if len(inverse) else []
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        return np.concatenate([members[j] for j in rng.integers(0, len(members), size=len(members))])
+    return draw
+
+
+def present_labels(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> list[str]:
+    """The taxonomy's categories that gold or predictions use, in taxonomy order: scikit-learn's
+    macro-average convention (a category nobody used has no F1 to average)."""
+    used = set(gold) | set(pred)
+    return [label for label in labels if label in used]
 
 
 def per_class_scores(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -76,11 +97,14 @@ def agreement(
     seed: int = 0,
     level: float = 0.95,
     pred_name: str | None = None,
+    clusters: Sequence | None = None,
 ) -> dict:
     """All agreement figures for a paper table.
 
     ``gold`` holds canonical labels; ``pred`` canonical labels or ``unscored``. ``annotators`` maps
-    further human annotators to their labels (None where they gave none).
+    further human annotators to their labels (None where they gave none). ``clusters`` (one code per
+    item, e.g. the prompt) makes the bootstrap resample whole clusters. Macro-F1 averages over the
+    categories gold or predictions use (scikit-learn's convention), named in ``macro_f1_labels``.
     """
     labels = list(labels)
     gold = np.asarray(list(gold), dtype=object)
@@ -90,6 +114,8 @@ def agreement(
     scored = pred != UNSCORED
     g, p = gold[scored], pred[scored]
     n_scored = int(scored.sum())
+    f1_labels = present_labels(g, p, labels=labels)
+    scored_clusters = None if clusters is None else np.asarray(list(clusters), dtype=object)[scored]
 
     def kappa_at(idx: np.ndarray) -> float:
         return cohen_kappa(g[idx], p[idx], labels=labels)
@@ -98,7 +124,8 @@ def agreement(
         return krippendorff_alpha([list(g[idx]), list(p[idx])], labels=labels)
 
     def macro_f1_at(idx: np.ndarray) -> float:
-        return float(f1_score(g[idx], p[idx], labels=labels, average="macro", zero_division=0))
+        # fixed to the categories of the whole sample, so every resample averages the same ones
+        return float(f1_score(g[idx], p[idx], labels=f1_labels, average="macro", zero_division=0))
 
     everything = np.arange(n_scored)
     matrix_labels = labels + [UNSCORED]
@@ -115,13 +142,14 @@ def agreement(
         # Counting unscored items as wrong: the figure a reader should see beside the one above.
         "accuracy_unscored_as_wrong": float((gold == pred).mean()) if len(gold) else float("nan"),
         "macro_f1": macro_f1_at(everything) if n_scored else float("nan"),
+        "macro_f1_labels": f1_labels,
         "per_class": per_class_scores(g, p, labels=labels),
         "confusion": {"rows_gold": labels, "columns_pred": matrix_labels, "matrix": confusion.tolist()},
         "ci95" if level == 0.95 else f"ci{int(level * 100)}": {
-            "method": f"percentile bootstrap over items, {n_boot} resamples, seed {seed}",
-            "cohen_kappa": bootstrap_ci(kappa_at, n_scored, n_boot=n_boot, seed=seed, level=level),
-            "krippendorff_alpha": bootstrap_ci(alpha_at, n_scored, n_boot=n_boot, seed=seed, level=level),
-            "macro_f1": bootstrap_ci(macro_f1_at, n_scored, n_boot=n_boot, seed=seed, level=level),
+            "method": bootstrap_method(n_boot, seed, clusters=scored_clusters),
+            "cohen_kappa": bootstrap_ci(kappa_at, n_scored, n_boot=n_boot, seed=seed, level=level, clusters=scored_clusters),
+            "krippendorff_alpha": bootstrap_ci(alpha_at, n_scored, n_boot=n_boot, seed=seed, level=level, clusters=scored_clusters),
+            "macro_f1": bootstrap_ci(macro_f1_at, n_scored, n_boot=n_boot, seed=seed, level=level, clusters=scored_clusters),
         },
     }
     if annotators:
@@ -150,10 +178,12 @@ def annotator_agreement(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> dict:
     """Agreement among human annotators: Krippendorff's alpha over all of them, Cohen's kappa for every
     pair (on the items both labelled), and each one against ``gold`` when given. Each column counts once.
-    None marks an item an annotator did not label. Intervals: percentile bootstrap over items."""
+    None marks an item an annotator did not label. Intervals: percentile bootstrap over items, or over
+    whole ``clusters`` (one code per item) when given."""
     names = list(annotators)
     matrix = [list(annotators[n]) for n in names]
     n_items = len(matrix[0]) if matrix else 0
@@ -167,17 +197,23 @@ def annotator_agreement(
         y = np.asarray([b[i] for i in both], dtype=object)
         stat = lambda idx: cohen_kappa(x[idx], y[idx], labels=labels)  # noqa: E731
         return {"n": len(both), "kappa": stat(np.arange(len(both))) if both else float("nan"),
-                "ci": bootstrap_ci(stat, len(both), n_boot=n_boot, seed=seed, level=level)}
+                "ci": bootstrap_ci(stat, len(both), n_boot=n_boot, seed=seed, level=level,
+                                   clusters=None if clusters is None else [clusters[i] for i in both])}
 
     result = {
         "annotators": names,
         "n_items": n_items,
         "labels_per_annotator": {n: sum(v is not None for v in annotators[n]) for n in names},
         "krippendorff_alpha": alpha_at(np.arange(n_items)),
-        "krippendorff_alpha_ci": bootstrap_ci(alpha_at, n_items, n_boot=n_boot, seed=seed, level=level),
+        "krippendorff_alpha_ci": bootstrap_ci(alpha_at, n_items, n_boot=n_boot, seed=seed, level=level, clusters=clusters),
         "pairwise_kappa": {f"{a} vs {b}": kappa_between(annotators[a], annotators[b]) for i, a in enumerate(names) for b in names[i + 1 :]},
-        "bootstrap": f"percentile bootstrap over items, {n_boot} resamples, seed {seed}",
+        "bootstrap": bootstrap_method(n_boot, seed, clusters=clusters),
     }
     if gold is not None:
         result["kappa_vs_gold"] = {n: kappa_between(annotators[n], gold) for n in names}
     return result
+
+
+def bootstrap_method(n_boot: int, seed: int, *, clusters: Sequence | None = None) -> str:
+    unit = "items" if clusters is None else f"{len(set(map(str, clusters)))} clusters (whole clusters resampled)"
+    return f"percentile bootstrap over {unit}, {n_boot} resamples, seed {seed}"

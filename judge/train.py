@@ -19,7 +19,7 @@ Examples:
 
 --kind ensemble trains the LoRA classifier, TF-IDF + logistic regression and the keyword rules
 (--members picks two or more), then a logistic-regression stacker on their out-of-fold probabilities
-from folds grouped by --cv-group (default: template), so the stacker never sees a member's prediction
+from folds grouped by --cv-group (default: template, else prompt when prompts repeat), so the stacker never sees a member's prediction
 about a template that member trained on. --cv K (any kind) writes OUT/cv/oof.jsonl and the agreement
 report judge.agree would write (OUT/cv/agreement.*): the agreement to expect on unseen templates,
 known before any unlabelled output is judged. Both cost K extra trainings of each trained member.
@@ -81,7 +81,7 @@ def build_parser():
     p.add_argument("--members", nargs="+", metavar="KIND", help="ensemble: its members, two or more of lora tfidf rules (default: all three)")
     p.add_argument("--cv", type=int, metavar="K", help="also cross-validate: K grouped folds, out-of-fold predictions and the agreement "
                    "report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the ensemble uses K folds (default 5)")
-    p.add_argument("--cv-group", metavar="COL", help="records sharing a value of COL stay in one fold (default: template when present, else none)")
+    p.add_argument("--cv-group", metavar="COL", help="records sharing a value of COL stay in one fold (default: template when present, else prompt when prompts repeat, with a warning, else none)")
     p.add_argument("--base-model", help="base model path or id (default: bundled:minilm, all-MiniLM-L6-v2)")
     p.add_argument("--max-length", type=int, help="max tokens of prompt + response (default: 96; the label is usually decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)")
     p.add_argument("--tail-tokens", type=int, metavar="N", help="long responses: keep the head and the last N tokens within --max-length "

@@ -58,8 +58,9 @@ def test_absent_class_keeps_its_row_and_column():
     assert scores["b"]["f1"] == pytest.approx(0.8)
     result = agreement(GOLD, PRED, labels=["a", "b", "c"], n_boot=0)
     assert result["confusion"]["matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0]]
-    # macro-F1 over all three classes, the absent one counting 0: (2/3 + .8 + 0) / 3
-    assert result["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 3)
+    # macro-F1 over the classes gold or predictions use (scikit-learn's convention; c is in neither): (2/3 + .8) / 2
+    assert result["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+    assert result["macro_f1_labels"] == ["a", "b"]
 
 
 def test_unscored_excluded_and_counted():

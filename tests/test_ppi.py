@@ -261,7 +261,7 @@ def test_annotator_only_agreement_matches_the_reference_packages(tmp_path, capsy
     assert result["kappa_vs_gold"]["a"]["kappa"] == pytest.approx(cohen_kappa_score(a, list(truth)), abs=1e-12)
     assert "Krippendorff's alpha" in out
     # Without --pred, judge-only options are refused rather than ignored.
-    code, _, err = run_cli(agree, [str(path), "--annotators", "a", "b", "--by", "final", "--out", str(tmp_path / "x")], capsys)
+    code, _, err = run_cli(agree, [str(path), "--annotators", "a", "b", "--alt-test", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "need --pred" in err
     code, _, err = run_cli(agree, [str(path), "--annotators", "a", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "two or more --annotators" in err

@@ -1,8 +1,10 @@
 """Grouped cross-validation: out-of-fold probabilities for any judge kind.
 
-Folds are grouped (default: by template), so an output is never predicted by a model that saw an
-output of the same template: the agreement measured this way is what to expect on unseen prompts,
-and the stacked ensemble is fitted on predictions no member made about its own training data.
+Folds are grouped (default: by template, else by prompt when prompts repeat), so an output is never
+predicted by a model that saw an output of the same template or prompt: the agreement measured this
+way is what to expect on unseen prompts, and the stacked ensemble is fitted on predictions no member
+made about its own training data. Outputs sampled several times from one prompt are near-copies:
+folds of single records would put them on both sides and overstate agreement.
 """
 from __future__ import annotations
 
@@ -22,12 +24,12 @@ MEMBER_KINDS = ("lora", "tfidf", "rules")
 def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int = 0) -> np.ndarray:
     """A fold id (0..k-1) per record: whole groups to a fold, groups shuffled with ``seed`` and dealt
     largest first to the smallest fold (balanced sizes). Without a group column, each record is its
-    own group."""
+    own group, and so is a record whose group value is blank."""
     if k < 2:
         raise UserError(f"--cv must be at least 2 folds, got {k}")
     if group is not None and group not in records.columns:
         raise UserError(f"--cv-group column {group!r} not found; columns present: {', '.join(map(str, records.columns))}")
-    keys = records[group].astype(str).to_numpy() if group else records["id"].astype(str).to_numpy()
+    keys = group_keys(records, group)
     sizes = pd.Series(keys).value_counts()
     if len(sizes) < k:
         raise UserError(f"--cv {k} needs at least {k} distinct values of {group or 'id'}, found {len(sizes)}; lower --cv or pick another --cv-group")
@@ -43,11 +45,33 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
     return np.array([fold_of[key] for key in keys], dtype=int)
 
 
-def default_group(records: pd.DataFrame, group: str | None) -> str | None:
-    """--cv-group, else 'template' when the records have it (prompts from one template share wording)."""
+def group_keys(records: pd.DataFrame, group: str | None) -> np.ndarray:
+    """The value that keeps records together in one fold: the group column, or the record's own id
+    where there is no group column or its value is blank (an empty prompt is no shared prompt)."""
+    ids = "\0id:" + records["id"].astype(str)
+    if group is None:
+        return ids.to_numpy()
+    values = records[group]
+    blank = values.isna() | (values.astype(str).str.strip() == "")
+    return values.astype(str).where(~blank, ids).to_numpy()
+
+
+def default_group(records: pd.DataFrame, group: str | None) -> tuple[str | None, str | None]:
+    """(fold group, warning): --cv-group; else 'template' when the records have it (prompts from one
+    template share wording); else 'prompt' when some prompt has several outputs, with a warning saying
+    so; else None (one record per group)."""
     if group is not None:
-        return group
-    return "template" if "template" in records.columns else None
+        return group, None
+    if "template" in records.columns:
+        return "template", None
+    if "prompt" in records.columns:
+        prompts = records["prompt"][records["prompt"].astype(str).str.strip() != ""]
+        per_prompt = prompts.value_counts()
+        if len(per_prompt) and per_prompt.max() > 1:
+            return "prompt", (f"no 'template' column and prompts repeat ({int((per_prompt > 1).sum())} prompts have several outputs, up to "
+                              f"{int(per_prompt.max())}): folds are grouped by prompt, so no prompt is on both sides of a fold; "
+                              "name another column with --cv-group")
+    return None, None
 
 
 @dataclass

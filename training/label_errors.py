@@ -1,16 +1,20 @@
 """Human labels that are probably wrong: out-of-fold judge probabilities, ranked by cleanlab.
 
 Each record's probabilities come from a TF-IDF judge (training.tfidf's recipe) trained on the other
-folds, so no label judges itself; folds keep each template (or --cv-group value) together, so a
-template's wording cannot vouch for its own labels. cleanlab's ``find_label_issues`` then flags the
-labels that disagree with what the rest of the data implies, most suspicious first.
+folds, so no label judges itself; folds keep each template (or --cv-group value; without either, each
+prompt that has several outputs) together, so a template's wording cannot vouch for its own labels.
+cleanlab's ``find_label_issues`` then flags the labels that disagree with what the rest of the data
+implies, most suspicious first.
 """
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 import pandas as pd
 
 from judge.errors import UserError
+from training.cv import default_group, group_keys
 from training.data import labelled_data
 from training.tfidf import tfidf_pipeline, tfidf_text
 
@@ -32,16 +36,23 @@ def out_of_fold_probabilities(texts: list[str], y: np.ndarray, n_classes: int, *
     return probs, fold_of
 
 
+def fold_groups(records: pd.DataFrame, group: str | None) -> tuple[str | None, np.ndarray | None]:
+    """The column folds keep together (training.cv's default, warned on stderr when it falls back to
+    the prompt) and each record's key in it; (None, None) for plain stratified folds."""
+    group, warning = default_group(records, group)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return group, (group_keys(records, group) if group else None)
+
+
 def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds: int = 5, group: str | None = None, seed: int = 0,
                       label_map: dict[str, str] | None = None) -> dict:
     from cleanlab.filter import find_label_issues
 
     data = labelled_data(records, label_column=label, taxonomy=taxonomy, label_map=label_map)
-    if group is None and "template" in data.records.columns:
-        group = "template"
     if group is not None and group not in data.records.columns:
         raise UserError(f"--cv-group {group!r} is not a column; columns present: {', '.join(data.records.columns)}")
-    groups = data.records[group].astype(str).to_numpy() if group else None
+    group, groups = fold_groups(data.records, group)
     if groups is not None and len(set(groups)) < folds:
         raise UserError(f"--cv-group {group!r} has {len(set(groups))} values, fewer than --folds {folds}; lower --folds")
     labels = data.taxonomy.labels
@@ -84,9 +95,7 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     majority = get_majority_vote_label(matrix, verbose=False)
     voted = records.assign(_majority=[tax.labels[int(k)] for k in majority])
     data = labelled_data(voted, label_column="_majority", taxonomy=tax)
-    if group is None and "template" in data.records.columns:
-        group = "template"
-    groups = data.records[group].astype(str).to_numpy() if group else None
+    group, groups = fold_groups(data.records, group)
     probs, fold_of = out_of_fold_probabilities(tfidf_text(data.prompts, data.responses), data.y, len(tax.labels), folds=folds, groups=groups, seed=seed)
     quality = get_label_quality_multiannotator(matrix, probs, verbose=False)
     consensus = quality["label_quality"]["consensus_label"].to_numpy()

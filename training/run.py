@@ -156,12 +156,16 @@ CV_DIR = "cv"  # out-of-fold predictions and their agreement report; not part of
 
 def cv_folds(data, config: TrainConfig):
     """Grouped folds for --cv K or the ensemble's stacker (5 folds unless --cv says otherwise)."""
+    import sys
+
     from training.cv import default_group, grouped_folds
 
     k = config.cv or (5 if config.kind == "ensemble" else 0)
     if not k:
         return None, None
-    group = default_group(data.records, config.cv_group)
+    group, warning = default_group(data.records, config.cv_group)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return grouped_folds(data.records, k=k, group=group, seed=config.seed), group
 
 
