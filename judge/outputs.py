@@ -148,6 +148,7 @@ def lock_path(out: str | Path) -> Path:
 def output_lock(out: str | Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``out`` for the block, or refuse at once naming the holder."""
     path = lock_path(out)
+    created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -178,6 +179,11 @@ def output_lock(out: str | Path) -> Iterator[None]:
         except FileNotFoundError:
             pass
         os.close(fd)
+        for folder in created:  # innermost first: a refused run leaves no empty folders behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
 
 @contextmanager
