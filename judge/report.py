@@ -88,6 +88,9 @@ class Config(RecordColumns, ReportStyle):
         ppi_lambda(self.ppi_lambda)
         check_label_map(self)
         self.check_style()
+        if self.human is None and self.judge_dir is not None:
+            raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids; "
+                            "the labelled rows are checked against the judge in the file's manifest)")
         if self.cluster is not None and self.no_cluster:
             raise UserError(f"--cluster {self.cluster} and --no-cluster contradict each other; keep one "
                             "(--no-cluster treats every output as an independent draw)")
@@ -769,8 +772,9 @@ def build_parser():
     parser.add_argument("--ppi-lambda", metavar="L", help="PPI's lambda: 1 (default, plain PPI: covered >= 0.95 under four sampling designs in "
                         "benchmarks/ppi_coverage.py), 'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design "
                         "there; for a few hundred labels a group), or any value in [0, 1]")
-    parser.add_argument("--judge-dir", help="the judge directory whose training ids are checked: human labels (--human) among them are "
-                        "refused, labelled outputs among them are split out with a warning (default: the one named in the labelled file's manifest)")
+    parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids are checked: human labels among them are "
+                        "refused, labelled outputs among them split out with a warning (default: the one named in the labelled file's "
+                        "manifest, which is also checked without --human)")
     parser.add_argument("--cluster", metavar="COL", help="column whose outputs are correlated draws (a prompt's samples, a template's "
                         "names): cluster-robust intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt "
                         "when it repeats)")

@@ -185,19 +185,11 @@ def test_report_refuses_human_labels_the_judge_was_trained_on(tmp_path, capsys):
     assert code == 2 and "used to train the judge" in err and "'r1'" in err
 
 
-def test_report_judge_dir_without_human_checks_the_labelled_rows(tmp_path, capsys):
-    """--judge-dir used to be refused without --human; it now also checks the labelled file's own rows (issue 19)."""
-    from judge.judge_dir import write_training_ids
-
+def test_report_rejects_judge_dir_without_human(tmp_path, capsys):
     labelled, _ = _population(tmp_path)
-    judge_dir = tmp_path / "judge"
-    judge_dir.mkdir()
-    write_training_ids(judge_dir, ["r1", "r2", "r3"])
-    code, _, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--judge-dir", str(judge_dir),
-                                    "--out", str(tmp_path / "out" / "rep")], capsys)
-    assert code == 0, err
-    assert "3 of the 400 outputs are the judge's own training rows" in err
-    assert json.loads((tmp_path / "out" / "rep" / "disparity.json").read_text())["training_rows"]["n_training_rows"] == 3
+    code, _, err = run_cli(report, [str(labelled), "--label", "judge_label", "--group", "identity", "--judge-dir", str(tmp_path),
+                                    "--out", str(tmp_path / "rep")], capsys)
+    assert code == 2 and "--judge-dir is only used with --human" in err
 
 
 def test_agree_by_group_and_alt_test_commands(tmp_path, capsys):
