@@ -188,7 +188,7 @@ def rate_ratios(rates: dict, members: dict, reference: str, cats: list[str], *, 
     ratios = {g: {} for g in rates}
     for (g, c), (ratio, se, df) in raw.items():
         entry = {"ratio": _finite(ratio) if ratio is not None else None, "ci_low": None, "ci_high": None}
-        if se is not None and ratio:
+        if se is not None and ratio and g != reference:  # against itself: no interval to report
             half = clustered.t_quantile(family.interval_alpha, df) * se
             entry.update(ci_low=_finite(math.exp(math.log(ratio) - half)), ci_high=_finite(math.exp(math.log(ratio) + half)))
         entry["estimable"] = rates[g][c]["estimable"] and rates[reference][c]["estimable"]
