@@ -206,8 +206,9 @@ def design_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha:
     y, f, domain = np.asarray(y, dtype=float), np.asarray(f, dtype=float), np.asarray(domain, dtype=bool)
     big_n, lab = int(domain.sum()), design.labelled & domain
     n = int(lab.sum())
-    q_yy, q_yf, q_ff = design.cov(y, y, domain), design.cov(y, f, domain), design.cov(f, f, domain)
     m = design.largest_weight(domain)
+    if clusters is None or lam is None:  # the design's covariances: its variance, and the tuned lambda
+        q_yy, q_yf, q_ff = design.cov(y, y, domain), design.cov(y, f, domain), design.cov(f, f, domain)
     if lam is None:
         lam = _tuned_lambda(q_yf, q_ff, m)
     residual = y[lab] - lam * f[lab]
@@ -339,7 +340,7 @@ def gap_note(entry: dict, alpha: float) -> str | None:
 
 def _difference(a: dict | None, b: dict | None, *, alpha: float, cov: float = 0.0) -> dict:
     """a - b from two rate entries with standard errors and degrees of freedom (Welch-Satterthwaite)."""
-    from scipy.stats import t
+    from scipy.special import stdtr
 
     if not a or not b or a.get("rate") is None or b.get("rate") is None:
         return {"gap": None, "ci": (None, None)}
@@ -350,7 +351,7 @@ def _difference(a: dict | None, b: dict | None, *, alpha: float, cov: float = 0.
     se = math.sqrt(max(va**2 + vb**2 - 2 * cov, 0.0))
     df = clustered.satterthwaite([va**2, vb**2], [a.get("df", 10**6), b.get("df", 10**6)])
     out = {"gap": gap, "se": se, "df": df, "ci": gap_interval(gap, se, df, alpha)}
-    out["p_value"] = float(2 * t.sf(abs(gap) / se, df)) if se > 0 else (1.0 if gap == 0 else 0.0)
+    out["p_value"] = float(2 * stdtr(df, -abs(gap) / se)) if se > 0 else (1.0 if gap == 0 else 0.0)
     out["from_clipped_rate"] = "rate_unclipped" in a or "rate_unclipped" in b
     out["clipped"] = gap_note(out, alpha)
     return out
@@ -398,7 +399,7 @@ def _gap_reason(group: dict, reference: dict) -> str:
 
 def _gap_covariances(y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict) -> dict:
     """Each method's covariance between the group's and the reference's estimates (0 without shared clusters)."""
-    if codes is None or "ppi" not in rate_g or "ppi" not in rate_r:
+    if codes is None or "ppi" not in rate_g or "ppi" not in rate_r or not len(np.intersect1d(codes[dom_g], codes[dom_r])):
         return {}
     out = {"judge_only": clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])}
     for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
