@@ -152,7 +152,7 @@ def rao_scott(row: np.ndarray, col: np.ndarray, clusters: np.ndarray) -> dict:
     """
     from scipy.stats import chi2_contingency, f as f_dist
 
-    row, col = np.asarray(row), np.asarray(col)
+    row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)  # category codes may be int8
     n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1
     n, g = len(row), n_clusters(clusters)
     cell = row * n_cols + col

@@ -41,6 +41,13 @@ weight (1 - pi) / pi^2 in the group's sample, where the design is least informed
 unchanged. Intervals use Student's t with n - 1 degrees of freedom (n: the group's human labels);
 ``lam=None`` tunes lambda by minimising this variance (PPI++'s power tuning on the design variance).
 
+With ``clusters`` (outputs of one prompt or template are correlated draws: issue 19) the estimand is
+the rate over outputs like these, prompts drawn anew, and the variance is cluster-robust (CR1) over
+each output's contribution, t with G - 1 degrees of freedom (``design_rate``). Estimates are clipped to
+[0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; the human-only interval is
+Korn-Graubard's, which cannot collapse to zero width; judge.estimability decides which groups are
+reported as estimates.
+
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
 dicts with 95% intervals unless ``alpha`` says otherwise.
 """

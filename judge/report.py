@@ -33,7 +33,18 @@ names another) makes it an unequal-probability sample, weighted by the inverse p
 taken as a simple random sample of it. Outputs the judge left unscored are outside every rate, here
 as in the rates table, and counted. The human labels must not be ones the judge was trained on: the
 judge directory's training_ids.json (found through the labelled file's manifest, or --judge-dir) is
-checked.
+checked; labelled outputs among those ids are split out of the rates with a warning.
+
+Small groups, clustered outputs, many comparisons (issue 19):
+    python -m judge.report labelled.jsonl --label judge_label --group name --human sample.csv \
+        --cluster template --reference John --out runs/report-names
+
+A rate needs at least 5 labels from at least 5 clusters (judge.estimability); a group below that is
+shown as not estimable everywhere, with a warning. Outputs are clustered by the prompt when it repeats
+(--cluster COL for another column, --no-cluster for none): cluster-robust intervals with t on G - 1
+df, a Rao-Scott test, clustered PPI variances. Estimates and intervals are clipped to [0, 1] (gaps to
+[-1, 1]), said in a note. Tables of more than 5 comparisons get Bonferroni simultaneous intervals and
+Holm p-values (--no-adjust for marginal ones).
 """
 from __future__ import annotations
 
