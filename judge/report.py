@@ -181,7 +181,9 @@ def render(result: dict) -> tuple[str, str]:
     md += [f"Clustering: {clusters_note}.\n"] if clusters_note else []
     md += [markdown(table), *_estimability_lines(result.get("not_estimable") or {}, what="labelled outputs"), "\n" + chi_square_line(result) + "\n",
            f"\n## Rate ratio vs {ref}\n", f"Reference group: {result.get('reference_note', ref)}. Intervals: {ratios_note}.\n", markdown(ratio)]
-    tex = [latex(table, caption=title + f". Rate [{interval}].", label="tab:rates"),
+    missing = result.get("not_estimable") or {}
+    not_estimable_caption = f" Not estimable ({RULE_SHORT}): {', '.join(missing)}." if missing else ""
+    tex = [latex(table, caption=title + f". Rate [{interval}].{not_estimable_caption}", label="tab:rates"),
            latex(ratio, caption=f"Rate ratio against {ref}: {ratios_note}.", label="tab:rate-ratios")]
     for col, per_group in result["splits"].items():
         split = _split_table(per_group, cats)
@@ -242,7 +244,8 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
                 "human only": _estimate(r.get("human_only"), "rate") if shown else "not estimable",
                 "PPI": _estimate(r.get("ppi"), "rate") if shown else "not estimable",
                 "effective n": fmt(r.get("effective_n"), 0) if shown else "n/a",
-                "note": _notes(("human only", r.get("human_only")), ("PPI", r.get("ppi"))) if shown else r.get("reason", ""),
+                "note": "; ".join(x for x in (_notes(("human only", r.get("human_only")), ("PPI", r.get("ppi"))), r.get("note")) if x)
+                if shown else r.get("reason", ""),
             }
     rates = pd.DataFrame(rows).T
     rates.index.names = [group_column, "category"]
@@ -284,7 +287,9 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
     if ppi["not_estimable"]:
         md.append(f"\nNot estimable (too few human labels; {RULE_SHORT}): "
                   f"{'; '.join(f'{g}: {why}' for g, why in ppi['not_estimable_reasons'].items())}. Shown as 'not estimable', never dropped.\n")
-    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, marginal).", label="tab:ppi-rates", index=False)]
+    missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi['not_estimable'])}." if ppi["not_estimable"] else ""
+    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, marginal).{missing}",
+                 label="tab:ppi-rates", index=False)]
     if len(gaps):
         tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']}: {family.get('note', f'{level}% marginal intervals')}.", label="tab:ppi-gaps", index=False))
     return md, tex
