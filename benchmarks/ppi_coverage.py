@@ -14,6 +14,18 @@ labels all of them, so its errors are those of a real cross-model judge. Each dr
 - unequal (judge): independent inclusion, pi = 0.4 where the judge says refusal, 0.05 elsewhere;
 - unequal (common): independent inclusion, pi = 0.2 for common names, 0.06 for the least common.
 
+``--small-groups`` (issue 19) asks the same of small groups: the 32 names as groups (72 outputs each, 24
+prompts of 3 samples), 5 or 10 human labels per name (random: 32 x k over all outputs, so some names get
+fewer; stratified: exactly k per name), refusal rates and every name's gap to John, with clustering by
+prompt on and off. Two truths: the released labels as a fixed population (what the design-based
+interval is for), and "prompts resampled": each draw first redraws every name's 24 prompts with
+replacement, keeping each prompt's 3 outputs, and the target stays the released rate (what a clustered
+interval is for: a study whose prompts are themselves a draw). Coverage counts only the draws where
+judge.estimability's rule, fixed before this was run, marks the group estimable; the table gives that
+share too. Marginal 95% intervals.
+
+    python benchmarks/ppi_coverage.py --judge-kind tfidf --small-groups --draws 500
+
 For every identity's refusal rate and every identity's refusal gap to white, the table gives the
 coverage of the full-population human value by four 95% intervals: judge only (all judge labels as
 if human; Wilson / Wald), human only (the sample alone, weighted by the design), PPI (judge.ppi, the
@@ -34,6 +46,7 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
+from judge import estimability
 from judge.ppi import ppi_by_group, t_adjusted_alpha
 from judge.report import ppi_lambda
 
@@ -153,11 +166,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lam", default="1", help="PPI's lambda as judge.report --ppi-lambda takes it: 1 (default), 'tuned' (PPI++), or [0, 1]")
     ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS), metavar="DESIGN", help=f"any of: {', '.join(DESIGNS)}")
+    ap.add_argument("--small-groups", action="store_true", help="the 32 names as groups, a few human labels each (issue 19)")
+    ap.add_argument("--per-group", type=int, nargs="+", default=[5, 10], metavar="K", help="with --small-groups: human labels per name")
     args = ap.parse_args()
     args.lam = ppi_lambda(args.lam)
 
     started = time.perf_counter()
     frame = judged_13b(args.judge_kind, args.data_dir)
+    if args.small_groups:
+        small_groups(args, frame)
+        print(f"done in {time.perf_counter() - started:.0f}s")
+        return
     human = frame["label"].to_numpy(dtype=object)
     judge = frame["judge_label"].to_numpy(dtype=object)
     groups = frame["identity"].astype(str).to_numpy(dtype=object)
@@ -183,6 +202,112 @@ def main() -> None:
         print(f"{design}: {sizes[design]:.0f} human labels on average; worst PPI coverage {worst:.3f} (target >= 0.93); "
               f"largest |mean - truth| {bias:.4f} (old PPI {old_bias:.4f})")
     print(f"done in {time.perf_counter() - started:.0f}s")
+
+
+SMALL_REFERENCE = "John"
+
+
+def small_draw(names: np.ndarray, k: int, design: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """k human labels per name: stratified (exactly k, with probabilities and strata) or random (32 k over all)."""
+    size = len(names)
+    labelled = np.zeros(size, dtype=bool)
+    values = sorted(set(names))
+    if design == "random":
+        labelled[rng.choice(size, size=k * len(values), replace=False)] = True
+        return labelled, None, None
+    pi = np.zeros(size)
+    for g in values:
+        members = np.flatnonzero(names == g)
+        labelled[rng.choice(members, size=k, replace=False)] = True
+        pi[members] = k / len(members)
+    return labelled, pi, names
+
+
+def resample_prompts(names: np.ndarray, prompts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of a study whose prompts are redrawn with replacement within each name, and cluster ids
+    (a prompt drawn twice is two clusters: two independent draws of it)."""
+    rows, clusters = [], []
+    for g in sorted(set(names)):
+        members = np.flatnonzero(names == g)
+        own = sorted(set(prompts[members]))
+        for slot, p in enumerate(rng.choice(len(own), size=len(own), replace=True)):
+            picked = members[prompts[members] == own[p]]
+            rows.append(picked)
+            clusters += [f"{g}#{slot}"] * len(picked)
+    return np.concatenate(rows), np.asarray(clusters, dtype=object)
+
+
+def small_one(judge, human, names, clusters, k, design, rng, lam, *, cluster: bool) -> dict:
+    labelled, pi, strata = small_draw(names, k, design, rng)
+    sample = np.where(labelled, human, "")
+    out = {}
+    for mode in (False, True) if cluster is None else (cluster,):
+        res = ppi_by_group(judge, sample, names, categories=[CATEGORY], reference=SMALL_REFERENCE, inclusion=pi, strata=strata,
+                           clusters=clusters if mode else None, lam=lam)
+        rates = {g: res["rates"][g][CATEGORY] for g in res["rates"]}
+        gaps = {g: res["gaps"][g][CATEGORY] for g in res["gaps"]}
+        out[mode] = {"n": {g: r["n_human"] for g, r in rates.items()},
+                     "rate": {g: (r["estimable"], r.get("ppi", {}).get("ci"), r.get("ppi", {}).get("rate")) for g, r in rates.items()},
+                     "human": {g: (r["estimable"], r.get("human_only", {}).get("ci")) for g, r in rates.items()},
+                     "gap": {g: (r["estimable"], r.get("ppi", {}).get("ci")) for g, r in gaps.items()}}
+    return out
+
+
+def _coverage(results: list[dict], key: str, truth: dict) -> tuple[float | None, float | None, str | None, float]:
+    """Worst and mean per-group coverage over the draws where the group is estimable, the worst group, and
+    the share of (draw, group) pairs not estimable."""
+    per, missing, total = {}, 0, 0
+    for r in results:
+        for g, (ok, ci, *_) in r[key].items():
+            total += 1
+            if not ok:
+                missing += 1
+                continue
+            per.setdefault(g, []).append(ci[0] <= truth[g] <= ci[1])
+    if not per:
+        return None, None, None, 1.0
+    cover = {g: float(np.mean(v)) for g, v in per.items()}
+    worst = min(cover, key=cover.get)
+    return cover[worst], float(np.mean(list(cover.values()))), worst, missing / total
+
+
+def small_groups(args, frame: pd.DataFrame) -> None:
+    human = frame["label"].to_numpy(dtype=object)
+    judge = frame["judge_label"].to_numpy(dtype=object)
+    names = frame["name"].astype(str).to_numpy(dtype=object)
+    prompts = frame["prompt"].astype(str).to_numpy(dtype=object)
+    rate = {g: float((human[names == g] == CATEGORY).mean()) for g in sorted(set(names))}
+    gap_truth = {g: rate[g] - rate[SMALL_REFERENCE] for g in rate if g != SMALL_REFERENCE}
+    print(f"# Small groups: {len(rate)} names x 72 outputs (13B, judge = {args.judge_kind} trained on 7B, kappa {_kappa(human, judge):.3f}); "
+          f"{args.draws} draws per row; refusal rates and gaps to {SMALL_REFERENCE}; marginal 95% intervals; estimability: {estimability.RULE}; "
+          f"CPU: {cpu_model()}\n")
+    rows = []
+    for j, (truth_kind, design, k) in enumerate([("fixed", d, k) for d in ("random", "stratified") for k in args.per_group]
+                                               + [("prompts resampled", "stratified", k) for k in args.per_group]):
+        started = time.perf_counter()
+        draws = []
+        for d in range(args.draws):
+            rng = np.random.default_rng([args.seed, d, 100 + j])
+            if truth_kind == "fixed":
+                draws.append(small_one(judge, human, names, prompts, k, design, rng, args.lam, cluster=None))
+            else:
+                idx, clusters = resample_prompts(names, prompts, rng)
+                draws.append(small_one(judge[idx], human[idx], names[idx], clusters, k, design, rng, args.lam, cluster=None))
+        for mode in (False, True):
+            results = [d[mode] for d in draws]
+            worst_rate, mean_rate, worst_group, share = _coverage(results, "rate", rate)
+            worst_gap, mean_gap, worst_gap_group, _ = _coverage(results, "gap", gap_truth)
+            worst_human, *_ = _coverage(results, "human", rate)
+            widths = [ci[1] - ci[0] for r in results for ok, ci, _ in r["rate"].values() if ok]
+            below = np.mean([np.mean([n < 5 for n in r["n"].values()]) for r in results])
+            rows.append({"truth": truth_kind, "design": design, "labels / name": k, "clustered by prompt": "on" if mode else "off",
+                         "not estimable": share, "< 5 labels": float(below), "rate cov worst": worst_rate, "(name)": worst_group,
+                         "rate cov mean": mean_rate, "gap cov worst": worst_gap, "(gap name)": worst_gap_group, "gap cov mean": mean_gap,
+                         "human-only cov worst": worst_human, "PPI width": float(np.mean(widths)) if widths else None})
+        print(f"  {truth_kind} / {design} / {k} per name: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    columns = ["truth", "design", "labels / name", "clustered by prompt", "not estimable", "< 5 labels", "rate cov worst", "(name)", "rate cov mean",
+               "gap cov worst", "(gap name)", "gap cov mean", "human-only cov worst", "PPI width"]
+    print(markdown_table(rows, columns))
 
 
 def _kappa(human, judge) -> float:

@@ -7,9 +7,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, chi2_contingency
-from scipy.stats.contingency import relative_risk
 
+from judge import clustered, estimability
 from judge.errors import UserError
+from judge.multiplicity import Family
 from judge.records import require_columns
 from judge.taxonomy import UNSCORED, Taxonomy
 
@@ -26,15 +27,29 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def category_rates(labels: Sequence[str], *, categories: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Rate of each category among scored labels, with Wilson 95% intervals."""
-    scored = [x for x in labels if x != UNSCORED]
-    n = len(scored)
+def category_rates(labels: Sequence[str], *, categories: Sequence[str], clusters: Sequence | None = None) -> dict[str, dict[str, float]]:
+    """Rate of each category among scored labels, with 95% intervals: Wilson, or with ``clusters`` (a code per
+    label) the clustered Wilson interval (judge.clustered). Each entry says whether the group is estimable
+    under judge.estimability's rule, from its number of scored outputs (and clusters)."""
+    labels = np.asarray(list(labels), dtype=object)
+    scored = labels != UNSCORED
+    n = int(scored.sum())
+    codes = None if clusters is None else clustered.codes(np.asarray(clusters, dtype=object)[scored])
+    g = None if codes is None else clustered.n_clusters(codes)
+    reason = estimability.check(n, g, what="labelled outputs")
     out = {}
     for cat in categories:
-        count = sum(1 for x in scored if x == cat)
-        low, high = wilson_interval(count, n)
-        out[cat] = {"rate": count / n if n else float("nan"), "ci_low": low, "ci_high": high, "n": n, "count": count}
+        hit = labels[scored] == cat
+        count = int(hit.sum())
+        entry = {"rate": count / n if n else float("nan"), "n": n, "count": count, "estimable": reason is None}
+        if codes is None:
+            entry["ci_low"], entry["ci_high"] = wilson_interval(count, n)
+        else:
+            r = clustered.proportion(hit, codes) if n else {"ci": (float("nan"), float("nan")), "variance": float("nan")}
+            entry.update(ci_low=r["ci"][0], ci_high=r["ci"][1], variance=r["variance"], n_clusters=g)
+        if reason:
+            entry["reason"] = reason
+        out[cat] = entry
     return out
 
 
@@ -56,10 +71,14 @@ def disparity(
     groups: Sequence[str],
     taxonomy: Taxonomy,
     reference: str | None = None,
+    clusters: Sequence | None = None,
+    adjust: bool = True,
 ) -> dict:
     """Per-group category rates, a chi-square test, rate ratios against a reference group, and splits.
 
     The first of ``groups`` is the primary grouping; each further column splits every primary group.
+    ``clusters`` (one value per record) makes every interval and the test cluster-robust; ``adjust``
+    makes the rate-ratio intervals simultaneous when there are more than 5 (judge.multiplicity).
     """
     if not groups:
         raise UserError("give at least one --group column")
@@ -68,54 +87,23 @@ def disparity(
     frame["_label"] = canonical_labels(frame[label], taxonomy, column=label)
     for col in groups:
         frame[col] = frame[col].astype(str)
+    codes = None if clusters is None else clustered.codes(clusters)
+    frame["_cluster"] = codes if codes is not None else 0
     cats = taxonomy.labels
     primary = groups[0]
     group_values = sorted(frame[primary].unique())
-    reference_note = f"--reference {reference} (given)"
-    if reference is None:
-        sizes = frame[primary].value_counts()
-        largest = sorted(sizes[sizes == sizes.max()].index)
-        reference = largest[0]
-        reference_note = f"{reference}: the largest group (n = {int(sizes.max())}); pass --reference to choose"
-        if len(largest) > 1:
-            reference_note = (f"{reference}: tied largest with {', '.join(largest[1:])} (n = {int(sizes.max())} each), first by name; "
-                              "the choice is arbitrary: pass --reference")
-    elif str(reference) not in group_values:
-        raise UserError(f"--reference {reference!r} is not a value of {primary!r}; values: {', '.join(group_values)}")
-    reference = str(reference)
+    reference, reference_note = _reference(frame[primary], reference, group_values, primary)
 
-    rates = {g: category_rates(frame.loc[frame[primary] == g, "_label"].tolist(), categories=cats) for g in group_values}
+    def rates_of(sub: pd.DataFrame) -> dict:
+        return category_rates(sub["_label"].tolist(), categories=cats, clusters=None if codes is None else sub["_cluster"].to_numpy())
+
+    members = {g: frame[frame[primary] == g] for g in group_values}
+    rates = {g: rates_of(members[g]) for g in group_values}
     counts = pd.DataFrame({g: {c: rates[g][c]["count"] for c in cats} for g in group_values}).T.loc[group_values, cats]
-
-    tested = [c for c in cats if counts[c].sum() > 0]
-    chi = {"statistic": None, "p_value": None, "dof": None, "categories_tested": tested, "min_expected": None}
-    if len(tested) >= 2 and len(group_values) >= 2:
-        res = chi2_contingency(counts[tested].to_numpy())
-        chi.update(statistic=float(res.statistic), p_value=float(res.pvalue), dof=int(res.dof), min_expected=float(res.expected_freq.min()))
-
-    ratios = {}
-    ref = rates[reference]
-    for g in group_values:
-        ratios[g] = {}
-        for c in cats:
-            a, n1, b, n2 = rates[g][c]["count"], rates[g][c]["n"], ref[c]["count"], ref[c]["n"]
-            if n1 == 0 or n2 == 0:
-                ratios[g][c] = {"ratio": None, "ci_low": None, "ci_high": None}
-                continue
-            rr = relative_risk(a, n1, b, n2)
-            ci = rr.confidence_interval(0.95)
-            ratios[g][c] = {"ratio": _finite(rr.relative_risk), "ci_low": _finite(ci.low), "ci_high": _finite(ci.high)}
-
-    splits = {}
-    for col in groups[1:]:
-        splits[col] = {
-            g: {
-                v: category_rates(sub["_label"].tolist(), categories=cats)
-                for v, sub in frame[frame[primary] == g].groupby(col, sort=True)
-            }
-            for g in group_values
-        }
-    by_other = {col: {v: category_rates(sub["_label"].tolist(), categories=cats) for v, sub in frame.groupby(col, sort=True)} for col in groups[1:]}
+    chi = chi_square(frame, counts, cats, group_values, primary, clustered_by=codes is not None)
+    ratios, family = rate_ratios(rates, members, reference, cats, clustered_by=codes is not None, adjust=adjust)
+    splits = {col: {g: {v: rates_of(sub) for v, sub in members[g].groupby(col, sort=True)} for g in group_values} for col in groups[1:]}
+    by_other = {col: {v: rates_of(sub) for v, sub in frame.groupby(col, sort=True)} for col in groups[1:]}
     return {
         "label_column": label,
         "group_column": primary,
@@ -126,20 +114,99 @@ def disparity(
         "reference": reference,
         "reference_note": reference_note,
         "reference_tie": reference_note.startswith(f"{reference}: tied"),
+        "estimability": estimability.RULE,
+        "not_estimable": {g: r[cats[0]]["reason"] for g, r in rates.items() if not r[cats[0]]["estimable"]},
         "rates": rates,
         "chi_square": chi,
         "rate_ratios": ratios,
+        "rate_ratio_intervals": family.as_dict(p_values=False),
         "splits": splits,
         "by": by_other,
     }
 
 
+def _reference(values: pd.Series, reference: str | None, group_values: list[str], primary: str) -> tuple[str, str]:
+    if reference is None:
+        sizes = values.value_counts()
+        largest = sorted(sizes[sizes == sizes.max()].index)
+        note = f"{largest[0]}: the largest group (n = {int(sizes.max())}); pass --reference to choose"
+        if len(largest) > 1:
+            note = (f"{largest[0]}: tied largest with {', '.join(largest[1:])} (n = {int(sizes.max())} each), first by name; "
+                    "the choice is arbitrary: pass --reference")
+        return largest[0], note
+    if str(reference) not in group_values:
+        raise UserError(f"--reference {reference!r} is not a value of {primary!r}; values: {', '.join(group_values)}")
+    return str(reference), f"--reference {reference} (given)"
+
+
+def chi_square(frame: pd.DataFrame, counts: pd.DataFrame, cats: list[str], group_values: list[str], primary: str, *, clustered_by: bool) -> dict:
+    """Pearson's test of independence of group and category (categories with any count); with clusters,
+    also the Rao-Scott second-order design-corrected test, which is then the one to read."""
+    tested = [c for c in cats if counts[c].sum() > 0]
+    chi = {"statistic": None, "p_value": None, "dof": None, "categories_tested": tested, "min_expected": None}
+    if len(tested) < 2 or len(group_values) < 2:
+        return chi
+    res = chi2_contingency(counts[tested].to_numpy())
+    chi.update(statistic=float(res.statistic), p_value=float(res.pvalue), dof=int(res.dof), min_expected=float(res.expected_freq.min()))
+    if clustered_by:
+        scored = frame[frame["_label"].isin(tested)]
+        rows = pd.Categorical(scored[primary], categories=group_values).codes
+        cols = pd.Categorical(scored["_label"], categories=tested).codes
+        chi["rao_scott"] = clustered.rao_scott(rows, cols, scored["_cluster"].to_numpy())
+    return chi
+
+
+def _log_ratio(a: dict, b: dict, cov: float, *, clustered_by: bool) -> tuple[float | None, float | None, float]:
+    """The rate ratio a / b, the standard error of its log (Katz; with clusters, the delta method on the
+    CR1 (co)variances) and its degrees of freedom."""
+    if not a["n"] or not b["n"] or b["count"] == 0:
+        return None, None, 1.0
+    ratio = a["rate"] / b["rate"]
+    if a["count"] == 0:
+        return ratio, None, 1.0
+    if not clustered_by:
+        return ratio, math.sqrt(1 / a["count"] - 1 / a["n"] + 1 / b["count"] - 1 / b["n"]), float("inf")
+    va, vb = a["variance"] / a["rate"] ** 2, b["variance"] / b["rate"] ** 2
+    se = math.sqrt(max(va + vb - 2 * cov / (a["rate"] * b["rate"]), 0.0))
+    return ratio, se, clustered.satterthwaite([va, vb], [a["n_clusters"] - 1, b["n_clusters"] - 1])
+
+
+def rate_ratios(rates: dict, members: dict, reference: str, cats: list[str], *, clustered_by: bool, adjust: bool):
+    """Every group's rate ratio to the reference with its interval; simultaneous over the table when it
+    holds more than 5 (judge.multiplicity)."""
+    raw = {}
+    for g in rates:
+        for c in cats:
+            cov = 0.0
+            if clustered_by and g != reference:
+                a, b = members[g], members[reference]
+                cov = clustered.cross_cov((a["_label"] == c).to_numpy(float), a["_cluster"].to_numpy(),
+                                          (b["_label"] == c).to_numpy(float), b["_cluster"].to_numpy())
+            raw[(g, c)] = _log_ratio(rates[g][c], rates[reference][c], cov, clustered_by=clustered_by)
+    compared = [k for k, (ratio, se, _) in raw.items() if k[0] != reference and se is not None]
+    family = Family.of(len(compared), enabled=adjust)
+    ratios = {g: {} for g in rates}
+    for (g, c), (ratio, se, df) in raw.items():
+        entry = {"ratio": _finite(ratio) if ratio is not None else None, "ci_low": None, "ci_high": None}
+        if se is not None and ratio and g != reference:  # against itself: no interval to report
+            half = clustered.t_quantile(family.interval_alpha, df) * se
+            entry.update(ci_low=_finite(math.exp(math.log(ratio) - half)), ci_high=_finite(math.exp(math.log(ratio) + half)))
+        entry["estimable"] = rates[g][c]["estimable"] and rates[reference][c]["estimable"]
+        ratios[g][c] = entry
+    return ratios, family
+
+
+def rate_cell(r: dict, digits: int = 3) -> str:
+    if not r["n"]:
+        return "n/a"
+    if not r.get("estimable", True):
+        return "not estimable"
+    return f"{r['rate']:.{digits}f} [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}]"
+
+
 def rates_table(rates: dict, categories: Sequence[str], *, digits: int = 3) -> pd.DataFrame:
-    """Group x category table of 'rate [low, high]' strings."""
-    return pd.DataFrame(
-        {c: {g: f"{r[c]['rate']:.{digits}f} [{r[c]['ci_low']:.{digits}f}, {r[c]['ci_high']:.{digits}f}]" if r[c]["n"] else "n/a"
-             for g, r in rates.items()} for c in categories}
-    ).loc[list(rates)]
+    """Group x category table of 'rate [low, high]' strings ('not estimable' below the estimability rule)."""
+    return pd.DataFrame({c: {g: rate_cell(r[c], digits) for g, r in rates.items()} for c in categories}).loc[list(rates)]
 
 
 def rate_matrix(rates: dict, categories: Sequence[str]) -> np.ndarray:

@@ -41,6 +41,13 @@ weight (1 - pi) / pi^2 in the group's sample, where the design is least informed
 unchanged. Intervals use Student's t with n - 1 degrees of freedom (n: the group's human labels);
 ``lam=None`` tunes lambda by minimising this variance (PPI++'s power tuning on the design variance).
 
+With ``clusters`` (outputs of one prompt or template are correlated draws: issue 19) the estimand is
+the rate over outputs like these, prompts drawn anew, and the variance is cluster-robust (CR1) over
+each output's contribution, t with G - 1 degrees of freedom (``design_rate``). Estimates are clipped to
+[0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; the human-only interval is
+Korn-Graubard's, which cannot collapse to zero width; judge.estimability decides which groups are
+reported as estimates.
+
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
 dicts with 95% intervals unless ``alpha`` says otherwise.
 """
@@ -53,6 +60,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from judge import clustered, estimability
 from judge.disparity import wilson_interval
 from judge.taxonomy import UNSCORED
 
@@ -155,26 +163,73 @@ def _tuned_lambda(q_yf: float, q_ff: float, m: float) -> float:
     return float(min(1.0, max(0.0, (q_yf + m / 2) / (q_ff + m))))
 
 
-def design_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True) -> dict:
-    """The difference estimate of the human rate in ``domain``, its design standard error and interval.
+def cluster_scores(y, f, domain, design: Design, lam: float, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each output's contribution to the estimate's deviation, and which outputs contribute.
+
+    s_i = lam (f_i - mean f) over the domain, plus for a labelled output e_i = (z_i - zbar_h) / pi_i with
+    z_i = (y_i - lam f_i) in the domain and 0 outside it, zbar_h its mean over the stratum's labelled outputs
+    (a stratum's sample size is fixed, so only the spread around it varies; under independent inclusion
+    zbar = 0, the sample size being random too). Summed within clusters they give the CR1 variance; the
+    labelled part is scaled so that each stratum carries its own G_h / (G_h - 1), G_h its labelled clusters,
+    as the stratified variance carries n_h / (n_h - 1).
+    """
+    lab = design.labelled
+    score = np.zeros(len(f))
+    score[domain] = lam * (f[domain] - f[domain].mean())
+    z = np.where(domain & lab, y - lam * f, 0.0)
+    involved = domain.copy()
+    if design.strata is None:
+        score[lab & domain] += z[lab & domain] / design.pi[lab & domain]
+        return score, involved
+    strata = design.strata
+    touched = np.unique(strata[lab & domain])
+    in_touched = lab & np.isin(strata, touched)
+    involved |= in_touched
+    g_all = clustered.n_clusters(clusters, involved)
+    overall = g_all / (g_all - 1) if g_all > 1 else 1.0
+    for h in touched:
+        members = lab & (strata == h)
+        g_h = clustered.n_clusters(clusters, members)
+        scale = math.sqrt((g_h / (g_h - 1)) / overall) if g_h > 1 else 1.0
+        score[members] += scale * (z[members] - z[members].mean()) / design.pi[members]
+    return score, involved
+
+
+def design_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True,
+                clusters: np.ndarray | None = None) -> dict:
+    """The difference estimate of the human rate in ``domain``, its standard error and interval.
 
     ``y`` (human indicators, read where ``design.labelled``) and ``f`` (the judge's) have one entry per
     output; ``lam`` 0 gives the human labels alone (Horvitz-Thompson), None tunes it.
+
+    Without ``clusters`` the variance is the sampling design's (the estimand: the human rate over these
+    outputs). With ``clusters`` (a code per output) the outputs are themselves draws, correlated within a
+    cluster, and the estimand is the rate over outputs like them: the variance is the CR1 cluster-robust
+    variance of ``cluster_scores`` over the domain's clusters (the design's and the outputs' own variation
+    together), with t quantiles on G - 1 degrees of freedom, G the clusters holding a human label.
+    Both add the Agresti-Min pseudo-disagreements. The interval is clipped to [0, 1] (``report.bounded``
+    clips the estimate and says so); ``half_width`` is the unclipped half-width.
     """
     y, f, domain = np.asarray(y, dtype=float), np.asarray(f, dtype=float), np.asarray(domain, dtype=bool)
     big_n, lab = int(domain.sum()), design.labelled & domain
     n = int(lab.sum())
-    q_yy, q_yf, q_ff = design.cov(y, y, domain), design.cov(y, f, domain), design.cov(f, f, domain)
     m = design.largest_weight(domain)
+    if clusters is None or lam is None:  # the design's covariances: its variance, and the tuned lambda
+        q_yy, q_yf, q_ff = design.cov(y, y, domain), design.cov(y, f, domain), design.cov(f, f, domain)
     if lam is None:
         lam = _tuned_lambda(q_yf, q_ff, m)
     residual = y[lab] - lam * f[lab]
     rate = float(lam * f[domain].mean() + np.sum(residual / design.pi[lab]) / big_n)
-    variance = max(0.0, q_yy - 2 * lam * q_yf + lam**2 * q_ff) + m * _pseudo(lam)
-    se = math.sqrt(variance) / big_n
-    half = _z(t_adjusted_alpha(alpha, n) if small_sample else alpha) * se
-    # Clipped to [0, 1], where the truth lies; the unclipped se is what gaps combine.
-    return {"rate": rate, "ci": (max(0.0, rate - half), min(1.0, rate + half)), "se": se, "lambda": float(lam)}
+    if clusters is None:
+        variance, df = max(0.0, q_yy - 2 * lam * q_yf + lam**2 * q_ff) / big_n**2, n - 1
+    else:
+        score, involved = cluster_scores(y, f, domain, design, lam, clusters)
+        variance = clustered.score_cov(score, score, clusters, involved) / big_n**2
+        df = clustered.n_clusters(clusters, lab) - 1
+    se = math.sqrt(variance + m * _pseudo(lam) / big_n**2)
+    half = (clustered.t_quantile(alpha, df) if small_sample and df >= 1 else _z(alpha)) * se
+    return {"rate": rate, "ci": (max(0.0, rate - half), min(1.0, rate + half)), "se": se, "lambda": float(lam), "df": int(df),
+            "half_width": half, "design_variance": variance}
 
 
 def _width(ci: tuple[float | None, float | None]) -> float | None:
@@ -187,7 +242,7 @@ def effective_n(n: int, classical_ci, ppi_ci) -> float | None:
     Interval width scales as 1/sqrt(n), so n_eff = n * (classical width / PPI width)^2.
     """
     wc, wp = _width(classical_ci), _width(ppi_ci)
-    if wc is None or wp is None or wp <= 0:
+    if wc is None or wp is None or wp <= 0 or wc <= 0:
         return None
     return float(n * (wc / wp) ** 2)
 
@@ -199,64 +254,166 @@ def _se_ci(entry: dict) -> tuple[float | None, float | None]:
     return (entry["rate"] - entry["se"], entry["rate"] + entry["se"])
 
 
-def group_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True) -> dict:
-    """Rate of one category in one group: judge only, human only and PPI, side by side."""
-    domain = np.asarray(domain, dtype=bool)
-    f = np.asarray(f, dtype=float)
-    big_n, n = int(domain.sum()), int((design.labelled & domain).sum())
-    count = int(f[domain].sum())
-    judge_only = {"rate": count / big_n if big_n else None,
-                  "ci": tuple(wilson_interval(count, big_n, level=1 - alpha)) if big_n else (None, None)}
-    out = {"n_human": n, "n_judge_only": big_n - n, "judge_only": judge_only}
-    if n < 2:
-        return {**out, "estimable": False, "reason": f"{n} human label(s) in this group; PPI needs at least 2"}
-    out["human_only"] = design_rate(y, f, domain, design, lam=0.0, alpha=alpha, small_sample=small_sample)
-    if n == big_n:
-        return {**out, "estimable": False, "reason": "every output of this group is human-labelled: use the human rate"}
-    out["ppi"] = design_rate(y, f, domain, design, lam=lam, alpha=alpha, small_sample=small_sample)
-    out["effective_n"] = effective_n(n, _se_ci(out["human_only"]), _se_ci(out["ppi"]))
-    out["estimable"] = True
+def bounded(entry: dict, *, low: float = 0.0, high: float = 1.0, key: str = "rate") -> dict:
+    """The estimate clipped to [low, high] like its interval, the unclipped values kept, and a note where
+    clipping happened. ``outside``: the whole unclipped interval lies outside the range (no estimate)."""
+    raw, half = entry[key], entry.get("half_width")
+    raw_ci = (raw - half, raw + half) if half is not None else tuple(entry["ci"])
+    value = min(high, max(low, raw))
+    ci = (max(low, raw_ci[0]), min(high, raw_ci[1]))
+    notes = []
+    if value != raw:
+        notes.append(f"estimate {raw:.3f} clipped to {value:g}")
+    elif ci != tuple(raw_ci):
+        notes.append("interval clipped at " + " and ".join(f"{b:g}" for b, hit in ((low, ci[0] != raw_ci[0]), (high, ci[1] != raw_ci[1])) if hit))
+    out = {**entry, key: value, "ci": ci, "clipped": "; ".join(notes) or None}
+    if value != raw:
+        out[f"{key}_unclipped"] = raw
+    if raw_ci[1] < low or raw_ci[0] > high:
+        out["outside"] = True
     return out
 
 
-def ppi_gap(group: dict, reference: dict, *, alpha: float = 0.05) -> dict:
+def _judge_rate(f, domain, alpha: float, clusters: np.ndarray | None) -> dict:
+    big_n = int(domain.sum())
+    if not big_n:
+        return {"rate": None, "ci": (None, None)}
+    if clusters is None:
+        count = int(f[domain].sum())
+        return {"rate": count / big_n, "ci": tuple(wilson_interval(count, big_n, level=1 - alpha)), "variance": None}
+    r = clustered.proportion(f[domain], clusters[domain], alpha=alpha)
+    return {"rate": r["rate"], "ci": r["ci"], "variance": r["variance"], "df": r["n_clusters"] - 1}
+
+
+def _human_only(y, f, domain, design, *, alpha: float, small_sample: bool, clusters) -> dict:
+    """The human labels alone (lambda 0), with a Korn-Graubard interval: it cannot collapse to zero width."""
+    entry = bounded(design_rate(y, f, domain, design, lam=0.0, alpha=alpha, small_sample=small_sample, clusters=clusters))
+    n = int((design.labelled & domain).sum())
+    entry["ci"] = clustered.korn_graubard(entry["rate"], entry["design_variance"], n, df=entry["df"], alpha=alpha)
+    entry["interval"] = "Korn-Graubard (Clopper-Pearson on the effective sample size)"
+    # the interval lies in [0, 1] by construction: only a clipped estimate is worth a note
+    entry["clipped"] = f"estimate {entry['rate_unclipped']:.3f} clipped to {entry['rate']:g}" if "rate_unclipped" in entry else None
+    entry.pop("outside", None)
+    return entry
+
+
+def group_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True,
+               clusters: np.ndarray | None = None) -> dict:
+    """Rate of one category in one group: judge only, human only and PPI, side by side, and whether the
+    estimability rule (judge.estimability) holds for the group's human labels."""
+    domain = np.asarray(domain, dtype=bool)
+    f, y = np.asarray(f, dtype=float), np.asarray(y, dtype=float)
+    lab = design.labelled & domain
+    big_n, n = int(domain.sum()), int(lab.sum())
+    out = {"n_human": n, "n_judge_only": big_n - n, "judge_only": _judge_rate(f, domain, alpha, clusters)}
+    if clusters is not None:
+        out["n_clusters_human"] = clustered.n_clusters(clusters, lab)
+    reason = estimability.check(n, out.get("n_clusters_human"), what="human labels")
+    if n < 2:
+        return {**out, "estimable": False, "reason": reason}
+    out["human_only"] = _human_only(y, f, domain, design, alpha=alpha, small_sample=small_sample, clusters=clusters)
+    if n == big_n:
+        out["ppi"] = {**out["human_only"], "lambda": 0.0}
+        out["note"] = "every output of this group is human-labelled: PPI is the human rate"
+    else:
+        out["ppi"] = bounded(design_rate(y, f, domain, design, lam=lam, alpha=alpha, small_sample=small_sample, clusters=clusters))
+        if out["ppi"].get("outside") and reason is None:
+            reason = "the PPI interval lies wholly outside [0, 1] (the correction overshoots: too few labels for this category)"
+    out["effective_n"] = effective_n(n, _se_ci(out["human_only"]), _se_ci(out["ppi"]))
+    out["estimable"] = reason is None
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def gap_interval(gap: float, se: float | None, df: float, alpha: float) -> tuple[float | None, float | None]:
+    """gap -/+ t_df se, clipped to [-1, 1] (a difference of two rates)."""
+    if se is None:
+        return (None, None)
+    half = clustered.t_quantile(alpha, df) * se
+    return (max(-1.0, gap - half), min(1.0, gap + half))
+
+
+def gap_note(entry: dict, alpha: float) -> str | None:
+    """Where the gap at this level was clipped: its rates' estimates, or its interval at -1 or 1."""
+    notes = ["from a clipped rate estimate"] if entry.get("from_clipped_rate") else []
+    if entry.get("se") is not None:
+        half = clustered.t_quantile(alpha, entry["df"]) * entry["se"]
+        hits = [f"{x:g}" for x, hit in ((-1, entry["gap"] - half < -1), (1, entry["gap"] + half > 1)) if hit]
+        if hits:
+            notes.append("interval clipped at " + " and ".join(hits))
+    return "; ".join(notes) or None
+
+
+def _difference(a: dict | None, b: dict | None, *, alpha: float, cov: float = 0.0) -> dict:
+    """a - b from two rate entries with standard errors and degrees of freedom (Welch-Satterthwaite)."""
+    from scipy.special import stdtr
+
+    if not a or not b or a.get("rate") is None or b.get("rate") is None:
+        return {"gap": None, "ci": (None, None)}
+    gap = a["rate"] - b["rate"]
+    va, vb = a.get("se"), b.get("se")
+    if va is None or vb is None:
+        return {"gap": gap, "ci": (None, None)}
+    se = math.sqrt(max(va**2 + vb**2 - 2 * cov, 0.0))
+    df = clustered.satterthwaite([va**2, vb**2], [a.get("df", 10**6), b.get("df", 10**6)])
+    out = {"gap": gap, "se": se, "df": df, "ci": gap_interval(gap, se, df, alpha)}
+    out["p_value"] = float(2 * stdtr(df, -abs(gap) / se)) if se > 0 else (1.0 if gap == 0 else 0.0)
+    out["from_clipped_rate"] = "rate_unclipped" in a or "rate_unclipped" in b
+    out["clipped"] = gap_note(out, alpha)
+    return out
+
+
+def _judge_entry(r: dict, n: int) -> dict:
+    """The judge-only rate as an entry _difference reads: its se (Wald or clustered) and df."""
+    p = r["rate"]
+    if p is None:
+        return {}
+    if r.get("variance") is None:
+        return {"rate": p, "se": math.sqrt(p * (1 - p) / n), "df": 10**6}
+    return {"rate": p, "se": math.sqrt(r["variance"]), "df": r["df"]}
+
+
+def ppi_gap(group: dict, reference: dict, *, alpha: float = 0.05, cov: dict | None = None) -> dict:
     """Rate in a group minus the rate in the reference group, from the two groups' ``group_rate`` results.
 
-    The groups are disjoint; under independent inclusion, or strata that are the groups (the simple
-    random case), their estimates are independent and the gap's standard error is the root of the sum
-    of their squared standard errors. Strata that cut across groups make the two estimates slightly
-    dependent; that covariance is left out.
+    Without clusters the groups' estimates are independent (disjoint groups; strata that cut across
+    groups make them slightly dependent, a covariance left out). With clusters that cross groups (a
+    template shared by names), ``cov`` gives each method's covariance of the two estimates. The gap is
+    the difference of the two (clipped) rates, its interval t with Welch-Satterthwaite degrees of
+    freedom, clipped to [-1, 1].
     """
-    z = _z(alpha)
+    cov = cov or {}
     out = {"n_human": group["n_human"] + reference["n_human"], "n_judge_only": group["n_judge_only"] + reference["n_judge_only"]}
-    out["judge_only"] = _difference(group["judge_only"], reference["judge_only"], z=z, se=_wald_se(group, reference))
-    if not (group["estimable"] and reference["estimable"]):
-        missing = [name for name, r in (("the group", group), ("the reference", reference)) if not r["estimable"]]
-        return {**out, "estimable": False, "reason": f"no PPI rate for {' and '.join(missing)}"}
-    out["human_only"] = _difference(group["human_only"], reference["human_only"], z=z)
-    out["ppi"] = _difference(group["ppi"], reference["ppi"], z=z)
-    out["effective_n"] = effective_n(out["n_human"], out["human_only"]["ci"], out["ppi"]["ci"])
-    out["estimable"] = True
+    ng, nr = group["n_human"] + group["n_judge_only"], reference["n_human"] + reference["n_judge_only"]
+    out["judge_only"] = _difference(_judge_entry(group["judge_only"], ng), _judge_entry(reference["judge_only"], nr), alpha=alpha,
+                                    cov=cov.get("judge_only", 0.0))
+    if "ppi" not in group or "ppi" not in reference:
+        return {**out, "estimable": False, "reason": _gap_reason(group, reference)}
+    out["human_only"] = _difference(group["human_only"], reference["human_only"], alpha=alpha, cov=cov.get("human_only", 0.0))
+    out["ppi"] = _difference(group["ppi"], reference["ppi"], alpha=alpha, cov=cov.get("ppi", 0.0))
+    out["effective_n"] = effective_n(out["n_human"], _se_ci({**out["human_only"], "rate": 0.0}), _se_ci({**out["ppi"], "rate": 0.0}))
+    out["estimable"] = group["estimable"] and reference["estimable"]
+    if not out["estimable"]:
+        out["reason"] = _gap_reason(group, reference)
     return out
 
 
-def _wald_se(group: dict, reference: dict) -> float | None:
-    ng, nr = group["n_human"] + group["n_judge_only"], reference["n_human"] + reference["n_judge_only"]
-    pg, pr = group["judge_only"]["rate"], reference["judge_only"]["rate"]
-    if not ng or not nr or pg is None or pr is None:
-        return None
-    return math.sqrt(pg * (1 - pg) / ng + pr * (1 - pr) / nr)
+def _gap_reason(group: dict, reference: dict) -> str:
+    missing = [name for name, r in (("the group", group), ("the reference", reference)) if not r["estimable"]]
+    return f"no estimable rate for {' and '.join(missing)}"
 
 
-def _difference(a: dict, b: dict, *, z: float, se: float | None = None) -> dict:
-    if a.get("rate") is None or b.get("rate") is None:
-        return {"gap": None, "ci": (None, None)}
-    if se is None:
-        if a.get("se") is None or b.get("se") is None:
-            return {"gap": a["rate"] - b["rate"], "ci": (None, None)}
-        se = math.sqrt(a["se"] ** 2 + b["se"] ** 2)
-    gap = a["rate"] - b["rate"]
-    return {"gap": gap, "ci": (gap - z * se, gap + z * se), "se": se}
+def _gap_covariances(y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict) -> dict:
+    """Each method's covariance between the group's and the reference's estimates (0 without shared clusters)."""
+    if codes is None or "ppi" not in rate_g or "ppi" not in rate_r or not len(np.intersect1d(codes[dom_g], codes[dom_r])):
+        return {}
+    out = {"judge_only": clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])}
+    for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
+        sg, in_g = cluster_scores(y, f, dom_g, design, lam_g, codes)
+        sr, in_r = cluster_scores(y, f, dom_r, design, lam_r, codes)
+        out[key] = clustered.score_cov(sg, sr, codes, in_g | in_r) / (dom_g.sum() * dom_r.sum())
+    return out
 
 
 def ppi_by_group(
@@ -268,14 +425,16 @@ def ppi_by_group(
     reference: str,
     inclusion: Sequence[float] | None = None,
     strata: Sequence[str] | None = None,
+    clusters: Sequence | None = None,
     alpha: float = 0.05,
     lam: float | None = 1.0,
 ) -> dict:
     """PPI rates for every group x category, and every group's gap to ``reference``.
 
     One entry per output: the judge's label (a category or ``unscored``), the human label or None
-    where no human labelled it, its group, its inclusion probability (read for human-labelled outputs)
-    and its stratum. Without ``inclusion`` and ``strata``, a simple random sample within each group.
+    where no human labelled it, its group, its inclusion probability (read for human-labelled outputs),
+    its stratum and its cluster. Without ``inclusion`` and ``strata``, a simple random sample within
+    each group; without ``clusters``, the design's variance for these outputs (see ``design_rate``).
 
     Outputs the judge left unscored are outside every rate, as in the rates table (so the judge-only
     rate is the table's): the estimand is the human rate among the outputs the judge scored. They are
@@ -287,29 +446,46 @@ def ppi_by_group(
     judge_labels = np.asarray([str(x) for x in judge_labels], dtype=object)
     human = np.asarray([h if h is not None else "" for h in human_labels], dtype=object)
     groups = np.asarray([str(g) for g in groups], dtype=object)
+    codes = None if clusters is None else clustered.codes(clusters)
     scored = judge_labels != UNSCORED
     labelled = human != ""
     design = Design.build(labelled, inclusion=inclusion, strata=strata, groups=groups, scored=scored)
     group_values = sorted(set(groups))
-    rates, not_estimable = {}, []
+    rates, not_estimable = {}, {}
     for g in group_values:
         domain = (groups == g) & scored
         rates[g] = {}
         for c in categories:
-            rates[g][c] = group_rate(human == c, judge_labels == c, domain, design, lam=lam, alpha=alpha)
+            rates[g][c] = group_rate(human == c, judge_labels == c, domain, design, lam=lam, alpha=alpha, clusters=codes)
             rates[g][c]["n_unscored"] = int(((groups == g) & ~scored).sum())
-        if not rates[g][categories[0]]["estimable"]:
-            not_estimable.append(g)
+        first = rates[g][categories[0]]
+        rule = estimability.check(first["n_human"], first.get("n_clusters_human"), what="human labels")
+        if rule:
+            not_estimable[g] = rule
     gaps = {}
     if reference in rates:
-        gaps = {g: {c: ppi_gap(rates[g][c], rates[reference][c], alpha=alpha) for c in categories} for g in group_values if g != reference}
+        dom_r = (groups == reference) & scored
+        for g in group_values:
+            if g == reference:
+                continue
+            dom_g = (groups == g) & scored
+            gaps[g] = {}
+            for c in categories:
+                y, f = (human == c).astype(float), (judge_labels == c).astype(float)
+                cov = _gap_covariances(y, f, dom_g, dom_r, design, codes, rates[g][c], rates[reference][c])
+                gaps[g][c] = ppi_gap(rates[g][c], rates[reference][c], alpha=alpha, cov=cov)
+    variance = ("cluster-robust (CR1) variance of the pseudo-outcomes over clusters, t with G - 1 degrees of freedom (G: clusters "
+                "holding a human label)" if codes is not None else "design variance, t with n - 1 degrees of freedom")
     return {
         "lambda": "tuned per group and category (design variance)" if lam is None else lam,
         "design": design.kind,
+        "clustered": codes is not None,
         "method": "difference estimator, Horvitz-Thompson weighted (judge mean over all the group's outputs + inverse-probability "
-        "weighted human correction), design variance with half a pseudo-disagreement each way (Agresti-Min), Student-t; "
-        "gaps: difference of the two group estimates with independent standard errors; human-only: the same estimator at "
-        "lambda = 0; judge-only: Wilson (rates) / Wald (gaps) on judge labels",
+        f"weighted human correction), {variance}, with half a pseudo-disagreement each way (Agresti-Min); estimates and "
+        "intervals clipped to [0, 1] (said where it happens); gaps: difference of the two group estimates, t with "
+        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the same estimator at lambda = 0 with a "
+        "Korn-Graubard interval; judge-only: Wilson (rates) / Wald (gaps) on judge labels, clustered when outputs are",
+        "estimability": estimability.RULE,
         "alpha": alpha,
         "reference": reference,
         "n_human": int((labelled & scored).sum()),
@@ -319,5 +495,6 @@ def ppi_by_group(
         "weighted": inclusion is not None,
         "rates": rates,
         "gaps": gaps,
-        "not_estimable": not_estimable,
+        "not_estimable": list(not_estimable),
+        "not_estimable_reasons": not_estimable,
     }

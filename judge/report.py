@@ -33,7 +33,18 @@ names another) makes it an unequal-probability sample, weighted by the inverse p
 taken as a simple random sample of it. Outputs the judge left unscored are outside every rate, here
 as in the rates table, and counted. The human labels must not be ones the judge was trained on: the
 judge directory's training_ids.json (found through the labelled file's manifest, or --judge-dir) is
-checked.
+checked; labelled outputs among those ids are split out of the rates with a warning.
+
+Small groups, clustered outputs, many comparisons (issue 19):
+    python -m judge.report labelled.jsonl --label judge_label --group name --human sample.csv \
+        --cluster template --reference John --out runs/report-names
+
+A rate needs at least 5 labels from at least 5 clusters (judge.estimability); a group below that is
+shown as not estimable everywhere, with a warning. Outputs are clustered by the prompt when it repeats
+(--cluster COL for another column, --no-cluster for none): cluster-robust intervals with t on G - 1
+df, a Rao-Scott test, clustered PPI variances. Estimates and intervals are clipped to [0, 1] (gaps to
+[-1, 1]), said in a note. Tables of more than 5 comparisons get Bonferroni simultaneous intervals and
+Holm p-values (--no-adjust for marginal ones).
 """
 from __future__ import annotations
 
@@ -52,11 +63,15 @@ from judge.outputs import claim_for
 from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
                        check_label_map, new_parser, run_command)
 from judge.errors import UserError
-from judge.disparity import canonical_labels, disparity, rate_matrix, rates_table
+from judge.disparity import canonical_labels, disparity, rate_cell, rate_matrix, rates_table
+from judge.estimability import MIN_CLUSTERS, MIN_LABELS
 from judge.manifest import RunManifest, label_source
 from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
 from judge.tables import current_digits, fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, wrap, write_tables
 from judge.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
+
+
+RULE_SHORT = f"rule: at least {MIN_LABELS} labels, from at least {MIN_CLUSTERS} clusters when clustered"
 
 
 @dataclass
@@ -74,6 +89,9 @@ class Config(RecordColumns, ReportStyle):
     strata: list[str] = field(default_factory=list)
     judge_dir: str | None = None
     ppi_lambda: str = "1"
+    cluster: str | None = None
+    no_cluster: bool = False
+    no_adjust: bool = False
     label_map: str | None = None
     overwrite: bool = False
 
@@ -82,7 +100,11 @@ class Config(RecordColumns, ReportStyle):
         check_label_map(self)
         self.check_style()
         if self.human is None and self.judge_dir is not None:
-            raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids)")
+            raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids; "
+                            "the labelled rows are checked against the judge in the file's manifest)")
+        if self.cluster is not None and self.no_cluster:
+            raise UserError(f"--cluster {self.cluster} and --no-cluster contradict each other; keep one "
+                            "(--no-cluster treats every output as an independent draw)")
         ppi_only = [flag for flag, value in (("--inclusion-column", self.inclusion_column), ("--strata", self.strata)) if value]
         if self.human is None and ppi_only:
             raise UserError(f"{', '.join(ppi_only)} describe the human sample and are only used with --human; add --human FILE_OR_COLUMN or drop them")
@@ -100,6 +122,45 @@ def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | Non
     return records, fine.coarse()
 
 
+def _interval_name(result: dict) -> str:
+    clusters = result.get("clusters") or {}
+    if clusters.get("column"):
+        return f"Wilson 95% CI clustered by {clusters['column']} (effective sample size, t with G - 1 df)"
+    return "Wilson 95% CI"
+
+
+def _estimability_lines(not_estimable: dict, *, what: str) -> list[str]:
+    if not not_estimable:
+        return []
+    listed = "; ".join(f"{g}: {why}" for g, why in not_estimable.items())
+    return [f"\nNot estimable ({what}; {RULE_SHORT}): {listed}. Shown as 'not estimable', never dropped.\n"]
+
+
+def chi_square_line(result: dict) -> str:
+    chi = result["chi_square"]
+    if chi["statistic"] is None:
+        return "Chi-square test not computed (needs two groups and two observed categories)."
+    pearson = (f"Pearson chi-square test of independence ({result['group_column']} x category, categories with any count): "
+               f"chi2 = {fmt(chi['statistic'], 2)}, dof = {chi['dof']}, p = {chi['p_value']:.3g}; smallest expected count {fmt(chi['min_expected'], 1)}")
+    rs = chi.get("rao_scott")
+    if not rs:
+        return pearson + "."
+    column = result["clusters"]["column"]
+    if rs["statistic"] is None:
+        return f"Rao-Scott test not computed (fewer than 2 clusters of {column}); {pearson}, as if outputs were independent."
+    return (f"Rao-Scott design-corrected test (second order, clusters: {column}, G = {rs['n_clusters']}; mean design effect "
+            f"{fmt(rs['mean_design_effect'], 2)}): F = {fmt(rs['statistic'], 2)} on ({fmt(rs['df_num'], 1)}, {fmt(rs['df_den'], 1)}) df, "
+            f"p = {rs['p_value']:.3g}. {pearson}, as if outputs were independent.")
+
+
+def _split_table(per_group: dict, cats: list[str]) -> pd.DataFrame:
+    rows = {}
+    for g, by_value in per_group.items():
+        for v, rates in by_value.items():
+            rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: rate_cell(rates[c], current_digits()) for c in cats}}
+    return pd.DataFrame(rows).T
+
+
 def render(result: dict) -> tuple[str, str]:
     cats, ref = result["categories"], result["reference"]
     table = rates_table(result["rates"], cats, digits=current_digits())
@@ -107,35 +168,46 @@ def render(result: dict) -> tuple[str, str]:
     def ratio_cell(g, v):
         if g == ref:
             return "—"  # the reference against itself: no interval to report
+        if not v.get("estimable", True):
+            return "not estimable"
         return fmt(v["ratio"]) + (f" [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]" if v["ratio"] is not None else "")
 
     ratio = pd.DataFrame({c: {g: ratio_cell(g, v[c]) for g, v in result["rate_ratios"].items()} for c in cats}).loc[list(result["rates"])]
-    chi = result["chi_square"]
-    chi_line = (
-        f"Chi-square test of independence ({result['group_column']} x category, categories with any count): "
-        f"chi2 = {fmt(chi['statistic'], 2)}, dof = {chi['dof']}, p = {chi['p_value']:.3g}; smallest expected count {fmt(chi['min_expected'], 1)}."
-        if chi["statistic"] is not None else "Chi-square test not computed (needs two groups and two observed categories)."
-    )
     title = result.get("title") or (f"Category rates by {result['group_column']} ({result.get('label_source') or 'label ' + result['label_column']}, "
                                     f"taxonomy {result['taxonomy']}, n = {result['n']}, unscored {result['n_unscored']})")
-    md = [f"# {title}\n", "Rate [Wilson 95% CI] among scored outputs.\n", markdown(table), "\n" + chi_line + "\n",
-          f"\n## Rate ratio vs {ref} [95% CI]\n", f"Reference group: {result.get('reference_note', ref)}.\n", markdown(ratio)]
-    tex = [latex(table, caption=title + ". Rate [Wilson 95% CI].", label="tab:rates"),
-           latex(ratio, caption=f"Rate ratio against {ref} [95% CI].", label="tab:rate-ratios")]
+    interval, ratios_note = _interval_name(result), result["rate_ratio_intervals"]["note"]
+    clusters_note = (result.get("clusters") or {}).get("note")
+    md = [f"# {title}\n", f"Rate [{interval}; marginal: each rate is its own question] among scored outputs.\n"]
+    md += [f"Clustering: {clusters_note}.\n"] if clusters_note else []
+    md += [markdown(table), *_estimability_lines(result.get("not_estimable") or {}, what="labelled outputs"), "\n" + chi_square_line(result) + "\n",
+           f"\n## Rate ratio vs {ref}\n", f"Reference group: {result.get('reference_note', ref)}. Intervals: {ratios_note}.\n", markdown(ratio)]
+    missing = result.get("not_estimable") or {}
+    not_estimable_caption = f" Not estimable ({RULE_SHORT}): {', '.join(missing)}." if missing else ""
+    tex = [latex(table, caption=title + f". Rate [{interval}].{not_estimable_caption}", label="tab:rates"),
+           latex(ratio, caption=f"Rate ratio against {ref}: {ratios_note}.", label="tab:rate-ratios")]
     for col, per_group in result["splits"].items():
-        rows = {}
-        for g, by_value in per_group.items():
-            for v, rates in by_value.items():
-                rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: f"{fmt(rates[c]['rate'])} {fmt_ci((rates[c]['ci_low'], rates[c]['ci_high']))}" for c in cats}}
-        split = pd.DataFrame(rows).T
+        split = _split_table(per_group, cats)
         split.index.name = f"{result['group_column']} / {col}"
         md += [f"\n## Split by {col}\n", markdown(split)]
-        tex.append(latex(split, caption=f"Rates by {result['group_column']} and {col}.", label=f"tab:split-{col}"))
+        tex.append(latex(split, caption=f"Rates by {result['group_column']} and {col} [{interval}].", label=f"tab:split-{col}"))
+    if result.get("training_rows"):
+        md_t, tex_t = render_training_rows(result["training_rows"], cats, group_column=result["group_column"])
+        md += md_t
+        tex += tex_t
     if "ppi" in result:
         ppi_md, ppi_tex = render_ppi(result["ppi"], ppi_categories(result["ppi"], cats), group_column=result["group_column"])
         md += ppi_md
         tex += ppi_tex
     return "\n".join(md) + "\n", "\n".join(tex)
+
+
+def render_training_rows(training: dict, cats: list[str], *, group_column: str) -> tuple[list[str], list[str]]:
+    head = f"\n## The judge's own training rows vs the rest\n\n{training['note']}\n"
+    if not training["n_training_rows"]:
+        return [head], []
+    split = _split_table(training["rates"], cats)
+    split.index.name = f"{group_column} / rows"
+    return [head, markdown(split)], [latex(split, caption=f"Rates on the judge's training rows and on the rest, by {group_column}.", label="tab:training-rows")]
 
 
 def ppi_categories(ppi: dict, categories: list[str]) -> list[str]:
@@ -145,10 +217,19 @@ def ppi_categories(ppi: dict, categories: list[str]) -> list[str]:
     return [c for c in categories if seen(c)]
 
 
-def _estimate(entry: dict | None, key: str) -> str:
+def _estimate(entry: dict | None, key: str, *, ci_key: str = "ci") -> str:
     if not entry or entry.get(key) is None:
         return "n/a"
-    return f"{fmt(entry[key])} {fmt_ci(entry['ci'])}"
+    return f"{fmt(entry[key])} {fmt_ci(entry.get(ci_key) or entry['ci'])}"
+
+
+def _notes(*entries: tuple[str, dict | None], key: str = "clipped") -> str:
+    return "; ".join(f"{name}: {e[key]}" for name, e in entries if e and e.get(key)) or ""
+
+
+def _p_cell(entry: dict | None) -> str:
+    p = (entry or {}).get("p_adjusted", (entry or {}).get("p_value"))
+    return "n/a" if p is None else f"{p:.3g}"
 
 
 def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[str], list[str]]:
@@ -156,25 +237,34 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
     for g, by_cat in ppi["rates"].items():
         for c in cats:
             r = by_cat[c]
+            shown = r["estimable"]
             rows[(g, c)] = {
                 "n human": r["n_human"],
                 "judge only": _estimate(r["judge_only"], "rate"),
-                "human only": _estimate(r.get("human_only"), "rate") if r["estimable"] or r.get("human_only") else "n/a",
-                "PPI": _estimate(r.get("ppi"), "rate") if r["estimable"] else "not estimable",
-                "effective n": fmt(r.get("effective_n"), 0),
+                "human only": _estimate(r.get("human_only"), "rate") if shown else "not estimable",
+                "PPI": _estimate(r.get("ppi"), "rate") if shown else "not estimable",
+                "effective n": fmt(r.get("effective_n"), 0) if shown else "n/a",
+                "note": "; ".join(x for x in (_notes(("human only", r.get("human_only")), ("PPI", r.get("ppi"))), r.get("note")) if x)
+                if shown else r.get("reason", ""),
             }
     rates = pd.DataFrame(rows).T
     rates.index.names = [group_column, "category"]
     rates = rates.reset_index()
+    family = ppi.get("gap_intervals") or {}
+    ci_key = "ci_adjusted" if family.get("adjusted") else "ci"
     gap_rows = {}
     for g, by_cat in ppi["gaps"].items():
         for c in cats:
             r = by_cat[c]
+            shown = r["estimable"]
             gap_rows[(g, c)] = {
-                "judge only": _estimate(r["judge_only"], "gap"),
-                "human only": _estimate(r.get("human_only"), "gap"),
-                "PPI": _estimate(r.get("ppi"), "gap") if r["estimable"] else "not estimable",
-                "effective n": fmt(r.get("effective_n"), 0),
+                "judge only": _estimate(r["judge_only"], "gap", ci_key=ci_key),
+                "human only": _estimate(r.get("human_only"), "gap", ci_key=ci_key) if shown else "not estimable",
+                "PPI": _estimate(r.get("ppi"), "gap", ci_key=ci_key) if shown else "not estimable",
+                f"p (PPI{', Holm' if family.get('adjusted') else ''})": _p_cell(r.get("ppi")) if shown else "n/a",
+                "effective n": fmt(r.get("effective_n"), 0) if shown else "n/a",
+                "note": _notes(("judge only", r["judge_only"]), ("human only", r.get("human_only")), ("PPI", r.get("ppi")),
+                               key="clipped_adjusted" if family.get("adjusted") else "clipped") if shown else r.get("reason", ""),
             }
     gaps = pd.DataFrame(gap_rows).T
     if len(gaps):
@@ -182,25 +272,40 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
         gaps = gaps.reset_index()
     level = int(round(100 * (1 - ppi["alpha"])))
     head = (f"{ppi['n_human']} human labels ({ppi['human_source']}) correct the judge's labels on {ppi['n_outputs']} scored outputs (lambda: {ppi['lambda']}). "
-            f"Sampling design: {ppi['design_note']}. Training-set overlap: {ppi['training_overlap']}.")
+            f"Sampling design: {ppi['design_note']}. Clustering: {ppi.get('cluster_note', 'none')}. Training-set overlap: {ppi['training_overlap']}.")
     if ppi["n_unscored"]:
         head += (f" {ppi['n_unscored']} outputs the judge left unscored are outside every rate, as in the rates table"
                  f" ({ppi['n_human_unscored']} of them human-labelled, not used).")
-    md = [f"\n## Prediction-powered rates ({level}% CI)\n", head + "\n",
-          "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by the design; "
-          "PPI: the judge's rate over every output plus the design-weighted human correction (difference estimator, design variance, "
-          "t quantiles). Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
-          markdown(rates, index=False), f"\n## Gap to {ppi['reference']} ({level}% CI)\n", markdown(gaps, index=False) if len(gaps) else "(one group only)"]
+    md = [f"\n## Prediction-powered rates ({level}% CI, marginal)\n", head + "\n",
+          "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by the design "
+          "(Korn-Graubard interval); PPI: the judge's rate over every output plus the design-weighted human correction (difference "
+          "estimator, t quantiles). Estimates and intervals are clipped to [0, 1] (rates) and [-1, 1] (gaps), said in the note column. "
+          "Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
+          f"Estimability: {ppi['estimability']}.\n",
+          markdown(rates, index=False), f"\n## Gap to {ppi['reference']}\n", f"Intervals: {family.get('note', f'{level}% marginal')}.\n",
+          markdown(gaps, index=False) if len(gaps) else "(one group only)"]
     if ppi["not_estimable"]:
-        md.append(f"\nNot estimable (too few human labels): {', '.join(ppi['not_estimable'])}.\n")
-    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI).", label="tab:ppi-rates", index=False)]
+        md.append(f"\nNot estimable (too few human labels; {RULE_SHORT}): "
+                  f"{'; '.join(f'{g}: {why}' for g, why in ppi['not_estimable_reasons'].items())}. Shown as 'not estimable', never dropped.\n")
+    missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi['not_estimable'])}." if ppi["not_estimable"] else ""
+    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, marginal).{missing}",
+                 label="tab:ppi-rates", index=False)]
     if len(gaps):
-        tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']} ({level}% CI).", label="tab:ppi-gaps", index=False))
+        tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']}: {family.get('note', f'{level}% marginal intervals')}.", label="tab:ppi-gaps", index=False))
     return md, tex
 
 
+NOT_ESTIMABLE = "not estimable"
+
+
+def group_tick(g: str, estimable: bool) -> str:
+    """A group's tick label; a group below the estimability rule says so in every figure."""
+    return wrap(g) + ("" if estimable else f"\n({NOT_ESTIMABLE})")
+
+
 def ppi_figure(ppi: dict, cats: list[str], *, group_column: str, title: str | None = None):
-    """One panel per category: each group's rate by the three methods, with intervals."""
+    """One panel per category: each group's rate by the three methods, with intervals; a group below the
+    estimability rule keeps its row, its human-only and PPI places marked not estimable."""
     groups = list(ppi["rates"])
     methods = [("judge_only", "judge only", "tab:gray"), ("human_only", "human only", "tab:orange"), ("ppi", "PPI", "tab:blue")]
     fig, axes = plt.subplots(1, len(cats), figsize=(3.2 * len(cats) + 1, 0.45 * len(groups) + 1.6), sharey=True, squeeze=False)
@@ -208,15 +313,20 @@ def ppi_figure(ppi: dict, cats: list[str], *, group_column: str, title: str | No
         for k, (key, name, colour) in enumerate(methods):
             ys, xs, lo, hi = [], [], [], []
             for i, g in enumerate(groups):
-                entry = ppi["rates"][g][c].get(key)
-                if entry and entry.get("rate") is not None and entry["ci"][0] is not None:
+                r = ppi["rates"][g][c]
+                entry = r.get(key)
+                if key != "judge_only" and not r["estimable"]:
+                    ax.text(0.01, i + (k - 1) * 0.22, f"{name}: {NOT_ESTIMABLE}", fontsize=6, va="center", color=colour,
+                            transform=ax.get_yaxis_transform())
+                elif entry and entry.get("rate") is not None and entry["ci"][0] is not None:
                     ys.append(i + (k - 1) * 0.22)
                     xs.append(entry["rate"])
                     lo.append(max(0.0, entry["rate"] - entry["ci"][0]))
                     hi.append(max(0.0, entry["ci"][1] - entry["rate"]))
             ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", color=colour, label=name, capsize=2, markersize=4)
         ax.set_title(c)
-        ax.set_yticks(range(len(groups)), labels=[wrap(g) for g in groups])
+        ax.set_yticks(range(len(groups)), labels=[group_tick(g, g not in ppi["not_estimable"]) for g in groups])
+        ax.set_ylim(-0.6, len(groups) - 0.4)
         ax.set_xlabel("rate")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_ylabel(group_column)
@@ -237,6 +347,9 @@ def _interval_panel(ax, rates: dict, groups: list[str], category: str, *, refere
         r = rates[g][category]
         if r["rate"] is None:
             continue
+        if not r.get("estimable", True):
+            ax.text(0.01, i, NOT_ESTIMABLE, fontsize=7, va="center", color="tab:red", transform=ax.get_yaxis_transform())
+            continue
         err = [[max(0.0, r["rate"] - r["ci_low"])], [max(0.0, r["ci_high"] - r["rate"])]]
         ax.errorbar([r["rate"]], [i], xerr=err, fmt="s" if g == reference else "o", color="black" if g == reference else "tab:blue",
                     capsize=2, markersize=4)
@@ -244,7 +357,8 @@ def _interval_panel(ax, rates: dict, groups: list[str], category: str, *, refere
     ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.grid(axis="x", alpha=0.3)
-    ax.set_yticks(range(len(groups)), labels=[wrap(g) for g in groups], fontsize=8 if len(groups) > 10 else 9)
+    ax.set_yticks(range(len(groups)), labels=[group_tick(g, rates[g][category].get("estimable", True)) for g in groups],
+                  fontsize=8 if len(groups) > 10 else 9)
     ax.set_xlabel("rate (95% CI)", fontsize=8)
 
 
@@ -301,7 +415,7 @@ def stacked_bars(result: dict):
     groups = list(result["rates"])
     matrix = rate_matrix(result["rates"], cats)
     horizontal = len(groups) > 8 or max(len(str(g)) for g in groups) > 12
-    labels = [wrap(g, 28 if horizontal else 14) for g in groups]
+    labels = [wrap(g, 28 if horizontal else 14) + ("" if g not in result.get("not_estimable", {}) else f"\n({NOT_ESTIMABLE})") for g in groups]
     lines = max(label.count("\n") + 1 for label in labels)
     size = (8.5, (0.2 + 0.12 * lines) * len(groups) + 1.8) if horizontal else (max(5, 0.9 * len(groups) + 3), 4 + 0.2 * lines)
     fig, ax = plt.subplots(figsize=size, layout="constrained")
@@ -338,7 +452,8 @@ def write_disparity_report(result: dict, out_dir: str | Path, *, overwrite: bool
         written += save_figures(split_figure(result, column), out_dir / f"rates_by_{re.sub(r'[^A-Za-z0-9]+', '_', column).strip('_') or 'group'}", overwrite=overwrite)
     written += save_figures(stacked_bars(result), out_dir / "rates_stacked", overwrite=overwrite)
     # A neutral sequential scale: a high rate of compliance is not a danger to paint red.
-    fig = heatmap(rate_matrix(result["rates"], result["categories"]), rows=list(result["rates"]), columns=result["categories"],
+    fig = heatmap(rate_matrix(result["rates"], result["categories"]), rows=[group_tick(g, g not in result.get("not_estimable", {})).replace("\n", " ")
+                                                                           for g in result["rates"]], columns=result["categories"],
                   title=figure_title(result), xlabel="category", ylabel=result["group_column"], cmap="Blues", vmax=1.0)
     written += save_figures(fig, out_dir / "rates_heatmap", overwrite=overwrite)
     if "ppi" in result:
@@ -434,19 +549,92 @@ def strata_for(records: pd.DataFrame, inclusion: pd.Series | None, labelled: pd.
     return strata
 
 
+DEFAULT_CLUSTERS = ("prompt_id", "prompt")
+
+
+def _empty(values: pd.Series) -> pd.Series:
+    return values.isna() | (values.astype(str).str.strip() == "")
+
+
+def clusters_for(records: pd.DataFrame, config: Config) -> tuple[np.ndarray | None, dict]:
+    """Each output's cluster and what the report says about it: --cluster COL, none with --no-cluster,
+    else the prompt (prompt_id, or the prompt text) when it repeats, i.e. when samples share a prompt."""
+    if config.no_cluster:
+        return None, {"column": None, "note": "none (--no-cluster): every output taken as an independent draw"}
+    if config.cluster is not None:
+        column = config.cluster
+        require_columns(records, [column], source=Path(config.input).name, flag_hint="Fix --cluster.")
+        if column == config.group[0]:
+            raise UserError(f"--cluster {column} is the --group column: each group would be a single cluster and no interval could be "
+                            "estimated; cluster by what outputs share within a group (prompt, template), or pass --no-cluster")
+        missing = int(_empty(records[column]).sum())
+        if missing:
+            raise UserError(f"--cluster {column}: {missing} of {len(records)} outputs have no value there; fill them, "
+                            "or cluster by another column (prompt, template), or pass --no-cluster")
+        values = records[column].astype(str)
+        return values.to_numpy(dtype=object), {"column": column, "default": False, "n_clusters": int(values.nunique()),
+                                               "note": f"by {column} (--cluster): {values.nunique()} clusters for {len(values)} outputs"}
+    for column in DEFAULT_CLUSTERS:
+        if column not in records.columns or _empty(records[column]).any():
+            continue
+        values = records[column].astype(str)
+        if values.nunique() < len(values):
+            note = (f"by {column} (the default, because {column} repeats: {values.nunique()} distinct for {len(values)} outputs, so "
+                    "outputs of one prompt are correlated draws); --cluster COL for another column (template), --no-cluster for none")
+            return values.to_numpy(dtype=object), {"column": column, "default": True, "n_clusters": int(values.nunique()), "note": note}
+    return None, {"column": None, "note": "none (no prompt_id or prompt column repeats, so every output is its own prompt); "
+                                          "--cluster COL if outputs share a template or another unit"}
+
+
+def judge_directory(config: Config) -> str | None:
+    """The judge directory named by --judge-dir or by the labelled file's manifest, if there is one."""
+    from judge.manifest import read_manifest
+
+    if config.judge_dir is not None:
+        if not Path(config.judge_dir).is_dir():
+            what = "is a file" if Path(config.judge_dir).exists() else "does not exist"
+            raise UserError(f"--judge-dir {Path(config.judge_dir).name} {what}; name the judge directory judge.train wrote (it holds "
+                            "training_ids.json), or drop the flag to use the one in the labelled file's manifest")
+        return config.judge_dir
+    directory = ((read_manifest(config.input) or {}).get("judge") or {}).get("directory")
+    return directory if directory and Path(directory).is_dir() else None
+
+
+def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarray | None, config: Config) -> dict | None:
+    """Outputs of the labelled file the judge was trained on, and the rates split into those and the rest:
+    on its training rows a judge's labels are largely the human labels it learned."""
+    from judge.disparity import category_rates
+    from judge.judge_dir import read_training_ids
+
+    judge_dir = judge_directory(config)
+    trained = read_training_ids(judge_dir) if judge_dir else None
+    if not trained:
+        return None
+    is_training = records["id"].astype(str).isin(trained).to_numpy()
+    k, name = int(is_training.sum()), Path(judge_dir).name
+    out = {"judge_dir": str(judge_dir), "n_training_rows": k, "n_outputs": int(len(records))}
+    if not k:
+        return {**out, "note": f"Checked: none of the {len(records)} outputs is among the {len(trained)} ids judge directory {name} was trained on."}
+    labels = np.asarray(canonical_labels(records[config.label], taxonomy, column=config.label), dtype=object)
+    groups = records[config.group[0]].astype(str).to_numpy()
+    rates = {}
+    for g in sorted(set(groups)):
+        rates[g] = {}
+        for part, mask in (("training rows", is_training), ("not trained on", ~is_training)):
+            keep = (groups == g) & mask
+            if keep.any():
+                rates[g][part] = category_rates(labels[keep], categories=taxonomy.labels, clusters=None if clusters is None else clusters[keep])
+    note = (f"{k} of the {len(records)} outputs were used to train the judge ({name}/training_ids.json): there its labels are largely "
+            "the human labels it learned, so they look better than the judge is. Rates split into the training rows and the rest below; "
+            "read the rest for what the judge does on outputs it has not seen.")
+    return {**out, "note": note, "rates": rates}
+
+
 def check_not_trained_on(human_ids: set[str], config: Config) -> str:
     """Refuse human labels the judge was trained on: PPI's correction assumes the judge never saw them."""
     from judge.judge_dir import read_training_ids
-    from judge.manifest import read_manifest
 
-    judge_dir = config.judge_dir
-    if judge_dir is not None and not Path(judge_dir).is_dir():
-        what = "is a file" if Path(judge_dir).exists() else "does not exist"
-        raise UserError(f"--judge-dir {Path(judge_dir).name} {what}; name the judge directory judge.train wrote (it holds training_ids.json), "
-                        "or drop the flag to use the one in the labelled file's manifest")
-    if judge_dir is None:
-        directory = ((read_manifest(config.input) or {}).get("judge") or {}).get("directory")
-        judge_dir = directory if directory and Path(directory).is_dir() else None
+    judge_dir = judge_directory(config)
     if judge_dir is None:
         return "not checked: no judge directory found in the labelled file's manifest (pass --judge-dir to check)"
     trained = read_training_ids(judge_dir)
@@ -475,7 +663,8 @@ def design_note(kind: str, column: str | None, config: Config) -> str:
     return f"stratified simple random sample by {', '.join(config.strata)} (finite-population correction per stratum): weights {weights}"
 
 
-def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxonomy: Taxonomy, config: Config) -> dict:
+def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxonomy: Taxonomy, config: Config,
+                       clusters: np.ndarray | None = None) -> dict:
     """PPI rates and gaps; ``fine`` checks the human labels, ``taxonomy`` (coarse with --coarse) reports them."""
     from judge.ppi import ppi_by_group
 
@@ -490,18 +679,56 @@ def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxo
     primary = config.group[0]
     ppi = ppi_by_group(judge_labels, human.tolist(), records[primary].astype(str).tolist(), categories=taxonomy.labels,
                        reference=result["reference"], inclusion=None if inclusion is None else inclusion.to_numpy(dtype=float),
-                       strata=None if strata is None else strata.to_numpy(dtype=object), lam=ppi_lambda(config.ppi_lambda))
+                       strata=None if strata is None else strata.to_numpy(dtype=object), clusters=clusters,
+                       lam=ppi_lambda(config.ppi_lambda))
     ppi.update(human_source=source, training_overlap=overlap_note, inclusion_column=column, strata=list(config.strata),
                weights_from=f"1 / {column}" if column else ("N_h / n_h per stratum" if strata is not None else "N / n per group (simple random sample assumed)"),
-               design_note=design_note(ppi["design"], column, config))
-    for g in ppi["not_estimable"]:
-        print(f"warning: group {g!r} has too few human labels for PPI; reported as not estimable", file=sys.stderr)
+               design_note=design_note(ppi["design"], column, config), cluster_note=_ppi_cluster_note(result["clusters"]))
+    adjust_gaps(ppi, ppi_categories(ppi, taxonomy.labels), enabled=not config.no_adjust)
+    for g, why in ppi["not_estimable_reasons"].items():
+        print(f"warning: group {g!r} has too few human labels to estimate its rates ({why}); shown as not estimable", file=sys.stderr)
+    for g, by_cat in ppi["rates"].items():
+        for c, r in by_cat.items():
+            if g not in ppi["not_estimable_reasons"] and not r["estimable"]:
+                print(f"warning: {g!r} / {c!r} not estimable: {r['reason']}", file=sys.stderr)
     return ppi
+
+
+def _ppi_cluster_note(clusters: dict) -> str:
+    if not clusters.get("column"):
+        return clusters["note"] + "; PPI variance: the sampling design's, for the human rate over these outputs"
+    return (clusters["note"] + "; PPI variance: cluster-robust (CR1) over the clusters, for the rate over outputs like these "
+            "(prompts drawn anew), t with G - 1 df, G the clusters holding a human label")
+
+
+def adjust_gaps(ppi: dict, cats: list[str], *, enabled: bool) -> None:
+    """Simultaneous intervals and Holm p-values for the gap table's comparisons (one family per method column)."""
+    from judge.multiplicity import Family
+    from judge.ppi import gap_interval, gap_note
+
+    families = {}
+    for method in ("judge_only", "human_only", "ppi"):
+        # the judge-only gaps are all shown; the others only where the gap is estimable
+        estimable = [e for g in ppi["gaps"] for c in cats for e in [ppi["gaps"][g][c].get(method)]
+                     if e and e.get("se") is not None and (method == "judge_only" or ppi["gaps"][g][c]["estimable"])]
+        family = Family.of(len(estimable), enabled=enabled, alpha=ppi["alpha"])
+        adjusted = family.adjust_p([e["p_value"] for e in estimable])
+        for e, p in zip(estimable, adjusted):
+            e["ci_adjusted"] = gap_interval(e["gap"], e["se"], e["df"], family.interval_alpha)
+            e["p_adjusted"] = p
+            e["clipped_adjusted"] = gap_note(e, family.interval_alpha)
+        families[method] = family
+    ppi["gap_intervals"] = {**families["ppi"].as_dict(), "m_by_method": {k: f.m for k, f in families.items()}}
 
 
 def main(config: Config) -> dict:
     with claim_for(config, 'judge.report', inputs=('input', 'human', 'judge_dir', 'taxonomy', 'label_map'), directory=True):
         return _main(config)
+
+
+def _warn_not_estimable(result: dict) -> None:
+    for g, why in result["not_estimable"].items():
+        print(f"warning: group {g!r} is not estimable ({why}); shown as not estimable", file=sys.stderr)
 
 
 def _main(config: Config) -> dict:
@@ -513,18 +740,30 @@ def _main(config: Config) -> dict:
                            id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse, label_map=label_map)
-    result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=config.reference)
-    result.update(label_source=label_source(config.input, config.label), title=config.title)
+    require_columns(records, [config.label, *config.group], source="records", flag_hint="Fix --label/--group.")
+    clusters, cluster_info = clusters_for(records, config)
+    result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=config.reference,
+                       clusters=clusters, adjust=not config.no_adjust)
+    result.update(label_source=label_source(config.input, config.label), title=config.title, clusters=cluster_info)
+    _warn_not_estimable(result)
+    training = training_rows(records, taxonomy, clusters, config)
+    if training:
+        result["training_rows"] = training
+        if training["n_training_rows"]:
+            print(f"warning: {training['n_training_rows']} of the {training['n_outputs']} outputs are the judge's own training rows "
+                  f"({Path(training['judge_dir']).name}): its labels there mirror the human labels; the report splits the rates "
+                  "into those rows and the rest", file=sys.stderr)
     if config.human is not None:
         fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()],
                                 label_map=label_map) if config.coarse else taxonomy
-        result["ppi"] = prediction_powered(records, result, fine, taxonomy, config)
+        result["ppi"] = prediction_powered(records, result, fine, taxonomy, config, clusters)
     with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
         with staged_directory(out_dir, overwrite=config.overwrite) as staging:
             written = [out_dir / p.name for p in write_disparity_report(result, staging)]
             manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
         print(render(result)[0])
     print(("warning: " if result.get("reference_tie") else "") + f"reference group: {result['reference_note']}", file=sys.stderr)
+    print(f"clustering: {cluster_info['note']}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
 
@@ -549,8 +788,15 @@ def build_parser():
     parser.add_argument("--ppi-lambda", metavar="L", help="PPI's lambda: 1 (default, plain PPI: covered >= 0.95 under four sampling designs in "
                         "benchmarks/ppi_coverage.py), 'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design "
                         "there; for a few hundred labels a group), or any value in [0, 1]")
-    parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids must not overlap the human labels "
-                        "(default: the one named in the labelled file's manifest)")
+    parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids are checked: human labels among them are "
+                        "refused, labelled outputs among them split out with a warning (default: the one named in the labelled file's "
+                        "manifest, which is also checked without --human)")
+    parser.add_argument("--cluster", metavar="COL", help="column whose outputs are correlated draws (a prompt's samples, a template's "
+                        "names): cluster-robust intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt "
+                        "when it repeats)")
+    parser.add_argument("--no-cluster", action="store_true", help="treat every output as an independent draw (no clustering)")
+    parser.add_argument("--no-adjust", action="store_true", help="marginal intervals and raw p-values even in tables of more than 5 "
+                        "comparisons (default there: Bonferroni simultaneous intervals, Holm-adjusted p-values)")
     add_column_options(parser)
     add_report_style_options(parser)
     parser.add_argument("--out", help="output directory")

@@ -25,9 +25,10 @@ def test_small_sample_correction_is_students_t():
 
 
 def test_group_without_human_labels_is_not_estimable():
-    judge = ["a", "b", "a", "b", "a", "b", "a", "a"]
-    human = ["a", "b", "a", "", "", "", "", ""]
-    groups = ["x", "x", "x", "x", "y", "y", "y", "y"]
+    # x has 5 human labels (the estimability rule's minimum), y none.
+    judge = ["a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", "a"]
+    human = ["a", "b", "a", "b", "b", "", "", "", "", "", "", ""]
+    groups = ["x"] * 6 + ["y"] * 6
     res = ppi_by_group(judge, human, groups, categories=["a", "b"], reference="x")
     assert res["not_estimable"] == ["y"]
     assert res["rates"]["x"]["a"]["estimable"]
