@@ -21,12 +21,12 @@ from pathlib import Path
 import pandas as pd
 
 from judge.outputs import claim_for
-from judge.cli import check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
+from judge.cli import clip, check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
 from judge.models import SMOLLM2, model_revision, resolve_model
 from judge.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
-from generation.generate import SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
+from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
 
 
 @dataclass
@@ -53,6 +53,22 @@ class Config:
         check_positive(self, "samples", "max_new_tokens", "batch_size")
         check_non_negative(self, "temperature", "top_k")
         check_fraction(self, "top_p", low_open=True)
+        from judge.models import check_local_model
+
+        check_local_model(self.model)
+
+
+def refuse_generated_columns(prompts: pd.DataFrame, *, source: str) -> None:
+    """A prompt file's own response/model/sample ... would be overwritten by the generated ones: refuse."""
+    from judge.cli import short_list
+
+    own = set(user_columns(prompts, prompts.attrs["column_map"]).columns)
+    taken = [c for c in GENERATED_COLUMNS if c in own]
+    if SHADOW + "id" in prompts.columns and "input_id" in own:  # the file's own (typed) ids are written as input_id
+        taken.append("input_id")
+    if taken:
+        raise UserError(f"{Path(source).name} already has column(s) {short_list(taken, limit=4)}, which generation writes; "
+                        f"rename or drop them in the prompt file (e.g. {taken[0]} -> prompt_{taken[0]})")
 
 
 def main(config: Config) -> pd.DataFrame:
@@ -68,10 +84,11 @@ def _main(config: Config) -> pd.DataFrame:
     check_format_template(config.instruction, {"prompt"}, what="--instruction")
     system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
     prompts = read_records(config.prompts, required=("prompt",), id_column=config.id_column, prompt_column=config.prompt_column)
+    refuse_generated_columns(prompts, source=config.prompts)
     blank = prompts["prompt"].isna() | (prompts["prompt"].astype(str).str.strip() == "")
     if blank.any():
         first = prompts.index[blank][0]
-        raise UserError(f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id {prompts.loc[first, 'id']!r}); "
+        raise UserError(f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id {clip(prompts.loc[first, 'id'])}); "
                         "fix or remove them before generating")
     identity = {"settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
                 "prompts": fingerprint([config.prompts])}

@@ -58,7 +58,7 @@ def load_chat_model(spec: str, *, device: str = "auto"):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
-        raise UserError(f"model {spec!r} has no chat template; use a chat/instruct model")
+        raise UserError(f"model {spec[:60]!r} has no chat template; use a chat/instruct model")
     return tokenizer, model.eval()
 
 
@@ -70,6 +70,11 @@ def chat_text(tokenizer, prompt: str, *, system_prompt: str | None, instruction:
     except Exception:  # noqa: BLE001 - some templates refuse a system role: fold it into the user turn
         merged = [{"role": "user", "content": f"{system_prompt}\n\n{user}" if system_prompt else user}]
         return tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True)
+
+
+# What generate_outputs adds to each prompt record ("id" becomes the output's PROMPT_ID-sN on purpose).
+GENERATED_COLUMNS = ("prompt_id", "sample", "response", "model", "system_prompt", "instruction", "temperature", "top_k", "top_p",
+                     "max_new_tokens", "seed", "prompt_tokens", "response_tokens", "finish_reason")
 
 
 def batch_plan(prompts: pd.DataFrame, samples: int, batch_size: int, lengths: dict[str, int]) -> list[list[tuple[str, int]]]:

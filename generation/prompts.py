@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from judge.outputs import claim_for
-from judge.cli import check_positive, new_parser, run_command
+from judge.cli import check_positive, check_unique, clip, new_parser, run_command, short_list
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, write_records
@@ -57,10 +57,10 @@ def load_templates(path: str | Path) -> pd.DataFrame:
         raise UserError(f"{path} holds no templates")
     for i, row in enumerate(rows, start=1):
         if not isinstance(row["template"], str) or not isinstance(row["heading"], str):
-            raise UserError(f"{path}: template {i} must be text (got {row['template']!r})")
+            raise UserError(f"{path}: template {i} must be text (got {clip(row['template'])})")
         for marker in (NAME, BLANK):
             if marker not in row["template"]:
-                raise UserError(f"{path}: template {i} ({row['template']!r}) has no {marker}; every template needs {NAME} and {BLANK}")
+                raise UserError(f"{path}: template {i} ({clip(row['template'])}) has no {marker}; every template needs {NAME} and {BLANK}")
     return pd.DataFrame(rows)
 
 
@@ -74,7 +74,7 @@ def load_names(path: str | Path) -> pd.DataFrame:
         for i, entry in enumerate(data["names"], start=1):
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("identity"), str) \
                     or not entry["name"].strip() or not entry["identity"].strip():
-                raise UserError(f"{path}: name {i} needs text 'name' and 'identity' (got {entry!r})")
+                raise UserError(f"{path}: name {i} needs text 'name' and 'identity' (got {clip(entry)})")
             rows.append({"name": entry["name"].strip(), "identity": entry["identity"], "gender": entry.get("gender"),
                          "common": strict_bool(entry.get("common", True), what=f"{path}: name {i} 'common'"),
                          "name_list": entry.get("name_list", entry["identity"])})
@@ -82,7 +82,7 @@ def load_names(path: str | Path) -> pd.DataFrame:
         rows = []
         for list_name, names in data.items():
             if not all(isinstance(n, str) and n.strip() for n in names):
-                raise UserError(f"{path}: list {list_name!r} must hold names (non-empty text)")
+                raise UserError(f"{path}: list {clip(list_name)} must hold names (non-empty text)")
             match = IDENTITY_FROM_LIST.match(list_name)
             identity = match["identity"] if match else list_name
             gender = {"men": "man", "women": "woman"}.get(match["gender"]) if match else None
@@ -104,7 +104,7 @@ def strict_bool(value: object, *, what: str) -> bool:
     key = str(value).strip().lower()
     if key in words:
         return words[key]
-    raise UserError(f"{what} must be true or false, got {value!r}")
+    raise UserError(f"{what} must be true or false, got {clip(value)}")
 
 
 def prompt_id(template_index: int, name: str) -> str:
@@ -127,12 +127,12 @@ def build_prompts(
     if headings:
         unknown = sorted(set(headings) - set(templates["heading"]))
         if unknown:
-            raise UserError(f"unknown --heading {', '.join(unknown)}; headings present: {', '.join(sorted(set(templates['heading'])))}")
+            raise UserError(f"unknown --heading {short_list(unknown, limit=3)}; headings present: {short_list(sorted(set(templates['heading'])))}")
         templates = templates[templates["heading"].isin(headings)]
     if identities:
         unknown = sorted(set(identities) - set(names["identity"]))
         if unknown:
-            raise UserError(f"unknown --identity {', '.join(unknown)}; identities present: {', '.join(sorted(set(names['identity'])))}")
+            raise UserError(f"unknown --identity {short_list(unknown, limit=3)}; identities present: {short_list(sorted(set(names['identity'])))}")
         names = names[names["identity"].isin(identities)]
     rows = []
     for t_index, t in enumerate(templates.itertuples(index=False)):
@@ -146,7 +146,7 @@ def build_prompts(
     prompts = pd.DataFrame(rows)
     if prompts["id"].duplicated().any():
         dup = prompts["id"][prompts["id"].duplicated()].iloc[0]
-        raise UserError(f"two names give the same prompt id {dup!r}; make the names unique")
+        raise UserError(f"two names give the same prompt id {clip(dup)}; make the names unique")
     if sample is not None and sample < len(prompts):
         prompts = prompts.sample(n=sample, random_state=seed).sort_index()
     return prompts.reset_index(drop=True)
@@ -165,6 +165,7 @@ class Config:
 
     def __post_init__(self):
         check_positive(self, "sample")
+        check_unique(self, "heading", "identity")
 
 
 def main(config: Config) -> pd.DataFrame:

@@ -37,7 +37,6 @@ reported beside them.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +47,12 @@ import pandas as pd
 
 from judge.outputs import claim_for
 from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
-                       check_label_map, check_non_negative, new_parser, run_command)
+                       check_label_map, check_non_negative, new_parser, run_command, short_list)
 from judge.errors import UserError
 from judge.group_error import MIN_UNITS_FOR_TEST
 from judge.manifest import RunManifest, judge_of, label_source
 from judge.metrics import agreement
-from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
+from judge.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
 from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, write_tables
 from judge.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
 
@@ -158,7 +157,7 @@ def compute_agreement(
     n_without_gold = int((~has_gold).sum())
     records = records[has_gold]
     if records.empty:
-        raise UserError(f"no row has a gold label in column {gold!r}; check --gold")
+        raise UserError(f"no row has a gold label in column {clip(gold)}; check --gold")
     fine = resolve_taxonomy(taxonomy, records[gold].tolist(), label_map=label_map)
     gold_labels = fine.gold(records[gold], column=gold)
     pred_labels = fine.predicted(records[pred])
@@ -365,7 +364,7 @@ def confusion_figure(result: dict):
 def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
     out_dir = Path(out_dir)
     md, tex = render_markdown(result)
-    written = [write_text(out_dir / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=overwrite)]
+    written = [write_text(out_dir / "agreement.json", json_text(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "agreement", md, tex, overwrite=overwrite)
     written += save_figures(confusion_figure(result), out_dir / "confusion", overwrite=overwrite)
     for position, by in enumerate(result.get("by_groups", []), start=1):
@@ -458,7 +457,7 @@ def annotators_only(config: Config, manifest: RunManifest) -> dict:
         by_md, by_tex = render_annotators_by_group(by, gold=config.gold, suffix="" if position == 1 else f"-{position}")
         md, tex = md + by_md, tex + "\n" + by_tex
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        write_text(staging / "agreement.json", json.dumps(result, indent=2) + "\n", overwrite=False)
+        write_text(staging / "agreement.json", json_text(result, indent=2) + "\n", overwrite=False)
         write_tables(staging, "agreement", md, tex, overwrite=False)
         manifest.write(staging, n_items=result["n_items"])
     print(md)
@@ -516,7 +515,7 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
         if len(absent) == len(records):
             raise UserError(f"no id of {', '.join(config.input)} appears in {config.pred_file}; check --id-column")
         if absent:
-            raise UserError(f"{len(absent)} id(s) of {', '.join(config.input)} have no row in {config.pred_file} (e.g. {', '.join(map(repr, absent[:3]))}); "
+            raise UserError(f"{len(absent)} id(s) of {', '.join(config.input)} have no row in {config.pred_file} (e.g. {short_list(map(repr, absent), limit=3)}); "
                             "label them too (judge.label resumes) or agree on the common ids by filtering the gold file")
         records = records.drop(columns=[config.pred], errors="ignore").merge(preds[["id", config.pred]], on="id", how="left")
     pred_source = config.pred_file or config.input[0]

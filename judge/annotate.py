@@ -51,7 +51,7 @@ from judge.cli import (RecordColumns, TAXONOMY_HELP, add_column_options, add_lab
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.outputs import claim_for
-from judge.records import SHADOW, check_output_directory, ensure_writable, read_records, staged_directory, write_records, write_text
+from judge.records import SHADOW, check_output_directory, ensure_writable, json_text, read_records, staged_directory, write_records, write_text
 from judge.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
@@ -138,8 +138,10 @@ def _records(config: Config, paths, **options) -> pd.DataFrame:
     """A user's records, with the column options (--id-column, --prompt-column, --text-column, --source-column)."""
     records = read_records(paths, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column, **options)
-    # The annotation round trip keys everything on ids as text (spreadsheets hold text anyway).
-    return records.drop(columns=[SHADOW + "id"], errors="ignore")
+    # The annotation round trip keys everything on ids as text (spreadsheets hold text anyway), and
+    # annotators read the text form of a response or prompt that was a number or an object.
+    own = [SHADOW + c for c, source in records.attrs["column_map"].items() if c == source]
+    return records.drop(columns=[SHADOW + "id", *own], errors="ignore")
 
 
 def _exported(folder: str) -> pd.DataFrame:
@@ -185,7 +187,7 @@ def export(config: Config) -> dict:
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         # items.csv: everything the round needs to read labels back (all columns, never shown to annotators).
         write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS)
-        write_text(staging / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+        write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=[c for c in fields.columns if c not in ("id", "prompt", "response")]), overwrite=False)
         write_text(staging / "GUIDELINES.md", annotation.guidelines(taxonomy, blind=config.blind), overwrite=False)
         for name, sheet in annotation.annotator_sheets(fields, annotators, seed=config.seed).items():
@@ -264,7 +266,7 @@ def adjudicate(config: Config) -> dict:
     manifest = RunManifest("judge.annotate adjudicate", config, inputs=config.inputs)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_records(sheet, staging / "adjudicator.csv")
-        write_text(staging / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+        write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
         manifest.write(staging, disagreements=len(disputed), items=len(records))
     share = len(disputed) / len(records)
@@ -342,7 +344,7 @@ def pull(config: Config) -> pd.DataFrame:
                 ann["completed_by"] = {"id": who, "email": users[who]}
     # The raw export is kept beside the records: what Label Studio said, for anyone who checks.
     export_path = Path(config.out).with_suffix(".label-studio.json")
-    write_text(export_path, json.dumps(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
+    write_text(export_path, json_text(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
     return import_(config, annotations=annotation.label_studio_annotations(export_path))
 
 
@@ -369,7 +371,7 @@ def issues(config: Config) -> pd.DataFrame:
                        + f"; judge suggests: {r['suggested_label']}"}} for _, r in flagged.iterrows()]
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_records(flagged, staging / "label_issues.csv")
-        write_text(staging / "tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
+        write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         if taxonomy is not None:
             write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
         manifest.write(staging, records=len(records), flagged=len(flagged))

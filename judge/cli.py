@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -82,6 +83,7 @@ class ReportStyle:
     def check_style(self) -> None:
         check_digits(self)
         check_tex_label(self)
+        self.title = clean_title(self.title)
 
 
 def add_column_options(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
@@ -121,7 +123,28 @@ def check_tex_label(config: Any) -> None:
     import re
 
     if config.tex_label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:._-]*", config.tex_label):
-        raise UserError(f"--tex-label {config.tex_label!r} must be letters, digits, ':', '.', '_' or '-' (it goes into \\label{{}})")
+        raise UserError(f"--tex-label {clip(config.tex_label)} must be letters, digits, ':', '.', '_' or '-' (it goes into \\label{{}})")
+
+
+def clean_title(title: str | None) -> str | None:
+    """A --title on one line: LaTeX ends a paragraph at a blank line (a caption cannot hold one), so
+    whitespace runs collapse to one space; other control characters have no printable meaning (format
+    characters such as the zero-width non-joiner belong to some scripts' spelling and stay)."""
+    if title is None:
+        return None
+    text = " ".join(title.split())
+    control = sorted({f"U+{ord(ch):04X}" for ch in text if unicodedata.category(ch) == "Cc"})
+    if control:
+        raise UserError(f"--title holds control character(s) {short_list(control, limit=3)}; write it as plain text")
+    if not text:
+        raise UserError("--title is empty; give a title or drop the flag for the default one")
+    return text
+
+
+def clip(value: Any, width: int = 60) -> str:
+    """A user's value inside a one-line message: its repr (quotes, no raw newlines), cut to ``width``."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def short_list(values, *, limit: int = 5, width: int = 40) -> str:
@@ -138,7 +161,17 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def check_finite(config: Any, *names: str) -> None:
+    """inf and nan parse as floats (argparse's float() takes 'inf', 'nan'), and nan passes every comparison's
+    negation: a training with --lr inf "succeeds" with a NaN temperature. Refuse them by name."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{_flag(name)} must be a finite number, got {value}")
+
+
 def check_positive(config: Any, *names: str) -> None:
+    check_finite(config, *names)
     for name in names:
         value = getattr(config, name)
         if value is not None and value <= 0:
@@ -146,23 +179,18 @@ def check_positive(config: Any, *names: str) -> None:
 
 
 def check_non_negative(config: Any, *names: str) -> None:
+    check_finite(config, *names)
     for name in names:
         value = getattr(config, name)
         if value is not None and value < 0:
             raise UserError(f"{_flag(name)} must be 0 or more, got {value}")
 
 
-def check_seed(config: Any, name: str = "seed") -> None:
-    """NumPy and torch seeds are integers in [0, 2**32)."""
-    value = getattr(config, name)
-    if value is not None and not 0 <= value < 2**32:
-        raise UserError(f"{_flag(name)} must be an integer from 0 to {2**32 - 1}, got {value}")
-
-
 def check_fraction(config: Any, name: str, *, low_open: bool = False, high_open: bool = False) -> None:
     value = getattr(config, name)
     if value is None:
         return
+    check_finite(config, name)
     ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
     if not ok:
         interval = ("(" if low_open else "[") + "0, 1" + (")" if high_open else "]")
@@ -172,7 +200,43 @@ def check_fraction(config: Any, name: str, *, low_open: bool = False, high_open:
 def check_choice(config: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(config, name)
     if value is not None and value not in choices:
-        raise UserError(f"{_flag(name)} must be one of {', '.join(choices)}, got {value!r}")
+        raise UserError(f"{_flag(name)} must be one of {', '.join(choices)}, got {clip(value)}")
+
+
+SEED_LIMIT = 2**32  # numpy's RandomState and scikit-learn take seeds in [0, 2**32)
+
+
+def check_seed(config: Any, name: str = "seed") -> None:
+    """NumPy and torch seeds are integers in [0, 2**32)."""
+    value = getattr(config, name, None)
+    if value is not None and not (isinstance(value, int) and 0 <= value < SEED_LIMIT):
+        raise UserError(f"{_flag(name)} must be a whole number from 0 to {SEED_LIMIT - 1} (NumPy's seed range), got {clip(value)}")
+
+
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device(config: Any, name: str = "device") -> None:
+    """--device names a torch device this machine has: refused here, before any file is read."""
+    value = getattr(config, name, None)
+    if value is None or value in ("auto", "cpu"):
+        return
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"cuda(:\d{1,3})?|mps", value):
+        raise UserError(f"{_flag(name)} must be one of {DEVICE_FORMS}, got {clip(value)}")
+    from judge.models import check_device_available
+
+    check_device_available(value)
+
+
+def check_unique(config: Any, *names: str) -> None:
+    """A repeated flag whose values must differ (--group identity --group identity means nothing)."""
+    for name in names:
+        values = getattr(config, name, None) or []
+        repeated = [v for i, v in enumerate(values) if v in values[:i]]
+        if repeated:
+            raise UserError(f"{_flag(name)} {clip(repeated[0])} is given twice; give each value once")
 
 
 def check_format_template(template: str, fields: set[str], *, what: str) -> None:
@@ -185,7 +249,7 @@ def check_format_template(template: str, fields: set[str], *, what: str) -> None
         raise UserError(f"{what} is not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
     unknown = sorted(used - fields)
     if unknown:
-        raise UserError(f"{what} uses unknown field(s) {', '.join('{' + u + '}' for u in unknown)}; "
+        raise UserError(f"{what} uses unknown field(s) {short_list(['{' + u + '}' for u in unknown], limit=3)}; "
                         f"available: {', '.join('{' + f + '}' for f in sorted(fields))} (a literal brace is {{{{ or }}}})")
 
 
@@ -223,7 +287,7 @@ def _coerce(name: str, annotation: str, value: Any, source: str) -> Any:
         if expected is not None and _is(value, expected):
             return float(value) if expected is float else value
     wanted = " or ".join(k.replace("list[str]", "a list of strings") for k in kinds if k != "None")
-    raise UserError(f"{source}: {_flag(name)} must be {wanted}, got {value!r} ({type(value).__name__})")
+    raise UserError(f"{source}: {_flag(name)} must be {wanted}, got {clip(value)} ({type(value).__name__})")
 
 
 def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
@@ -233,15 +297,15 @@ def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
     from judge.records import read_text
 
     text = read_text(path, what="config file")
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    if path.suffix in (".yaml", ".yml"):
+        from judge.yaml_data import load_yaml
 
-            values = yaml.safe_load(text) or {}
-        else:
+        values = load_yaml(text, source=f"config file {path.name}") or {}
+    else:
+        try:
             values = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is the user's to fix
-        raise UserError(f"config file {path} could not be parsed ({exc}); fix its syntax") from None
+        except ValueError as exc:
+            raise UserError(f"config file {path.name} could not be parsed ({clip(str(exc), 120)}); fix its syntax") from None
     if not isinstance(values, dict):
         raise UserError(f"config file {path} must hold a mapping of setting -> value")
     known = {f.name for f in dataclasses.fields(config_cls)}
@@ -272,7 +336,15 @@ def config_from_args(config_cls: type[C], namespace: argparse.Namespace) -> C:
     if missing:
         flags = ", ".join("--" + m.replace("_", "-") for m in missing)
         raise UserError(f"missing required setting(s) {flags}; see --help")
-    return config_cls(**merged)
+    config = config_cls(**merged)
+    check_shared_settings(config)
+    return config
+
+
+def check_shared_settings(config: Any) -> None:
+    """Settings several commands share, checked the same way for all: --seed and --device."""
+    check_seed(config)
+    check_device(config)
 
 
 def os_error_message(exc: OSError) -> str:

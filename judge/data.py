@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from judge.outputs import claim_for
-from judge.cli import RecordColumns, add_column_options, check_positive, new_parser, run_command
+from judge.cli import RecordColumns, add_column_options, check_positive, check_unique, clip, new_parser, run_command
 from judge.errors import UserError
 from judge.manifest import RunManifest
 from judge.records import ensure_writable, read_table, require_columns, write_records
@@ -64,12 +64,15 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
         for row_number, r in enumerate(table.itertuples(index=False), start=2):
             match = re.fullmatch(r"label (\d)", str(r.variable).strip())
             if not match or match[1] not in ("1", "2", "3"):
-                raise UserError(f"{path}: row {row_number} has variable {r.variable!r}; expected 'label 1', 'label 2' or 'label 3' "
+                raise UserError(f"{path}: row {row_number} has variable {clip(r.variable)}; expected 'label 1', 'label 2' or 'label 3' "
                                 "(which of g1..g3 the label is for): is this one of the df_annotated_llama*.csv files?")
             sample = int(match[1])
             if not str(r.index).strip().isdigit():
-                raise UserError(f"{path}: row {row_number} has index {r.index!r}; expected the prompt's row number")
-            model = MODEL_IDS.get(str(r.model), str(r.model).replace(" ", "-"))
+                raise UserError(f"{path}: row {row_number} has index {clip(r.index)}; expected the prompt's row number")
+            if not isinstance(r.model, str) or not r.model.strip():
+                raise UserError(f"{Path(path).name}: row {row_number} has no model (its id would be 'nan-p...'); fill the model column "
+                                f"(e.g. {', '.join(repr(m) for m in MODEL_IDS)})")
+            model = MODEL_IDS.get(r.model, r.model.replace(" ", "-"))
             rows.append(
                 {
                     "id": f"{model}-p{int(r.index):04d}-s{sample}",
@@ -90,7 +93,7 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
     records = pd.DataFrame(rows)
     dup = records["id"][records["id"].duplicated()]
     if len(dup):
-        raise UserError(f"the same (model, prompt, sample) appears twice, e.g. {dup.iloc[0]!r}; give each CSV once")
+        raise UserError(f"the same (model, prompt, sample) appears twice, e.g. {clip(dup.iloc[0])}; give each CSV once")
     return records.sort_values("id", kind="stable").reset_index(drop=True)
 
 
@@ -122,6 +125,7 @@ class Config(RecordColumns):
 
     def __post_init__(self):
         check_positive(self, "n")
+        check_unique(self, "stratify")
 
 
 def main(config: Config) -> pd.DataFrame:
@@ -131,7 +135,7 @@ def main(config: Config) -> pd.DataFrame:
 
 def _main(config: Config) -> pd.DataFrame:
     if config.dataset not in IMPORTERS:
-        raise UserError(f"unknown dataset {config.dataset!r}; known: {', '.join(IMPORTERS)}")
+        raise UserError(f"unknown dataset {clip(config.dataset)}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
         raise UserError("give at least one input file")
     sample_only = [flag for flag, value in (("--exclude", config.exclude), ("--stratify", config.stratify), ("--source-column", config.source_column),

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.stats import binomtest, chi2_contingency
 
 from judge import clustered, estimability
+from judge.cli import clip, short_list
 from judge.errors import UserError
 from judge.multiplicity import Family
 from judge.records import require_columns
@@ -135,7 +136,7 @@ def _reference(values: pd.Series, reference: str | None, group_values: list[str]
                     "the choice is arbitrary: pass --reference")
         return largest[0], note
     if str(reference) not in group_values:
-        raise UserError(f"--reference {reference!r} is not a value of {primary!r}; values: {', '.join(group_values)}")
+        raise UserError(f"--reference {clip(reference)} is not a value of {clip(primary)}; values: {short_list(group_values)}")
     return str(reference), f"--reference {reference} (given)"
 
 
@@ -143,14 +144,18 @@ def chi_square(frame: pd.DataFrame, counts: pd.DataFrame, cats: list[str], group
     """Pearson's test of independence of group and category (categories with any count); with clusters,
     also the Rao-Scott second-order design-corrected test, which is then the one to read."""
     tested = [c for c in cats if counts[c].sum() > 0]
-    chi = {"statistic": None, "p_value": None, "dof": None, "categories_tested": tested, "min_expected": None}
-    if len(tested) < 2 or len(group_values) < 2:
+    # A group with no scored output (all unscored) is a row of zeros: its expected counts are zero and
+    # chi2_contingency refuses the table. It says nothing about independence, so it sits the test out.
+    groups = [g for g in group_values if counts.loc[g, tested].sum() > 0]
+    chi = {"statistic": None, "p_value": None, "dof": None, "categories_tested": tested, "min_expected": None,
+           "groups_without_scored_outputs": [g for g in group_values if g not in groups]}
+    if len(tested) < 2 or len(groups) < 2:
         return chi
-    res = chi2_contingency(counts[tested].to_numpy())
+    res = chi2_contingency(counts.loc[groups, tested].to_numpy())
     chi.update(statistic=float(res.statistic), p_value=float(res.pvalue), dof=int(res.dof), min_expected=float(res.expected_freq.min()))
     if clustered_by:
         scored = frame[frame["_label"].isin(tested)]
-        rows = pd.Categorical(scored[primary], categories=group_values).codes
+        rows = pd.Categorical(scored[primary], categories=groups).codes
         cols = pd.Categorical(scored["_label"], categories=tested).codes
         chi["rao_scott"] = clustered.rao_scott(rows, cols, scored["_cluster"].to_numpy())
     return chi

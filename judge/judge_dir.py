@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from judge.cli import short_list
 from judge.errors import UserError
 from judge.formats import MIB, RETRAIN, cut, cut_path, read_json, size_text, unique, validate
+from judge.records import json_text
 
 JUDGE_JSON = "judge.json"
 TAXONOMY = "taxonomy.yaml"
@@ -79,7 +80,7 @@ def seal(directory: str | Path, *, labels: list[str]) -> dict:
     meta.pop(SELF_DIGEST, None)
     meta.update(labels=list(labels), files=files)
     meta[SELF_DIGEST] = _self_digest(meta)
-    (directory / JUDGE_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
     return meta
 
 
@@ -134,7 +135,7 @@ def write_settings(directory: str | Path, settings: dict) -> Path:
     directory = Path(directory)
     validate_settings(settings, where=f"judge directory {display_name(directory)}")
     path = directory / JUDGE_JSON
-    path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json_text(settings, indent=2) + "\n", encoding="utf-8")
     return path
 
 

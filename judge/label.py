@@ -82,6 +82,28 @@ def judge_fingerprint(spec: str) -> dict[str, str]:
     return {}
 
 
+def added_columns(judge, prefix: str) -> list[str]:
+    """Every column the judge's rows carry (Judge.output_row); the LLM and ensemble judges may add raw."""
+    from judge.records import probability_column
+
+    names = ["label", "confidence", *(probability_column(c) for c in judge.taxonomy.labels), "unscored_reason"]
+    if judge.kind in ("llm", "ensemble"):
+        names.append("raw")
+    return [prefix + n for n in names]
+
+
+def refuse_clashes(records, added: list[str]) -> None:
+    """The judge's columns would replace the input's own of the same name: refuse, never drop them."""
+    from judge.cli import short_list
+    from judge.records import SHADOW
+
+    own = {c.removeprefix(SHADOW) for c in records.columns}
+    clash = [c for c in added if c in own]
+    if clash:
+        raise UserError(f"input already has column(s) {short_list(clash, limit=3)}, which the judge writes; pass --prefix "
+                        "(e.g. --prefix judge_) or rename them, so the judge's columns do not replace them")
+
+
 def main(config: Config) -> dict:
     with claim_for(config, 'judge.label', inputs=('input', 'judge', 'examples', 'prompt_template', 'taxonomy', 'label_map'), directory=False):
         return _main(config)
@@ -104,10 +126,7 @@ def _main(config: Config) -> dict:
         "input": fingerprint(config.input),
         "judge": judge_fingerprint(config.judge),
     }
-    added = [config.prefix + c for c in ("label", "confidence", "unscored_reason")]
-    clash = [c for c in added if c in records.columns]
-    if clash:
-        raise UserError(f"input already has column(s) {', '.join(clash)}; pass --prefix (e.g. --prefix judge_) so the judge's columns do not replace them")
+    refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
     previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
     if previous:
@@ -120,6 +139,7 @@ def _main(config: Config) -> dict:
     judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, quantize=config.quantize,
                        examples=config.examples, examples_label_column=config.examples_label_column, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
                        mode=config.mode, prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
+    refuse_clashes(records, added_columns(judge, config.prefix))
     manifest = RunManifest("judge.label", config, inputs=config.input, judge=judge.describe(), identity=identity, status="running")
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,

@@ -115,7 +115,9 @@ class RunManifest:
             self.data[OUTPUT_DIGEST_KEY] = file_sha256(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n", encoding="utf-8")
+        from judge.records import json_text
+
+        tmp.write_text(json_text(self.data, indent=2, default=str) + "\n", encoding="utf-8")
         tmp.replace(path)
         return path
 

@@ -56,8 +56,13 @@ def gguf_as_safetensors(gguf: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as exc:  # noqa: BLE001 - the GGUF reader raises many types for a damaged or unsupported file
+        message = " ".join(str(exc).split())[:150]
+        raise UserError(f"{gguf.name} could not be read as a GGUF model ({type(exc).__name__}: {message}); "
+                        "give an unbroken .gguf of a supported architecture or a model directory") from None
     # save_pretrained refuses GGUF-loaded models: rebuild a plain model from the config and load
     # the dequantized weights into it.
     config = loaded.config
@@ -80,6 +85,9 @@ def gguf_as_safetensors(gguf: Path) -> Path:
         if not (target / "config.json").exists():  # another process may have won the race
             raise
     return target
+
+
+BUNDLED = (MINILM, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", SMOLLM2, "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -116,10 +124,67 @@ def _from_hub(spec: str, *, allow_hub: bool) -> str:
         raise UserError(f"could not download model {spec!r}: {str(exc).splitlines()[0][:200]}") from None
 
 
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (ggml's gguf.md)
+
+
+def check_local_model(spec: str) -> Path | None:
+    """The local model a spec names (a .gguf file or a model directory), checked without loading it;
+    None for bundled names and hub ids. Cheap, so commands call it before reading any data."""
+    if spec in BUNDLED:
+        return None
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"model file {spec} not found; check the path")
+        check_gguf(path)
+        return path
+    if path.exists() or spec.startswith((".", "/", "~")):
+        if not path.exists():
+            raise UserError(f"model path {spec} not found; give a local model directory or a bundled model ({MINILM}, {SMOLLM2})")
+        check_model_directory(path)
+        return path
+    return None
+
+
+def check_gguf(path: Path) -> None:
+    """A file named .gguf that is not one would fail deep inside transformers' reader."""
+    with open(path, "rb") as handle:
+        head = handle.read(len(GGUF_MAGIC))
+    if head != GGUF_MAGIC:
+        raise UserError(f"{path.name} is not a GGUF file (it does not start with the GGUF magic bytes); "
+                        "give a real .gguf model or a model directory")
+
+
+def check_model_directory(path: Path) -> None:
+    """A local model is a directory with a config.json (what from_pretrained reads first)."""
+    if not path.is_dir():
+        raise UserError(f"model path {path.name} is a file; give a model directory (with config.json) or a .gguf file")
+    if not (path / "config.json").is_file():
+        what = "is empty" if not any(path.iterdir()) else "has no config.json"
+        raise UserError(f"model directory {path.name} {what}: not a saved model; give a directory from save_pretrained "
+                        f"or a bundled model ({MINILM}, {SMOLLM2})")
+
+
 def model_revision(path: str | Path) -> str | None:
     """The commit of a hub snapshot (its folder name under snapshots/), None for other paths."""
     path = Path(path)
     return path.name if path.parent.name == "snapshots" else None
+
+
+def check_device_available(spec: str) -> None:
+    """A device this machine has: cuda (or cuda:N within the visible GPUs), mps on Apple silicon, cpu."""
+    import torch
+
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec} asked for, but no GPU is visible; use --device cpu or auto")
+        index = int(spec.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0 ...); pick one of them or auto")
+    elif spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps asked for, but Apple's MPS backend is not available here; use --device cpu or auto")
+    elif spec not in ("cpu", "mps"):
+        raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {spec[:40]!r}")
 
 
 def pick_device(spec: str):
@@ -128,8 +193,7 @@ def pick_device(spec: str):
 
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda asked for, but no GPU is visible; use --device cpu or auto")
+    check_device_available(spec)
     device = torch.device(spec)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return device, (torch.bfloat16 if bf16 else torch.float32)
@@ -145,15 +209,9 @@ def resolve_model(spec: str, *, allow_hub: bool = True) -> str:
         return str(minilm_path())
     if spec in (SMOLLM2, "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"):
         return str(gguf_as_safetensors(smollm2_gguf()))
-    path = Path(spec)
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise UserError(f"model file {spec} not found; check the path")
-        return str(gguf_as_safetensors(path))
-    if path.exists() or spec.startswith((".", "/", "~")):
-        if not path.exists():
-            raise UserError(f"model path {spec} not found; give a local model directory or a bundled model ({MINILM}, {SMOLLM2})")
-        return str(path)
+    path = check_local_model(spec)
+    if path is not None:
+        return str(gguf_as_safetensors(path) if path.suffix == ".gguf" else path)
     return _from_hub(spec, allow_hub=allow_hub)
 
 

@@ -115,12 +115,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         except pd.errors.EmptyDataError:
             frame = pd.DataFrame()
         except pd.errors.ParserError as exc:
-            raise UserError(f"{path}: not a readable CSV ({' '.join(str(exc).split())}); fix the file") from None
+            raise UserError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:120]}); fix the file") from None
     else:
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
-            raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise UserError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:120]})") from None
     if frame.empty:
         raise UserError(f"input file {path} holds no records; give a file with at least one row")
     return frame
@@ -183,7 +183,7 @@ def read_records(
         frame = read_table(path)
         if len(paths) > 1 or source_column:
             if source_name in frame.columns:
-                raise UserError(f"{path} already has a column {source_name!r}; name the file-of-origin column with --source-column NAME")
+                raise UserError(f"{Path(path).name} already has a column {source_name[:40]!r}; name the file-of-origin column with --source-column NAME")
             frame.insert(0, source_name, source)
         for canonical, source_col in mapping.items():
             if source_col and source_col != canonical:
@@ -218,14 +218,49 @@ def read_records(
         raise UserError(
             f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another --id-column"
         )
-    if "prompt" in records.columns:
-        records["prompt"] = records["prompt"].map(lambda v: "" if _missing(v) else str(v))
-    if "response" in records.columns:
-        records["response"] = pd.Series([None if _missing(v) else str(v) for v in records["response"]], index=records.index, dtype=object)
-    records.attrs["column_map"] = {k: v for k, v in mapping.items() if v and v != k}
-    if SHADOW + "id" in records.columns and "id" not in records.attrs["column_map"]:
-        records.attrs["column_map"]["id"] = "id"
+    column_map = {k: v for k, v in mapping.items() if v and v != k}
+    if SHADOW + "id" in records.columns and "id" not in column_map:
+        column_map["id"] = "id"
+    for canonical in ("prompt", "response"):
+        if canonical in records.columns:
+            records = _as_judged_text(records, canonical, keep_original=canonical not in column_map)
+            if SHADOW + canonical in records.columns and canonical not in column_map:
+                column_map[canonical] = canonical
+    records.attrs["column_map"] = column_map
     return records
+
+
+def _as_judged_text(records: pd.DataFrame, column: str, *, keep_original: bool) -> pd.DataFrame:
+    """The text a judge reads in ``column`` (a missing prompt reads as "", a missing response stays None).
+
+    Where that text differs from the user's value (a number, a JSON object, bytes, a null prompt), the
+    user's value waits under the SHADOW name and ``user_columns`` puts it back: the written file holds
+    ``123`` and ``{"a": 1}`` as they came, not "123" and the Python repr "{'a': 1}"."""
+    original = records[column]
+    texts = [judged_text(v, column=column) for v in original]
+    if column == "prompt":
+        texts = ["" if t is None else t for t in texts]
+    differs = any(not (isinstance(v, str) or (t is None and _missing(v))) for v, t in zip(original, texts))
+    if differs and keep_original:
+        records.insert(records.columns.get_loc(column) + 1, SHADOW + column, original)
+    records[column] = pd.Series(texts, index=records.index, dtype=object)
+    return records
+
+
+def judged_text(value: Any, *, column: str = "response") -> str | None:
+    """A cell as the text a judge reads: text as it is, bytes decoded as UTF-8, an object or a list as its
+    JSON text, a number as JSON writes it; None when missing."""
+    if _missing(value):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"a {column} value holds bytes that are not UTF-8 text (byte {exc.start}); "
+                            f"store the {column} column as text (decoded) before judging it") from None
+    return json.dumps(_json_value(value), ensure_ascii=False, default=str)
 
 
 def mapping_used(mapping: dict[str, str | None]) -> set[str]:
@@ -234,7 +269,7 @@ def mapping_used(mapping: dict[str, str | None]) -> set[str]:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
 def _id_text(value: Any) -> str:
@@ -266,19 +301,35 @@ def ensure_writable(path: str | Path, *, overwrite: bool) -> Path:
 
 
 def _json_value(value: Any) -> Any:
-    if value is None:
+    """``value`` as strict JSON can hold it: NaN and infinities become null (JSON has no such numbers,
+    and Python's ``NaN`` token breaks every other reader), numpy scalars and arrays become Python ones,
+    containers are walked; anything else JSON lacks is left for ``default``."""
+    if value is None or value is pd.NA:
         return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_json_key(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalars and arrays, pandas values
+        return _json_value(value.tolist())
     return value
 
 
+def _json_key(key: Any) -> Any:
+    key = _json_value(key)
+    return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """The one way the toolkit writes JSON: strict (``allow_nan=False``), NaN and infinities as null.
+    A value that slips past the cleaning fails here loudly instead of writing invalid JSON."""
+    return json.dumps(_json_value(data), allow_nan=False, **options)
+
+
 def to_json_line(row: dict[str, Any]) -> str:
-    return json.dumps({k: _json_value(v) for k, v in row.items()}, ensure_ascii=False, default=str) + "\n"
+    return json_text(row, ensure_ascii=False, default=str) + "\n"
 
 
 def _umask() -> int:

@@ -48,7 +48,6 @@ Holm p-values (--no-adjust for marginal ones).
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -61,12 +60,12 @@ import pandas as pd
 
 from judge.outputs import claim_for
 from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
-                       check_label_map, new_parser, run_command)
+                       check_label_map, check_unique, clip, new_parser, run_command)
 from judge.errors import UserError
 from judge.disparity import canonical_labels, disparity, rate_cell, rate_matrix, rates_table
 from judge.estimability import MIN_CLUSTERS, MIN_LABELS
 from judge.manifest import RunManifest, label_source
-from judge.records import check_output_directory, staged_directory, read_records, require_columns, write_text
+from judge.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
 from judge.tables import current_digits, fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, wrap, write_tables
 from judge.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
 
@@ -98,6 +97,7 @@ class Config(RecordColumns, ReportStyle):
     def __post_init__(self):
         ppi_lambda(self.ppi_lambda)
         check_label_map(self)
+        check_unique(self, "group")
         self.check_style()
         if self.human is None and self.judge_dir is not None:
             raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids; "
@@ -137,6 +137,12 @@ def _estimability_lines(not_estimable: dict, *, what: str) -> list[str]:
 
 
 def chi_square_line(result: dict) -> str:
+    left_out = result["chi_square"].get("groups_without_scored_outputs")
+    line = _chi_square_line(result)
+    return line + (f" Left out of the test (no scored output): {', '.join(left_out)}." if left_out else "")
+
+
+def _chi_square_line(result: dict) -> str:
     chi = result["chi_square"]
     if chi["statistic"] is None:
         return "Chi-square test not computed (needs two groups and two observed categories)."
@@ -445,7 +451,7 @@ def stacked_bars(result: dict):
 def write_disparity_report(result: dict, out_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
     out_dir = Path(out_dir)
     md, tex = render(result)
-    written = [write_text(out_dir / "disparity.json", json.dumps(result, indent=2) + "\n", overwrite=overwrite)]
+    written = [write_text(out_dir / "disparity.json", json_text(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "disparity", md, tex, overwrite=overwrite)
     written += save_figures(rate_interval_figure(result), out_dir / "rates", overwrite=overwrite)
     for column in result["splits"]:
@@ -516,12 +522,12 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
         source = f"file {spec} (column {config.human_label})"
     elif spec in records.columns:
         if spec == config.label:
-            raise UserError(f"--human {spec!r} is the --label column itself; name the column (or file) of human labels")
+            raise UserError(f"--human {clip(spec)} is the --label column itself; name the column (or file) of human labels")
         labels = records[spec]
         inclusion, column = inclusion_probabilities(records, config, where=Path(config.input).name)
         source = f"column {spec}"
     else:
-        raise UserError(f"--human {spec!r} is neither a file nor a column of {config.input}; columns present: {', '.join(map(str, records.columns))}")
+        raise UserError(f"--human {clip(spec)} is neither a file nor a column of {Path(config.input).name}; columns present: {short_list(records.columns, limit=8, width=30)}")
     empty = labels.isna() | (labels.astype(str).str.strip() == "")
     if empty.all():
         raise UserError(f"--human {source} holds no labels for the outputs of {config.input}")
@@ -529,7 +535,7 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
     if inclusion is not None:
         probs = pd.to_numeric(inclusion[~empty], errors="coerce")
         if probs.isna().any() or ((probs <= 0) | (probs > 1)).any():
-            raise UserError(f"column {column!r} must hold inclusion probabilities in (0, 1] for every human-labelled output")
+            raise UserError(f"column {clip(column)} must hold inclusion probabilities in (0, 1] for every human-labelled output")
         inclusion = pd.to_numeric(inclusion.where(~empty), errors="coerce")
     return labels, inclusion, source, column
 
@@ -544,7 +550,7 @@ def strata_for(records: pd.DataFrame, inclusion: pd.Series | None, labelled: pd.
         spread = inclusion[labelled].groupby(strata[labelled]).agg(lambda p: p.max() - p.min())
         mixed = spread[spread > 1e-9]
         if len(mixed):
-            raise UserError(f"--strata {' '.join(config.strata)}: inclusion probabilities differ within stratum {mixed.index[0]!r}, so the sample "
+            raise UserError(f"--strata {' '.join(config.strata)}: inclusion probabilities differ within stratum {clip(mixed.index[0])}, so the sample "
                             "is not stratified by it; name the columns it was stratified by, or drop --strata (independent inclusion)")
     return strata
 
@@ -644,7 +650,7 @@ def check_not_trained_on(human_ids: set[str], config: Config) -> str:
     if overlap:
         raise UserError(
             f"{len(overlap)} of the {len(human_ids)} human-labelled outputs were used to train the judge in {judge_dir} "
-            f"(e.g. {sorted(overlap)[0]!r}); PPI needs human labels the judge has not seen, or its intervals are too narrow: "
+            f"(e.g. {clip(sorted(overlap)[0])}); PPI needs human labels the judge has not seen, or its intervals are too narrow: "
             "label a fresh sample (judge.data sample --exclude the training file) and pass that as --human"
         )
     return f"checked: none of the human-labelled ids is among the {len(trained)} ids {judge_dir} was trained on"

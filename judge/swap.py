@@ -19,7 +19,6 @@ Writes OUT/swap.json, swap.md, swap.tex, swap_flips.png and manifest.json.
 """
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from judge.cli import RecordColumns, ReportStyle, add_column_options, add_report
 from judge.disparity import wilson_interval
 from judge.errors import UserError
 from judge.manifest import RunManifest
-from judge.records import check_output_directory, staged_directory, read_records, write_text
+from judge.records import check_output_directory, json_text, staged_directory, read_records, write_text
 
 
 @dataclass
@@ -184,7 +183,7 @@ def _main(config: Config) -> dict:
     with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
         md, tex = render(result)
         with staged_directory(out_dir, overwrite=config.overwrite) as staging:
-            write_text(staging / "swap.json", json.dumps(result, indent=2, default=str) + "\n", overwrite=False)
+            write_text(staging / "swap.json", json_text(result, indent=2, default=str) + "\n", overwrite=False)
             write_tables(staging, "swap", md, tex, overwrite=False)
             save_figures(flips_figure(result), staging / "swap_flips", overwrite=False)
             manifest.write(staging, records=len(base), swaps=result["overall"]["n"], unchanged=result["overall"]["unchanged"],

@@ -1,8 +1,12 @@
 """Temperature scaling (Guo et al. 2017) and expected calibration error."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
+
+from judge.errors import UserError
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray, *, max_iter: int = 200) -> float:
@@ -20,8 +24,14 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, *, max_iter: int = 200) -
         loss.backward()
         return loss
 
+    if not torch.isfinite(z).all():
+        raise UserError("the judge's validation scores are not finite (NaN or infinite logits: training diverged); "
+                        "lower --lr and train again")
     optimizer.step(closure)
-    return float(log_t.exp().item())
+    temperature = float(log_t.exp().item())
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise UserError(f"temperature scaling gave T = {temperature}, not a positive finite number; lower --lr and train again")
+    return temperature
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from judge.cli import clip, short_list
 from judge.errors import UserError
 from training.data import LabelledData
 
@@ -28,7 +29,7 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
     if k < 2:
         raise UserError(f"--cv must be at least 2 folds, got {k}")
     if group is not None and group not in records.columns:
-        raise UserError(f"--cv-group column {group!r} not found; columns present: {', '.join(map(str, records.columns))}")
+        raise UserError(f"--cv-group column {clip(group)} not found; columns present: {short_list(records.columns, limit=8, width=30)}")
     keys = group_keys(records, group)
     sizes = pd.Series(keys).value_counts()
     if len(sizes) < k:
@@ -94,10 +95,34 @@ def out_of_fold(data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None
         raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
     for f in sorted(np.unique(folds)):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        check_fold(data, train_idx, fold=int(f), n_folds=len(np.unique(folds)))
         trained_on[int(f)] = ids[train_idx].tolist()
         predict = fit_member(kind, data.subset(train_idx), n_classes, recipe=recipe, seed=seed, progress=progress)
         probs[test_idx] = predict(data.subset(test_idx))
     return OutOfFold(probs, folds, trained_on)
+
+
+def check_folds(data: LabelledData, folds: np.ndarray, *, lora: bool, val_fraction: float, seed: int) -> None:
+    """Every fold's training part, checked before the first of the K trainings starts."""
+    from training.data import stratified_split
+
+    n_folds = len(np.unique(folds))
+    for f in sorted(np.unique(folds)):
+        train_idx = np.flatnonzero(folds != f)
+        check_fold(data, train_idx, fold=int(f), n_folds=n_folds)
+        if lora:  # each fold's LoRA model holds out its own validation split
+            try:
+                stratified_split(data.y[train_idx], val_fraction=val_fraction, seed=seed)
+            except UserError as exc:
+                raise UserError(f"cross-validation, the training part of fold {f + 1} of {n_folds}: {exc}") from None
+
+
+def check_fold(data: LabelledData, train_idx: np.ndarray, *, fold: int, n_folds: int) -> None:
+    """Each fold's model is trained on the other folds: they must hold two categories, or it cannot be fitted."""
+    present = sorted({data.taxonomy.labels[i] for i in data.y[train_idx]})
+    if len(present) < 2:
+        raise UserError(f"cross-validation: the records outside fold {fold + 1} of {n_folds} are all {clip(', '.join(present) or 'unlabelled')}, "
+                        "too few categories to train on; lower --cv, pick another --cv-group, or add labels of other categories")
 
 
 def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0,
@@ -106,9 +131,9 @@ def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, s
     if kind == "rules":
         return rules_probabilities
     if kind == "tfidf":
-        from training.tfidf import tfidf_pipeline, tfidf_text
+        from training.tfidf import fit_tfidf, tfidf_pipeline, tfidf_text
 
-        pipeline = tfidf_pipeline(seed).fit(tfidf_text(train.prompts, train.responses), train.y)
+        pipeline = fit_tfidf(tfidf_pipeline(seed), tfidf_text(train.prompts, train.responses), train.y)
 
         def predict_tfidf(test: LabelledData) -> np.ndarray:
             out = np.zeros((len(test.y), n_classes))

@@ -1,12 +1,14 @@
 """Labelled records -> arrays a trainer can use: inputs, class ids, a stratified validation split."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from judge.cli import clip, short_list
 from judge.errors import UserError
 from judge.text import judge_inputs
 from judge.taxonomy import Taxonomy, resolve_taxonomy
@@ -28,14 +30,14 @@ class LabelledData:
 def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | Taxonomy | None, mask_names: bool = True,
                   label_map: dict[str, str] | None = None) -> LabelledData:
     if label_column not in records.columns:
-        raise UserError(f"label column {label_column!r} not found; columns present: {', '.join(records.columns)}. Fix --label-column.")
+        raise UserError(f"label column {clip(label_column)} not found; columns present: {short_list(records.columns, limit=8, width=30)}. Fix --label-column.")
     has_label = records[label_column].notna() & (records[label_column].astype(str).str.strip() != "")
     records = records[has_label].reset_index(drop=True)
     if records.empty:
-        raise UserError(f"no row has a label in column {label_column!r}; nothing to train on")
+        raise UserError(f"no row has a label in column {clip(label_column)}; nothing to train on")
     no_response = records["response"].isna()
     if no_response.any():
-        raise UserError(f"{int(no_response.sum())} labelled record(s) have no response (e.g. id {records.loc[no_response, 'id'].iloc[0]!r}); "
+        raise UserError(f"{int(no_response.sum())} labelled record(s) have no response (e.g. id {clip(records.loc[no_response, 'id'].iloc[0])}); "
                         "fill or remove them: a judge cannot learn from a missing text")
     tax = resolve_taxonomy(taxonomy, records[label_column].tolist(), label_map=label_map)
     gold = tax.gold(records[label_column], column=label_column)
@@ -47,6 +49,16 @@ def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | T
     return LabelledData(records, tax, p, r, np.array([index[g] for g in gold]), n_masked=int(n_masked))
 
 
+def check_trainable(data: LabelledData) -> None:
+    """A classifier needs examples of two categories at least; scikit-learn and the LoRA loss would
+    otherwise fail deep inside, or train a judge that can say one thing."""
+    present = np.flatnonzero(np.bincount(data.y, minlength=len(data.taxonomy.labels)))
+    if len(present) < 2:
+        only = data.taxonomy.labels[present[0]] if len(present) else "none"
+        raise UserError(f"all {len(data.y)} labelled record(s) are {clip(only)}: a judge needs labelled examples of at least two categories; "
+                        "add labels of the others")
+
+
 def stratified_split(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Stratified, seeded; classes too small to split go to training only."""
     idx = np.arange(len(y))
@@ -54,8 +66,24 @@ def stratified_split(y: np.ndarray, *, val_fraction: float, seed: int) -> tuple[
         return idx, idx[:0]
     counts = np.bincount(y)
     splittable = counts[y] >= 2
+    check_split(int(splittable.sum()), int((counts >= 2).sum()), n=len(y), val_fraction=val_fraction)
     train_idx, val_idx = train_test_split(idx[splittable], test_size=val_fraction, random_state=seed, stratify=y[splittable])
     return np.sort(np.concatenate([train_idx, idx[~splittable]])), np.sort(val_idx)
+
+
+def check_split(n_splittable: int, n_classes: int, *, n: int, val_fraction: float) -> None:
+    """The stratified split needs one validation and one training record of each class it splits
+    (train_test_split's own conditions, said as a fix)."""
+    if n_classes == 0:
+        raise UserError(f"no category has two labelled records among {n}, so none can be split for validation; "
+                        "add labels or pass --val-fraction 0 (no validation split)")
+    n_val = math.ceil(val_fraction * n_splittable)  # scikit-learn rounds the test share up
+    if n_val < n_classes:
+        raise UserError(f"--val-fraction {val_fraction} of {n_splittable} splittable labelled records gives {n_val} for validation, fewer than "
+                        f"the {n_classes} categories it must hold; raise it to {math.ceil(100 * n_classes / n_splittable) / 100} or more, add labels, or pass --val-fraction 0")
+    if n_splittable - n_val < n_classes:
+        raise UserError(f"--val-fraction {val_fraction} of {n_splittable} splittable labelled records leaves {n_splittable - n_val} for training, "
+                        f"fewer than the {n_classes} categories it must hold; lower --val-fraction or add labels")
 
 
 def class_weights(y: np.ndarray, n_classes: int, *, scheme: str) -> np.ndarray:

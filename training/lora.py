@@ -126,6 +126,15 @@ def predict_logits(model, tokenizer, encoded: dict, *, batch_size: int, device: 
     return out
 
 
+def check_loss(loss: torch.Tensor, *, epoch: int, step: int, lr: float) -> None:
+    """A NaN or infinite loss poisons every weight it touches: stop, never save the judge it would make."""
+    if not torch.isfinite(loss).all():
+        from judge.errors import UserError
+
+        raise UserError(f"training diverged: the loss is {loss.item()} at epoch {epoch}, batch {step} (--lr {lr}); "
+                        "lower --lr (default 1e-3) and train again")
+
+
 @dataclass
 class TrainedLora:
     metrics: dict
@@ -193,6 +202,7 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
             inputs = collate(tokenizer, enc_train, idx, device)
             logits = model(**inputs).logits.float()
             loss = loss_fn(logits, y_train[idx].to(device)) / recipe.grad_accum
+            check_loss(loss, epoch=epoch, step=step, lr=recipe.lr)
             loss.backward()
             if step % recipe.grad_accum == 0 or step == len(batches):
                 torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -223,6 +233,10 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
                 break
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best["state"], strict=False)
+    if not all(torch.isfinite(v).all() for v in best["state"].values()):
+        from judge.errors import UserError
+
+        raise UserError(f"training diverged: the trained weights hold NaN or infinite values (--lr {recipe.lr}); lower --lr and train again")
 
     metrics = {"best_epoch": best["epoch"], "history": history, "train_seconds": round(train_seconds, 2),
                "train_examples_per_second": round(examples_seen / train_seconds, 2), "n_train": len(train_idx), "n_val": len(val_idx)}

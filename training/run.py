@@ -1,11 +1,12 @@
 """Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive
+from judge.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive, check_unique, clip, short_list
 from judge.errors import UserError
 from judge.judge_dir import finish
 from judge.manifest import RunManifest
@@ -13,7 +14,7 @@ from judge.outputs import claim_for
 from judge.records import check_output_directory, read_records, staged_directory
 from judge.taxonomy import parse_label_map
 from judge.tables import fmt
-from training.data import labelled_data
+from training.data import check_trainable, labelled_data, stratified_split
 from training.lora import LoraRecipe
 
 
@@ -73,6 +74,12 @@ class TrainConfig(RecordColumns):
         check_fraction(self, "val_fraction", high_open=True)
         if self.max_length < 16:
             raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
+        check_unique(self, "members")
+        check_extra(self.extra)
+        if self.uses_lora:
+            from judge.models import check_local_model
+
+            check_local_model(self.base_model)
         if not self.uses_lora:
             lora_only = [f.name for f in fields(LoraRecipe) if f.name in LORA_ONLY and getattr(self, f.name) != f.default]
             if lora_only:
@@ -82,6 +89,26 @@ class TrainConfig(RecordColumns):
     @property
     def uses_lora(self) -> bool:
         return self.kind == "lora" or (self.kind == "ensemble" and "lora" in self.members)
+
+
+EXTRA_RANGES = {"lora_dropout": (0.0, 1.0, "[0, 1)"), "weight_decay": (0.0, math.inf, "0 or more"), "warmup_ratio": (0.0, 1.0, "[0, 1]")}
+
+
+def check_extra(extra: dict) -> None:
+    """The config file's `extra` recipe settings, checked as the flags are (an unknown key is an error there too)."""
+    unknown = sorted(set(extra) - {*EXTRA_RANGES, "target_modules"})
+    if unknown:
+        raise UserError(f"config 'extra' has unknown key(s) {short_list(map(str, unknown))}; allowed: {', '.join([*EXTRA_RANGES, 'target_modules'])}")
+    for key, (low, high, words) in EXTRA_RANGES.items():
+        if key not in extra:
+            continue
+        value = extra[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high
+        if not ok or (key == "lora_dropout" and value == 1):
+            raise UserError(f"config 'extra' {key} must be a finite number in {words}, got {clip(value)}")
+    modules = extra.get("target_modules", "all-linear")
+    if not (isinstance(modules, str) or (isinstance(modules, list) and modules and all(isinstance(m, str) for m in modules))):
+        raise UserError(f"config 'extra' target_modules must be 'all-linear' or a list of module names, got {clip(modules)}")
 
 
 def train_judge(config: TrainConfig, *, before_commit: Callable[[Path, dict], None] | None = None) -> dict:
@@ -107,6 +134,9 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
                            source_column=config.source_column)
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
                          label_map=parse_label_map(config.label_map))
+    check_trainable(data)
+    if config.kind == "tfidf" or config.uses_lora:  # the split the shipped model validates on, checked before any training
+        stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
     print(name_masking_line(data, config.mask_names))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
                         **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
@@ -158,7 +188,7 @@ def cv_folds(data, config: TrainConfig):
     """Grouped folds for --cv K or the ensemble's stacker (5 folds unless --cv says otherwise)."""
     import sys
 
-    from training.cv import default_group, grouped_folds
+    from training.cv import check_folds, default_group, grouped_folds
 
     k = config.cv or (5 if config.kind == "ensemble" else 0)
     if not k:
@@ -166,7 +196,10 @@ def cv_folds(data, config: TrainConfig):
     group, warning = default_group(data.records, config.cv_group)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    return grouped_folds(data.records, k=k, group=group, seed=config.seed), group
+    folds = grouped_folds(data.records, k=k, group=group, seed=config.seed)
+    kinds = list(config.members) if config.kind == "ensemble" else [config.kind]
+    check_folds(data, folds, lora="lora" in kinds, val_fraction=config.val_fraction, seed=config.seed)
+    return folds, group
 
 
 def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | None) -> dict:

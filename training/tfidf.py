@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from judge import tfidf_format
 from judge.judge_dir import write_settings
 from judge.tfidf_format import tfidf_text  # the format owns how prompt and response are joined
+from judge.errors import UserError
 from training.data import LabelledData, stratified_split
 
 
@@ -23,16 +24,27 @@ def tfidf_pipeline(seed: int = 0):
     )
 
 
+def fit_tfidf(pipeline, texts: list[str], y: np.ndarray):
+    """Fit, saying in one line what to do when the texts are too few for the recipe's vocabulary."""
+    try:
+        return pipeline.fit(texts, y)
+    except ValueError as exc:
+        if "no terms remain" in str(exc) or "empty vocabulary" in str(exc):
+            raise UserError(f"the TF-IDF judge found no word that two of the {len(texts)} labelled texts share (it keeps words seen twice); "
+                            "add labels or use --kind lora") from None
+        raise
+
+
 def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True) -> dict:
     train_idx, val_idx = stratified_split(data.y, val_fraction=val_fraction, seed=seed)
     pipeline = tfidf_pipeline(seed)
     texts = tfidf_text(data.prompts, data.responses)
     metrics = {}
     if len(val_idx):
-        pipeline.fit([texts[i] for i in train_idx], data.y[train_idx])
+        fit_tfidf(pipeline, [texts[i] for i in train_idx], data.y[train_idx])
         pred = pipeline.predict([texts[i] for i in val_idx])
         metrics["val_macro_f1"] = float(f1_score(data.y[val_idx], pred, labels=range(len(data.taxonomy.labels)), average="macro", zero_division=0))
-    pipeline.fit(texts, data.y)  # the shipped model sees every labelled example
+    fit_tfidf(pipeline, texts, data.y)  # the shipped model sees every labelled example
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The classes the pipeline learned, in taxonomy order (absent classes get probability 0 at labelling).

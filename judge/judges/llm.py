@@ -18,7 +18,6 @@ from typing import Literal, Sequence
 
 import numpy as np
 import torch
-import yaml
 
 from judge.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
@@ -38,10 +37,9 @@ def load_template(path: str | Path | None) -> dict[str, str]:
     path = Path(path or DEFAULT_TEMPLATE)
     if not path.is_file():
         raise UserError(f"prompt template {path} not found; copy {DEFAULT_TEMPLATE} and edit it")
-    try:
-        data = yaml.safe_load(read_text(path, what="prompt template"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"prompt template {path} is not valid YAML ({' '.join(str(exc).split())})") from None
+    from judge.yaml_data import load_yaml
+
+    data = load_yaml(read_text(path, what="prompt template"), source=f"prompt template {path.name}")
     if not isinstance(data, dict) or not {"system", "user"} <= set(data) or not all(isinstance(data[k], str) for k in ("system", "user")):
         raise UserError(f"prompt template {path} needs 'system' and 'user' entries holding text")
     if "{response}" not in data["user"]:
