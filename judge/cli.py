@@ -304,7 +304,7 @@ def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
     else:
         try:
             values = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: brackets nested past Python's stack
             raise UserError(f"config file {path.name} could not be parsed ({clip(str(exc), 120)}); fix its syntax") from None
     if not isinstance(values, dict):
         raise UserError(f"config file {path} must hold a mapping of setting -> value")

@@ -84,7 +84,8 @@ CASES = [
     (data, ["sample", G, "--n", "3", "--seed", "-7", "--out", OUT_FILE], SEED),
     (prompts_cmd, ["--templates", "{d}/templates.json", "--names", "{d}/names.json", "--out", OUT_FILE, "--seed", "-1"], SEED),
     (generate_cmd, ["--prompts", G, "--out", OUT_FILE, "--seed", "99999999999"], SEED),
-    (annotate, ["export", G, "--taxonomy", "chehbouni2024", "--out", OUT_DIR, "--seed", "-1"], SEED),
+    (annotate, ["export", G, "--taxonomy", "chehbouni2024", "--out", OUT_DIR, "--seed", "-1"], ["--seed", "-1"]),
+    (annotate, ["export", G, "--taxonomy", "chehbouni2024", "--out", OUT_DIR, "--seed", "4294967296"], SEED),
     (swap, [G, "--judge", "rules", "--out", OUT_DIR, "--seed", "-1"], SEED),
     # --device
     (label, [*LABEL, "--device", "tpu"], ["--device", "auto, cpu, cuda, cuda:N or mps", "'tpu'"]),
