@@ -181,6 +181,18 @@ def test_auto_takes_the_fastest_passing_precision_this_cpu_has(monkeypatch, cpu,
     assert prec.choose("bf16", device=CPU, record=record).precision == "bf16"  # a named precision is used as asked
 
 
+def test_an_ensemble_runs_its_lora_member_in_the_members_checked_precision(tmp_path):
+    member = tmp_path / "ens" / "members" / "lora"
+    member.mkdir(parents=True)
+    (member / "judge.json").write_text(json.dumps({"kind": "lora"}))
+    (tmp_path / "ens" / "judge.json").write_text(json.dumps({"kind": "ensemble", "member_dirs": {"lora": "members/lora", "tfidf": "members/tfidf"}}))
+    assert prec.lora_directory(str(tmp_path / "ens")) == member
+    assert prec.lora_directory(f"ensemble:{tmp_path / 'ens'}") == member
+    (tmp_path / "ens" / "judge.json").write_text(json.dumps({"kind": "ensemble", "member_dirs": {"lora": "../../elsewhere"}}))
+    assert prec.lora_directory(str(tmp_path / "ens")) is None  # a member outside the directory is not followed
+    assert prec.lora_directory("rules") is None and prec.lora_directory(f"tfidf:{tmp_path}") is None
+
+
 def test_int8_is_refused_on_a_gpu():
     with pytest.raises(prec.UserError, match="int8 inference runs on CPU only"):
         prec.choose("int8", device=torch.device("cuda"), record=BOTH_PASS)
