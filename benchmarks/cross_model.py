@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--llm-sample", type=int, default=0, help="also run the LLM judge on a stratified sample of N target records")
     ap.add_argument("--shots", type=int, default=2, help="K-shot examples per category for the LLM judge's few-shot row")
     ap.add_argument("--skip-speed", action="store_true", help="skip the batch-size-1 fp32 comparison")
+    ap.add_argument("--precision", default="auto", help="the LoRA judge's labelling precision: auto (default), fp32, bf16 or int8")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = ap.parse_args()
 
@@ -91,10 +92,10 @@ def main():
         trained = train_lora(labelled, lora_dir, recipe, progress=False)
         finish(lora_dir, tax)
         load_started = time.perf_counter()
-        judge = load_judge(str(lora_dir))
+        judge = load_judge(str(lora_dir), precision=args.precision)
         load_seconds = time.perf_counter() - load_started
         result, rps, _ = evaluate(judge, target, tax)
-        row = row_for("LoRA MiniLM (int8)", arrow, result, trained.metrics["train_examples_per_second"], rps)
+        row = row_for(f"LoRA MiniLM ({judge.precision})", arrow, result, trained.metrics["train_examples_per_second"], rps)
         row["train s"] = trained.metrics["train_seconds"]
         row["load s"] = round(load_seconds, 1)
         rows.append(row)
@@ -123,22 +124,22 @@ def main():
         target = data["13b"]
         lora_dir = work / "lora-7b" if (work / "lora-7b").exists() else next(work.glob("lora-*"))
         fast_started = time.perf_counter()
-        fast = load_judge(str(lora_dir))
+        fast = load_judge(str(lora_dir), precision=args.precision)
         fast_labels = fast.label(target, batch_size=64, progress=False)
         fast_total = time.perf_counter() - fast_started
         slow_started = time.perf_counter()
-        slow = load_judge(str(lora_dir), quantize=False)
+        slow = load_judge(str(lora_dir), precision="fp32")
         slow_labels = slow.label(target, batch_size=1, progress=False)
         slow_total = time.perf_counter() - slow_started
         same = (fast_labels["label"] == slow_labels["label"]).mean()
-        speed_rows.append({"path": "default: int8, batch 64, length-sorted", "responses": len(target), "seconds (load + label)": fast_total, "responses/s": len(target) / fast_total})
+        speed_rows.append({"path": f"{args.precision} ({fast.precision}), batch 64, length-sorted", "responses": len(target), "seconds (load + label)": fast_total, "responses/s": len(target) / fast_total})
         speed_rows.append({"path": "fp32, batch 1", "responses": len(target), "seconds (load + label)": slow_total, "responses/s": len(target) / slow_total})
         print("\n## Labelling throughput of the default judge on the 13B records (whole process: load + label)\n")
         print(markdown_table(speed_rows, list(speed_rows[0].keys())))
         print(f"speed-up: {slow_total / fast_total:.2f}x; labels identical between the two paths for {same:.1%} of responses")
         ka = compute_agreement(fast_labels.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=0)["cohen_kappa"]
         kb = compute_agreement(slow_labels.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=0)["cohen_kappa"]
-        print(f"kappa vs human: int8 path {ka:.3f}, fp32 path {kb:.3f}")
+        print(f"kappa vs human: {fast.precision} path {ka:.3f}, fp32 path {kb:.3f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

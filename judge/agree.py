@@ -213,7 +213,7 @@ def render_markdown(result: dict) -> tuple[str, str]:
     confusion = pd.DataFrame(conf["matrix"], index=[f"gold: {g}" for g in conf["rows_gold"]], columns=conf["columns_pred"])
     title = result.get("title") or (f"Agreement of {result.get('pred_name') or result['pred_column']} with {result.get('gold_name') or result['gold_column']} "
                                     f"(taxonomy {result['taxonomy']}, n = {result['n']})")
-    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), markdown(summary, index=False),
+    parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), *precision_note(result), markdown(summary, index=False),
              f"\n{intervals_note(result)}\n", "\n## Per class\n", markdown(per_class_shown), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
     tex_parts = [
         latex(summary, caption=title, label="tab:agreement", index=False),
@@ -244,6 +244,12 @@ def render_markdown(result: dict) -> tuple[str, str]:
         parts += [f"\nWarning: {w}.\n" for w in alt["warnings"]]
         tex_parts.append(latex(frame, caption=f"Alternative annotator test, epsilon = {alt['epsilon']}: {'pass' if alt['passed'] else 'fail'}.", label="tab:alt-test", index=False))
     return "\n".join(parts) + "\n", "\n".join(tex_parts)
+
+
+def precision_note(result: dict) -> list[str]:
+    """Agreement measured in one precision does not carry to another unless checked: say which one."""
+    precision = result.get("pred_precision")
+    return [f"Judge labels computed in {precision} (from the labelled file's manifest).\n"] if precision else []
 
 
 def with_ci(value, ci) -> str:
@@ -529,7 +535,7 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
     )
     result["cluster"]["how"] = how
     result.update(title=config.title, pred_name=label_source(pred_source, config.pred, default=config.pred),
-                  gold_name=f"human labels ({config.gold})")
+                  gold_name=f"human labels ({config.gold})", pred_precision=(judge or {}).get("precision"))
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_agreement_report(result, staging)]
         manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"])
@@ -537,6 +543,7 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
         f"n={result['n']} kappa={fmt(result['cohen_kappa'])} {fmt_ci(result['ci95']['cohen_kappa'])} "
         f"alpha={fmt(result['krippendorff_alpha'])} macro-F1={fmt(result['macro_f1'])} "
         f"unscored={result['n_unscored']} ({100 * result['unscored_rate']:.1f}%)"
+        + (f" precision={result['pred_precision']}" if result.get("pred_precision") else "")
     )
     for warning in result["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)

@@ -24,6 +24,8 @@ from judge.outputs import claim_for
 from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.errors import UserError
 
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.precision.CHOICES, without importing it before --help
+
 # The heavy imports (pandas, torch, the judges) happen in main(): --help and a bad flag answer at once.
 
 
@@ -37,7 +39,8 @@ class Config(RecordColumns):
     abstain_below: float | None = None
     prefix: str = ""
     device: str = "auto"
-    quantize: bool | None = None
+    precision: str = "auto"
+    quantize: bool | None = None  # the old switch: --quantize is --precision int8, --no-quantize is fp32
     examples: str | None = None
     examples_label_column: str = "label"
     label_map: str | None = None
@@ -70,6 +73,14 @@ class Config(RecordColumns):
                             f"drop them for --judge {self.judge}")
         if self.quantize is not None and self.judge.partition(":")[0] in ("llm", "rules", "tfidf"):
             raise UserError("--quantize/--no-quantize apply to the LoRA judge only; drop the flag")
+        if self.precision != "auto" and self.judge.partition(":")[0] in ("llm", "rules", "tfidf"):
+            raise UserError(f"--precision applies to LoRA judges (and ensembles with a lora member), not --judge {self.judge}; drop it")
+        check_choice(self, "precision", PRECISION_CHOICES)
+        if self.quantize is not None:
+            alias = "int8" if self.quantize else "fp32"
+            if self.precision not in ("auto", alias):
+                raise UserError(f"--{'' if self.quantize else 'no-'}quantize (--precision {alias}) contradicts --precision {self.precision}; give --precision alone")
+            self.precision, self.quantize = alias, None
 
 
 def judge_fingerprint(spec: str) -> dict[str, str]:
@@ -104,6 +115,22 @@ def refuse_clashes(records, added: list[str]) -> None:
                         "(e.g. --prefix judge_) or rename them, so the judge's columns do not replace them")
 
 
+def check_same_precision(out: Path, precision: str | None, requested: str) -> None:
+    """A labelled file is finished in the precision it was started in (auto differs between CPUs)."""
+    from judge.manifest import read_manifest
+
+    before = read_manifest(out)
+    if not before or before.get("command") != "judge.label":
+        return
+    settings = (before.get("identity") or {}).get("settings") or {}
+    started = settings.get("precision")
+    if "precision" not in settings or started == precision:
+        return  # an output of an older version: the settings check says what changed
+    cpu = ((before.get("judge") or {}).get("cpu") or {}).get("model")
+    raise UserError(f"{out.name} was labelled in precision {started}{f' (on {cpu})' if cpu else ''}; --precision {requested} gives {precision} here: "
+                    f"pass --precision {started} to finish it alike, or --overwrite to start again")
+
+
 def main(config: Config) -> dict:
     with claim_for(config, 'judge.label', inputs=('input', 'judge', 'examples', 'prompt_template', 'taxonomy', 'label_map'), directory=False):
         return _main(config)
@@ -112,6 +139,7 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     from judge.judges import load_judge
     from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
+    from judge.precision import choose_for, say
     from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
     from judge.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
 
@@ -120,14 +148,20 @@ def _main(config: Config) -> dict:
     records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     column_map = records.attrs["column_map"]
+    # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
+    choice = choose_for(config.judge, config.precision, config.device)
+    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose")}
+    settings["precision"] = choice.precision if choice else None
     identity = {
         # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
-        "settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose")},
+        "settings": settings,
         "input": fingerprint(config.input),
         "judge": judge_fingerprint(config.judge),
     }
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
+    if not config.overwrite:
+        check_same_precision(out, settings["precision"], config.precision)
     previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
     if previous:
         print(f"{out} is already complete with these settings ({previous['counts'].get('labelled')} rows); nothing to do")
@@ -136,7 +170,9 @@ def _main(config: Config) -> dict:
     started = time.perf_counter()
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
     taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map)) if (config.taxonomy or config.label_map) else None
-    judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, quantize=config.quantize,
+    if choice:
+        say(choice)
+    judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, precision=choice or "auto",
                        examples=config.examples, examples_label_column=config.examples_label_column, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
                        mode=config.mode, prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
     refuse_clashes(records, added_columns(judge, config.prefix))
@@ -173,9 +209,10 @@ def build_parser():
     p.add_argument("--abstain-below", type=float, metavar="P", help="label 'unscored' when the judge's confidence is below P")
     p.add_argument("--prefix", help="prefix for the added columns, e.g. judge_ (default: none)")
     p.add_argument("--device", help="auto, cpu, cuda ...")
-    p.add_argument("--quantize", action="store_true", default=None, help="int8 inference for the LoRA judge (default on CPU for BERT-type bases such as the "
-                   "default MiniLM; other bases, e.g. Gemma, lost agreement in int8, so they run in fp32 unless this is given)")
-    p.add_argument("--no-quantize", dest="quantize", action="store_false", help="fp32 inference for the LoRA judge")
+    p.add_argument("--precision", help="LoRA judge: auto (default: the fastest precision this machine runs natively among those the judge's "
+                   "training check found to label as fp32 does; fp32 for judges trained without the check), fp32, bf16 or int8")
+    p.add_argument("--quantize", action="store_true", default=None, help="the same as --precision int8")
+    p.add_argument("--no-quantize", dest="quantize", action="store_false", help="the same as --precision fp32")
     p.add_argument("--examples", help="llm judge: labelled records to draw few-shot examples from")
     p.add_argument("--examples-label-column", metavar="COL", help="llm judge: the --examples file's label column (default: label)")
     p.add_argument("--label-map", metavar="MAP", help="llm judge: read the --examples file's coded labels as categories, "

@@ -149,7 +149,7 @@ def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, s
         from training.lora import encode, predict_logits, train_lora
 
         with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
-            trained = train_lora(train, tmp, replace(recipe), progress=progress)
+            trained = train_lora(train, tmp, replace(recipe), progress=progress, check_precision=False)
         device, _ = pick_device(recipe.device)
 
         def predict_lora(test: LabelledData) -> np.ndarray:

@@ -5,6 +5,7 @@ default base is the bundled all-MiniLM-L6-v2, so training runs offline on a lapt
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from judge.judge_dir import write_settings
 from judge.models import MINILM, load_failure, model_revision, pick_device, resolve_model
+from judge.precision import summary as precision_summary
 from judge.text import encode_pairs
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.data import LabelledData, class_weights, stratified_split
@@ -46,6 +48,9 @@ class LoraRecipe:
     seed: int = 0
     device: str = "auto"
     mask_names: bool = True
+    # "bf16": forward and backward under torch.autocast(bf16). Not the default: on the AMX Xeon its
+    # steps were no faster than fp32's (benchmarks/train_precision.py), so nothing was gained for the risk.
+    train_precision: str = "fp32"
     extra: dict = field(default_factory=dict)
 
 
@@ -135,6 +140,14 @@ def check_loss(loss: torch.Tensor, *, epoch: int, step: int, lr: float) -> None:
                         "lower --lr (default 1e-3) and train again")
 
 
+def training_autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError(f"train_precision is fp32 or bf16, got {precision!r}")
+    return contextlib.nullcontext()
+
+
 @dataclass
 class TrainedLora:
     metrics: dict
@@ -142,19 +155,56 @@ class TrainedLora:
     tokenizer: object
 
 
-def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool = True, verbose: bool = False) -> TrainedLora:
-    """Train, pick the best epoch on validation macro-F1, calibrate, save."""
+def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool = True, verbose: bool = False,
+               check_precision: bool = True) -> TrainedLora:
+    """Train, pick the best epoch on validation macro-F1, calibrate, check reduced precisions, save.
+
+    ``check_precision=False`` skips the faithfulness check of bf16 and int8 against fp32 (a model
+    that is never shipped as a judge directory, such as a cross-validation fold's)."""
     from judge.models import quiet_transformers
 
     with quiet_transformers(verbose):
-        return _train_lora(data, out_dir, recipe, progress=progress)
+        return _train_lora(data, out_dir, recipe, progress=progress, check_precision=check_precision)
+
+
+MIN_TEXTS_CHECKED = 200
+
+
+def texts_to_check(enc_val: dict, enc_train: dict, *, seed: int) -> tuple[dict, str]:
+    """The validation split, topped up with a seeded draw of training texts to MIN_TEXTS_CHECKED.
+
+    Flips are rare (bf16 changed 0.15% of labels): 45 validation texts, what 300 labels give, cannot
+    tell a 6% flip rate from none (0.94^45 = 6% of int8 checks would pass), 200 mostly can
+    (0.94^200 + 200 * 0.06 * 0.94^199 < 0.01%). No label is needed to compare precisions."""
+    n_val, n_train = len(enc_val["input_ids"]), len(enc_train["input_ids"])
+    top_up = min(max(MIN_TEXTS_CHECKED - n_val, 0), n_train)
+    if not top_up:
+        return enc_val, "validation"
+    picked = sorted(random.Random(seed).sample(range(n_train), top_up))
+    merged = {k: list(enc_val[k]) + [enc_train[k][i] for i in picked] for k in enc_val}
+    return merged, "validation+training" if n_val else "training"
+
+
+def precision_record(model, tokenizer, encoded: dict, *, temperature: float, device: torch.device, split: str) -> dict:
+    """judge.json's "precision": each reduced precision's probabilities against fp32's on these texts,
+    computed by the model judge.label runs (adapter merged, first-token last layer)."""
+    from judge.models import first_token_only
+    from judge.precision import check_precisions, context
+
+    merged = first_token_only(copy.deepcopy(model).merge_and_unload().float().eval().requires_grad_(False))  # as LoraJudge runs it
+
+    def probabilities(candidate, precision: str) -> np.ndarray:
+        with context(precision, device):
+            return softmax(predict_logits(candidate, tokenizer, encoded, batch_size=64, device=device), temperature)
+
+    return check_precisions(merged, probabilities, device=device, n=len(encoded["input_ids"]), split=split)
 
 
 ESTIMATE_AFTER_BATCHES = 3
 SAY_ESTIMATE_ABOVE_SECONDS = 60
 
 
-def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool) -> TrainedLora:
+def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool, check_precision: bool) -> TrainedLora:
     from peft import LoraConfig, TaskType, get_peft_model
 
     seed_everything(recipe.seed)
@@ -200,7 +250,8 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
         bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress, mininterval=1.0)
         for step, idx in enumerate(bar, start=1):
             inputs = collate(tokenizer, enc_train, idx, device)
-            logits = model(**inputs).logits.float()
+            with training_autocast(recipe.train_precision, device):
+                logits = model(**inputs).logits.float()
             loss = loss_fn(logits, y_train[idx].to(device)) / recipe.grad_accum
             check_loss(loss, epoch=epoch, step=step, lr=recipe.lr)
             loss.backward()
@@ -251,6 +302,12 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
             ece_after=expected_calibration_error(softmax(val_logits, temperature), val.y),
         )
     metrics["temperature"] = temperature
+    extra = {}
+    if check_precision:
+        encoded, split = texts_to_check(enc_val, enc_train, seed=recipe.seed)
+        extra["precision"] = precision_record(model, tokenizer, encoded, temperature=temperature, device=device, split=split)
+        metrics["precision"] = extra["precision"]
+        print(precision_summary(extra["precision"]))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -261,5 +318,5 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     tokenizer.save_pretrained(out_dir)
     write_settings(out_dir, {"kind": "lora", "base_model": recipe.base_model, "base_model_revision": model_revision(resolve_model(recipe.base_model)),
                              "labels": labels, "temperature": temperature, "max_length": recipe.max_length, "tail_tokens": recipe.tail_tokens,
-                             "mask_names": recipe.mask_names, "recipe": asdict(recipe)})
+                             "mask_names": recipe.mask_names, "recipe": asdict(recipe), **extra})
     return TrainedLora(metrics, model.eval(), tokenizer)

@@ -247,6 +247,10 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
         if key in metrics:
             value = metrics[key]
             lines.append(f"- {key.replace('_', ' ')}: {fmt(value) if isinstance(value, float) else value}")
+    if "precision" in metrics:
+        from judge.precision import summary
+
+        lines.append(f"- {summary(metrics['precision'])}; `judge.label --precision auto` uses the fastest that passed")
     if "member_weights" in metrics:
         lines.append("- Member weights (share of the stacker's absolute coefficients): "
                      + ", ".join(f"{m} {w:.2f}" for m, w in metrics["member_weights"].items()))

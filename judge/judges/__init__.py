@@ -16,7 +16,7 @@ __all__ = ["Item", "Judge", "Judgement", "load_judge", "probability_column"]
 
 
 def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: Any) -> Judge:
-    """Options reach the backend that takes them (device, quantize, examples, shots ...)."""
+    """Options reach the backend that takes them (device, precision, quantize, examples, shots ...)."""
     kind, _, arg = spec.partition(":")
     if kind not in ("lora", "tfidf", "ensemble", "rules", "llm"):
         kind, arg = "dir", spec
@@ -40,13 +40,13 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
     if kind not in ("dir", stored):
         raise UserError(f"{directory} holds a {stored} judge, not {kind}; use --judge {directory} or {stored}:{directory}")
     if stored == "lora":
-        judge = LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length", "verbose")})
+        judge = LoraJudge(directory, **{k: v for k, v in options.items() if k in ("device", "precision", "quantize", "max_length", "verbose")})
     elif stored == "tfidf":
         judge = TfidfJudge(directory)
     elif stored == "ensemble":
         from judge.judges.ensemble import EnsembleJudge
 
-        judge = EnsembleJudge(directory, **{k: v for k, v in options.items() if k in ("device", "quantize", "max_length", "verbose")})
+        judge = EnsembleJudge(directory, **{k: v for k, v in options.items() if k in ("device", "precision", "quantize", "max_length", "verbose")})
     else:
         raise UserError(f"{directory}/judge.json names unknown kind {stored!r}")
     if tax is not None and tax.labels != judge.taxonomy.labels:

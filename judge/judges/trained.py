@@ -1,7 +1,7 @@
 """Judges trained by ``python -m judge.train``: the LoRA classifier and the TF-IDF baseline."""
 from __future__ import annotations
 
-import warnings
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -22,24 +22,28 @@ def read_judge_json(directory: Path) -> dict:
     return verify(directory)
 
 
-# Architectures whose int8 path was measured to label about as the fp32 one does: MiniLM, cross-model
-# kappa 0.680 / 0.721 in int8 vs 0.686 / 0.723 in fp32 on the paper's labels. Gemma 3 270M lost 0.13
-# kappa in int8 (benchmarks/backbones.py), so other bases run in fp32 unless --quantize asks for int8.
-INT8_BY_DEFAULT = frozenset({"bert"})
+def read_temperature(meta: dict, directory: Path) -> float:
+    value = meta.get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise UserError(f"{directory}/judge.json: temperature must be a positive number, got {value!r}; retrain the judge")
+    return float(value)
 
 
 class LoraJudge(Judge):
     """A peft LoRA sequence classifier with temperature-scaled probabilities.
 
-    On CPU, inference merges the adapter into the base and quantizes the Linear layers to int8
-    (``quantize=True``, the default there for BERT-type bases such as MiniLM; other bases run in fp32
-    unless asked): 1.4-1.5x the speed of the fp32 path.
+    Inference merges the adapter into the base and runs in the precision ``precision`` names (see
+    judge.precision): ``auto`` takes the fastest one this machine runs natively among those the
+    judge's training check found faithful to fp32, and fp32 for a judge without that check.
+    ``precision`` may also be a ``judge.precision.Choice`` already made (judge.label resolves it once
+    per run); ``quantize`` is the old switch (True: int8, False: fp32).
     """
 
     kind = "lora"
 
-    def __init__(self, directory: str | Path, *, device: str = "auto", quantize: bool | None = None, max_length: int | None = None,
-                 verbose: bool = False):
+    def __init__(self, directory: str | Path, *, device: str = "auto", precision="auto", quantize: bool | None = None,
+                 max_length: int | None = None, verbose: bool = False):
+        from judge import precision as prec
         from judge.models import pick_device
 
         directory = Path(directory)
@@ -49,24 +53,29 @@ class LoraJudge(Judge):
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory, self.meta = directory, meta
         self.labels = list(meta["labels"])  # the classifier's output order, whatever the YAML's order
-        self.device, dtype = pick_device(device)
-        self.temperature = float(meta.get("temperature", 1.0))  # positive and finite (judge.lora_format.Settings)
+        self.device, _ = pick_device(device)
+        self.temperature = read_temperature(meta, directory)
         self.max_length = max_length or int(meta["max_length"])
         self.tail_tokens = int(meta.get("tail_tokens", 0))
         self.mask_names = bool(meta.get("mask_names", True))
         self.verbose = verbose
-        if quantize and self.device.type != "cpu":
-            raise UserError("int8 quantized inference runs on CPU only; drop --quantize or use --device cpu")
-        model = first_token_only(self._merged_model(dtype).eval())  # the logits read [CLS] alone
+        if isinstance(precision, prec.Choice):
+            self.choice = precision
+        else:
+            if quantize is not None and precision == "auto":
+                precision = "int8" if quantize else "fp32"
+            self.choice = prec.choose(precision, device=self.device, record=prec.read_record(meta, directory))
+            prec.say(self.choice)
+        self.precision = self.choice.precision
+        model = first_token_only(self._merged_model(prec.weights_dtype(self.precision, self.device)).eval())  # the logits read [CLS] alone
         check_max_length(self.max_length, model.config, where=self.where, from_flag=max_length is not None)
-        if quantize is None:
-            quantize = self.device.type == "cpu" and model.config.model_type in INT8_BY_DEFAULT
-        self.quantize = quantize
-        if self.quantize:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # torch.ao deprecation notices; the kernels are what we want
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        self.model = model.to(self.device).eval()
+        # No parameter requires grad, whichever way the model came (a fresh merge freezes only the base,
+        # the cache nothing): CPU kernels differ with the flag, and a resume must get the same bytes.
+        self.model = prec.prepare(model.requires_grad_(False), self.precision, self.device).to(self.device).eval()
+
+    @property
+    def quantize(self) -> bool:
+        return self.precision == "int8"
 
     def _merged_model(self, dtype: torch.dtype):
         """The base with the adapter merged in. Small models on CPU are cached merged (keyed by the
@@ -81,8 +90,9 @@ class LoraJudge(Judge):
 
         from judge.models import cache_root
 
-        # judge.json holds the hash of every file of the directory: one key covers them all.
-        cached = cache_root() / "merged-judges" / directory_key(self.directory)
+        # judge.json holds the hash of every file of the directory: one key covers them all; the
+        # weights' dtype is in the key too, so one precision's cached weights never load as another's.
+        cached = cache_root() / "merged-judges" / f"{directory_key(self.directory)}-{str(dtype).removeprefix('torch.')}"
         if self.device.type == "cpu" and (cached / "config.json").exists():
             self.tokenizer = load_tokenizer(self.directory, where=self.where)
             self.tokenizer.padding_side = "right"  # as in training (training.lora.prepare_padding)
@@ -123,7 +133,10 @@ class LoraJudge(Judge):
         else:
             inputs = self.tokenizer(prompts, responses, truncation="only_second" if self.max_length > 64 else True,
                                     max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
-        return self.model(**inputs).logits.float().cpu().numpy()
+        from judge.precision import context
+
+        with context(self.precision, self.device):
+            return self.model(**inputs).logits.float().cpu().numpy()
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         probs = torch.softmax(torch.tensor(self.logits(batch), dtype=torch.float64) / self.temperature, dim=-1).numpy()
@@ -131,7 +144,16 @@ class LoraJudge(Judge):
 
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory), "base_model": self.meta["base_model"], "base_model_revision": self.meta.get("base_model_revision"),
-                "temperature": self.temperature, "quantized_int8": self.quantize, "device": str(self.device), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
+                "temperature": self.temperature, "precision": self.precision, "precision_reason": self.choice.reason,
+                "quantized_int8": self.quantize, "device": str(self.device), **self._hardware(), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
+
+
+    def _hardware(self) -> dict:
+        from judge.precision import cpu_info
+
+        if self.device.type == "cuda":
+            return {"gpu": torch.cuda.get_device_name(self.device)}
+        return {"cpu": cpu_info()}
 
 
 class TfidfJudge(Judge):
