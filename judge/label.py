@@ -170,12 +170,12 @@ def _main(config: Config) -> dict:
     started = time.perf_counter()
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
     taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map)) if (config.taxonomy or config.label_map) else None
-    if choice:
-        say(choice)
     judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, precision=choice or "auto",
                        examples=config.examples, examples_label_column=config.examples_label_column, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
                        mode=config.mode, prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
     refuse_clashes(records, added_columns(judge, config.prefix))
+    if choice:
+        say(choice)  # once the judge has loaded: a refused judge gets its one line alone
     manifest = RunManifest("judge.label", config, inputs=config.input, judge=judge.describe(), identity=identity, status="running")
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,

@@ -175,16 +175,20 @@ def choose_for(spec: str, requested: str, device_spec: str) -> Choice | None:
 
 def lora_directory(spec: str) -> Path | None:
     """The LoRA judge directory behind a judge spec (an ensemble's lora member), or None."""
-    import json
-
     kind, _, arg = spec.partition(":")
     if kind in ("rules", "llm", "tfidf"):
         return None
+    from judge.errors import UserError
+    from judge.formats import read_json
+    from judge.judge_dir import MAX_JUDGE_JSON_BYTES
+
     directory = Path(arg if kind in ("lora", "ensemble") else spec)
-    try:
-        meta = json.loads((directory / "judge.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not (directory / "judge.json").is_file():
         return None  # load_judge says what is wrong with it
+    try:  # untrusted: size and depth checked before parsing
+        meta = read_json(directory / "judge.json", max_bytes=MAX_JUDGE_JSON_BYTES, where=str(directory))
+    except UserError:
+        return None  # load_judge refuses it with the same check, in one line
     if not isinstance(meta, dict):
         return None
     if meta.get("kind") == "lora":

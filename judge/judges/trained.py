@@ -65,13 +65,14 @@ class LoraJudge(Judge):
             if quantize is not None and precision == "auto":
                 precision = "int8" if quantize else "fp32"
             self.choice = prec.choose(precision, device=self.device, record=prec.read_record(meta, directory))
-            prec.say(self.choice)
         self.precision = self.choice.precision
         model = first_token_only(self._merged_model(prec.weights_dtype(self.precision, self.device)).eval())  # the logits read [CLS] alone
         check_max_length(self.max_length, model.config, where=self.where, from_flag=max_length is not None)
         # No parameter requires grad, whichever way the model came (a fresh merge freezes only the base,
         # the cache nothing): CPU kernels differ with the flag, and a resume must get the same bytes.
         self.model = prec.prepare(model.requires_grad_(False), self.precision, self.device).to(self.device).eval()
+        if not isinstance(precision, prec.Choice):
+            prec.say(self.choice)  # after every check passed: a refused judge gets its one line alone
 
     @property
     def quantize(self) -> bool:
