@@ -50,7 +50,7 @@ from judge.cli import (RecordColumns, TAXONOMY_HELP, add_column_options, add_lab
                        check_non_negative, check_positive, new_parser, run_command, short_list)
 from judge.errors import UserError
 from judge.manifest import RunManifest
-from judge.outputs import claim_for
+from judge.outputs import check_apart, claim_for, input_paths
 from judge.records import SHADOW, check_output_directory, ensure_writable, json_text, read_records, staged_directory, write_records, write_text
 from judge.taxonomy import parse_label_map, resolve_taxonomy
 
@@ -327,6 +327,13 @@ def pull(config: Config) -> pd.DataFrame:
     if not config.out:
         raise UserError("give --out FILE for the labelled records")
     ensure_writable(config.out, overwrite=config.overwrite)
+    # The raw export is kept beside the records: what Label Studio said, for anyone who checks. It is
+    # this command's file only when --out is (claim_for checked --out's manifest under --overwrite).
+    export_path = Path(config.out).with_suffix(".label-studio.json")
+    check_apart(export_path, input_paths([config.inputs, config.taxonomy, config.label_map]), directory=False)
+    if export_path.exists() and not (config.overwrite and Path(config.out).exists()):
+        raise UserError(f"{export_path.name} already exists beside --out and pull writes Label Studio's raw export there; "
+                        "move it away or choose another --out")
     taxonomy = _taxonomy(config)
     client = _client(config)
     try:
@@ -342,8 +349,6 @@ def pull(config: Config) -> pd.DataFrame:
             who = ann.get("completed_by")
             if isinstance(who, int) and who in users:
                 ann["completed_by"] = {"id": who, "email": users[who]}
-    # The raw export is kept beside the records: what Label Studio said, for anyone who checks.
-    export_path = Path(config.out).with_suffix(".label-studio.json")
     write_text(export_path, json_text(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
     return import_(config, annotations=annotation.label_studio_annotations(export_path))
 

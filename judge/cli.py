@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from judge.errors import UserError
+from judge.errors import UserError, cut
 
 C = TypeVar("C")
 
@@ -143,14 +143,13 @@ def clean_title(title: str | None) -> str | None:
 
 def clip(value: Any, width: int = 60) -> str:
     """A user's value inside a one-line message: its repr (quotes, no raw newlines), cut to ``width``."""
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return cut(repr(value), width)
 
 
 def short_list(values, *, limit: int = 5, width: int = 40) -> str:
     """A few values for a one-line message: each cut to ``width`` characters, then '... (N in all)'."""
     values = [str(v) for v in values]
-    shown = [v if len(v) <= width else v[: width - 3] + "..." for v in values[:limit]]
+    shown = [cut(v, width) for v in values[:limit]]
     more = f" ... ({len(values)} in all)" if len(values) > limit else ""
     return ", ".join(shown) + more
 

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from judge.errors import UserError
-from judge.formats import RETRAIN, cut, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
+from judge.errors import UserError, cut
+from judge.formats import RETRAIN, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
 
 STACKER_FILE = "stacker.safetensors"
 TRAINED_MEMBERS = ("lora", "tfidf")

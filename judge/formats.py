@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from judge.errors import UserError
+from judge.errors import UserError, cut
 
 MIB = 1 << 20
 # Deeper than anything training writes (judge.json nests 3 levels); json and pydantic recurse, so a
@@ -67,11 +67,6 @@ def nesting(value: Any) -> int:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return deepest
-
-
-def cut(value: Any, width: int = 40) -> str:
-    text = str(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def cut_path(value: str, width: int = 60) -> str:

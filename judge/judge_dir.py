@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from judge.cli import short_list
-from judge.errors import UserError
-from judge.formats import MIB, RETRAIN, cut, cut_path, read_json, size_text, unique, validate
+from judge.errors import UserError, cut
+from judge.formats import MIB, RETRAIN, cut_path, read_json, size_text, unique, validate
 from judge.records import json_text
 
 JUDGE_JSON = "judge.json"

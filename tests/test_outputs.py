@@ -79,6 +79,9 @@ def _cases(d, judge_dir):
         # the demo asks like every command: a folder with someone else's prompts.jsonl, and a bad value before any file
         (demo, ["--out", f"{d}/demo_taken"], ["did not write"]),
         (demo, ["--out", f"{d}/demo_new", "--samples", "0"], ["--samples", "positive"]),
+        # pull's raw-export sidecar: a user's file of that name is never replaced
+        (annotate, ["pull", f"{d}/mine", "--project", "1", "--taxonomy", "chehbouni2024", "--out", f"{d}/pulled.csv", "--overwrite"],
+         ["pulled.label-studio.json", "already exists"]),
     ]
 
 
@@ -88,12 +91,13 @@ def _prepare(d):
     write_rows(d / "theirs.jsonl")
     (d / "demo_taken").mkdir()
     write_rows(d / "demo_taken" / "prompts.jsonl")
+    (d / "pulled.label-studio.json").write_text("[]\n")
 
 
 CASE_IDS = ["report-dir-holds-input", "agree-dir-holds-input", "swap-dir-holds-input", "train-dir-holds-input", "export-dir-holds-input",
             "label-out-is-input", "sample-out-is-input", "import-out-is-input", "resolve-out-is-input", "label-out-in-judge-dir",
             "label-out-no-suffix", "report-overwrite-user-dir", "label-overwrite-user-file", "sample-overwrite-user-file",
-            "demo-foreign-folder", "demo-bad-value-first"]
+            "demo-foreign-folder", "demo-bad-value-first", "pull-sidecar-is-users"]
 
 
 @pytest.mark.parametrize("index", range(len(CASE_IDS)), ids=CASE_IDS)
