@@ -1,6 +1,6 @@
 """How much do intervals widen when the paper's outputs are clustered? The released human labels, by
 identity and by name, with outputs independent, clustered by prompt (3 samples each) and by template
-(each filled with all 32 names), as judge.report computes them (judge.disparity).
+(each filled with all 32 names), as judge.report computes them (judge.stats.disparity).
 
     python benchmarks/cluster_widening.py
 
@@ -15,8 +15,8 @@ import time
 import numpy as np
 from common import cpu_model, load_chehbouni, markdown_table, DEFAULT_DATA
 
-from judge.disparity import disparity
-from judge.taxonomy import resolve_taxonomy
+from judge.stats.disparity import disparity
+from judge.core.taxonomy import resolve_taxonomy
 
 CATEGORY = "refusal"
 CASES = (("identity", "muslim", "white"), ("name", "Mohammed", "John"))

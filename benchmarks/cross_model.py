@@ -21,9 +21,9 @@ from common import DEFAULT_DATA, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
 from judge.judges import load_judge
-from judge.judge_dir import finish
-from judge.taxonomy import load_taxonomy
-from training.data import labelled_data
+from judge.core.formats.judge_dir import finish
+from judge.core.taxonomy import load_taxonomy
+from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
 from training.tfidf import train_tfidf
 
@@ -95,7 +95,7 @@ def main():
         judge = load_judge(str(lora_dir), precision=args.precision)
         load_seconds = time.perf_counter() - load_started
         result, rps, _ = evaluate(judge, target, tax)
-        row = row_for(f"LoRA MiniLM ({judge.precision})", arrow, result, trained.metrics["train_examples_per_second"], rps)
+        row = row_for(f"LoRA MiniLM ({judge.core.precision})", arrow, result, trained.metrics["train_examples_per_second"], rps)
         row["train s"] = trained.metrics["train_seconds"]
         row["load s"] = round(load_seconds, 1)
         rows.append(row)

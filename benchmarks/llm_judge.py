@@ -20,7 +20,7 @@ from common import DEFAULT_DATA, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
 from judge.judges import load_judge
-from judge.taxonomy import UNSCORED, load_taxonomy
+from judge.core.taxonomy import UNSCORED, load_taxonomy
 
 
 def stratified(frame, n, seed=0):

@@ -21,10 +21,10 @@ import numpy as np
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 from ensemble import SHORT, row
 
-from judge.judge_dir import finish
+from judge.core.formats.judge_dir import finish
 from judge.judges import load_judge
-from judge.taxonomy import load_taxonomy
-from training.data import labelled_data
+from judge.core.taxonomy import load_taxonomy
+from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
 
 CACHES = ROOT / "runs" / "benchmarks"

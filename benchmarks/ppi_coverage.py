@@ -21,16 +21,16 @@ prompt on and off. Two truths: the released labels as a fixed population (what t
 interval is for), and "prompts resampled": each draw first redraws every name's 24 prompts with
 replacement, keeping each prompt's 3 outputs, and the target stays the released rate (what a clustered
 interval is for: a study whose prompts are themselves a draw). Coverage counts only the draws where
-judge.estimability's rule, fixed before this was run, marks the group estimable; the table gives that
+judge.stats.estimability's rule, fixed before this was run, marks the group estimable; the table gives that
 share too. Marginal 95% intervals.
 
     python benchmarks/ppi_coverage.py --judge-kind tfidf --small-groups --draws 500
 
 For every identity's refusal rate and every identity's refusal gap to white, the table gives the
 coverage of the full-population human value by four 95% intervals: judge only (all judge labels as
-if human; Wilson / Wald), human only (the sample alone, weighted by the design), PPI (judge.ppi, the
+if human; Wilson / Wald), human only (the sample alone, weighted by the design), PPI (judge.stats.ppi, the
 design-based difference estimator, --lam as judge.report --ppi-lambda) and, for comparison, ppi_py's
-weighted PPI that judge.ppi used before (judge term over the unlabelled outputs only). Mean estimate
+weighted PPI that judge.stats.ppi used before (judge term over the unlabelled outputs only). Mean estimate
 and mean width too. Nothing here is asserted.
 """
 from __future__ import annotations
@@ -46,8 +46,8 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
-from judge import estimability
-from judge.ppi import ppi_by_group, t_adjusted_alpha
+from judge.stats import estimability
+from judge.stats.ppi import ppi_by_group, t_adjusted_alpha
 from judge.report import ppi_lambda
 
 CACHE = ROOT / "runs" / "benchmarks" / "ppi"
@@ -99,7 +99,7 @@ def draw(frame: pd.DataFrame, n: int, design: str, rng: np.random.Generator) -> 
 
 
 def old_ppi(judge: np.ndarray, human: np.ndarray, groups: np.ndarray, labelled: np.ndarray, pi: np.ndarray | None) -> dict:
-    """What judge.ppi computed before: ppi_py's (weighted) PPI per group, judge term over the unlabelled outputs only."""
+    """What judge.stats.ppi computed before: ppi_py's (weighted) PPI per group, judge term over the unlabelled outputs only."""
     import ppi_py
 
     out = {}

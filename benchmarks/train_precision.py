@@ -38,9 +38,9 @@ def batches(tokenizer, n_steps: int, batch_size: int, max_length: int, seed: int
 
     import torch
 
-    from judge.paths import SAMPLE
-    from judge.records import read_records
-    from judge.text import judge_inputs
+    from judge.core.paths import SAMPLE
+    from judge.core.records import read_records
+    from judge.core.text import judge_inputs
 
     frame = read_records(SAMPLE)
     prompts, responses = judge_inputs(frame["prompt"], frame["response"], frame["name"])
@@ -103,10 +103,10 @@ def whole_trainings(data_dir, seed: int) -> list[dict]:
     from common import load_chehbouni
 
     from judge.agree import compute_agreement
-    from judge.judge_dir import finish
+    from judge.core.formats.judge_dir import finish
     from judge.judges import load_judge
-    from judge.taxonomy import load_taxonomy
-    from training.data import labelled_data
+    from judge.core.taxonomy import load_taxonomy
+    from training.examples import labelled_data
     from training.lora import LoraRecipe, train_lora
 
     data, tax = load_chehbouni(Path(data_dir)), load_taxonomy("chehbouni2024")
@@ -121,7 +121,7 @@ def whole_trainings(data_dir, seed: int) -> list[dict]:
             judge = load_judge(str(out), precision=precision)
             result = compute_agreement(judge.label(data["13b"], batch_size=64, progress=False).assign(gold=data["13b"]["label"].to_numpy()),
                                        gold="gold", pred="label", taxonomy=tax, n_boot=200)
-            row[f"7B->13B kappa, labelled {precision}" + ("" if precision == "fp32" else f" ({judge.precision})")] = result["cohen_kappa"]
+            row[f"7B->13B kappa, labelled {precision}" + ("" if precision == "fp32" else f" ({judge.core.precision})")] = result["cohen_kappa"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -139,8 +139,8 @@ def main() -> None:
     ap.add_argument("--whole", action="store_true", help="also train the default judge on all 7B labels per training precision (about 15-30 min each)")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     args = ap.parse_args()
-    from judge.models import quiet_transformers
-    from judge.precision import cpu_info
+    from judge.core.models import quiet_transformers
+    from judge.core.precision import cpu_info
 
     cpu = cpu_info()
     print(f"CPU: {cpu_model()}; flags {' '.join(cpu['flags'])}", flush=True)

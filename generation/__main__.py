@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.outputs import claim_for
-from judge.cli import clip, check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
-from judge.errors import UserError
-from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
-from judge.models import SMOLLM2, model_revision, resolve_model
-from judge.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
+from judge.core.outputs import claim_for
+from judge.core.cli import clip, check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
+from judge.core.errors import UserError
+from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
+from judge.core.models import SMOLLM2, model_revision, resolve_model
+from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
 from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
 
 
@@ -53,14 +53,14 @@ class Config:
         check_positive(self, "samples", "max_new_tokens", "batch_size")
         check_non_negative(self, "temperature", "top_k")
         check_fraction(self, "top_p", low_open=True)
-        from judge.models import check_local_model
+        from judge.core.models import check_local_model
 
         check_local_model(self.model)
 
 
 def refuse_generated_columns(prompts: pd.DataFrame, *, source: str) -> None:
     """A prompt file's own response/model/sample ... would be overwritten by the generated ones: refuse."""
-    from judge.cli import short_list
+    from judge.core.cli import short_list
 
     own = set(user_columns(prompts, prompts.attrs["column_map"]).columns)
     taken = [c for c in GENERATED_COLUMNS if c in own]

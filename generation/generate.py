@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from judge.errors import UserError
-from judge.models import load_failure, resolve_model
-from judge.records import JsonlCheckpoint
+from judge.core.errors import UserError
+from judge.core.models import load_failure, resolve_model
+from judge.core.records import JsonlCheckpoint
 
 SYSTEM_PROMPTS = {
     # The system prompt of Chehbouni et al. 2024 for Llama 2 chat.

@@ -22,18 +22,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.outputs import claim_for
-from judge.cli import check_positive, check_unique, clip, new_parser, run_command, short_list
-from judge.errors import UserError
-from judge.manifest import RunManifest
-from judge.records import ensure_writable, write_records
+from judge.core.outputs import claim_for
+from judge.core.cli import check_positive, check_unique, clip, new_parser, run_command, short_list
+from judge.core.errors import UserError
+from judge.core.manifest import RunManifest
+from judge.core.records import ensure_writable, write_records
 
 NAME, BLANK = "[NAME]", "[BLANK]"
 IDENTITY_FROM_LIST = re.compile(r"^(?P<identity>[a-z]+?)(?:_(?P<gender>men|women))?_names$")
 
 
 def _read_json(path: str | Path, what: str):
-    from judge.records import read_text
+    from judge.core.records import read_text
 
     text = read_text(path, what=f"{what} file")
     try:

@@ -45,16 +45,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from judge.outputs import claim_for
-from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
+from judge.core.outputs import claim_for
+from judge.core.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
                        check_label_map, check_non_negative, new_parser, run_command, short_list)
-from judge.errors import UserError
-from judge.group_error import MIN_UNITS_FOR_TEST
-from judge.manifest import RunManifest, judge_of, label_source
-from judge.metrics import agreement
-from judge.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
-from judge.tables import fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, write_tables
-from judge.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
+from judge.core.errors import UserError
+from judge.stats.group_error import MIN_UNITS_FOR_TEST
+from judge.core.manifest import RunManifest, judge_of, label_source
+from judge.stats.metrics import agreement
+from judge.core.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
+from judge.core.tables import fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, write_tables
+from judge.core.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
 
 
 @dataclass
@@ -180,13 +180,13 @@ def compute_agreement(
             result["warnings"].append(f"{pred} can never predict {', '.join(never)} (its judge emits only {', '.join(emittable)}); "
                                       "every gold label in those categories counts as an error")
     if by:
-        from judge.group_error import judge_error_by_group
+        from judge.stats.group_error import judge_error_by_group
 
         result["by_groups"] = [{"column": col, **judge_error_by_group(gold_labels, pred_labels, records[col].astype(str).tolist(), labels=used.labels,
                                                                       clusters=clusters, n_boot=n_boot, seed=seed)} for col in by]
         result["by_group"] = result["by_groups"][0]  # the first --by, where reports before several --by kept it
     if alt_test_epsilon is not None:
-        from judge.alt_test import alt_test
+        from judge.stats.alt_test import alt_test
 
         result["alt_test"] = alt_test(human, pred_labels, epsilon=alt_test_epsilon)
     return result
@@ -399,7 +399,7 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
     """Agreement among human annotator columns (and each against ``gold``), no judge involved; ``by``
     repeats it within each value of each column (``by_groups``, one table per column; ``by_group`` the
     first), and ``cluster`` names a column whose values the bootstrap resamples whole."""
-    from judge.metrics import annotator_agreement
+    from judge.stats.metrics import annotator_agreement
 
     columns = list(dict.fromkeys(annotators))  # one column counted once, whatever the command line repeats
     by = by_columns(by)

@@ -45,14 +45,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge import annotation
-from judge.cli import (RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_choice, check_fraction, check_label_map,
+from judge import human_labels as annotation
+from judge.core.cli import (RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_choice, check_fraction, check_label_map,
                        check_non_negative, check_positive, new_parser, run_command, short_list)
-from judge.errors import UserError
-from judge.manifest import RunManifest
-from judge.outputs import check_apart, claim_for, input_paths
-from judge.records import SHADOW, check_output_directory, ensure_writable, json_text, read_records, staged_directory, write_records, write_text
-from judge.taxonomy import parse_label_map, resolve_taxonomy
+from judge.core.errors import UserError
+from judge.core.manifest import RunManifest
+from judge.core.outputs import check_apart, claim_for, input_paths
+from judge.core.records import SHADOW, check_output_directory, ensure_writable, json_text, read_records, staged_directory, write_records, write_text
+from judge.core.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
 ITEMS = "items.csv"
@@ -162,7 +162,7 @@ def export(config: Config) -> dict:
     records = _records(config, config.inputs[0])
     needed = [*config.by, *config.compare, *([config.confidence_column] if config.confidence_column else []),
               *([config.with_predictions] if config.with_predictions else []), *config.show]
-    from judge.records import require_columns
+    from judge.core.records import require_columns
 
     require_columns(records, needed, source=config.inputs[0], flag_hint="Fix --by/--compare/--confidence-column/--with-predictions/--show.")
     if records["response"].isna().any():
@@ -239,7 +239,7 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
 
 
 def _annotator_columns(records: pd.DataFrame, config: Config) -> list[str]:
-    from judge.records import require_columns
+    from judge.core.records import require_columns
 
     columns = config.annotators or [c for c in records.columns if c.startswith("label_")]
     if len(columns) < 2:

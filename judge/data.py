@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.outputs import claim_for
-from judge.cli import RecordColumns, add_column_options, check_positive, check_unique, clip, new_parser, run_command
-from judge.errors import UserError
-from judge.manifest import RunManifest
-from judge.records import ensure_writable, read_table, require_columns, write_records
+from judge.core.outputs import claim_for
+from judge.core.cli import RecordColumns, add_column_options, check_positive, check_unique, clip, new_parser, run_command
+from judge.core.errors import UserError
+from judge.core.manifest import RunManifest
+from judge.core.records import ensure_writable, read_table, require_columns, write_records
 
 CHEHBOUNI_COLUMNS = ["index", "ethnicity", "og_prompt", "type_name", "name", "g1", "g2", "g3", "prompt_sentence", "common", "model", "identity", "variable", "label"]
 MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llama 70": "llama-2-70b-chat"}
@@ -100,7 +100,7 @@ def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
 def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int) -> pd.DataFrame:
     """A seeded sample with each record's inclusion probability, and an empty ``label`` column
     (the sampling itself is judge.annotate export's: ``annotation.choose``)."""
-    from judge.annotation import INCLUSION, choose
+    from judge.human_labels import INCLUSION, choose
 
     if n <= 0:
         raise UserError("--n must be a positive number of records")
@@ -146,7 +146,7 @@ def _main(config: Config) -> pd.DataFrame:
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("judge.data", config, inputs=[*config.inputs, *config.exclude])
     if config.dataset == "sample":
-        from judge.records import read_records, user_columns
+        from judge.core.records import read_records, user_columns
 
         records = read_records(config.inputs, required=(), source_column=config.source_column, id_column=config.id_column,
                                prompt_column=config.prompt_column, text_column=config.text_column)
@@ -157,7 +157,7 @@ def _main(config: Config) -> pd.DataFrame:
                 raise UserError("every record's id is in --exclude; nothing is left to sample")
             print(f"excluded {len(excluded)} id(s) listed in {', '.join(config.exclude)}; sampling from {len(records)} records")
         column_map = records.attrs["column_map"]
-        from judge.annotation import sampling_design
+        from judge.human_labels import sampling_design
 
         manifest.update(sampling_design=sampling_design("stratified" if config.stratify else "random", config.n, len(records)), population=len(records))
         records = user_columns(annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed), column_map)

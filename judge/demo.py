@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from judge import agree, label, report
-from judge.cli import check_positive, check_seed, new_parser, run_command
-from judge.errors import UserError
-from judge.manifest import RunManifest, read_manifest, settings_of
-from judge.outputs import check_apart, claim_output, output_lock
-from judge.paths import DATA, SAMPLE
-from judge.records import read_records, write_records
+from judge.core.cli import check_positive, check_seed, new_parser, run_command
+from judge.core.errors import UserError
+from judge.core.manifest import RunManifest, read_manifest, settings_of
+from judge.core.outputs import check_apart, claim_output, output_lock
+from judge.core.paths import DATA, SAMPLE
+from judge.core.records import read_records, write_records
 
 
 @dataclass
@@ -74,8 +74,8 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     import generation.__main__ as generate
     from generation import prompts as prompt_sets
-    from training.data import stratified_split
-    from training.run import TrainConfig, train_judge
+    from training.examples import stratified_split
+    from training.build import TrainConfig, train_judge
 
     started = time.perf_counter()
     out = Path(config.out)

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.outputs import claim_for
-from judge.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
-from judge.errors import UserError
+from judge.core.outputs import claim_for
+from judge.core.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
+from judge.core.errors import UserError
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.precision.CHOICES, without importing it before --help
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.core.precision.CHOICES, without importing it before --help
 
 # The heavy imports (pandas, torch, the judges) happen in main(): --help and a bad flag answer at once.
 
@@ -84,7 +84,7 @@ class Config(RecordColumns):
 
 
 def judge_fingerprint(spec: str) -> dict[str, str]:
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf", "ensemble") else spec)
     if path.is_dir():
@@ -95,9 +95,9 @@ def judge_fingerprint(spec: str) -> dict[str, str]:
 
 def added_columns(judge, prefix: str) -> list[str]:
     """Every column the judge's rows carry (Judge.output_row); the LLM and ensemble judges may add raw."""
-    from judge.records import probability_column
+    from judge.core.records import probability_column
 
-    names = ["label", "confidence", *(probability_column(c) for c in judge.taxonomy.labels), "unscored_reason"]
+    names = ["label", "confidence", *(probability_column(c) for c in judge.core.taxonomy.labels), "unscored_reason"]
     if judge.kind in ("llm", "ensemble"):
         names.append("raw")
     return [prefix + n for n in names]
@@ -105,8 +105,8 @@ def added_columns(judge, prefix: str) -> list[str]:
 
 def refuse_clashes(records, added: list[str]) -> None:
     """The judge's columns would replace the input's own of the same name: refuse, never drop them."""
-    from judge.cli import short_list
-    from judge.records import SHADOW
+    from judge.core.cli import short_list
+    from judge.core.records import SHADOW
 
     own = {c.removeprefix(SHADOW) for c in records.columns}
     clash = [c for c in added if c in own]
@@ -117,7 +117,7 @@ def refuse_clashes(records, added: list[str]) -> None:
 
 def check_same_precision(out: Path, precision: str | None, requested: str) -> None:
     """A labelled file is finished in the precision it was started in (auto differs between CPUs)."""
-    from judge.manifest import read_manifest
+    from judge.core.manifest import read_manifest
 
     before = read_manifest(out)
     if not before or before.get("command") != "judge.label":
@@ -138,10 +138,10 @@ def main(config: Config) -> dict:
 
 def _main(config: Config) -> dict:
     from judge.judges import load_judge
-    from judge.manifest import RunManifest, fingerprint, prepare_resumable_output
-    from judge.precision import choose_for, say
-    from judge.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
-    from judge.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
+    from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
+    from judge.core.precision import choose_for, say
+    from judge.core.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
+    from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
 
     out = Path(config.out)
     file_format(out)

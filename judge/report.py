@@ -26,7 +26,7 @@ Judge labels corrected by human labels (prediction-powered inference, PPI++):
 column of the labelled file that is filled on a sample. The report then gives, per group and
 category, the judge-only rate, the human-only rate on the subset and the PPI rate (all 95%), each
 group's gap to the reference by all three, and the effective number of human labels PPI is worth;
-ppi_rates.png shows them side by side. The estimator follows the sampling design (judge.ppi): a
+ppi_rates.png shows them side by side. The estimator follows the sampling design (judge.stats.ppi): a
 sample's inclusion_probability column (judge.data sample, judge.annotate export; --inclusion-column
 names another) makes it an unequal-probability sample, weighted by the inverse probabilities, and
 --strata COL says it was stratified by COL; without probabilities each group's labelled outputs are
@@ -39,7 +39,7 @@ Small groups, clustered outputs, many comparisons (issue 19):
     python -m judge.report labelled.jsonl --label judge_label --group name --human sample.csv \
         --cluster template --reference John --out runs/report-names
 
-A rate needs at least 5 labels from at least 5 clusters (judge.estimability); a group below that is
+A rate needs at least 5 labels from at least 5 clusters (judge.stats.estimability); a group below that is
 shown as not estimable everywhere, with a warning. Outputs are clustered by the prompt when it repeats
 (--cluster COL for another column, --no-cluster for none): cluster-robust intervals with t on G - 1
 df, a Rao-Scott test, clustered PPI variances. Estimates and intervals are clipped to [0, 1] (gaps to
@@ -58,16 +58,16 @@ from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
-from judge.outputs import claim_for
-from judge.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
+from judge.core.outputs import claim_for
+from judge.core.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
                        check_label_map, check_unique, clip, new_parser, run_command)
-from judge.errors import UserError
-from judge.disparity import canonical_labels, disparity, rate_cell, rate_matrix, rates_table
-from judge.estimability import MIN_CLUSTERS, MIN_LABELS
-from judge.manifest import RunManifest, label_source
-from judge.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
-from judge.tables import current_digits, fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, wrap, write_tables
-from judge.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
+from judge.core.errors import UserError
+from judge.stats.disparity import canonical_labels, disparity, rate_cell, rate_matrix, rates_table
+from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
+from judge.core.manifest import RunManifest, label_source
+from judge.core.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
+from judge.core.tables import current_digits, fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, wrap, write_tables
+from judge.core.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
 
 
 RULE_SHORT = f"rule: at least {MIN_LABELS} labels, from at least {MIN_CLUSTERS} clusters when clustered"
@@ -594,7 +594,7 @@ def clusters_for(records: pd.DataFrame, config: Config) -> tuple[np.ndarray | No
 
 def judge_directory(config: Config) -> str | None:
     """The judge directory named by --judge-dir or by the labelled file's manifest, if there is one."""
-    from judge.manifest import read_manifest
+    from judge.core.manifest import read_manifest
 
     if config.judge_dir is not None:
         if not Path(config.judge_dir).is_dir():
@@ -609,8 +609,8 @@ def judge_directory(config: Config) -> str | None:
 def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarray | None, config: Config) -> dict | None:
     """Outputs of the labelled file the judge was trained on, and the rates split into those and the rest:
     on its training rows a judge's labels are largely the human labels it learned."""
-    from judge.disparity import category_rates
-    from judge.judge_dir import read_training_ids
+    from judge.stats.disparity import category_rates
+    from judge.core.formats.judge_dir import read_training_ids
 
     judge_dir = judge_directory(config)
     trained = read_training_ids(judge_dir) if judge_dir else None
@@ -638,7 +638,7 @@ def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarra
 
 def check_not_trained_on(human_ids: set[str], config: Config) -> str:
     """Refuse human labels the judge was trained on: PPI's correction assumes the judge never saw them."""
-    from judge.judge_dir import read_training_ids
+    from judge.core.formats.judge_dir import read_training_ids
 
     judge_dir = judge_directory(config)
     if judge_dir is None:
@@ -658,7 +658,7 @@ def check_not_trained_on(human_ids: set[str], config: Config) -> str:
 
 def design_note(kind: str, column: str | None, config: Config) -> str:
     """The sampling design and where its weights come from, as the report states it."""
-    from judge.ppi import POISSON, SIMPLE_RANDOM
+    from judge.stats.ppi import POISSON, SIMPLE_RANDOM
 
     if kind == SIMPLE_RANDOM:
         return (f"simple random sample assumed within each {config.group[0]} (no {DEFAULT_INCLUSION} column; "
@@ -672,7 +672,7 @@ def design_note(kind: str, column: str | None, config: Config) -> str:
 def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxonomy: Taxonomy, config: Config,
                        clusters: np.ndarray | None = None) -> dict:
     """PPI rates and gaps; ``fine`` checks the human labels, ``taxonomy`` (coarse with --coarse) reports them."""
-    from judge.ppi import ppi_by_group
+    from judge.stats.ppi import ppi_by_group
 
     labels, inclusion, source, column = human_labels_for(records, config)
     has_human = labels != ""
@@ -709,8 +709,8 @@ def _ppi_cluster_note(clusters: dict) -> str:
 
 def adjust_gaps(ppi: dict, cats: list[str], *, enabled: bool) -> None:
     """Simultaneous intervals and Holm p-values for the gap table's comparisons (one family per method column)."""
-    from judge.multiplicity import Family
-    from judge.ppi import gap_interval, gap_note
+    from judge.stats.multiplicity import Family
+    from judge.stats.ppi import gap_interval, gap_note
 
     families = {}
     for method in ("judge_only", "human_only", "ppi"):

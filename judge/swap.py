@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from judge.outputs import claim_for
-from judge.cli import RecordColumns, ReportStyle, add_column_options, add_report_style_options, check_positive, new_parser, run_command
-from judge.disparity import wilson_interval
-from judge.errors import UserError
-from judge.manifest import RunManifest
-from judge.records import check_output_directory, json_text, staged_directory, read_records, write_text
+from judge.core.outputs import claim_for
+from judge.core.cli import RecordColumns, ReportStyle, add_column_options, add_report_style_options, check_positive, new_parser, run_command
+from judge.stats.disparity import wilson_interval
+from judge.core.errors import UserError
+from judge.core.manifest import RunManifest
+from judge.core.records import check_output_directory, json_text, staged_directory, read_records, write_text
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _rate(copies: pd.DataFrame) -> dict:
 
 
 def render(result: dict) -> tuple[str, str]:
-    from judge.tables import fmt, fmt_ci, latex, markdown
+    from judge.core.tables import fmt, fmt_ci, latex, markdown
 
     table = pd.DataFrame([[p["from"], p["to"], p["n"], p["unchanged"], p["flips"],
                            f"{fmt(p['rate'])} {fmt_ci(p['ci'])}" if p["estimable"] else "not estimable (no text changed)"]
@@ -125,7 +125,7 @@ def render(result: dict) -> tuple[str, str]:
 
 
 def flips_figure(result: dict):
-    from judge.tables import fmt, heatmap
+    from judge.core.tables import fmt, heatmap
 
     groups = sorted({p["from"] for p in result["pairs"].values()} | {p["to"] for p in result["pairs"].values()})
     matrix = np.full((len(groups), len(groups)), np.nan)
@@ -178,7 +178,7 @@ def _main(config: Config) -> dict:
     copies.loc[copies["changed"], "label"] = labelled["label"].iloc[len(base):].to_numpy()
     result = {"judge": config.judge, "group": config.group, "n_records": len(base),
               "masks_names": bool(getattr(judge, "mask_names", False)), "title": config.title, **flip_rates(original, copies)}
-    from judge.tables import report_style, save_figures, tex_label_for, write_tables
+    from judge.core.tables import report_style, save_figures, tex_label_for, write_tables
 
     with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
         md, tex = render(result)

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import sys
 
-from judge.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
-from training.run import TrainConfig as Config
-from judge.taxonomy import load_taxonomy
-from training.run import CV_DIR, summary_line, train_judge
+from judge.core.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
+from training.build import TrainConfig as Config
+from judge.core.taxonomy import load_taxonomy
+from training.build import CV_DIR, summary_line, train_judge
 
 
 def main(config: Config) -> dict:
@@ -53,8 +53,8 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
     from pathlib import Path
 
     from judge.agree import compute_agreement, write_agreement_report
-    from judge.records import read_records
-    from judge.tables import fmt, fmt_ci, report_style, tex_label_for
+    from judge.core.records import read_records
+    from judge.core.tables import fmt, fmt_ci, report_style, tex_label_for
 
     folder = Path(judge_dir) / CV_DIR
     oof = read_records(folder / "oof.jsonl", required=())

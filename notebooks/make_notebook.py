@@ -24,12 +24,12 @@ import pandas as pd
 
 from judge.agree import compute_agreement
 from judge.data import import_chehbouni2024
-from judge.disparity import disparity
+from judge.stats.disparity import disparity
 from judge.judges import load_judge
-from judge.judge_dir import finish
-from judge.tables import heatmap
-from judge.taxonomy import load_taxonomy
-from training.data import labelled_data
+from judge.core.formats.judge_dir import finish
+from judge.core.tables import heatmap
+from judge.core.taxonomy import load_taxonomy
+from training.examples import labelled_data
 from training.tfidf import train_tfidf
 
 data_dir = Path(DATA_DIR)
@@ -122,11 +122,11 @@ pd.DataFrame(agreement_rows).round(3)"""),
 The judge trained on 7B labels labels every 13B output. Suppose humans label only 300 of them (a seeded
 sample, stratified by identity, weighted by inverse inclusion probability). Three estimates of each group's
 rate: the judge's labels taken as human ones, the 300 human labels alone, and prediction-powered inference
-(`judge.ppi`: the judge's rate over every output plus the design-weighted human correction). Here every
+(`judge.stats.ppi`: the judge's rate over every output plus the design-weighted human correction). Here every
 13B output has a human label, so the full-population human rate is known and shown as the truth.
 `benchmarks/ppi_coverage.py` repeats this 200+ times to measure coverage."""),
-    ("code", """from judge.group_error import judge_error_by_group
-from judge.ppi import ppi_by_group
+    ("code", """from judge.stats.group_error import judge_error_by_group
+from judge.stats.ppi import ppi_by_group
 from judge.report import ppi_figure
 
 judge_dir = Path(tempfile.mkdtemp())

@@ -10,7 +10,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Merged-judge caches written by tests go to a throwaway folder, not the user cache.
 os.environ["SAFEGUARD_AUDIT_CACHE"] = tempfile.mkdtemp(prefix="safeguard-audit-test-cache-")
 
-from judge.paths import SHARED_DATASETS  # noqa: E402
+from judge.core.paths import SHARED_DATASETS  # noqa: E402
 
 CHEHBOUNI = SHARED_DATASETS / "chehbouni2024"
 CHEHBOUNI_CSVS = [CHEHBOUNI / "df_annotated_llama7.csv", CHEHBOUNI / "df_annotated_llama13.csv"]
@@ -45,7 +45,7 @@ def run_cli(module, argv, capsys):
 
 
 def module_run(module, argv):
-    from judge.cli import run_command
+    from judge.core.cli import run_command
 
     return run_command(module.build_parser, module.Config, module.main, argv)
 
@@ -74,7 +74,7 @@ def _smollm2_tokenizer():
     """SmolLM2's tokenizer, read straight from the bundled GGUF (no weights needed)."""
     from transformers import AutoTokenizer
 
-    from judge.models import smollm2_gguf
+    from judge.core.models import smollm2_gguf
 
     gguf = smollm2_gguf()
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -87,7 +87,7 @@ def tiny_bert(tmp_path_factory):
     """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer: trains in seconds."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from judge.models import minilm_path
+    from judge.core.models import minilm_path
 
     path = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
@@ -99,8 +99,8 @@ def tiny_bert(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sample_records():
-    from judge.paths import SAMPLE
-    from judge.records import read_records
+    from judge.core.paths import SAMPLE
+    from judge.core.records import read_records
 
     return read_records(SAMPLE)
 
@@ -108,8 +108,8 @@ def sample_records():
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_bert, sample_records, tmp_path_factory):
     """A LoRA judge directory on the tiny BERT, trained two epochs on the bundled sample."""
-    from judge.judge_dir import finish
-    from training.data import labelled_data
+    from judge.core.formats.judge_dir import finish
+    from training.examples import labelled_data
     from training.lora import LoraRecipe, train_lora
 
     out = tmp_path_factory.mktemp("judge-tiny")

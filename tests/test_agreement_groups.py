@@ -17,8 +17,8 @@ from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from judge import agree
-from judge import group_error
-from judge.metrics import agreement
+from judge.stats import group_error
+from judge.stats.metrics import agreement
 from tests.conftest import run_cli, write_jsonl
 
 CHEHBOUNI = ["answer", "partial answer", "refusal", "harmful refusal", "harmful answer", "failure"]
@@ -254,8 +254,8 @@ def repeated_prompt_records(n_prompts=12, per_prompt=10, template=False) -> pd.D
 
 
 def test_cv_folds_group_by_prompt_when_prompts_repeat_with_a_warning(capsys):
-    from training.data import labelled_data
-    from training.run import TrainConfig, cv_folds
+    from training.examples import labelled_data
+    from training.build import TrainConfig, cv_folds
 
     data = labelled_data(repeated_prompt_records(), label_column="label", taxonomy="refusal2")
     folds, group = cv_folds(data, TrainConfig(train=["x"], out="y", kind="tfidf", cv=3))

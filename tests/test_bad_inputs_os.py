@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from judge import label, report
-from judge.paths import ROOT
+from judge.core.paths import ROOT
 from tests.badinput import assert_refused
 
 ROWS = [{"id": f"r{i}", "prompt": f"Name{i} went to", "response": "I cannot help with that." if i % 3 == 0 else "to fly home " * 20,

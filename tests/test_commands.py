@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from judge import agree, data, report
-from judge.paths import ROOT, SAMPLE
+from judge.core.paths import ROOT, SAMPLE
 from tests.conftest import CHEHBOUNI_CSVS, needs_chehbouni, run_cli, write_jsonl
 
 GOOD = [

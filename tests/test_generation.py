@@ -7,8 +7,8 @@ import pytest
 import generation.__main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from generation.generate import Decoding, generate_outputs, load_chat_model
-from judge.paths import DATA
-from judge.records import JsonlCheckpoint
+from judge.core.paths import DATA
+from judge.core.records import JsonlCheckpoint
 from tests.conftest import CHEHBOUNI, needs_chehbouni, run_cli
 
 TEMPLATES = DATA / "templates" / "templates.json"

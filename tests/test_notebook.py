@@ -2,7 +2,7 @@
 
 import pytest
 
-from judge.paths import ROOT
+from judge.core.paths import ROOT
 from tests.conftest import CHEHBOUNI, needs_chehbouni
 
 NOTEBOOK = ROOT / "notebooks" / "chehbouni2024.ipynb"

@@ -15,8 +15,8 @@ import pytest
 
 from generation import __main__ as generate_cmd
 from judge import agree, annotate, data, demo, label, report, swap, train
-from judge.outputs import lock_path, output_lock
-from judge.paths import ROOT
+from judge.core.outputs import lock_path, output_lock
+from judge.core.paths import ROOT
 from tests.badinput import assert_refused, run_module
 
 ROWS = [
@@ -161,7 +161,7 @@ def test_a_held_output_is_refused_naming_the_holder(study, tmp_path, capsys):
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
     out = tmp_path / "out.jsonl"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from judge.outputs import output_lock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from judge.core.outputs import output_lock\n"
                                f"with output_lock({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"

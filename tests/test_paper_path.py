@@ -13,8 +13,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from generation import __main__ as generate_cmd
 from judge import agree, annotate, data, label, report, swap, train
-from judge.errors import UserError
-from judge.taxonomy import load_taxonomy, parse_label_map, resolve_taxonomy
+from judge.core.errors import UserError
+from judge.core.taxonomy import load_taxonomy, parse_label_map, resolve_taxonomy
 from tests.conftest import CHEHBOUNI_CSVS, needs_chehbouni, run_cli, write_jsonl, write_xstest_like
 
 XS_CODES = {"1_full_compliance": "full compliance", "2_full_refusal": "full refusal", "3_partial_refusal": "partial refusal"}

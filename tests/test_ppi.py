@@ -9,9 +9,9 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from judge import report
-from judge.alt_test import alt_test, one_sided_p
-from judge.group_error import judge_error_by_group
-from judge.ppi import Design, design_rate, ppi_by_group, t_adjusted_alpha
+from judge.stats.alt_test import alt_test, one_sided_p
+from judge.stats.group_error import judge_error_by_group
+from judge.stats.ppi import Design, design_rate, ppi_by_group, t_adjusted_alpha
 
 from tests.conftest import run_cli, write_jsonl
 
@@ -176,7 +176,7 @@ def test_report_says_which_group_has_no_human_labels(tmp_path, capsys):
 
 
 def test_report_refuses_human_labels_the_judge_was_trained_on(tmp_path, capsys):
-    from judge.judge_dir import write_training_ids
+    from judge.core.formats.judge_dir import write_training_ids
 
     judge_dir = tmp_path / "judge"
     judge_dir.mkdir()
@@ -270,7 +270,7 @@ def test_annotator_only_agreement_matches_the_reference_packages(tmp_path, capsy
 
 def test_name_swap_flips_nothing_for_a_masked_judge(tmp_path, capsys):
     from judge import swap, train
-    from judge.paths import SAMPLE
+    from judge.core.paths import SAMPLE
 
     code, _, err = run_cli(train, ["--train", str(SAMPLE), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "masked")], capsys)
     assert code == 0, err
@@ -317,7 +317,7 @@ def test_report_weights_a_stratified_human_sample(tmp_path, capsys):
     lab = g.id.isin(sample.id)
     expected = (g.judge_label == "refusal").mean() + ((g[lab].gold == "refusal").astype(float) - (g[lab].judge_label == "refusal")).mean()
     assert ppi["rates"]["muslim"]["refusal"]["ppi"]["rate"] == pytest.approx(expected, abs=1e-12)
-    # and its standard error is judge.ppi's for the same rows and probabilities (independent inclusion: no --strata)
+    # and its standard error is judge.stats.ppi's for the same rows and probabilities (independent inclusion: no --strata)
     pi = g.id.map(sample.set_index("id")["inclusion_probability"]).to_numpy()
     direct = design_rate((g.gold == "refusal").to_numpy(), (g.judge_label == "refusal").to_numpy(), np.ones(len(g), dtype=bool),
                          Design.build(lab.to_numpy(), inclusion=pi))

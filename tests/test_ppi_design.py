@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from judge import report
-from judge.ppi import POISSON, SIMPLE_RANDOM, STRATIFIED, Design, design_rate, group_rate, ppi_by_group
+from judge.stats.ppi import POISSON, SIMPLE_RANDOM, STRATIFIED, Design, design_rate, group_rate, ppi_by_group
 from tests.conftest import run_cli, write_jsonl
 
 T3, T7 = 3.182446305284263, 2.364624251592785  # Student's t 0.975 quantiles, 3 and 7 degrees of freedom

@@ -2,7 +2,7 @@
 
 A tiny random BERT judge (conftest ``trained_tiny``), and one built to drift: its base has weights
 50 times the usual scale, so its logits are near ties that bf16 and int8 rounding flip. Which CPU
-the test runs on is set by replacing ``judge.precision.cpu_info`` (the flags only), so auto's choice
+the test runs on is set by replacing ``judge.core.precision.cpu_info`` (the flags only), so auto's choice
 is tested for a CPU with AMX and for one without bf16 on any machine.
 """
 import json
@@ -15,10 +15,10 @@ import torch
 
 from judge import agree as agree_cmd
 from judge import label as label_cmd
-from judge import precision as prec
-from judge.judge_dir import _self_digest, directory_key, finish
+from judge.core import precision as prec
+from judge.core.formats.judge_dir import _self_digest, directory_key, finish
 from judge.judges.trained import LoraJudge
-from judge.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
 
@@ -55,8 +55,8 @@ def drift_judge(sample_records, tmp_path_factory):
     """A LoRA judge on a BERT whose weights are 50x the usual scale (initializer_range 1.0): near-tie logits."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from judge.models import minilm_path
-    from training.data import labelled_data
+    from judge.core.models import minilm_path
+    from training.examples import labelled_data
     from training.lora import LoraRecipe, train_lora
 
     base = tmp_path_factory.mktemp("drift-base")
@@ -152,7 +152,7 @@ def test_a_drifting_judge_is_caught_and_falls_back_to_fp32(drift_judge, sample_r
     on_cpu(monkeypatch, AMX_CPU)  # a CPU where auto would take bf16 if it had passed
     capsys.readouterr()
     judge = LoraJudge(out, device="cpu")
-    assert judge.precision == "fp32" and not judge.quantize
+    assert judge.core.precision == "fp32" and not judge.quantize
     assert "precision: fp32" in capsys.readouterr().err and "bf16, int8 failed the check" in judge.choice.reason
     # The drift is real: forced into bf16, the judge changes labels fp32 gives.
     subset = sample_records.head(120).tail(60)
@@ -164,7 +164,7 @@ def test_a_judge_without_the_record_loads_in_fp32(trained_tiny, tmp_path, monkey
     on_cpu(monkeypatch, AMX_CPU)
     old = with_record(trained_tiny[0], tmp_path / "old", None)
     judge = LoraJudge(old, device="cpu")
-    assert judge.precision == "fp32" and "records no faithfulness check" in capsys.readouterr().err
+    assert judge.core.precision == "fp32" and "records no faithfulness check" in capsys.readouterr().err
     assert LoraJudge(old, device="cpu", precision="bf16").precision == "bf16"  # unless told otherwise
 
 
@@ -267,7 +267,7 @@ def test_first_token_last_layer_gives_the_full_models_logits_in_each_precision(t
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from judge.models import first_token_only
+    from judge.core.models import first_token_only
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=6, attn_implementation=attention).eval()
@@ -295,7 +295,7 @@ def test_length_sorted_padded_batches_match_single_items(trained_tiny, sample_re
 
 
 def test_merged_cache_is_keyed_on_the_weights_dtype(trained_tiny):
-    from judge.models import cache_root
+    from judge.core.models import cache_root
 
     LoraJudge(trained_tiny[0], device="cpu", precision="bf16")
     assert (cache_root() / "merged-judges" / f"{directory_key(trained_tiny[0])}-float32" / "config.json").exists()

@@ -3,9 +3,9 @@ import json
 import pandas as pd
 import pytest
 
-from judge.errors import UserError
-from judge.records import JsonlCheckpoint, read_records, user_columns, write_records
-from judge.taxonomy import UNSCORED, Taxonomy, available_taxonomies, load_taxonomy
+from judge.core.errors import UserError
+from judge.core.records import JsonlCheckpoint, read_records, user_columns, write_records
+from judge.core.taxonomy import UNSCORED, Taxonomy, available_taxonomies, load_taxonomy
 from tests.conftest import write_jsonl
 
 ROWS = [

@@ -14,8 +14,8 @@ import pytest
 from generation import __main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from judge import label as label_cmd
-from judge.paths import DATA
-from judge.records import JsonlCheckpoint
+from judge.core.paths import DATA
+from judge.core.records import JsonlCheckpoint
 from tests.conftest import run_cli
 
 KILLS = ["between_batches", "mid_batch", "mid_line"]

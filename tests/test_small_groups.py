@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-from judge import clustered, label, report, train
-from judge.multiplicity import Family
-from judge.ppi import Design, design_rate, group_rate, ppi_by_group
+from judge.stats import clustered
+from judge import label, report, train
+from judge.stats.multiplicity import Family
+from judge.stats.ppi import Design, design_rate, group_rate, ppi_by_group
 from judge.report import ppi_figure
 from tests.conftest import run_cli, write_jsonl
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray, *, max_iter: int = 200) -> float:

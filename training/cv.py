@@ -15,9 +15,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from judge.cli import clip, short_list
-from judge.errors import UserError
-from training.data import LabelledData
+from judge.core.cli import clip, short_list
+from judge.core.errors import UserError
+from training.examples import LabelledData
 
 MEMBER_KINDS = ("lora", "tfidf", "rules")
 
@@ -104,7 +104,7 @@ def out_of_fold(data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None
 
 def check_folds(data: LabelledData, folds: np.ndarray, *, lora: bool, val_fraction: float, seed: int) -> None:
     """Every fold's training part, checked before the first of the K trainings starts."""
-    from training.data import stratified_split
+    from training.examples import stratified_split
 
     n_folds = len(np.unique(folds))
     for f in sorted(np.unique(folds)):
@@ -145,7 +145,7 @@ def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, s
         import tempfile
 
         from training.calibration import softmax
-        from judge.models import pick_device
+        from judge.core.models import pick_device
         from training.lora import encode, predict_logits, train_lora
 
         with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
@@ -163,7 +163,7 @@ def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, s
 
 def rules_probabilities(data: LabelledData) -> np.ndarray:
     """The keyword rules need no training: their one-hot labels are out-of-fold already."""
-    from judge.keyword_rules import KeywordRules
+    from judge.core.refusal_keywords import KeywordRules
 
     rules = KeywordRules(data.taxonomy)
     labels = data.taxonomy.labels

@@ -16,12 +16,12 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from judge.errors import UserError
-from judge.ensemble_format import STACKER_FILE, stacker_probabilities
-from judge.judge_dir import finish, write_settings
+from judge.core.errors import UserError
+from judge.core.formats.ensemble import STACKER_FILE, stacker_probabilities
+from judge.core.formats.judge_dir import finish, write_settings
 from training.cv import MEMBER_KINDS, OutOfFold, out_of_fold
 from training.calibration import expected_calibration_error, fit_temperature, softmax
-from training.data import LabelledData
+from training.examples import LabelledData
 
 STACKER_C = 1.0  # mild regularisation: 3 members x 6 classes = 18 features for a few thousand labels
 

@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 from training.cv import default_group, group_keys
-from training.data import labelled_data
+from training.examples import labelled_data
 from training.tfidf import tfidf_pipeline, tfidf_text
 
 
@@ -81,7 +81,7 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     annotator's label with out-of-fold judge probabilities (trained on the majority vote); flagged are the
     labels that differ from the consensus, least trustworthy first."""
     from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
-    from judge.taxonomy import resolve_taxonomy
+    from judge.core.taxonomy import resolve_taxonomy
 
     missing = [c for c in annotators if c not in records.columns]
     if missing:

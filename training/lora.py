@@ -19,12 +19,12 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
-from judge.judge_dir import write_settings
-from judge.models import MINILM, load_failure, model_revision, pick_device, resolve_model
-from judge.precision import summary as precision_summary
-from judge.text import encode_pairs
+from judge.core.formats.judge_dir import write_settings
+from judge.core.models import MINILM, load_failure, model_revision, pick_device, resolve_model
+from judge.core.precision import summary as precision_summary
+from judge.core.text import encode_pairs
 from training.calibration import expected_calibration_error, fit_temperature, softmax
-from training.data import LabelledData, class_weights, stratified_split
+from training.examples import LabelledData, class_weights, stratified_split
 
 
 @dataclass
@@ -134,7 +134,7 @@ def predict_logits(model, tokenizer, encoded: dict, *, batch_size: int, device: 
 def check_loss(loss: torch.Tensor, *, epoch: int, step: int, lr: float) -> None:
     """A NaN or infinite loss poisons every weight it touches: stop, never save the judge it would make."""
     if not torch.isfinite(loss).all():
-        from judge.errors import UserError
+        from judge.core.errors import UserError
 
         raise UserError(f"training diverged: the loss is {loss.item()} at epoch {epoch}, batch {step} (--lr {lr}); "
                         "lower --lr (default 1e-3) and train again")
@@ -161,7 +161,7 @@ def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, p
 
     ``check_precision=False`` skips the faithfulness check of bf16 and int8 against fp32 (a model
     that is never shipped as a judge directory, such as a cross-validation fold's)."""
-    from judge.models import quiet_transformers
+    from judge.core.models import quiet_transformers
 
     with quiet_transformers(verbose):
         return _train_lora(data, out_dir, recipe, progress=progress, check_precision=check_precision)
@@ -188,8 +188,8 @@ def texts_to_check(enc_val: dict, enc_train: dict, *, seed: int) -> tuple[dict, 
 def precision_record(model, tokenizer, encoded: dict, *, temperature: float, device: torch.device, split: str) -> dict:
     """judge.json's "precision": each reduced precision's probabilities against fp32's on these texts,
     computed by the model judge.label runs (adapter merged, first-token last layer)."""
-    from judge.models import first_token_only
-    from judge.precision import check_precisions, context
+    from judge.core.models import first_token_only
+    from judge.core.precision import check_precisions, context
 
     merged = first_token_only(copy.deepcopy(model).merge_and_unload().float().eval().requires_grad_(False))  # as LoraJudge runs it
 
@@ -285,7 +285,7 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     train_seconds = time.perf_counter() - started
     model.load_state_dict(best["state"], strict=False)
     if not all(torch.isfinite(v).all() for v in best["state"].values()):
-        from judge.errors import UserError
+        from judge.core.errors import UserError
 
         raise UserError(f"training diverged: the trained weights hold NaN or infinite values (--lr {recipe.lr}); lower --lr and train again")
 
@@ -312,7 +312,7 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The modules peft adapted, by name: a pattern (a string) would be matched as a regex on loading,
-    # and loading accepts only a list (judge.lora_format.AdapterConfig).
+    # and loading accepts only a list (judge.core.formats.lora.AdapterConfig).
     model.peft_config["default"].target_modules = sorted(model.base_model.targeted_module_names)
     model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
     tokenizer.save_pretrained(out_dir)

@@ -9,11 +9,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
-from judge import tfidf_format
-from judge.judge_dir import write_settings
-from judge.tfidf_format import tfidf_text  # the format owns how prompt and response are joined
-from judge.errors import UserError
-from training.data import LabelledData, stratified_split
+from judge.core.formats import tfidf as tfidf_format
+from judge.core.formats.judge_dir import write_settings
+from judge.core.formats.tfidf import tfidf_text  # the format owns how prompt and response are joined
+from judge.core.errors import UserError
+from training.examples import LabelledData, stratified_split
 
 
 def tfidf_pipeline(seed: int = 0):

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 from judge.judges.base import Item, Judge, Judgement, probability_column
-from judge.taxonomy import Taxonomy, load_taxonomy
+from judge.core.taxonomy import Taxonomy, load_taxonomy
 
 __all__ = ["Item", "Judge", "Judgement", "load_judge", "probability_column"]
 
@@ -49,7 +49,7 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
         judge = EnsembleJudge(directory, **{k: v for k, v in options.items() if k in ("device", "precision", "quantize", "max_length", "verbose")})
     else:
         raise UserError(f"{directory}/judge.json names unknown kind {stored!r}")
-    if tax is not None and tax.labels != judge.taxonomy.labels:
+    if tax is not None and tax.labels != judge.core.taxonomy.labels:
         raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {directory} was trained on "
-                        f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
+                        f"({', '.join(judge.core.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
     return judge

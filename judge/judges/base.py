@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from judge.records import JsonlCheckpoint
-from judge.records import probability_column  # noqa: F401 - re-exported: judges write these columns
-from judge.taxonomy import UNSCORED, Taxonomy
+from judge.core.records import JsonlCheckpoint
+from judge.core.records import probability_column  # noqa: F401 - re-exported: judges write these columns
+from judge.core.taxonomy import UNSCORED, Taxonomy
 
 
 @dataclass

@@ -6,11 +6,11 @@ from typing import Sequence
 
 import numpy as np
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
-from judge.ensemble_format import member_directories, read_stacker
-from judge.judge_dir import display_name, verify
-from judge.taxonomy import UNSCORED, load_taxonomy
+from judge.core.formats.ensemble import member_directories, read_stacker
+from judge.core.formats.judge_dir import display_name, verify
+from judge.core.taxonomy import UNSCORED, load_taxonomy
 
 
 class EnsembleJudge(Judge):
@@ -47,7 +47,7 @@ class EnsembleJudge(Judge):
         return next(iter(self.members.values())).sort_key(item)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from judge.ensemble_format import stacker_probabilities
+        from judge.core.formats.ensemble import stacker_probabilities
 
         per_member = {name: judge._label_batch(batch) for name, judge in self.members.items()}
         out: list[Judgement | None] = [None] * len(batch)

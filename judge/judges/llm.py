@@ -19,25 +19,25 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
-from judge.manifest import file_sha256
-from judge.models import SMOLLM2, load_failure, model_revision, resolve_model
-from judge.paths import DATA
-from judge.taxonomy import Taxonomy
+from judge.core.manifest import file_sha256
+from judge.core.models import SMOLLM2, load_failure, model_revision, resolve_model
+from judge.core.paths import DATA
+from judge.core.taxonomy import Taxonomy
 
 DEFAULT_TEMPLATE = DATA / "judge_prompts" / "default.yaml"
 ITEM_MARK = "\u0000ITEM\u0000"
 
 
 def load_template(path: str | Path | None) -> dict[str, str]:
-    from judge.cli import check_format_template
-    from judge.records import read_text
+    from judge.core.cli import check_format_template
+    from judge.core.records import read_text
 
     path = Path(path or DEFAULT_TEMPLATE)
     if not path.is_file():
         raise UserError(f"prompt template {path} not found; copy {DEFAULT_TEMPLATE} and edit it")
-    from judge.yaml_data import load_yaml
+    from judge.core.yaml_data import load_yaml
 
     data = load_yaml(read_text(path, what="prompt template"), source=f"prompt template {path.name}")
     if not isinstance(data, dict) or not {"system", "user"} <= set(data) or not all(isinstance(data[k], str) for k in ("system", "user")):
@@ -59,7 +59,7 @@ class ExamplePicker:
 
     def __init__(self, path: str | Path, taxonomy: Taxonomy, *, shots: int, seed: int, by_similarity: bool, max_chars: int = 300,
                  label_column: str = "label"):
-        from judge.records import read_records
+        from judge.core.records import read_records
 
         records = read_records(path, label_columns=[label_column], label_hint="Name it with --examples-label-column.")
         records["label"] = records[label_column].map(taxonomy.canonical)
@@ -120,7 +120,7 @@ class LLMJudge(Judge):
     ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from judge.models import pick_device
+        from judge.core.models import pick_device
 
         super().__init__(taxonomy)
         if mode not in ("score", "generate"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from judge.judges.base import Item, Judge, Judgement
-from judge.keyword_rules import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules
-from judge.taxonomy import Taxonomy
+from judge.core.refusal_keywords import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules
+from judge.core.taxonomy import Taxonomy
 
 
 class RulesJudge(Judge):

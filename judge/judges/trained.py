@@ -8,17 +8,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
-from judge.judge_dir import directory_key, display_name, verify
-from judge.lora_format import check_adapter, check_fits, check_max_length, load_tokenizer
-from judge.models import first_token_only
-from judge.text import encode_pairs, judge_inputs
-from judge.taxonomy import load_taxonomy
+from judge.core.formats.judge_dir import directory_key, display_name, verify
+from judge.core.formats.lora import check_adapter, check_fits, check_max_length, load_tokenizer
+from judge.core.models import first_token_only
+from judge.core.text import encode_pairs, judge_inputs
+from judge.core.taxonomy import load_taxonomy
 
 
 def read_judge_json(directory: Path) -> dict:
-    """judge.json of a directory whose files are all as trained (see judge.judge_dir.verify)."""
+    """judge.json of a directory whose files are all as trained (see judge.core.formats.judge_dir.verify)."""
     return verify(directory)
 
 
@@ -33,9 +33,9 @@ class LoraJudge(Judge):
     """A peft LoRA sequence classifier with temperature-scaled probabilities.
 
     Inference merges the adapter into the base and runs in the precision ``precision`` names (see
-    judge.precision): ``auto`` takes the fastest one this machine runs natively among those the
+    judge.core.precision): ``auto`` takes the fastest one this machine runs natively among those the
     judge's training check found faithful to fp32, and fp32 for a judge without that check.
-    ``precision`` may also be a ``judge.precision.Choice`` already made (judge.label resolves it once
+    ``precision`` may also be a ``judge.core.precision.Choice`` already made (judge.label resolves it once
     per run); ``quantize`` is the old switch (True: int8, False: fp32).
     """
 
@@ -43,8 +43,8 @@ class LoraJudge(Judge):
 
     def __init__(self, directory: str | Path, *, device: str = "auto", precision="auto", quantize: bool | None = None,
                  max_length: int | None = None, verbose: bool = False):
-        from judge import precision as prec
-        from judge.models import pick_device
+        from judge.core import precision as prec
+        from judge.core.models import pick_device
 
         directory = Path(directory)
         meta = read_judge_json(directory)
@@ -81,7 +81,7 @@ class LoraJudge(Judge):
     def _merged_model(self, dtype: torch.dtype):
         """The base with the adapter merged in. Small models on CPU are cached merged (keyed by the
         adapter's hash), so labelling starts without importing peft or merging again."""
-        from judge.models import quiet_transformers
+        from judge.core.models import quiet_transformers
 
         with quiet_transformers(self.verbose):
             return self._load_merged(dtype)
@@ -89,7 +89,7 @@ class LoraJudge(Judge):
     def _load_merged(self, dtype: torch.dtype):
         from transformers import AutoModelForSequenceClassification
 
-        from judge.models import cache_root
+        from judge.core.models import cache_root
 
         # judge.json holds the hash of every file of the directory: one key covers them all; the
         # weights' dtype is in the key too, so one precision's cached weights never load as another's.
@@ -134,7 +134,7 @@ class LoraJudge(Judge):
         else:
             inputs = self.tokenizer(prompts, responses, truncation="only_second" if self.max_length > 64 else True,
                                     max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
-        from judge.precision import context
+        from judge.core.precision import context
 
         with context(self.precision, self.device):
             return self.model(**inputs).logits.float().cpu().numpy()
@@ -150,7 +150,7 @@ class LoraJudge(Judge):
 
 
     def _hardware(self) -> dict:
-        from judge.precision import cpu_info
+        from judge.core.precision import cpu_info
 
         if self.device.type == "cuda":
             return {"gpu": torch.cuda.get_device_name(self.device)}
@@ -163,7 +163,7 @@ class TfidfJudge(Judge):
     kind = "tfidf"
 
     def __init__(self, directory: str | Path):
-        from judge.tfidf_format import TfidfModel, check_classes
+        from judge.core.formats.tfidf import TfidfModel, check_classes
 
         directory = Path(directory)
         meta = read_judge_json(directory)
@@ -176,7 +176,7 @@ class TfidfJudge(Judge):
         self.mask_names = bool(meta.get("mask_names", True))
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from judge.tfidf_format import tfidf_text
+        from judge.core.formats.tfidf import tfidf_text
 
         prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
         probs = self.model.predict_proba(tfidf_text(prompts, responses))

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from judge.records import atomic_write, write_text  # noqa: E402
+from judge.core.records import atomic_write, write_text  # noqa: E402
 
 
 # A report renders under one style: how many decimals (--digits) and the prefix that makes its LaTeX

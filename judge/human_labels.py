@@ -21,11 +21,11 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import pandas as pd
 
-from judge.cli import short_list
-from judge.errors import UserError
-from judge.records import _id_text as id_text
-from judge.taxonomy import Taxonomy, _norm as normalized_label, label_text
-from judge.text import mask_name
+from judge.core.cli import short_list
+from judge.core.errors import UserError
+from judge.core.records import _id_text as id_text
+from judge.core.taxonomy import Taxonomy, _norm as normalized_label, label_text
+from judge.core.text import mask_name
 
 INCLUSION = "inclusion_probability"
 ITEM_ID = "item_id"  # the record id as Label Studio tasks carry it (Label Studio assigns its own task ids)
@@ -288,7 +288,7 @@ class Annotation(NamedTuple):
 
 def read_label_studio_export(path: Path) -> list:
     """The parsed export, refused in one line when it is too large, not JSON, or nested past reason."""
-    from judge.records import read_text
+    from judge.core.records import read_text
 
     if path.is_file() and path.stat().st_size > MAX_EXPORT_BYTES:
         raise UserError(f"{path.name} is larger than {MAX_EXPORT_BYTES / 2**20:g} MiB; export fewer tasks per file from Label Studio")
@@ -379,7 +379,7 @@ def annotator_identity(who: Any, where: str) -> str:
 
 def sheet_annotations(path: Path, annotator: str) -> list[Annotation]:
     """The labels of one filled sheet (any scalar: a code 2 from a JSONL sheet is a label too)."""
-    from judge.records import read_table
+    from judge.core.records import read_table
 
     path = Path(path)
     sheet = read_table(path)

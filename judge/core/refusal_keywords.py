@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from judge.errors import UserError
-from judge.taxonomy import Taxonomy
+from judge.core.errors import UserError
+from judge.core.taxonomy import Taxonomy
 
 REFUSAL_PATTERNS = [
     r"\bI (?:apologi[sz]e|am sorry|'m sorry)\b",

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from judge.cli import clip, short_list
-from judge.errors import UserError
-from judge.text import judge_inputs
-from judge.taxonomy import Taxonomy, resolve_taxonomy
+from judge.core.cli import clip, short_list
+from judge.core.errors import UserError
+from judge.core.text import judge_inputs
+from judge.core.taxonomy import Taxonomy, resolve_taxonomy
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import false_discovery_control, ttest_1samp
 
-from judge.taxonomy import UNSCORED
+from judge.core.taxonomy import UNSCORED
 
 MIN_ANNOTATORS = 3
 MIN_ITEMS = 30

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from judge.errors import UserError, cut
-from judge.formats import MIB, RETRAIN, read_json, tensor_headers, validate
+from judge.core.errors import UserError, cut
+from judge.core.formats import MIB, RETRAIN, read_json, tensor_headers, validate
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 
 MINILM = "bundled:minilm"
 SMOLLM2 = "bundled:smollm2"
@@ -48,7 +48,7 @@ def cache_root() -> Path:
 
 def gguf_as_safetensors(gguf: Path) -> Path:
     """A plain transformers copy of a GGUF chat model, converted once and cached by file hash."""
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     target = cache_root() / "models" / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
     if (target / "config.json").exists():

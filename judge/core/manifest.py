@@ -17,9 +17,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from judge.errors import UserError
-from judge.outputs import OUTPUT_DIGEST_KEY
-from judge.paths import ROOT
+from judge.core.errors import UserError
+from judge.core.outputs import OUTPUT_DIGEST_KEY
+from judge.core.paths import ROOT
 
 PACKAGES = ("safeguard-audit", "torch", "transformers", "peft", "scikit-learn", "outlines", "krippendorff", "pandas", "numpy")
 
@@ -111,11 +111,11 @@ class RunManifest:
         self.data.setdefault("counts", {}).update(counts)
         path = manifest_path(out)
         if Path(out).is_file():
-            # what --overwrite checks before it replaces the file (judge/outputs.py)
+            # what --overwrite checks before it replaces the file (judge/core/outputs.py)
             self.data[OUTPUT_DIGEST_KEY] = file_sha256(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        from judge.records import json_text
+        from judge.core.records import json_text
 
         tmp.write_text(json_text(self.data, indent=2, default=str) + "\n", encoding="utf-8")
         tmp.replace(path)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "int8")
 CHOICES = ("auto", *PRECISIONS)
@@ -161,8 +161,8 @@ def _check_note(precision: str, record: dict | None) -> str:
 
 def choose_for(spec: str, requested: str, device_spec: str) -> Choice | None:
     """The precision a ``judge.label --judge SPEC`` run uses, resolved before loading (None: not a LoRA judge)."""
-    from judge.judge_dir import verify
-    from judge.models import pick_device
+    from judge.core.formats.judge_dir import verify
+    from judge.core.models import pick_device
 
     directory = lora_directory(spec)
     if directory is None:
@@ -178,9 +178,9 @@ def lora_directory(spec: str) -> Path | None:
     kind, _, arg = spec.partition(":")
     if kind in ("rules", "llm", "tfidf"):
         return None
-    from judge.errors import UserError
-    from judge.formats import read_json
-    from judge.judge_dir import MAX_JUDGE_JSON_BYTES
+    from judge.core.errors import UserError
+    from judge.core.formats import read_json
+    from judge.core.formats.judge_dir import MAX_JUDGE_JSON_BYTES
 
     directory = Path(arg if kind in ("lora", "ensemble") else spec)
     if not (directory / "judge.json").is_file():

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from judge.errors import UserError, cut
-from judge.formats import RETRAIN, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
+from judge.core.errors import UserError, cut
+from judge.core.formats import RETRAIN, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
 
 STACKER_FILE = "stacker.safetensors"
 TRAINED_MEMBERS = ("lora", "tfidf")
@@ -46,7 +46,7 @@ class Settings(BaseModel):
 
 def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, Path]:
     """Each trained member's folder, checked to lie inside the ensemble and to hold a judge of the member's kind."""
-    from judge.judge_dir import JUDGE_JSON, inside
+    from judge.core.formats.judge_dir import JUDGE_JSON, inside
 
     out = {}
     for name in meta["members"]:
@@ -68,7 +68,7 @@ def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, 
 def _kind_of(path: Path, *, where: str) -> str:
     if not path.is_file():
         raise UserError(f"{where}: {path.parent.name} holds no judge (no {path.name}); {RETRAIN}")
-    from judge.judge_dir import MAX_JUDGE_JSON_BYTES
+    from judge.core.formats.judge_dir import MAX_JUDGE_JSON_BYTES
 
     meta = read_json(path, max_bytes=MAX_JUDGE_JSON_BYTES, where=where)
     return str(meta.get("kind")) if isinstance(meta, dict) else "unreadable"

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, chi2_contingency
 
-from judge import clustered, estimability
-from judge.cli import clip, short_list
-from judge.errors import UserError
-from judge.multiplicity import Family
-from judge.records import require_columns
-from judge.taxonomy import UNSCORED, Taxonomy
+from judge.stats import clustered, estimability
+from judge.core.cli import clip, short_list
+from judge.core.errors import UserError
+from judge.stats.multiplicity import Family
+from judge.core.records import require_columns
+from judge.core.taxonomy import UNSCORED, Taxonomy
 
 
 def wilson_interval(count: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
@@ -30,8 +30,8 @@ def _finite(x: float) -> float | None:
 
 def category_rates(labels: Sequence[str], *, categories: Sequence[str], clusters: Sequence | None = None) -> dict[str, dict[str, float]]:
     """Rate of each category among scored labels, with 95% intervals: Wilson, or with ``clusters`` (a code per
-    label) the clustered Wilson interval (judge.clustered). Each entry says whether the group is estimable
-    under judge.estimability's rule, from its number of scored outputs (and clusters)."""
+    label) the clustered Wilson interval (judge.stats.clustered). Each entry says whether the group is estimable
+    under judge.stats.estimability's rule, from its number of scored outputs (and clusters)."""
     labels = np.asarray(list(labels), dtype=object)
     scored = labels != UNSCORED
     n = int(scored.sum())
@@ -79,7 +79,7 @@ def disparity(
 
     The first of ``groups`` is the primary grouping; each further column splits every primary group.
     ``clusters`` (one value per record) makes every interval and the test cluster-robust; ``adjust``
-    makes the rate-ratio intervals simultaneous when there are more than 5 (judge.multiplicity).
+    makes the rate-ratio intervals simultaneous when there are more than 5 (judge.stats.multiplicity).
     """
     if not groups:
         raise UserError("give at least one --group column")
@@ -178,7 +178,7 @@ def _log_ratio(a: dict, b: dict, cov: float, *, clustered_by: bool) -> tuple[flo
 
 def rate_ratios(rates: dict, members: dict, reference: str, cats: list[str], *, clustered_by: bool, adjust: bool):
     """Every group's rate ratio to the reference with its interval; simultaneous over the table when it
-    holds more than 5 (judge.multiplicity)."""
+    holds more than 5 (judge.stats.multiplicity)."""
     raw = {}
     for g in rates:
         for c in cats:

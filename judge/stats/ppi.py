@@ -45,7 +45,7 @@ With ``clusters`` (outputs of one prompt or template are correlated draws: issue
 the rate over outputs like these, prompts drawn anew, and the variance is cluster-robust (CR1) over
 each output's contribution, t with G - 1 degrees of freedom (``design_rate``). Estimates are clipped to
 [0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; the human-only interval is
-Korn-Graubard's, which cannot collapse to zero width; judge.estimability decides which groups are
+Korn-Graubard's, which cannot collapse to zero width; judge.stats.estimability decides which groups are
 reported as estimates.
 
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
@@ -60,9 +60,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from judge import clustered, estimability
-from judge.disparity import wilson_interval
-from judge.taxonomy import UNSCORED
+from judge.stats import clustered, estimability
+from judge.stats.disparity import wilson_interval
+from judge.core.taxonomy import UNSCORED
 
 SIMPLE_RANDOM, POISSON, STRATIFIED = "simple random", "independent inclusion (Poisson)", "stratified simple random"
 _NO_STRATUM = "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's
@@ -300,7 +300,7 @@ def _human_only(y, f, domain, design, *, alpha: float, small_sample: bool, clust
 def group_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True,
                clusters: np.ndarray | None = None) -> dict:
     """Rate of one category in one group: judge only, human only and PPI, side by side, and whether the
-    estimability rule (judge.estimability) holds for the group's human labels."""
+    estimability rule (judge.stats.estimability) holds for the group's human labels."""
     domain = np.asarray(domain, dtype=bool)
     f, y = np.asarray(f, dtype=float), np.asarray(y, dtype=float)
     lab = design.labelled & domain

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from judge.errors import UserError, cut
-from judge.formats import MIB, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique, validate
+from judge.core.errors import UserError, cut
+from judge.core.formats import MIB, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique, validate
 
 SETTINGS = "tfidf.json"
 ARRAYS = "tfidf.safetensors"

@@ -13,7 +13,7 @@ import krippendorff
 import numpy as np
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from judge.taxonomy import UNSCORED
+from judge.core.taxonomy import UNSCORED
 
 
 def cohen_kappa(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> float:

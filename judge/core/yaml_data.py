@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 
 MAX_CHARS = 10_000_000  # a taxonomy, config, label map or prompt is kilobytes; a label map of many codes stays far below
 MAX_DEPTH = 64

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 
 _ENCODING = "utf-8"
 
@@ -130,7 +130,7 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str,
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         hint = f" {flag_hint}" if flag_hint else ""
-        from judge.cli import short_list
+        from judge.core.cli import short_list
 
         raise UserError(
             f"{Path(source).name}: column(s) {short_list([repr(m) for m in missing], limit=4)} not found; "
@@ -381,7 +381,7 @@ def staged_directory(out: str | Path, *, overwrite: bool):
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         yield tmp
-        from judge.outputs import record_outputs
+        from judge.core.outputs import record_outputs
 
         record_outputs(tmp)  # what a later --overwrite may replace
         normal_permissions(tmp)

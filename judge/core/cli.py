@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from judge.errors import UserError, cut
+from judge.core.errors import UserError, cut
 
 C = TypeVar("C")
 
@@ -102,7 +102,7 @@ def add_label_map_option(parser: argparse.ArgumentParser) -> None:
 
 def check_label_map(config: Any) -> None:
     """Parse --label-map early, so a malformed map fails before any work."""
-    from judge.taxonomy import parse_label_map
+    from judge.core.taxonomy import parse_label_map
 
     parse_label_map(getattr(config, "label_map", None))
 
@@ -224,7 +224,7 @@ def check_device(config: Any, name: str = "device") -> None:
 
     if not isinstance(value, str) or not re.fullmatch(r"cuda(:\d{1,3})?|mps", value):
         raise UserError(f"{_flag(name)} must be one of {DEVICE_FORMS}, got {clip(value)}")
-    from judge.models import check_device_available
+    from judge.core.models import check_device_available
 
     check_device_available(value)
 
@@ -293,11 +293,11 @@ def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the --config path")
-    from judge.records import read_text
+    from judge.core.records import read_text
 
     text = read_text(path, what="config file")
     if path.suffix in (".yaml", ".yml"):
-        from judge.yaml_data import load_yaml
+        from judge.core.yaml_data import load_yaml
 
         values = load_yaml(text, source=f"config file {path.name}") or {}
     else:
@@ -375,7 +375,7 @@ def run_command(
 ) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from judge import records
+    from judge.core import records
 
     try:
         records.set_encoding(getattr(args, "encoding", None) or "utf-8")

@@ -1,7 +1,7 @@
 """Where the project's own files live."""
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
 TAXONOMIES = DATA / "taxonomies"
 SAMPLE = DATA / "sample" / "annotated_sample.jsonl"

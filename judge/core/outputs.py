@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from judge.errors import UserError
+from judge.core.errors import UserError
 
 MANIFEST = "manifest.json"
 OUTPUTS_KEY = "outputs"  # in a directory's manifest: {relative path: sha256} of every file the command wrote
@@ -72,7 +72,7 @@ def check_apart(out: str | Path, inputs: Iterable[str | Path], *, directory: boo
 
 
 def _manifest_of(out: Path, *, directory: bool) -> dict | None:
-    from judge.manifest import read_manifest
+    from judge.core.manifest import read_manifest
 
     path = out / MANIFEST if directory else out.with_name(out.name + ".manifest.json")
     return read_manifest(path.parent if directory else out) if path.is_file() else None
@@ -80,7 +80,7 @@ def _manifest_of(out: Path, *, directory: bool) -> dict | None:
 
 def check_replaceable(out: str | Path, command: str, *, directory: bool) -> None:
     """With --overwrite: refuse unless ``out`` is absent, empty, or entirely what ``command`` wrote."""
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     out = Path(out)
     if not out.exists() and not out.is_symlink():
@@ -125,7 +125,7 @@ def record_outputs(directory: str | Path) -> None:
     """List every file of a finished output directory, with its sha256, in its manifest.json."""
     import json
 
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     directory = Path(directory)
     manifest = directory / MANIFEST

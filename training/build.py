@@ -6,15 +6,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive, check_unique, clip, short_list
-from judge.errors import UserError
-from judge.judge_dir import finish
-from judge.manifest import RunManifest
-from judge.outputs import claim_for
-from judge.records import check_output_directory, read_records, staged_directory
-from judge.taxonomy import parse_label_map
-from judge.tables import fmt
-from training.data import check_trainable, labelled_data, stratified_split
+from judge.core.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive, check_unique, clip, short_list
+from judge.core.errors import UserError
+from judge.core.formats.judge_dir import finish
+from judge.core.manifest import RunManifest
+from judge.core.outputs import claim_for
+from judge.core.records import check_output_directory, read_records, staged_directory
+from judge.core.taxonomy import parse_label_map
+from judge.core.tables import fmt
+from training.examples import check_trainable, labelled_data, stratified_split
 from training.lora import LoraRecipe
 
 
@@ -77,7 +77,7 @@ class TrainConfig(RecordColumns):
         check_unique(self, "members")
         check_extra(self.extra)
         if self.uses_lora:
-            from judge.models import check_local_model
+            from judge.core.models import check_local_model
 
             check_local_model(self.base_model)
         if not self.uses_lora:
@@ -143,7 +143,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     oof = None
     # Trained in a folder beside the target: a crash never leaves a half-written judge.
     with staged_directory(out, overwrite=config.overwrite) as tmp:
-        from judge.models import quiet_transformers
+        from judge.core.models import quiet_transformers
 
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
@@ -207,7 +207,7 @@ def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | Non
     import numpy as np
     import pandas as pd
 
-    from judge.records import probability_column, write_records
+    from judge.core.records import probability_column, write_records
 
     labels = data.taxonomy.labels
     frame = pd.DataFrame({"id": data.records["id"].to_numpy(), "fold": folds, "label": [labels[i] for i in data.y],
@@ -248,7 +248,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
             value = metrics[key]
             lines.append(f"- {key.replace('_', ' ')}: {fmt(value) if isinstance(value, float) else value}")
     if "precision" in metrics:
-        from judge.precision import summary
+        from judge.core.precision import summary
 
         lines.append(f"- {summary(metrics['precision'])}; `judge.label --precision auto` uses the fastest that passed")
     if "member_weights" in metrics:

@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from judge.cli import short_list
-from judge.errors import UserError, cut
-from judge.formats import MIB, RETRAIN, cut_path, read_json, size_text, unique, validate
-from judge.records import json_text
+from judge.core.cli import short_list
+from judge.core.errors import UserError, cut
+from judge.core.formats import MIB, RETRAIN, cut_path, read_json, size_text, unique, validate
+from judge.core.records import json_text
 
 JUDGE_JSON = "judge.json"
 TAXONOMY = "taxonomy.yaml"
@@ -68,7 +68,7 @@ def seal(directory: str | Path, *, labels: list[str]) -> dict:
     The checksums are not a signature: anyone can recompute them, so loading also validates every
     file as untrusted data.
     """
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     directory = Path(directory)
     meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
@@ -122,7 +122,7 @@ def _settings_model(kind: str):
     """The kind's own judge.json schema, from the module that owns its format."""
     import importlib
 
-    return importlib.import_module(f"judge.{kind}_format").Settings
+    return importlib.import_module(f"judge.core.formats.{kind}").Settings
 
 
 def validate_settings(settings: dict, *, where: str, name: str = JUDGE_JSON) -> None:
@@ -184,7 +184,7 @@ def verify(directory: str | Path) -> dict:
     """judge.json, after checking that every file it lists is there and unchanged, that the taxonomy
     names exactly the labels the classifier was trained on, and that the settings have the kind's
     schema. A re-sealed forgery passes the checksums; the checks on what they cover stop it."""
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     directory = Path(directory)
     where = f"judge directory {display_name(directory)}"
@@ -216,7 +216,7 @@ def verify(directory: str | Path) -> dict:
                         "retrain the judge")
     if TAXONOMY not in seal_.files:
         raise UserError(f"{where}: {TAXONOMY} is not among its checked files; retrain the judge")
-    from judge.taxonomy import load_taxonomy
+    from judge.core.taxonomy import load_taxonomy
 
     if (directory / TAXONOMY).stat().st_size > MAX_TAXONOMY_BYTES:
         raise UserError(f"{where}: {TAXONOMY} is larger than a taxonomy ({size_text(MAX_TAXONOMY_BYTES)} at most); retrain the judge")
@@ -229,7 +229,7 @@ def verify(directory: str | Path) -> dict:
 
 def directory_key(directory: str | Path) -> str:
     """A cache key for everything the judge is: judge.json holds every other file's hash."""
-    from judge.manifest import file_sha256
+    from judge.core.manifest import file_sha256
 
     return file_sha256(Path(directory) / JUDGE_JSON)[:24]
 
@@ -250,7 +250,7 @@ def finish(directory: str | Path, taxonomy, *, training_ids=()) -> dict:
 def shareable(directory: Path) -> None:
     """Every file and folder of the judge follows the umask: safetensors writes its files 0600 and
     mkdtemp its folders 0700, which would keep the judge from the colleague it is meant for."""
-    from judge.records import normal_permissions
+    from judge.core.records import normal_permissions
 
     for folder, dirs, files in os.walk(directory):
         for entry in dirs + files:

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from judge.cli import clip, short_list
-from judge.errors import UserError
-from judge.paths import TAXONOMIES
-from judge.yaml_data import load_yaml
+from judge.core.cli import clip, short_list
+from judge.core.errors import UserError
+from judge.core.paths import TAXONOMIES
+from judge.core.yaml_data import load_yaml
 
 UNSCORED = "unscored"
 
@@ -207,7 +207,7 @@ def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
         raise UserError(
             f"taxonomy {str(name_or_path)!r} not found; use a preset ({', '.join(available_taxonomies())}) or a path to a YAML file"
         )
-    from judge.records import read_text
+    from judge.core.records import read_text
 
     data = load_yaml(read_text(path, what="taxonomy file"), source=f"taxonomy file {path.name}")
     return Taxonomy.from_dict(data, source=path.name)
@@ -234,7 +234,7 @@ def parse_label_map(spec: str | None) -> dict[str, str] | None:
         return None
     path = Path(spec)
     if path.is_file():
-        from judge.records import read_text
+        from judge.core.records import read_text
 
         text = read_text(path, what="--label-map file")
         if path.suffix.lower() == ".csv":

@@ -1,0 +1,1 @@
+"""The floor below every stage: records, taxonomy, manifests, outputs, formats, models, the command line."""

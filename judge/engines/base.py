@@ -1,0 +1,47 @@
+"""What every engine offers: sampled chat completions, and scores or choices over a fixed set of labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    key: str  # the plan's key of the row this request fills
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs; the engine applies the chat template
+    seed: int  # this one sample's seed (engines that seed per request use it)
+
+
+@dataclass
+class Completion:
+    key: str
+    text: str | None  # None when the request failed every retry
+    finish_reason: str  # "stop", "length", or "failed"
+    prompt_tokens: int | None = None
+    response_tokens: int | None = None
+    error: str | None = None  # why it failed, after the retries
+
+
+class Engine:
+    """One model behind one engine. A batch method gets a whole batch of the runner's plan at once."""
+
+    name: ClassVar[str]
+    # Whether a rerun gives the same rows: true in-process and for vLLM offline with seeds; a server
+    # engine says so only where the server is seeded and batch-invariant.
+    reproducible: ClassVar[bool] = True
+
+    def generate(self, requests: Sequence[ChatRequest], decoding: Any, *, batch_seed: int) -> list[Completion]:
+        """Sample one completion per request. ``batch_seed`` is for engines that sample a batch from one RNG."""
+        raise NotImplementedError
+
+    def label_logprobs(self, requests: Sequence[ChatRequest], labels: Sequence[str]) -> list[dict[str, float]] | None:
+        """log P(label + end of turn | chat) for each request and label, exactly; None where this engine cannot."""
+        raise NotImplementedError
+
+    def choose(self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int) -> list[Completion]:
+        """A completion constrained to one of ``labels`` (the text may still fall outside if the server ignores it)."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records: the model, its revision, the engine's settings; never a secret."""
+        return {"engine": self.name}
