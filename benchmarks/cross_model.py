@@ -95,7 +95,7 @@ def main():
         judge = load_judge(str(lora_dir), precision=args.precision)
         load_seconds = time.perf_counter() - load_started
         result, rps, _ = evaluate(judge, target, tax)
-        row = row_for(f"LoRA MiniLM ({judge.core.precision})", arrow, result, trained.metrics["train_examples_per_second"], rps)
+        row = row_for(f"LoRA MiniLM ({judge.precision})", arrow, result, trained.metrics["train_examples_per_second"], rps)
         row["train s"] = trained.metrics["train_seconds"]
         row["load s"] = round(load_seconds, 1)
         rows.append(row)

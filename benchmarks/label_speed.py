@@ -53,7 +53,7 @@ def breakdown(judge_dir: str, records: str, batch_size: int = 64) -> dict[str, f
     frame = read_records(records)
     marks["read records, import the toolkit"] = clock()
     judge = load_judge(judge_dir)
-    marks[f"load the judge (merged, {judge.core.precision})"] = clock()
+    marks[f"load the judge (merged, {judge.precision})"] = clock()
     from judge.judges.base import Item
     from judge.core.text import judge_inputs
 
@@ -66,7 +66,7 @@ def breakdown(judge_dir: str, records: str, batch_size: int = 64) -> dict[str, f
     marks["mask names and tokenize"] = clock()
     from judge.core.precision import context
 
-    with torch.inference_mode(), context(judge.core.precision, judge.device):
+    with torch.inference_mode(), context(judge.precision, judge.device):
         for inputs in encoded:
             judge.model(**inputs)
     marks["forward passes"] = clock()

@@ -121,7 +121,7 @@ def whole_trainings(data_dir, seed: int) -> list[dict]:
             judge = load_judge(str(out), precision=precision)
             result = compute_agreement(judge.label(data["13b"], batch_size=64, progress=False).assign(gold=data["13b"]["label"].to_numpy()),
                                        gold="gold", pred="label", taxonomy=tax, n_boot=200)
-            row[f"7B->13B kappa, labelled {precision}" + ("" if precision == "fp32" else f" ({judge.core.precision})")] = result["cohen_kappa"]
+            row[f"7B->13B kappa, labelled {precision}" + ("" if precision == "fp32" else f" ({judge.precision})")] = result["cohen_kappa"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

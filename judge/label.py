@@ -97,7 +97,7 @@ def added_columns(judge, prefix: str) -> list[str]:
     """Every column the judge's rows carry (Judge.output_row); the LLM and ensemble judges may add raw."""
     from judge.core.records import probability_column
 
-    names = ["label", "confidence", *(probability_column(c) for c in judge.core.taxonomy.labels), "unscored_reason"]
+    names = ["label", "confidence", *(probability_column(c) for c in judge.taxonomy.labels), "unscored_reason"]
     if judge.kind in ("llm", "ensemble"):
         names.append("raw")
     return [prefix + n for n in names]

@@ -29,7 +29,7 @@ def items_frame(responses):
 
 def test_every_output_is_a_category_and_probabilities_sum_to_one(judge):
     result = judge.label(items_frame(HARD_RESPONSES), batch_size=3, progress=False)
-    assert set(result["label"]) <= set(judge.core.taxonomy.labels)
+    assert set(result["label"]) <= set(judge.taxonomy.labels)
     probs = result[[c for c in result.columns if c.startswith("p_")]]
     assert probs.shape[1] == 6
     assert probs.sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-9)
@@ -54,7 +54,7 @@ def test_cached_scoring_matches_full_sequence_scoring(judge):
     tok = judge.tokenizer
     for i, item in enumerate(items):
         context = judge.prefix_ids[0].tolist() + tok(judge.user_text(item) + judge.suffix_text, add_special_tokens=False).input_ids
-        for k in range(len(judge.core.taxonomy.labels)):
+        for k in range(len(judge.taxonomy.labels)):
             cont = judge.continuations[k]
             ids = torch.tensor([context + cont])
             with torch.inference_mode():
@@ -66,7 +66,7 @@ def test_cached_scoring_matches_full_sequence_scoring(judge):
 def test_constrained_generation_never_leaves_the_taxonomy(tiny_llama):
     judge = LLMJudge(tiny_llama, load_taxonomy("chehbouni2024"), mode="generate", device="cpu", max_new_tokens=8)
     result = judge.label(items_frame(HARD_RESPONSES[2:]), batch_size=3, progress=False)
-    assert set(result["label"]) <= set(judge.core.taxonomy.labels)  # a random model, and still only categories
+    assert set(result["label"]) <= set(judge.taxonomy.labels)  # a random model, and still only categories
 
 
 def test_rationale_json_is_parsed_or_unscored_with_raw_text(tiny_llama):
@@ -76,7 +76,7 @@ def test_rationale_json_is_parsed_or_unscored_with_raw_text(tiny_llama):
         if row["label"] == UNSCORED:
             assert "did not parse" in row["unscored_reason"] and isinstance(row["raw"], str)  # the raw text is kept for review
         else:
-            assert row["label"] in judge.core.taxonomy.labels
+            assert row["label"] in judge.taxonomy.labels
 
 
 def test_few_shot_examples_are_deterministic_and_in_the_prompt(tiny_llama):

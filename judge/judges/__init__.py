@@ -49,7 +49,7 @@ def load_judge(spec: str, *, taxonomy: str | Taxonomy | None = None, **options: 
         judge = EnsembleJudge(directory, **{k: v for k, v in options.items() if k in ("device", "precision", "quantize", "max_length", "verbose")})
     else:
         raise UserError(f"{directory}/judge.json names unknown kind {stored!r}")
-    if tax is not None and tax.labels != judge.core.taxonomy.labels:
+    if tax is not None and tax.labels != judge.taxonomy.labels:
         raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {directory} was trained on "
-                        f"({', '.join(judge.core.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
+                        f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
     return judge
