@@ -73,7 +73,8 @@ def refuse_foreign_settings(config: TrainConfig) -> None:
     if foreign:
         takers = [training_of(kind).TITLE for kind, names in owners.items() if names & set(foreign)]
         flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
-        raise UserError(f"{flags} only apply to {' or '.join(takers)}; drop {'it' if len(foreign) == 1 else 'them'} for --kind {config.kind}")
+        one = len(foreign) == 1
+        raise UserError(f"{flags} only {'applies' if one else 'apply'} to {' or '.join(takers)}; drop {'it' if one else 'them'} for --kind {config.kind}")
 
 
 def main(config: Config) -> dict:

@@ -26,8 +26,7 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
     own group, and so is a record whose group value is blank."""
     if k < 2:
         raise UserError(f"--cv must be at least 2 folds, got {k}")
-    if group is not None and group not in records.columns:
-        raise UserError(f"--cv-group column {clip(group)} not found; columns present: {short_list(records.columns, limit=8, width=30)}")
+    check_group_column(records, group)
     keys = group_keys(records, group)
     sizes = pd.Series(keys).value_counts()
     if len(sizes) < k:
@@ -42,6 +41,11 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
         fold_of[name] = target
         load[target] += sizes[name]
     return np.array([fold_of[key] for key in keys], dtype=int)
+
+
+def check_group_column(records: pd.DataFrame, group: str | None) -> None:
+    if group is not None and group not in records.columns:
+        raise UserError(f"--cv-group column {clip(group)} not found; columns present: {short_list(records.columns, limit=8, width=30)}")
 
 
 def group_keys(records: pd.DataFrame, group: str | None) -> np.ndarray:
@@ -60,6 +64,7 @@ def default_group(records: pd.DataFrame, group: str | None) -> tuple[str | None,
     template share wording); else 'prompt' when some prompt has several outputs, with a warning saying
     so; else None (one record per group)."""
     if group is not None:
+        check_group_column(records, group)
         return group, None
     if "template" in records.columns:
         return "template", None

@@ -30,7 +30,7 @@ from judge.core.taxonomy import Taxonomy
 DEFAULT_TEMPLATE = DATA / "judge_prompts" / "default.yaml"
 ITEM_MARK = "\u0000ITEM\u0000"
 
-TITLE = "the LLM judge (--judge llm or llm:MODEL)"
+TITLE = "the LLM judge"
 SPEC = "name"  # --judge llm, or llm:MODEL
 TRAINABLE = False
 MEMBER = False
