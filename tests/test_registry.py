@@ -58,7 +58,7 @@ CASES = [
     (label, ["--judge", "{j}/ens", *LABEL, "--shots", "1"], ["--shots", "LLM judge", "stacked ensemble"]),
     (label, ["--judge", "lora:" + TF, *LABEL], ["tf holds a tfidf judge, not lora", "tfidf:tf"]),
     (label, ["--judge", "ensemble:" + TF, *LABEL], ["holds a tfidf judge, not ensemble"]),
-    (label, ["--judge", "{d}/forest", *LABEL], ["names kind 'forest'", "retrain"]),
+    (label, ["--judge", "{d}/forest", *LABEL], ["forest: judge.json kind", "'lora', 'tfidf' or 'ensemble'", "retrain"]),
     (label, ["--judge", "tfidf", *LABEL], ["neither a judge directory", "KIND:DIR"]),
     # judge.train: a setting no kind of the run takes
     (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf", "rules", "--lora-r", "4"],

@@ -58,7 +58,7 @@ class TrainConfig(RecordColumns):
             raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
         if self.cv_group is not None and not self.cv and not getattr(kind, "DEFAULT_FOLDS", 0):
             raise UserError("--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv 5")
-        if self.kind == "ensemble":
+        if "members" in kind.TAKES:
             for member in self.members:
                 training_module(member)
             if len(set(self.members)) < 2:
@@ -81,7 +81,7 @@ class TrainConfig(RecordColumns):
     @property
     def kinds(self) -> list[str]:
         """The kinds this run trains: the kind, or an ensemble's members."""
-        return list(self.members) if self.kind == "ensemble" else [self.kind]
+        return list(self.members) if "members" in training_module(self.kind, needs="train").TAKES else [self.kind]
 
     @property
     def uses_lora(self) -> bool:
@@ -132,7 +132,8 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
                          label_map=parse_label_map(config.label_map))
     check_trainable(data)
-    if config.kind == "tfidf" or config.uses_lora:  # the split the shipped model validates on, checked before any training
+    # the split the shipped model (or its LoRA member) validates on, checked before any training
+    if getattr(training_module(config.kind, needs="train"), "VALIDATION_SPLIT", False) or config.uses_lora:
         stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
     print(name_masking_line(data, config.mask_names))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
@@ -220,10 +221,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
-        f"- Kind: {config.kind}" + {"lora": f", LoRA r={config.lora_r} on `{config.base_model}`",
-                                    "tfidf": " (TF-IDF word 1-2 grams + logistic regression)",
-                                    "ensemble": f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold "
-                                                "probabilities)"}[config.kind],
+        f"- Kind: {config.kind}" + training_module(config.kind, needs="train").card_line(config),
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",

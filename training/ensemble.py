@@ -115,3 +115,7 @@ def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
     trained = train_ensemble(data, out_dir, folds=run.folds, recipe=run.recipe, members=list(run.members), seed=run.seed,
                              progress=run.progress, mask_names=run.mask_names)
     return Trained(trained["metrics"], oof=trained["oof_probabilities"])
+
+
+def card_line(config) -> str:
+    return f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold probabilities)"

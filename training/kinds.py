@@ -9,6 +9,7 @@ kind's format. A training module defines:
 - ``train(data, out_dir, run) -> Trained`` (kinds judge.train makes): the judge's files in ``out_dir``;
 - ``TAKES``: the judge.train settings only it takes (an ensemble: ``members``, and its members' own);
   ``TITLE``: how a message names it; judge.train refuses any other kind's settings;
+- ``card_line(config)``: what the model card says of it; ``VALIDATION_SPLIT``: it holds out --val-fraction;
 - ``DEFAULT_FOLDS`` (optional): the folds it trains on itself, without --cv (the ensemble's stacker).
 """
 from __future__ import annotations

@@ -305,6 +305,7 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
 
 # -- the kind's training interface (training.kinds) -----------------------------------------------
 
+VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
 TAKES = LORA_ONLY
 TITLE = "a LoRA judge (--kind lora, or an ensemble with a lora member)"
 
@@ -331,3 +332,8 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
         return softmax(logits, trained.metrics["temperature"])
     predict_lora.training_metrics = trained.metrics  # best epoch, validation history: why a point is what it is
     return predict_lora
+
+
+def card_line(config) -> str:
+    """What the model card says of the kind, after its name."""
+    return f", LoRA r={config.lora_r} on `{config.base_model}`"

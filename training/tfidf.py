@@ -56,6 +56,7 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
 
 # -- the kind's training interface (training.kinds) -----------------------------------------------
 
+VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
 TAKES = ()  # seed and --val-fraction only, which every kind takes
 TITLE = "the TF-IDF judge (--kind tfidf)"
 
@@ -74,3 +75,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
         out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
         return out
     return predict_tfidf
+
+
+def card_line(config) -> str:
+    return " (TF-IDF word 1-2 grams + logistic regression)"

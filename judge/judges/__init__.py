@@ -97,6 +97,9 @@ def stored_kind(directory: Path) -> str:
     kind = meta.get("kind") if isinstance(meta, dict) else None
     trained = [k for k in KINDS if kind_module(k).SPEC == "directory"]
     if kind not in trained:
+        from judge.core.formats.judge_dir import verify
+
+        verify(directory)  # its own message for whatever is wrong (not an object, no checksums ...)
         raise UserError(f"{where}: {JUDGE_JSON} names kind {str(kind)[:40]!r}, not one of {', '.join(trained)}; retrain the judge")
     return kind
 
