@@ -15,6 +15,7 @@ the missing ids are labelled (finished rows live in OUT.partial.jsonl until the 
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -63,18 +64,7 @@ class Config(RecordColumns):
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
         if not self.input:
             raise UserError("give at least one --input file")
-        llm = self.judge.partition(":")[0] == "llm"
-        llm_only = {"examples": self.examples is not None, "shots": self.shots != 0, "similar_examples": self.similar_examples,
-                    "examples_label_column": self.examples_label_column != "label", "label_map": self.label_map is not None,
-                    "rationale": self.rationale, "mode": self.mode != "score", "prompt_template": self.prompt_template is not None}
-        given = [name for name, on in llm_only.items() if on]
-        if given and not llm:
-            raise UserError(f"{', '.join('--' + g.replace('_', '-') for g in given)} only apply to the LLM judge (--judge llm or llm:MODEL); "
-                            f"drop them for --judge {self.judge}")
-        if self.quantize is not None and self.judge.partition(":")[0] in ("llm", "rules", "tfidf"):
-            raise UserError("--quantize/--no-quantize apply to the LoRA judge only; drop the flag")
-        if self.precision != "auto" and self.judge.partition(":")[0] in ("llm", "rules", "tfidf"):
-            raise UserError(f"--precision applies to LoRA judges (and ensembles with a lora member), not --judge {self.judge}; drop it")
+        refuse_foreign_options(self)
         check_choice(self, "precision", PRECISION_CHOICES)
         if self.quantize is not None:
             alias = "int8" if self.quantize else "fp32"
@@ -83,22 +73,26 @@ class Config(RecordColumns):
             self.precision, self.quantize = alias, None
 
 
-def judge_fingerprint(spec: str) -> dict[str, str]:
-    from judge.core.manifest import file_sha256
+def refuse_foreign_options(config: Config) -> None:
+    """The options the chosen judge kind does not take are refused (the kind of --judge DIR read from
+    DIR/judge.json first): every kind's Options says what it takes."""
+    from judge.judges import KINDS, kind_module, parse_spec, refuse_options
 
-    path = Path(spec.partition(":")[2] if spec.partition(":")[0] in ("lora", "tfidf", "ensemble") else spec)
-    if path.is_dir():
-        # Links are left to the judge's own checks, which refuse them: never read through one before that.
-        return {p.name: file_sha256(p) for p in sorted(path.iterdir()) if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
-    return {}
+    defaults = {}
+    for name in KINDS:
+        defaults.update({f.name: f.default for f in dataclasses.fields(kind_module(name).Options) if f.name not in defaults})
+    given = {name: getattr(config, name) for name, default in defaults.items() if hasattr(config, name) and getattr(config, name) != default}
+    refuse_options(parse_spec(config.judge)[0], given, spec=config.judge)
 
 
 def added_columns(judge, prefix: str) -> list[str]:
     """Every column the judge's rows carry (Judge.output_row); the LLM and ensemble judges may add raw."""
     from judge.core.records import probability_column
 
+    from judge.judges import kind_module
+
     names = ["label", "confidence", *(probability_column(c) for c in judge.taxonomy.labels), "unscored_reason"]
-    if judge.kind in ("llm", "ensemble"):
+    if getattr(kind_module(judge.kind), "WRITES_RAW", False):
         names.append("raw")
     return [prefix + n for n in names]
 
@@ -137,7 +131,7 @@ def main(config: Config) -> dict:
 
 
 def _main(config: Config) -> dict:
-    from judge.judges import load_judge
+    from judge.judges import fingerprint as judge_fingerprint, load_judge
     from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
     from judge.core.precision import choose_for, say
     from judge.core.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records

@@ -155,7 +155,7 @@ def _main(config: Config) -> dict:
         raise UserError(f"column {config.group!r} has fewer than two groups; a name swap needs names from another group")
     if config.sample is not None and config.sample < len(records):
         records = records.sample(n=config.sample, random_state=config.seed).sort_index()
-    from judge.judges import load_judge
+    from judge.judges import load_judge, masks_names
 
     judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, seed=config.seed)
     manifest = RunManifest("judge.swap", config, inputs=[config.input], judge=judge.describe())
@@ -177,7 +177,7 @@ def _main(config: Config) -> dict:
     original = labelled["label"].iloc[: len(base)].reset_index(drop=True)
     copies.loc[copies["changed"], "label"] = labelled["label"].iloc[len(base):].to_numpy()
     result = {"judge": config.judge, "group": config.group, "n_records": len(base),
-              "masks_names": bool(getattr(judge, "mask_names", False)), "title": config.title, **flip_rates(original, copies)}
+              "masks_names": masks_names(judge), "title": config.title, **flip_rates(original, copies)}
     from judge.core.tables import report_style, save_figures, tex_label_for, write_tables
 
     with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):

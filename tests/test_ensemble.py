@@ -177,7 +177,7 @@ def test_long_responses_keep_head_and_tail_within_the_window():
 
 def test_tail_tokens_judge_saves_loads_and_labels_as_trained(tiny_bert, sample_data, sample_records, tmp_path):
     from judge.core.formats.judge_dir import finish
-    from judge.judges.trained import LoraJudge
+    from judge.judges.lora import LoraJudge
     from judge.core.text import judge_inputs
     from training.calibration import softmax
     from training.lora import encode, predict_logits, train_lora

@@ -10,7 +10,7 @@ from judge import train as train_cmd
 from judge.judges import load_judge
 from judge.judges.rules import RulesJudge
 from judge.core.formats.judge_dir import finish
-from judge.judges.trained import LoraJudge
+from judge.judges.lora import LoraJudge
 from judge.core.paths import SAMPLE
 from judge.core.records import JsonlCheckpoint
 from judge.core.taxonomy import UNSCORED, load_taxonomy

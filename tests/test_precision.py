@@ -17,7 +17,7 @@ from judge import agree as agree_cmd
 from judge import label as label_cmd
 from judge.core import precision as prec
 from judge.core.formats.judge_dir import _self_digest, directory_key, finish
-from judge.judges.trained import LoraJudge
+from judge.judges.lora import LoraJudge
 from judge.core.records import JsonlCheckpoint
 from tests.badinput import assert_refused
 from tests.conftest import run_cli

@@ -15,10 +15,8 @@ from judge.core.records import check_output_directory, read_records, staged_dire
 from judge.core.taxonomy import parse_label_map
 from judge.core.tables import fmt
 from training.examples import check_trainable, labelled_data, stratified_split
-from training.lora import LoraRecipe
-
-
-LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience", "class_weighting", "device")
+from training.kinds import Run, training_module
+from training.lora import LORA_ONLY, LoraRecipe
 
 
 @dataclass
@@ -55,16 +53,15 @@ class TrainConfig(RecordColumns):
 
     def __post_init__(self):
         check_label_map(self)
-        check_choice(self, "kind", ("lora", "tfidf", "ensemble"))
+        kind = training_module(self.kind, needs="train")
         if self.cv == 1 or self.cv < 0:
             raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
-        if self.cv_group is not None and not self.cv and self.kind != "ensemble":
+        if self.cv_group is not None and not self.cv and not getattr(kind, "DEFAULT_FOLDS", 0):
             raise UserError("--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv 5")
-        if self.kind != "ensemble" and self.members != ["lora", "tfidf", "rules"]:
-            raise UserError("--members applies to --kind ensemble only")
-        if self.kind == "ensemble":
-            unknown = sorted(set(self.members) - {"lora", "tfidf", "rules"})
-            if unknown or len(set(self.members)) < 2:
+        if "members" in kind.TAKES:
+            for member in self.members:
+                training_module(member)
+            if len(set(self.members)) < 2:
                 raise UserError(f"--members takes two or more of lora, tfidf, rules, got {' '.join(self.members)}")
         check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
         check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
@@ -80,15 +77,15 @@ class TrainConfig(RecordColumns):
             from judge.core.models import check_local_model
 
             check_local_model(self.base_model)
-        if not self.uses_lora:
-            lora_only = [f.name for f in fields(LoraRecipe) if f.name in LORA_ONLY and getattr(self, f.name) != f.default]
-            if lora_only:
-                raise UserError(f"{', '.join('--' + n.replace('_', '-') for n in lora_only)} only apply to a LoRA judge (--kind lora, "
-                                f"or an ensemble with a lora member); drop them for --kind {self.kind}")
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kinds this run trains: the kind, or an ensemble's members."""
+        return list(self.members) if "members" in training_module(self.kind, needs="train").TAKES else [self.kind]
 
     @property
     def uses_lora(self) -> bool:
-        return self.kind == "lora" or (self.kind == "ensemble" and "lora" in self.members)
+        return "lora" in self.kinds
 
 
 EXTRA_RANGES = {"lora_dropout": (0.0, 1.0, "[0, 1)"), "weight_decay": (0.0, math.inf, "0 or more"), "warmup_ratio": (0.0, 1.0, "[0, 1]")}
@@ -135,7 +132,8 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
                          label_map=parse_label_map(config.label_map))
     check_trainable(data)
-    if config.kind == "tfidf" or config.uses_lora:  # the split the shipped model validates on, checked before any training
+    # the split the shipped model (or its LoRA member) validates on, checked before any training
+    if getattr(training_module(config.kind, needs="train"), "VALIDATION_SPLIT", False) or config.uses_lora:
         stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
     print(name_masking_line(data, config.mask_names))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
@@ -147,26 +145,16 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
 
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
-            if config.kind == "ensemble":
-                from training.ensemble import train_ensemble
+            module = training_module(config.kind, needs="train")
+            run = Run(recipe=recipe, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names, progress=config.progress,
+                      verbose=config.verbose, members=list(config.members), folds=folds)
+            if folds is not None and not getattr(module, "DEFAULT_FOLDS", 0):
+                from training.cv import out_of_fold
 
-                trained = train_ensemble(data, tmp, folds=folds, recipe=recipe, members=list(config.members), seed=config.seed,
-                                         progress=config.progress, mask_names=config.mask_names)
-                metrics, oof = trained["metrics"], trained["oof_probabilities"]
-            else:
-                if folds is not None:
-                    from training.cv import out_of_fold
-
-                    print(f"cross-validation: {config.kind} over {config.cv} folds grouped by {group or 'record'}")
-                    oof = out_of_fold(data, config.kind, folds, recipe=recipe, seed=config.seed, progress=config.progress).probabilities
-                if config.kind == "lora":
-                    from training.lora import train_lora
-
-                    metrics = train_lora(data, tmp, recipe, progress=config.progress, verbose=config.verbose).metrics
-                else:
-                    from training.tfidf import train_tfidf
-
-                    metrics = train_tfidf(data, tmp, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names)
+                print(f"cross-validation: {config.kind} over {config.cv} folds grouped by {group or 'record'}")
+                oof = out_of_fold(data, config.kind, folds, run=run).probabilities
+            trained = module.train(data, tmp, run)
+            metrics, oof = trained.metrics, oof if trained.oof is None else trained.oof
         finish(tmp, data.taxonomy, training_ids=data.records["id"])
         if oof is not None:
             metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group)
@@ -190,15 +178,14 @@ def cv_folds(data, config: TrainConfig):
 
     from training.cv import check_folds, default_group, grouped_folds
 
-    k = config.cv or (5 if config.kind == "ensemble" else 0)
+    k = config.cv or getattr(training_module(config.kind, needs="train"), "DEFAULT_FOLDS", 0)
     if not k:
         return None, None
     group, warning = default_group(data.records, config.cv_group)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     folds = grouped_folds(data.records, k=k, group=group, seed=config.seed)
-    kinds = list(config.members) if config.kind == "ensemble" else [config.kind]
-    check_folds(data, folds, lora="lora" in kinds, val_fraction=config.val_fraction, seed=config.seed)
+    check_folds(data, folds, lora=config.uses_lora, val_fraction=config.val_fraction, seed=config.seed)
     return folds, group
 
 
@@ -234,10 +221,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
-        f"- Kind: {config.kind}" + {"lora": f", LoRA r={config.lora_r} on `{config.base_model}`",
-                                    "tfidf": " (TF-IDF word 1-2 grams + logistic regression)",
-                                    "ensemble": f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold "
-                                                "probabilities)"}[config.kind],
+        f"- Kind: {config.kind}" + training_module(config.kind, needs="train").card_line(config),
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",

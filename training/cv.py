@@ -9,7 +9,7 @@ folds of single records would put them on both sides and overstate agreement.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -18,9 +18,7 @@ import pandas as pd
 from judge.core.cli import clip, short_list
 from judge.core.errors import UserError
 from training.examples import LabelledData
-
-MEMBER_KINDS = ("lora", "tfidf", "rules")
-
+from training.rules import rules_probabilities  # noqa: F401 - benchmarks read it here
 
 def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int = 0) -> np.ndarray:
     """A fold id (0..k-1) per record: whole groups to a fold, groups shuffled with ``seed`` and dealt
@@ -28,8 +26,7 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
     own group, and so is a record whose group value is blank."""
     if k < 2:
         raise UserError(f"--cv must be at least 2 folds, got {k}")
-    if group is not None and group not in records.columns:
-        raise UserError(f"--cv-group column {clip(group)} not found; columns present: {short_list(records.columns, limit=8, width=30)}")
+    check_group_column(records, group)
     keys = group_keys(records, group)
     sizes = pd.Series(keys).value_counts()
     if len(sizes) < k:
@@ -44,6 +41,11 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
         fold_of[name] = target
         load[target] += sizes[name]
     return np.array([fold_of[key] for key in keys], dtype=int)
+
+
+def check_group_column(records: pd.DataFrame, group: str | None) -> None:
+    if group is not None and group not in records.columns:
+        raise UserError(f"--cv-group column {clip(group)} not found; columns present: {short_list(records.columns, limit=8, width=30)}")
 
 
 def group_keys(records: pd.DataFrame, group: str | None) -> np.ndarray:
@@ -62,6 +64,7 @@ def default_group(records: pd.DataFrame, group: str | None) -> tuple[str | None,
     template share wording); else 'prompt' when some prompt has several outputs, with a warning saying
     so; else None (one record per group)."""
     if group is not None:
+        check_group_column(records, group)
         return group, None
     if "template" in records.columns:
         return "template", None
@@ -82,22 +85,22 @@ class OutOfFold:
     trained_on: dict[int, list[str]]  # fold -> ids its model was trained on (for the leak check)
 
 
-def out_of_fold(data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None, seed: int = 0, progress: bool = False) -> OutOfFold:
-    """Each fold's records predicted by a ``kind`` model trained on the other folds."""
+def out_of_fold(data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None, seed: int = 0, progress: bool = False,
+                run=None) -> OutOfFold:
+    """Each fold's records predicted by a ``kind`` model trained on the other folds: the one
+    out-of-fold routine (cross-validation, the ensemble's stacker, label issues)."""
+    from training.kinds import Run
+
+    run = run or Run(recipe=recipe, seed=seed, progress=progress)
     n_classes = len(data.taxonomy.labels)
     probs = np.zeros((len(data.y), n_classes))
     trained_on: dict[int, list[str]] = {}
     ids = data.records["id"].astype(str).to_numpy()
-    if kind == "rules":
-        probs[:] = rules_probabilities(data)
-        return OutOfFold(probs, folds, {int(f): [] for f in np.unique(folds)})
-    if kind not in MEMBER_KINDS:
-        raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
     for f in sorted(np.unique(folds)):
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         check_fold(data, train_idx, fold=int(f), n_folds=len(np.unique(folds)))
         trained_on[int(f)] = ids[train_idx].tolist()
-        predict = fit_member(kind, data.subset(train_idx), n_classes, recipe=recipe, seed=seed, progress=progress)
+        predict = fit_member(kind, data.subset(train_idx), n_classes, run=run)
         probs[test_idx] = predict(data.subset(test_idx))
     return OutOfFold(probs, folds, trained_on)
 
@@ -125,46 +128,9 @@ def check_fold(data: LabelledData, train_idx: np.ndarray, *, fold: int, n_folds:
                         "too few categories to train on; lower --cv, pick another --cv-group, or add labels of other categories")
 
 
-def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0,
-               progress: bool = False) -> Callable[[LabelledData], np.ndarray]:
+def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0, progress: bool = False,
+               run=None) -> Callable[[LabelledData], np.ndarray]:
     """A ``kind`` model trained on ``train``, as a function from records to probabilities (taxonomy order)."""
-    if kind == "rules":
-        return rules_probabilities
-    if kind == "tfidf":
-        from training.tfidf import fit_tfidf, tfidf_pipeline, tfidf_text
+    from training.kinds import Run, training_module
 
-        pipeline = fit_tfidf(tfidf_pipeline(seed), tfidf_text(train.prompts, train.responses), train.y)
-
-        def predict_tfidf(test: LabelledData) -> np.ndarray:
-            out = np.zeros((len(test.y), n_classes))
-            out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
-            return out
-        return predict_tfidf
-    if kind == "lora":
-        # trained with its own validation split and temperature, as the shipped LoRA judge is
-        import tempfile
-
-        from training.calibration import softmax
-        from judge.core.models import pick_device
-        from training.lora import encode, predict_logits, train_lora
-
-        with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
-            trained = train_lora(train, tmp, replace(recipe), progress=progress, check_precision=False)
-        device, _ = pick_device(recipe.device)
-
-        def predict_lora(test: LabelledData) -> np.ndarray:
-            encoded = encode(trained.tokenizer, test.prompts, test.responses, recipe.max_length, recipe.tail_tokens)
-            logits = predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device)
-            return softmax(logits, trained.metrics["temperature"])
-        predict_lora.training_metrics = trained.metrics  # best epoch, validation history: why a point is what it is
-        return predict_lora
-    raise UserError(f"cross-validation knows kinds {', '.join(MEMBER_KINDS)}, not {kind!r}")
-
-
-def rules_probabilities(data: LabelledData) -> np.ndarray:
-    """The keyword rules need no training: their one-hot labels are out-of-fold already."""
-    from judge.core.refusal_keywords import KeywordRules
-
-    rules = KeywordRules(data.taxonomy)
-    labels = data.taxonomy.labels
-    return np.array([[float(c == rules.label(r)) for c in labels] for r in data.responses])
+    return training_module(kind).fit_member(train, n_classes, run or Run(recipe=recipe, seed=seed, progress=progress))

@@ -17,12 +17,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from judge.core.errors import UserError
-from judge.core.formats.ensemble import STACKER_FILE, stacker_probabilities
-from judge.core.formats.judge_dir import finish, write_settings
-from training.cv import MEMBER_KINDS, OutOfFold, out_of_fold
+from judge.core.formats import ensemble as ensemble_format
+from judge.core.formats.ensemble import stacker_probabilities
+from judge.core.formats.judge_dir import finish
+from training.cv import OutOfFold, out_of_fold
+from training.kinds import Run, Trained, training_module
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.examples import LabelledData
 
+TAKES = ("members",)  # and whatever its members take
+TITLE = "an ensemble (--kind ensemble)"
+DEFAULT_FOLDS = 5  # the stacker is fitted on grouped out-of-fold predictions even without --cv
 STACKER_C = 1.0  # mild regularisation: 3 members x 6 classes = 18 features for a few thousand labels
 
 
@@ -60,17 +65,15 @@ def member_weights(coef: np.ndarray, members: list[str], n_classes: int) -> dict
 def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray, recipe, members: list[str], seed: int = 0,
                    progress: bool = True, mask_names: bool = True) -> dict:
     """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written."""
-    from safetensors.numpy import save_file
-
-    unknown = sorted(set(members) - set(MEMBER_KINDS))
-    if unknown or len(members) < 2:
-        raise UserError(f"--members takes two or more of {', '.join(MEMBER_KINDS)}, got {', '.join(members)}")
+    if len(set(members)) < 2:
+        raise UserError(f"--members takes two or more judge kinds, got {', '.join(members)}")
+    run = Run(recipe=recipe, seed=seed, progress=progress, mask_names=mask_names)
     labels = data.taxonomy.labels
     n_classes = len(labels)
     oof: dict[str, OutOfFold] = {}
     for m in members:
         print(f"ensemble: out-of-fold {m} over {len(np.unique(folds))} folds")
-        oof[m] = out_of_fold(data, m, folds, recipe=recipe, seed=seed, progress=progress)
+        oof[m] = out_of_fold(data, m, folds, run=run)
     features = stacker_features([oof[m].probabilities for m in members])
     stacker = fit_stacker(features, data.y, seed=seed)
     stacked = stacked_out_of_fold(features, data.y, folds, n_classes, seed=seed)
@@ -83,28 +86,16 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for m in members:
-        if m == "rules":
-            continue
+        module = training_module(m)
+        if not hasattr(module, "train"):
+            continue  # nothing to ship: the rules are code
         member_dir = out_dir / "members" / m
         print(f"ensemble: training the shipped {m} member on all {len(data.y)} labels")
-        if m == "lora":
-            from training.lora import train_lora
-
-            train_lora(data, member_dir, recipe, progress=progress)
-        else:
-            from training.tfidf import train_tfidf
-
-            train_tfidf(data, member_dir, seed=seed, val_fraction=0.0, mask_names=mask_names)
+        module.train(data, member_dir, run.for_member())
         finish(member_dir, data.taxonomy, training_ids=data.records["id"])
-    coef, intercept, classes = weights_of(stacker)
-    save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(out_dir / STACKER_FILE))
-    weights = member_weights(coef, members, n_classes)
-    write_settings(out_dir, {
-        "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m != "rules"},
-        "features": [f"{m}:{c}" for m in members for c in labels], "stacker": {"model": "multinomial logistic regression", "C": STACKER_C,
-                                                                                   "temperature": temperature},
-        "member_weights": weights, "mask_names": mask_names,
-    })
+    weights = member_weights(weights_of(stacker)[0], members, n_classes)
+    ensemble_format.save(out_dir, weights_of(stacker), members=members, labels=labels, C=STACKER_C, temperature=temperature,
+                         member_weights=weights, mask_names=mask_names)
 
     def scores(p):
         pred = p.argmax(axis=1)
@@ -118,3 +109,13 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
     metrics.update(temperature=temperature, ece_before=expected_calibration_error(stacked, data.y),
                    ece_after=expected_calibration_error(calibrated, data.y))
     return {"metrics": metrics, "oof_probabilities": calibrated, "member_oof": oof, "folds": folds}
+
+
+def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
+    trained = train_ensemble(data, out_dir, folds=run.folds, recipe=run.recipe, members=list(run.members), seed=run.seed,
+                             progress=run.progress, mask_names=run.mask_names)
+    return Trained(trained["metrics"], oof=trained["oof_probabilities"])
+
+
+def card_line(config) -> str:
+    return f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold probabilities)"

@@ -13,36 +13,44 @@ import sys
 import numpy as np
 import pandas as pd
 
+from judge.core.cli import clip
 from judge.core.errors import UserError
-from training.cv import default_group, group_keys
+from training.cv import default_group, group_keys, out_of_fold
 from training.examples import labelled_data
-from training.tfidf import tfidf_pipeline, tfidf_text
 
 
-def out_of_fold_probabilities(texts: list[str], y: np.ndarray, n_classes: int, *, folds: int, groups=None, seed: int = 0):
-    """(probabilities, fold of each record): each row predicted by a model that never saw it."""
+def stratified_folds(y: np.ndarray, *, folds: int, groups=None, seed: int = 0) -> np.ndarray:
+    """A fold per record, each category spread over the folds (and each group kept in one, with ``groups``)."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+    index = np.zeros(len(y))
     if groups is not None:
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(texts, y, groups)
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(index, y, groups)
     else:
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(texts, y)
-    probs = np.zeros((len(y), n_classes))
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(index, y)
     fold_of = np.full(len(y), -1)
-    for fold, (train_idx, test_idx) in enumerate(splitter):
-        model = tfidf_pipeline(seed).fit([texts[i] for i in train_idx], y[train_idx])
-        probs[np.ix_(test_idx, model.classes_)] = model.predict_proba([texts[i] for i in test_idx])
+    for fold, (_, test_idx) in enumerate(splitter):
         fold_of[test_idx] = fold
-    return probs, fold_of
+    return fold_of
 
 
-def fold_groups(records: pd.DataFrame, group: str | None) -> tuple[str | None, np.ndarray | None]:
+def tfidf_out_of_fold(data, *, folds: int, groups=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, fold of each record) from training.cv's out-of-fold routine, on stratified folds."""
+    fold_of = stratified_folds(data.y, folds=folds, groups=groups, seed=seed)
+    return out_of_fold(data, "tfidf", fold_of, seed=seed).probabilities, fold_of
+
+
+def fold_groups(records: pd.DataFrame, group: str | None, *, folds: int) -> tuple[str | None, np.ndarray | None]:
     """The column folds keep together (training.cv's default, warned on stderr when it falls back to
-    the prompt) and each record's key in it; (None, None) for plain stratified folds."""
+    the prompt; a --cv-group that is no column refused) and each record's key in it; (None, None)
+    for plain stratified folds."""
     group, warning = default_group(records, group)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    return group, (group_keys(records, group) if group else None)
+    keys = group_keys(records, group) if group else None
+    if keys is not None and len(set(keys)) < folds:
+        raise UserError(f"--cv-group {clip(group)} has {len(set(keys))} values, fewer than --folds {folds}; lower --folds")
+    return group, keys
 
 
 def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds: int = 5, group: str | None = None, seed: int = 0,
@@ -50,13 +58,9 @@ def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds
     from cleanlab.filter import find_label_issues
 
     data = labelled_data(records, label_column=label, taxonomy=taxonomy, label_map=label_map)
-    if group is not None and group not in data.records.columns:
-        raise UserError(f"--cv-group {group!r} is not a column; columns present: {', '.join(data.records.columns)}")
-    group, groups = fold_groups(data.records, group)
-    if groups is not None and len(set(groups)) < folds:
-        raise UserError(f"--cv-group {group!r} has {len(set(groups))} values, fewer than --folds {folds}; lower --folds")
+    group, groups = fold_groups(data.records, group, folds=folds)
     labels = data.taxonomy.labels
-    probs, fold_of = out_of_fold_probabilities(tfidf_text(data.prompts, data.responses), data.y, len(labels), folds=folds, groups=groups, seed=seed)
+    probs, fold_of = tfidf_out_of_fold(data, folds=folds, groups=groups, seed=seed)
     ranked = find_label_issues(labels=data.y, pred_probs=probs, return_indices_ranked_by="self_confidence")
     rows = data.records.iloc[ranked]
     flagged = pd.DataFrame({
@@ -95,8 +99,8 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     majority = get_majority_vote_label(matrix, verbose=False)
     voted = records.assign(_majority=[tax.labels[int(k)] for k in majority])
     data = labelled_data(voted, label_column="_majority", taxonomy=tax)
-    group, groups = fold_groups(data.records, group)
-    probs, fold_of = out_of_fold_probabilities(tfidf_text(data.prompts, data.responses), data.y, len(tax.labels), folds=folds, groups=groups, seed=seed)
+    group, groups = fold_groups(data.records, group, folds=folds)
+    probs, fold_of = tfidf_out_of_fold(data, folds=folds, groups=groups, seed=seed)
     quality = get_label_quality_multiannotator(matrix, probs, verbose=False)
     consensus = quality["label_quality"]["consensus_label"].to_numpy()
     detailed = quality["detailed_label_quality"]

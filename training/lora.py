@@ -19,12 +19,18 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
-from judge.core.formats.judge_dir import write_settings
-from judge.core.models import MINILM, load_failure, model_revision, pick_device, resolve_model
+from judge.core.formats import lora as lora_format
+from judge.core.formats.lora import load_base, prepare_padding  # noqa: F401 - training and loading read the base alike
+from judge.core.models import MINILM, model_revision, pick_device, resolve_model
 from judge.core.precision import summary as precision_summary
 from judge.core.text import encode_pairs
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.examples import LabelledData, class_weights, stratified_split
+
+
+# The judge.train settings only a LoRA part takes (judge.judges.lora.TRAIN_OPTIONS names the same).
+LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience",
+             "class_weighting", "device")
 
 
 @dataclass
@@ -58,31 +64,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def load_base(base_model: str, labels: list[str], *, dtype: torch.dtype = torch.float32, allow_hub: bool = True):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    path = resolve_model(base_model, allow_hub=allow_hub)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)}, dtype=dtype
-        )
-    except OSError as exc:
-        raise load_failure(base_model, exc) from None
-    prepare_padding(tokenizer, model)
-    return tokenizer, model
-
-
-def prepare_padding(tokenizer, model) -> None:
-    """Pad on the right, with a pad token the model knows. A decoder classifier (Llama) pools the last
-    non-pad token and numbers positions from the left: right padding keeps both as they are for the
-    text alone, whatever side the tokenizer was saved with."""
-    if tokenizer.pad_token is None:  # decoder models (Llama) ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
-    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int, tail_tokens: int = 0) -> dict[str, list[list[int]]]:
@@ -316,7 +297,43 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     model.peft_config["default"].target_modules = sorted(model.base_model.targeted_module_names)
     model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
     tokenizer.save_pretrained(out_dir)
-    write_settings(out_dir, {"kind": "lora", "base_model": recipe.base_model, "base_model_revision": model_revision(resolve_model(recipe.base_model)),
-                             "labels": labels, "temperature": temperature, "max_length": recipe.max_length, "tail_tokens": recipe.tail_tokens,
-                             "mask_names": recipe.mask_names, "recipe": asdict(recipe), **extra})
+    lora_format.write_settings(out_dir, base_model=recipe.base_model, base_model_revision=model_revision(resolve_model(recipe.base_model)),
+                               labels=labels, temperature=temperature, max_length=recipe.max_length, tail_tokens=recipe.tail_tokens,
+                               mask_names=recipe.mask_names, recipe=asdict(recipe), precision=extra.get("precision"))
     return TrainedLora(metrics, model.eval(), tokenizer)
+
+
+# -- the kind's training interface (training.kinds) -----------------------------------------------
+
+VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
+TAKES = LORA_ONLY
+TITLE = "a LoRA judge (--kind lora, or an ensemble with a lora member)"
+
+
+def train(data: LabelledData, out_dir: str | Path, run) -> "Trained":
+    from training.kinds import Trained
+
+    return Trained(train_lora(data, out_dir, run.recipe, progress=run.progress, verbose=run.verbose).metrics)
+
+
+def fit_member(train_data: LabelledData, n_classes: int, run):
+    """Trained with its own validation split and temperature, as the shipped LoRA judge is; never
+    shipped, so the precision check is skipped."""
+    import tempfile
+    from dataclasses import replace
+
+    with tempfile.TemporaryDirectory(prefix="cv-lora-") as tmp:
+        trained = train_lora(train_data, tmp, replace(run.recipe), progress=run.progress, check_precision=False)
+    device, _ = pick_device(run.recipe.device)
+
+    def predict_lora(test: LabelledData) -> np.ndarray:
+        encoded = encode(trained.tokenizer, test.prompts, test.responses, run.recipe.max_length, run.recipe.tail_tokens)
+        logits = predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device)
+        return softmax(logits, trained.metrics["temperature"])
+    predict_lora.training_metrics = trained.metrics  # best epoch, validation history: why a point is what it is
+    return predict_lora
+
+
+def card_line(config) -> str:
+    """What the model card says of the kind, after its name."""
+    return f", LoRA r={config.lora_r} on `{config.base_model}`"

@@ -10,7 +10,6 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
 from judge.core.formats import tfidf as tfidf_format
-from judge.core.formats.judge_dir import write_settings
 from judge.core.formats.tfidf import tfidf_text  # the format owns how prompt and response are joined
 from judge.core.errors import UserError
 from training.examples import LabelledData, stratified_split
@@ -51,5 +50,32 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
     classes = [data.taxonomy.labels[i] for i in pipeline.classes_]
     # Stored as data (JSON + safetensors), never pickled: loading a judge must not run code.
     tfidf_format.save(pipeline, out_dir)
-    write_settings(out_dir, {"kind": "tfidf", "classes": classes, "mask_names": mask_names})
+    tfidf_format.write_settings(out_dir, classes=classes, mask_names=mask_names)
     return {**metrics, "n_train": int(len(data.y)), "classes": classes, "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist()}
+
+
+# -- the kind's training interface (training.kinds) -----------------------------------------------
+
+VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
+TAKES = ()  # seed and --val-fraction only, which every kind takes
+TITLE = "the TF-IDF judge (--kind tfidf)"
+
+
+def train(data: LabelledData, out_dir: str | Path, run):
+    from training.kinds import Trained
+
+    return Trained(train_tfidf(data, out_dir, seed=run.seed, val_fraction=run.val_fraction, mask_names=run.mask_names))
+
+
+def fit_member(train_data: LabelledData, n_classes: int, run):
+    pipeline = fit_tfidf(tfidf_pipeline(run.seed), tfidf_text(train_data.prompts, train_data.responses), train_data.y)
+
+    def predict_tfidf(test: LabelledData) -> np.ndarray:
+        out = np.zeros((len(test.y), n_classes))
+        out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
+        return out
+    return predict_tfidf
+
+
+def card_line(config) -> str:
+    return " (TF-IDF word 1-2 grams + logistic regression)"

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -73,17 +71,12 @@ def gguf_as_safetensors(gguf: Path) -> Path:
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
     plain.generation_config = loaded.generation_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    from judge.core.directories import build_aside
+
+    with build_aside(target) as tmp:  # another process may convert it first: then its copy stays
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"converted from {gguf}\n")
-        os.replace(tmp, target)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (target / "config.json").exists():  # another process may have won the race
-            raise
     return target
 
 

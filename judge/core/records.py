@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -374,27 +373,18 @@ def check_output_directory(out: str | Path, *, overwrite: bool) -> Path:
 
 @contextmanager
 def staged_directory(out: str | Path, *, overwrite: bool):
-    """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole, on failure it is
-    removed. A report directory is never left with a mix of new and stale files."""
+    """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole (one atomic swap,
+    judge.core.directories), on failure it is removed. A report or judge directory is never left
+    with a mix of new and stale files, nor missing."""
+    from judge.core.directories import build_aside
+
     out = check_output_directory(out, overwrite=overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with build_aside(out, replace=True) as tmp:
         yield tmp
         from judge.core.outputs import record_outputs
 
         record_outputs(tmp)  # what a later --overwrite may replace
         normal_permissions(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "previous")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_text(path: str | Path, text: str, *, overwrite: bool) -> Path:

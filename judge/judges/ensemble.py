@@ -1,6 +1,7 @@
 """The stacked ensemble (``judge.train --kind ensemble``): members' probabilities -> a stacker."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -9,8 +10,38 @@ import numpy as np
 from judge.core.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.core.formats.ensemble import member_directories, read_stacker
-from judge.core.formats.judge_dir import display_name, verify
-from judge.core.taxonomy import UNSCORED, load_taxonomy
+from judge.core.formats.judge_dir import directory_fingerprint, display_name, verify
+from judge.core.taxonomy import UNSCORED, Taxonomy, load_taxonomy
+
+TITLE = "the stacked ensemble"
+SPEC = "directory"
+TRAINING = "training.ensemble"  # named, never imported here (the floors): judge.train reads it; training/ finds it by the kind's name
+TRAINABLE = True
+MEMBER = False  # never another ensemble's member: loading one cannot recurse
+WRITES_RAW = True  # judge.label adds a PREFIX+raw column: an unscored member's raw output
+
+
+@dataclass
+class Options:
+    """What its members take (the LoRA member's precision and device)."""
+
+    precision: str = field(default="auto", metadata={"help": "its LoRA member's precision: auto, fp32, bf16 or int8"})
+    quantize: bool | None = field(default=None, metadata={"help": "the old switch: True is --precision int8, False fp32"})
+    max_length: int | None = field(default=None, metadata={"help": "its LoRA member's window (default: the member's own)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})
+
+
+def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "EnsembleJudge":
+    return EnsembleJudge(arg, **vars(options))
+
+
+def fingerprint(arg: str) -> dict[str, str]:
+    return directory_fingerprint(Path(arg))
+
+
+def masks_names(judge: "EnsembleJudge") -> bool:
+    return bool(judge.meta.get("mask_names", True))  # training masks names for every member alike
 
 
 class EnsembleJudge(Judge):
@@ -21,8 +52,7 @@ class EnsembleJudge(Judge):
     kind = "ensemble"
 
     def __init__(self, directory: str | Path, **member_options):
-        from judge.judges.rules import RulesJudge
-        from judge.judges.trained import LoraJudge, TfidfJudge
+        from judge.judges import kind_module, options_for
 
         directory = Path(directory)
         self.meta = verify(directory)
@@ -34,12 +64,10 @@ class EnsembleJudge(Judge):
         folders = member_directories(directory, self.meta, where=where)
         self.members: dict[str, Judge] = {}
         for name in self.meta["members"]:
-            if name == "rules":
-                self.members[name] = RulesJudge(self.taxonomy)
-            else:
-                self.members[name] = LoraJudge(folders[name], **member_options) if name == "lora" else TfidfJudge(folders[name])
-                if sorted(self.members[name].taxonomy.labels) != sorted(self.labels):
-                    raise UserError(f"{where}: member {name} was trained on other labels than the ensemble; retrain the judge")
+            kind = kind_module(name)
+            self.members[name] = kind.load(str(folders.get(name, "")), options_for(name, member_options), self.taxonomy)
+            if sorted(self.members[name].taxonomy.labels) != sorted(self.labels):
+                raise UserError(f"{where}: member {name} was trained on other labels than the ensemble; retrain the judge")
         self.coef, self.intercept, self.classes = read_stacker(directory, n_members=len(self.members), n_labels=len(self.labels), where=where)
         self.temperature = self.meta.get("stacker", {}).get("temperature", 1.0)  # 1.0 for ensembles trained before it was fitted
 

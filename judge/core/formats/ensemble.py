@@ -44,6 +44,23 @@ class Settings(BaseModel):
         return self
 
 
+def save(directory: Path, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *, members: list[str], labels: list[str], C: float,
+         temperature: float, member_weights: dict[str, float], mask_names: bool) -> None:
+    """stacker.safetensors (coef, intercept, classes) and judge.json of an ensemble whose members are written already."""
+    from safetensors.numpy import save_file
+
+    from judge.core.formats.judge_dir import write_settings
+
+    coef, intercept, classes = weights
+    save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(Path(directory) / STACKER_FILE))
+    write_settings(directory, {
+        "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m in TRAINED_MEMBERS},
+        "features": [f"{m}:{c}" for m in members for c in labels],
+        "stacker": {"model": "multinomial logistic regression", "C": C, "temperature": temperature},
+        "member_weights": member_weights, "mask_names": mask_names,
+    })
+
+
 def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, Path]:
     """Each trained member's folder, checked to lie inside the ensemble and to hold a judge of the member's kind."""
     from judge.core.formats.judge_dir import JUDGE_JSON, inside

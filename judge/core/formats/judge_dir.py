@@ -227,6 +227,17 @@ def verify(directory: str | Path) -> dict:
     return meta
 
 
+def directory_fingerprint(directory: str | Path) -> dict[str, str]:
+    """Every file at the top of a judge directory by sha256 (the manifest aside): what a rerun must match."""
+    from judge.core.manifest import file_sha256
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    # Links are left to verify(), which refuses them: never read through one before that.
+    return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
+
+
 def directory_key(directory: str | Path) -> str:
     """A cache key for everything the judge is: judge.json holds every other file's hash."""
     from judge.core.manifest import file_sha256

@@ -29,7 +29,7 @@ LORA_SUFFIXES = {".lora_A.weight": "A", ".lora_B.weight": "B"}
 
 
 class Settings(BaseModel):
-    """judge.json of a LoRA judge."""
+    """judge.json of a LoRA judge (written by ``write_settings``)."""
 
     model_config = ConfigDict(strict=True, extra="ignore")
     kind: Literal["lora"]
@@ -194,3 +194,45 @@ def load_tokenizer(directory: Path, *, where: str):
     except Exception as exc:  # noqa: BLE001 - a third-party parser of untrusted files raises many types
         raise UserError(f"{where}: its tokenizer files cannot be loaded ({cut(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 100)}); "
                         f"{RETRAIN}") from None
+
+
+def write_settings(directory: Path, *, base_model: str, base_model_revision: str | None, labels: list[str], temperature: float,
+                   max_length: int, tail_tokens: int, mask_names: bool, recipe: dict, precision: dict | None = None) -> Path:
+    """judge.json of a LoRA judge, as training writes it and ``Settings`` reads it."""
+    from judge.core.formats.judge_dir import write_settings as write_judge_json
+
+    settings = {"kind": "lora", "base_model": base_model, "base_model_revision": base_model_revision, "labels": labels,
+                "temperature": temperature, "max_length": max_length, "tail_tokens": tail_tokens, "mask_names": mask_names, "recipe": recipe}
+    if precision is not None:
+        settings["precision"] = precision
+    return write_judge_json(directory, settings)
+
+
+def load_base(base_model: str, labels: list[str], *, dtype=None, allow_hub: bool = True):
+    """(tokenizer, classifier) for a base model with a fresh head of ``labels``: what training adapts and
+    what loading merges the adapter into, so both read the base alike."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from judge.core.models import load_failure, resolve_model
+
+    path = resolve_model(base_model, allow_hub=allow_hub)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+            dtype=dtype or torch.float32)
+    except OSError as exc:
+        raise load_failure(base_model, exc) from None
+    prepare_padding(tokenizer, model)
+    return tokenizer, model
+
+
+def prepare_padding(tokenizer, model) -> None:
+    """Pad on the right, with a pad token the model knows. A decoder classifier (Llama) pools the last
+    non-pad token and numbers positions from the left: right padding keeps both as they are for the
+    text alone, whatever side the tokenizer was saved with."""
+    if tokenizer.pad_token is None:  # decoder models (Llama) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model.config.pad_token_id = tokenizer.pad_token_id

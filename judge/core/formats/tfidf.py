@@ -106,6 +106,13 @@ def save(pipeline, directory: str | Path) -> None:
                "intercept": np.ascontiguousarray(classifier.intercept_, dtype=np.float64)}, str(directory / ARRAYS))
 
 
+def write_settings(directory: str | Path, *, classes: list[str], mask_names: bool) -> Path:
+    """judge.json of a TF-IDF judge: ``classes`` are the labels in the classifier's column order."""
+    from judge.core.formats.judge_dir import write_settings as write_judge_json
+
+    return write_judge_json(directory, {"kind": "tfidf", "classes": list(classes), "mask_names": mask_names})
+
+
 def check_classes(model: "TfidfModel", classes: list[str], labels: list[str], *, where: str) -> None:
     """judge.json's classes are the labels the class ids name, in the classifier's column order."""
     if max(model.class_ids) >= len(labels):

@@ -1,7 +1,11 @@
-"""Judges trained by ``python -m judge.train``: the LoRA classifier and the TF-IDF baseline."""
+"""The LoRA judge kind: a peft LoRA sequence classifier trained by ``judge.train --kind lora``.
+
+Its directory's format is ``judge.core.formats.lora``; its training ``training/lora.py``.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -9,17 +13,39 @@ import numpy as np
 import torch
 
 from judge.core.errors import UserError
-from judge.judges.base import Item, Judge, Judgement
-from judge.core.formats.judge_dir import directory_key, display_name, verify
-from judge.core.formats.lora import check_adapter, check_fits, check_max_length, load_tokenizer
+from judge.core.formats.judge_dir import directory_fingerprint, directory_key, display_name, verify
+from judge.core.formats.lora import check_adapter, check_fits, check_max_length, load_base, load_tokenizer
 from judge.core.models import first_token_only
+from judge.core.taxonomy import Taxonomy, load_taxonomy
 from judge.core.text import encode_pairs, judge_inputs
-from judge.core.taxonomy import load_taxonomy
+from judge.judges.base import Item, Judge, Judgement
+
+TITLE = "the LoRA judge"
+SPEC = "directory"
+TRAINING = "training.lora"  # named, never imported here (the floors): judge.train reads it; training/ finds it by the kind's name
+TRAINABLE = True
+MEMBER = True
 
 
-def read_judge_json(directory: Path) -> dict:
-    """judge.json of a directory whose files are all as trained (see judge.core.formats.judge_dir.verify)."""
-    return verify(directory)
+@dataclass
+class Options:
+    precision: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or int8 (auto: the fastest the judge's training check passed)"})
+    quantize: bool | None = field(default=None, metadata={"help": "the old switch: True is --precision int8, False fp32"})
+    max_length: int | None = field(default=None, metadata={"help": "tokens of prompt + response (default: the judge's own)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})
+
+
+def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "LoraJudge":
+    return LoraJudge(arg, **vars(options))
+
+
+def fingerprint(arg: str) -> dict[str, str]:
+    return directory_fingerprint(Path(arg))
+
+
+def masks_names(judge: "LoraJudge") -> bool:
+    return judge.mask_names
 
 
 def read_temperature(meta: dict, directory: Path) -> float:
@@ -47,7 +73,7 @@ class LoraJudge(Judge):
         from judge.core.models import pick_device
 
         directory = Path(directory)
-        meta = read_judge_json(directory)
+        meta = verify(directory)
         self.where = f"judge directory {display_name(directory)}"
         self.adapter = check_adapter(directory, meta["files"], where=self.where)  # before peft or transformers read a byte
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
@@ -100,24 +126,16 @@ class LoraJudge(Judge):
             return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         from peft import PeftModel
 
-        from training.lora import load_base  # only here: it imports the training stack (scikit-learn, peft)
-
         # The base model a judge directory names is resolved locally only: a judge someone hands you
         # must not make the tool download anything.
         self.tokenizer, base = load_base(self.meta["base_model"], self.labels, dtype=dtype, allow_hub=False)
         check_fits(base, self.adapter, where=self.where)
         model = PeftModel.from_pretrained(base, self.directory).merge_and_unload()
         if self.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < 500_000_000:
-            import shutil
-            import tempfile
+            from judge.core.directories import build_aside
 
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".merge-", dir=cached.parent))
-            model.save_pretrained(tmp)
-            try:
-                tmp.rename(cached)
-            except OSError:  # another process cached it first
-                shutil.rmtree(tmp, ignore_errors=True)
+            with build_aside(cached) as tmp:  # another process may cache it first: then its copy stays
+                model.save_pretrained(tmp)
             # Label with the cached copy, as every later run will: the in-memory merged model computes
             # the last bits of some logits differently, and a resumed run must write the same bytes.
             self.tokenizer.padding_side = "right"
@@ -148,45 +166,9 @@ class LoraJudge(Judge):
                 "temperature": self.temperature, "precision": self.precision, "precision_reason": self.choice.reason,
                 "quantized_int8": self.quantize, "device": str(self.device), **self._hardware(), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
 
-
     def _hardware(self) -> dict:
         from judge.core.precision import cpu_info
 
         if self.device.type == "cuda":
             return {"gpu": torch.cuda.get_device_name(self.device)}
         return {"cpu": cpu_info()}
-
-
-class TfidfJudge(Judge):
-    """TF-IDF word 1-2 grams + logistic regression."""
-
-    kind = "tfidf"
-
-    def __init__(self, directory: str | Path):
-        from judge.core.formats.tfidf import TfidfModel, check_classes
-
-        directory = Path(directory)
-        meta = read_judge_json(directory)
-        super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
-        self.directory, self.meta = directory, meta
-        where = f"judge directory {display_name(directory)}"
-        self.model = TfidfModel(directory, where=where)
-        check_classes(self.model, meta["classes"], meta["labels"], where=where)
-        self.classes = list(meta["classes"])
-        self.mask_names = bool(meta.get("mask_names", True))
-
-    def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from judge.core.formats.tfidf import tfidf_text
-
-        prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
-        probs = self.model.predict_proba(tfidf_text(prompts, responses))
-        out = []
-        for row in probs:
-            p = {c: 0.0 for c in self.taxonomy.labels}
-            p.update({c: float(v) for c, v in zip(self.classes, row)})
-            out.append(Judgement.from_probabilities(p))
-        return out
-
-    def describe(self) -> dict:
-        return {**super().describe(), "directory": str(self.directory)}
-

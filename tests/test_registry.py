@@ -1,0 +1,203 @@
+"""The registry of judge kinds (issue 21): every command looks a kind up in judge.judges.KINDS, an
+option the kind does not take is refused in one place, inference never imports training/, and a
+judge directory is replaced in one atomic step."""
+import ast
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from judge import annotate, label, swap, train
+from judge.core.paths import ROOT, SAMPLE
+from judge.judges import KINDS, kind_module, load_judge, masks_names
+from tests.badinput import assert_refused
+from tests.conftest import run_cli
+
+ROWS = [{"id": f"r{i}", "prompt": f"Name{i} got into the plane to [BLANK]", "response": "to fly home" if i % 3 else "I cannot help with that.",
+         "label_a": "answer" if i % 3 else "refusal", "label_b": "answer" if i % 4 else "refusal", "label": "answer" if i % 3 else "refusal",
+         "identity": "muslim" if i % 2 else "white", "name": f"Name{i}"} for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def judges(tmp_path_factory):
+    """A TF-IDF judge trained on the bundled sample, and an ensemble of TF-IDF and the rules."""
+    root = tmp_path_factory.mktemp("judges")
+    train.main(train.Config(train=[str(SAMPLE)], out=str(root / "tf"), kind="tfidf", taxonomy="chehbouni2024", progress=False))
+    train.main(train.Config(train=[str(SAMPLE)], out=str(root / "ens"), kind="ensemble", members=["tfidf", "rules"], cv=3,
+                            taxonomy="chehbouni2024", progress=False))
+    return root
+
+
+@pytest.fixture()
+def files(tmp_path, judges):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "good.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    forest = d / "forest"
+    forest.mkdir()
+    (forest / "judge.json").write_text(json.dumps({"kind": "forest", "labels": ["a", "b"], "files": {}}))
+    return d
+
+
+G = "{d}/good.jsonl"
+OUT_FILE = "{t}/out.jsonl"
+OUT_DIR = "{t}/out"
+TF = "{j}/tf"
+LABEL = ["--input", G, "--out", OUT_FILE]
+
+CASES = [
+    # judge.label: the kind of --judge DIR comes from DIR/judge.json, and only its options are taken
+    (label, ["--judge", TF, *LABEL, "--quantize"], ["--quantize", "LoRA judge", "not the TF-IDF judge (--judge tf)", "drop it"]),
+    (label, ["--judge", TF, *LABEL, "--no-quantize"], ["--quantize", "not the TF-IDF judge"]),
+    (label, ["--judge", TF, *LABEL, "--precision", "bf16"], ["--precision", "LoRA judge", "TF-IDF judge"]),
+    (label, ["--judge", "tfidf:" + TF, *LABEL, "--quantize"], ["--quantize", "TF-IDF judge"]),
+    (label, ["--judge", "rules", *LABEL, "--shots", "2"], ["--shots", "LLM judge", "not the keyword rules judge (--judge rules)"]),
+    (label, ["--judge", "rules", *LABEL, "--rationale", "--similar-examples"], ["--similar-examples, --rationale", "LLM judge", "drop them"]),
+    (label, ["--judge", TF, *LABEL, "--prompt-template", "{d}/good.jsonl"], ["--prompt-template", "LLM judge", "TF-IDF judge"]),
+    (label, ["--judge", "{j}/ens", *LABEL, "--shots", "1"], ["--shots", "LLM judge", "stacked ensemble"]),
+    (label, ["--judge", "lora:" + TF, *LABEL], ["tf holds a tfidf judge, not lora", "tfidf:tf"]),
+    (label, ["--judge", "ensemble:" + TF, *LABEL], ["holds a tfidf judge, not ensemble"]),
+    (label, ["--judge", "{d}/forest", *LABEL], ["forest: judge.json kind", "'lora', 'tfidf' or 'ensemble'", "retrain"]),
+    (label, ["--judge", "tfidf", *LABEL], ["neither a judge directory", "KIND:DIR"]),
+    # judge.train: a setting no kind of the run takes
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf", "rules", "--lora-r", "4"],
+     ["--lora-r", "LoRA judge", "drop it for --kind ensemble"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "rules"], ["--kind", "invalid choice"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf", "ensemble"], ["--members", "invalid choice", "'ensemble'"]),
+    (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf", "llm"], ["--members", "invalid choice", "'llm'"]),
+    # judge.annotate issues: the out-of-fold routine checks --cv-group for several annotators too (was a KeyError)
+    (annotate, ["issues", G, "--annotators", "label_a", "label_b", "--cv-group", "nope", "--out", OUT_DIR], ["--cv-group column 'nope' not found", "columns present"]),
+    (annotate, ["issues", G, "--cv-group", "nope", "--out", OUT_DIR], ["--cv-group column 'nope' not found"]),
+    (annotate, ["issues", G, "--annotators", "label_a", "label_b", "--cv-group", "identity", "--folds", "3", "--out", OUT_DIR],
+     ["--cv-group 'identity' has 2 values", "fewer than --folds 3"]),
+]
+
+
+@pytest.mark.parametrize("module,argv,fragments", CASES, ids=[f"{m.__name__.split('.')[-1]}-{i}" for i, (m, _, _) in enumerate(CASES)])
+def test_refused(module, argv, fragments, files, judges, tmp_path, capsys):
+    argv = [a.format(d=files, t=tmp_path, j=judges) for a in argv]
+    assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
+
+
+def test_every_kind_registers_what_commands_need():
+    for name in KINDS:
+        module = kind_module(name)
+        assert module.SPEC in ("directory", "name") and module.TITLE and hasattr(module.Options, "__dataclass_fields__"), name
+        assert callable(module.load) and callable(module.fingerprint) and callable(module.masks_names), name
+        if module.TRAINABLE or module.MEMBER:
+            import importlib
+
+            # training/ finds a kind's training by its name; the kind names the same module
+            assert module.TRAINING == f"training.{name}", name
+            training = importlib.import_module(module.TRAINING)
+            assert hasattr(training, "train") == module.TRAINABLE and (hasattr(training, "fit_member") or not module.MEMBER), name
+
+
+def test_every_kind_option_is_a_judge_label_flag():
+    """Each kind's Options field is a judge.label setting and flag, so no option is silently dropped."""
+    import dataclasses
+
+    flags = {a.dest for a in label.build_parser()._actions}
+    settings = {f.name for f in dataclasses.fields(label.Config)}
+    for name in KINDS:
+        for f in dataclasses.fields(kind_module(name).Options):
+            if f.name not in ("max_length", "max_new_tokens"):  # library-only settings (benchmarks)
+                assert f.name in flags and f.name in settings, (name, f.name)
+
+
+def test_swap_reports_that_an_ensemble_masks_names(judges, tmp_path, capsys):
+    # was False: EnsembleJudge has no mask_names attribute and judge.swap read that attribute
+    assert masks_names(load_judge(str(judges / "ens"))) is True
+    assert masks_names(load_judge("rules")) is False
+    code, _, err = run_cli(swap, [str(SAMPLE), "--judge", str(judges / "ens"), "--sample", "12", "--no-progress", "--out", str(tmp_path / "s")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "s" / "swap.json").read_text())
+    assert result["masks_names"] is True and result["overall"]["flips"] == 0
+
+
+def test_label_fingerprints_a_directory_judge_through_its_kind(judges, tmp_path, capsys):
+    code, _, err = run_cli(label, ["--judge", str(judges / "tf"), "--input", str(SAMPLE), "--prefix", "j_", "--no-progress",
+                                   "--out", str(tmp_path / "l.jsonl")], capsys)
+    assert code == 0, err
+    identity = json.loads((tmp_path / "l.jsonl.manifest.json").read_text())["identity"]
+    assert {"judge.json", "tfidf.safetensors", "taxonomy.yaml"} <= set(identity["judge"])
+
+
+# -- the floors ------------------------------------------------------------------------------------
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _python_files(*folders: str):
+    for folder in folders:
+        yield from sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_inference_and_the_core_never_import_training():
+    offenders = [f"{p.relative_to(ROOT)} imports {m}" for p in _python_files("judge/judges", "judge/engines", "judge/core")
+                 for m in imported_modules(p) if m == "training" or m.startswith("training.")]
+    assert not offenders, offenders
+
+
+def test_the_core_imports_nothing_above_it_and_training_only_the_core():
+    above = ("judge.judges", "judge.engines", "judge.stats", "training", "generation")
+    offenders = [f"{p.relative_to(ROOT)} imports {m}" for p in _python_files("judge/core")
+                 for m in imported_modules(p) if m.startswith(above)]
+    offenders += [f"{p.relative_to(ROOT)} imports {m}" for p in _python_files("training")
+                  for m in imported_modules(p) if m.startswith("judge.") and not m.startswith("judge.core")]
+    assert not offenders, offenders
+
+
+def test_the_floor_check_sees_function_level_imports(tmp_path):
+    (tmp_path / "m.py").write_text("def f():\n    from training.lora import load_base\n    import training.cv\n")
+    assert {"training.lora", "training.cv"} <= imported_modules(tmp_path / "m.py")
+
+
+# -- one atomic-directory helper -------------------------------------------------------------------
+
+def test_replacing_a_directory_never_moves_the_old_one_away_first(tmp_path, monkeypatch):
+    from judge.core import directories
+    from judge.core.records import staged_directory
+
+    if directories._renameat2() is None:
+        pytest.skip("no renameat2 here: the two-rename fallback is used")
+    out = tmp_path / "report"
+    with staged_directory(out, overwrite=False) as staging:
+        (staging / "a.txt").write_text("old")
+    real = os.replace
+
+    def no_gap(src, dst, *args, **kwargs):  # the old code renamed ``out`` aside, leaving no ``out`` for a moment
+        assert Path(src) != out, "the directory was moved away before its replacement was in place"
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", no_gap)
+    with staged_directory(out, overwrite=True) as staging:
+        (staging / "b.txt").write_text("new")
+    assert (out / "b.txt").read_text() == "new"
+    assert not (out / "a.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # neither the staging folder nor the old one is left
+
+
+def test_a_cache_built_twice_keeps_the_first_copy(tmp_path):
+    from judge.core.directories import build_aside
+
+    target = tmp_path / "cache" / "model"
+    with build_aside(target) as tmp:
+        (tmp / "config.json").write_text("first")
+    with build_aside(target) as tmp:  # a second process that lost the race
+        (tmp / "config.json").write_text("second")
+    assert (target / "config.json").read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["model"]
+    with pytest.raises(RuntimeError):
+        with build_aside(tmp_path / "cache" / "other") as tmp:
+            raise RuntimeError("training crashed")
+    assert [p.name for p in target.parent.iterdir()] == ["model"]
