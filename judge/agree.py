@@ -449,7 +449,7 @@ def annotators_only(config: Config, manifest: RunManifest) -> dict:
     cluster, how = default_cluster(records, config)
     result = compute_annotator_agreement(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
                                          coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed,
-                                         label_map=parse_label_map(config.label_map), by=config.by, cluster=cluster)
+                                         label_map=parse_label_map(config.label_map, encoding=config.encoding), by=config.by, cluster=cluster)
     result["cluster"]["how"] = how
     rows = [["Krippendorff's alpha (nominal), all annotators", fmt(result["krippendorff_alpha"]), fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
     rows += [[f"Cohen's kappa, {pair}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for pair, v in result["pairwise_kappa"].items()]
@@ -471,7 +471,7 @@ def annotators_only(config: Config, manifest: RunManifest) -> dict:
 
 
 def read_config_records(config: Config, *, unique_ids: bool, label_columns: list[str] = ()) -> pd.DataFrame:
-    return read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+    return read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                         source_column=config.source_column, required=(), label_columns=label_columns, unique_ids=unique_ids)
 
 
@@ -516,7 +516,7 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
     # Ids matter only when they join two files: repeated ids are fine otherwise.
     records = read_config_records(config, label_columns=[config.gold], unique_ids=bool(config.pred_file))
     if config.pred_file:
-        preds = read_records(config.pred_file, id_column=config.id_column, required=(), label_columns=[config.pred])
+        preds = read_records(config.pred_file, encoding=config.encoding, id_column=config.id_column, required=(), label_columns=[config.pred])
         absent = sorted(set(records["id"]) - set(preds["id"]))
         if len(absent) == len(records):
             raise UserError(f"no id of {', '.join(config.input)} appears in {config.pred_file}; check --id-column")
@@ -531,7 +531,7 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
         records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
         by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
-        label_map=parse_label_map(config.label_map), emittable=(judge or {}).get("emittable_categories"), cluster=cluster,
+        label_map=parse_label_map(config.label_map, encoding=config.encoding), emittable=(judge or {}).get("emittable_categories"), cluster=cluster,
     )
     result["cluster"]["how"] = how
     result.update(title=config.title, pred_name=label_source(pred_source, config.pred, default=config.pred),

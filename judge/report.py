@@ -508,7 +508,7 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
     """
     spec = config.human
     if Path(spec).is_file():
-        human = read_records(spec, required=(), label_columns=[config.human_label], id_column=config.id_column)
+        human = read_records(spec, encoding=config.encoding, required=(), label_columns=[config.human_label], id_column=config.id_column)
         unknown = sorted(set(human["id"]) - set(records["id"]))
         if unknown:
             raise UserError(
@@ -741,8 +741,8 @@ def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
-    label_map = parse_label_map(config.label_map)
-    records = read_records(config.input, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
+    label_map = parse_label_map(config.label_map, encoding=config.encoding)
+    records = read_records(config.input, encoding=config.encoding, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
                            id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse, label_map=label_map)

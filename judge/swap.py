@@ -148,7 +148,7 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
-    records = read_records(config.input, label_columns=[config.group, config.name_column], id_column=config.id_column,
+    records = read_records(config.input, encoding=config.encoding, label_columns=[config.group, config.name_column], id_column=config.id_column,
                            prompt_column=config.prompt_column, text_column=config.text_column, source_column=config.source_column)
     records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "") & records["response"].notna()]
     if records[config.group].astype(str).nunique() < 2:
