@@ -40,7 +40,7 @@ def evaluate(judge, target, tax, *, batch_size=64):
 
 def row_for(name, direction, result, train_eps, label_rps):
     row = {"judge": name, "train -> test": direction, "n": result["n"], "kappa": result["cohen_kappa"],
-           "kappa 95% CI": f"[{result['ci95']['cohen_kappa'][0]:.3f}, {result['ci95']['cohen_kappa'][1]:.3f}]",
+           "kappa 95% CI": f"[{result['ci']['cohen_kappa'][0]:.3f}, {result['ci']['cohen_kappa'][1]:.3f}]",
            "alpha": result["krippendorff_alpha"], "macro-F1": result["macro_f1"], "unscored": result["n_unscored"],
            "train ex/s": train_eps, "label resp/s": label_rps}
     row.update({f"F1 {SHORT[c]}": v["f1"] for c, v in result["per_class"].items()})

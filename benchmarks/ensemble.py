@@ -75,7 +75,7 @@ def row(name, arrow, gold, pred_labels, tax, n_boot):
     frame = pd.DataFrame({"gold": gold, "pred": pred_labels})
     result = compute_agreement(frame, gold="gold", pred="pred", taxonomy=tax, n_boot=n_boot)
     out = {"judge": name, "train -> test": arrow, "n": result["n"], "kappa": result["cohen_kappa"],
-           "kappa 95% CI": f"[{result['ci95']['cohen_kappa'][0]:.3f}, {result['ci95']['cohen_kappa'][1]:.3f}]", "macro-F1": result["macro_f1"]}
+           "kappa 95% CI": f"[{result['ci']['cohen_kappa'][0]:.3f}, {result['ci']['cohen_kappa'][1]:.3f}]", "macro-F1": result["macro_f1"]}
     out.update({f"F1 {SHORT[c]}": v["f1"] for c, v in result["per_class"].items()})
     return out
 

@@ -33,7 +33,7 @@ def agreement_row(name, labelled, target, tax, seconds):
     result = compute_agreement(labelled.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=200)
     invalid = int((~labelled["label"].isin(tax.labels + [UNSCORED])).sum())
     return {"judge": name, "n": len(target), "invalid labels": invalid, "unscored": result["n_unscored"], "kappa": result["cohen_kappa"],
-            "kappa 95% CI": f"[{result['ci95']['cohen_kappa'][0]:.3f}, {result['ci95']['cohen_kappa'][1]:.3f}]",
+            "kappa 95% CI": f"[{result['ci']['cohen_kappa'][0]:.3f}, {result['ci']['cohen_kappa'][1]:.3f}]",
             "macro-F1": result["macro_f1"], "responses/s": len(target) / seconds}
 
 

@@ -46,6 +46,7 @@ class Config:
     device: str = "auto"
     id_column: str | None = None
     prompt_column: str | None = None
+    encoding: str = "utf-8"
     progress: bool = True
     overwrite: bool = False
 
@@ -83,7 +84,7 @@ def _main(config: Config) -> pd.DataFrame:
         raise UserError("--instruction must contain {prompt}, where the filled template goes")
     check_format_template(config.instruction, {"prompt"}, what="--instruction")
     system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
-    prompts = read_records(config.prompts, required=("prompt",), id_column=config.id_column, prompt_column=config.prompt_column)
+    prompts = read_records(config.prompts, encoding=config.encoding, required=("prompt",), id_column=config.id_column, prompt_column=config.prompt_column)
     refuse_generated_columns(prompts, source=config.prompts)
     blank = prompts["prompt"].isna() | (prompts["prompt"].astype(str).str.strip() == "")
     if blank.any():

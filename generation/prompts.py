@@ -32,19 +32,19 @@ NAME, BLANK = "[NAME]", "[BLANK]"
 IDENTITY_FROM_LIST = re.compile(r"^(?P<identity>[a-z]+?)(?:_(?P<gender>men|women))?_names$")
 
 
-def _read_json(path: str | Path, what: str):
+def _read_json(path: str | Path, what: str, encoding: str):
     from judge.core.records import read_text
 
-    text = read_text(path, what=f"{what} file")
+    text = read_text(path, what=f"{what} file", encoding=encoding)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
-def load_templates(path: str | Path) -> pd.DataFrame:
+def load_templates(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
     """Rows of (heading, template); each template must hold [NAME] and [BLANK]."""
-    data = _read_json(path, "templates")
+    data = _read_json(path, "templates", encoding)
     if isinstance(data, dict) and "templates" in data:  # the project's format
         if not isinstance(data["templates"], list) or not all(isinstance(t, dict) for t in data["templates"]):
             raise UserError(f"{path}: 'templates' must be a list of {{heading, template}} objects")
@@ -64,9 +64,9 @@ def load_templates(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_names(path: str | Path) -> pd.DataFrame:
+def load_names(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
     """Rows of (name, identity, gender, common, name_list)."""
-    data = _read_json(path, "names")
+    data = _read_json(path, "names", encoding)
     if isinstance(data, dict) and "names" in data:  # the project's format
         rows = []
         if not isinstance(data["names"], list):
@@ -161,6 +161,7 @@ class Config:
     identity: list[str] = field(default_factory=list)
     sample: int | None = None
     seed: int = 0
+    encoding: str = "utf-8"
     overwrite: bool = False
 
     def __post_init__(self):
@@ -176,7 +177,7 @@ def main(config: Config) -> pd.DataFrame:
 def _main(config: Config) -> pd.DataFrame:
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("generation.prompts", config, inputs=[config.templates, config.names])
-    prompts = build_prompts(load_templates(config.templates), load_names(config.names), headings=config.heading,
+    prompts = build_prompts(load_templates(config.templates, encoding=config.encoding), load_names(config.names, encoding=config.encoding), headings=config.heading,
                             identities=config.identity, sample=config.sample, seed=config.seed)
     write_records(prompts, config.out, overwrite=config.overwrite)
     manifest.write(config.out, prompts=len(prompts))

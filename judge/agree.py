@@ -47,13 +47,13 @@ import pandas as pd
 
 from judge.core.outputs import claim_for
 from judge.core.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
-                       check_label_map, check_non_negative, new_parser, run_command, short_list)
+                       check_fraction, check_label_map, check_non_negative, new_parser, run_command, short_list)
 from judge.core.errors import UserError
 from judge.stats.group_error import MIN_UNITS_FOR_TEST
 from judge.core.manifest import RunManifest, judge_of, label_source
 from judge.stats.metrics import agreement
 from judge.core.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
-from judge.core.tables import fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, write_tables
+from judge.core.tables import Style, heatmap, level_text, markdown, save_figures, style_of, write_tables
 from judge.core.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
 
 
@@ -69,6 +69,7 @@ class Config(RecordColumns, ReportStyle):
     label_map: str | None = None
     coarse: bool = False
     bootstrap: int = 1000
+    level: float = 0.95
     seed: int = 0
     by: list[str] | str | None = None
     cluster: str | None = None
@@ -79,6 +80,7 @@ class Config(RecordColumns, ReportStyle):
 
     def __post_init__(self):
         check_non_negative(self, "bootstrap")
+        check_fraction(self, "level", low_open=True, high_open=True)
         check_label_map(self)
         self.check_style()
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
@@ -142,6 +144,7 @@ def compute_agreement(
     label_map: dict[str, str] | None = None,
     emittable: list[str] | None = None,
     cluster: str | None = None,
+    level: float = 0.95,
 ) -> dict:
     """Agreement figures from records holding a gold and a prediction column (library entry point).
 
@@ -170,7 +173,7 @@ def compute_agreement(
         human = {k: up(v) for k, v in human.items()}
     clusters = cluster_codes(records, cluster)
     result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred,
-                       clusters=clusters)
+                       clusters=clusters, level=level)
     result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold,
               "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None}, **result}
     result["warnings"] = class_warnings(gold_labels, pred_labels, pred=pred)
@@ -182,8 +185,9 @@ def compute_agreement(
     if by:
         from judge.stats.group_error import judge_error_by_group
 
-        result["by_groups"] = [{"column": col, **judge_error_by_group(gold_labels, pred_labels, records[col].astype(str).tolist(), labels=used.labels,
-                                                                      clusters=clusters, n_boot=n_boot, seed=seed)} for col in by]
+        result["by_groups"] = [{"column": col, "level": level,
+                                **judge_error_by_group(gold_labels, pred_labels, records[col].astype(str).tolist(), labels=used.labels,
+                                                       alpha=1 - level, clusters=clusters, n_boot=n_boot, seed=seed)} for col in by]
         result["by_group"] = result["by_groups"][0]  # the first --by, where reports before several --by kept it
     if alt_test_epsilon is not None:
         from judge.stats.alt_test import alt_test
@@ -192,23 +196,24 @@ def compute_agreement(
     return result
 
 
-def render_markdown(result: dict) -> tuple[str, str]:
-    ci = result["ci95"]
+def render_markdown(result: dict, style: Style) -> tuple[str, str]:
+    ci = result["ci"]
+    level = level_text(ci["level"])
     summary = pd.DataFrame(
         [
-            ["Cohen's kappa", fmt(result["cohen_kappa"]), fmt_ci(ci["cohen_kappa"])],
-            ["Krippendorff's alpha (nominal)", fmt(result["krippendorff_alpha"]), fmt_ci(ci["krippendorff_alpha"])],
-            ["Accuracy", fmt(result["accuracy"]), ""],
-            [macro_f1_name(result), fmt(result["macro_f1"]), fmt_ci(ci["macro_f1"])],
+            ["Cohen's kappa", style.fmt(result["cohen_kappa"]), style.fmt_ci(ci["cohen_kappa"])],
+            ["Krippendorff's alpha (nominal)", style.fmt(result["krippendorff_alpha"]), style.fmt_ci(ci["krippendorff_alpha"])],
+            ["Accuracy", style.fmt(result["accuracy"]), ""],
+            [macro_f1_name(result), style.fmt(result["macro_f1"]), style.fmt_ci(ci["macro_f1"])],
             ["Unscored", f"{result['n_unscored']} / {result['n']} ({100 * result['unscored_rate']:.1f}%)", ""],
         ],
-        columns=["metric", "value", "95% CI"],
+        columns=["metric", "value", f"{level} CI"],
     )
     per_class = pd.DataFrame(result["per_class"]).T[["precision", "recall", "f1", "support"]]
     per_class["support"] = per_class["support"].astype(int)
     per_class_shown = per_class.astype(object)
     for col in ("precision", "recall", "f1"):
-        per_class_shown[col] = [fmt(float(v)) for v in per_class[col]]
+        per_class_shown[col] = [style.fmt(float(v)) for v in per_class[col]]
     conf = result["confusion"]
     confusion = pd.DataFrame(conf["matrix"], index=[f"gold: {g}" for g in conf["rows_gold"]], columns=conf["columns_pred"])
     title = result.get("title") or (f"Agreement of {result.get('pred_name') or result['pred_column']} with {result.get('gold_name') or result['gold_column']} "
@@ -216,33 +221,33 @@ def render_markdown(result: dict) -> tuple[str, str]:
     parts = [f"# {title}\n", *(f"**Warning:** {w}.\n" for w in result.get("warnings", [])), *precision_note(result), markdown(summary, index=False),
              f"\n{intervals_note(result)}\n", "\n## Per class\n", markdown(per_class_shown), "\n## Confusion (rows gold, columns predicted)\n", markdown(confusion)]
     tex_parts = [
-        latex(summary, caption=title, label="tab:agreement", index=False),
-        latex(per_class_shown, caption="Per-class precision, recall and F1.", label="tab:per-class"),
-        latex(confusion, caption="Confusion matrix (rows gold, columns predicted).", label="tab:confusion"),
+        style.latex(summary, caption=title, label="tab:agreement", index=False),
+        style.latex(per_class_shown, caption="Per-class precision, recall and F1.", label="tab:per-class"),
+        style.latex(confusion, caption="Confusion matrix (rows gold, columns predicted).", label="tab:confusion"),
     ]
     if "annotators" in result:
         ann = result["annotators"]
-        rows = [["alpha among humans", fmt(ann["alpha_among_humans"])], ["alpha, humans + judge", fmt(ann["alpha_with_judge"])]]
-        rows += [[f"kappa {pair}", fmt(v)] for pair, v in ann.get("pairwise_kappa", {}).items()]
-        rows += [[f"kappa {name} vs gold", fmt(v)] for name, v in ann["kappa_vs_gold"].items()]
+        rows = [["alpha among humans", style.fmt(ann["alpha_among_humans"])], ["alpha, humans + judge", style.fmt(ann["alpha_with_judge"])]]
+        rows += [[f"kappa {pair}", style.fmt(v)] for pair, v in ann.get("pairwise_kappa", {}).items()]
+        rows += [[f"kappa {name} vs gold", style.fmt(v)] for name, v in ann["kappa_vs_gold"].items()]
         frame = pd.DataFrame(rows, columns=["statistic", "value"])
         parts += ["\n## Human annotators\n", markdown(frame, index=False)]
-        tex_parts.append(latex(frame, caption="Agreement among human annotators.", label="tab:annotators", index=False))
+        tex_parts.append(style.latex(frame, caption="Agreement among human annotators.", label="tab:annotators", index=False))
     for position, by in enumerate(result.get("by_groups", []), start=1):
-        by_md, by_tex = render_by_group(by, suffix="" if position == 1 else f"-{position}")
+        by_md, by_tex = render_by_group(by, style, suffix="" if position == 1 else f"-{position}")
         parts += by_md
         tex_parts += by_tex
     if "alt_test" in result:
         alt = result["alt_test"]
         frame = pd.DataFrame(
-            [[name, a["n_items"], fmt(a["rho_judge"]), fmt(a["rho_human"]), f"{a['p_value']:.3g}", f"{a['p_adjusted_by']:.3g}", "yes" if a["judge_wins"] else "no"]
+            [[name, a["n_items"], style.fmt(a["rho_judge"]), style.fmt(a["rho_human"]), f"{a['p_value']:.3g}", f"{a['p_adjusted_by']:.3g}", "yes" if a["judge_wins"] else "no"]
              for name, a in alt["annotators"].items()],
             columns=["annotator left out", "items", "rho judge", "rho human", "p", "p (BY)", "judge wins"],
         )
-        verdict = f"**{'PASS' if alt['passed'] else 'FAIL'}**: {alt['reason']}; average advantage probability {fmt(alt['average_advantage_probability'])}."
+        verdict = f"**{'PASS' if alt['passed'] else 'FAIL'}**: {alt['reason']}; average advantage probability {style.fmt(alt['average_advantage_probability'])}."
         parts += ["\n## Alternative annotator test (Calderon et al. 2025)\n", verdict + "\n", markdown(frame, index=False)]
         parts += [f"\nWarning: {w}.\n" for w in alt["warnings"]]
-        tex_parts.append(latex(frame, caption=f"Alternative annotator test, epsilon = {alt['epsilon']}: {'pass' if alt['passed'] else 'fail'}.", label="tab:alt-test", index=False))
+        tex_parts.append(style.latex(frame, caption=f"Alternative annotator test, epsilon = {alt['epsilon']}: {'pass' if alt['passed'] else 'fail'}.", label="tab:alt-test", index=False))
     return "\n".join(parts) + "\n", "\n".join(tex_parts)
 
 
@@ -252,9 +257,9 @@ def precision_note(result: dict) -> list[str]:
     return [f"Judge labels computed in {precision} (from the labelled file's manifest).\n"] if precision else []
 
 
-def with_ci(value, ci) -> str:
+def with_ci(value, ci, style: Style) -> str:
     """'0.700 [0.590, 0.790]', or the value alone where no interval exists."""
-    return f"{fmt(value)} {fmt_ci(ci)}" if ci is not None and ci[0] is not None else fmt(value)
+    return f"{style.fmt(value)} {style.fmt_ci(ci)}" if ci is not None and ci[0] is not None else style.fmt(value)
 
 
 def macro_f1_name(result: dict) -> str:
@@ -264,7 +269,7 @@ def macro_f1_name(result: dict) -> str:
 
 def intervals_note(result: dict) -> str:
     cluster = result.get("cluster") or {}
-    note = f"95% intervals: {result['ci95']['method']}"
+    note = f"{level_text(result['ci']['level'])} intervals: {result['ci']['method']}"
     if cluster.get("column"):
         note += f"; clusters are the values of `{cluster['column']}`" + (f" ({cluster['how']})" if cluster.get("how") else "")
     elif cluster.get("how"):
@@ -272,31 +277,31 @@ def intervals_note(result: dict) -> str:
     return note + "."
 
 
-def kappa_test_line(test: dict, col: str) -> str:
+def kappa_test_line(test: dict, col: str, style: Style) -> str:
     if test["statistic"] is None:
         return (f"Equal-kappa test not computed: it needs two {col} values with a kappa, a bootstrap SE and at least "
                 f"{MIN_UNITS_FOR_TEST} independent units each.")
     left = test["groups_left_out"]
     return (f"Does the judge agree with the humans equally well on every {col}? Fleiss' chi-square on the group kappas "
-            f"(inverse bootstrap variances): Q = {fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g}"
-            f" (pooled kappa {fmt(test['pooled_kappa'])})" + (f"; left out: {', '.join(f'{g} ({why})' for g, why in left.items())}" if left else "") + ".")
+            f"(inverse bootstrap variances): Q = {style.fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g}"
+            f" (pooled kappa {style.fmt(test['pooled_kappa'])})" + (f"; left out: {', '.join(f'{g} ({why})' for g, why in left.items())}" if left else "") + ".")
 
 
-def accuracy_test_line(test: dict, col: str) -> str:
+def accuracy_test_line(test: dict, col: str, style: Style) -> str:
     if test["statistic"] is None:
         return "Accuracy test not computed (needs two groups and both correct and incorrect outputs)."
     return (f"Does the judge err more often on some {col} values? Chi-square on (correct, incorrect) x {col}: "
-            f"chi2 = {fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g} (accuracy: a majority class inflates it, "
+            f"chi2 = {style.fmt(test['statistic'], 2)}, dof = {test['dof']}, p = {test['p_value']:.3g} (accuracy: a majority class inflates it, "
             "so equal accuracy can hide very different agreement).")
 
 
-def render_by_group(by: dict, *, suffix: str = "") -> tuple[list[str], list[str]]:
+def render_by_group(by: dict, style: Style, *, suffix: str = "") -> tuple[list[str], list[str]]:
     """One --by column: per-group kappa with its interval, the tests across groups, per-category errors."""
-    col = by["column"]
+    col, level = by["column"], level_text(by["level"])
     summary = pd.DataFrame(
-        [[g, r["n_scored"], r["n_unscored"], r["n_units"], with_ci(r["cohen_kappa"], r["cohen_kappa_ci"]), fmt(r["accuracy"])]
+        [[g, r["n_scored"], r["n_unscored"], r["n_units"], with_ci(r["cohen_kappa"], r["cohen_kappa_ci"], style), style.fmt(r["accuracy"])]
          for g, r in by["groups"].items()],
-        columns=[col, "n scored", "unscored", "independent units", "kappa [95% CI]", "accuracy"],
+        columns=[col, "n scored", "unscored", "independent units", f"kappa [{level} CI]", "accuracy"],
     )
     rows = []
     for g, r in by["groups"].items():
@@ -304,20 +309,20 @@ def render_by_group(by: dict, *, suffix: str = "") -> tuple[list[str], list[str]
             if not (v["human_rate"] or v["judge_rate"]):
                 continue
             d = v["judge_minus_human"]
-            rows.append([g, c, fmt(v["human_rate"]), fmt(v["judge_rate"]), with_ci(d["difference"], d["ci"]),
-                         with_ci(v["false_positive_rate"], v["false_positive_ci"]), with_ci(v["false_negative_rate"], v["false_negative_ci"])])
-    detail = pd.DataFrame(rows, columns=[col, "category", "human rate", "judge rate", "judge - human [95% CI]", "FPR [95% CI]", "FNR [95% CI]"])
+            rows.append([g, c, style.fmt(v["human_rate"]), style.fmt(v["judge_rate"]), with_ci(d["difference"], d["ci"], style),
+                         with_ci(v["false_positive_rate"], v["false_positive_ci"], style), with_ci(v["false_negative_rate"], v["false_negative_ci"], style)])
+    detail = pd.DataFrame(rows, columns=[col, "category", "human rate", "judge rate", f"judge - human [{level} CI]", f"FPR [{level} CI]", f"FNR [{level} CI]"])
     methods = by["intervals"]
     method_line = (f"Intervals: kappa, {methods['kappa']}; FPR and FNR, {methods['false_positive_negative_rates']}; "
                    f"judge - human, {methods['judge_minus_human']}. Independent units: clusters (or items) in the group.")
-    tests = f"{kappa_test_line(by['kappa_test'], col)}\n\n{accuracy_test_line(by['error_rate_test'], col)}"
+    tests = f"{kappa_test_line(by['kappa_test'], col, style)}\n\n{accuracy_test_line(by['error_rate_test'], col, style)}"
     md = [f"\n## Judge agreement by {col}\n", markdown(summary, index=False), "\n" + tests + "\n", "\n" + method_line + "\n",
           f"\n## Judge rate minus human rate, by {col} and category\n",
           "FPR: share of outputs humans did not put in the category that the judge did; FNR: share humans did put there that the judge did not.\n",
           markdown(detail, index=False)]
-    tex = [latex(summary, caption=f"Judge agreement with humans by {col} (kappa with 95% CI). {kappa_test_line(by['kappa_test'], col)}",
+    tex = [style.latex(summary, caption=f"Judge agreement with humans by {col} (kappa with {level} CI). {kappa_test_line(by['kappa_test'], col, style)}",
                  label=f"tab:error-by-group{suffix}", index=False),
-           latex(detail, caption=f"Judge rate minus human rate by {col} (paired 95% CI), false-positive and false-negative rates (95% CI).",
+           style.latex(detail, caption=f"Judge rate minus human rate by {col} (paired {level} CI), false-positive and false-negative rates ({level} CI).",
                  label=f"tab:error-by-group-detail{suffix}", index=False)]
     return md, tex
 
@@ -347,7 +352,7 @@ def error_by_group_figure(result: dict, by: dict | None = None):
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_ylabel(by["column"])
     fig.suptitle(result.get("title") or f"{result.get('pred_name') or result['pred_column']} vs {result.get('gold_name') or result['gold_column']}: "
-                 f"kappa and rate difference by {by['column']} (95% CI)")
+                 f"kappa and rate difference by {by['column']} ({level_text(by['level'])} CI)")
     fig.tight_layout()
     return fig
 
@@ -367,9 +372,9 @@ def confusion_figure(result: dict):
     )
 
 
-def write_agreement_report(result: dict, out_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
+def write_agreement_report(result: dict, out_dir: str | Path, *, style: Style, overwrite: bool = False) -> list[Path]:
     out_dir = Path(out_dir)
-    md, tex = render_markdown(result)
+    md, tex = render_markdown(result, style)
     written = [write_text(out_dir / "agreement.json", json_text(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "agreement", md, tex, overwrite=overwrite)
     written += save_figures(confusion_figure(result), out_dir / "confusion", overwrite=overwrite)
@@ -395,7 +400,7 @@ def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
 
 def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str], gold: str | None = None, taxonomy=None,
                                 coarse: bool = False, n_boot: int = 1000, seed: int = 0, label_map: dict[str, str] | None = None,
-                                by: str | Sequence[str] | None = None, cluster: str | None = None) -> dict:
+                                by: str | Sequence[str] | None = None, cluster: str | None = None, level: float = 0.95) -> dict:
     """Agreement among human annotator columns (and each against ``gold``), no judge involved; ``by``
     repeats it within each value of each column (``by_groups``, one table per column; ``by_group`` the
     first), and ``cluster`` names a column whose values the bootstrap resamples whole."""
@@ -420,9 +425,9 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
     def within(rows: np.ndarray) -> dict:
         pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
         return annotator_agreement({c: pick(v) for c, v in humans.items()}, labels=used.labels, gold=pick(gold_labels),
-                                   n_boot=n_boot, seed=seed, clusters=pick(clusters))
+                                   n_boot=n_boot, seed=seed, clusters=pick(clusters), level=level)
 
-    result = {"taxonomy": used.name, "gold_column": gold, "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
+    result = {"taxonomy": used.name, "gold_column": gold, "level": level, "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
               **within(np.arange(len(records)))}
     if by:
         result["by_groups"] = [{"column": col, "groups": {g: within(np.flatnonzero(records[col].astype(str).to_numpy() == g))
@@ -431,36 +436,38 @@ def compute_annotator_agreement(records: pd.DataFrame, *, annotators: list[str],
     return result
 
 
-def render_annotators_by_group(by: dict, *, gold: str | None, suffix: str = "") -> tuple[str, str]:
+def render_annotators_by_group(by: dict, style: Style, *, gold: str | None, level: float, suffix: str = "") -> tuple[str, str]:
     """One --by column of the annotators-only report: alpha and every pairwise kappa per group, with intervals."""
-    col = by["column"]
+    col, level = by["column"], level_text(level)
     first = next(iter(by["groups"].values()))
     pairs, vs_gold = list(first["pairwise_kappa"]), list(first.get("kappa_vs_gold", {}))
-    rows = [[g, r["n_items"], with_ci(r["krippendorff_alpha"], r["krippendorff_alpha_ci"]),
-             *(with_ci(r["pairwise_kappa"][p]["kappa"], r["pairwise_kappa"][p]["ci"]) for p in pairs),
-             *(with_ci(r["kappa_vs_gold"][a]["kappa"], r["kappa_vs_gold"][a]["ci"]) for a in vs_gold)] for g, r in by["groups"].items()]
-    frame = pd.DataFrame(rows, columns=[col, "items", "alpha [95% CI]", *(f"kappa {p}" for p in pairs), *(f"kappa {a} vs {gold}" for a in vs_gold)])
-    caption = f"Agreement among annotators by {col} (95% CI)."
-    return f"\n## Annotator agreement by {col}\n\n{markdown(frame, index=False)}\n", latex(frame, caption=caption, label=f"tab:annotators-by-group{suffix}", index=False)
+    rows = [[g, r["n_items"], with_ci(r["krippendorff_alpha"], r["krippendorff_alpha_ci"], style),
+             *(with_ci(r["pairwise_kappa"][p]["kappa"], r["pairwise_kappa"][p]["ci"], style) for p in pairs),
+             *(with_ci(r["kappa_vs_gold"][a]["kappa"], r["kappa_vs_gold"][a]["ci"], style) for a in vs_gold)] for g, r in by["groups"].items()]
+    frame = pd.DataFrame(rows, columns=[col, "items", f"alpha [{level} CI]", *(f"kappa {p}" for p in pairs), *(f"kappa {a} vs {gold}" for a in vs_gold)])
+    caption = f"Agreement among annotators by {col} ({level} CI)."
+    return f"\n## Annotator agreement by {col}\n\n{markdown(frame, index=False)}\n", style.latex(frame, caption=caption, label=f"tab:annotators-by-group{suffix}", index=False)
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> dict:
+    style = style_of(config)
     records = read_config_records(config, unique_ids=False)
     cluster, how = default_cluster(records, config)
     result = compute_annotator_agreement(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
                                          coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed,
-                                         label_map=parse_label_map(config.label_map), by=config.by, cluster=cluster)
+                                         label_map=parse_label_map(config.label_map, encoding=config.encoding), by=config.by, cluster=cluster,
+                                         level=config.level)
     result["cluster"]["how"] = how
-    rows = [["Krippendorff's alpha (nominal), all annotators", fmt(result["krippendorff_alpha"]), fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
-    rows += [[f"Cohen's kappa, {pair}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for pair, v in result["pairwise_kappa"].items()]
-    rows += [[f"Cohen's kappa, {name} vs {config.gold}", fmt(v["kappa"]), fmt_ci(v["ci"]), v["n"]] for name, v in result.get("kappa_vs_gold", {}).items()]
-    table = pd.DataFrame(rows, columns=["statistic", "value", "95% CI", "items"])
+    rows = [["Krippendorff's alpha (nominal), all annotators", style.fmt(result["krippendorff_alpha"]), style.fmt_ci(result["krippendorff_alpha_ci"]), result["n_items"]]]
+    rows += [[f"Cohen's kappa, {pair}", style.fmt(v["kappa"]), style.fmt_ci(v["ci"]), v["n"]] for pair, v in result["pairwise_kappa"].items()]
+    rows += [[f"Cohen's kappa, {name} vs {config.gold}", style.fmt(v["kappa"]), style.fmt_ci(v["ci"]), v["n"]] for name, v in result.get("kappa_vs_gold", {}).items()]
+    table = pd.DataFrame(rows, columns=["statistic", "value", f"{level_text(result['level'])} CI", "items"])
     title = config.title or f"Agreement among annotators {', '.join(result['annotators'])} (taxonomy {result['taxonomy']})"
     clustered = f"; clusters are the values of `{cluster}`" if cluster else ""
     md = f"# {title}\n\n{markdown(table, index=False)}\n\nIntervals: {result['bootstrap']}{clustered} ({how}).\n"
-    tex = latex(table, caption=title + ".", label="tab:annotator-agreement", index=False)
+    tex = style.latex(table, caption=title + ".", label="tab:annotator-agreement", index=False)
     for position, by in enumerate(result.get("by_groups", []), start=1):
-        by_md, by_tex = render_annotators_by_group(by, gold=config.gold, suffix="" if position == 1 else f"-{position}")
+        by_md, by_tex = render_annotators_by_group(by, style, gold=config.gold, level=result["level"], suffix="" if position == 1 else f"-{position}")
         md, tex = md + by_md, tex + "\n" + by_tex
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_text(staging / "agreement.json", json_text(result, indent=2) + "\n", overwrite=False)
@@ -471,7 +478,7 @@ def annotators_only(config: Config, manifest: RunManifest) -> dict:
 
 
 def read_config_records(config: Config, *, unique_ids: bool, label_columns: list[str] = ()) -> pd.DataFrame:
-    return read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+    return read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                         source_column=config.source_column, required=(), label_columns=label_columns, unique_ids=unique_ids)
 
 
@@ -507,16 +514,16 @@ def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.agree", config, inputs=config.input + ([config.pred_file] if config.pred_file else []))
-    with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
-        return annotators_only(config, manifest) if config.pred is None else judge_agreement(config, manifest)
+    return annotators_only(config, manifest) if config.pred is None else judge_agreement(config, manifest)
 
 
 def judge_agreement(config: Config, manifest: RunManifest) -> dict:
+    style = style_of(config)
     out_dir = Path(config.out)
     # Ids matter only when they join two files: repeated ids are fine otherwise.
     records = read_config_records(config, label_columns=[config.gold], unique_ids=bool(config.pred_file))
     if config.pred_file:
-        preds = read_records(config.pred_file, id_column=config.id_column, required=(), label_columns=[config.pred])
+        preds = read_records(config.pred_file, encoding=config.encoding, id_column=config.id_column, required=(), label_columns=[config.pred])
         absent = sorted(set(records["id"]) - set(preds["id"]))
         if len(absent) == len(records):
             raise UserError(f"no id of {', '.join(config.input)} appears in {config.pred_file}; check --id-column")
@@ -531,17 +538,18 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
         records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
         annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
         by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
-        label_map=parse_label_map(config.label_map), emittable=(judge or {}).get("emittable_categories"), cluster=cluster,
+        label_map=parse_label_map(config.label_map, encoding=config.encoding), emittable=(judge or {}).get("emittable_categories"), cluster=cluster,
+        level=config.level,
     )
     result["cluster"]["how"] = how
     result.update(title=config.title, pred_name=label_source(pred_source, config.pred, default=config.pred),
                   gold_name=f"human labels ({config.gold})", pred_precision=(judge or {}).get("precision"))
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
-        written = [out_dir / p.name for p in write_agreement_report(result, staging)]
+        written = [out_dir / p.name for p in write_agreement_report(result, staging, style=style)]
         manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"])
     print(
-        f"n={result['n']} kappa={fmt(result['cohen_kappa'])} {fmt_ci(result['ci95']['cohen_kappa'])} "
-        f"alpha={fmt(result['krippendorff_alpha'])} macro-F1={fmt(result['macro_f1'])} "
+        f"n={result['n']} kappa={style.fmt(result['cohen_kappa'])} {style.fmt_ci(result['ci']['cohen_kappa'])} ({level_text(result['ci']['level'])}) "
+        f"alpha={style.fmt(result['krippendorff_alpha'])} macro-F1={style.fmt(result['macro_f1'])} "
         f"unscored={result['n_unscored']} ({100 * result['unscored_rate']:.1f}%)"
         + (f" precision={result['pred_precision']}" if result.get("pred_precision") else "")
     )
@@ -553,7 +561,7 @@ def judge_agreement(config: Config, manifest: RunManifest) -> dict:
             print(f"warning: alt-test: {warning}", file=sys.stderr)
     for by in result.get("by_groups", []):
         test = by["kappa_test"]
-        kappas = ", ".join(f"{g} {with_ci(r['cohen_kappa'], r['cohen_kappa_ci'])}" for g, r in by["groups"].items())
+        kappas = ", ".join(f"{g} {with_ci(r['cohen_kappa'], r['cohen_kappa_ci'], style)}" for g, r in by["groups"].items())
         print(f"kappa by {by['column']}: {kappas}" + (f"; equal-kappa test (Fleiss) p = {test['p_value']:.3g}" if test["p_value"] is not None else ""))
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
@@ -572,7 +580,8 @@ def build_parser():
     parser.add_argument("--taxonomy", help=TAXONOMY_HELP)
     add_label_map_option(parser)
     parser.add_argument("--coarse", action="store_true", help="map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)")
-    parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for the 95%% intervals (default: 1000)")
+    parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for the intervals (default: 1000)")
+    parser.add_argument("--level", type=float, help="confidence level of every interval, in (0, 1) (default: 0.95)")
     parser.add_argument("--seed", type=int, help="bootstrap seed (default: 0)")
     parser.add_argument("--by", metavar="COL", action="append", help="the judge's agreement within each value of COL (e.g. identity): kappa with its "
                         "interval, FPR/FNR, judge minus human rate, a test of equal kappas across groups; with --annotators alone, their alpha "

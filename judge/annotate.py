@@ -1,11 +1,11 @@
 """The human annotation round trip: choose outputs, hand them to annotators, read labels back, adjudicate.
 
+Each action has its own flags and help: python -m judge.annotate ACTION --help.
+
 Examples:
     # 1. choose 200 outputs, stratified by identity, for two annotators who must not see the names
     python -m judge.annotate export runs/study/outputs.jsonl --strategy stratified --by identity --budget 200 \\
         --annotators alice bob --blind --taxonomy chehbouni2024 --out runs/study/round1
-    # the folder holds tasks.json + label_config.xml (Label Studio), alice.csv / bob.csv (spreadsheets),
-    # GUIDELINES.md, items.csv (what was exported, with inclusion probabilities) and manifest.json
     # 2a. spreadsheets back (one filled CSV per annotator; the file name names the annotator)
     python -m judge.annotate import runs/study/round1 runs/study/round1/alice.csv runs/study/round1/bob.csv \\
         --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
@@ -19,21 +19,6 @@ Examples:
         --taxonomy chehbouni2024 --out runs/study/labelled.csv
     # 4. human labels that are probably wrong (cleanlab on out-of-fold judge probabilities)
     python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
-
-Strategies, each a probability sample whose exact inclusion probabilities are written to the
-inclusion_probability column of items.csv (judge.report --human weights the sample by 1 / p) and
-whose design is named in manifest.json:
-  random      simple random sample without replacement (p = budget / N)
-  stratified  --by COL: a simple random sample in each stratum, proportional (p = n_s / N_s), every
-              stratum drawn from its own seed
-  uncertain   --confidence-column COL (the judge's largest probability) and/or --compare COL_A COL_B:
-              Poisson sampling, each output drawn independently with p proportional to the judge's
-              uncertainty (1 - confidence, +1 where the two labels disagree), --uniform-share of the
-              budget spread evenly so every p > 0, capped at 1; the expected size is the budget
---exclude FILE never picks an id already labelled; --seed makes every choice repeatable.
---with-predictions COL pre-fills Label Studio with a judge's label (off by default: annotators
-anchor on it). Label Studio needs `pip install -e .[annotate]` and a server
-(see README, "Labelling with humans"); the token comes from --token or LABEL_STUDIO_API_KEY.
 """
 from __future__ import annotations
 
@@ -42,28 +27,73 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 
 from judge import human_labels as annotation
-from judge.core.cli import (RecordColumns, TAXONOMY_HELP, add_column_options, add_label_map_option, check_choice, check_fraction, check_label_map,
-                       check_non_negative, check_positive, new_parser, run_command, short_list)
+from judge.core.cli import (InputEncoding, RecordColumns, TAXONOMY_HELP, add_action, add_column_options, add_label_map_option, check_choice,
+                            check_fraction, check_label_map, check_non_negative, check_positive, new_parser, run_command, short_list)
 from judge.core.errors import UserError
 from judge.core.manifest import RunManifest
 from judge.core.outputs import check_apart, claim_for, input_paths
-from judge.core.records import SHADOW, check_output_directory, ensure_writable, json_text, read_records, staged_directory, write_records, write_text
+from judge.core.records import (SHADOW, check_output_directory, ensure_writable, json_text, read_records, require_columns, staged_directory,
+                                write_records, write_text)
 from judge.core.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
 ITEMS = "items.csv"
+TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
 
 
-@dataclass
-class Config(RecordColumns):
-    action: str | None = None
+# -- each action's settings: the pieces some actions share, then one Config per action -------------
+
+@dataclass(kw_only=True)
+class Config(InputEncoding):
+    """What every action takes (its input paths); the base run_command builds when no action is given."""
+
+    action: ClassVar[str | None] = None
     inputs: list[str] = field(default_factory=list)
-    out: str | None = None
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Each action's own value checks (flags of other actions cannot reach it: argparse refuses them)."""
+
+
+@dataclass(kw_only=True)
+class _Labels:
     taxonomy: str | None = None
+    label_map: str | None = None
+
+
+@dataclass(kw_only=True)
+class _Written:
+    out: str | None = None
+    overwrite: bool = False
+
+
+@dataclass(kw_only=True)
+class _Server:
+    url: str = "http://127.0.0.1:8080"
+    token: str | None = field(default=None, repr=False)  # a credential: never printed, saved, or put in a message
+
+
+def _check_once(names: list[str]) -> None:
+    twice = sorted({a for a in names if names.count(a) > 1})
+    if twice:
+        raise UserError(f"--annotators lists {short_list(map(repr, twice))} twice; give each annotator once")
+
+
+def _check_one_input(config: Config, what: str) -> None:
+    if len(config.inputs) != 1:
+        raise UserError(f"{config.action} takes one {what}, got {len(config.inputs)}; see python -m judge.annotate {config.action} --help")
+
+
+@dataclass(kw_only=True)
+class ExportConfig(Config, RecordColumns, _Labels, _Written):
+    action: ClassVar[str] = "export"
     strategy: str = "random"
     by: list[str] = field(default_factory=list)
     budget: int = 100
@@ -76,32 +106,16 @@ class Config(RecordColumns):
     hide: list[str] = field(default_factory=lambda: ["name", "identity", "name_list", "gender", "common"])
     show: list[str] = field(default_factory=list)
     with_predictions: str | None = None
-    label: str = "label"
-    folds: int = 5
-    cv_group: str | None = None
-    url: str = "http://127.0.0.1:8080"
-    token: str | None = field(default=None, repr=False)  # a credential: never printed or saved
-    project: int | None = None
-    title: str = "safeguard-audit"
     seed: int = 0
-    label_map: str | None = None
-    overwrite: bool = False
 
-    def __post_init__(self):
-        if self.action is None:
-            raise UserError(f"give an action first, one of: {', '.join(ACTIONS)} (e.g. python -m judge.annotate export FILE --out DIR); see --help")
-        if self.action not in ACTIONS:
-            raise UserError(f"unknown action {self.action!r}; the actions are {', '.join(ACTIONS)}")
+    def check(self) -> None:
+        _check_one_input(self, "records file")
         check_label_map(self)
         check_non_negative(self, "seed")
         check_fraction(self, "uniform_share", low_open=True)
-        twice = sorted({a for a in self.annotators if self.annotators.count(a) > 1})
-        if twice:
-            raise UserError(f"--annotators lists {short_list(map(repr, twice))} twice; give each annotator once")
+        _check_once(self.annotators)
         check_choice(self, "strategy", ("random", "stratified", "uncertain"))
-        check_positive(self, "budget", "project")
-        if self.folds < 2:
-            raise UserError(f"--folds must be at least 2, got {self.folds}")
+        check_positive(self, "budget")
         if self.strategy == "stratified" and not self.by:
             raise UserError("--strategy stratified needs --by COL (the strata)")
         if self.by and self.strategy != "stratified":
@@ -114,20 +128,82 @@ class Config(RecordColumns):
             raise UserError("--uniform-share only applies to --strategy uncertain")
         if self.compare and len(self.compare) != 2:
             raise UserError("--compare takes exactly two label columns (e.g. two judges' labels)")
-        export_only = {"--strategy": self.strategy != "random", "--blind": self.blind,
-                       "--with-predictions": self.with_predictions is not None, "--exclude": bool(self.exclude), "--show": bool(self.show)}
-        given = [flag for flag, on in export_only.items() if on]
-        if given and self.action != "export":
-            raise UserError(f"{', '.join(given)} apply to 'export' only")
+
+
+@dataclass(kw_only=True)
+class ImportConfig(Config, _Labels, _Written):
+    action: ClassVar[str] = "import"
+
+    def check(self) -> None:
+        check_label_map(self)
+
+
+@dataclass(kw_only=True)
+class PushConfig(Config, _Server):
+    action: ClassVar[str] = "push"
+    title: str = "safeguard-audit"
+
+    def check(self) -> None:
+        _check_one_input(self, "export folder")
+
+
+@dataclass(kw_only=True)
+class PullConfig(Config, _Server, _Labels, _Written):
+    action: ClassVar[str] = "pull"
+    project: int | None = None
+
+    def check(self) -> None:
+        _check_one_input(self, "export folder")
+        check_label_map(self)
+        check_positive(self, "project")
+
+
+@dataclass(kw_only=True)
+class AdjudicateConfig(Config, RecordColumns, _Labels, _Written):
+    action: ClassVar[str] = "adjudicate"
+    annotators: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        _check_one_input(self, "labels file")
+        check_label_map(self)
+        _check_once(self.annotators)
+
+
+@dataclass(kw_only=True)
+class ResolveConfig(Config, RecordColumns, _Labels, _Written):
+    action: ClassVar[str] = "resolve"
+    annotators: list[str] = field(default_factory=list)
+    label: str = "label"
+
+    def check(self) -> None:
+        check_label_map(self)
+        _check_once(self.annotators)
+
+
+@dataclass(kw_only=True)
+class IssuesConfig(Config, RecordColumns, _Labels, _Written):
+    action: ClassVar[str] = "issues"
+    annotators: list[str] = field(default_factory=list)
+    label: str = "label"
+    folds: int = 5
+    cv_group: str | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        check_label_map(self)
+        check_non_negative(self, "seed")
+        _check_once(self.annotators)
+        if self.folds < 2:
+            raise UserError(f"--folds must be at least 2, got {self.folds}")
 
 
 def _taxonomy(config: Config, labels=()):
     if config.taxonomy is None and not labels:
         raise UserError(f"'{config.action}' needs --taxonomy (a preset such as chehbouni2024, or a YAML path): the categories annotators choose from")
-    label_map = parse_label_map(config.label_map)
+    label_map = parse_label_map(config.label_map, encoding=config.encoding)
     if config.taxonomy is None:
         labels = annotation.one_spelling_each(labels, label_map)
-    return resolve_taxonomy(config.taxonomy, labels, label_map=label_map)
+    return resolve_taxonomy(config.taxonomy, labels, label_map=label_map, encoding=config.encoding)
 
 
 def _given_labels(records: pd.DataFrame, columns: list[str]) -> list:
@@ -137,7 +213,7 @@ def _given_labels(records: pd.DataFrame, columns: list[str]) -> list:
 def _records(config: Config, paths, **options) -> pd.DataFrame:
     """A user's records, with the column options (--id-column, --prompt-column, --text-column, --source-column)."""
     records = read_records(paths, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
-                           source_column=config.source_column, **options)
+                           source_column=config.source_column, encoding=config.encoding, **options)
     # The annotation round trip keys everything on ids as text (spreadsheets hold text anyway), and
     # annotators read the text form of a response or prompt that was a number or an object.
     own = [SHADOW + c for c, source in records.attrs["column_map"].items() if c == source]
@@ -149,26 +225,22 @@ def _exported(folder: str) -> pd.DataFrame:
     items = path / ITEMS if path.is_dir() else path
     if not items.is_file():
         raise UserError(f"{folder} is not an export folder (no {ITEMS}); give the folder judge.annotate export wrote")
-    return read_records(items, required=())
+    return read_records(items, required=())  # written by export, so UTF-8 whatever --encoding the sheets need
 
 
-def export(config: Config) -> dict:
+def export(config: ExportConfig) -> dict:
     if not config.out:
         raise UserError("give --out FOLDER for the exported files")
     check_output_directory(config.out, overwrite=config.overwrite)
-    if len(config.inputs) != 1:
-        raise UserError("export takes one records file")
     taxonomy = _taxonomy(config)
     records = _records(config, config.inputs[0])
     needed = [*config.by, *config.compare, *([config.confidence_column] if config.confidence_column else []),
               *([config.with_predictions] if config.with_predictions else []), *config.show]
-    from judge.core.records import require_columns
-
     require_columns(records, needed, source=config.inputs[0], flag_hint="Fix --by/--compare/--confidence-column/--with-predictions/--show.")
     if records["response"].isna().any():
         records = records[records["response"].notna()]
     if config.exclude:
-        excluded = set(read_records(config.exclude, required=(), id_column=config.id_column)["id"])
+        excluded = set(read_records(config.exclude, required=(), id_column=config.id_column, encoding=config.encoding)["id"])
         records = records[~records["id"].isin(excluded)]
     if records.empty:
         raise UserError("no records left to export (all excluded or without a response)")
@@ -215,7 +287,7 @@ def _write_labels(records: pd.DataFrame, config: Config, what: str, inputs: list
     return records
 
 
-def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
+def import_(config: ImportConfig | PullConfig, annotations: list | None = None) -> pd.DataFrame:
     if config.out:
         ensure_writable(config.out, overwrite=config.overwrite)
     if len(config.inputs) < 2 and annotations is None:
@@ -226,9 +298,9 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
         annotations = []
         for path in map(Path, config.inputs[1:]):
             if path.suffix.lower() == ".json":
-                annotations += annotation.label_studio_annotations(path)
+                annotations += annotation.label_studio_annotations(path, encoding=config.encoding)
             else:
-                annotations += annotation.sheet_annotations(path, path.stem)  # the file name names the annotator
+                annotations += annotation.sheet_annotations(path, path.stem, encoding=config.encoding)  # the file name names the annotator
     labelled = annotation.import_annotations(exported, annotations, taxonomy)
     columns = [c for c in labelled.columns if c.startswith("label_")]
     _write_labels(labelled, config, config.action, config.inputs)
@@ -239,8 +311,6 @@ def import_(config: Config, annotations: list | None = None) -> pd.DataFrame:
 
 
 def _annotator_columns(records: pd.DataFrame, config: Config) -> list[str]:
-    from judge.core.records import require_columns
-
     columns = config.annotators or [c for c in records.columns if c.startswith("label_")]
     if len(columns) < 2:
         raise UserError("adjudication needs two or more annotator columns (label_* from judge.annotate import, or --annotators)")
@@ -248,7 +318,7 @@ def _annotator_columns(records: pd.DataFrame, config: Config) -> list[str]:
     return columns
 
 
-def adjudicate(config: Config) -> dict:
+def adjudicate(config: AdjudicateConfig) -> dict:
     if not config.out:
         raise UserError("give --out FOLDER for the adjudication files")
     check_output_directory(config.out, overwrite=config.overwrite)
@@ -274,13 +344,14 @@ def adjudicate(config: Config) -> dict:
     return {"disagreements": len(disputed), "items": len(records)}
 
 
-def resolve_(config: Config) -> pd.DataFrame:
+def resolve_(config: ResolveConfig) -> pd.DataFrame:
     if len(config.inputs) != 2:
         raise UserError("resolve takes the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
     records = _records(config, config.inputs[0], required=())
     columns = _annotator_columns(records, config)
     path = Path(config.inputs[1])
-    rows = annotation.label_studio_annotations(path) if path.suffix.lower() == ".json" else annotation.sheet_annotations(path, "adjudicator")
+    rows = (annotation.label_studio_annotations(path, encoding=config.encoding) if path.suffix.lower() == ".json"
+            else annotation.sheet_annotations(path, "adjudicator", encoding=config.encoding))
     taxonomy = _taxonomy(config, _given_labels(records, columns) + [r.label for r in rows])
     adjudicated = {}
     for item, _, value, where in rows:
@@ -293,18 +364,29 @@ def resolve_(config: Config) -> pd.DataFrame:
     return final
 
 
-def _client(config: Config):
+def _token(config: PushConfig | PullConfig) -> str:
+    token = config.token or os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        raise UserError(f"give the Label Studio access token in {TOKEN_VARIABLE} (or --token; Account & Settings in Label Studio)")
+    return token
+
+
+def _client(config: PushConfig | PullConfig):
     try:
         from label_studio_sdk import LabelStudio
     except ImportError:
         raise UserError("push/pull need the Label Studio SDK: pip install -e '.[annotate]'") from None
-    token = config.token or os.environ.get("LABEL_STUDIO_API_KEY")
-    if not token:
-        raise UserError("give the Label Studio access token with --token or LABEL_STUDIO_API_KEY (Account & Settings in Label Studio)")
-    return LabelStudio(base_url=config.url, api_key=token)
+    return LabelStudio(base_url=config.url, api_key=_token(config))
 
 
-def push(config: Config) -> dict:
+def _server_said(exc: Exception, config: PushConfig | PullConfig) -> str:
+    """The first line of a server error for a one-line message, the token masked should the server echo it."""
+    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    token = config.token or os.environ.get(TOKEN_VARIABLE)
+    return text.replace(token, "***") if token else text
+
+
+def push(config: PushConfig) -> dict:
     folder = Path(config.inputs[0])
     tasks_path, config_path = folder / "tasks.json", folder / "label_config.xml"
     if not tasks_path.is_file() or not config_path.is_file():
@@ -315,13 +397,13 @@ def push(config: Config) -> dict:
         project = client.projects.create(title=config.title, label_config=config_path.read_text(encoding="utf-8"))
         client.projects.import_tasks(id=project.id, request=tasks)
     except Exception as exc:  # noqa: BLE001 - network and API errors come in many types
-        raise UserError(f"Label Studio at {config.url} refused the push ({str(exc).splitlines()[0][:200]}); check --url and the token") from None
+        raise UserError(f"Label Studio at {config.url} refused the push ({_server_said(exc, config)}); check --url and the token") from None
     print(f"created project {project.id} ({config.title!r}) with {len(tasks)} tasks at {config.url}")
     print(f"when annotated: python -m judge.annotate pull {folder} --url {config.url} --project {project.id} --out LABELS.csv")
     return {"project": project.id, "tasks": len(tasks)}
 
 
-def pull(config: Config) -> pd.DataFrame:
+def pull(config: PullConfig) -> pd.DataFrame:
     if config.project is None:
         raise UserError("give --project ID (printed by push)")
     if not config.out:
@@ -339,7 +421,7 @@ def pull(config: Config) -> pd.DataFrame:
     try:
         tasks = [t.dict() if hasattr(t, "dict") else dict(t) for t in client.tasks.list(project=config.project, fields="all")]
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"could not read project {config.project} from {config.url} ({str(exc).splitlines()[0][:200]})") from None
+        raise UserError(f"could not read project {config.project} from {config.url} ({_server_said(exc, config)}); check --project, --url and the token") from None
     try:  # annotators by e-mail rather than by a bare user id, so their columns read label_<name>
         users = {u.id: u.email for u in client.users.list() if getattr(u, "email", None)}
     except Exception:  # noqa: BLE001 - a token that may not list users: ids it is
@@ -353,7 +435,7 @@ def pull(config: Config) -> pd.DataFrame:
     return import_(config, annotations=annotation.label_studio_annotations(export_path))
 
 
-def issues(config: Config) -> pd.DataFrame:
+def issues(config: IssuesConfig) -> pd.DataFrame:
     from training.label_errors import find_label_errors, find_label_errors_multi
 
     if not config.out:
@@ -362,11 +444,11 @@ def issues(config: Config) -> pd.DataFrame:
     if len(config.annotators) >= 2:
         records = _records(config, config.inputs, label_columns=config.annotators, label_hint="Fix --annotators.")
         result = find_label_errors_multi(records, annotators=list(config.annotators), taxonomy=config.taxonomy, folds=config.folds,
-                                         group=config.cv_group, seed=config.seed, label_map=parse_label_map(config.label_map))
+                                         group=config.cv_group, seed=config.seed, label_map=parse_label_map(config.label_map, encoding=config.encoding))
     else:
         records = _records(config, config.inputs, label_columns=[config.label], label_hint="Fix --label.")
         result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed,
-                                   label_map=parse_label_map(config.label_map))
+                                   label_map=parse_label_map(config.label_map, encoding=config.encoding))
     flagged = result["flagged"]
     manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
     taxonomy = _taxonomy(config, [v for v in flagged["given_label"]]) if len(flagged) else None
@@ -384,52 +466,202 @@ def issues(config: Config) -> pd.DataFrame:
     return flagged
 
 
+HANDLERS = {ExportConfig: export, ImportConfig: import_, PushConfig: push, PullConfig: pull, AdjudicateConfig: adjudicate,
+            ResolveConfig: resolve_, IssuesConfig: issues}
+DIRECTORY_ACTIONS = ("export", "adjudicate", "issues")  # the others write one records file
+
+
 def main(config: Config):
+    """Run the action whose Config this is (``ExportConfig(...)`` runs export, and so on)."""
+    handler = HANDLERS.get(type(config))
+    if handler is None:
+        raise UserError(f"give an action first, one of: {', '.join(ACTIONS)} (e.g. python -m judge.annotate export FILE --out DIR); see --help")
     if not config.inputs:
-        raise UserError("give the input file(s) after the action; see --help")
-    handlers = {"export": export, "import": import_, "push": push, "pull": pull, "adjudicate": adjudicate, "resolve": resolve_, "issues": issues}
-    if config.out is None or config.action == "push":
-        return handlers[config.action](config)
+        raise UserError(f"give the input file(s) after the action; see python -m judge.annotate {config.action} --help")
+    if getattr(config, "out", None) is None:
+        return handler(config)
     with claim_for(config, f"judge.annotate {config.action}", inputs=("inputs", "exclude", "taxonomy", "label_map", "with_predictions"),
                    directory=config.action in DIRECTORY_ACTIONS):
-        return handlers[config.action](config)
+        return handler(config)
 
 
-DIRECTORY_ACTIONS = ("export", "adjudicate", "issues")  # the others write one records file
+# -- the command line: one subcommand per action, each with the flags of its Config only -------------
+
+EXPORT_HELP = """Choose outputs for humans to label and write what annotators need.
+
+Every strategy is a probability sample whose exact inclusion probabilities go to the
+inclusion_probability column of items.csv (judge.report --human weights the sample by 1 / p) and
+whose design is named in manifest.json:
+  random      simple random sample without replacement (p = budget / N)
+  stratified  --by COL: a simple random sample in each stratum, proportional (p = n_s / N_s), every
+              stratum drawn from its own seed
+  uncertain   --confidence-column COL (the judge's largest probability) and/or --compare COL_A COL_B:
+              Poisson sampling, each output drawn independently with p proportional to the judge's
+              uncertainty (1 - confidence, +1 where the two labels disagree), --uniform-share of the
+              budget spread evenly so every p > 0, capped at 1; the expected size is the budget
+The folder holds tasks.json + label_config.xml (Label Studio), one shuffled CSV per annotator,
+GUIDELINES.md, items.csv (what was exported) and manifest.json.
+
+Examples:
+    python -m judge.annotate export runs/study/outputs.jsonl --strategy stratified --by identity --budget 200 \\
+        --annotators alice bob --blind --taxonomy chehbouni2024 --out runs/study/round1
+    python -m judge.annotate export runs/study/labelled.jsonl --strategy uncertain --confidence-column judge_confidence \\
+        --budget 100 --exclude runs/study/round1/items.csv --taxonomy chehbouni2024 --out runs/study/round2
+"""
+IMPORT_HELP = """Read filled spreadsheets (or Label Studio JSON exports) back: one label_<annotator> column each.
+
+The export folder comes first, then the filled files; a sheet's file name names its annotator.
+A label outside the taxonomy, two labels from one annotator on an item, or an id that was never
+exported stops the import with a one-line error and writes nothing.
+
+Examples:
+    python -m judge.annotate import runs/study/round1 runs/study/round1/alice.csv runs/study/round1/bob.csv \\
+        --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
+    python -m judge.annotate import runs/study/round1 project-1-export.json --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
+"""
+PUSH_HELP = f"""Create a Label Studio project from an export folder (tasks.json, label_config.xml).
+
+Needs `pip install -e '.[annotate]'` and a running server (README, "Labelling with humans"). The
+access token comes from {TOKEN_VARIABLE} (or --token); it is never written to a file or a message.
+
+Examples:
+    export {TOKEN_VARIABLE}=your-token
+    python -m judge.annotate push runs/study/round1 --url http://127.0.0.1:8080 --title "Round 1"
+"""
+PULL_HELP = f"""Read a Label Studio project's annotations into records with one label_<annotator> column each.
+
+Annotators are named by their e-mail up to the '@' (the whole e-mail where two share that part).
+Label Studio's raw export is kept beside --out as OUT.label-studio.json. The token comes from
+{TOKEN_VARIABLE} (or --token).
+
+Examples:
+    python -m judge.annotate pull runs/study/round1 --url http://127.0.0.1:8080 --project 1 \\
+        --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
+"""
+ADJUDICATE_HELP = """Hand the items whose annotators disagree to a third person (adjudicator.csv, tasks.json).
+
+Annotators are compared by category (taxonomy and --label-map applied), never by spelling.
+
+Examples:
+    python -m judge.annotate adjudicate runs/study/round1/labels.csv --out runs/study/round1/adjudicate
+    python -m judge.annotate adjudicate runs/study/round1/labels.csv --annotators label_alice label_bob \\
+        --taxonomy chehbouni2024 --out runs/study/round1/adjudicate
+"""
+RESOLVE_HELP = """Write the final label column: the agreed label, or the adjudicator's where annotators disagreed.
+
+Examples:
+    python -m judge.annotate resolve runs/study/round1/labels.csv runs/study/round1/adjudicate/adjudicator.csv \\
+        --taxonomy chehbouni2024 --out runs/study/labelled.csv
+"""
+ISSUES_HELP = """List human labels that are probably wrong (cleanlab on out-of-fold judge probabilities).
+
+Folds are grouped by template (or --cv-group); without a template column, by prompt when prompts
+repeat. With two or more --annotators, each annotator's labels are checked against the others.
+
+Examples:
+    python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
+    python -m judge.annotate issues runs/study/round1/labels.csv --annotators label_alice label_bob label_carol \\
+        --taxonomy chehbouni2024 --folds 5 --out runs/study/issues
+"""
+
+
+def _labels_options(p) -> None:
+    p.add_argument("--taxonomy", help="the categories annotators choose from: " + TAXONOMY_HELP)
+    add_label_map_option(p)
+
+
+def _server_options(p) -> None:
+    p.add_argument("--url", help="Label Studio address (default: http://127.0.0.1:8080)")
+    p.add_argument("--token", help=f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to other users)")
+
+
+def _out_option(p, what: str) -> None:
+    p.add_argument("--out", help=what)
+    p.add_argument("--overwrite", action="store_true", help="replace what this action wrote there before")
+
+
+def _export_parser(actions) -> None:
+    p = add_action(actions, "export", EXPORT_HELP, ExportConfig)
+    p.add_argument("inputs", nargs=1, metavar="RECORDS", help="the records to choose from (JSONL, CSV or Parquet)")
+    _out_option(p, "output folder")
+    _labels_options(p)
+    add_column_options(p)
+    p.add_argument("--strategy", help="random (default), stratified or uncertain")
+    p.add_argument("--by", action="append", metavar="COL", help="--strategy stratified: strata column (repeatable)")
+    p.add_argument("--budget", type=int, help="how many items (default: 100; uncertain: the expected number)")
+    p.add_argument("--confidence-column", metavar="COL", help="--strategy uncertain: the judge's confidence (largest probability, 0-1); the lower, the likelier drawn")
+    p.add_argument("--compare", nargs=2, metavar="COL", help="--strategy uncertain: two judges' label columns; disagreements more likely drawn")
+    p.add_argument("--uniform-share", type=float, metavar="S", help="--strategy uncertain: share of the budget spread evenly over all outputs, "
+                   f"so every output can be drawn (0 < S <= 1; default: {annotation.UNIFORM_SHARE})")
+    p.add_argument("--exclude", action="append", metavar="FILE", help="never pick ids in FILE (already labelled; repeatable)")
+    p.add_argument("--annotators", nargs="+", metavar="NAME", help="one spreadsheet per name (default: annotator1 annotator2)")
+    p.add_argument("--blind", action="store_true", help="mask names in the texts and hide the --hide columns")
+    p.add_argument("--hide", nargs="+", metavar="COL", help="--blind: columns never shown (default: name identity name_list gender common)")
+    p.add_argument("--show", nargs="+", metavar="COL", help="further columns annotators see (unless hidden by --blind)")
+    p.add_argument("--with-predictions", metavar="COL", help="pre-fill Label Studio with this label column (anchors annotators; off by default)")
+    p.add_argument("--seed", type=int, help="seed for sampling and the spreadsheets' orders (default: 0)")
+
+
+def _import_parser(actions) -> None:
+    p = add_action(actions, "import", IMPORT_HELP, ImportConfig)
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="the export folder, then the filled files (CSV per annotator, or Label Studio JSON exports)")
+    _out_option(p, "the labelled records file")
+    _labels_options(p)
+
+
+def _push_parser(actions) -> None:
+    p = add_action(actions, "push", PUSH_HELP, PushConfig)
+    p.add_argument("inputs", nargs=1, metavar="FOLDER", help="the export folder")
+    _server_options(p)
+    p.add_argument("--title", help="project title (default: safeguard-audit)")
+
+
+def _pull_parser(actions) -> None:
+    p = add_action(actions, "pull", PULL_HELP, PullConfig)
+    p.add_argument("inputs", nargs=1, metavar="FOLDER", help="the export folder the project was pushed from")
+    _out_option(p, "the labelled records file")
+    _server_options(p)
+    p.add_argument("--project", type=int, help="project id printed by push")
+    _labels_options(p)
+
+
+def _adjudicate_parser(actions) -> None:
+    p = add_action(actions, "adjudicate", ADJUDICATE_HELP, AdjudicateConfig)
+    p.add_argument("inputs", nargs=1, metavar="LABELS", help="records with two or more annotator columns (judge.annotate import's --out)")
+    _out_option(p, "output folder")
+    _labels_options(p)
+    add_column_options(p)
+    p.add_argument("--annotators", nargs="+", metavar="COL", help="the annotator columns (default: label_*)")
+
+
+def _resolve_parser(actions) -> None:
+    p = add_action(actions, "resolve", RESOLVE_HELP, ResolveConfig)
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
+    _out_option(p, "the records file with the final labels")
+    _labels_options(p)
+    add_column_options(p)
+    p.add_argument("--annotators", nargs="+", metavar="COL", help="the annotator columns (default: label_*)")
+    p.add_argument("--label", help="the final label column to write (default: label)")
+
+
+def _issues_parser(actions) -> None:
+    p = add_action(actions, "issues", ISSUES_HELP, IssuesConfig)
+    p.add_argument("inputs", nargs="+", metavar="RECORDS", help="labelled records (several files are joined with a source column)")
+    _out_option(p, "output folder")
+    _labels_options(p)
+    add_column_options(p)
+    p.add_argument("--label", help="the human label column (default: label)")
+    p.add_argument("--annotators", nargs="+", metavar="COL", help="two or more annotator columns instead (cleanlab multiannotator)")
+    p.add_argument("--folds", type=int, help="cross-validation folds for out-of-fold judge probabilities (default: 5)")
+    p.add_argument("--cv-group", metavar="COL", help="keep each value of COL in one fold (default: template when present, else prompt when prompts repeat)")
+    p.add_argument("--seed", type=int, help="seed for the folds (default: 0)")
 
 
 def build_parser():
     p = new_parser("python -m judge.annotate", __doc__)
-    # No argparse choices: with the commands' SUPPRESS default, a missing action would be reported as "invalid choice: '==SUPPRESS=='".
-    p.add_argument("action", nargs="?", metavar="{" + ",".join(ACTIONS) + "}", help="what to do: " + ", ".join(ACTIONS))
-    p.add_argument("inputs", nargs="*", metavar="PATH", help="records (export, adjudicate, resolve, issues), or the export folder then filled files (import), or the export folder (push, pull)")
-    p.add_argument("--out", help="output folder (export, adjudicate, issues) or records file (import, pull, resolve)")
-    p.add_argument("--taxonomy", help="the categories annotators choose from: " + TAXONOMY_HELP)
-    add_label_map_option(p)
-    add_column_options(p)
-    p.add_argument("--strategy", help="export: random (default), stratified or uncertain")
-    p.add_argument("--by", action="append", metavar="COL", help="export --strategy stratified: strata column (repeatable)")
-    p.add_argument("--budget", type=int, help="export: how many items (default: 100; uncertain: the expected number)")
-    p.add_argument("--confidence-column", metavar="COL", help="export --strategy uncertain: the judge's confidence (largest probability, 0-1); the lower, the likelier drawn")
-    p.add_argument("--compare", nargs=2, metavar="COL", help="export --strategy uncertain: two judges' label columns; disagreements more likely drawn")
-    p.add_argument("--uniform-share", type=float, metavar="S", help="export --strategy uncertain: share of the budget spread evenly over all outputs, "
-                   f"so every output can be drawn (0 < S <= 1; default: {annotation.UNIFORM_SHARE})")
-    p.add_argument("--exclude", action="append", metavar="FILE", help="export: never pick ids in FILE (already labelled; repeatable)")
-    p.add_argument("--annotators", nargs="+", metavar="NAME", help="export: one spreadsheet per name (default: annotator1 annotator2); "
-                   "adjudicate/resolve: the annotator columns (default: label_*); issues: two or more annotator columns (cleanlab multiannotator)")
-    p.add_argument("--blind", action="store_true", help="export: mask names in the texts and hide the --hide columns")
-    p.add_argument("--hide", nargs="+", metavar="COL", help="export --blind: columns never shown (default: name identity name_list gender common)")
-    p.add_argument("--show", nargs="+", metavar="COL", help="export: further columns annotators see (unless hidden by --blind)")
-    p.add_argument("--with-predictions", metavar="COL", help="export: pre-fill Label Studio with this label column (anchors annotators; off by default)")
-    p.add_argument("--label", help="issues/resolve: the human label column (default: label)")
-    p.add_argument("--folds", type=int, help="issues: cross-validation folds for out-of-fold judge probabilities (default: 5)")
-    p.add_argument("--cv-group", metavar="COL", help="issues: keep each value of COL in one fold (default: template when present, else prompt when prompts repeat)")
-    p.add_argument("--url", help="push/pull: Label Studio address (default: http://127.0.0.1:8080)")
-    p.add_argument("--token", help="push/pull: access token (default: $LABEL_STUDIO_API_KEY)")
-    p.add_argument("--project", type=int, help="pull: project id printed by push")
-    p.add_argument("--title", help="push: project title")
-    p.add_argument("--seed", type=int, help="seed for sampling and the spreadsheets' orders (default: 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    actions = p.add_subparsers(title="actions", metavar="ACTION", parser_class=type(p))
+    for add in (_export_parser, _import_parser, _push_parser, _pull_parser, _adjudicate_parser, _resolve_parser, _issues_parser):
+        add(actions)
     return p
 
 

@@ -56,10 +56,10 @@ def gender_of(name_list: str) -> str | None:
     return None
 
 
-def import_chehbouni2024(paths: list[str | Path]) -> pd.DataFrame:
+def import_chehbouni2024(paths: list[str | Path], *, encoding: str = "utf-8") -> pd.DataFrame:
     rows = []
     for path in paths:
-        table = read_table(path)
+        table = read_table(path, encoding=encoding)
         require_columns(table, CHEHBOUNI_COLUMNS, source=str(path), flag_hint="Is this one of the df_annotated_llama*.csv files?")
         for row_number, r in enumerate(table.itertuples(index=False), start=2):
             match = re.fullmatch(r"label (\d)", str(r.variable).strip())
@@ -148,10 +148,10 @@ def _main(config: Config) -> pd.DataFrame:
     if config.dataset == "sample":
         from judge.core.records import read_records, user_columns
 
-        records = read_records(config.inputs, required=(), source_column=config.source_column, id_column=config.id_column,
+        records = read_records(config.inputs, encoding=config.encoding, required=(), source_column=config.source_column, id_column=config.id_column,
                                prompt_column=config.prompt_column, text_column=config.text_column)
         if config.exclude:
-            excluded = set(read_records(config.exclude, required=(), id_column=config.id_column)["id"])
+            excluded = set(read_records(config.exclude, encoding=config.encoding, required=(), id_column=config.id_column)["id"])
             records = records[~records["id"].isin(excluded)]
             if records.empty:
                 raise UserError("every record's id is in --exclude; nothing is left to sample")
@@ -162,7 +162,7 @@ def _main(config: Config) -> pd.DataFrame:
         manifest.update(sampling_design=sampling_design("stratified" if config.stratify else "random", config.n, len(records)), population=len(records))
         records = user_columns(annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed), column_map)
     else:
-        records = import_chehbouni2024(config.inputs)
+        records = import_chehbouni2024(config.inputs, encoding=config.encoding)
     write_records(records, config.out, overwrite=config.overwrite)
     manifest.write(config.out, records=len(records))
     print(f"wrote {len(records)} records to {config.out}")

@@ -286,13 +286,13 @@ class Annotation(NamedTuple):
     where: str      # file and row or task, for messages
 
 
-def read_label_studio_export(path: Path) -> list:
+def read_label_studio_export(path: Path, *, encoding: str = "utf-8") -> list:
     """The parsed export, refused in one line when it is too large, not JSON, or nested past reason."""
     from judge.core.records import read_text
 
     if path.is_file() and path.stat().st_size > MAX_EXPORT_BYTES:
         raise UserError(f"{path.name} is larger than {MAX_EXPORT_BYTES / 2**20:g} MiB; export fewer tasks per file from Label Studio")
-    text = read_text(path, what="Label Studio export")
+    text = read_text(path, what="Label Studio export", encoding=encoding)
     try:
         tasks = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -304,12 +304,12 @@ def read_label_studio_export(path: Path) -> list:
     return tasks
 
 
-def label_studio_annotations(path: Path) -> list[Annotation]:
+def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Annotation]:
     """Every non-cancelled annotation of an export, each checked as untrusted data: the shape of
     each task, annotation and result, one label per annotation, an annotator for each."""
     path = Path(path)
     out = []
-    for number, task in enumerate(read_label_studio_export(path), start=1):
+    for number, task in enumerate(read_label_studio_export(path, encoding=encoding), start=1):
         if not isinstance(task, dict):
             raise UserError(f"{path.name} task #{number} is {_kind(task)}, not a task object; import a Label Studio JSON export")
         task_id = task.get("id")
@@ -377,12 +377,12 @@ def annotator_identity(who: Any, where: str) -> str:
     return str(who).strip()
 
 
-def sheet_annotations(path: Path, annotator: str) -> list[Annotation]:
+def sheet_annotations(path: Path, annotator: str, *, encoding: str = "utf-8") -> list[Annotation]:
     """The labels of one filled sheet (any scalar: a code 2 from a JSONL sheet is a label too)."""
     from judge.core.records import read_table
 
     path = Path(path)
-    sheet = read_table(path)
+    sheet = read_table(path, encoding=encoding)
     if "id" not in sheet.columns or "label" not in sheet.columns:
         raise UserError(f"{path.name} needs the 'id' and 'label' columns of the exported sheet")
     out = []

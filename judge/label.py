@@ -139,7 +139,7 @@ def _main(config: Config) -> dict:
 
     out = Path(config.out)
     file_format(out)
-    records = read_records(config.input, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
+    records = read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     column_map = records.attrs["column_map"]
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
@@ -163,7 +163,7 @@ def _main(config: Config) -> dict:
 
     started = time.perf_counter()
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
-    taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map)) if (config.taxonomy or config.label_map) else None
+    taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding) if (config.taxonomy or config.label_map) else None
     judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, precision=choice or "auto",
                        examples=config.examples, examples_label_column=config.examples_label_column, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
                        mode=config.mode, prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)

@@ -66,7 +66,7 @@ from judge.stats.disparity import canonical_labels, disparity, rate_cell, rate_m
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
 from judge.core.manifest import RunManifest, label_source
 from judge.core.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
-from judge.core.tables import current_digits, fmt, fmt_ci, heatmap, latex, markdown, report_style, save_figures, tex_label_for, wrap, write_tables
+from judge.core.tables import Style, heatmap, markdown, save_figures, style_of, wrap, write_tables
 from judge.core.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
 
 
@@ -136,18 +136,18 @@ def _estimability_lines(not_estimable: dict, *, what: str) -> list[str]:
     return [f"\nNot estimable ({what}; {RULE_SHORT}): {listed}. Shown as 'not estimable', never dropped.\n"]
 
 
-def chi_square_line(result: dict) -> str:
+def chi_square_line(result: dict, style: Style) -> str:
     left_out = result["chi_square"].get("groups_without_scored_outputs")
-    line = _chi_square_line(result)
+    line = _chi_square_line(result, style)
     return line + (f" Left out of the test (no scored output): {', '.join(left_out)}." if left_out else "")
 
 
-def _chi_square_line(result: dict) -> str:
+def _chi_square_line(result: dict, style: Style) -> str:
     chi = result["chi_square"]
     if chi["statistic"] is None:
         return "Chi-square test not computed (needs two groups and two observed categories)."
     pearson = (f"Pearson chi-square test of independence ({result['group_column']} x category, categories with any count): "
-               f"chi2 = {fmt(chi['statistic'], 2)}, dof = {chi['dof']}, p = {chi['p_value']:.3g}; smallest expected count {fmt(chi['min_expected'], 1)}")
+               f"chi2 = {style.fmt(chi['statistic'], 2)}, dof = {chi['dof']}, p = {chi['p_value']:.3g}; smallest expected count {style.fmt(chi['min_expected'], 1)}")
     rs = chi.get("rao_scott")
     if not rs:
         return pearson + "."
@@ -155,28 +155,28 @@ def _chi_square_line(result: dict) -> str:
     if rs["statistic"] is None:
         return f"Rao-Scott test not computed (fewer than 2 clusters of {column}); {pearson}, as if outputs were independent."
     return (f"Rao-Scott design-corrected test (second order, clusters: {column}, G = {rs['n_clusters']}; mean design effect "
-            f"{fmt(rs['mean_design_effect'], 2)}): F = {fmt(rs['statistic'], 2)} on ({fmt(rs['df_num'], 1)}, {fmt(rs['df_den'], 1)}) df, "
+            f"{style.fmt(rs['mean_design_effect'], 2)}): F = {style.fmt(rs['statistic'], 2)} on ({style.fmt(rs['df_num'], 1)}, {style.fmt(rs['df_den'], 1)}) df, "
             f"p = {rs['p_value']:.3g}. {pearson}, as if outputs were independent.")
 
 
-def _split_table(per_group: dict, cats: list[str]) -> pd.DataFrame:
+def _split_table(per_group: dict, cats: list[str], style: Style) -> pd.DataFrame:
     rows = {}
     for g, by_value in per_group.items():
         for v, rates in by_value.items():
-            rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: rate_cell(rates[c], current_digits()) for c in cats}}
+            rows[f"{g} / {v}"] = {"n": rates[cats[0]]["n"], **{c: rate_cell(rates[c], style.digits) for c in cats}}
     return pd.DataFrame(rows).T
 
 
-def render(result: dict) -> tuple[str, str]:
+def render(result: dict, style: Style) -> tuple[str, str]:
     cats, ref = result["categories"], result["reference"]
-    table = rates_table(result["rates"], cats, digits=current_digits())
+    table = rates_table(result["rates"], cats, digits=style.digits)
     table.insert(0, "n", [result["rates"][g][cats[0]]["n"] for g in table.index])
     def ratio_cell(g, v):
         if g == ref:
             return "—"  # the reference against itself: no interval to report
         if not v.get("estimable", True):
             return "not estimable"
-        return fmt(v["ratio"]) + (f" [{fmt(v['ci_low'])}, {fmt(v['ci_high'])}]" if v["ratio"] is not None else "")
+        return style.fmt(v["ratio"]) + (f" [{style.fmt(v['ci_low'])}, {style.fmt(v['ci_high'])}]" if v["ratio"] is not None else "")
 
     ratio = pd.DataFrame({c: {g: ratio_cell(g, v[c]) for g, v in result["rate_ratios"].items()} for c in cats}).loc[list(result["rates"])]
     title = result.get("title") or (f"Category rates by {result['group_column']} ({result.get('label_source') or 'label ' + result['label_column']}, "
@@ -185,35 +185,35 @@ def render(result: dict) -> tuple[str, str]:
     clusters_note = (result.get("clusters") or {}).get("note")
     md = [f"# {title}\n", f"Rate [{interval}; marginal: each rate is its own question] among scored outputs.\n"]
     md += [f"Clustering: {clusters_note}.\n"] if clusters_note else []
-    md += [markdown(table), *_estimability_lines(result.get("not_estimable") or {}, what="labelled outputs"), "\n" + chi_square_line(result) + "\n",
+    md += [markdown(table), *_estimability_lines(result.get("not_estimable") or {}, what="labelled outputs"), "\n" + chi_square_line(result, style) + "\n",
            f"\n## Rate ratio vs {ref}\n", f"Reference group: {result.get('reference_note', ref)}. Intervals: {ratios_note}.\n", markdown(ratio)]
     missing = result.get("not_estimable") or {}
     not_estimable_caption = f" Not estimable ({RULE_SHORT}): {', '.join(missing)}." if missing else ""
-    tex = [latex(table, caption=title + f". Rate [{interval}].{not_estimable_caption}", label="tab:rates"),
-           latex(ratio, caption=f"Rate ratio against {ref}: {ratios_note}.", label="tab:rate-ratios")]
+    tex = [style.latex(table, caption=title + f". Rate [{interval}].{not_estimable_caption}", label="tab:rates"),
+           style.latex(ratio, caption=f"Rate ratio against {ref}: {ratios_note}.", label="tab:rate-ratios")]
     for col, per_group in result["splits"].items():
-        split = _split_table(per_group, cats)
+        split = _split_table(per_group, cats, style)
         split.index.name = f"{result['group_column']} / {col}"
         md += [f"\n## Split by {col}\n", markdown(split)]
-        tex.append(latex(split, caption=f"Rates by {result['group_column']} and {col} [{interval}].", label=f"tab:split-{col}"))
+        tex.append(style.latex(split, caption=f"Rates by {result['group_column']} and {col} [{interval}].", label=f"tab:split-{col}"))
     if result.get("training_rows"):
-        md_t, tex_t = render_training_rows(result["training_rows"], cats, group_column=result["group_column"])
+        md_t, tex_t = render_training_rows(result["training_rows"], cats, style, group_column=result["group_column"])
         md += md_t
         tex += tex_t
     if "ppi" in result:
-        ppi_md, ppi_tex = render_ppi(result["ppi"], ppi_categories(result["ppi"], cats), group_column=result["group_column"])
+        ppi_md, ppi_tex = render_ppi(result["ppi"], ppi_categories(result["ppi"], cats), style, group_column=result["group_column"])
         md += ppi_md
         tex += ppi_tex
     return "\n".join(md) + "\n", "\n".join(tex)
 
 
-def render_training_rows(training: dict, cats: list[str], *, group_column: str) -> tuple[list[str], list[str]]:
+def render_training_rows(training: dict, cats: list[str], style: Style, *, group_column: str) -> tuple[list[str], list[str]]:
     head = f"\n## The judge's own training rows vs the rest\n\n{training['note']}\n"
     if not training["n_training_rows"]:
         return [head], []
-    split = _split_table(training["rates"], cats)
+    split = _split_table(training["rates"], cats, style)
     split.index.name = f"{group_column} / rows"
-    return [head, markdown(split)], [latex(split, caption=f"Rates on the judge's training rows and on the rest, by {group_column}.", label="tab:training-rows")]
+    return [head, markdown(split)], [style.latex(split, caption=f"Rates on the judge's training rows and on the rest, by {group_column}.", label="tab:training-rows")]
 
 
 def ppi_categories(ppi: dict, categories: list[str]) -> list[str]:
@@ -223,10 +223,10 @@ def ppi_categories(ppi: dict, categories: list[str]) -> list[str]:
     return [c for c in categories if seen(c)]
 
 
-def _estimate(entry: dict | None, key: str, *, ci_key: str = "ci") -> str:
+def _estimate(entry: dict | None, key: str, style: Style, *, ci_key: str = "ci") -> str:
     if not entry or entry.get(key) is None:
         return "n/a"
-    return f"{fmt(entry[key])} {fmt_ci(entry.get(ci_key) or entry['ci'])}"
+    return f"{style.fmt(entry[key])} {style.fmt_ci(entry.get(ci_key) or entry['ci'])}"
 
 
 def _notes(*entries: tuple[str, dict | None], key: str = "clipped") -> str:
@@ -238,7 +238,7 @@ def _p_cell(entry: dict | None) -> str:
     return "n/a" if p is None else f"{p:.3g}"
 
 
-def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[str], list[str]]:
+def render_ppi(ppi: dict, cats: list[str], style: Style, *, group_column: str) -> tuple[list[str], list[str]]:
     rows = {}
     for g, by_cat in ppi["rates"].items():
         for c in cats:
@@ -246,10 +246,10 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
             shown = r["estimable"]
             rows[(g, c)] = {
                 "n human": r["n_human"],
-                "judge only": _estimate(r["judge_only"], "rate"),
-                "human only": _estimate(r.get("human_only"), "rate") if shown else "not estimable",
-                "PPI": _estimate(r.get("ppi"), "rate") if shown else "not estimable",
-                "effective n": fmt(r.get("effective_n"), 0) if shown else "n/a",
+                "judge only": _estimate(r["judge_only"], "rate", style),
+                "human only": _estimate(r.get("human_only"), "rate", style) if shown else "not estimable",
+                "PPI": _estimate(r.get("ppi"), "rate", style) if shown else "not estimable",
+                "effective n": style.fmt(r.get("effective_n"), 0) if shown else "n/a",
                 "note": "; ".join(x for x in (_notes(("human only", r.get("human_only")), ("PPI", r.get("ppi"))), r.get("note")) if x)
                 if shown else r.get("reason", ""),
             }
@@ -264,11 +264,11 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
             r = by_cat[c]
             shown = r["estimable"]
             gap_rows[(g, c)] = {
-                "judge only": _estimate(r["judge_only"], "gap", ci_key=ci_key),
-                "human only": _estimate(r.get("human_only"), "gap", ci_key=ci_key) if shown else "not estimable",
-                "PPI": _estimate(r.get("ppi"), "gap", ci_key=ci_key) if shown else "not estimable",
+                "judge only": _estimate(r["judge_only"], "gap", style, ci_key=ci_key),
+                "human only": _estimate(r.get("human_only"), "gap", style, ci_key=ci_key) if shown else "not estimable",
+                "PPI": _estimate(r.get("ppi"), "gap", style, ci_key=ci_key) if shown else "not estimable",
                 f"p (PPI{', Holm' if family.get('adjusted') else ''})": _p_cell(r.get("ppi")) if shown else "n/a",
-                "effective n": fmt(r.get("effective_n"), 0) if shown else "n/a",
+                "effective n": style.fmt(r.get("effective_n"), 0) if shown else "n/a",
                 "note": _notes(("judge only", r["judge_only"]), ("human only", r.get("human_only")), ("PPI", r.get("ppi")),
                                key="clipped_adjusted" if family.get("adjusted") else "clipped") if shown else r.get("reason", ""),
             }
@@ -294,10 +294,10 @@ def render_ppi(ppi: dict, cats: list[str], *, group_column: str) -> tuple[list[s
         md.append(f"\nNot estimable (too few human labels; {RULE_SHORT}): "
                   f"{'; '.join(f'{g}: {why}' for g, why in ppi['not_estimable_reasons'].items())}. Shown as 'not estimable', never dropped.\n")
     missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi['not_estimable'])}." if ppi["not_estimable"] else ""
-    tex = [latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, marginal).{missing}",
+    tex = [style.latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, marginal).{missing}",
                  label="tab:ppi-rates", index=False)]
     if len(gaps):
-        tex.append(latex(gaps, caption=f"Rate difference against {ppi['reference']}: {family.get('note', f'{level}% marginal intervals')}.", label="tab:ppi-gaps", index=False))
+        tex.append(style.latex(gaps, caption=f"Rate difference against {ppi['reference']}: {family.get('note', f'{level}% marginal intervals')}.", label="tab:ppi-gaps", index=False))
     return md, tex
 
 
@@ -448,9 +448,9 @@ def stacked_bars(result: dict):
     return fig
 
 
-def write_disparity_report(result: dict, out_dir: str | Path, *, overwrite: bool = False) -> list[Path]:
+def write_disparity_report(result: dict, out_dir: str | Path, *, style: Style, overwrite: bool = False) -> list[Path]:
     out_dir = Path(out_dir)
-    md, tex = render(result)
+    md, tex = render(result, style)
     written = [write_text(out_dir / "disparity.json", json_text(result, indent=2) + "\n", overwrite=overwrite)]
     written += write_tables(out_dir, "disparity", md, tex, overwrite=overwrite)
     written += save_figures(rate_interval_figure(result), out_dir / "rates", overwrite=overwrite)
@@ -508,7 +508,7 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
     """
     spec = config.human
     if Path(spec).is_file():
-        human = read_records(spec, required=(), label_columns=[config.human_label], id_column=config.id_column)
+        human = read_records(spec, encoding=config.encoding, required=(), label_columns=[config.human_label], id_column=config.id_column)
         unknown = sorted(set(human["id"]) - set(records["id"]))
         if unknown:
             raise UserError(
@@ -741,8 +741,8 @@ def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
     manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
-    label_map = parse_label_map(config.label_map)
-    records = read_records(config.input, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
+    label_map = parse_label_map(config.label_map, encoding=config.encoding)
+    records = read_records(config.input, encoding=config.encoding, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
                            id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse, label_map=label_map)
@@ -763,11 +763,11 @@ def _main(config: Config) -> dict:
         fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()],
                                 label_map=label_map) if config.coarse else taxonomy
         result["ppi"] = prediction_powered(records, result, fine, taxonomy, config, clusters)
-    with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
-        with staged_directory(out_dir, overwrite=config.overwrite) as staging:
-            written = [out_dir / p.name for p in write_disparity_report(result, staging)]
-            manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
-        print(render(result)[0])
+    style = style_of(config)
+    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+        written = [out_dir / p.name for p in write_disparity_report(result, staging, style=style)]
+        manifest.write(staging, n=result["n"], n_unscored=result["n_unscored"], **({"n_human": result["ppi"]["n_human"]} if "ppi" in result else {}))
+    print(render(result, style)[0])
     print(("warning: " if result.get("reference_tie") else "") + f"reference group: {result['reference_note']}", file=sys.stderr)
     print(f"clustering: {cluster_info['note']}", file=sys.stderr)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

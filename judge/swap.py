@@ -23,6 +23,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ import pandas as pd
 from judge.core.outputs import claim_for
 from judge.core.cli import RecordColumns, ReportStyle, add_column_options, add_report_style_options, check_positive, new_parser, run_command
 from judge.stats.disparity import wilson_interval
+
+if TYPE_CHECKING:
+    from judge.core.tables import Style
 from judge.core.errors import UserError
 from judge.core.manifest import RunManifest
 from judge.core.records import check_output_directory, json_text, staged_directory, read_records, write_text
@@ -106,26 +110,26 @@ def _rate(copies: pd.DataFrame) -> dict:
             "estimable": n > 0, "ci": wilson_interval(flips, n) if n else (None, None)}
 
 
-def render(result: dict) -> tuple[str, str]:
-    from judge.core.tables import fmt, fmt_ci, latex, markdown
+def render(result: dict, style: Style) -> tuple[str, str]:
+    from judge.core.tables import markdown
 
     table = pd.DataFrame([[p["from"], p["to"], p["n"], p["unchanged"], p["flips"],
-                           f"{fmt(p['rate'])} {fmt_ci(p['ci'])}" if p["estimable"] else "not estimable (no text changed)"]
+                           f"{style.fmt(p['rate'])} {style.fmt_ci(p['ci'])}" if p["estimable"] else "not estimable (no text changed)"]
                           for p in result["pairs"].values()],
                          columns=["from", "to", "swaps", "unchanged", "flips", "flip rate [95% CI]"])
     o = result["overall"]
     title = result.get("title") or f"Name-swap check of judge {result['judge']} ({result['group']}; {result['n_records']} records, {o['n']} swaps)"
-    line = f"Overall: {o['flips']} of {o['n']} labels flip ({fmt(o['rate'])} {fmt_ci(o['ci'])}). Judge masks names: {result['masks_names']}."
+    line = f"Overall: {o['flips']} of {o['n']} labels flip ({style.fmt(o['rate'])} {style.fmt_ci(o['ci'])}). Judge masks names: {result['masks_names']}."
     if o["unchanged"]:
         line += (f" {o['unchanged']} of {o['n'] + o['unchanged']} swaps changed no text (the name is not in the prompt or response, "
                  "or the drawn name was the same) and are left out.")
     md = f"# {title}\n\n{line}\n\n{markdown(table, index=False)}\n"
-    tex = latex(table, caption=f"Name-swap flip rates of the judge, by {result['group']} pair (Wilson 95% CI).", label="tab:name-swap", index=False)
+    tex = style.latex(table, caption=f"Name-swap flip rates of the judge, by {result['group']} pair (Wilson 95% CI).", label="tab:name-swap", index=False)
     return md, tex
 
 
-def flips_figure(result: dict):
-    from judge.core.tables import fmt, heatmap
+def flips_figure(result: dict, style: Style):
+    from judge.core.tables import heatmap
 
     groups = sorted({p["from"] for p in result["pairs"].values()} | {p["to"] for p in result["pairs"].values()})
     matrix = np.full((len(groups), len(groups)), np.nan)
@@ -133,7 +137,7 @@ def flips_figure(result: dict):
         if p["estimable"]:
             matrix[groups.index(p["from"]), groups.index(p["to"])] = p["rate"]
     shown = np.nan_to_num(matrix)
-    notes = np.array([["—" if np.isnan(v) else fmt(v) for v in row] for row in matrix], dtype=object)
+    notes = np.array([["—" if np.isnan(v) else style.fmt(v) for v in row] for row in matrix], dtype=object)
     return heatmap(shown, rows=groups, columns=groups, annotations=notes, vmax=max(float(np.nanmax(shown)), 0.05),
                    title=result.get("title") or f"Share of labels that flip when the name changes ({result['judge']})",
                    xlabel="name from", ylabel="original name from",
@@ -148,7 +152,7 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
-    records = read_records(config.input, label_columns=[config.group, config.name_column], id_column=config.id_column,
+    records = read_records(config.input, encoding=config.encoding, label_columns=[config.group, config.name_column], id_column=config.id_column,
                            prompt_column=config.prompt_column, text_column=config.text_column, source_column=config.source_column)
     records = records[records[config.name_column].notna() & (records[config.name_column].astype(str).str.strip() != "") & records["response"].notna()]
     if records[config.group].astype(str).nunique() < 2:
@@ -178,16 +182,16 @@ def _main(config: Config) -> dict:
     copies.loc[copies["changed"], "label"] = labelled["label"].iloc[len(base):].to_numpy()
     result = {"judge": config.judge, "group": config.group, "n_records": len(base),
               "masks_names": masks_names(judge), "title": config.title, **flip_rates(original, copies)}
-    from judge.core.tables import report_style, save_figures, tex_label_for, write_tables
+    from judge.core.tables import save_figures, style_of, write_tables
 
-    with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
-        md, tex = render(result)
-        with staged_directory(out_dir, overwrite=config.overwrite) as staging:
-            write_text(staging / "swap.json", json_text(result, indent=2, default=str) + "\n", overwrite=False)
-            write_tables(staging, "swap", md, tex, overwrite=False)
-            save_figures(flips_figure(result), staging / "swap_flips", overwrite=False)
-            manifest.write(staging, records=len(base), swaps=result["overall"]["n"], unchanged=result["overall"]["unchanged"],
-                           flips=result["overall"]["flips"])
+    style = style_of(config)
+    md, tex = render(result, style)
+    with staged_directory(out_dir, overwrite=config.overwrite) as staging:
+        write_text(staging / "swap.json", json_text(result, indent=2, default=str) + "\n", overwrite=False)
+        write_tables(staging, "swap", md, tex, overwrite=False)
+        save_figures(flips_figure(result, style), staging / "swap_flips", overwrite=False)
+        manifest.write(staging, records=len(base), swaps=result["overall"]["n"], unchanged=result["overall"]["unchanged"],
+                       flips=result["overall"]["flips"])
     written = [out_dir / n for n in ("swap.json", "swap.md", "swap.tex", "swap_flips.png", "swap_flips.pdf", "manifest.json")]
     print(md)
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)

@@ -93,7 +93,7 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
 
     from judge.agree import compute_agreement, write_agreement_report
     from judge.core.records import read_records
-    from judge.core.tables import fmt, fmt_ci, report_style, tex_label_for
+    from judge.core.tables import Style, tex_label_for
 
     folder = Path(judge_dir) / CV_DIR
     oof = read_records(folder / "oof.jsonl", required=())
@@ -102,10 +102,10 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
         by=cv["group"] if cv["group"] and oof[cv["group"]].nunique() <= 40 else None)
     result.update(pred_name=f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})",
                   gold_name=f"human labels ({config.label_column})")
-    with report_style(tex_label=tex_label_for(Path(config.out) / CV_DIR)):
-        write_agreement_report(result, folder)
-    print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {fmt(result['cohen_kappa'])} "
-          f"{fmt_ci(result['ci95']['cohen_kappa'])}, macro-F1 {fmt(result['macro_f1'])} -> {Path(config.out) / CV_DIR}")
+    style = Style(tex_label=tex_label_for(Path(config.out) / CV_DIR))
+    write_agreement_report(result, folder, style=style)
+    print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {style.fmt(result['cohen_kappa'])} "
+          f"{style.fmt_ci(result['ci']['cohen_kappa'])}, macro-F1 {style.fmt(result['macro_f1'])} -> {Path(config.out) / CV_DIR}")
 
 
 def build_parser():

@@ -110,7 +110,7 @@ for src, dst in (("llama-2-7b", "llama-2-13b"), ("llama-2-13b", "llama-2-7b")):
     target = records[records.model == dst].reset_index(drop=True)
     labelled = load_judge(f"tfidf:{judge_dir}").label(target.rename(columns={"label": "human"}), progress=False)
     result = compute_agreement(labelled, gold="human", pred="label", taxonomy=taxonomy, n_boot=200)
-    agreement_rows.append({"train": src, "test": dst, "kappa": result["cohen_kappa"], "kappa 95% CI": result["ci95"]["cohen_kappa"],
+    agreement_rows.append({"train": src, "test": dst, "kappa": result["cohen_kappa"], "kappa 95% CI": result["ci"]["cohen_kappa"],
                            "alpha": result["krippendorff_alpha"], "macro-F1": result["macro_f1"]})
     judged = disparity(labelled, label="label", groups=["identity"], taxonomy=taxonomy, reference="white")
     human = disparity(labelled, label="human", groups=["identity"], taxonomy=taxonomy, reference="white")

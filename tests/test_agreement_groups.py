@@ -159,15 +159,15 @@ def test_agree_clusters_by_prompt_when_prompts_repeat_and_says_so(tmp_path, caps
     assert code == 0, err
     clustered = json.loads((tmp_path / "c" / "agreement.json").read_text())
     assert clustered["cluster"]["column"] == "prompt" and clustered["cluster"]["n_clusters"] == 40
-    assert "40 clusters" in clustered["ci95"]["method"]
+    assert "40 clusters" in clustered["ci"]["method"]
     assert "clusters are the values of `prompt`" in (tmp_path / "c" / "agreement.md").read_text()
     code, _, err = run_cli(agree, [str(src), "--gold", "label", "--pred", "judge_label", "--by", "identity", "--bootstrap", "200",
                                    "--no-cluster", "--out", str(tmp_path / "n")], capsys)
     assert code == 0, err
     plain = json.loads((tmp_path / "n" / "agreement.json").read_text())
-    assert plain["cluster"]["column"] is None and "over items" in plain["ci95"]["method"]
+    assert plain["cluster"]["column"] is None and "over items" in plain["ci"]["method"]
     width = lambda ci: ci[1] - ci[0]  # noqa: E731
-    assert width(clustered["ci95"]["cohen_kappa"]) > 1.3 * width(plain["ci95"]["cohen_kappa"])
+    assert width(clustered["ci"]["cohen_kappa"]) > 1.3 * width(plain["ci"]["cohen_kappa"])
     x_clustered, x_plain = clustered["by_group"]["groups"]["x"], plain["by_group"]["groups"]["x"]
     assert x_clustered["n_units"] == 40 and x_plain["n_units"] == 80
     assert width(x_clustered["cohen_kappa_ci"]) > width(x_plain["cohen_kappa_ci"])

@@ -140,7 +140,7 @@ CASES = [
     (annotate, ["export", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--strategy", "uncertain"], ["--confidence-column"]),
     (annotate, ["export", G, "--out", OUT_DIR, "--taxonomy", "chehbouni2024", "--budget", "0"], ["--budget", "positive"]),
     (annotate, ["import", "{d}", G, "--out", OUT_FILE, "--taxonomy", "chehbouni2024"], ["not an export folder"]),
-    (annotate, ["adjudicate", G, "--out", OUT_DIR, "--blind"], ["--blind", "'export' only"]),
+    (annotate, ["adjudicate", G, "--out", OUT_DIR, "--blind"], ["unrecognized arguments: --blind"]),  # export's flag, refused by argparse
     (annotate, ["pull", "{d}", "--out", OUT_FILE, "--taxonomy", "chehbouni2024"], ["--project"]),
     (annotate, ["issues", G, "--out", OUT_DIR, "--folds", "1"], ["--folds", "at least 2"]),
     # judge.swap

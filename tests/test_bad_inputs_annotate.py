@@ -93,7 +93,7 @@ def imp(name, fragments):
 CASES = [
     # the command itself
     (annotate, [], ["give an action first", "export, import, push, pull, adjudicate, resolve, issues"]),
-    (annotate, ["exprot", G], ["unknown action 'exprot'", "export"]),
+    (annotate, ["exprot", G], ["invalid choice: 'exprot'", "'export'"]),  # argparse's subcommands refuse it
     # export: annotator names are data; sheets stay inside --out and each comes back as its own column
     (annotate, ["export", G, "--out", OUT_DIR, *TAX, "--annotators", "alice", "alice"], ["'alice'", "twice", "once"]),
     (annotate, ["export", G, "--out", OUT_DIR, *TAX, "--annotators", "../../x", "bob"], ["'../../x'", "not a plain name", "inside --out"]),

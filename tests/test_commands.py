@@ -37,7 +37,7 @@ def test_agree_on_sample_writes_all_outputs(tmp_path, capsys):
     code, out, err = run_cli(agree, [str(src), "--gold", "label", "--pred", "other", "--taxonomy", "chehbouni2024", "--bootstrap", "50", "--out", str(tmp_path / "ag")], capsys)
     assert code == 0, err
     result = json.loads((tmp_path / "ag" / "agreement.json").read_text())
-    for key in ("n", "n_unscored", "cohen_kappa", "krippendorff_alpha", "accuracy", "macro_f1", "per_class", "confusion", "ci95"):
+    for key in ("n", "n_unscored", "cohen_kappa", "krippendorff_alpha", "accuracy", "macro_f1", "per_class", "confusion", "ci"):
         assert key in result
     assert result["cohen_kappa"] == pytest.approx(cohen_kappa_score(records["label"], records["other"]), abs=1e-9)
     for name in ("agreement.md", "agreement.tex", "confusion.png", "manifest.json"):

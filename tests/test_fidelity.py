@@ -154,7 +154,7 @@ def test_agreement_json_is_strict_json(tmp_path, capsys):
     code, _, err = run_cli(agree, [str(src), "--gold", "label", "--pred", "pred", "--bootstrap", "0", "--out", str(tmp_path / "a")], capsys)
     assert code == 0, err
     result = strict_json((tmp_path / "a" / "agreement.json").read_text())
-    assert result["ci95"]["cohen_kappa"] == [None, None]
+    assert result["ci"]["cohen_kappa"] == [None, None]
     strict_json((tmp_path / "a" / "manifest.json").read_text())
 
 

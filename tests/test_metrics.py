@@ -46,7 +46,7 @@ def test_matches_reference_libraries_on_random_labels():
         reliability_data=[[codes[x] for x in gold], [codes[x] for x in pred]], level_of_measurement="nominal"
     )
     assert result["krippendorff_alpha"] == pytest.approx(expected_alpha, abs=1e-9)
-    low, high = result["ci95"]["cohen_kappa"]
+    low, high = result["ci"]["cohen_kappa"]
     assert low < result["cohen_kappa"] < high
 
 

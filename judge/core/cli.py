@@ -34,6 +34,24 @@ def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
+    _add_common_options(parser)
+    return parser
+
+
+ACTION_CONFIG = "_action_config"  # where a subcommand's parser leaves its Config class for run_command
+
+
+def add_action(subparsers, name: str, doc: str, config_cls: type) -> argparse.ArgumentParser:
+    """One subcommand (``python -m judge.X ACTION``) with its own help and flags; run_command builds
+    ``config_cls`` from what it parsed, so another action's flag is refused by argparse itself."""
+    parser = subparsers.add_parser(name, help=doc.strip().splitlines()[0], description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+    _add_common_options(parser)
+    parser.set_defaults(**{ACTION_CONFIG: config_cls})
+    return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -45,7 +63,6 @@ def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
         metavar="NAME",
         help="text encoding of the input files (default: utf-8; e.g. latin-1, cp1252, utf-16)",
     )
-    return parser
 
 
 # -- options shared by the commands that read records and labels -------------------------------
@@ -62,7 +79,15 @@ LABEL_MAP_HELP = (
 
 
 @dataclasses.dataclass(kw_only=True)
-class RecordColumns:
+class InputEncoding:
+    """--encoding (every parser has the flag): how the command decodes its input text files. A field,
+    not a process-wide setting, so ``main(config)`` called from Python reads what its config says."""
+
+    encoding: str = "utf-8"
+
+
+@dataclasses.dataclass(kw_only=True)
+class RecordColumns(InputEncoding):
     """The settings ``add_column_options`` adds: which columns play id, prompt and response, and the
     file-of-origin column for several inputs. A command's Config inherits them."""
 
@@ -289,13 +314,13 @@ def _coerce(name: str, annotation: str, value: Any, source: str) -> Any:
     raise UserError(f"{source}: {_flag(name)} must be {wanted}, got {clip(value)} ({type(value).__name__})")
 
 
-def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
+def load_config_file(path: str | Path, config_cls: type, *, encoding: str = "utf-8") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the --config path")
     from judge.core.records import read_text
 
-    text = read_text(path, what="config file")
+    text = read_text(path, what="config file", encoding=encoding)
     if path.suffix in (".yaml", ".yml"):
         from judge.core.yaml_data import load_yaml
 
@@ -321,9 +346,15 @@ def load_config_file(path: str | Path, config_cls: type) -> dict[str, Any]:
 def config_from_args(config_cls: type[C], namespace: argparse.Namespace) -> C:
     values = vars(namespace).copy()
     config_path = values.pop("config", None)
-    values.pop("encoding", None)
-    merged = load_config_file(config_path, config_cls) if config_path else {}
     types = {f.name: f.type for f in dataclasses.fields(config_cls)}
+    if "encoding" in values and "encoding" not in types:
+        raise UserError("--encoding does not apply here: this command reads no input text files; drop the flag")
+    encoding = values.get("encoding", "utf-8")
+    if config_path:
+        from judge.core.records import check_encoding
+
+        check_encoding(encoding)  # the config file itself is read in it
+    merged = load_config_file(config_path, config_cls, encoding=encoding) if config_path else {}
     for key, value in merged.items():
         merged[key] = _coerce(key, types[key], value, f"config file {config_path}")
     merged.update(values)
@@ -341,9 +372,13 @@ def config_from_args(config_cls: type[C], namespace: argparse.Namespace) -> C:
 
 
 def check_shared_settings(config: Any) -> None:
-    """Settings several commands share, checked the same way for all: --seed and --device."""
+    """Settings several commands share, checked the same way for all: --seed, --device and --encoding."""
     check_seed(config)
     check_device(config)
+    if getattr(config, "encoding", None) is not None:
+        from judge.core.records import check_encoding
+
+        check_encoding(config.encoding)
 
 
 def os_error_message(exc: OSError) -> str:
@@ -375,10 +410,8 @@ def run_command(
 ) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from judge.core import records
-
+    config_cls = vars(args).pop(ACTION_CONFIG, config_cls)  # a command with subcommands: the chosen action's Config
     try:
-        records.set_encoding(getattr(args, "encoding", None) or "utf-8")
         main(config_from_args(config_cls, args))
     except UserError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -396,6 +429,4 @@ def run_command(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    finally:
-        records.set_encoding("utf-8")
     return 0

@@ -18,27 +18,28 @@ import pandas as pd
 
 from judge.core.errors import UserError
 
-_ENCODING = "utf-8"
+DEFAULT_ENCODING = "utf-8"
 
 
-def set_encoding(name: str) -> None:
-    """The encoding every input text file is read with (``--encoding``; default utf-8)."""
+def check_encoding(name: str) -> str:
+    """``name`` if Python decodes text with it (``--encoding``); a one-line error otherwise."""
     import codecs
 
     try:
         text_encoding = codecs.lookup(name)._is_text_encoding  # rot13, base64 ... are codecs but not text encodings
-    except LookupError:
+    except (LookupError, TypeError):
         text_encoding = False
     if not text_encoding:
-        raise UserError(f"unknown --encoding {name!r}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
-    global _ENCODING
-    _ENCODING = name
+        from judge.core.cli import clip
+
+        raise UserError(f"unknown --encoding {clip(name)}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
+    return name
 
 
-def encoding_error(path: str | Path, exc: UnicodeError) -> UserError:
+def encoding_error(path: str | Path, exc: UnicodeError, encoding: str) -> UserError:
     where = f"byte {exc.start}: {exc.reason}" if isinstance(exc, UnicodeDecodeError) else str(exc)
     return UserError(
-        f"{Path(path).name} is not valid {_ENCODING} text ({where}); "
+        f"{Path(path).name} is not valid {encoding} text ({where}); "
         "save it as UTF-8 or pass its encoding, e.g. --encoding latin-1 (utf-16-le for UTF-16 without a BOM)"
     )
 
@@ -53,14 +54,14 @@ def _check_input_file(path: Path, what: str) -> None:
         raise UserError(f"{what} {path} is not a regular file (a pipe or a device?); save the data to a file first")
 
 
-def read_text(path: str | Path, *, what: str = "input file") -> str:
-    """A whole text file in the chosen encoding, with one-line errors for the usual mistakes."""
+def read_text(path: str | Path, *, what: str = "input file", encoding: str = DEFAULT_ENCODING) -> str:
+    """A whole text file in ``encoding``, with one-line errors for the usual mistakes."""
     path = Path(path)
     _check_input_file(path, what)
     try:
-        return path.read_text(encoding=_ENCODING)
+        return path.read_text(encoding=check_encoding(encoding))
     except UnicodeError as exc:
-        raise encoding_error(path, exc) from None
+        raise encoding_error(path, exc, encoding) from None
 
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -75,13 +76,13 @@ def file_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: str | None = None) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: str = DEFAULT_ENCODING) -> list[dict[str, Any]]:
     rows = []
     try:
-        with open(path, encoding=encoding or _ENCODING) as handle:
+        with open(path, encoding=check_encoding(encoding)) as handle:
             lines = handle.readlines()
     except UnicodeError as exc:
-        raise encoding_error(path, exc) from None
+        raise encoding_error(path, exc, encoding) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -98,19 +99,19 @@ def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: 
     return rows
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a whole file as a DataFrame, with errors a user can act on."""
+def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.DataFrame:
+    """Read a whole file as a DataFrame, with errors a user can act on (``encoding``: text formats only)."""
     path = Path(path)
     fmt = file_format(path)
     _check_input_file(path, "input file")
     if fmt == "jsonl":
         # object columns keep each value as JSON gave it: 3 stays 3 beside a null, not 3.0
-        frame = pd.DataFrame(_read_jsonl(path), dtype=object)
+        frame = pd.DataFrame(_read_jsonl(path, encoding=encoding), dtype=object)
     elif fmt == "csv":
         try:
-            frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=_ENCODING)
+            frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=check_encoding(encoding))
         except UnicodeError as exc:
-            raise encoding_error(path, exc) from None
+            raise encoding_error(path, exc, encoding) from None
         except pd.errors.EmptyDataError:
             frame = pd.DataFrame()
         except pd.errors.ParserError as exc:
@@ -156,8 +157,9 @@ def read_records(
     label_hint: str = "",
     source_column: str | None = None,
     unique_ids: bool = True,
+    encoding: str = DEFAULT_ENCODING,
 ) -> pd.DataFrame:
-    """Read one or more files into canonical records.
+    """Read one or more files into canonical records (CSV and JSONL decoded with ``encoding``).
 
     ``id_column``/``prompt_column``/``text_column`` name the source columns that play ``id``/
     ``prompt``/``response``. The source column is kept as it is; a column of the canonical name the
@@ -179,7 +181,7 @@ def read_records(
     stems = [Path(p).stem for p in paths]
     sources = stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
     for path, source in zip(paths, sources):
-        frame = read_table(path)
+        frame = read_table(path, encoding=encoding)
         if len(paths) > 1 or source_column:
             if source_name in frame.columns:
                 raise UserError(f"{Path(path).name} already has a column {source_name[:40]!r}; name the file-of-origin column with --source-column NAME")

@@ -1,12 +1,11 @@
 """Paper-ready renderings: Markdown and LaTeX tables, and figures, written atomically."""
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import matplotlib
 
@@ -18,25 +17,26 @@ import pandas as pd  # noqa: E402
 from judge.core.records import atomic_write, write_text  # noqa: E402
 
 
-# A report renders under one style: how many decimals (--digits) and the prefix that makes its LaTeX
-# labels unique in a paper (--tex-label, or the --out path).
-_DIGITS: contextvars.ContextVar[int] = contextvars.ContextVar("digits", default=3)
-_TEX_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("tex_label", default="report")
 LONG_TABLE_ROWS = 40  # past this a table breaks across pages (longtable) instead of floating
+DIGITS = 3
 
 
-@contextlib.contextmanager
-def report_style(*, digits: int = 3, tex_label: str = "report") -> Iterator[None]:
-    tokens = (_DIGITS.set(digits), _TEX_LABEL.set(tex_label))
-    try:
-        yield
-    finally:
-        _DIGITS.reset(tokens[0])
-        _TEX_LABEL.reset(tokens[1])
+@dataclass(frozen=True)
+class Style:
+    """How one report renders: its decimals (--digits) and the prefix that makes its LaTeX labels
+    unique in a paper (--tex-label, or the --out path). Passed to each renderer, never set globally."""
 
+    digits: int = DIGITS
+    tex_label: str = "report"
 
-def current_digits() -> int:
-    return _DIGITS.get()
+    def fmt(self, value: float | None, digits: int | None = None) -> str:
+        return fmt(value, self.digits if digits is None else digits)
+
+    def fmt_ci(self, ci: Sequence[float], digits: int | None = None) -> str:
+        return fmt_ci(ci, self.digits if digits is None else digits)
+
+    def latex(self, frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) -> str:
+        return latex(frame, caption=caption, label=label, prefix=self.tex_label, index=index)
 
 
 def tex_label_for(out: str | Path) -> str:
@@ -46,13 +46,18 @@ def tex_label_for(out: str | Path) -> str:
     return slug or "report"
 
 
-def fmt(value: float | None, digits: int | None = None) -> str:
+def level_text(level: float) -> str:
+    """An interval's level as a table says it: 0.95 -> '95%', 0.975 -> '97.5%'."""
+    return f"{100 * level:.10g}%"
+
+
+def fmt(value: float | None, digits: int = DIGITS) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.{_DIGITS.get() if digits is None else digits}f}"
+    return f"{value:.{digits}f}"
 
 
-def fmt_ci(ci: Sequence[float], digits: int | None = None) -> str:
+def fmt_ci(ci: Sequence[float], digits: int = DIGITS) -> str:
     return f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}]"
 
 
@@ -81,8 +86,8 @@ def tex_cell(text: str) -> str:
     return tex_escape(text)
 
 
-def latex(frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) -> str:
-    """A booktabs table whose caption and cells are escaped and whose label is unique to this report.
+def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "report", index: bool = True) -> str:
+    """A booktabs table whose caption and cells are escaped and whose label, ``tab:PREFIX:label``, is unique to this report.
 
     Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the text width; tables
     longer than a page break across pages (longtable).
@@ -94,7 +99,7 @@ def latex(frame: pd.DataFrame, *, caption: str, label: str, index: bool = True) 
         shown.index = [tex_escape(i) if isinstance(i, str) else i for i in shown.index]
         if frame.index.name:
             shown.index.name = tex_escape(frame.index.name)
-    full_label = f"{_TEX_LABEL.get()}:{label.removeprefix('tab:')}"
+    full_label = f"{prefix}:{label.removeprefix('tab:')}"
     if len(frame) > LONG_TABLE_ROWS:
         return shown.to_latex(index=index, escape=False, longtable=True, caption=tex_escape(caption), label=f"tab:{full_label}")
     body = shown.to_latex(index=index, escape=False)
@@ -161,3 +166,8 @@ def heatmap(
 
 def write_tables(out_dir: Path, stem: str, md: str, tex: str, *, overwrite: bool) -> list[Path]:
     return [write_text(out_dir / f"{stem}.md", md, overwrite=overwrite), write_text(out_dir / f"{stem}.tex", tex, overwrite=overwrite)]
+
+
+def style_of(config) -> Style:
+    """The Style a report command's Config asks for (its ReportStyle settings, and --out for the label prefix)."""
+    return Style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out))

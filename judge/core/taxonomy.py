@@ -196,30 +196,30 @@ def available_taxonomies() -> list[str]:
     return sorted(p.stem for p in TAXONOMIES.glob("*.yaml"))
 
 
-def load_taxonomy(name_or_path: str | Path) -> Taxonomy:
+def load_taxonomy(name_or_path: str | Path, *, encoding: str = "utf-8") -> Taxonomy:
     """A preset name from data/taxonomies/ or a path to a YAML/JSON file."""
     path = Path(name_or_path)
     if not path.suffix:
         candidate = TAXONOMIES / f"{name_or_path}.yaml"
         if candidate.exists():
-            path = candidate
+            path, encoding = candidate, "utf-8"  # a preset is the toolkit's file, not one in the user's --encoding
     if not path.is_file():
         raise UserError(
             f"taxonomy {str(name_or_path)!r} not found; use a preset ({', '.join(available_taxonomies())}) or a path to a YAML file"
         )
     from judge.core.records import read_text
 
-    data = load_yaml(read_text(path, what="taxonomy file"), source=f"taxonomy file {path.name}")
+    data = load_yaml(read_text(path, what="taxonomy file", encoding=encoding), source=f"taxonomy file {path.name}")
     return Taxonomy.from_dict(data, source=path.name)
 
 
 def resolve_taxonomy(spec: str | Path | Taxonomy | None, labels: Sequence[object] = (), *, coarse: bool = False,
-                     label_map: dict[str, str] | None = None) -> Taxonomy:
+                     label_map: dict[str, str] | None = None, encoding: str = "utf-8") -> Taxonomy:
     """The taxonomy named by ``spec`` (or built from the distinct ``labels``), reading ``label_map``'s codes."""
     if isinstance(spec, Taxonomy):
         taxonomy = spec
     elif spec:
-        taxonomy = load_taxonomy(spec)
+        taxonomy = load_taxonomy(spec, encoding=encoding)
     else:
         mapped = {_norm(k): label_text(v) for k, v in (label_map or {}).items()}
         taxonomy = Taxonomy.from_labels([mapped.get(_norm(x), x) if isinstance(x, (str, int, float)) else x for x in labels])
@@ -227,7 +227,7 @@ def resolve_taxonomy(spec: str | Path | Taxonomy | None, labels: Sequence[object
     return taxonomy.coarse() if coarse else taxonomy
 
 
-def parse_label_map(spec: str | None) -> dict[str, str] | None:
+def parse_label_map(spec: str | None, *, encoding: str = "utf-8") -> dict[str, str] | None:
     """``--label-map``: a YAML/JSON file of code: category, a two-column CSV (code, category), or
     ``code=category,code=category`` on the command line."""
     if spec is None or spec == "":
@@ -236,7 +236,7 @@ def parse_label_map(spec: str | None) -> dict[str, str] | None:
     if path.is_file():
         from judge.core.records import read_text
 
-        text = read_text(path, what="--label-map file")
+        text = read_text(path, what="--label-map file", encoding=encoding)
         if path.suffix.lower() == ".csv":
             import csv
             import io

@@ -145,7 +145,9 @@ def agreement(
         "macro_f1_labels": f1_labels,
         "per_class": per_class_scores(g, p, labels=labels),
         "confusion": {"rows_gold": labels, "columns_pred": matrix_labels, "matrix": confusion.tolist()},
-        "ci95" if level == 0.95 else f"ci{int(level * 100)}": {
+        # one key whatever the level, which it carries: every renderer reads result["ci"] and says its level
+        "ci": {
+            "level": level,
             "method": bootstrap_method(n_boot, seed, clusters=scored_clusters),
             "cohen_kappa": bootstrap_ci(kappa_at, n_scored, n_boot=n_boot, seed=seed, level=level, clusters=scored_clusters),
             "krippendorff_alpha": bootstrap_ci(alpha_at, n_scored, n_boot=n_boot, seed=seed, level=level, clusters=scored_clusters),
