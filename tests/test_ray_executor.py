@@ -1,0 +1,255 @@
+"""Ray as an executor of the runner, on a real local Ray cluster (2 CPUs) started here and torn down after.
+
+The workers are real judges (TF-IDF trained here, the tiny LoRA judge of conftest) behind a small
+adapter, so the executor is proven before ``Judge.label`` itself runs through ``run_plan``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from judge.core.errors import UserError
+from judge.core.records import JsonlCheckpoint, write_records
+from judge.core.runner import fixed_plan, run_plan
+from tests.conftest import CHEHBOUNI_CSVS
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
+
+from judge.core.ray_executor import BatchesFailed, RayExecutor  # noqa: E402
+
+PREFIX = "judge_"
+
+
+# -- a worker built from a real judge, picklable so that each actor builds its own ----------------
+
+@dataclass
+class JudgeWorker:
+    judge: object
+
+    def compute(self, batch):
+        items = list(batch.items)
+        judgements = self.judge.checked(self.judge._label_batch(items), items)
+        return [self.judge.output_row(i, j, prefix=PREFIX) for i, j in zip(items, judgements)]
+
+
+@dataclass(frozen=True)
+class LoadJudge:
+    spec: str
+
+    def __call__(self):
+        from judge.judges import load_judge
+
+        return JudgeWorker(load_judge(self.spec))
+
+
+@dataclass
+class FaultyWorker:
+    inner: JudgeWorker
+    die_on: int | None
+    raise_on: int | None
+    marker: str
+
+    def compute(self, batch):
+        if batch.number == self.die_on and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(1)  # the actor's process dies mid-batch, as under ray.kill or the OOM killer
+        if batch.number == self.raise_on:
+            raise ValueError(f"broken batch {batch.number}")
+        return self.inner.compute(batch)
+
+
+@dataclass(frozen=True)
+class LoadFaulty:
+    spec: str
+    marker: str
+    die_on: int | None = None
+    raise_on: int | None = None
+
+    def __call__(self):
+        return FaultyWorker(LoadJudge(self.spec)(), self.die_on, self.raise_on, self.marker)
+
+
+@dataclass(frozen=True)
+class CannotBuild:
+    user_error: bool = True
+
+    def __call__(self):
+        if self.user_error:
+            raise UserError("judge directory judge-x is missing judge.json; pass a directory judge.train wrote")
+        raise MemoryError("cannot allocate 12 GiB\nsecond line of detail")
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level=logging.ERROR,
+                 log_to_driver=False, ignore_reinit_error=True)
+    except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start here is a reason to skip
+        pytest.skip(f"a local Ray could not start: {type(exc).__name__}: {str(exc)[:200]}")
+    yield ray.cluster_resources()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tfidf_spec(sample_records, tmp_path_factory):
+    from judge.core.formats.judge_dir import finish
+    from training.examples import labelled_data
+    from training.tfidf import train_tfidf
+
+    folder = tmp_path_factory.mktemp("tfidf-judge")
+    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
+    train_tfidf(data, folder)
+    finish(folder, data.taxonomy)
+    return f"tfidf:{folder}"
+
+
+def plan_for(records: pd.DataFrame, batch_size: int = 32):
+    from judge.judges.base import Item
+
+    items = [Item(str(i), str(p), str(r), n if isinstance(n, str) else None)
+             for i, p, r, n in zip(records["id"], records["prompt"], records["response"], records["name"])]
+    return fixed_plan(items, key=lambda item: item.id, size=lambda item: len(item.prompt) + len(item.response), batch_size=batch_size)
+
+
+def file_bytes(rows: dict, order, path: Path) -> bytes:
+    write_records(pd.DataFrame([rows[k] for k in order]), path)
+    return path.read_bytes()
+
+
+def checkpoint_keys(checkpoint: JsonlCheckpoint) -> list[str]:
+    return [str(r["id"]) for r in checkpoint.rows()]
+
+
+# -- same bytes, whatever the number of actors ----------------------------------------------------
+
+def test_one_and_two_actors_write_the_bytes_of_one_process(ray_cluster, tfidf_spec, sample_records, tmp_path, capsys):
+    plan = plan_for(sample_records)
+    order = [str(i) for i in sample_records["id"]]
+    alone = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", progress=False)
+    expected = file_bytes(alone.rows, order, tmp_path / "alone.jsonl")
+    for actors in (1, 2):
+        executor = RayExecutor(actors=actors)
+        checkpoint = JsonlCheckpoint(tmp_path / f"ray{actors}.partial.jsonl")
+        result = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint, executor=executor, progress=False)
+        assert result.rows == alone.rows and result.computed == len(order)
+        assert file_bytes(result.rows, order, tmp_path / f"ray{actors}.jsonl") == expected
+        assert sorted(checkpoint_keys(checkpoint)) == sorted(order)  # each key written once
+        info = result.executor
+        assert info["executor"] == "ray" and info["actors"] == actors and info["nodes"] == 1 and info["cpus"] == 2.0
+        # 2 CPUs less the half left for the driver, shared out, at most 1 each: 1.0 for one actor, 0.75 for two.
+        assert info["cpus_per_actor"] == {1: 1.0, 2: 0.75}[actors]
+        assert info["batches"] == len(plan) == info["compute_seconds"]["n"] and info["retries"] == 0
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        assert line.startswith(f"ray: {len(plan)} batches on {actors} actor(s), 1 node(s), in ") and "batches/s" in line and "outputs/s" in line
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_restarts", [3, 0], ids=["restarted", "dead-for-good"])
+def test_an_actor_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tfidf_spec, sample_records, tmp_path, max_restarts):
+    plan = plan_for(sample_records)
+    order = [str(i) for i in sample_records["id"]]
+    marker = tmp_path / "died"
+    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    executor = RayExecutor(actors=2, max_restarts=max_restarts, progress=False)
+    result = run_plan(plan, LoadFaulty(tfidf_spec, str(marker), die_on=3), key_column="id", checkpoint=checkpoint, executor=executor, progress=False)
+    assert marker.exists()  # an actor did die in batch 3
+    assert sorted(checkpoint_keys(checkpoint)) == sorted(order)  # every key exactly once
+    alone = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", progress=False)
+    assert file_bytes(result.rows, order, tmp_path / "ray.jsonl") == file_bytes(alone.rows, order, tmp_path / "alone.jsonl")
+    # The batches in flight on the dying actor (one or two) were tried again; without restarts it is gone for good.
+    assert 1 <= result.executor["retries"] <= executor.in_flight and result.executor["failed_batches"] == []
+    assert result.executor["actors_lost"] == (1 if max_restarts == 0 else 0)
+
+
+def test_a_batch_failing_every_try_is_named_after_the_rest_is_written(ray_cluster, tfidf_spec, sample_records, tmp_path):
+    plan = plan_for(sample_records)
+    broken = plan[5]
+    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    executor = RayExecutor(actors=2, max_retries=1, progress=False)
+    with pytest.raises(BatchesFailed) as caught:
+        run_plan(plan, LoadFaulty(tfidf_spec, str(tmp_path / "unused"), raise_on=broken.number), key_column="id",
+                 checkpoint=checkpoint, executor=executor, progress=False)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 300, message
+    for fragment in ("1 batch(es) failed all 2 tries", "ValueError: broken batch 5", broken.keys[0], f"({len(broken.keys)} in all)", "rerun"):
+        assert fragment in message, message
+    assert caught.value.batches == [broken]
+    written = checkpoint_keys(checkpoint)
+    assert sorted(written) == sorted(k for b in plan if b is not broken for k in b.keys)  # all the others, once, and none of its rows
+    assert executor.describe()["failed_batches"] == [5] and executor.describe()["retries"] == 2
+    # The rerun with the cause fixed computes the one batch left, and ends with every row of one process.
+    result = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint, executor=RayExecutor(actors=1, progress=False), progress=False)
+    assert result.computed == len(broken.keys)
+    assert result.rows == run_plan(plan, LoadJudge(tfidf_spec), key_column="id", progress=False).rows
+
+
+# -- refused settings: one line saying what to change, and nothing written --------------------------
+
+CASES = [
+    ({"address": "http://head:8265"}, ["not one Ray reads", "auto, HOST:PORT or ray://HOST:PORT"]),
+    ({"address": "head; rm -rf /"}, ["not one Ray reads"]),
+    ({"actors": 0}, ["actors must be a whole number at least 1", "not 0"]),
+    ({"actors": 1.5}, ["actors must be a whole number"]),
+    ({"num_cpus": 0}, ["CPUs per actor must be a number more than 0"]),
+    ({"num_cpus": math.nan}, ["CPUs per actor must be a number"]),
+    ({"num_gpus": -1}, ["GPUs per actor must be a number at least 0"]),
+    ({"max_retries": -1}, ["max retries must be a whole number at least 0"]),
+    ({"in_flight": 0}, ["batches in flight per actor must be"]),
+]
+
+
+@pytest.mark.parametrize("settings, fragments", CASES, ids=[str(c[0]) for c in CASES])
+def test_refused_settings(settings, fragments):
+    with pytest.raises(UserError) as caught:
+        RayExecutor(**settings)
+    assert_one_line(str(caught.value), fragments)
+
+
+CLUSTER_CASES = [
+    ({"actors": 3, "num_cpus": 1}, None, ["3 actors x 1 CPUs each need more than the cluster's 2 CPUs", "would wait forever", "fewer actors"]),
+    ({"actors": 1, "num_gpus": 1}, None, ["the cluster's 0 GPUs"]),
+    # The default share: (2 CPUs - 0.5 left free) / 200 actors = 0.0075 CPU each, under the 0.01 floor.
+    ({"actors": 200}, None, ["200 actors do not fit in the cluster's 2 CPUs", "fewer actors"]),
+    ({"actors": 1}, CannotBuild(user_error=False), ["could not build its worker (MemoryError: cannot allocate 12 GiB)", "fix that and rerun"]),
+    ({"actors": 1}, CannotBuild(), ["judge directory judge-x is missing judge.json; pass a directory judge.train wrote"]),
+]
+
+
+@pytest.mark.parametrize("settings, make_worker, fragments", CLUSTER_CASES, ids=[str(c[0]) + (f"-{c[1]}" if c[1] else "") for c in CLUSTER_CASES])
+def test_refused_on_the_cluster(ray_cluster, tfidf_spec, sample_records, tmp_path, settings, make_worker, fragments):
+    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    with pytest.raises(UserError) as caught:
+        run_plan(plan_for(sample_records), make_worker or LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint,
+                 executor=RayExecutor(progress=False, **settings), progress=False)
+    assert_one_line(str(caught.value), fragments)
+    assert not checkpoint.path.exists()
+
+
+def assert_one_line(message: str, fragments) -> None:
+    assert "\n" not in message and len(message) < 300, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+# -- the released records, with the TF-IDF and the LoRA judge ---------------------------------------
+
+@pytest.mark.skipif(not all(p.exists() for p in CHEHBOUNI_CSVS), reason=f"public data not found at {CHEHBOUNI_CSVS[0].parent}")
+@pytest.mark.parametrize("kind", ["tfidf", "lora"])
+def test_released_records_through_ray_are_the_bytes_of_one_process(ray_cluster, chehbouni_records, tfidf_spec, trained_tiny, tmp_path, kind):
+    records = chehbouni_records[chehbouni_records["model"] == "llama-2-7b-chat"].reset_index(drop=True)
+    assert len(records) == 2304
+    spec = tfidf_spec if kind == "tfidf" else f"lora:{trained_tiny[0]}"
+    plan, order = plan_for(records), [str(i) for i in records["id"]]
+    expected = file_bytes(run_plan(plan, LoadJudge(spec), key_column="id", progress=False).rows, order, tmp_path / "alone.jsonl")
+    for actors in (1, 2):
+        result = run_plan(plan, LoadJudge(spec), key_column="id", executor=RayExecutor(actors=actors, progress=False), progress=False)
+        assert file_bytes(result.rows, order, tmp_path / f"ray{actors}.jsonl") == expected, f"{actors} actor(s)"
