@@ -52,7 +52,7 @@ def main(config: Config):
 def _main(config: Config):
     from judge.core.formats.shard_part import read_part
     from judge.core.manifest import RunManifest
-    from judge.core.records import file_format, write_records
+    from judge.core.records import file_format
 
     out = Path(config.out)
     file_format(out)
@@ -64,8 +64,7 @@ def _main(config: Config):
     check_one_run(manifests, names)
     check_shares(manifests, names)
     check_positions(manifests, names)
-    joined = place_rows([read_rows(p, m) for p, m in zip(config.parts, manifests)], manifests)
-    write_records(joined, out, overwrite=True)
+    n_rows = write_joined(config.parts, manifests, out)
     first, raw = manifests[0], parts[0][1]
     manifest = RunManifest("judge.join", config, inputs=config.parts, of=first.command,
                            parts=[{"file": name, "shard": str(m.part.shard), "sha256": m.output_sha256} for name, m in zip(names, manifests)],
@@ -73,9 +72,9 @@ def _main(config: Config):
                            **{k: raw[k] for k in ("judge", "engine", "engine_options", "model") if k in raw})
     # The settings of the run the parts are shares of: what a reader of one unsharded output finds there.
     manifest.update(settings=first.settings, join_settings={"parts": names, "out": out.name})
-    manifest.write(out, rows=len(joined), parts=len(parts))
-    print(f"joined {len(parts)} parts ({len(joined)} rows of one {first.command} run) -> {out}")
-    return joined
+    manifest.write(out, rows=n_rows, parts=len(parts))
+    print(f"joined {len(parts)} parts ({n_rows} rows of one {first.command} run) -> {out}")
+    return manifest.data
 
 
 def check_one_run(manifests, names) -> None:
@@ -119,15 +118,37 @@ def check_positions(manifests, names) -> None:
         raise UserError(f"row {hole} of the whole ({total - len(owner)} in all) is in no part; rerun the shares with --overwrite")
 
 
+def write_joined(paths, manifests, out: Path) -> int:
+    """Write the whole output; returns its number of rows."""
+    from judge.core.records import atomic_write, file_format, write_records
+
+    for path, manifest in zip(paths, manifests):
+        check_unchanged(path, manifest)
+    if file_format(out) == "parquet" and all(file_format(p) == "parquet" for p in paths):
+        import pyarrow.parquet as pq
+
+        table = place_arrow_rows(paths, manifests)
+        atomic_write(out, lambda handle: pq.write_table(table, handle), overwrite=True, binary=True)
+        return table.num_rows
+    joined = place_rows([read_rows(p, m) for p, m in zip(paths, manifests)], manifests)
+    write_records(joined, out, overwrite=True)
+    return len(joined)
+
+
+def check_unchanged(path, manifest) -> None:
+    from judge.core.manifest import file_sha256
+
+    if file_sha256(path) != manifest.output_sha256:
+        raise UserError(f"part {Path(path).name} was changed after its run wrote it (its sha256 differs from its manifest's); "
+                        "rerun that share with --overwrite")
+
+
 def read_rows(path, manifest):
     import pandas as pd
 
-    from judge.core.manifest import file_sha256
     from judge.core.records import read_table
 
     name = Path(path).name
-    if file_sha256(path) != manifest.output_sha256:
-        raise UserError(f"part {name} was changed after its run wrote it (its sha256 differs from its manifest's); rerun that share with --overwrite")
     expected = len(manifest.part.positions)
     if expected == 0:
         return pd.DataFrame()
@@ -146,6 +167,54 @@ def place_rows(frames, manifests):
     rows = pd.concat([f for f, _ in kept], ignore_index=True, sort=False)
     positions = np.concatenate([np.asarray(m.part.positions, dtype=np.int64) for _, m in kept])
     return rows.iloc[np.argsort(positions, kind="stable")].reset_index(drop=True)
+
+
+def place_arrow_rows(paths, manifests):
+    """Parquet parts joined as Arrow tables, so every column keeps the type the whole run's would have: a
+    column with no value in one share (null there) takes its type, and its pandas metadata, from another."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kept = [(p, m) for p, m in zip(paths, manifests) if len(m.part.positions)]
+    tables = []
+    for path, manifest in kept:
+        try:
+            tables.append(pq.read_table(path))
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+            raise UserError(f"part {Path(path).name} is not a readable Parquet file ({' '.join(str(exc).split())[:100]}); rerun that share with --overwrite") from None
+        if tables[-1].num_rows != len(manifest.part.positions):
+            raise UserError(f"part {Path(path).name} holds {tables[-1].num_rows} rows, and its manifest places {len(manifest.part.positions)}; "
+                            "rerun that share with --overwrite")
+    try:
+        merged = pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise UserError(f"the parts' columns do not fit together ({' '.join(str(exc).split())[:100]}); join the parts of one run") from None
+    order = np.argsort(np.concatenate([np.asarray(m.part.positions, dtype=np.int64) for _, m in kept]), kind="stable")
+    merged = merged.take(pa.array(order))
+    return merged.replace_schema_metadata(_joined_metadata(tables, merged.schema))
+
+
+def _joined_metadata(tables, schema) -> dict:
+    """The first part's schema metadata, with each column's pandas entry from a part where it holds values."""
+    import json
+
+    import pyarrow as pa
+
+    metadata = dict(tables[0].schema.metadata or {})
+    if b"pandas" not in metadata:
+        return metadata
+    pandas = json.loads(metadata[b"pandas"])
+    entries = {}
+    for table in tables:
+        described = json.loads((table.schema.metadata or {}).get(b"pandas", b"{}")).get("columns", [])
+        for entry in described:
+            name = entry.get("field_name")
+            if name in table.schema.names and (name not in entries or pa.types.is_null(entries[name][1])):
+                entries[name] = (entry, table.schema.field(name).type)
+    pandas["columns"] = [entries[name][0] for name in schema.names if name in entries]
+    metadata[b"pandas"] = json.dumps(pandas).encode("utf8")  # as pyarrow writes it
+    return metadata
 
 
 def build_parser():

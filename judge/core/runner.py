@@ -64,9 +64,11 @@ class Shard:
     count: int
 
     def __post_init__(self):
-        if not 1 <= self.count or not 1 <= self.index <= self.count:
-            raise UserError(f"--shard {self.index}/{self.count} is out of range: I must be from 1 to N (here 1 to {max(self.count, 1)}), "
-                            f"e.g. --shard 1/{max(self.count, 2)}")
+        if self.count < 1:
+            raise UserError(f"--shard {self.index}/{self.count}: N must be 1 or more (the number of shares), e.g. --shard 1/2")
+        if not 1 <= self.index <= self.count:
+            raise UserError(f"--shard {self.index}/{self.count} is out of range: I must be from 1 to {self.count} (shares are numbered "
+                            f"from 1), e.g. --shard 1/{self.count}")
 
     @classmethod
     def parse(cls, text: str | None) -> "Shard | None":
