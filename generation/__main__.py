@@ -5,11 +5,15 @@ Examples:
     python -m generation --model meta-llama/Llama-2-7b-chat-hf --prompts runs/paper-prompts.jsonl \\
         --system-prompt llama2-paper --samples 3 --batch-size 64 --out runs/llama2-7b.jsonl
     python -m generation --prompts runs/prompts.jsonl --temperature 0 --max-new-tokens 40 --out runs/greedy.jsonl
+    python -m generation --prompts runs/prompts.jsonl --shard 1/2 --out runs/part1.jsonl   # and 2/2 elsewhere, then:
+    python -m judge.join runs/part1.jsonl runs/part2.jsonl --out runs/outputs.jsonl
 
 Uses the model's chat template; --system-prompt takes text or a preset (llama2-paper: "You are a
 helpful assistant. Complete the [BLANK]."). Batched left-padded generate, bf16 and device_map="auto"
 on GPU, fp32 on CPU. Resumable: rerun the same command after a crash and only the missing
-(prompt, sample) pairs are generated. The default model is the bundled SmolLM2-135M-Instruct.
+(prompt, sample) pairs are generated. The default model is the bundled SmolLM2-135M-Instruct. The
+model runs in an engine (--engine; hf: transformers in this process); --shard I/N samples only a
+share of the batch plan, and python -m judge.join joins the shares to the bytes of one whole run.
 """
 from __future__ import annotations
 
@@ -23,10 +27,13 @@ import pandas as pd
 from judge.core.outputs import claim_for
 from judge.core.cli import clip, check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
 from judge.core.errors import UserError
+from judge.core.formats.shard_part import part_fields, sharded_identity
 from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
-from judge.core.models import SMOLLM2, model_revision, resolve_model
+from judge.core.models import SMOLLM2
 from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
-from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs, load_chat_model
+from judge.core.runner import Shard
+from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
+from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs
 
 
 @dataclass
@@ -49,8 +56,14 @@ class Config:
     encoding: str = "utf-8"
     progress: bool = True
     overwrite: bool = False
+    shard: str | None = None
+    engine: str = "hf"
+    engine_options: dict | None = None  # the engine's own flags (its module's Options), by field name
 
     def __post_init__(self):
+        Shard.parse(self.shard)
+        engine_module(self.engine)
+        engine_options(self.engine, self.engine_options)
         check_positive(self, "samples", "max_new_tokens", "batch_size")
         check_non_negative(self, "temperature", "top_k")
         check_fraction(self, "top_p", low_open=True)
@@ -91,8 +104,12 @@ def _main(config: Config) -> pd.DataFrame:
         first = prompts.index[blank][0]
         raise UserError(f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id {clip(prompts.loc[first, 'id'])}); "
                         "fix or remove them before generating")
-    identity = {"settings": {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress")},
-                "prompts": fingerprint([config.prompts])}
+    shard = Shard.parse(config.shard)
+    options = engine_options(config.engine, config.engine_options)
+    settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
+    run_identity = {"settings": {k: v for k, v in settings.items() if k not in ("out", "overwrite", "progress", "shard")},
+                    "prompts": fingerprint([config.prompts])}
+    identity = sharded_identity(run_identity, shard)  # a share resumes only as that share
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
     previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
     if previous:
@@ -100,33 +117,30 @@ def _main(config: Config) -> pd.DataFrame:
         return read_records(out)
 
     started = time.perf_counter()
-    tokenizer, model = load_chat_model(config.model, device=config.device)
-    manifest = RunManifest("generation", config, inputs=[config.prompts], identity=identity, status="running",
-                           model={"spec": config.model, "revision": model_revision(resolve_model(config.model)), "class": type(model).__name__, "dtype": str(next(model.parameters()).dtype)})
+    engine = open_engine(config.engine, config.model, device=config.device, options=options)
+    described = engine.describe()
+    manifest = RunManifest("generation", settings, inputs=[config.prompts], identity=identity, status="running", engine=described,
+                           engine_options=public_options(options), model={"spec": config.model, "revision": described.get("revision")})
     manifest.write(out)
     decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
-    gen_started = time.perf_counter()
-    new_rows = list(generate_outputs(prompts, tokenizer=tokenizer, model=model, model_id=config.model, samples=config.samples,
-                                     decoding=decoding, batch_size=config.batch_size, system_prompt=system_prompt,
-                                     instruction=config.instruction, checkpoint=checkpoint, progress=config.progress))
-    gen_seconds = time.perf_counter() - gen_started
-    # A batch redone after a crash is appended again: the last copy of each (prompt, sample) wins.
-    latest = {(r["prompt_id"], int(r["sample"])): r for r in checkpoint.rows()}
-    outputs = pd.DataFrame(list(latest.values()))
-    order = {pid: i for i, pid in enumerate(prompts["id"])}
-    outputs = outputs.sort_values(["prompt_id", "sample"], key=lambda s: s.map(order) if s.name == "prompt_id" else s).reset_index(drop=True)
+    generated = generate_outputs(prompts, engine=engine, model_id=config.model, samples=config.samples, decoding=decoding,
+                                 batch_size=config.batch_size, system_prompt=system_prompt, instruction=config.instruction,
+                                 checkpoint=checkpoint, progress=config.progress, shard=shard)
+    gen_seconds, new_count, new_tokens = generated.run.seconds, generated.run.computed, generated.new_tokens
+    if shard:
+        manifest.update(part=part_fields(shard, plan=generated.run.plan, identity=run_identity, positions=generated.positions, total=generated.total))
+    outputs = pd.DataFrame(generated.rows)  # prompt order, then sample: the order of the whole output
     # Each output has its own id (PROMPT_ID-sN); the prompt file's columns come back under their own names.
     outputs = user_columns(outputs, {k: v for k, v in prompts.attrs["column_map"].items() if k != "id"})
     outputs = outputs.rename(columns={SHADOW + "id": "input_id"})
     write_records(outputs, out, overwrite=True)
     checkpoint.remove()
-    new_tokens = sum(r["response_tokens"] for r in new_rows)
-    manifest.update(status="complete", throughput={"outputs_this_run": len(new_rows), "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
+    manifest.update(status="complete", throughput={"outputs_this_run": new_count, "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
                                                    "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None,
                                                    "whole_process_seconds": round(time.perf_counter() - started, 3)})
     manifest.write(out, outputs=len(outputs), prompts=len(prompts))
-    print(f"generated {len(new_rows)} outputs ({len(outputs) - len(new_rows)} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
-          f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}")
+    print(f"generated {new_count} outputs ({len(outputs) - new_count} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
+          f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}" + (f" (share {shard} of {generated.total} outputs)" if shard else ""))
     return outputs
 
 
@@ -147,6 +161,10 @@ def build_parser():
     p.add_argument("--seed", type=int, help="sampling seed (default: 0)")
     p.add_argument("--batch-size", type=int, help="sequences per generate call (default: 16)")
     p.add_argument("--device", help="auto (GPU when present), cpu, cuda")
+    p.add_argument("--engine", help=f"what runs the model: {', '.join(ENGINES)} (default: hf, transformers in this process)")
+    add_engine_arguments(p)
+    p.add_argument("--shard", metavar="I/N", help="sample only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
+                   "python -m judge.join joins the N parts into the whole output")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
     return p

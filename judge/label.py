@@ -24,6 +24,7 @@ from pathlib import Path
 from judge.core.outputs import claim_for
 from judge.core.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.core.errors import UserError
+from judge.core.runner import Shard
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.core.precision.CHOICES, without importing it before --help
 
@@ -54,8 +55,10 @@ class Config(RecordColumns):
     progress: bool = True
     verbose: bool = False
     overwrite: bool = False
+    shard: str | None = None
 
     def __post_init__(self):
+        Shard.parse(self.shard)
         check_positive(self, "batch_size")
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
@@ -132,6 +135,8 @@ def main(config: Config) -> dict:
 
 def _main(config: Config) -> dict:
     from judge.judges import fingerprint as judge_fingerprint, load_judge
+    from judge.judges.base import JudgeWorker
+    from judge.core.formats.shard_part import part_fields, sharded_identity
     from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
     from judge.core.precision import choose_for, say
     from judge.core.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
@@ -144,7 +149,8 @@ def _main(config: Config) -> dict:
     column_map = records.attrs["column_map"]
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
     choice = choose_for(config.judge, config.precision, config.device)
-    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose")}
+    shard = Shard.parse(config.shard)
+    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard")}
     settings["precision"] = choice.precision if choice else None
     identity = {
         # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
@@ -152,6 +158,7 @@ def _main(config: Config) -> dict:
         "input": fingerprint(config.input),
         "judge": judge_fingerprint(config.judge),
     }
+    run_identity, identity = identity, sharded_identity(identity, shard)  # a share resumes only as that share
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
     if not config.overwrite:
@@ -164,16 +171,20 @@ def _main(config: Config) -> dict:
     started = time.perf_counter()
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
     taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding) if (config.taxonomy or config.label_map) else None
-    judge = load_judge(config.judge, taxonomy=taxonomy, device=config.device, precision=choice or "auto",
-                       examples=config.examples, examples_label_column=config.examples_label_column, shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale,
-                       mode=config.mode, prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
+    options = dict(device=config.device, precision=choice or "auto", examples=config.examples, examples_label_column=config.examples_label_column,
+                   shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale, mode=config.mode,
+                   prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
+    make_judge = JudgeWorker(config.judge, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
+    judge = make_judge()
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone
     manifest = RunManifest("judge.label", config, inputs=config.input, judge=judge.describe(), identity=identity, status="running")
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
-                           progress=config.progress, prefix=config.prefix)
+                           progress=config.progress, prefix=config.prefix, shard=shard, make_worker=make_judge)
+    if shard:
+        manifest.update(part=part_fields(shard, plan=judge.last_run.plan, identity=run_identity, positions=judge.last_positions, total=len(records)))
     write_records(user_columns(labelled, column_map), out, overwrite=True)
     checkpoint.remove()
     total = time.perf_counter() - started
@@ -185,7 +196,7 @@ def _main(config: Config) -> dict:
     manifest.write(out, labelled=len(labelled), unscored=n_unscored)
     counts = labelled[label_col].value_counts().to_dict()
     print(f"labelled {judge.last_count} responses ({len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
-          f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}")
+          f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}" + (f" (share {shard} of {len(records)} rows)" if shard else ""))
     print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}")
     return manifest.data
 
@@ -220,6 +231,8 @@ def build_parser():
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
+    p.add_argument("--shard", metavar="I/N", help="label only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
+                   "python -m judge.join joins the N parts into the whole output")
     return p
 
 

@@ -6,7 +6,8 @@ import pytest
 
 import generation.__main__ as generate_cmd
 from generation import prompts as prompts_cmd
-from generation.generate import Decoding, generate_outputs, load_chat_model
+from generation.generate import Decoding, generate_outputs
+from judge.engines.transformers import TransformersEngine
 from judge.core.paths import DATA
 from judge.core.records import JsonlCheckpoint
 from tests.conftest import CHEHBOUNI, needs_chehbouni, run_cli
@@ -79,9 +80,9 @@ def small_prompts():
 
 
 def run_generation(tiny_llama, prompts, *, batch_size, decoding, checkpoint=None, samples=1):
-    tokenizer, model = load_chat_model(tiny_llama, device="cpu")
-    return list(generate_outputs(prompts, tokenizer=tokenizer, model=model, model_id="tiny", samples=samples, decoding=decoding,
-                                 batch_size=batch_size, system_prompt="Complete the [BLANK].", instruction="{prompt}", checkpoint=checkpoint, progress=False))
+    engine = TransformersEngine(tiny_llama, device="cpu")
+    return generate_outputs(prompts, engine=engine, model_id="tiny", samples=samples, decoding=decoding, batch_size=batch_size,
+                            system_prompt="Complete the [BLANK].", instruction="{prompt}", checkpoint=checkpoint, progress=False).rows
 
 
 def test_batched_greedy_equals_batch_size_one(tiny_llama, small_prompts):
@@ -100,21 +101,22 @@ def test_resume_after_interruption_gives_the_same_outputs(tiny_llama, small_prom
     assert code == 0, err
     clean = pd.read_json(tmp_path / "clean.jsonl", lines=True)
     assert len(clean) == 12 and clean["id"].is_unique
-    # A crash after the first batch (Ctrl-C or a kill between batches).
+    # A crash while the engine samples the second batch (Ctrl-C or a kill between batches).
     out = tmp_path / "resumed.jsonl"
-    real = generate_cmd.generate_outputs
+    real = TransformersEngine.generate
+    calls = []
 
-    def crashes_after_first_batch(*args, **kwargs):
-        for i, row in enumerate(real(*args, **kwargs)):
-            yield row
-            if i == 3:
-                raise KeyboardInterrupt
+    def crashes_in_second_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(generate_cmd, "generate_outputs", crashes_after_first_batch)
+    monkeypatch.setattr(TransformersEngine, "generate", crashes_in_second_batch)
     code, _, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
     assert code == 130 and not out.exists()
     assert len(JsonlCheckpoint(tmp_path / "resumed.jsonl.partial.jsonl").rows()) == 4
-    monkeypatch.setattr(generate_cmd, "generate_outputs", real)
+    monkeypatch.setattr(TransformersEngine, "generate", real)
     code, stdout, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
     assert code == 0, err
     assert "generated 8 outputs (4 resumed)" in stdout

@@ -174,7 +174,9 @@ def judge_of(records_path: str | Path, column: str) -> dict[str, Any] | None:
     manifest = read_manifest(records_path) or {}
     judge = manifest.get("judge") or {}
     prefix = (manifest.get("settings") or {}).get("prefix", "")
-    if manifest.get("command") == "judge.label" and column == f"{prefix}label" and judge.get("kind"):
+    # a joined output (judge.join) of a sharded judge.label run carries that run's judge and settings
+    labelled = manifest.get("command") == "judge.label" or (manifest.get("command") == "judge.join" and manifest.get("of") == "judge.label")
+    if labelled and column == f"{prefix}label" and judge.get("kind"):
         return judge
     return None
 

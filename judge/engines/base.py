@@ -42,6 +42,26 @@ class Engine:
         """A completion constrained to one of ``labels`` (the text may still fall outside if the server ignores it)."""
         raise NotImplementedError
 
+    def prompt_size(self, messages: tuple[tuple[str, str], ...]) -> int:
+        """What a fixed plan sorts chats by, so a batch holds similar lengths: tokens where the engine can
+        count them here, characters otherwise."""
+        return sum(len(content) for _, content in messages)
+
     def describe(self) -> dict[str, Any]:
         """What the manifest records: the model, its revision, the engine's settings; never a secret."""
         return {"engine": self.name}
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How to sample, for every engine alike (each maps it to its own arguments)."""
+
+    max_new_tokens: int = 64
+    temperature: float = 0.6  # Llama 2 chat's released generation defaults
+    top_k: int = 0  # 0: no top-k cut
+    top_p: float = 0.9
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0

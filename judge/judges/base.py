@@ -1,19 +1,19 @@
 """One judge interface, many backends.
 
-The base class owns ordering, batching, progress, abstention and checkpointing; a backend
-implements ``_label_batch`` only (after allenai/wildguard's ``SafetyClassifierBase``).
+The base class owns the rows (abstention, missing responses, columns) and hands the batching,
+progress, checkpointing and shares to the runner (``judge.core.runner``), as the runner's Worker;
+a backend implements ``_label_batch`` only (after allenai/wildguard's ``SafetyClassifierBase``).
 """
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from judge.core.records import JsonlCheckpoint
+from judge.core.runner import Batch, Executor, InProcess, Shard, Worker, fixed_plan, run_plan
 from judge.core.records import probability_column  # noqa: F401 - re-exported: judges write these columns
 from judge.core.taxonomy import UNSCORED, Taxonomy
 
@@ -46,12 +46,19 @@ class Item:
     name: str | None = None  # the name that signals the group, for judges that mask it
 
 
+@dataclass(frozen=True)
+class RowOptions:
+    """How a judge writes its rows: what ``Judge.compute`` reads, set by ``label`` (or a ``JudgeWorker``)."""
+
+    abstain_below: float | None = None
+    prefix: str = ""
 
 
 class Judge:
     """Assigns taxonomy categories to (prompt, response) items."""
 
     kind: str = "judge"
+    row_options: RowOptions = RowOptions()
 
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
@@ -69,12 +76,15 @@ class Judge:
         return {"kind": self.kind, "taxonomy": self.taxonomy.name}
 
     # -- shared machinery ---------------------------------------------------------------------
-    def batch_plan(self, items: Sequence[Item], batch_size: int) -> list[list[Item]]:
+    def plan(self, items: Sequence[Item], batch_size: int) -> list[Batch]:
         """Fixed batches over the whole input: similar lengths together (a stable sort), the same plan
         on every rerun. A judge whose scores depend on the other items in a batch (int8 kernels, padding)
-        then gives a resumed run exactly the batches an uninterrupted one had."""
-        ordered = sorted(items, key=lambda item: (self.sort_key(item), item.id))
-        return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        then gives a resumed run, and every shard, exactly the batches an uninterrupted one had."""
+        return fixed_plan(items, key=lambda item: item.id, size=self.sort_key, batch_size=batch_size)
+
+    def batch_plan(self, items: Sequence[Item], batch_size: int) -> list[list[Item]]:
+        """The plan's batches as lists of items (for benchmarks that time the stages of a batch)."""
+        return [list(batch.items) for batch in self.plan(items, batch_size)]
 
     def checked(self, judgements: list[Judgement], batch: Sequence[Item]) -> list[Judgement]:
         if len(judgements) != len(batch):
@@ -106,6 +116,14 @@ class Judge:
             row[f"{prefix}raw"] = judgement.raw
         return row
 
+    # -- the runner's Worker -------------------------------------------------------------------
+    def compute(self, batch: Batch) -> list[dict[str, Any]]:
+        """The output rows of one batch of the plan, written as ``self.row_options`` says."""
+        items = batch.items
+        judgements = self.checked(self._label_batch(items), items)
+        return [self.output_row(item, self.apply_abstention(j, self.row_options.abstain_below), prefix=self.row_options.prefix)
+                for item, j in zip(items, judgements)]
+
     def label(
         self,
         records: pd.DataFrame,
@@ -115,6 +133,9 @@ class Judge:
         checkpoint: JsonlCheckpoint | None = None,
         progress: bool = True,
         prefix: str = "",
+        shard: Shard | None = None,
+        executor: Executor | None = None,
+        make_worker: Callable[[], Worker] | None = None,
     ) -> pd.DataFrame:
         """Label records; returns them with label, confidence, p_<category> and unscored_reason columns.
 
@@ -122,42 +143,60 @@ class Judge:
         fixed plan whose rows are all there and labels the others again whole (a batch cut by a crash
         included), so a resumed run writes exactly what an uninterrupted one would. A missing
         response (null) is ``unscored`` with the reason, never sent to the judge; an empty string is
-        a response like any other.
+        a response like any other. With ``shard``, only its share of the plan is labelled and only
+        its rows come back (in input order; the first share also holds the missing responses), and
+        ``last_positions`` says where each goes among all the records. ``executor`` runs the batches
+        elsewhere, on workers ``make_worker`` builds there (a ``JudgeWorker``); by default this judge
+        labels them here.
         """
-        done = {str(r["id"]): r for r in checkpoint.rows()} if checkpoint else {}
-        prompts = records["prompt"] if "prompt" in records.columns else pd.Series([""] * len(records), index=records.index)
-        names = records["name"] if "name" in records.columns else pd.Series([None] * len(records), index=records.index)
-        items, missing = [], []
-        for i, p, r, n in zip(records["id"], prompts, records["response"], names):
-            if r is None or (isinstance(r, float) and math.isnan(r)):
-                missing.append(str(i))
-                continue
-            items.append(Item(str(i), "" if p is None or p != p else str(p), str(r), n if isinstance(n, str) else None))
+        self.row_options = RowOptions(abstain_below=abstain_below, prefix=prefix)
+        items, missing = labelling_items(records)
         results: dict[str, dict] = {}
-        for i in missing:
-            results[i] = self.output_row(Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix)
-        plan = self.batch_plan(items, batch_size)
-        todo = []
-        for batch in plan:
-            if all(item.id in done for item in batch):
-                results.update((item.id, done[item.id]) for item in batch)
-            else:
-                todo.append(batch)
-        self.last_seconds, self.last_count = 0.0, sum(len(b) for b in todo)
-        started = time.perf_counter()
-        with tqdm(total=self.last_count, desc=f"labelling ({self.kind})", unit="resp", disable=not progress, mininterval=1.0) as bar:
-            for batch in todo:
-                judgements = self.checked(self._label_batch(batch), batch)
-                rows = [self.output_row(item, self.apply_abstention(j, abstain_below), prefix=prefix) for item, j in zip(batch, judgements)]
-                if checkpoint:
-                    checkpoint.append(rows)
-                results.update((r["id"], r) for r in rows)
-                bar.update(len(batch))
-        self.last_seconds = time.perf_counter() - started
-        added = pd.DataFrame([results[str(i)] for i in records["id"]])
-        added = added.drop(columns=["id"])
-        keep = records.drop(columns=[c for c in added.columns if c in records.columns])
+        if shard is None or shard.first:
+            for i in missing:
+                results[i] = self.output_row(Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix)
+        plan = self.plan(items, batch_size)
+        run = run_plan(plan, make_worker or (lambda: self), key_column="id", checkpoint=checkpoint, executor=executor or InProcess(self),
+                       shard=shard, progress=progress, desc=f"labelling ({self.kind})", unit="resp")
+        results.update(run.rows)
+        self.last_run, self.last_seconds, self.last_count = run, run.seconds, run.computed
+        ids = [str(i) for i in records["id"]]
+        self.last_positions = [n for n, i in enumerate(ids) if i in results]
+        share = records.iloc[self.last_positions] if shard else records
+        added = pd.DataFrame([results[ids[n]] for n in self.last_positions]).drop(columns=["id"])
+        keep = share.drop(columns=[c for c in added.columns if c in share.columns])
         return pd.concat([keep.reset_index(drop=True), added.reset_index(drop=True)], axis=1)
+
+
+@dataclass(frozen=True)
+class JudgeWorker:
+    """Builds a judge from its spec wherever it is called: the picklable ``make_worker`` of a labelling run,
+    for executors that build their workers elsewhere (another process, a Ray actor)."""
+
+    spec: str
+    taxonomy: Any = None  # a Taxonomy or a preset name, as load_judge takes it
+    options: tuple[tuple[str, Any], ...] = ()  # load_judge's options, as (name, value) pairs
+    row_options: RowOptions = RowOptions()
+
+    def __call__(self) -> "Judge":
+        from judge.judges import load_judge
+
+        judge = load_judge(self.spec, taxonomy=self.taxonomy, **dict(self.options))
+        judge.row_options = self.row_options
+        return judge
+
+
+def labelling_items(records: pd.DataFrame) -> tuple[list[Item], list[str]]:
+    """The records a judge reads, and the ids of those with no response (unscored, never judged)."""
+    prompts = records["prompt"] if "prompt" in records.columns else pd.Series([""] * len(records), index=records.index)
+    names = records["name"] if "name" in records.columns else pd.Series([None] * len(records), index=records.index)
+    items, missing = [], []
+    for i, p, r, n in zip(records["id"], prompts, records["response"], names):
+        if r is None or (isinstance(r, float) and math.isnan(r)):
+            missing.append(str(i))
+            continue
+        items.append(Item(str(i), "" if p is None or p != p else str(p), str(r), n if isinstance(n, str) else None))
+    return items, missing
 
 
 def _clean(value: float | None) -> float | None:
