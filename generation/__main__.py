@@ -31,6 +31,7 @@ from judge.core.formats.shard_part import part_fields, sharded_identity
 from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
 from judge.core.models import SMOLLM2
 from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
+from judge.core.ray_executor import add_ray_arguments, executor_for
 from judge.core.runner import Shard
 from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
 from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs
@@ -59,9 +60,14 @@ class Config:
     shard: str | None = None
     engine: str = "hf"
     engine_options: dict | None = None  # the engine's own flags (its module's Options), by field name
+    ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
+    ray_actors: int | None = None
 
     def __post_init__(self):
+        from judge.core.ray_executor import check_ray_settings
+
         Shard.parse(self.shard)
+        check_ray_settings(self)
         engine_module(self.engine)
         engine_options(self.engine, self.engine_options)
         check_positive(self, "samples", "max_new_tokens", "batch_size")
@@ -107,7 +113,7 @@ def _main(config: Config) -> pd.DataFrame:
     shard = Shard.parse(config.shard)
     options = engine_options(config.engine, config.engine_options)
     settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
-    run_identity = {"settings": {k: v for k, v in settings.items() if k not in ("out", "overwrite", "progress", "shard")},
+    run_identity = {"settings": {k: v for k, v in settings.items() if k not in ("out", "overwrite", "progress", "shard", "ray", "ray_actors")},
                     "prompts": fingerprint([config.prompts])}
     identity = sharded_identity(run_identity, shard)  # a share resumes only as that share
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
@@ -125,7 +131,8 @@ def _main(config: Config) -> pd.DataFrame:
     decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
     generated = generate_outputs(prompts, engine=engine, model_id=config.model, samples=config.samples, decoding=decoding,
                                  batch_size=config.batch_size, system_prompt=system_prompt, instruction=config.instruction,
-                                 checkpoint=checkpoint, progress=config.progress, shard=shard)
+                                 checkpoint=checkpoint, progress=config.progress, shard=shard,
+                                 executor=executor_for(config, progress=config.progress), engine_spec=(config.engine, config.device, options))
     gen_seconds, new_count, new_tokens = generated.run.seconds, generated.run.computed, generated.new_tokens
     if shard:
         manifest.update(part=part_fields(shard, plan=generated.run.plan, identity=run_identity, positions=generated.positions, total=generated.total))
@@ -137,7 +144,8 @@ def _main(config: Config) -> pd.DataFrame:
     checkpoint.remove()
     manifest.update(status="complete", throughput={"outputs_this_run": new_count, "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
                                                    "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None,
-                                                   "whole_process_seconds": round(time.perf_counter() - started, 3)})
+                                                   "whole_process_seconds": round(time.perf_counter() - started, 3)},
+                    executor=generated.run.executor)
     manifest.write(out, outputs=len(outputs), prompts=len(prompts))
     print(f"generated {new_count} outputs ({len(outputs) - new_count} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
           f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}" + (f" (share {shard} of {generated.total} outputs)" if shard else ""))
@@ -163,6 +171,7 @@ def build_parser():
     p.add_argument("--device", help="auto (GPU when present), cpu, cuda")
     p.add_argument("--engine", help=f"what runs the model: {', '.join(ENGINES)} (default: hf, transformers in this process)")
     add_engine_arguments(p)
+    add_ray_arguments(p)
     p.add_argument("--shard", metavar="I/N", help="sample only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
                    "python -m judge.join joins the N parts into the whole output")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -85,6 +85,23 @@ class GenerationWorker:
         }
 
 
+@dataclass(frozen=True)
+class BuildGenerationWorker:
+    """Opens the engine and builds the generation worker wherever it is called (another process, a Ray actor)."""
+
+    engine: str
+    device: str
+    options: Any
+    model: str
+    records: dict[str, dict[str, Any]]
+    sampling: Sampling
+
+    def __call__(self) -> GenerationWorker:
+        from judge.engines import open_engine
+
+        return GenerationWorker(open_engine(self.engine, self.model, device=self.device, options=self.options), self.records, self.sampling)
+
+
 @dataclass
 class Generated:
     rows: list[dict[str, Any]]  # the run's outputs (its share's, with a shard), in the whole output's order
@@ -108,6 +125,7 @@ def generate_outputs(
     progress: bool = True,
     shard: Shard | None = None,
     executor: Executor | None = None,
+    engine_spec: tuple[str, str, Any] | None = None,
 ) -> Generated:
     """Sample ``samples`` outputs per prompt in a fixed plan of batches; with a checkpoint, reuse the
     batches already written whole.
@@ -123,7 +141,9 @@ def generate_outputs(
     pairs = [(pid, s) for pid in prompts["id"] for s in range(1, samples + 1)]
     # ties by (prompt id, sample number), not by the output id's text: s10 after s9
     plan = fixed_plan(pairs, key=lambda p: output_id(*p), size=lambda p: (sizes[p[0]], p[0], p[1]), batch_size=batch_size)
-    run = run_plan(plan, lambda: worker, key_column="id", checkpoint=checkpoint, executor=executor or InProcess(worker), shard=shard,
+    # An executor elsewhere (a Ray actor) builds its own engine from (name, device, options): picklable.
+    make_worker = BuildGenerationWorker(*engine_spec, model=model_id, records=records, sampling=sampling) if engine_spec else (lambda: worker)
+    run = run_plan(plan, make_worker, key_column="id", checkpoint=checkpoint, executor=executor or InProcess(worker), shard=shard,
                    progress=progress, desc="generating", unit="output")
     keys = [output_id(*p) for p in pairs]
     positions = [n for n, key in enumerate(keys) if key in run.rows]

@@ -24,6 +24,7 @@ from pathlib import Path
 from judge.core.outputs import claim_for
 from judge.core.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
 from judge.core.errors import UserError
+from judge.core.ray_executor import add_ray_arguments
 from judge.core.runner import Shard
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.core.precision.CHOICES, without importing it before --help
@@ -56,9 +57,14 @@ class Config(RecordColumns):
     verbose: bool = False
     overwrite: bool = False
     shard: str | None = None
+    ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
+    ray_actors: int | None = None
 
     def __post_init__(self):
+        from judge.core.ray_executor import check_ray_settings
+
         Shard.parse(self.shard)
+        check_ray_settings(self)
         check_positive(self, "batch_size")
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
@@ -136,6 +142,7 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     from judge.judges import fingerprint as judge_fingerprint, load_judge
     from judge.judges.base import JudgeWorker
+    from judge.core.ray_executor import executor_for
     from judge.core.formats.shard_part import part_fields, sharded_identity
     from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
     from judge.core.precision import choose_for, say
@@ -150,7 +157,7 @@ def _main(config: Config) -> dict:
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
     choice = choose_for(config.judge, config.precision, config.device)
     shard = Shard.parse(config.shard)
-    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard")}
+    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors")}
     settings["precision"] = choice.precision if choice else None
     identity = {
         # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
@@ -182,7 +189,8 @@ def _main(config: Config) -> dict:
     manifest = RunManifest("judge.label", config, inputs=config.input, judge=judge.describe(), identity=identity, status="running")
     manifest.write(out)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
-                           progress=config.progress, prefix=config.prefix, shard=shard, make_worker=make_judge)
+                           progress=config.progress, prefix=config.prefix, shard=shard, make_worker=make_judge,
+                           executor=executor_for(config, progress=config.progress))
     if shard:
         manifest.update(part=part_fields(shard, plan=judge.last_run.plan, identity=run_identity, positions=judge.last_positions, total=len(records)))
     write_records(user_columns(labelled, column_map), out, overwrite=True)
@@ -192,7 +200,8 @@ def _main(config: Config) -> dict:
     n_unscored = int((labelled[label_col] == UNSCORED).sum())
     rate = judge.last_count / judge.last_seconds if judge.last_seconds else float("nan")
     manifest.update(status="complete", throughput={"labelled_this_run": judge.last_count, "labelling_seconds": round(judge.last_seconds, 3),
-                                                   "responses_per_second": round(rate, 2), "whole_process_seconds": round(total, 3)})
+                                                   "responses_per_second": round(rate, 2), "whole_process_seconds": round(total, 3)},
+                    executor=judge.last_run.executor)
     manifest.write(out, labelled=len(labelled), unscored=n_unscored)
     counts = labelled[label_col].value_counts().to_dict()
     print(f"labelled {judge.last_count} responses ({len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
@@ -231,6 +240,7 @@ def build_parser():
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
+    add_ray_arguments(p)
     p.add_argument("--shard", metavar="I/N", help="label only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
                    "python -m judge.join joins the N parts into the whole output")
     return p

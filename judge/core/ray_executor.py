@@ -328,4 +328,32 @@ def _check_number(what: str, value: Any, *, low: float, integer: bool = False, l
     ok = isinstance(value, kind) and not isinstance(value, bool) and (value > low if low_open else value >= low)
     if not ok or (not integer and value != value):
         bound = f"more than {low:g}" if low_open else f"at least {low:g}"
-        raise UserError(f"{what} must be {'a whole number ' if integer else 'a number '}{bound}, not {cut(value)!r}")
+        raise UserError(f"{what} must be {'a whole number ' if integer else 'a number '}{bound}, not {cut(repr(value))}")
+
+
+# -- the --ray flags that judge.label and python -m generation share --------------------------------
+
+LOCAL = "local"  # `--ray` with no address: a Ray started here for this run
+
+
+def add_ray_arguments(parser) -> None:
+    parser.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
+                        help="run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local cluster "
+                             "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray")
+    parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: actors, each holding one judge or engine (default: 1)")
+
+
+def check_ray_settings(config) -> None:
+    """--ray-actors without --ray would be ignored: refuse it; the address and count are checked here, once."""
+    if config.ray is None:
+        if config.ray_actors is not None:
+            raise UserError("--ray-actors applies with --ray only; add --ray [ADDRESS] or drop --ray-actors")
+        return
+    RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors)
+
+
+def executor_for(config, *, progress: bool = True):
+    """The executor a command's --ray settings ask for; None runs in this process."""
+    if config.ray is None:
+        return None
+    return RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors, progress=progress)
