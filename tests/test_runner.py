@@ -199,3 +199,26 @@ def test_engine_help_names_the_engine(fake_server_engine):
     add_engine_arguments(parser)
     text = parser.format_help()
     assert "requests in flight (--engine fake)" in text and isinstance(parser, argparse.ArgumentParser)
+
+
+# -- python -m generation refuses a bad --shard or engine flag before it loads anything -------------
+
+GENERATION_CASES = [
+    ("shard 3/2", ["--shard", "3/2"], ["--shard 3/2 is out of range", "from 1 to 2"]),
+    ("shard 0/2", ["--shard", "0/2"], ["--shard 0/2 is out of range"]),
+    ("shard a/b", ["--shard", "a/b"], ["--shard 'a/b' is not I/N", "e.g. --shard 1/4"]),
+    ("unknown engine", ["--engine", "nope"], ["unknown --engine 'nope'", "use one of hf"]),
+    ("another engine's flag", ["--base-url", "http://h:1"], ["--base-url is an option of --engine fake, not hf", "pass --engine fake"]),
+    ("another engine's secret", ["--api-key", "sk-do-not-print"], ["--api-key is an option of --engine fake, not hf"]),
+]
+
+
+@pytest.mark.parametrize("case,extra,fragments", GENERATION_CASES, ids=[c[0] for c in GENERATION_CASES])
+def test_generation_refuses(fake_server_engine, tmp_path, capsys, case, extra, fragments):
+    from generation import __main__ as generate_cmd
+    from tests.badinput import assert_refused
+
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "1", "prompt": "Omar went to [BLANK]"}) + "\n")
+    line = assert_refused(generate_cmd, ["--prompts", str(prompts), *extra, "--out", str(tmp_path / "o.jsonl")], fragments, root=tmp_path, capsys=capsys)
+    assert "sk-do-not-print" not in line

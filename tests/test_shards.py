@@ -80,8 +80,12 @@ def tfidf_judge(tmp_path_factory, sample_records):
     from training.examples import labelled_data
     from training.tfidf import train_tfidf
 
+    from judge.core.formats.judge_dir import finish
+
     folder = tmp_path_factory.mktemp("tfidf")
-    train_tfidf(labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024"), folder)
+    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
+    train_tfidf(data, folder)
+    finish(folder, data.taxonomy)
     return folder
 
 
@@ -150,7 +154,7 @@ def test_generation_shards_join_to_the_whole_file(tmp_path, capsys, monkeypatch)
 
 def test_the_sample_itself_shards_whole_with_the_rules_judge(tmp_path, capsys):
     """300 rows in batches of 16: 19 batches, the last of 12 rows; four shares take them in turn."""
-    argv = ["--judge", "rules", "--taxonomy", "chehbouni2024", "--input", str(SAMPLE), "--batch-size", "16", "--no-progress"]
+    argv = ["--judge", "rules", "--taxonomy", "chehbouni2024", "--input", str(SAMPLE), "--batch-size", "16", "--prefix", "j_", "--no-progress"]
     expected = whole(label_cmd, argv, tmp_path, capsys)
     assert sharded_then_joined(label_cmd, argv, tmp_path, capsys, count=4) == expected
     counts = [len(json.loads((tmp_path / f"part{i}of4.jsonl.manifest.json").read_text())["part"]["positions"]) for i in range(1, 5)]
