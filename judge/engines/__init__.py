@@ -13,6 +13,7 @@ from judge.engines.base import ChatRequest, Completion, Engine
 
 ENGINES = {
     "hf": "judge.engines.transformers",
+    "openai": "judge.engines.openai",
 }
 
 __all__ = ["ENGINES", "ChatRequest", "Completion", "Engine", "engine_module"]
