@@ -332,3 +332,29 @@ def test_killed_and_resumed_run_loses_and_duplicates_nothing(vllm_server, tmp_pa
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["computed"] == 2
     # One request at a time, each with its own seed: the resumed file holds exactly the uninterrupted rows.
     assert (tmp_path / "resumed.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_generation_command_through_the_openai_engine(vllm_server, tmp_path, capsys, monkeypatch):
+    """python -m generation --engine openai against the real server: rows with texts, the same bytes at
+    concurrency 1 on a rerun from scratch, the engine in the manifest, the key nowhere on disk."""
+    from generation import __main__ as generate_cmd
+    from tests.conftest import run_cli
+
+    monkeypatch.setenv("SAFEGUARD_TEST_KEY", KEY_MARKER)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"id": "p{i}", "prompt": "Name a fruit, number {i}."}}\n' for i in range(3)))
+    argv = ["--prompts", str(prompts), "--engine", "openai", "--model", "smollm2", "--base-url", vllm_server.base_url,
+            "--api-key-env", "SAFEGUARD_TEST_KEY", "--concurrency", "1", "--samples", "2", "--max-new-tokens", "8", "--no-progress"]
+    for name in ("a.jsonl", "b.jsonl"):
+        code, _, err = run_cli(generate_cmd, [*argv, "--out", str(tmp_path / name)], capsys)
+        assert code == 0, err
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["p0-s1", "p0-s2", "p1-s1", "p1-s2", "p2-s1", "p2-s2"]
+    assert all(r["response"] for r in rows)
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    manifest = json.loads((tmp_path / "a.jsonl.manifest.json").read_text())
+    assert manifest["engine"]["engine"] == "openai"
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY_MARKER not in path.read_text(errors="replace"), path.name

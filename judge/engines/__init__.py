@@ -85,7 +85,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
             kinds.setdefault(option, kind)
     for option, names in owners.items():
         kind = _scalar(kinds[option])
-        parser.add_argument(flag(option), action=_EngineOption, dest=f"_engine_option_{option}", default=argparse.SUPPRESS, const=option,
+        parser.add_argument(flag(option), action=_EngineOption, dest=f"_engine_option_{option}", default=argparse.SUPPRESS, const=option, metavar=option.upper(),
                             nargs=0 if kind is bool else None, type=None if kind is bool else kind,
                             help=f"{helps[option]} (--engine {', '.join(names)})".strip())
 

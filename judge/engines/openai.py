@@ -124,8 +124,10 @@ def _retryable(exc: Exception) -> bool:
 class OpenAIEngine(Engine):
     name = "openai"
 
-    def __init__(self, model: str, options: Options | None = None):
+    def __init__(self, model: str, *, device: str = "auto", options: Options | None = None):
         import openai
+
+        del device  # the server's, not ours: generation's --device does not reach a served model
 
         self.model = model
         self.options = options or Options()
