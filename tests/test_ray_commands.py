@@ -2,8 +2,6 @@
 --ray` and `python -m generation --ray` write the bytes a run without Ray writes."""
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from generation import __main__ as generate_cmd
@@ -13,16 +11,7 @@ from tests.badinput import assert_refused
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
 
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level=logging.ERROR,
-                 log_to_driver=False, ignore_reinit_error=True)
-    except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start here is a reason to skip
-        pytest.skip(f"a local Ray could not start: {type(exc).__name__}: {str(exc)[:200]}")
-    yield ray.cluster_resources()
-    ray.shutdown()
+from tests.test_ray_executor import ray_cluster  # noqa: E402,F401 - the same local Ray fixture
 
 
 def test_label_with_ray_writes_the_bytes_of_one_process(ray_cluster, chehbouni_records, tmp_path, capsys):
