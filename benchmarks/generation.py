@@ -25,7 +25,8 @@ from common import ROOT, markdown_table
 def worker(args) -> dict:
     import torch
 
-    from generation.generate import Decoding, generate_outputs, load_chat_model
+    from generation.generate import Decoding, generate_outputs
+    from judge.engines.transformers import TransformersEngine
     from generation.prompts import build_prompts, load_names, load_templates
 
     data = ROOT / "data"
@@ -33,19 +34,21 @@ def worker(args) -> dict:
     if args.random_llama2_7b:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        tokenizer, _ = load_chat_model("bundled:smollm2", device="cpu")
+        engine = TransformersEngine("bundled:smollm2", device="cpu")
+        tokenizer = engine.tokenizer
         config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                              num_key_value_heads=32, max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         with torch.device("cuda"):
             model = LlamaForCausalLM(config).to(torch.bfloat16).eval()
+        engine.model, engine.device = model, next(model.parameters()).device  # SmolLM2's tokenizer, a 7B-shaped model
         torch.cuda.reset_peak_memory_stats()
     else:
-        tokenizer, model = load_chat_model("bundled:smollm2", device=args.device)
+        engine = TransformersEngine("bundled:smollm2", device=args.device)
+        model = engine.model
     decoding = Decoding(max_new_tokens=args.max_new_tokens, temperature=0)
     started = time.perf_counter()
-    rows = list(generate_outputs(prompts, tokenizer=tokenizer, model=model, model_id="bench", samples=1, decoding=decoding,
-                                 batch_size=args.batch_size, system_prompt="You are a helpful assistant. Complete the [BLANK].",
-                                 instruction="{prompt}", progress=False))
+    rows = generate_outputs(prompts, engine=engine, model_id="bench", samples=1, decoding=decoding, batch_size=args.batch_size,
+                            system_prompt="You are a helpful assistant. Complete the [BLANK].", instruction="{prompt}", progress=False).rows
     seconds = time.perf_counter() - started
     gpu = torch.cuda.is_available() and next(model.parameters()).is_cuda
     peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -132,7 +132,7 @@ def test_judge_worker_pickles_and_labels_like_the_judge(tmp_path, sample_records
 
 @dataclasses.dataclass
 class FakeServerOptions:
-    base_url: str = dataclasses.field(default="http://localhost:8000", metadata={"help": "the server"})
+    fake_url: str = dataclasses.field(default="http://localhost:8000", metadata={"help": "the server"})
     max_concurrency: int = dataclasses.field(default=8, metadata={"help": "requests in flight"})
     api_key: str | None = dataclasses.field(default=None, metadata={"help": "the key (or $KEY)"})
     stream: bool = dataclasses.field(default=False, metadata={"help": "stream tokens"})
@@ -170,11 +170,11 @@ def parse(argv):
 def test_engine_flags_come_from_each_engines_options(fake_server_engine):
     from judge.engines import engine_options, open_engine, public_options
 
-    given = parse(["--base-url", "http://h:1", "--max-concurrency", "3", "--api-key", "sk-secret", "--stream"])
-    assert given == {"engine_options": {"base_url": "http://h:1", "max_concurrency": 3, "api_key": "sk-secret", "stream": True}}
+    given = parse(["--fake-url", "http://h:1", "--max-concurrency", "3", "--api-key", "sk-secret", "--stream"])
+    assert given == {"engine_options": {"fake_url": "http://h:1", "max_concurrency": 3, "api_key": "sk-secret", "stream": True}}
     options = engine_options("fake", given["engine_options"])
     assert options == FakeServerOptions("http://h:1", 3, "sk-secret", True)
-    assert public_options(options) == {"base_url": "http://h:1", "max_concurrency": 3, "stream": True}  # the key never reaches a manifest
+    assert public_options(options) == {"fake_url": "http://h:1", "max_concurrency": 3, "stream": True}  # the key never reaches a manifest
     assert open_engine("fake", "m", options=options).options is options
     assert parse([]) == {}  # nothing given, nothing set: the Config's defaults hold
 
@@ -182,9 +182,9 @@ def test_engine_flags_come_from_each_engines_options(fake_server_engine):
 def test_a_flag_of_another_engine_is_refused_in_one_line(fake_server_engine):
     from judge.engines import engine_options
 
-    with pytest.raises(UserError, match=r"--base-url is an option of --engine fake, not hf; drop it or pass --engine fake"):
-        engine_options("hf", {"base_url": "http://h:1"})
-    with pytest.raises(UserError, match=r"engine option 'colour' is unknown; --engine fake takes --base-url"):
+    with pytest.raises(UserError, match=r"--fake-url is an option of --engine fake, not hf; drop it or pass --engine fake"):
+        engine_options("hf", {"fake_url": "http://h:1"})
+    with pytest.raises(UserError, match=r"engine option 'colour' is unknown; --engine fake takes --fake-url"):
         engine_options("fake", {"colour": "red"})
     with pytest.raises(UserError, match=r"--api-key must be text, got int") as refused:  # from a config file: typed, value unsaid
         engine_options("fake", {"api_key": 12345})
@@ -208,7 +208,7 @@ GENERATION_CASES = [
     ("shard 0/2", ["--shard", "0/2"], ["--shard 0/2 is out of range"]),
     ("shard a/b", ["--shard", "a/b"], ["--shard 'a/b' is not I/N", "e.g. --shard 1/4"]),
     ("unknown engine", ["--engine", "nope"], ["unknown --engine 'nope'", "use one of hf"]),
-    ("another engine's flag", ["--base-url", "http://h:1"], ["--base-url is an option of --engine fake, not hf", "pass --engine fake"]),
+    ("another engine's flag", ["--fake-url", "http://h:1"], ["--fake-url is an option of --engine fake, not hf", "pass --engine fake"]),
     ("another engine's secret", ["--api-key", "sk-do-not-print"], ["--api-key is an option of --engine fake, not hf"]),
 ]
 
