@@ -6,6 +6,7 @@ from the FaultProxy in front of it; everything else is the real server's answer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -196,13 +197,19 @@ def test_ignored_constraint_comes_back_outside_the_labels(vllm_server):
     assert e.describe()["usage"]["outside_labels"] == 1
 
 
-def transformers_label_logprobs(model_dir: str, request: ChatRequest, labels) -> dict[str, float]:
-    """log P(label + eos | chat template) summed over tokens, fp32 in this process: the reference."""
+@functools.lru_cache(maxsize=1)
+def transformers_model(model_dir: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def transformers_label_logprobs(model_dir: str, request: ChatRequest, labels) -> dict[str, float]:
+    """log P(label + eos | chat template) summed over tokens, fp32 in this process: the reference."""
+    import torch
+
+    tok, model = transformers_model(model_dir)
     text = tok.apply_chat_template([{"role": r, "content": c} for r, c in request.messages], tokenize=False, add_generation_prompt=True)
     prefix = tok(text, add_special_tokens=False).input_ids
     scores = {}
@@ -226,8 +233,9 @@ def test_label_logprobs_equal_transformers(vllm_server):
     for request, scores in zip(requests, served):
         reference = transformers_label_logprobs(vllm_server.model_dir, request, LABELS)
         assert set(scores) == set(LABELS)
-        # Both fp32 on the CPU; kernels differ (vLLM's paged attention vs torch SDPA): 2e-3 nats per label.
-        assert max(abs(scores[k] - reference[k]) for k in LABELS) < 2e-3, (scores, reference)
+        # Both fp32 on the CPU, with different kernels (vLLM's CPU attention vs torch SDPA): measured 2e-5 nats
+        # at most over these labels; 5e-4 leaves room for another CPU, and is far below any label's gap.
+        assert max(abs(scores[k] - reference[k]) for k in LABELS) < 5e-4, (scores, reference)
 
 
 @pytest.mark.slow
