@@ -42,7 +42,7 @@ def judge_request(key: str, prompt: str, response: str) -> ChatRequest:
 
 
 def engine(server, base_url: str | None = None, **options) -> OpenAIEngine:
-    return OpenAIEngine(server.model, Options(base_url=base_url or server.base_url, **options))
+    return OpenAIEngine(server.model, options=Options(base_url=base_url or server.base_url, **options))
 
 
 @pytest.fixture()
@@ -76,7 +76,7 @@ class OptionsCommand:
     @staticmethod
     def main(config):
         options = Options(**{f.name: getattr(config, f.name) for f in dataclasses.fields(Options)})
-        return OpenAIEngine(config.model, options)
+        return OpenAIEngine(config.model, options=options)
 
 
 CLOSED = "http://127.0.0.1:{port}/v1"
@@ -312,7 +312,7 @@ from judge.engines.openai import OpenAIEngine, Options
 
 base_url, out, die_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 Sampling = type("Sampling", (), {"max_new_tokens": 12, "temperature": 0.8, "top_p": 0.95, "top_k": 0})
-engine = OpenAIEngine("smollm2", Options(base_url=base_url, concurrency=1))
+engine = OpenAIEngine("smollm2", options=Options(base_url=base_url, concurrency=1))
 items = [ChatRequest(f"r{i}", (("user", f"Name an animal that starts with {chr(65 + i)}."),), seed=100 + i) for i in range(6)]
 
 class Worker:
