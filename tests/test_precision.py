@@ -152,7 +152,7 @@ def test_a_drifting_judge_is_caught_and_falls_back_to_fp32(drift_judge, sample_r
     on_cpu(monkeypatch, AMX_CPU)  # a CPU where auto would take bf16 if it had passed
     capsys.readouterr()
     judge = LoraJudge(out, device="cpu")
-    assert judge.core.precision == "fp32" and not judge.quantize
+    assert judge.precision == "fp32" and not judge.quantize
     assert "precision: fp32" in capsys.readouterr().err and "bf16, int8 failed the check" in judge.choice.reason
     # The drift is real: forced into bf16, the judge changes labels fp32 gives.
     subset = sample_records.head(120).tail(60)
@@ -164,7 +164,7 @@ def test_a_judge_without_the_record_loads_in_fp32(trained_tiny, tmp_path, monkey
     on_cpu(monkeypatch, AMX_CPU)
     old = with_record(trained_tiny[0], tmp_path / "old", None)
     judge = LoraJudge(old, device="cpu")
-    assert judge.core.precision == "fp32" and "records no faithfulness check" in capsys.readouterr().err
+    assert judge.precision == "fp32" and "records no faithfulness check" in capsys.readouterr().err
     assert LoraJudge(old, device="cpu", precision="bf16").precision == "bf16"  # unless told otherwise
 
 
