@@ -20,7 +20,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
 from judge.core.formats import lora as lora_format
-from judge.core.formats.lora import load_base, prepare_padding  # noqa: F401 - training and loading read the base alike
+from judge.core.formats.lora import load_base  # training and loading read the base alike
 from judge.core.models import MINILM, model_revision, pick_device, resolve_model
 from judge.core.precision import summary as precision_summary
 from judge.core.text import encode_pairs

@@ -122,7 +122,7 @@ class LoraJudge(Judge):
         cached = cache_root() / "merged-judges" / f"{directory_key(self.directory)}-{str(dtype).removeprefix('torch.')}"
         if self.device.type == "cpu" and (cached / "config.json").exists():
             self.tokenizer = load_tokenizer(self.directory, where=self.where)
-            self.tokenizer.padding_side = "right"  # as in training (training.lora.prepare_padding)
+            self.tokenizer.padding_side = "right"  # as load_base pads (judge.core.formats.lora.prepare_padding)
             return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         from peft import PeftModel
 
