@@ -81,7 +81,7 @@ def test_minilm_trains_a_tiny_lora_judge_that_labels(tmp_path, capsys):
                                        "--max-length", "48", "--batch-size", "16", "--device", "cpu", "--no-progress", "--out", str(judge_dir)], capsys)
     assert code == 0, err
     meta = json.loads((judge_dir / "judge.json").read_text(encoding="utf-8"))
-    assert "MiniLM" in json.dumps(meta) and list(judge_dir.rglob("*.safetensors"))
+    assert meta["base_model"] == MINILM and list(judge_dir.rglob("*.safetensors"))
     src = write_jsonl(tmp_path / "rows.jsonl", ROWS)
     out = tmp_path / "lora.jsonl"
     code, _, err = run_cli(label_cmd, ["--judge", str(judge_dir), "--input", str(src), "--prefix", "j_", "--device", "cpu", "--no-progress",

@@ -1,6 +1,7 @@
 """From someone else's CSVs to a paper's tables (issue 12): several per-model files with repeated ids and
 coded labels, read with toolkit commands only; label maps; column options on every reader; user
 columns kept as given; honest warnings; LaTeX that compiles with a real TeX engine; figures."""
+import argparse
 import json
 import shutil
 import subprocess
@@ -131,8 +132,13 @@ def test_label_map_reaches_every_label_reading_command(tmp_path, capsys):
 
 @pytest.mark.parametrize("module", [train, label, agree, report, data, annotate, swap])
 def test_every_record_reader_takes_the_column_options(module):
-    flags = {a for action in module.build_parser()._actions for a in action.option_strings}
-    assert {"--id-column", "--prompt-column", "--text-column", "--source-column"} <= flags
+    parser = module.build_parser()
+    # judge.annotate: each action has its own parser; the ones that read a user's records take the options
+    readers = [sub for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+               for name, sub in action.choices.items() if name in ("export", "adjudicate", "resolve", "issues")] or [parser]
+    for reader in readers:
+        flags = {a for action in reader._actions for a in action.option_strings}
+        assert {"--id-column", "--prompt-column", "--text-column", "--source-column"} <= flags, reader.prog
 
 
 def test_generation_takes_id_and_prompt_columns():
