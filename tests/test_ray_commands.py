@@ -22,8 +22,9 @@ def test_label_with_ray_writes_the_bytes_of_one_process(ray_cluster, chehbouni_r
     records.to_json(rest, orient="records", lines=True)
     from judge import train as train_cmd
 
-    assert run_cli(train_cmd, ["--train", str(train), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "j")], capsys)[0] == 0
-    base = ["--judge", str(tmp_path / "j"), "--input", str(rest), "--batch-size", "32", "--no-progress"]
+    code, _, err = run_cli(train_cmd, ["--train", str(train), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "j")], capsys)
+    assert code == 0, err
+    base = ["--judge", str(tmp_path / "j"), "--input", str(rest), "--batch-size", "32", "--prefix", "judge_", "--no-progress"]
     assert run_cli(label_cmd, [*base, "--out", str(tmp_path / "alone.jsonl")], capsys)[0] == 0
     for actors in ("1", "2"):
         out = tmp_path / f"ray{actors}.jsonl"

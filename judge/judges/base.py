@@ -6,6 +6,7 @@ a backend implements ``_label_batch`` only (after allenai/wildguard's ``SafetyCl
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -156,6 +157,8 @@ class Judge:
             for i in missing:
                 results[i] = self.output_row(Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix)
         plan = self.plan(items, batch_size)
+        if isinstance(make_worker, JudgeWorker):  # a judge built elsewhere writes its rows as this run says
+            make_worker = dataclasses.replace(make_worker, row_options=self.row_options)
         run = run_plan(plan, make_worker or (lambda: self), key_column="id", checkpoint=checkpoint, executor=executor or InProcess(self),
                        shard=shard, progress=progress, desc=f"labelling ({self.kind})", unit="resp")
         results.update(run.rows)
