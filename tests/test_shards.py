@@ -91,7 +91,7 @@ def tfidf_judge(tmp_path_factory, sample_records):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_tfidf_shards_join_to_the_whole_file(tfidf_judge, label_input, tmp_path, capsys, monkeypatch, fmt):
-    from judge.judges.trained import TfidfJudge
+    from judge.judges.tfidf import TfidfJudge
 
     argv = ["--judge", f"tfidf:{tfidf_judge}", "--input", str(label_input), "--batch-size", "5", "--prefix", "j_", "--no-progress"]
     expected = whole(label_cmd, argv, tmp_path, capsys, fmt)
@@ -110,7 +110,7 @@ def test_tfidf_shards_join_to_the_whole_file(tfidf_judge, label_input, tmp_path,
 
 
 def test_lora_int8_shards_join_to_the_whole_file(trained_tiny, label_input, tmp_path, capsys, monkeypatch):
-    from judge.judges.trained import LoraJudge
+    from judge.judges.lora import LoraJudge
 
     argv = ["--judge", str(trained_tiny[0]), "--quantize", "--device", "cpu", "--input", str(label_input), "--batch-size", "5",
             "--prefix", "j_", "--no-progress"]
