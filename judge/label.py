@@ -85,13 +85,14 @@ class Config(RecordColumns):
 def refuse_foreign_options(config: Config) -> None:
     """The options the chosen judge kind does not take are refused (the kind of --judge DIR read from
     DIR/judge.json first): every kind's Options says what it takes."""
-    from judge.judges import KINDS, kind_module, parse_spec, refuse_options
+    from judge.judges import KINDS, kind_module, named_kind, parse_spec, refuse_options
 
     defaults = {}
     for name in KINDS:
         defaults.update({f.name: f.default for f in dataclasses.fields(kind_module(name).Options) if f.name not in defaults})
     given = {name: getattr(config, name) for name, default in defaults.items() if hasattr(config, name) and getattr(config, name) != default}
-    refuse_options(parse_spec(config.judge)[0], given, spec=config.judge)
+    # A spec that names its kind is checked before its directory is looked at: the option is the first thing wrong.
+    refuse_options(named_kind(config.judge) or parse_spec(config.judge)[0], given, spec=config.judge)
 
 
 def added_columns(judge, prefix: str) -> list[str]:

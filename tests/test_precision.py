@@ -348,8 +348,8 @@ def malformed_record(judge_dir, label_input, tmp_path, capsys, monkeypatch):
 
 CASES = [
     ("unknown precision", None, ["--precision", "fp16"], ["--precision must be one of auto, fp32, bf16, int8", "'fp16'"]),
-    ("precision for the rules", None, ["--judge", "rules", "--precision", "bf16"], ["--precision applies to LoRA judges", "drop it"]),
-    ("precision for tfidf", None, ["--judge", "tfidf:{t}/x", "--precision", "int8"], ["--precision applies to LoRA judges"]),
+    ("precision for the rules", None, ["--judge", "rules", "--precision", "bf16"], ["--precision applies to the LoRA judge", "not the keyword rules judge", "drop it"]),
+    ("precision for tfidf", None, ["--judge", "tfidf:{t}/x", "--precision", "int8"], ["--precision applies to the LoRA judge", "not the TF-IDF judge"]),
     ("alias contradicts", None, ["--quantize", "--precision", "bf16"], ["--quantize (--precision int8) contradicts --precision bf16", "--precision alone"]),
     ("resume in another precision", fp32_partial, ["--precision", "int8"], ["out.jsonl was labelled in precision fp32", "--precision fp32", "--overwrite"]),
     ("malformed record", malformed_record, ["--judge", "{t}/bad-judge"], ["bad-judge/judge.json", "'precision' is not a faithfulness record", "retrain"]),

@@ -81,6 +81,15 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return stored, str(directory)
 
 
+def named_kind(spec: str) -> str | None:
+    """The kind a spec names by itself (``rules``, ``llm:M``, ``tfidf:DIR``), before any file is read;
+    None for a bare directory."""
+    kind, sep, _ = spec.partition(":")
+    if kind in KINDS and (sep or _by_name(kind)):
+        return kind
+    return None
+
+
 def _by_name(kind: str) -> bool:
     return kind_module(kind).SPEC == "name"
 
