@@ -300,18 +300,23 @@ class Config(RecordColumns):
             raise UserError("--label-column needs a column name, e.g. --label-column label")
 
 
-def misplaced_flags(config: Config) -> list[str]:
-    """Flags given to an action that does not use them."""
+def misplaced_flags(config: Config) -> str | None:
+    """What is wrong with flags given to an action that does not use them, in words, or None."""
     record_flags = {"--exclude": config.exclude, "--source-column": config.source_column, "--id-column": config.id_column,
                     "--prompt-column": config.prompt_column, "--text-column": config.text_column}
     sample_flags = {"--stratify": config.stratify, "--label-column": config.label_column, "--blind": config.blind}
-    if config.hide != DEFAULT_HIDE and not config.blind:
-        return ["--hide (it needs --blind)"]
     select_flags = {"--keep": config.keep, "--drop": config.drop, "--fraction": config.fraction is not None, "--group": config.group}
-    allowed = {"sample": {**record_flags, **sample_flags}, "split": {**record_flags, **select_flags, "--rest": config.rest},
-               "filter": {**record_flags, **select_flags}}.get(config.dataset, {})
-    every = {**record_flags, **sample_flags, **select_flags, "--rest": config.rest}
-    return [flag for flag, value in every.items() if value and flag not in allowed]
+    if config.hide != DEFAULT_HIDE and not config.blind:
+        return "--hide (it needs --blind) is given without --blind; add --blind or drop --hide"
+    uses = {"split": {**record_flags, **select_flags, "--rest": config.rest}, "filter": {**record_flags, **select_flags},
+            "sample": {**record_flags, **sample_flags}}  # sample last, so a message ends "'sample' only" where it does
+    given = [flag for flag, value in {**record_flags, **sample_flags, **select_flags, "--rest": config.rest}.items() if value]
+    wrong = [flag for flag in given if flag not in uses.get(config.dataset, {})]
+    if not wrong:
+        return None
+    where = [f"'{action}'" for action, flags in uses.items() if wrong[0] in flags]
+    return (f"{short_list(wrong, limit=4)} do(es) not apply to '{config.dataset}': {wrong[0]} applies to "
+            f"{', '.join(where[:-1]) + ' and ' if len(where) > 1 else ''}{where[-1]} only")
 
 
 def main(config: Config) -> pd.DataFrame:
@@ -326,12 +331,12 @@ def main(config: Config) -> pd.DataFrame:
 
 def _main(config: Config) -> pd.DataFrame:
     if config.dataset not in IMPORTERS:
-        raise UserError(f"unknown action {clip(config.dataset)}; known: {', '.join(IMPORTERS)}")
+        raise UserError(f"unknown dataset or action {clip(config.dataset)}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
         raise UserError("give at least one input file")
     wrong = misplaced_flags(config)
     if wrong:
-        raise UserError(f"{short_list(wrong, limit=4)} do(es) not apply to '{config.dataset}'; see --help for each action's flags")
+        raise UserError(wrong)
     if config.dataset == "split" and not config.rest:
         raise UserError("split writes the kept records to --out and the others to --rest; add --rest FILE (or use filter)")
     if config.dataset in ("split", "filter") and not (config.keep or config.drop or config.fraction is not None):

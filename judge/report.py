@@ -641,7 +641,7 @@ def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarra
         return None
     is_training = is_trained_on(records, trained)
     k, name = int(is_training.sum()), ", ".join(Path(d).name for d in directories)
-    out = {"judge_dir": ", ".join(map(str, directories)), "n_training_rows": k, "n_outputs": int(len(records))}
+    out = {"judge_dir": ", ".join(map(str, directories)), "judge_names": name, "n_training_rows": k, "n_outputs": int(len(records))}
     if not k:
         return {**out, "note": f"Checked: none of the {len(records)} outputs is among the {len(trained)} ids judge directory {name} was trained on."}
     labels = np.asarray(canonical_labels(records[config.label], taxonomy, column=config.label), dtype=object)
@@ -664,7 +664,7 @@ def check_not_trained_on(human: pd.DataFrame, config: Config) -> str:
     directories = judge_directories(config)
     if not directories:
         return "not checked: no judge directory found in the labelled file's manifest (pass --judge-dir to check)"
-    names = ", ".join(map(str, directories))
+    names = ", ".join(Path(d).name for d in directories)
     trained = trained_ids(directories)
     if trained is None:
         return f"not checked: {names} records no training ids (trained before they were recorded)"
@@ -832,14 +832,14 @@ def _main(config: Config) -> dict:
     training = training_rows(records, taxonomy, clusters, config)
     if training:
         result["training_rows"] = training
-        if training["n_training_rows"]:
-            print(f"warning: {training['n_training_rows']} of the {training['n_outputs']} outputs are the judge's own training rows "
-                  f"({Path(training['judge_dir']).name}): its labels there mirror the human labels; the report splits the rates "
-                  "into those rows and the rest", file=sys.stderr)
     if config.human is not None:
         fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()],
                                 label_map=label_map) if config.coarse else taxonomy
         result["ppi"] = prediction_powered(records, result, fine, taxonomy, config, clusters)
+    if training and training["n_training_rows"]:  # after PPI, so refused human labels get their one line alone
+        print(f"warning: {training['n_training_rows']} of the {training['n_outputs']} outputs are the judge's own training rows "
+              f"({training['judge_names']}): its labels there mirror the human labels; the report splits the rates "
+              "into those rows and the rest", file=sys.stderr)
     with report_style(digits=config.digits, tex_label=config.tex_label or tex_label_for(config.out)):
         with staged_directory(out_dir, overwrite=config.overwrite) as staging:
             written = [out_dir / p.name for p in write_disparity_report(result, staging)]

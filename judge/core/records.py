@@ -67,7 +67,7 @@ def read_text(path: str | Path, *, what: str = "input file") -> str:
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # A JSON list is parsed whole in memory (JSONL streams line by line), so its size and nesting are bounded first.
 MAX_JSON_LIST_BYTES = 1 << 30
-MAX_JSON_LIST_DEPTH = 64
+MAX_JSON_LIST_DEPTH = 32  # judge.core.formats.nesting counts no further
 
 
 def file_format(path: str | Path) -> str:
