@@ -1,10 +1,13 @@
-"""Import public labelled data into canonical records, or draw a sample for human labelling.
+"""Import public labelled data into canonical records, draw a sample for human labelling, or split
+and filter records (cross-model and held-out designs) without a pandas step.
 
 Examples:
     python -m judge.data chehbouni2024 ../shared/datasets/chehbouni2024/df_annotated_llama7.csv \\
         ../shared/datasets/chehbouni2024/df_annotated_llama13.csv --out runs/chehbouni2024.jsonl
-    python -m judge.data sample runs/outputs.jsonl --n 600 --stratify identity --out runs/to_label.csv
-    python -m judge.data sample runs/outputs.jsonl --n 300 --exclude runs/train_labels.csv --out runs/ppi_sample.csv
+    python -m judge.data sample runs/outputs.jsonl --n 600 --stratify identity --blind --out runs/to_label.csv
+    python -m judge.data sample runs/outputs.jsonl --n 300 --exclude runs/train_labels.csv --label-column label --out runs/ppi_sample.csv
+    python -m judge.data filter gpt4.csv llama2.json --keep source=gpt4,llama2 --out runs/train.jsonl
+    python -m judge.data split labelled.jsonl --fraction 0.2 --seed 1 --out runs/human.jsonl --rest runs/train.jsonl
 
 ``chehbouni2024`` reads the long-format CSVs released with Chehbouni et al. 2024: one record per
 (prompt, sample) with fields id, prompt (the filled template), response (the sampled output the
@@ -12,32 +15,56 @@ row's label belongs to, echoed prompt stripped), label, identity, name, name_lis
 template, heading, model, sample.
 
 ``sample`` draws a seeded sample of records: a simple random sample without replacement, or with
---stratify a stratified one, proportional within each stratum (every stratum gets at least one,
-and each is drawn from its own seed, so groups never share positions), and adds an empty ``label``
-column for the annotators (a label the records already had is not handed to them). Each drawn
-record gets its exact ``inclusion_probability`` (n / N, or stratum sample size / stratum size),
-which judge.report --human uses to weight the sample; the manifest names the design.
---exclude FILE leaves out the ids in FILE (e.g. the judge's training labels, so the sample can
-correct the judge's rates).
+--stratify a stratified one whose sizes meet --n exactly (proportional allocation by largest
+remainders, every stratum at least one; each stratum drawn from its own seed, so groups never share
+positions). Each drawn record gets its exact ``inclusion_probability`` (n / N, or n_h / N_h in its
+stratum), which judge.report --human uses to weight the sample; the manifest names the design.
+Every column is kept as it is; --label-column COL adds an empty COL for annotators. --blind makes
+the sheet annotators see: names masked as [NAME] in the texts, the --hide columns left out, and so
+are the judge's and earlier annotators' columns (any column whose name holds label, annotation,
+annotator, confidence, judge, adjudicat, unscored or verdict, p_* probabilities, raw); it adds an
+empty ``label`` column unless --label-column names another. --exclude FILE leaves out the ids in
+FILE (e.g. the judge's training labels, so the sample can correct the judge's rates).
+
+Sampling a sample (two-phase sampling): the first sample's ``inclusion_probability`` pi1 and this
+draw's pi2 (given the first sample) multiply, pi = pi1 x pi2. That product is the exact inclusion
+probability when the second draw's pi2 cannot depend on which records the first draw kept: a random
+second sample of a first sample of fixed size (random or stratified), or a second sample stratified
+by some of the first's --stratify columns. Other combinations (a stratified second sample of a random
+first one, a first sample that is Poisson, a split, unknown or edited, or --exclude) are refused:
+sample from the full records instead. The first sample's design is read from its manifest.
+
+``filter`` keeps the records whose columns hold given values (--keep COL=V1,V2, repeatable: every
+--keep must match; --drop COL=V: leaves those out), or a seeded --fraction of them. ``split`` does the
+same and writes the records not kept to --rest. A --fraction draws whole groups: the --group column,
+or by default prompt_id or prompt, so a prompt's outputs never land on both sides; the kept records
+get ``inclusion_probability`` k / G (k of the G groups drawn at random), so the kept side can serve
+as a human sample for judge.report --human.
 """
 from __future__ import annotations
 
 import re
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from judge.core.outputs import claim_for
-from judge.core.cli import RecordColumns, add_column_options, check_positive, check_unique, clip, new_parser, run_command
+from judge.core.cli import (RecordColumns, add_column_options, check_fraction, check_positive, check_seed, check_unique, clip, new_parser,
+                            run_command, short_list)
 from judge.core.errors import UserError
 from judge.core.manifest import RunManifest
-from judge.core.records import ensure_writable, read_table, require_columns, write_records
+from judge.core.records import SHADOW, ensure_writable, read_table, require_columns, user_columns, write_records
 
 CHEHBOUNI_COLUMNS = ["index", "ethnicity", "og_prompt", "type_name", "name", "g1", "g2", "g3", "prompt_sentence", "common", "model", "identity", "variable", "label"]
 MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llama 70": "llama-2-70b-chat"}
-IMPORTERS = ("chehbouni2024", "sample")
+IMPORTERS = ("chehbouni2024", "sample", "split", "filter")
+RECORD_ACTIONS = ("sample", "split", "filter")
+DEFAULT_HIDE = ["name", "identity", "name_list", "gender", "common"]  # as judge.annotate export --blind hides
+# Columns a blind sheet never shows: judge outputs (label, confidence, p_*, unscored_reason, raw) and earlier human labels.
+JUDGE_OR_HUMAN_LABEL = re.compile(r"label|annotation|annotator|confidence|judge|adjudicat|unscored|verdict|(^|_)p_|(^|_)raw$", re.IGNORECASE)
 
 
 def strip_echo(output: str, prompt: str) -> str:
@@ -98,18 +125,151 @@ def import_chehbouni2024(paths: list[str | Path], *, encoding: str = "utf-8") ->
 
 
 def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int) -> pd.DataFrame:
-    """A seeded sample with each record's inclusion probability, and an empty ``label`` column
-    (the sampling itself is judge.annotate export's: ``annotation.choose``)."""
-    from judge.human_labels import INCLUSION, choose
+    """A seeded sample with each record's inclusion probability (the sampling itself is judge.annotate
+    export's: ``human_labels.choose``); every column kept as it came."""
+    from judge.human_labels import choose
 
     if n <= 0:
         raise UserError("--n must be a positive number of records")
-    if INCLUSION in records.columns:
-        raise UserError(f"the records already have a column {INCLUSION!r} (a sample of a sample?); rename it or sample from the full records")
     require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
     picked = choose(records, strategy="stratified" if stratify else "random", budget=n, seed=seed, by=stratify)
-    # Annotators label blind: a label the records already carry is not handed to them.
-    return picked.assign(label="").reset_index(drop=True)
+    return picked.reset_index(drop=True)
+
+
+def blind_sheet(records: pd.DataFrame, *, hide: list[str], keep: set[str]) -> pd.DataFrame:
+    """What annotators see: names masked in the texts, the hidden, judge and earlier-label columns left out
+    (``keep`` names what must stay: the id, the texts, the inclusion probabilities)."""
+    from judge.core.text import mask_name
+
+    out = records.copy()
+    if "name" in out.columns:
+        for column in ("prompt", "response"):
+            if column in out.columns:
+                out[column] = [v if not isinstance(v, str) else mask_name(v, n) for v, n in zip(out[column], out["name"])]
+    hidden = [c for c in out.columns if c not in keep and (c in hide or JUDGE_OR_HUMAN_LABEL.search(str(c)))]
+    return out.drop(columns=hidden)
+
+
+# -- two-phase sampling ------------------------------------------------------------------------
+
+def first_phase(path: str, n_records: int) -> tuple[str, list[str]]:
+    """The design of the sample in ``path`` (census, random or stratified, and its strata), read from its
+    manifest; refused where the manifest is missing, names another design or another number of records."""
+    from judge.core.manifest import file_sha256, read_manifest
+    from judge.core.outputs import OUTPUT_DIGEST_KEY
+
+    manifest = read_manifest(path) or {}
+    if manifest.get("command") != "judge.data" and (Path(path).parent / "manifest.json").is_file():
+        manifest = read_manifest(Path(path).parent) or {}  # judge.annotate export's items.csv
+    settings, counts = manifest.get("settings") or {}, manifest.get("counts") or {}
+    design = str(manifest.get("sampling_design", ""))
+    fix = "sample from the full records instead (with --exclude FILE to leave this sample out)"
+    digest = manifest.get(OUTPUT_DIGEST_KEY)
+    if counts.get("records", counts.get("items")) != n_records or (digest is not None and digest != file_sha256(path)):
+        raise UserError(f"{Path(path).name} has an inclusion_probability column but no manifest of the sample it is "
+                        f"({'none found' if not manifest else 'the file changed since'}), so the probabilities cannot be composed; {fix}")
+    if design.startswith("census"):
+        return "census", []
+    if manifest.get("command") == "judge.data" and settings.get("dataset") == "sample":
+        return ("stratified", list(settings.get("stratify") or [])) if settings.get("stratify") else ("random", [])
+    if manifest.get("command") == "judge.annotate" and settings.get("strategy") in ("random", "stratified"):
+        return settings["strategy"], list(settings.get("by") or [])
+    raise UserError(f"{Path(path).name} is not a fixed-size random or stratified sample ({clip(design or manifest.get('command'), 50)}), "
+                    f"so a second sample's probabilities do not compose exactly; {fix}")
+
+
+def check_composable(phase1: tuple[str, list[str]], stratify: list[str], path: str) -> None:
+    """pi1 x pi2 is exact when pi2 is the same for every first sample that holds the record."""
+    kind, strata = phase1
+    if kind == "census" or not stratify or (kind == "stratified" and set(stratify) <= set(strata)):
+        return
+    first = "a random sample" if kind == "random" else f"stratified by {', '.join(strata)}"
+    raise UserError(f"{Path(path).name} is {first}: a second sample stratified by {', '.join(stratify)} would have probabilities that depend "
+                    f"on which records the first kept (not exact); drop --stratify, stratify by the first's columns, or sample the full records")
+
+
+def sample_of_sample(records: pd.DataFrame, config: "Config") -> pd.DataFrame:
+    """Two-phase sampling: this draw's pi2 times the first sample's pi1 (``first_phase``)."""
+    from judge.human_labels import INCLUSION
+
+    if len(config.inputs) > 1 or config.exclude:
+        raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a sample of it takes one input file and no --exclude "
+                        "(its probabilities would not compose exactly); sample from the full records instead")
+    check_composable(first_phase(config.inputs[0], len(records)), list(config.stratify), config.inputs[0])
+    pi1 = pd.to_numeric(records[INCLUSION], errors="coerce")
+    if pi1.isna().any() or ((pi1 <= 0) | (pi1 > 1)).any():
+        raise UserError(f"{Path(config.inputs[0]).name}: column {INCLUSION!r} must hold probabilities in (0, 1] for every record; "
+                        "restore the sample's file as it was written")
+    picked = annotation_sample(records.assign(**{INCLUSION: pi1}).rename(columns={INCLUSION: "__pi1__"}),
+                               n=config.n, stratify=list(config.stratify), seed=config.seed)
+    picked[INCLUSION] = picked.pop("__pi1__") * picked[INCLUSION]
+    return picked
+
+
+# -- filter and split --------------------------------------------------------------------------
+
+def parse_values(spec: str, flag: str) -> tuple[str, set[str]]:
+    """COL=V1,V2 as (column, {values as text})."""
+    column, sep, values = spec.partition("=")
+    if not sep or not column.strip():
+        raise UserError(f"{flag} {clip(spec)} is not COL=VALUE[,VALUE...]; e.g. {flag} model=gpt4,llama2")
+    return column.strip(), {v.strip() for v in values.split(",")}
+
+
+def value_mask(records: pd.DataFrame, spec: str, flag: str) -> pd.Series:
+    from judge.core.records import _id_text, _missing
+
+    column, values = parse_values(spec, flag)
+    require_columns(records, [column], source="records", flag_hint=f"Fix {flag}.")
+    cells = records[column].map(lambda v: "" if _missing(v) else _id_text(v))
+    absent = sorted(values - set(cells))
+    if absent:
+        raise UserError(f"{flag} {column}=...: no record has the value {clip(absent[0], 40)}; values present: "
+                        f"{short_list(sorted(set(cells)), limit=6, width=24)}")
+    return cells.isin(values)
+
+
+def fraction_groups(records: pd.DataFrame, config: "Config") -> tuple[pd.Series, str, int, int]:
+    """A seeded fraction of whole groups: (mask, group column, groups drawn k, groups G)."""
+    import numpy as np
+
+    column = config.group or next((c for c in ("prompt_id", "prompt") if c in records.columns), None)
+    if column is not None:
+        require_columns(records, [column], source="records", flag_hint="Fix --group.")
+        keys = records[column].map(lambda v: "\0missing" if v is None or v != v else str(v))
+    else:
+        keys = records["id"].astype(str)
+    groups = sorted(set(keys))
+    if len(groups) < 2:
+        raise UserError(f"--fraction needs at least two groups to draw from; the records have one {column or 'record'}: "
+                        "name another --group column")
+    k = min(len(groups) - 1, max(1, round(config.fraction * len(groups))))
+    drawn = set(np.random.default_rng(config.seed).permutation(len(groups))[:k].tolist())
+    chosen = {g for i, g in enumerate(groups) if i in drawn}
+    return keys.isin(chosen), column or "record", k, len(groups)
+
+
+def select(records: pd.DataFrame, config: "Config") -> tuple[pd.Series, str, float | None]:
+    """The records filter keeps (and split writes to --out), a line saying how they were chosen, and with
+    --fraction each kept record's inclusion probability k / G."""
+    mask = pd.Series(True, index=records.index)
+    for spec in config.keep:
+        mask &= value_mask(records, spec, "--keep")
+    for spec in config.drop:
+        mask &= ~value_mask(records, spec, "--drop")
+    said, probability = [], None
+    if config.keep or config.drop:
+        said.append(f"{int(mask.sum())} of {len(records)} records match {' and '.join([*config.keep, *(f'not {d}' for d in config.drop)])}")
+    if config.fraction is not None:
+        drawn, column, k, total = fraction_groups(records[mask], config)
+        mask &= drawn.reindex(records.index, fill_value=False)
+        probability = k / total
+        said.append(f"{k} of {total} {column} groups drawn at random (seed {config.seed}): {int(mask.sum())} records")
+    if not mask.any():
+        raise UserError("no record is kept; check the --keep/--drop values (or raise --fraction)")
+    if config.dataset == "split" and mask.all():
+        raise UserError("every record is kept, so --rest would be empty; narrow --keep/--drop or lower --fraction")
+    return mask, "; ".join(said), probability
 
 
 @dataclass
@@ -121,64 +281,164 @@ class Config(RecordColumns):
     stratify: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
     seed: int = 0
+    label_column: str | None = None
+    blind: bool = False
+    hide: list[str] = field(default_factory=lambda: list(DEFAULT_HIDE))
+    keep: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    fraction: float | None = None
+    group: str | None = None
+    rest: str | None = None
     overwrite: bool = False
 
     def __post_init__(self):
         check_positive(self, "n")
         check_unique(self, "stratify")
+        check_fraction(self, "fraction", low_open=True, high_open=True)
+        check_seed(self)
+        if self.label_column is not None and not self.label_column.strip():
+            raise UserError("--label-column needs a column name, e.g. --label-column label")
+
+
+def misplaced_flags(config: Config) -> str | None:
+    """What is wrong with flags given to an action that does not use them, in words, or None."""
+    record_flags = {"--exclude": config.exclude, "--source-column": config.source_column, "--id-column": config.id_column,
+                    "--prompt-column": config.prompt_column, "--text-column": config.text_column}
+    sample_flags = {"--stratify": config.stratify, "--label-column": config.label_column, "--blind": config.blind}
+    select_flags = {"--keep": config.keep, "--drop": config.drop, "--fraction": config.fraction is not None, "--group": config.group}
+    if config.hide != DEFAULT_HIDE and not config.blind:
+        return "--hide (it needs --blind) is given without --blind; add --blind or drop --hide"
+    uses = {"split": {**record_flags, **select_flags, "--rest": config.rest}, "filter": {**record_flags, **select_flags},
+            "sample": {**record_flags, **sample_flags}}  # sample last, so a message ends "'sample' only" where it does
+    given = [flag for flag, value in {**record_flags, **sample_flags, **select_flags, "--rest": config.rest}.items() if value]
+    wrong = [flag for flag in given if flag not in uses.get(config.dataset, {})]
+    if not wrong:
+        return None
+    where = [f"'{action}'" for action, flags in uses.items() if wrong[0] in flags]
+    return (f"{short_list(wrong, limit=4)} do(es) not apply to '{config.dataset}': {wrong[0]} applies to "
+            f"{', '.join(where[:-1]) + ' and ' if len(where) > 1 else ''}{where[-1]} only")
 
 
 def main(config: Config) -> pd.DataFrame:
-    with claim_for(config, 'judge.data', inputs=('inputs', 'exclude', 'label_map'), directory=False):
+    with ExitStack() as claims:
+        claims.enter_context(claim_for(config, 'judge.data', inputs=('inputs', 'exclude', 'label_map'), directory=False))
+        if config.rest:
+            if Path(config.rest).resolve() == Path(config.out).resolve():
+                raise UserError("--rest and --out are the same file; give the records not kept a file of their own")
+            claims.enter_context(claim_for(config, 'judge.data', inputs=('inputs', 'exclude', 'out'), directory=False, out_field="rest"))
         return _main(config)
 
 
 def _main(config: Config) -> pd.DataFrame:
     if config.dataset not in IMPORTERS:
-        raise UserError(f"unknown dataset {clip(config.dataset)}; known: {', '.join(IMPORTERS)}")
+        raise UserError(f"unknown dataset or action {clip(config.dataset)}; known: {', '.join(IMPORTERS)}")
     if not config.inputs:
         raise UserError("give at least one input file")
-    sample_only = [flag for flag, value in (("--exclude", config.exclude), ("--stratify", config.stratify), ("--source-column", config.source_column),
-                                            ("--id-column", config.id_column), ("--prompt-column", config.prompt_column),
-                                            ("--text-column", config.text_column)) if value]
-    if config.dataset != "sample" and sample_only:
-        raise UserError(f"{', '.join(sample_only)} apply to 'sample' only")
+    wrong = misplaced_flags(config)
+    if wrong:
+        raise UserError(wrong)
+    if config.dataset == "split" and not config.rest:
+        raise UserError("split writes the kept records to --out and the others to --rest; add --rest FILE (or use filter)")
+    if config.dataset in ("split", "filter") and not (config.keep or config.drop or config.fraction is not None):
+        raise UserError(f"{config.dataset} needs --keep COL=V, --drop COL=V or --fraction P to say which records to keep")
     ensure_writable(config.out, overwrite=config.overwrite)
+    if config.rest:
+        ensure_writable(config.rest, overwrite=config.overwrite)
     manifest = RunManifest("judge.data", config, inputs=[*config.inputs, *config.exclude])
-    if config.dataset == "sample":
-        from judge.core.records import read_records, user_columns
-
-        records = read_records(config.inputs, encoding=config.encoding, required=(), source_column=config.source_column, id_column=config.id_column,
-                               prompt_column=config.prompt_column, text_column=config.text_column)
-        if config.exclude:
-            excluded = set(read_records(config.exclude, encoding=config.encoding, required=(), id_column=config.id_column)["id"])
-            records = records[~records["id"].isin(excluded)]
-            if records.empty:
-                raise UserError("every record's id is in --exclude; nothing is left to sample")
-            print(f"excluded {len(excluded)} id(s) listed in {', '.join(config.exclude)}; sampling from {len(records)} records")
-        column_map = records.attrs["column_map"]
-        from judge.human_labels import sampling_design
-
-        manifest.update(sampling_design=sampling_design("stratified" if config.stratify else "random", config.n, len(records)), population=len(records))
-        records = user_columns(annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed), column_map)
-    else:
+    if config.dataset == "chehbouni2024":
         records = import_chehbouni2024(config.inputs, encoding=config.encoding)
+    else:
+        records = read_input_records(config)
+        column_map = records.attrs["column_map"]
+        if config.dataset == "sample":
+            records = user_columns(sampled(records, config, manifest), column_map)
+        else:
+            records = selected(records, config, manifest, column_map)
     write_records(records, config.out, overwrite=config.overwrite)
     manifest.write(config.out, records=len(records))
     print(f"wrote {len(records)} records to {config.out}")
     return records
 
 
+def read_input_records(config: Config) -> pd.DataFrame:
+    from judge.core.records import read_records
+
+    records = read_records(config.inputs, encoding=config.encoding, required=(), source_column=config.source_column, id_column=config.id_column,
+                           prompt_column=config.prompt_column, text_column=config.text_column)
+    if config.exclude:
+        excluded = set(read_records(config.exclude, encoding=config.encoding, required=(), id_column=config.id_column)["id"])
+        records = records[~records["id"].isin(excluded)]
+        if records.empty:
+            raise UserError("every record's id is in --exclude; nothing is left")
+        print(f"excluded {len(excluded)} id(s) listed in {', '.join(config.exclude)}; {len(records)} records left")
+    return records
+
+
+def sampled(records: pd.DataFrame, config: Config, manifest: RunManifest) -> pd.DataFrame:
+    from judge.human_labels import INCLUSION, sampling_design
+
+    design = sampling_design("stratified" if config.stratify else "random", config.n, len(records))
+    if INCLUSION in records.columns:
+        picked = sample_of_sample(records, config)
+        design = f"two-phase: this draw ({design}) of an earlier sample; pi_i = pi1_i (the earlier sample's) x pi2_i (this draw's)"
+    else:
+        picked = annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed)
+    manifest.update(sampling_design=design, population=len(records))
+    if config.blind:
+        picked = blind_sheet(picked, hide=list(config.hide), keep={"id", "prompt", "response", INCLUSION, SHADOW + "id",
+                                                                     SHADOW + "prompt", SHADOW + "response", *records.attrs["column_map"].values()})
+    label = config.label_column or ("label" if config.blind else None)
+    if label:
+        if label in picked.columns:
+            raise UserError(f"the records already have a column {label!r}; name the annotators' column with --label-column NAME"
+                            + ("" if config.blind else " (or pass --blind to hide the earlier one)"))
+        picked[label] = ""
+    return picked
+
+
+def selected(records: pd.DataFrame, config: Config, manifest: RunManifest, column_map: dict) -> pd.DataFrame:
+    """filter: the kept records; split: the same, and the rest written to --rest."""
+    from judge.human_labels import INCLUSION
+
+    if config.fraction is not None and INCLUSION in records.columns:
+        raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a --fraction of it would need both "
+                        "phases' probabilities; draw the fraction from the full records")
+    mask, said, probability = select(records, config)
+    kept = records[mask] if probability is None else records[mask].assign(**{INCLUSION: probability})
+    print(said)
+    manifest.update(selection=said)
+    if config.rest:
+        rest = user_columns(records[~mask], column_map)
+        write_records(rest, config.rest, overwrite=config.overwrite)
+        manifest.write(config.rest, records=len(rest), side="rest")
+        print(f"wrote {len(rest)} records to {config.rest}")
+    return user_columns(kept, column_map)
+
+
 def build_parser():
     parser = new_parser("python -m judge.data", __doc__)
-    parser.add_argument("dataset", nargs="?", help=f"what to do: {', '.join(IMPORTERS)}")
-    parser.add_argument("inputs", nargs="*", metavar="FILE", help="the released CSVs (chehbouni2024) or the records to sample from")
-    parser.add_argument("--n", type=int, help="sample: how many records (default: 500)")
+    parser.add_argument("dataset", nargs="?", metavar="ACTION", help=f"what to do: {', '.join(IMPORTERS)}")
+    parser.add_argument("inputs", nargs="*", metavar="FILE", help="the released CSVs (chehbouni2024) or the records to sample, split or filter "
+                        "(JSONL, JSON list, CSV or Parquet; several files get a source column)")
+    parser.add_argument("--n", type=int, help="sample: how many records (default: 500); met exactly, stratified or not")
     parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
-    parser.add_argument("--exclude", action="append", metavar="FILE", help="sample: leave out the ids in FILE, e.g. the judge's training labels (repeatable)")
+    parser.add_argument("--exclude", action="append", metavar="FILE", help="sample, split, filter: leave out the ids in FILE, e.g. the judge's "
+                        "training labels (repeatable)")
+    parser.add_argument("--label-column", metavar="COL", help="sample: add an empty column COL for annotators to fill in (default: none; "
+                        "label with --blind)")
+    parser.add_argument("--blind", action="store_true", help="sample: the sheet annotators see: names masked as [NAME], the --hide columns and "
+                        "every judge or earlier label column left out")
+    parser.add_argument("--hide", nargs="+", metavar="COL", help="sample --blind: the group columns never shown, besides the judge and label columns (default: " + " ".join(DEFAULT_HIDE) + ")")
+    parser.add_argument("--keep", action="append", metavar="COL=V[,V]", help="split, filter: keep the records whose COL is one of the values "
+                        "(repeatable: all must match), e.g. --keep source=gpt4,llama2")
+    parser.add_argument("--drop", action="append", metavar="COL=V[,V]", help="split, filter: leave out the records whose COL is one of the values")
+    parser.add_argument("--fraction", type=float, metavar="P", help="split, filter: keep a seeded share P (0 < P < 1) of the groups")
+    parser.add_argument("--group", metavar="COL", help="split, filter --fraction: the column whose values stay together (default: prompt_id, "
+                        "else prompt, so one prompt never lands on both sides)")
+    parser.add_argument("--rest", metavar="FILE", help="split: where the records not kept go")
     add_column_options(parser)
-    parser.add_argument("--seed", type=int, help="sample: seed (default: 0)")
-    parser.add_argument("--out", help="output records file (.jsonl, .csv or .parquet)")
+    parser.add_argument("--seed", type=int, help="sample, --fraction: seed (default: 0)")
+    parser.add_argument("--out", help="output records file (.jsonl, .json, .csv or .parquet)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser
 

@@ -37,8 +37,8 @@ MAX_ANNOTATOR_CHARS = 100
 DESIGNS = {
     "census": "census: every output is labelled (the budget covers them all); pi_i = 1",
     "random": "simple random sample without replacement of n of the N outputs; pi_i = n / N",
-    "stratified": "stratified simple random sampling without replacement, proportional allocation (at least one per stratum), "
-                  "each stratum drawn independently with its own seed; pi_i = n_s / N_s in stratum s",
+    "stratified": "stratified simple random sampling without replacement, proportional allocation by largest remainders (the sizes sum "
+                  "to the budget exactly, at least one per stratum), each stratum drawn independently with its own seed; pi_i = n_s / N_s in stratum s",
     "uncertain": "Poisson sampling: each output is included independently with probability pi_i proportional to the judge's "
                  "uncertainty, mixed with a uniform share, capped at 1 and scaled so the expected size is the budget "
                  "(Zrnic & Candes 2024, active statistical inference); the sample size is random",
@@ -96,13 +96,33 @@ def stratum_rng(seed: int, key: Sequence[Any]) -> np.random.Generator:
 
 
 def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int) -> pd.DataFrame:
-    share = budget / len(records)
+    strata = list(records.groupby(list(by), dropna=False, sort=True))
+    if budget < len(strata):
+        raise UserError(f"a budget of {budget} is below the {len(strata)} strata of {', '.join(by)}: a stratified sample takes at least one "
+                        f"from each; raise it to {len(strata)} or more, or stratify by a coarser column")
+    sizes = proportional_allocation(np.array([len(group) for _, group in strata]), budget)
     parts = []
-    for key, group in records.groupby(list(by), dropna=False, sort=True):
-        size = min(len(group), max(1, round(len(group) * share)))
+    for (key, group), size in zip(strata, sizes):
         positions = np.sort(stratum_rng(seed, key if isinstance(key, tuple) else (key,)).choice(len(group), size=size, replace=False))
         parts.append(group.iloc[positions].assign(**{INCLUSION: size / len(group)}))
     return pd.concat(parts)
+
+
+def proportional_allocation(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """Sample sizes n_h summing to ``budget`` exactly, each within [1, N_h], as close to the proportional
+    quota budget * N_h / N as that allows: the quotas' whole parts (at least 1), then the seats left go to
+    the largest remainders (Hamilton's method); where the floor of 1 overspends, the strata furthest above
+    their quota give one back. Ties go to the first stratum in sorted order."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    quotas = budget * sizes / sizes.sum()
+    n = np.clip(np.floor(quotas).astype(np.int64), 1, sizes)
+    while n.sum() != budget:
+        short = budget - int(n.sum())
+        room = n < sizes if short > 0 else n > 1
+        gap = np.where(room, quotas - n, -np.inf if short > 0 else np.inf)
+        order = np.argsort(-gap if short > 0 else gap, kind="stable")[: min(abs(short), int(room.sum()))]
+        n[order] += 1 if short > 0 else -1
+    return n
 
 
 def uncertainty(records: pd.DataFrame, *, confidence: str | None, compare: Sequence[str], taxonomy: Taxonomy | None) -> np.ndarray:

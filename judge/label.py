@@ -213,8 +213,9 @@ def _main(config: Config) -> dict:
 
 def build_parser():
     p = new_parser("python -m judge.label", __doc__)
-    p.add_argument("--judge", help="judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (keyword rules: emits only the "
-                   "refusal, answer and failure categories), llm or llm:MODEL")
+    p.add_argument("--judge", help="judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (English keyword rules: needs "
+                   "--taxonomy with a refusal and an answer category, or aliases such as 'full refusal'/'full compliance'; emits only those and "
+                   "failure; warns when most responses are not in the Latin alphabet), llm or llm:MODEL")
     p.add_argument("--input", nargs="+", metavar="FILE", help="records to label (JSONL, CSV or Parquet); several files (one per model, say) "
                    "become one output with a source column")
     p.add_argument("--out", help="output file (JSONL, CSV or Parquet)")

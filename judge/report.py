@@ -75,10 +75,11 @@ RULE_SHORT = f"rule: at least {MIN_LABELS} labels, from at least {MIN_CLUSTERS} 
 
 @dataclass
 class Config(RecordColumns, ReportStyle):
-    input: str
+    input: str | list[str]
     label: str
     out: str
     group: list[str] = field(default_factory=list)
+    group_names: str | None = None
     reference: str | None = None
     taxonomy: str | None = None
     coarse: bool = False
@@ -95,6 +96,9 @@ class Config(RecordColumns, ReportStyle):
     overwrite: bool = False
 
     def __post_init__(self):
+        self.input = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not self.input:
+            raise UserError("give the labelled records file(s) to report on")
         ppi_lambda(self.ppi_lambda)
         check_label_map(self)
         check_unique(self, "group")
@@ -512,7 +516,7 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
         unknown = sorted(set(human["id"]) - set(records["id"]))
         if unknown:
             raise UserError(
-                f"{len(unknown)} id(s) in --human {Path(spec).name} are not in {Path(config.input).name} (e.g. {short_list(map(repr, unknown), limit=3)}); "
+                f"{len(unknown)} id(s) in --human {Path(spec).name} are not in {inputs_name(config)} (e.g. {short_list(map(repr, unknown), limit=3)}); "
                 "the human labels must be for outputs of the labelled file: check both files' id columns"
             )
         by_id = human.set_index("id")
@@ -524,13 +528,13 @@ def human_labels_for(records: pd.DataFrame, config: Config) -> tuple[pd.Series, 
         if spec == config.label:
             raise UserError(f"--human {clip(spec)} is the --label column itself; name the column (or file) of human labels")
         labels = records[spec]
-        inclusion, column = inclusion_probabilities(records, config, where=Path(config.input).name)
+        inclusion, column = inclusion_probabilities(records, config, where=inputs_name(config))
         source = f"column {spec}"
     else:
-        raise UserError(f"--human {clip(spec)} is neither a file nor a column of {Path(config.input).name}; columns present: {short_list(records.columns, limit=8, width=30)}")
+        raise UserError(f"--human {clip(spec)} is neither a file nor a column of {inputs_name(config)}; columns present: {short_list(records.columns, limit=8, width=30)}")
     empty = labels.isna() | (labels.astype(str).str.strip() == "")
     if empty.all():
-        raise UserError(f"--human {source} holds no labels for the outputs of {config.input}")
+        raise UserError(f"--human {source} holds no labels for the outputs of {inputs_name(config)}")
     labels = labels.where(~empty, "")
     if inclusion is not None:
         probs = pd.to_numeric(inclusion[~empty], errors="coerce")
@@ -544,7 +548,7 @@ def strata_for(records: pd.DataFrame, inclusion: pd.Series | None, labelled: pd.
     """Each output's stratum (the --strata columns joined), checked against the recorded probabilities."""
     if not config.strata:
         return None
-    require_columns(records, config.strata, source=Path(config.input).name, flag_hint="Fix --strata.")
+    require_columns(records, config.strata, source=inputs_name(config), flag_hint="Fix --strata.")
     strata = records[config.strata].astype(str).agg(" / ".join, axis=1)
     if inclusion is not None:
         spread = inclusion[labelled].groupby(strata[labelled]).agg(lambda p: p.max() - p.min())
@@ -569,7 +573,7 @@ def clusters_for(records: pd.DataFrame, config: Config) -> tuple[np.ndarray | No
         return None, {"column": None, "note": "none (--no-cluster): every output taken as an independent draw"}
     if config.cluster is not None:
         column = config.cluster
-        require_columns(records, [column], source=Path(config.input).name, flag_hint="Fix --cluster.")
+        require_columns(records, [column], source=inputs_name(config), flag_hint="Fix --cluster.")
         if column == config.group[0]:
             raise UserError(f"--cluster {column} is the --group column: each group would be a single cluster and no interval could be "
                             "estimated; cluster by what outputs share within a group (prompt, template), or pass --no-cluster")
@@ -592,8 +596,14 @@ def clusters_for(records: pd.DataFrame, config: Config) -> tuple[np.ndarray | No
                                           "--cluster COL if outputs share a template or another unit"}
 
 
-def judge_directory(config: Config) -> str | None:
-    """The judge directory named by --judge-dir or by the labelled file's manifest, if there is one."""
+def inputs_name(config: Config) -> str:
+    """The labelled input(s) as one-line messages name them."""
+    return Path(config.input[0]).name if len(config.input) == 1 else f"the {len(config.input)} input files"
+
+
+def judge_directories(config: Config) -> list[str]:
+    """The judge directories named by --judge-dir or by the labelled files' manifests (each file's own,
+    so files labelled apart and reported together are still checked), each once."""
     from judge.core.manifest import read_manifest
 
     if config.judge_dir is not None:
@@ -601,24 +611,37 @@ def judge_directory(config: Config) -> str | None:
             what = "is a file" if Path(config.judge_dir).exists() else "does not exist"
             raise UserError(f"--judge-dir {Path(config.judge_dir).name} {what}; name the judge directory judge.train wrote (it holds "
                             "training_ids.json), or drop the flag to use the one in the labelled file's manifest")
-        return config.judge_dir
-    directory = ((read_manifest(config.input) or {}).get("judge") or {}).get("directory")
-    return directory if directory and Path(directory).is_dir() else None
+        return [config.judge_dir]
+    named = [((read_manifest(path) or {}).get("judge") or {}).get("directory") for path in config.input]
+    return list(dict.fromkeys(d for d in named if d and Path(d).is_dir()))
+
+
+def trained_ids(directories: list[str]) -> set[str] | None:
+    """The union of the directories' training ids; None when none of them records any."""
+    from judge.core.formats.judge_dir import read_training_ids
+
+    found = [ids for ids in (read_training_ids(d) for d in directories) if ids is not None]
+    return set().union(*found) if found else None
+
+
+def is_trained_on(records: pd.DataFrame, trained: set[str]) -> np.ndarray:
+    """The records whose id (the combined SOURCE:ID where several files repeat ids, as training records them)
+    the judge was trained on."""
+    return records["id"].astype(str).isin(trained).to_numpy()
 
 
 def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarray | None, config: Config) -> dict | None:
     """Outputs of the labelled file the judge was trained on, and the rates split into those and the rest:
     on its training rows a judge's labels are largely the human labels it learned."""
     from judge.stats.disparity import category_rates
-    from judge.core.formats.judge_dir import read_training_ids
 
-    judge_dir = judge_directory(config)
-    trained = read_training_ids(judge_dir) if judge_dir else None
+    directories = judge_directories(config)
+    trained = trained_ids(directories)
     if not trained:
         return None
-    is_training = records["id"].astype(str).isin(trained).to_numpy()
-    k, name = int(is_training.sum()), Path(judge_dir).name
-    out = {"judge_dir": str(judge_dir), "n_training_rows": k, "n_outputs": int(len(records))}
+    is_training = is_trained_on(records, trained)
+    k, name = int(is_training.sum()), ", ".join(Path(d).name for d in directories)
+    out = {"judge_dir": ", ".join(map(str, directories)), "judge_names": name, "n_training_rows": k, "n_outputs": int(len(records))}
     if not k:
         return {**out, "note": f"Checked: none of the {len(records)} outputs is among the {len(trained)} ids judge directory {name} was trained on."}
     labels = np.asarray(canonical_labels(records[config.label], taxonomy, column=config.label), dtype=object)
@@ -636,24 +659,23 @@ def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarra
     return {**out, "note": note, "rates": rates}
 
 
-def check_not_trained_on(human_ids: set[str], config: Config) -> str:
+def check_not_trained_on(human: pd.DataFrame, config: Config) -> str:
     """Refuse human labels the judge was trained on: PPI's correction assumes the judge never saw them."""
-    from judge.core.formats.judge_dir import read_training_ids
-
-    judge_dir = judge_directory(config)
-    if judge_dir is None:
+    directories = judge_directories(config)
+    if not directories:
         return "not checked: no judge directory found in the labelled file's manifest (pass --judge-dir to check)"
-    trained = read_training_ids(judge_dir)
+    names = ", ".join(Path(d).name for d in directories)
+    trained = trained_ids(directories)
     if trained is None:
-        return f"not checked: {judge_dir} records no training ids (trained before they were recorded)"
-    overlap = human_ids & trained
+        return f"not checked: {names} records no training ids (trained before they were recorded)"
+    overlap = set(human["id"].astype(str)[is_trained_on(human, trained)])
     if overlap:
         raise UserError(
-            f"{len(overlap)} of the {len(human_ids)} human-labelled outputs were used to train the judge in {judge_dir} "
+            f"{len(overlap)} of the {len(human)} human-labelled outputs were used to train the judge in {names} "
             f"(e.g. {clip(sorted(overlap)[0])}); PPI needs human labels the judge has not seen, or its intervals are too narrow: "
             "label a fresh sample (judge.data sample --exclude the training file) and pass that as --human"
         )
-    return f"checked: none of the human-labelled ids is among the {len(trained)} ids {judge_dir} was trained on"
+    return f"checked: none of the human-labelled ids is among the {len(trained)} ids {names} was trained on"
 
 
 def design_note(kind: str, column: str | None, config: Config) -> str:
@@ -680,7 +702,7 @@ def prediction_powered(records: pd.DataFrame, result: dict, fine: Taxonomy, taxo
     human = pd.Series("", index=records.index, dtype=object)
     human[has_human] = [fine.parent_of(x) for x in gold] if config.coarse else gold
     strata = strata_for(records, inclusion, has_human, config)
-    overlap_note = check_not_trained_on(set(records.loc[has_human, "id"]), config)
+    overlap_note = check_not_trained_on(records[has_human], config)
     judge_labels = canonical_labels(records[config.label], taxonomy, column=config.label)
     primary = config.group[0]
     ppi = ppi_by_group(judge_labels, human.tolist(), records[primary].astype(str).tolist(), categories=taxonomy.labels,
@@ -727,6 +749,59 @@ def adjust_gaps(ppi: dict, cats: list[str], *, enabled: bool) -> None:
     ppi["gap_intervals"] = {**families["ppi"].as_dict(), "m_by_method": {k: f.m for k, f in families.items()}}
 
 
+def parse_group_names(spec: str) -> dict[str, str] | None:
+    """--group-names 'OLD=NEW,...' as a mapping; 'auto' (None) shortens the names instead."""
+    if spec.strip() == "auto":
+        return None
+    pairs = [part.partition("=") for part in spec.split(",") if part.strip()]
+    bad = next((old + sep + new for old, sep, new in pairs if not sep or not old.strip() or not new.strip()), None)
+    if bad is not None or not pairs:
+        raise UserError(f"--group-names {clip(bad if bad is not None else spec)} is not OLD=NEW[,OLD=NEW...] or auto; "
+                        "e.g. --group-names xstest_v2_completions_gpt4=GPT-4,xstest_v2_completions_llama2new=Llama-2")
+    return {old.strip(): new.strip() for old, _, new in pairs}
+
+
+def shortened(values: list[str]) -> dict[str, str]:
+    """Each value without the words all of them share at the start and end (xstest_v2_completions_gpt4 and
+    xstest_v2_completions_llama2new become gpt4 and llama2new); words split at _, - and ."""
+    import os
+
+    words = [re.split(r"(?<=[_.\-])", v) for v in values]
+    if len(values) < 2:
+        return {}
+    fewest = min(len(w) for w in words)
+    head = min(len(os.path.commonprefix(words)), fewest - 1)  # every name keeps a word of its own
+    tail = min(len(os.path.commonprefix([w[::-1] for w in words])), fewest - 1 - head)
+    out = {v: "".join(w[head: len(w) - tail]).strip("_-.") or v for v, w in zip(values, words)}
+    return out if len(set(out.values())) == len(out) else {}
+
+
+def display_group_names(records: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The --group columns with the names a paper shows (--group-names); the mapping used, {} for none.
+    --reference may name a group by either name."""
+    if config.group_names is None:
+        return records, {}
+    given = parse_group_names(config.group_names)
+    records = records.copy()
+    used: dict[str, str] = {}
+    matched: set[str] = set()
+    for column in config.group:
+        values = sorted({str(v) for v in records[column]})
+        names = {k: v for k, v in (shortened(values) if given is None else given).items() if k in values and k != v}
+        renamed = [names.get(v, v) for v in values]
+        if len(set(renamed)) < len(values):
+            clash = next(n for n in renamed if renamed.count(n) > 1)
+            raise UserError(f"--group-names would give two groups of {clip(column, 30)} the name {clip(clash, 30)}; give each group its own name")
+        records[column] = [names.get(str(v), str(v)) for v in records[column]]
+        used.update(names)
+        matched.update(k for k in (given or {}) if k in values)
+    unknown = [k for k in (given or {}) if k not in matched]
+    if unknown:
+        present = sorted({str(v) for c in config.group for v in records[c]})
+        raise UserError(f"--group-names {clip(unknown[0], 40)}=...: no --group column has that value; values: {short_list(present, limit=5, width=30)}")
+    return records, used
+
+
 def main(config: Config) -> dict:
     with claim_for(config, 'judge.report', inputs=('input', 'human', 'judge_dir', 'taxonomy', 'label_map'), directory=True):
         return _main(config)
@@ -740,29 +815,31 @@ def _warn_not_estimable(result: dict) -> None:
 def _main(config: Config) -> dict:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
-    manifest = RunManifest("judge.report", config, inputs=[config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
+    manifest = RunManifest("judge.report", config, inputs=[*config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
     label_map = parse_label_map(config.label_map, encoding=config.encoding)
     records = read_records(config.input, encoding=config.encoding, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
                            id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     records, taxonomy = prepare(records, label=config.label, taxonomy=config.taxonomy, coarse=config.coarse, label_map=label_map)
     require_columns(records, [config.label, *config.group], source="records", flag_hint="Fix --label/--group.")
+    records, names = display_group_names(records, config)
     clusters, cluster_info = clusters_for(records, config)
-    result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=config.reference,
+    result = disparity(records, label=config.label, groups=list(config.group), taxonomy=taxonomy, reference=names.get(config.reference, config.reference),
                        clusters=clusters, adjust=not config.no_adjust)
-    result.update(label_source=label_source(config.input, config.label), title=config.title, clusters=cluster_info)
+    sources = list(dict.fromkeys(label_source(path, config.label) for path in config.input))
+    result.update(label_source=" + ".join(sources), title=config.title, clusters=cluster_info, **({"group_names": names} if names else {}))
     _warn_not_estimable(result)
     training = training_rows(records, taxonomy, clusters, config)
     if training:
         result["training_rows"] = training
-        if training["n_training_rows"]:
-            print(f"warning: {training['n_training_rows']} of the {training['n_outputs']} outputs are the judge's own training rows "
-                  f"({Path(training['judge_dir']).name}): its labels there mirror the human labels; the report splits the rates "
-                  "into those rows and the rest", file=sys.stderr)
     if config.human is not None:
         fine = resolve_taxonomy(config.taxonomy, [x for x in records[config.label] if isinstance(x, str) and x.strip()],
                                 label_map=label_map) if config.coarse else taxonomy
         result["ppi"] = prediction_powered(records, result, fine, taxonomy, config, clusters)
+    if training and training["n_training_rows"]:  # after PPI, so refused human labels get their one line alone
+        print(f"warning: {training['n_training_rows']} of the {training['n_outputs']} outputs are the judge's own training rows "
+              f"({training['judge_names']}): its labels there mirror the human labels; the report splits the rates "
+              "into those rows and the rest", file=sys.stderr)
     style = style_of(config)
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_disparity_report(result, staging, style=style)]
@@ -776,10 +853,13 @@ def _main(config: Config) -> dict:
 
 def build_parser():
     parser = new_parser("python -m judge.report", __doc__)
-    parser.add_argument("input", nargs="?", help="labelled records (JSONL, CSV or Parquet)")
+    parser.add_argument("input", nargs="*", help="labelled records (JSONL, JSON list, CSV or Parquet); several files (one per model, say) "
+                        "become one table with a source column, each file's manifest still naming its judge")
     parser.add_argument("--label", help="label column to report on (human or judge)")
     parser.add_argument("--group", action="append", metavar="COL", help="group column; repeat to split the first by further columns")
     parser.add_argument("--reference", help="reference group for rate ratios (default: the largest group)")
+    parser.add_argument("--group-names", metavar="OLD=NEW,...", help="names the tables and figures show for groups, e.g. "
+                        "'xstest_v2_completions_gpt4=GPT-4,...'; auto: drop the words every group's name shares (file stems of several inputs)")
     parser.add_argument("--taxonomy", help=TAXONOMY_HELP)
     add_label_map_option(parser)
     parser.add_argument("--coarse", action="store_true", help="report coarse parent categories")

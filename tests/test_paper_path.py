@@ -89,7 +89,8 @@ def test_xstest_shaped_study_with_toolkit_commands_only(tmp_path, capsys):
     labelled = pd.read_json(run / "labelled.jsonl", lines=True, dtype=False)
     assert "completion" in labelled.columns and "response" not in labelled.columns  # the user's columns, unrenamed
     assert set(labelled["final_label"]) == set(XS_CODES)  # coded labels left as given
-    assert labelled["id"].is_unique and labelled["id"].iloc[0] == "xstest_v2_completions_gpt4:v2-1"
+    assert labelled["id"].iloc[0] == "v2-1"  # each file's own id as it came; the combined one beside it
+    assert labelled["combined_id"].is_unique and labelled["combined_id"].iloc[0] == "xstest_v2_completions_gpt4:v2-1"
     assert labelled["source"].nunique() == 3
     # 4. agreement by model; 5. rates by model
     code, out, err = run_cli(agree, [str(run / "labelled.jsonl"), "--gold", "final_label", "--pred", "judge_label", "--by", "source",

@@ -224,13 +224,13 @@ def test_sample_records_inclusion_probabilities_and_excludes(tmp_path, capsys):
     src = write_jsonl(tmp_path / "all.jsonl", rows)
     write_jsonl(tmp_path / "train.jsonl", rows[:10])
     code, out, err = run_cli(data, ["sample", str(src), "--n", "30", "--stratify", "identity", "--exclude", str(tmp_path / "train.jsonl"),
-                                    "--out", str(tmp_path / "s.csv")], capsys)
+                                    "--blind", "--out", str(tmp_path / "s.csv")], capsys)
     assert code == 0, err
     sample = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
     assert not set(sample.id) & {f"r{i}" for i in range(10)}
     # Horvitz-Thompson: the inverse inclusion probabilities add up to the population sampled (90).
     assert (1 / sample.inclusion_probability).sum() == pytest.approx(90)
-    assert (sample.label == "").all()  # the existing labels are not handed to annotators
+    assert len(sample) == 30 and (sample.label == "").all()  # --blind: the existing labels are not handed to annotators
 
 
 def test_annotator_only_agreement_matches_the_reference_packages(tmp_path, capsys):

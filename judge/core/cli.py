@@ -113,12 +113,14 @@ class ReportStyle:
 
 def add_column_options(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
     """--id-column/--prompt-column/--text-column (and --source-column) for a command that reads records."""
-    parser.add_argument("--id-column", metavar="COL", help="column of unique ids (default: id, else row numbers)")
+    parser.add_argument("--id-column", metavar="COL", help="column of unique ids (default: combined_id where a file has one, else id, "
+                        "else row numbers)")
     parser.add_argument("--prompt-column", metavar="COL", help="column holding the prompt (default: prompt)")
     parser.add_argument("--text-column", metavar="COL", help="column holding the model output (default: response)")
     if source:
         parser.add_argument("--source-column", metavar="NAME", help="with several input files: the column naming each record's "
-                            "file (default: source); ids repeated across files become SOURCE:ID")
+                            "file (default: source); ids repeated across files are made SOURCE:ID, written in a combined_id column (each file's id column "
+                            "kept as it is)")
 
 
 def add_label_map_option(parser: argparse.ArgumentParser) -> None:

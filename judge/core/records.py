@@ -64,7 +64,10 @@ def read_text(path: str | Path, *, what: str = "input file", encoding: str = DEF
         raise encoding_error(path, exc, encoding) from None
 
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+# A JSON list is parsed whole in memory (JSONL streams line by line), so its size and nesting are bounded first.
+MAX_JSON_LIST_BYTES = 1 << 30
+MAX_JSON_LIST_DEPTH = 32  # judge.core.formats.nesting counts no further
 
 
 def file_format(path: str | Path) -> str:
@@ -99,6 +102,32 @@ def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: 
     return rows
 
 
+def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
+    """A ``.json`` file holding ``[{...}, ...]``: the same records a JSONL file holds, one object each."""
+    from judge.core.formats import nesting
+
+    size = path.stat().st_size
+    if size > MAX_JSON_LIST_BYTES:
+        raise UserError(f"{path.name} is {size / 2**20:.0f} MiB, more than the {MAX_JSON_LIST_BYTES / 2**20:.0f} MiB a JSON list may hold "
+                        "(it is parsed whole); convert it to JSONL (one record per line), which is read without that limit")
+    try:
+        rows = json.loads(read_text(path, encoding=encoding))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or save it as JSONL") from None
+    except RecursionError:
+        rows = None
+    if rows is not None and not isinstance(rows, list):
+        kind = {dict: "an object", str: "text", bool: "true/false", type(None): "null"}.get(type(rows), "a number")
+        raise UserError(f"{path.name} holds {kind}, not a JSON list of records; "
+                        "a .json input must be [{...}, {...}] (one object per record), or save the records as JSONL")
+    if rows is None or nesting(rows) > MAX_JSON_LIST_DEPTH:
+        raise UserError(f"{path.name} nests JSON more than {MAX_JSON_LIST_DEPTH} levels deep; flatten its records (one object each, plain values)")
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise UserError(f"{path.name}: item {number} of the list is not a JSON object; each item must be one record {{...}}")
+    return rows
+
+
 def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.DataFrame:
     """Read a whole file as a DataFrame, with errors a user can act on (``encoding``: text formats only)."""
     path = Path(path)
@@ -107,6 +136,8 @@ def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.Data
     if fmt == "jsonl":
         # object columns keep each value as JSON gave it: 3 stays 3 beside a null, not 3.0
         frame = pd.DataFrame(_read_jsonl(path, encoding=encoding), dtype=object)
+    elif fmt == "json":
+        frame = pd.DataFrame(_read_json_list(path, encoding=encoding), dtype=object)
     elif fmt == "csv":
         try:
             frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=check_encoding(encoding))
@@ -143,6 +174,7 @@ def probability_column(category: str) -> str:
     return "p_" + "_".join(category.split())
 
 
+COMBINED_ID = "combined_id"  # source:id when ids repeat across several input files
 SHADOW = "__user__"  # prefix under which a user's own id/prompt/response column waits while another column plays its part
 
 
@@ -169,8 +201,11 @@ def read_records(
     response stays missing (None), for the judges to report as unscored.
 
     Several files (per-model outputs of one prompt set, say) get a ``source`` column (the file stem,
-    or ``source_column`` as its name); when ids repeat across files they become ``source:id``, and
-    that is said on stdout. ``unique_ids=False`` is for readers that never join on ids.
+    or ``source_column`` as its name); when ids repeat across files the records' id is ``source:id``,
+    written in a column of its own (``COMBINED_ID``) while the files' own id column comes out
+    unchanged, and that is said on stdout. A file that has a ``COMBINED_ID`` column (one written so)
+    is read with it as the id unless ``id_column`` names another, so those ids stay the same from
+    stage to stage. ``unique_ids=False`` is for readers that never join on ids.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -180,8 +215,10 @@ def read_records(
     source_name = source_column or "source"
     stems = [Path(p).stem for p in paths]
     sources = stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
-    for path, source in zip(paths, sources):
-        frame = read_table(path, encoding=encoding)
+    tables = [read_table(path, encoding=encoding) for path in paths]
+    if id_column is None and all(COMBINED_ID in t.columns for t in tables):
+        mapping["id"] = COMBINED_ID
+    for path, source, frame in zip(paths, sources, tables):
         if len(paths) > 1 or source_column:
             if source_name in frame.columns:
                 raise UserError(f"{Path(path).name} already has a column {source_name[:40]!r}; name the file-of-origin column with --source-column NAME")
@@ -210,9 +247,9 @@ def read_records(
         records.insert(records.columns.get_loc("id") + 1, SHADOW + "id", records["id"])
     records["id"] = records["id"].map(_id_text)
     if len(frames) > 1 and records["id"].duplicated().any() and not any(f["id"].map(_id_text).duplicated().any() for f in frames):
-        records["id"] = records[source_name].astype(str) + ":" + records["id"]
-        records = records.drop(columns=[SHADOW + "id"], errors="ignore")  # the new source:id ids are the ones to keep
-        print(f"ids repeat across the {len(frames)} input files: made unique as {source_name}:id (e.g. {records['id'].iloc[0]!r})")
+        records = _combined_ids(records, source_name, user_id_kept=SHADOW + "id" in records.columns or "id" in mapping_used(mapping))
+        print(f"ids repeat across the {len(frames)} input files: made unique as {source_name}:id in column {COMBINED_ID!r} "
+              f"(e.g. {records['id'].iloc[0]!r}); the files' own id column is kept as it is")
     duplicated = records["id"][records["id"].duplicated()].unique()
     if len(duplicated) and unique_ids:
         shown = ", ".join(map(repr, duplicated[:5]))
@@ -228,6 +265,20 @@ def read_records(
             if SHADOW + canonical in records.columns and canonical not in column_map:
                 column_map[canonical] = canonical
     records.attrs["column_map"] = column_map
+    return records
+
+
+def _combined_ids(records: pd.DataFrame, source_name: str, *, user_id_kept: bool) -> pd.DataFrame:
+    """Ids made unique across files as source:id, in their own column; the file's own id waits under
+    the SHADOW name (unless another column already plays the id) and comes back when written."""
+    if COMBINED_ID in records.columns:
+        raise UserError(f"ids repeat across the input files and a file already has a column {COMBINED_ID!r}; "
+                        f"pass --id-column {COMBINED_ID} to use it as the id, or rename it")
+    if not user_id_kept:
+        records.insert(records.columns.get_loc("id") + 1, SHADOW + "id", records["id"])
+    combined = records[source_name].astype(str) + ":" + records["id"]
+    records["id"] = combined
+    records.insert(records.columns.get_loc("id") + 1, COMBINED_ID, combined)
     return records
 
 
@@ -398,6 +449,10 @@ def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = 
     if fmt == "jsonl":
         rows = records.to_dict(orient="records")
         return atomic_write(path, lambda h: h.writelines(to_json_line(r) for r in rows), overwrite=overwrite)
+    if fmt == "json":
+        rows = records.to_dict(orient="records")
+        lines = [json_text(r, ensure_ascii=False, default=str) for r in rows]
+        return atomic_write(path, lambda h: h.write("[\n" + ",\n".join(lines) + "\n]\n"), overwrite=overwrite)
     if fmt == "csv":
         return atomic_write(path, lambda h: records.to_csv(h, index=False), overwrite=overwrite)
     return atomic_write(path, lambda h: records.to_parquet(h, index=False), overwrite=overwrite, binary=True)

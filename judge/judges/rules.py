@@ -1,11 +1,12 @@
 """A keyword rule judge for refusals: the cheapest baseline row of any table."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 from judge.judges.base import Item, Judge, Judgement
-from judge.core.refusal_keywords import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules
+from judge.core.refusal_keywords import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules, english_only_warning
 from judge.core.taxonomy import Taxonomy, load_taxonomy
 
 TITLE = "the keyword rules judge"
@@ -37,7 +38,8 @@ class RulesJudge(Judge):
 
     It can emit only three categories: the taxonomy's refusal, answer and (where the taxonomy has one)
     failure category (``emittable``, also in the manifest). Any other gold category (partial answer,
-    harmful refusal ...) it can never predict; judge.agree says so beside its kappa.
+    harmful refusal ...) it can never predict; judge.agree says so beside its kappa. Its phrases are
+    English: on texts mostly in another script it warns once on stderr (``english_only_warning``).
     """
 
     kind = "rules"
@@ -50,6 +52,12 @@ class RulesJudge(Judge):
     @property
     def emittable(self) -> list[str]:
         return self.rules.emittable
+
+    def label(self, records, **options):
+        warning = english_only_warning(records["response"])
+        if warning:
+            print(warning, file=sys.stderr)
+        return super().label(records, **options)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         out = []
