@@ -126,11 +126,11 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         # A judge without a LoRA part records the settings that made it, not the LoRA recipe's defaults.
         for name in LORA_ONLY:
             manifest.data["settings"].pop(name, None)
-    records = read_records(config.train, id_column=config.id_column, prompt_column=config.prompt_column,
+    records = read_records(config.train, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column,
                            text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
                            source_column=config.source_column)
     data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
-                         label_map=parse_label_map(config.label_map))
+                         label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding)
     check_trainable(data)
     # the split the shipped model (or its LoRA member) validates on, checked before any training
     if getattr(training_module(config.kind, needs="train"), "VALIDATION_SPLIT", False) or config.uses_lora:

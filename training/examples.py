@@ -28,7 +28,7 @@ class LabelledData:
 
 
 def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | Taxonomy | None, mask_names: bool = True,
-                  label_map: dict[str, str] | None = None) -> LabelledData:
+                  label_map: dict[str, str] | None = None, encoding: str = "utf-8") -> LabelledData:
     if label_column not in records.columns:
         raise UserError(f"label column {clip(label_column)} not found; columns present: {short_list(records.columns, limit=8, width=30)}. Fix --label-column.")
     has_label = records[label_column].notna() & (records[label_column].astype(str).str.strip() != "")
@@ -39,7 +39,7 @@ def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | T
     if no_response.any():
         raise UserError(f"{int(no_response.sum())} labelled record(s) have no response (e.g. id {clip(records.loc[no_response, 'id'].iloc[0])}); "
                         "fill or remove them: a judge cannot learn from a missing text")
-    tax = resolve_taxonomy(taxonomy, records[label_column].tolist(), label_map=label_map)
+    tax = resolve_taxonomy(taxonomy, records[label_column].tolist(), label_map=label_map, encoding=encoding)
     gold = tax.gold(records[label_column], column=label_column)
     index = {label: i for i, label in enumerate(tax.labels)}
     prompts = records["prompt"] if "prompt" in records.columns else [""] * len(records)

@@ -67,6 +67,8 @@ def seed_everything(seed: int) -> None:
 
 
 def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int, tail_tokens: int = 0) -> dict[str, list[list[int]]]:
+    if not prompts:  # --val-fraction 0: no validation split; the tokenizers refuse an empty batch
+        return {key: [] for key in encode_pairs(tokenizer, ["x"], ["y"], max_length=max_length)}
     return encode_pairs(tokenizer, prompts, responses, max_length=max_length, tail_tokens=tail_tokens)
 
 
@@ -185,122 +187,175 @@ ESTIMATE_AFTER_BATCHES = 3
 SAY_ESTIMATE_ABOVE_SECONDS = 60
 
 
-def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool, check_precision: bool) -> TrainedLora:
+@dataclass
+class Prepared:
+    """The model with its adapters, and the encoded splits, before the first step."""
+
+    model: object
+    tokenizer: object
+    device: torch.device
+    train: LabelledData
+    val: LabelledData
+    enc_train: dict
+    enc_val: dict
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.train.taxonomy.labels)
+
+
+def prepare(data: LabelledData, recipe: LoraRecipe) -> Prepared:
     from peft import LoraConfig, TaskType, get_peft_model
 
     seed_everything(recipe.seed)
     device, dtype = pick_device(recipe.device)
-    labels = data.taxonomy.labels
-    tokenizer, base = load_base(recipe.base_model, labels, dtype=dtype)
+    tokenizer, base = load_base(recipe.base_model, data.taxonomy.labels, dtype=dtype)
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
         target_modules=recipe.target_modules,
     )
     model = get_peft_model(base, lora).to(device)
-
     train_idx, val_idx = stratified_split(data.y, val_fraction=recipe.val_fraction, seed=recipe.seed)
     train, val = data.subset(train_idx), data.subset(val_idx)
-    enc_train = encode(tokenizer, train.prompts, train.responses, recipe.max_length, recipe.tail_tokens)
-    enc_val = encode(tokenizer, val.prompts, val.responses, recipe.max_length, recipe.tail_tokens)
-    weights = torch.tensor(class_weights(train.y, len(labels), scheme=recipe.class_weighting), dtype=torch.float32, device=device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    y_train = torch.tensor(train.y, dtype=torch.long)
+    return Prepared(model, tokenizer, device, train, val,
+                    encode(tokenizer, train.prompts, train.responses, recipe.max_length, recipe.tail_tokens),
+                    encode(tokenizer, val.prompts, val.responses, recipe.max_length, recipe.tail_tokens))
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size / recipe.grad_accum)
-    total = steps_per_epoch * recipe.epochs
-    from transformers import get_linear_schedule_with_warmup
 
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_ratio * total), total)
-    rng = random.Random(recipe.seed)
-    lengths = [len(x) for x in enc_train["input_ids"]]
+class Stepper:
+    """One optimiser step per grad_accum batches: AdamW on the adapters, linear warmup and decay, clipped gradients."""
 
-    best = {"val_macro_f1": -1.0, "epoch": 0, "state": None}
-    history = []
-    n_batches = math.ceil(len(train_idx) / recipe.batch_size)
-    print(f"training LoRA on {len(train_idx)} examples ({len(val_idx)} held out for validation): up to {recipe.epochs} epochs "
-          f"of {n_batches} batches on {device}")
+    def __init__(self, prepared: Prepared, recipe: LoraRecipe):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.recipe = recipe
+        weights = class_weights(prepared.train.y, prepared.n_labels, scheme=recipe.class_weighting)
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=prepared.device))
+        self.trainable = [p for p in prepared.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        total = math.ceil(len(prepared.train.y) / recipe.batch_size / recipe.grad_accum) * recipe.epochs
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(recipe.warmup_ratio * total), total)
+
+    def backward(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int, step: int) -> float:
+        loss = self.loss_fn(logits, targets) / self.recipe.grad_accum
+        check_loss(loss, epoch=epoch, step=step, lr=self.recipe.lr)
+        loss.backward()
+        return loss.item() * self.recipe.grad_accum
+
+    def step(self) -> None:
+        torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def run_epoch(p: Prepared, stepper: Stepper, recipe: LoraRecipe, *, epoch: int, rng: random.Random, progress: bool,
+              on_early_step=None) -> tuple[float, int]:
+    """(mean training loss, examples seen) of one pass over length-bucketed batches."""
+    p.model.train()
+    y_train = torch.tensor(p.train.y, dtype=torch.long)
+    batches = length_bucketed_batches([len(x) for x in p.enc_train["input_ids"]], recipe.batch_size, rng)
+    running, seen = 0.0, 0
+    bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress, mininterval=1.0)
+    for step, idx in enumerate(bar, start=1):
+        with training_autocast(recipe.train_precision, p.device):
+            logits = p.model(**collate(p.tokenizer, p.enc_train, idx, p.device)).logits.float()
+        running += stepper.backward(logits, y_train[idx].to(p.device), epoch=epoch, step=step)
+        if step % recipe.grad_accum == 0 or step == len(batches):
+            stepper.step()
+        seen += len(idx)
+        if on_early_step and epoch == 1 and step == ESTIMATE_AFTER_BATCHES:
+            on_early_step(step)
+        bar.set_postfix(loss=f"{running / step:.3f}")
+    return running / max(len(batches), 1), seen
+
+
+def validation_scores(p: Prepared, logits: np.ndarray) -> dict[str, float]:
+    pred, labels = logits.argmax(axis=1), range(p.n_labels)
+    return {"val_macro_f1": float(f1_score(p.val.y, pred, labels=labels, average="macro", zero_division=0)),
+            "val_kappa": float(cohen_kappa_score(p.val.y, pred, labels=labels))}
+
+
+def adapter_state(model) -> dict[str, torch.Tensor]:
+    """What training changes (the adapters and the head), copied off the device."""
+    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items() if "lora_" in k or "modules_to_save" in k})
+
+
+def fit(p: Prepared, recipe: LoraRecipe, *, progress: bool) -> dict:
+    """Epochs until patience runs out on validation macro-F1; the best epoch's weights loaded back."""
+    stepper, rng = Stepper(p, recipe), random.Random(recipe.seed)
+    n_batches, n_val = math.ceil(len(p.train.y) / recipe.batch_size), len(p.val.y)
+    print(f"training LoRA on {len(p.train.y)} examples ({n_val} held out for validation): up to {recipe.epochs} epochs "
+          f"of {n_batches} batches on {p.device}")
     started = time.perf_counter()
-    examples_seen = 0
-    stale = 0
+
+    def estimate(step: int) -> None:
+        say_estimate(time.perf_counter() - started, step, n_batches, recipe.epochs, n_val / recipe.batch_size)
+
+    best, history, seen, stale = {"score": -1.0, "epoch": 0, "state": None}, [], 0, 0
     for epoch in range(1, recipe.epochs + 1):
-        model.train()
-        batches = length_bucketed_batches(lengths, recipe.batch_size, rng)
-        running = 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{recipe.epochs}", unit="batch", disable=not progress, mininterval=1.0)
-        for step, idx in enumerate(bar, start=1):
-            inputs = collate(tokenizer, enc_train, idx, device)
-            with training_autocast(recipe.train_precision, device):
-                logits = model(**inputs).logits.float()
-            loss = loss_fn(logits, y_train[idx].to(device)) / recipe.grad_accum
-            check_loss(loss, epoch=epoch, step=step, lr=recipe.lr)
-            loss.backward()
-            if step % recipe.grad_accum == 0 or step == len(batches):
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            running += loss.item() * recipe.grad_accum
-            examples_seen += len(idx)
-            if epoch == 1 and step == ESTIMATE_AFTER_BATCHES:
-                say_estimate(time.perf_counter() - started, step, n_batches, recipe.epochs, len(val_idx) / recipe.batch_size)
-            bar.set_postfix(loss=f"{running / step:.3f}")
-        entry = {"epoch": epoch, "train_loss": running / max(len(batches), 1)}
-        if len(val_idx):
-            val_logits = predict_logits(model, tokenizer, enc_val, batch_size=64, device=device)
-            pred = val_logits.argmax(axis=1)
-            entry["val_macro_f1"] = float(f1_score(val.y, pred, labels=range(len(labels)), average="macro", zero_division=0))
-            entry["val_kappa"] = float(cohen_kappa_score(val.y, pred, labels=range(len(labels))))
+        loss, n = run_epoch(p, stepper, recipe, epoch=epoch, rng=rng, progress=progress, on_early_step=estimate)
+        seen += n
+        entry = {"epoch": epoch, "train_loss": loss}
+        if n_val:
+            entry.update(validation_scores(p, predict_logits(p.model, p.tokenizer, p.enc_val, batch_size=64, device=p.device)))
         history.append(entry)
         if progress:
             tqdm.write(json.dumps(entry))
-        score = entry.get("val_macro_f1", -epoch)  # no validation split: keep the last epoch
-        if score > best["val_macro_f1"] or not len(val_idx):
-            best = {"val_macro_f1": score, "epoch": epoch, "state": copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items() if "lora_" in k or "modules_to_save" in k})}
-            stale = 0
+        score = entry.get("val_macro_f1", -epoch)
+        if score > best["score"] or not n_val:  # no validation split: keep the last epoch
+            best, stale = {"score": score, "epoch": epoch, "state": adapter_state(p.model)}, 0
         else:
             stale += 1
             if stale >= recipe.patience:
                 break
-    train_seconds = time.perf_counter() - started
-    model.load_state_dict(best["state"], strict=False)
+    seconds = time.perf_counter() - started
+    p.model.load_state_dict(best["state"], strict=False)
     if not all(torch.isfinite(v).all() for v in best["state"].values()):
         from judge.core.errors import UserError
 
         raise UserError(f"training diverged: the trained weights hold NaN or infinite values (--lr {recipe.lr}); lower --lr and train again")
+    return {"best_epoch": best["epoch"], "history": history, "train_seconds": round(seconds, 2),
+            "train_examples_per_second": round(seen / seconds, 2), "n_train": len(p.train.y), "n_val": n_val}
 
-    metrics = {"best_epoch": best["epoch"], "history": history, "train_seconds": round(train_seconds, 2),
-               "train_examples_per_second": round(examples_seen / train_seconds, 2), "n_train": len(train_idx), "n_val": len(val_idx)}
+
+def calibrate(p: Prepared, metrics: dict) -> float:
+    """The temperature fitted on validation (1.0 without a split), with the calibrated scores added to ``metrics``."""
     temperature = 1.0
-    if len(val_idx):
-        val_logits = predict_logits(model, tokenizer, enc_val, batch_size=64, device=device)
-        temperature = fit_temperature(val_logits, val.y)
-        metrics.update(
-            val_macro_f1=float(f1_score(val.y, val_logits.argmax(1), labels=range(len(labels)), average="macro", zero_division=0)),
-            val_kappa=float(cohen_kappa_score(val.y, val_logits.argmax(1), labels=range(len(labels)))),
-            ece_before=expected_calibration_error(softmax(val_logits), val.y),
-            ece_after=expected_calibration_error(softmax(val_logits, temperature), val.y),
-        )
+    if len(p.val.y):
+        val_logits = predict_logits(p.model, p.tokenizer, p.enc_val, batch_size=64, device=p.device)
+        temperature = fit_temperature(val_logits, p.val.y)
+        metrics.update(validation_scores(p, val_logits), ece_before=expected_calibration_error(softmax(val_logits), p.val.y),
+                       ece_after=expected_calibration_error(softmax(val_logits, temperature), p.val.y))
     metrics["temperature"] = temperature
-    extra = {}
-    if check_precision:
-        encoded, split = texts_to_check(enc_val, enc_train, seed=recipe.seed)
-        extra["precision"] = precision_record(model, tokenizer, encoded, temperature=temperature, device=device, split=split)
-        metrics["precision"] = extra["precision"]
-        print(precision_summary(extra["precision"]))
+    return temperature
 
+
+def save(p: Prepared, out_dir: str | Path, recipe: LoraRecipe, *, temperature: float, precision: dict | None) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    model = p.model
     # The modules peft adapted, by name: a pattern (a string) would be matched as a regex on loading,
     # and loading accepts only a list (judge.core.formats.lora.AdapterConfig).
     model.peft_config["default"].target_modules = sorted(model.base_model.targeted_module_names)
     model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
-    tokenizer.save_pretrained(out_dir)
+    p.tokenizer.save_pretrained(out_dir)
     lora_format.write_settings(out_dir, base_model=recipe.base_model, base_model_revision=model_revision(resolve_model(recipe.base_model)),
-                               labels=labels, temperature=temperature, max_length=recipe.max_length, tail_tokens=recipe.tail_tokens,
-                               mask_names=recipe.mask_names, recipe=asdict(recipe), precision=extra.get("precision"))
-    return TrainedLora(metrics, model.eval(), tokenizer)
+                               labels=p.train.taxonomy.labels, temperature=temperature, max_length=recipe.max_length,
+                               tail_tokens=recipe.tail_tokens, mask_names=recipe.mask_names, recipe=asdict(recipe), precision=precision)
+
+
+def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool, check_precision: bool) -> TrainedLora:
+    p = prepare(data, recipe)
+    metrics = fit(p, recipe, progress=progress)
+    temperature = calibrate(p, metrics)
+    precision = None
+    if check_precision:
+        encoded, split = texts_to_check(p.enc_val, p.enc_train, seed=recipe.seed)
+        precision = metrics["precision"] = precision_record(p.model, p.tokenizer, encoded, temperature=temperature, device=p.device, split=split)
+        print(precision_summary(precision))
+    save(p, out_dir, recipe, temperature=temperature, precision=precision)
+    return TrainedLora(metrics, p.model.eval(), p.tokenizer)
 
 
 # -- the kind's training interface (training.kinds) -----------------------------------------------
