@@ -141,7 +141,7 @@ def main(config: Config) -> dict:
 
 
 def _main(config: Config) -> dict:
-    from judge.judges import fingerprint as judge_fingerprint, load_judge
+    from judge.judges import fingerprint as judge_fingerprint, load_judge, precision_directory
     from judge.judges.base import JudgeWorker
     from judge.core.ray_executor import executor_for
     from judge.core.formats.shard_part import part_fields, sharded_identity
@@ -156,7 +156,7 @@ def _main(config: Config) -> dict:
                            source_column=config.source_column)
     column_map = records.attrs["column_map"]
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
-    choice = choose_for(config.judge, config.precision, config.device)
+    choice = choose_for(precision_directory(config.judge), config.precision, config.device, spec=config.judge)
     shard = Shard.parse(config.shard)
     settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors")}
     settings["precision"] = choice.precision if choice else None

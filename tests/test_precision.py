@@ -181,16 +181,33 @@ def test_auto_takes_the_fastest_passing_precision_this_cpu_has(monkeypatch, cpu,
     assert prec.choose("bf16", device=CPU, record=record).precision == "bf16"  # a named precision is used as asked
 
 
-def test_an_ensemble_runs_its_lora_member_in_the_members_checked_precision(tmp_path):
+def test_an_ensemble_runs_its_lora_member_in_the_members_checked_precision(tiny_bert, sample_records, tmp_path):
+    # The registry asks each kind which LoRA directory's record decides: the lora judge its own, an
+    # ensemble its lora member (checked as loading checks it), every other kind none.
+    from judge.core.errors import UserError
+    from judge.judges import precision_directory
+    from training.cv import grouped_folds
+    from training.ensemble import train_ensemble
+    from training.examples import labelled_data
+    from training.lora import LoraRecipe
+
+    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
+    folds = grouped_folds(data.records, k=2, group="template", seed=0)
+    recipe = LoraRecipe(base_model=tiny_bert, epochs=1, lr=5e-3, lora_r=4, lora_alpha=8, batch_size=64, max_length=48, seed=0)
+    for name, members in (("ens", ["lora", "tfidf"]), ("plain", ["tfidf", "rules"])):
+        train_ensemble(data, tmp_path / name, folds=folds, recipe=recipe, members=members, progress=False)
+        finish(tmp_path / name, data.taxonomy, training_ids=data.records["id"])
     member = tmp_path / "ens" / "members" / "lora"
-    member.mkdir(parents=True)
-    (member / "judge.json").write_text(json.dumps({"kind": "lora"}))
-    (tmp_path / "ens" / "judge.json").write_text(json.dumps({"kind": "ensemble", "member_dirs": {"lora": "members/lora", "tfidf": "members/tfidf"}}))
-    assert prec.lora_directory(str(tmp_path / "ens")) == member
-    assert prec.lora_directory(f"ensemble:{tmp_path / 'ens'}") == member
-    (tmp_path / "ens" / "judge.json").write_text(json.dumps({"kind": "ensemble", "member_dirs": {"lora": "../../elsewhere"}}))
-    assert prec.lora_directory(str(tmp_path / "ens")) is None  # a member outside the directory is not followed
-    assert prec.lora_directory("rules") is None and prec.lora_directory(f"tfidf:{tmp_path}") is None
+    assert precision_directory(str(tmp_path / "ens")) == member
+    assert precision_directory(f"ensemble:{tmp_path / 'ens'}") == member
+    assert precision_directory(str(member)) == member
+    assert precision_directory(str(tmp_path / "plain")) is None  # no lora member: nothing to choose
+    assert precision_directory("rules") is None and precision_directory(str(tmp_path / "ens" / "members" / "tfidf")) is None
+    meta = json.loads((tmp_path / "ens" / "judge.json").read_text())
+    meta["member_dirs"]["lora"] = "../../elsewhere"
+    (tmp_path / "ens" / "judge.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError):  # an edited judge.json is refused before a member outside it is followed
+        precision_directory(str(tmp_path / "ens"))
 
 
 def test_int8_is_refused_on_a_gpu():

@@ -159,42 +159,18 @@ def _check_note(precision: str, record: dict | None) -> str:
     return f"; the judge's check: labels equal to fp32 {100 * entry['labels_equal']:.1f}%" + ("" if entry["passed"] else ", FAILED")
 
 
-def choose_for(spec: str, requested: str, device_spec: str) -> Choice | None:
-    """The precision a ``judge.label --judge SPEC`` run uses, resolved before loading (None: not a LoRA judge)."""
+def choose_for(directory: Path | None, requested: str, device_spec: str, *, spec: str) -> Choice | None:
+    """The precision a ``judge.label --judge SPEC`` run uses, resolved before loading, from the LoRA
+    directory whose record decides (the registry's ``precision_directory``; None: no LoRA part)."""
     from judge.core.formats.judge_dir import verify
     from judge.core.models import pick_device
 
-    directory = lora_directory(spec)
     if directory is None:
         if requested != "auto":
             raise UserError(f"--precision applies to LoRA judges (and ensembles with a lora member), not --judge {spec}; drop it")
         return None
     device, _ = pick_device(device_spec)
     return choose(requested, device=device, record=read_record(verify(directory), directory))
-
-
-def lora_directory(spec: str) -> Path | None:
-    """The LoRA judge directory behind a judge spec (an ensemble's lora member), or None."""
-    kind, _, arg = spec.partition(":")
-    if kind in ("rules", "llm", "tfidf"):
-        return None
-    from judge.core.errors import UserError
-    from judge.core.formats import read_json
-    from judge.core.formats.judge_dir import MAX_JUDGE_JSON_BYTES
-
-    directory = Path(arg if kind in ("lora", "ensemble") else spec)
-    if not (directory / "judge.json").is_file():
-        return None  # load_judge says what is wrong with it
-    try:  # untrusted: size and depth checked before parsing
-        meta = read_json(directory / "judge.json", max_bytes=MAX_JUDGE_JSON_BYTES, where=str(directory))
-    except UserError:
-        return None  # load_judge refuses it with the same check, in one line
-    if not isinstance(meta, dict):
-        return None
-    if meta.get("kind") == "lora":
-        return directory
-    member = (meta.get("member_dirs") or {}).get("lora") if meta.get("kind") == "ensemble" else None
-    return directory / member if isinstance(member, str) and ".." not in Path(member).parts else None
 
 
 def say(choice: Choice) -> None:

@@ -10,6 +10,8 @@ Each kind is one module of this package that says what it is:
   an option given for a kind whose ``Options`` lacks it is refused here, in one place;
 - ``load(arg, options, taxonomy) -> Judge`` and ``fingerprint(arg) -> dict`` (what a rerun must match);
 - ``masks_names(judge) -> bool``: whether the judge sees the names (judge.swap reports it);
+- ``precision_directory(arg) -> Path | None`` (optional): the LoRA directory whose precision record
+  decides the run's ``--precision auto`` (judge.core.precision);
 - ``SPEC``: ``"directory"`` (ARG is a judge directory, ``DIR`` alone finds it) or ``"name"`` (ARG is optional);
 - ``TRAINABLE`` / ``MEMBER``: whether ``judge.train --kind`` makes it / an ensemble may hold it. Its
   training lives in ``training/<kind>.py`` (the floors: this package never imports training/).
@@ -164,6 +166,14 @@ def fingerprint(spec: str) -> dict[str, str]:
     """What a rerun with this judge must match (a trained judge's files, by sha256)."""
     kind, arg = parse_spec(spec)
     return kind_module(kind).fingerprint(arg)
+
+
+def precision_directory(spec: str) -> Path | None:
+    """The LoRA directory whose precision record decides how this judge runs (a kind module's
+    ``precision_directory``; kinds without one have no reduced-precision path)."""
+    kind, arg = parse_spec(spec)
+    find = getattr(kind_module(kind), "precision_directory", None)
+    return find(arg) if find else None
 
 
 def masks_names(judge) -> bool:

@@ -44,6 +44,12 @@ def masks_names(judge: "EnsembleJudge") -> bool:
     return bool(judge.meta.get("mask_names", True))  # training masks names for every member alike
 
 
+def precision_directory(arg: str) -> Path | None:
+    """Its LoRA member's folder (the member's record decides), with the checks loading makes."""
+    directory = Path(arg)
+    return member_directories(directory, verify(directory), where=f"judge directory {display_name(directory)}").get("lora")
+
+
 class EnsembleJudge(Judge):
     """Each member labels the batch; the stacker (logistic regression fitted on the members'
     out-of-fold probabilities) turns their probabilities into one. A member that cannot score an

@@ -48,6 +48,10 @@ def masks_names(judge: "LoraJudge") -> bool:
     return judge.mask_names
 
 
+def precision_directory(arg: str) -> Path:
+    return Path(arg)  # its own judge.json holds the precision record
+
+
 def read_temperature(meta: dict, directory: Path) -> float:
     value = meta.get("temperature", 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
