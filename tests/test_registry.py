@@ -157,6 +157,16 @@ def test_the_core_imports_nothing_above_it_and_training_only_the_core():
     assert not offenders, offenders
 
 
+def test_generation_and_the_engines_stand_on_the_core_alone():
+    # generation asks an engine for outputs and knows nothing of judges; an engine knows only the core
+    offenders = [f"{p.relative_to(ROOT)} imports {m}" for p in _python_files("generation")
+                 for m in imported_modules(p) if m.startswith(("judge.", "training")) and not m.startswith(("judge.core", "judge.engines"))]
+    offenders += [f"{p.relative_to(ROOT)} imports {m}" for p in _python_files("judge/engines")
+                  for m in imported_modules(p) if m.startswith(("judge.", "training", "generation"))
+                  and not m.startswith(("judge.core", "judge.engines"))]
+    assert not offenders, offenders
+
+
 def test_the_floor_check_sees_function_level_imports(tmp_path):
     (tmp_path / "m.py").write_text("def f():\n    from training.lora import load_base\n    import training.cv\n")
     assert {"training.lora", "training.cv"} <= imported_modules(tmp_path / "m.py")
