@@ -56,6 +56,9 @@ class Config(InputEncoding):
     inputs: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        for part in type(self).__mro__:  # each shared group of fields checks its own, once
+            if "check_part" in vars(part):
+                part.check_part(self)
         self.check()
 
     def check(self) -> None:
@@ -66,6 +69,19 @@ class Config(InputEncoding):
 class _Labels:
     taxonomy: str | None = None
     label_map: str | None = None
+
+    def check_part(self) -> None:
+        check_label_map(self)
+
+
+@dataclass(kw_only=True)
+class _Annotators:
+    annotators: list[str] = field(default_factory=list)
+
+    def check_part(self) -> None:
+        twice = sorted({a for a in self.annotators if self.annotators.count(a) > 1})
+        if twice:
+            raise UserError(f"--annotators lists {short_list(map(repr, twice))} twice; give each annotator once")
 
 
 @dataclass(kw_only=True)
@@ -80,19 +96,13 @@ class _Server:
     token: str | None = field(default=None, repr=False)  # a credential: never printed, saved, or put in a message
 
 
-def _check_once(names: list[str]) -> None:
-    twice = sorted({a for a in names if names.count(a) > 1})
-    if twice:
-        raise UserError(f"--annotators lists {short_list(map(repr, twice))} twice; give each annotator once")
-
-
 def _check_one_input(config: Config, what: str) -> None:
     if len(config.inputs) != 1:
         raise UserError(f"{config.action} takes one {what}, got {len(config.inputs)}; see python -m judge.annotate {config.action} --help")
 
 
 @dataclass(kw_only=True)
-class ExportConfig(Config, RecordColumns, _Labels, _Written):
+class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "export"
     strategy: str = "random"
     by: list[str] = field(default_factory=list)
@@ -101,7 +111,6 @@ class ExportConfig(Config, RecordColumns, _Labels, _Written):
     compare: list[str] = field(default_factory=list)
     uniform_share: float | None = None
     exclude: list[str] = field(default_factory=list)
-    annotators: list[str] = field(default_factory=list)
     blind: bool = False
     hide: list[str] = field(default_factory=lambda: ["name", "identity", "name_list", "gender", "common"])
     show: list[str] = field(default_factory=list)
@@ -110,10 +119,8 @@ class ExportConfig(Config, RecordColumns, _Labels, _Written):
 
     def check(self) -> None:
         _check_one_input(self, "records file")
-        check_label_map(self)
         check_non_negative(self, "seed")
         check_fraction(self, "uniform_share", low_open=True)
-        _check_once(self.annotators)
         check_choice(self, "strategy", ("random", "stratified", "uncertain"))
         check_positive(self, "budget")
         if self.strategy == "stratified" and not self.by:
@@ -134,9 +141,6 @@ class ExportConfig(Config, RecordColumns, _Labels, _Written):
 class ImportConfig(Config, _Labels, _Written):
     action: ClassVar[str] = "import"
 
-    def check(self) -> None:
-        check_label_map(self)
-
 
 @dataclass(kw_only=True)
 class PushConfig(Config, _Server):
@@ -154,45 +158,33 @@ class PullConfig(Config, _Server, _Labels, _Written):
 
     def check(self) -> None:
         _check_one_input(self, "export folder")
-        check_label_map(self)
         check_positive(self, "project")
 
 
 @dataclass(kw_only=True)
-class AdjudicateConfig(Config, RecordColumns, _Labels, _Written):
+class AdjudicateConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "adjudicate"
-    annotators: list[str] = field(default_factory=list)
 
     def check(self) -> None:
         _check_one_input(self, "labels file")
-        check_label_map(self)
-        _check_once(self.annotators)
 
 
 @dataclass(kw_only=True)
-class ResolveConfig(Config, RecordColumns, _Labels, _Written):
+class ResolveConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "resolve"
-    annotators: list[str] = field(default_factory=list)
     label: str = "label"
 
-    def check(self) -> None:
-        check_label_map(self)
-        _check_once(self.annotators)
-
 
 @dataclass(kw_only=True)
-class IssuesConfig(Config, RecordColumns, _Labels, _Written):
+class IssuesConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "issues"
-    annotators: list[str] = field(default_factory=list)
     label: str = "label"
     folds: int = 5
     cv_group: str | None = None
     seed: int = 0
 
     def check(self) -> None:
-        check_label_map(self)
         check_non_negative(self, "seed")
-        _check_once(self.annotators)
         if self.folds < 2:
             raise UserError(f"--folds must be at least 2, got {self.folds}")
 
