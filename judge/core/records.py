@@ -209,35 +209,62 @@ def read_records(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    frames = []
     mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
-    flags = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}
     source_name = source_column or "source"
     stems = [Path(p).stem for p in paths]
     sources = stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
     tables = [read_table(path, encoding=encoding) for path in paths]
     if id_column is None and all(COMBINED_ID in t.columns for t in tables):
         mapping["id"] = COMBINED_ID
-    for path, source, frame in zip(paths, sources, tables):
-        if len(paths) > 1 or source_column:
-            if source_name in frame.columns:
-                raise UserError(f"{Path(path).name} already has a column {source_name[:40]!r}; name the file-of-origin column with --source-column NAME")
-            frame.insert(0, source_name, source)
-        for canonical, source_col in mapping.items():
-            if source_col and source_col != canonical:
-                require_columns(frame, [source_col], source=str(path), flag_hint=f"Fix {flags[canonical]}.")
-                if canonical in frame.columns:
-                    frame = frame.rename(columns={canonical: SHADOW + canonical})
-                frame.insert(frame.columns.get_loc(source_col) + 1, canonical, frame[source_col])
-        if "id" not in frame.columns:
-            prefix = f"{Path(path).stem}-row-" if len(paths) > 1 else "row-"
-            frame.insert(0, "id", [f"{prefix}{i}" for i in range(1, len(frame) + 1)])
-        hints = {"response": "Name it with --text-column.", "prompt": "Name it with --prompt-column."}
-        for col in required:
-            require_columns(frame, [col], source=str(path), flag_hint=hints.get(col, ""))
-        require_columns(frame, label_columns, source=str(path), flag_hint=label_hint)
-        frames.append(frame)
-    records = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    several = len(paths) > 1
+    frames = [_canonical_columns(frame, Path(path), mapping, source=source if several or source_column else None, source_name=source_name,
+                                 id_prefix=f"{Path(path).stem}-row-" if several else "row-", required=required,
+                                 label_columns=label_columns, label_hint=label_hint)
+              for path, source, frame in zip(paths, sources, tables)]
+    records = pd.concat(frames, ignore_index=True) if several else frames[0]
+    records = _text_ids(records, frames, mapping, source_name=source_name, unique_ids=unique_ids)
+    column_map = {k: v for k, v in mapping.items() if v and v != k}
+    if SHADOW + "id" in records.columns and "id" not in column_map:
+        column_map["id"] = "id"
+    for canonical in ("prompt", "response"):
+        if canonical in records.columns:
+            records = _as_judged_text(records, canonical, keep_original=canonical not in column_map)
+            if SHADOW + canonical in records.columns and canonical not in column_map:
+                column_map[canonical] = canonical
+    records.attrs["column_map"] = column_map
+    return records
+
+
+_FLAGS = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}
+_MISSING_HINTS = {"response": "Name it with --text-column.", "prompt": "Name it with --prompt-column."}
+
+
+def _canonical_columns(frame: pd.DataFrame, path: Path, mapping: dict, *, source: str | None, source_name: str, id_prefix: str,
+                       required: Sequence[str], label_columns: Sequence[str], label_hint: str) -> pd.DataFrame:
+    """One file's table with its file-of-origin column, the canonical columns beside the ones that play
+    them (a canonical name the file had is kept aside), row-number ids where it has none, and the
+    columns the reader requires checked."""
+    if source is not None:
+        if source_name in frame.columns:
+            raise UserError(f"{path.name} already has a column {source_name[:40]!r}; name the file-of-origin column with --source-column NAME")
+        frame.insert(0, source_name, source)
+    for canonical, source_col in mapping.items():
+        if source_col and source_col != canonical:
+            require_columns(frame, [source_col], source=str(path), flag_hint=f"Fix {_FLAGS[canonical]}.")
+            if canonical in frame.columns:
+                frame = frame.rename(columns={canonical: SHADOW + canonical})
+            frame.insert(frame.columns.get_loc(source_col) + 1, canonical, frame[source_col])
+    if "id" not in frame.columns:
+        frame.insert(0, "id", [f"{id_prefix}{i}" for i in range(1, len(frame) + 1)])
+    for col in required:
+        require_columns(frame, [col], source=str(path), flag_hint=_MISSING_HINTS.get(col, ""))
+    require_columns(frame, label_columns, source=str(path), flag_hint=label_hint)
+    return frame
+
+
+def _text_ids(records: pd.DataFrame, frames: list[pd.DataFrame], mapping: dict, *, source_name: str, unique_ids: bool) -> pd.DataFrame:
+    """Ids as text (a typed id column kept aside to come back unchanged), made unique across files
+    that repeat each other's ids, and refused when missing or (``unique_ids``) repeated."""
     missing_id = records["id"].isna()
     if missing_id.any():
         raise UserError(f"{int(missing_id.sum())} record(s) have no id (first: row {int(missing_id.idxmax()) + 1}); fill the id column or pick another --id-column")
@@ -256,15 +283,6 @@ def read_records(
         raise UserError(
             f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another --id-column"
         )
-    column_map = {k: v for k, v in mapping.items() if v and v != k}
-    if SHADOW + "id" in records.columns and "id" not in column_map:
-        column_map["id"] = "id"
-    for canonical in ("prompt", "response"):
-        if canonical in records.columns:
-            records = _as_judged_text(records, canonical, keep_original=canonical not in column_map)
-            if SHADOW + canonical in records.columns and canonical not in column_map:
-                column_map[canonical] = canonical
-    records.attrs["column_map"] = column_map
     return records
 
 
