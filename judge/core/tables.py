@@ -17,7 +17,9 @@ import pandas as pd  # noqa: E402
 from judge.core.records import atomic_write, write_text  # noqa: E402
 
 
-LONG_TABLE_ROWS = 40  # past this a table breaks across pages (longtable) instead of floating
+# A float holds at most this many lines of cells (a rate over its interval counts two): about 60% of an
+# article page, so a float never outgrows its page; a longer table breaks across pages in pieces this tall.
+FLOAT_LINES = 30
 DIGITS = 3
 
 
@@ -89,8 +91,8 @@ def tex_cell(text: str) -> str:
 def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "report", index: bool = True) -> str:
     """A booktabs table whose caption and cells are escaped and whose label, ``tab:PREFIX:label``, is unique to this report.
 
-    Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the text width; tables
-    longer than a page break across pages (longtable).
+    Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the line width; a table
+    taller than ``FLOAT_LINES`` breaks across pages (``long_table``), each piece shrunk alike.
     """
     shown = frame.copy()
     shown = shown.map(lambda v: tex_cell(v) if isinstance(v, str) else v) if len(shown) else shown
@@ -99,17 +101,78 @@ def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "repor
         shown.index = [tex_escape(i) if isinstance(i, str) else i for i in shown.index]
         if frame.index.name:
             shown.index.name = tex_escape(frame.index.name)
-    full_label = f"{prefix}:{label.removeprefix('tab:')}"
-    if len(frame) > LONG_TABLE_ROWS:
-        return shown.to_latex(index=index, escape=False, longtable=True, caption=tex_escape(caption), label=f"tab:{full_label}")
+    full_label = f"tab:{prefix}:{label.removeprefix('tab:')}"
+    lines = row_lines(frame)
+    if sum(lines) > FLOAT_LINES:
+        return long_table(frame, shown, lines, index=index, caption=tex_escape(caption), label=full_label)
     body = shown.to_latex(index=index, escape=False)
     return ("\\begin{table}[t]\n\\centering\n\\small\\setlength{\\tabcolsep}{3pt}\n"
-            f"\\caption{{{tex_escape(caption)}}}\n\\label{{tab:{full_label}}}\n"
-            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
-            f"{body}}}\n\\end{{table}}\n")
+            f"\\caption{{{tex_escape(caption)}}}\n\\label{{{full_label}}}\n"
+            f"{FIT_WIDTH}{body}}}\n\\end{{table}}\n")
+
+
+FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"  # shrink to the line, never enlarge
+
+
+def row_lines(frame: pd.DataFrame) -> list[int]:
+    """How many lines each row takes: two where a cell sets a rate over its interval (``tex_cell``)."""
+    return [2 if any(isinstance(v, str) and _ESTIMATE_WITH_INTERVAL.match(v) for v in row) else 1 for row in frame.itertuples(index=False)]
+
+
+def _text_width(value: object) -> float:
+    """A cell's width in characters, as set: an interval line is set smaller than its estimate."""
+    match = _ESTIMATE_WITH_INTERVAL.match(value) if isinstance(value, str) else None
+    return max(len(match.group(1)), 0.7 * len(match.group(2))) if match else len(str(value))
+
+
+def long_table(frame: pd.DataFrame, shown: pd.DataFrame, lines: list[int], *, index: bool, caption: str, label: str) -> str:
+    """A table across pages: a longtable whose rows are pieces of at most ``FLOAT_LINES`` lines, each a
+    tabular shrunk to the line width (a longtable itself cannot be shrunk). Every piece's header holds an
+    invisible copy of each column's widest cell, so all pieces have one width: one scale, one font size,
+    and columns that line up from page to page."""
+    widest = [shown.iloc[int(np.argmax([_text_width(v) for v in frame.iloc[:, j]]))].iloc[j] for j in range(frame.shape[1])]
+    if index:
+        widest = [shown.index[int(np.argmax([_text_width(v) for v in frame.index]))], *widest]
+    pieces, start, used = [], 0, 0
+    for i, n in enumerate(lines):
+        if used + n > FLOAT_LINES:
+            pieces.append((start, i))
+            start, used = i, 0
+        used += n
+    pieces.append((start, len(lines)))
+    rows = [FIT_WIDTH + _equal_width(shown.iloc[a:b].to_latex(index=index, escape=False), widest) + "}\\\\" for a, b in pieces]
+    return ("\\begingroup\\small\\setlength{\\tabcolsep}{3pt}\n\\begin{longtable}{@{}c@{}}\n"
+            f"\\caption{{{caption}}}\\label{{{label}}}\\\\\n" + "\n".join(rows) + "\n\\end{longtable}\n\\endgroup\n")
+
+
+def _equal_width(tabular: str, widest: list) -> str:
+    """The tabular with each cell of its last header line as wide as its column's widest cell (``\\ooalign``
+    overlays the header and an invisible copy of that cell, taking the wider's width)."""
+    lines = tabular.split("\n")
+    at = lines.index("\\midrule") - 1
+    cells = re.split(r"(?<!\\)&", lines[at].rstrip().removesuffix("\\\\"))
+    lines[at] = " & ".join(f"\\ooalign{{\\hfil {c.strip()}\\hfil\\cr\\hphantom{{{w}}}\\cr}}" for c, w in zip(cells, widest)) + " \\\\"
+    return "\n".join(lines)
+
+
+PRINTABLE_INCHES = (7.5, 9.5)  # a page's text block (letter or A4 with margins): the largest a figure prints at 1:1
+
+
+def fit_to_page(fig: plt.Figure) -> None:
+    """Shrink a figure larger than a page to fit it, fonts alike, so it prints as it looks (never enlarged)."""
+    import matplotlib.text
+
+    width, height = fig.get_size_inches()
+    factor = min(1.0, PRINTABLE_INCHES[0] / width, PRINTABLE_INCHES[1] / height)
+    if factor >= 1.0:
+        return
+    fig.set_size_inches(width * factor, height * factor)
+    for text in fig.findobj(matplotlib.text.Text):
+        text.set_fontsize(max(text.get_fontsize() * factor, 4.0))
 
 
 def save_figure(fig: plt.Figure, path: Path, *, overwrite: bool, close: bool = True) -> Path:
+    fit_to_page(fig)
     fmt_name = path.suffix.lstrip(".") or "png"
     atomic_write(path, lambda h: fig.savefig(h, format=fmt_name, dpi=200, bbox_inches="tight"), overwrite=overwrite, binary=True)
     if close:
@@ -146,7 +209,7 @@ def heatmap(
     cmap: str = "Blues",
     vmax: float | None = None,
 ) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.55 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, (0.55 if len(rows) <= 12 else 0.3) * len(rows) + 1.8))
     image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax if vmax is not None else max(float(np.nanmax(values)), 1e-9), aspect="auto")
     ax.set_xticks(range(len(columns)), labels=[wrap(c, 14) for c in columns], rotation=35, ha="right")
     ax.set_yticks(range(len(rows)), labels=[wrap(r) for r in rows])
@@ -158,7 +221,7 @@ def heatmap(
     for i in range(len(rows)):
         for j in range(len(columns)):
             text = labels[i, j] if isinstance(labels[i, j], str) else fmt(float(labels[i, j]), 2)
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if values[i, j] > threshold else "black")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8 if len(rows) <= 12 else 6, color="white" if values[i, j] > threshold else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
