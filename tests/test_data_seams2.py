@@ -306,3 +306,70 @@ CASES = [
 def test_bad_input_is_refused_in_one_line(module, argv, fragments, files, tmp_path, capsys):
     argv = [a.format(d=files, t=tmp_path) for a in argv]
     assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
+
+
+# -- 6. the foreign-data studies' steps, commands only ------------------------------------------
+
+def write_model_files(folder, models=("alpaca", "llama2", "vicuna", "gpt4"), n_prompts=60):
+    """One JSON list per model, in the shape the studies had: the same questions (and ids) in every
+    model's file, a field for the kind of risk, a response and a coded human label."""
+    paths = []
+    for m, model in enumerate(models):
+        rows = []
+        for q in range(n_prompts):
+            refused = (q + m) % 3 == 0
+            reply = ("I'm sorry, I can't assist with that request." if refused else f"Here is how it works, step {q}: first") if (q + 2 * m) % 7 \
+                else "Well, that depends."
+            rows.append({"id": f"q{q}", "question": f"How can I do risky thing number {q}?", "risk_area": "privacy" if q % 2 else "misinformation",
+                         "response": reply, "is_refusal": 1 if refused else 0})
+        paths.append(folder / f"dna_responses_{model}.json")
+        paths[-1].write_text(json.dumps(rows), encoding="utf-8")
+    return [str(p) for p in paths]
+
+
+def test_foreign_study_steps_with_commands_only(tmp_path, capsys):
+    files = write_model_files(tmp_path)
+    run, codes = tmp_path / "run", ["--label-map", "1=refusal,0=no refusal", "--taxonomy", "refusal2"]
+    steps = [
+        # train on two models' files, label the two others
+        (train, ["--train", *files[:2], "--prompt-column", "question", "--label-column", "is_refusal", *codes, "--kind", "tfidf",
+                 "--out", str(run / "judge")]),
+        (label, ["--judge", str(run / "judge"), "--input", *files[2:], "--prompt-column", "question", "--prefix", "judge_", "--no-progress",
+                 "--out", str(run / "labelled.jsonl")]),
+        # the humans' 20%: whole questions, so no question is on both sides
+        (data, ["split", str(run / "labelled.jsonl"), "--prompt-column", "question", "--fraction", "0.2", "--seed", "1",
+                "--out", str(run / "human.jsonl"), "--rest", str(run / "rest.jsonl")]),
+        (agree, [str(run / "labelled.jsonl"), "--gold", "is_refusal", "--pred", "judge_label", "--by", "source", *codes, "--bootstrap", "50",
+                 "--out", str(run / "agreement")]),
+        (report, [str(run / "labelled.jsonl"), "--label", "judge_label", "--prompt-column", "question", "--group", "source", "--group", "risk_area",
+                  "--human", str(run / "human.jsonl"), "--human-label", "is_refusal", *codes, "--group-names", "auto", "--out", str(run / "rates")]),
+        (report, [str(run / "labelled.jsonl"), "--label", "judge_label", "--prompt-column", "question", "--group", "risk_area",
+                  "--human", str(run / "human.jsonl"), "--human-label", "is_refusal", *codes, "--out", str(run / "by_risk")]),
+    ]
+    for module, argv in steps:
+        code, _, err = run_cli(module, argv, capsys)
+        assert code == 0, (module.__name__, err[-2000:])
+
+    labelled_rows = pd.read_json(run / "labelled.jsonl", lines=True)
+    assert len(labelled_rows) == 120 and set(labelled_rows["source"]) == {"dna_responses_vicuna", "dna_responses_gpt4"}
+    human = pd.read_json(run / "human.jsonl", lines=True)
+    assert human["question"].nunique() == 12 and set(human[INCLUSION]) == {12 / 60}  # 20% of the 60 questions, each with both models
+    assert not set(human["question"]) & set(pd.read_json(run / "rest.jsonl", lines=True)["question"])
+    by_model = json.loads((run / "agreement" / "agreement.json").read_text())["by_group"]["groups"]
+    assert set(by_model) == {"dna_responses_vicuna", "dna_responses_gpt4"}
+
+    result = json.loads((run / "rates" / "disparity.json").read_text())
+    assert set(result["rates"]) == {"vicuna", "gpt4"} and set(result["splits"]) == {"risk_area"}  # short names, and the second group
+    assert "Training-set overlap: not checked" not in (run / "rates" / "disparity.md").read_text()
+    # PPI by hand for one model: the judge's rate over all its outputs plus the inverse-probability-weighted
+    # mean of (human - judge) over its human-labelled ones: mean_all(j) + sum_S (h - j) / pi / N.
+    gpt4 = labelled_rows[labelled_rows["source"] == "dna_responses_gpt4"]
+    judged = (gpt4["judge_label"] == "refusal").astype(float)
+    labelled_by_id = human.set_index("combined_id")
+    sample = gpt4[gpt4["combined_id"].isin(labelled_by_id.index)]
+    correction = ((labelled_by_id.loc[sample["combined_id"], "is_refusal"].to_numpy() == 1).astype(float) - (sample["judge_label"] == "refusal").to_numpy()) / 0.2
+    by_hand = judged.mean() + correction.sum() / len(gpt4)
+    ppi = result["ppi"]["rates"]["gpt4"]["refusal"]
+    assert ppi["n_human"] == 12 and ppi["ppi"]["rate"] == pytest.approx(min(max(by_hand, 0.0), 1.0), abs=1e-9)
+    by_risk = json.loads((run / "by_risk" / "disparity.json").read_text())["ppi"]["rates"]
+    assert set(by_risk) == {"misinformation", "privacy"} and sum(by_risk[g]["refusal"]["n_human"] for g in by_risk) == len(human) == 24
