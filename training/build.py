@@ -267,7 +267,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",
-        f"- Names masked before the judge sees the text: {config.mask_names} ({masking})",
+        f"- Names masked before the judge sees the text: {masking}",  # the count, never a bare True over zero masked
         reads_line(view or TextView(mask_names=config.mask_names)),
     ]
     for key in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "best_epoch", "train_seconds"):

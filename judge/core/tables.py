@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import zip_longest
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -125,34 +126,52 @@ def _text_width(value: object) -> float:
     return max(len(match.group(1)), 0.7 * len(match.group(2))) if match else len(str(value))
 
 
+PIECE_LINES = 6  # a page may break after every piece this tall
+
+
 def long_table(frame: pd.DataFrame, shown: pd.DataFrame, lines: list[int], *, index: bool, caption: str, label: str) -> str:
-    """A table across pages: a longtable whose rows are pieces of at most ``FLOAT_LINES`` lines, each a
-    tabular shrunk to the line width (a longtable itself cannot be shrunk). Every piece's header holds an
-    invisible copy of each column's widest cell, so all pieces have one width: one scale, one font size,
-    and columns that line up from page to page."""
-    widest = [shown.iloc[int(np.argmax([_text_width(v) for v in frame.iloc[:, j]]))].iloc[j] for j in range(frame.shape[1])]
+    """A table across pages. A longtable cannot be shrunk to the line width, so its rows are pieces: a
+    header, repeated on every page, and tabulars of a few rows, each shrunk to the line width. An
+    invisible copy of each column's widest cell in every piece's first row (and in the header) gives all
+    pieces one width, so they shrink alike: one font size, columns that line up across pieces and pages."""
+    widest = [_widest([frame.columns[j], *frame.iloc[:, j]], [shown.columns[j], *shown.iloc[:, j]]) for j in range(frame.shape[1])]
     if index:
-        widest = [shown.index[int(np.argmax([_text_width(v) for v in frame.index]))], *widest]
+        widest = [_widest([frame.index.name or "", *frame.index], [shown.index.name or "", *shown.index]), *widest]
+    tabular = shown.to_latex(index=index, escape=False).strip().split("\n")
+    spec = re.match(r"\\begin\{tabular\}\{(.*)\}$", tabular[0]).group(1)
+    align = [c for c in spec if c in "lrc"]
+    mid, bottom = tabular.index("\\midrule"), tabular.index("\\bottomrule")
+    header, rows = tabular[2:mid], tabular[mid + 1:bottom]
+    head = _piece(spec, ["\\toprule", *header[:-1], _as_wide(header[-1], widest, ["c"] * len(widest)), "\\midrule"])
     pieces, start, used = [], 0, 0
     for i, n in enumerate(lines):
-        if used + n > FLOAT_LINES:
+        if used + n > PIECE_LINES:
             pieces.append((start, i))
             start, used = i, 0
         used += n
     pieces.append((start, len(lines)))
-    rows = [FIT_WIDTH + _equal_width(shown.iloc[a:b].to_latex(index=index, escape=False), widest) + "}\\\\" for a, b in pieces]
+    body = [_piece(spec, [_as_wide(rows[a], widest, align), *rows[a + 1:b], *(["\\bottomrule"] if b == len(rows) else [])]) for a, b in pieces]
     return ("\\begingroup\\small\\setlength{\\tabcolsep}{3pt}\n\\begin{longtable}{@{}c@{}}\n"
-            f"\\caption{{{caption}}}\\label{{{label}}}\\\\\n" + "\n".join(rows) + "\n\\end{longtable}\n\\endgroup\n")
+            f"\\caption{{{caption}}}\\label{{{label}}}\\\\\n{head}\\\\\n\\endfirsthead\n{head}\\\\\n\\endhead\n"
+            + "\n".join(piece + "\\\\" for piece in body) + "\n\\end{longtable}\n\\endgroup\n")
 
 
-def _equal_width(tabular: str, widest: list) -> str:
-    """The tabular with each cell of its last header line as wide as its column's widest cell (``\\ooalign``
-    overlays the header and an invisible copy of that cell, taking the wider's width)."""
-    lines = tabular.split("\n")
-    at = lines.index("\\midrule") - 1
-    cells = re.split(r"(?<!\\)&", lines[at].rstrip().removesuffix("\\\\"))
-    lines[at] = " & ".join(f"\\ooalign{{\\hfil {c.strip()}\\hfil\\cr\\hphantom{{{w}}}\\cr}}" for c, w in zip(cells, widest)) + " \\\\"
-    return "\n".join(lines)
+def _widest(values: list, shown: list) -> str:
+    """The shown form of the widest of a column's values, its header included (a header may be its widest cell)."""
+    return shown[int(np.argmax([_text_width(v) for v in values]))]
+
+
+def _piece(spec: str, lines: list[str]) -> str:
+    return FIT_WIDTH + f"\\begin{{tabular}}{{{spec}}}\n" + "\n".join(lines) + "\n\\end{tabular}}"
+
+
+def _as_wide(line: str, widest: list, align: list[str]) -> str:
+    """A row whose every cell is at least as wide as its column's widest cell: the cell, boxed, is set in
+    a box of the wider's width (an invisible copy of the widest cell measures it), aligned as its column."""
+    cells = re.split(r"(?<!\\)&", line.rstrip().removesuffix("\\\\"))
+    return " & ".join(c.strip() if w is None or a is None else
+                      f"\\sbox0{{{c.strip()}}}\\sbox2{{\\hphantom{{{w}}}}}\\ifdim\\wd0<\\wd2 \\makebox[\\wd2][{a}]{{\\usebox0}}\\else\\usebox0\\fi"
+                      for c, w, a in zip_longest(cells, widest[:len(cells)], align[:len(cells)])) + " \\\\"
 
 
 PRINTABLE_INCHES = (7.5, 9.5)  # a page's text block (letter or A4 with margins): the largest a figure prints at 1:1
