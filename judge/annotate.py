@@ -38,7 +38,7 @@ from judge.core.errors import UserError
 from judge.core.manifest import RunManifest
 from judge.core.outputs import check_apart, claim_for, input_paths
 from judge.core.records import (SHADOW, check_output_directory, ensure_writable, json_text, read_records, require_columns, staged_directory,
-                                write_records, write_text)
+                                user_columns, write_records, write_text)
 from judge.core.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
@@ -116,9 +116,18 @@ class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     show: list[str] = field(default_factory=list)
     with_predictions: str | None = None
     seed: int = 0
+    allocation: str = "proportional"
+    target: str | None = None
+    target_column: str | None = None
 
     def check(self) -> None:
         _check_one_input(self, "records file")
+        check_choice(self, "allocation", ("proportional", "neyman"))
+        if self.allocation == "neyman" and not (self.strategy == "stratified" and self.target):
+            raise UserError("--allocation neyman allocates strata for one category's rate: use --strategy stratified --by COL with "
+                            "--target CATEGORY (and --target-column COL, default judge_label)")
+        if (self.target or self.target_column) and self.allocation != "neyman":
+            raise UserError("--target/--target-column apply to --allocation neyman; add it or drop them")
         check_non_negative(self, "seed")
         check_fraction(self, "uniform_share", low_open=True)
         check_choice(self, "strategy", ("random", "stratified", "uncertain"))
@@ -239,12 +248,14 @@ def export(config: ExportConfig) -> dict:
     annotators = config.annotators or ["annotator1", "annotator2"]
     _check_annotators(annotators, records)
     share = annotation.UNIFORM_SHARE if config.uniform_share is None else config.uniform_share
+    allocation = annotation.Neyman(config.target, config.target_column or "judge_label") if config.allocation == "neyman" else None
     picked = annotation.choose(records, strategy=config.strategy, budget=config.budget, seed=config.seed, by=config.by,
-                               confidence=config.confidence_column, compare=config.compare, uniform_share=share, taxonomy=taxonomy)
+                               confidence=config.confidence_column, compare=config.compare, uniform_share=share, taxonomy=taxonomy,
+                               allocation=allocation)
     fields = annotation.task_fields(picked, blind=config.blind, hide=config.hide, show=config.show)
     predictions = picked[config.with_predictions].map(taxonomy.canonical) if config.with_predictions else None
     tasks = annotation.label_studio_tasks(fields, predictions=predictions, model_version=config.with_predictions or "judge")
-    design = annotation.sampling_design(config.strategy, config.budget, len(records))
+    design = annotation.sampling_design(config.strategy, config.budget, len(records), allocation)
     manifest = RunManifest("judge.annotate export", config, inputs=[*config.inputs, *config.exclude], taxonomy=taxonomy.name,
                            sampling_design=design, population=len(records),
                            **({"uniform_share": share} if config.strategy == "uncertain" else {}))
@@ -445,11 +456,11 @@ def issues(config: IssuesConfig) -> pd.DataFrame:
     manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
     taxonomy = _taxonomy(config, [v for v in flagged["given_label"]]) if len(flagged) else None
     # The same list as an adjudication round: Label Studio tasks showing the given and the suggested label.
-    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r["prompt"], "response": r["response"],
+    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r.get("prompt", ""), "response": r["response"],
                        "annotator_labels": f"given: {r['given_label']}" + (f" ({r['annotator']})" if "annotator" in r else "")
                        + f"; judge suggests: {r['suggested_label']}"}} for _, r in flagged.iterrows()]
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        write_records(flagged, staging / "label_issues.csv")
+        write_records(user_columns(flagged, records.attrs.get("column_map", {})), staging / "label_issues.csv")
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         if taxonomy is not None:
             write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
@@ -581,6 +592,10 @@ def _export_parser(actions) -> None:
     p.add_argument("--strategy", help="random (default), stratified or uncertain")
     p.add_argument("--by", action="append", metavar="COL", help="--strategy stratified: strata column (repeatable)")
     p.add_argument("--budget", type=int, help="how many items (default: 100; uncertain: the expected number)")
+    p.add_argument("--allocation", help="--strategy stratified: proportional (default) or neyman (sizes n_h ~ N_h S_h that make the "
+                   "--target category's rate most precise, by the --target-column labels)")
+    p.add_argument("--target", metavar="CATEGORY", help="--allocation neyman: the category whose rate the sample is for")
+    p.add_argument("--target-column", metavar="COL", help="--allocation neyman: labels known for every record (default: judge_label)")
     p.add_argument("--confidence-column", metavar="COL", help="--strategy uncertain: the judge's confidence (largest probability, 0-1); the lower, the likelier drawn")
     p.add_argument("--compare", nargs=2, metavar="COL", help="--strategy uncertain: two judges' label columns; disagreements more likely drawn")
     p.add_argument("--uniform-share", type=float, metavar="S", help="--strategy uncertain: share of the budget spread evenly over all outputs, "

@@ -5,6 +5,8 @@ Examples:
     python -m judge.data chehbouni2024 ../shared/datasets/chehbouni2024/df_annotated_llama7.csv \\
         ../shared/datasets/chehbouni2024/df_annotated_llama13.csv --out runs/chehbouni2024.jsonl
     python -m judge.data sample runs/outputs.jsonl --n 600 --stratify identity --blind --out runs/to_label.csv
+    python -m judge.data sample runs/labelled.jsonl --n 300 --stratify identity --allocation neyman --target refusal \
+        --target-column judge_label --blind --out runs/to_label.csv
     python -m judge.data sample runs/outputs.jsonl --n 300 --exclude runs/train_labels.csv --label-column label --out runs/ppi_sample.csv
     python -m judge.data filter gpt4.csv llama2.json --keep source=gpt4,llama2 --out runs/train.jsonl
     python -m judge.data split labelled.jsonl --fraction 0.2 --seed 1 --out runs/human.jsonl --rest runs/train.jsonl
@@ -16,7 +18,8 @@ template, heading, model, sample.
 
 ``sample`` draws a seeded sample of records: a simple random sample without replacement, or with
 --stratify a stratified one whose sizes meet --n exactly (proportional allocation by largest
-remainders, every stratum at least one; each stratum drawn from its own seed, so groups never share
+remainders, or --allocation neyman --target CATEGORY: sizes n_h ~ N_h S_h for that category's rate by the
+judge's labels, --target-column; every stratum at least one; each stratum drawn from its own seed, so groups never share
 positions). Each drawn record gets its exact ``inclusion_probability`` (n / N, or n_h / N_h in its
 stratum), which judge.report --human uses to weight the sample; the manifest names the design.
 Every column is kept as it is; --label-column COL adds an empty COL for annotators. --blind makes
@@ -52,7 +55,7 @@ from pathlib import Path
 import pandas as pd
 
 from judge.core.outputs import claim_for
-from judge.core.cli import (RecordColumns, add_column_options, check_fraction, check_positive, check_seed, check_unique, clip, new_parser,
+from judge.core.cli import (RecordColumns, add_column_options, check_choice, check_fraction, check_positive, check_seed, check_unique, clip, new_parser,
                             run_command, short_list)
 from judge.core.errors import UserError
 from judge.core.manifest import RunManifest
@@ -124,7 +127,7 @@ def import_chehbouni2024(paths: list[str | Path], *, encoding: str = "utf-8") ->
     return records.sort_values("id", kind="stable").reset_index(drop=True)
 
 
-def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int) -> pd.DataFrame:
+def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int, allocation=None) -> pd.DataFrame:
     """A seeded sample with each record's inclusion probability (the sampling itself is judge.annotate
     export's: ``human_labels.choose``); every column kept as it came."""
     from judge.human_labels import choose
@@ -132,8 +135,15 @@ def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], see
     if n <= 0:
         raise UserError("--n must be a positive number of records")
     require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
-    picked = choose(records, strategy="stratified" if stratify else "random", budget=n, seed=seed, by=stratify)
+    picked = choose(records, strategy="stratified" if stratify else "random", budget=n, seed=seed, by=stratify, allocation=allocation)
     return picked.reset_index(drop=True)
+
+
+def allocation_of(config: "Config"):
+    """--allocation neyman's allocation (None: proportional)."""
+    from judge.human_labels import Neyman
+
+    return Neyman(config.target, config.target_column or "judge_label") if config.allocation == "neyman" else None
 
 
 def blind_sheet(records: pd.DataFrame, *, hide: list[str], keep: set[str]) -> pd.DataFrame:
@@ -195,6 +205,9 @@ def sample_of_sample(records: pd.DataFrame, config: "Config") -> pd.DataFrame:
     if len(config.inputs) > 1 or config.exclude:
         raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a sample of it takes one input file and no --exclude "
                         "(its probabilities would not compose exactly); sample from the full records instead")
+    if config.allocation == "neyman":
+        raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a Neyman second phase would allocate by the labels the "
+                        "first sample happened to keep (its probabilities would not be exact); use proportional allocation or sample the full records")
     check_composable(first_phase(config.inputs[0], len(records)), list(config.stratify), config.inputs[0])
     pi1 = pd.to_numeric(records[INCLUSION], errors="coerce")
     if pi1.isna().any() or ((pi1 <= 0) | (pi1 > 1)).any():
@@ -287,6 +300,9 @@ class Config(RecordColumns):
     keep: list[str] = field(default_factory=list)
     drop: list[str] = field(default_factory=list)
     fraction: float | None = None
+    allocation: str = "proportional"
+    target: str | None = None
+    target_column: str | None = None
     group: str | None = None
     rest: str | None = None
     overwrite: bool = False
@@ -296,6 +312,12 @@ class Config(RecordColumns):
         check_unique(self, "stratify")
         check_fraction(self, "fraction", low_open=True, high_open=True)
         check_seed(self)
+        check_choice(self, "allocation", ("proportional", "neyman"))
+        if self.dataset == "sample" and self.allocation == "neyman" and not (self.stratify and self.target):
+            raise UserError("--allocation neyman allocates strata for one category's rate: add --stratify COL and --target CATEGORY "
+                            "(and --target-column COL, default judge_label)")
+        if self.dataset == "sample" and (self.target or self.target_column) and self.allocation != "neyman":
+            raise UserError("--target/--target-column apply to --allocation neyman; add it or drop them")
         if self.label_column is not None and not self.label_column.strip():
             raise UserError("--label-column needs a column name, e.g. --label-column label")
 
@@ -304,7 +326,8 @@ def misplaced_flags(config: Config) -> str | None:
     """What is wrong with flags given to an action that does not use them, in words, or None."""
     record_flags = {"--exclude": config.exclude, "--source-column": config.source_column, "--id-column": config.id_column,
                     "--prompt-column": config.prompt_column, "--text-column": config.text_column}
-    sample_flags = {"--stratify": config.stratify, "--label-column": config.label_column, "--blind": config.blind}
+    sample_flags = {"--stratify": config.stratify, "--label-column": config.label_column, "--blind": config.blind,
+                    "--allocation": config.allocation != "proportional", "--target": config.target, "--target-column": config.target_column}
     select_flags = {"--keep": config.keep, "--drop": config.drop, "--fraction": config.fraction is not None, "--group": config.group}
     if config.hide != DEFAULT_HIDE and not config.blind:
         return "--hide (it needs --blind) is given without --blind; add --blind or drop --hide"
@@ -377,12 +400,12 @@ def read_input_records(config: Config) -> pd.DataFrame:
 def sampled(records: pd.DataFrame, config: Config, manifest: RunManifest) -> pd.DataFrame:
     from judge.human_labels import INCLUSION, sampling_design
 
-    design = sampling_design("stratified" if config.stratify else "random", config.n, len(records))
+    design = sampling_design("stratified" if config.stratify else "random", config.n, len(records), allocation_of(config))
     if INCLUSION in records.columns:
         picked = sample_of_sample(records, config)
         design = f"two-phase: this draw ({design}) of an earlier sample; pi_i = pi1_i (the earlier sample's) x pi2_i (this draw's)"
     else:
-        picked = annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed)
+        picked = annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed, allocation=allocation_of(config))
     manifest.update(sampling_design=design, population=len(records))
     if config.blind:
         picked = blind_sheet(picked, hide=list(config.hide), keep={"id", "prompt", "response", INCLUSION, SHADOW + "id",
@@ -422,6 +445,10 @@ def build_parser():
                         "(JSONL, JSON list, CSV or Parquet; several files get a source column)")
     parser.add_argument("--n", type=int, help="sample: how many records (default: 500); met exactly, stratified or not")
     parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
+    parser.add_argument("--allocation", choices=["proportional", "neyman"], help="sample --stratify: proportional (default) or neyman: "
+                        "the sizes that make one category's rate most precise (n_h ~ N_h S_h by the --target-column labels); pi still exact")
+    parser.add_argument("--target", metavar="CATEGORY", help="sample --allocation neyman: the category whose rate the sample is for, e.g. refusal")
+    parser.add_argument("--target-column", metavar="COL", help="sample --allocation neyman: the labels known for every record (default: judge_label)")
     parser.add_argument("--exclude", action="append", metavar="FILE", help="sample, split, filter: leave out the ids in FILE, e.g. the judge's "
                         "training labels (repeatable)")
     parser.add_argument("--label-column", metavar="COL", help="sample: add an empty column COL for annotators to fill in (default: none; "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 from xml.sax.saxutils import quoteattr
@@ -45,8 +46,46 @@ DESIGNS = {
 }
 
 
-def sampling_design(strategy: str, budget: int, population: int) -> str:
+NEYMAN = ("stratified simple random sampling without replacement, Neyman allocation for the share of {target!r} in column {column!r}: "
+          "n_h proportional to N_h S_h (S_h the stratum's standard deviation of that indicator, S_h^2 = N_h p_h (1 - p_h) / (N_h - 1); "
+          "a stratum reaching N_h is taken whole and the rest spread again), rounded by largest remainders so the sizes sum to the budget, "
+          "at least one per stratum; each stratum drawn independently with its own seed; pi_i = n_h / N_h in stratum h")
+
+
+@dataclass(frozen=True)
+class Neyman:
+    """Allocate a stratified sample for the rate of ``target`` (a category) as ``column`` labels it
+    (the judge's labels, known for every output before humans label any): the allocation that
+    minimises that rate's variance for the budget (Cochran 1977, 5.25)."""
+
+    target: str
+    column: str
+
+    def weights(self, strata: list[pd.DataFrame]) -> np.ndarray:
+        """N_h S_h per stratum."""
+        key = normalized_label(self.target)
+        sizes = np.array([len(g) for g in strata], dtype=float)
+        shares = np.array([float(np.mean([normalized_label(v) == key if not blank(v) else False for v in g[self.column]])) for g in strata])
+        variances = np.where(sizes > 1, sizes * shares * (1 - shares) / np.maximum(sizes - 1, 1), 0.0)
+        return sizes * np.sqrt(variances)
+
+    def check(self, records: pd.DataFrame) -> None:
+        if self.column not in records.columns:
+            raise UserError(f"--allocation neyman reads the labels in column {self.column!r}, which the records lack; "
+                            f"name the judge's label column with --target-column COL")
+        key = normalized_label(self.target)
+        if not any(normalized_label(v) == key for v in records[self.column] if not blank(v)):
+            raise UserError(f"no record's {self.column!r} is {self.target!r}: Neyman allocation for it has nothing to allocate for; "
+                            f"check --target (a category {self.column!r} holds) or use proportional allocation")
+
+    def describe(self) -> str:
+        return NEYMAN.format(target=self.target, column=self.column)
+
+
+def sampling_design(strategy: str, budget: int, population: int, allocation: "Neyman | None" = None) -> str:
     """The design ``choose`` draws under these settings, in words (for manifests)."""
+    if strategy == "stratified" and allocation is not None and budget < population:
+        return allocation.describe()
     return DESIGNS["census" if budget >= population else strategy]
 
 
@@ -63,11 +102,12 @@ def choose(
     compare: Sequence[str] = (),
     uniform_share: float = UNIFORM_SHARE,
     taxonomy: Taxonomy | None = None,
+    allocation: Neyman | None = None,
 ) -> pd.DataFrame:
     """The items to send to annotators, each with its exact inclusion probability (``DESIGNS``).
 
     random: a simple random sample. stratified: proportional within each stratum of ``by``, every
-    stratum drawn from its own seed. uncertain: a Poisson sample favouring the outputs the judge is
+    stratum drawn from its own seed (``allocation``: Neyman's sizes instead of proportional ones). uncertain: a Poisson sample favouring the outputs the judge is
     least sure of (low ``confidence``, or the two ``compare`` label columns disagreeing), with every
     output's probability above zero, so the labels can correct rates (PPI) as well as train a judge.
     """
@@ -80,7 +120,7 @@ def choose(
     elif strategy == "random":
         picked = records.sample(n=budget, random_state=seed).assign(**{INCLUSION: budget / len(records)})
     elif strategy == "stratified":
-        picked = _stratified(records, by, budget, seed)
+        picked = _stratified(records, by, budget, seed, allocation)
     else:
         scores = uncertainty(records, confidence=confidence, compare=compare, taxonomy=taxonomy)
         picked = poisson_sample(records, poisson_probabilities(scores, budget, uniform_share), seed)
@@ -95,12 +135,17 @@ def stratum_rng(seed: int, key: Sequence[Any]) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(w) for w in words)))
 
 
-def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int) -> pd.DataFrame:
+def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int, allocation: Neyman | None = None) -> pd.DataFrame:
     strata = list(records.groupby(list(by), dropna=False, sort=True))
     if budget < len(strata):
         raise UserError(f"a budget of {budget} is below the {len(strata)} strata of {', '.join(by)}: a stratified sample takes at least one "
                         f"from each; raise it to {len(strata)} or more, or stratify by a coarser column")
-    sizes = proportional_allocation(np.array([len(group) for _, group in strata]), budget)
+    counts = np.array([len(group) for _, group in strata])
+    if allocation is None:
+        sizes = proportional_allocation(counts, budget)
+    else:
+        allocation.check(records)
+        sizes = proportional_allocation(counts, budget, weights=allocation.weights([group for _, group in strata]))
     parts = []
     for (key, group), size in zip(strata, sizes):
         positions = np.sort(stratum_rng(seed, key if isinstance(key, tuple) else (key,)).choice(len(group), size=size, replace=False))
@@ -108,13 +153,33 @@ def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int
     return pd.concat(parts)
 
 
-def proportional_allocation(sizes: np.ndarray, budget: int) -> np.ndarray:
-    """Sample sizes n_h summing to ``budget`` exactly, each within [1, N_h], as close to the proportional
-    quota budget * N_h / N as that allows: the quotas' whole parts (at least 1), then the seats left go to
-    the largest remainders (Hamilton's method); where the floor of 1 overspends, the strata furthest above
-    their quota give one back. Ties go to the first stratum in sorted order."""
+def capped_quotas(weights: np.ndarray, sizes: np.ndarray, budget: int) -> np.ndarray:
+    """budget * w_h / sum(w), where a quota above its stratum's N_h is fixed at N_h and the rest of the
+    budget spread again over the others (Neyman's over-allocation rule); weights all zero (the target
+    constant in every stratum: any allocation has variance zero) fall back to proportional ones."""
+    weights = np.asarray(weights, dtype=float)
+    if not (weights > 0).any():
+        weights = sizes.astype(float)
+    quotas = np.zeros(len(sizes))
+    fixed = np.zeros(len(sizes), dtype=bool)
+    while True:
+        free = ~fixed
+        quotas[free] = (budget - sizes[fixed].sum()) * weights[free] / weights[free].sum() if weights[free].sum() > 0 else 0.0
+        over = free & (quotas > sizes)
+        if not over.any():
+            return quotas
+        fixed |= over
+        quotas[fixed] = sizes[fixed]
+
+
+def proportional_allocation(sizes: np.ndarray, budget: int, *, weights: np.ndarray | None = None) -> np.ndarray:
+    """Sample sizes n_h summing to ``budget`` exactly, each within [1, N_h], as close to the quota
+    budget * N_h / N (or, with ``weights``, budget * w_h / sum(w), capped at N_h: Neyman's N_h S_h) as
+    that allows: the quotas' whole parts (at least 1), then the seats left go to the largest remainders
+    (Hamilton's method); where the floor of 1 overspends, the strata furthest above their quota give one
+    back. Ties go to the first stratum in sorted order."""
     sizes = np.asarray(sizes, dtype=np.int64)
-    quotas = budget * sizes / sizes.sum()
+    quotas = budget * sizes / sizes.sum() if weights is None else capped_quotas(weights, sizes, budget)
     n = np.clip(np.floor(quotas).astype(np.int64), 1, sizes)
     while n.sum() != budget:
         short = budget - int(n.sum())
@@ -206,7 +271,8 @@ def task_fields(records: pd.DataFrame, *, blind: bool, hide: Sequence[str], show
     the group is masked in the texts, and the ``hide`` columns are never shown."""
     hidden = set(hide) if blind else set()
     shown = [c for c in show if c not in hidden]
-    prompts, responses = records["prompt"].astype(str), records["response"].astype(str)
+    prompts = records["prompt"].astype(str) if "prompt" in records.columns else pd.Series("", index=records.index)  # a file may have none
+    responses = records["response"].astype(str)
     if blind and "name" in records.columns:
         prompts = pd.Series([mask_name(p, n) for p, n in zip(prompts, records["name"])], index=records.index)
         responses = pd.Series([mask_name(r, n) for r, n in zip(responses, records["name"])], index=records.index)

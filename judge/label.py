@@ -184,6 +184,7 @@ def _main(config: Config) -> dict:
                    prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
     make_judge = JudgeWorker(config.judge, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
     judge = make_judge()
+    judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone

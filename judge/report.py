@@ -10,8 +10,9 @@ and counts, a chi-square test of independence between group and category, the ra
 group against --reference (default: the largest group), and a split by each further --group column.
 Writes OUT/disparity.json, disparity.md, disparity.tex (booktabs, escaped, \\label{tab:PREFIX:...}
 with PREFIX from --out or --tex-label; --digits decimals), figures as PNG and PDF (rates: each group's
-rate with its interval, one panel per category; rates_by_COL: one column of panels per value of a
-second --group; rates_stacked; rates_heatmap) and manifest.json. Titles say whose labels they are
+rate with its interval, one panel per category; rates_by_COL: the same panels with one marker per value
+of a second --group; rates_stacked; rates_heatmap; ppi_rates; every figure one group order, one x range,
+at most a page's size) and manifest.json. Titles say whose labels they are
 (the judge in the labelled file's manifest, or the column); --title replaces them.
 
 Coded labels and other column names:
@@ -313,12 +314,15 @@ def group_tick(g: str, estimable: bool) -> str:
     return wrap(g) + ("" if estimable else f"\n({NOT_ESTIMABLE})")
 
 
-def ppi_figure(ppi: dict, cats: list[str], *, group_column: str, title: str | None = None):
+def ppi_figure(ppi: dict, cats: list[str], *, group_column: str, title: str | None = None, judge: str | None = None, n: int | None = None):
     """One panel per category: each group's rate by the three methods, with intervals; a group below the
-    estimability rule keeps its row, its human-only and PPI places marked not estimable."""
+    estimability rule keeps its row, its human-only and PPI places marked not estimable. Groups run top
+    to bottom in the rates figure's order, and every panel has one x range."""
     groups = list(ppi["rates"])
     methods = [("judge_only", "judge only", "tab:gray"), ("human_only", "human only", "tab:orange"), ("ppi", "PPI", "tab:blue")]
-    fig, axes = plt.subplots(1, len(cats), figsize=(3.2 * len(cats) + 1, 0.45 * len(groups) + 1.6), sharey=True, squeeze=False)
+    lines = max(group_tick(g, g not in ppi["not_estimable"]).count("\n") + 1 for g in groups)
+    fig, axes = plt.subplots(1, len(cats), figsize=(3.2 * len(cats) + 1, group_height(lines) * len(groups) + 1.6), sharey=True, sharex=True,
+                             squeeze=False)
     for ax, c in zip(axes[0], cats):
         for k, (key, name, colour) in enumerate(methods):
             ys, xs, lo, hi = [], [], [], []
@@ -335,16 +339,36 @@ def ppi_figure(ppi: dict, cats: list[str], *, group_column: str, title: str | No
                     hi.append(max(0.0, entry["ci"][1] - entry["rate"]))
             ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", color=colour, label=name, capsize=2, markersize=4)
         ax.set_title(c)
-        ax.set_yticks(range(len(groups)), labels=[group_tick(g, g not in ppi["not_estimable"]) for g in groups])
-        ax.set_ylim(-0.6, len(groups) - 0.4)
+        ax.set_yticks(range(len(groups)), labels=[group_tick(g, g not in ppi["not_estimable"]) for g in groups], fontsize=tick_size(len(groups)))
+        ax.set_ylim(len(groups) - 0.4, -0.6)  # the first group at the top, as in every other figure
         ax.set_xlabel("rate")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_ylabel(group_column)
+    one_x_range(axes)
     axes[0][-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
     level = int(round(100 * (1 - ppi["alpha"])))
-    fig.suptitle(title or f"Rates by {group_column}: judge only vs human only vs PPI ({level}% CI)")
+    n_human = sum(ppi["rates"][g][cats[0]].get("n_human") or 0 for g in groups) if cats else 0
+    whose = f"{judge or 'judge'}{f' (n = {n})' if n is not None else ''} corrected by {n_human} human labels"
+    fig.suptitle(title or f"Rates by {group_column}: {whose}\njudge only vs human only vs PPI ({level}% CI)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def one_x_range(axes) -> None:
+    """Every panel of a figure on one x range, from 0 to the largest interval end any of them shows."""
+    shown = [ax for ax in np.ravel(axes) if ax.get_visible() and ax.has_data()]
+    high = max([ax.dataLim.x1 for ax in shown if np.isfinite(ax.dataLim.x1)] or [1.0])
+    for ax in shown:
+        ax.set_xlim(0, min(1.0, high) * 1.04 if high > 0 else 1.0)
+
+
+def group_height(lines: int) -> float:
+    """Inches a group's row takes in a figure: room for its tick label's lines, no more."""
+    return 0.06 + 0.13 * lines
+
+
+def tick_size(n_groups: int) -> int:
+    return 7 if n_groups > 20 else 8 if n_groups > 10 else 9
 
 
 def shown_categories(rates: dict, categories: list[str]) -> list[str]:
@@ -364,19 +388,18 @@ def _interval_panel(ax, rates: dict, groups: list[str], category: str, *, refere
         ax.errorbar([r["rate"]], [i], xerr=err, fmt="s" if g == reference else "o", color="black" if g == reference else "tab:blue",
                     capsize=2, markersize=4)
     ax.set_title(wrap(category, 24), fontsize=9)
-    ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.grid(axis="x", alpha=0.3)
     ax.set_yticks(range(len(groups)), labels=[group_tick(g, rates[g][category].get("estimable", True)) for g in groups],
-                  fontsize=8 if len(groups) > 10 else 9)
+                  fontsize=tick_size(len(groups)))
     ax.set_xlabel("rate (95% CI)", fontsize=8)
 
 
 def _grid(n_panels: int, n_groups: int, *, max_cols: int = 3, line_height: int = 1):
     cols = min(n_panels, max_cols)
     rows = -(-n_panels // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 1.8, ((0.2 + 0.12 * line_height) * n_groups + 1.3) * rows), sharey=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 1.8, (group_height(line_height) * n_groups + 1.3) * rows), sharey=True,
+                             sharex=True, squeeze=False, layout="constrained")  # one x range: panels compare at a glance
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
     return fig, axes
@@ -388,6 +411,7 @@ def rate_interval_figure(result: dict):
     fig, axes = _grid(len(cats), len(groups), line_height=max(wrap(g).count("\n") + 1 for g in groups))
     for ax, c in zip(axes.flat, cats):
         _interval_panel(ax, result["rates"], groups, c, reference=result["reference"])
+    one_x_range(axes)
     axes[0][0].invert_yaxis()
     for row in axes:
         row[0].set_ylabel(result["group_column"])
@@ -396,22 +420,34 @@ def rate_interval_figure(result: dict):
 
 
 def split_figure(result: dict, column: str):
-    """One column of panels per value of the second --group, one row per category."""
+    """One panel per category, as in the rates figure; each group's row holds one marker per value of the
+    second --group (dodged, coloured by value), so the figure is as tall as the rates figure however many
+    values there are."""
     per_group = result["splits"][column]
     groups = list(per_group)
     values = sorted({v for by_value in per_group.values() for v in by_value}, key=str)
     cats = shown_categories(result["rates"], result["categories"])
-    lines = max(wrap(g).count("\n") + 1 for g in groups)
-    fig, axes = plt.subplots(len(cats), len(values), figsize=(3.0 * len(values) + 1.8, ((0.2 + 0.12 * lines) * len(groups) + 1.3) * len(cats)),
-                             sharey=True, sharex="row", squeeze=False, layout="constrained")
-    empty = {c: {"rate": None} for c in cats}
-    for j, v in enumerate(values):
-        rates = {g: per_group[g].get(v, empty) for g in groups}
-        for i, c in enumerate(cats):
-            _interval_panel(axes[i][j], rates, groups, c, reference=result["reference"])
-            axes[i][j].set_title(wrap(f"{c} | {column} = {v}", 28), fontsize=9)
+    fig, axes = _grid(len(cats), len(groups), line_height=max(wrap(g).count("\n") + 1 for g in groups))
+    colours = plt.get_cmap("tab10")
+    offsets = np.linspace(-0.3, 0.3, len(values)) if len(values) > 1 else np.zeros(1)
+    for ax, c in zip(axes.flat, cats):
+        for k, v in enumerate(values):
+            points = [(i + offsets[k], per_group[g][v][c]) for i, g in enumerate(groups) if v in per_group[g] and per_group[g][v][c].get("rate") is not None
+                      and per_group[g][v][c].get("estimable", True)]
+            ax.errorbar([r["rate"] for _, r in points], [y for y, _ in points], fmt="o", markersize=3, capsize=1.5, color=colours(k % 10),
+                        xerr=[[max(0.0, r["rate"] - r["ci_low"]) for _, r in points], [max(0.0, r["ci_high"] - r["rate"]) for _, r in points]],
+                        label=f"{column} = {v}")
+        ax.set_title(wrap(c, 24), fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_yticks(range(len(groups)), labels=[wrap(g) for g in groups], fontsize=tick_size(len(groups)))
+        ax.set_xlabel("rate (95% CI)", fontsize=8)
+    one_x_range(axes)
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"{figure_title(result)}\nsplit by {column}: one column of panels per value", fontsize=10)
+    for row in axes:
+        row[0].set_ylabel(result["group_column"])
+    axes.flat[len(cats) - 1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{figure_title(result)}\nsplit by {column}: one marker per value (not estimable: no marker)", fontsize=10)
     return fig
 
 
@@ -468,7 +504,8 @@ def write_disparity_report(result: dict, out_dir: str | Path, *, style: Style, o
     written += save_figures(fig, out_dir / "rates_heatmap", overwrite=overwrite)
     if "ppi" in result:
         cats = ppi_categories(result["ppi"], result["categories"])
-        written += save_figures(ppi_figure(result["ppi"], cats, group_column=result["group_column"], title=result.get("title")),
+        written += save_figures(ppi_figure(result["ppi"], cats, group_column=result["group_column"], title=result.get("title"),
+                                           judge=result.get("label_source") or result["label_column"], n=result["n"]),
                                 out_dir / "ppi_rates", overwrite=overwrite)
     return written
 

@@ -13,6 +13,7 @@ Examples:
         --taxonomy chehbouni2024 --out runs/study/judge-ensemble      # stacked LoRA + TF-IDF + rules
     python -m judge.train --train runs/study/labelled.csv --kind tfidf --cv 5 --out runs/study/judge-tfidf
     python -m judge.train --train runs/llama7b.jsonl --tail-tokens 32 --out runs/judge-head-tail   # long outputs
+    python -m judge.train --train labels.csv --kind tfidf --no-prompt --mask-names names.txt --out runs/judge-response-only
     python -m judge.train --train labels.csv --base-model bundled:smollm2 --out runs/judge-smollm2   # a decoder backbone
     python -m judge.train --train labels.csv --text-column output --prompt-column question \\
         --base-model meta-llama/Llama-2-7b-hf --device cuda --max-length 512 --out runs/judge-llama
@@ -98,8 +99,9 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
     folder = Path(judge_dir) / CV_DIR
     oof = read_records(folder / "oof.jsonl", required=())
     cv = metrics["cv"]
-    result = compute_agreement(oof, gold="label", pred="oof_label", taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"), n_boot=1000, seed=config.seed,
-        by=cv["group"] if cv["group"] and oof[cv["group"]].nunique() <= 40 else None)
+    by = cv["group"] if cv["group"] in oof.columns and oof[cv["group"]].nunique() <= 40 else None
+    result = compute_agreement(oof, gold=config.label_column, pred="oof_label", taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"),
+                               n_boot=1000, seed=config.seed, by=by)
     result.update(pred_name=f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})",
                   gold_name=f"human labels ({config.label_column})")
     style = Style(tex_label=tex_label_for(Path(config.out) / CV_DIR))
@@ -138,6 +140,10 @@ def build_parser():
     p.add_argument("--seed", type=int, help="seed for split, initialisation and batching (default: 0)")
     p.add_argument("--device", help="auto (GPU with bf16 where present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-mask-names", dest="mask_names", action="store_false", help="let the judge see the names (they are masked by default)")
+    p.add_argument("--mask-names", dest="mask_names_from", metavar="FILE|COL", help="also mask names that live inside the texts: a file "
+                   "of names, one a line, or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike")
+    p.add_argument("--no-prompt", action="store_true", help="the judge reads the response only (recorded in the judge directory; labelling "
+                   "never shows it the prompt): the response-only ablation, or a judge for prompts it never saw")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default: the new "
                    "classifier head is expected to be missing from the base model)")

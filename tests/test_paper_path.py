@@ -288,7 +288,8 @@ def test_figure_layouts_follow_the_data(capsys):
     assert all("\n" in t.get_text() for t in axes[0].get_yticklabels())  # long names wrapped
     assert len(axes[0].lines) > 0 and len(axes[0].collections) + len(axes[0].lines) >= 18  # a marker (and bar) per group
     split = split_figure(result, "common")
-    assert len(split.axes) == 2 * 2  # one column of panels per value of the second --group, a row per category
+    assert len(split.axes) == 2  # one panel per category, one marker per value of the second --group
+    assert {t.get_text() for t in split.axes[-1].get_legend().get_texts()} == {"common = True", "common = False"}
     bars = stacked_bars({**result, "title": "My title"})
     assert bars.axes[0].get_title() == "My title"
     assert bars.axes[0].patches[0].get_width() > 0 and bars.axes[0].patches[0].get_height() < 1  # horizontal bars for 18 groups
@@ -311,3 +312,68 @@ def test_examples_label_column_and_label_map_for_the_llm_judges_examples(tmp_pat
     mapped = ExamplePicker(coded, tax.with_label_map({"1": "full compliance", "2": "full refusal"}), shots=1, seed=0, by_similarity=False,
                            label_column="verdict")
     assert "Category: full refusal" in mapped.render(mapped.fixed)
+
+
+def many_groups_records(n_groups=32):
+    """A 32-group report's input: long file-stem group names, repeated prompts, a human column, a second --group."""
+    rng = np.random.default_rng(0)
+    cats = ["answer", "refusal", "partial answer"]
+    rows = []
+    for i in range(n_groups * 30):
+        gold = cats[int(rng.integers(3))]
+        rows.append({"id": f"r{i}", "prompt": f"p{i // 3}", "response": "x", "source": f"xstest_v2_completions_model{i % n_groups:02d}",
+                     "kind": "a" if i % 64 < 32 else "b", "judge_label": gold if rng.random() < 0.8 else "refusal", "human": gold if i % 3 == 0 else ""})
+    return rows
+
+
+@needs_tex
+def test_a_32_group_report_compiles_without_overfull_boxes_or_floats_too_large(tmp_path, capsys):
+    import re
+
+    from PIL import Image
+
+    src = write_jsonl(tmp_path / "rows.jsonl", many_groups_records())
+    out = tmp_path / "rep"
+    code, _, err = run_cli(report, [str(src), "--label", "judge_label", "--group", "source", "--group", "kind", "--taxonomy", "chehbouni2024",
+                                    "--human", "human", "--reference", "xstest_v2_completions_model00", "--out", str(out)], capsys)
+    assert code == 0, err
+    tex = (out / "disparity.tex").read_text()
+    assert "\\begin{longtable}" in tex and tex.count("\\resizebox") > tex.count("\\begin{table}")  # long tables come in shrunk pieces
+    build = tmp_path / "tex"
+    build.mkdir()
+    (build / "paper.tex").write_text("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs,longtable,graphicx}\n"
+                                     f"\\begin{{document}}\n\\input{{{(out / 'disparity.tex').as_posix()}}}\n\\end{{document}}\n")
+    for _ in range(2):
+        done = subprocess.run([TEX_ENGINE, "-interaction=nonstopmode", "-halt-on-error", "paper.tex"], cwd=build, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-3000:]
+    log = (build / "paper.log").read_text(errors="replace")
+    assert "Float too large" not in log
+    overfull = [float(x) for x in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", log)]
+    assert all(x <= 1.0 for x in overfull), overfull  # before: 31-488 pt too wide
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "3", "-l", "3", "paper.pdf", "page"], cwd=build, check=True, timeout=60)
+    assert next(build.glob("page*.png")).stat().st_size > 5000
+    for png in out.glob("*.png"):  # printable: at most a page's text block at 200 dpi (tight bounding boxes add a margin)
+        width, height = Image.open(png).size
+        assert width <= 1.03 * 7.5 * 200 and height <= 1.03 * 9.5 * 200, (png.name, width, height)  # before: rates_by_kind 1583 x 11555
+
+
+def test_figures_share_one_group_order_one_x_range_and_name_judge_and_n():
+    from judge.report import ppi_figure, rate_interval_figure, split_figure
+
+    groups = [f"g{i}" for i in range(6)]
+    cats = ["answer", "refusal"]
+    rates = {g: {c: {"rate": 0.1 * (i + 1) if c == "refusal" else 0.05, "ci_low": 0.0, "ci_high": 0.1 * (i + 2) if c == "refusal" else 0.1,
+                     "count": 1, "n": 10} for c in cats} for i, g in enumerate(groups)}
+    result = {"rates": rates, "categories": cats, "reference": "g0", "group_column": "g", "label_column": "judge_label",
+              "label_source": "myjudge (tfidf judge)", "n": 60, "splits": {"k": {g: {"a": rates[g], "b": rates[g]} for g in groups}}}
+    entry = {"rate": 0.2, "ci": [0.1, 0.3]}
+    ppi = {"rates": {g: {c: {"judge_only": entry, "human_only": entry, "ppi": entry, "estimable": True, "n_human": 5} for c in cats} for g in groups},
+           "not_estimable": {}, "alpha": 0.05}
+    figures = [rate_interval_figure(result), split_figure(result, "k"), ppi_figure(ppi, cats, group_column="g", judge="myjudge (tfidf judge)", n=60)]
+    for fig in figures:
+        axes = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+        assert all(ax.yaxis_inverted() for ax in axes)  # the first group at the top, in every figure
+        assert [t.get_text() for t in axes[0].get_yticklabels()] == groups
+        assert len({ax.get_xlim() for ax in axes}) == 1 and axes[0].get_xlim()[1] >= max(ax.dataLim.x1 for ax in axes)  # one x range for all
+        assert "myjudge (tfidf judge)" in fig._suptitle.get_text() and "n = 60" in fig._suptitle.get_text()
+    assert "30 human labels" in figures[2]._suptitle.get_text()  # before: the PPI figure named neither the judge nor n

@@ -14,7 +14,8 @@ from judge.core.outputs import claim_for
 from judge.core.records import check_output_directory, read_records, staged_directory
 from judge.core.taxonomy import parse_label_map
 from judge.core.tables import fmt
-from training.examples import check_trainable, labelled_data, stratified_split
+from judge.core.text import TextView
+from training.examples import check_trainable, labelled_data, stratified_split, text_view_for
 from training.kinds import Run, training_module
 from training.lora import LORA_ONLY, LoraRecipe
 
@@ -42,6 +43,8 @@ class TrainConfig(RecordColumns):
     seed: int = LoraRecipe.seed
     device: str = LoraRecipe.device
     mask_names: bool = True
+    no_prompt: bool = False  # the judge reads the response only
+    mask_names_from: str | None = None  # --mask-names FILE|COL: names inside the texts, besides the name column
     progress: bool = True
     verbose: bool = False
     overwrite: bool = False
@@ -53,6 +56,7 @@ class TrainConfig(RecordColumns):
 
     def __post_init__(self):
         check_label_map(self)
+        check_text_view_flags(self)
         kind = training_module(self.kind, needs="train")
         if self.cv == 1 or self.cv < 0:
             raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
@@ -88,6 +92,15 @@ class TrainConfig(RecordColumns):
         return "lora" in self.kinds
 
 
+def check_text_view_flags(config: "TrainConfig") -> None:
+    if config.prompt_column is not None and not config.prompt_column.strip():
+        raise UserError("--prompt-column '' names no column; to train a judge that reads the response only, pass --no-prompt")
+    if config.mask_names_from is not None and not config.mask_names:
+        raise UserError("--mask-names and --no-mask-names contradict each other; drop one")
+    if config.mask_names_from is not None and not config.mask_names_from.strip():
+        raise UserError("--mask-names needs a file of names (one a line) or the column holding each record's names")
+
+
 EXTRA_RANGES = {"lora_dropout": (0.0, 1.0, "[0, 1)"), "weight_decay": (0.0, math.inf, "0 or more"), "warmup_ratio": (0.0, 1.0, "[0, 1]")}
 
 
@@ -112,7 +125,7 @@ def train_judge(config: TrainConfig, *, before_commit: Callable[[Path, dict], No
     """Train a judge into ``config.out``: built aside and moved into place whole (replacing only a judge
     this command wrote, with --overwrite). ``before_commit(folder, metrics)`` may add files to the judge
     directory before it is moved into place (``judge.train`` writes its cross-validation report so)."""
-    with claim_for(config, "judge.train", inputs=("train", "base_model", "taxonomy", "label_map"), directory=True):
+    with claim_for(config, "judge.train", inputs=("train", "base_model", "taxonomy", "label_map", "mask_names_from"), directory=True):
         return _train_judge(config, before_commit)
 
 
@@ -129,13 +142,15 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     records = read_records(config.train, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column,
                            text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
                            source_column=config.source_column)
-    data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, mask_names=config.mask_names,
+    view = text_view_for(records, no_prompt=config.no_prompt, mask_names=config.mask_names, mask_names_from=config.mask_names_from, encoding=config.encoding,
+                         reserved=(config.label_column,))
+    data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, view=view,
                          label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding)
     check_trainable(data)
     # the split the shipped model (or its LoRA member) validates on, checked before any training
     if getattr(training_module(config.kind, needs="train"), "VALIDATION_SPLIT", False) or config.uses_lora:
         stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
-    print(name_masking_line(data, config.mask_names))
+    print(name_masking_line(data, view))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
                         **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
     oof = None
@@ -146,7 +161,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
             module = training_module(config.kind, needs="train")
-            run = Run(recipe=recipe, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names, progress=config.progress,
+            run = Run(recipe=recipe, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names, view=view, progress=config.progress,
                       verbose=config.verbose, members=list(config.members), folds=folds)
             if folds is not None and not getattr(module, "DEFAULT_FOLDS", 0):
                 from training.cv import out_of_fold
@@ -155,15 +170,16 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
                 oof = out_of_fold(data, config.kind, folds, run=run).probabilities
             trained = module.train(data, tmp, run)
             metrics, oof = trained.metrics, oof if trained.oof is None else trained.oof
-        finish(tmp, data.taxonomy, training_ids=data.records["id"])
+        finish(tmp, data.taxonomy, training_ids=data.records["id"], text_view=view)
         if oof is not None:
-            metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group)
+            metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group, records.attrs.get("column_map"))
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
         manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics,
                         name_masking={"enabled": config.mask_names, "records_masked": data.n_masked, "records": len(data.y),
-                                      "name_column": "name" in data.records.columns})
+                                      "name_column": "name" in data.records.columns, "names_listed": len(view.names),
+                                      "names_column": view.names_column}, reads_prompt=view.prompt)
         manifest.write(tmp, n_records=len(data.y))
-        (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"], name_masking_line(data, config.mask_names)))
+        (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"], name_masking_line(data, view), view))
         if before_commit is not None:
             before_commit(tmp, metrics)
     return metrics
@@ -181,6 +197,7 @@ def cv_folds(data, config: TrainConfig):
     k = config.cv or getattr(training_module(config.kind, needs="train"), "DEFAULT_FOLDS", 0)
     if not k:
         return None, None
+    refuse_oof_clashes(data.records, data.taxonomy.labels)
     group, warning = default_group(data.records, config.cv_group)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
@@ -189,35 +206,60 @@ def cv_folds(data, config: TrainConfig):
     return folds, group
 
 
-def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | None) -> dict:
-    """OUT/cv/oof.jsonl: each labelled record's out-of-fold prediction, fold and probabilities."""
-    import numpy as np
-    import pandas as pd
+OOF_COLUMNS = ("fold", "oof_label")  # and oof_p_<category>: what OUT/cv/oof.jsonl adds to each training record
 
-    from judge.core.records import probability_column, write_records
+
+def oof_columns(labels) -> list[str]:
+    from judge.core.records import probability_column
+
+    return [*OOF_COLUMNS, *("oof_" + probability_column(c) for c in labels)]
+
+
+def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | None, column_map: dict | None = None) -> dict:
+    """OUT/cv/oof.jsonl: every training record with all its columns as read (the label column under its
+    own name), its fold, its out-of-fold label and probabilities, so out-of-fold labels can be
+    reported by any group."""
+    import numpy as np
+
+    from judge.core.records import user_columns, write_records
 
     labels = data.taxonomy.labels
-    frame = pd.DataFrame({"id": data.records["id"].to_numpy(), "fold": folds, "label": [labels[i] for i in data.y],
-                          "oof_label": [labels[i] for i in probabilities.argmax(axis=1)]})
-    if group:
-        frame.insert(2, group, data.records[group].to_numpy())
-    for j, c in enumerate(labels):
-        frame[probability_column(c)] = np.round(probabilities[:, j], 6)
+    frame = user_columns(data.records.reset_index(drop=True), column_map or {}).copy()
+    added = dict(zip(oof_columns(labels), [folds, [labels[i] for i in probabilities.argmax(axis=1)],
+                                           *(np.round(probabilities[:, j], 6) for j in range(len(labels)))]))
+    for column, values in added.items():
+        frame[column] = values
     folder.mkdir(parents=True, exist_ok=True)
     write_records(frame, folder / "oof.jsonl")
     return {"folds": int(len(np.unique(folds))), "group": group, "oof_file": f"{CV_DIR}/oof.jsonl"}
 
 
-def name_masking_line(data, mask_names: bool) -> str:
-    """Say how many names masking actually replaced: zero is a finding (no 'name' column, or names not in the texts)."""
-    if not mask_names:
+def refuse_oof_clashes(records, labels) -> None:
+    clash = [c for c in oof_columns(labels) if c in records.columns]
+    if clash:
+        raise UserError(f"the training data has column(s) {short_list(clash)}, which cross-validation adds to cv/oof.jsonl; rename them")
+
+
+def name_masking_line(data, view: TextView) -> str:
+    """Say how many records masking actually changed, and from which names: zero is a finding (no
+    'name' column and no --mask-names, or names not in the texts)."""
+    if not view.mask_names:
         return "name masking off (--no-mask-names): the judge sees the names"
-    if "name" not in data.records.columns:
-        return f"name masking: 0 of {len(data.y)} records masked (no 'name' column in the training data)"
-    return f"name masking: {data.n_masked} of {len(data.y)} records had their name replaced by [NAME]"
+    sources = (["the 'name' column"] if "name" in data.records.columns else []) + ([f"{len(view.names)} listed names"] if view.names else []) \
+        + ([f"column {view.names_column!r}"] if view.names_column else [])
+    if not sources:
+        return f"name masking: 0 of {len(data.y)} records masked (no 'name' column in the training data; --mask-names FILE|COL masks names inside the texts)"
+    return f"name masking: {data.n_masked} of {len(data.y)} records had a name replaced by [NAME] (names from {' and '.join(sources)})"
 
 
-def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: dict, inputs: dict, masking: str = "") -> str:
+def reads_line(view: TextView) -> str:
+    if view.prompt:
+        return "- Reads: the prompt and the response"
+    return ("- Reads: the response only (--no-prompt): the prompt is never part of its input, so a record's label cannot depend on its prompt")
+
+
+def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: dict, inputs: dict, masking: str = "",
+               view: TextView | None = None) -> str:
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
@@ -225,7 +267,8 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",
-        f"- Names masked before the judge sees the text: {config.mask_names} ({masking})",
+        f"- Names masked before the judge sees the text: {masking}",  # the count, never a bare True over zero masked
+        reads_line(view or TextView(mask_names=config.mask_names)),
     ]
     for key in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "best_epoch", "train_seconds"):
         if key in metrics:

@@ -63,11 +63,11 @@ def member_weights(coef: np.ndarray, members: list[str], n_classes: int) -> dict
 
 
 def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray, recipe, members: list[str], seed: int = 0,
-                   progress: bool = True, mask_names: bool = True) -> dict:
+                   progress: bool = True, mask_names: bool = True, view=None) -> dict:
     """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written."""
     if len(set(members)) < 2:
         raise UserError(f"--members takes two or more judge kinds, got {', '.join(members)}")
-    run = Run(recipe=recipe, seed=seed, progress=progress, mask_names=mask_names)
+    run = Run(recipe=recipe, seed=seed, progress=progress, mask_names=mask_names, view=view)
     labels = data.taxonomy.labels
     n_classes = len(labels)
     oof: dict[str, OutOfFold] = {}
@@ -92,7 +92,7 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
         member_dir = out_dir / "members" / m
         print(f"ensemble: training the shipped {m} member on all {len(data.y)} labels")
         module.train(data, member_dir, run.for_member())
-        finish(member_dir, data.taxonomy, training_ids=data.records["id"])
+        finish(member_dir, data.taxonomy, training_ids=data.records["id"], text_view=view)
     weights = member_weights(weights_of(stacker)[0], members, n_classes)
     ensemble_format.save(out_dir, weights_of(stacker), members=members, labels=labels, C=STACKER_C, temperature=temperature,
                          member_weights=weights, mask_names=mask_names)
@@ -113,7 +113,7 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
 
 def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
     trained = train_ensemble(data, out_dir, folds=run.folds, recipe=run.recipe, members=list(run.members), seed=run.seed,
-                             progress=run.progress, mask_names=run.mask_names)
+                             progress=run.progress, mask_names=run.mask_names, view=run.view)
     return Trained(trained["metrics"], oof=trained["oof_probabilities"])
 
 

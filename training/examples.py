@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from judge.core.cli import clip, short_list
 from judge.core.errors import UserError
-from judge.core.text import judge_inputs
+from judge.core.text import MAX_MASKED_NAMES, MAX_NAME_CHARS, TextView, record_names
 from judge.core.taxonomy import Taxonomy, resolve_taxonomy
 
 
@@ -28,7 +29,10 @@ class LabelledData:
 
 
 def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | Taxonomy | None, mask_names: bool = True,
-                  label_map: dict[str, str] | None = None, encoding: str = "utf-8") -> LabelledData:
+                  label_map: dict[str, str] | None = None, view: TextView | None = None, encoding: str = "utf-8") -> LabelledData:
+    """The labelled records as the judge reads them: ``view`` (default: prompt and response, the ``name``
+    column masked when ``mask_names``) is what its directory records, so labelling reads them alike."""
+    view = view or TextView(mask_names=mask_names)
     if label_column not in records.columns:
         raise UserError(f"label column {clip(label_column)} not found; columns present: {short_list(records.columns, limit=8, width=30)}. Fix --label-column.")
     has_label = records[label_column].notna() & (records[label_column].astype(str).str.strip() != "")
@@ -44,9 +48,9 @@ def labelled_data(records: pd.DataFrame, *, label_column: str, taxonomy: str | T
     index = {label: i for i, label in enumerate(tax.labels)}
     prompts = records["prompt"] if "prompt" in records.columns else [""] * len(records)
     names = records["name"] if "name" in records.columns else None
-    p, r = judge_inputs(prompts, records["response"], names, mask_names=mask_names)
-    n_masked = sum(mp != str(op) or mr != str(orr) for mp, op, mr, orr in zip(p, prompts, r, records["response"]))
-    return LabelledData(records, tax, p, r, np.array([index[g] for g in gold]), n_masked=int(n_masked))
+    own = [record_names(v) for v in records[view.names_column]] if view.names_column and view.mask_names else None
+    p, r, masked = view.inputs(prompts, records["response"], names, own)
+    return LabelledData(records, tax, p, r, np.array([index[g] for g in gold]), n_masked=int(sum(masked)))
 
 
 def check_trainable(data: LabelledData) -> None:
@@ -101,3 +105,40 @@ def class_weights(y: np.ndarray, n_classes: int, *, scheme: str) -> np.ndarray:
     else:
         raise UserError(f"unknown class weighting {scheme!r}; use none, sqrt or balanced")
     return np.where(present, weights, 1.0)
+
+
+MAX_NAMES_FILE_BYTES = 1 << 20
+
+
+def read_names_file(path: str | Path, *, encoding: str = "utf-8") -> tuple[str, ...]:
+    """--mask-names FILE: one name a line (blank lines skipped), each masked wherever it stands in a text."""
+    from judge.core.records import read_text
+
+    path = Path(path)
+    if path.stat().st_size > MAX_NAMES_FILE_BYTES:
+        raise UserError(f"--mask-names file {path.name} is larger than {MAX_NAMES_FILE_BYTES >> 20} MiB; a names file holds one name a line")
+    names = tuple(dict.fromkeys(line.strip() for line in read_text(path, what="--mask-names file", encoding=encoding).splitlines() if line.strip()))
+    if not names:
+        raise UserError(f"--mask-names file {path.name} holds no name; write one name a line")
+    if len(names) > MAX_MASKED_NAMES:
+        raise UserError(f"--mask-names file {path.name} holds {len(names)} names, more than {MAX_MASKED_NAMES}; give the names the texts hold")
+    long = next((n for n in names if len(n) > MAX_NAME_CHARS), None)
+    if long is not None:
+        raise UserError(f"--mask-names file {path.name} has a line of {len(long)} characters ({clip(long, 30)}), not a name "
+                        f"(at most {MAX_NAME_CHARS}); write one name a line")
+    return names
+
+
+def text_view_for(records: pd.DataFrame, *, no_prompt: bool, mask_names: bool, mask_names_from: str | None,
+                  reserved: tuple[str, ...] = (), encoding: str = "utf-8") -> TextView:
+    """The TextView judge.train's flags ask for: --no-prompt, and --mask-names as a names file or a column of ``records``."""
+    names, column = (), None
+    if mask_names_from:
+        if Path(mask_names_from).is_file():
+            names = read_names_file(mask_names_from, encoding=encoding)
+        elif mask_names_from in records.columns and mask_names_from not in ("id", "prompt", "response", *reserved):
+            column = mask_names_from
+        else:
+            raise UserError(f"--mask-names {clip(mask_names_from, 60)} is neither a file nor a column of the training data "
+                            f"(columns: {short_list(records.columns, limit=8, width=30)}); give a file of names, one a line, or the column of each record's names")
+    return TextView(prompt=not no_prompt, mask_names=mask_names, names=names, names_column=column)

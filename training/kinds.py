@@ -21,6 +21,7 @@ from types import ModuleType
 import numpy as np
 
 from judge.core.errors import UserError
+from judge.core.text import TextView
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Run:
     seed: int = 0
     val_fraction: float = 0.15
     mask_names: bool = True
+    view: TextView | None = None  # what the judge reads (judge.core.text), recorded in every directory it writes
     progress: bool = False
     verbose: bool = False
     members: list[str] = field(default_factory=list)

@@ -53,26 +53,43 @@ def fold_groups(records: pd.DataFrame, group: str | None, *, folds: int) -> tupl
     return group, keys
 
 
+ADJUDICATED = "adjudicated_label"  # the column the adjudicator fills in
+ISSUE_COLUMNS = ("annotator", "given_label", "suggested_label", "p_given", "p_suggested", "label_quality", "consensus_quality", "fold", ADJUDICATED)
+
+
+def refuse_issue_clashes(records: pd.DataFrame) -> None:
+    """label_issues.csv keeps every input column beside its own; an input column of one of its names would be lost."""
+    clash = [c for c in ISSUE_COLUMNS if c in records.columns]
+    if clash:
+        raise UserError(f"the records have column(s) {', '.join(map(repr, clash))}, which label_issues.csv adds; rename them")
+
+
+def with_record_columns(rows: pd.DataFrame, added: dict) -> pd.DataFrame:
+    """The flagged records with every column they came with (id, prompt and response first), then the issue's columns."""
+    first = [c for c in ("id", "prompt", "response") if c in rows.columns]
+    out = rows[first + [c for c in rows.columns if c not in first]].reset_index(drop=True).copy()
+    for column, values in added.items():
+        out[column] = values
+    return out
+
+
 def find_label_errors(records: pd.DataFrame, *, label: str, taxonomy=None, folds: int = 5, group: str | None = None, seed: int = 0,
                       label_map: dict[str, str] | None = None) -> dict:
     from cleanlab.filter import find_label_issues
 
+    refuse_issue_clashes(records)
     data = labelled_data(records, label_column=label, taxonomy=taxonomy, label_map=label_map)
     group, groups = fold_groups(data.records, group, folds=folds)
     labels = data.taxonomy.labels
     probs, fold_of = tfidf_out_of_fold(data, folds=folds, groups=groups, seed=seed)
     ranked = find_label_issues(labels=data.y, pred_probs=probs, return_indices_ranked_by="self_confidence")
-    rows = data.records.iloc[ranked]
-    flagged = pd.DataFrame({
-        "id": rows["id"].to_numpy(),
-        "prompt": rows["prompt"].to_numpy() if "prompt" in rows.columns else "",
-        "response": rows["response"].to_numpy(),
+    flagged = with_record_columns(data.records.iloc[ranked], {
         "given_label": [labels[data.y[i]] for i in ranked],
         "suggested_label": [labels[int(np.argmax(probs[i]))] for i in ranked],
         "p_given": [float(probs[i, data.y[i]]) for i in ranked],
         "p_suggested": [float(probs[i].max()) for i in ranked],
         "fold": fold_of[ranked],
-        "label": "",  # for the adjudicator
+        ADJUDICATED: "",
     })
     method = (f"cleanlab.filter.find_label_issues on out-of-fold TF-IDF probabilities, {folds} folds"
               + (f" grouped by {group}" if group else "") + ", ranked by self-confidence")
@@ -87,6 +104,7 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
     from judge.core.taxonomy import resolve_taxonomy
 
+    refuse_issue_clashes(records)
     missing = [c for c in annotators if c not in records.columns]
     if missing:
         raise UserError(f"annotator column(s) {', '.join(map(repr, missing))} not found; columns present: {', '.join(records.columns)}")
@@ -104,19 +122,20 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     quality = get_label_quality_multiannotator(matrix, probs, verbose=False)
     consensus = quality["label_quality"]["consensus_label"].to_numpy()
     detailed = quality["detailed_label_quality"]
-    rows = []
+    picked, added = [], {c: [] for c in ("annotator", "given_label", "suggested_label", "label_quality", "consensus_quality", "fold")}
     for k, col in enumerate(annotators):
         scores = detailed.iloc[:, k].to_numpy()
         for i in range(len(records)):
             label = matrix[col].iloc[i]
             if np.isnan(label) or int(label) == int(consensus[i]):
                 continue
-            rows.append({"id": records["id"].iloc[i], "annotator": col, "prompt": records["prompt"].iloc[i] if "prompt" in records else "",
-                         "response": records["response"].iloc[i], "given_label": tax.labels[int(label)], "suggested_label": tax.labels[int(consensus[i])],
-                         "label_quality": float(scores[i]), "consensus_quality": float(quality["label_quality"]["consensus_quality_score"].iloc[i]),
-                         "fold": int(fold_of[i]), "label": ""})
-    flagged = pd.DataFrame(rows, columns=["id", "annotator", "prompt", "response", "given_label", "suggested_label", "label_quality",
-                                          "consensus_quality", "fold", "label"]).sort_values("label_quality", kind="stable").reset_index(drop=True)
+            picked.append(i)
+            for key, value in (("annotator", col), ("given_label", tax.labels[int(label)]), ("suggested_label", tax.labels[int(consensus[i])]),
+                               ("label_quality", float(scores[i])), ("fold", int(fold_of[i])),
+                               ("consensus_quality", float(quality["label_quality"]["consensus_quality_score"].iloc[i]))):
+                added[key].append(value)
+    flagged = with_record_columns(records.iloc[picked], {**added, ADJUDICATED: ""})
+    flagged = flagged.sort_values("label_quality", kind="stable").reset_index(drop=True)
     method = (f"cleanlab.multiannotator.get_label_quality_multiannotator (CROWDLAB) on out-of-fold TF-IDF probabilities, {folds} folds"
               + (f" grouped by {group}" if group else "") + "; labels that differ from the consensus, lowest quality first")
     return {"flagged": flagged, "method": method, "annotator_stats": quality.get("annotator_stats")}

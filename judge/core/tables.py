@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import zip_longest
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +18,9 @@ import pandas as pd  # noqa: E402
 from judge.core.records import atomic_write, write_text  # noqa: E402
 
 
-LONG_TABLE_ROWS = 40  # past this a table breaks across pages (longtable) instead of floating
+# A float holds at most this many lines of cells (a rate over its interval counts two): about 60% of an
+# article page, so a float never outgrows its page; a longer table breaks across pages in pieces this tall.
+FLOAT_LINES = 30
 DIGITS = 3
 
 
@@ -89,8 +92,8 @@ def tex_cell(text: str) -> str:
 def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "report", index: bool = True) -> str:
     """A booktabs table whose caption and cells are escaped and whose label, ``tab:PREFIX:label``, is unique to this report.
 
-    Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the text width; tables
-    longer than a page break across pages (longtable).
+    Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the line width; a table
+    taller than ``FLOAT_LINES`` breaks across pages (``long_table``), each piece shrunk alike.
     """
     shown = frame.copy()
     shown = shown.map(lambda v: tex_cell(v) if isinstance(v, str) else v) if len(shown) else shown
@@ -99,17 +102,96 @@ def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "repor
         shown.index = [tex_escape(i) if isinstance(i, str) else i for i in shown.index]
         if frame.index.name:
             shown.index.name = tex_escape(frame.index.name)
-    full_label = f"{prefix}:{label.removeprefix('tab:')}"
-    if len(frame) > LONG_TABLE_ROWS:
-        return shown.to_latex(index=index, escape=False, longtable=True, caption=tex_escape(caption), label=f"tab:{full_label}")
+    full_label = f"tab:{prefix}:{label.removeprefix('tab:')}"
+    lines = row_lines(frame)
+    if sum(lines) > FLOAT_LINES:
+        return long_table(frame, shown, lines, index=index, caption=tex_escape(caption), label=full_label)
     body = shown.to_latex(index=index, escape=False)
     return ("\\begin{table}[t]\n\\centering\n\\small\\setlength{\\tabcolsep}{3pt}\n"
-            f"\\caption{{{tex_escape(caption)}}}\n\\label{{tab:{full_label}}}\n"
-            "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"
-            f"{body}}}\n\\end{{table}}\n")
+            f"\\caption{{{tex_escape(caption)}}}\n\\label{{{full_label}}}\n"
+            f"{FIT_WIDTH}{body}}}\n\\end{{table}}\n")
+
+
+FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"  # shrink to the line, never enlarge
+
+
+def row_lines(frame: pd.DataFrame) -> list[int]:
+    """How many lines each row takes: two where a cell sets a rate over its interval (``tex_cell``)."""
+    return [2 if any(isinstance(v, str) and _ESTIMATE_WITH_INTERVAL.match(v) for v in row) else 1 for row in frame.itertuples(index=False)]
+
+
+def _text_width(value: object) -> float:
+    """A cell's width in characters, as set: an interval line is set smaller than its estimate."""
+    match = _ESTIMATE_WITH_INTERVAL.match(value) if isinstance(value, str) else None
+    return max(len(match.group(1)), 0.7 * len(match.group(2))) if match else len(str(value))
+
+
+PIECE_LINES = 6  # a page may break after every piece this tall
+
+
+def long_table(frame: pd.DataFrame, shown: pd.DataFrame, lines: list[int], *, index: bool, caption: str, label: str) -> str:
+    """A table across pages. A longtable cannot be shrunk to the line width, so its rows are pieces: a
+    header, repeated on every page, and tabulars of a few rows, each shrunk to the line width. An
+    invisible copy of each column's widest cell in every piece's first row (and in the header) gives all
+    pieces one width, so they shrink alike: one font size, columns that line up across pieces and pages."""
+    widest = [_widest([frame.columns[j], *frame.iloc[:, j]], [shown.columns[j], *shown.iloc[:, j]]) for j in range(frame.shape[1])]
+    if index:
+        widest = [_widest([frame.index.name or "", *frame.index], [shown.index.name or "", *shown.index]), *widest]
+    tabular = shown.to_latex(index=index, escape=False).strip().split("\n")
+    spec = re.match(r"\\begin\{tabular\}\{(.*)\}$", tabular[0]).group(1)
+    align = [c for c in spec if c in "lrc"]
+    mid, bottom = tabular.index("\\midrule"), tabular.index("\\bottomrule")
+    header, rows = tabular[2:mid], tabular[mid + 1:bottom]
+    head = _piece(spec, ["\\toprule", *header[:-1], _as_wide(header[-1], widest, ["c"] * len(widest)), "\\midrule"])
+    pieces, start, used = [], 0, 0
+    for i, n in enumerate(lines):
+        if used + n > PIECE_LINES:
+            pieces.append((start, i))
+            start, used = i, 0
+        used += n
+    pieces.append((start, len(lines)))
+    body = [_piece(spec, [_as_wide(rows[a], widest, align), *rows[a + 1:b], *(["\\bottomrule"] if b == len(rows) else [])]) for a, b in pieces]
+    return ("\\begingroup\\small\\setlength{\\tabcolsep}{3pt}\n\\begin{longtable}{@{}c@{}}\n"
+            f"\\caption{{{caption}}}\\label{{{label}}}\\\\\n{head}\\\\\n\\endfirsthead\n{head}\\\\\n\\endhead\n"
+            + "\n".join(piece + "\\\\" for piece in body) + "\n\\end{longtable}\n\\endgroup\n")
+
+
+def _widest(values: list, shown: list) -> str:
+    """The shown form of the widest of a column's values, its header included (a header may be its widest cell)."""
+    return shown[int(np.argmax([_text_width(v) for v in values]))]
+
+
+def _piece(spec: str, lines: list[str]) -> str:
+    return FIT_WIDTH + f"\\begin{{tabular}}{{{spec}}}\n" + "\n".join(lines) + "\n\\end{tabular}}"
+
+
+def _as_wide(line: str, widest: list, align: list[str]) -> str:
+    """A row whose every cell is at least as wide as its column's widest cell: the cell, boxed, is set in
+    a box of the wider's width (an invisible copy of the widest cell measures it), aligned as its column."""
+    cells = re.split(r"(?<!\\)&", line.rstrip().removesuffix("\\\\"))
+    return " & ".join(c.strip() if w is None or a is None else
+                      f"\\sbox0{{{c.strip()}}}\\sbox2{{\\hphantom{{{w}}}}}\\ifdim\\wd0<\\wd2 \\makebox[\\wd2][{a}]{{\\usebox0}}\\else\\usebox0\\fi"
+                      for c, w, a in zip_longest(cells, widest[:len(cells)], align[:len(cells)])) + " \\\\"
+
+
+PRINTABLE_INCHES = (7.5, 9.5)  # a page's text block (letter or A4 with margins): the largest a figure prints at 1:1
+
+
+def fit_to_page(fig: plt.Figure) -> None:
+    """Shrink a figure larger than a page to fit it, fonts alike, so it prints as it looks (never enlarged)."""
+    import matplotlib.text
+
+    width, height = fig.get_size_inches()
+    factor = min(1.0, PRINTABLE_INCHES[0] / width, PRINTABLE_INCHES[1] / height)
+    if factor >= 1.0:
+        return
+    fig.set_size_inches(width * factor, height * factor)
+    for text in fig.findobj(matplotlib.text.Text):
+        text.set_fontsize(max(text.get_fontsize() * factor, 4.0))
 
 
 def save_figure(fig: plt.Figure, path: Path, *, overwrite: bool, close: bool = True) -> Path:
+    fit_to_page(fig)
     fmt_name = path.suffix.lstrip(".") or "png"
     atomic_write(path, lambda h: fig.savefig(h, format=fmt_name, dpi=200, bbox_inches="tight"), overwrite=overwrite, binary=True)
     if close:
@@ -146,7 +228,7 @@ def heatmap(
     cmap: str = "Blues",
     vmax: float | None = None,
 ) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, 0.55 * len(rows) + 1.8))
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, (0.55 if len(rows) <= 12 else 0.3) * len(rows) + 1.8))
     image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax if vmax is not None else max(float(np.nanmax(values)), 1e-9), aspect="auto")
     ax.set_xticks(range(len(columns)), labels=[wrap(c, 14) for c in columns], rotation=35, ha="right")
     ax.set_yticks(range(len(rows)), labels=[wrap(r) for r in rows])
@@ -158,7 +240,7 @@ def heatmap(
     for i in range(len(rows)):
         for j in range(len(columns)):
             text = labels[i, j] if isinstance(labels[i, j], str) else fmt(float(labels[i, j]), 2)
-            ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if values[i, j] > threshold else "black")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8 if len(rows) <= 12 else 6, color="white" if values[i, j] > threshold else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig

@@ -6,6 +6,8 @@ label on the name that signals the group.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from functools import cached_property
 
 NAME_PLACEHOLDER = "[NAME]"
 
@@ -17,10 +19,77 @@ def mask_name(text: str, name: str | None) -> str:
 
 
 def judge_inputs(prompts, responses, names=None, *, mask_names: bool = True) -> tuple[list[str], list[str]]:
-    names = list(names) if names is not None and mask_names else [None] * len(responses)
-    masked_p = [mask_name(str(p), n) for p, n in zip(prompts, names)]
-    masked_r = [mask_name(str(r), n) for r, n in zip(responses, names)]
-    return masked_p, masked_r
+    prompts_out, responses_out, _ = TextView(mask_names=mask_names).inputs(prompts, responses, names)
+    return prompts_out, responses_out
+
+
+MAX_MASKED_NAMES = 5000  # a names file of a study's names; judge.json holds them and stays under its 1 MiB bound
+MAX_NAME_CHARS = 100
+
+
+def names_pattern(names) -> re.Pattern | None:
+    """One pattern for many names, longest first so 'Mary Ann' is masked whole before 'Mary' is."""
+    names = sorted({n.strip() for n in names if isinstance(n, str) and n.strip()}, key=lambda n: (-len(n), n))
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)") if names else None
+
+
+def record_names(value) -> tuple[str, ...]:
+    """A record's own names (--mask-names COL): a list of names, or one text with names separated by ';'."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ()
+    if isinstance(value, str):
+        return tuple(n.strip() for n in value.split(";") if n.strip())
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray":
+        return tuple(str(n).strip() for n in value if isinstance(n, str) and n.strip())
+    return (str(value),)
+
+
+@dataclass(frozen=True)
+class TextView:
+    """What a trained judge reads of a record. Recorded in its directory (judge.json's ``text_view``),
+    so labelling reads records exactly as training did: with ``prompt`` off the prompt is never part
+    of the input, so no prompt can change a label; names are masked from the ``name`` column
+    (``mask_names``), from a list (``names``, masked in every record) and from each record's
+    ``names_column``."""
+
+    prompt: bool = True
+    mask_names: bool = True
+    names: tuple[str, ...] = ()
+    names_column: str | None = None
+
+    @cached_property
+    def _pattern(self) -> re.Pattern | None:
+        return names_pattern(self.names) if self.mask_names else None
+
+    def settings(self) -> dict:
+        return {"prompt": self.prompt, "names": list(self.names), "names_column": self.names_column}
+
+    @property
+    def masks_other_names(self) -> bool:
+        return bool(self.mask_names and (self.names or self.names_column))
+
+    def mask(self, text: str, name: str | None, own: tuple[str, ...] = ()) -> str:
+        if not self.mask_names:
+            return text
+        text = mask_name(text, name)
+        if self._pattern is not None:
+            text = self._pattern.sub(NAME_PLACEHOLDER, text)
+        mine = names_pattern(own) if own else None
+        return mine.sub(NAME_PLACEHOLDER, text) if mine is not None else text
+
+    def inputs(self, prompts, responses, names=None, own_names=None) -> tuple[list[str], list[str], list[bool]]:
+        """(prompts, responses, whether a name was masked) as the judge reads them."""
+        n = len(responses)
+        names = list(names) if names is not None else [None] * n
+        own_names = list(own_names) if own_names is not None else [()] * n
+        out_p, out_r, masked = [], [], []
+        for p, r, name, own in zip(prompts, responses, names, own_names):
+            p = str(p) if self.prompt else ""
+            mp, mr = self.mask(p, name if isinstance(name, str) else None, own), self.mask(str(r), name if isinstance(name, str) else None, own)
+            out_p.append(mp)
+            out_r.append(mr)
+            masked.append(mp != p or mr != str(r))
+        return out_p, out_r, masked
 
 
 def encode_pairs(tokenizer, prompts, responses, *, max_length: int, tail_tokens: int = 0) -> dict[str, list[list[int]]]:

@@ -13,7 +13,10 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from judge.core.cli import clip
+from judge.core.errors import UserError
 from judge.core.records import JsonlCheckpoint
+from judge.core.text import TextView, record_names
 from judge.core.runner import Batch, Executor, InProcess, Shard, Worker, fixed_plan, run_plan
 from judge.core.records import probability_column  # noqa: F401 - re-exported: judges write these columns
 from judge.core.taxonomy import UNSCORED, Taxonomy
@@ -45,6 +48,7 @@ class Item:
     prompt: str
     response: str
     name: str | None = None  # the name that signals the group, for judges that mask it
+    names: tuple[str, ...] = ()  # the record's other names in its texts (a trained judge's --mask-names COL)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Judge:
 
     kind: str = "judge"
     row_options: RowOptions = RowOptions()
+    text_view: TextView = TextView(mask_names=False)  # a trained judge reads its own from judge.json
 
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
@@ -69,8 +74,22 @@ class Judge:
         raise NotImplementedError
 
     def sort_key(self, item: Item) -> int:
-        """Items are processed in this order so batches hold texts of similar length."""
-        return len(item.prompt) + len(item.response)
+        """Items are processed in this order so batches hold texts of similar length (of what the judge
+        reads: a judge that never reads the prompt gets the same batches whatever the prompts)."""
+        return (len(item.prompt) if self.text_view.prompt else 0) + len(item.response)
+
+    def texts(self, batch: Sequence[Item]) -> tuple[list[str], list[str]]:
+        """The batch's prompts and responses as the judge reads them (its ``text_view``)."""
+        prompts, responses, _ = self.text_view.inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch],
+                                                      [b.names for b in batch])
+        return prompts, responses
+
+    def check_columns(self, records: pd.DataFrame, *, source: str = "the input") -> None:
+        """Refuse, before anything is written, records that lack a column the judge reads."""
+        column = self.text_view.names_column if self.text_view.mask_names else None
+        if column and column not in records.columns:
+            raise UserError(f"the judge masks the names in column {clip(column)} (judge.train --mask-names), which {source} lacks; "
+                            "add that column (each record's names) or use a judge trained without it")
 
     def describe(self) -> dict[str, Any]:
         """What the run manifest records about this judge."""
@@ -151,7 +170,8 @@ class Judge:
         labels them here.
         """
         self.row_options = RowOptions(abstain_below=abstain_below, prefix=prefix)
-        items, missing = labelling_items(records)
+        self.check_columns(records)
+        items, missing = labelling_items(records, names_column=self.text_view.names_column if self.text_view.mask_names else None)
         results: dict[str, dict] = {}
         if shard is None or shard.first:
             for i in missing:
@@ -189,16 +209,18 @@ class JudgeWorker:
         return judge
 
 
-def labelling_items(records: pd.DataFrame) -> tuple[list[Item], list[str]]:
+def labelling_items(records: pd.DataFrame, *, names_column: str | None = None) -> tuple[list[Item], list[str]]:
     """The records a judge reads, and the ids of those with no response (unscored, never judged)."""
+    blank = pd.Series([None] * len(records), index=records.index)
     prompts = records["prompt"] if "prompt" in records.columns else pd.Series([""] * len(records), index=records.index)
-    names = records["name"] if "name" in records.columns else pd.Series([None] * len(records), index=records.index)
+    names = records["name"] if "name" in records.columns else blank
+    own = records[names_column] if names_column else blank
     items, missing = [], []
-    for i, p, r, n in zip(records["id"], prompts, records["response"], names):
+    for i, p, r, n, o in zip(records["id"], prompts, records["response"], names, own):
         if r is None or (isinstance(r, float) and math.isnan(r)):
             missing.append(str(i))
             continue
-        items.append(Item(str(i), "" if p is None or p != p else str(p), str(r), n if isinstance(n, str) else None))
+        items.append(Item(str(i), "" if p is None or p != p else str(p), str(r), n if isinstance(n, str) else None, record_names(o)))
     return items, missing
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from judge.core.errors import UserError
 from judge.judges.base import Item, Judge, Judgement
 from judge.core.formats.ensemble import member_directories, read_stacker
-from judge.core.formats.judge_dir import directory_fingerprint, display_name, verify
+from judge.core.formats.judge_dir import directory_fingerprint, display_name, text_view_of, verify
 from judge.core.taxonomy import UNSCORED, Taxonomy, load_taxonomy
 
 TITLE = "the stacked ensemble"
@@ -62,6 +62,7 @@ class EnsembleJudge(Judge):
 
         directory = Path(directory)
         self.meta = verify(directory)
+        self.text_view = text_view_of(self.meta)  # its members read records alike: training gave them the same view
         where = f"judge directory {display_name(directory)}"
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory = directory

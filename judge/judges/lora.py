@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from judge.core.errors import UserError
-from judge.core.formats.judge_dir import directory_fingerprint, directory_key, display_name, verify
+from judge.core.formats.judge_dir import directory_fingerprint, directory_key, display_name, text_view_of, verify
 from judge.core.formats.lora import check_adapter, check_fits, check_max_length, load_base, load_tokenizer
 from judge.core.models import first_token_only
 from judge.core.taxonomy import Taxonomy, load_taxonomy
-from judge.core.text import encode_pairs, judge_inputs
+from judge.core.text import encode_pairs
 from judge.judges.base import Item, Judge, Judgement
 
 TITLE = "the LoRA judge"
@@ -88,6 +88,7 @@ class LoraJudge(Judge):
         self.max_length = max_length or int(meta["max_length"])
         self.tail_tokens = int(meta.get("tail_tokens", 0))
         self.mask_names = bool(meta.get("mask_names", True))
+        self.text_view = text_view_of(meta)
         self.verbose = verbose
         if isinstance(precision, prec.Choice):
             self.choice = precision
@@ -148,7 +149,7 @@ class LoraJudge(Judge):
 
     @torch.inference_mode()
     def logits(self, batch: Sequence[Item]) -> np.ndarray:
-        prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
+        prompts, responses = self.texts(batch)
         if self.tail_tokens:
             encoded = encode_pairs(self.tokenizer, prompts, responses, max_length=self.max_length, tail_tokens=self.tail_tokens)
             features = [{k: v[i] for k, v in encoded.items()} for i in range(len(prompts))]

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from judge.core.formats.judge_dir import directory_fingerprint, display_name, verify
+from judge.core.formats.judge_dir import directory_fingerprint, display_name, text_view_of, verify
 from judge.core.taxonomy import Taxonomy, load_taxonomy
-from judge.core.text import judge_inputs
 from judge.judges.base import Item, Judge, Judgement
 
 TITLE = "the TF-IDF judge"
@@ -54,11 +53,12 @@ class TfidfJudge(Judge):
         check_classes(self.model, meta["classes"], meta["labels"], where=where)
         self.classes = list(meta["classes"])
         self.mask_names = bool(meta.get("mask_names", True))
+        self.text_view = text_view_of(meta)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         from judge.core.formats.tfidf import tfidf_text
 
-        prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=self.mask_names)
+        prompts, responses = self.texts(batch)
         probs = self.model.predict_proba(tfidf_text(prompts, responses))
         out = []
         for row in probs:

@@ -18,6 +18,7 @@ from judge.core.cli import short_list
 from judge.core.errors import UserError, cut
 from judge.core.formats import MIB, RETRAIN, cut_path, read_json, size_text, unique, validate
 from judge.core.records import json_text
+from judge.core.text import MAX_MASKED_NAMES, MAX_NAME_CHARS
 
 JUDGE_JSON = "judge.json"
 TAXONOMY = "taxonomy.yaml"
@@ -60,7 +61,7 @@ def _sealed_name(name: str) -> bool:
     return name not in UNSEALED and not name.startswith(UNSEALED_FOLDER)
 
 
-def seal(directory: str | Path, *, labels: list[str]) -> dict:
+def seal(directory: str | Path, *, labels: list[str], text_view=None) -> dict:
     """Record every file's sha256 and the order of the classifier's outputs in judge.json.
 
     Called last when a judge is written. Loading then checks each file (``verify``), so a swapped
@@ -79,6 +80,8 @@ def seal(directory: str | Path, *, labels: list[str]) -> dict:
             files[name] = file_sha256(path)
     meta.pop(SELF_DIGEST, None)
     meta.update(labels=list(labels), files=files)
+    if text_view is not None:
+        meta["text_view"] = text_view.settings()
     meta[SELF_DIGEST] = _self_digest(meta)
     (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
     return meta
@@ -108,6 +111,15 @@ class Kind(BaseModel):
     kind: Literal["lora", "tfidf", "ensemble"]
 
 
+class TextViewSettings(BaseModel):
+    """judge.json's ``text_view``: what of a record the judge reads (``judge.core.text.TextView``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    prompt: bool = True
+    names: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]], Field(max_length=MAX_MASKED_NAMES)] = []
+    names_column: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
 class Seal(Kind):
     """What every judge.json holds, whatever its kind; the kinds' own settings are checked by their formats."""
 
@@ -116,6 +128,15 @@ class Seal(Kind):
     files: dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]]
     judge_json_sha256: str
     mask_names: bool = True
+    text_view: TextViewSettings = TextViewSettings()
+
+
+def text_view_of(meta: dict):
+    """The TextView a (verified) judge.json records; a judge from before text views read prompt and response."""
+    from judge.core.text import TextView
+
+    view = TextViewSettings.model_validate(meta.get("text_view") or {})
+    return TextView(prompt=view.prompt, mask_names=bool(meta.get("mask_names", True)), names=tuple(view.names), names_column=view.names_column)
 
 
 def _settings_model(kind: str):
@@ -245,7 +266,7 @@ def directory_key(directory: str | Path) -> str:
     return file_sha256(Path(directory) / JUDGE_JSON)[:24]
 
 
-def finish(directory: str | Path, taxonomy, *, training_ids=()) -> dict:
+def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None) -> dict:
     """Complete a judge directory after its backend wrote its files: the taxonomy, the training ids,
     then the checksums (``seal``). Every way of making a judge ends here."""
     import yaml
@@ -253,7 +274,7 @@ def finish(directory: str | Path, taxonomy, *, training_ids=()) -> dict:
     directory = Path(directory)
     (directory / TAXONOMY).write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
     write_training_ids(directory, training_ids)
-    meta = seal(directory, labels=taxonomy.labels)
+    meta = seal(directory, labels=taxonomy.labels, text_view=text_view)
     shareable(directory)
     return meta
 
