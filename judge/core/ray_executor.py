@@ -100,7 +100,8 @@ class RayExecutor:
     max_restarts: int = 3  # per actor, by Ray, after it dies
     in_flight: int = 2  # batches queued on each actor, so none waits on the driver between batches
     start_timeout: float = 600.0  # seconds for every actor to build its worker
-    progress: bool = True  # the closing line (batches/s) on stderr
+    progress: bool = True  # lines on stderr while it runs (batches done, outputs/s) and a closing one
+    progress_every: float = 10.0  # seconds between the lines while it runs; 0: after every batch
     info: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -113,6 +114,7 @@ class RayExecutor:
         if self.num_cpus is not None:
             _check_number("CPUs per actor", self.num_cpus, low=0, low_open=True)
         _check_number("GPUs per actor", self.num_gpus, low=0)
+        _check_number("seconds between progress lines", self.progress_every, low=0)
         # The runner keeps describe()'s dict from before the run; filling this same dict as the run goes
         # lets its manifest hold the cluster and the timings without a change to the runner.
         self.info = {"executor": "ray", "address": self.address or "local", "actors": self.actors}
@@ -197,6 +199,7 @@ class RayExecutor:
         failed: list[tuple[Batch, str]] = []
         compute, round_trip = [], []
         started, rows_done = time.perf_counter(), 0
+        said = started
         while queue or tasks:
             self._fill(slots, queue, tasks)
             if not tasks:  # every actor is dead for good: what is left cannot run
@@ -222,14 +225,19 @@ class RayExecutor:
             compute.append(seconds)
             round_trip.append(time.perf_counter() - task.submitted)
             rows_done += len(rows)
+            now = time.perf_counter()
+            if self.progress and now - said >= self.progress_every:
+                said = now
+                _say(f"ray: {len(compute)}/{len(batches)} batches done, {rows_done / (now - started):.1f} outputs/s"
+                     + (f", {sum(tries.values())} retried" if tries else ""))
             yield task.batch, rows
         wall = time.perf_counter() - started
         self._record(compute, round_trip, wall, tries, failed, slots)
         if failed:
             raise _failure(failed, self.max_retries)
         if self.progress:
-            print(f"ray: {len(compute)} batches on {self.actors} actor(s), {self.info.get('nodes_used', '?')} node(s), in {wall:.1f} s: "
-                  f"{len(compute) / wall:.2f} batches/s, {rows_done / wall:.1f} outputs/s", file=sys.stderr)
+            _say(f"ray: {len(compute)} batches on {self.actors} actor(s), {self.info.get('nodes_used', '?')} node(s), in {wall:.1f} s: "
+                 f"{len(compute) / wall:.2f} batches/s, {rows_done / wall:.1f} outputs/s")
 
     def _fill(self, slots, queue, tasks) -> None:
         for slot in slots:
@@ -279,6 +287,13 @@ def _failure(failed: list[tuple[Batch, str]], max_retries: int) -> BatchesFailed
     return BatchesFailed(
         f"{len(batches)} batch(es) failed all {max_retries + 1} tries ({cut(failed[0][1], 80)}); ids {short_list(ids, limit=4, width=24)}; "
         "every other batch is written: fix the cause and rerun to finish these", batches)
+
+
+def _say(line: str) -> None:
+    """A line on stderr that leaves the runner's progress bar whole (tqdm redraws it below)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _unavailable(exc: BaseException) -> bool:
