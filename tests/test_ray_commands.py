@@ -105,8 +105,23 @@ def test_generation_with_ray_writes_the_rows_of_one_process(ray_cluster, tmp_pat
     (label_cmd, ["--judge", "rules", "--input", "x.jsonl", "--out", "o.jsonl", "--ray-actors", "2"], ["--ray-actors", "--ray"]),
     (label_cmd, ["--judge", "rules", "--input", "x.jsonl", "--out", "o.jsonl", "--ray", "--ray-actors", "0"], ["actors"]),
     (generate_cmd, ["--prompts", "x.jsonl", "--out", "o.jsonl", "--ray", "not an address"], ["Ray address", "HOST:PORT"]),
-], ids=["actors-without-ray", "zero-actors", "bad-address"])
+    (generate_cmd, ["--prompts", "x.jsonl", "--out", "o.jsonl", "--ray-gpus", "1"], ["--ray-gpus applies with --ray only", "drop --ray-gpus"]),
+    (label_cmd, ["--judge", "rules", "--input", "x.jsonl", "--out", "o.jsonl", "--ray-actors", "2", "--ray-gpus", "1"],
+     ["--ray-actors and --ray-gpus apply with --ray only"]),
+    (generate_cmd, ["--prompts", "x.jsonl", "--out", "o.jsonl", "--ray", "--ray-gpus", "-1"], ["GPUs per actor must be a number at least 0", "not -1"]),
+], ids=["actors-without-ray", "zero-actors", "bad-address", "gpus-without-ray", "both-without-ray", "negative-gpus"])
 def test_ray_settings_refused(module, argv, fragments, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.jsonl").write_text('{"id": "a", "prompt": "p", "response": "r"}\n')
     assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
+
+
+def test_gpus_the_cluster_lacks_are_refused_before_a_row_is_written(ray_cluster, sample_records, tfidf_spec, tmp_path, capsys):
+    records = tmp_path / "records.jsonl"
+    sample_records.head(40).to_json(records, orient="records", lines=True)
+    out = tmp_path / "out.jsonl"
+    code, _, err = run_cli(label_cmd, ["--judge", tfidf_spec, "--input", str(records), "--prefix", "judge_", "--no-progress", "--ray", "--ray-gpus", "1",
+                                       "--out", str(out)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 300, err
+    assert "1 actors x 1 GPUs each need more than the cluster's 0 GPUs" in err and "Traceback" not in err
+    assert not out.exists() and not out.with_name(out.name + ".partial.jsonl").exists()

@@ -356,19 +356,23 @@ def add_ray_arguments(parser) -> None:
                         help="run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local cluster "
                              "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray")
     parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: actors, each holding one judge or engine (default: 1)")
+    parser.add_argument("--ray-gpus", type=float, metavar="G", help="with --ray: GPUs each actor holds (default: 0). 1 gives each actor a "
+                        "GPU of its own (Ray shows it only that one); an actor asking for none sees every GPU of its node")
 
 
 def check_ray_settings(config) -> None:
-    """--ray-actors without --ray would be ignored: refuse it; the address and count are checked here, once."""
+    """--ray-actors or --ray-gpus without --ray would be ignored: refuse them; the settings are checked here, once."""
     if config.ray is None:
-        if config.ray_actors is not None:
-            raise UserError("--ray-actors applies with --ray only; add --ray [ADDRESS] or drop --ray-actors")
+        given = [flag for flag, value in (("--ray-actors", config.ray_actors), ("--ray-gpus", config.ray_gpus)) if value is not None]
+        if given:
+            raise UserError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} with --ray only; add --ray [ADDRESS] or drop {' and '.join(given)}")
         return
-    RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors)
+    executor_for(config)
 
 
 def executor_for(config, *, progress: bool = True):
     """The executor a command's --ray settings ask for; None runs in this process."""
     if config.ray is None:
         return None
-    return RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors, progress=progress)
+    return RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors,
+                       num_gpus=0.0 if config.ray_gpus is None else config.ray_gpus, progress=progress)
