@@ -14,6 +14,11 @@ batch has been handed to the runner (which only ever writes whole batches).
 Ray Data is not used: the driver already owns the plan, and plain actors avoid the dataset hang when
 actors hold every CPU (ray-project/ray#44687) and the ``concurrency=`` / ``ActorPoolStrategy`` churn.
 By default the actors share the cluster's CPUs less half a CPU, left for the driver and Ray itself.
+
+Each actor runs torch with the driver's intra-op thread count: torch's sums over a matrix are split
+by thread, so a model's scores (the LoRA judge's, a sampled token) differ in their last bits between
+thread counts, and an actor on Ray's default of one thread would not write the bytes of the run
+without Ray on the driver's machine.
 """
 from __future__ import annotations
 
@@ -45,7 +50,9 @@ class BatchesFailed(UserError):
 class _BatchActor:
     """Holds one worker for the actor's life; a restarted actor builds it again."""
 
-    def __init__(self, make_worker: Callable[[], Worker]):
+    def __init__(self, make_worker: Callable[[], Worker], threads: int | None = None):
+        if threads:
+            _set_torch_threads(threads)
         # A worker that cannot be built is reported by ready(), whole: an error raised here would reach
         # the driver only inside Ray's many-line "creation task" message, and the actor restarted in vain.
         started, self.worker, self.error = time.perf_counter(), None, None
@@ -87,14 +94,16 @@ class _Task:
 class RayExecutor:
     """Run a plan's batches on ``actors`` Ray actors (an Executor for ``judge.core.runner.run_plan``).
 
-    ``address``: None starts a local Ray (or joins RAY_ADDRESS), "auto" joins the local cluster,
+    ``address``: None starts a local Ray (or joins RAY_ADDRESS; never a `ray start` cluster it was not
+    pointed at), "auto" joins the local cluster,
     "HOST:PORT" or "ray://HOST:PORT" a remote one. A Ray already initialised in this process is used as
     it is and left running.
     """
 
     address: str | None = None
     actors: int = 1
-    num_cpus: float | None = None  # per actor; None: the cluster's CPUs less RESERVED_CPUS, shared out, at most 1 each
+    num_cpus: float | None = None  # per actor; None: the cluster's CPUs less RESERVED_CPUS, shared out, at most its threads each
+    threads: int | None = None  # torch intra-op threads per actor; None: the driver's (where it has torch loaded)
     num_gpus: float = 0.0  # per actor
     max_retries: int = 3  # further tries of a batch after its first, on another actor where one is free
     max_restarts: int = 3  # per actor, by Ray, after it dies
@@ -115,6 +124,8 @@ class RayExecutor:
             _check_number("CPUs per actor", self.num_cpus, low=0, low_open=True)
         _check_number("GPUs per actor", self.num_gpus, low=0)
         _check_number("seconds between progress lines", self.progress_every, low=0)
+        if self.threads is not None:
+            _check_number("torch threads per actor", self.threads, integer=True, low=1)
         # The runner keeps describe()'s dict from before the run; filling this same dict as the run goes
         # lets its manifest hold the cluster and the timings without a change to the runner.
         self.info = {"executor": "ray", "address": self.address or "local", "actors": self.actors}
@@ -147,7 +158,7 @@ class RayExecutor:
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an audit machine
         try:
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            ray.init(address=self.address or _local_or_env(), include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             where = f"the Ray cluster at {cut(self.address)}" if self.address else "a local Ray"
             raise UserError(f"could not start or reach {where} ({cut(_first_line(exc), 100)}); start one with `ray start --head` "
@@ -157,10 +168,15 @@ class RayExecutor:
     def _per_actor_cpus(self, cluster_cpus: float) -> float:
         if self.num_cpus is not None:
             return float(self.num_cpus)
-        share = min(1.0, (cluster_cpus - RESERVED_CPUS) / self.actors)
+        share = min(float(self._threads() or 1), (cluster_cpus - RESERVED_CPUS) / self.actors)
         if share < 0.01:
             raise UserError(f"{self.actors} actors do not fit in the cluster's {cluster_cpus:g} CPUs; use fewer actors or a CPU share per actor")
         return round(share, 4)
+
+    def _threads(self) -> int | None:
+        if self.threads is None and "torch" in sys.modules:
+            self.threads = sys.modules["torch"].get_num_threads()
+        return self.threads
 
     def _create_actors(self, ray, make_worker) -> list[_Slot]:
         resources = ray.cluster_resources()
@@ -172,8 +188,8 @@ class RayExecutor:
                                 "(they would wait forever); use fewer actors or a smaller share each")
         actor_class = ray.remote(_BatchActor).options(num_cpus=cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts, max_task_retries=0)
         self.info.update({"nodes": sum(1 for n in ray.nodes() if n.get("Alive")), "cpus": cluster_cpus, "gpus": cluster_gpus,
-                          "cpus_per_actor": cpus, "gpus_per_actor": self.num_gpus})
-        return [_Slot(actor_class.remote(make_worker), i) for i in range(self.actors)]
+                          "cpus_per_actor": cpus, "gpus_per_actor": self.num_gpus, "threads_per_actor": self._threads()})
+        return [_Slot(actor_class.remote(make_worker, self._threads()), i) for i in range(self.actors)]
 
     def _wait_ready(self, ray, slots: list[_Slot]) -> None:
         refs = {slot.handle.ready.remote(): slot for slot in slots}
@@ -287,6 +303,20 @@ def _failure(failed: list[tuple[Batch, str]], max_retries: int) -> BatchesFailed
     return BatchesFailed(
         f"{len(batches)} batch(es) failed all {max_retries + 1} tries ({cut(failed[0][1], 80)}); ids {short_list(ids, limit=4, width=24)}; "
         "every other batch is written: fix the cause and rerun to finish these", batches)
+
+
+def _set_torch_threads(threads: int) -> None:
+    try:
+        import torch
+    except ImportError:  # a worker without torch (TF-IDF, rules) has no threads to set
+        return
+    torch.set_num_threads(threads)
+
+
+def _local_or_env() -> str | None:
+    """No address: RAY_ADDRESS where set (a job submitted to a cluster), else a Ray of this run's own.
+    Ray's own default would join whichever `ray start` cluster this machine ran last, silently."""
+    return None if os.environ.get("RAY_ADDRESS") else "local"
 
 
 def _say(line: str) -> None:
