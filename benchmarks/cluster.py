@@ -5,14 +5,17 @@
     python benchmarks/cluster.py --limit 512 --actors 1   # a quick check
 
 The judge: ``--judge``, or else the default LoRA recipe trained once on the bundled 300-example
-sample (what ``make demo`` trains), kept under runs/benchmarks/cluster/. Each row labels the same
-fixed plan through ``judge.core.runner.run_plan``: in this process, then on a local Ray (started
-here, with every CPU of the machine) with N actors, and checks that the rows are the same bytes.
-Ray's cost per batch is the Ray run's labelling time less the single process's, over the batches
-(1 actor: the same work, one at a time). The table on paper takes the per-actor rate measured with
-1 actor (one CPU, one thread) and assumes actors scale linearly over a node's CPUs and over nodes,
-which the driver (reading, planning, writing JSONL) stops being true of somewhere past the tables.
-The CPU model (lscpu) heads the output: the rates differ a lot between CPUs.
+sample (what ``make demo`` trains), kept under runs/benchmarks/cluster/, labelling in the precision
+judge.label picks by default. Each row labels the same fixed plan through
+``judge.core.runner.run_plan`` with the worker factory judge.label --ray uses
+(``judge.judges.base.JudgeWorker``): in this process with torch's default threads and with one
+thread (what one actor gets), then on a local Ray (started here, with every CPU of the machine) with
+N actors, and checks that the rows are the same bytes. Ray's cost per batch is the 1-actor run's
+labelling time less the one-thread process's, over the batches. The table on paper takes the
+per-actor rate measured with 1 actor (one CPU, one thread) and assumes actors scale linearly over a
+node's CPUs and over nodes, which stops being true where the driver (reading, planning, writing
+JSONL) becomes the bottleneck. The CPU model (lscpu) and the load average head the output: the
+rates differ a lot between CPUs, and on a shared machine with the other jobs running.
 """
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
@@ -30,27 +32,14 @@ OUT = ROOT / "runs" / "benchmarks" / "cluster"
 PER_HOUR = 1_000_000
 
 
-@dataclass
-class JudgeWorker:
-    """A judge as the runner's Worker (until Judge.label runs through run_plan itself)."""
+def worker_for(spec: str):
+    """The picklable factory judge.label --ray hands its executor (each actor loads the judge itself),
+    with the precision judge.label picks by default."""
+    from judge.core.precision import choose_for
+    from judge.judges.base import JudgeWorker, RowOptions
 
-    judge: object
-    prefix: str = "judge_"
-
-    def compute(self, batch):
-        items = list(batch.items)
-        judgements = self.judge.checked(self.judge._label_batch(items), items)
-        return [self.judge.output_row(i, j, prefix=self.prefix) for i, j in zip(items, judgements)]
-
-
-@dataclass(frozen=True)
-class LoadJudge:
-    spec: str
-
-    def __call__(self):
-        from judge.judges import load_judge
-
-        return JudgeWorker(load_judge(self.spec))
+    options = {"device": "cpu", "precision": choose_for(spec, "auto", "cpu") or "auto"}
+    return JudgeWorker(spec, options=tuple(options.items()), row_options=RowOptions(prefix="judge_"))
 
 
 def default_judge() -> str:
@@ -72,12 +61,12 @@ def default_judge() -> str:
 
 
 def plan_for(records, judge, batch_size: int):
-    from judge.core.runner import fixed_plan
-    from judge.judges.base import Item
+    """The plan judge.label makes: the judge's own, over the records with a response."""
+    from judge.judges.base import labelling_items
 
-    items = [Item(str(i), str(p), str(r), n if isinstance(n, str) else None)
-             for i, p, r, n in zip(records["id"], records["prompt"], records["response"], records["name"])]
-    return fixed_plan(items, key=lambda item: item.id, size=judge.sort_key, batch_size=batch_size)
+    items, missing = labelling_items(records)
+    assert not missing, f"{len(missing)} released records have no response"
+    return judge.plan(items, batch_size)
 
 
 def jsonl_bytes(rows: dict, order) -> bytes:
@@ -86,29 +75,41 @@ def jsonl_bytes(rows: dict, order) -> bytes:
     return "".join(to_json_line(rows[k]) for k in order).encode("utf-8")
 
 
-def single_process(spec: str, plan, order) -> tuple[dict, bytes]:
+def single_process(spec: str, plan, order, threads: int | None) -> tuple[dict, bytes]:
+    """In this process with torch's default threads (every core), or with ``threads``, as one actor has."""
+    import torch
+
     from judge.core.runner import InProcess, run_plan
 
-    started = time.perf_counter()
-    worker = LoadJudge(spec)()
-    loaded = time.perf_counter()
-    result = run_plan(plan, LoadJudge(spec), key_column="id", executor=InProcess(worker), progress=False)
-    return {"executor": "one process", "actors": "", "start s": loaded - started, "label s": result.seconds,
-            "outputs/s": len(order) / result.seconds, "same bytes": "reference"}, jsonl_bytes(result.rows, order)
+    default = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        started = time.perf_counter()
+        worker = worker_for(spec)()
+        loaded = time.perf_counter()
+        worker.compute(plan[0])  # untimed: torch's first call in a process sets up its kernels (an actor's is in its rows)
+        load = os.getloadavg()[0]
+        result = run_plan(plan, worker_for(spec), key_column="id", executor=InProcess(worker), progress=False)
+    finally:
+        torch.set_num_threads(default)
+    return {"executor": "one process", "threads": threads or default, "start s": loaded - started, "label s": result.seconds,
+            "outputs/s": len(order) / result.seconds, "same bytes": "reference" if threads is None else None, "load": load}, jsonl_bytes(result.rows, order)
 
 
-def through_ray(spec: str, plan, order, actors: int, reference: bytes) -> tuple[dict, dict]:
+def through_ray(spec: str, plan, order, actors: int, threads: int, reference: bytes) -> tuple[dict, dict]:
     from judge.core.ray_executor import RayExecutor
     from judge.core.runner import run_plan
 
-    executor = RayExecutor(actors=actors, progress=False)
-    started = time.perf_counter()
-    result = run_plan(plan, LoadJudge(spec), key_column="id", executor=executor, progress=False)
+    executor = RayExecutor(actors=actors, threads=threads, progress=False)
+    started, load = time.perf_counter(), os.getloadavg()[0]
+    result = run_plan(plan, worker_for(spec), key_column="id", executor=executor, progress=False)
     whole = time.perf_counter() - started
     info = executor.describe()
     label_s = info["seconds"]
-    return {"executor": "ray", "actors": actors, "start s": info["startup_seconds"], "label s": label_s, "outputs/s": len(order) / label_s,
-            "same bytes": "yes" if jsonl_bytes(result.rows, order) == reference else "NO", "whole s": whole}, info
+    return {"executor": "ray", "actors": actors, "threads": f"{threads} ({info['cpus_per_actor']:g} CPU) each", "start s": info["startup_seconds"],
+            "label s": label_s, "outputs/s": len(order) / label_s, "same bytes": "yes" if jsonl_bytes(result.rows, order) == reference else "NO",
+            "whole s": whole, "load": load}, info
 
 
 def paper_table(per_actor: float, cpus_per_actor: float) -> list[dict]:
@@ -132,46 +133,70 @@ def main():
     ap.add_argument("--limit", type=int, help="label only the first N records (by id)")
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    print(f"CPU: {cpu_model()}", flush=True)
-    data = load_chehbouni(args.data_dir)
-    import pandas as pd
-
-    records = pd.concat([data["7b"], data["13b"]], ignore_index=True)
-    if args.limit:
-        records = records.iloc[: args.limit]
+    print(f"CPU: {cpu_model()}; load average {load_average()} at the start (a shared machine: others' jobs slow every row)", flush=True)
+    records = released_records(args.data_dir, args.limit)
     spec = args.judge or default_judge()
-    from judge.judges import load_judge
-
-    plan = plan_for(records, load_judge(spec), args.batch_size)
+    factory = worker_for(spec)
+    plan = plan_for(records, factory(), args.batch_size)
     order = [str(i) for i in records["id"]]
-    print(f"{len(order)} records, {len(plan)} batches of {args.batch_size}, judge {spec}", flush=True)
-    alone, reference = single_process(spec, plan, order)
-    rows, infos = [alone], {}
+    print(f"{len(order)} records, {len(plan)} batches of {args.batch_size}, judge {spec} ({dict(factory.options)['precision']})", flush=True)
+    rows, references, infos = [], {}, {}
+    for threads in (None, 1):  # torch's default (every core) first: the bytes judge.label writes here
+        row, written = single_process(spec, plan, order, threads=threads)
+        references[row["threads"]] = written
+        if threads:
+            row["same bytes"] = "yes" if references[threads] == references[rows[0]["threads"]] else "NO (other threads)"
+        rows.append(row)
+        print(f"one process, {row['threads']} thread(s): {row['outputs/s']:.1f} outputs/s", flush=True)
     import ray
 
-    ray.init(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     try:
-        for actors in (int(a) for a in args.actors.split(",")):
-            row, infos[actors] = through_ray(spec, plan, order, actors, reference)
-            rows.append(row)
-            print(f"ray, {actors} actor(s): {row['outputs/s']:.1f} outputs/s", flush=True)
+        for threads in references:
+            for actors in (int(a) for a in args.actors.split(",")):
+                row, infos[actors, threads] = through_ray(spec, plan, order, actors, threads, references[threads])
+                rows.append(row)
+                print(f"ray, {actors} actor(s) of {threads} thread(s): {row['outputs/s']:.1f} outputs/s", flush=True)
         cpus = ray.cluster_resources().get("CPU")
     finally:
         ray.shutdown()
-    print(f"\n## {len(order)} released records, one process vs Ray on this machine ({cpu_model()}, Ray sees {cpus:g} CPUs)\n")
-    print(markdown_table(rows, ["executor", "actors", "start s", "label s", "outputs/s", "same bytes", "whole s"]))
-    one = infos.get(1) or next(iter(infos.values()))
-    batches = len(plan)
-    overhead = (one["seconds"] - alone["label s"]) / batches if 1 in infos else None
-    compute = one["compute_seconds"]
-    print(f"Ray's cost per batch (1 actor, labelling time less one process's, over {batches} batches): "
-          + (f"{overhead * 1000:.1f} ms" if overhead is not None else "n/a (no 1-actor run)")
-          + f"; in the actor a batch took {compute['mean'] * 1000:.0f} ms on average, its round trip from the driver "
-          f"{one['round_trip_seconds']['mean'] * 1000:.0f} ms (its wait behind the other batch in flight on the actor included)")
-    per_actor = len(order) / compute["total"]
-    print(f"\n## On paper: nodes like this CPU, {one['cpus_per_actor']:g} CPU per actor, {per_actor:.1f} outputs/s per actor (measured, 1 actor)\n")
+    one_thread = rows[1]
+    print(f"\n## {len(order)} released records, one process vs Ray on this machine\n\n{cpu_model()}, Ray sees {cpus:g} CPUs; "
+          f"load average {load_average()} at the end. The machine is shared with 3 other engineers' jobs: "
+          "`load` is the 1-minute load average as each row started (2.0 = both cores busy before this benchmark's own work).\n")
+    print(markdown_table(rows, ["executor", "actors", "threads", "start s", "label s", "outputs/s", "same bytes", "whole s", "load"]))
+    print("`same bytes`: against the process run with the actors' thread count (the first row for the runs with torch's default).")
+    if (1, 1) in infos:
+        print(overhead_line(infos[1, 1], one_thread, len(plan)))
+    one = infos.get((1, 1)) or next(iter(infos.values()))
+    per_actor = len(order) / one["compute_seconds"]["total"]
+    print(f"\n## On paper: nodes with this CPU, {one['cpus_per_actor']:g} CPU per actor, {per_actor:.1f} outputs/s per actor "
+          "(measured: rows over the actor's compute time, 1 actor)\n")
     print(markdown_table(paper_table(per_actor, one["cpus_per_actor"]),
                          ["CPUs per node", "actors per node", "outputs/s per node", "outputs/hour per node", "nodes for 1M outputs/hour"]))
+
+
+def released_records(data_dir: Path, limit: int | None):
+    import pandas as pd
+
+    data = load_chehbouni(data_dir)
+    records = pd.concat([data["7b"], data["13b"]], ignore_index=True)
+    return records.iloc[:limit] if limit else records
+
+
+def overhead_line(info: dict, one_thread: dict, batches: int) -> str:
+    """Ray's cost per batch, two ways: against one process on one thread (what one actor has), and the
+    driver's wall time the actor spent not computing (scheduling, pickling, moving rows back)."""
+    against = (info["seconds"] - one_thread["label s"]) / batches
+    idle = (info["seconds"] - info["compute_seconds"]["total"]) / batches
+    return (f"Ray's cost per batch, 1 actor, {batches} batches: {against * 1000:.1f} ms more than one process on one thread; "
+            f"{idle * 1000:.1f} ms of the driver's wall time per batch not spent computing in the actor; a batch took "
+            f"{info['compute_seconds']['mean'] * 1000:.0f} ms in the actor, {info['round_trip_seconds']['mean'] * 1000:.0f} ms from the driver "
+            "(its wait behind the other batch in flight on the actor included).")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ class Config:
     engine_options: dict | None = None  # the engine's own flags (its module's Options), by field name
     ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
     ray_actors: int | None = None
+    ray_gpus: float | None = None  # per actor
 
     def __post_init__(self):
         from judge.core.ray_executor import check_ray_settings
@@ -113,7 +114,7 @@ def _main(config: Config) -> pd.DataFrame:
     shard = Shard.parse(config.shard)
     options = engine_options(config.engine, config.engine_options)
     settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
-    run_identity = {"settings": {k: v for k, v in settings.items() if k not in ("out", "overwrite", "progress", "shard", "ray", "ray_actors")},
+    run_identity = {"settings": {k: v for k, v in settings.items() if k not in ("out", "overwrite", "progress", "shard", "ray", "ray_actors", "ray_gpus")},
                     "prompts": fingerprint([config.prompts])}
     identity = sharded_identity(run_identity, shard)  # a share resumes only as that share
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))

@@ -59,6 +59,7 @@ class Config(RecordColumns):
     shard: str | None = None
     ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
     ray_actors: int | None = None
+    ray_gpus: float | None = None  # per actor
 
     def __post_init__(self):
         from judge.core.ray_executor import check_ray_settings
@@ -158,7 +159,7 @@ def _main(config: Config) -> dict:
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
     choice = choose_for(precision_directory(config.judge), config.precision, config.device, spec=config.judge)
     shard = Shard.parse(config.shard)
-    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors")}
+    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors", "ray_gpus")}
     settings["precision"] = choice.precision if choice else None
     identity = {
         # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.

@@ -1,13 +1,15 @@
 """Ray as an executor of the runner, on a real local Ray cluster (2 CPUs) started here and torn down after.
 
-The workers are real judges (TF-IDF trained here, the tiny LoRA judge of conftest) behind a small
-adapter, so the executor is proven before ``Judge.label`` itself runs through ``run_plan``.
+The workers are real judges (TF-IDF trained here) built in each actor by the library's own picklable
+factory, ``judge.judges.base.JudgeWorker``, the one ``judge.label --ray`` hands the executor. The
+commands themselves, and the 2,304 released records, are in test_ray_commands.py.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from judge.core.errors import UserError
 from judge.core.records import JsonlCheckpoint, write_records
 from judge.core.runner import fixed_plan, run_plan
-from tests.conftest import CHEHBOUNI_CSVS
+from judge.judges.base import JudgeWorker, RowOptions
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
 
@@ -26,40 +28,24 @@ from judge.core.ray_executor import BatchesFailed, RayExecutor  # noqa: E402
 PREFIX = "judge_"
 
 
-# -- a worker built from a real judge, picklable so that each actor builds its own ----------------
-
-@dataclass
-class JudgeWorker:
-    judge: object
-
-    def compute(self, batch):
-        items = list(batch.items)
-        judgements = self.judge.checked(self.judge._label_batch(items), items)
-        return [self.judge.output_row(i, j, prefix=PREFIX) for i, j in zip(items, judgements)]
-
-
-@dataclass(frozen=True)
-class LoadJudge:
-    spec: str
-
-    def __call__(self):
-        from judge.judges import load_judge
-
-        return JudgeWorker(load_judge(self.spec))
+def LoadJudge(spec: str) -> JudgeWorker:
+    return JudgeWorker(spec, row_options=RowOptions(prefix=PREFIX))
 
 
 @dataclass
 class FaultyWorker:
-    inner: JudgeWorker
+    inner: object
     die_on: int | None
     raise_on: int | None
+    raise_once: bool
     marker: str
 
     def compute(self, batch):
         if batch.number == self.die_on and not os.path.exists(self.marker):
             Path(self.marker).touch()
-            os._exit(1)  # the actor's process dies mid-batch, as under ray.kill or the OOM killer
-        if batch.number == self.raise_on:
+            os._exit(1)  # the actor's process dies mid-batch, as under the OOM killer
+        if batch.number == self.raise_on and not (self.raise_once and os.path.exists(self.marker)):
+            Path(self.marker).touch()
             raise ValueError(f"broken batch {batch.number}")
         return self.inner.compute(batch)
 
@@ -70,9 +56,26 @@ class LoadFaulty:
     marker: str
     die_on: int | None = None
     raise_on: int | None = None
+    raise_once: bool = False  # the batch raises on its first try only (a flaky node, a transient error)
 
     def __call__(self):
-        return FaultyWorker(LoadJudge(self.spec)(), self.die_on, self.raise_on, self.marker)
+        return FaultyWorker(LoadJudge(self.spec)(), self.die_on, self.raise_on, self.raise_once, self.marker)
+
+
+@dataclass
+class KillsAnActor(RayExecutor):
+    """Kills the first actor with ``ray.kill`` once ``after`` batches are back, while it holds batches in flight."""
+
+    after: int = 2
+    restart: bool = True
+    killed_with_pending: int | None = None
+
+    def _dispatch(self, ray, slots, batches):
+        for done, item in enumerate(super()._dispatch(ray, slots, batches), start=1):
+            if done == self.after:
+                self.killed_with_pending = slots[0].pending
+                ray.kill(slots[0].handle, no_restart=not self.restart)
+            yield item
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class CannotBuild:
 @pytest.fixture(scope="module")
 def ray_cluster():
     try:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level=logging.ERROR,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level=logging.ERROR,
                  log_to_driver=False, ignore_reinit_error=True)
     except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start here is a reason to skip
         pytest.skip(f"a local Ray could not start: {type(exc).__name__}: {str(exc)[:200]}")
@@ -124,6 +127,18 @@ def file_bytes(rows: dict, order, path: Path) -> bytes:
     return path.read_bytes()
 
 
+def driver_threads() -> int | None:
+    import sys
+
+    return sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+
+
+def cpu_share(actors: int) -> float:
+    """2 CPUs less the half left for the driver, shared out, at most the actor's threads each: with 2
+    threads, 1.5 for one actor and 0.75 for two."""
+    return min(float(driver_threads() or 1), (2 - 0.5) / actors)
+
+
 def checkpoint_keys(checkpoint: JsonlCheckpoint) -> list[str]:
     return [str(r["id"]) for r in checkpoint.rows()]
 
@@ -144,11 +159,31 @@ def test_one_and_two_actors_write_the_bytes_of_one_process(ray_cluster, tfidf_sp
         assert sorted(checkpoint_keys(checkpoint)) == sorted(order)  # each key written once
         info = result.executor
         assert info["executor"] == "ray" and info["actors"] == actors and info["nodes"] == 1 and info["cpus"] == 2.0
-        # 2 CPUs less the half left for the driver, shared out, at most 1 each: 1.0 for one actor, 0.75 for two.
-        assert info["cpus_per_actor"] == {1: 1.0, 2: 0.75}[actors]
+        assert info["cpus_per_actor"] == cpu_share(actors) and info["threads_per_actor"] == driver_threads()
         assert info["batches"] == len(plan) == info["compute_seconds"]["n"] and info["retries"] == 0
         line = capsys.readouterr().err.strip().splitlines()[-1]
         assert line.startswith(f"ray: {len(plan)} batches on {actors} actor(s), 1 node(s), in ") and "batches/s" in line and "outputs/s" in line
+
+
+@dataclass
+class ThreadsWorker:
+    def compute(self, batch):
+        import torch
+
+        return [{"id": k, "threads": torch.get_num_threads()} for k in batch.keys]
+
+
+def test_actors_run_torch_with_the_driver_s_threads(ray_cluster, sample_records, monkeypatch):
+    # torch's sums are split by thread, so a LoRA judge's scores differ in their last bits between thread
+    # counts (benchmarks/cluster.py: the default judge, 1 vs 2 threads); Ray's default in an actor is 1.
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # the driver's count, whatever this machine's cores
+    plan = plan_for(sample_records.head(64))
+    result = run_plan(plan, ThreadsWorker, key_column="id", executor=RayExecutor(actors=2, progress=False), progress=False)
+    assert {r["threads"] for r in result.rows.values()} == {2} and result.executor["threads_per_actor"] == 2
+    result = run_plan(plan, ThreadsWorker, key_column="id", executor=RayExecutor(actors=1, threads=1, progress=False), progress=False)
+    assert {r["threads"] for r in result.rows.values()} == {1} and result.executor["cpus_per_actor"] == 1.0
 
 
 # -- faults ---------------------------------------------------------------------------------------
@@ -168,6 +203,49 @@ def test_an_actor_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tfidf
     # The batches in flight on the dying actor (one or two) were tried again; without restarts it is gone for good.
     assert 1 <= result.executor["retries"] <= executor.in_flight and result.executor["failed_batches"] == []
     assert result.executor["actors_lost"] == (1 if max_restarts == 0 else 0)
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["restarted", "no-restart"])
+def test_an_actor_ray_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tfidf_spec, sample_records, tmp_path, restart):
+    plan = plan_for(sample_records, batch_size=16)
+    order = [str(i) for i in sample_records["id"]]
+    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    executor = KillsAnActor(actors=2, restart=restart, progress=False)
+    result = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint, executor=executor, progress=False)
+    assert executor.killed_with_pending >= 1  # the kill did catch batches in flight
+    written = checkpoint_keys(checkpoint)
+    assert len(written) == len(set(written)) and sorted(written) == sorted(order)  # none lost, none twice
+    alone = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", progress=False)
+    assert file_bytes(result.rows, order, tmp_path / "ray.jsonl") == file_bytes(alone.rows, order, tmp_path / "alone.jsonl")
+    info = result.executor
+    # Every batch queued on the killed actor (at most in_flight of them) is tried once more, on either actor.
+    assert 1 <= info["retries"] <= executor.in_flight and info["failed_batches"] == [] and info["batches"] == len(plan)
+    assert info["actors_lost"] == (0 if restart else 1)
+
+
+def test_a_task_that_raises_is_retried(ray_cluster, tfidf_spec, sample_records, tmp_path):
+    plan = plan_for(sample_records)
+    order = [str(i) for i in sample_records["id"]]
+    marker = tmp_path / "raised"
+    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    executor = RayExecutor(actors=2, progress=False)
+    result = run_plan(plan, LoadFaulty(tfidf_spec, str(marker), raise_on=4, raise_once=True), key_column="id",
+                      checkpoint=checkpoint, executor=executor, progress=False)
+    assert marker.exists()  # batch 4 did raise once
+    assert result.executor["retries"] == 1 and result.executor["failed_batches"] == [] and result.executor["actors_lost"] == 0
+    assert sorted(checkpoint_keys(checkpoint)) == sorted(order)
+    alone = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", progress=False)
+    assert file_bytes(result.rows, order, tmp_path / "ray.jsonl") == file_bytes(alone.rows, order, tmp_path / "alone.jsonl")
+
+
+def test_progress_lines_while_it_runs(ray_cluster, tfidf_spec, sample_records, capsys):
+    plan = plan_for(sample_records)  # 300 rows in 10 batches of 32 (the last one 12)
+    run_plan(plan, LoadJudge(tfidf_spec), key_column="id", executor=RayExecutor(actors=2, progress_every=0), progress=False)
+    lines = capsys.readouterr().err.strip().splitlines()
+    during = [m for m in map(re.compile(r"ray: (\d+)/(\d+) batches done, ([\d.]+) outputs/s$").fullmatch, lines) if m]
+    assert [int(m.group(1)) for m in during] == list(range(1, len(plan) + 1))  # one line per batch back, counting up
+    assert {int(m.group(2)) for m in during} == {len(plan)} and all(float(m.group(3)) > 0 for m in during)
+    assert lines[-1].startswith(f"ray: {len(plan)} batches on 2 actor(s)")
 
 
 def test_a_batch_failing_every_try_is_named_after_the_rest_is_written(ray_cluster, tfidf_spec, sample_records, tmp_path):
@@ -204,6 +282,8 @@ CASES = [
     ({"num_gpus": -1}, ["GPUs per actor must be a number at least 0"]),
     ({"max_retries": -1}, ["max retries must be a whole number at least 0"]),
     ({"in_flight": 0}, ["batches in flight per actor must be"]),
+    ({"progress_every": -1}, ["seconds between progress lines must be a number at least 0"]),
+    ({"threads": 0}, ["torch threads per actor must be a whole number at least 1"]),
 ]
 
 
@@ -238,18 +318,3 @@ def assert_one_line(message: str, fragments) -> None:
     assert "\n" not in message and len(message) < 300, message
     for fragment in fragments:
         assert fragment in message, message
-
-
-# -- the released records, with the TF-IDF and the LoRA judge ---------------------------------------
-
-@pytest.mark.skipif(not all(p.exists() for p in CHEHBOUNI_CSVS), reason=f"public data not found at {CHEHBOUNI_CSVS[0].parent}")
-@pytest.mark.parametrize("kind", ["tfidf", "lora"])
-def test_released_records_through_ray_are_the_bytes_of_one_process(ray_cluster, chehbouni_records, tfidf_spec, trained_tiny, tmp_path, kind):
-    records = chehbouni_records[chehbouni_records["model"] == "llama-2-7b-chat"].reset_index(drop=True)
-    assert len(records) == 2304
-    spec = tfidf_spec if kind == "tfidf" else f"lora:{trained_tiny[0]}"
-    plan, order = plan_for(records), [str(i) for i in records["id"]]
-    expected = file_bytes(run_plan(plan, LoadJudge(spec), key_column="id", progress=False).rows, order, tmp_path / "alone.jsonl")
-    for actors in (1, 2):
-        result = run_plan(plan, LoadJudge(spec), key_column="id", executor=RayExecutor(actors=actors, progress=False), progress=False)
-        assert file_bytes(result.rows, order, tmp_path / f"ray{actors}.jsonl") == expected, f"{actors} actor(s)"

@@ -14,6 +14,11 @@ batch has been handed to the runner (which only ever writes whole batches).
 Ray Data is not used: the driver already owns the plan, and plain actors avoid the dataset hang when
 actors hold every CPU (ray-project/ray#44687) and the ``concurrency=`` / ``ActorPoolStrategy`` churn.
 By default the actors share the cluster's CPUs less half a CPU, left for the driver and Ray itself.
+
+Each actor runs torch with the driver's intra-op thread count: torch's sums over a matrix are split
+by thread, so a model's scores (the LoRA judge's, a sampled token) differ in their last bits between
+thread counts, and an actor on Ray's default of one thread would not write the bytes of the run
+without Ray on the driver's machine.
 """
 from __future__ import annotations
 
@@ -45,7 +50,9 @@ class BatchesFailed(UserError):
 class _BatchActor:
     """Holds one worker for the actor's life; a restarted actor builds it again."""
 
-    def __init__(self, make_worker: Callable[[], Worker]):
+    def __init__(self, make_worker: Callable[[], Worker], threads: int | None = None):
+        if threads:
+            _set_torch_threads(threads)
         # A worker that cannot be built is reported by ready(), whole: an error raised here would reach
         # the driver only inside Ray's many-line "creation task" message, and the actor restarted in vain.
         started, self.worker, self.error = time.perf_counter(), None, None
@@ -87,20 +94,23 @@ class _Task:
 class RayExecutor:
     """Run a plan's batches on ``actors`` Ray actors (an Executor for ``judge.core.runner.run_plan``).
 
-    ``address``: None starts a local Ray (or joins RAY_ADDRESS), "auto" joins the local cluster,
+    ``address``: None starts a local Ray (or joins RAY_ADDRESS; never a `ray start` cluster it was not
+    pointed at), "auto" joins the local cluster,
     "HOST:PORT" or "ray://HOST:PORT" a remote one. A Ray already initialised in this process is used as
     it is and left running.
     """
 
     address: str | None = None
     actors: int = 1
-    num_cpus: float | None = None  # per actor; None: the cluster's CPUs less RESERVED_CPUS, shared out, at most 1 each
+    num_cpus: float | None = None  # per actor; None: the cluster's CPUs less RESERVED_CPUS, shared out, at most its threads each
+    threads: int | None = None  # torch intra-op threads per actor; None: the driver's (where it has torch loaded)
     num_gpus: float = 0.0  # per actor
     max_retries: int = 3  # further tries of a batch after its first, on another actor where one is free
     max_restarts: int = 3  # per actor, by Ray, after it dies
     in_flight: int = 2  # batches queued on each actor, so none waits on the driver between batches
     start_timeout: float = 600.0  # seconds for every actor to build its worker
-    progress: bool = True  # the closing line (batches/s) on stderr
+    progress: bool = True  # lines on stderr while it runs (batches done, outputs/s) and a closing one
+    progress_every: float = 10.0  # seconds between the lines while it runs; 0: after every batch
     info: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -113,6 +123,9 @@ class RayExecutor:
         if self.num_cpus is not None:
             _check_number("CPUs per actor", self.num_cpus, low=0, low_open=True)
         _check_number("GPUs per actor", self.num_gpus, low=0)
+        _check_number("seconds between progress lines", self.progress_every, low=0)
+        if self.threads is not None:
+            _check_number("torch threads per actor", self.threads, integer=True, low=1)
         # The runner keeps describe()'s dict from before the run; filling this same dict as the run goes
         # lets its manifest hold the cluster and the timings without a change to the runner.
         self.info = {"executor": "ray", "address": self.address or "local", "actors": self.actors}
@@ -145,7 +158,7 @@ class RayExecutor:
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an audit machine
         try:
-            ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            ray.init(address=self.address or _local_or_env(), include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             where = f"the Ray cluster at {cut(self.address)}" if self.address else "a local Ray"
             raise UserError(f"could not start or reach {where} ({cut(_first_line(exc), 100)}); start one with `ray start --head` "
@@ -155,10 +168,15 @@ class RayExecutor:
     def _per_actor_cpus(self, cluster_cpus: float) -> float:
         if self.num_cpus is not None:
             return float(self.num_cpus)
-        share = min(1.0, (cluster_cpus - RESERVED_CPUS) / self.actors)
+        share = min(float(self._threads() or 1), (cluster_cpus - RESERVED_CPUS) / self.actors)
         if share < 0.01:
             raise UserError(f"{self.actors} actors do not fit in the cluster's {cluster_cpus:g} CPUs; use fewer actors or a CPU share per actor")
         return round(share, 4)
+
+    def _threads(self) -> int | None:
+        if self.threads is None and "torch" in sys.modules:
+            self.threads = sys.modules["torch"].get_num_threads()
+        return self.threads
 
     def _create_actors(self, ray, make_worker) -> list[_Slot]:
         resources = ray.cluster_resources()
@@ -170,8 +188,8 @@ class RayExecutor:
                                 "(they would wait forever); use fewer actors or a smaller share each")
         actor_class = ray.remote(_BatchActor).options(num_cpus=cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts, max_task_retries=0)
         self.info.update({"nodes": sum(1 for n in ray.nodes() if n.get("Alive")), "cpus": cluster_cpus, "gpus": cluster_gpus,
-                          "cpus_per_actor": cpus, "gpus_per_actor": self.num_gpus})
-        return [_Slot(actor_class.remote(make_worker), i) for i in range(self.actors)]
+                          "cpus_per_actor": cpus, "gpus_per_actor": self.num_gpus, "threads_per_actor": self._threads()})
+        return [_Slot(actor_class.remote(make_worker, self._threads()), i) for i in range(self.actors)]
 
     def _wait_ready(self, ray, slots: list[_Slot]) -> None:
         refs = {slot.handle.ready.remote(): slot for slot in slots}
@@ -197,6 +215,7 @@ class RayExecutor:
         failed: list[tuple[Batch, str]] = []
         compute, round_trip = [], []
         started, rows_done = time.perf_counter(), 0
+        said = started
         while queue or tasks:
             self._fill(slots, queue, tasks)
             if not tasks:  # every actor is dead for good: what is left cannot run
@@ -222,14 +241,19 @@ class RayExecutor:
             compute.append(seconds)
             round_trip.append(time.perf_counter() - task.submitted)
             rows_done += len(rows)
+            now = time.perf_counter()
+            if self.progress and now - said >= self.progress_every:
+                said = now
+                _say(f"ray: {len(compute)}/{len(batches)} batches done, {rows_done / (now - started):.1f} outputs/s"
+                     + (f", {sum(tries.values())} retried" if tries else ""))
             yield task.batch, rows
         wall = time.perf_counter() - started
         self._record(compute, round_trip, wall, tries, failed, slots)
         if failed:
             raise _failure(failed, self.max_retries)
         if self.progress:
-            print(f"ray: {len(compute)} batches on {self.actors} actor(s), {self.info.get('nodes_used', '?')} node(s), in {wall:.1f} s: "
-                  f"{len(compute) / wall:.2f} batches/s, {rows_done / wall:.1f} outputs/s", file=sys.stderr)
+            _say(f"ray: {len(compute)} batches on {self.actors} actor(s), {self.info.get('nodes_used', '?')} node(s), in {wall:.1f} s: "
+                 f"{len(compute) / wall:.2f} batches/s, {rows_done / wall:.1f} outputs/s")
 
     def _fill(self, slots, queue, tasks) -> None:
         for slot in slots:
@@ -279,6 +303,27 @@ def _failure(failed: list[tuple[Batch, str]], max_retries: int) -> BatchesFailed
     return BatchesFailed(
         f"{len(batches)} batch(es) failed all {max_retries + 1} tries ({cut(failed[0][1], 80)}); ids {short_list(ids, limit=4, width=24)}; "
         "every other batch is written: fix the cause and rerun to finish these", batches)
+
+
+def _set_torch_threads(threads: int) -> None:
+    try:
+        import torch
+    except ImportError:  # a worker without torch (TF-IDF, rules) has no threads to set
+        return
+    torch.set_num_threads(threads)
+
+
+def _local_or_env() -> str | None:
+    """No address: RAY_ADDRESS where set (a job submitted to a cluster), else a Ray of this run's own.
+    Ray's own default would join whichever `ray start` cluster this machine ran last, silently."""
+    return None if os.environ.get("RAY_ADDRESS") else "local"
+
+
+def _say(line: str) -> None:
+    """A line on stderr that leaves the runner's progress bar whole (tqdm redraws it below)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -341,19 +386,23 @@ def add_ray_arguments(parser) -> None:
                         help="run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local cluster "
                              "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray")
     parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: actors, each holding one judge or engine (default: 1)")
+    parser.add_argument("--ray-gpus", type=float, metavar="G", help="with --ray: GPUs each actor holds (default: 0). 1 gives each actor a "
+                        "GPU of its own (Ray shows it only that one); an actor asking for none sees every GPU of its node")
 
 
 def check_ray_settings(config) -> None:
-    """--ray-actors without --ray would be ignored: refuse it; the address and count are checked here, once."""
+    """--ray-actors or --ray-gpus without --ray would be ignored: refuse them; the settings are checked here, once."""
     if config.ray is None:
-        if config.ray_actors is not None:
-            raise UserError("--ray-actors applies with --ray only; add --ray [ADDRESS] or drop --ray-actors")
+        given = [flag for flag, value in (("--ray-actors", config.ray_actors), ("--ray-gpus", config.ray_gpus)) if value is not None]
+        if given:
+            raise UserError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} with --ray only; add --ray [ADDRESS] or drop {' and '.join(given)}")
         return
-    RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors)
+    executor_for(config)
 
 
 def executor_for(config, *, progress: bool = True):
     """The executor a command's --ray settings ask for; None runs in this process."""
     if config.ray is None:
         return None
-    return RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors, progress=progress)
+    return RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors,
+                       num_gpus=0.0 if config.ray_gpus is None else config.ray_gpus, progress=progress)
