@@ -176,4 +176,6 @@ class LoraJudge(Judge):
 
         if self.device.type == "cuda":
             return {"gpu": torch.cuda.get_device_name(self.device)}
-        return {"cpu": cpu_info()}
+        # The last bits of a CPU forward pass depend on torch's thread count (its reductions split by thread):
+        # runs, shards and Ray actors write the same bytes only with the same count, so it is recorded.
+        return {"cpu": cpu_info(), "torch_threads": torch.get_num_threads()}
