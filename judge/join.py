@@ -62,6 +62,7 @@ def _main(config: Config):
     parts = [read_part(p) for p in config.parts]
     manifests = [m for m, _ in parts]
     check_one_run(manifests, names)
+    check_same_arithmetic([raw for _, raw in parts], names)
     check_shares(manifests, names)
     check_positions(manifests, names)
     n_rows = write_joined(config.parts, manifests, out)
@@ -89,6 +90,35 @@ def check_one_run(manifests, names) -> None:
         if m.part.count != base.part.count:
             raise UserError(f"{base_name} is share {base.part.shard} and {name} is share {m.part.shard}: one run splits into one N; "
                             "join the parts of one --shard I/N split")
+
+
+# What a model judge's description says about how its numbers were computed: shares computed
+# otherwise differ in the last bits, so joining them would not be the bytes of one run.
+ARITHMETIC = (("cpu", "model"), ("torch_threads",), ("precision",), ("device",), ("gpu",))
+
+
+def arithmetic(raw: dict) -> dict[str, str]:
+    """The part manifest's (untrusted) judge description, reduced to the ARITHMETIC keys it has, as short text."""
+    judge = raw.get("judge") if isinstance(raw, dict) else None
+    out = {}
+    for path in ARITHMETIC:
+        value = judge
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            out[".".join(path)] = str(value)[:80]
+    return out
+
+
+def check_same_arithmetic(raws: list[dict], names: list[str]) -> None:
+    base = arithmetic(raws[0])
+    for raw, name in zip(raws[1:], names[1:]):
+        here = arithmetic(raw)
+        differ = [k for k in sorted(set(base) | set(here)) if base.get(k) != here.get(k)]
+        if differ:
+            key = differ[0]
+            raise UserError(f"{name} was computed with {key} {here.get(key, '(none)')} and {names[0]} with {base.get(key, '(none)')}: "
+                            "their scores differ in the last bits; rerun the shares on one kind of machine with one thread count (OMP_NUM_THREADS)")
 
 
 def check_shares(manifests, names) -> None:

@@ -121,6 +121,27 @@ def test_lora_int8_shards_join_to_the_whole_file(trained_tiny, label_input, tmp_
     assert manifest["identity"]["settings"]["precision"] == "int8" and manifest["identity"]["shard"] == "2/2"
 
 
+def test_shares_computed_with_other_torch_threads_are_not_joined(trained_tiny, label_input, tmp_path, capsys):
+    # A CPU forward pass differs in its last bits between thread counts (the default LoRA judge's did
+    # between 1 and 2): the join of such shares would not be the bytes of one run, so it is refused.
+    import torch
+
+    from tests.badinput import assert_refused
+
+    argv = ["--judge", str(trained_tiny[0]), "--precision", "fp32", "--device", "cpu", "--input", str(label_input),
+            "--batch-size", "5", "--no-progress"]
+    threads = torch.get_num_threads()
+    try:
+        for index, count in ((1, 1), (2, 2)):
+            torch.set_num_threads(count)
+            run_ok(label_cmd, [*argv, "--shard", f"{index}/2", "--out", str(tmp_path / f"p{index}.jsonl")], capsys)
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((tmp_path / "p2.jsonl.manifest.json").read_text())["judge"]["torch_threads"] == 2
+    assert_refused(join_cmd, [str(tmp_path / "p1.jsonl"), str(tmp_path / "p2.jsonl"), "--out", str(tmp_path / "j.jsonl")],
+                   ["p2.jsonl was computed with torch_threads 2", "p1.jsonl with 1", "OMP_NUM_THREADS"], root=tmp_path, capsys=capsys)
+
+
 @pytest.mark.slow
 def test_llm_judge_shards_join_to_the_whole_file(sample_records, tmp_path, capsys, monkeypatch):
     from judge.judges.llm import LLMJudge
