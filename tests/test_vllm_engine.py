@@ -282,3 +282,30 @@ def test_failed_requests_are_rows_with_reasons_and_a_rerun_retries_only_those(vl
     again = jsonl(out)
     assert all(r["label"] in LABELS for r in again) and "retried 1 failed" in stdout
     assert [r for r in again if r["id"] != failed[0]["id"]] == [r for r in rows if r["id"] != failed[0]["id"]]
+
+
+@pytest.mark.slow
+def test_generation_failed_rows_retried_alone_give_the_uninterrupted_bytes(vllm_server, proxy, tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"id": "p{i}", "prompt": "Name a fruit, number {i}."}}\n' for i in range(2)))
+
+    def argv(base_url: str, out: str) -> list[str]:
+        return ["--prompts", str(prompts), "--engine", "openai", "--model", "smollm2", "--base-url", base_url, "--concurrency", "1",
+                "--max-retries", "0", "--samples", "2", "--max-new-tokens", "8", "--no-progress", "--out", str(tmp_path / out)]
+
+    code, _, err = run_cli(generate_cmd, argv(vllm_server.base_url, "clean.jsonl"), capsys)
+    assert code == 0, err
+    proxy.faults.append(Fault("/chat/completions", status=503))
+    code, stdout, err = run_cli(generate_cmd, argv(proxy.base_url, "flaky.jsonl"), capsys)
+    assert code == 0, err
+    rows = jsonl(tmp_path / "flaky.jsonl")
+    failed = [r for r in rows if r["finish_reason"] == "failed"]
+    assert len(failed) == 1 and failed[0]["response"] is None and failed[0]["failure_reason"].startswith("HTTP 503"), rows
+    assert "complete with 1 failed" in stdout
+    before = len(proxy.paths("/chat/completions"))
+    code, stdout, err = run_cli(generate_cmd, argv(proxy.base_url, "flaky.jsonl"), capsys)
+    assert code == 0, err
+    assert len(proxy.paths("/chat/completions")) - before == 1 and "retried 1 failed" in stdout
+    # one request at a time, each seeded by its output id: the retried file is the clean run's, byte for byte
+    assert (tmp_path / "flaky.jsonl").read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
+    assert not (tmp_path / "flaky.jsonl.partial.jsonl").exists()
