@@ -7,11 +7,15 @@ Examples:
     python -m judge.label --judge runs/xstest-judge --input xstest_v2_completions_*.csv --text-column completion \
         --prefix judge_ --out runs/xstest-labelled.jsonl     # several files -> one output with a source column
     python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
+    .venv-vllm/bin/python -m judge.label --judge llm:MODEL_DIR --engine vllm --input outputs.jsonl --out llm.jsonl
+    python -m judge.label --judge llm:smollm2 --engine openai --base-url http://127.0.0.1:8000/v1 --input outputs.jsonl --out llm.jsonl
 
 The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
 column per category and PREFIX+unscored_reason. Below --abstain-below the label is 'unscored' and
 the reason says why, for a human to review. A killed run resumes: rerun the same command and only
-the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end).
+the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end). Through a server
+(--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
+"complete with N failed", and the same command again asks again for those rows only.
 """
 from __future__ import annotations
 

@@ -309,3 +309,21 @@ def test_generation_failed_rows_retried_alone_give_the_uninterrupted_bytes(vllm_
     # one request at a time, each seeded by its output id: the retried file is the clean run's, byte for byte
     assert (tmp_path / "flaky.jsonl").read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
     assert not (tmp_path / "flaky.jsonl.partial.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_score_gives_labels_without_invented_probabilities(vllm_server, proxy, tmp_path, capsys):
+    # The proxy says the model is not vLLM's (as an API's /models would): no exact scoring is possible, so the label is
+    # the server's json-schema choice and no probability is written.
+    listing = json.dumps({"object": "list", "data": [{"id": "smollm2", "object": "model", "owned_by": "some-api"}]}).encode()
+    proxy.faults.append(Fault("/models", status=200, body=listing))
+    records = write_records(tmp_path, n=3)
+    out = tmp_path / "api.jsonl"
+    code, _, err = run_cli(label_cmd, served_judge(proxy.base_url, records, out), capsys)
+    assert code == 0, err
+    rows = jsonl(out)
+    assert all(r["label"] in LABELS and r["confidence"] is None for r in rows), rows
+    assert all(r[f"p_{c.replace(' ', '_')}"] is None for r in rows for c in LABELS)
+    judge = json.loads(out.with_name(out.name + ".manifest.json").read_text())["judge"]
+    assert judge["probabilities"].startswith("unavailable (openai)") and "no probabilities are written" in judge["probabilities"]
+    assert judge["engine"]["constrain"] == "json-schema" and not proxy.paths("/tokenize")
