@@ -60,9 +60,11 @@ def generation_row(name: str, tmp: Path, prompts: Path, engine: list[str], args)
                      "--no-progress", "--out", str(out), *engine])
     whole = time.perf_counter() - started
     throughput = json.loads(out.with_name(out.name + ".manifest.json").read_text())["throughput"]
-    return {"engine": name, "outputs": args.prompts * args.samples, "new tokens": throughput["new_tokens"],
-            "sampling s": throughput["generation_seconds"], "tokens/s": throughput["tokens_per_second"], "with load s": round(whole, 1),
-            "load": f"{os.getloadavg()[0]:.1f}"}
+    row = {"engine": name, "outputs": args.prompts * args.samples, "new tokens": throughput["new_tokens"],
+           "sampling s": throughput["generation_seconds"], "tokens/s": throughput["tokens_per_second"], "with load s": round(whole, 1),
+           "load": f"{os.getloadavg()[0]:.1f}"}
+    print("row: " + json.dumps(row), flush=True)  # a run cut short still says what it measured
+    return row
 
 
 def judge_rows(tmp: Path, n: int, engines: dict[str, list[str]]) -> list[dict]:
@@ -85,6 +87,7 @@ def judge_rows(tmp: Path, n: int, engines: dict[str, list[str]]) -> list[dict]:
         rows.append({"judge through": name, "rows": n, "responses/s": throughput["responses_per_second"],
                      "agreement with humans": sum(a == b for a, b in zip(labels[name], human)) / n,
                      "kappa with humans": cohen_kappa_score(human, labels[name], labels=LABELS), "load": f"{os.getloadavg()[0]:.1f}"})
+        print("row: " + json.dumps(rows[-1]), flush=True)
     if len(labels) == 2:
         a, b = labels.values()
         for row in rows:
