@@ -34,7 +34,7 @@ from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_record
 from judge.core.ray_executor import add_ray_arguments, executor_for
 from judge.core.runner import Shard
 from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
-from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs
+from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs, retry_failed
 
 
 @dataclass
@@ -119,7 +119,8 @@ def _main(config: Config) -> pd.DataFrame:
     identity = sharded_identity(run_identity, shard)  # a share resumes only as that share
     checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
     previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
-    if previous:
+    retry = bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and checkpoint.path.exists()
+    if previous and not retry:
         print(f"{out} is already complete with these settings ({previous['counts'].get('outputs')} outputs); nothing to do")
         return read_records(out)
 
@@ -130,11 +131,16 @@ def _main(config: Config) -> pd.DataFrame:
                            engine_options=public_options(options), model={"spec": config.model, "revision": described.get("revision")})
     manifest.write(out)
     decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
+    retried = retry_failed(prompts, engine=engine, model_id=config.model, samples=config.samples, decoding=decoding, batch_size=config.batch_size,
+                           system_prompt=system_prompt, instruction=config.instruction, checkpoint=checkpoint, progress=config.progress) if retry else None
     generated = generate_outputs(prompts, engine=engine, model_id=config.model, samples=config.samples, decoding=decoding,
                                  batch_size=config.batch_size, system_prompt=system_prompt, instruction=config.instruction,
                                  checkpoint=checkpoint, progress=config.progress, shard=shard,
                                  executor=executor_for(config, progress=config.progress), engine_spec=(config.engine, config.device, options))
     gen_seconds, new_count, new_tokens = generated.run.seconds, generated.run.computed, generated.new_tokens
+    if retried is not None:
+        gen_seconds, new_count = retried.seconds, retried.computed
+        new_tokens = sum(retried.rows[k]["response_tokens"] or 0 for k in retried.computed_keys)
     if shard:
         manifest.update(part=part_fields(shard, plan=generated.run.plan, identity=run_identity, positions=generated.positions, total=generated.total))
     outputs = pd.DataFrame(generated.rows)  # prompt order, then sample: the order of the whole output
@@ -142,14 +148,20 @@ def _main(config: Config) -> pd.DataFrame:
     outputs = user_columns(outputs, {k: v for k, v in prompts.attrs["column_map"].items() if k != "id"})
     outputs = outputs.rename(columns={SHADOW + "id": "input_id"})
     write_records(outputs, out, overwrite=True)
-    checkpoint.remove()
+    n_failed = sum(row["finish_reason"] == "failed" for row in generated.rows)
+    if not n_failed:
+        checkpoint.remove()  # else it holds the outputs a rerun keeps, while it asks again for the failed ones only
     manifest.update(status="complete", throughput={"outputs_this_run": new_count, "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
                                                    "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None,
                                                    "whole_process_seconds": round(time.perf_counter() - started, 3)},
                     executor=generated.run.executor)
-    manifest.write(out, outputs=len(outputs), prompts=len(prompts))
-    print(f"generated {new_count} outputs ({len(outputs) - new_count} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
+    manifest.write(out, outputs=len(outputs), prompts=len(prompts), **({"failed": n_failed} if config.engine != "hf" else {}))
+    done = f"retried {new_count} failed, " if retried is not None else ""
+    print(f"generated {new_count} outputs ({done}{len(outputs) - new_count} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
           f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}" + (f" (share {shard} of {generated.total} outputs)" if shard else ""))
+    if n_failed:
+        print(f"complete with {n_failed} failed (no response; the reasons are in failure_reason): "
+              "rerun the same command to ask again for those only")
     return outputs
 
 

@@ -82,6 +82,8 @@ class GenerationWorker:
             "seed": d.seed, "prompt_tokens": completion.prompt_tokens, "response_tokens": completion.response_tokens,
             # No timings here: they belong to the manifest, and a resumed file must equal an uninterrupted one.
             "finish_reason": completion.finish_reason,
+            # only on a row whose request failed every retry (a server engine's): the column exists only then
+            **({"failure_reason": completion.error} if completion.finish_reason == "failed" else {}),
         }
 
 
@@ -134,9 +136,7 @@ def generate_outputs(
     written; a batch a crash left half-written is generated again whole, so a resumed run samples
     exactly what an uninterrupted one would have, and a shard what its batches give in one run.
     """
-    records = {pid: r for pid, r in zip(prompts["id"], prompts.to_dict(orient="records"))}
-    sampling = Sampling(model_id=model_id, decoding=decoding, system_prompt=system_prompt, instruction=instruction)
-    worker = GenerationWorker(engine, records, sampling)
+    records, sampling, worker = _worker(prompts, engine, model_id, decoding, system_prompt, instruction)
     sizes = {pid: engine.prompt_size(chat) for pid, chat in worker.chats.items()}
     pairs = [(pid, s) for pid in prompts["id"] for s in range(1, samples + 1)]
     # ties by (prompt id, sample number), not by the output id's text: s10 after s9
@@ -149,3 +149,29 @@ def generate_outputs(
     positions = [n for n, key in enumerate(keys) if key in run.rows]
     new_tokens = sum(run.rows[k]["response_tokens"] or 0 for k in run.computed_keys)
     return Generated(rows=[run.rows[keys[n]] for n in positions], positions=positions, run=run, total=len(keys), new_tokens=new_tokens)
+
+
+def _worker(prompts: pd.DataFrame, engine: Engine, model_id: str, decoding: Decoding, system_prompt: str | None, instruction: str):
+    records = {pid: r for pid, r in zip(prompts["id"], prompts.to_dict(orient="records"))}
+    sampling = Sampling(model_id=model_id, decoding=decoding, system_prompt=system_prompt, instruction=instruction)
+    return records, sampling, GenerationWorker(engine, records, sampling)
+
+
+def failed_keys(checkpoint: JsonlCheckpoint) -> set[str]:
+    """The outputs whose requests failed every retry (a server engine's), as the checkpoint holds them now."""
+    latest = {str(r["id"]): r for r in checkpoint.rows()}  # a later copy of a row wins
+    return {key for key, row in latest.items() if row.get("finish_reason") == "failed"}
+
+
+def retry_failed(prompts: pd.DataFrame, *, engine: Engine, model_id: str, samples: int, decoding: Decoding, batch_size: int,
+                 system_prompt: str | None, instruction: str, checkpoint: JsonlCheckpoint, progress: bool = True) -> RunResult:
+    """Sample again only the outputs that failed, and append them to the checkpoint, where the later copy wins: the
+    whole run's pass then reuses every batch. Only a server engine fails rows, and it seeds each request by its
+    output id, so an output asked again in another batch is sampled as it would have been."""
+    keys = failed_keys(checkpoint)
+    records, sampling, worker = _worker(prompts, engine, model_id, decoding, system_prompt, instruction)
+    pairs = [(pid, s) for pid in prompts["id"] for s in range(1, samples + 1) if output_id(pid, s) in keys]
+    plan = fixed_plan(pairs, key=lambda p: output_id(*p), size=lambda p: (p[0], p[1]), batch_size=batch_size)
+    run = run_plan(plan, lambda: worker, key_column="id", executor=InProcess(worker), progress=progress, desc="retrying failed", unit="output")
+    checkpoint.append(run.rows[key] for key in run.computed_keys)
+    return run

@@ -7,11 +7,15 @@ Examples:
     python -m judge.label --judge runs/xstest-judge --input xstest_v2_completions_*.csv --text-column completion \
         --prefix judge_ --out runs/xstest-labelled.jsonl     # several files -> one output with a source column
     python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
+    .venv-vllm/bin/python -m judge.label --judge llm:MODEL_DIR --engine vllm --input outputs.jsonl --out llm.jsonl
+    python -m judge.label --judge llm:smollm2 --engine openai --base-url http://127.0.0.1:8000/v1 --input outputs.jsonl --out llm.jsonl
 
 The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
 column per category and PREFIX+unscored_reason. Below --abstain-below the label is 'unscored' and
 the reason says why, for a human to review. A killed run resumes: rerun the same command and only
-the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end).
+the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end). Through a server
+(--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
+"complete with N failed", and the same command again asks again for those rows only.
 """
 from __future__ import annotations
 
@@ -60,6 +64,8 @@ class Config(RecordColumns):
     ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
     ray_actors: int | None = None
     ray_gpus: float | None = None  # per actor
+    engine: str = "hf"  # the LLM judge's engine (judge.engines)
+    engine_options: dict | None = None  # that engine's own flags, by field name
 
     def __post_init__(self):
         from judge.core.ray_executor import check_ray_settings
@@ -75,6 +81,11 @@ class Config(RecordColumns):
         if not self.input:
             raise UserError("give at least one --input file")
         refuse_foreign_options(self)
+        if self.engine != "hf" or self.engine_options:
+            from judge.engines import engine_module, engine_options
+
+            engine_module(self.engine)
+            engine_options(self.engine, self.engine_options)
         check_choice(self, "precision", PRECISION_CHOICES)
         if self.quantize is not None:
             alias = "int8" if self.quantize else "fp32"
@@ -93,7 +104,40 @@ def refuse_foreign_options(config: Config) -> None:
         defaults.update({f.name: f.default for f in dataclasses.fields(kind_module(name).Options) if f.name not in defaults})
     given = {name: getattr(config, name) for name, default in defaults.items() if hasattr(config, name) and getattr(config, name) != default}
     # A spec that names its kind is checked before its directory is looked at: the option is the first thing wrong.
-    refuse_options(named_kind(config.judge) or parse_spec(config.judge)[0], given, spec=config.judge)
+    kind = named_kind(config.judge) or parse_spec(config.judge)[0]
+    refuse_engine_flags(kind, given.pop("engine_options", None), spec=config.judge)
+    refuse_options(kind, given, spec=config.judge)
+
+
+def refuse_engine_flags(kind: str, given: dict | None, *, spec: str) -> None:
+    """An engine's flags (--base-url, --dtype ...) reach only a judge that runs a model in an engine: named as typed."""
+    from judge.engines import flag
+    from judge.judges import kind_module, short_spec
+
+    options = kind_module(kind).Options
+    if not given or "engine_options" in {f.name for f in dataclasses.fields(options)}:
+        return
+    flags = ", ".join(flag(name) for name in given)
+    one = len(given) == 1
+    raise UserError(f"{flags} {'is an engine option' if one else 'are engine options'} of the LLM judge only, not "
+                    f"{kind_module(kind).TITLE} (--judge {short_spec(spec)}); drop {'it' if one else 'them'}")
+
+
+def engine_settings(settings: dict, config: Config) -> None:
+    """The engine a rerun must match, its secrets left out; none at all for the default (hf, no flags), so a
+    manifest of the in-process LLM judge reads as it did before engines."""
+    from judge.engines import engine_options, public_options
+
+    if config.engine == "hf" and not config.engine_options:
+        settings.pop("engine", None)
+        settings.pop("engine_options", None)
+    else:
+        settings["engine_options"] = public_options(engine_options(config.engine, config.engine_options))
+
+
+def settings_for_manifest(config: Config, settings: dict) -> dict:
+    values = {k: v for k, v in vars(config).items() if k not in ("engine", "engine_options")}
+    return {**values, **{k: settings[k] for k in ("engine", "engine_options") if k in settings}}
 
 
 def added_columns(judge, prefix: str) -> list[str]:
@@ -161,6 +205,7 @@ def _main(config: Config) -> dict:
     shard = Shard.parse(config.shard)
     settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors", "ray_gpus")}
     settings["precision"] = choice.precision if choice else None
+    engine_settings(settings, config)
     identity = {
         # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
         "settings": settings,
@@ -173,7 +218,8 @@ def _main(config: Config) -> dict:
     if not config.overwrite:
         check_same_precision(out, settings["precision"], config.precision)
     previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
-    if previous:
+    retry = bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and checkpoint.path.exists()
+    if previous and not retry:
         print(f"{out} is already complete with these settings ({previous['counts'].get('labelled')} rows); nothing to do")
         return previous
 
@@ -182,22 +228,29 @@ def _main(config: Config) -> dict:
     taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding) if (config.taxonomy or config.label_map) else None
     options = dict(device=config.device, precision=choice or "auto", examples=config.examples, examples_label_column=config.examples_label_column,
                    shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale, mode=config.mode,
-                   prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose)
+                   prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose,
+                   engine=config.engine, engine_options=config.engine_options)
     make_judge = JudgeWorker(config.judge, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
     judge = make_judge()
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone
-    manifest = RunManifest("judge.label", config, inputs=config.input, judge=judge.describe(), identity=identity, status="running")
+    manifest = RunManifest("judge.label", settings_for_manifest(config, settings), inputs=config.input, judge=judge.describe(),
+                           identity=identity, status="running")
     manifest.write(out)
+    retried, retry_seconds = retry_failed(judge, records, checkpoint, config) if retry else (0, 0.0)
     labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
                            progress=config.progress, prefix=config.prefix, shard=shard, make_worker=make_judge,
                            executor=executor_for(config, progress=config.progress))
+    if retried:
+        judge.last_count, judge.last_seconds = retried, retry_seconds
     if shard:
         manifest.update(part=part_fields(shard, plan=judge.last_run.plan, identity=run_identity, positions=judge.last_positions, total=len(records)))
     write_records(user_columns(labelled, column_map), out, overwrite=True)
-    checkpoint.remove()
+    n_failed, n_outside = engine_counts(labelled, config.prefix)
+    if not n_failed:
+        checkpoint.remove()  # else it holds the rows a rerun keeps, while it asks again for the failed ones only
     total = time.perf_counter() - started
     label_col = config.prefix + "label"
     n_unscored = int((labelled[label_col] == UNSCORED).sum())
@@ -205,12 +258,44 @@ def _main(config: Config) -> dict:
     manifest.update(status="complete", throughput={"labelled_this_run": judge.last_count, "labelling_seconds": round(judge.last_seconds, 3),
                                                    "responses_per_second": round(rate, 2), "whole_process_seconds": round(total, 3)},
                     executor=judge.last_run.executor)
-    manifest.write(out, labelled=len(labelled), unscored=n_unscored)
+    if judge.kind == "llm" and judge.engine is not None:
+        manifest.update(judge=judge.describe())  # the engine's usage (requests, tokens, failures) at the end
+    by_engine = {"failed": n_failed, "outside_labels": n_outside} if judge.kind == "llm" and judge.engine is not None else {}
+    manifest.write(out, labelled=len(labelled), unscored=n_unscored, **by_engine)
     counts = labelled[label_col].value_counts().to_dict()
-    print(f"labelled {judge.last_count} responses ({len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
+    done = "retried {retried} failed, " if retried else ""
+    print(f"labelled {judge.last_count} responses ({done.format(retried=retried)}{len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
           f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}" + (f" (share {shard} of {len(records)} rows)" if shard else ""))
-    print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}")
+    print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}"
+          + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else ""))
+    if n_failed:
+        print(f"complete with {n_failed} failed (their requests failed every retry; the reasons are in {config.prefix}unscored_reason): "
+              "rerun the same command to ask again for those only")
     return manifest.data
+
+
+def engine_counts(labelled, prefix: str) -> tuple[int, int]:
+    """Rows whose requests failed every retry, and rows whose answer fell outside the categories (an engine's)."""
+    from judge.judges.llm import FAILED, OUTSIDE
+
+    reasons = labelled[prefix + "unscored_reason"].astype("string")
+    return int(reasons.str.startswith(FAILED).fillna(False).sum()), int(reasons.str.startswith(OUTSIDE).fillna(False).sum())
+
+
+def retry_failed(judge, records, checkpoint, config: Config) -> tuple[int, float]:
+    """Label again the rows whose requests failed every retry, and append them to the checkpoint (a later copy of a
+    row wins there), so the whole run's pass then reuses every batch and writes what one run without failures would.
+    Each row is its own request to an engine, so labelling them in other batches gives them the same values."""
+    from judge.judges.llm import FAILED
+
+    started = time.perf_counter()
+    reason = config.prefix + "unscored_reason"
+    failed = {str(r["id"]) for r in checkpoint.rows() if str(r.get(reason) or "").startswith(FAILED)}
+    subset = records[records["id"].astype(str).isin(failed)]
+    if len(subset):
+        judge.label(subset, batch_size=config.batch_size, abstain_below=config.abstain_below, progress=config.progress, prefix=config.prefix)
+        checkpoint.append(judge.last_run.rows[key] for key in judge.last_run.computed_keys)
+    return len(subset), time.perf_counter() - started
 
 
 def build_parser():
@@ -244,6 +329,11 @@ def build_parser():
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
+    p.add_argument("--engine", help="llm judge: what runs its model: hf (default: transformers in this process), vllm (offline, "
+                   "from the vLLM venv), openai (an OpenAI-compatible server: --base-url; the key in --api-key-env)")
+    from judge.engines import add_engine_arguments
+
+    add_engine_arguments(p)
     add_ray_arguments(p)
     p.add_argument("--shard", metavar="I/N", help="label only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
                    "python -m judge.join joins the N parts into the whole output")

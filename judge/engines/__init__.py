@@ -22,6 +22,7 @@ from judge.engines.base import ChatRequest, Completion, Decoding, Engine
 ENGINES = {
     "hf": "judge.engines.transformers",
     "openai": "judge.engines.openai",
+    "vllm": "judge.engines.vllm",
 }
 
 __all__ = ["ENGINES", "ChatRequest", "Completion", "Decoding", "Engine", "add_engine_arguments", "engine_module", "engine_options",

@@ -28,6 +28,9 @@ from judge.core.paths import DATA
 from judge.core.taxonomy import Taxonomy
 
 DEFAULT_TEMPLATE = DATA / "judge_prompts" / "default.yaml"
+# How unscored reasons begin for rows an engine could not judge: judge.label counts them by these.
+FAILED = "request failed"
+OUTSIDE = "the engine's answer is not a category"
 ITEM_MARK = "\u0000ITEM\u0000"
 
 TITLE = "the LLM judge"
@@ -50,6 +53,8 @@ class Options:
     max_new_tokens: int = field(default=400, metadata={"help": "generation budget of --rationale"})
     seed: int = field(default=0, metadata={"help": "seed for example selection and sampling"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    engine: str = field(default="hf", metadata={"help": "what runs the judge's model: hf (transformers here), vllm, openai"})
+    engine_options: dict | None = field(default=None, metadata={"help": "the engine's own flags (judge.engines), by option name"})
 
 
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "LLMJudge":
@@ -154,11 +159,9 @@ class LLMJudge(Judge):
         device: str = "auto",
         max_response_chars: int = 1500,
         max_new_tokens: int = 400,
+        engine: str = "hf",
+        engine_options: dict | None = None,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from judge.core.models import pick_device
-
         super().__init__(taxonomy)
         if mode not in ("score", "generate"):
             raise UserError(f"unknown LLM judge mode {mode!r}; use score or generate")
@@ -167,16 +170,11 @@ class LLMJudge(Judge):
         self.rationale, self.seed, self.shots = rationale, seed, shots
         self.max_response_chars, self.max_new_tokens = max_response_chars, max_new_tokens
         self.template = load_template(prompt_template)
-        self.device, dtype = pick_device(device)
-        path = resolve_model(self.model_spec)
-        self.model_revision = model_revision(path)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
-        except OSError as exc:
-            raise load_failure(self.model_spec, exc) from None
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.engine_name, self.engine = engine, None
+        if engine == "hf":
+            self._load_in_process(device)
+        else:
+            self._open_engine(engine, engine_options, device)
         self.examples = None
         if examples and shots > 0:
             self.examples = ExamplePicker(examples, taxonomy, shots=shots, seed=seed, by_similarity=similar_examples, label_column=examples_label_column)
@@ -188,9 +186,39 @@ class LLMJudge(Judge):
             labels=", ".join(taxonomy.labels),
             examples=self.examples.render(self.examples.fixed) if self.examples and not similar_examples else "",
         )
-        self._prepare_prefix()
-        self._prepare_continuations()
+        if self.engine is None:
+            self._prepare_prefix()
+            self._prepare_continuations()
+        else:
+            # Whether this engine scores labels exactly, known before the first row: the manifest says so up front.
+            self.exact = self.engine.label_logprobs([], self.taxonomy.labels) is not None
         self._generator = None
+
+    def _load_in_process(self, device: str) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from judge.core.models import pick_device
+
+        self.device, dtype = pick_device(device)
+        path = resolve_model(self.model_spec)
+        self.model_revision = model_revision(path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        except OSError as exc:
+            raise load_failure(self.model_spec, exc) from None
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    def _open_engine(self, engine: str, given: dict | None, device: str) -> None:
+        """The model behind another engine (vLLM here, a server): the judge sends chats, the engine scores or chooses."""
+        from judge.engines import engine_options, open_engine
+
+        if self.rationale:
+            raise UserError(f"--rationale runs with --engine hf only (it decodes JSON with outlines in this process); drop it for --engine {engine}")
+        self.device = device
+        self.engine = open_engine(engine, self.model_spec, device=device, options=engine_options(engine, given))
+        self.model_revision = self.engine.describe().get("revision")
 
     # -- prompt pieces -------------------------------------------------------------------------
     def messages(self, user: str) -> list[dict[str, str]]:
@@ -309,12 +337,61 @@ class LLMJudge(Judge):
                     out.append(Judgement(label=label, confidence=probs[label], probabilities=probs))
         return out
 
+    # -- through an engine (vllm, openai) -------------------------------------------------------
+    def requests(self, batch: Sequence[Item]) -> list:
+        from judge.engines import ChatRequest
+
+        return [ChatRequest(key=item.id, messages=(("system", self.system), ("user", self.user_text(item))), seed=self.seed) for item in batch]
+
+    def _engine_batch(self, batch: Sequence[Item]) -> list[Judgement]:
+        """Exact label probabilities where the engine scores them; otherwise (or with --mode generate) a constrained
+        answer, checked against the taxonomy: the engine's word is data, never mapped onto a label it is not."""
+        labels = self.taxonomy.labels
+        requests = self.requests(batch)
+        scores = self.engine.label_logprobs(requests, labels) if self.exact else None
+        if scores is not None and self.mode == "score":
+            return [self._scored(item.id, s) for item, s in zip(batch, scores)]
+        budget = max(len(c) for c in labels) + 2  # a bare label can always finish, even one character per token
+        chosen = self.engine.choose(requests, labels, max_new_tokens=budget)
+        probs = [self._probabilities(s) for s in scores] if scores is not None else [{} for _ in batch]
+        return [self._chosen(c, p) for c, p in zip(chosen, probs)]
+
+    @staticmethod
+    def _probabilities(logp: dict[str, float]) -> dict[str, float]:
+        if not logp:
+            return {}
+        values = np.array(list(logp.values()), dtype=np.float64)
+        probs = np.exp(values - values.max())
+        probs /= probs.sum()
+        return {c: float(p) for c, p in zip(logp, probs)}
+
+    def _scored(self, key: str, logp: dict[str, float]) -> Judgement:
+        if not logp:  # the engine's requests for this row failed every retry
+            why = getattr(self.engine, "scoring_errors", {}).get(key, "no scores came back")
+            return Judgement.unscored(f"{FAILED}: {why}")
+        return Judgement.from_probabilities(self._probabilities(logp))
+
+    def _chosen(self, completion, probs: dict[str, float]) -> Judgement:
+        if completion.text is None:
+            return Judgement.unscored(f"{FAILED}: {completion.error or 'no answer'}", probabilities=probs)
+        text = completion.text.strip()
+        if text not in self.taxonomy.labels:
+            return Judgement.unscored(f"{OUTSIDE}: {clip(text, 60)!r} (the engine ignored the constraint?)", raw=completion.text,
+                                      probabilities=probs)
+        return Judgement(label=text, confidence=probs.get(text, float("nan")), probabilities=probs)
+
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
+        if self.engine is not None:
+            return self._engine_batch(batch)
         if self.mode == "generate":
             return self.generate(batch)
         return [Judgement.from_probabilities(p) for p in self.probabilities(batch)]
 
     def describe(self) -> dict:
+        if self.engine is not None:
+            return {**self._describe_common(), "engine": self.engine.describe(), "probabilities": self.probability_source(),
+                    "decoding": {"scoring": "log P(category + end of turn)"} if self.mode == "score" and self.exact
+                    else {"constrained": "the engine's structured choice over the categories", "greedy": True}}
         return {
             **super().describe(), "model": self.model_spec, "model_revision": self.model_revision, "mode": self.mode, "rationale": self.rationale,
             "prompt_template": self.template["path"], "prompt_template_sha256": self.template["sha256"],
@@ -322,3 +399,17 @@ class LLMJudge(Judge):
             "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.mode == "generate" else {"scoring": "log P(category + end of turn)"},
             "seed": self.seed, "device": str(self.device),
         }
+
+    def _describe_common(self) -> dict:
+        return {
+            **super().describe(), "model": self.model_spec, "model_revision": self.model_revision, "mode": self.mode, "rationale": self.rationale,
+            "prompt_template": self.template["path"], "prompt_template_sha256": self.template["sha256"],
+            "shots": self.shots, "examples": "similar" if self.examples and self.examples.by_similarity else ("seeded" if self.examples else None),
+            "seed": self.seed, "device": str(self.device),
+        }
+
+    def probability_source(self) -> str:
+        if self.exact:
+            return f"exact ({self.engine.name}): each category's continuation scored under the model"
+        why = getattr(self.engine, "label_scoring", "this engine cannot score a given continuation")
+        return f"unavailable ({self.engine.name}): {why.removeprefix('unavailable: ')}; the label is the engine's constrained choice, no probabilities are written"

@@ -1,0 +1,146 @@
+"""Engines side by side: the same 96 requests (32 prompts x 3 samples x 48 new tokens, bundled SmolLM2-135M) through
+transformers at batch 1 (the paper's loop) and batched, vLLM offline, and the openai engine against `vllm serve` at
+concurrency 1 and 16; then the LLM judge on 200 released human labels through vLLM and through transformers.
+
+    .venv-vllm/bin/python benchmarks/engines.py                     # everything (vLLM offline and a server: minutes each to start)
+    .venv-vllm/bin/python benchmarks/engines.py --skip-server --judge-rows 60
+
+Runs under the vLLM venv (``make vllm``): the hf rows use that venv's transformers. Each row is the real command
+(``python -m generation`` / ``python -m judge.label``) run in this process; its speed is read from the manifest
+(sampling time only, not the model's load). The machine's CPU and load average are printed: on a shared box the
+numbers say "order of magnitude", and ratios between rows are what to read.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DEFAULT_DATA, ROOT, cpu_model, markdown_table  # noqa: E402
+
+LABELS = ["answer", "partial answer", "refusal", "harmful refusal", "harmful answer", "failure"]
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} / {fifteen:.1f} on {os.cpu_count()} CPUs"
+
+
+def run(module, argv: list[str]) -> None:
+    from judge.core.cli import run_command
+
+    code = run_command(module.build_parser, module.Config, module.main, argv)
+    if code:
+        raise SystemExit(f"{module.__name__} {' '.join(argv[:6])} ... failed with exit code {code}")
+
+
+def prompt_file(tmp: Path, n: int) -> Path:
+    from generation.prompts import build_prompts, load_names, load_templates
+
+    prompts = build_prompts(load_templates(ROOT / "data" / "templates" / "templates.json"), load_names(ROOT / "data" / "names" / "names.json"),
+                            sample=n, seed=0)
+    path = tmp / "prompts.jsonl"
+    prompts.to_json(path, orient="records", lines=True)
+    return path
+
+
+def generation_row(name: str, tmp: Path, prompts: Path, engine: list[str], args) -> dict:
+    import generation.__main__ as generation
+
+    out = tmp / f"gen-{len(list(tmp.glob('gen-*.jsonl')))}.jsonl"
+    started = time.perf_counter()
+    run(generation, ["--prompts", str(prompts), "--samples", str(args.samples), "--max-new-tokens", str(args.max_new_tokens),
+                     "--no-progress", "--out", str(out), *engine])
+    whole = time.perf_counter() - started
+    throughput = json.loads(out.with_name(out.name + ".manifest.json").read_text())["throughput"]
+    row = {"engine": name, "outputs": args.prompts * args.samples, "new tokens": throughput["new_tokens"],
+           "sampling s": throughput["generation_seconds"], "tokens/s": throughput["tokens_per_second"], "with load s": round(whole, 1),
+           "load": f"{os.getloadavg()[0]:.1f}"}
+    print("row: " + json.dumps(row), flush=True)  # a run cut short still says what it measured
+    return row
+
+
+def judge_rows(tmp: Path, n: int, engines: dict[str, list[str]]) -> list[dict]:
+    import judge.label as label
+    from sklearn.metrics import cohen_kappa_score
+
+    from judge.data import import_chehbouni2024
+
+    records = import_chehbouni2024([DEFAULT_DATA / "df_annotated_llama13.csv"]).sample(n=n, random_state=0)
+    source = tmp / "released.jsonl"
+    records.rename(columns={"label": "human_label"}).to_json(source, orient="records", lines=True)
+    labels, rows = {}, []
+    for name, engine in engines.items():
+        out = tmp / f"judge-{name}.jsonl"
+        run(label, ["--judge", "llm", "--input", str(source), "--out", str(out), "--no-progress", "--batch-size", "16", *engine])
+        labelled = [json.loads(line) for line in out.read_text().splitlines()]
+        labels[name] = [r["label"] for r in labelled]
+        human = [r["human_label"] for r in labelled]
+        throughput = json.loads(out.with_name(out.name + ".manifest.json").read_text())["throughput"]
+        rows.append({"judge through": name, "rows": n, "responses/s": throughput["responses_per_second"],
+                     "agreement with humans": sum(a == b for a, b in zip(labels[name], human)) / n,
+                     "kappa with humans": cohen_kappa_score(human, labels[name], labels=LABELS), "load": f"{os.getloadavg()[0]:.1f}"})
+        print("row: " + json.dumps(rows[-1]), flush=True)
+    if len(labels) == 2:
+        a, b = labels.values()
+        for row in rows:
+            row["same label as the other"] = sum(x == y for x, y in zip(a, b)) / n
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--hf-batch-size", type=int, default=32, help="the batched transformers row's batch size")
+    ap.add_argument("--judge-rows", type=int, default=200, help="released 13B labels the LLM judge labels (0: skip)")
+    ap.add_argument("--skip-server", action="store_true", help="no `vllm serve` rows")
+    args = ap.parse_args()
+
+    print(f"CPU: {cpu_model()}; {load()} at the start")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engines-"))
+    prompts = prompt_file(tmp, args.prompts)
+    total = ["--batch-size", str(args.prompts * args.samples)]  # one batch: the engine schedules it
+    vllm = ["--engine", "vllm", "--dtype", "float32", "--max-model-len", "2048"]
+    rows = [generation_row("transformers, batch 1", tmp, prompts, ["--batch-size", "1"], args),
+            generation_row(f"transformers, batch {args.hf_batch_size}", tmp, prompts, ["--batch-size", str(args.hf_batch_size)], args),
+            generation_row("vLLM offline", tmp, prompts, [*vllm, *total], args)]
+    if not args.skip_server:
+        from judge.core.models import resolve_model
+        from tests.servers import SERVED_NAME, start_vllm
+
+        server, why = start_vllm(str(resolve_model("bundled:smollm2")))
+        if server is None:
+            print(f"no vllm serve rows: {why}")
+        else:
+            try:
+                for concurrency in (1, 16):
+                    rows.append(generation_row(f"openai engine -> vllm serve, concurrency {concurrency}", tmp, prompts,
+                                               ["--engine", "openai", "--model", SERVED_NAME, "--base-url", server.base_url,
+                                                "--concurrency", str(concurrency), *total], args))
+            finally:
+                server.stop()
+    batched = next(r["tokens/s"] for r in rows if r["engine"].startswith("transformers, batch ") and not r["engine"].endswith(" 1"))
+    offline = next(r["tokens/s"] for r in rows if r["engine"] == "vLLM offline")
+    for row in rows:
+        row["x batched hf"] = round(row["tokens/s"] / batched, 2) if batched else None
+        row["x vLLM offline"] = round(row["tokens/s"] / offline, 2) if offline else None
+    print(f"\n{args.prompts} prompts x {args.samples} samples x at most {args.max_new_tokens} new tokens, sampled (temperature 0.6, top-p 0.9)\n")
+    print(markdown_table(rows, ["engine", "outputs", "new tokens", "sampling s", "tokens/s", "x batched hf", "x vLLM offline", "with load s", "load"]))
+    if args.judge_rows:
+        judged = judge_rows(tmp, args.judge_rows, {"vllm": vllm, "hf": []})
+        print(f"\nThe LLM judge (bundled SmolLM2, scores every category) on {args.judge_rows} released Llama 2 13B labels\n")
+        print(markdown_table(judged, ["judge through", "rows", "responses/s", "agreement with humans", "kappa with humans", "same label as the other", "load"]))
+    print(f"\n{load()} at the end; outputs in {tmp}")
+
+
+if __name__ == "__main__":  # vLLM spawns its engine core: this must not run again there
+    main()
