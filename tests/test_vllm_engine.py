@@ -328,3 +328,36 @@ def test_a_server_that_cannot_score_gives_labels_without_invented_probabilities(
     judge = json.loads(out.with_name(out.name + ".manifest.json").read_text())["judge"]
     assert judge["probabilities"].startswith("unavailable (openai)") and "no probabilities are written" in judge["probabilities"]
     assert judge["engine"]["constrain"] == "json-schema" and not proxy.paths("/tokenize")
+
+
+@pytest.mark.slow
+def test_an_api_key_given_to_the_commands_reaches_no_written_file(vllm_server, proxy, tmp_path, capsys, monkeypatch):
+    # The secret test through the commands a user types: the key lives in an environment variable named by
+    # --api-key-env; a careless server echoes the request's headers in an error body, which becomes a row's
+    # failure reason. Neither the outputs, their manifests, checkpoints nor the console may hold it.
+    from tests.servers import echo_headers_body
+
+    marker = "sk-command-marker-7c2d41"
+    monkeypatch.setenv("SAFEGUARD_TEST_KEY", marker)
+    echo = echo_headers_body({"Authorization": f"Bearer {marker}"})
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "p0", "prompt": "Name a fruit."}\n')
+    key = ["--api-key-env", "SAFEGUARD_TEST_KEY", "--max-retries", "0", "--concurrency", "1"]
+    proxy.faults.append(Fault("/chat/completions", status=400, body=echo))
+    code, out, err = run_cli(generate_cmd, ["--prompts", str(prompts), "--engine", "openai", "--model", "smollm2", "--base-url", proxy.base_url,
+                                            "--samples", "2", "--max-new-tokens", "8", "--no-progress", "--out", str(tmp_path / "gen.jsonl"), *key], capsys)
+    assert code == 0, err
+    console = out + err
+    rows = jsonl(tmp_path / "gen.jsonl")
+    assert any(r.get("failure_reason") for r in rows) and any(r.get("response") for r in rows), rows  # one echoed failure, one answer
+    records = write_records(tmp_path, n=2)
+    proxy.faults.append(Fault("/completions", status=400, body=echo))
+    code, out, err = run_cli(label_cmd, [*served_judge(proxy.base_url, records, tmp_path / "judged.jsonl"), *key], capsys)
+    assert code == 0, err
+    console += out + err
+    assert {h.get("authorization") for *_, h in proxy.seen} == {f"Bearer {marker}"}  # the key was sent...
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 4  # outputs and their manifests
+    for path in written:  # ...and is nowhere the commands wrote or said
+        assert marker not in path.read_text(errors="replace"), path.name
+    assert marker not in console
