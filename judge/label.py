@@ -248,7 +248,8 @@ def _main(config: Config) -> dict:
     if shard:
         manifest.update(part=part_fields(shard, plan=judge.last_run.plan, identity=run_identity, positions=judge.last_positions, total=len(records)))
     write_records(user_columns(labelled, column_map), out, overwrite=True)
-    n_failed, n_outside = engine_counts(labelled, config.prefix)
+    served = judge.kind == "llm" and judge.engine is not None  # only an engine's requests fail or ignore the constraint
+    n_failed, n_outside = engine_counts(labelled, config.prefix) if served else (0, 0)
     if not n_failed:
         checkpoint.remove()  # else it holds the rows a rerun keeps, while it asks again for the failed ones only
     total = time.perf_counter() - started
@@ -258,13 +259,13 @@ def _main(config: Config) -> dict:
     manifest.update(status="complete", throughput={"labelled_this_run": judge.last_count, "labelling_seconds": round(judge.last_seconds, 3),
                                                    "responses_per_second": round(rate, 2), "whole_process_seconds": round(total, 3)},
                     executor=judge.last_run.executor)
-    if judge.kind == "llm" and judge.engine is not None:
+    if served:
         manifest.update(judge=judge.describe())  # the engine's usage (requests, tokens, failures) at the end
-    by_engine = {"failed": n_failed, "outside_labels": n_outside} if judge.kind == "llm" and judge.engine is not None else {}
+    by_engine = {"failed": n_failed, "outside_labels": n_outside} if served else {}
     manifest.write(out, labelled=len(labelled), unscored=n_unscored, **by_engine)
     counts = labelled[label_col].value_counts().to_dict()
-    done = "retried {retried} failed, " if retried else ""
-    print(f"labelled {judge.last_count} responses ({done.format(retried=retried)}{len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
+    done = f"retried {retried} failed, " if retried else ""
+    print(f"labelled {judge.last_count} responses ({done}{len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
           f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}" + (f" (share {shard} of {len(records)} rows)" if shard else ""))
     print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}"
           + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else ""))
