@@ -7,8 +7,8 @@
 The judge: ``--judge``, or else the default LoRA recipe trained once on the bundled 300-example
 sample (what ``make demo`` trains), kept under runs/benchmarks/cluster/, labelling in the precision
 judge.label picks by default. Each row labels the same fixed plan through
-``judge.core.runner.run_plan`` with the worker factory judge.label --ray uses
-(``judge.judges.base.JudgeWorker``): in this process with torch's default threads and with one
+``judge.run.runner.run_plan`` with the worker factory judge.label --ray uses
+(``judge.kinds.base.JudgeWorker``): in this process with torch's default threads and with one
 thread (what one actor gets), then on a local Ray (started here, with every CPU of the machine) with
 N actors, and checks that the rows are the same bytes. Ray's cost per batch is the 1-actor run's
 labelling time less the one-thread process's, over the batches. The table on paper takes the
@@ -35,8 +35,8 @@ PER_HOUR = 1_000_000
 def worker_for(spec: str):
     """The picklable factory judge.label --ray hands its executor (each actor loads the judge itself),
     with the precision judge.label picks by default."""
-    from judge.core.precision import choose_for
-    from judge.judges.base import JudgeWorker, RowOptions
+    from judge.kinds.base import JudgeWorker, RowOptions
+    from judge.kinds.lora.precision import choose_for
 
     options = {"device": "cpu", "precision": choose_for(spec, "auto", "cpu") or "auto"}
     return JudgeWorker(spec, options=tuple(options.items()), row_options=RowOptions(prefix="judge_"))
@@ -46,9 +46,9 @@ def default_judge() -> str:
     """The default LoRA recipe on the bundled sample, trained once and reused."""
     directory = OUT / "judge-lora-sample"
     if not (directory / "judge.json").exists():
-        from judge.core.formats.judge_dir import finish
         from judge.core.paths import SAMPLE
         from judge.core.records import read_records
+        from judge.kinds.judge_dir import finish
         from training.examples import labelled_data
         from training.lora import LoraRecipe, train_lora
 
@@ -62,7 +62,7 @@ def default_judge() -> str:
 
 def plan_for(records, judge, batch_size: int):
     """The plan judge.label makes: the judge's own, over the records with a response."""
-    from judge.judges.base import labelling_items
+    from judge.kinds.base import labelling_items
 
     items, missing = labelling_items(records)
     assert not missing, f"{len(missing)} released records have no response"
@@ -70,7 +70,7 @@ def plan_for(records, judge, batch_size: int):
 
 
 def jsonl_bytes(rows: dict, order) -> bytes:
-    from judge.core.records import to_json_line
+    from judge.core.files import to_json_line
 
     return "".join(to_json_line(rows[k]) for k in order).encode("utf-8")
 
@@ -79,7 +79,7 @@ def single_process(spec: str, plan, order, threads: int | None) -> tuple[dict, b
     """In this process with torch's default threads (every core), or with ``threads``, as one actor has."""
     import torch
 
-    from judge.core.runner import InProcess, run_plan
+    from judge.run.runner import InProcess, run_plan
 
     default = torch.get_num_threads()
     if threads:
@@ -98,8 +98,8 @@ def single_process(spec: str, plan, order, threads: int | None) -> tuple[dict, b
 
 
 def through_ray(spec: str, plan, order, actors: int, threads: int, reference: bytes) -> tuple[dict, dict]:
-    from judge.core.ray_executor import RayExecutor
-    from judge.core.runner import run_plan
+    from judge.run.ray_executor import RayExecutor
+    from judge.run.runner import run_plan
 
     executor = RayExecutor(actors=actors, threads=threads, progress=False)
     started, load = time.perf_counter(), os.getloadavg()[0]

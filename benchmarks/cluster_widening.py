@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from common import cpu_model, load_chehbouni, markdown_table, DEFAULT_DATA
+from common import DEFAULT_DATA, cpu_model, load_chehbouni, markdown_table
 
-from judge.stats.disparity import disparity
 from judge.core.taxonomy import resolve_taxonomy
+from judge.stats.disparity import disparity
 
 CATEGORY = "refusal"
 CASES = (("identity", "muslim", "white"), ("name", "Mohammed", "John"))

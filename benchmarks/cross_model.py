@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import os
-
 from common import DEFAULT_DATA, cpu_model, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
-from judge.judges import load_judge
-from judge.core.formats.judge_dir import finish
 from judge.core.taxonomy import load_taxonomy
+from judge.kinds import load_judge
+from judge.kinds.judge_dir import finish
 from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
 from training.tfidf import train_tfidf

@@ -34,7 +34,7 @@ def load() -> str:
 
 
 def run(module, argv: list[str]) -> None:
-    from judge.core.cli import run_command
+    from judge.core.config import run_command
 
     code = run_command(module.build_parser, module.Config, module.main, argv)
     if code:
@@ -68,9 +68,9 @@ def generation_row(name: str, tmp: Path, prompts: Path, engine: list[str], args)
 
 
 def judge_rows(tmp: Path, n: int, engines: dict[str, list[str]]) -> list[dict]:
-    import judge.label as label
     from sklearn.metrics import cohen_kappa_score
 
+    import judge.label as label
     from judge.data import import_chehbouni2024
 
     records = import_chehbouni2024([DEFAULT_DATA / "df_annotated_llama13.csv"]).sample(n=n, random_state=0)
@@ -114,7 +114,7 @@ def main() -> None:
             generation_row(f"transformers, batch {args.hf_batch_size}", tmp, prompts, ["--batch-size", str(args.hf_batch_size)], args),
             generation_row("vLLM offline", tmp, prompts, [*vllm, *total], args)]
     if not args.skip_server:
-        from judge.core.models import resolve_model
+        from judge.engines.models import resolve_model
         from tests.servers import SERVED_NAME, start_vllm
 
         server, why = start_vllm(str(resolve_model("bundled:smollm2")))

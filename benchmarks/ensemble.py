@@ -23,12 +23,12 @@ import numpy as np
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
-from judge.core.formats.judge_dir import finish
-from judge.judges import load_judge
 from judge.core.taxonomy import load_taxonomy
+from judge.kinds import load_judge
+from judge.kinds.judge_dir import finish
 from training.cv import grouped_folds, out_of_fold
-from training.examples import labelled_data
 from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, weights_of
+from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
 from training.tfidf import train_tfidf
 

@@ -26,8 +26,8 @@ def worker(args) -> dict:
     import torch
 
     from generation.generate import Decoding, generate_outputs
-    from judge.engines.transformers import TransformersEngine
     from generation.prompts import build_prompts, load_names, load_templates
+    from judge.engines.transformers import TransformersEngine
 
     data = ROOT / "data"
     prompts = build_prompts(load_templates(data / "templates" / "templates.json"), load_names(data / "names" / "names.json"), sample=args.prompts, seed=0)

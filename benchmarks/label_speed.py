@@ -47,15 +47,15 @@ def breakdown(judge_dir: str, records: str, batch_size: int = 64) -> dict[str, f
     from transformers import AutoModelForSequenceClassification  # noqa: F401  (the lazy module's real import)
 
     marks["import transformers"] = clock()
-    from judge.judges import load_judge
     from judge.core.records import read_records
+    from judge.kinds import load_judge
 
     frame = read_records(records)
     marks["read records, import the toolkit"] = clock()
     judge = load_judge(judge_dir)
     marks[f"load the judge (merged, {judge.precision})"] = clock()
-    from judge.judges.base import Item
     from judge.core.text import judge_inputs
+    from judge.kinds.base import Item
 
     items = [Item(str(i), str(p), str(r), n if isinstance(n, str) else None) for i, p, r, n in zip(frame["id"], frame["prompt"], frame["response"].fillna(""), frame["name"])]
     plan = judge.batch_plan(items, batch_size)
@@ -64,7 +64,7 @@ def breakdown(judge_dir: str, records: str, batch_size: int = 64) -> dict[str, f
         prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=judge.mask_names)
         encoded.append(judge.tokenizer(prompts, responses, truncation="only_second", max_length=judge.max_length, padding=True, return_tensors="pt"))
     marks["mask names and tokenize"] = clock()
-    from judge.core.precision import context
+    from judge.kinds.lora.precision import context
 
     with torch.inference_mode(), context(judge.precision, judge.device):
         for inputs in encoded:
@@ -121,7 +121,7 @@ def main():
     if args.child_breakdown:
         print(json.dumps(breakdown(*args.child_breakdown)))
         return
-    from judge.core.precision import cpu_info
+    from judge.kinds.lora.precision import cpu_info
 
     cpu = f"{cpu_model()}; flags: {' '.join(cpu_info()['flags']) or 'none of ' + ', '.join(('avx2', 'avx512f', 'amx_bf16'))}"
     print(f"CPU: {cpu}", flush=True)

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
-
 from sklearn.metrics import cohen_kappa_score
-from training.cv import fit_member, grouped_folds, rules_probabilities
-from training.examples import labelled_data
-from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, weights_of
-from training.lora import LoraRecipe
+
 from judge.core.taxonomy import load_taxonomy
+from training.cv import fit_member, grouped_folds, rules_probabilities
+from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, weights_of
+from training.examples import labelled_data
+from training.lora import LoraRecipe
 
 SIZES = (50, 100, 200, 400, 800, 1600)
 

@@ -19,8 +19,8 @@ import torch
 from common import DEFAULT_DATA, load_chehbouni, markdown_table
 
 from judge.agree import compute_agreement
-from judge.judges import load_judge
 from judge.core.taxonomy import UNSCORED, load_taxonomy
+from judge.kinds import load_judge
 
 
 def stratified(frame, n, seed=0):
@@ -107,7 +107,7 @@ def main():
 
 
 def judge_item(row):
-    from judge.judges.base import Item
+    from judge.kinds.base import Item
 
     return Item(row.id, row.prompt, row.response, row.name)
 

@@ -21,9 +21,9 @@ import numpy as np
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 from ensemble import SHORT, row
 
-from judge.core.formats.judge_dir import finish
-from judge.judges import load_judge
 from judge.core.taxonomy import load_taxonomy
+from judge.kinds import load_judge
+from judge.kinds.judge_dir import finish
 from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
 

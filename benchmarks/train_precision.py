@@ -103,9 +103,9 @@ def whole_trainings(data_dir, seed: int) -> list[dict]:
     from common import load_chehbouni
 
     from judge.agree import compute_agreement
-    from judge.core.formats.judge_dir import finish
-    from judge.judges import load_judge
     from judge.core.taxonomy import load_taxonomy
+    from judge.kinds import load_judge
+    from judge.kinds.judge_dir import finish
     from training.examples import labelled_data
     from training.lora import LoraRecipe, train_lora
 
@@ -139,8 +139,8 @@ def main() -> None:
     ap.add_argument("--whole", action="store_true", help="also train the default judge on all 7B labels per training precision (about 15-30 min each)")
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     args = ap.parse_args()
-    from judge.core.models import quiet_transformers
-    from judge.core.precision import cpu_info
+    from judge.engines.models import quiet_transformers
+    from judge.kinds.lora.precision import cpu_info
 
     cpu = cpu_info()
     print(f"CPU: {cpu_model()}; flags {' '.join(cpu['flags'])}", flush=True)

@@ -24,17 +24,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.core.outputs import claim_for
-from judge.core.cli import clip, check_fraction, check_format_template, check_non_negative, check_positive, new_parser, run_command
-from judge.core.errors import UserError
-from judge.core.formats.shard_part import part_fields, sharded_identity
-from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
-from judge.core.models import SMOLLM2
-from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
-from judge.core.ray_executor import add_ray_arguments, executor_for
-from judge.core.runner import Shard
-from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
 from generation.generate import GENERATED_COLUMNS, SYSTEM_PROMPTS, Decoding, generate_outputs, retry_failed
+from judge.core.config import (
+    check_format_template,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+    new_parser,
+    run_command,
+)
+from judge.core.errors import UserError, clip
+from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
+from judge.core.outputs import claim_for
+from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
+from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
+from judge.engines.models import SMOLLM2
+from judge.run.ray_executor import add_ray_arguments, executor_for
+from judge.run.runner import Shard
+from judge.run.shard_part import part_fields, sharded_identity
 
 
 @dataclass
@@ -65,7 +72,7 @@ class Config:
     ray_gpus: float | None = None  # per actor
 
     def __post_init__(self):
-        from judge.core.ray_executor import check_ray_settings
+        from judge.run.ray_executor import check_ray_settings
 
         Shard.parse(self.shard)
         check_ray_settings(self)
@@ -74,14 +81,14 @@ class Config:
         check_positive(self, "samples", "max_new_tokens", "batch_size")
         check_non_negative(self, "temperature", "top_k")
         check_fraction(self, "top_p", low_open=True)
-        from judge.core.models import check_local_model
+        from judge.engines.models import check_local_model
 
         check_local_model(self.model)
 
 
 def refuse_generated_columns(prompts: pd.DataFrame, *, source: str) -> None:
     """A prompt file's own response/model/sample ... would be overwritten by the generated ones: refuse."""
-    from judge.core.cli import short_list
+    from judge.core.errors import short_list
 
     own = set(user_columns(prompts, prompts.attrs["column_map"]).columns)
     taken = [c for c in GENERATED_COLUMNS if c in own]

@@ -1,6 +1,6 @@
 """Batched, resumable sampling of chat-model outputs for prompt records, through an engine.
 
-The runner (``judge.core.runner``) owns the plan, the checkpoint and the shares; an engine
+The runner (``judge.run.runner``) owns the plan, the checkpoint and the shares; an engine
 (``judge.engines``) computes a batch's completions; this module turns prompt records into chat
 requests and completions into output records.
 """
@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 
 from judge.core.records import JsonlCheckpoint
-from judge.core.runner import Batch, Executor, InProcess, RunResult, Shard, fixed_plan, run_plan
 from judge.engines import ChatRequest, Completion, Decoding, Engine
+from judge.run.runner import Batch, Executor, InProcess, RunResult, Shard, fixed_plan, run_plan
 
 __all__ = ["GENERATED_COLUMNS", "SYSTEM_PROMPTS", "Decoding", "Generated", "Sampling", "generate_outputs", "output_id"]
 

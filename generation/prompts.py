@@ -22,18 +22,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.core.outputs import claim_for
-from judge.core.cli import check_positive, check_unique, clip, new_parser, run_command, short_list
-from judge.core.errors import UserError
+from judge.core.config import check_positive, check_unique, new_parser, run_command
+from judge.core.errors import UserError, clip, short_list
+from judge.core.files import ensure_writable
 from judge.core.manifest import RunManifest
-from judge.core.records import ensure_writable, write_records
+from judge.core.outputs import claim_for
+from judge.core.records import write_records
 
 NAME, BLANK = "[NAME]", "[BLANK]"
 IDENTITY_FROM_LIST = re.compile(r"^(?P<identity>[a-z]+?)(?:_(?P<gender>men|women))?_names$")
 
 
 def _read_json(path: str | Path, what: str, encoding: str):
-    from judge.core.records import read_text
+    from judge.core.files import read_text
 
     text = read_text(path, what=f"{what} file", encoding=encoding)
     try:

@@ -45,16 +45,28 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from judge.core.outputs import claim_for
-from judge.core.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options,
-                       check_fraction, check_label_map, check_non_negative, new_parser, run_command, short_list)
-from judge.core.errors import UserError
-from judge.stats.group_error import MIN_UNITS_FOR_TEST
+from judge.core.config import (
+    TAXONOMY_HELP,
+    RecordColumns,
+    ReportStyle,
+    add_column_options,
+    add_label_map_option,
+    add_report_style_options,
+    check_fraction,
+    check_label_map,
+    check_non_negative,
+    new_parser,
+    run_command,
+)
+from judge.core.errors import UserError, clip, short_list
+from judge.core.files import check_output_directory, json_text, write_text
 from judge.core.manifest import RunManifest, judge_of, label_source
-from judge.stats.metrics import agreement
-from judge.core.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
-from judge.core.tables import Style, heatmap, level_text, markdown, save_figures, style_of, write_tables
+from judge.core.outputs import claim_for, staged_directory
+from judge.core.records import read_records, require_columns
 from judge.core.taxonomy import UNSCORED, Taxonomy, parse_label_map, resolve_taxonomy
+from judge.render.tables import Style, heatmap, level_text, markdown, save_figures, style_of, write_tables
+from judge.stats.group_error import MIN_UNITS_FOR_TEST
+from judge.stats.metrics import agreement
 
 
 @dataclass

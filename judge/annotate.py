@@ -31,14 +31,27 @@ from typing import ClassVar
 
 import pandas as pd
 
-from judge import human_labels as annotation
-from judge.core.cli import (InputEncoding, RecordColumns, TAXONOMY_HELP, add_action, add_column_options, add_label_map_option, check_choice,
-                            check_fraction, check_label_map, check_non_negative, check_positive, new_parser, run_command, short_list)
-from judge.core.errors import UserError
+from judge.annotation import human_labels as annotation
+from judge.core.config import (
+    TAXONOMY_HELP,
+    InputEncoding,
+    RecordColumns,
+    add_action,
+    add_column_options,
+    add_label_map_option,
+    check_choice,
+    check_fraction,
+    check_label_map,
+    check_non_negative,
+    check_positive,
+    new_parser,
+    run_command,
+)
+from judge.core.errors import UserError, short_list
+from judge.core.files import check_output_directory, ensure_writable, json_text, write_text
 from judge.core.manifest import RunManifest
-from judge.core.outputs import check_apart, claim_for, input_paths
-from judge.core.records import (SHADOW, check_output_directory, ensure_writable, json_text, read_records, require_columns, staged_directory,
-                                user_columns, write_records, write_text)
+from judge.core.outputs import check_apart, claim_for, input_paths, staged_directory
+from judge.core.records import SHADOW, read_records, require_columns, user_columns, write_records
 from judge.core.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")

@@ -54,12 +54,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.core.outputs import claim_for
-from judge.core.cli import (RecordColumns, add_column_options, check_choice, check_fraction, check_positive, check_seed, check_unique, clip, new_parser,
-                            run_command, short_list)
-from judge.core.errors import UserError
+from judge.core.config import (
+    RecordColumns,
+    add_column_options,
+    check_choice,
+    check_fraction,
+    check_positive,
+    check_seed,
+    check_unique,
+    new_parser,
+    run_command,
+)
+from judge.core.errors import UserError, clip, short_list
+from judge.core.files import ensure_writable
 from judge.core.manifest import RunManifest
-from judge.core.records import SHADOW, ensure_writable, read_table, require_columns, user_columns, write_records
+from judge.core.outputs import claim_for
+from judge.core.records import SHADOW, read_table, require_columns, user_columns, write_records
 
 CHEHBOUNI_COLUMNS = ["index", "ethnicity", "og_prompt", "type_name", "name", "g1", "g2", "g3", "prompt_sentence", "common", "model", "identity", "variable", "label"]
 MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llama 70": "llama-2-70b-chat"}
@@ -130,7 +140,7 @@ def import_chehbouni2024(paths: list[str | Path], *, encoding: str = "utf-8") ->
 def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int, allocation=None) -> pd.DataFrame:
     """A seeded sample with each record's inclusion probability (the sampling itself is judge.annotate
     export's: ``human_labels.choose``); every column kept as it came."""
-    from judge.human_labels import choose
+    from judge.annotation.human_labels import choose
 
     if n <= 0:
         raise UserError("--n must be a positive number of records")
@@ -141,7 +151,7 @@ def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], see
 
 def allocation_of(config: "Config"):
     """--allocation neyman's allocation (None: proportional)."""
-    from judge.human_labels import Neyman
+    from judge.annotation.human_labels import Neyman
 
     return Neyman(config.target, config.target_column or "judge_label") if config.allocation == "neyman" else None
 
@@ -165,8 +175,8 @@ def blind_sheet(records: pd.DataFrame, *, hide: list[str], keep: set[str]) -> pd
 def first_phase(path: str, n_records: int) -> tuple[str, list[str]]:
     """The design of the sample in ``path`` (census, random or stratified, and its strata), read from its
     manifest; refused where the manifest is missing, names another design or another number of records."""
-    from judge.core.manifest import file_sha256, read_manifest
-    from judge.core.outputs import OUTPUT_DIGEST_KEY
+    from judge.core.files import file_sha256
+    from judge.core.manifest import OUTPUT_DIGEST_KEY, read_manifest
 
     manifest = read_manifest(path) or {}
     if manifest.get("command") != "judge.data" and (Path(path).parent / "manifest.json").is_file():
@@ -200,7 +210,7 @@ def check_composable(phase1: tuple[str, list[str]], stratify: list[str], path: s
 
 def sample_of_sample(records: pd.DataFrame, config: "Config") -> pd.DataFrame:
     """Two-phase sampling: this draw's pi2 times the first sample's pi1 (``first_phase``)."""
-    from judge.human_labels import INCLUSION
+    from judge.annotation.human_labels import INCLUSION
 
     if len(config.inputs) > 1 or config.exclude:
         raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a sample of it takes one input file and no --exclude "
@@ -398,7 +408,7 @@ def read_input_records(config: Config) -> pd.DataFrame:
 
 
 def sampled(records: pd.DataFrame, config: Config, manifest: RunManifest) -> pd.DataFrame:
-    from judge.human_labels import INCLUSION, sampling_design
+    from judge.annotation.human_labels import INCLUSION, sampling_design
 
     design = sampling_design("stratified" if config.stratify else "random", config.n, len(records), allocation_of(config))
     if INCLUSION in records.columns:
@@ -421,7 +431,7 @@ def sampled(records: pd.DataFrame, config: Config, manifest: RunManifest) -> pd.
 
 def selected(records: pd.DataFrame, config: Config, manifest: RunManifest, column_map: dict) -> pd.DataFrame:
     """filter: the kept records; split: the same, and the rest written to --rest."""
-    from judge.human_labels import INCLUSION
+    from judge.annotation.human_labels import INCLUSION
 
     if config.fraction is not None and INCLUSION in records.columns:
         raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a --fraction of it would need both "

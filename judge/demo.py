@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from judge import agree, label, report
-from judge.core.cli import check_positive, check_seed, new_parser, run_command
+from judge.core.config import check_positive, check_seed, new_parser, run_command
 from judge.core.errors import UserError
 from judge.core.manifest import RunManifest, read_manifest, settings_of
 from judge.core.outputs import check_apart, claim_output, output_lock
@@ -74,8 +74,8 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     import generation.__main__ as generate
     from generation import prompts as prompt_sets
-    from training.examples import stratified_split
     from training.build import TrainConfig, train_judge
+    from training.examples import stratified_split
 
     started = time.perf_counter()
     out = Path(config.out)

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.core.cli import new_parser, run_command, short_list
-from judge.core.errors import UserError
+from judge.core.config import new_parser, run_command
+from judge.core.errors import UserError, short_list
 from judge.core.outputs import claim_for
 
 # pandas and the records layer are imported in main(): --help and a bad flag answer at once.
@@ -50,9 +50,9 @@ def main(config: Config):
 
 
 def _main(config: Config):
-    from judge.core.formats.shard_part import read_part
     from judge.core.manifest import RunManifest
     from judge.core.records import file_format
+    from judge.run.shard_part import read_part
 
     out = Path(config.out)
     file_format(out)
@@ -150,7 +150,8 @@ def check_positions(manifests, names) -> None:
 
 def write_joined(paths, manifests, out: Path) -> int:
     """Write the whole output; returns its number of rows."""
-    from judge.core.records import atomic_write, file_format, write_records
+    from judge.core.files import atomic_write
+    from judge.core.records import file_format, write_records
 
     for path, manifest in zip(paths, manifests):
         check_unchanged(path, manifest)
@@ -166,7 +167,7 @@ def write_joined(paths, manifests, out: Path) -> int:
 
 
 def check_unchanged(path, manifest) -> None:
-    from judge.core.manifest import file_sha256
+    from judge.core.files import file_sha256
 
     if file_sha256(path) != manifest.output_sha256:
         raise UserError(f"part {Path(path).name} was changed after its run wrote it (its sha256 differs from its manifest's); "

@@ -25,13 +25,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from judge.core.outputs import claim_for
-from judge.core.cli import RecordColumns, TAXONOMY_HELP, add_column_options, check_label_map, check_choice, check_fraction, check_non_negative, check_positive, new_parser, run_command
+from judge.core.config import (
+    TAXONOMY_HELP,
+    RecordColumns,
+    add_column_options,
+    check_choice,
+    check_fraction,
+    check_label_map,
+    check_non_negative,
+    check_positive,
+    new_parser,
+    run_command,
+)
 from judge.core.errors import UserError
-from judge.core.ray_executor import add_ray_arguments
-from judge.core.runner import Shard
+from judge.core.outputs import claim_for
+from judge.run.ray_executor import add_ray_arguments
+from judge.run.runner import Shard
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.core.precision.CHOICES, without importing it before --help
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.kinds.lora.precision.CHOICES, without importing it before --help
 
 # The heavy imports (pandas, torch, the judges) happen in main(): --help and a bad flag answer at once.
 
@@ -68,7 +79,7 @@ class Config(RecordColumns):
     engine_options: dict | None = None  # that engine's own flags, by field name
 
     def __post_init__(self):
-        from judge.core.ray_executor import check_ray_settings
+        from judge.run.ray_executor import check_ray_settings
 
         Shard.parse(self.shard)
         check_ray_settings(self)
@@ -97,7 +108,7 @@ class Config(RecordColumns):
 def refuse_foreign_options(config: Config) -> None:
     """The options the chosen judge kind does not take are refused (the kind of --judge DIR read from
     DIR/judge.json first): every kind's Options says what it takes."""
-    from judge.judges import KINDS, kind_module, named_kind, parse_spec, refuse_options
+    from judge.kinds import KINDS, kind_module, named_kind, parse_spec, refuse_options
 
     defaults = {}
     for name in KINDS:
@@ -112,7 +123,7 @@ def refuse_foreign_options(config: Config) -> None:
 def refuse_engine_flags(kind: str, given: dict | None, *, spec: str) -> None:
     """An engine's flags (--base-url, --dtype ...) reach only a judge that runs a model in an engine: named as typed."""
     from judge.engines import flag
-    from judge.judges import kind_module, short_spec
+    from judge.kinds import kind_module, short_spec
 
     options = kind_module(kind).Options
     if not given or "engine_options" in {f.name for f in dataclasses.fields(options)}:
@@ -143,8 +154,7 @@ def settings_for_manifest(config: Config, settings: dict) -> dict:
 def added_columns(judge, prefix: str) -> list[str]:
     """Every column the judge's rows carry (Judge.output_row); the LLM and ensemble judges may add raw."""
     from judge.core.records import probability_column
-
-    from judge.judges import kind_module
+    from judge.kinds import kind_module
 
     names = ["label", "confidence", *(probability_column(c) for c in judge.taxonomy.labels), "unscored_reason"]
     if getattr(kind_module(judge.kind), "WRITES_RAW", False):
@@ -154,7 +164,7 @@ def added_columns(judge, prefix: str) -> list[str]:
 
 def refuse_clashes(records, added: list[str]) -> None:
     """The judge's columns would replace the input's own of the same name: refuse, never drop them."""
-    from judge.core.cli import short_list
+    from judge.core.errors import short_list
     from judge.core.records import SHADOW
 
     own = {c.removeprefix(SHADOW) for c in records.columns}
@@ -186,14 +196,15 @@ def main(config: Config) -> dict:
 
 
 def _main(config: Config) -> dict:
-    from judge.judges import fingerprint as judge_fingerprint, load_judge, precision_directory
-    from judge.judges.base import JudgeWorker
-    from judge.core.ray_executor import executor_for
-    from judge.core.formats.shard_part import part_fields, sharded_identity
     from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
-    from judge.core.precision import choose_for, say
     from judge.core.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
     from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
+    from judge.kinds import fingerprint as judge_fingerprint
+    from judge.kinds import load_judge, precision_directory
+    from judge.kinds.base import JudgeWorker
+    from judge.kinds.lora.precision import choose_for, say
+    from judge.run.ray_executor import executor_for
+    from judge.run.shard_part import part_fields, sharded_identity
 
     out = Path(config.out)
     file_format(out)
@@ -277,7 +288,7 @@ def _main(config: Config) -> dict:
 
 def engine_counts(labelled, prefix: str) -> tuple[int, int]:
     """Rows whose requests failed every retry, and rows whose answer fell outside the categories (an engine's)."""
-    from judge.judges.llm import FAILED, OUTSIDE
+    from judge.kinds.llm.judge import FAILED, OUTSIDE
 
     reasons = labelled[prefix + "unscored_reason"].astype("string")
     return int(reasons.str.startswith(FAILED).fillna(False).sum()), int(reasons.str.startswith(OUTSIDE).fillna(False).sum())
@@ -287,7 +298,7 @@ def retry_failed(judge, records, checkpoint, config: Config) -> tuple[int, float
     """Label again the rows whose requests failed every retry, and append them to the checkpoint (a later copy of a
     row wins there), so the whole run's pass then reuses every batch and writes what one run without failures would.
     Each row is its own request to an engine, so labelling them in other batches gives them the same values."""
-    from judge.judges.llm import FAILED
+    from judge.kinds.llm.judge import FAILED
 
     started = time.perf_counter()
     reason = config.prefix + "unscored_reason"

@@ -55,21 +55,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-from judge.core.outputs import claim_for
-from judge.core.cli import (RecordColumns, ReportStyle, TAXONOMY_HELP, add_column_options, add_label_map_option, add_report_style_options, short_list,
-                       check_label_map, check_unique, clip, new_parser, run_command)
-from judge.core.errors import UserError
+from judge.core.config import (
+    TAXONOMY_HELP,
+    RecordColumns,
+    ReportStyle,
+    add_column_options,
+    add_label_map_option,
+    add_report_style_options,
+    check_label_map,
+    check_unique,
+    new_parser,
+    run_command,
+)
+from judge.core.errors import UserError, clip, short_list
+from judge.core.files import check_output_directory, json_text, write_text
+from judge.core.manifest import RunManifest, label_source
+from judge.core.outputs import claim_for, staged_directory
+from judge.core.records import read_records, require_columns
+from judge.core.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
+from judge.render.tables import Style, heatmap, markdown, save_figures, style_of, wrap, write_tables
 from judge.stats.disparity import canonical_labels, disparity, rate_cell, rate_matrix, rates_table
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
-from judge.core.manifest import RunManifest, label_source
-from judge.core.records import check_output_directory, json_text, staged_directory, read_records, require_columns, write_text
-from judge.core.tables import Style, heatmap, markdown, save_figures, style_of, wrap, write_tables
-from judge.core.taxonomy import Taxonomy, parse_label_map, resolve_taxonomy
-
 
 RULE_SHORT = f"rule: at least {MIN_LABELS} labels, from at least {MIN_CLUSTERS} clusters when clustered"
 
@@ -655,7 +665,7 @@ def judge_directories(config: Config) -> list[str]:
 
 def trained_ids(directories: list[str]) -> set[str] | None:
     """The union of the directories' training ids; None when none of them records any."""
-    from judge.core.formats.judge_dir import read_training_ids
+    from judge.kinds.judge_dir import read_training_ids
 
     found = [ids for ids in (read_training_ids(d) for d in directories) if ids is not None]
     return set().union(*found) if found else None

@@ -28,15 +28,25 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from judge.core.config import (
+    RecordColumns,
+    ReportStyle,
+    add_column_options,
+    add_report_style_options,
+    check_positive,
+    new_parser,
+    run_command,
+)
 from judge.core.outputs import claim_for
-from judge.core.cli import RecordColumns, ReportStyle, add_column_options, add_report_style_options, check_positive, new_parser, run_command
 from judge.stats.disparity import wilson_interval
 
 if TYPE_CHECKING:
-    from judge.core.tables import Style
+    from judge.render.tables import Style
 from judge.core.errors import UserError
+from judge.core.files import check_output_directory, json_text, write_text
 from judge.core.manifest import RunManifest
-from judge.core.records import check_output_directory, json_text, staged_directory, read_records, write_text
+from judge.core.outputs import staged_directory
+from judge.core.records import read_records
 
 
 @dataclass
@@ -111,7 +121,7 @@ def _rate(copies: pd.DataFrame) -> dict:
 
 
 def render(result: dict, style: Style) -> tuple[str, str]:
-    from judge.core.tables import markdown
+    from judge.render.tables import markdown
 
     table = pd.DataFrame([[p["from"], p["to"], p["n"], p["unchanged"], p["flips"],
                            f"{style.fmt(p['rate'])} {style.fmt_ci(p['ci'])}" if p["estimable"] else "not estimable (no text changed)"]
@@ -129,7 +139,7 @@ def render(result: dict, style: Style) -> tuple[str, str]:
 
 
 def flips_figure(result: dict, style: Style):
-    from judge.core.tables import heatmap
+    from judge.render.tables import heatmap
 
     groups = sorted({p["from"] for p in result["pairs"].values()} | {p["to"] for p in result["pairs"].values()})
     matrix = np.full((len(groups), len(groups)), np.nan)
@@ -159,7 +169,7 @@ def _main(config: Config) -> dict:
         raise UserError(f"column {config.group!r} has fewer than two groups; a name swap needs names from another group")
     if config.sample is not None and config.sample < len(records):
         records = records.sample(n=config.sample, random_state=config.seed).sort_index()
-    from judge.judges import load_judge, masks_names
+    from judge.kinds import load_judge, masks_names
 
     judge = load_judge(config.judge, taxonomy=config.taxonomy, device=config.device, seed=config.seed)
     manifest = RunManifest("judge.swap", config, inputs=[config.input], judge=judge.describe())
@@ -182,7 +192,7 @@ def _main(config: Config) -> dict:
     copies.loc[copies["changed"], "label"] = labelled["label"].iloc[len(base):].to_numpy()
     result = {"judge": config.judge, "group": config.group, "n_records": len(base),
               "masks_names": masks_names(judge), "title": config.title, **flip_rates(original, copies)}
-    from judge.core.tables import save_figures, style_of, write_tables
+    from judge.render.tables import save_figures, style_of, write_tables
 
     style = style_of(config)
     md, tex = render(result, style)

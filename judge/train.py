@@ -36,10 +36,10 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from judge.core.cli import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
+from judge.core.config import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
 from judge.core.errors import UserError
 from judge.core.taxonomy import load_taxonomy
-from judge.judges import kind_module, member_kinds, trainable_kinds
+from judge.kinds import kind_module, member_kinds, trainable_kinds
 from training.build import CV_DIR, TrainConfig, summary_line, train_judge
 
 
@@ -94,7 +94,7 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
 
     from judge.agree import compute_agreement, write_agreement_report
     from judge.core.records import read_records
-    from judge.core.tables import Style, tex_label_for
+    from judge.render.tables import Style, tex_label_for
 
     folder = Path(judge_dir) / CV_DIR
     oof = read_records(folder / "oof.jsonl", required=())

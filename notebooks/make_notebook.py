@@ -25,9 +25,9 @@ import pandas as pd
 from judge.agree import compute_agreement
 from judge.data import import_chehbouni2024
 from judge.stats.disparity import disparity
-from judge.judges import load_judge
-from judge.core.formats.judge_dir import finish
-from judge.core.tables import heatmap
+from judge.kinds import load_judge
+from judge.kinds.judge_dir import finish
+from judge.render.tables import heatmap
 from judge.core.taxonomy import load_taxonomy
 from training.examples import labelled_data
 from training.tfidf import train_tfidf

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from judge.core.cli import run_command
+from judge.core.config import run_command
 
 
 def tree_digest(folder: Path) -> dict[str, str]:

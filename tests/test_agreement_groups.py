@@ -254,8 +254,8 @@ def repeated_prompt_records(n_prompts=12, per_prompt=10, template=False) -> pd.D
 
 
 def test_cv_folds_group_by_prompt_when_prompts_repeat_with_a_warning(capsys):
-    from training.examples import labelled_data
     from training.build import TrainConfig, cv_folds
+    from training.examples import labelled_data
 
     data = labelled_data(repeated_prompt_records(), label_column="label", taxonomy="refusal2")
     folds, group = cv_folds(data, TrainConfig(train=["x"], out="y", kind="tfidf", cv=3))

@@ -99,7 +99,7 @@ def test_uncertain_and_exclude(tmp_path, capsys):
     assert not set(items.index) & set(excluded["id"])
     # A Poisson sample (issue 18), not the lowest confidences: each id's recorded probability is the
     # design's, falling with the judge's confidence and never 0.
-    from judge.human_labels import UNIFORM_SHARE, poisson_probabilities
+    from judge.annotation.human_labels import UNIFORM_SHARE, poisson_probabilities
 
     pool = sample[~sample.id.isin(excluded.id)]
     pi = pd.Series(poisson_probabilities(1 - pool["judge_confidence"].to_numpy(), 30, UNIFORM_SHARE), index=pool["id"])

@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binom
 
 from judge import annotate, data, report, swap
-from judge.human_labels import DESIGNS, INCLUSION, choose, poisson_probabilities
+from judge.annotation.human_labels import DESIGNS, INCLUSION, choose, poisson_probabilities
 from tests.conftest import run_cli, write_jsonl
 
 CATS = ["answer", "refusal"]

@@ -165,7 +165,7 @@ LIMIT_CASES = [
 
 @pytest.mark.parametrize("limit,value,case", LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
 def test_annotation_limits_refuse_in_one_line(files, tmp_path, capsys, monkeypatch, limit, value, case):
-    from judge import human_labels as annotation
+    from judge.annotation import human_labels as annotation
 
     monkeypatch.setattr(annotation, limit, value)
     module, argv, fragments = case

@@ -7,7 +7,7 @@ import pytest
 
 from judge import annotate, data, report
 from judge.core import records
-from judge.core.formats.judge_dir import write_training_ids
+from judge.kinds.judge_dir import write_training_ids
 from tests.badinput import assert_refused
 
 ROWS = [{"id": f"r{i}", "prompt": f"prompt {i // 2}", "response": "I cannot." if i % 3 == 0 else "Sure.", "label": "answer",

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from judge import annotate, data, label, report
-from judge.core.formats.judge_dir import write_training_ids
+from judge.annotation.human_labels import INCLUSION, choose, proportional_allocation
 from judge.core.records import COMBINED_ID, read_records, read_table, user_columns, write_records
-from judge.human_labels import INCLUSION, choose, proportional_allocation
+from judge.kinds.judge_dir import write_training_ids
 from tests.conftest import run_cli, write_jsonl
 
 

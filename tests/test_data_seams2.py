@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from judge import agree, annotate, data, label, report, train
+from judge.annotation.human_labels import INCLUSION, Neyman, capped_quotas, choose, proportional_allocation
 from judge.core.records import read_records
-from judge.human_labels import INCLUSION, Neyman, capped_quotas, choose, proportional_allocation
 from tests.badinput import assert_refused
 from tests.conftest import run_cli, write_jsonl
 

@@ -9,10 +9,10 @@ import pytest
 import generation.__main__ as generate_cmd
 from judge import label as label_cmd
 from judge import train as train_cmd
-from judge.core.models import MINILM, SMOLLM2, resolve_model
 from judge.core.paths import SAMPLE
 from judge.core.records import probability_column
 from judge.core.taxonomy import load_taxonomy
+from judge.engines.models import MINILM, SMOLLM2, resolve_model
 from tests.conftest import run_cli, write_jsonl
 
 TAXONOMY = load_taxonomy("chehbouni2024")

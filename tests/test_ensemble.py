@@ -8,13 +8,20 @@ import torch
 
 from judge import agree, train
 from judge.core.errors import UserError
-from judge.judges import load_judge
 from judge.core.paths import SAMPLE
+from judge.kinds import load_judge
 from tests.conftest import run_cli
-from training.cv import grouped_folds, out_of_fold
-from training.examples import labelled_data
 from training.calibration import softmax
-from training.ensemble import fit_stacker, stacked_out_of_fold, stacker_features, stacker_probabilities, train_ensemble, weights_of
+from training.cv import grouped_folds, out_of_fold
+from training.ensemble import (
+    fit_stacker,
+    stacked_out_of_fold,
+    stacker_features,
+    stacker_probabilities,
+    train_ensemble,
+    weights_of,
+)
+from training.examples import labelled_data
 from training.lora import LoraRecipe
 
 
@@ -58,7 +65,7 @@ def test_out_of_fold_never_predicts_a_record_with_a_model_that_saw_its_fold(samp
 
 
 def test_ensemble_save_load_label_reproduces_in_memory_probabilities(sample_data, sample_records, tiny_bert, tmp_path):
-    from judge.core.formats.judge_dir import finish
+    from judge.kinds.judge_dir import finish
 
     folds = grouped_folds(sample_data.records, k=3, group="template", seed=0)
     members = ["lora", "tfidf", "rules"]
@@ -157,8 +164,8 @@ def test_decoder_classifier_same_probabilities_alone_and_padded(tiny_llama, tmp_
 def test_long_responses_keep_head_and_tail_within_the_window():
     from transformers import AutoTokenizer
 
-    from judge.core.models import minilm_path
     from judge.core.text import encode_pairs
+    from judge.engines.models import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     prompt = "Ali went to [BLANK]"
@@ -176,9 +183,9 @@ def test_long_responses_keep_head_and_tail_within_the_window():
 
 
 def test_tail_tokens_judge_saves_loads_and_labels_as_trained(tiny_bert, sample_data, sample_records, tmp_path):
-    from judge.core.formats.judge_dir import finish
-    from judge.judges.lora import LoraJudge
     from judge.core.text import judge_inputs
+    from judge.kinds.judge_dir import finish
+    from judge.kinds.lora.judge import LoraJudge
     from training.calibration import softmax
     from training.lora import encode, predict_logits, train_lora
 

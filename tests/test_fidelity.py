@@ -13,12 +13,12 @@ from scipy.stats import chi2, chi2_contingency
 
 import generation.__main__ as generate_cmd
 from judge import agree, annotate, data, label, report
-from judge.core.cli import clip
-from judge.core.errors import UserError
-from judge.judges.base import Judge, Judgement
-from judge.core.records import SHADOW, json_text, judged_text, read_records, user_columns
+from judge.core.errors import UserError, clip
+from judge.core.files import json_text
+from judge.core.records import SHADOW, judged_text, read_records, user_columns
 from judge.core.taxonomy import Taxonomy, load_taxonomy
 from judge.core.yaml_data import load_yaml
+from judge.kinds.base import Judge, Judgement
 from tests.conftest import run_cli, write_jsonl
 
 
@@ -238,7 +238,7 @@ def test_seed_range_ends_are_accepted(tmp_path, capsys):
 def test_cuda_devices_are_checked_against_the_machine():
     import torch
 
-    from judge.core.models import check_device_available
+    from judge.core.devices import check_device_available
 
     check_device_available("cpu")
     if torch.cuda.is_available():
@@ -266,7 +266,7 @@ def test_yaml_without_aliases_loads_and_anchors_alone_are_harmless():
 
 
 def test_the_bundled_gguf_passes_the_magic_check():
-    from judge.core.models import check_gguf, smollm2_gguf
+    from judge.engines.models import check_gguf, smollm2_gguf
 
     check_gguf(smollm2_gguf())
 

@@ -34,7 +34,7 @@ def sha256(path: Path) -> str:
 
 
 def reseal(directory: Path, edit=None) -> dict:
-    """Recompute the seal as judge.core.formats.judge_dir.seal does: every file's sha256, then judge.json's own
+    """Recompute the seal as judge.kinds.judge_dir.seal does: every file's sha256, then judge.json's own
     checksum over its canonical JSON. Nothing secret goes in, so a forger gets a matching seal."""
     meta = json.loads((directory / "judge.json").read_text())
     meta["files"] = {p.relative_to(directory).as_posix(): sha256(p) for p in sorted(directory.rglob("*"))
@@ -335,9 +335,9 @@ def test_training_can_write_only_what_loading_accepts(tmp_path, sample_records):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from judge.core.formats import tfidf as tfidf_format
     from judge.core.errors import UserError
-    from judge.core.formats.judge_dir import write_settings
+    from judge.kinds.judge_dir import write_settings
+    from judge.kinds.tfidf import format as tfidf_format
 
     texts = list(sample_records["response"])
     y = (sample_records["label"] == "answer").astype(int).to_numpy()

@@ -7,9 +7,9 @@ import pytest
 import generation.__main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from generation.generate import Decoding, generate_outputs
-from judge.engines.transformers import TransformersEngine
 from judge.core.paths import DATA
 from judge.core.records import JsonlCheckpoint
+from judge.engines.transformers import TransformersEngine
 from tests.conftest import CHEHBOUNI, needs_chehbouni, run_cli
 
 TEMPLATES = DATA / "templates" / "templates.json"

@@ -12,7 +12,7 @@ import pytest
 
 from judge import join as join_cmd
 from judge import label as label_cmd
-from judge.judges.rules import RulesJudge
+from judge.kinds.rules.judge import RulesJudge
 from tests.badinput import assert_refused, tree_digest
 from tests.conftest import module_run, run_cli
 
@@ -81,7 +81,8 @@ def test_the_parts_join_to_the_whole_output(here, capsys):
     manifest = json.loads((here / "joined.jsonl.manifest.json").read_text())
     assert manifest["command"] == "judge.join" and manifest["of"] == "judge.label" and manifest["settings"]["prefix"] == "j_"
     assert [(p["file"], p["shard"]) for p in manifest["parts"]] == [("part2of2.jsonl", "2/2"), ("part1of2.jsonl", "1/2")]
-    from judge.core.manifest import file_sha256, judge_of
+    from judge.core.files import file_sha256
+    from judge.core.manifest import judge_of
 
     assert manifest["parts"][0]["sha256"] == file_sha256(here / "part2of2.jsonl")
     assert judge_of(here / "joined.jsonl", "j_label")["kind"] == "rules"  # reports read the judge of a joined file as of a whole one

@@ -7,13 +7,13 @@ import torch
 
 from judge import label as label_cmd
 from judge import train as train_cmd
-from judge.judges import load_judge
-from judge.judges.rules import RulesJudge
-from judge.core.formats.judge_dir import finish
-from judge.judges.lora import LoraJudge
 from judge.core.paths import SAMPLE
 from judge.core.records import JsonlCheckpoint
 from judge.core.taxonomy import UNSCORED, load_taxonomy
+from judge.kinds import load_judge
+from judge.kinds.judge_dir import finish
+from judge.kinds.lora.judge import LoraJudge
+from judge.kinds.rules.judge import RulesJudge
 from tests.conftest import run_cli
 from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
@@ -239,7 +239,7 @@ def test_truncated_adapter_and_zero_temperature_are_refused(trained_tiny, tmp_pa
     code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu")
     assert code == 2 and "tokenizer.json is missing" in err
     # A temperature of 0 (NaN probabilities before) is refused even when judge.json is re-sealed.
-    from judge.core.formats.judge_dir import _self_digest
+    from judge.kinds.judge_dir import _self_digest
 
     shutil.rmtree(judge_dir)
     shutil.copytree(trained_tiny[0], judge_dir)
@@ -252,7 +252,7 @@ def test_truncated_adapter_and_zero_temperature_are_refused(trained_tiny, tmp_pa
 
 
 def test_non_finite_probabilities_are_unscored(sample_records):
-    from judge.judges.base import Judge, Judgement
+    from judge.kinds.base import Judge, Judgement
 
     class Broken(Judge):
         kind = "broken"
@@ -280,7 +280,7 @@ def test_tfidf_stored_as_data_gives_the_pipelines_probabilities(sample_records, 
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from judge.core.formats import tfidf as tfidf_format
+    from judge.kinds.tfidf import format as tfidf_format
 
     texts = [f"{p} ||| {r}" for p, r in zip(sample_records["prompt"], sample_records["response"])]
     codes = sample_records["label"].astype("category").cat.codes.to_numpy()  # training passes class ids
@@ -295,7 +295,7 @@ def test_tfidf_stored_as_data_gives_the_pipelines_probabilities(sample_records, 
 def test_base_model_named_in_a_judge_directory_is_never_downloaded(trained_tiny, tmp_path, capsys):
     import shutil
 
-    from judge.core.formats.judge_dir import _self_digest
+    from judge.kinds.judge_dir import _self_digest
 
     judge_dir = tmp_path / "lora"
     shutil.copytree(trained_tiny[0], judge_dir)
@@ -321,7 +321,7 @@ def test_first_token_last_layer_gives_the_full_models_logits(tiny_bert, attentio
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from judge.core.models import first_token_only
+    from judge.kinds.lora.forward import first_token_only
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=6, attn_implementation=attention).eval()

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from judge import label as label_cmd
-from judge.judges.llm import LLMJudge
 from judge.core.paths import SAMPLE
 from judge.core.taxonomy import UNSCORED, load_taxonomy
+from judge.kinds.llm.judge import LLMJudge
 from tests.conftest import run_cli
 
 HARD_RESPONSES = [
@@ -47,7 +47,7 @@ def test_batched_equals_unbatched_and_seeded_runs_repeat(judge):
 
 def test_cached_scoring_matches_full_sequence_scoring(judge):
     """The shared-prefix, batched scorer against the obvious one: whole sequence, one category at a time."""
-    from judge.judges.base import Item
+    from judge.kinds.base import Item
 
     items = [Item("0", "Omar got into the plane to [BLANK]", "He went to see his aunt."), Item("1", "p", "I cannot do that.")]
     fast = judge.category_logprobs(items)
@@ -85,7 +85,7 @@ def test_few_shot_examples_are_deterministic_and_in_the_prompt(tiny_llama):
     b = LLMJudge(tiny_llama, tax, examples=SAMPLE, shots=1, seed=3, device="cpu")
     assert a.system == b.system and a.system.count("Category: ") == 6
     similar = LLMJudge(tiny_llama, tax, examples=SAMPLE, shots=1, similar_examples=True, device="cpu")
-    from judge.judges.base import Item
+    from judge.kinds.base import Item
 
     text = similar.user_text(Item("x", "p", "I apologize, but I cannot complete that sentence."))
     assert text.count("Category: ") == 6 and "Category: refusal" in text

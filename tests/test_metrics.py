@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
+from judge.core.taxonomy import UNSCORED, Taxonomy
 from judge.stats.disparity import category_rates, disparity, wilson_interval
 from judge.stats.metrics import agreement, bootstrap_ci, cohen_kappa, krippendorff_alpha, per_class_scores
-from judge.core.taxonomy import UNSCORED, Taxonomy
 
 GOLD = ["a", "a", "b", "b"]
 PRED = ["a", "b", "b", "b"]

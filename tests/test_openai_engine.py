@@ -64,7 +64,7 @@ class OptionsCommand:
 
     @staticmethod
     def build_parser():
-        from judge.core.cli import new_parser
+        from judge.core.config import new_parser
 
         parser = new_parser("openai-engine", None)
         parser.add_argument("--model", default="smollm2")
@@ -306,7 +306,7 @@ def test_api_key_is_sent_but_never_written(vllm_server, proxy, tmp_path, monkeyp
 RUN_SCRIPT = r'''
 import json, os, signal, sys
 from judge.core.records import JsonlCheckpoint
-from judge.core.runner import fixed_plan, run_plan
+from judge.run.runner import fixed_plan, run_plan
 from judge.engines import ChatRequest
 from judge.engines.openai import OpenAIEngine, Options
 

@@ -299,7 +299,7 @@ def test_figure_layouts_follow_the_data(capsys):
 
 
 def test_examples_label_column_and_label_map_for_the_llm_judges_examples(tmp_path):
-    from judge.judges.llm import ExamplePicker
+    from judge.kinds.llm.judge import ExamplePicker
 
     rows = [{"id": f"e{i}", "prompt": "p", "response": f"reply {i}", "verdict": ["1_full_compliance", "2_full_refusal"][i % 2]} for i in range(6)]
     src = write_jsonl(tmp_path / "examples.jsonl", rows)

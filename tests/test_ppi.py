@@ -12,7 +12,6 @@ from judge import report
 from judge.stats.alt_test import alt_test, one_sided_p
 from judge.stats.group_error import judge_error_by_group
 from judge.stats.ppi import Design, design_rate, ppi_by_group, t_adjusted_alpha
-
 from tests.conftest import run_cli, write_jsonl
 
 
@@ -176,7 +175,7 @@ def test_report_says_which_group_has_no_human_labels(tmp_path, capsys):
 
 
 def test_report_refuses_human_labels_the_judge_was_trained_on(tmp_path, capsys):
-    from judge.core.formats.judge_dir import write_training_ids
+    from judge.kinds.judge_dir import write_training_ids
 
     judge_dir = tmp_path / "judge"
     judge_dir.mkdir()

@@ -2,7 +2,7 @@
 
 A tiny random BERT judge (conftest ``trained_tiny``), and one built to drift: its base has weights
 50 times the usual scale, so its logits are near ties that bf16 and int8 rounding flip. Which CPU
-the test runs on is set by replacing ``judge.core.precision.cpu_info`` (the flags only), so auto's choice
+the test runs on is set by replacing ``judge.kinds.lora.precision.cpu_info`` (the flags only), so auto's choice
 is tested for a CPU with AMX and for one without bf16 on any machine.
 """
 import json
@@ -15,10 +15,10 @@ import torch
 
 from judge import agree as agree_cmd
 from judge import label as label_cmd
-from judge.core import precision as prec
-from judge.core.formats.judge_dir import _self_digest, directory_key, finish
-from judge.judges.lora import LoraJudge
 from judge.core.records import JsonlCheckpoint
+from judge.kinds.judge_dir import _self_digest, directory_key, finish
+from judge.kinds.lora import precision as prec
+from judge.kinds.lora.judge import LoraJudge
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
 
@@ -55,7 +55,7 @@ def drift_judge(sample_records, tmp_path_factory):
     """A LoRA judge on a BERT whose weights are 50x the usual scale (initializer_range 1.0): near-tie logits."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from judge.core.models import minilm_path
+    from judge.engines.models import minilm_path
     from training.examples import labelled_data
     from training.lora import LoraRecipe, train_lora
 
@@ -185,7 +185,7 @@ def test_an_ensemble_runs_its_lora_member_in_the_members_checked_precision(tiny_
     # The registry asks each kind which LoRA directory's record decides: the lora judge its own, an
     # ensemble its lora member (checked as loading checks it), every other kind none.
     from judge.core.errors import UserError
-    from judge.judges import precision_directory
+    from judge.kinds import precision_directory
     from training.cv import grouped_folds
     from training.ensemble import train_ensemble
     from training.examples import labelled_data
@@ -284,7 +284,7 @@ def test_first_token_last_layer_gives_the_full_models_logits_in_each_precision(t
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from judge.core.models import first_token_only
+    from judge.kinds.lora.forward import first_token_only
 
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=6, attn_implementation=attention).eval()
@@ -312,7 +312,7 @@ def test_length_sorted_padded_batches_match_single_items(trained_tiny, sample_re
 
 
 def test_merged_cache_is_keyed_on_the_weights_dtype(trained_tiny):
-    from judge.core.models import cache_root
+    from judge.engines.models import cache_root
 
     LoraJudge(trained_tiny[0], device="cpu", precision="bf16")
     assert (cache_root() / "merged-judges" / f"{directory_key(trained_tiny[0])}-float32" / "config.json").exists()

@@ -10,8 +10,8 @@ import pytest
 
 from generation import __main__ as generate_cmd
 from judge import label as label_cmd
-from tests.conftest import needs_chehbouni, run_cli
 from tests.badinput import assert_refused
+from tests.conftest import needs_chehbouni, run_cli
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
 
@@ -63,7 +63,7 @@ def test_resume_after_a_crash_finishes_the_rest_through_ray(ray_cluster, sample_
     alone, out = tmp_path / "alone.jsonl", tmp_path / "out.jsonl"
     assert run_cli(label_cmd, [*base, "--out", str(alone)], capsys)[0] == 0
 
-    from judge.judges.base import Judge
+    from judge.kinds.base import Judge
 
     compute, calls = Judge.compute, []
 

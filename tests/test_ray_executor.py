@@ -1,7 +1,7 @@
 """Ray as an executor of the runner, on a real local Ray cluster (2 CPUs) started here and torn down after.
 
 The workers are real judges (TF-IDF trained here) built in each actor by the library's own picklable
-factory, ``judge.judges.base.JudgeWorker``, the one ``judge.label --ray`` hands the executor. The
+factory, ``judge.kinds.base.JudgeWorker``, the one ``judge.label --ray`` hands the executor. The
 commands themselves, and the 2,304 released records, are in test_ray_commands.py.
 """
 from __future__ import annotations
@@ -18,12 +18,12 @@ import pytest
 
 from judge.core.errors import UserError
 from judge.core.records import JsonlCheckpoint, write_records
-from judge.core.runner import fixed_plan, run_plan
-from judge.judges.base import JudgeWorker, RowOptions
+from judge.kinds.base import JudgeWorker, RowOptions
+from judge.run.runner import fixed_plan, run_plan
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
 
-from judge.core.ray_executor import BatchesFailed, RayExecutor  # noqa: E402
+from judge.run.ray_executor import BatchesFailed, RayExecutor  # noqa: E402
 
 PREFIX = "judge_"
 
@@ -103,7 +103,7 @@ def ray_cluster():
 
 @pytest.fixture(scope="module")
 def tfidf_spec(sample_records, tmp_path_factory):
-    from judge.core.formats.judge_dir import finish
+    from judge.kinds.judge_dir import finish
     from training.examples import labelled_data
     from training.tfidf import train_tfidf
 
@@ -115,7 +115,7 @@ def tfidf_spec(sample_records, tmp_path_factory):
 
 
 def plan_for(records: pd.DataFrame, batch_size: int = 32):
-    from judge.judges.base import Item
+    from judge.kinds.base import Item
 
     items = [Item(str(i), str(p), str(r), n if isinstance(n, str) else None)
              for i, p, r, n in zip(records["id"], records["prompt"], records["response"], records["name"])]

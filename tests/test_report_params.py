@@ -1,5 +1,5 @@
 """Issue 21 item 6: a report's style and interval level are parameters of its renderers, not hidden
-state: digits and the LaTeX label prefix are passed in (judge.core.tables.Style), and the interval
+state: digits and the LaTeX label prefix are passed in (judge.render.tables.Style), and the interval
 results carry one key ("ci") with their "level", which every renderer reads."""
 import json
 import re
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from judge import agree
-from judge.core.tables import Style, level_text
+from judge.render.tables import Style, level_text
 from tests.conftest import run_cli, write_jsonl
 
 CATS = ["answer", "refusal", "partial answer"]

@@ -11,7 +11,7 @@ import pytest
 
 from judge.core.errors import UserError
 from judge.core.records import JsonlCheckpoint
-from judge.core.runner import Batch, InProcess, Shard, fixed_plan, plan_fingerprint, run_plan
+from judge.run.runner import Batch, InProcess, Shard, fixed_plan, plan_fingerprint, run_plan
 
 
 class Doubler:
@@ -113,8 +113,8 @@ def test_in_process_builds_its_worker_once_when_none_is_given():
 
 
 def test_judge_worker_pickles_and_labels_like_the_judge(tmp_path, sample_records):
-    from judge.judges import load_judge
-    from judge.judges.base import JudgeWorker, RowOptions, labelling_items
+    from judge.kinds import load_judge
+    from judge.kinds.base import JudgeWorker, RowOptions, labelling_items
 
     make = JudgeWorker("rules", taxonomy="chehbouni2024", row_options=RowOptions(abstain_below=0.5, prefix="r_"))
     rebuilt = pickle.loads(pickle.dumps(make))()  # what a Ray actor does with it
@@ -159,7 +159,7 @@ def fake_server_engine(monkeypatch):
 
 
 def parse(argv):
-    from judge.core.cli import new_parser
+    from judge.core.config import new_parser
     from judge.engines import add_engine_arguments
 
     parser = new_parser("test", None)
@@ -192,7 +192,7 @@ def test_a_flag_of_another_engine_is_refused_in_one_line(fake_server_engine):
 
 
 def test_engine_help_names_the_engine(fake_server_engine):
-    from judge.core.cli import new_parser
+    from judge.core.config import new_parser
     from judge.engines import add_engine_arguments
 
     parser = new_parser("test", None)

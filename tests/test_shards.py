@@ -77,10 +77,9 @@ def label_input(sample_records, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tfidf_judge(tmp_path_factory, sample_records):
+    from judge.kinds.judge_dir import finish
     from training.examples import labelled_data
     from training.tfidf import train_tfidf
-
-    from judge.core.formats.judge_dir import finish
 
     folder = tmp_path_factory.mktemp("tfidf")
     data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
@@ -91,7 +90,7 @@ def tfidf_judge(tmp_path_factory, sample_records):
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_tfidf_shards_join_to_the_whole_file(tfidf_judge, label_input, tmp_path, capsys, monkeypatch, fmt):
-    from judge.judges.tfidf import TfidfJudge
+    from judge.kinds.tfidf.judge import TfidfJudge
 
     argv = ["--judge", f"tfidf:{tfidf_judge}", "--input", str(label_input), "--batch-size", "5", "--prefix", "j_", "--no-progress"]
     expected = whole(label_cmd, argv, tmp_path, capsys, fmt)
@@ -110,7 +109,7 @@ def test_tfidf_shards_join_to_the_whole_file(tfidf_judge, label_input, tmp_path,
 
 
 def test_lora_int8_shards_join_to_the_whole_file(trained_tiny, label_input, tmp_path, capsys, monkeypatch):
-    from judge.judges.lora import LoraJudge
+    from judge.kinds.lora.judge import LoraJudge
 
     argv = ["--judge", str(trained_tiny[0]), "--quantize", "--device", "cpu", "--input", str(label_input), "--batch-size", "5",
             "--prefix", "j_", "--no-progress"]
@@ -144,7 +143,7 @@ def test_shares_computed_with_other_torch_threads_are_not_joined(trained_tiny, l
 
 @pytest.mark.slow
 def test_llm_judge_shards_join_to_the_whole_file(sample_records, tmp_path, capsys, monkeypatch):
-    from judge.judges.llm import LLMJudge
+    from judge.kinds.llm.judge import LLMJudge
 
     src = tmp_path / "in.jsonl"
     sample_records.head(6).drop(columns=["label"]).to_json(src, orient="records", lines=True)

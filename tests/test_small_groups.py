@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-from judge.stats import clustered
 from judge import label, report, train
+from judge.report import ppi_figure
+from judge.stats import clustered
 from judge.stats.multiplicity import Family
 from judge.stats.ppi import Design, design_rate, group_rate, ppi_by_group
-from judge.report import ppi_figure
 from tests.conftest import run_cli, write_jsonl
 
 

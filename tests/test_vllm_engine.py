@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from judge import label as label_cmd
 from generation import __main__ as generate_cmd
+from judge import label as label_cmd
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
 from tests.servers import REPO, VLLM_ABSENT, Fault, FaultProxy, vllm_python
@@ -110,7 +110,7 @@ def test_registered_options_documented_and_vllm_not_imported():
 OFFLINE_SCRIPT = r'''
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from judge.core.cli import run_command
+from judge.core.config import run_command
 
 
 def step(name, module, argv):

@@ -6,15 +6,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.core.cli import RecordColumns, check_choice, check_label_map, check_fraction, check_non_negative, check_positive, check_unique, clip, short_list
-from judge.core.errors import UserError
-from judge.core.formats.judge_dir import finish
+from judge.core.config import (
+    RecordColumns,
+    check_choice,
+    check_fraction,
+    check_label_map,
+    check_non_negative,
+    check_positive,
+    check_unique,
+)
+from judge.core.errors import UserError, clip, short_list
+from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest
-from judge.core.outputs import claim_for
-from judge.core.records import check_output_directory, read_records, staged_directory
+from judge.core.outputs import claim_for, staged_directory
+from judge.core.records import read_records
 from judge.core.taxonomy import parse_label_map
-from judge.core.tables import fmt
 from judge.core.text import TextView
+from judge.kinds.judge_dir import finish
+from judge.render.tables import fmt
 from training.examples import check_trainable, labelled_data, stratified_split, text_view_for
 from training.kinds import Run, training_module
 from training.lora import LORA_ONLY, LoraRecipe
@@ -78,7 +87,7 @@ class TrainConfig(RecordColumns):
         check_unique(self, "members")
         check_extra(self.extra)
         if self.uses_lora:
-            from judge.core.models import check_local_model
+            from judge.engines.models import check_local_model
 
             check_local_model(self.base_model)
 
@@ -156,7 +165,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     oof = None
     # Trained in a folder beside the target: a crash never leaves a half-written judge.
     with staged_directory(out, overwrite=config.overwrite) as tmp:
-        from judge.core.models import quiet_transformers
+        from judge.engines.models import quiet_transformers
 
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
@@ -275,7 +284,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
             value = metrics[key]
             lines.append(f"- {key.replace('_', ' ')}: {fmt(value) if isinstance(value, float) else value}")
     if "precision" in metrics:
-        from judge.core.precision import summary
+        from judge.kinds.lora.precision import summary
 
         lines.append(f"- {summary(metrics['precision'])}; `judge.label --precision auto` uses the fastest that passed")
     if "member_weights" in metrics:

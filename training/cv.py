@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from judge.core.cli import clip, short_list
-from judge.core.errors import UserError
+from judge.core.errors import UserError, clip, short_list
 from training.examples import LabelledData
 from training.rules import rules_probabilities  # noqa: F401 - benchmarks read it here
+
 
 def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int = 0) -> np.ndarray:
     """A fold id (0..k-1) per record: whole groups to a fold, groups shuffled with ``seed`` and dealt

@@ -17,13 +17,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from judge.core.errors import UserError
-from judge.core.formats import ensemble as ensemble_format
-from judge.core.formats.ensemble import stacker_probabilities
-from judge.core.formats.judge_dir import finish
-from training.cv import OutOfFold, out_of_fold
-from training.kinds import Run, Trained, training_module
+from judge.kinds.ensemble import format as ensemble_format
+from judge.kinds.ensemble.format import stacker_probabilities
+from judge.kinds.judge_dir import finish
 from training.calibration import expected_calibration_error, fit_temperature, softmax
+from training.cv import OutOfFold, out_of_fold
 from training.examples import LabelledData
+from training.kinds import Run, Trained, training_module
 
 TAKES = ("members",)  # and whatever its members take
 TITLE = "an ensemble (--kind ensemble)"

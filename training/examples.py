@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from judge.core.cli import clip, short_list
-from judge.core.errors import UserError
-from judge.core.text import MAX_MASKED_NAMES, MAX_NAME_CHARS, TextView, record_names
+from judge.core.errors import UserError, clip, short_list
 from judge.core.taxonomy import Taxonomy, resolve_taxonomy
+from judge.core.text import MAX_MASKED_NAMES, MAX_NAME_CHARS, TextView, record_names
 
 
 @dataclass
@@ -112,7 +111,7 @@ MAX_NAMES_FILE_BYTES = 1 << 20
 
 def read_names_file(path: str | Path, *, encoding: str = "utf-8") -> tuple[str, ...]:
     """--mask-names FILE: one name a line (blank lines skipped), each masked wherever it stands in a text."""
-    from judge.core.records import read_text
+    from judge.core.files import read_text
 
     path = Path(path)
     if path.stat().st_size > MAX_NAMES_FILE_BYTES:

@@ -1,7 +1,7 @@
 """Training a judge kind: ``training/<kind>.py`` is the kind's training module, found by its name.
 
-A kind's module (``judge.judges.<kind>``) says what the kind is; this package cannot import it (the
-floors), so it finds the training by the same name, as ``judge.core.formats.judge_dir`` finds a
+A kind's module (``judge.kinds.<kind>``) says what the kind is; this package cannot import it (the
+floors), so it finds the training by the same name, as ``judge.kinds.judge_dir`` finds a
 kind's format. A training module defines:
 
 - ``fit_member(train, n_classes, run) -> predict``: a model fitted on ``train``, as a function from

@@ -13,8 +13,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from judge.core.cli import clip
-from judge.core.errors import UserError
+from judge.core.errors import UserError, clip
 from training.cv import default_group, group_keys, out_of_fold
 from training.examples import labelled_data
 
@@ -102,6 +101,7 @@ def find_label_errors_multi(records: pd.DataFrame, *, annotators: list[str], tax
     annotator's label with out-of-fold judge probabilities (trained on the majority vote); flagged are the
     labels that differ from the consensus, least trustworthy first."""
     from cleanlab.multiannotator import get_label_quality_multiannotator, get_majority_vote_label
+
     from judge.core.taxonomy import resolve_taxonomy
 
     refuse_issue_clashes(records)

@@ -19,16 +19,16 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
-from judge.core.formats import lora as lora_format
-from judge.core.formats.lora import load_base  # training and loading read the base alike
-from judge.core.models import MINILM, model_revision, pick_device, resolve_model
-from judge.core.precision import summary as precision_summary
+from judge.core.devices import pick_device
 from judge.core.text import encode_pairs
+from judge.engines.models import MINILM, model_revision, resolve_model
+from judge.kinds.lora import format as lora_format
+from judge.kinds.lora.format import load_base  # training and loading read the base alike
+from judge.kinds.lora.precision import summary as precision_summary
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.examples import LabelledData, class_weights, stratified_split
 
-
-# The judge.train settings only a LoRA part takes (judge.judges.lora.TRAIN_OPTIONS names the same).
+# The judge.train settings only a LoRA part takes (judge.kinds.lora.judge.TRAIN_OPTIONS names the same).
 LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience",
              "class_weighting", "device")
 
@@ -144,7 +144,7 @@ def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, p
 
     ``check_precision=False`` skips the faithfulness check of bf16 and int8 against fp32 (a model
     that is never shipped as a judge directory, such as a cross-validation fold's)."""
-    from judge.core.models import quiet_transformers
+    from judge.engines.models import quiet_transformers
 
     with quiet_transformers(verbose):
         return _train_lora(data, out_dir, recipe, progress=progress, check_precision=check_precision)
@@ -171,8 +171,8 @@ def texts_to_check(enc_val: dict, enc_train: dict, *, seed: int) -> tuple[dict, 
 def precision_record(model, tokenizer, encoded: dict, *, temperature: float, device: torch.device, split: str) -> dict:
     """judge.json's "precision": each reduced precision's probabilities against fp32's on these texts,
     computed by the model judge.label runs (adapter merged, first-token last layer)."""
-    from judge.core.models import first_token_only
-    from judge.core.precision import check_precisions, context
+    from judge.kinds.lora.forward import first_token_only
+    from judge.kinds.lora.precision import check_precisions, context
 
     merged = first_token_only(copy.deepcopy(model).merge_and_unload().float().eval().requires_grad_(False))  # as LoraJudge runs it
 
@@ -336,7 +336,7 @@ def save(p: Prepared, out_dir: str | Path, recipe: LoraRecipe, *, temperature: f
     out_dir.mkdir(parents=True, exist_ok=True)
     model = p.model
     # The modules peft adapted, by name: a pattern (a string) would be matched as a regex on loading,
-    # and loading accepts only a list (judge.core.formats.lora.AdapterConfig).
+    # and loading accepts only a list (judge.kinds.lora.format.AdapterConfig).
     model.peft_config["default"].target_modules = sorted(model.base_model.targeted_module_names)
     model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
     p.tokenizer.save_pretrained(out_dir)

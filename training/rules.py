@@ -5,7 +5,6 @@ import numpy as np
 
 from training.examples import LabelledData
 
-
 TAKES = ()
 TITLE = "the keyword rules"
 
@@ -16,7 +15,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
 
 def rules_probabilities(data: LabelledData) -> np.ndarray:
     """One-hot labels of the keyword rules, in taxonomy order."""
-    from judge.core.refusal_keywords import KeywordRules
+    from judge.kinds.rules.keywords import KeywordRules
 
     rules = KeywordRules(data.taxonomy)
     labels = data.taxonomy.labels

@@ -9,9 +9,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.pipeline import make_pipeline
 
-from judge.core.formats import tfidf as tfidf_format
-from judge.core.formats.tfidf import tfidf_text  # the format owns how prompt and response are joined
 from judge.core.errors import UserError
+from judge.kinds.tfidf import format as tfidf_format
+from judge.kinds.tfidf.format import tfidf_text  # the format owns how prompt and response are joined
 from training.examples import LabelledData, stratified_split
 
 

@@ -1,1 +1,4 @@
-"""The floor below every stage: records, taxonomy, manifests, outputs, formats, models, the command line."""
+"""The floor below every stage: errors, files, schema, config, devices, records, taxonomy, text, manifest, outputs.
+
+No torch, no judge kinds, no Ray here: everything above stands on it, and it imports nothing above it.
+"""

@@ -1,4 +1,8 @@
-"""The one exception type for problems a user can fix."""
+"""The one exception type for problems a user can fix, and the helpers that keep its messages on one line."""
+from __future__ import annotations
+
+import errno
+from typing import Any
 
 
 class UserError(Exception):
@@ -12,3 +16,35 @@ def cut(value: object, width: int = 40) -> str:
     """A value's text for a one-line message, cut to ``width`` characters (a 1 MB label stays short)."""
     text = str(value)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def clip(value: Any, width: int = 60) -> str:
+    """A user's value inside a one-line message: its repr (quotes, no raw newlines), cut to ``width``."""
+    return cut(repr(value), width)
+
+
+def short_list(values, *, limit: int = 5, width: int = 40) -> str:
+    """A few values for a one-line message: each cut to ``width`` characters, then '... (N in all)'."""
+    values = [str(v) for v in values]
+    shown = [cut(v, width) for v in values[:limit]]
+    more = f" ... ({len(values)} in all)" if len(values) > limit else ""
+    return ", ".join(shown) + more
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error, naming the path and what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    where = short_list([where], width=120)
+    fixes = {
+        errno.EACCES: f"permission denied: {where}; check its permissions, or choose another --out",
+        errno.EPERM: f"operation not permitted on {where}; check its permissions, or choose another --out",
+        errno.ENOSPC: f"no space left on the device writing {where}; free some space or choose another --out (nothing was replaced)",
+        errno.EDQUOT: f"disk quota exceeded writing {where}; free some space or choose another --out (nothing was replaced)",
+        errno.EROFS: f"{where} is on a read-only file system; choose another --out",
+        errno.ENOTDIR: f"{where}: part of this path is a file, not a folder; check the path",
+        errno.EISDIR: f"{where} is a directory; give a file",
+        errno.EEXIST: f"{where} is a file where a folder is needed (not a folder); check the path",
+        errno.ENOENT: f"{where} not found; check the path",
+        errno.ENAMETOOLONG: f"a file name is too long: {where}; choose a shorter one",
+    }
+    return fixes.get(exc.errno, f"{exc.strerror or type(exc).__name__}: {where}; check the path and retry")

@@ -6,7 +6,6 @@ same settings may resume; different settings into the same output stop with a cl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import platform
 import subprocess
@@ -18,18 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from judge.core.errors import UserError
-from judge.core.outputs import OUTPUT_DIGEST_KEY
+from judge.core.files import file_sha256, json_text
 from judge.core.paths import ROOT
 
 PACKAGES = ("safeguard-audit", "torch", "transformers", "peft", "scikit-learn", "outlines", "krippendorff", "pandas", "numpy")
-
-
-def file_sha256(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(paths: list[str | Path]) -> dict[str, str]:
@@ -115,7 +106,6 @@ class RunManifest:
             self.data[OUTPUT_DIGEST_KEY] = file_sha256(out)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        from judge.core.records import json_text
 
         tmp.write_text(json_text(self.data, indent=2, default=str) + "\n", encoding="utf-8")
         tmp.replace(path)
@@ -189,3 +179,12 @@ def label_source(records_path: str | Path, column: str, *, default: str | None =
         where = judge.get("directory")
         return f"{Path(where).name} ({judge['kind']} judge)" if where else f"{judge['kind']} judge"
     return default or f"column {column}"
+
+
+MANIFEST = "manifest.json"
+
+
+OUTPUTS_KEY = "outputs"  # in a directory's manifest: {relative path: sha256} of every file the command wrote
+
+
+OUTPUT_DIGEST_KEY = "output_sha256"  # in a file's manifest: the sha256 of the file it describes

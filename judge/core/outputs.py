@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from judge.core.errors import UserError
-
-MANIFEST = "manifest.json"
-OUTPUTS_KEY = "outputs"  # in a directory's manifest: {relative path: sha256} of every file the command wrote
-OUTPUT_DIGEST_KEY = "output_sha256"  # in a file's manifest: the sha256 of the file it describes
+from judge.core.files import build_aside, check_output_directory, file_sha256, normal_permissions
+from judge.core.manifest import MANIFEST, OUTPUT_DIGEST_KEY, OUTPUTS_KEY, read_manifest
 
 
 def _resolved(path: str | Path) -> Path:
@@ -72,15 +71,12 @@ def check_apart(out: str | Path, inputs: Iterable[str | Path], *, directory: boo
 
 
 def _manifest_of(out: Path, *, directory: bool) -> dict | None:
-    from judge.core.manifest import read_manifest
-
     path = out / MANIFEST if directory else out.with_name(out.name + ".manifest.json")
     return read_manifest(path.parent if directory else out) if path.is_file() else None
 
 
 def check_replaceable(out: str | Path, command: str, *, directory: bool) -> None:
     """With --overwrite: refuse unless ``out`` is absent, empty, or entirely what ``command`` wrote."""
-    from judge.core.manifest import file_sha256
 
     out = Path(out)
     if not out.exists() and not out.is_symlink():
@@ -123,9 +119,6 @@ def check_replaceable(out: str | Path, command: str, *, directory: bool) -> None
 
 def record_outputs(directory: str | Path) -> None:
     """List every file of a finished output directory, with its sha256, in its manifest.json."""
-    import json
-
-    from judge.core.manifest import file_sha256
 
     directory = Path(directory)
     manifest = directory / MANIFEST
@@ -201,3 +194,17 @@ def claim_for(config: Any, command: str, *, inputs: Iterable[str], directory: bo
     """``claim_output`` for a command's Config: ``inputs`` names the fields that hold input paths."""
     return claim_output(getattr(config, out_field), command=command, inputs=[getattr(config, name, None) for name in inputs],
                         overwrite=bool(getattr(config, "overwrite", False)), directory=directory)
+
+
+@contextmanager
+def staged_directory(out: str | Path, *, overwrite: bool):
+    """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole (one atomic swap,
+    judge.core.files), on failure it is removed. A report or judge directory is never left
+    with a mix of new and stale files, nor missing."""
+
+    out = check_output_directory(out, overwrite=overwrite)
+    with build_aside(out, replace=True) as tmp:
+        yield tmp
+
+        record_outputs(tmp)  # what a later --overwrite may replace
+        normal_permissions(tmp)

@@ -9,65 +9,29 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from judge.core.errors import UserError
-
-DEFAULT_ENCODING = "utf-8"
-
-
-def check_encoding(name: str) -> str:
-    """``name`` if Python decodes text with it (``--encoding``); a one-line error otherwise."""
-    import codecs
-
-    try:
-        text_encoding = codecs.lookup(name)._is_text_encoding  # rot13, base64 ... are codecs but not text encodings
-    except (LookupError, TypeError):
-        text_encoding = False
-    if not text_encoding:
-        from judge.core.cli import clip
-
-        raise UserError(f"unknown --encoding {clip(name)}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
-    return name
-
-
-def encoding_error(path: str | Path, exc: UnicodeError, encoding: str) -> UserError:
-    where = f"byte {exc.start}: {exc.reason}" if isinstance(exc, UnicodeDecodeError) else str(exc)
-    return UserError(
-        f"{Path(path).name} is not valid {encoding} text ({where}); "
-        "save it as UTF-8 or pass its encoding, e.g. --encoding latin-1 (utf-16-le for UTF-16 without a BOM)"
-    )
-
-
-def _check_input_file(path: Path, what: str) -> None:
-    if path.is_dir():
-        raise UserError(f"{what} {path} is a directory, not a file; give the file's path")
-    if not path.exists():
-        raise UserError(f"{what} {path} not found; check the path")
-    if not path.is_file():
-        # a FIFO or a device would block or never end
-        raise UserError(f"{what} {path} is not a regular file (a pipe or a device?); save the data to a file first")
-
-
-def read_text(path: str | Path, *, what: str = "input file", encoding: str = DEFAULT_ENCODING) -> str:
-    """A whole text file in ``encoding``, with one-line errors for the usual mistakes."""
-    path = Path(path)
-    _check_input_file(path, what)
-    try:
-        return path.read_text(encoding=check_encoding(encoding))
-    except UnicodeError as exc:
-        raise encoding_error(path, exc, encoding) from None
-
+from judge.core.errors import UserError, short_list
+from judge.core.files import (
+    DEFAULT_ENCODING,
+    _check_input_file,
+    _json_value,
+    atomic_write,
+    check_encoding,
+    encoding_error,
+    json_text,
+    read_text,
+    to_json_line,
+)
+from judge.core.schema import nesting
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 # A JSON list is parsed whole in memory (JSONL streams line by line), so its size and nesting are bounded first.
 MAX_JSON_LIST_BYTES = 1 << 30
-MAX_JSON_LIST_DEPTH = 32  # judge.core.formats.nesting counts no further
+MAX_JSON_LIST_DEPTH = 32  # judge.core.schema.nesting counts no further
 
 
 def file_format(path: str | Path) -> str:
@@ -104,7 +68,6 @@ def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: 
 
 def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
     """A ``.json`` file holding ``[{...}, ...]``: the same records a JSONL file holds, one object each."""
-    from judge.core.formats import nesting
 
     size = path.stat().st_size
     if size > MAX_JSON_LIST_BYTES:
@@ -161,7 +124,6 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str,
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         hint = f" {flag_hint}" if flag_hint else ""
-        from judge.core.cli import short_list
 
         raise UserError(
             f"{Path(source).name}: column(s) {short_list([repr(m) for m in missing], limit=4)} not found; "
@@ -360,106 +322,6 @@ def user_columns(records: pd.DataFrame, column_map: dict[str, str]) -> pd.DataFr
         if shadow in out.columns:
             out = out.rename(columns={shadow: canonical})
     return out
-
-
-def ensure_writable(path: str | Path, *, overwrite: bool) -> Path:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _json_value(value: Any) -> Any:
-    """``value`` as strict JSON can hold it: NaN and infinities become null (JSON has no such numbers,
-    and Python's ``NaN`` token breaks every other reader), numpy scalars and arrays become Python ones,
-    containers are walked; anything else JSON lacks is left for ``default``."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {_json_key(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalars and arrays, pandas values
-        return _json_value(value.tolist())
-    return value
-
-
-def _json_key(key: Any) -> Any:
-    key = _json_value(key)
-    return key if key is None or isinstance(key, (str, int, float, bool)) else str(key)
-
-
-def json_text(data: Any, **options: Any) -> str:
-    """The one way the toolkit writes JSON: strict (``allow_nan=False``), NaN and infinities as null.
-    A value that slips past the cleaning fails here loudly instead of writing invalid JSON."""
-    return json.dumps(_json_value(data), allow_nan=False, **options)
-
-
-def to_json_line(row: dict[str, Any]) -> str:
-    return json_text(row, ensure_ascii=False, default=str) + "\n"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def normal_permissions(path: str | Path) -> None:
-    """Temporary files and folders are created private (0600/0700); what we hand over follows the umask."""
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
-
-
-def atomic_write(path: str | Path, write: Any, *, overwrite: bool, binary: bool = False) -> Path:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = ensure_writable(path, overwrite=overwrite)
-    if path.is_dir():
-        raise UserError(f"{path} is a directory; give a file name for the output")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        normal_permissions(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def check_output_directory(out: str | Path, *, overwrite: bool) -> Path:
-    """An output directory may be new, empty, or replaced whole with --overwrite."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; a report is a directory: choose another --out")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
-    return out
-
-
-@contextmanager
-def staged_directory(out: str | Path, *, overwrite: bool):
-    """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole (one atomic swap,
-    judge.core.directories), on failure it is removed. A report or judge directory is never left
-    with a mix of new and stale files, nor missing."""
-    from judge.core.directories import build_aside
-
-    out = check_output_directory(out, overwrite=overwrite)
-    with build_aside(out, replace=True) as tmp:
-        yield tmp
-        from judge.core.outputs import record_outputs
-
-        record_outputs(tmp)  # what a later --overwrite may replace
-        normal_permissions(tmp)
-
-
-def write_text(path: str | Path, text: str, *, overwrite: bool) -> Path:
-    return atomic_write(path, lambda h: h.write(text), overwrite=overwrite)
 
 
 def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:

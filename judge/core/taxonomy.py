@@ -1,13 +1,15 @@
 """Taxonomies as data: ordered categories with definitions, aliases and coarse parents."""
 from __future__ import annotations
 
+import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from judge.core.cli import clip, short_list
-from judge.core.errors import UserError
+from judge.core.errors import UserError, clip, short_list
+from judge.core.files import read_text
 from judge.core.paths import TAXONOMIES
 from judge.core.yaml_data import load_yaml
 
@@ -207,7 +209,6 @@ def load_taxonomy(name_or_path: str | Path, *, encoding: str = "utf-8") -> Taxon
         raise UserError(
             f"taxonomy {str(name_or_path)!r} not found; use a preset ({', '.join(available_taxonomies())}) or a path to a YAML file"
         )
-    from judge.core.records import read_text
 
     data = load_yaml(read_text(path, what="taxonomy file", encoding=encoding), source=f"taxonomy file {path.name}")
     return Taxonomy.from_dict(data, source=path.name)
@@ -234,13 +235,8 @@ def parse_label_map(spec: str | None, *, encoding: str = "utf-8") -> dict[str, s
         return None
     path = Path(spec)
     if path.is_file():
-        from judge.core.records import read_text
-
         text = read_text(path, what="--label-map file", encoding=encoding)
         if path.suffix.lower() == ".csv":
-            import csv
-            import io
-
             try:
                 rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
             except csv.Error as exc:  # e.g. a field over the csv module's 131,072-character limit

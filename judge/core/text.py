@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from judge.core.errors import UserError
+
 NAME_PLACEHOLDER = "[NAME]"
 
 
@@ -131,8 +133,6 @@ def _pair_template(tokenizer) -> dict:
         ia = next(i for i in range(len(ids)) if ids[i:i + len(a)] == a)
         ib = next(i for i in range(ia + len(a), len(ids)) if ids[i:i + len(b)] == b)
     except StopIteration:
-        from judge.core.errors import UserError
-
         raise UserError(f"--tail-tokens is not supported for the tokenizer {type(tokenizer).__name__}; train without it") from None
     types = None
     if "token_type_ids" in full:

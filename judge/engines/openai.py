@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from judge.core.cli import check_choice, check_positive, short_list
-from judge.core.errors import UserError, cut
+from judge.core.config import check_choice, check_positive
+from judge.core.errors import UserError, cut, short_list
 from judge.engines.base import ChatRequest, Completion, Engine
 
 CONSTRAINTS = ("auto", "structured-outputs", "json-schema", "guided-choice")

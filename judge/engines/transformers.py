@@ -23,7 +23,7 @@ def load_chat_model(spec: str, *, device: str = "auto", path: str | None = None)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from judge.core.models import load_failure, resolve_model
+    from judge.engines.models import load_failure, resolve_model
 
     path = path or resolve_model(spec)
     use_gpu = torch.cuda.is_available() and device in ("auto", "cuda")
@@ -73,7 +73,7 @@ class TransformersEngine(Engine):
     name = "hf"
 
     def __init__(self, model: str, *, device: str = "auto", options: Options | None = None):
-        from judge.core.models import model_revision, resolve_model
+        from judge.engines.models import model_revision, resolve_model
 
         self.spec, self.options = model, options or Options()
         path = resolve_model(model)

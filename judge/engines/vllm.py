@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from judge.core.cli import check_choice
+from judge.core.config import check_choice
 from judge.core.errors import UserError, cut
 from judge.engines.base import ChatRequest, Completion, Engine
 
@@ -95,7 +95,7 @@ class VllmEngine(Engine):
     reproducible = True
 
     def __init__(self, model: str, *, device: str = "auto", options: Options | None = None):
-        from judge.core.models import model_revision, resolve_model
+        from judge.engines.models import model_revision, resolve_model
 
         self.spec, self.options, self.device = model, options or Options(), device
         if device not in ("auto", "cpu", "cuda"):

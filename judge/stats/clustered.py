@@ -150,7 +150,8 @@ def rao_scott(row: np.ndarray, col: np.ndarray, clusters: np.ndarray) -> dict:
     Returns the uncorrected Pearson X^2 (no continuity correction), the mean generalised design effect,
     the F statistic X^2 / tr(Delta) with its degrees of freedom and p-value, and G.
     """
-    from scipy.stats import chi2_contingency, f as f_dist
+    from scipy.stats import chi2_contingency
+    from scipy.stats import f as f_dist
 
     row, col = np.asarray(row, dtype=np.int64), np.asarray(col, dtype=np.int64)  # category codes may be int8
     n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1

@@ -8,12 +8,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest, chi2_contingency
 
-from judge.stats import clustered, estimability
-from judge.core.cli import clip, short_list
-from judge.core.errors import UserError
-from judge.stats.multiplicity import Family
+from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
 from judge.core.taxonomy import UNSCORED, Taxonomy
+from judge.stats import clustered, estimability
+from judge.stats.multiplicity import Family
 
 
 def wilson_interval(count: int, n: int, *, level: float = 0.95) -> tuple[float, float]:

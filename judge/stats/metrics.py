@@ -11,7 +11,13 @@ from typing import Callable, Mapping, Sequence
 
 import krippendorff
 import numpy as np
-from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    cohen_kappa_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from judge.core.taxonomy import UNSCORED
 

@@ -60,9 +60,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from judge.core.taxonomy import UNSCORED
 from judge.stats import clustered, estimability
 from judge.stats.disparity import wilson_interval
-from judge.core.taxonomy import UNSCORED
 
 SIMPLE_RANDOM, POISSON, STRATIFIED = "simple random", "independent inclusion (Poisson)", "stratified simple random"
 _NO_STRATUM = "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's

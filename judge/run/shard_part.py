@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from judge.core.errors import UserError
-from judge.core.formats import MIB, read_json, validate
-from judge.core.runner import Shard, identity_fingerprint
+from judge.core.schema import MIB, read_json, validate
+from judge.run.runner import Shard, identity_fingerprint
 
 PART_KEY = "part"
 # What a shard's run sets aside from its identity: the rest must match across the parts of one run.

@@ -1,6 +1,6 @@
 """The LoRA judge kind: a peft LoRA sequence classifier trained by ``judge.train --kind lora``.
 
-Its directory's format is ``judge.core.formats.lora``; its training ``training/lora.py``.
+Its directory's format is ``judge.kinds.lora.format``; its training ``training/lora.py``.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from judge.core.errors import UserError
-from judge.core.formats.judge_dir import directory_fingerprint, directory_key, display_name, text_view_of, verify
-from judge.core.formats.lora import check_adapter, check_fits, check_max_length, load_base, load_tokenizer
-from judge.core.models import first_token_only
 from judge.core.taxonomy import Taxonomy, load_taxonomy
 from judge.core.text import encode_pairs
-from judge.judges.base import Item, Judge, Judgement
+from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.judge_dir import directory_fingerprint, directory_key, display_name, text_view_of, verify
+from judge.kinds.lora.format import check_adapter, check_fits, check_max_length, load_base, load_tokenizer
+from judge.kinds.lora.forward import first_token_only
 
 TITLE = "the LoRA judge"
 SPEC = "directory"
@@ -63,9 +63,9 @@ class LoraJudge(Judge):
     """A peft LoRA sequence classifier with temperature-scaled probabilities.
 
     Inference merges the adapter into the base and runs in the precision ``precision`` names (see
-    judge.core.precision): ``auto`` takes the fastest one this machine runs natively among those the
+    judge.kinds.lora.precision): ``auto`` takes the fastest one this machine runs natively among those the
     judge's training check found faithful to fp32, and fp32 for a judge without that check.
-    ``precision`` may also be a ``judge.core.precision.Choice`` already made (judge.label resolves it once
+    ``precision`` may also be a ``judge.kinds.lora.precision.Choice`` already made (judge.label resolves it once
     per run); ``quantize`` is the old switch (True: int8, False: fp32).
     """
 
@@ -73,8 +73,8 @@ class LoraJudge(Judge):
 
     def __init__(self, directory: str | Path, *, device: str = "auto", precision="auto", quantize: bool | None = None,
                  max_length: int | None = None, verbose: bool = False):
-        from judge.core import precision as prec
-        from judge.core.models import pick_device
+        from judge.core.devices import pick_device
+        from judge.kinds.lora import precision as prec
 
         directory = Path(directory)
         meta = verify(directory)
@@ -112,7 +112,7 @@ class LoraJudge(Judge):
     def _merged_model(self, dtype: torch.dtype):
         """The base with the adapter merged in. Small models on CPU are cached merged (keyed by the
         adapter's hash), so labelling starts without importing peft or merging again."""
-        from judge.core.models import quiet_transformers
+        from judge.engines.models import quiet_transformers
 
         with quiet_transformers(self.verbose):
             return self._load_merged(dtype)
@@ -120,14 +120,14 @@ class LoraJudge(Judge):
     def _load_merged(self, dtype: torch.dtype):
         from transformers import AutoModelForSequenceClassification
 
-        from judge.core.models import cache_root
+        from judge.engines.models import cache_root
 
         # judge.json holds the hash of every file of the directory: one key covers them all; the
         # weights' dtype is in the key too, so one precision's cached weights never load as another's.
         cached = cache_root() / "merged-judges" / f"{directory_key(self.directory)}-{str(dtype).removeprefix('torch.')}"
         if self.device.type == "cpu" and (cached / "config.json").exists():
             self.tokenizer = load_tokenizer(self.directory, where=self.where)
-            self.tokenizer.padding_side = "right"  # as load_base pads (judge.core.formats.lora.prepare_padding)
+            self.tokenizer.padding_side = "right"  # as load_base pads (judge.kinds.lora.format.prepare_padding)
             return AutoModelForSequenceClassification.from_pretrained(cached, dtype=dtype)
         from peft import PeftModel
 
@@ -137,7 +137,7 @@ class LoraJudge(Judge):
         check_fits(base, self.adapter, where=self.where)
         model = PeftModel.from_pretrained(base, self.directory).merge_and_unload()
         if self.device.type == "cpu" and sum(p.numel() for p in model.parameters()) < 500_000_000:
-            from judge.core.directories import build_aside
+            from judge.core.files import build_aside
 
             with build_aside(cached) as tmp:  # another process may cache it first: then its copy stays
                 model.save_pretrained(tmp)
@@ -157,7 +157,7 @@ class LoraJudge(Judge):
         else:
             inputs = self.tokenizer(prompts, responses, truncation="only_second" if self.max_length > 64 else True,
                                     max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
-        from judge.core.precision import context
+        from judge.kinds.lora.precision import context
 
         with context(self.precision, self.device):
             return self.model(**inputs).logits.float().cpu().numpy()
@@ -172,7 +172,7 @@ class LoraJudge(Judge):
                 "quantized_int8": self.quantize, "device": str(self.device), **self._hardware(), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
 
     def _hardware(self) -> dict:
-        from judge.core.precision import cpu_info
+        from judge.kinds.lora.precision import cpu_info
 
         if self.device.type == "cuda":
             return {"gpu": torch.cuda.get_device_name(self.device)}

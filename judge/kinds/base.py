@@ -1,7 +1,7 @@
 """One judge interface, many backends.
 
 The base class owns the rows (abstention, missing responses, columns) and hands the batching,
-progress, checkpointing and shares to the runner (``judge.core.runner``), as the runner's Worker;
+progress, checkpointing and shares to the runner (``judge.run.runner``), as the runner's Worker;
 a backend implements ``_label_batch`` only (after allenai/wildguard's ``SafetyClassifierBase``).
 """
 from __future__ import annotations
@@ -13,13 +13,14 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from judge.core.cli import clip
-from judge.core.errors import UserError
-from judge.core.records import JsonlCheckpoint
-from judge.core.text import TextView, record_names
-from judge.core.runner import Batch, Executor, InProcess, Shard, Worker, fixed_plan, run_plan
-from judge.core.records import probability_column  # noqa: F401 - re-exported: judges write these columns
+from judge.core.errors import UserError, clip
+from judge.core.records import (
+    JsonlCheckpoint,
+    probability_column,  # noqa: F401 - re-exported: judges write these columns
+)
 from judge.core.taxonomy import UNSCORED, Taxonomy
+from judge.core.text import TextView, record_names
+from judge.run.runner import Batch, Executor, InProcess, Shard, Worker, fixed_plan, run_plan
 
 
 @dataclass
@@ -202,7 +203,7 @@ class JudgeWorker:
     row_options: RowOptions = RowOptions()
 
     def __call__(self) -> "Judge":
-        from judge.judges import load_judge
+        from judge.kinds import load_judge
 
         judge = load_judge(self.spec, taxonomy=self.taxonomy, **dict(self.options))
         judge.row_options = self.row_options

@@ -9,7 +9,7 @@ holds, "a batch counts only when all its rows are written", and progress.
 A *shard* ``I/N`` is a share of the plan: the batches whose number is ``I-1`` modulo ``N``. The plan
 is sorted by length, so this round robin gives every share short and long batches alike (and rows
 scattered over the input). A share's output records where its rows go in the whole output
-(``judge.core.formats.shard_part``), so ``python -m judge.join`` puts the shares back together
+(``judge.run.shard_part``), so ``python -m judge.join`` puts the shares back together
 without reading the input.
 
 Nothing heavy is imported here: commands parse ``--shard`` before their slow imports.
@@ -172,7 +172,7 @@ def run_plan(plan: Sequence[Batch], make_worker: Callable[[], Worker], *, key_co
 def as_written(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows as a checkpoint gives them back (JSON values: numpy scalars as numbers, NaN as null), so a
     row computed now and one resumed from the checkpoint make the same output."""
-    from judge.core.records import to_json_line
+    from judge.core.files import to_json_line
 
     return [json.loads(to_json_line(r)) for r in rows]
 

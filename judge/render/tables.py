@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import zip_longest
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Sequence
 
@@ -15,8 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from judge.core.records import atomic_write, write_text  # noqa: E402
-
+from judge.core.files import atomic_write, write_text  # noqa: E402
 
 # A float holds at most this many lines of cells (a rate over its interval counts two): about 60% of an
 # article page, so a float never outgrows its page; a longer table breaks across pages in pieces this tall.

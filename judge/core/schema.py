@@ -1,6 +1,6 @@
 """Reading files a user hands over as untrusted data: bounded JSON, schemas, safetensors headers.
 
-A judge directory's seal (``judge.core.formats.judge_dir``) is an unkeyed sha256 anyone can recompute: it catches
+A judge directory's seal (``judge.kinds.judge_dir``) is an unkeyed sha256 anyone can recompute: it catches
 a file changed by accident, not a forged one. So what the seal covers is checked here before any
 library sees it: sizes before reading, nesting before recursing, types and ranges by schema
 (pydantic, strict), and array names, dtypes and shapes from the safetensors header before the data.
@@ -14,7 +14,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from judge.core.errors import UserError, cut
+import numpy as np
+
+from judge.core.errors import UserError, cut, short_list
 
 MIB = 1 << 20
 # Deeper than anything training writes (judge.json nests 3 levels); json and pydantic recurse, so a
@@ -137,14 +139,11 @@ def require_tensor(headers: dict, key: str, dtypes: tuple[str, ...], shape: tupl
 def only_tensors(headers: dict, keys, *, where: str, file: str, fix: str = RETRAIN) -> None:
     extra = sorted(set(headers) - set(keys))
     if extra:
-        from judge.core.cli import short_list
-
         raise UserError(f"{where}: {file} holds unexpected arrays {short_list(extra)}; {fix}")
 
 
 def finite_arrays(path: str | Path, *, where: str, fix: str = RETRAIN) -> dict:
     """Every array of a (header-checked) safetensors file, refused if a float holds NaN or infinity."""
-    import numpy as np
     from safetensors.numpy import load_file
 
     path = Path(path)

@@ -1,4 +1,4 @@
-"""The keyword rules as a plain function of the text, shared by the rules judge (judge/judges/) and
+"""The keyword rules as a plain function of the text, shared by the rules judge (judge/kinds/) and
 the stacked ensemble's training (training/), which both need it."""
 from __future__ import annotations
 

@@ -22,10 +22,10 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import pandas as pd
 
-from judge.core.cli import short_list
-from judge.core.errors import UserError
+from judge.core.errors import UserError, short_list
 from judge.core.records import _id_text as id_text
-from judge.core.taxonomy import Taxonomy, _norm as normalized_label, label_text
+from judge.core.taxonomy import Taxonomy, label_text
+from judge.core.taxonomy import _norm as normalized_label
 from judge.core.text import mask_name
 
 INCLUSION = "inclusion_probability"
@@ -374,7 +374,7 @@ class Annotation(NamedTuple):
 
 def read_label_studio_export(path: Path, *, encoding: str = "utf-8") -> list:
     """The parsed export, refused in one line when it is too large, not JSON, or nested past reason."""
-    from judge.core.records import read_text
+    from judge.core.files import read_text
 
     if path.is_file() and path.stat().st_size > MAX_EXPORT_BYTES:
         raise UserError(f"{path.name} is larger than {MAX_EXPORT_BYTES / 2**20:g} MiB; export fewer tasks per file from Label Studio")

@@ -16,7 +16,16 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from judge.core.errors import UserError, cut
-from judge.core.formats import MIB, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique, validate
+from judge.core.schema import (
+    MIB,
+    finite_arrays,
+    only_tensors,
+    read_json,
+    require_tensor,
+    tensor_headers,
+    unique,
+    validate,
+)
 
 SETTINGS = "tfidf.json"
 ARRAYS = "tfidf.safetensors"
@@ -108,7 +117,7 @@ def save(pipeline, directory: str | Path) -> None:
 
 def write_settings(directory: str | Path, *, classes: list[str], mask_names: bool) -> Path:
     """judge.json of a TF-IDF judge: ``classes`` are the labels in the classifier's column order."""
-    from judge.core.formats.judge_dir import write_settings as write_judge_json
+    from judge.kinds.judge_dir import write_settings as write_judge_json
 
     return write_judge_json(directory, {"kind": "tfidf", "classes": list(classes), "mask_names": mask_names})
 

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from judge.core.errors import UserError, cut
-from judge.core.formats import RETRAIN, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
+from judge.core.schema import RETRAIN, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
 
 STACKER_FILE = "stacker.safetensors"
 TRAINED_MEMBERS = ("lora", "tfidf")
@@ -49,7 +49,7 @@ def save(directory: Path, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *,
     """stacker.safetensors (coef, intercept, classes) and judge.json of an ensemble whose members are written already."""
     from safetensors.numpy import save_file
 
-    from judge.core.formats.judge_dir import write_settings
+    from judge.kinds.judge_dir import write_settings
 
     coef, intercept, classes = weights
     save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(Path(directory) / STACKER_FILE))
@@ -63,7 +63,7 @@ def save(directory: Path, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *,
 
 def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, Path]:
     """Each trained member's folder, checked to lie inside the ensemble and to hold a judge of the member's kind."""
-    from judge.core.formats.judge_dir import JUDGE_JSON, inside
+    from judge.kinds.judge_dir import JUDGE_JSON, inside
 
     out = {}
     for name in meta["members"]:
@@ -85,7 +85,7 @@ def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, 
 def _kind_of(path: Path, *, where: str) -> str:
     if not path.is_file():
         raise UserError(f"{where}: {path.parent.name} holds no judge (no {path.name}); {RETRAIN}")
-    from judge.core.formats.judge_dir import MAX_JUDGE_JSON_BYTES
+    from judge.kinds.judge_dir import MAX_JUDGE_JSON_BYTES
 
     meta = read_json(path, max_bytes=MAX_JUDGE_JSON_BYTES, where=where)
     return str(meta.get("kind")) if isinstance(meta, dict) else "unreadable"

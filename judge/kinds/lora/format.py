@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from judge.core.errors import UserError, cut
-from judge.core.formats import MIB, RETRAIN, read_json, tensor_headers, validate
+from judge.core.schema import MIB, RETRAIN, read_json, tensor_headers, validate
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -199,7 +199,7 @@ def load_tokenizer(directory: Path, *, where: str):
 def write_settings(directory: Path, *, base_model: str, base_model_revision: str | None, labels: list[str], temperature: float,
                    max_length: int, tail_tokens: int, mask_names: bool, recipe: dict, precision: dict | None = None) -> Path:
     """judge.json of a LoRA judge, as training writes it and ``Settings`` reads it."""
-    from judge.core.formats.judge_dir import write_settings as write_judge_json
+    from judge.kinds.judge_dir import write_settings as write_judge_json
 
     settings = {"kind": "lora", "base_model": base_model, "base_model_revision": base_model_revision, "labels": labels,
                 "temperature": temperature, "max_length": max_length, "tail_tokens": tail_tokens, "mask_names": mask_names, "recipe": recipe}
@@ -214,7 +214,7 @@ def load_base(base_model: str, labels: list[str], *, dtype=None, allow_hub: bool
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from judge.core.models import load_failure, resolve_model
+    from judge.engines.models import load_failure, resolve_model
 
     path = resolve_model(base_model, allow_hub=allow_hub)
     try:

@@ -46,7 +46,7 @@ def cache_root() -> Path:
 
 def gguf_as_safetensors(gguf: Path) -> Path:
     """A plain transformers copy of a GGUF chat model, converted once and cached by file hash."""
-    from judge.core.manifest import file_sha256
+    from judge.core.files import file_sha256
 
     target = cache_root() / "models" / f"{gguf.stem}-{file_sha256(gguf)[:16]}"
     if (target / "config.json").exists():
@@ -71,7 +71,7 @@ def gguf_as_safetensors(gguf: Path) -> Path:
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
     plain.generation_config = loaded.generation_config
-    from judge.core.directories import build_aside
+    from judge.core.files import build_aside
 
     with build_aside(target) as tmp:  # another process may convert it first: then its copy stays
         plain.save_pretrained(tmp)
@@ -164,34 +164,6 @@ def model_revision(path: str | Path) -> str | None:
     return path.name if path.parent.name == "snapshots" else None
 
 
-def check_device_available(spec: str) -> None:
-    """A device this machine has: cuda (or cuda:N within the visible GPUs), mps on Apple silicon, cpu."""
-    import torch
-
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {spec} asked for, but no GPU is visible; use --device cpu or auto")
-        index = int(spec.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0 ...); pick one of them or auto")
-    elif spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps asked for, but Apple's MPS backend is not available here; use --device cpu or auto")
-    elif spec not in ("cpu", "mps"):
-        raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {spec[:40]!r}")
-
-
-def pick_device(spec: str):
-    """(device, dtype) for ``--device``: auto is a GPU with bf16 where one is visible, else the CPU in fp32."""
-    import torch
-
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    check_device_available(spec)
-    device = torch.device(spec)
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return device, (torch.bfloat16 if bf16 else torch.float32)
-
-
 def resolve_model(spec: str, *, allow_hub: bool = True) -> str:
     """A local path that ``from_pretrained`` loads for a model spec.
 
@@ -241,40 +213,3 @@ def quiet_transformers(verbose: bool = False) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _first_token_forward(layer, hidden_states, attention_mask=None, *args, **kwargs):
-    """BertLayer.forward for the first position only (see :func:`first_token_only`)."""
-    import torch
-
-    attention = layer.attention.self
-    batch, length, _ = hidden_states.shape
-    head = attention.attention_head_size
-    query = attention.query(hidden_states[:, :1]).view(batch, 1, -1, head).transpose(1, 2)
-    key = attention.key(hidden_states).view(batch, length, -1, head).transpose(1, 2)
-    value = attention.value(hidden_states).view(batch, length, -1, head).transpose(1, 2)
-    if attention_mask is not None and attention_mask.dim() == 4:  # (batch, 1, query, key), boolean or additive
-        attention_mask = attention_mask[:, :, :1, :]
-    context = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=attention.scaling)
-    first = layer.attention.output(context.transpose(1, 2).reshape(batch, 1, -1), hidden_states[:, :1])
-    return layer.output(layer.intermediate(first), first)
-
-
-def first_token_only(model):
-    """For inference: compute a BERT classifier's last layer for the [CLS] position only.
-
-    The pooler reads token 0 of the last layer and nothing else, so the other positions' query,
-    attention output and feed-forward there are wasted work (about a sixth of MiniLM's compute);
-    only their keys and values are needed. The layer's forward is replaced on the instance, so the
-    module tree and state dict are unchanged; same logits as the full layer (tested to 1e-5 in fp32).
-    Models that are not a plain BERT encoder classifier are returned as they are.
-    """
-    import functools
-
-    bert, config = getattr(model, "bert", None), getattr(model, "config", None)
-    if (bert is None or getattr(bert, "pooler", None) is None or config is None or config.model_type != "bert"
-            or config.is_decoder or config.add_cross_attention or model.training
-            or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager")):  # the mask forms handled here
-        return model
-    last = bert.encoder.layer[-1]
-    last.forward = functools.partial(_first_token_forward, last)
-    last.first_token_only = True
-    return model

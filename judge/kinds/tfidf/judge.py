@@ -1,6 +1,6 @@
 """The TF-IDF judge kind: word 1-2 grams + logistic regression, the classical baseline.
 
-Its directory's format is ``judge.core.formats.tfidf``; its training ``training/tfidf.py``.
+Its directory's format is ``judge.kinds.tfidf.format``; its training ``training/tfidf.py``.
 """
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from judge.core.formats.judge_dir import directory_fingerprint, display_name, text_view_of, verify
 from judge.core.taxonomy import Taxonomy, load_taxonomy
-from judge.judges.base import Item, Judge, Judgement
+from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.judge_dir import directory_fingerprint, display_name, text_view_of, verify
 
 TITLE = "the TF-IDF judge"
 SPEC = "directory"
@@ -42,7 +42,7 @@ class TfidfJudge(Judge):
     kind = "tfidf"
 
     def __init__(self, directory: str | Path):
-        from judge.core.formats.tfidf import TfidfModel, check_classes
+        from judge.kinds.tfidf.format import TfidfModel, check_classes
 
         directory = Path(directory)
         meta = verify(directory)
@@ -56,7 +56,7 @@ class TfidfJudge(Judge):
         self.text_view = text_view_of(meta)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from judge.core.formats.tfidf import tfidf_text
+        from judge.kinds.tfidf.format import tfidf_text
 
         prompts, responses = self.texts(batch)
         probs = self.model.predict_proba(tfidf_text(prompts, responses))

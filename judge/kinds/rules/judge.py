@@ -5,9 +5,9 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from judge.judges.base import Item, Judge, Judgement
-from judge.core.refusal_keywords import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules, english_only_warning
 from judge.core.taxonomy import Taxonomy, load_taxonomy
+from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.rules.keywords import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules, english_only_warning
 
 TITLE = "the keyword rules judge"
 SPEC = "name"  # --judge rules

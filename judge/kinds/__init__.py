@@ -11,7 +11,7 @@ Each kind is one module of this package that says what it is:
 - ``load(arg, options, taxonomy) -> Judge`` and ``fingerprint(arg) -> dict`` (what a rerun must match);
 - ``masks_names(judge) -> bool``: whether the judge sees the names (judge.swap reports it);
 - ``precision_directory(arg) -> Path | None`` (optional): the LoRA directory whose precision record
-  decides the run's ``--precision auto`` (judge.core.precision);
+  decides the run's ``--precision auto`` (judge.kinds.lora.precision);
 - ``SPEC``: ``"directory"`` (ARG is a judge directory, ``DIR`` alone finds it) or ``"name"`` (ARG is optional);
 - ``TRAINABLE`` / ``MEMBER``: whether ``judge.train --kind`` makes it / an ensemble may hold it. Its
   training lives in ``training/<kind>.py`` (the floors: this package never imports training/).
@@ -30,11 +30,11 @@ from typing import Any
 from judge.core.errors import UserError
 
 KINDS = {
-    "lora": "judge.judges.lora",
-    "tfidf": "judge.judges.tfidf",
-    "ensemble": "judge.judges.ensemble",
-    "rules": "judge.judges.rules",
-    "llm": "judge.judges.llm",
+    "lora": "judge.kinds.lora.judge",
+    "tfidf": "judge.kinds.tfidf.judge",
+    "ensemble": "judge.kinds.ensemble.judge",
+    "rules": "judge.kinds.rules.judge",
+    "llm": "judge.kinds.llm.judge",
 }
 
 # Settings of the run rather than of a kind (judge.label --device, --seed, --verbose): a kind whose
@@ -47,7 +47,7 @@ __all__ = ["KINDS", "Item", "Judge", "Judgement", "kind_module", "load_judge", "
 def __getattr__(name: str):
     # The judge interface, re-exported without importing it (and pandas) with the registry.
     if name in ("Item", "Judge", "Judgement", "probability_column"):
-        return getattr(importlib.import_module("judge.judges.base"), name)
+        return getattr(importlib.import_module("judge.kinds.base"), name)
     raise AttributeError(name)
 
 
@@ -98,8 +98,8 @@ def _by_name(kind: str) -> bool:
 
 def stored_kind(directory: Path) -> str:
     """The kind a judge directory's judge.json names, read as untrusted data (size and depth first)."""
-    from judge.core.formats import read_json
-    from judge.core.formats.judge_dir import JUDGE_JSON, MAX_JUDGE_JSON_BYTES, display_name
+    from judge.core.schema import read_json
+    from judge.kinds.judge_dir import JUDGE_JSON, MAX_JUDGE_JSON_BYTES, display_name
 
     where = f"judge directory {display_name(directory)}"
     if not (directory / JUDGE_JSON).is_file():
@@ -108,7 +108,7 @@ def stored_kind(directory: Path) -> str:
     kind = meta.get("kind") if isinstance(meta, dict) else None
     trained = [k for k in KINDS if kind_module(k).SPEC == "directory"]
     if kind not in trained:
-        from judge.core.formats.judge_dir import verify
+        from judge.kinds.judge_dir import verify
 
         verify(directory)  # its own message for whatever is wrong (not an object, no checksums ...)
         raise UserError(f"{where}: {JUDGE_JSON} names kind {str(kind)[:40]!r}, not one of {', '.join(trained)}; retrain the judge")

@@ -31,9 +31,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from judge.core.cli import short_list
-from judge.core.errors import UserError, cut
-from judge.core.runner import Batch, Worker
+from judge.core.errors import UserError, cut, short_list
+from judge.run.runner import Batch, Worker
 
 RESERVED_CPUS = 0.5  # left free by the default share, for the driver and Ray's own tasks
 _ADDRESS = re.compile(r"(auto|ray://[\w.\-\[\]:]+|[\w.\-]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})")
@@ -92,7 +91,7 @@ class _Task:
 
 @dataclass
 class RayExecutor:
-    """Run a plan's batches on ``actors`` Ray actors (an Executor for ``judge.core.runner.run_plan``).
+    """Run a plan's batches on ``actors`` Ray actors (an Executor for ``judge.run.runner.run_plan``).
 
     ``address``: None starts a local Ray (or joins RAY_ADDRESS; never a `ray start` cluster it was not
     pointed at), "auto" joins the local cluster,

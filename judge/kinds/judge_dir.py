@@ -14,10 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from judge.core.cli import short_list
-from judge.core.errors import UserError, cut
-from judge.core.formats import MIB, RETRAIN, cut_path, read_json, size_text, unique, validate
-from judge.core.records import json_text
+from judge.core.errors import UserError, cut, short_list
+from judge.core.files import json_text
+from judge.core.schema import MIB, RETRAIN, cut_path, read_json, size_text, unique, validate
 from judge.core.text import MAX_MASKED_NAMES, MAX_NAME_CHARS
 
 JUDGE_JSON = "judge.json"
@@ -69,7 +68,7 @@ def seal(directory: str | Path, *, labels: list[str], text_view=None) -> dict:
     The checksums are not a signature: anyone can recompute them, so loading also validates every
     file as untrusted data.
     """
-    from judge.core.manifest import file_sha256
+    from judge.core.files import file_sha256
 
     directory = Path(directory)
     meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
@@ -143,7 +142,7 @@ def _settings_model(kind: str):
     """The kind's own judge.json schema, from the module that owns its format."""
     import importlib
 
-    return importlib.import_module(f"judge.core.formats.{kind}").Settings
+    return importlib.import_module(f"judge.kinds.{kind}.format").Settings
 
 
 def validate_settings(settings: dict, *, where: str, name: str = JUDGE_JSON) -> None:
@@ -205,7 +204,7 @@ def verify(directory: str | Path) -> dict:
     """judge.json, after checking that every file it lists is there and unchanged, that the taxonomy
     names exactly the labels the classifier was trained on, and that the settings have the kind's
     schema. A re-sealed forgery passes the checksums; the checks on what they cover stop it."""
-    from judge.core.manifest import file_sha256
+    from judge.core.files import file_sha256
 
     directory = Path(directory)
     where = f"judge directory {display_name(directory)}"
@@ -250,7 +249,7 @@ def verify(directory: str | Path) -> dict:
 
 def directory_fingerprint(directory: str | Path) -> dict[str, str]:
     """Every file at the top of a judge directory by sha256 (the manifest aside): what a rerun must match."""
-    from judge.core.manifest import file_sha256
+    from judge.core.files import file_sha256
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -261,7 +260,7 @@ def directory_fingerprint(directory: str | Path) -> dict[str, str]:
 
 def directory_key(directory: str | Path) -> str:
     """A cache key for everything the judge is: judge.json holds every other file's hash."""
-    from judge.core.manifest import file_sha256
+    from judge.core.files import file_sha256
 
     return file_sha256(Path(directory) / JUDGE_JSON)[:24]
 
@@ -282,7 +281,7 @@ def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None) 
 def shareable(directory: Path) -> None:
     """Every file and folder of the judge follows the umask: safetensors writes its files 0600 and
     mkdtemp its folders 0700, which would keep the judge from the colleague it is meant for."""
-    from judge.core.records import normal_permissions
+    from judge.core.files import normal_permissions
 
     for folder, dirs, files in os.walk(directory):
         for entry in dirs + files:

@@ -8,10 +8,10 @@ from typing import Sequence
 import numpy as np
 
 from judge.core.errors import UserError
-from judge.judges.base import Item, Judge, Judgement
-from judge.core.formats.ensemble import member_directories, read_stacker
-from judge.core.formats.judge_dir import directory_fingerprint, display_name, text_view_of, verify
 from judge.core.taxonomy import UNSCORED, Taxonomy, load_taxonomy
+from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.ensemble.format import member_directories, read_stacker
+from judge.kinds.judge_dir import directory_fingerprint, display_name, text_view_of, verify
 
 TITLE = "the stacked ensemble"
 SPEC = "directory"
@@ -58,7 +58,7 @@ class EnsembleJudge(Judge):
     kind = "ensemble"
 
     def __init__(self, directory: str | Path, **member_options):
-        from judge.judges import kind_module, options_for
+        from judge.kinds import kind_module, options_for
 
         directory = Path(directory)
         self.meta = verify(directory)
@@ -82,7 +82,7 @@ class EnsembleJudge(Judge):
         return next(iter(self.members.values())).sort_key(item)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
-        from judge.core.formats.ensemble import stacker_probabilities
+        from judge.kinds.ensemble.format import stacker_probabilities
 
         per_member = {name: judge._label_batch(batch) for name, judge in self.members.items()}
         out: list[Judgement | None] = [None] * len(batch)

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from judge.core.errors import UserError
-from judge.judges.base import Item, Judge, Judgement
-from judge.core.manifest import file_sha256
-from judge.core.models import SMOLLM2, load_failure, model_revision, resolve_model
+from judge.core.files import file_sha256
 from judge.core.paths import DATA
 from judge.core.taxonomy import Taxonomy
+from judge.engines.models import SMOLLM2, load_failure, model_revision, resolve_model
+from judge.kinds.base import Item, Judge, Judgement
 
 DEFAULT_TEMPLATE = DATA / "judge_prompts" / "default.yaml"
 # How unscored reasons begin for rows an engine could not judge: judge.label counts them by these.
@@ -73,8 +73,8 @@ def masks_names(judge: "LLMJudge") -> bool:
 
 
 def load_template(path: str | Path | None) -> dict[str, str]:
-    from judge.core.cli import check_format_template
-    from judge.core.records import read_text
+    from judge.core.config import check_format_template
+    from judge.core.files import read_text
 
     path = Path(path or DEFAULT_TEMPLATE)
     if not path.is_file():
@@ -197,7 +197,7 @@ class LLMJudge(Judge):
     def _load_in_process(self, device: str) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from judge.core.models import pick_device
+        from judge.core.devices import pick_device
 
         self.device, dtype = pick_device(device)
         path = resolve_model(self.model_spec)

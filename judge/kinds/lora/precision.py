@@ -162,8 +162,8 @@ def _check_note(precision: str, record: dict | None) -> str:
 def choose_for(directory: Path | None, requested: str, device_spec: str, *, spec: str) -> Choice | None:
     """The precision a ``judge.label --judge SPEC`` run uses, resolved before loading, from the LoRA
     directory whose record decides (the registry's ``precision_directory``; None: no LoRA part)."""
-    from judge.core.formats.judge_dir import verify
-    from judge.core.models import pick_device
+    from judge.core.devices import pick_device
+    from judge.kinds.judge_dir import verify
 
     if directory is None:
         if requested != "auto":

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import math
+import re
+import string
 import sys
 import unicodedata
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from judge.core.errors import UserError, cut
+from judge.core.devices import check_device_available
+from judge.core.errors import UserError, clip, os_error_message, short_list
+from judge.core.files import check_encoding, read_text
+from judge.core.taxonomy import parse_label_map
+from judge.core.yaml_data import load_yaml
 
 C = TypeVar("C")
 
@@ -129,7 +136,6 @@ def add_label_map_option(parser: argparse.ArgumentParser) -> None:
 
 def check_label_map(config: Any) -> None:
     """Parse --label-map early, so a malformed map fails before any work."""
-    from judge.core.taxonomy import parse_label_map
 
     parse_label_map(getattr(config, "label_map", None))
 
@@ -147,8 +153,6 @@ def check_digits(config: Any) -> None:
 
 
 def check_tex_label(config: Any) -> None:
-    import re
-
     if config.tex_label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:._-]*", config.tex_label):
         raise UserError(f"--tex-label {clip(config.tex_label)} must be letters, digits, ':', '.', '_' or '-' (it goes into \\label{{}})")
 
@@ -166,19 +170,6 @@ def clean_title(title: str | None) -> str | None:
     if not text:
         raise UserError("--title is empty; give a title or drop the flag for the default one")
     return text
-
-
-def clip(value: Any, width: int = 60) -> str:
-    """A user's value inside a one-line message: its repr (quotes, no raw newlines), cut to ``width``."""
-    return cut(repr(value), width)
-
-
-def short_list(values, *, limit: int = 5, width: int = 40) -> str:
-    """A few values for a one-line message: each cut to ``width`` characters, then '... (N in all)'."""
-    values = [str(v) for v in values]
-    shown = [cut(v, width) for v in values[:limit]]
-    more = f" ... ({len(values)} in all)" if len(values) > limit else ""
-    return ", ".join(shown) + more
 
 
 # -- value checks shared by the commands' Config.__post_init__ -----------------------------------
@@ -247,11 +238,9 @@ def check_device(config: Any, name: str = "device") -> None:
     value = getattr(config, name, None)
     if value is None or value in ("auto", "cpu"):
         return
-    import re
 
     if not isinstance(value, str) or not re.fullmatch(r"cuda(:\d{1,3})?|mps", value):
         raise UserError(f"{_flag(name)} must be one of {DEVICE_FORMS}, got {clip(value)}")
-    from judge.core.models import check_device_available
 
     check_device_available(value)
 
@@ -267,7 +256,6 @@ def check_unique(config: Any, *names: str) -> None:
 
 def check_format_template(template: str, fields: set[str], *, what: str) -> None:
     """A str.format template may use only ``fields``; stray braces get a one-line fix."""
-    import string
 
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
@@ -320,12 +308,9 @@ def load_config_file(path: str | Path, config_cls: type, *, encoding: str = "utf
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {path} not found; check the --config path")
-    from judge.core.records import read_text
 
     text = read_text(path, what="config file", encoding=encoding)
     if path.suffix in (".yaml", ".yml"):
-        from judge.core.yaml_data import load_yaml
-
         values = load_yaml(text, source=f"config file {path.name}") or {}
     else:
         try:
@@ -337,8 +322,6 @@ def load_config_file(path: str | Path, config_cls: type, *, encoding: str = "utf
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        import difflib
-
         close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
         hint = f"did you mean {', '.join(close)}?" if close else "the keys are the long flag names with '_' for '-' (see --help)"
         raise UserError(f"config file {path.name} has unknown key(s) {short_list(unknown)}; {hint}")
@@ -353,8 +336,6 @@ def config_from_args(config_cls: type[C], namespace: argparse.Namespace) -> C:
         raise UserError("--encoding does not apply here: this command reads no input text files; drop the flag")
     encoding = values.get("encoding", "utf-8")
     if config_path:
-        from judge.core.records import check_encoding
-
         check_encoding(encoding)  # the config file itself is read in it
     merged = load_config_file(config_path, config_cls, encoding=encoding) if config_path else {}
     for key, value in merged.items():
@@ -378,30 +359,7 @@ def check_shared_settings(config: Any) -> None:
     check_seed(config)
     check_device(config)
     if getattr(config, "encoding", None) is not None:
-        from judge.core.records import check_encoding
-
         check_encoding(config.encoding)
-
-
-def os_error_message(exc: OSError) -> str:
-    """One line for an operating-system error, naming the path and what to do."""
-    import errno
-
-    where = exc.filename if exc.filename is not None else "a file"
-    where = short_list([where], width=120)
-    fixes = {
-        errno.EACCES: f"permission denied: {where}; check its permissions, or choose another --out",
-        errno.EPERM: f"operation not permitted on {where}; check its permissions, or choose another --out",
-        errno.ENOSPC: f"no space left on the device writing {where}; free some space or choose another --out (nothing was replaced)",
-        errno.EDQUOT: f"disk quota exceeded writing {where}; free some space or choose another --out (nothing was replaced)",
-        errno.EROFS: f"{where} is on a read-only file system; choose another --out",
-        errno.ENOTDIR: f"{where}: part of this path is a file, not a folder; check the path",
-        errno.EISDIR: f"{where} is a directory; give a file",
-        errno.EEXIST: f"{where} is a file where a folder is needed (not a folder); check the path",
-        errno.ENOENT: f"{where} not found; check the path",
-        errno.ENAMETOOLONG: f"a file name is too long: {where}; choose a shorter one",
-    }
-    return fixes.get(exc.errno, f"{exc.strerror or type(exc).__name__}: {where}; check the path and retry")
 
 
 def run_command(

@@ -1,0 +1,1 @@
+"""Human labels: reading annotators' columns, adjudication, agreement between people."""

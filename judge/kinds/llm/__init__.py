@@ -1,0 +1,1 @@
+"""The llm judge kind: its judge (judge.py) and what it stores (format.py and the like)."""
