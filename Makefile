@@ -65,6 +65,7 @@ benchmarks: setup
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/llm_judge.py
 	$(BIN)/python benchmarks/ppi_coverage.py
+	$(BIN)/python benchmarks/bootstrap.py
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/label_speed.py --judge runs/benchmarks/ppi/judge-lora-7b
