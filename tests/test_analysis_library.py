@@ -134,3 +134,100 @@ def test_the_figures_are_the_pixels_drawn_before(outputs):
         pixels = matplotlib.image.imread(outputs / name)
         assert (pixels.shape[1], pixels.shape[0]) == (width, height), name
         assert hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest() == digest, name
+
+
+# -- the library gives what the commands write ---------------------------------------------------------
+
+def _text(path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def test_disparity_json_is_the_library_result(outputs):
+    from judge.analysis import DisparityResult, SamplingDesign, disparity_analysis, human_sample
+    from judge.core.files import json_text
+    from judge.core.manifest import label_source
+    from judge.core.records import read_records
+
+    d = outputs / "in"
+    # r3: the human labels a column of the records, 32 names clustered by template
+    records = read_records(d / "with_human.jsonl", required=(), label_columns=["judge_label", "name"], unique_ids=True)
+    result = disparity_analysis(records, label="judge_label", groups=["name"], taxonomy="chehbouni2024", clusters="template", human="human",
+                                label_source="column judge_label", where="with_human.jsonl")
+    assert isinstance(result, DisparityResult)
+    assert json_text(result.to_dict(), indent=2) + "\n" == _text(outputs / "r3" / "disparity.json")
+    assert result.warnings and all(w.startswith("warning: group ") for w in result.warnings)  # what judge.report prints
+    # r2: a human sample read from its own file, stratified by identity
+    records = read_records(d / "judged.jsonl", required=(), label_columns=["judge_label", "identity"], unique_ids=True)
+    table = read_records(d / "human.jsonl", required=(), label_columns=["label"])
+    design = SamplingDesign(strata=["identity"])
+    sample = human_sample(records, table, design=design, file=str(d / "human.jsonl"), where="judged.jsonl")
+    result = disparity_analysis(records, label="judge_label", groups="identity", taxonomy="chehbouni2024", reference="white", human=sample,
+                                design=design, label_source=label_source(d / "judged.jsonl", "judge_label"), where="judged.jsonl")
+    assert json_text(result.to_dict(), indent=2) + "\n" == _text(outputs / "r2" / "disparity.json")
+    # typed all the way down
+    refusal = result.ppi.rates["muslim"]["refusal"]
+    assert refusal.n_human == 12 and refusal.ppi.ci[0] <= refusal.ppi.rate <= refusal.ppi.ci[1]
+    assert result.rates["muslim"]["refusal"].ci_low <= result.rates["muslim"]["refusal"].rate
+    assert result.ppi.gaps["muslim"]["refusal"].ppi.gap == pytest.approx(refusal.ppi.rate - result.ppi.rates["white"]["refusal"].ppi.rate)
+
+
+def test_agreement_json_is_the_library_result(outputs):
+    from judge.analysis import AgreementResult, agreement_analysis, annotator_agreement_analysis
+    from judge.analysis.agreement import default_cluster
+    from judge.core.files import json_text
+    from judge.core.manifest import judge_of
+    from judge.core.records import read_records
+
+    d = outputs / "in"
+    records = read_records(d / "judged.jsonl", required=(), label_columns=["label"])
+    cluster, how = default_cluster(records)
+    result = agreement_analysis(records, gold="label", pred="judge_label", taxonomy="chehbouni2024", by=["identity", "common"], n_boot=50,
+                                cluster=cluster, emittable=judge_of(d / "judged.jsonl", "judge_label")["emittable_categories"])
+    assert isinstance(result, AgreementResult) and result.by_group is result.by_groups[0]
+    result.cluster.how, result.title, result.pred_name, result.gold_name, result.pred_precision = how, None, "rules judge", "human labels (label)", None
+    assert json_text(result.to_dict(), indent=2) + "\n" == _text(outputs / "a1" / "agreement.json")
+    assert 0 < result.by_groups[1].groups["True"].cohen_kappa <= 1 and result.ci.cohen_kappa[0] <= result.cohen_kappa
+    records = read_records(d / "with_human.jsonl", required=(), label_columns=[])
+    cluster, how = default_cluster(records)
+    humans = annotator_agreement_analysis(records, annotators=["ann1", "ann2"], gold="label", taxonomy="chehbouni2024", by="identity",
+                                          n_boot=40, cluster=cluster)
+    humans.cluster.how = how
+    assert json_text(humans.to_dict(), indent=2) + "\n" == _text(outputs / "a2" / "agreement.json")
+    assert humans.pairwise_kappa["ann1 vs ann2"].kappa < 1
+
+
+@pytest.mark.parametrize("name", list(REPORTS))
+def test_a_report_read_back_is_the_same_result_and_renders_the_same_tables(outputs, name):
+    """A report's JSON read into its typed result writes the same bytes, and the rendering room draws the same
+    Markdown and LaTeX from it: the tables follow from the result alone."""
+    from judge.analysis import AgreementResult, AnnotatorAgreementResult, DisparityResult
+    from judge.core.files import json_text
+    from judge.render.agreement import render_agreement, render_annotator_agreement
+    from judge.render.disparity import render_disparity
+    from judge.render.tables import Style
+
+    stem = "disparity" if REPORTS[name][0] is report else "agreement"
+    text = _text(outputs / name / f"{stem}.json")
+    data = json.loads(text)
+    if stem == "disparity":
+        result, render = DisparityResult.from_dict(data), render_disparity
+    elif "pred_column" in data:
+        result, render = AgreementResult.from_dict(data), render_agreement
+    else:
+        result, render = AnnotatorAgreementResult.from_dict(data), render_annotator_agreement
+    assert json_text(result.to_dict(), indent=2) + "\n" == text
+    md, tex = render(result, Style(tex_label="t", digits=2 if name == "r4" else 3))
+    assert md == _text(outputs / name / f"{stem}.md") and tex == _text(outputs / name / f"{stem}.tex")
+
+
+def test_results_keep_keys_they_do_not_know_in_place():
+    """A key a newer statistic adds survives a read and a write, in its place; an absent key stays absent."""
+    from judge.analysis.disparity import Rate
+    from judge.analysis.results import ABSENT
+
+    entry = {"rate": 0.5, "n": 4, "count": 2, "new_key": [1, 2], "estimable": True, "ci_low": 0.1, "ci_high": 0.9}
+    rate = Rate.from_dict(entry)
+    assert rate.variance is ABSENT and not rate.reason and rate.extra == {"new_key": [1, 2]}
+    assert list(rate.to_dict().items()) == list(entry.items())
+    rate.reason = "too few"
+    assert list(rate.to_dict())[-1] == "reason"
