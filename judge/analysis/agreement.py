@@ -134,13 +134,22 @@ class AccuracyTest(Result):
 
 
 @dataclass(kw_only=True)
+class ErrorIntervals(Result):
+    """How each interval of the per-group table was computed."""
+
+    kappa: str
+    false_positive_negative_rates: str
+    judge_minus_human: str
+
+
+@dataclass(kw_only=True)
 class AgreementByGroup(Result):
     """The judge's agreement and errors within each value of ``column``, and the tests across them."""
 
     column: str
     level: float
     alpha: float
-    intervals: dict[str, str]
+    intervals: ErrorIntervals
     groups: dict[str, GroupAgreement]
     kappa_test: KappaTest
     error_rate_test: AccuracyTest

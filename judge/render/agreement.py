@@ -155,8 +155,8 @@ def render_by_group(by: AgreementByGroup, style: Style, *, suffix: str = "") -> 
                          with_ci(v.false_positive_rate, v.false_positive_ci, style), with_ci(v.false_negative_rate, v.false_negative_ci, style)])
     detail = pd.DataFrame(rows, columns=[col, "category", "human rate", "judge rate", f"judge - human [{level} CI]", f"FPR [{level} CI]", f"FNR [{level} CI]"])
     methods = by.intervals
-    method_line = (f"Intervals: kappa, {methods['kappa']}; FPR and FNR, {methods['false_positive_negative_rates']}; "
-                   f"judge - human, {methods['judge_minus_human']}. Independent units: clusters (or items) in the group.")
+    method_line = (f"Intervals: kappa, {methods.kappa}; FPR and FNR, {methods.false_positive_negative_rates}; "
+                   f"judge - human, {methods.judge_minus_human}. Independent units: clusters (or items) in the group.")
     tests = f"{kappa_test_line(by.kappa_test, col, style)}\n\n{accuracy_test_line(by.error_rate_test, col, style)}"
     md = [f"\n## Judge agreement by {col}\n", markdown(summary, index=False), "\n" + tests + "\n", "\n" + method_line + "\n",
           f"\n## Judge rate minus human rate, by {col} and category\n",
