@@ -20,14 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from judge.analysis.ppi import (
-    HumanSample,
-    JudgeTraining,
-    PPIResult,
-    SamplingDesign,
-    human_sample,
-    prediction_powered,
-)
+from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDesign, human_sample, prediction_powered
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
