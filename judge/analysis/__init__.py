@@ -10,10 +10,10 @@ This room stands on judge.core, judge.stats and judge.annotation; the commands (
 read files, call it, and hand its results to judge.render.
 """
 from judge.analysis.agreement import (
-           AgreementResult,
-           AnnotatorAgreementResult,
-           agreement_analysis,
-           annotator_agreement_analysis,
+    AgreementResult,
+    AnnotatorAgreementResult,
+    agreement_analysis,
+    annotator_agreement_analysis,
 )
 from judge.analysis.disparity import DisparityResult, disparity_analysis
 from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDesign, human_sample
