@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import DEFAULT_DATA, cpu_model, load_chehbouni, markdown_table
 
-from judge.agree import compute_agreement
+from judge.analysis.agreement import agreement_analysis
 from judge.core.taxonomy import load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
@@ -35,16 +35,16 @@ def evaluate(judge, target, tax, *, batch_size=64):
     started = time.perf_counter()
     labelled = judge.label(target, batch_size=batch_size, progress=False)
     seconds = time.perf_counter() - started
-    result = compute_agreement(labelled.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=200)
+    result = agreement_analysis(labelled.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=200)
     return result, len(target) / seconds, labelled
 
 
 def row_for(name, direction, result, train_eps, label_rps):
-    row = {"judge": name, "train -> test": direction, "n": result["n"], "kappa": result["cohen_kappa"],
-           "kappa 95% CI": f"[{result['ci']['cohen_kappa'][0]:.3f}, {result['ci']['cohen_kappa'][1]:.3f}]",
-           "alpha": result["krippendorff_alpha"], "macro-F1": result["macro_f1"], "unscored": result["n_unscored"],
+    row = {"judge": name, "train -> test": direction, "n": result.n, "kappa": result.cohen_kappa,
+           "kappa 95% CI": f"[{result.ci.cohen_kappa[0]:.3f}, {result.ci.cohen_kappa[1]:.3f}]",
+           "alpha": result.krippendorff_alpha, "macro-F1": result.macro_f1, "unscored": result.n_unscored,
            "train ex/s": train_eps, "label resp/s": label_rps}
-    row.update({f"F1 {SHORT[c]}": v["f1"] for c, v in result["per_class"].items()})
+    row.update({f"F1 {SHORT[c]}": v.f1 for c, v in result.per_class.items()})
     return row
 
 
@@ -144,8 +144,8 @@ def main():
         print("\n## Labelling throughput of the default judge on the 13B records (whole process: load + label)\n")
         print(markdown_table(speed_rows, list(speed_rows[0].keys())))
         print(f"speed-up: {slow_total / fast_total:.2f}x; labels identical between the two paths for {same:.1%} of responses")
-        ka = compute_agreement(fast_labels.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=0)["cohen_kappa"]
-        kb = compute_agreement(slow_labels.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=0)["cohen_kappa"]
+        ka = agreement_analysis(fast_labels.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=0).cohen_kappa
+        kb = agreement_analysis(slow_labels.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=0).cohen_kappa
         print(f"kappa vs human: {fast.precision} path {ka:.3f}, fp32 path {kb:.3f}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

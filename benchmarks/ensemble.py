@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
-from judge.agree import compute_agreement
+from judge.analysis.agreement import agreement_analysis
 from judge.core.taxonomy import load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
@@ -73,10 +73,10 @@ def row(name, arrow, gold, pred_labels, tax, n_boot):
     import pandas as pd
 
     frame = pd.DataFrame({"gold": gold, "pred": pred_labels})
-    result = compute_agreement(frame, gold="gold", pred="pred", taxonomy=tax, n_boot=n_boot)
-    out = {"judge": name, "train -> test": arrow, "n": result["n"], "kappa": result["cohen_kappa"],
-           "kappa 95% CI": f"[{result['ci']['cohen_kappa'][0]:.3f}, {result['ci']['cohen_kappa'][1]:.3f}]", "macro-F1": result["macro_f1"]}
-    out.update({f"F1 {SHORT[c]}": v["f1"] for c, v in result["per_class"].items()})
+    result = agreement_analysis(frame, gold="gold", pred="pred", taxonomy=tax, n_boot=n_boot)
+    out = {"judge": name, "train -> test": arrow, "n": result.n, "kappa": result.cohen_kappa,
+           "kappa 95% CI": f"[{result.ci.cohen_kappa[0]:.3f}, {result.ci.cohen_kappa[1]:.3f}]", "macro-F1": result.macro_f1}
+    out.update({f"F1 {SHORT[c]}": v.f1 for c, v in result.per_class.items()})
     return out
 
 

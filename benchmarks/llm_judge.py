@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from common import DEFAULT_DATA, load_chehbouni, markdown_table
 
-from judge.agree import compute_agreement
+from judge.analysis.agreement import agreement_analysis
 from judge.core.taxonomy import UNSCORED, load_taxonomy
 from judge.kinds import load_judge
 
@@ -30,11 +30,11 @@ def stratified(frame, n, seed=0):
 
 
 def agreement_row(name, labelled, target, tax, seconds):
-    result = compute_agreement(labelled.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=200)
+    result = agreement_analysis(labelled.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=200)
     invalid = int((~labelled["label"].isin(tax.labels + [UNSCORED])).sum())
-    return {"judge": name, "n": len(target), "invalid labels": invalid, "unscored": result["n_unscored"], "kappa": result["cohen_kappa"],
-            "kappa 95% CI": f"[{result['ci']['cohen_kappa'][0]:.3f}, {result['ci']['cohen_kappa'][1]:.3f}]",
-            "macro-F1": result["macro_f1"], "responses/s": len(target) / seconds}
+    return {"judge": name, "n": len(target), "invalid labels": invalid, "unscored": result.n_unscored, "kappa": result.cohen_kappa,
+            "kappa 95% CI": f"[{result.ci.cohen_kappa[0]:.3f}, {result.ci.cohen_kappa[1]:.3f}]",
+            "macro-F1": result.macro_f1, "responses/s": len(target) / seconds}
 
 
 def main():

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
-from judge.report import ppi_lambda
+from judge.analysis.ppi import parse_ppi_lambda as ppi_lambda
 from judge.stats import estimability
 from judge.stats.ppi import ppi_by_group, t_adjusted_alpha
 

@@ -102,7 +102,7 @@ def whole_trainings(data_dir, seed: int) -> list[dict]:
 
     from common import load_chehbouni
 
-    from judge.agree import compute_agreement
+    from judge.analysis.agreement import agreement_analysis
     from judge.core.taxonomy import load_taxonomy
     from judge.kinds import load_judge
     from judge.kinds.judge_dir import finish
@@ -119,9 +119,9 @@ def whole_trainings(data_dir, seed: int) -> list[dict]:
                "val kappa": trained.metrics["val_kappa"]}
         for precision in ("fp32", "auto"):
             judge = load_judge(str(out), precision=precision)
-            result = compute_agreement(judge.label(data["13b"], batch_size=64, progress=False).assign(gold=data["13b"]["label"].to_numpy()),
-                                       gold="gold", pred="label", taxonomy=tax, n_boot=200)
-            row[f"7B->13B kappa, labelled {precision}" + ("" if precision == "fp32" else f" ({judge.precision})")] = result["cohen_kappa"]
+            result = agreement_analysis(judge.label(data["13b"], batch_size=64, progress=False).assign(gold=data["13b"]["label"].to_numpy()),
+                                        gold="gold", pred="label", taxonomy=tax, n_boot=200)
+            row[f"7B->13B kappa, labelled {precision}" + ("" if precision == "fp32" else f" ({judge.precision})")] = result.cohen_kappa
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows

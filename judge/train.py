@@ -92,22 +92,23 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
     """JUDGE/cv/: the agreement the judge reached on labels its fold's model never saw, as judge.agree writes it."""
     from pathlib import Path
 
-    from judge.agree import compute_agreement, write_agreement_report
+    from judge.analysis.agreement import agreement_analysis
     from judge.core.records import read_records
+    from judge.render.agreement import write_agreement_report
     from judge.render.tables import Style, tex_label_for
 
     folder = Path(judge_dir) / CV_DIR
     oof = read_records(folder / "oof.jsonl", required=())
     cv = metrics["cv"]
     by = cv["group"] if cv["group"] in oof.columns and oof[cv["group"]].nunique() <= 40 else None
-    result = compute_agreement(oof, gold=config.label_column, pred="oof_label", taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"),
-                               n_boot=1000, seed=config.seed, by=by)
-    result.update(pred_name=f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})",
-                  gold_name=f"human labels ({config.label_column})")
+    result = agreement_analysis(oof, gold=config.label_column, pred="oof_label", taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"),
+                                n_boot=1000, seed=config.seed, by=by)
+    result.pred_name = f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})"
+    result.gold_name = f"human labels ({config.label_column})"
     style = Style(tex_label=tex_label_for(Path(config.out) / CV_DIR))
     write_agreement_report(result, folder, style=style)
-    print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {style.fmt(result['cohen_kappa'])} "
-          f"{style.fmt_ci(result['ci']['cohen_kappa'])}, macro-F1 {style.fmt(result['macro_f1'])} -> {Path(config.out) / CV_DIR}")
+    print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {style.fmt(result.cohen_kappa)} "
+          f"{style.fmt_ci(result.ci.cohen_kappa)}, macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}")
 
 
 def build_parser():

@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from judge import agree, data, report
+from judge.analysis.agreement import agreement_analysis
 from judge.core.paths import ROOT, SAMPLE
 from tests.conftest import CHEHBOUNI_CSVS, needs_chehbouni, run_cli, write_jsonl
 
@@ -163,12 +164,12 @@ def test_agree_matches_libraries_on_real_labels(chehbouni_records):
     by_key = chehbouni_records.assign(key=chehbouni_records["id"].str[-10:]).set_index("key")
     seven, thirteen = (by_key[by_key.model == m] for m in ("llama-2-7b-chat", "llama-2-13b-chat"))
     both = pd.DataFrame({"label": seven["label"], "other": thirteen["label"]}).dropna()
-    result = agree.compute_agreement(both, gold="label", pred="other", taxonomy="chehbouni2024", n_boot=20)
-    assert result["cohen_kappa"] == pytest.approx(cohen_kappa_score(both["label"], both["other"]), abs=1e-9)
+    result = agreement_analysis(both, gold="label", pred="other", taxonomy="chehbouni2024", n_boot=20)
+    assert result.cohen_kappa == pytest.approx(cohen_kappa_score(both["label"], both["other"]), abs=1e-9)
     labels = sorted(set(both["label"]) | set(both["other"]))
     code = {l: i for i, l in enumerate(labels)}
     expected = krippendorff.alpha(reliability_data=[[code[x] for x in both["label"]], [code[x] for x in both["other"]]], level_of_measurement="nominal")
-    assert result["krippendorff_alpha"] == pytest.approx(expected, abs=1e-9)
+    assert result.krippendorff_alpha == pytest.approx(expected, abs=1e-9)
 
 
 def test_sample_for_annotation_is_stratified_and_seeded(tmp_path, capsys):

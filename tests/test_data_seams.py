@@ -14,6 +14,7 @@ from judge import annotate, data, label, report
 from judge.annotation.human_labels import INCLUSION, choose, proportional_allocation
 from judge.core.records import COMBINED_ID, read_records, read_table, user_columns, write_records
 from judge.kinds.judge_dir import write_training_ids
+from judge.render.disparity import rate_interval_figure
 from tests.conftest import run_cli, write_jsonl
 
 
@@ -209,7 +210,7 @@ def test_group_names_rename_groups_in_tables_and_figures(tmp_path, capsys):
     assert set(result["rates"]) == {"7B", "13B"} and result["reference"] == "7B"
     assert "| 13B " in out and "llama-2-13b-chat" not in out
     assert "13B" in (tmp_path / "o" / "disparity.tex").read_text()
-    figure = report.rate_interval_figure(result)
+    figure = rate_interval_figure(result)  # drawn again from the JSON
     assert {t.get_text() for t in figure.axes[0].get_yticklabels()} == {"7B", "13B"}
 
 

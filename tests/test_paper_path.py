@@ -275,8 +275,8 @@ def test_figures_png_and_pdf_with_sources_in_titles(reports):
 
 
 def test_figure_layouts_follow_the_data(capsys):
-    from judge.agree import confusion_figure
-    from judge.report import rate_interval_figure, split_figure, stacked_bars
+    from judge.render.agreement import confusion_figure
+    from judge.render.disparity import rate_interval_figure, split_figure, stacked_bars
 
     groups = [f"a rather long group name number {i}" for i in range(18)]
     rates = {g: {c: {"rate": 0.1, "ci_low": 0.05, "ci_high": 0.2, "count": 1, "n": 10} for c in ("answer", "refusal")} for g in groups}
@@ -358,7 +358,7 @@ def test_a_32_group_report_compiles_without_overfull_boxes_or_floats_too_large(t
 
 
 def test_figures_share_one_group_order_one_x_range_and_name_judge_and_n():
-    from judge.report import ppi_figure, rate_interval_figure, split_figure
+    from judge.render.disparity import ppi_figure, rate_interval_figure, split_figure
 
     groups = [f"g{i}" for i in range(6)]
     cats = ["answer", "refusal"]

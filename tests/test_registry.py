@@ -149,11 +149,14 @@ def _python_files(*folders: str):
 FLOORS = {
     "judge/core": ("judge.core",),
     "judge/stats": ("judge.core", "judge.stats"),
-    "judge/render": ("judge.core", "judge.render"),
+    # render draws the analysis' typed results; it never imports a command
+    "judge/render": ("judge.core", "judge.render", "judge.analysis"),
     "judge/run": ("judge.core", "judge.run"),
     "judge/engines": ("judge.core", "judge.engines"),
     "generation": ("judge.core", "judge.engines", "judge.run", "generation"),
     "judge/annotation": ("judge.core", "judge.stats", "judge.annotation"),
+    # the analysis as a library (issue 29): records and explicit arguments in, typed results out
+    "judge/analysis": ("judge.core", "judge.stats", "judge.annotation", "judge.analysis"),
     "judge/kinds": ("judge.core", "judge.engines", "judge.run", "judge.kinds"),
     # training writes through a kind's on-disk format (its folder's format, precision record, forward
     # patch, keywords) and judge_dir, never through the judge that labels (judge.kinds.K.judge) or the

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from judge import agree
+from judge.render.agreement import render_agreement
 from judge.render.tables import Style, level_text
 from tests.conftest import run_cli, write_jsonl
 
@@ -57,8 +58,8 @@ def test_level_outside_0_1_is_refused(judged, tmp_path, capsys):
 def test_digits_and_label_prefix_are_renderer_arguments(judged, tmp_path, capsys):
     result, _, _ = _agree(judged, tmp_path / "a", capsys)
     kappa = result["cohen_kappa"]
-    md1, tex1 = agree.render_markdown(result, Style(digits=1, tex_label="first"))
-    md4, tex4 = agree.render_markdown(result, Style(digits=4, tex_label="second"))
+    md1, tex1 = render_agreement(result, Style(digits=1, tex_label="first"))
+    md4, tex4 = render_agreement(result, Style(digits=4, tex_label="second"))
     assert f"| {kappa:.1f} " in md1 and f"| {kappa:.4f} " in md4  # two styles side by side in one process: nothing global
     assert set(re.findall(r"\\label\{tab:(\w+):", tex1)) == {"first"} and set(re.findall(r"\\label\{tab:(\w+):", tex4)) == {"second"}
     # the command line reaches the same arguments

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from judge import label, report, train
-from judge.report import ppi_figure
+from judge.render.disparity import ppi_figure
 from judge.stats import clustered
 from judge.stats.multiplicity import Family
 from judge.stats.ppi import Design, design_rate, group_rate, ppi_by_group
