@@ -23,7 +23,6 @@ from scipy.stats import chi2, chi2_contingency, norm
 from scipy.stats import t as student_t
 from statsmodels.stats.proportion import proportion_confint
 
-from judge.core.taxonomy import UNSCORED
 from judge.stats.metrics import cohen_kappa
 
 # A group enters the test of equal kappas with at least this many independent units (clusters, or
