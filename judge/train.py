@@ -32,15 +32,15 @@ manifest.json (settings, data fingerprint, validation metrics) and a model card 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
 from dataclasses import dataclass
 
 from judge.core.config import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
 from judge.core.errors import UserError
 from judge.core.taxonomy import load_taxonomy
-from judge.kinds import kind_module, member_kinds, trainable_kinds
+from judge.kinds import default_members, member_kinds, trainable_kinds
 from training.build import CV_DIR, TrainConfig, summary_line, train_judge
+from training.kinds import trainer
 
 
 @dataclass
@@ -50,29 +50,24 @@ class Config(TrainConfig):
         refuse_foreign_settings(self)
 
 
-def training_of(kind: str):
-    """The kind's training module, as its kind module names it."""
-    return importlib.import_module(kind_module(kind).TRAINING)
-
-
 def settings_taken(kind: str, members: list[str]) -> set[str]:
-    taken = set(training_of(kind).TAKES)
+    taken = set(trainer(kind).takes)
     if "members" in taken:
         for member in members:
-            taken |= set(training_of(member).TAKES)
+            taken |= set(trainer(member).takes)
     return taken
 
 
 def refuse_foreign_settings(config: TrainConfig) -> None:
     """A setting no kind of this run takes is refused in one line, naming the kinds that take it."""
-    owners = {kind: set(training_of(kind).TAKES) for kind in dict.fromkeys(trainable_kinds() + member_kinds())}
+    owners = {kind: set(trainer(kind).takes) for kind in dict.fromkeys(trainable_kinds() + member_kinds())}
     settings = set().union(*owners.values())
     defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
                 for f in dataclasses.fields(TrainConfig) if f.name in settings}
     taken = settings_taken(config.kind, config.members)
     foreign = [name for name, default in defaults.items() if name not in taken and getattr(config, name) != default]
     if foreign:
-        takers = [training_of(kind).TITLE for kind, names in owners.items() if names & set(foreign)]
+        takers = [trainer(kind).title for kind, names in owners.items() if names & set(foreign)]
         flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
         one = len(foreign) == 1
         raise UserError(f"{flags} only {'applies' if one else 'apply'} to {' or '.join(takers)}; drop {'it' if one else 'them'} for --kind {config.kind}")
@@ -120,7 +115,7 @@ def build_parser():
     p.add_argument("--kind", choices=trainable_kinds(), help="lora (default), the tfidf baseline, or ensemble: LoRA, TF-IDF and "
                    "the keyword rules stacked by a logistic regression fitted on grouped out-of-fold predictions")
     p.add_argument("--members", nargs="+", metavar="KIND", choices=member_kinds(),
-                   help=f"ensemble: its members, two or more of {' '.join(member_kinds())} (default: all three)")
+                   help=f"ensemble: its members, two or more of {' '.join(member_kinds())} (default: {' '.join(default_members())})")
     p.add_argument("--cv", type=int, metavar="K", help="also cross-validate: K grouped folds, out-of-fold predictions and the agreement "
                    "report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the ensemble uses K folds (default 5)")
     p.add_argument("--cv-group", metavar="COL", help="records sharing a value of COL stay in one fold (default: template when present, else prompt when prompts repeat, with a warning, else none)")

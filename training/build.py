@@ -23,9 +23,10 @@ from judge.core.records import read_records
 from judge.core.taxonomy import parse_label_map
 from judge.core.text import TextView
 from judge.kinds.judge_dir import finish
+from judge.kinds.registry import default_members, member_kinds
 from judge.render.tables import fmt
 from training.examples import check_trainable, labelled_data, stratified_split, text_view_for
-from training.kinds import Run, training_module
+from training.kinds import Run, trainer
 from training.lora import LORA_ONLY, LoraRecipe
 
 
@@ -61,21 +62,21 @@ class TrainConfig(RecordColumns):
     label_map: str | None = None
     cv: int = 0
     cv_group: str | None = None
-    members: list[str] = field(default_factory=lambda: ["lora", "tfidf", "rules"])
+    members: list[str] = field(default_factory=default_members)  # the kinds whose spec says default_member
 
     def __post_init__(self):
         check_label_map(self)
         check_text_view_flags(self)
-        kind = training_module(self.kind, needs="train")
+        kind = trainer(self.kind, needs="train")
         if self.cv == 1 or self.cv < 0:
             raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
-        if self.cv_group is not None and not self.cv and not getattr(kind, "DEFAULT_FOLDS", 0):
+        if self.cv_group is not None and not self.cv and not kind.default_folds:
             raise UserError("--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv 5")
-        if "members" in kind.TAKES:
+        if "members" in kind.takes:
             for member in self.members:
-                training_module(member)
+                trainer(member, needs="fit_member")
             if len(set(self.members)) < 2:
-                raise UserError(f"--members takes two or more of lora, tfidf, rules, got {' '.join(self.members)}")
+                raise UserError(f"--members takes two or more of {', '.join(member_kinds())}, got {' '.join(self.members)}")
         check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
         check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
         check_non_negative(self, "patience", "tail_tokens")
@@ -94,7 +95,7 @@ class TrainConfig(RecordColumns):
     @property
     def kinds(self) -> list[str]:
         """The kinds this run trains: the kind, or an ensemble's members."""
-        return list(self.members) if "members" in training_module(self.kind, needs="train").TAKES else [self.kind]
+        return list(self.members) if "members" in trainer(self.kind, needs="train").takes else [self.kind]
 
     @property
     def uses_lora(self) -> bool:
@@ -157,7 +158,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
                          label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding)
     check_trainable(data)
     # the split the shipped model (or its LoRA member) validates on, checked before any training
-    if getattr(training_module(config.kind, needs="train"), "VALIDATION_SPLIT", False) or config.uses_lora:
+    if trainer(config.kind, needs="train").validation_split or config.uses_lora:
         stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
     print(name_masking_line(data, view))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
@@ -169,15 +170,15 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
 
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
-            module = training_module(config.kind, needs="train")
+            kind = trainer(config.kind, needs="train")
             run = Run(recipe=recipe, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names, view=view, progress=config.progress,
                       verbose=config.verbose, members=list(config.members), folds=folds)
-            if folds is not None and not getattr(module, "DEFAULT_FOLDS", 0):
+            if folds is not None and not kind.default_folds:
                 from training.cv import out_of_fold
 
                 print(f"cross-validation: {config.kind} over {config.cv} folds grouped by {group or 'record'}")
                 oof = out_of_fold(data, config.kind, folds, run=run).probabilities
-            trained = module.train(data, tmp, run)
+            trained = kind.train(data, tmp, run)
             metrics, oof = trained.metrics, oof if trained.oof is None else trained.oof
         finish(tmp, data.taxonomy, training_ids=data.records["id"], text_view=view)
         if oof is not None:
@@ -203,7 +204,7 @@ def cv_folds(data, config: TrainConfig):
 
     from training.cv import check_folds, default_group, grouped_folds
 
-    k = config.cv or getattr(training_module(config.kind, needs="train"), "DEFAULT_FOLDS", 0)
+    k = config.cv or trainer(config.kind, needs="train").default_folds
     if not k:
         return None, None
     refuse_oof_clashes(data.records, data.taxonomy.labels)
@@ -272,7 +273,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
-        f"- Kind: {config.kind}" + training_module(config.kind, needs="train").card_line(config),
+        f"- Kind: {config.kind}" + trainer(config.kind, needs="train").card_line(config),
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",

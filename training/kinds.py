@@ -1,22 +1,21 @@
-"""Training a judge kind: ``training/<kind>.py`` is the kind's training module, found by its name.
+"""Training a judge kind: ``training/<kind>.py`` declares ``TRAINER = Trainer(...)``, and the kind's
+spec (``KindSpec.training``, ``"training.K:TRAINER"``) names it.
 
-A kind's module (``judge.kinds.<kind>``) says what the kind is; this package cannot import it (the
-floors), so it finds the training by the same name, as ``judge.kinds.judge_dir`` finds a
-kind's format. A training module defines:
+This package reads the specs (``judge.kinds.registry``: names and dotted names) to find a kind's
+training; it never loads a judge (the floors). A ``Trainer`` holds:
 
 - ``fit_member(train, n_classes, run) -> predict``: a model fitted on ``train``, as a function from
   records to probabilities in taxonomy order (cross-validation and the ensemble call it);
 - ``train(data, out_dir, run) -> Trained`` (kinds judge.train makes): the judge's files in ``out_dir``;
-- ``TAKES``: the judge.train settings only it takes (an ensemble: ``members``, and its members' own);
-  ``TITLE``: how a message names it; judge.train refuses any other kind's settings;
-- ``card_line(config)``: what the model card says of it; ``VALIDATION_SPLIT``: it holds out --val-fraction;
-- ``DEFAULT_FOLDS`` (optional): the folds it trains on itself, without --cv (the ensemble's stacker).
+- ``takes``: the judge.train settings only it takes (an ensemble: ``members``, and its members' own);
+  ``title``: how a message names it; judge.train refuses any other kind's settings;
+- ``card_line(config)``: what the model card says of it; ``validation_split``: it holds out --val-fraction;
+- ``default_folds``: the folds it trains on itself, without --cv (the ensemble's stacker).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field, replace
-from types import ModuleType
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,12 +48,39 @@ class Trained:
     oof: np.ndarray | None = None  # the kind's own out-of-fold probabilities, when it trains on folds (the ensemble)
 
 
-def training_module(kind: str, *, needs: str = "fit_member") -> ModuleType:
-    try:
-        module = importlib.import_module(f"training.{kind}")
-    except ModuleNotFoundError:
-        module = None
-    if module is None or not hasattr(module, needs):
+def no_card_line(config) -> str:
+    return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trainer:
+    """How a kind is trained: what ``training/<kind>.py`` declares as ``TRAINER`` (a misspelt field is a TypeError)."""
+
+    title: str  # how judge.train's messages name the kind's settings' owner: "the TF-IDF judge (--kind tfidf)"
+    fit_member: Callable[..., Callable] | None = None  # (train, n_classes, run) -> predict: member and cross-validation kinds
+    train: Callable[..., Trained] | None = None  # (data, out_dir, run) -> Trained: kinds judge.train makes
+    takes: tuple[str, ...] = ()  # judge.train settings only it takes ("members": its members' too)
+    card_line: Callable[[Any], str] = no_card_line  # the model card's words after "- Kind: K"
+    validation_split: bool = False  # it holds out --val-fraction (checked before any training)
+    default_folds: int = 0  # folds it trains on without --cv (the ensemble's stacker)
+
+    def __post_init__(self):
+        if self.train is None and self.fit_member is None:
+            raise ValueError(f"trainer {self.title!r} neither trains a judge nor fits a member")
+        if not isinstance(self.takes, tuple) or not all(isinstance(t, str) for t in self.takes):
+            raise TypeError(f"trainer {self.title!r}: takes must be a tuple of setting names")
+
+
+def trainer(kind: str, *, needs: str | None = None) -> Trainer:
+    """The training of ``kind``, as its spec names it; one that lacks ``needs`` ("train", "fit_member") is refused."""
+    from judge.kinds.registry import KINDS, spec_of
+    from judge.kinds.spec import resolve
+
+    spec = spec_of(kind) if isinstance(kind, str) and kind in KINDS else None
+    found = resolve(spec.training) if spec is not None and spec.training else None
+    if found is not None and not isinstance(found, Trainer):
+        raise TypeError(f"{spec.training} must be a training.kinds.Trainer, found {type(found).__name__}")
+    if found is None or (needs is not None and getattr(found, needs) is None):
         what = "trained by judge.train" if needs == "train" else "cross-validated or stacked"
         raise UserError(f"judge kind {str(kind)[:40]!r} cannot be {what}")
-    return module
+    return found

@@ -27,8 +27,9 @@ from judge.kinds.lora.format import load_base  # training and loading read the b
 from judge.kinds.lora.precision import summary as precision_summary
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.examples import LabelledData, class_weights, stratified_split
+from training.kinds import Trained, Trainer
 
-# The judge.train settings only a LoRA part takes (judge.kinds.lora.judge.TRAIN_OPTIONS names the same).
+# The judge.train settings only a LoRA part takes (its Trainer's ``takes``).
 LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience",
              "class_weighting", "device")
 
@@ -358,16 +359,10 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     return TrainedLora(metrics, p.model.eval(), p.tokenizer)
 
 
-# -- the kind's training interface (training.kinds) -----------------------------------------------
-
-VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
-TAKES = LORA_ONLY
-TITLE = "a LoRA judge (--kind lora, or an ensemble with a lora member)"
+# -- the kind's training (training.kinds.Trainer; judge.kinds.lora's spec names TRAINER) ----------
 
 
-def train(data: LabelledData, out_dir: str | Path, run) -> "Trained":
-    from training.kinds import Trained
-
+def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
     return Trained(train_lora(data, out_dir, run.recipe, progress=run.progress, verbose=run.verbose).metrics)
 
 
@@ -392,3 +387,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
 def card_line(config) -> str:
     """What the model card says of the kind, after its name."""
     return f", LoRA r={config.lora_r} on `{config.base_model}`"
+
+
+TRAINER = Trainer(title="a LoRA judge (--kind lora, or an ensemble with a lora member)", train=train, fit_member=fit_member, takes=LORA_ONLY,
+                  card_line=card_line, validation_split=True)  # it holds out --val-fraction of the labels to validate on
