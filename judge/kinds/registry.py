@@ -19,6 +19,7 @@ KINDS = {
     "ensemble": "judge.kinds.ensemble",
     "rules": "judge.kinds.rules",
     "llm": "judge.kinds.llm",
+    "majority": "judge.kinds.majority",
 }
 
 
