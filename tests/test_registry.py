@@ -147,6 +147,22 @@ def test_every_kind_option_is_a_judge_label_flag():
                 assert f.name in flags and f.name in settings, (spec.name, f.name)
 
 
+def test_every_kind_training_option_is_a_judge_train_flag_and_setting():
+    """A kind's training options (Trainer.options) are judge.train flags and TrainConfig fields with their
+    defaults, and only that kind takes them (--lora-r for --kind tfidf is refused, naming the LoRA judge)."""
+    from training.build import TrainConfig
+    from training.kinds import option_fields, trained_kinds, trainer
+
+    flags = {a.dest: a for a in train.build_parser()._actions}
+    settings = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert {f.name for f in option_fields()} >= {"base_model", "lora_r", "epochs", "device"}
+    for f in option_fields():
+        assert f.name in flags and flags[f.name].help == f.metadata["help"], f.name
+        assert settings[f.name].default == f.default and TrainConfig(train=["x"], out="y", kind="tfidf").__dict__[f.name] == f.default
+    for kind in trained_kinds():
+        assert set(trainer(kind).settings) <= set(settings), kind
+
+
 def test_swap_reports_that_an_ensemble_masks_names(judges, tmp_path, capsys):
     # was False: EnsembleJudge has no mask_names attribute and judge.swap read that attribute
     assert masks_names(load_judge(str(judges / "ens"))) is True

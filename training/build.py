@@ -1,20 +1,13 @@
 """Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.core.config import (
-    RecordColumns,
-    check_choice,
-    check_fraction,
-    check_label_map,
-    check_non_negative,
-    check_positive,
-    check_unique,
-)
+from judge.core.config import RecordColumns, check_fraction, check_label_map, check_unique
 from judge.core.errors import UserError, clip, short_list
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest
@@ -26,32 +19,22 @@ from judge.kinds.judge_dir import finish
 from judge.kinds.registry import default_members, member_kinds
 from judge.render.tables import fmt
 from training.examples import check_trainable, labelled_data, stratified_split, text_view_for
-from training.kinds import Run, trainer
-from training.lora import LORA_ONLY, LoraRecipe
+from training.kinds import Run, option_fields, trained_kinds, trainer
+from training.lora import LoraRecipe
 
 
 @dataclass
-class TrainConfig(RecordColumns):
+class RunSettings(RecordColumns):
+    """judge.train's settings that are not a kind's: TrainConfig adds every kind's training options
+    (``Trainer.options``: LoRA's base model, epochs, rank ...) as fields of their own."""
+
     train: list[str]
     out: str
     label_column: str = "label"
     taxonomy: str | None = None
     kind: str = "lora"
-    # LoRA recipe: defaults live in training.lora.LoraRecipe
-    base_model: str = LoraRecipe.base_model
-    max_length: int = LoraRecipe.max_length
-    tail_tokens: int = LoraRecipe.tail_tokens
-    epochs: int = LoraRecipe.epochs
-    lr: float = LoraRecipe.lr
-    lora_r: int = LoraRecipe.lora_r
-    lora_alpha: int = LoraRecipe.lora_alpha
-    batch_size: int = LoraRecipe.batch_size
-    grad_accum: int = LoraRecipe.grad_accum
     val_fraction: float = LoraRecipe.val_fraction
-    patience: int = LoraRecipe.patience
-    class_weighting: str = LoraRecipe.class_weighting
     seed: int = LoraRecipe.seed
-    device: str = LoraRecipe.device
     mask_names: bool = True
     no_prompt: bool = False  # the judge reads the response only
     mask_names_from: str | None = None  # --mask-names FILE|COL: names inside the texts, besides the name column
@@ -77,14 +60,11 @@ class TrainConfig(RecordColumns):
                 trainer(member, needs="fit_member")
             if len(set(self.members)) < 2:
                 raise UserError(f"--members takes two or more of {', '.join(member_kinds())}, got {' '.join(self.members)}")
-        check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
-        check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
-        check_non_negative(self, "patience", "tail_tokens")
-        if self.tail_tokens and self.tail_tokens > self.max_length // 2:
-            raise UserError(f"--tail-tokens {self.tail_tokens} leaves too little of the response's head: keep it at most half of --max-length ({self.max_length // 2})")
+        for name in trained_kinds():  # each kind checks its own settings, as its options' __post_init__ says
+            options = trainer(name).options
+            if options is not None:
+                options(**{f.name: getattr(self, f.name) for f in fields(options)})
         check_fraction(self, "val_fraction", high_open=True)
-        if self.max_length < 16:
-            raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
         check_unique(self, "members")
         check_extra(self.extra)
         if self.uses_lora:
@@ -100,6 +80,19 @@ class TrainConfig(RecordColumns):
     @property
     def uses_lora(self) -> bool:
         return "lora" in self.kinds
+
+
+def _with_kind_options(name: str, base: type) -> type:
+    """``base`` with a field for every kind's training option (``training.kinds.option_fields``), so that
+    ``TrainConfig(lora_r=8)``, a config file's ``lora_r`` and judge.train's ``--lora-r`` all set it."""
+    added = [(f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)) for f in option_fields()]
+    cls = dataclasses.make_dataclass(name, added, bases=(base,), namespace={"__module__": base.__module__})
+    cls.__qualname__ = name
+    cls.__doc__ = f"The settings of judge.train: {base.__name__}'s and every kind's training options ({', '.join(n for n, _, _ in added)})."
+    return cls
+
+
+TrainConfig = _with_kind_options("TrainConfig", RunSettings)
 
 
 def check_text_view_flags(config: "TrainConfig") -> None:
@@ -145,10 +138,11 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     if not config.train:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)
-    if not config.uses_lora:
-        # A judge without a LoRA part records the settings that made it, not the LoRA recipe's defaults.
-        for name in LORA_ONLY:
-            manifest.data["settings"].pop(name, None)
+    # A judge records the settings that made it, not the defaults of kinds it has no part of (the LoRA recipe's).
+    used = set().union(*(trainer(k).settings for k in config.kinds))
+    for f in option_fields():
+        if f.name not in used:
+            manifest.data["settings"].pop(f.name, None)
     records = read_records(config.train, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column,
                            text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
                            source_column=config.source_column)

@@ -7,13 +7,17 @@ training; it never loads a judge (the floors). A ``Trainer`` holds:
 - ``fit_member(train, n_classes, run) -> predict``: a model fitted on ``train``, as a function from
   records to probabilities in taxonomy order (cross-validation and the ensemble call it);
 - ``train(data, out_dir, run) -> Trained`` (kinds judge.train makes): the judge's files in ``out_dir``;
-- ``takes``: the judge.train settings only it takes (an ensemble: ``members``, and its members' own);
+- ``options``: a dataclass of the judge.train settings only it takes (field metadata: ``help``, and
+  ``choices`` or ``metavar``; its ``__post_init__`` checks them): they become judge.train's flags and
+  TrainConfig's fields, as an engine's Options become judge.label's flags;
+- ``takes``: other settings only it takes (an ensemble: ``members``, and then its members' own);
   ``title``: how a message names it; judge.train refuses any other kind's settings;
 - ``card_line(config)``: what the model card says of it; ``validation_split``: it holds out --val-fraction;
 - ``default_folds``: the folds it trains on itself, without --cv (the ensemble's stacker).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -59,7 +63,8 @@ class Trainer:
     title: str  # how judge.train's messages name the kind's settings' owner: "the TF-IDF judge (--kind tfidf)"
     fit_member: Callable[..., Callable] | None = None  # (train, n_classes, run) -> predict: member and cross-validation kinds
     train: Callable[..., Trained] | None = None  # (data, out_dir, run) -> Trained: kinds judge.train makes
-    takes: tuple[str, ...] = ()  # judge.train settings only it takes ("members": its members' too)
+    options: type | None = None  # a dataclass of the judge.train settings only it takes: flags, TrainConfig fields, checks
+    takes: tuple[str, ...] = ()  # other judge.train settings only it takes ("members": its members' too)
     card_line: Callable[[Any], str] = no_card_line  # the model card's words after "- Kind: K"
     validation_split: bool = False  # it holds out --val-fraction (checked before any training)
     default_folds: int = 0  # folds it trains on without --cv (the ensemble's stacker)
@@ -69,6 +74,18 @@ class Trainer:
             raise ValueError(f"trainer {self.title!r} neither trains a judge nor fits a member")
         if not isinstance(self.takes, tuple) or not all(isinstance(t, str) for t in self.takes):
             raise TypeError(f"trainer {self.title!r}: takes must be a tuple of setting names")
+        if self.options is not None and not (isinstance(self.options, type) and dataclasses.is_dataclass(self.options)):
+            raise TypeError(f"trainer {self.title!r}: options must be a dataclass")
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """Every judge.train setting only this kind takes: its options' fields and ``takes``."""
+        return tuple(f.name for f in dataclasses.fields(self.options or _NoOptions)) + self.takes
+
+
+@dataclass
+class _NoOptions:
+    pass
 
 
 def trainer(kind: str, *, needs: str | None = None) -> Trainer:
@@ -84,3 +101,23 @@ def trainer(kind: str, *, needs: str | None = None) -> Trainer:
         what = "trained by judge.train" if needs == "train" else "cross-validated or stacked"
         raise UserError(f"judge kind {str(kind)[:40]!r} cannot be {what}")
     return found
+
+
+def trained_kinds() -> list[str]:
+    """Every kind judge.train trains or stacks (its trainable and member kinds), in registry order."""
+    from judge.kinds.registry import member_kinds, trainable_kinds
+
+    return list(dict.fromkeys(trainable_kinds() + member_kinds()))
+
+
+def option_fields() -> list[dataclasses.Field]:
+    """The fields of every kind's training options, each name once: judge.train's kind flags and TrainConfig's
+    kind fields. Two kinds that name the same setting must give it the same type and default."""
+    out: dict[str, dataclasses.Field] = {}
+    for kind in trained_kinds():
+        options = trainer(kind).options
+        for f in dataclasses.fields(options) if options else ():
+            seen = out.setdefault(f.name, f)
+            if (seen.type, seen.default) != (f.type, f.default):
+                raise TypeError(f"training option {f.name!r} of kind {kind!r} differs from another kind's ({seen.type} = {seen.default!r})")
+    return list(out.values())
