@@ -108,11 +108,11 @@ class Config(RecordColumns):
 def refuse_foreign_options(config: Config) -> None:
     """The options the chosen judge kind does not take are refused (the kind of --judge DIR read from
     DIR/judge.json first): every kind's Options says what it takes."""
-    from judge.kinds import KINDS, kind_module, named_kind, parse_spec, refuse_options
+    from judge.kinds import named_kind, parse_spec, refuse_options, specs
 
     defaults = {}
-    for name in KINDS:
-        defaults.update({f.name: f.default for f in dataclasses.fields(kind_module(name).Options) if f.name not in defaults})
+    for spec in specs():
+        defaults.update({f.name: f.default for f in dataclasses.fields(spec.options) if f.name not in defaults})
     given = {name: getattr(config, name) for name, default in defaults.items() if hasattr(config, name) and getattr(config, name) != default}
     # A spec that names its kind is checked before its directory is looked at: the option is the first thing wrong.
     kind = named_kind(config.judge) or parse_spec(config.judge)[0]
@@ -123,15 +123,15 @@ def refuse_foreign_options(config: Config) -> None:
 def refuse_engine_flags(kind: str, given: dict | None, *, spec: str) -> None:
     """An engine's flags (--base-url, --dtype ...) reach only a judge that runs a model in an engine: named as typed."""
     from judge.engines import flag
-    from judge.kinds import kind_module, short_spec
+    from judge.kinds import short_spec, spec_of, specs
 
-    options = kind_module(kind).Options
-    if not given or "engine_options" in {f.name for f in dataclasses.fields(options)}:
+    if not given or spec_of(kind).runs_engine:
         return
     flags = ", ".join(flag(name) for name in given)
     one = len(given) == 1
-    raise UserError(f"{flags} {'is an engine option' if one else 'are engine options'} of the LLM judge only, not "
-                    f"{kind_module(kind).TITLE} (--judge {short_spec(spec)}); drop {'it' if one else 'them'}")
+    owners = " and ".join(s.title for s in specs() if s.runs_engine)
+    raise UserError(f"{flags} {'is an engine option' if one else 'are engine options'} of {owners} only, not "
+                    f"{spec_of(kind).title} (--judge {short_spec(spec)}); drop {'it' if one else 'them'}")
 
 
 def engine_settings(settings: dict, config: Config) -> None:
@@ -154,10 +154,10 @@ def settings_for_manifest(config: Config, settings: dict) -> dict:
 def added_columns(judge, prefix: str) -> list[str]:
     """Every column the judge's rows carry (Judge.output_row); the LLM and ensemble judges may add raw."""
     from judge.core.records import probability_column
-    from judge.kinds import kind_module
+    from judge.kinds import spec_of
 
     names = ["label", "confidence", *(probability_column(c) for c in judge.taxonomy.labels), "unscored_reason"]
-    if getattr(kind_module(judge.kind), "WRITES_RAW", False):
+    if spec_of(judge.kind).writes_raw:
         names.append("raw")
     return [prefix + n for n in names]
 
@@ -200,7 +200,7 @@ def _main(config: Config) -> dict:
     from judge.core.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
     from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
     from judge.kinds import fingerprint as judge_fingerprint
-    from judge.kinds import load_judge, precision_directory
+    from judge.kinds import load_judge, precision_directory, spec_of
     from judge.kinds.base import JudgeWorker
     from judge.kinds.lora.precision import choose_for, say
     from judge.run.ray_executor import executor_for
@@ -259,7 +259,7 @@ def _main(config: Config) -> dict:
     if shard:
         manifest.update(part=part_fields(shard, plan=judge.last_run.plan, identity=run_identity, positions=judge.last_positions, total=len(records)))
     write_records(user_columns(labelled, column_map), out, overwrite=True)
-    served = judge.kind == "llm" and judge.engine is not None  # only an engine's requests fail or ignore the constraint
+    served = spec_of(judge.kind).runs_engine and judge.engine is not None  # only an engine's requests fail or ignore the constraint
     n_failed, n_outside = engine_counts(labelled, config.prefix) if served else (0, 0)
     if not n_failed:
         checkpoint.remove()  # else it holds the rows a rerun keeps, while it asks again for the failed ones only

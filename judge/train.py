@@ -32,15 +32,15 @@ manifest.json (settings, data fingerprint, validation metrics) and a model card 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sys
 from dataclasses import dataclass
 
 from judge.core.config import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
 from judge.core.errors import UserError
 from judge.core.taxonomy import load_taxonomy
-from judge.kinds import kind_module, member_kinds, trainable_kinds
+from judge.kinds import default_members, member_kinds, trainable_kinds
 from training.build import CV_DIR, TrainConfig, summary_line, train_judge
+from training.kinds import option_fields, trained_kinds, trainer
 
 
 @dataclass
@@ -50,29 +50,24 @@ class Config(TrainConfig):
         refuse_foreign_settings(self)
 
 
-def training_of(kind: str):
-    """The kind's training module, as its kind module names it."""
-    return importlib.import_module(kind_module(kind).TRAINING)
-
-
 def settings_taken(kind: str, members: list[str]) -> set[str]:
-    taken = set(training_of(kind).TAKES)
+    taken = set(trainer(kind).settings)
     if "members" in taken:
         for member in members:
-            taken |= set(training_of(member).TAKES)
+            taken |= set(trainer(member).settings)
     return taken
 
 
 def refuse_foreign_settings(config: TrainConfig) -> None:
     """A setting no kind of this run takes is refused in one line, naming the kinds that take it."""
-    owners = {kind: set(training_of(kind).TAKES) for kind in dict.fromkeys(trainable_kinds() + member_kinds())}
+    owners = {kind: set(trainer(kind).settings) for kind in trained_kinds()}
     settings = set().union(*owners.values())
     defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
                 for f in dataclasses.fields(TrainConfig) if f.name in settings}
     taken = settings_taken(config.kind, config.members)
     foreign = [name for name, default in defaults.items() if name not in taken and getattr(config, name) != default]
     if foreign:
-        takers = [training_of(kind).TITLE for kind, names in owners.items() if names & set(foreign)]
+        takers = [trainer(kind).title for kind, names in owners.items() if names & set(foreign)]
         flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
         one = len(foreign) == 1
         raise UserError(f"{flags} only {'applies' if one else 'apply'} to {' or '.join(takers)}; drop {'it' if one else 'them'} for --kind {config.kind}")
@@ -111,6 +106,20 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
           f"{style.fmt_ci(result.ci.cohen_kappa)}, macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}")
 
 
+FLAG_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_kind_options(parser) -> None:
+    """One flag per field of every kind's training options (``training.kinds.Trainer.options``: the LoRA
+    recipe's --base-model ... --device), with the field's help and choices: a kind brings its flags."""
+    for f in option_fields():
+        kind = FLAG_TYPES.get(str(f.type))
+        if kind is None:
+            raise TypeError(f"training option {f.name}: a flag reads int, float or str, not {f.type}")
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, help=f.metadata.get("help"),
+                            **{key: f.metadata[key] for key in ("choices", "metavar") if key in f.metadata})
+
+
 def build_parser():
     p = new_parser("python -m judge.train", __doc__)
     p.add_argument("--train", nargs="+", metavar="FILE", help="labelled records (JSONL, CSV or Parquet); several files are concatenated")
@@ -121,25 +130,13 @@ def build_parser():
     p.add_argument("--kind", choices=trainable_kinds(), help="lora (default), the tfidf baseline, or ensemble: LoRA, TF-IDF and "
                    "the keyword rules stacked by a logistic regression fitted on grouped out-of-fold predictions")
     p.add_argument("--members", nargs="+", metavar="KIND", choices=member_kinds(),
-                   help=f"ensemble: its members, two or more of {' '.join(member_kinds())} (default: all three)")
+                   help=f"ensemble: its members, two or more of {' '.join(member_kinds())} (default: {' '.join(default_members())})")
     p.add_argument("--cv", type=int, metavar="K", help="also cross-validate: K grouped folds, out-of-fold predictions and the agreement "
                    "report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the ensemble uses K folds (default 5)")
     p.add_argument("--cv-group", metavar="COL", help="records sharing a value of COL stay in one fold (default: template when present, else prompt when prompts repeat, with a warning, else none)")
-    p.add_argument("--base-model", help="base model path or id (default: bundled:minilm, all-MiniLM-L6-v2)")
-    p.add_argument("--max-length", type=int, help="max tokens of prompt + response (default: 96; the label is usually decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)")
-    p.add_argument("--tail-tokens", type=int, metavar="N", help="long responses: keep the head and the last N tokens within --max-length "
-                   "(a late refusal or partial compliance is still read; default 0: cut at the end)")
-    p.add_argument("--epochs", type=int, help="max epochs; early stopping on validation macro-F1 (default: 6)")
-    p.add_argument("--lr", type=float, help="learning rate (default: 1e-3)")
-    p.add_argument("--lora-r", type=int, help="LoRA rank (default: 16)")
-    p.add_argument("--lora-alpha", type=int, help="LoRA alpha (default: 32)")
-    p.add_argument("--batch-size", type=int, help="batch size (default: 16)")
-    p.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default: 1)")
+    add_kind_options(p)
     p.add_argument("--val-fraction", type=float, help="stratified validation share (default: 0.15)")
-    p.add_argument("--patience", type=int, help="epochs without validation gain before stopping (default: 2)")
-    p.add_argument("--class-weighting", choices=["none", "sqrt", "balanced"], help="loss weights against class imbalance (default: sqrt)")
     p.add_argument("--seed", type=int, help="seed for split, initialisation and batching (default: 0)")
-    p.add_argument("--device", help="auto (GPU with bf16 where present), cpu, cuda, cuda:1 ...")
     p.add_argument("--no-mask-names", dest="mask_names", action="store_false", help="let the judge see the names (they are masked by default)")
     p.add_argument("--mask-names", dest="mask_names_from", metavar="FILE|COL", help="also mask names that live inside the texts: a file "
                    "of names, one a line, or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike")

@@ -18,6 +18,8 @@ import pytest
 
 from judge import label, swap, train
 from judge.core.paths import SAMPLE
+from judge.kinds import directory_kinds, member_kinds
+from judge.kinds.spec import one_of
 from tests.badinput import assert_refused
 from tests.conftest import module_run, write_jsonl
 
@@ -164,7 +166,10 @@ CASES = [
     ("judge-json-huge", "tfidf", settings(notes="x" * 3 * 2**20), ["judge.json is 3.0 MiB", "1.0 MiB", "retrain"]),
     ("judge-json-nan", "lora", settings(temperature=float("nan")), ["judge.json", "NaN", "retrain"]),
     # judge.json's settings
-    ("kind-unknown", "tfidf", settings(kind="forest"), ["kind", "'lora', 'tfidf' or 'ensemble'", "retrain"]),
+    # a kind is one the registry lists, and one with a judge directory: a forged judge.json names no other
+    ("kind-unknown", "tfidf", settings(kind="forest"), ["kind must be", one_of(directory_kinds()), "got 'forest'", "retrain"]),
+    ("kind-without-directory", "tfidf", settings(kind="rules"), ["kind must be", "registered kind with a judge directory", "got 'rules'"]),
+    ("kind-not-text", "tfidf", settings(kind=["tfidf"]), ["kind:", "valid string"]),
     ("kind-lora-on-tfidf", "tfidf", settings(kind="lora"), ["base_model", "Field required", "retrain"]),
     ("kind-ensemble-on-lora", "lora", settings(kind="ensemble"), ["members", "Field required"]),
     ("kind-tfidf-on-ensemble", "ensemble", settings(kind="tfidf"), ["classes", "Field required"]),
@@ -180,7 +185,10 @@ CASES = [
     ("labels-duplicated", "tfidf", settings(labels=["answer"] * 6), ["labels", "'answer' is listed twice"]),
     ("labels-not-list", "tfidf", settings(labels="answer"), ["labels", "valid list"]),
     ("files-not-digests", "tfidf", lambda j, o: reseal(j, lambda m: m["files"].__setitem__("tfidf.json", 12)), ["files.tfidf.json", "valid string"]),
-    ("members-unknown", "ensemble", settings(members=["tfidf", "forest"]), ["members.1", "'lora', 'tfidf' or 'rules'"]),
+    ("members-unknown", "ensemble", settings(members=["tfidf", "forest"]), ["members.1 must be", one_of(member_kinds()), "got 'forest'"]),
+    ("members-ensemble", "ensemble", settings(members=["tfidf", "ensemble"]), ["members.1 must be", "registered member kind"]),
+    ("member-dirs-for-code", "ensemble", settings(member_dirs={"tfidf": "members/tfidf", "rules": "members/tfidf"}),
+     ["member_dirs.rules", "a member with a folder of its own"]),
     ("member-dirs-mismatch", "ensemble", settings(member_dirs={}), ["member_dirs", "tfidf"]),
     # TF-IDF: tfidf.json and tfidf.safetensors
     ("token-pattern-backtracking", "tfidf", edit_json("tfidf.json", lambda s: s.update(token_pattern="(a+)+$")),

@@ -1,16 +1,19 @@
-"""The registry of judge kinds (issue 21): every command looks a kind up in judge.kinds.KINDS, an
-option the kind does not take is refused in one place, inference never imports training/, and a
-judge directory is replaced in one atomic step."""
+"""The registry of judge kinds (issues 21, 28): every command looks a kind up in judge.kinds.KINDS,
+each kind is one typed KindSpec, an option the kind does not take is refused in one place, inference
+never imports training/, and a judge directory is replaced in one atomic step."""
 import ast
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from judge import annotate, label, swap, train
 from judge.core.paths import ROOT, SAMPLE
-from judge.kinds import KINDS, kind_module, load_judge, masks_names
+from judge.kinds import KINDS, KindSpec, directory_kinds, load_judge, masks_names, specs
+from judge.kinds.spec import one_of, resolve
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
 
@@ -58,7 +61,7 @@ CASES = [
     (label, ["--judge", "{j}/ens", *LABEL, "--shots", "1"], ["--shots", "LLM judge", "stacked ensemble"]),
     (label, ["--judge", "lora:" + TF, *LABEL], ["tf holds a tfidf judge, not lora", "tfidf:tf"]),
     (label, ["--judge", "ensemble:" + TF, *LABEL], ["holds a tfidf judge, not ensemble"]),
-    (label, ["--judge", "{d}/forest", *LABEL], ["forest: judge.json kind", "'lora', 'tfidf' or 'ensemble'", "retrain"]),
+    (label, ["--judge", "{d}/forest", *LABEL], ["forest: judge.json kind must be", one_of(directory_kinds()), "retrain"]),
     (label, ["--judge", "tfidf", *LABEL], ["neither a judge directory", "KIND:DIR"]),
     # judge.train: a setting no kind of the run takes
     (train, ["--train", G, "--out", OUT_DIR, "--kind", "ensemble", "--members", "tfidf", "rules", "--lora-r", "4"],
@@ -80,32 +83,84 @@ def test_refused(module, argv, fragments, files, judges, tmp_path, capsys):
     assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
 
 
-def test_every_kind_registers_what_commands_need():
-    for name in KINDS:
-        module = kind_module(name)
-        assert module.SPEC in ("directory", "name") and module.TITLE and hasattr(module.Options, "__dataclass_fields__"), name
-        assert callable(module.load) and callable(module.fingerprint) and callable(module.masks_names), name
-        if module.TRAINABLE or module.MEMBER:
-            import importlib
+def test_every_kind_spec_names_what_exists():
+    """Each spec's dotted names resolve: its loader, its format's judge.json schema, its training (a
+    Trainer that trains it when it is trainable, and fits it as a member when it may be one)."""
+    import importlib
 
-            # training/ finds a kind's training by its name; the kind names the same module
-            assert module.TRAINING == f"training.{name}", name
-            training = importlib.import_module(module.TRAINING)
-            assert hasattr(training, "train") == module.TRAINABLE and (hasattr(training, "fit_member") or not module.MEMBER), name
+    from pydantic import BaseModel
+
+    from training.kinds import Trainer
+
+    assert list(KINDS) == [s.name for s in specs()]
+    for spec in specs():
+        assert isinstance(spec, KindSpec) and spec.title and dataclasses.is_dataclass(spec.options), spec.name
+        assert callable(resolve(spec.load)), spec.name
+        for key in ("precision_directory", "fingerprint"):
+            assert getattr(spec, key) is None or callable(resolve(getattr(spec, key))), (spec.name, key)
+        if spec.form == "directory":
+            settings = importlib.import_module(spec.format).Settings
+            assert issubclass(settings, BaseModel) and settings.model_fields["kind"].annotation.__args__ == (spec.name,), spec.name
+        if spec.training is not None:
+            trainer = resolve(spec.training)
+            assert isinstance(trainer, Trainer), spec.name
+            assert (trainer.train is not None) == spec.trainable and (trainer.train is None or callable(trainer.train)), spec.name
+            assert not spec.member or callable(trainer.fit_member), spec.name
+            assert callable(trainer.card_line) and trainer.title, spec.name
+
+
+def test_a_misspelt_or_contradictory_spec_fails_at_import():
+    @dataclasses.dataclass
+    class Options:
+        pass
+
+    base = dict(name="centroid", title="the centroid judge", form="directory", options=Options, load="x.judge:load", format="x.format")
+    KindSpec(**base)
+    with pytest.raises(TypeError):
+        KindSpec(**base, trainabel=True)  # a typo is an error, never a silent False
+    for wrong in (dict(trainable=True), dict(form="path"), dict(load="x.judge.load"), dict(options=object), dict(format=None),
+                  dict(default_member=True), dict(member=True, training="training.x:TRAINER"), dict(runs_engine=True)):
+        with pytest.raises(ValueError):
+            KindSpec(**{**base, **wrong})
+
+
+def test_the_registry_and_every_spec_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, judge.kinds as k; [s.options for s in k.specs()]; "
+            "print(sorted(m for m in ('torch', 'transformers', 'pandas', 'numpy', 'sklearn', 'peft') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_every_kind_option_is_a_judge_label_flag():
     """Each kind's Options field is a judge.label setting and flag, so no option is silently dropped."""
-    import dataclasses
-
     flags = {a.dest for a in label.build_parser()._actions}
     settings = {f.name for f in dataclasses.fields(label.Config)}
-    for name in KINDS:
-        for f in dataclasses.fields(kind_module(name).Options):
+    for spec in specs():
+        for f in dataclasses.fields(spec.options):
             if f.name == "engine_options":  # no flag of its own: every engine's flags fill it (judge.engines)
                 assert f.name in settings and label.build_parser().parse_args(["--dtype", "float32"]).engine_options == {"dtype": "float32"}
             elif f.name not in ("max_length", "max_new_tokens"):  # library-only settings (benchmarks)
-                assert f.name in flags and f.name in settings, (name, f.name)
+                assert f.name in flags and f.name in settings, (spec.name, f.name)
+
+
+def test_every_kind_training_option_is_a_judge_train_flag_and_setting():
+    """A kind's training options (Trainer.options) are judge.train flags and TrainConfig fields with their
+    defaults, and only that kind takes them (--lora-r for --kind tfidf is refused, naming the LoRA judge)."""
+    from training.build import TrainConfig
+    from training.kinds import option_fields, trained_kinds, trainer
+
+    flags = {a.dest: a for a in train.build_parser()._actions}
+    settings = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert {f.name for f in option_fields()} >= {"base_model", "lora_r", "epochs", "device"}
+    for f in option_fields():
+        assert f.name in flags and flags[f.name].help == f.metadata["help"], f.name
+        assert settings[f.name].default == f.default and TrainConfig(train=["x"], out="y", kind="tfidf").__dict__[f.name] == f.default
+    for kind in trained_kinds():
+        assert set(trainer(kind).settings) <= set(settings), kind
 
 
 def test_swap_reports_that_an_ensemble_masks_names(judges, tmp_path, capsys):
@@ -159,11 +214,13 @@ FLOORS = {
     "judge/analysis": ("judge.core", "judge.stats", "judge.annotation", "judge.analysis"),
     "judge/kinds": ("judge.core", "judge.engines", "judge.run", "judge.kinds"),
     # training writes through a kind's on-disk format (its folder's format, precision record, forward
-    # patch, keywords) and judge_dir, never through the judge that labels (judge.kinds.K.judge) or the
-    # registry, so inference and training stay apart; its model card is rendered by judge.render.
-    "training": ("judge.core", "judge.engines", "judge.render", "judge.kinds.judge_dir", "judge.kinds.lora.format",
-                 "judge.kinds.lora.precision", "judge.kinds.lora.forward", "judge.kinds.tfidf.format",
-                 "judge.kinds.ensemble.format", "judge.kinds.rules.keywords", "training"),
+    # patch, keywords) and judge_dir, and reads the kinds' specs (judge.kinds.registry: names and the
+    # dotted names of their trainings), never through the judge that labels (judge.kinds.K.judge) or
+    # the registry's loading (judge.kinds), so inference and training stay apart; its model card is
+    # rendered by judge.render.
+    "training": ("judge.core", "judge.engines", "judge.render", "judge.kinds.judge_dir", "judge.kinds.registry", "judge.kinds.spec",
+                 "judge.kinds.*.format", "judge.kinds.lora.precision", "judge.kinds.lora.forward", "judge.kinds.rules.keywords",
+                 "training"),
 }
 PROJECT = ("judge", "training", "generation")
 
@@ -173,8 +230,10 @@ def _first_party(module: str) -> bool:
 
 
 def _allowed(module: str, rooms: tuple[str, ...]) -> bool:
-    # `from judge.kinds.lora import format` names the package; the module it brings is checked by name below
-    return any(module == r or module.startswith(r + ".") for r in rooms)
+    # `from judge.kinds.lora import format` names the package; the module it brings is checked by name below.
+    # A room with a * matches one name there: judge.kinds.*.format is every kind's format, and nothing else of the kind.
+    return any(re.fullmatch(re.escape(r).replace(r"\*", r"[a-z0-9_]+"), module) if "*" in r else module == r or module.startswith(r + ".")
+               for r in rooms)
 
 
 def _imports(path: Path) -> set[str]:
@@ -229,6 +288,13 @@ def test_the_core_has_no_import_circle_and_defers_only_heavy_packages():
                         deferred.add(node.module.split(".")[0])
     # torch (devices), pydantic and safetensors (schema) are imported only when a check needs them
     assert deferred <= {"torch", "pydantic", "safetensors"}, deferred
+
+
+def test_training_may_import_a_kinds_format_never_its_judge():
+    rooms = FLOORS["training"]
+    assert _allowed("judge.kinds.tfidf.format", rooms) and _allowed("judge.kinds.majority.format", rooms)
+    assert not any(_allowed(m, rooms) for m in ("judge.kinds.tfidf.judge", "judge.kinds", "judge.kinds.base", "judge.kinds.tfidf",
+                                                "judge.kinds.x.format.judge", "judge.kinds.a.b.format"))
 
 
 def test_the_floor_check_sees_function_level_imports(tmp_path):

@@ -1,20 +1,13 @@
 """Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.core.config import (
-    RecordColumns,
-    check_choice,
-    check_fraction,
-    check_label_map,
-    check_non_negative,
-    check_positive,
-    check_unique,
-)
+from judge.core.config import RecordColumns, check_fraction, check_label_map, check_unique
 from judge.core.errors import UserError, clip, short_list
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest
@@ -23,34 +16,25 @@ from judge.core.records import read_records
 from judge.core.taxonomy import parse_label_map
 from judge.core.text import TextView
 from judge.kinds.judge_dir import finish
+from judge.kinds.registry import default_members, member_kinds
 from judge.render.tables import fmt
 from training.examples import check_trainable, labelled_data, stratified_split, text_view_for
-from training.kinds import Run, training_module
-from training.lora import LORA_ONLY, LoraRecipe
+from training.kinds import Run, option_fields, trained_kinds, trainer
+from training.lora import LoraRecipe
 
 
 @dataclass
-class TrainConfig(RecordColumns):
+class RunSettings(RecordColumns):
+    """judge.train's settings that are not a kind's: TrainConfig adds every kind's training options
+    (``Trainer.options``: LoRA's base model, epochs, rank ...) as fields of their own."""
+
     train: list[str]
     out: str
     label_column: str = "label"
     taxonomy: str | None = None
     kind: str = "lora"
-    # LoRA recipe: defaults live in training.lora.LoraRecipe
-    base_model: str = LoraRecipe.base_model
-    max_length: int = LoraRecipe.max_length
-    tail_tokens: int = LoraRecipe.tail_tokens
-    epochs: int = LoraRecipe.epochs
-    lr: float = LoraRecipe.lr
-    lora_r: int = LoraRecipe.lora_r
-    lora_alpha: int = LoraRecipe.lora_alpha
-    batch_size: int = LoraRecipe.batch_size
-    grad_accum: int = LoraRecipe.grad_accum
     val_fraction: float = LoraRecipe.val_fraction
-    patience: int = LoraRecipe.patience
-    class_weighting: str = LoraRecipe.class_weighting
     seed: int = LoraRecipe.seed
-    device: str = LoraRecipe.device
     mask_names: bool = True
     no_prompt: bool = False  # the judge reads the response only
     mask_names_from: str | None = None  # --mask-names FILE|COL: names inside the texts, besides the name column
@@ -61,29 +45,26 @@ class TrainConfig(RecordColumns):
     label_map: str | None = None
     cv: int = 0
     cv_group: str | None = None
-    members: list[str] = field(default_factory=lambda: ["lora", "tfidf", "rules"])
+    members: list[str] = field(default_factory=default_members)  # the kinds whose spec says default_member
 
     def __post_init__(self):
         check_label_map(self)
         check_text_view_flags(self)
-        kind = training_module(self.kind, needs="train")
+        kind = trainer(self.kind, needs="train")
         if self.cv == 1 or self.cv < 0:
             raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
-        if self.cv_group is not None and not self.cv and not getattr(kind, "DEFAULT_FOLDS", 0):
+        if self.cv_group is not None and not self.cv and not kind.default_folds:
             raise UserError("--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv 5")
-        if "members" in kind.TAKES:
+        if "members" in kind.takes:
             for member in self.members:
-                training_module(member)
+                trainer(member, needs="fit_member")
             if len(set(self.members)) < 2:
-                raise UserError(f"--members takes two or more of lora, tfidf, rules, got {' '.join(self.members)}")
-        check_choice(self, "class_weighting", ("none", "sqrt", "balanced"))
-        check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
-        check_non_negative(self, "patience", "tail_tokens")
-        if self.tail_tokens and self.tail_tokens > self.max_length // 2:
-            raise UserError(f"--tail-tokens {self.tail_tokens} leaves too little of the response's head: keep it at most half of --max-length ({self.max_length // 2})")
+                raise UserError(f"--members takes two or more of {', '.join(member_kinds())}, got {' '.join(self.members)}")
+        for name in trained_kinds():  # each kind checks its own settings, as its options' __post_init__ says
+            options = trainer(name).options
+            if options is not None:
+                options(**{f.name: getattr(self, f.name) for f in fields(options)})
         check_fraction(self, "val_fraction", high_open=True)
-        if self.max_length < 16:
-            raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
         check_unique(self, "members")
         check_extra(self.extra)
         if self.uses_lora:
@@ -94,11 +75,24 @@ class TrainConfig(RecordColumns):
     @property
     def kinds(self) -> list[str]:
         """The kinds this run trains: the kind, or an ensemble's members."""
-        return list(self.members) if "members" in training_module(self.kind, needs="train").TAKES else [self.kind]
+        return list(self.members) if "members" in trainer(self.kind, needs="train").takes else [self.kind]
 
     @property
     def uses_lora(self) -> bool:
         return "lora" in self.kinds
+
+
+def _with_kind_options(name: str, base: type) -> type:
+    """``base`` with a field for every kind's training option (``training.kinds.option_fields``), so that
+    ``TrainConfig(lora_r=8)``, a config file's ``lora_r`` and judge.train's ``--lora-r`` all set it."""
+    added = [(f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)) for f in option_fields()]
+    cls = dataclasses.make_dataclass(name, added, bases=(base,), namespace={"__module__": base.__module__})
+    cls.__qualname__ = name
+    cls.__doc__ = f"The settings of judge.train: {base.__name__}'s and every kind's training options ({', '.join(n for n, _, _ in added)})."
+    return cls
+
+
+TrainConfig = _with_kind_options("TrainConfig", RunSettings)
 
 
 def check_text_view_flags(config: "TrainConfig") -> None:
@@ -144,10 +138,11 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     if not config.train:
         raise UserError("give at least one --train file")
     manifest = RunManifest("judge.train", config, inputs=config.train)
-    if not config.uses_lora:
-        # A judge without a LoRA part records the settings that made it, not the LoRA recipe's defaults.
-        for name in LORA_ONLY:
-            manifest.data["settings"].pop(name, None)
+    # A judge records the settings that made it, not the defaults of kinds it has no part of (the LoRA recipe's).
+    used = set().union(*(trainer(k).settings for k in config.kinds))
+    for f in option_fields():
+        if f.name not in used:
+            manifest.data["settings"].pop(f.name, None)
     records = read_records(config.train, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column,
                            text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
                            source_column=config.source_column)
@@ -157,7 +152,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
                          label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding)
     check_trainable(data)
     # the split the shipped model (or its LoRA member) validates on, checked before any training
-    if getattr(training_module(config.kind, needs="train"), "VALIDATION_SPLIT", False) or config.uses_lora:
+    if trainer(config.kind, needs="train").validation_split or config.uses_lora:
         stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
     print(name_masking_line(data, view))
     recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
@@ -169,15 +164,15 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
 
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
-            module = training_module(config.kind, needs="train")
+            kind = trainer(config.kind, needs="train")
             run = Run(recipe=recipe, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names, view=view, progress=config.progress,
                       verbose=config.verbose, members=list(config.members), folds=folds)
-            if folds is not None and not getattr(module, "DEFAULT_FOLDS", 0):
+            if folds is not None and not kind.default_folds:
                 from training.cv import out_of_fold
 
                 print(f"cross-validation: {config.kind} over {config.cv} folds grouped by {group or 'record'}")
                 oof = out_of_fold(data, config.kind, folds, run=run).probabilities
-            trained = module.train(data, tmp, run)
+            trained = kind.train(data, tmp, run)
             metrics, oof = trained.metrics, oof if trained.oof is None else trained.oof
         finish(tmp, data.taxonomy, training_ids=data.records["id"], text_view=view)
         if oof is not None:
@@ -203,7 +198,7 @@ def cv_folds(data, config: TrainConfig):
 
     from training.cv import check_folds, default_group, grouped_folds
 
-    k = config.cv or getattr(training_module(config.kind, needs="train"), "DEFAULT_FOLDS", 0)
+    k = config.cv or trainer(config.kind, needs="train").default_folds
     if not k:
         return None, None
     refuse_oof_clashes(data.records, data.taxonomy.labels)
@@ -272,7 +267,7 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
-        f"- Kind: {config.kind}" + training_module(config.kind, needs="train").card_line(config),
+        f"- Kind: {config.kind}" + trainer(config.kind, needs="train").card_line(config),
         f"- Categories: {', '.join(labels)}",
         f"- Training labels: {', '.join(f'{k} {v}' for k, v in counts.items())}",
         f"- Data: {', '.join(f'`{p}` (sha256 {h[:12]})' for p, h in inputs.items())}",

@@ -131,6 +131,6 @@ def check_fold(data: LabelledData, train_idx: np.ndarray, *, fold: int, n_folds:
 def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0, progress: bool = False,
                run=None) -> Callable[[LabelledData], np.ndarray]:
     """A ``kind`` model trained on ``train``, as a function from records to probabilities (taxonomy order)."""
-    from training.kinds import Run, training_module
+    from training.kinds import Run, trainer
 
-    return training_module(kind).fit_member(train, n_classes, run or Run(recipe=recipe, seed=seed, progress=progress))
+    return trainer(kind, needs="fit_member").fit_member(train, n_classes, run or Run(recipe=recipe, seed=seed, progress=progress))

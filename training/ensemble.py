@@ -23,10 +23,8 @@ from judge.kinds.judge_dir import finish
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.cv import OutOfFold, out_of_fold
 from training.examples import LabelledData
-from training.kinds import Run, Trained, training_module
+from training.kinds import Run, Trained, Trainer, trainer
 
-TAKES = ("members",)  # and whatever its members take
-TITLE = "an ensemble (--kind ensemble)"
 DEFAULT_FOLDS = 5  # the stacker is fitted on grouped out-of-fold predictions even without --cv
 STACKER_C = 1.0  # mild regularisation: 3 members x 6 classes = 18 features for a few thousand labels
 
@@ -86,12 +84,12 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for m in members:
-        module = training_module(m)
-        if not hasattr(module, "train"):
+        member = trainer(m, needs="fit_member")
+        if member.train is None:
             continue  # nothing to ship: the rules are code
         member_dir = out_dir / "members" / m
         print(f"ensemble: training the shipped {m} member on all {len(data.y)} labels")
-        module.train(data, member_dir, run.for_member())
+        member.train(data, member_dir, run.for_member())
         finish(member_dir, data.taxonomy, training_ids=data.records["id"], text_view=view)
     weights = member_weights(weights_of(stacker)[0], members, n_classes)
     ensemble_format.save(out_dir, weights_of(stacker), members=members, labels=labels, C=STACKER_C, temperature=temperature,
@@ -119,3 +117,7 @@ def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
 
 def card_line(config) -> str:
     return f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold probabilities)"
+
+
+TRAINER = Trainer(title="an ensemble (--kind ensemble)", train=train, card_line=card_line, default_folds=DEFAULT_FOLDS,
+                  takes=("members",))  # and whatever its members take; judge.kinds.ensemble's spec names it

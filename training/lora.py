@@ -20,6 +20,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from tqdm.auto import tqdm
 
 from judge.core.devices import pick_device
+from judge.core.errors import UserError
 from judge.core.text import encode_pairs
 from judge.engines.models import MINILM, model_revision, resolve_model
 from judge.kinds.lora import format as lora_format
@@ -27,10 +28,7 @@ from judge.kinds.lora.format import load_base  # training and loading read the b
 from judge.kinds.lora.precision import summary as precision_summary
 from training.calibration import expected_calibration_error, fit_temperature, softmax
 from training.examples import LabelledData, class_weights, stratified_split
-
-# The judge.train settings only a LoRA part takes (judge.kinds.lora.judge.TRAIN_OPTIONS names the same).
-LORA_ONLY = ("base_model", "max_length", "tail_tokens", "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum", "patience",
-             "class_weighting", "device")
+from training.kinds import Trained, Trainer
 
 
 @dataclass
@@ -58,6 +56,42 @@ class LoraRecipe:
     # steps were no faster than fp32's (benchmarks/train_precision.py), so nothing was gained for the risk.
     train_precision: str = "fp32"
     extra: dict = field(default_factory=dict)
+
+
+CLASS_WEIGHTINGS = ("none", "sqrt", "balanced")
+
+
+@dataclass
+class LoraOptions:
+    """The judge.train settings only a LoRA part takes (its Trainer's options): judge.train's flags
+    --base-model ... --device and TrainConfig's fields, checked here. Defaults: ``LoraRecipe``'s."""
+
+    base_model: str = field(default=LoraRecipe.base_model, metadata={"help": "base model path or id (default: bundled:minilm, all-MiniLM-L6-v2)"})
+    max_length: int = field(default=LoraRecipe.max_length, metadata={"help": "max tokens of prompt + response (default: 96; the label is usually "
+                            "decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)"})
+    tail_tokens: int = field(default=LoraRecipe.tail_tokens, metadata={"metavar": "N", "help": "long responses: keep the head and the last N "
+                             "tokens within --max-length (a late refusal or partial compliance is still read; default 0: cut at the end)"})
+    epochs: int = field(default=LoraRecipe.epochs, metadata={"help": "max epochs; early stopping on validation macro-F1 (default: 6)"})
+    lr: float = field(default=LoraRecipe.lr, metadata={"help": "learning rate (default: 1e-3)"})
+    lora_r: int = field(default=LoraRecipe.lora_r, metadata={"help": "LoRA rank (default: 16)"})
+    lora_alpha: int = field(default=LoraRecipe.lora_alpha, metadata={"help": "LoRA alpha (default: 32)"})
+    batch_size: int = field(default=LoraRecipe.batch_size, metadata={"help": "batch size (default: 16)"})
+    grad_accum: int = field(default=LoraRecipe.grad_accum, metadata={"help": "gradient accumulation steps (default: 1)"})
+    patience: int = field(default=LoraRecipe.patience, metadata={"help": "epochs without validation gain before stopping (default: 2)"})
+    class_weighting: str = field(default=LoraRecipe.class_weighting, metadata={"choices": CLASS_WEIGHTINGS,
+                                 "help": "loss weights against class imbalance (default: sqrt)"})
+    device: str = field(default=LoraRecipe.device, metadata={"help": "auto (GPU with bf16 where present), cpu, cuda, cuda:1 ..."})
+
+    def __post_init__(self):
+        from judge.core.config import check_choice, check_non_negative, check_positive
+
+        check_choice(self, "class_weighting", CLASS_WEIGHTINGS)
+        check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
+        check_non_negative(self, "patience", "tail_tokens")
+        if self.tail_tokens and self.tail_tokens > self.max_length // 2:
+            raise UserError(f"--tail-tokens {self.tail_tokens} leaves too little of the response's head: keep it at most half of --max-length ({self.max_length // 2})")
+        if self.max_length < 16:
+            raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
 
 
 def seed_everything(seed: int) -> None:
@@ -358,16 +392,10 @@ def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, 
     return TrainedLora(metrics, p.model.eval(), p.tokenizer)
 
 
-# -- the kind's training interface (training.kinds) -----------------------------------------------
-
-VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
-TAKES = LORA_ONLY
-TITLE = "a LoRA judge (--kind lora, or an ensemble with a lora member)"
+# -- the kind's training (training.kinds.Trainer; judge.kinds.lora's spec names TRAINER) ----------
 
 
-def train(data: LabelledData, out_dir: str | Path, run) -> "Trained":
-    from training.kinds import Trained
-
+def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
     return Trained(train_lora(data, out_dir, run.recipe, progress=run.progress, verbose=run.verbose).metrics)
 
 
@@ -392,3 +420,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
 def card_line(config) -> str:
     """What the model card says of the kind, after its name."""
     return f", LoRA r={config.lora_r} on `{config.base_model}`"
+
+
+TRAINER = Trainer(title="a LoRA judge (--kind lora, or an ensemble with a lora member)", train=train, fit_member=fit_member, options=LoraOptions,
+                  card_line=card_line, validation_split=True)  # it holds out --val-fraction of the labels to validate on

@@ -13,6 +13,7 @@ from judge.core.errors import UserError
 from judge.kinds.tfidf import format as tfidf_format
 from judge.kinds.tfidf.format import tfidf_text  # the format owns how prompt and response are joined
 from training.examples import LabelledData, stratified_split
+from training.kinds import Trained, Trainer
 
 
 def tfidf_pipeline(seed: int = 0):
@@ -54,16 +55,10 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
     return {**metrics, "n_train": int(len(data.y)), "classes": classes, "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist()}
 
 
-# -- the kind's training interface (training.kinds) -----------------------------------------------
-
-VALIDATION_SPLIT = True  # holds out --val-fraction of the labels to validate on
-TAKES = ()  # seed and --val-fraction only, which every kind takes
-TITLE = "the TF-IDF judge (--kind tfidf)"
+# -- the kind's training (training.kinds.Trainer; judge.kinds.tfidf's spec names TRAINER) ---------
 
 
-def train(data: LabelledData, out_dir: str | Path, run):
-    from training.kinds import Trained
-
+def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
     return Trained(train_tfidf(data, out_dir, seed=run.seed, val_fraction=run.val_fraction, mask_names=run.mask_names))
 
 
@@ -79,3 +74,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
 
 def card_line(config) -> str:
     return " (TF-IDF word 1-2 grams + logistic regression)"
+
+
+TRAINER = Trainer(title="the TF-IDF judge (--kind tfidf)", train=train, fit_member=fit_member, card_line=card_line,
+                  validation_split=True)  # takes seed and --val-fraction only, which every kind takes

@@ -1,47 +1,44 @@
-"""The registry of judge kinds: a spec string resolves to a kind module, and the module to a judge.
+"""The registry of judge kinds: a spec string resolves to a kind, and the kind to a judge.
 
 Specs: ``DIR`` (a trained judge directory; its judge.json says which kind loads it), ``KIND:ARG``
 (``lora:DIR``, ``tfidf:DIR``, ``ensemble:DIR``, ``llm:MODEL``) or a bare kind (``rules``, ``llm``).
 
-Each kind is one module of this package that says what it is:
+A kind is a folder, ``judge/kinds/K/``: its ``__init__.py`` declares ``Options`` (a dataclass of the
+settings only this kind takes, ``field(metadata={"help": ...})``; an option given for a kind whose
+``Options`` lack it is refused here, in one place) and ``SPEC = KindSpec(...)`` (judge.kinds.spec:
+its title, form, loading, format, training, precision, and what it is: trainable, a member, ...);
+its judge, format and the like are modules beside it, reached through the spec's dotted names. Its
+training is ``training/K.py``, named by the spec (the floors: this package never imports training/).
 
-- ``TITLE``: how messages name it ("the LoRA judge");
-- ``Options``: a dataclass of the settings only this kind takes (``field(metadata={"help": ...})``);
-  an option given for a kind whose ``Options`` lacks it is refused here, in one place;
-- ``load(arg, options, taxonomy) -> Judge`` and ``fingerprint(arg) -> dict`` (what a rerun must match);
-- ``masks_names(judge) -> bool``: whether the judge sees the names (judge.swap reports it);
-- ``precision_directory(arg) -> Path | None`` (optional): the LoRA directory whose precision record
-  decides the run's ``--precision auto`` (judge.kinds.lora.precision);
-- ``SPEC``: ``"directory"`` (ARG is a judge directory, ``DIR`` alone finds it) or ``"name"`` (ARG is optional);
-- ``TRAINABLE`` / ``MEMBER``: whether ``judge.train --kind`` makes it / an ensemble may hold it. Its
-  training lives in ``training/<kind>.py`` (the floors: this package never imports training/).
-
-Adding a kind is its module and one line of ``KINDS``. Importing this registry is cheap; a kind's
-module is imported when it is looked up.
+Adding a kind is its folder, its training module and one line of ``KINDS`` (judge.kinds.registry).
+Importing this registry is cheap; a kind's judge is imported when one is loaded.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from judge.core.errors import UserError
-
-KINDS = {
-    "lora": "judge.kinds.lora.judge",
-    "tfidf": "judge.kinds.tfidf.judge",
-    "ensemble": "judge.kinds.ensemble.judge",
-    "rules": "judge.kinds.rules.judge",
-    "llm": "judge.kinds.llm.judge",
-}
+from judge.kinds.registry import (
+    KINDS,
+    default_members,
+    directory_kinds,
+    member_kinds,
+    register,
+    spec_of,
+    specs,
+    trainable_kinds,
+)
+from judge.kinds.spec import KindSpec, resolve
 
 # Settings of the run rather than of a kind (judge.label --device, --seed, --verbose): a kind whose
 # Options lack them has nothing they could change, so they are passed to the kinds that take them.
 RUN_SETTINGS = ("device", "seed", "verbose")
 
-__all__ = ["KINDS", "Item", "Judge", "Judgement", "kind_module", "load_judge", "parse_spec", "probability_column"]
+__all__ = ["KINDS", "Item", "Judge", "Judgement", "KindSpec", "default_members", "directory_kinds", "load_judge", "load_kind", "member_kinds",
+           "parse_spec", "probability_column", "register", "spec_of", "specs", "trainable_kinds"]
 
 
 def __getattr__(name: str):
@@ -49,20 +46,6 @@ def __getattr__(name: str):
     if name in ("Item", "Judge", "Judgement", "probability_column"):
         return getattr(importlib.import_module("judge.kinds.base"), name)
     raise AttributeError(name)
-
-
-def kind_module(name: str) -> ModuleType:
-    if name not in KINDS:
-        raise UserError(f"unknown judge kind {name!r}; use one of {', '.join(KINDS)}")
-    return importlib.import_module(KINDS[name])
-
-
-def trainable_kinds() -> list[str]:
-    return [k for k in KINDS if getattr(kind_module(k), "TRAINABLE", False)]
-
-
-def member_kinds() -> list[str]:
-    return [k for k in KINDS if getattr(kind_module(k), "MEMBER", False)]
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -93,7 +76,7 @@ def named_kind(spec: str) -> str | None:
 
 
 def _by_name(kind: str) -> bool:
-    return kind_module(kind).SPEC == "name"
+    return spec_of(kind).form == "name"
 
 
 def stored_kind(directory: Path) -> str:
@@ -106,7 +89,7 @@ def stored_kind(directory: Path) -> str:
         raise UserError(f"{where} is not a judge directory (no {JUDGE_JSON}); train one with python -m judge.train")
     meta = read_json(directory / JUDGE_JSON, max_bytes=MAX_JUDGE_JSON_BYTES, where=where, fix="restore it or retrain the judge")
     kind = meta.get("kind") if isinstance(meta, dict) else None
-    trained = [k for k in KINDS if kind_module(k).SPEC == "directory"]
+    trained = directory_kinds()
     if kind not in trained:
         from judge.kinds.judge_dir import verify
 
@@ -116,7 +99,7 @@ def stored_kind(directory: Path) -> str:
 
 
 def option_names(kind: str) -> list[str]:
-    return [f.name for f in dataclasses.fields(kind_module(kind).Options)]
+    return [f.name for f in dataclasses.fields(spec_of(kind).options)]
 
 
 def refuse_options(kind: str, given: dict[str, Any], *, spec: str) -> None:
@@ -129,8 +112,8 @@ def refuse_options(kind: str, given: dict[str, Any], *, spec: str) -> None:
     takers = [k for k in KINDS if set(foreign) & set(option_names(k))]
     flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
     one = len(foreign) == 1
-    owners = " and ".join(kind_module(k).TITLE for k in takers) or "no judge"
-    raise UserError(f"{flags} {'applies' if one else 'apply'} to {owners} only, not {kind_module(kind).TITLE} (--judge {short_spec(spec)}); "
+    owners = " and ".join(spec_of(k).title for k in takers) or "no judge"
+    raise UserError(f"{flags} {'applies' if one else 'apply'} to {owners} only, not {spec_of(kind).title} (--judge {short_spec(spec)}); "
                     f"drop {'it' if one else 'them'}")
 
 
@@ -143,7 +126,7 @@ def short_spec(spec: str) -> str:
 
 def options_for(kind: str, values: dict[str, Any]):
     """The kind's Options from ``values``, keeping what it takes (None means 'the kind's default')."""
-    options = kind_module(kind).Options
+    options = spec_of(kind).options
     return options(**{f.name: values[f.name] for f in dataclasses.fields(options) if values.get(f.name) is not None})
 
 
@@ -154,27 +137,40 @@ def load_judge(spec: str, *, taxonomy=None, **options: Any):
 
     kind, arg = parse_spec(spec)
     tax = load_taxonomy(taxonomy) if isinstance(taxonomy, (str, Path)) else taxonomy
-    module = kind_module(kind)
-    judge = module.load(arg, options_for(kind, options), tax)
-    if module.SPEC == "directory" and tax is not None and tax.labels != judge.taxonomy.labels:
+    judge = load_kind(kind, arg, options, tax)
+    if spec_of(kind).form == "directory" and tax is not None and tax.labels != judge.taxonomy.labels:
         raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {Path(arg).name} was trained on "
                         f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
     return judge
 
 
+def load_kind(kind: str, arg: str, options: dict[str, Any], taxonomy):
+    """A judge of ``kind`` from ``arg``, taking of ``options`` what the kind takes (an ensemble's members too)."""
+    return resolve(spec_of(kind).load)(arg, options_for(kind, options), taxonomy)
+
+
 def fingerprint(spec: str) -> dict[str, str]:
-    """What a rerun with this judge must match (a trained judge's files, by sha256)."""
+    """What a rerun with this judge must match: a trained judge's files by sha256 (or what its spec's
+    ``fingerprint`` says); nothing for a named kind, whose description records what it is."""
     kind, arg = parse_spec(spec)
-    return kind_module(kind).fingerprint(arg)
+    kind_spec = spec_of(kind)
+    if kind_spec.fingerprint is not None:
+        return resolve(kind_spec.fingerprint)(arg)
+    if kind_spec.form == "directory":
+        from judge.kinds.judge_dir import directory_fingerprint
+
+        return directory_fingerprint(Path(arg))
+    return {}
 
 
 def precision_directory(spec: str) -> Path | None:
-    """The LoRA directory whose precision record decides how this judge runs (a kind module's
+    """The LoRA directory whose precision record decides how this judge runs (the spec's
     ``precision_directory``; kinds without one have no reduced-precision path)."""
     kind, arg = parse_spec(spec)
-    find = getattr(kind_module(kind), "precision_directory", None)
+    find = resolve(spec_of(kind).precision_directory)
     return find(arg) if find else None
 
 
 def masks_names(judge) -> bool:
-    return bool(kind_module(judge.kind).masks_names(judge))
+    """Whether the judge sees the names masked: what its text view says (judge.swap reports it)."""
+    return bool(judge.text_view.mask_names)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -105,9 +105,16 @@ MAX_TAXONOMY_BYTES = MIB  # read before YAML parses it; the presets are 1-3 kB
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt")
 
 
+def _directory_kind(kind: str) -> str:
+    """Only a registered kind with a judge directory: a forged judge.json cannot name any other."""
+    from judge.kinds.registry import directory_kinds, registered
+
+    return registered(directory_kinds(), kind, what="a registered kind with a judge directory")
+
+
 class Kind(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
-    kind: Literal["lora", "tfidf", "ensemble"]
+    kind: Annotated[str, AfterValidator(_directory_kind)]
 
 
 class TextViewSettings(BaseModel):
@@ -139,10 +146,12 @@ def text_view_of(meta: dict):
 
 
 def _settings_model(kind: str):
-    """The kind's own judge.json schema, from the module that owns its format."""
+    """The kind's own judge.json schema: the ``Settings`` of the format module its spec names."""
     import importlib
 
-    return importlib.import_module(f"judge.kinds.{kind}.format").Settings
+    from judge.kinds.registry import spec_of
+
+    return importlib.import_module(spec_of(kind).format).Settings
 
 
 def validate_settings(settings: dict, *, where: str, name: str = JUDGE_JSON) -> None:

@@ -2,9 +2,10 @@
 stacker.safetensors (the logistic regression's coefficients, intercept and classes), and one
 ordinary judge directory per trained member under members/.
 
-A member is a lora or tfidf judge inside the ensemble's own directory: never a folder elsewhere,
-never the ensemble itself, never another ensemble, so loading one cannot leave the directory or
-recurse.
+The members it may hold are the registry's member kinds (``KindSpec.member``); those with a judge
+directory (lora, tfidf) are shipped as folders, the others (the rules) are code. A member's folder is
+a judge inside the ensemble's own directory: never a folder elsewhere, never the ensemble itself,
+never another ensemble, so loading one cannot leave the directory or recurse.
 """
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from judge.core.errors import UserError, cut
 from judge.core.schema import RETRAIN, finite_arrays, only_tensors, read_json, require_tensor, tensor_headers, unique
+from judge.kinds.registry import member_kinds, registered, trained_members
 
 STACKER_FILE = "stacker.safetensors"
-TRAINED_MEMBERS = ("lora", "tfidf")
+
+
+def _member(name: str) -> str:
+    return registered(member_kinds(), name, what="a registered member kind")
+
+
+def _trained_member(name: str) -> str:
+    return registered(trained_members(), name, what="a member with a folder of its own")
 
 
 class Stacker(BaseModel):
@@ -31,14 +40,14 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="ignore")
     kind: Literal["ensemble"]
-    members: Annotated[list[Literal["lora", "tfidf", "rules"]], Field(min_length=2), AfterValidator(unique)]
-    member_dirs: dict[Literal["lora", "tfidf"], str]
+    members: Annotated[list[Annotated[str, AfterValidator(_member)]], Field(min_length=2), AfterValidator(unique)]
+    member_dirs: dict[Annotated[str, AfterValidator(_trained_member)], str]
     stacker: Stacker = Stacker()
     mask_names: bool = True
 
     @model_validator(mode="after")
     def _a_folder_per_trained_member(self):
-        trained = {m for m in self.members if m in TRAINED_MEMBERS}
+        trained = {m for m in self.members if m in trained_members()}
         if set(self.member_dirs) != trained:
             raise ValueError(f"member_dirs must name a folder for each of {', '.join(sorted(trained)) or 'no member'} and nothing else")
         return self
@@ -54,7 +63,7 @@ def save(directory: Path, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *,
     coef, intercept, classes = weights
     save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(Path(directory) / STACKER_FILE))
     write_settings(directory, {
-        "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m in TRAINED_MEMBERS},
+        "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m in trained_members()},
         "features": [f"{m}:{c}" for m in members for c in labels],
         "stacker": {"model": "multinomial logistic regression", "C": C, "temperature": temperature},
         "member_weights": member_weights, "mask_names": mask_names,
@@ -67,7 +76,7 @@ def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, 
 
     out = {}
     for name in meta["members"]:
-        if name not in TRAINED_MEMBERS:
+        if name not in trained_members():
             continue
         relative = meta["member_dirs"][name]
         if not inside(relative):
@@ -80,6 +89,22 @@ def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, 
                             f"not a {name} one; {RETRAIN}")
         out[name] = folder
     return out
+
+
+def precision_directory(arg: str) -> Path | None:
+    """The folder whose precision record decides how the ensemble runs: its first member that has one
+    (the LoRA member's own), with the checks loading makes."""
+    from judge.kinds.judge_dir import display_name, verify
+    from judge.kinds.registry import spec_of
+    from judge.kinds.spec import resolve
+
+    directory = Path(arg)
+    for name, folder in member_directories(directory, verify(directory), where=f"judge directory {display_name(directory)}").items():
+        find = resolve(spec_of(name).precision_directory)
+        found = find(str(folder)) if find else None
+        if found is not None:
+            return found
+    return None
 
 
 def _kind_of(path: Path, *, where: str) -> str:

@@ -1,7 +1,6 @@
 """The stacked ensemble (``judge.train --kind ensemble``): members' probabilities -> a stacker."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -10,44 +9,13 @@ import numpy as np
 from judge.core.errors import UserError
 from judge.core.taxonomy import UNSCORED, Taxonomy, load_taxonomy
 from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.ensemble import Options
 from judge.kinds.ensemble.format import member_directories, read_stacker
-from judge.kinds.judge_dir import directory_fingerprint, display_name, text_view_of, verify
-
-TITLE = "the stacked ensemble"
-SPEC = "directory"
-TRAINING = "training.ensemble"  # named, never imported here (the floors): judge.train reads it; training/ finds it by the kind's name
-TRAINABLE = True
-MEMBER = False  # never another ensemble's member: loading one cannot recurse
-WRITES_RAW = True  # judge.label adds a PREFIX+raw column: an unscored member's raw output
-
-
-@dataclass
-class Options:
-    """What its members take (the LoRA member's precision and device)."""
-
-    precision: str = field(default="auto", metadata={"help": "its LoRA member's precision: auto, fp32, bf16 or int8"})
-    quantize: bool | None = field(default=None, metadata={"help": "the old switch: True is --precision int8, False fp32"})
-    max_length: int | None = field(default=None, metadata={"help": "its LoRA member's window (default: the member's own)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
-    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})
+from judge.kinds.judge_dir import display_name, text_view_of, verify
 
 
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "EnsembleJudge":
     return EnsembleJudge(arg, **vars(options))
-
-
-def fingerprint(arg: str) -> dict[str, str]:
-    return directory_fingerprint(Path(arg))
-
-
-def masks_names(judge: "EnsembleJudge") -> bool:
-    return bool(judge.meta.get("mask_names", True))  # training masks names for every member alike
-
-
-def precision_directory(arg: str) -> Path | None:
-    """Its LoRA member's folder (the member's record decides), with the checks loading makes."""
-    directory = Path(arg)
-    return member_directories(directory, verify(directory), where=f"judge directory {display_name(directory)}").get("lora")
 
 
 class EnsembleJudge(Judge):
@@ -58,7 +26,7 @@ class EnsembleJudge(Judge):
     kind = "ensemble"
 
     def __init__(self, directory: str | Path, **member_options):
-        from judge.kinds import kind_module, options_for
+        from judge.kinds import load_kind
 
         directory = Path(directory)
         self.meta = verify(directory)
@@ -67,12 +35,11 @@ class EnsembleJudge(Judge):
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory = directory
         self.labels = list(self.meta["labels"])
-        # Checked to lie inside this directory and to be lora / tfidf judges: loading cannot leave it or recurse.
+        # Checked to lie inside this directory and to hold judges of the members' kinds: loading cannot leave it or recurse.
         folders = member_directories(directory, self.meta, where=where)
         self.members: dict[str, Judge] = {}
         for name in self.meta["members"]:
-            kind = kind_module(name)
-            self.members[name] = kind.load(str(folders.get(name, "")), options_for(name, member_options), self.taxonomy)
+            self.members[name] = load_kind(name, str(folders.get(name, "")), member_options, self.taxonomy)
             if sorted(self.members[name].taxonomy.labels) != sorted(self.labels):
                 raise UserError(f"{where}: member {name} was trained on other labels than the ensemble; retrain the judge")
         self.coef, self.intercept, self.classes = read_stacker(directory, n_members=len(self.members), n_labels=len(self.labels), where=where)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -26,6 +25,7 @@ from judge.core.paths import DATA
 from judge.core.taxonomy import Taxonomy
 from judge.engines.models import SMOLLM2, load_failure, model_revision, resolve_model
 from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.llm import Options
 
 DEFAULT_TEMPLATE = DATA / "judge_prompts" / "default.yaml"
 # How unscored reasons begin for rows an engine could not judge: judge.label counts them by these.
@@ -33,43 +33,12 @@ FAILED = "request failed"
 OUTSIDE = "the engine's answer is not a category"
 ITEM_MARK = "\u0000ITEM\u0000"
 
-TITLE = "the LLM judge"
-SPEC = "name"  # --judge llm, or llm:MODEL
-TRAINABLE = False
-MEMBER = False
-WRITES_RAW = True  # judge.label adds a PREFIX+raw column: the generated text
-
-
-@dataclass
-class Options:
-    examples: str | None = field(default=None, metadata={"help": "labelled records to draw few-shot examples from"})
-    examples_label_column: str = field(default="label", metadata={"help": "the --examples file's label column"})
-    label_map: str | None = field(default=None, metadata={"help": "read the --examples file's coded labels as categories"})
-    shots: int = field(default=0, metadata={"help": "examples per category"})
-    similar_examples: bool = field(default=False, metadata={"help": "pick the examples most similar to each item"})
-    rationale: bool = field(default=False, metadata={"help": "generate a JSON {rationale, label} instead of a bare label"})
-    mode: str = field(default="score", metadata={"help": "score every category, or generate under outlines constraints"})
-    prompt_template: str | None = field(default=None, metadata={"help": "prompt file (default: data/judge_prompts/default.yaml)"})
-    max_new_tokens: int = field(default=400, metadata={"help": "generation budget of --rationale"})
-    seed: int = field(default=0, metadata={"help": "seed for example selection and sampling"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
-    engine: str = field(default="hf", metadata={"help": "what runs the judge's model: hf (transformers here), vllm, openai"})
-    engine_options: dict | None = field(default=None, metadata={"help": "the engine's own flags (judge.engines), by option name"})
-
 
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "LLMJudge":
     from judge.core.taxonomy import load_taxonomy
 
     settings = {k: v for k, v in vars(options).items() if k != "label_map"}  # the map reaches the judge inside its taxonomy
     return LLMJudge(model=arg or None, taxonomy=taxonomy or load_taxonomy("chehbouni2024"), **settings)
-
-
-def fingerprint(arg: str) -> dict[str, str]:
-    return {}  # the model id and its revision are in the judge's description
-
-
-def masks_names(judge: "LLMJudge") -> bool:
-    return False  # the chat model reads the texts as they are
 
 
 def load_template(path: str | Path | None) -> dict[str, str]:

@@ -5,7 +5,6 @@ Its directory's format is ``judge.kinds.lora.format``; its training ``training/l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -16,40 +15,14 @@ from judge.core.errors import UserError
 from judge.core.taxonomy import Taxonomy, load_taxonomy
 from judge.core.text import encode_pairs
 from judge.kinds.base import Item, Judge, Judgement
-from judge.kinds.judge_dir import directory_fingerprint, directory_key, display_name, text_view_of, verify
+from judge.kinds.judge_dir import directory_key, display_name, text_view_of, verify
+from judge.kinds.lora import Options
 from judge.kinds.lora.format import check_adapter, check_fits, check_max_length, load_base, load_tokenizer
 from judge.kinds.lora.forward import first_token_only
-
-TITLE = "the LoRA judge"
-SPEC = "directory"
-TRAINING = "training.lora"  # named, never imported here (the floors): judge.train reads it; training/ finds it by the kind's name
-TRAINABLE = True
-MEMBER = True
-
-
-@dataclass
-class Options:
-    precision: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or int8 (auto: the fastest the judge's training check passed)"})
-    quantize: bool | None = field(default=None, metadata={"help": "the old switch: True is --precision int8, False fp32"})
-    max_length: int | None = field(default=None, metadata={"help": "tokens of prompt + response (default: the judge's own)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
-    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})
 
 
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "LoraJudge":
     return LoraJudge(arg, **vars(options))
-
-
-def fingerprint(arg: str) -> dict[str, str]:
-    return directory_fingerprint(Path(arg))
-
-
-def masks_names(judge: "LoraJudge") -> bool:
-    return judge.mask_names
-
-
-def precision_directory(arg: str) -> Path:
-    return Path(arg)  # its own judge.json holds the precision record
 
 
 def read_temperature(meta: dict, directory: Path) -> float:

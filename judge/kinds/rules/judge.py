@@ -2,35 +2,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import Sequence
 
 from judge.core.taxonomy import Taxonomy, load_taxonomy
 from judge.kinds.base import Item, Judge, Judgement
+from judge.kinds.rules import Options
 from judge.kinds.rules.keywords import FAILURE_PATTERNS, REFUSAL_PATTERNS, KeywordRules, english_only_warning
-
-TITLE = "the keyword rules judge"
-SPEC = "name"  # --judge rules
-TRAINING = "training.rules"  # named, never imported here (the floors): judge.train reads it; training/ finds it by the kind's name
-TRAINABLE = False
-MEMBER = True  # nothing to train: training/rules.py gives its out-of-fold probabilities
-
-
-@dataclass
-class Options:
-    """It takes no option: the rules are fixed."""
 
 
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "RulesJudge":
     return RulesJudge(taxonomy or load_taxonomy("chehbouni2024"))
-
-
-def fingerprint(arg: str) -> dict[str, str]:
-    return {}  # the rules are the code's, recorded in the judge's description
-
-
-def masks_names(judge: "RulesJudge") -> bool:
-    return False  # the rules read the response's wording, never the name; they mask nothing
 
 
 class RulesJudge(Judge):

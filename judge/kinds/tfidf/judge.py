@@ -1,39 +1,17 @@
-"""The TF-IDF judge kind: word 1-2 grams + logistic regression, the classical baseline.
-
-Its directory's format is ``judge.kinds.tfidf.format``; its training ``training/tfidf.py``.
-"""
+"""The TF-IDF judge: word 1-2 grams + logistic regression, the classical baseline (its spec: judge.kinds.tfidf)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from judge.core.taxonomy import Taxonomy, load_taxonomy
 from judge.kinds.base import Item, Judge, Judgement
-from judge.kinds.judge_dir import directory_fingerprint, display_name, text_view_of, verify
-
-TITLE = "the TF-IDF judge"
-SPEC = "directory"
-TRAINING = "training.tfidf"  # named, never imported here (the floors): judge.train reads it; training/ finds it by the kind's name
-TRAINABLE = True
-MEMBER = True
-
-
-@dataclass
-class Options:
-    """It takes no option: its directory holds everything it does."""
+from judge.kinds.judge_dir import display_name, text_view_of, verify
+from judge.kinds.tfidf import Options
 
 
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "TfidfJudge":
     return TfidfJudge(arg)
-
-
-def fingerprint(arg: str) -> dict[str, str]:
-    return directory_fingerprint(Path(arg))
-
-
-def masks_names(judge: "TfidfJudge") -> bool:
-    return judge.mask_names
 
 
 class TfidfJudge(Judge):
