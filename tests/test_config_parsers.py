@@ -23,7 +23,7 @@ from judge.core.config import (
     shows_default,
 )
 
-COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data"]
+COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate"]
 
 
 def parsers_of(name: str) -> list[tuple[argparse.ArgumentParser, type]]:

@@ -49,7 +49,7 @@ def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
-def parser_for(config_cls: type, prog: str, doc: str | None, *, order: Sequence[str | type] = ()) -> argparse.ArgumentParser:
+def parser_for(config_cls: type, prog: str, doc: str | None, *, order: Sequence[Any] = ()) -> argparse.ArgumentParser:
     """A command's parser: the common flags, then one flag per field of ``config_cls`` (``add_fields``).
     The examples stay in ``doc``, the help's description."""
     parser = new_parser(prog, doc)
@@ -60,13 +60,15 @@ def parser_for(config_cls: type, prog: str, doc: str | None, *, order: Sequence[
 ACTION_CONFIG = "_action_config"  # where a subcommand's parser leaves its Config class for run_command
 
 
-def add_action(subparsers, name: str, doc: str, config_cls: type) -> argparse.ArgumentParser:
-    """One subcommand (``python -m judge.X ACTION``) with its own help and flags; run_command builds
-    ``config_cls`` from what it parsed, so another action's flag is refused by argparse itself."""
+def add_action(subparsers, name: str, doc: str, config_cls: type, *, order: Sequence[Any] = ()) -> argparse.ArgumentParser:
+    """One subcommand (``python -m judge.X ACTION``) with its own help and the flags of ``config_cls``'s
+    fields (``add_fields``); run_command builds ``config_cls`` from what it parsed, so another action's
+    flag is refused by argparse itself."""
     parser = subparsers.add_parser(name, help=doc.strip().splitlines()[0], description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
     _add_common_options(parser)
     parser.set_defaults(**{ACTION_CONFIG: config_cls})
+    add_fields(parser, config_cls, order=order)
     return parser
 
 
