@@ -23,7 +23,7 @@ from judge.core.config import (
     shows_default,
 )
 
-COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate"]
+COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate", "generation.__main__", "generation.prompts"]
 
 
 def parsers_of(name: str) -> list[tuple[argparse.ArgumentParser, type]]:
