@@ -134,6 +134,14 @@ def _field_names(config_cls: type, items: Sequence[str | type]) -> list[str]:
     return names
 
 
+def field_like(config_cls: type, name: str, **metadata: Any) -> Any:
+    """Field ``name`` of ``config_cls`` again, for a subclass to redeclare with ``metadata`` added (what
+    only the subclass knows, such as the registry's choices); its default and help stay the base's."""
+    base = _fields_of(config_cls)[name]
+    return dataclasses.field(default=base.default, default_factory=base.default_factory, repr=base.repr,
+                             metadata={**base.metadata, **metadata})
+
+
 def field_default(f: dataclasses.Field) -> Any:
     """The field's default value (a default_factory called); dataclasses.MISSING for a required field."""
     if f.default_factory is not dataclasses.MISSING:
@@ -200,20 +208,18 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, kind: Any)
     if meta.get("positional"):
         parser.add_argument(f.name, **kwargs)
         return
-    flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+    switch = scalar is bool and not is_list
+    default = field_default(f)
+    name = f.name.replace("_", "-")
+    flag = meta.get("flag", f"--no-{name}" if switch and default is True else f"--{name}")
     names = [flag] if isinstance(flag, str) else list(flag)
     names += list(meta.get("aliases", ()))
-    if scalar is bool and not is_list:
-        default = field_default(f)
-        no_flag = "--no-" + f.name.replace("_", "-")
-        if default is True:
-            parser.add_argument(*(names if "flag" in meta else [no_flag]), dest=f.name, action="store_false", **kwargs)
-            return
-        parser.add_argument(*names, dest=f.name, action="store_true", **kwargs)
-        if default is None:  # a tri-state: --NAME sets True, --no-NAME False, neither leaves None
-            parser.add_argument(no_flag, dest=f.name, action="store_false", help=field_help(f, meta.get("no_help", "")))
+    if not switch:
+        parser.add_argument(*names, dest=f.name, **kwargs)
         return
-    parser.add_argument(*names, dest=f.name, **kwargs)
+    parser.add_argument(*names, dest=f.name, action="store_false" if default is True else "store_true", **kwargs)
+    if default is None:  # a tri-state: --NAME sets True, --no-NAME False, neither leaves the field's None
+        parser.add_argument(f"--no-{name}", dest=f.name, action="store_false", help=field_help(f, meta.get("no_help", "")))
 
 
 # -- options shared by the commands that read records and labels -------------------------------
