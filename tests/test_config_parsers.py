@@ -23,7 +23,8 @@ from judge.core.config import (
     shows_default,
 )
 
-COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate", "generation.__main__", "generation.prompts"]
+COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate", "generation.__main__", "generation.prompts",
+            "judge.train"]
 
 
 def parsers_of(name: str) -> list[tuple[argparse.ArgumentParser, type]]:
