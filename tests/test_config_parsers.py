@@ -24,7 +24,7 @@ from judge.core.config import (
 )
 
 COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate", "generation.__main__", "generation.prompts",
-            "judge.train"]
+            "judge.train", "judge.label"]
 
 
 def parsers_of(name: str) -> list[tuple[argparse.ArgumentParser, type]]:
@@ -98,6 +98,21 @@ def test_parsing_no_flag_gives_the_configs_defaults():
     args = demo.build_parser().parse_args([])
     assert vars(args) == {}
     assert demo.Config(**vars(args)) == demo.Config()
+
+
+def test_a_switch_not_given_leaves_the_config_files_value(tmp_path):
+    """judge.label's --quantize defaulted to None in the namespace, so a config file's quantize was
+    silently dropped; a generated flag not given is not in the namespace at all."""
+    from judge import label
+    from judge.core.config import config_from_args
+    from judge.core.errors import UserError
+
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"quantize": true}', encoding="utf-8")
+    args = label.build_parser().parse_args(["--judge", "rules", "--input", "x.jsonl", "--out", "o.jsonl", "--config", str(settings)])
+    assert "quantize" not in vars(args)
+    with pytest.raises(UserError, match="--quantize applies to .* not the keyword rules"):
+        config_from_args(label.Config, args)
 
 
 # -- the generator itself --------------------------------------------------------------------------
