@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,7 @@ from judge.core.config import (
     check_fraction,
     check_non_negative,
     check_positive,
-    new_parser,
+    parser_for,
     run_command,
 )
 from judge.core.errors import UserError, clip
@@ -39,37 +39,41 @@ from judge.core.outputs import claim_for
 from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
 from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
 from judge.engines.models import SMOLLM2
-from judge.run.ray_executor import add_ray_arguments, executor_for
+from judge.run.ray_executor import RAY_FLAGS, executor_for
 from judge.run.runner import Shard
 from judge.run.shard_part import part_fields, sharded_identity
 
 
 @dataclass
 class Config:
-    prompts: str
-    out: str
-    model: str = SMOLLM2
-    samples: int = 3
-    system_prompt: str | None = "llama2-paper"
-    instruction: str = "{prompt}"
+    prompts: str = field(metadata={"help": "prompt records from python -m generation.prompts (or any file with an id and a prompt column)"})
+    out: str = field(metadata={"help": "output records (.jsonl, .csv or .parquet)"})
+    model: str = field(default=SMOLLM2, metadata={"help": "chat model path or id (default: %(default)s, SmolLM2-135M-Instruct); "
+                                                  "a .gguf file works too"})
+    samples: int = field(default=3, metadata={"help": "outputs per prompt"})
+    system_prompt: str | None = field(default="llama2-paper", metadata={"help": "system prompt text, or a preset: llama2-paper, none"})
+    instruction: str = field(default="{prompt}", metadata={"help": "user message, with {prompt} where the filled template goes"})
     max_new_tokens: int = 64
-    temperature: float = 0.6
-    top_k: int = 0
+    temperature: float = field(default=0.6, metadata={"help": "0 for greedy"})
+    top_k: int = field(default=0, metadata={"help": "0 for none"})
     top_p: float = 0.9
-    seed: int = 0
-    batch_size: int = 16
-    device: str = "auto"
-    id_column: str | None = None
-    prompt_column: str | None = None
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
+    device: str = field(default="auto", metadata={"help": "auto (GPU when present), cpu, cuda"})
+    id_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "the prompt file's id column (default: id, else row numbers)"})
+    prompt_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "the prompt file's prompt column (default: prompt)"})
     encoding: str = "utf-8"
-    progress: bool = True
-    overwrite: bool = False
-    shard: str | None = None
-    engine: str = "hf"
-    engine_options: dict | None = None  # the engine's own flags (its module's Options), by field name
-    ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
-    ray_actors: int | None = None
-    ray_gpus: float | None = None  # per actor
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output (otherwise a rerun resumes)"})
+    shard: str | None = field(default=None, metadata={"metavar": "I/N", "help": "sample only share I of N of the batch plan (e.g. 1/4; "
+                                                      "resumable like a whole run); python -m judge.join joins the N parts into the whole output"})
+    engine: str = field(default="hf", metadata={"help": f"what runs the model: {', '.join(ENGINES)} (default: %(default)s, transformers in this process)"})
+    # the engine's own flags (its module's Options), by field name
+    engine_options: dict | None = field(default=None, metadata={"flags": add_engine_arguments})
+    # never part of what a resume must match: Ray gives the same bytes
+    ray: str | None = field(default=None, metadata=RAY_FLAGS["ray"])  # an address, or "local"
+    ray_actors: int | None = field(default=None, metadata=RAY_FLAGS["ray_actors"])
+    ray_gpus: float | None = field(default=None, metadata=RAY_FLAGS["ray_gpus"])  # per actor
 
     def __post_init__(self):
         from judge.run.ray_executor import check_ray_settings
@@ -173,30 +177,9 @@ def _main(config: Config) -> pd.DataFrame:
 
 
 def build_parser():
-    p = new_parser("python -m generation", __doc__)
-    p.add_argument("--model", help="chat model path or id (default: bundled:smollm2, SmolLM2-135M-Instruct); a .gguf file works too")
-    p.add_argument("--prompts", help="prompt records from python -m generation.prompts (or any file with an id and a prompt column)")
-    p.add_argument("--id-column", metavar="COL", help="the prompt file's id column (default: id, else row numbers)")
-    p.add_argument("--prompt-column", metavar="COL", help="the prompt file's prompt column (default: prompt)")
-    p.add_argument("--samples", type=int, help="outputs per prompt (default: 3)")
-    p.add_argument("--out", help="output records (.jsonl, .csv or .parquet)")
-    p.add_argument("--system-prompt", help="system prompt text, or a preset: llama2-paper (default), none")
-    p.add_argument("--instruction", help="user message, with {prompt} where the filled template goes (default: {prompt})")
-    p.add_argument("--max-new-tokens", type=int, help="(default: 64)")
-    p.add_argument("--temperature", type=float, help="0 for greedy (default: 0.6)")
-    p.add_argument("--top-k", type=int, help="0 for none (default: 0)")
-    p.add_argument("--top-p", type=float, help="(default: 0.9)")
-    p.add_argument("--seed", type=int, help="sampling seed (default: 0)")
-    p.add_argument("--batch-size", type=int, help="sequences per generate call (default: 16)")
-    p.add_argument("--device", help="auto (GPU when present), cpu, cuda")
-    p.add_argument("--engine", help=f"what runs the model: {', '.join(ENGINES)} (default: hf, transformers in this process)")
-    add_engine_arguments(p)
-    add_ray_arguments(p)
-    p.add_argument("--shard", metavar="I/N", help="sample only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
-                   "python -m judge.join joins the N parts into the whole output")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
-    return p
+    return parser_for(Config, "python -m generation", __doc__, order=("model", "prompts", "id_column", "prompt_column", "samples", "out", ...,
+                                                                      "engine", "engine_options", "ray", "ray_actors", "ray_gpus", "shard",
+                                                                      "progress", "overwrite"))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from judge.core.config import check_positive, check_unique, new_parser, run_command
+from judge.core.config import check_positive, check_unique, parser_for, run_command
 from judge.core.errors import UserError, clip, short_list
 from judge.core.files import ensure_writable
 from judge.core.manifest import RunManifest
@@ -155,15 +155,15 @@ def build_prompts(
 
 @dataclass
 class Config:
-    templates: str
-    names: str
-    out: str
-    heading: list[str] = field(default_factory=list)
-    identity: list[str] = field(default_factory=list)
-    sample: int | None = None
-    seed: int = 0
+    templates: str = field(metadata={"help": "templates file (project format or the paper's prompts.json)"})
+    names: str = field(metadata={"help": "names file (project format or the paper's names.json)"})
+    out: str = field(metadata={"help": "prompt records to write (.jsonl, .csv or .parquet)"})
+    heading: list[str] = field(default_factory=list, metadata={"action": "append", "help": "keep only templates under this heading (repeatable)"})
+    identity: list[str] = field(default_factory=list, metadata={"action": "append", "help": "keep only names of this identity (repeatable)"})
+    sample: int | None = field(default=None, metadata={"help": "keep a seeded random sample of N prompts"})
+    seed: int = field(default=0, metadata={"help": "seed for --sample"})
     encoding: str = "utf-8"
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
 
     def __post_init__(self):
         check_positive(self, "sample")
@@ -187,16 +187,7 @@ def _main(config: Config) -> pd.DataFrame:
 
 
 def build_parser():
-    p = new_parser("python -m generation.prompts", __doc__)
-    p.add_argument("--templates", help="templates file (project format or the paper's prompts.json)")
-    p.add_argument("--names", help="names file (project format or the paper's names.json)")
-    p.add_argument("--out", help="prompt records to write (.jsonl, .csv or .parquet)")
-    p.add_argument("--heading", action="append", help="keep only templates under this heading (repeatable)")
-    p.add_argument("--identity", action="append", help="keep only names of this identity (repeatable)")
-    p.add_argument("--sample", type=int, help="keep a seeded random sample of N prompts")
-    p.add_argument("--seed", type=int, help="seed for --sample (default: 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    return p
+    return parser_for(Config, "python -m generation.prompts", __doc__)
 
 
 if __name__ == "__main__":

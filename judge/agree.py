@@ -53,16 +53,14 @@ from judge.analysis.agreement import (
     default_cluster,
 )
 from judge.core.config import (
+    LABEL_MAP,
     TAXONOMY_HELP,
     RecordColumns,
     ReportStyle,
-    add_column_options,
-    add_label_map_option,
-    add_report_style_options,
     check_fraction,
     check_label_map,
     check_non_negative,
-    new_parser,
+    parser_for,
     run_command,
 )
 from judge.core.errors import UserError, short_list
@@ -77,24 +75,33 @@ from judge.render.tables import level_text, style_of
 
 @dataclass
 class Config(RecordColumns, ReportStyle):
-    input: str | list[str]
-    out: str
-    gold: str | None = None
-    pred: str | None = None
-    annotators: list[str] = field(default_factory=list)
-    pred_file: str | None = None
-    taxonomy: str | None = None
-    label_map: str | None = None
-    coarse: bool = False
-    bootstrap: int = 1000
-    level: float = 0.95
-    seed: int = 0
-    by: list[str] | str | None = None
-    cluster: str | None = None
-    no_cluster: bool = False
-    alt_test: bool = False
-    epsilon: float | None = None
-    overwrite: bool = False
+    input: str | list[str] = field(metadata={"positional": True, "nargs": "*", "help": "records file(s) (JSONL, CSV or Parquet) with the gold "
+                                             "labels; several files (one per model, say) are joined with a source column (--by source compares them)"})
+    out: str = field(metadata={"help": "output directory"})
+    gold: str | None = field(default=None, metadata={"help": "column of gold (human) labels"})
+    pred: str | None = field(default=None, metadata={"help": "column of the judge's (or second annotator's) labels"})
+    annotators: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "human annotator columns: alpha among them, "
+                                                                  "pairwise kappa, each one's kappa vs --gold, and with --pred alpha with the "
+                                                                  "judge added; without --pred, a report on the annotators alone"})
+    pred_file: str | None = field(default=None, metadata={"help": "take --pred from this file instead, joined on --id-column"})
+    taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
+    label_map: str | None = field(default=None, metadata=LABEL_MAP)
+    coarse: bool = field(default=False, metadata={"help": "map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals"})
+    level: float = field(default=0.95, metadata={"help": "confidence level of every interval, in (0, 1)"})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    by: list[str] | str | None = field(default=None, metadata={
+        "action": "append", "metavar": "COL", "help": "the judge's agreement within each value of COL (e.g. identity): kappa with its interval, "
+        "FPR/FNR, judge minus human rate, a test of equal kappas across groups; with --annotators alone, their alpha and pairwise kappa per "
+        "group; repeat for several columns (one table each)"})
+    cluster: str | None = field(default=None, metadata={"metavar": "COL", "help": "intervals resample whole clusters of COL (outputs of one "
+                                                        "prompt are correlated; default: prompt when some prompt has several outputs, else items)"})
+    no_cluster: bool = field(default=False, metadata={"help": "resample outputs one by one even when prompts repeat"})
+    alt_test: bool = field(default=False, metadata={"help": "alternative annotator test of --pred against the --annotators columns (needs 2+, "
+                                                    "better 3+)"})
+    epsilon: float | None = field(default=None, metadata={"help": "alt-test margin: how much better than the judge a human must be to keep "
+                                                          "the human (default: 0.15)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace existing report files"})
 
     def __post_init__(self):
         check_non_negative(self, "bootstrap")
@@ -218,33 +225,8 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
 
 
 def build_parser():
-    parser = new_parser("python -m judge.agree", __doc__)
-    parser.add_argument("input", nargs="*", help="records file(s) (JSONL, CSV or Parquet) with the gold labels; several files "
-                        "(one per model, say) are joined with a source column (--by source compares them)")
-    parser.add_argument("--gold", help="column of gold (human) labels")
-    parser.add_argument("--pred", help="column of the judge's (or second annotator's) labels")
-    parser.add_argument("--annotators", nargs="+", metavar="COL", help="human annotator columns: alpha among them, pairwise kappa, each one's kappa vs --gold, "
-                        "and with --pred alpha with the judge added; without --pred, a report on the annotators alone")
-    parser.add_argument("--pred-file", help="take --pred from this file instead, joined on --id-column")
-    add_column_options(parser)
-    parser.add_argument("--taxonomy", help=TAXONOMY_HELP)
-    add_label_map_option(parser)
-    parser.add_argument("--coarse", action="store_true", help="map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)")
-    parser.add_argument("--bootstrap", type=int, help="bootstrap resamples for the intervals (default: 1000)")
-    parser.add_argument("--level", type=float, help="confidence level of every interval, in (0, 1) (default: 0.95)")
-    parser.add_argument("--seed", type=int, help="bootstrap seed (default: 0)")
-    parser.add_argument("--by", metavar="COL", action="append", help="the judge's agreement within each value of COL (e.g. identity): kappa with its "
-                        "interval, FPR/FNR, judge minus human rate, a test of equal kappas across groups; with --annotators alone, their alpha "
-                        "and pairwise kappa per group; repeat for several columns (one table each)")
-    parser.add_argument("--cluster", metavar="COL", help="intervals resample whole clusters of COL (outputs of one prompt are correlated; "
-                        "default: prompt when some prompt has several outputs, else items)")
-    parser.add_argument("--no-cluster", action="store_true", help="resample outputs one by one even when prompts repeat")
-    parser.add_argument("--alt-test", action="store_true", help="alternative annotator test of --pred against the --annotators columns (needs 2+, better 3+)")
-    parser.add_argument("--epsilon", type=float, help="alt-test margin: how much better than the judge a human must be to keep the human (default: 0.15)")
-    add_report_style_options(parser)
-    parser.add_argument("--out", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
-    return parser
+    return parser_for(Config, "python -m judge.agree", __doc__, order=("input", "gold", "pred", "annotators", "pred_file", RecordColumns, ...,
+                                                                      ReportStyle, "out", "overwrite"))
 
 
 if __name__ == "__main__":

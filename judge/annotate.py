@@ -33,12 +33,11 @@ import pandas as pd
 
 from judge.annotation import human_labels as annotation
 from judge.core.config import (
+    LABEL_MAP,
     TAXONOMY_HELP,
     InputEncoding,
     RecordColumns,
     add_action,
-    add_column_options,
-    add_label_map_option,
     check_choice,
     check_fraction,
     check_label_map,
@@ -80,8 +79,8 @@ class Config(InputEncoding):
 
 @dataclass(kw_only=True)
 class _Labels:
-    taxonomy: str | None = None
-    label_map: str | None = None
+    taxonomy: str | None = field(default=None, metadata={"help": "the categories annotators choose from: " + TAXONOMY_HELP})
+    label_map: str | None = field(default=None, metadata=LABEL_MAP)
 
     def check_part(self) -> None:
         check_label_map(self)
@@ -89,7 +88,7 @@ class _Labels:
 
 @dataclass(kw_only=True)
 class _Annotators:
-    annotators: list[str] = field(default_factory=list)
+    annotators: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "the annotator columns (default: label_*)"})
 
     def check_part(self) -> None:
         twice = sorted({a for a in self.annotators if self.annotators.count(a) > 1})
@@ -99,14 +98,15 @@ class _Annotators:
 
 @dataclass(kw_only=True)
 class _Written:
-    out: str | None = None
-    overwrite: bool = False
+    out: str | None = field(default=None, metadata={"help": "output folder"})
+    overwrite: bool = field(default=False, metadata={"help": "replace what this action wrote there before"})
 
 
 @dataclass(kw_only=True)
 class _Server:
-    url: str = "http://127.0.0.1:8080"
-    token: str | None = field(default=None, repr=False)  # a credential: never printed, saved, or put in a message
+    url: str = field(default="http://127.0.0.1:8080", metadata={"help": "Label Studio address"})
+    token: str | None = field(default=None, repr=False, metadata={  # a credential: never printed, saved, or put in a message
+        "help": f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to other users)"})
 
 
 def _check_one_input(config: Config, what: str) -> None:
@@ -117,21 +117,36 @@ def _check_one_input(config: Config, what: str) -> None:
 @dataclass(kw_only=True)
 class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "export"
-    strategy: str = "random"
-    by: list[str] = field(default_factory=list)
-    budget: int = 100
-    confidence_column: str | None = None
-    compare: list[str] = field(default_factory=list)
-    uniform_share: float | None = None
-    exclude: list[str] = field(default_factory=list)
-    blind: bool = False
-    hide: list[str] = field(default_factory=lambda: ["name", "identity", "name_list", "gender", "common"])
-    show: list[str] = field(default_factory=list)
-    with_predictions: str | None = None
-    seed: int = 0
-    allocation: str = "proportional"
-    target: str | None = None
-    target_column: str | None = None
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "RECORDS",
+                                                              "help": "the records to choose from (JSONL, CSV or Parquet)"})
+    annotators: list[str] = field(default_factory=list, metadata={"metavar": "NAME",
+                                                                  "help": "one spreadsheet per name (default: annotator1 annotator2)"})
+    strategy: str = field(default="random", metadata={"help": "random, stratified or uncertain"})
+    by: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL",
+                                                          "help": "--strategy stratified: strata column (repeatable)"})
+    budget: int = field(default=100, metadata={"help": "how many items (default: %(default)s; uncertain: the expected number)"})
+    confidence_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "--strategy uncertain: the judge's confidence "
+                                                                  "(largest probability, 0-1); the lower, the likelier drawn"})
+    compare: list[str] = field(default_factory=list, metadata={"nargs": 2, "metavar": "COL", "help": "--strategy uncertain: two judges' "
+                                                               "label columns; disagreements more likely drawn"})
+    uniform_share: float | None = field(default=None, metadata={"metavar": "S", "help": "--strategy uncertain: share of the budget spread "
+                                                                "evenly over all outputs, so every output can be drawn (0 < S <= 1; default: "
+                                                                f"{annotation.UNIFORM_SHARE})"})
+    exclude: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FILE",
+                                                               "help": "never pick ids in FILE (already labelled; repeatable)"})
+    blind: bool = field(default=False, metadata={"help": "mask names in the texts and hide the --hide columns"})
+    hide: list[str] = field(default_factory=lambda: ["name", "identity", "name_list", "gender", "common"],
+                            metadata={"metavar": "COL", "help": "--blind: columns never shown"})
+    show: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "further columns annotators see (unless hidden by --blind)"})
+    with_predictions: str | None = field(default=None, metadata={"metavar": "COL", "help": "pre-fill Label Studio with this label column "
+                                                                 "(anchors annotators; off by default)"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling and the spreadsheets' orders"})
+    allocation: str = field(default="proportional", metadata={"help": "--strategy stratified: proportional or neyman (sizes n_h ~ N_h S_h "
+                                                              "that make the --target category's rate most precise, by the --target-column labels)"})
+    target: str | None = field(default=None, metadata={"metavar": "CATEGORY", "help": "--allocation neyman: the category whose rate the "
+                                                       "sample is for"})
+    target_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "--allocation neyman: labels known for every "
+                                                              "record (default: judge_label)"})
 
     def check(self) -> None:
         _check_one_input(self, "records file")
@@ -162,12 +177,17 @@ class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
 @dataclass(kw_only=True)
 class ImportConfig(Config, _Labels, _Written):
     action: ClassVar[str] = "import"
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "metavar": "PATH", "help": "the export folder, then the "
+                                                              "filled files (CSV per annotator, or Label Studio JSON exports)"})
+    out: str | None = field(default=None, metadata={"help": "the labelled records file"})
 
 
 @dataclass(kw_only=True)
 class PushConfig(Config, _Server):
     action: ClassVar[str] = "push"
-    title: str = "safeguard-audit"
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "FOLDER",
+                                                              "help": "the export folder"})
+    title: str = field(default="safeguard-audit", metadata={"help": "project title"})
 
     def check(self) -> None:
         _check_one_input(self, "export folder")
@@ -176,7 +196,10 @@ class PushConfig(Config, _Server):
 @dataclass(kw_only=True)
 class PullConfig(Config, _Server, _Labels, _Written):
     action: ClassVar[str] = "pull"
-    project: int | None = None
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "FOLDER",
+                                                              "help": "the export folder the project was pushed from"})
+    out: str | None = field(default=None, metadata={"help": "the labelled records file"})
+    project: int | None = field(default=None, metadata={"help": "project id printed by push"})
 
     def check(self) -> None:
         _check_one_input(self, "export folder")
@@ -186,6 +209,8 @@ class PullConfig(Config, _Server, _Labels, _Written):
 @dataclass(kw_only=True)
 class AdjudicateConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "adjudicate"
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "LABELS",
+                                                              "help": "records with two or more annotator columns (judge.annotate import's --out)"})
 
     def check(self) -> None:
         _check_one_input(self, "labels file")
@@ -194,16 +219,24 @@ class AdjudicateConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
 @dataclass(kw_only=True)
 class ResolveConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "resolve"
-    label: str = "label"
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "metavar": "PATH", "help": "the labels file from import, "
+                                                              "then the adjudicator's filled CSV (or Label Studio JSON)"})
+    out: str | None = field(default=None, metadata={"help": "the records file with the final labels"})
+    label: str = field(default="label", metadata={"help": "the final label column to write"})
 
 
 @dataclass(kw_only=True)
 class IssuesConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "issues"
-    label: str = "label"
-    folds: int = 5
-    cv_group: str | None = None
-    seed: int = 0
+    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "metavar": "RECORDS",
+                                                              "help": "labelled records (several files are joined with a source column)"})
+    annotators: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "two or more annotator columns instead "
+                                                                  "(cleanlab multiannotator)"})
+    label: str = field(default="label", metadata={"help": "the human label column"})
+    folds: int = field(default=5, metadata={"help": "cross-validation folds for out-of-fold judge probabilities"})
+    cv_group: str | None = field(default=None, metadata={"metavar": "COL", "help": "keep each value of COL in one fold (default: template "
+                                                         "when present, else prompt when prompts repeat)"})
+    seed: int = field(default=0, metadata={"help": "seed for the folds"})
 
     def check(self) -> None:
         check_non_negative(self, "seed")
@@ -581,107 +614,18 @@ Examples:
 """
 
 
-def _labels_options(p) -> None:
-    p.add_argument("--taxonomy", help="the categories annotators choose from: " + TAXONOMY_HELP)
-    add_label_map_option(p)
-
-
-def _server_options(p) -> None:
-    p.add_argument("--url", help="Label Studio address (default: http://127.0.0.1:8080)")
-    p.add_argument("--token", help=f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to other users)")
-
-
-def _out_option(p, what: str) -> None:
-    p.add_argument("--out", help=what)
-    p.add_argument("--overwrite", action="store_true", help="replace what this action wrote there before")
-
-
-def _export_parser(actions) -> None:
-    p = add_action(actions, "export", EXPORT_HELP, ExportConfig)
-    p.add_argument("inputs", nargs=1, metavar="RECORDS", help="the records to choose from (JSONL, CSV or Parquet)")
-    _out_option(p, "output folder")
-    _labels_options(p)
-    add_column_options(p)
-    p.add_argument("--strategy", help="random (default), stratified or uncertain")
-    p.add_argument("--by", action="append", metavar="COL", help="--strategy stratified: strata column (repeatable)")
-    p.add_argument("--budget", type=int, help="how many items (default: 100; uncertain: the expected number)")
-    p.add_argument("--allocation", help="--strategy stratified: proportional (default) or neyman (sizes n_h ~ N_h S_h that make the "
-                   "--target category's rate most precise, by the --target-column labels)")
-    p.add_argument("--target", metavar="CATEGORY", help="--allocation neyman: the category whose rate the sample is for")
-    p.add_argument("--target-column", metavar="COL", help="--allocation neyman: labels known for every record (default: judge_label)")
-    p.add_argument("--confidence-column", metavar="COL", help="--strategy uncertain: the judge's confidence (largest probability, 0-1); the lower, the likelier drawn")
-    p.add_argument("--compare", nargs=2, metavar="COL", help="--strategy uncertain: two judges' label columns; disagreements more likely drawn")
-    p.add_argument("--uniform-share", type=float, metavar="S", help="--strategy uncertain: share of the budget spread evenly over all outputs, "
-                   f"so every output can be drawn (0 < S <= 1; default: {annotation.UNIFORM_SHARE})")
-    p.add_argument("--exclude", action="append", metavar="FILE", help="never pick ids in FILE (already labelled; repeatable)")
-    p.add_argument("--annotators", nargs="+", metavar="NAME", help="one spreadsheet per name (default: annotator1 annotator2)")
-    p.add_argument("--blind", action="store_true", help="mask names in the texts and hide the --hide columns")
-    p.add_argument("--hide", nargs="+", metavar="COL", help="--blind: columns never shown (default: name identity name_list gender common)")
-    p.add_argument("--show", nargs="+", metavar="COL", help="further columns annotators see (unless hidden by --blind)")
-    p.add_argument("--with-predictions", metavar="COL", help="pre-fill Label Studio with this label column (anchors annotators; off by default)")
-    p.add_argument("--seed", type=int, help="seed for sampling and the spreadsheets' orders (default: 0)")
-
-
-def _import_parser(actions) -> None:
-    p = add_action(actions, "import", IMPORT_HELP, ImportConfig)
-    p.add_argument("inputs", nargs="+", metavar="PATH", help="the export folder, then the filled files (CSV per annotator, or Label Studio JSON exports)")
-    _out_option(p, "the labelled records file")
-    _labels_options(p)
-
-
-def _push_parser(actions) -> None:
-    p = add_action(actions, "push", PUSH_HELP, PushConfig)
-    p.add_argument("inputs", nargs=1, metavar="FOLDER", help="the export folder")
-    _server_options(p)
-    p.add_argument("--title", help="project title (default: safeguard-audit)")
-
-
-def _pull_parser(actions) -> None:
-    p = add_action(actions, "pull", PULL_HELP, PullConfig)
-    p.add_argument("inputs", nargs=1, metavar="FOLDER", help="the export folder the project was pushed from")
-    _out_option(p, "the labelled records file")
-    _server_options(p)
-    p.add_argument("--project", type=int, help="project id printed by push")
-    _labels_options(p)
-
-
-def _adjudicate_parser(actions) -> None:
-    p = add_action(actions, "adjudicate", ADJUDICATE_HELP, AdjudicateConfig)
-    p.add_argument("inputs", nargs=1, metavar="LABELS", help="records with two or more annotator columns (judge.annotate import's --out)")
-    _out_option(p, "output folder")
-    _labels_options(p)
-    add_column_options(p)
-    p.add_argument("--annotators", nargs="+", metavar="COL", help="the annotator columns (default: label_*)")
-
-
-def _resolve_parser(actions) -> None:
-    p = add_action(actions, "resolve", RESOLVE_HELP, ResolveConfig)
-    p.add_argument("inputs", nargs="+", metavar="PATH", help="the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
-    _out_option(p, "the records file with the final labels")
-    _labels_options(p)
-    add_column_options(p)
-    p.add_argument("--annotators", nargs="+", metavar="COL", help="the annotator columns (default: label_*)")
-    p.add_argument("--label", help="the final label column to write (default: label)")
-
-
-def _issues_parser(actions) -> None:
-    p = add_action(actions, "issues", ISSUES_HELP, IssuesConfig)
-    p.add_argument("inputs", nargs="+", metavar="RECORDS", help="labelled records (several files are joined with a source column)")
-    _out_option(p, "output folder")
-    _labels_options(p)
-    add_column_options(p)
-    p.add_argument("--label", help="the human label column (default: label)")
-    p.add_argument("--annotators", nargs="+", metavar="COL", help="two or more annotator columns instead (cleanlab multiannotator)")
-    p.add_argument("--folds", type=int, help="cross-validation folds for out-of-fold judge probabilities (default: 5)")
-    p.add_argument("--cv-group", metavar="COL", help="keep each value of COL in one fold (default: template when present, else prompt when prompts repeat)")
-    p.add_argument("--seed", type=int, help="seed for the folds (default: 0)")
-
-
 def build_parser():
     p = new_parser("python -m judge.annotate", __doc__)
     actions = p.add_subparsers(title="actions", metavar="ACTION", parser_class=type(p))
-    for add in (_export_parser, _import_parser, _push_parser, _pull_parser, _adjudicate_parser, _resolve_parser, _issues_parser):
-        add(actions)
+    reads = ("inputs", _Written, _Labels, RecordColumns)  # the layout of the actions that read records
+    add_action(actions, "export", EXPORT_HELP, ExportConfig, order=(*reads, "strategy", "by", "budget", "allocation", "target", "target_column",
+                                                                    "confidence_column", "compare", "uniform_share", "exclude", "annotators"))
+    add_action(actions, "import", IMPORT_HELP, ImportConfig, order=("inputs", _Written, _Labels))
+    add_action(actions, "push", PUSH_HELP, PushConfig, order=("inputs", _Server))
+    add_action(actions, "pull", PULL_HELP, PullConfig, order=("inputs", _Written, _Server, "project", _Labels))
+    add_action(actions, "adjudicate", ADJUDICATE_HELP, AdjudicateConfig, order=reads)
+    add_action(actions, "resolve", RESOLVE_HELP, ResolveConfig, order=(*reads, "annotators"))
+    add_action(actions, "issues", ISSUES_HELP, IssuesConfig, order=(*reads, "label", "annotators"))
     return p
 
 

@@ -56,13 +56,12 @@ import pandas as pd
 
 from judge.core.config import (
     RecordColumns,
-    add_column_options,
     check_choice,
     check_fraction,
     check_positive,
     check_seed,
     check_unique,
-    new_parser,
+    parser_for,
     run_command,
 )
 from judge.core.errors import UserError, clip, short_list
@@ -297,25 +296,38 @@ def select(records: pd.DataFrame, config: "Config") -> tuple[pd.Series, str, flo
 
 @dataclass
 class Config(RecordColumns):
-    dataset: str
-    inputs: list[str]
-    out: str
-    n: int = 500
-    stratify: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    seed: int = 0
-    label_column: str | None = None
-    blind: bool = False
-    hide: list[str] = field(default_factory=lambda: list(DEFAULT_HIDE))
-    keep: list[str] = field(default_factory=list)
-    drop: list[str] = field(default_factory=list)
-    fraction: float | None = None
-    allocation: str = "proportional"
-    target: str | None = None
-    target_column: str | None = None
-    group: str | None = None
-    rest: str | None = None
-    overwrite: bool = False
+    dataset: str = field(metadata={"positional": True, "nargs": "?", "metavar": "ACTION", "help": f"what to do: {', '.join(IMPORTERS)}"})
+    inputs: list[str] = field(metadata={"positional": True, "nargs": "*", "metavar": "FILE", "help": "the released CSVs (chehbouni2024) or "
+                                        "the records to sample, split or filter (JSONL, JSON list, CSV or Parquet; several files get a source column)"})
+    out: str = field(metadata={"help": "output records file (.jsonl, .json, .csv or .parquet)"})
+    n: int = field(default=500, metadata={"help": "sample: how many records (default: %(default)s); met exactly, stratified or not"})
+    stratify: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL",
+                                                                "help": "sample: keep these columns' proportions (repeatable)"})
+    exclude: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FILE", "help": "sample, split, filter: "
+                                                               "leave out the ids in FILE, e.g. the judge's training labels (repeatable)"})
+    seed: int = field(default=0, metadata={"help": "sample, --fraction: seed"})
+    label_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "sample: add an empty column COL for annotators "
+                                                             "to fill in (default: none; label with --blind)"})
+    blind: bool = field(default=False, metadata={"help": "sample: the sheet annotators see: names masked as [NAME], the --hide columns and "
+                                                 "every judge or earlier label column left out"})
+    hide: list[str] = field(default_factory=lambda: list(DEFAULT_HIDE), metadata={
+        "metavar": "COL", "help": "sample --blind: the group columns never shown, besides the judge and label columns"})
+    keep: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL=V[,V]", "help": "split, filter: keep the "
+                                                            "records whose COL is one of the values (repeatable: all must match), e.g. --keep source=gpt4,llama2"})
+    drop: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL=V[,V]",
+                                                            "help": "split, filter: leave out the records whose COL is one of the values"})
+    fraction: float | None = field(default=None, metadata={"metavar": "P", "help": "split, filter: keep a seeded share P (0 < P < 1) of the groups"})
+    allocation: str = field(default="proportional", metadata={"choices": ("proportional", "neyman"), "help": "sample --stratify: proportional "
+                                                              "or neyman: the sizes that make one category's rate most precise (n_h ~ N_h S_h by the "
+                                                              "--target-column labels); pi still exact"})
+    target: str | None = field(default=None, metadata={"metavar": "CATEGORY", "help": "sample --allocation neyman: the category whose rate "
+                                                       "the sample is for, e.g. refusal"})
+    target_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "sample --allocation neyman: the labels known for "
+                                                              "every record (default: judge_label)"})
+    group: str | None = field(default=None, metadata={"metavar": "COL", "help": "split, filter --fraction: the column whose values stay "
+                                                      "together (default: prompt_id, else prompt, so one prompt never lands on both sides)"})
+    rest: str | None = field(default=None, metadata={"metavar": "FILE", "help": "split: where the records not kept go"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
 
     def __post_init__(self):
         check_positive(self, "n")
@@ -449,35 +461,8 @@ def selected(records: pd.DataFrame, config: Config, manifest: RunManifest, colum
 
 
 def build_parser():
-    parser = new_parser("python -m judge.data", __doc__)
-    parser.add_argument("dataset", nargs="?", metavar="ACTION", help=f"what to do: {', '.join(IMPORTERS)}")
-    parser.add_argument("inputs", nargs="*", metavar="FILE", help="the released CSVs (chehbouni2024) or the records to sample, split or filter "
-                        "(JSONL, JSON list, CSV or Parquet; several files get a source column)")
-    parser.add_argument("--n", type=int, help="sample: how many records (default: 500); met exactly, stratified or not")
-    parser.add_argument("--stratify", action="append", metavar="COL", help="sample: keep these columns' proportions (repeatable)")
-    parser.add_argument("--allocation", choices=["proportional", "neyman"], help="sample --stratify: proportional (default) or neyman: "
-                        "the sizes that make one category's rate most precise (n_h ~ N_h S_h by the --target-column labels); pi still exact")
-    parser.add_argument("--target", metavar="CATEGORY", help="sample --allocation neyman: the category whose rate the sample is for, e.g. refusal")
-    parser.add_argument("--target-column", metavar="COL", help="sample --allocation neyman: the labels known for every record (default: judge_label)")
-    parser.add_argument("--exclude", action="append", metavar="FILE", help="sample, split, filter: leave out the ids in FILE, e.g. the judge's "
-                        "training labels (repeatable)")
-    parser.add_argument("--label-column", metavar="COL", help="sample: add an empty column COL for annotators to fill in (default: none; "
-                        "label with --blind)")
-    parser.add_argument("--blind", action="store_true", help="sample: the sheet annotators see: names masked as [NAME], the --hide columns and "
-                        "every judge or earlier label column left out")
-    parser.add_argument("--hide", nargs="+", metavar="COL", help="sample --blind: the group columns never shown, besides the judge and label columns (default: " + " ".join(DEFAULT_HIDE) + ")")
-    parser.add_argument("--keep", action="append", metavar="COL=V[,V]", help="split, filter: keep the records whose COL is one of the values "
-                        "(repeatable: all must match), e.g. --keep source=gpt4,llama2")
-    parser.add_argument("--drop", action="append", metavar="COL=V[,V]", help="split, filter: leave out the records whose COL is one of the values")
-    parser.add_argument("--fraction", type=float, metavar="P", help="split, filter: keep a seeded share P (0 < P < 1) of the groups")
-    parser.add_argument("--group", metavar="COL", help="split, filter --fraction: the column whose values stay together (default: prompt_id, "
-                        "else prompt, so one prompt never lands on both sides)")
-    parser.add_argument("--rest", metavar="FILE", help="split: where the records not kept go")
-    add_column_options(parser)
-    parser.add_argument("--seed", type=int, help="sample, --fraction: seed (default: 0)")
-    parser.add_argument("--out", help="output records file (.jsonl, .json, .csv or .parquet)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    return parser
+    return parser_for(Config, "python -m judge.data", __doc__, order=("dataset", "inputs", "n", "stratify", "allocation", "target",
+                                                                      "target_column", ..., RecordColumns, "seed", "out", "overwrite"))
 
 
 if __name__ == "__main__":

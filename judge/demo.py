@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from judge import agree, label, report
-from judge.core.config import check_positive, check_seed, new_parser, run_command
+from judge.core.config import check_positive, check_seed, parser_for, run_command
 from judge.core.errors import UserError
 from judge.core.manifest import RunManifest, read_manifest, settings_of
 from judge.core.outputs import check_apart, claim_output, output_lock
@@ -30,13 +30,13 @@ from judge.core.records import read_records, write_records
 
 @dataclass
 class Config:
-    out: str = "runs/demo"
-    prompts: int = 36
-    samples: int = 2
+    out: str = field(default="runs/demo", metadata={"help": "output folder"})
+    prompts: int = field(default=36, metadata={"help": "how many prompts to sample from data/"})
+    samples: int = field(default=2, metadata={"help": "outputs per prompt"})
     max_new_tokens: int = 48
-    llm_judge: bool = True
+    llm_judge: bool = field(default=True, metadata={"help": "skip the LLM judge (faster)"})
     seed: int = 0
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata={"help": "redo every step"})
 
     def __post_init__(self):
         # every value is checked before the first file is written
@@ -141,15 +141,7 @@ def _main(config: Config) -> dict:
 
 
 def build_parser():
-    p = new_parser("python -m judge.demo", __doc__)
-    p.add_argument("--out", help="output folder (default: runs/demo)")
-    p.add_argument("--prompts", type=int, help="how many prompts to sample from data/ (default: 36)")
-    p.add_argument("--samples", type=int, help="outputs per prompt (default: 2)")
-    p.add_argument("--max-new-tokens", type=int, help="(default: 48)")
-    p.add_argument("--no-llm-judge", dest="llm_judge", action="store_false", help="skip the LLM judge (faster)")
-    p.add_argument("--seed", type=int, help="(default: 0)")
-    p.add_argument("--overwrite", action="store_true", help="redo every step")
-    return p
+    return parser_for(Config, "python -m judge.demo", __doc__)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from judge.core.config import new_parser, run_command
+from judge.core.config import parser_for, run_command
 from judge.core.errors import UserError, short_list
 from judge.core.outputs import claim_for
 
@@ -31,9 +31,10 @@ from judge.core.outputs import claim_for
 
 @dataclass
 class Config:
-    parts: str | list[str]
-    out: str
-    overwrite: bool = False
+    parts: str | list[str] = field(metadata={"positional": True, "nargs": "+", "metavar": "PART",
+                                             "help": "the outputs of one run's shares (--shard 1/N ... N/N), in any order and format"})
+    out: str = field(metadata={"help": "the joined output (JSONL, CSV or Parquet)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an output judge.join wrote before"})
 
     def __post_init__(self):
         self.parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
@@ -249,11 +250,7 @@ def _joined_metadata(tables, schema) -> dict:
 
 
 def build_parser():
-    p = new_parser("python -m judge.join", __doc__)
-    p.add_argument("parts", nargs="+", metavar="PART", help="the outputs of one run's shares (--shard 1/N ... N/N), in any order and format")
-    p.add_argument("--out", help="the joined output (JSONL, CSV or Parquet)")
-    p.add_argument("--overwrite", action="store_true", help="replace an output judge.join wrote before")
-    return p
+    return parser_for(Config, "python -m judge.join", __doc__)
 
 
 if __name__ == "__main__":

@@ -22,24 +22,24 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from judge.core.config import (
     TAXONOMY_HELP,
     RecordColumns,
-    add_column_options,
     check_choice,
     check_fraction,
     check_label_map,
     check_non_negative,
     check_positive,
-    new_parser,
+    parser_for,
     run_command,
 )
 from judge.core.errors import UserError
 from judge.core.outputs import claim_for
-from judge.run.ray_executor import add_ray_arguments
+from judge.engines import add_engine_arguments
+from judge.run.ray_executor import RAY_FLAGS
 from judge.run.runner import Shard
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.kinds.lora.precision.CHOICES, without importing it before --help
@@ -49,34 +49,47 @@ PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.kinds.lora.precisi
 
 @dataclass
 class Config(RecordColumns):
-    judge: str
-    input: str | list[str]
-    out: str
-    taxonomy: str | None = None
-    batch_size: int = 64
-    abstain_below: float | None = None
-    prefix: str = ""
-    device: str = "auto"
-    precision: str = "auto"
-    quantize: bool | None = None  # the old switch: --quantize is --precision int8, --no-quantize is fp32
-    examples: str | None = None
-    examples_label_column: str = "label"
-    label_map: str | None = None
-    shots: int = 0
-    similar_examples: bool = False
-    rationale: bool = False
-    mode: str = "score"
-    prompt_template: str | None = None
-    seed: int = 0
-    progress: bool = True
-    verbose: bool = False
-    overwrite: bool = False
-    shard: str | None = None
-    ray: str | None = None  # an address, or "local"; never part of what a resume must match: Ray gives the same bytes
-    ray_actors: int | None = None
-    ray_gpus: float | None = None  # per actor
-    engine: str = "hf"  # the LLM judge's engine (judge.engines)
-    engine_options: dict | None = None  # that engine's own flags, by field name
+    judge: str = field(metadata={"help": "judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (English keyword rules: needs "
+                                         "--taxonomy with a refusal and an answer category, or aliases such as 'full refusal'/'full compliance'; "
+                                         "emits only those and failure; warns when most responses are not in the Latin alphabet), llm or llm:MODEL"})
+    input: str | list[str] = field(metadata={"nargs": "+", "metavar": "FILE", "help": "records to label (JSONL, CSV or Parquet); several "
+                                             "files (one per model, say) become one output with a source column"})
+    out: str = field(metadata={"help": "output file (JSONL, CSV or Parquet)"})
+    taxonomy: str | None = field(default=None, metadata={"help": "rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)"})
+    batch_size: int = field(default=64, metadata={"help": "responses per batch"})
+    abstain_below: float | None = field(default=None, metadata={"metavar": "P", "help": "label 'unscored' when the judge's confidence is below P"})
+    prefix: str = field(default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    precision: str = field(default="auto", metadata={"help": "LoRA judge: auto (the fastest precision this machine runs natively among "
+                                                     "those the judge's training check found to label as fp32 does; fp32 for judges trained "
+                                                     "without the check), fp32, bf16 or int8"})
+    # the old switch: --quantize is --precision int8, --no-quantize is fp32
+    quantize: bool | None = field(default=None, metadata={"help": "the same as --precision int8", "no_help": "the same as --precision fp32"})
+    examples: str | None = field(default=None, metadata={"help": "llm judge: labelled records to draw few-shot examples from"})
+    examples_label_column: str = field(default="label", metadata={"metavar": "COL", "help": "llm judge: the --examples file's label column"})
+    label_map: str | None = field(default=None, metadata={"metavar": "MAP", "help": "llm judge: read the --examples file's coded labels as "
+                                                          "categories, 'CODE=CATEGORY,...' or a YAML/JSON/CSV file"})
+    shots: int = field(default=0, metadata={"help": "llm judge: examples per category"})
+    similar_examples: bool = field(default=False, metadata={"help": "llm judge: pick the examples most similar to each item (default: "
+                                                            "seeded, the same for all)"})
+    rationale: bool = field(default=False, metadata={"help": "llm judge: generate a JSON {rationale, label} instead of a bare label"})
+    mode: str = field(default="score", metadata={"choices": ("score", "generate"), "help": "llm judge: score every category or generate "
+                                                 "(decode with outlines constraints)"})
+    prompt_template: str | None = field(default=None, metadata={"help": "llm judge: prompt file (default: data/judge_prompts/default.yaml)"})
+    seed: int = field(default=0, metadata={"help": "seed for example selection and sampling"})
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
+    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings (hidden by default)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing output (otherwise a rerun resumes)"})
+    shard: str | None = field(default=None, metadata={"metavar": "I/N", "help": "label only share I of N of the batch plan (e.g. 1/4; "
+                                                      "resumable like a whole run); python -m judge.join joins the N parts into the whole output"})
+    # never part of what a resume must match: Ray gives the same bytes
+    ray: str | None = field(default=None, metadata=RAY_FLAGS["ray"])  # an address, or "local"
+    ray_actors: int | None = field(default=None, metadata=RAY_FLAGS["ray_actors"])
+    ray_gpus: float | None = field(default=None, metadata=RAY_FLAGS["ray_gpus"])  # per actor
+    # the LLM judge's engine (judge.engines)
+    engine: str = field(default="hf", metadata={"help": "llm judge: what runs its model: hf (transformers in this process), vllm (offline, "
+                                                "from the vLLM venv), openai (an OpenAI-compatible server: --base-url; the key in --api-key-env)"})
+    engine_options: dict | None = field(default=None, metadata={"flags": add_engine_arguments})  # that engine's own flags, by field name
 
     def __post_init__(self):
         from judge.run.ray_executor import check_ray_settings
@@ -311,45 +324,10 @@ def retry_failed(judge, records, checkpoint, config: Config) -> tuple[int, float
 
 
 def build_parser():
-    p = new_parser("python -m judge.label", __doc__)
-    p.add_argument("--judge", help="judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (English keyword rules: needs "
-                   "--taxonomy with a refusal and an answer category, or aliases such as 'full refusal'/'full compliance'; emits only those and "
-                   "failure; warns when most responses are not in the Latin alphabet), llm or llm:MODEL")
-    p.add_argument("--input", nargs="+", metavar="FILE", help="records to label (JSONL, CSV or Parquet); several files (one per model, say) "
-                   "become one output with a source column")
-    p.add_argument("--out", help="output file (JSONL, CSV or Parquet)")
-    add_column_options(p)
-    p.add_argument("--taxonomy", help="rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)")
-    p.add_argument("--batch-size", type=int, help="responses per batch (default: 64)")
-    p.add_argument("--abstain-below", type=float, metavar="P", help="label 'unscored' when the judge's confidence is below P")
-    p.add_argument("--prefix", help="prefix for the added columns, e.g. judge_ (default: none)")
-    p.add_argument("--device", help="auto, cpu, cuda ...")
-    p.add_argument("--precision", help="LoRA judge: auto (default: the fastest precision this machine runs natively among those the judge's "
-                   "training check found to label as fp32 does; fp32 for judges trained without the check), fp32, bf16 or int8")
-    p.add_argument("--quantize", action="store_true", default=None, help="the same as --precision int8")
-    p.add_argument("--no-quantize", dest="quantize", action="store_false", help="the same as --precision fp32")
-    p.add_argument("--examples", help="llm judge: labelled records to draw few-shot examples from")
-    p.add_argument("--examples-label-column", metavar="COL", help="llm judge: the --examples file's label column (default: label)")
-    p.add_argument("--label-map", metavar="MAP", help="llm judge: read the --examples file's coded labels as categories, "
-                   "'CODE=CATEGORY,...' or a YAML/JSON/CSV file")
-    p.add_argument("--shots", type=int, help="llm judge: examples per category (default: 0)")
-    p.add_argument("--similar-examples", action="store_true", help="llm judge: pick the examples most similar to each item (default: seeded, the same for all)")
-    p.add_argument("--mode", choices=["score", "generate"], help="llm judge: score every category (default) or decode with outlines constraints")
-    p.add_argument("--rationale", action="store_true", help="llm judge: generate a JSON {rationale, label} instead of a bare label")
-    p.add_argument("--prompt-template", help="llm judge: prompt file (default: data/judge_prompts/default.yaml)")
-    p.add_argument("--seed", type=int, help="seed for example selection and sampling (default: 0)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (otherwise a rerun resumes)")
-    p.add_argument("--engine", help="llm judge: what runs its model: hf (default: transformers in this process), vllm (offline, "
-                   "from the vLLM venv), openai (an OpenAI-compatible server: --base-url; the key in --api-key-env)")
-    from judge.engines import add_engine_arguments
-
-    add_engine_arguments(p)
-    add_ray_arguments(p)
-    p.add_argument("--shard", metavar="I/N", help="label only share I of N of the batch plan (e.g. 1/4; resumable like a whole run); "
-                   "python -m judge.join joins the N parts into the whole output")
-    return p
+    return parser_for(Config, "python -m judge.label", __doc__, order=(
+        "judge", "input", "out", RecordColumns, "taxonomy", "batch_size", "abstain_below", "prefix", "device", "precision", "quantize", "examples",
+        "examples_label_column", "label_map", "shots", "similar_examples", "mode", ..., "engine", "engine_options", "ray", "ray_actors",
+        "ray_gpus", "shard"))
 
 
 if __name__ == "__main__":

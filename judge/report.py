@@ -58,15 +58,13 @@ import pandas as pd
 from judge.analysis.disparity import DisparityResult, disparity_analysis
 from judge.analysis.ppi import HumanSample, JudgeTraining, SamplingDesign, human_sample, parse_ppi_lambda
 from judge.core.config import (
+    LABEL_MAP,
     TAXONOMY_HELP,
     RecordColumns,
     ReportStyle,
-    add_column_options,
-    add_label_map_option,
-    add_report_style_options,
     check_label_map,
     check_unique,
-    new_parser,
+    parser_for,
     run_command,
 )
 from judge.core.errors import UserError
@@ -81,25 +79,45 @@ from judge.render.tables import style_of
 
 @dataclass
 class Config(RecordColumns, ReportStyle):
-    input: str | list[str]
-    label: str
-    out: str
-    group: list[str] = field(default_factory=list)
-    group_names: str | None = None
-    reference: str | None = None
-    taxonomy: str | None = None
-    coarse: bool = False
-    human: str | None = None
-    human_label: str = "label"
-    inclusion_column: str | None = None
-    strata: list[str] = field(default_factory=list)
-    judge_dir: str | None = None
-    ppi_lambda: str = "1"
-    cluster: str | None = None
-    no_cluster: bool = False
-    no_adjust: bool = False
-    label_map: str | None = None
-    overwrite: bool = False
+    input: str | list[str] = field(metadata={"positional": True, "nargs": "*", "help": "labelled records (JSONL, JSON list, CSV or Parquet); "
+                                             "several files (one per model, say) become one table with a source column, each file's manifest "
+                                             "still naming its judge"})
+    label: str = field(metadata={"help": "label column to report on (human or judge)"})
+    out: str = field(metadata={"help": "output directory"})
+    group: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL",
+                                                             "help": "group column; repeat to split the first by further columns"})
+    group_names: str | None = field(default=None, metadata={"metavar": "OLD=NEW,...", "help": "names the tables and figures show for groups, "
+                                                            "e.g. 'xstest_v2_completions_gpt4=GPT-4,...'; auto: drop the words every group's "
+                                                            "name shares (file stems of several inputs)"})
+    reference: str | None = field(default=None, metadata={"help": "reference group for rate ratios (default: the largest group)"})
+    taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
+    coarse: bool = field(default=False, metadata={"help": "report coarse parent categories"})
+    human: str | None = field(default=None, metadata={"metavar": "FILE_OR_COLUMN", "help": "human labels for a random or stratified subset "
+                                                      "of the outputs (a file joined on id, or a column of the input): adds prediction-powered "
+                                                      "rates and gaps"})
+    human_label: str = field(default="label", metadata={"metavar": "COL", "help": "with --human FILE: its column of human labels"})
+    inclusion_column: str | None = field(default=None, metadata={
+        "metavar": "COL", "help": "column (of the --human file, or of the input with --human COLUMN) of each human-labelled output's "
+        "inclusion probability; its inverse weights the sample (default: inclusion_probability, written by judge.data sample and "
+        "judge.annotate export; absent: a simple random sample)"})
+    strata: list[str] = field(default_factory=list, metadata={
+        "action": "append", "metavar": "COL", "help": "with --human: column of the input the human sample was stratified by (repeat for "
+        "several): stratified variance with a finite-population correction; default: independent inclusion"})
+    judge_dir: str | None = field(default=None, metadata={
+        "help": "with --human: the judge directory whose training ids are checked: human labels among them are refused, labelled outputs "
+        "among them split out with a warning (default: the one named in the labelled file's manifest, which is also checked without --human)"})
+    ppi_lambda: str = field(default="1", metadata={
+        "metavar": "L", "help": "PPI's lambda: 1 (plain PPI: covered >= 0.95 under four sampling designs in benchmarks/ppi_coverage.py), "
+        "'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design there; for a few hundred labels a group), "
+        "or any value in [0, 1]"})
+    cluster: str | None = field(default=None, metadata={
+        "metavar": "COL", "help": "column whose outputs are correlated draws (a prompt's samples, a template's names): cluster-robust "
+        "intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt when it repeats)"})
+    no_cluster: bool = field(default=False, metadata={"help": "treat every output as an independent draw (no clustering)"})
+    no_adjust: bool = field(default=False, metadata={"help": "marginal intervals and raw p-values even in tables of more than 5 comparisons "
+                                                     "(default there: Bonferroni simultaneous intervals, Holm-adjusted p-values)"})
+    label_map: str | None = field(default=None, metadata=LABEL_MAP)
+    overwrite: bool = field(default=False, metadata={"help": "replace existing report files"})
 
     def __post_init__(self):
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
@@ -186,42 +204,9 @@ def _main(config: Config) -> DisparityResult:
 
 
 def build_parser():
-    parser = new_parser("python -m judge.report", __doc__)
-    parser.add_argument("input", nargs="*", help="labelled records (JSONL, JSON list, CSV or Parquet); several files (one per model, say) "
-                        "become one table with a source column, each file's manifest still naming its judge")
-    parser.add_argument("--label", help="label column to report on (human or judge)")
-    parser.add_argument("--group", action="append", metavar="COL", help="group column; repeat to split the first by further columns")
-    parser.add_argument("--reference", help="reference group for rate ratios (default: the largest group)")
-    parser.add_argument("--group-names", metavar="OLD=NEW,...", help="names the tables and figures show for groups, e.g. "
-                        "'xstest_v2_completions_gpt4=GPT-4,...'; auto: drop the words every group's name shares (file stems of several inputs)")
-    parser.add_argument("--taxonomy", help=TAXONOMY_HELP)
-    add_label_map_option(parser)
-    parser.add_argument("--coarse", action="store_true", help="report coarse parent categories")
-    parser.add_argument("--human", metavar="FILE_OR_COLUMN", help="human labels for a random or stratified subset of the outputs "
-                        "(a file joined on id, or a column of the input): adds prediction-powered rates and gaps")
-    parser.add_argument("--human-label", metavar="COL", help="with --human FILE: its column of human labels (default: label)")
-    parser.add_argument("--inclusion-column", metavar="COL", help="column (of the --human file, or of the input with --human COLUMN) of each "
-                        "human-labelled output's inclusion probability; its inverse weights the sample (default: inclusion_probability, "
-                        "written by judge.data sample and judge.annotate export; absent: a simple random sample)")
-    parser.add_argument("--strata", action="append", metavar="COL", help="with --human: column of the input the human sample was stratified by "
-                        "(repeat for several): stratified variance with a finite-population correction; default: independent inclusion")
-    parser.add_argument("--ppi-lambda", metavar="L", help="PPI's lambda: 1 (default, plain PPI: covered >= 0.95 under four sampling designs in "
-                        "benchmarks/ppi_coverage.py), 'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design "
-                        "there; for a few hundred labels a group), or any value in [0, 1]")
-    parser.add_argument("--judge-dir", help="with --human: the judge directory whose training ids are checked: human labels among them are "
-                        "refused, labelled outputs among them split out with a warning (default: the one named in the labelled file's "
-                        "manifest, which is also checked without --human)")
-    parser.add_argument("--cluster", metavar="COL", help="column whose outputs are correlated draws (a prompt's samples, a template's "
-                        "names): cluster-robust intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt "
-                        "when it repeats)")
-    parser.add_argument("--no-cluster", action="store_true", help="treat every output as an independent draw (no clustering)")
-    parser.add_argument("--no-adjust", action="store_true", help="marginal intervals and raw p-values even in tables of more than 5 "
-                        "comparisons (default there: Bonferroni simultaneous intervals, Holm-adjusted p-values)")
-    add_column_options(parser)
-    add_report_style_options(parser)
-    parser.add_argument("--out", help="output directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
-    return parser
+    return parser_for(Config, "python -m judge.report", __doc__, order=(
+        "input", "label", "group", "reference", "group_names", "taxonomy", "label_map", "coarse", "human", "human_label", "inclusion_column",
+        "strata", "ppi_lambda", "judge_dir", ..., RecordColumns, ReportStyle, "out", "overwrite"))
 
 
 if __name__ == "__main__":

@@ -21,22 +21,14 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from judge.core.config import (
-    RecordColumns,
-    ReportStyle,
-    add_column_options,
-    add_report_style_options,
-    check_positive,
-    new_parser,
-    run_command,
-)
+from judge.core.config import RecordColumns, ReportStyle, check_positive, parser_for, run_command
 from judge.core.outputs import claim_for
 from judge.stats.disparity import wilson_interval
 
@@ -51,18 +43,18 @@ from judge.core.records import read_records
 
 @dataclass
 class Config(RecordColumns, ReportStyle):
-    input: str
-    judge: str
-    out: str
-    group: str = "identity"
-    name_column: str = "name"
-    taxonomy: str | None = None
-    sample: int | None = None
-    seed: int = 0
-    batch_size: int = 64
-    device: str = "auto"
-    progress: bool = True
-    overwrite: bool = False
+    input: str = field(metadata={"positional": True, "nargs": "?", "help": "records with a name and a group column (JSONL, CSV or Parquet)"})
+    judge: str = field(metadata={"help": "judge directory, tfidf:DIR, rules, llm or llm:MODEL (as in judge.label)"})
+    out: str = field(metadata={"help": "output directory"})
+    group: str = field(default="identity", metadata={"help": "group column the names signal"})
+    name_column: str = field(default="name", metadata={"help": "column holding the name that appears in the texts"})
+    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy for rules/llm judges"})
+    sample: int | None = field(default=None, metadata={"help": "check a seeded sample of this many records (default: all)"})
+    seed: int = field(default=0, metadata={"help": "seed for the sample and the replacement names"})
+    batch_size: int = field(default=64, metadata={"help": "responses per batch"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    progress: bool = field(default=True, metadata={"help": "no progress bar"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing report"})
 
     def __post_init__(self):
         check_positive(self, "sample", "batch_size")
@@ -209,22 +201,7 @@ def _main(config: Config) -> dict:
 
 
 def build_parser():
-    p = new_parser("python -m judge.swap", __doc__)
-    p.add_argument("input", nargs="?", help="records with a name and a group column (JSONL, CSV or Parquet)")
-    p.add_argument("--judge", help="judge directory, tfidf:DIR, rules, llm or llm:MODEL (as in judge.label)")
-    p.add_argument("--group", help="group column the names signal (default: identity)")
-    add_column_options(p)
-    add_report_style_options(p)
-    p.add_argument("--name-column", help="column holding the name that appears in the texts (default: name)")
-    p.add_argument("--taxonomy", help="taxonomy for rules/llm judges")
-    p.add_argument("--sample", type=int, help="check a seeded sample of this many records (default: all)")
-    p.add_argument("--seed", type=int, help="seed for the sample and the replacement names (default: 0)")
-    p.add_argument("--batch-size", type=int, help="responses per batch (default: 64)")
-    p.add_argument("--device", help="auto, cpu, cuda ...")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    return p
+    return parser_for(Config, "python -m judge.swap", __doc__, order=("input", "judge", "group", RecordColumns, ReportStyle, ..., "out", "overwrite"))
 
 
 if __name__ == "__main__":

@@ -35,16 +35,20 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 
-from judge.core.config import TAXONOMY_HELP, add_column_options, add_label_map_option, new_parser, run_command
+from judge.core.config import RecordColumns, field_like, parser_for, run_command
 from judge.core.errors import UserError
 from judge.core.taxonomy import load_taxonomy
-from judge.kinds import default_members, member_kinds, trainable_kinds
+from judge.kinds import member_kinds, trainable_kinds
 from training.build import CV_DIR, TrainConfig, summary_line, train_judge
-from training.kinds import option_fields, trained_kinds, trainer
+from training.kinds import trained_kinds, trainer
 
 
 @dataclass
 class Config(TrainConfig):
+    # the kinds to choose from are the registry's, which training/ (below judge.kinds) cannot import
+    kind: str = field_like(TrainConfig, "kind", choices=trainable_kinds)
+    members: list[str] = field_like(TrainConfig, "members", choices=member_kinds)
+
     def __post_init__(self):
         super().__post_init__()
         refuse_foreign_settings(self)
@@ -106,48 +110,12 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
           f"{style.fmt_ci(result.ci.cohen_kappa)}, macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}")
 
 
-FLAG_TYPES = {"int": int, "float": float, "str": str}
-
-
-def add_kind_options(parser) -> None:
-    """One flag per field of every kind's training options (``training.kinds.Trainer.options``: the LoRA
-    recipe's --base-model ... --device), with the field's help and choices: a kind brings its flags."""
-    for f in option_fields():
-        kind = FLAG_TYPES.get(str(f.type))
-        if kind is None:
-            raise TypeError(f"training option {f.name}: a flag reads int, float or str, not {f.type}")
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, help=f.metadata.get("help"),
-                            **{key: f.metadata[key] for key in ("choices", "metavar") if key in f.metadata})
-
-
 def build_parser():
-    p = new_parser("python -m judge.train", __doc__)
-    p.add_argument("--train", nargs="+", metavar="FILE", help="labelled records (JSONL, CSV or Parquet); several files are concatenated")
-    p.add_argument("--label-column", help="column with the human labels (default: label)")
-    add_column_options(p)
-    p.add_argument("--taxonomy", help=TAXONOMY_HELP)
-    add_label_map_option(p)
-    p.add_argument("--kind", choices=trainable_kinds(), help="lora (default), the tfidf baseline, or ensemble: LoRA, TF-IDF and "
-                   "the keyword rules stacked by a logistic regression fitted on grouped out-of-fold predictions")
-    p.add_argument("--members", nargs="+", metavar="KIND", choices=member_kinds(),
-                   help=f"ensemble: its members, two or more of {' '.join(member_kinds())} (default: {' '.join(default_members())})")
-    p.add_argument("--cv", type=int, metavar="K", help="also cross-validate: K grouped folds, out-of-fold predictions and the agreement "
-                   "report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the ensemble uses K folds (default 5)")
-    p.add_argument("--cv-group", metavar="COL", help="records sharing a value of COL stay in one fold (default: template when present, else prompt when prompts repeat, with a warning, else none)")
-    add_kind_options(p)
-    p.add_argument("--val-fraction", type=float, help="stratified validation share (default: 0.15)")
-    p.add_argument("--seed", type=int, help="seed for split, initialisation and batching (default: 0)")
-    p.add_argument("--no-mask-names", dest="mask_names", action="store_false", help="let the judge see the names (they are masked by default)")
-    p.add_argument("--mask-names", dest="mask_names_from", metavar="FILE|COL", help="also mask names that live inside the texts: a file "
-                   "of names, one a line, or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike")
-    p.add_argument("--no-prompt", action="store_true", help="the judge reads the response only (recorded in the judge directory; labelling "
-                   "never shows it the prompt): the response-only ablation, or a judge for prompts it never saw")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    p.add_argument("--verbose", action="store_true", help="show transformers' load report and warnings (hidden by default: the new "
-                   "classifier head is expected to be missing from the base model)")
-    p.add_argument("--out", help="judge directory to create")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing judge directory")
-    return p
+    # every kind's training options (``training.kinds.Trainer.options``: LoRA's --base-model ... --device) are
+    # fields of TrainConfig, so their flags come from the same fields, after the run's own settings
+    return parser_for(Config, "python -m judge.train", __doc__, order=("train", "label_column", RecordColumns, "taxonomy", "label_map", "kind",
+                                                                      "members", "cv", "cv_group", ..., "mask_names", "mask_names_from",
+                                                                      "no_prompt", "progress", "verbose", "out", "overwrite"))
 
 
 if __name__ == "__main__":

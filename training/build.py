@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.core.config import RecordColumns, check_fraction, check_label_map, check_unique
+from judge.core.config import LABEL_MAP, TAXONOMY_HELP, RecordColumns, check_fraction, check_label_map, check_unique
 from judge.core.errors import UserError, clip, short_list
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest
@@ -28,24 +28,34 @@ class RunSettings(RecordColumns):
     """judge.train's settings that are not a kind's: TrainConfig adds every kind's training options
     (``Trainer.options``: LoRA's base model, epochs, rank ...) as fields of their own."""
 
-    train: list[str]
-    out: str
-    label_column: str = "label"
-    taxonomy: str | None = None
-    kind: str = "lora"
-    val_fraction: float = LoraRecipe.val_fraction
-    seed: int = LoraRecipe.seed
-    mask_names: bool = True
-    no_prompt: bool = False  # the judge reads the response only
-    mask_names_from: str | None = None  # --mask-names FILE|COL: names inside the texts, besides the name column
-    progress: bool = True
-    verbose: bool = False
-    overwrite: bool = False
-    extra: dict = field(default_factory=dict)
-    label_map: str | None = None
-    cv: int = 0
-    cv_group: str | None = None
-    members: list[str] = field(default_factory=default_members)  # the kinds whose spec says default_member
+    train: list[str] = field(metadata={"metavar": "FILE", "help": "labelled records (JSONL, CSV or Parquet); several files are concatenated"})
+    out: str = field(metadata={"help": "judge directory to create"})
+    label_column: str = field(default="label", metadata={"help": "column with the human labels"})
+    taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
+    kind: str = field(default="lora", metadata={"help": "lora, the tfidf baseline, or ensemble: LoRA, TF-IDF and the keyword rules "
+                                                "stacked by a logistic regression fitted on grouped out-of-fold predictions"})
+    val_fraction: float = field(default=LoraRecipe.val_fraction, metadata={"help": "stratified validation share"})
+    seed: int = field(default=LoraRecipe.seed, metadata={"help": "seed for split, initialisation and batching"})
+    mask_names: bool = field(default=True, metadata={"help": "let the judge see the names (they are masked by default)"})
+    no_prompt: bool = field(default=False, metadata={  # the judge reads the response only
+        "help": "the judge reads the response only (recorded in the judge directory; labelling never shows it the prompt): the "
+                "response-only ablation, or a judge for prompts it never saw"})
+    mask_names_from: str | None = field(default=None, metadata={  # names inside the texts, besides the name column
+        "flag": "--mask-names", "metavar": "FILE|COL", "help": "also mask names that live inside the texts: a file of names, one a line, "
+        "or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike"})
+    progress: bool = field(default=True, metadata={"help": "no progress bars"})
+    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings (hidden by default: the new "
+                                                   "classifier head is expected to be missing from the base model)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace an existing judge directory"})
+    extra: dict = field(default_factory=dict, metadata={"internal": True})  # a config file's further recipe settings (check_extra)
+    label_map: str | None = field(default=None, metadata=LABEL_MAP)
+    cv: int = field(default=0, metadata={"metavar": "K", "help": "also cross-validate: K grouped folds, out-of-fold predictions and the "
+                                         "agreement report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the "
+                                         "ensemble uses K folds (5 when K is 0)"})
+    cv_group: str | None = field(default=None, metadata={"metavar": "COL", "help": "records sharing a value of COL stay in one fold (default: "
+                                                         "template when present, else prompt when prompts repeat, with a warning, else none)"})
+    members: list[str] = field(default_factory=default_members, metadata={  # the kinds whose spec says default_member
+        "metavar": "KIND", "help": "ensemble: its members, two or more of %(choices)s"})  # choices: judge.train's Config
 
     def __post_init__(self):
         check_label_map(self)

@@ -2,6 +2,8 @@
 
 Every command module defines a ``Config`` dataclass, ``build_parser()`` and ``main(config)``;
 ``run_command`` glues them together so ``main`` stays callable from Python and notebooks.
+``build_parser`` is generated from the Config (``parser_for``): each field is one flag, its help
+in ``field(metadata={"help": ...})`` and the default the help shows read from the field itself.
 """
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import math
 import re
 import string
 import sys
+import types
+import typing
 import unicodedata
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from judge.core.devices import check_device_available
 from judge.core.errors import UserError, clip, os_error_message, short_list
@@ -45,31 +49,177 @@ def new_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def parser_for(config_cls: type, prog: str, doc: str | None, *, order: Sequence[Any] = ()) -> argparse.ArgumentParser:
+    """A command's parser: the common flags, then one flag per field of ``config_cls`` (``add_fields``).
+    The examples stay in ``doc``, the help's description."""
+    parser = new_parser(prog, doc)
+    add_fields(parser, config_cls, order=order)
+    return parser
+
+
 ACTION_CONFIG = "_action_config"  # where a subcommand's parser leaves its Config class for run_command
 
 
-def add_action(subparsers, name: str, doc: str, config_cls: type) -> argparse.ArgumentParser:
-    """One subcommand (``python -m judge.X ACTION``) with its own help and flags; run_command builds
-    ``config_cls`` from what it parsed, so another action's flag is refused by argparse itself."""
+def add_action(subparsers, name: str, doc: str, config_cls: type, *, order: Sequence[Any] = ()) -> argparse.ArgumentParser:
+    """One subcommand (``python -m judge.X ACTION``) with its own help and the flags of ``config_cls``'s
+    fields (``add_fields``); run_command builds ``config_cls`` from what it parsed, so another action's
+    flag is refused by argparse itself."""
     parser = subparsers.add_parser(name, help=doc.strip().splitlines()[0], description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
     _add_common_options(parser)
     parser.set_defaults(**{ACTION_CONFIG: config_cls})
+    add_fields(parser, config_cls, order=order)
     return parser
 
 
+CONFIG_HELP = ("JSON or YAML file of settings (keys are the long flag names with '_' for '-'); "
+               "flags given on the command line win; an unknown key is an error")
+
+
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="JSON or YAML file of settings (keys are the long flag names with '_' for '-'); "
-        "flags given on the command line win; an unknown key is an error",
-    )
-    parser.add_argument(
-        "--encoding",
-        metavar="NAME",
-        help="text encoding of the input files (default: utf-8; e.g. latin-1, cp1252, utf-16)",
-    )
+    """--config (no field: the file the fields' values may come from) and --encoding (every parser has
+    it; config_from_args refuses it for a command whose Config has no encoding field)."""
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    _add_field(parser, _fields_of(InputEncoding)["encoding"], str)
+
+
+# -- flags generated from a Config's fields -------------------------------------------------------
+#
+# ``field(metadata={...})`` says what argparse cannot read from the field's name, type and default:
+#   help          the help text; the field's default is appended as "(default: X)" when it is a value
+#                 (not None, a bool, or empty), or put where the text writes %(default)s
+#   positional    True: an argument without a flag (its nargs and metavar in the metadata)
+#   flag          the option string(s) when not --field-name (a str, or a tuple of aliases)
+#   no_help       a bool field defaulting to None (a tri-state): the help of its --no-NAME flag
+#   show_default  False: never append the default
+#   internal      True: no flag (a setting for config files and Python callers only)
+#   flags         a callable(parser) that adds this field's flags itself (the engines' options)
+#   anything else goes to ``add_argument`` as it is: metavar, nargs, action, choices (or a callable
+#   returning them, called when the parser is built), const, required
+# The type comes from the annotation: int and float are parsed as such, str as text, a list takes
+# nargs="+" unless the metadata says otherwise; a bool is store_true (default False), --no-NAME
+# (default True) or the pair --NAME/--no-NAME (default None). Every flag's argparse default is
+# SUPPRESS (new_parser): a flag not given never overrides the config file or the field's default.
+
+COMMON_FIELDS = ("encoding",)  # fields whose flag every parser has already (_add_common_options)
+_OWN_KEYS = ("help", "positional", "flag", "aliases", "no_help", "show_default", "internal", "flags")
+
+
+def _fields_of(config_cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(config_cls)}
+
+
+def add_fields(parser: argparse.ArgumentParser, config_cls: type, *, order: Sequence[Any] = ()) -> None:
+    """One flag per field of ``config_cls`` (its field groups, such as RecordColumns, included once).
+    ``order`` is the help's layout: field names (or field-group classes, for their fields) whose flags
+    come first, in that order, and after an ``...`` those that come last; the other fields' flags go
+    between, in their declaration order (or last, without an ``...``)."""
+    fields = _fields_of(config_cls)
+    order = list(order)
+    cut = order.index(Ellipsis) if Ellipsis in order else len(order)
+    head, tail = _field_names(config_cls, order[:cut]), _field_names(config_cls, order[cut + 1:])
+    middle = [name for name in fields if name not in head and name not in tail]
+    hints = typing.get_type_hints(config_cls)
+    for name in dict.fromkeys(head + middle + tail):
+        if name not in COMMON_FIELDS:
+            _add_field(parser, fields[name], hints[name])
+
+
+def _field_names(config_cls: type, items: Sequence[str | type]) -> list[str]:
+    fields = _fields_of(config_cls)
+    names = [name for item in items for name in ([f.name for f in dataclasses.fields(item)] if isinstance(item, type) else [item])]
+    unknown = [name for name in names if name not in fields]
+    if unknown:
+        raise TypeError(f"{config_cls.__name__} has no field(s) {', '.join(unknown)} (the order of its flags)")
+    return names
+
+
+def field_like(config_cls: type, name: str, **metadata: Any) -> Any:
+    """Field ``name`` of ``config_cls`` again, for a subclass to redeclare with ``metadata`` added (what
+    only the subclass knows, such as the registry's choices); its default and help stay the base's."""
+    base = _fields_of(config_cls)[name]
+    return dataclasses.field(default=base.default, default_factory=base.default_factory, repr=base.repr,
+                             metadata={**base.metadata, **metadata})
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The field's default value (a default_factory called); dataclasses.MISSING for a required field."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def shows_default(value: Any) -> bool:
+    """Whether a help text states this default: a value, not None, a switch or nothing."""
+    return not (value is dataclasses.MISSING or value is None or isinstance(value, bool) or value == "" or
+                (isinstance(value, (list, tuple, dict)) and not value))
+
+
+def default_text(value: Any) -> str:
+    """A default as its help text writes it: a list as its items separated by spaces (as they are typed)."""
+    if value is None or value == "" or (isinstance(value, (list, tuple)) and not value):
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def field_help(f: dataclasses.Field, text: str | None = None) -> str:
+    """The field's help with its default (from the field, never written in the text) put in."""
+    text = f.metadata.get("help", "") if text is None else text
+    default = field_default(f)
+    shown = default_text(default).replace("%", "%%")  # argparse %-formats help texts
+    if "%(default)s" in text:
+        return text.replace("%(default)s", shown)
+    if shows_default(default) and f.metadata.get("show_default", True):
+        return f"{text} (default: {shown})".strip()
+    return text
+
+
+def _scalar_of(kind: Any) -> tuple[Any, bool]:
+    """(the flag's value type, whether it is a list) of a field's annotation: Optional and unions
+    with a list (``str | list[str]``) read as the list; anything but int/float/bool is text."""
+    args = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    args = [a for a in args if a is not type(None)]
+    lists = [a for a in args if typing.get_origin(a) in (list, tuple)]
+    if lists:
+        inner = (typing.get_args(lists[0]) or (str,))[0]
+        return (inner if inner in (int, float) else None), True
+    scalar = args[0] if len(args) == 1 else str
+    return (scalar if scalar in (int, float, bool) else None), False
+
+
+def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, kind: Any) -> None:
+    meta = f.metadata
+    if meta.get("internal"):
+        return
+    if "flags" in meta:
+        meta["flags"](parser)
+        return
+    kwargs = {k: v for k, v in meta.items() if k not in _OWN_KEYS}
+    if callable(kwargs.get("choices")):
+        kwargs["choices"] = kwargs["choices"]()
+    kwargs["help"] = field_help(f)
+    scalar, is_list = _scalar_of(kind)
+    if is_list and "action" not in kwargs:
+        kwargs.setdefault("nargs", "+")
+    if scalar in (int, float) and kwargs.get("action") in (None, "append"):
+        kwargs.setdefault("type", scalar)
+    if meta.get("positional"):
+        parser.add_argument(f.name, **kwargs)
+        return
+    switch = scalar is bool and not is_list
+    default = field_default(f)
+    name = f.name.replace("_", "-")
+    flag = meta.get("flag", f"--no-{name}" if switch and default is True else f"--{name}")
+    names = [flag] if isinstance(flag, str) else list(flag)
+    names += list(meta.get("aliases", ()))
+    if not switch:
+        parser.add_argument(*names, dest=f.name, **kwargs)
+        return
+    parser.add_argument(*names, dest=f.name, action="store_false" if default is True else "store_true", **kwargs)
+    if default is None:  # a tri-state: --NAME sets True, --no-NAME False, neither leaves the field's None
+        parser.add_argument(f"--no-{name}", dest=f.name, action="store_false", help=field_help(f, meta.get("no_help", "")))
 
 
 # -- options shared by the commands that read records and labels -------------------------------
@@ -85,32 +235,44 @@ LABEL_MAP_HELP = (
 )
 
 
+LABEL_MAP = {"help": LABEL_MAP_HELP, "metavar": "MAP"}  # the metadata of a Config's label_map field
+
+
 @dataclasses.dataclass(kw_only=True)
 class InputEncoding:
     """--encoding (every parser has the flag): how the command decodes its input text files. A field,
     not a process-wide setting, so ``main(config)`` called from Python reads what its config says."""
 
-    encoding: str = "utf-8"
+    encoding: str = dataclasses.field(default="utf-8", metadata={
+        "help": "text encoding of the input files (default: %(default)s; e.g. latin-1, cp1252, utf-16)", "metavar": "NAME"})
 
 
 @dataclasses.dataclass(kw_only=True)
 class RecordColumns(InputEncoding):
-    """The settings ``add_column_options`` adds: which columns play id, prompt and response, and the
-    file-of-origin column for several inputs. A command's Config inherits them."""
+    """Which columns play id, prompt and response, and the file-of-origin column for several inputs:
+    the flags of a command that reads records. A command's Config inherits them."""
 
-    id_column: str | None = None
-    prompt_column: str | None = None
-    text_column: str | None = None
-    source_column: str | None = None
+    id_column: str | None = dataclasses.field(default=None, metadata={
+        "help": "column of unique ids (default: combined_id where a file has one, else id, else row numbers)", "metavar": "COL"})
+    prompt_column: str | None = dataclasses.field(default=None, metadata={
+        "help": "column holding the prompt (default: prompt)", "metavar": "COL"})
+    text_column: str | None = dataclasses.field(default=None, metadata={
+        "help": "column holding the model output (default: response)", "metavar": "COL"})
+    source_column: str | None = dataclasses.field(default=None, metadata={
+        "help": "with several input files: the column naming each record's file (default: source); ids repeated across files "
+                "are made SOURCE:ID, written in a combined_id column (each file's id column kept as it is)", "metavar": "NAME"})
 
 
 @dataclasses.dataclass(kw_only=True)
 class ReportStyle:
-    """The settings ``add_report_style_options`` adds to a report command's Config."""
+    """The titles, LaTeX label keys and decimals of a report command's tables and figures."""
 
-    title: str | None = None
-    tex_label: str | None = None
-    digits: int = 3
+    title: str | None = dataclasses.field(default=None, metadata={
+        "help": "title of the figures and tables (default: says whose labels they are and n)"})
+    tex_label: str | None = dataclasses.field(default=None, metadata={
+        "help": "prefix of the LaTeX \\label{tab:PREFIX:...} keys, unique per report "
+                "(default: from --out, e.g. runs/study/disparity -> runs-study-disparity)", "metavar": "PREFIX"})
+    digits: int = dataclasses.field(default=3, metadata={"help": "decimals in the tables, 0-6"})
 
     def check_style(self) -> None:
         check_digits(self)
@@ -118,16 +280,10 @@ class ReportStyle:
         self.title = clean_title(self.title)
 
 
-def add_column_options(parser: argparse.ArgumentParser, *, source: bool = True) -> None:
-    """--id-column/--prompt-column/--text-column (and --source-column) for a command that reads records."""
-    parser.add_argument("--id-column", metavar="COL", help="column of unique ids (default: combined_id where a file has one, else id, "
-                        "else row numbers)")
-    parser.add_argument("--prompt-column", metavar="COL", help="column holding the prompt (default: prompt)")
-    parser.add_argument("--text-column", metavar="COL", help="column holding the model output (default: response)")
-    if source:
-        parser.add_argument("--source-column", metavar="NAME", help="with several input files: the column naming each record's "
-                            "file (default: source); ids repeated across files are made SOURCE:ID, written in a combined_id column (each file's id column "
-                            "kept as it is)")
+def add_column_options(parser: argparse.ArgumentParser) -> None:
+    """--id-column/--prompt-column/--text-column/--source-column: RecordColumns' flags, for a parser not
+    generated from a Config (a generated one has them from its fields)."""
+    add_fields(parser, RecordColumns)
 
 
 def add_label_map_option(parser: argparse.ArgumentParser) -> None:
@@ -141,10 +297,8 @@ def check_label_map(config: Any) -> None:
 
 
 def add_report_style_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--title", help="title of the figures and tables (default: says whose labels they are and n)")
-    parser.add_argument("--tex-label", metavar="PREFIX", help="prefix of the LaTeX \\label{tab:PREFIX:...} keys, unique per report "
-                        "(default: from --out, e.g. runs/study/disparity -> runs-study-disparity)")
-    parser.add_argument("--digits", type=int, help="decimals in the tables, 0-6 (default: 3)")
+    """ReportStyle's flags, for a parser not generated from a Config."""
+    add_fields(parser, ReportStyle)
 
 
 def check_digits(config: Any) -> None:

@@ -380,13 +380,30 @@ def _check_number(what: str, value: Any, *, low: float, integer: bool = False, l
 LOCAL = "local"  # `--ray` with no address: a Ray started here for this run
 
 
+RAY_FLAGS = {  # the field metadata of a command's ray, ray_actors and ray_gpus settings: their flags (judge.core.config)
+    "ray": {"nargs": "?", "const": LOCAL, "metavar": "ADDRESS",
+            "help": "run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local cluster "
+                    "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray"},
+    "ray_actors": {"metavar": "N", "help": "with --ray: actors, each holding one judge or engine (default: 1)"},
+    "ray_gpus": {"metavar": "G", "help": "with --ray: GPUs each actor holds (default: 0). 1 gives each actor a GPU of its own (Ray shows "
+                                         "it only that one); an actor asking for none sees every GPU of its node"},
+}
+
+
+@dataclass(kw_only=True)
+class RaySettings:
+    """The three settings as a field group; a command's Config declares them with RAY_FLAGS' metadata."""
+
+    ray: str | None = field(default=None, metadata=RAY_FLAGS["ray"])  # an address, or "local"
+    ray_actors: int | None = field(default=None, metadata=RAY_FLAGS["ray_actors"])
+    ray_gpus: float | None = field(default=None, metadata=RAY_FLAGS["ray_gpus"])  # per actor
+
+
 def add_ray_arguments(parser) -> None:
-    parser.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
-                        help="run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local cluster "
-                             "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray")
-    parser.add_argument("--ray-actors", type=int, metavar="N", help="with --ray: actors, each holding one judge or engine (default: 1)")
-    parser.add_argument("--ray-gpus", type=float, metavar="G", help="with --ray: GPUs each actor holds (default: 0). 1 gives each actor a "
-                        "GPU of its own (Ray shows it only that one); an actor asking for none sees every GPU of its node")
+    """--ray, --ray-actors and --ray-gpus, for a parser not generated from a Config."""
+    from judge.core.config import add_fields
+
+    add_fields(parser, RaySettings)
 
 
 def check_ray_settings(config) -> None:
