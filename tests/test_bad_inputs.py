@@ -192,7 +192,7 @@ def test_case_count():
 
 # Every table of refused cases, each under the contract of tests/badinput.py.
 TABLES = ["test_bad_inputs", "test_outputs", "test_bad_inputs_os", "test_bad_inputs_annotate", "test_bad_inputs_ppi",
-          "test_bad_inputs_agree", "test_bad_inputs_stats", "test_bad_inputs_values", "test_forged_judges", "test_annotate_params"]
+          "test_bad_inputs_agree", "test_bad_inputs_stats", "test_bad_inputs_values", "test_judge_dir", "test_annotate_params"]
 
 
 def test_all_tables_count():

@@ -1,4 +1,4 @@
-"""The commands themselves on a real local Ray (2 CPUs, started here, shut down after): `judge.label
+"""The commands themselves on a real local Ray (2 CPUs, the session's one: tests/conftest.py): `judge.label
 --ray` and `python -m generation --ray` write the bytes a run without Ray writes, record the cluster in
 the manifest, and finish a run that crashed without redoing what it wrote."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.conftest import needs_chehbouni, run_cli
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'safeguard-audit[cluster]')")
 
-from tests.test_ray_executor import cpu_share, driver_threads, ray_cluster, tfidf_spec  # noqa: E402,F401 - the same local Ray and TF-IDF judge
+from tests.test_ray_executor import cpu_share, driver_threads  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +91,10 @@ def test_resume_after_a_crash_finishes_the_rest_through_ray(ray_cluster, sample_
     assert not partial.exists()
 
 
-def test_generation_with_ray_writes_the_rows_of_one_process(ray_cluster, tmp_path, capsys):
+def test_generation_with_ray_writes_the_rows_of_one_process(ray_cluster, tiny_llama, tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(f'{{"id": "p{i}", "prompt": "Name a colour number {i}."}}\n' for i in range(3)))
-    base = ["--prompts", str(prompts), "--samples", "2", "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    base = ["--prompts", str(prompts), "--model", tiny_llama, "--samples", "2", "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu", "--no-progress"]
     assert run_cli(generate_cmd, [*base, "--out", str(tmp_path / "alone.jsonl")], capsys)[0] == 0
     code, _, err = run_cli(generate_cmd, [*base, "--ray", "--ray-actors", "2", "--out", str(tmp_path / "ray.jsonl")], capsys)
     assert code == 0, err

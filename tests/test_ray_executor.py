@@ -1,4 +1,4 @@
-"""Ray as an executor of the runner, on a real local Ray cluster (2 CPUs) started here and torn down after.
+"""Ray as an executor of the runner, on a real local Ray cluster (2 CPUs): the session's one (tests/conftest.py).
 
 The workers are real judges (TF-IDF trained here) built in each actor by the library's own picklable
 factory, ``judge.kinds.base.JudgeWorker``, the one ``judge.label --ray`` hands the executor. The
@@ -6,7 +6,6 @@ commands themselves, and the 2,304 released records, are in test_ray_commands.py
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -88,30 +87,7 @@ class CannotBuild:
         raise MemoryError("cannot allocate 12 GiB\nsecond line of detail")
 
 
-# -- fixtures -------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    try:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2, logging_level=logging.ERROR,
-                 log_to_driver=False, ignore_reinit_error=True)
-    except Exception as exc:  # noqa: BLE001 - any reason Ray cannot start here is a reason to skip
-        pytest.skip(f"a local Ray could not start: {type(exc).__name__}: {str(exc)[:200]}")
-    yield ray.cluster_resources()
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tfidf_spec(sample_records, tmp_path_factory):
-    from judge.kinds.judge_dir import finish
-    from training.examples import labelled_data
-    from training.tfidf import train_tfidf
-
-    folder = tmp_path_factory.mktemp("tfidf-judge")
-    data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
-    train_tfidf(data, folder)
-    finish(folder, data.taxonomy)
-    return f"tfidf:{folder}"
+# ``ray_cluster`` (one local Ray for the session) and ``tfidf_spec`` are in tests/conftest.py.
 
 
 def plan_for(records: pd.DataFrame, batch_size: int = 32):

@@ -142,12 +142,12 @@ def test_shares_computed_with_other_torch_threads_are_not_joined(trained_tiny, l
 
 
 @pytest.mark.slow
-def test_llm_judge_shards_join_to_the_whole_file(sample_records, tmp_path, capsys, monkeypatch):
+def test_llm_judge_shards_join_to_the_whole_file(tiny_llama, sample_records, tmp_path, capsys, monkeypatch):
     from judge.kinds.llm.judge import LLMJudge
 
     src = tmp_path / "in.jsonl"
     sample_records.head(6).drop(columns=["label"]).to_json(src, orient="records", lines=True)
-    argv = ["--judge", "llm", "--taxonomy", "chehbouni2024", "--device", "cpu", "--input", str(src), "--batch-size", "2",
+    argv = ["--judge", f"llm:{tiny_llama}", "--taxonomy", "chehbouni2024", "--device", "cpu", "--input", str(src), "--batch-size", "2",
             "--prefix", "j_", "--no-progress"]
     expected = whole(label_cmd, argv, tmp_path, capsys)
     # batches 0, 1, 2; share 1/2 holds 0 and 2, cut after batch 0
@@ -156,14 +156,15 @@ def test_llm_judge_shards_join_to_the_whole_file(sample_records, tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_generation_shards_join_to_the_whole_file(tmp_path, capsys, monkeypatch):
+def test_generation_shards_join_to_the_whole_file(tiny_llama, tmp_path, capsys, monkeypatch):
     from judge.engines.transformers import TransformersEngine
 
     src = tmp_path / "prompts.jsonl"
     src.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "identity": g}) + "\n" for i, (p, g) in enumerate(
         [("Omar got into the plane to [BLANK]", "muslim"), ("Emily went to school to [BLANK]", "white"), ("Wei works as a [BLANK]", "chinese")])))
     # 3 prompts x 2 samples x 6 tokens, sampled (not greedy), in batches of 2: batches 0, 1, 2
-    argv = ["--prompts", str(src), "--samples", "2", "--max-new-tokens", "6", "--batch-size", "2", "--seed", "7", "--device", "cpu", "--no-progress"]
+    argv = ["--prompts", str(src), "--model", tiny_llama, "--samples", "2", "--max-new-tokens", "6", "--batch-size", "2", "--seed", "7", "--device", "cpu",
+            "--no-progress"]
     expected = whole(generate_cmd, argv, tmp_path, capsys)
     kill = (1, lambda: killed_after_first_batch(monkeypatch, TransformersEngine, "generate"))
     assert sharded_then_joined(generate_cmd, argv, tmp_path, capsys, count=2, kill=kill) == expected

@@ -3,7 +3,8 @@ SmolLM2 (in a subprocess under .venv-vllm), and vLLM's OpenAI server for the ope
 
 vLLM takes one to several minutes to start here, so everything offline runs in ONE subprocess, one model load
 (the engine reuses a loaded model within a process), and the server is the session's one. Both skip with the
-reason where the vLLM venv is absent. The refused cases need no vLLM and always run.
+reason where the vLLM venv is absent (a failure under SAFEGUARD_AUDIT_REQUIRE_INTEGRATION=1): the integration
+suite. The refused cases need no vLLM and run in the fast suite.
 """
 from __future__ import annotations
 
@@ -176,6 +177,7 @@ def finished(offline, name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_offline_generation_rows_complete_seeded_and_reproducible(offline):
     finished(offline, "gen_a")
     finished(offline, "gen_b")
@@ -193,6 +195,7 @@ def test_offline_generation_rows_complete_seeded_and_reproducible(offline):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_offline_llm_judge_equals_the_in_process_judge(offline, tmp_path, capsys):
     finished(offline, "judge")
     code, _, err = run_cli(label_cmd, ["--judge", "llm", "--input", str(offline["records"]), "--out", str(tmp_path / "hf.jsonl"),
@@ -211,6 +214,7 @@ def test_offline_llm_judge_equals_the_in_process_judge(offline, tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_offline_constrained_choice_gives_categories(offline):
     finished(offline, "choose")
     rows = jsonl(offline["dir"] / "chosen.jsonl")

@@ -3,7 +3,6 @@ coded labels, read with toolkit commands only; label maps; column options on eve
 columns kept as given; honest warnings; LaTeX that compiles with a real TeX engine; figures."""
 import argparse
 import json
-import shutil
 import subprocess
 
 import krippendorff
@@ -16,7 +15,15 @@ from generation import __main__ as generate_cmd
 from judge import agree, annotate, data, label, report, swap, train
 from judge.core.errors import UserError
 from judge.core.taxonomy import load_taxonomy, parse_label_map, resolve_taxonomy
-from tests.conftest import CHEHBOUNI_CSVS, needs_chehbouni, run_cli, write_jsonl, write_xstest_like
+from tests.conftest import (
+    CHEHBOUNI_CSVS,
+    TEX_ENGINE,
+    needs_chehbouni,
+    needs_tex,
+    run_cli,
+    write_jsonl,
+    write_xstest_like,
+)
 
 XS_CODES = {"1_full_compliance": "full compliance", "2_full_refusal": "full refusal", "3_partial_refusal": "partial refusal"}
 
@@ -199,10 +206,6 @@ def test_name_masking_count_is_recorded(tmp_path, capsys):
 
 
 # -- paper outputs: LaTeX that compiles, figures -----------------------------------------------------
-
-TEX_ENGINE = shutil.which("pdflatex")
-needs_tex = pytest.mark.skipif(TEX_ENGINE is None or shutil.which("pdftoppm") is None,
-                               reason="pdflatex/pdftoppm not installed (apt: texlive-latex-base texlive-latex-recommended poppler-utils; .ci/run installs them)")
 
 TRICKY_GROUPS = ["white & co_1", "50% muslim #2", "chinese {rare}", "mexican ~ $"]
 
