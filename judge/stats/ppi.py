@@ -68,19 +68,6 @@ SIMPLE_RANDOM, POISSON, STRATIFIED = "simple random", "independent inclusion (Po
 _NO_STRATUM = "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's
 
 
-def t_adjusted_alpha(alpha: float, n: int) -> float:
-    """The alpha whose normal quantile equals Student's t quantile with n - 1 degrees of freedom.
-
-    With the few dozen human labels a group often has, the estimated variance makes z-intervals too
-    narrow; the t quantile is the usual small-sample correction and changes nothing as n grows.
-    """
-    from scipy.stats import norm, t
-
-    if n < 2:
-        return alpha
-    return float(2 * norm.sf(t.ppf(1 - alpha / 2, df=n - 1)))
-
-
 def _z(alpha: float) -> float:
     from scipy.stats import norm
 
