@@ -8,7 +8,7 @@ import generation.__main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from generation.generate import Decoding, generate_outputs
 from judge.core.paths import DATA
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from judge.engines.transformers import TransformersEngine
 from tests.conftest import CHEHBOUNI, needs_chehbouni, run_cli
 
@@ -115,7 +115,7 @@ def test_resume_after_interruption_gives_the_same_outputs(tiny_llama, small_prom
     monkeypatch.setattr(TransformersEngine, "generate", crashes_in_second_batch)
     code, _, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
     assert code == 130 and not out.exists()
-    assert len(JsonlCheckpoint(tmp_path / "resumed.jsonl.partial.jsonl").rows()) == 4
+    assert len(JsonlCheckpoint(checkpoint_path(tmp_path / "resumed.jsonl")).rows()) == 4
     monkeypatch.setattr(TransformersEngine, "generate", real)
     code, stdout, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
     assert code == 0, err

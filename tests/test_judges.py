@@ -8,7 +8,7 @@ import torch
 from judge import label as label_cmd
 from judge import train as train_cmd
 from judge.core.paths import SAMPLE
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from judge.core.taxonomy import UNSCORED, load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
@@ -137,7 +137,7 @@ def test_label_resumes_after_interruption(tmp_path, capsys, monkeypatch, sample_
     code, _, err = run_cli(label_cmd, argv, capsys)
     assert code == 130 and "resume" in err
     assert not out.exists()  # no half-written output
-    partial = JsonlCheckpoint(tmp_path / "out.jsonl.partial.jsonl").rows()
+    partial = JsonlCheckpoint(checkpoint_path(tmp_path / "out.jsonl")).rows()
     assert len(partial) == 80  # two finished batches survived
 
     monkeypatch.setattr(RulesJudge, "_label_batch", original)
@@ -148,7 +148,7 @@ def test_label_resumes_after_interruption(tmp_path, capsys, monkeypatch, sample_
     assert sorted(result["id"]) == sorted(sample_records["id"]) and result["id"].is_unique
     clean = RulesJudge(load_taxonomy("chehbouni2024")).label(sample_records.drop(columns=["label"]), progress=False)
     assert result.set_index("id")["label"].to_dict() == clean.set_index("id")["label"].to_dict()
-    assert not (tmp_path / "out.jsonl.partial.jsonl").exists()
+    assert not checkpoint_path(tmp_path / "out.jsonl").exists()
 
 
 # -- a judge directory is loaded as it was trained, or refused ---------------------------------

@@ -15,7 +15,7 @@ from generation import __main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from judge import label as label_cmd
 from judge.core.paths import DATA
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from tests.conftest import run_cli
 
 KILLS = ["between_batches", "mid_batch", "mid_line"]
@@ -36,7 +36,7 @@ def resumed_bytes(module, argv, out, tmp_path, capsys, monkeypatch, *, kill, aft
     monkeypatch.setattr(JsonlCheckpoint, "append", real_append)
     assert code == 130, err
     assert not out.exists()
-    partial = out.with_name(out.name + ".partial.jsonl")
+    partial = checkpoint_path(out)
     done = JsonlCheckpoint(partial).rows()
     assert done, "the interrupted run left finished batches"
     if kill in ("mid_batch", "mid_line"):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from judge.core.errors import UserError
+from judge.core.records import checkpoint_path
 from judge.core.schema import MIB, read_json, validate
 from judge.run.runner import Shard, identity_fingerprint
 
@@ -94,7 +95,7 @@ def read_part(path: str | Path) -> tuple[PartManifest, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise UserError(f"part {path.name}: {beside.name} is not a JSON object; {FIX}")
     if raw.get("command") in SHARDED_COMMANDS and (raw.get("status") != "complete" or not path.is_file()):
-        partial = path.with_name(path.name + ".partial.jsonl")
+        partial = checkpoint_path(path)
         held = f" ({partial.name} holds its rows so far)" if partial.is_file() else ""
         raise UserError(f"part {path.name} is not finished{held}; rerun its command to finish it, then join")
     if isinstance(raw.get("command"), str) and raw["command"] in SHARDED_COMMANDS and PART_KEY not in raw:
