@@ -20,8 +20,6 @@ from judge.core.schema import MIB, read_json, validate
 from judge.run.runner import Shard, identity_fingerprint
 
 PART_KEY = "part"
-# What a shard's run sets aside from its identity: the rest must match across the parts of one run.
-SHARD_ONLY = "shard"
 # A position is a few bytes of JSON; a billion rows would not fit a manifest anyway.
 MAX_MANIFEST_BYTES = 2048 * MIB
 # The commands whose outputs can be sharded, and what their manifests describe (copied to the join's).
@@ -36,11 +34,6 @@ def part_fields(shard: Shard, *, plan: str, identity: dict[str, Any], positions:
     """The manifest's ``part`` object for a share; ``identity`` is the run's, without the shard."""
     return {"index": shard.index, "count": shard.count, "plan": plan, "run": identity_fingerprint(identity),
             "total": total, "positions": positions}
-
-
-def sharded_identity(identity: dict[str, Any], shard: Shard | None) -> dict[str, Any]:
-    """What a resumable share must match on a rerun: the run's identity and its share."""
-    return {**identity, SHARD_ONLY: str(shard)} if shard else identity
 
 
 class Part(BaseModel):
