@@ -198,8 +198,7 @@ def _main(config: Config) -> dict:
     from judge.core.manifest import fingerprint
     from judge.core.records import file_format, read_records, user_columns, write_records
     from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
-    from judge.kinds import fingerprint as judge_fingerprint
-    from judge.kinds import precision_directory
+    from judge.kinds import precision_directory, resolve
     from judge.kinds.base import JudgeWorker
     from judge.kinds.lora.precision import choose_for, say
     from judge.run.ray_executor import executor_for
@@ -210,12 +209,14 @@ def _main(config: Config) -> dict:
     records = read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     column_map = records.attrs["column_map"]
+    ref = resolve(config.judge)  # once: the judge's files hashed here, its load, precision, manifest and Ray actors take them
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
-    choice = choose_for(precision_directory(config.judge), config.precision, config.device, spec=config.judge)
+    with ref.known():
+        choice = choose_for(precision_directory(ref), config.precision, config.device, spec=config.judge)
     settings = {**vars(config), "precision": choice.precision if choice else None}
     engine_settings(settings, config)
     # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
-    run = ResumableRun("judge.label", out, run_identity(settings, input=fingerprint(config.input), judge=judge_fingerprint(config.judge)),
+    run = ResumableRun("judge.label", out, run_identity(settings, input=fingerprint(config.input), judge=ref.fingerprint),
                        shard=Shard.parse(config.shard))
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
     if not config.overwrite:
@@ -230,7 +231,7 @@ def _main(config: Config) -> dict:
                    shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale, mode=config.mode,
                    prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose,
                    engine=config.engine, engine_options=config.engine_options)
-    make_judge = JudgeWorker(config.judge, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
+    make_judge = JudgeWorker(ref, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
     judge = make_judge()
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     refuse_clashes(records, added_columns(judge, config.prefix))

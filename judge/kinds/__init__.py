@@ -41,7 +41,7 @@ KINDS = {
 # Options lack them has nothing they could change, so they are passed to the kinds that take them.
 RUN_SETTINGS = ("device", "seed", "verbose")
 
-__all__ = ["KINDS", "Item", "Judge", "Judgement", "kind_module", "load_judge", "parse_spec", "probability_column"]
+__all__ = ["KINDS", "Item", "Judge", "Judgement", "kind_module", "load_judge", "parse_spec", "probability_column", "resolve"]
 
 
 def __getattr__(name: str):
@@ -147,19 +147,43 @@ def options_for(kind: str, values: dict[str, Any]):
     return options(**{f.name: values[f.name] for f in dataclasses.fields(options) if values.get(f.name) is not None})
 
 
-def load_judge(spec: str, *, taxonomy=None, **options: Any):
-    """The judge a spec names. ``options`` may hold settings of any kind: each kind takes its own
-    (commands refuse the others first, with ``refuse_options``)."""
-    from judge.core.taxonomy import load_taxonomy
+def resolve(spec: str):
+    """A spec resolved once for a run (``judge.kinds.ref.JudgeRef``): its kind and argument, and for a trained
+    judge its directory, checked, each file hashed once, and its fingerprint. The run hands the result to
+    ``load_judge``, ``precision_directory`` and its Ray workers, which take the digests found here."""
+    from judge.kinds.judge_dir import frozen, known_digests, verify
+    from judge.kinds.ref import JudgeRef
 
     kind, arg = parse_spec(spec)
+    module = kind_module(kind)
+    directory = Path(arg) if module.SPEC == "directory" else None
+    with known_digests() as known:
+        if directory is not None:
+            verify(directory)  # what loading checks first, before the fingerprint reads a byte
+        fingerprint = module.fingerprint(arg)
+    return JudgeRef(spec=spec, kind=kind, arg=arg, directory=directory, fingerprint=fingerprint, digests=frozen(known))
+
+
+def load_judge(spec, *, taxonomy=None, **options: Any):
+    """The judge a spec (or a ``JudgeRef``, its files' digests taken from it) names. ``options`` may hold
+    settings of any kind: each kind takes its own (commands refuse the others first, with ``refuse_options``)."""
+    from judge.core.taxonomy import load_taxonomy
+    from judge.kinds.judge_dir import known_digests
+
+    kind, arg = _kind_and_arg(spec)
     tax = load_taxonomy(taxonomy) if isinstance(taxonomy, (str, Path)) else taxonomy
     module = kind_module(kind)
-    judge = module.load(arg, options_for(kind, options), tax)
+    with known_digests(() if isinstance(spec, str) else spec.digests):
+        judge = module.load(arg, options_for(kind, options), tax)
     if module.SPEC == "directory" and tax is not None and tax.labels != judge.taxonomy.labels:
         raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {Path(arg).name} was trained on "
                         f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
     return judge
+
+
+def _kind_and_arg(spec) -> tuple[str, str]:
+    """A spec parsed, or a JudgeRef's own (resolved already)."""
+    return parse_spec(spec) if isinstance(spec, str) else (spec.kind, spec.arg)
 
 
 def fingerprint(spec: str) -> dict[str, str]:
@@ -168,10 +192,10 @@ def fingerprint(spec: str) -> dict[str, str]:
     return kind_module(kind).fingerprint(arg)
 
 
-def precision_directory(spec: str) -> Path | None:
-    """The LoRA directory whose precision record decides how this judge runs (a kind module's
-    ``precision_directory``; kinds without one have no reduced-precision path)."""
-    kind, arg = parse_spec(spec)
+def precision_directory(spec) -> Path | None:
+    """The LoRA directory whose precision record decides how this judge (a spec or a JudgeRef) runs (a kind
+    module's ``precision_directory``; kinds without one have no reduced-precision path)."""
+    kind, arg = _kind_and_arg(spec)
     find = getattr(kind_module(kind), "precision_directory", None)
     return find(arg) if find else None
 

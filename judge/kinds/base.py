@@ -219,9 +219,12 @@ class LabelRun:
 @dataclass(frozen=True)
 class JudgeWorker:
     """Builds a judge from its spec wherever it is called: the picklable ``make_worker`` of a labelling run,
-    for executors that build their workers elsewhere (another process, a Ray actor)."""
+    for executors that build their workers elsewhere (another process, a Ray actor). Given the run's
+    ``JudgeRef`` (judge.label's), it loads without parsing the spec again, and checks the judge's files
+    against the digests the run found: a file that is the one the driver hashed, unchanged (the same
+    machine, a shared filesystem), is not hashed again; another copy is hashed and must be the same."""
 
-    spec: str
+    spec: Any  # a spec string, or a judge.kinds.ref.JudgeRef
     taxonomy: Any = None  # a Taxonomy or a preset name, as load_judge takes it
     options: tuple[tuple[str, Any], ...] = ()  # load_judge's options, as (name, value) pairs
     row_options: RowOptions = RowOptions()
