@@ -35,11 +35,15 @@ PER_HOUR = 1_000_000
 def worker_for(spec: str):
     """The picklable factory judge.label --ray hands its executor (each actor loads the judge itself),
     with the precision judge.label picks by default."""
+    from judge.kinds import precision_directory, resolve
     from judge.kinds.base import JudgeWorker, RowOptions
     from judge.kinds.lora.precision import choose_for
 
-    options = {"device": "cpu", "precision": choose_for(spec, "auto", "cpu") or "auto"}
-    return JudgeWorker(spec, options=tuple(options.items()), row_options=RowOptions(prefix="judge_"))
+    ref = resolve(spec)  # as judge.label: the judge's files hashed once, the actors check them against these digests
+    with ref.known():
+        choice = choose_for(precision_directory(ref), "auto", "cpu", spec=spec)
+    options = {"device": "cpu", "precision": choice or "auto"}
+    return JudgeWorker(ref, options=tuple(options.items()), row_options=RowOptions(prefix="judge_"))
 
 
 def default_judge() -> str:

@@ -18,7 +18,6 @@ share of the batch plan, and python -m judge.join joins the shares to the bytes 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,14 +33,14 @@ from judge.core.config import (
     run_command,
 )
 from judge.core.errors import UserError, clip
-from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
+from judge.core.manifest import fingerprint
 from judge.core.outputs import claim_for
-from judge.core.records import SHADOW, JsonlCheckpoint, file_format, read_records, user_columns, write_records
+from judge.core.records import SHADOW, file_format, read_records, user_columns, write_records
 from judge.engines import ENGINES, add_engine_arguments, engine_module, engine_options, open_engine, public_options
 from judge.engines.models import SMOLLM2
 from judge.run.ray_executor import RAY_FLAGS, executor_for
+from judge.run.resumable import ResumableRun, failed_line, run_identity
 from judge.run.runner import Shard
-from judge.run.shard_part import part_fields, sharded_identity
 
 
 @dataclass
@@ -122,57 +121,40 @@ def _main(config: Config) -> pd.DataFrame:
         first = prompts.index[blank][0]
         raise UserError(f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id {clip(prompts.loc[first, 'id'])}); "
                         "fix or remove them before generating")
-    shard = Shard.parse(config.shard)
     options = engine_options(config.engine, config.engine_options)
     settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
-    run_identity = {"settings": {k: v for k, v in settings.items() if k not in ("out", "overwrite", "progress", "shard", "ray", "ray_actors", "ray_gpus")},
-                    "prompts": fingerprint([config.prompts])}
-    identity = sharded_identity(run_identity, shard)  # a share resumes only as that share
-    checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
-    previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
-    retry = bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and checkpoint.path.exists()
-    if previous and not retry:
-        print(f"{out} is already complete with these settings ({previous['counts'].get('outputs')} outputs); nothing to do")
+    run = ResumableRun("generation", out, run_identity(settings, prompts=fingerprint([config.prompts])), shard=Shard.parse(config.shard))
+    if run.prepare(overwrite=config.overwrite, count="outputs", unit="outputs"):
         return read_records(out)
 
-    started = time.perf_counter()
     engine = open_engine(config.engine, config.model, device=config.device, options=options)
     described = engine.describe()
-    manifest = RunManifest("generation", settings, inputs=[config.prompts], identity=identity, status="running", engine=described,
-                           engine_options=public_options(options), model={"spec": config.model, "revision": described.get("revision")})
-    manifest.write(out)
+    run.start(settings, inputs=[config.prompts], engine=described, engine_options=public_options(options),
+              model={"spec": config.model, "revision": described.get("revision")})
     decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
-    retried = retry_failed(prompts, engine=engine, model_id=config.model, samples=config.samples, decoding=decoding, batch_size=config.batch_size,
-                           system_prompt=system_prompt, instruction=config.instruction, checkpoint=checkpoint, progress=config.progress) if retry else None
-    generated = generate_outputs(prompts, engine=engine, model_id=config.model, samples=config.samples, decoding=decoding,
-                                 batch_size=config.batch_size, system_prompt=system_prompt, instruction=config.instruction,
-                                 checkpoint=checkpoint, progress=config.progress, shard=shard,
-                                 executor=executor_for(config, progress=config.progress), engine_spec=(config.engine, config.device, options))
+    sample_with = dict(engine=engine, model_id=config.model, samples=config.samples, decoding=decoding, batch_size=config.batch_size,
+                    system_prompt=system_prompt, instruction=config.instruction, progress=config.progress)
+    retried = run.retry_failed(lambda row: row.get("finish_reason") == "failed", lambda keys: retry_failed(prompts, keys=keys, **sample_with))
+    generated = generate_outputs(prompts, **sample_with, checkpoint=run.checkpoint, shard=run.shard, executor=executor_for(config, progress=config.progress),
+                                 engine_spec=(config.engine, config.device, options))
     gen_seconds, new_count, new_tokens = generated.run.seconds, generated.run.computed, generated.new_tokens
     if retried is not None:
         gen_seconds, new_count = retried.seconds, retried.computed
         new_tokens = sum(retried.rows[k]["response_tokens"] or 0 for k in retried.computed_keys)
-    if shard:
-        manifest.update(part=part_fields(shard, plan=generated.run.plan, identity=run_identity, positions=generated.positions, total=generated.total))
     outputs = pd.DataFrame(generated.rows)  # prompt order, then sample: the order of the whole output
     # Each output has its own id (PROMPT_ID-sN); the prompt file's columns come back under their own names.
     outputs = user_columns(outputs, {k: v for k, v in prompts.attrs["column_map"].items() if k != "id"})
     outputs = outputs.rename(columns={SHADOW + "id": "input_id"})
-    write_records(outputs, out, overwrite=True)
     n_failed = sum(row["finish_reason"] == "failed" for row in generated.rows)
-    if not n_failed:
-        checkpoint.remove()  # else it holds the outputs a rerun keeps, while it asks again for the failed ones only
-    manifest.update(status="complete", throughput={"outputs_this_run": new_count, "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
-                                                   "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None,
-                                                   "whole_process_seconds": round(time.perf_counter() - started, 3)},
-                    executor=generated.run.executor)
-    manifest.write(out, outputs=len(outputs), prompts=len(prompts), **({"failed": n_failed} if config.engine != "hf" else {}))
+    run.finish(generated.run, positions=generated.positions, total=generated.total, write=lambda: write_records(outputs, out, overwrite=True),
+               failed=n_failed, throughput={"outputs_this_run": new_count, "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
+                                            "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None},
+               counts={"outputs": len(outputs), "prompts": len(prompts), **({"failed": n_failed} if config.engine != "hf" else {})})
     done = f"retried {new_count} failed, " if retried is not None else ""
     print(f"generated {new_count} outputs ({done}{len(outputs) - new_count} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
-          f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}" + (f" (share {shard} of {generated.total} outputs)" if shard else ""))
+          f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}" + (f" (share {run.shard} of {generated.total} outputs)" if run.shard else ""))
     if n_failed:
-        print(f"complete with {n_failed} failed (no response; the reasons are in failure_reason): "
-              "rerun the same command to ask again for those only")
+        print(failed_line(n_failed, "no response; the reasons are in failure_reason"))
     return outputs
 
 

@@ -157,21 +157,12 @@ def _worker(prompts: pd.DataFrame, engine: Engine, model_id: str, decoding: Deco
     return records, sampling, GenerationWorker(engine, records, sampling)
 
 
-def failed_keys(checkpoint: JsonlCheckpoint) -> set[str]:
-    """The outputs whose requests failed every retry (a server engine's), as the checkpoint holds them now."""
-    latest = {str(r["id"]): r for r in checkpoint.rows()}  # a later copy of a row wins
-    return {key for key, row in latest.items() if row.get("finish_reason") == "failed"}
-
-
-def retry_failed(prompts: pd.DataFrame, *, engine: Engine, model_id: str, samples: int, decoding: Decoding, batch_size: int,
-                 system_prompt: str | None, instruction: str, checkpoint: JsonlCheckpoint, progress: bool = True) -> RunResult:
-    """Sample again only the outputs that failed, and append them to the checkpoint, where the later copy wins: the
-    whole run's pass then reuses every batch. Only a server engine fails rows, and it seeds each request by its
-    output id, so an output asked again in another batch is sampled as it would have been."""
-    keys = failed_keys(checkpoint)
+def retry_failed(prompts: pd.DataFrame, *, keys: set[str], engine: Engine, model_id: str, samples: int, decoding: Decoding, batch_size: int,
+                 system_prompt: str | None, instruction: str, progress: bool = True) -> RunResult:
+    """Sample again only the outputs ``keys`` names (those whose requests failed every retry); the resumable run
+    appends them to its checkpoint, where the later copy wins. Only a server engine fails rows, and it seeds each
+    request by its output id, so an output asked again in another batch is sampled as it would have been."""
     records, sampling, worker = _worker(prompts, engine, model_id, decoding, system_prompt, instruction)
     pairs = [(pid, s) for pid in prompts["id"] for s in range(1, samples + 1) if output_id(pid, s) in keys]
     plan = fixed_plan(pairs, key=lambda p: output_id(*p), size=lambda p: (p[0], p[1]), batch_size=batch_size)
-    run = run_plan(plan, lambda: worker, key_column="id", executor=InProcess(worker), progress=progress, desc="retrying failed", unit="output")
-    checkpoint.append(run.rows[key] for key in run.computed_keys)
-    return run
+    return run_plan(plan, lambda: worker, key_column="id", executor=InProcess(worker), progress=progress, desc="retrying failed", unit="output")

@@ -53,6 +53,7 @@ def main(config: Config):
 def _main(config: Config):
     from judge.core.manifest import RunManifest
     from judge.core.records import file_format
+    from judge.run.resumable import unsharded
     from judge.run.shard_part import read_part
 
     out = Path(config.out)
@@ -70,7 +71,7 @@ def _main(config: Config):
     first, raw = manifests[0], parts[0][1]
     manifest = RunManifest("judge.join", config, inputs=config.parts, of=first.command,
                            parts=[{"file": name, "shard": str(m.part.shard), "sha256": m.output_sha256} for name, m in zip(names, manifests)],
-                           identity={k: v for k, v in first.identity.items() if k != "shard"},
+                           identity=unsharded(first.identity),
                            **{k: raw[k] for k in ("judge", "engine", "engine_options", "model") if k in raw})
     # The settings of the run the parts are shares of: what a reader of one unsharded output finds there.
     manifest.update(settings=first.settings, join_settings={"parts": names, "out": out.name})

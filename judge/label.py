@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,94 +208,76 @@ def main(config: Config) -> dict:
 
 
 def _main(config: Config) -> dict:
-    from judge.core.manifest import RunManifest, fingerprint, prepare_resumable_output
-    from judge.core.records import JsonlCheckpoint, file_format, read_records, user_columns, write_records
+    from judge.core.manifest import fingerprint
+    from judge.core.records import file_format, read_records, user_columns, write_records
     from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
-    from judge.kinds import fingerprint as judge_fingerprint
-    from judge.kinds import load_judge, precision_directory, spec_of
+    from judge.kinds import precision_directory, resolve, spec_of
     from judge.kinds.base import JudgeWorker
     from judge.kinds.lora.precision import choose_for, say
     from judge.run.ray_executor import executor_for
-    from judge.run.shard_part import part_fields, sharded_identity
+    from judge.run.resumable import ResumableRun, failed_line, run_identity
 
     out = Path(config.out)
     file_format(out)
     records = read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
                            source_column=config.source_column)
     column_map = records.attrs["column_map"]
+    ref = resolve(config.judge)  # once: the judge's files hashed here, its load, precision, manifest and Ray actors take them
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
-    choice = choose_for(precision_directory(config.judge), config.precision, config.device, spec=config.judge)
-    shard = Shard.parse(config.shard)
-    settings = {k: v for k, v in vars(config).items() if k not in ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors", "ray_gpus")}
-    settings["precision"] = choice.precision if choice else None
+    with ref.known():
+        choice = choose_for(precision_directory(ref), config.precision, config.device, spec=config.judge)
+    settings = {**vars(config), "precision": choice.precision if choice else None}
     engine_settings(settings, config)
-    identity = {
-        # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
-        "settings": settings,
-        "input": fingerprint(config.input),
-        "judge": judge_fingerprint(config.judge),
-    }
-    run_identity, identity = identity, sharded_identity(identity, shard)  # a share resumes only as that share
+    # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
+    run = ResumableRun("judge.label", out, run_identity(settings, input=fingerprint(config.input), judge=ref.fingerprint),
+                       shard=Shard.parse(config.shard))
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
-    checkpoint = JsonlCheckpoint(out.with_name(out.name + ".partial.jsonl"))
     if not config.overwrite:
         check_same_precision(out, settings["precision"], config.precision)
-    previous = prepare_resumable_output(out, identity, overwrite=config.overwrite, checkpoint=checkpoint)
-    retry = bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and checkpoint.path.exists()
-    if previous and not retry:
-        print(f"{out} is already complete with these settings ({previous['counts'].get('labelled')} rows); nothing to do")
+    previous = run.prepare(overwrite=config.overwrite, count="labelled", unit="rows")
+    if previous:
         return previous
 
-    started = time.perf_counter()
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
     taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding) if (config.taxonomy or config.label_map) else None
     options = dict(device=config.device, precision=choice or "auto", examples=config.examples, examples_label_column=config.examples_label_column,
                    shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale, mode=config.mode,
                    prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose,
                    engine=config.engine, engine_options=config.engine_options)
-    make_judge = JudgeWorker(config.judge, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
+    make_judge = JudgeWorker(ref, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
     judge = make_judge()
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone
-    manifest = RunManifest("judge.label", settings_for_manifest(config, settings), inputs=config.input, judge=judge.describe(),
-                           identity=identity, status="running")
-    manifest.write(out)
-    retried, retry_seconds = retry_failed(judge, records, checkpoint, config) if retry else (0, 0.0)
-    labelled = judge.label(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=checkpoint,
-                           progress=config.progress, prefix=config.prefix, shard=shard, make_worker=make_judge,
-                           executor=executor_for(config, progress=config.progress))
-    if retried:
-        judge.last_count, judge.last_seconds = retried, retry_seconds
-    if shard:
-        manifest.update(part=part_fields(shard, plan=judge.last_run.plan, identity=run_identity, positions=judge.last_positions, total=len(records)))
-    write_records(user_columns(labelled, column_map), out, overwrite=True)
+    run.start(settings_for_manifest(config, settings), inputs=config.input, judge=judge.describe())
+    retried = run.retry_failed(lambda row: request_failed(row, config.prefix), lambda ids: retry_rows(judge, records, ids, config))
+    labelling = judge.label_run(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=run.checkpoint,
+                                progress=config.progress, prefix=config.prefix, shard=run.shard, make_worker=make_judge,
+                                executor=executor_for(config, progress=config.progress))
+    labelled = labelling.records
+    this_run = retried if retried is not None else labelling.run  # after a retry, the whole pass reuses every batch
+    count, seconds = this_run.computed, this_run.seconds
     served = spec_of(judge.kind).runs_engine and judge.engine is not None  # only an engine's requests fail or ignore the constraint
     n_failed, n_outside = engine_counts(labelled, config.prefix) if served else (0, 0)
-    if not n_failed:
-        checkpoint.remove()  # else it holds the rows a rerun keeps, while it asks again for the failed ones only
-    total = time.perf_counter() - started
     label_col = config.prefix + "label"
     n_unscored = int((labelled[label_col] == UNSCORED).sum())
-    rate = judge.last_count / judge.last_seconds if judge.last_seconds else float("nan")
-    manifest.update(status="complete", throughput={"labelled_this_run": judge.last_count, "labelling_seconds": round(judge.last_seconds, 3),
-                                                   "responses_per_second": round(rate, 2), "whole_process_seconds": round(total, 3)},
-                    executor=judge.last_run.executor)
-    if served:
-        manifest.update(judge=judge.describe())  # the engine's usage (requests, tokens, failures) at the end
-    by_engine = {"failed": n_failed, "outside_labels": n_outside} if served else {}
-    manifest.write(out, labelled=len(labelled), unscored=n_unscored, **by_engine)
+    rate = count / seconds if seconds else float("nan")
+    total = run.finish(labelling.run, positions=labelling.positions, total=len(records),
+                       write=lambda: write_records(user_columns(labelled, column_map), out, overwrite=True), failed=n_failed,
+                       throughput={"labelled_this_run": count, "labelling_seconds": round(seconds, 3), "responses_per_second": round(rate, 2)},
+                       counts={"labelled": len(labelled), "unscored": n_unscored, **({"failed": n_failed, "outside_labels": n_outside} if served else {})},
+                       # the engine's usage (requests, tokens, failures) at the end
+                       **({"judge": judge.describe()} if served else {}))
     counts = labelled[label_col].value_counts().to_dict()
-    done = f"retried {retried} failed, " if retried else ""
-    print(f"labelled {judge.last_count} responses ({done}{len(labelled) - judge.last_count} resumed) in {judge.last_seconds:.1f}s "
-          f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}" + (f" (share {shard} of {len(records)} rows)" if shard else ""))
+    done = f"retried {retried.computed} failed, " if retried is not None else ""
+    print(f"labelled {count} responses ({done}{len(labelled) - count} resumed) in {seconds:.1f}s "
+          f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}" + (f" (share {run.shard} of {len(records)} rows)" if run.shard else ""))
     print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}"
           + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else ""))
     if n_failed:
-        print(f"complete with {n_failed} failed (their requests failed every retry; the reasons are in {config.prefix}unscored_reason): "
-              "rerun the same command to ask again for those only")
-    return manifest.data
+        print(failed_line(n_failed, f"their requests failed every retry; the reasons are in {config.prefix}unscored_reason"))
+    return run.manifest.data
 
 
 def engine_counts(labelled, prefix: str) -> tuple[int, int]:
@@ -307,20 +288,21 @@ def engine_counts(labelled, prefix: str) -> tuple[int, int]:
     return int(reasons.str.startswith(FAILED).fillna(False).sum()), int(reasons.str.startswith(OUTSIDE).fillna(False).sum())
 
 
-def retry_failed(judge, records, checkpoint, config: Config) -> tuple[int, float]:
-    """Label again the rows whose requests failed every retry, and append them to the checkpoint (a later copy of a
-    row wins there), so the whole run's pass then reuses every batch and writes what one run without failures would.
-    Each row is its own request to an engine, so labelling them in other batches gives them the same values."""
+def request_failed(row: dict, prefix: str) -> bool:
+    """A row whose requests failed every retry (an engine's): the same command asks again for it."""
     from judge.kinds.llm.judge import FAILED
 
-    started = time.perf_counter()
-    reason = config.prefix + "unscored_reason"
-    failed = {str(r["id"]) for r in checkpoint.rows() if str(r.get(reason) or "").startswith(FAILED)}
-    subset = records[records["id"].astype(str).isin(failed)]
-    if len(subset):
-        judge.label(subset, batch_size=config.batch_size, abstain_below=config.abstain_below, progress=config.progress, prefix=config.prefix)
-        checkpoint.append(judge.last_run.rows[key] for key in judge.last_run.computed_keys)
-    return len(subset), time.perf_counter() - started
+    return str(row.get(prefix + "unscored_reason") or "").startswith(FAILED)
+
+
+def retry_rows(judge, records, ids: set[str], config: Config):
+    """Label again the rows whose requests failed every retry (the runner's result; None when none is among
+    the records): each row is its own request to an engine, so other batches give them the same values."""
+    subset = records[records["id"].astype(str).isin(ids)]
+    if not len(subset):
+        return None
+    return judge.label_run(subset, batch_size=config.batch_size, abstain_below=config.abstain_below, progress=config.progress,
+                           prefix=config.prefix).run
 
 
 def build_parser():

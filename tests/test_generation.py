@@ -8,7 +8,7 @@ import generation.__main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from generation.generate import Decoding, generate_outputs
 from judge.core.paths import DATA
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from judge.engines.transformers import TransformersEngine
 from tests.conftest import CHEHBOUNI, needs_chehbouni, run_cli
 
@@ -115,7 +115,7 @@ def test_resume_after_interruption_gives_the_same_outputs(tiny_llama, small_prom
     monkeypatch.setattr(TransformersEngine, "generate", crashes_in_second_batch)
     code, _, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
     assert code == 130 and not out.exists()
-    assert len(JsonlCheckpoint(tmp_path / "resumed.jsonl.partial.jsonl").rows()) == 4
+    assert len(JsonlCheckpoint(checkpoint_path(tmp_path / "resumed.jsonl")).rows()) == 4
     monkeypatch.setattr(TransformersEngine, "generate", real)
     code, stdout, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
     assert code == 0, err
@@ -136,3 +136,54 @@ def test_output_records_carry_metadata(tiny_llama, small_prompts):
     for r in rows:
         assert r["finish_reason"] in ("stop", "length") and 0 <= r["response_tokens"] <= 5
         assert r["identity"] and r["template"] and r["sample"] in (1, 2) and r["model"] == "tiny" and r["seed"] == 1
+
+
+def test_failed_outputs_are_asked_again_alone_until_none_is_left(tmp_path, capsys, monkeypatch):
+    # The resumable run's retry end to end, with an engine that fails the requests it is told to (what a server's
+    # engine returns after its own retries): each rerun asks again for the outputs whose latest copy failed, only.
+    import dataclasses
+    import sys
+    import types
+
+    from judge import engines
+    from judge.engines.base import Completion, Engine
+
+    failing, asked = set(), []
+
+    class Flaky(Engine):
+        name = "flaky"
+
+        def __init__(self, model, *, device="auto", options=None):
+            pass
+
+        def generate(self, requests, decoding, *, batch_seed):
+            asked.extend(r.key for r in requests)
+            return [Completion(r.key, None, "failed", error="HTTP 503") if r.key in failing else Completion(r.key, f"text {r.key}", "stop", 3, 2)
+                    for r in requests]
+
+        def prompt_size(self, messages):
+            return len(messages[-1][1])
+
+    module = types.ModuleType("flaky_engine")
+    module.Options, module.Flaky = dataclasses.make_dataclass("Options", []), Flaky
+    monkeypatch.setitem(sys.modules, "flaky_engine", module)
+    monkeypatch.setitem(engines.ENGINES, "flaky", "flaky_engine")
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"id": "p{i}", "prompt": "Say {i}."}}\n' for i in range(3)))
+    argv = ["--engine", "flaky", "--model", "fake/chat", "--prompts", str(prompts), "--samples", "2", "--batch-size", "4", "--no-progress"]
+
+    def run(out, fail):
+        failing.clear(), failing.update(fail), asked.clear()
+        code, stdout, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
+        assert code == 0, err
+        return stdout
+
+    out = tmp_path / "out.jsonl"
+    assert "complete with 2 failed (no response; the reasons are in failure_reason)" in run(out, {"p0-s1", "p2-s2"})
+    stdout = run(out, {"p2-s2"})
+    assert sorted(asked) == ["p0-s1", "p2-s2"] and "retried 2 failed" in stdout and "complete with 1 failed" in stdout
+    stdout = run(out, set())
+    assert asked == ["p2-s2"] and "retried 1 failed" in stdout and "failed (" not in stdout and not checkpoint_path(out).exists()
+    assert "already complete with these settings (6 outputs)" in run(out, set()) and not asked
+    run(tmp_path / "clean.jsonl", set())
+    assert out.read_bytes() == (tmp_path / "clean.jsonl").read_bytes()

@@ -1,5 +1,7 @@
 """Trained judges at small scale: a tiny random BERT trained a few steps, TF-IDF, rules, resume."""
+import collections
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -7,8 +9,9 @@ import torch
 
 from judge import label as label_cmd
 from judge import train as train_cmd
+from judge.core.errors import UserError
 from judge.core.paths import SAMPLE
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from judge.core.taxonomy import UNSCORED, load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
@@ -137,7 +140,7 @@ def test_label_resumes_after_interruption(tmp_path, capsys, monkeypatch, sample_
     code, _, err = run_cli(label_cmd, argv, capsys)
     assert code == 130 and "resume" in err
     assert not out.exists()  # no half-written output
-    partial = JsonlCheckpoint(tmp_path / "out.jsonl.partial.jsonl").rows()
+    partial = JsonlCheckpoint(checkpoint_path(tmp_path / "out.jsonl")).rows()
     assert len(partial) == 80  # two finished batches survived
 
     monkeypatch.setattr(RulesJudge, "_label_batch", original)
@@ -148,7 +151,7 @@ def test_label_resumes_after_interruption(tmp_path, capsys, monkeypatch, sample_
     assert sorted(result["id"]) == sorted(sample_records["id"]) and result["id"].is_unique
     clean = RulesJudge(load_taxonomy("chehbouni2024")).label(sample_records.drop(columns=["label"]), progress=False)
     assert result.set_index("id")["label"].to_dict() == clean.set_index("id")["label"].to_dict()
-    assert not (tmp_path / "out.jsonl.partial.jsonl").exists()
+    assert not checkpoint_path(tmp_path / "out.jsonl").exists()
 
 
 # -- a judge directory is loaded as it was trained, or refused ---------------------------------
@@ -176,6 +179,57 @@ def tfidf_dir(tmp_path, capsys):
     code, _, err = run_cli(train_cmd, ["--train", str(SAMPLE), "--kind", "tfidf", "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "tf")], capsys)
     assert code == 0, err
     return tmp_path / "tf"
+
+
+def _count_hashes(monkeypatch, directory: Path) -> collections.Counter:
+    """How often each file under ``directory`` is hashed from now on (by its path inside it)."""
+    import judge.core.files as files
+
+    root, original, counts = Path(directory).resolve(), files.file_sha256, collections.Counter()
+
+    def counting(path, **options):
+        resolved = Path(path).resolve()
+        if root in resolved.parents:
+            counts[resolved.relative_to(root).as_posix()] += 1
+        return original(path, **options)
+
+    monkeypatch.setattr(files, "file_sha256", counting)
+    return counts
+
+
+@pytest.mark.parametrize("kind", ["tfidf", "lora"])
+def test_a_label_run_hashes_each_file_of_its_judge_once(kind, request, tmp_path, capsys, monkeypatch):
+    # --judge is resolved once (judge.kinds.resolve): the precision choice, the manifest's identity and the load
+    # take the digests found there. Each file of a LoRA judge was hashed three times before, a TF-IDF judge's twice.
+    directory = request.getfixturevalue("tfidf_dir") if kind == "tfidf" else request.getfixturevalue("trained_tiny")[0]
+    hashed = _count_hashes(monkeypatch, directory)
+    code, _, err = _label_with(directory, tmp_path, capsys)
+    assert code == 0, err
+    assert set(hashed) == {p.name for p in directory.iterdir() if p.name != "manifest.json"} and set(hashed.values()) == {1}, hashed
+
+
+def test_a_worker_given_the_runs_judge_hashes_only_another_copy_and_refuses_another_judge(tfidf_dir, tmp_path, monkeypatch):
+    # What a Ray actor does with judge.label's JudgeWorker: the files the driver hashed, unchanged (this machine,
+    # a shared filesystem), are checked without hashing them again; another copy is hashed, and must be the same.
+    import pickle
+    import shutil
+
+    from judge.kinds import resolve
+    from judge.kinds.base import JudgeWorker
+    from judge.kinds.judge_dir import read_training_ids, seal, write_training_ids
+
+    worker = pickle.loads(pickle.dumps(JudgeWorker(resolve(str(tfidf_dir)))))  # as the actor receives it
+    hashed = _count_hashes(monkeypatch, tfidf_dir)
+    assert worker().kind == "tfidf" and not hashed
+    shutil.copytree(tfidf_dir, tmp_path / "copy")
+    shutil.rmtree(tfidf_dir)
+    (tmp_path / "copy").rename(tfidf_dir)  # the same bytes in other files: another node's copy
+    assert worker().kind == "tfidf" and set(hashed.values()) == {1} and "tfidf.safetensors" in hashed
+    # A judge re-sealed in its place passes its own checks, but it is not the judge the run's manifest names.
+    write_training_ids(tfidf_dir, sorted(read_training_ids(tfidf_dir))[1:])
+    seal(tfidf_dir, labels=json.loads((tfidf_dir / "judge.json").read_text())["labels"])
+    with pytest.raises(UserError, match="training_ids.json changed while the run was using it .* the same on every node"):
+        worker()
 
 
 def test_crafted_pickles_are_refused_and_never_run(tfidf_dir, tmp_path, capsys):

@@ -10,6 +10,7 @@ import pytest
 
 from generation import __main__ as generate_cmd
 from judge import label as label_cmd
+from judge.core.records import checkpoint_path
 from tests.badinput import assert_refused
 from tests.conftest import needs_chehbouni, run_cli
 
@@ -77,7 +78,7 @@ def test_resume_after_a_crash_finishes_the_rest_through_ray(ray_cluster, sample_
     code, _, err = run_cli(label_cmd, [*base, "--out", str(out)], capsys)
     assert code == 130 and "rerun the same command to resume" in err
     monkeypatch.setattr(Judge, "compute", compute)
-    partial = out.with_name(out.name + ".partial.jsonl")
+    partial = checkpoint_path(out)
     assert len(partial.read_text().splitlines()) == 3 * 32 and not out.exists()
     with partial.open("a") as f:
         f.write('{"id": "cut mid-li')  # and the kill came mid-line, as a kill -9 would leave it
@@ -124,4 +125,4 @@ def test_gpus_the_cluster_lacks_are_refused_before_a_row_is_written(ray_cluster,
                                        "--out", str(out)], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and len(err) < 300, err
     assert "1 actors x 1 GPUs each need more than the cluster's 0 GPUs" in err and "Traceback" not in err
-    assert not out.exists() and not out.with_name(out.name + ".partial.jsonl").exists()
+    assert not out.exists() and not checkpoint_path(out).exists()

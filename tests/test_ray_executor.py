@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from judge.core.errors import UserError
-from judge.core.records import JsonlCheckpoint, write_records
+from judge.core.records import JsonlCheckpoint, checkpoint_path, write_records
 from judge.kinds.base import JudgeWorker, RowOptions
 from judge.run.runner import fixed_plan, run_plan
 
@@ -128,7 +128,7 @@ def test_one_and_two_actors_write_the_bytes_of_one_process(ray_cluster, tfidf_sp
     expected = file_bytes(alone.rows, order, tmp_path / "alone.jsonl")
     for actors in (1, 2):
         executor = RayExecutor(actors=actors)
-        checkpoint = JsonlCheckpoint(tmp_path / f"ray{actors}.partial.jsonl")
+        checkpoint = JsonlCheckpoint(checkpoint_path(tmp_path / f"ray{actors}"))
         result = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint, executor=executor, progress=False)
         assert result.rows == alone.rows and result.computed == len(order)
         assert file_bytes(result.rows, order, tmp_path / f"ray{actors}.jsonl") == expected
@@ -169,7 +169,7 @@ def test_an_actor_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tfidf
     plan = plan_for(sample_records)
     order = [str(i) for i in sample_records["id"]]
     marker = tmp_path / "died"
-    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    checkpoint = JsonlCheckpoint(checkpoint_path(tmp_path / "out"))
     executor = RayExecutor(actors=2, max_restarts=max_restarts, progress=False)
     result = run_plan(plan, LoadFaulty(tfidf_spec, str(marker), die_on=3), key_column="id", checkpoint=checkpoint, executor=executor, progress=False)
     assert marker.exists()  # an actor did die in batch 3
@@ -185,7 +185,7 @@ def test_an_actor_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tfidf
 def test_an_actor_ray_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, tfidf_spec, sample_records, tmp_path, restart):
     plan = plan_for(sample_records, batch_size=16)
     order = [str(i) for i in sample_records["id"]]
-    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    checkpoint = JsonlCheckpoint(checkpoint_path(tmp_path / "out"))
     executor = KillsAnActor(actors=2, restart=restart, progress=False)
     result = run_plan(plan, LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint, executor=executor, progress=False)
     assert executor.killed_with_pending >= 1  # the kill did catch batches in flight
@@ -203,7 +203,7 @@ def test_a_task_that_raises_is_retried(ray_cluster, tfidf_spec, sample_records, 
     plan = plan_for(sample_records)
     order = [str(i) for i in sample_records["id"]]
     marker = tmp_path / "raised"
-    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    checkpoint = JsonlCheckpoint(checkpoint_path(tmp_path / "out"))
     executor = RayExecutor(actors=2, progress=False)
     result = run_plan(plan, LoadFaulty(tfidf_spec, str(marker), raise_on=4, raise_once=True), key_column="id",
                       checkpoint=checkpoint, executor=executor, progress=False)
@@ -227,7 +227,7 @@ def test_progress_lines_while_it_runs(ray_cluster, tfidf_spec, sample_records, c
 def test_a_batch_failing_every_try_is_named_after_the_rest_is_written(ray_cluster, tfidf_spec, sample_records, tmp_path):
     plan = plan_for(sample_records)
     broken = plan[5]
-    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    checkpoint = JsonlCheckpoint(checkpoint_path(tmp_path / "out"))
     executor = RayExecutor(actors=2, max_retries=1, progress=False)
     with pytest.raises(BatchesFailed) as caught:
         run_plan(plan, LoadFaulty(tfidf_spec, str(tmp_path / "unused"), raise_on=broken.number), key_column="id",
@@ -282,7 +282,7 @@ CLUSTER_CASES = [
 
 @pytest.mark.parametrize("settings, make_worker, fragments", CLUSTER_CASES, ids=[str(c[0]) + (f"-{c[1]}" if c[1] else "") for c in CLUSTER_CASES])
 def test_refused_on_the_cluster(ray_cluster, tfidf_spec, sample_records, tmp_path, settings, make_worker, fragments):
-    checkpoint = JsonlCheckpoint(tmp_path / "out.partial.jsonl")
+    checkpoint = JsonlCheckpoint(checkpoint_path(tmp_path / "out"))
     with pytest.raises(UserError) as caught:
         run_plan(plan_for(sample_records), make_worker or LoadJudge(tfidf_spec), key_column="id", checkpoint=checkpoint,
                  executor=RayExecutor(progress=False, **settings), progress=False)

@@ -15,7 +15,7 @@ from generation import __main__ as generate_cmd
 from generation import prompts as prompts_cmd
 from judge import label as label_cmd
 from judge.core.paths import DATA
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from tests.conftest import run_cli
 
 KILLS = ["between_batches", "mid_batch", "mid_line"]
@@ -36,7 +36,7 @@ def resumed_bytes(module, argv, out, tmp_path, capsys, monkeypatch, *, kill, aft
     monkeypatch.setattr(JsonlCheckpoint, "append", real_append)
     assert code == 130, err
     assert not out.exists()
-    partial = out.with_name(out.name + ".partial.jsonl")
+    partial = checkpoint_path(out)
     done = JsonlCheckpoint(partial).rows()
     assert done, "the interrupted run left finished batches"
     if kill in ("mid_batch", "mid_line"):
@@ -129,3 +129,44 @@ def test_generation_resume_is_byte_identical(tiny_llama, tmp_path, capsys, monke
 
     got = resumed_bytes(generate_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=1, corrupt=corrupt)
     assert got == clean
+
+
+# -- the resumable run both commands share (judge.run.resumable) ---------------------------------------
+
+def test_one_rule_for_what_a_rerun_must_match_and_for_the_rows_asked_again(tmp_path, capsys):
+    from judge.run.resumable import ResumableRun, run_identity
+    from judge.run.runner import RunResult
+
+    out = tmp_path / "out.jsonl"
+    settings = {"batch_size": 2, "out": str(out), "overwrite": False, "progress": True, "verbose": False, "shard": None,
+                "ray": None, "ray_actors": None, "ray_gpus": None}
+    identity = run_identity(settings, input={"in.jsonl": "0" * 64})
+    assert identity == {"settings": {"batch_size": 2}, "input": {"in.jsonl": "0" * 64}}  # where and how it runs is never matched
+
+    def run_once(failed_now: set[str]):
+        run = ResumableRun("generation", out, identity)
+        previous = run.prepare(overwrite=False, count="outputs", unit="outputs")
+        if previous:
+            return previous, None
+        run.start(settings, inputs=[])
+        # the retried rows fail again when failed_now says so: a row's latest copy in the checkpoint decides
+        retried = run.retry_failed(lambda row: row["failed"],
+                                   lambda keys: RunResult({k: {"id": k, "failed": k in failed_now} for k in keys}, sorted(keys)))
+        rows = {k: {"id": k, "failed": k in failed_now} for k in "abc"}
+        if retried is None:
+            run.checkpoint.append(rows.values())
+        result = RunResult(dict(rows), [] if retried is not None else list(rows), executor={"executor": "in-process"})
+        n_failed = len(failed_now)
+        run.finish(result, positions=[0, 1, 2], total=3, write=lambda: out.write_text("rows\n"), failed=n_failed, throughput={},
+                   counts={"outputs": 3, "failed": n_failed})
+        return run.manifest.data, retried
+
+    manifest, _ = run_once({"a", "b"})
+    assert manifest["status"] == "complete" and manifest["counts"]["failed"] == 2 and checkpoint_path(out).exists()
+    _, retried = run_once({"b"})  # both asked again; b fails again
+    assert sorted(retried.computed_keys) == ["a", "b"] and checkpoint_path(out).exists()
+    _, retried = run_once(set())  # only b: a's earlier failed copy was replaced by its retry
+    assert retried.computed_keys == ["b"] and not checkpoint_path(out).exists()
+    previous, retried = run_once(set())
+    assert retried is None and previous["counts"]["failed"] == 0
+    assert "already complete with these settings (3 outputs); nothing to do" in capsys.readouterr().out

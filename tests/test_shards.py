@@ -14,7 +14,7 @@ from generation import __main__ as generate_cmd
 from judge import join as join_cmd
 from judge import label as label_cmd
 from judge.core.paths import SAMPLE
-from judge.core.records import JsonlCheckpoint
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from tests.conftest import run_cli
 
 
@@ -49,7 +49,7 @@ def sharded_then_joined(module, argv, folder, capsys, *, count, fmt="jsonl", kil
             code, _, err = run_cli(module, share, capsys)
             undo()
             assert code == 130 and not part.exists(), err[-2000:]
-            assert JsonlCheckpoint(part.with_name(part.name + ".partial.jsonl")).rows(), "the killed share left its first batch"
+            assert JsonlCheckpoint(checkpoint_path(part)).rows(), "the killed share left its first batch"
             assert "resumed" in run_ok(module, share, capsys)
         else:
             run_ok(module, share, capsys)

@@ -20,6 +20,7 @@ import pytest
 
 from generation import __main__ as generate_cmd
 from judge import label as label_cmd
+from judge.core.records import checkpoint_path
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
 from tests.servers import REPO, VLLM_ABSENT, Fault, FaultProxy, vllm_python
@@ -326,7 +327,7 @@ def test_generation_failed_rows_retried_alone_give_the_uninterrupted_bytes(vllm_
     assert len(proxy.paths("/chat/completions")) - before == 1 and "retried 1 failed" in stdout
     # one request at a time, each seeded by its output id: the retried file is the clean run's, byte for byte
     assert (tmp_path / "flaky.jsonl").read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
-    assert not (tmp_path / "flaky.jsonl.partial.jsonl").exists()
+    assert not checkpoint_path(tmp_path / "flaky.jsonl").exists()
 
 
 @pytest.mark.slow

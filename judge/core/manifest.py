@@ -141,24 +141,6 @@ def check_same_settings(out: str | Path, identity: dict[str, Any], *, overwrite:
     )
 
 
-def prepare_resumable_output(out: str | Path, identity: dict[str, Any], *, overwrite: bool, checkpoint) -> dict[str, Any] | None:
-    """Decide what a resumable command does with ``out``.
-
-    Returns the previous manifest when ``out`` is already complete with these settings (nothing to
-    do). Otherwise leaves the checkpoint in place to resume (same settings) or clears it (new run,
-    or --overwrite); stops with a clear error when ``out`` exists from different settings.
-    """
-    same = check_same_settings(out, identity, overwrite=overwrite)
-    previous = read_manifest(out) if same else None
-    if same and previous and previous.get("status") == "complete" and Path(out).exists():
-        return previous
-    if overwrite or not same:
-        if Path(out).exists() and not overwrite:
-            raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
-        checkpoint.remove()
-    return None
-
-
 def judge_of(records_path: str | Path, column: str) -> dict[str, Any] | None:
     """The judge (as its manifest describes it) whose labels fill ``column`` of a judge.label output, or None."""
     manifest = read_manifest(records_path) or {}

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 from judge.core.errors import UserError
 from judge.core.files import build_aside, check_output_directory, file_sha256, normal_permissions
 from judge.core.manifest import MANIFEST, OUTPUT_DIGEST_KEY, OUTPUTS_KEY, read_manifest
+from judge.core.records import checkpoint_path
 
 
 def _resolved(path: str | Path) -> Path:
@@ -37,7 +38,7 @@ def _inside(child: Path, parent: Path) -> bool:
 
 def sidecars(out: Path) -> list[Path]:
     """The files a command writes beside a file output: its manifest and its resume checkpoint."""
-    return [out.with_name(out.name + ".manifest.json"), out.with_name(out.name + ".partial.jsonl")]
+    return [out.with_name(out.name + ".manifest.json"), checkpoint_path(out)]
 
 
 def input_paths(values: Iterable[Any]) -> list[Path]:

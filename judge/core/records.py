@@ -338,6 +338,13 @@ def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = 
     return atomic_write(path, lambda h: records.to_parquet(h, index=False), overwrite=overwrite, binary=True)
 
 
+def checkpoint_path(out: str | Path) -> Path:
+    """Where a resumable run keeps the rows of ``out`` it has finished until it ends: OUT.partial.jsonl
+    beside it. The one place the name is made (the resumable run, the output rules, judge.join)."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial.jsonl")
+
+
 class JsonlCheckpoint:
     """An append-only JSONL file of finished rows, so a killed run resumes where it stopped."""
 

@@ -31,14 +31,15 @@ from judge.kinds.registry import (
     specs,
     trainable_kinds,
 )
-from judge.kinds.spec import KindSpec, resolve
+from judge.kinds.spec import KindSpec
+from judge.kinds.spec import resolve as dotted
 
 # Settings of the run rather than of a kind (judge.label --device, --seed, --verbose): a kind whose
 # Options lack them has nothing they could change, so they are passed to the kinds that take them.
 RUN_SETTINGS = ("device", "seed", "verbose")
 
 __all__ = ["KINDS", "Item", "Judge", "Judgement", "KindSpec", "default_members", "directory_kinds", "load_judge", "load_kind", "member_kinds",
-           "parse_spec", "probability_column", "register", "spec_of", "specs", "trainable_kinds"]
+           "parse_spec", "probability_column", "register", "resolve", "spec_of", "specs", "trainable_kinds"]
 
 
 def __getattr__(name: str):
@@ -130,14 +131,32 @@ def options_for(kind: str, values: dict[str, Any]):
     return options(**{f.name: values[f.name] for f in dataclasses.fields(options) if values.get(f.name) is not None})
 
 
-def load_judge(spec: str, *, taxonomy=None, **options: Any):
-    """The judge a spec names. ``options`` may hold settings of any kind: each kind takes its own
-    (commands refuse the others first, with ``refuse_options``)."""
-    from judge.core.taxonomy import load_taxonomy
+def resolve(spec: str):
+    """A spec resolved once for a run (``judge.kinds.ref.JudgeRef``): its kind and argument, and for a trained
+    judge its directory, checked, each file hashed once, and its fingerprint. The run hands the result to
+    ``load_judge``, ``precision_directory`` and its Ray workers, which take the digests found here."""
+    from judge.kinds.judge_dir import frozen, known_digests, verify
+    from judge.kinds.ref import JudgeRef
 
     kind, arg = parse_spec(spec)
+    directory = Path(arg) if spec_of(kind).form == "directory" else None
+    with known_digests() as known:
+        if directory is not None:
+            verify(directory)  # what loading checks first, before the fingerprint reads a byte
+        fingerprint = kind_fingerprint(kind, arg)
+    return JudgeRef(spec=spec, kind=kind, arg=arg, directory=directory, fingerprint=fingerprint, digests=frozen(known))
+
+
+def load_judge(spec, *, taxonomy=None, **options: Any):
+    """The judge a spec (or a ``JudgeRef``, its files' digests taken from it) names. ``options`` may hold
+    settings of any kind: each kind takes its own (commands refuse the others first, with ``refuse_options``)."""
+    from judge.core.taxonomy import load_taxonomy
+    from judge.kinds.judge_dir import known_digests
+
+    kind, arg = _kind_and_arg(spec)
     tax = load_taxonomy(taxonomy) if isinstance(taxonomy, (str, Path)) else taxonomy
-    judge = load_kind(kind, arg, options, tax)
+    with known_digests(() if isinstance(spec, str) else spec.digests):
+        judge = load_kind(kind, arg, options, tax)
     if spec_of(kind).form == "directory" and tax is not None and tax.labels != judge.taxonomy.labels:
         raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {Path(arg).name} was trained on "
                         f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
@@ -146,16 +165,24 @@ def load_judge(spec: str, *, taxonomy=None, **options: Any):
 
 def load_kind(kind: str, arg: str, options: dict[str, Any], taxonomy):
     """A judge of ``kind`` from ``arg``, taking of ``options`` what the kind takes (an ensemble's members too)."""
-    return resolve(spec_of(kind).load)(arg, options_for(kind, options), taxonomy)
+    return dotted(spec_of(kind).load)(arg, options_for(kind, options), taxonomy)
+
+
+def _kind_and_arg(spec) -> tuple[str, str]:
+    """A spec parsed, or a JudgeRef's own (resolved already)."""
+    return parse_spec(spec) if isinstance(spec, str) else (spec.kind, spec.arg)
 
 
 def fingerprint(spec: str) -> dict[str, str]:
     """What a rerun with this judge must match: a trained judge's files by sha256 (or what its spec's
     ``fingerprint`` says); nothing for a named kind, whose description records what it is."""
-    kind, arg = parse_spec(spec)
+    return kind_fingerprint(*parse_spec(spec))
+
+
+def kind_fingerprint(kind: str, arg: str) -> dict[str, str]:
     kind_spec = spec_of(kind)
     if kind_spec.fingerprint is not None:
-        return resolve(kind_spec.fingerprint)(arg)
+        return dotted(kind_spec.fingerprint)(arg)
     if kind_spec.form == "directory":
         from judge.kinds.judge_dir import directory_fingerprint
 
@@ -163,11 +190,11 @@ def fingerprint(spec: str) -> dict[str, str]:
     return {}
 
 
-def precision_directory(spec: str) -> Path | None:
-    """The LoRA directory whose precision record decides how this judge runs (the spec's
-    ``precision_directory``; kinds without one have no reduced-precision path)."""
-    kind, arg = parse_spec(spec)
-    find = resolve(spec_of(kind).precision_directory)
+def precision_directory(spec) -> Path | None:
+    """The LoRA directory whose precision record decides how this judge (a spec or a JudgeRef) runs (the
+    spec's ``precision_directory``; kinds without one have no reduced-precision path)."""
+    kind, arg = _kind_and_arg(spec)
+    find = dotted(spec_of(kind).precision_directory)
     return find(arg) if find else None
 
 

@@ -20,7 +20,7 @@ from judge.core.records import (
 )
 from judge.core.taxonomy import UNSCORED, Taxonomy
 from judge.core.text import TextView, record_names
-from judge.run.runner import Batch, Executor, InProcess, Shard, Worker, fixed_plan, run_plan
+from judge.run.runner import Batch, Executor, InProcess, RunResult, Shard, Worker, fixed_plan, run_plan
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Item:
 
 @dataclass(frozen=True)
 class RowOptions:
-    """How a judge writes its rows: what ``Judge.compute`` reads, set by ``label`` (or a ``JudgeWorker``)."""
+    """How a judge writes its rows: what ``Judge.compute`` reads, set by ``label_run`` (or a ``JudgeWorker``)."""
 
     abstain_below: float | None = None
     prefix: str = ""
@@ -145,7 +145,12 @@ class Judge:
         return [self.output_row(item, self.apply_abstention(j, self.row_options.abstain_below), prefix=self.row_options.prefix)
                 for item, j in zip(items, judgements)]
 
-    def label(
+    def label(self, records: pd.DataFrame, **options: Any) -> pd.DataFrame:
+        """Label records; returns them with label, confidence, p_<category> and unscored_reason columns
+        (``label_run`` with the same options, for its records)."""
+        return self.label_run(records, **options).records
+
+    def label_run(
         self,
         records: pd.DataFrame,
         *,
@@ -157,8 +162,8 @@ class Judge:
         shard: Shard | None = None,
         executor: Executor | None = None,
         make_worker: Callable[[], Worker] | None = None,
-    ) -> pd.DataFrame:
-        """Label records; returns them with label, confidence, p_<category> and unscored_reason columns.
+    ) -> "LabelRun":
+        """Label records: the records with the judge's columns, and what the run did (``LabelRun``).
 
         With a checkpoint, every finished batch is appended whole; a rerun reuses the batches of the
         fixed plan whose rows are all there and labels the others again whole (a batch cut by a crash
@@ -166,9 +171,9 @@ class Judge:
         response (null) is ``unscored`` with the reason, never sent to the judge; an empty string is
         a response like any other. With ``shard``, only its share of the plan is labelled and only
         its rows come back (in input order; the first share also holds the missing responses), and
-        ``last_positions`` says where each goes among all the records. ``executor`` runs the batches
-        elsewhere, on workers ``make_worker`` builds there (a ``JudgeWorker``); by default this judge
-        labels them here.
+        the result's ``positions`` say where each goes among all the records. ``executor`` runs the
+        batches elsewhere, on workers ``make_worker`` builds there (a ``JudgeWorker``); by default
+        this judge labels them here.
         """
         self.row_options = RowOptions(abstain_below=abstain_below, prefix=prefix)
         self.check_columns(records)
@@ -183,21 +188,43 @@ class Judge:
         run = run_plan(plan, make_worker or (lambda: self), key_column="id", checkpoint=checkpoint, executor=executor or InProcess(self),
                        shard=shard, progress=progress, desc=f"labelling ({self.kind})", unit="resp")
         results.update(run.rows)
-        self.last_run, self.last_seconds, self.last_count = run, run.seconds, run.computed
         ids = [str(i) for i in records["id"]]
-        self.last_positions = [n for n, i in enumerate(ids) if i in results]
-        share = records.iloc[self.last_positions] if shard else records
-        added = pd.DataFrame([results[ids[n]] for n in self.last_positions]).drop(columns=["id"])
+        positions = [n for n, i in enumerate(ids) if i in results]
+        share = records.iloc[positions] if shard else records
+        added = pd.DataFrame([results[ids[n]] for n in positions]).drop(columns=["id"])
         keep = share.drop(columns=[c for c in added.columns if c in share.columns])
-        return pd.concat([keep.reset_index(drop=True), added.reset_index(drop=True)], axis=1)
+        return LabelRun(pd.concat([keep.reset_index(drop=True), added.reset_index(drop=True)], axis=1), positions, run)
+
+
+@dataclass
+class LabelRun:
+    """What ``Judge.label_run`` did: the records with the judge's columns (only its share's, with a
+    shard), where each goes among all the records, and the runner's result (the rows computed in this
+    run and the seconds they took, the plan's fingerprint, the executor)."""
+
+    records: pd.DataFrame
+    positions: list[int]
+    run: RunResult
+
+    @property
+    def computed(self) -> int:
+        """Rows labelled in this run (not those a checkpoint held)."""
+        return self.run.computed
+
+    @property
+    def seconds(self) -> float:
+        return self.run.seconds
 
 
 @dataclass(frozen=True)
 class JudgeWorker:
     """Builds a judge from its spec wherever it is called: the picklable ``make_worker`` of a labelling run,
-    for executors that build their workers elsewhere (another process, a Ray actor)."""
+    for executors that build their workers elsewhere (another process, a Ray actor). Given the run's
+    ``JudgeRef`` (judge.label's), it loads without parsing the spec again, and checks the judge's files
+    against the digests the run found: a file that is the one the driver hashed, unchanged (the same
+    machine, a shared filesystem), is not hashed again; another copy is hashed and must be the same."""
 
-    spec: str
+    spec: Any  # a spec string, or a judge.kinds.ref.JudgeRef
     taxonomy: Any = None  # a Taxonomy or a preset name, as load_judge takes it
     options: tuple[tuple[str, Any], ...] = ()  # load_judge's options, as (name, value) pairs
     row_options: RowOptions = RowOptions()

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Iterable, Iterator
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -212,9 +214,8 @@ def _read_settings_file(directory: Path, where: str) -> dict:
 def verify(directory: str | Path) -> dict:
     """judge.json, after checking that every file it lists is there and unchanged, that the taxonomy
     names exactly the labels the classifier was trained on, and that the settings have the kind's
-    schema. A re-sealed forgery passes the checksums; the checks on what they cover stop it."""
-    from judge.core.files import file_sha256
-
+    schema. A re-sealed forgery passes the checksums; the checks on what they cover stop it. Inside
+    ``known_digests`` a file this run hashed already, unchanged since, is not hashed again."""
     directory = Path(directory)
     where = f"judge directory {display_name(directory)}"
     if not (directory / JUDGE_JSON).is_file() and not (directory / JUDGE_JSON).is_symlink():
@@ -237,7 +238,7 @@ def verify(directory: str | Path) -> dict:
     for name, digest in seal_.files.items():
         if name not in present:
             raise UserError(f"{where}: {cut(name, 60)} is missing; restore it or retrain the judge")
-        if file_sha256(directory / name) != digest:
+        if sha256_of(directory / name) != digest:
             raise UserError(f"{where}: {cut(name, 60)} changed since the judge was trained (sha256 differs from judge.json); restore it or retrain")
     pickles = sorted(n for n in seal_.files if n.lower().endswith(PICKLE_SUFFIXES))
     if pickles:
@@ -258,20 +259,65 @@ def verify(directory: str | Path) -> dict:
 
 def directory_fingerprint(directory: str | Path) -> dict[str, str]:
     """Every file at the top of a judge directory by sha256 (the manifest aside): what a rerun must match."""
-    from judge.core.files import file_sha256
-
     directory = Path(directory)
     if not directory.is_dir():
         return {}
     # Links are left to verify(), which refuses them: never read through one before that.
-    return {p.name: file_sha256(p) for p in sorted(directory.iterdir()) if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
+    return {p.name: sha256_of(p) for p in sorted(directory.iterdir()) if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
 
 
 def directory_key(directory: str | Path) -> str:
     """A cache key for everything the judge is: judge.json holds every other file's hash."""
+    return sha256_of(Path(directory) / JUDGE_JSON)[:24]
+
+
+# -- a judge's files hashed once per run --------------------------------------------------------------
+
+# A file's sha256 as a run found it, with what says it is still that file: (device, inode, size,
+# modification and change times in ns). The kernel sets the change time on every write and no user
+# can set it back, so a file whose stat is unchanged holds the bytes that were hashed.
+Digest = tuple[str, tuple[int, int, int, int, int], str]  # (real path, stat, sha256)
+_KNOWN: ContextVar[dict[str, tuple[tuple[int, int, int, int, int], str]] | None] = ContextVar("judge_file_digests", default=None)
+
+
+@contextmanager
+def known_digests(digests: Iterable[Digest] = ()) -> Iterator[dict]:
+    """Within this block a judge file whose sha256 is known and whose stat has not changed since is not
+    hashed again, and the files hashed in it join what is known (the dict yielded). ``judge.kinds.resolve``
+    hashes a judge directory in one such block and keeps the digests in its ``JudgeRef``; choosing the
+    precision, loading the judge and a Ray actor's load take them from there. A file that changed since
+    is hashed again and must still be the same: a run loads the judge its manifest names."""
+    known = {path: (stat, digest) for path, stat, digest in digests}
+    token = _KNOWN.set(known)
+    try:
+        yield known
+    finally:
+        _KNOWN.reset(token)
+
+
+def frozen(known: dict) -> tuple[Digest, ...]:
+    """What ``known_digests`` yielded, as ``known_digests`` takes it again (picklable, immutable)."""
+    return tuple((path, stat, digest) for path, (stat, digest) in sorted(known.items()))
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a judge's file: the one every check of a judge directory takes (see ``known_digests``)."""
     from judge.core.files import file_sha256
 
-    return file_sha256(Path(directory) / JUDGE_JSON)[:24]
+    known = _KNOWN.get()
+    if known is None:
+        return file_sha256(path)
+    key, info = os.path.realpath(path), os.stat(path)
+    stat = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    before = known.get(key)
+    if before is not None and before[0] == stat:
+        return before[1]
+    digest = file_sha256(path)
+    if before is not None and before[1] != digest:
+        raise UserError(f"judge directory {display_name(Path(path).parent)}: {cut(Path(path).name, 60)} changed while the run was using it "
+                        "(or a Ray node holds another copy of the judge); keep one judge, the same on every node, for the whole run and rerun")
+    known[key] = (stat, digest)
+    return digest
 
 
 def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None) -> dict:

@@ -15,12 +15,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from judge.core.errors import UserError
+from judge.core.records import checkpoint_path
 from judge.core.schema import MIB, read_json, validate
 from judge.run.runner import Shard, identity_fingerprint
 
 PART_KEY = "part"
-# What a shard's run sets aside from its identity: the rest must match across the parts of one run.
-SHARD_ONLY = "shard"
 # A position is a few bytes of JSON; a billion rows would not fit a manifest anyway.
 MAX_MANIFEST_BYTES = 2048 * MIB
 # The commands whose outputs can be sharded, and what their manifests describe (copied to the join's).
@@ -35,11 +34,6 @@ def part_fields(shard: Shard, *, plan: str, identity: dict[str, Any], positions:
     """The manifest's ``part`` object for a share; ``identity`` is the run's, without the shard."""
     return {"index": shard.index, "count": shard.count, "plan": plan, "run": identity_fingerprint(identity),
             "total": total, "positions": positions}
-
-
-def sharded_identity(identity: dict[str, Any], shard: Shard | None) -> dict[str, Any]:
-    """What a resumable share must match on a rerun: the run's identity and its share."""
-    return {**identity, SHARD_ONLY: str(shard)} if shard else identity
 
 
 class Part(BaseModel):
@@ -94,7 +88,7 @@ def read_part(path: str | Path) -> tuple[PartManifest, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise UserError(f"part {path.name}: {beside.name} is not a JSON object; {FIX}")
     if raw.get("command") in SHARDED_COMMANDS and (raw.get("status") != "complete" or not path.is_file()):
-        partial = path.with_name(path.name + ".partial.jsonl")
+        partial = checkpoint_path(path)
         held = f" ({partial.name} holds its rows so far)" if partial.is_file() else ""
         raise UserError(f"part {path.name} is not finished{held}; rerun its command to finish it, then join")
     if isinstance(raw.get("command"), str) and raw["command"] in SHARDED_COMMANDS and PART_KEY not in raw:

@@ -34,11 +34,11 @@ class RulesJudge(Judge):
     def emittable(self) -> list[str]:
         return self.rules.emittable
 
-    def label(self, records, **options):
+    def label_run(self, records, **options):
         warning = english_only_warning(records["response"])
         if warning:
             print(warning, file=sys.stderr)
-        return super().label(records, **options)
+        return super().label_run(records, **options)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         out = []
