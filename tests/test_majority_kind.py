@@ -12,7 +12,7 @@ from judge.kinds import KINDS, directory_kinds, register, spec_of
 from judge.kinds.spec import one_of
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
-from tests.test_forged_judges import reseal
+from tests.test_judge_dir import reseal
 
 COMMON = ["--train", str(SAMPLE), "--taxonomy", "chehbouni2024", "--no-progress"]
 
