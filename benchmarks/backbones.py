@@ -91,15 +91,15 @@ def main():
             train_lora(train, directory, LoraRecipe(base_model=base, epochs=args.epochs), progress=True)
             finish(directory, tax, training_ids=train.records["id"])
             timing_file.write_text(json.dumps({"seconds": time.perf_counter() - started}))
-        for quantize in (True, False):  # int8 kernels suit some architectures and not others
+        for precision in ("int8", "fp32"):  # int8 kernels suit some architectures and not others
             started = time.perf_counter()
-            judge = load_judge(str(directory), quantize=quantize)
+            judge = load_judge(str(directory), precision=precision)
             load_s = time.perf_counter() - started
             started = time.perf_counter()
             out = judge.label(target, batch_size=32, progress=True)
             label_s = time.perf_counter() - started
             result = row(spec, f"{src} -> {dst}", gold, out["label"].tolist(), tax, args.bootstrap)
-            rows.append({"base": spec, "inference": "int8" if quantize else "fp32", "train labels": len(train.y), "epochs": args.epochs,
+            rows.append({"base": spec, "inference": precision, "train labels": len(train.y), "epochs": args.epochs,
                          "train min": round(json.loads(timing_file.read_text())["seconds"] / 60, 1) if timing_file.exists() else None,
                          "load s": round(load_s, 1), "label outputs/s": round(len(target) / label_s, 1),
                          **{k: v for k, v in result.items() if k not in ("judge", "train -> test")}})

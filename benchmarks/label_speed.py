@@ -54,14 +54,12 @@ def breakdown(judge_dir: str, records: str, batch_size: int = 64) -> dict[str, f
     marks["read records, import the toolkit"] = clock()
     judge = load_judge(judge_dir)
     marks[f"load the judge (merged, {judge.precision})"] = clock()
-    from judge.core.text import judge_inputs
     from judge.kinds.base import Item
 
     items = [Item(str(i), str(p), str(r), n if isinstance(n, str) else None) for i, p, r, n in zip(frame["id"], frame["prompt"], frame["response"].fillna(""), frame["name"])]
-    plan = judge.batch_plan(items, batch_size)
     encoded = []
-    for batch in plan:
-        prompts, responses = judge_inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], mask_names=judge.mask_names)
+    for batch in judge.plan(items, batch_size):
+        prompts, responses = judge.texts(batch.items)
         encoded.append(judge.tokenizer(prompts, responses, truncation="only_second", max_length=judge.max_length, padding=True, return_tensors="pt"))
     marks["mask names and tokenize"] = clock()
     from judge.kinds.lora.precision import context

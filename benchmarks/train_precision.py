@@ -40,10 +40,10 @@ def batches(tokenizer, n_steps: int, batch_size: int, max_length: int, seed: int
 
     from judge.core.paths import SAMPLE
     from judge.core.records import read_records
-    from judge.core.text import judge_inputs
+    from judge.core.text import TextView
 
     frame = read_records(SAMPLE)
-    prompts, responses = judge_inputs(frame["prompt"], frame["response"], frame["name"])
+    prompts, responses, _ = TextView().inputs(frame["prompt"], frame["response"], frame["name"])
     rng = random.Random(seed)
     order = list(range(len(prompts)))
     out = []

@@ -38,10 +38,9 @@ from judge.core.config import (
 from judge.core.errors import UserError
 from judge.core.outputs import claim_for
 from judge.engines import add_engine_arguments
+from judge.kinds.lora.precision import CHOICES as PRECISION_CHOICES  # no torch at import: --help stays quick
 from judge.run.ray_executor import RAY_FLAGS
 from judge.run.runner import Shard
-
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")  # judge.kinds.lora.precision.CHOICES, without importing it before --help
 
 # The heavy imports (pandas, torch, the judges) happen in main(): --help and a bad flag answer at once.
 
@@ -62,8 +61,6 @@ class Config(RecordColumns):
     precision: str = field(default="auto", metadata={"help": "LoRA judge: auto (the fastest precision this machine runs natively among "
                                                      "those the judge's training check found to label as fp32 does; fp32 for judges trained "
                                                      "without the check), fp32, bf16 or int8"})
-    # the old switch: --quantize is --precision int8, --no-quantize is fp32
-    quantize: bool | None = field(default=None, metadata={"help": "the same as --precision int8", "no_help": "the same as --precision fp32"})
     examples: str | None = field(default=None, metadata={"help": "llm judge: labelled records to draw few-shot examples from"})
     examples_label_column: str = field(default="label", metadata={"metavar": "COL", "help": "llm judge: the --examples file's label column"})
     label_map: str | None = field(default=None, metadata={"metavar": "MAP", "help": "llm judge: read the --examples file's coded labels as "
@@ -110,11 +107,6 @@ class Config(RecordColumns):
             engine_module(self.engine)
             engine_options(self.engine, self.engine_options)
         check_choice(self, "precision", PRECISION_CHOICES)
-        if self.quantize is not None:
-            alias = "int8" if self.quantize else "fp32"
-            if self.precision not in ("auto", alias):
-                raise UserError(f"--{'' if self.quantize else 'no-'}quantize (--precision {alias}) contradicts --precision {self.precision}; give --precision alone")
-            self.precision, self.quantize = alias, None
 
 
 def refuse_foreign_options(config: Config) -> None:
@@ -307,7 +299,7 @@ def retry_rows(judge, records, ids: set[str], config: Config):
 
 def build_parser():
     return parser_for(Config, "python -m judge.label", __doc__, order=(
-        "judge", "input", "out", RecordColumns, "taxonomy", "batch_size", "abstain_below", "prefix", "device", "precision", "quantize", "examples",
+        "judge", "input", "out", RecordColumns, "taxonomy", "batch_size", "abstain_below", "prefix", "device", "precision", "examples",
         "examples_label_column", "label_map", "shots", "similar_examples", "mode", ..., "engine", "engine_options", "ray", "ray_actors",
         "ray_gpus", "shard"))
 

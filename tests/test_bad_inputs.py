@@ -61,7 +61,7 @@ CASES = [
     (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--abstain-below", "1.5"], ["--abstain-below", "[0, 1]"]),
     (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--shots", "-1"], ["--shots"]),
     (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--examples", G], ["--examples", "LLM judge"]),
-    (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--quantize"], ["--quantize", "LoRA"]),
+    (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--precision", "int8"], ["--precision", "LoRA"]),
     (label, ["--judge", "rules", "--input", G, "--out", OUT_FILE, "--mode", "guess"], ["--mode", "invalid choice"]),
     (label, ["--judge", "{d}/no_such_judge", "--input", G, "--out", OUT_FILE], ["neither a judge directory"]),
     (label, ["--judge", "{d}/judge_no_json", "--input", G, "--out", OUT_FILE], ["not a judge directory", "judge.train"]),

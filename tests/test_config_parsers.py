@@ -101,17 +101,17 @@ def test_parsing_no_flag_gives_the_configs_defaults():
 
 
 def test_a_switch_not_given_leaves_the_config_files_value(tmp_path):
-    """judge.label's --quantize defaulted to None in the namespace, so a config file's quantize was
-    silently dropped; a generated flag not given is not in the namespace at all."""
+    """A switch defaulting to its value in the namespace would silently drop a config file's value
+    (judge.label's old --quantize did); a generated flag not given is not in the namespace at all."""
     from judge import label
     from judge.core.config import config_from_args
     from judge.core.errors import UserError
 
     settings = tmp_path / "settings.json"
-    settings.write_text('{"quantize": true}', encoding="utf-8")
+    settings.write_text('{"rationale": true}', encoding="utf-8")
     args = label.build_parser().parse_args(["--judge", "rules", "--input", "x.jsonl", "--out", "o.jsonl", "--config", str(settings)])
-    assert "quantize" not in vars(args)
-    with pytest.raises(UserError, match="--quantize applies to .* not the keyword rules"):
+    assert "rationale" not in vars(args)
+    with pytest.raises(UserError, match="--rationale applies to .* not the keyword rules"):
         config_from_args(label.Config, args)
 
 
@@ -128,7 +128,7 @@ class Toy(InputEncoding):
     cols: list[str] = dataclasses.field(default_factory=list, metadata={"help": "columns"})
     fast: bool = dataclasses.field(default=False, metadata={"help": "go fast"})
     progress: bool = dataclasses.field(default=True, metadata={"help": "no progress bar"})
-    quantize: bool | None = dataclasses.field(default=None, metadata={"help": "int8", "no_help": "fp32"})
+    eager: bool | None = dataclasses.field(default=None, metadata={"help": "eager", "no_help": "compiled"})
     source: str | None = dataclasses.field(default=None, metadata={"flag": ("--from", "-f"), "help": "where from"})
     extra: dict = dataclasses.field(default_factory=dict, metadata={"internal": True})
     seed: int = 0
@@ -136,21 +136,21 @@ class Toy(InputEncoding):
 
 def test_the_generator_reads_names_types_defaults_and_metadata():
     parser = parser_for(Toy, "toy", "Toy.", order=("paths", "seed", ..., "fast"))
-    actions = {a.dest: a for a in parser._actions if a.dest not in ("quantize",)}
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("eager",)}
     assert [a.dest for a in parser._actions][:5] == ["help", "config", "encoding", "paths", "seed"]
     assert [a.dest for a in parser._actions][-1] == "fast"
     assert "extra" not in actions
     assert actions["count"].type is int and actions["rate"].type is float and actions["name"].type is None
     assert actions["mode"].choices == ("a", "b") and actions["tags"].nargs is None and actions["cols"].nargs == "+"
     assert actions["progress"].option_strings == ["--no-progress"] and actions["source"].option_strings == ["--from", "-f"]
-    args = vars(parser.parse_args(["a", "b", "--count", "4", "--tags", "t", "--tags", "u", "--no-progress", "--quantize", "-f", "s"]))
-    assert args == {"paths": ["a", "b"], "count": 4, "tags": ["t", "u"], "progress": False, "quantize": True, "source": "s"}
-    assert vars(parser.parse_args(["--no-quantize"])) == {"quantize": False} and vars(parser.parse_args([])) == {}
+    args = vars(parser.parse_args(["a", "b", "--count", "4", "--tags", "t", "--tags", "u", "--no-progress", "--eager", "-f", "s"]))
+    assert args == {"paths": ["a", "b"], "count": 4, "tags": ["t", "u"], "progress": False, "eager": True, "source": "s"}
+    assert vars(parser.parse_args(["--no-eager"])) == {"eager": False} and vars(parser.parse_args([])) == {}
     helps = {"/".join(a.option_strings) or a.dest: parser._get_formatter()._expand_help(a) for a in parser._actions if a.help}
     assert helps["--count"] == "how many (default: 3)" and helps["--rate"] == "a rate (default: the best one)"
     assert helps["--name"] == "a name, x unless given; 5% more" and helps["--tags"] == "tags (default: p q)"
     assert helps["--cols"] == "columns" and helps["--fast"] == "go fast" and helps["--no-progress"] == "no progress bar"
-    assert helps["--quantize"] == "int8" and helps["--no-quantize"] == "fp32" and helps["--seed"] == "(default: 0)"
+    assert helps["--eager"] == "eager" and helps["--no-eager"] == "compiled" and helps["--seed"] == "(default: 0)"
     assert helps["--encoding"].startswith("text encoding of the input files (default: utf-8;")
 
 

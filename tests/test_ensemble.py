@@ -79,12 +79,12 @@ def test_ensemble_save_load_label_reproduces_in_memory_probabilities(sample_data
     columns = [f"p_{'_'.join(c.split())}" for c in labels]
     member_probs = []
     for m in members:
-        judge = load_judge("rules", taxonomy=sample_data.taxonomy) if m == "rules" else load_judge(str(tmp_path / "ens" / "members" / m), quantize=False)
+        judge = load_judge("rules", taxonomy=sample_data.taxonomy) if m == "rules" else load_judge(str(tmp_path / "ens" / "members" / m), precision="fp32")
         member_probs.append(judge.label(subset, progress=False)[columns].to_numpy(dtype=float))
     meta = json.loads((tmp_path / "ens" / "judge.json").read_text())
     temperature = meta["stacker"]["temperature"]
     expected = stacker_probabilities(weights_of(stacker), stacker_features(member_probs), len(labels), temperature=temperature)
-    ensemble = load_judge(str(tmp_path / "ens"), quantize=False)
+    ensemble = load_judge(str(tmp_path / "ens"), precision="fp32")
     assert ensemble.kind == "ensemble"
     got = ensemble.label(subset, batch_size=7, progress=False)[columns].to_numpy(dtype=float)
     assert got == pytest.approx(expected, abs=1e-6)
@@ -183,7 +183,6 @@ def test_long_responses_keep_head_and_tail_within_the_window():
 
 
 def test_tail_tokens_judge_saves_loads_and_labels_as_trained(tiny_bert, sample_data, sample_records, tmp_path):
-    from judge.core.text import judge_inputs
     from judge.kinds.judge_dir import finish
     from judge.kinds.lora.judge import LoraJudge
     from training.calibration import softmax
@@ -193,10 +192,10 @@ def test_tail_tokens_judge_saves_loads_and_labels_as_trained(tiny_bert, sample_d
     trained = train_lora(sample_data, tmp_path / "j", recipe, progress=False)
     finish(tmp_path / "j", sample_data.taxonomy, training_ids=sample_data.records["id"])
     subset = sample_records.head(16)
-    prompts, responses = judge_inputs(subset["prompt"], subset["response"], subset["name"])
+    judge = LoraJudge(tmp_path / "j", precision="fp32")
+    prompts, responses, _ = judge.text_view.inputs(subset["prompt"], subset["response"], subset["name"])  # as the judge reads them
     logits = predict_logits(trained.model, trained.tokenizer, encode(trained.tokenizer, prompts, responses, 48, 12), batch_size=5, device=torch.device("cpu"))
     expected = softmax(logits, trained.metrics["temperature"])
-    judge = LoraJudge(tmp_path / "j", quantize=False)
     assert judge.describe()["tail_tokens"] == 12
     got = judge.label(subset, batch_size=7, progress=False)[[f"p_{'_'.join(c.split())}" for c in sample_data.taxonomy.labels]].to_numpy(dtype=float)
     assert got == pytest.approx(expected, abs=1e-5)

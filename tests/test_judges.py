@@ -46,12 +46,10 @@ def test_save_load_label_identical_probabilities(trained_tiny, sample_records):
 
     meta = json.loads((out / "judge.json").read_text())
     subset = sample_records.head(20)
-    judge = LoraJudge(out, quantize=False)
+    judge = LoraJudge(out, precision="fp32")
     labelled = judge.label(subset, batch_size=7, progress=False)
-    # Reference: the in-memory model that was trained, same inputs (names masked), one at a time.
-    from judge.core.text import judge_inputs
-
-    prompts, responses = judge_inputs(subset["prompt"], subset["response"], subset["name"])
+    # Reference: the in-memory model that was trained, same inputs (names masked, as the judge's text view reads them), one at a time.
+    prompts, responses, _ = judge.text_view.inputs(subset["prompt"], subset["response"], subset["name"])
     trained.model.eval()
     with torch.inference_mode():
         enc = trained.tokenizer(prompts, responses, truncation="only_second" if meta["max_length"] > 64 else True, max_length=meta["max_length"], padding=True, return_tensors="pt")
@@ -62,7 +60,7 @@ def test_save_load_label_identical_probabilities(trained_tiny, sample_records):
     base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], num_labels=6)
     assert isinstance(PeftModel.from_pretrained(base, out), PeftModel)
     # int8 path: same shape of output, labels mostly the same.
-    int8 = LoraJudge(out, quantize=True)
+    int8 = LoraJudge(out, precision="int8")
     last = int8.model.bert.encoder.layer[-1]
     assert last.first_token_only and last.forward.args[0] is last  # the fast path survives quantization's copy
     assert type(int8.model.bert.encoder.layer[0].attention.self.key).__module__.startswith("torch.ao.nn.quantized")
@@ -357,7 +355,7 @@ def test_base_model_named_in_a_judge_directory_is_never_downloaded(trained_tiny,
     meta["base_model"] = "some-org/a-model-nobody-has"
     meta["judge_json_sha256"] = _self_digest(meta)
     (judge_dir / "judge.json").write_text(json.dumps(meta))
-    code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu", "--no-quantize")
+    code, _, err = _label_with(judge_dir, tmp_path, capsys, "--device", "cpu", "--precision", "fp32")
     assert code == 2 and "never downloaded on a judge's behalf" in err  # refused before any request
 
 
@@ -401,7 +399,7 @@ def test_int8_only_where_asked_or_checked_faithful(trained_tiny, tiny_llama, sam
     train_lora(labelled_data(sample_records.head(60), label_column="label", taxonomy="chehbouni2024"), decoder_dir, recipe, progress=False)
     finish(decoder_dir, data.taxonomy, training_ids=sample_records.head(60)["id"])
     decoder = LoraJudge(decoder_dir, precision="fp32")
-    assert decoder.quantize is False and not any("quantized" in type(m).__module__ for m in decoder.model.modules())
-    asked = LoraJudge(decoder_dir, quantize=True)
-    assert asked.quantize is True and any("quantized" in type(m).__module__ for m in asked.model.modules())
+    assert decoder.precision == "fp32" and not any("quantized" in type(m).__module__ for m in decoder.model.modules())
+    asked = LoraJudge(decoder_dir, precision="int8")
+    assert asked.precision == "int8" and any("quantized" in type(m).__module__ for m in asked.model.modules())
     assert asked.label(sample_records.head(5), progress=False)["label"].notna().all()

@@ -152,7 +152,7 @@ def test_a_drifting_judge_is_caught_and_falls_back_to_fp32(drift_judge, sample_r
     on_cpu(monkeypatch, AMX_CPU)  # a CPU where auto would take bf16 if it had passed
     capsys.readouterr()
     judge = LoraJudge(out, device="cpu")
-    assert judge.precision == "fp32" and not judge.quantize
+    assert judge.precision == "fp32"
     assert "precision: fp32" in capsys.readouterr().err and "bf16, int8 failed the check" in judge.choice.reason
     # The drift is real: forced into bf16, the judge changes labels fp32 gives.
     subset = sample_records.head(120).tail(60)
@@ -236,9 +236,9 @@ def test_bf16_path_runs_and_is_recorded(trained_tiny, label_input, tmp_path, cap
     manifest = json.loads((tmp_path / "bf16.jsonl.manifest.json").read_text())
     assert manifest["judge"]["precision"] == "bf16" and manifest["identity"]["settings"]["precision"] == "bf16"
     assert manifest["judge"]["cpu"] == prec.cpu_info()
-    code, _, err = run_cli(label_cmd, label_argv(trained_tiny[0], label_input, tmp_path / "fp32.jsonl", "--no-quantize"), capsys)
+    code, _, err = run_cli(label_cmd, label_argv(trained_tiny[0], label_input, tmp_path / "fp32.jsonl", "--precision", "fp32"), capsys)
     assert code == 0, err
-    assert json.loads((tmp_path / "fp32.jsonl.manifest.json").read_text())["judge"]["precision"] == "fp32"  # the old flag, as an alias
+    assert json.loads((tmp_path / "fp32.jsonl.manifest.json").read_text())["judge"]["precision"] == "fp32"
     bf16, fp32 = pd.read_json(out, lines=True), pd.read_json(tmp_path / "fp32.jsonl", lines=True)
     assert np.abs(probabilities(bf16) - probabilities(fp32)).mean() <= prec.MEAN_ABS_PROB_DIFF_MAX
     # what bf16 is on CPU: Linear weights in bf16, the classifier head, embeddings and LayerNorm in fp32
@@ -367,7 +367,6 @@ CASES = [
     ("unknown precision", None, ["--precision", "fp16"], ["--precision must be one of auto, fp32, bf16, int8", "'fp16'"]),
     ("precision for the rules", None, ["--judge", "rules", "--precision", "bf16"], ["--precision applies to the LoRA judge", "not the keyword rules judge", "drop it"]),
     ("precision for tfidf", None, ["--judge", "tfidf:{t}/x", "--precision", "int8"], ["--precision applies to the LoRA judge", "not the TF-IDF judge"]),
-    ("alias contradicts", None, ["--quantize", "--precision", "bf16"], ["--quantize (--precision int8) contradicts --precision bf16", "--precision alone"]),
     ("resume in another precision", fp32_partial, ["--precision", "int8"], ["out.jsonl was labelled in precision fp32", "--precision fp32", "--overwrite"]),
     ("malformed record", malformed_record, ["--judge", "{t}/bad-judge"], ["bad-judge/judge.json", "'precision' is not a faithfulness record", "retrain"]),
 ]

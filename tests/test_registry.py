@@ -51,10 +51,10 @@ LABEL = ["--input", G, "--out", OUT_FILE]
 
 CASES = [
     # judge.label: the kind of --judge DIR comes from DIR/judge.json, and only its options are taken
-    (label, ["--judge", TF, *LABEL, "--quantize"], ["--quantize", "LoRA judge", "not the TF-IDF judge (--judge tf)", "drop it"]),
-    (label, ["--judge", TF, *LABEL, "--no-quantize"], ["--quantize", "not the TF-IDF judge"]),
+    (label, ["--judge", TF, *LABEL, "--precision", "int8"], ["--precision", "LoRA judge", "not the TF-IDF judge (--judge tf)", "drop it"]),
+    (label, ["--judge", TF, *LABEL, "--precision", "fp32"], ["--precision", "not the TF-IDF judge"]),
     (label, ["--judge", TF, *LABEL, "--precision", "bf16"], ["--precision", "LoRA judge", "TF-IDF judge"]),
-    (label, ["--judge", "tfidf:" + TF, *LABEL, "--quantize"], ["--quantize", "TF-IDF judge"]),
+    (label, ["--judge", "tfidf:" + TF, *LABEL, "--precision", "int8"], ["--precision", "TF-IDF judge"]),
     (label, ["--judge", "rules", *LABEL, "--shots", "2"], ["--shots", "LLM judge", "not the keyword rules judge (--judge rules)"]),
     (label, ["--judge", "rules", *LABEL, "--rationale", "--similar-examples"], ["--similar-examples, --rationale", "LLM judge", "drop them"]),
     (label, ["--judge", TF, *LABEL, "--prompt-template", "{d}/good.jsonl"], ["--prompt-template", "LLM judge", "TF-IDF judge"]),

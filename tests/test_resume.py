@@ -85,7 +85,7 @@ def test_label_resume_is_byte_identical(request, label_input, tmp_path, capsys, 
     if judge == "llm":
         spec = ["--judge", f"llm:{request.getfixturevalue('tiny_llama')}", "--taxonomy", "chehbouni2024"]
     else:
-        spec = ["--judge", str(request.getfixturevalue("trained_tiny")[0]), "--quantize" if judge == "lora-int8" else "--no-quantize"]
+        spec = ["--judge", str(request.getfixturevalue("trained_tiny")[0]), "--precision", "int8" if judge == "lora-int8" else "fp32"]
     argv = [*spec, "--input", str(label_input), "--batch-size", "5", "--device", "cpu", "--no-progress", "--prefix", "j_"]
     clean = clean_bytes(label_cmd, argv, tmp_path, capsys)
     got = resumed_bytes(label_cmd, argv, tmp_path / "out.jsonl", tmp_path, capsys, monkeypatch, kill=kill, after_appends=2,

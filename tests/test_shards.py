@@ -111,7 +111,7 @@ def test_tfidf_shards_join_to_the_whole_file(tfidf_judge, label_input, tmp_path,
 def test_lora_int8_shards_join_to_the_whole_file(trained_tiny, label_input, tmp_path, capsys, monkeypatch):
     from judge.kinds.lora.judge import LoraJudge
 
-    argv = ["--judge", str(trained_tiny[0]), "--quantize", "--device", "cpu", "--input", str(label_input), "--batch-size", "5",
+    argv = ["--judge", str(trained_tiny[0]), "--precision", "int8", "--device", "cpu", "--input", str(label_input), "--batch-size", "5",
             "--prefix", "j_", "--no-progress"]
     expected = whole(label_cmd, argv, tmp_path, capsys)
     kill = (1, lambda: killed_after_first_batch(monkeypatch, LoraJudge, "_label_batch"))

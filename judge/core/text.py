@@ -20,11 +20,6 @@ def mask_name(text: str, name: str | None) -> str:
     return re.sub(rf"(?<!\w){re.escape(name.strip())}(?!\w)", NAME_PLACEHOLDER, text)
 
 
-def judge_inputs(prompts, responses, names=None, *, mask_names: bool = True) -> tuple[list[str], list[str]]:
-    prompts_out, responses_out, _ = TextView(mask_names=mask_names).inputs(prompts, responses, names)
-    return prompts_out, responses_out
-
-
 MAX_MASKED_NAMES = 5000  # a names file of a study's names; judge.json holds them and stays under its 1 MiB bound
 MAX_NAME_CHARS = 100
 

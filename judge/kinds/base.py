@@ -103,10 +103,6 @@ class Judge:
         then gives a resumed run, and every shard, exactly the batches an uninterrupted one had."""
         return fixed_plan(items, key=lambda item: item.id, size=self.sort_key, batch_size=batch_size)
 
-    def batch_plan(self, items: Sequence[Item], batch_size: int) -> list[list[Item]]:
-        """The plan's batches as lists of items (for benchmarks that time the stages of a batch)."""
-        return [list(batch.items) for batch in self.plan(items, batch_size)]
-
     def checked(self, judgements: list[Judgement], batch: Sequence[Item]) -> list[Judgement]:
         if len(judgements) != len(batch):
             raise RuntimeError(f"{type(self).__name__}._label_batch returned {len(judgements)} judgements for {len(batch)} items")

@@ -12,7 +12,6 @@ class Options:
     """What its members take (the LoRA member's precision and device)."""
 
     precision: str = field(default="auto", metadata={"help": "its LoRA member's precision: auto, fp32, bf16 or int8"})
-    quantize: bool | None = field(default=None, metadata={"help": "the old switch: True is --precision int8, False fp32"})
     max_length: int | None = field(default=None, metadata={"help": "its LoRA member's window (default: the member's own)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
     verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})

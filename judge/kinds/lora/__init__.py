@@ -11,7 +11,6 @@ from judge.kinds.spec import KindSpec
 @dataclass
 class Options:
     precision: str = field(default="auto", metadata={"help": "auto, fp32, bf16 or int8 (auto: the fastest the judge's training check passed)"})
-    quantize: bool | None = field(default=None, metadata={"help": "the old switch: True is --precision int8, False fp32"})
     max_length: int | None = field(default=None, metadata={"help": "tokens of prompt + response (default: the judge's own)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
     verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})

@@ -39,13 +39,12 @@ class LoraJudge(Judge):
     judge.kinds.lora.precision): ``auto`` takes the fastest one this machine runs natively among those the
     judge's training check found faithful to fp32, and fp32 for a judge without that check.
     ``precision`` may also be a ``judge.kinds.lora.precision.Choice`` already made (judge.label resolves it once
-    per run); ``quantize`` is the old switch (True: int8, False: fp32).
+    per run).
     """
 
     kind = "lora"
 
-    def __init__(self, directory: str | Path, *, device: str = "auto", precision="auto", quantize: bool | None = None,
-                 max_length: int | None = None, verbose: bool = False):
+    def __init__(self, directory: str | Path, *, device: str = "auto", precision="auto", max_length: int | None = None, verbose: bool = False):
         from judge.core.devices import pick_device
         from judge.kinds.lora import precision as prec
 
@@ -66,8 +65,6 @@ class LoraJudge(Judge):
         if isinstance(precision, prec.Choice):
             self.choice = precision
         else:
-            if quantize is not None and precision == "auto":
-                precision = "int8" if quantize else "fp32"
             self.choice = prec.choose(precision, device=self.device, record=prec.read_record(meta, directory))
         self.precision = self.choice.precision
         model = first_token_only(self._merged_model(prec.weights_dtype(self.precision, self.device)).eval())  # the logits read [CLS] alone
@@ -77,10 +74,6 @@ class LoraJudge(Judge):
         self.model = prec.prepare(model.requires_grad_(False), self.precision, self.device).to(self.device).eval()
         if not isinstance(precision, prec.Choice):
             prec.say(self.choice)  # after every check passed: a refused judge gets its one line alone
-
-    @property
-    def quantize(self) -> bool:
-        return self.precision == "int8"
 
     def _merged_model(self, dtype: torch.dtype):
         """The base with the adapter merged in. Small models on CPU are cached merged (keyed by the
@@ -142,7 +135,7 @@ class LoraJudge(Judge):
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory), "base_model": self.meta["base_model"], "base_model_revision": self.meta.get("base_model_revision"),
                 "temperature": self.temperature, "precision": self.precision, "precision_reason": self.choice.reason,
-                "quantized_int8": self.quantize, "device": str(self.device), **self._hardware(), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
+                "quantized_int8": self.precision == "int8", "device": str(self.device), **self._hardware(), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
 
     def _hardware(self) -> dict:
         from judge.kinds.lora.precision import cpu_info
