@@ -15,6 +15,7 @@ on GPU, fp32 on CPU. Resumable: rerun the same command after a crash and only th
 model runs in an engine (--engine; hf: transformers in this process); --shard I/N samples only a
 share of the batch plan, and python -m judge.join joins the shares to the bytes of one whole run.
 """
+
 from __future__ import annotations
 
 import sys
@@ -45,13 +46,25 @@ from judge.run.runner import Shard
 
 @dataclass
 class Config:
-    prompts: str = field(metadata={"help": "prompt records from python -m generation.prompts (or any file with an id and a prompt column)"})
+    prompts: str = field(
+        metadata={
+            "help": "prompt records from python -m generation.prompts (or any file with an id and a prompt column)"
+        }
+    )
     out: str = field(metadata={"help": "output records (.jsonl, .csv or .parquet)"})
-    model: str = field(default=SMOLLM2, metadata={"help": "chat model path or id (default: %(default)s, SmolLM2-135M-Instruct); "
-                                                  "a .gguf file works too"})
+    model: str = field(
+        default=SMOLLM2,
+        metadata={
+            "help": "chat model path or id (default: %(default)s, SmolLM2-135M-Instruct); a .gguf file works too"
+        },
+    )
     samples: int = field(default=3, metadata={"help": "outputs per prompt"})
-    system_prompt: str | None = field(default="llama2-paper", metadata={"help": "system prompt text, or a preset: llama2-paper, none"})
-    instruction: str = field(default="{prompt}", metadata={"help": "user message, with {prompt} where the filled template goes"})
+    system_prompt: str | None = field(
+        default="llama2-paper", metadata={"help": "system prompt text, or a preset: llama2-paper, none"}
+    )
+    instruction: str = field(
+        default="{prompt}", metadata={"help": "user message, with {prompt} where the filled template goes"}
+    )
     max_new_tokens: int = 64
     temperature: float = field(default=0.6, metadata={"help": "0 for greedy"})
     top_k: int = field(default=0, metadata={"help": "0 for none"})
@@ -59,14 +72,29 @@ class Config:
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
     device: str = field(default="auto", metadata={"help": "auto (GPU when present), cpu, cuda"})
-    id_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "the prompt file's id column (default: id, else row numbers)"})
-    prompt_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "the prompt file's prompt column (default: prompt)"})
+    id_column: str | None = field(
+        default=None, metadata={"metavar": "COL", "help": "the prompt file's id column (default: id, else row numbers)"}
+    )
+    prompt_column: str | None = field(
+        default=None, metadata={"metavar": "COL", "help": "the prompt file's prompt column (default: prompt)"}
+    )
     encoding: str = "utf-8"
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output (otherwise a rerun resumes)"})
-    shard: str | None = field(default=None, metadata={"metavar": "I/N", "help": "sample only share I of N of the batch plan (e.g. 1/4; "
-                                                      "resumable like a whole run); python -m judge.join joins the N parts into the whole output"})
-    engine: str = field(default="hf", metadata={"help": f"what runs the model: {', '.join(ENGINES)} (default: %(default)s, transformers in this process)"})
+    shard: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "I/N",
+            "help": "sample only share I of N of the batch plan (e.g. 1/4; "
+            "resumable like a whole run); python -m judge.join joins the N parts into the whole output",
+        },
+    )
+    engine: str = field(
+        default="hf",
+        metadata={
+            "help": f"what runs the model: {', '.join(ENGINES)} (default: %(default)s, transformers in this process)"
+        },
+    )
     # the engine's own flags (its module's Options), by field name
     engine_options: dict | None = field(default=None, metadata={"flags": add_engine_arguments})
     # never part of what a resume must match: Ray gives the same bytes
@@ -98,12 +126,14 @@ def refuse_generated_columns(prompts: pd.DataFrame, *, source: str) -> None:
     if SHADOW + "id" in prompts.columns and "input_id" in own:  # the file's own (typed) ids are written as input_id
         taken.append("input_id")
     if taken:
-        raise UserError(f"{Path(source).name} already has column(s) {short_list(taken, limit=4)}, which generation writes; "
-                        f"rename or drop them in the prompt file (e.g. {taken[0]} -> prompt_{taken[0]})")
+        raise UserError(
+            f"{Path(source).name} already has column(s) {short_list(taken, limit=4)}, which generation writes; "
+            f"rename or drop them in the prompt file (e.g. {taken[0]} -> prompt_{taken[0]})"
+        )
 
 
 def main(config: Config) -> pd.DataFrame:
-    with claim_for(config, 'generation', inputs=('prompts', 'model'), directory=False):
+    with claim_for(config, "generation", inputs=("prompts", "model"), directory=False):
         return _main(config)
 
 
@@ -114,29 +144,70 @@ def _main(config: Config) -> pd.DataFrame:
         raise UserError("--instruction must contain {prompt}, where the filled template goes")
     check_format_template(config.instruction, {"prompt"}, what="--instruction")
     system_prompt = SYSTEM_PROMPTS.get(config.system_prompt, config.system_prompt) if config.system_prompt else None
-    prompts = read_records(config.prompts, encoding=config.encoding, required=("prompt",), id_column=config.id_column, prompt_column=config.prompt_column)
+    prompts = read_records(
+        config.prompts,
+        encoding=config.encoding,
+        required=("prompt",),
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+    )
     refuse_generated_columns(prompts, source=config.prompts)
     blank = prompts["prompt"].isna() | (prompts["prompt"].astype(str).str.strip() == "")
     if blank.any():
         first = prompts.index[blank][0]
-        raise UserError(f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id {clip(prompts.loc[first, 'id'])}); "
-                        "fix or remove them before generating")
+        raise UserError(
+            f"{config.prompts}: {int(blank.sum())} prompt(s) are empty or missing (first: row {first + 1}, id "
+            f"{clip(prompts.loc[first, 'id'])}); "
+            "fix or remove them before generating"
+        )
     options = engine_options(config.engine, config.engine_options)
     settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
-    run = ResumableRun("generation", out, run_identity(settings, prompts=fingerprint([config.prompts])), shard=Shard.parse(config.shard))
+    run = ResumableRun(
+        "generation",
+        out,
+        run_identity(settings, prompts=fingerprint([config.prompts])),
+        shard=Shard.parse(config.shard),
+    )
     if run.prepare(overwrite=config.overwrite, count="outputs", unit="outputs"):
         return read_records(out)
 
     engine = open_engine(config.engine, config.model, device=config.device, options=options)
     described = engine.describe()
-    run.start(settings, inputs=[config.prompts], engine=described, engine_options=public_options(options),
-              model={"spec": config.model, "revision": described.get("revision")})
-    decoding = Decoding(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed)
-    sample_with = dict(engine=engine, model_id=config.model, samples=config.samples, decoding=decoding, batch_size=config.batch_size,
-                    system_prompt=system_prompt, instruction=config.instruction, progress=config.progress)
-    retried = run.retry_failed(lambda row: row.get("finish_reason") == "failed", lambda keys: retry_failed(prompts, keys=keys, **sample_with))
-    generated = generate_outputs(prompts, **sample_with, checkpoint=run.checkpoint, shard=run.shard, executor=executor_for(config, progress=config.progress),
-                                 engine_spec=(config.engine, config.device, options))
+    run.start(
+        settings,
+        inputs=[config.prompts],
+        engine=described,
+        engine_options=public_options(options),
+        model={"spec": config.model, "revision": described.get("revision")},
+    )
+    decoding = Decoding(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        seed=config.seed,
+    )
+    sample_with = dict(
+        engine=engine,
+        model_id=config.model,
+        samples=config.samples,
+        decoding=decoding,
+        batch_size=config.batch_size,
+        system_prompt=system_prompt,
+        instruction=config.instruction,
+        progress=config.progress,
+    )
+    retried = run.retry_failed(
+        lambda row: row.get("finish_reason") == "failed", lambda keys: retry_failed(prompts, keys=keys, **sample_with)
+    )
+    generated = generate_outputs(
+        prompts,
+        **sample_with,
+        checkpoint=run.checkpoint,
+        shard=run.shard,
+        executor=executor_for(config, progress=config.progress),
+        engine_spec=(config.engine, config.device, options),
+    )
     gen_seconds, new_count, new_tokens = generated.run.seconds, generated.run.computed, generated.new_tokens
     if retried is not None:
         gen_seconds, new_count = retried.seconds, retried.computed
@@ -146,22 +217,59 @@ def _main(config: Config) -> pd.DataFrame:
     outputs = user_columns(outputs, {k: v for k, v in prompts.attrs["column_map"].items() if k != "id"})
     outputs = outputs.rename(columns={SHADOW + "id": "input_id"})
     n_failed = sum(row["finish_reason"] == "failed" for row in generated.rows)
-    run.finish(generated.run, positions=generated.positions, total=generated.total, write=lambda: write_records(outputs, out, overwrite=True),
-               failed=n_failed, throughput={"outputs_this_run": new_count, "new_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3),
-                                            "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None},
-               counts={"outputs": len(outputs), "prompts": len(prompts), **({"failed": n_failed} if config.engine != "hf" else {})})
+    run.finish(
+        generated.run,
+        positions=generated.positions,
+        total=generated.total,
+        write=lambda: write_records(outputs, out, overwrite=True),
+        failed=n_failed,
+        throughput={
+            "outputs_this_run": new_count,
+            "new_tokens": new_tokens,
+            "generation_seconds": round(gen_seconds, 3),
+            "tokens_per_second": round(new_tokens / gen_seconds, 2) if gen_seconds else None,
+        },
+        counts={
+            "outputs": len(outputs),
+            "prompts": len(prompts),
+            **({"failed": n_failed} if config.engine != "hf" else {}),
+        },
+    )
     done = f"retried {new_count} failed, " if retried is not None else ""
-    print(f"generated {new_count} outputs ({done}{len(outputs) - new_count} resumed), {new_tokens} tokens in {gen_seconds:.1f}s "
-          f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}" + (f" (share {run.shard} of {generated.total} outputs)" if run.shard else ""))
+    print(
+        f"generated {new_count} outputs ({done}{len(outputs) - new_count} resumed), {new_tokens} tokens in "
+        f"{gen_seconds:.1f}s "
+        f"({new_tokens / max(gen_seconds, 1e-9):.1f} tokens/s) -> {out}"
+        + (f" (share {run.shard} of {generated.total} outputs)" if run.shard else "")
+    )
     if n_failed:
         print(failed_line(n_failed, "no response; the reasons are in failure_reason"))
     return outputs
 
 
 def build_parser():
-    return parser_for(Config, "python -m generation", __doc__, order=("model", "prompts", "id_column", "prompt_column", "samples", "out", ...,
-                                                                      "engine", "engine_options", "ray", "ray_actors", "ray_gpus", "shard",
-                                                                      "progress", "overwrite"))
+    return parser_for(
+        Config,
+        "python -m generation",
+        __doc__,
+        order=(
+            "model",
+            "prompts",
+            "id_column",
+            "prompt_column",
+            "samples",
+            "out",
+            ...,
+            "engine",
+            "engine_options",
+            "ray",
+            "ray_actors",
+            "ray_gpus",
+            "shard",
+            "progress",
+            "overwrite",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ The runner (``judge.run.runner``) owns the plan, the checkpoint and the shares; 
 (``judge.engines``) computes a batch's completions; this module turns prompt records into chat
 requests and completions into output records.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,22 @@ SYSTEM_PROMPTS = {
 }
 
 # What generate_outputs adds to each prompt record ("id" becomes the output's PROMPT_ID-sN on purpose).
-GENERATED_COLUMNS = ("prompt_id", "sample", "response", "model", "system_prompt", "instruction", "temperature", "top_k", "top_p",
-                     "max_new_tokens", "seed", "prompt_tokens", "response_tokens", "finish_reason")
+GENERATED_COLUMNS = (
+    "prompt_id",
+    "sample",
+    "response",
+    "model",
+    "system_prompt",
+    "instruction",
+    "temperature",
+    "top_k",
+    "top_p",
+    "max_new_tokens",
+    "seed",
+    "prompt_tokens",
+    "response_tokens",
+    "finish_reason",
+)
 
 
 def output_id(prompt_id: str, sample: int) -> str:
@@ -66,20 +81,35 @@ class GenerationWorker:
 
     def compute(self, batch: Batch) -> list[dict[str, Any]]:
         decoding = self.sampling.decoding
-        requests = [ChatRequest(key=key, messages=self.chats[pid], seed=request_seed(decoding, key)) for key, (pid, _) in zip(batch.keys, batch.items)]
+        requests = [
+            ChatRequest(key=key, messages=self.chats[pid], seed=request_seed(decoding, key))
+            for key, (pid, _) in zip(batch.keys, batch.items)
+        ]
         completions = self.engine.generate(requests, decoding, batch_seed=batch_seed(decoding, batch.number))
         if [c.key for c in completions] != list(batch.keys):
-            raise RuntimeError(f"{type(self.engine).__name__}.generate returned completions for other keys than batch {batch.number}'s")
+            raise RuntimeError(
+                f"{type(self.engine).__name__}.generate returned completions for other keys than batch {batch.number}'s"
+            )
         return [self.row(pid, sample, c) for (pid, sample), c in zip(batch.items, completions)]
 
     def row(self, pid: str, sample: int, completion: Completion) -> dict[str, Any]:
         s, d = self.sampling, self.sampling.decoding
         return {
             **self.records[pid],
-            "id": completion.key, "prompt_id": pid, "sample": sample, "response": completion.text,
-            "model": s.model_id, "system_prompt": s.system_prompt, "instruction": s.instruction,
-            "temperature": d.temperature, "top_k": d.top_k, "top_p": d.top_p, "max_new_tokens": d.max_new_tokens,
-            "seed": d.seed, "prompt_tokens": completion.prompt_tokens, "response_tokens": completion.response_tokens,
+            "id": completion.key,
+            "prompt_id": pid,
+            "sample": sample,
+            "response": completion.text,
+            "model": s.model_id,
+            "system_prompt": s.system_prompt,
+            "instruction": s.instruction,
+            "temperature": d.temperature,
+            "top_k": d.top_k,
+            "top_p": d.top_p,
+            "max_new_tokens": d.max_new_tokens,
+            "seed": d.seed,
+            "prompt_tokens": completion.prompt_tokens,
+            "response_tokens": completion.response_tokens,
             # No timings here: they belong to the manifest, and a resumed file must equal an uninterrupted one.
             "finish_reason": completion.finish_reason,
             # only on a row whose request failed every retry (a server engine's): the column exists only then
@@ -101,7 +131,9 @@ class BuildGenerationWorker:
     def __call__(self) -> GenerationWorker:
         from judge.engines import open_engine
 
-        return GenerationWorker(open_engine(self.engine, self.model, device=self.device, options=self.options), self.records, self.sampling)
+        return GenerationWorker(
+            open_engine(self.engine, self.model, device=self.device, options=self.options), self.records, self.sampling
+        )
 
 
 @dataclass
@@ -140,29 +172,76 @@ def generate_outputs(
     sizes = {pid: engine.prompt_size(chat) for pid, chat in worker.chats.items()}
     pairs = [(pid, s) for pid in prompts["id"] for s in range(1, samples + 1)]
     # ties by (prompt id, sample number), not by the output id's text: s10 after s9
-    plan = fixed_plan(pairs, key=lambda p: output_id(*p), size=lambda p: (sizes[p[0]], p[0], p[1]), batch_size=batch_size)
+    plan = fixed_plan(
+        pairs, key=lambda p: output_id(*p), size=lambda p: (sizes[p[0]], p[0], p[1]), batch_size=batch_size
+    )
     # An executor elsewhere (a Ray actor) builds its own engine from (name, device, options): picklable.
-    make_worker = BuildGenerationWorker(*engine_spec, model=model_id, records=records, sampling=sampling) if engine_spec else (lambda: worker)
-    run = run_plan(plan, make_worker, key_column="id", checkpoint=checkpoint, executor=executor or InProcess(worker), shard=shard,
-                   progress=progress, desc="generating", unit="output")
+    make_worker = (
+        BuildGenerationWorker(*engine_spec, model=model_id, records=records, sampling=sampling)
+        if engine_spec
+        else (lambda: worker)
+    )
+    run = run_plan(
+        plan,
+        make_worker,
+        key_column="id",
+        checkpoint=checkpoint,
+        executor=executor or InProcess(worker),
+        shard=shard,
+        progress=progress,
+        desc="generating",
+        unit="output",
+    )
     keys = [output_id(*p) for p in pairs]
     positions = [n for n, key in enumerate(keys) if key in run.rows]
     new_tokens = sum(run.rows[k]["response_tokens"] or 0 for k in run.computed_keys)
-    return Generated(rows=[run.rows[keys[n]] for n in positions], positions=positions, run=run, total=len(keys), new_tokens=new_tokens)
+    return Generated(
+        rows=[run.rows[keys[n]] for n in positions],
+        positions=positions,
+        run=run,
+        total=len(keys),
+        new_tokens=new_tokens,
+    )
 
 
-def _worker(prompts: pd.DataFrame, engine: Engine, model_id: str, decoding: Decoding, system_prompt: str | None, instruction: str):
+def _worker(
+    prompts: pd.DataFrame,
+    engine: Engine,
+    model_id: str,
+    decoding: Decoding,
+    system_prompt: str | None,
+    instruction: str,
+):
     records = {pid: r for pid, r in zip(prompts["id"], prompts.to_dict(orient="records"))}
     sampling = Sampling(model_id=model_id, decoding=decoding, system_prompt=system_prompt, instruction=instruction)
     return records, sampling, GenerationWorker(engine, records, sampling)
 
 
-def retry_failed(prompts: pd.DataFrame, *, keys: set[str], engine: Engine, model_id: str, samples: int, decoding: Decoding, batch_size: int,
-                 system_prompt: str | None, instruction: str, progress: bool = True) -> RunResult:
+def retry_failed(
+    prompts: pd.DataFrame,
+    *,
+    keys: set[str],
+    engine: Engine,
+    model_id: str,
+    samples: int,
+    decoding: Decoding,
+    batch_size: int,
+    system_prompt: str | None,
+    instruction: str,
+    progress: bool = True,
+) -> RunResult:
     """Sample again only the outputs ``keys`` names (those whose requests failed every retry); the resumable run
     appends them to its checkpoint, where the later copy wins. Only a server engine fails rows, and it seeds each
     request by its output id, so an output asked again in another batch is sampled as it would have been."""
     records, sampling, worker = _worker(prompts, engine, model_id, decoding, system_prompt, instruction)
     pairs = [(pid, s) for pid in prompts["id"] for s in range(1, samples + 1) if output_id(pid, s) in keys]
     plan = fixed_plan(pairs, key=lambda p: output_id(*p), size=lambda p: (p[0], p[1]), batch_size=batch_size)
-    return run_plan(plan, lambda: worker, key_column="id", executor=InProcess(worker), progress=progress, desc="retrying failed", unit="output")
+    return run_plan(
+        plan,
+        lambda: worker,
+        key_column="id",
+        executor=InProcess(worker),
+        progress=progress,
+        desc="retrying failed",
+        unit="output",
+    )

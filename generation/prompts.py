@@ -12,6 +12,7 @@ Reads the project's format (data/templates/templates.json, data/names/names.json
 common, the second half rare). Every prompt record carries template, heading, name, identity,
 gender, common and name_list, so reports can group by any of them.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,9 @@ def load_templates(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame
     elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # the paper's prompts.json
         rows = [{"heading": h, "template": t} for h, ts in data.items() for t in ts]
     else:
-        raise UserError(f"{path}: expected {{'templates': [{{heading, template}}...]}} or the paper's {{heading: [templates]}}")
+        raise UserError(
+            f"{path}: expected {{'templates': [{{heading, template}}...]}} or the paper's {{heading: [templates]}}"
+        )
     if not rows:
         raise UserError(f"{path} holds no templates")
     for i, row in enumerate(rows, start=1):
@@ -61,7 +64,10 @@ def load_templates(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame
             raise UserError(f"{path}: template {i} must be text (got {clip(row['template'])})")
         for marker in (NAME, BLANK):
             if marker not in row["template"]:
-                raise UserError(f"{path}: template {i} ({clip(row['template'])}) has no {marker}; every template needs {NAME} and {BLANK}")
+                raise UserError(
+                    f"{path}: template {i} ({clip(row['template'])}) has no {marker}; every template needs {NAME} and "
+                    f"{BLANK}"
+                )
     return pd.DataFrame(rows)
 
 
@@ -73,12 +79,23 @@ def load_names(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
         if not isinstance(data["names"], list):
             raise UserError(f"{path}: 'names' must be a list of {{name, identity, gender, common}} objects")
         for i, entry in enumerate(data["names"], start=1):
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("identity"), str) \
-                    or not entry["name"].strip() or not entry["identity"].strip():
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("name"), str)
+                or not isinstance(entry.get("identity"), str)
+                or not entry["name"].strip()
+                or not entry["identity"].strip()
+            ):
                 raise UserError(f"{path}: name {i} needs text 'name' and 'identity' (got {clip(entry)})")
-            rows.append({"name": entry["name"].strip(), "identity": entry["identity"], "gender": entry.get("gender"),
-                         "common": strict_bool(entry.get("common", True), what=f"{path}: name {i} 'common'"),
-                         "name_list": entry.get("name_list", entry["identity"])})
+            rows.append(
+                {
+                    "name": entry["name"].strip(),
+                    "identity": entry["identity"],
+                    "gender": entry.get("gender"),
+                    "common": strict_bool(entry.get("common", True), what=f"{path}: name {i} 'common'"),
+                    "name_list": entry.get("name_list", entry["identity"]),
+                }
+            )
     elif isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):  # the paper's names.json
         rows = []
         for list_name, names in data.items():
@@ -89,9 +106,19 @@ def load_names(path: str | Path, *, encoding: str = "utf-8") -> pd.DataFrame:
             gender = {"men": "man", "women": "woman"}.get(match["gender"]) if match else None
             for i, name in enumerate(names):
                 # The paper lists the two common names of each list first, then the two rare ones.
-                rows.append({"name": name, "identity": identity, "gender": gender, "common": i < len(names) / 2, "name_list": list_name})
+                rows.append(
+                    {
+                        "name": name,
+                        "identity": identity,
+                        "gender": gender,
+                        "common": i < len(names) / 2,
+                        "name_list": list_name,
+                    }
+                )
     else:
-        raise UserError(f"{path}: expected {{'names': [{{name, identity, gender, common}}...]}} or the paper's {{list: [names]}}")
+        raise UserError(
+            f"{path}: expected {{'names': [{{name, identity, gender, common}}...]}} or the paper's {{list: [names]}}"
+        )
     if not rows:
         raise UserError(f"{path} holds no names; add at least one name")
     return pd.DataFrame(rows)
@@ -101,7 +128,17 @@ def strict_bool(value: object, *, what: str) -> bool:
     """true/false as JSON booleans or the usual words; anything else is an error, never truthiness."""
     if isinstance(value, bool):
         return value
-    words = {"true": True, "yes": True, "1": True, "common": True, "false": False, "no": False, "0": False, "rare": False, "least": False}
+    words = {
+        "true": True,
+        "yes": True,
+        "1": True,
+        "common": True,
+        "false": False,
+        "no": False,
+        "0": False,
+        "rare": False,
+        "least": False,
+    }
     key = str(value).strip().lower()
     if key in words:
         return words[key]
@@ -128,22 +165,35 @@ def build_prompts(
     if headings:
         unknown = sorted(set(headings) - set(templates["heading"]))
         if unknown:
-            raise UserError(f"unknown --heading {short_list(unknown, limit=3)}; headings present: {short_list(sorted(set(templates['heading'])))}")
+            raise UserError(
+                f"unknown --heading {short_list(unknown, limit=3)}; headings present: "
+                f"{short_list(sorted(set(templates['heading'])))}"
+            )
         templates = templates[templates["heading"].isin(headings)]
     if identities:
         unknown = sorted(set(identities) - set(names["identity"]))
         if unknown:
-            raise UserError(f"unknown --identity {short_list(unknown, limit=3)}; identities present: {short_list(sorted(set(names['identity'])))}")
+            raise UserError(
+                f"unknown --identity {short_list(unknown, limit=3)}; identities present: "
+                f"{short_list(sorted(set(names['identity'])))}"
+            )
         names = names[names["identity"].isin(identities)]
     rows = []
     for t_index, t in enumerate(templates.itertuples(index=False)):
         for n in names.itertuples(index=False):
-            rows.append({
-                "id": prompt_id(t_index, n.name),
-                "prompt": t.template.replace(NAME, n.name),
-                "template": t.template, "heading": t.heading, "name": n.name, "identity": n.identity,
-                "gender": n.gender, "common": bool(n.common), "name_list": n.name_list,
-            })
+            rows.append(
+                {
+                    "id": prompt_id(t_index, n.name),
+                    "prompt": t.template.replace(NAME, n.name),
+                    "template": t.template,
+                    "heading": t.heading,
+                    "name": n.name,
+                    "identity": n.identity,
+                    "gender": n.gender,
+                    "common": bool(n.common),
+                    "name_list": n.name_list,
+                }
+            )
     prompts = pd.DataFrame(rows)
     if prompts["id"].duplicated().any():
         dup = prompts["id"][prompts["id"].duplicated()].iloc[0]
@@ -158,8 +208,13 @@ class Config:
     templates: str = field(metadata={"help": "templates file (project format or the paper's prompts.json)"})
     names: str = field(metadata={"help": "names file (project format or the paper's names.json)"})
     out: str = field(metadata={"help": "prompt records to write (.jsonl, .csv or .parquet)"})
-    heading: list[str] = field(default_factory=list, metadata={"action": "append", "help": "keep only templates under this heading (repeatable)"})
-    identity: list[str] = field(default_factory=list, metadata={"action": "append", "help": "keep only names of this identity (repeatable)"})
+    heading: list[str] = field(
+        default_factory=list,
+        metadata={"action": "append", "help": "keep only templates under this heading (repeatable)"},
+    )
+    identity: list[str] = field(
+        default_factory=list, metadata={"action": "append", "help": "keep only names of this identity (repeatable)"}
+    )
     sample: int | None = field(default=None, metadata={"help": "keep a seeded random sample of N prompts"})
     seed: int = field(default=0, metadata={"help": "seed for --sample"})
     encoding: str = "utf-8"
@@ -171,18 +226,27 @@ class Config:
 
 
 def main(config: Config) -> pd.DataFrame:
-    with claim_for(config, 'generation.prompts', inputs=('templates', 'names'), directory=False):
+    with claim_for(config, "generation.prompts", inputs=("templates", "names"), directory=False):
         return _main(config)
 
 
 def _main(config: Config) -> pd.DataFrame:
     ensure_writable(config.out, overwrite=config.overwrite)
     manifest = RunManifest("generation.prompts", config, inputs=[config.templates, config.names])
-    prompts = build_prompts(load_templates(config.templates, encoding=config.encoding), load_names(config.names, encoding=config.encoding), headings=config.heading,
-                            identities=config.identity, sample=config.sample, seed=config.seed)
+    prompts = build_prompts(
+        load_templates(config.templates, encoding=config.encoding),
+        load_names(config.names, encoding=config.encoding),
+        headings=config.heading,
+        identities=config.identity,
+        sample=config.sample,
+        seed=config.seed,
+    )
     write_records(prompts, config.out, overwrite=config.overwrite)
     manifest.write(config.out, prompts=len(prompts))
-    print(f"wrote {len(prompts)} prompts ({prompts['template'].nunique()} templates x {prompts['name'].nunique()} names) to {config.out}")
+    print(
+        f"wrote {len(prompts)} prompts ({prompts['template'].nunique()} templates x {prompts['name'].nunique()} names) "
+        f"to {config.out}"
+    )
     return prompts
 
 

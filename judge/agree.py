@@ -35,6 +35,7 @@ Benjamini-Yekutieli across annotators)?
 Unscored predictions (judge outputs outside the taxonomy) are excluded from kappa and alpha and
 reported beside them.
 """
+
 from __future__ import annotations
 
 import sys
@@ -75,32 +76,70 @@ from judge.render.tables import level_text, style_of
 
 @dataclass
 class Config(RecordColumns, ReportStyle):
-    input: str | list[str] = field(metadata={"positional": True, "nargs": "*", "help": "records file(s) (JSONL, CSV or Parquet) with the gold "
-                                             "labels; several files (one per model, say) are joined with a source column (--by source compares them)"})
+    input: str | list[str] = field(
+        metadata={
+            "positional": True,
+            "nargs": "*",
+            "help": "records file(s) (JSONL, CSV or Parquet) with the gold "
+            "labels; several files (one per model, say) are joined with a source column (--by source compares them)",
+        }
+    )
     out: str = field(metadata={"help": "output directory"})
     gold: str | None = field(default=None, metadata={"help": "column of gold (human) labels"})
     pred: str | None = field(default=None, metadata={"help": "column of the judge's (or second annotator's) labels"})
-    annotators: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "human annotator columns: alpha among them, "
-                                                                  "pairwise kappa, each one's kappa vs --gold, and with --pred alpha with the "
-                                                                  "judge added; without --pred, a report on the annotators alone"})
-    pred_file: str | None = field(default=None, metadata={"help": "take --pred from this file instead, joined on --id-column"})
+    annotators: list[str] = field(
+        default_factory=list,
+        metadata={
+            "metavar": "COL",
+            "help": "human annotator columns: alpha among them, "
+            "pairwise kappa, each one's kappa vs --gold, and with --pred alpha with the "
+            "judge added; without --pred, a report on the annotators alone",
+        },
+    )
+    pred_file: str | None = field(
+        default=None, metadata={"help": "take --pred from this file instead, joined on --id-column"}
+    )
     taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
     label_map: str | None = field(default=None, metadata=LABEL_MAP)
-    coarse: bool = field(default=False, metadata={"help": "map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)"})
+    coarse: bool = field(
+        default=False,
+        metadata={"help": "map labels to their coarse parents first (e.g. refusal + harmful refusal -> refused)"},
+    )
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the intervals"})
     level: float = field(default=0.95, metadata={"help": "confidence level of every interval, in (0, 1)"})
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
-    by: list[str] | str | None = field(default=None, metadata={
-        "action": "append", "metavar": "COL", "help": "the judge's agreement within each value of COL (e.g. identity): kappa with its interval, "
-        "FPR/FNR, judge minus human rate, a test of equal kappas across groups; with --annotators alone, their alpha and pairwise kappa per "
-        "group; repeat for several columns (one table each)"})
-    cluster: str | None = field(default=None, metadata={"metavar": "COL", "help": "intervals resample whole clusters of COL (outputs of one "
-                                                        "prompt are correlated; default: prompt when some prompt has several outputs, else items)"})
+    by: list[str] | str | None = field(
+        default=None,
+        metadata={
+            "action": "append",
+            "metavar": "COL",
+            "help": "the judge's agreement within each value of COL (e.g. identity): kappa with its interval, "
+            "FPR/FNR, judge minus human rate, a test of equal kappas across groups; with --annotators alone, their "
+            "alpha and pairwise kappa per "
+            "group; repeat for several columns (one table each)",
+        },
+    )
+    cluster: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "intervals resample whole clusters of COL (outputs of one "
+            "prompt are correlated; default: prompt when some prompt has several outputs, else items)",
+        },
+    )
     no_cluster: bool = field(default=False, metadata={"help": "resample outputs one by one even when prompts repeat"})
-    alt_test: bool = field(default=False, metadata={"help": "alternative annotator test of --pred against the --annotators columns (needs 2+, "
-                                                    "better 3+)"})
-    epsilon: float | None = field(default=None, metadata={"help": "alt-test margin: how much better than the judge a human must be to keep "
-                                                          "the human (default: 0.15)"})
+    alt_test: bool = field(
+        default=False,
+        metadata={
+            "help": "alternative annotator test of --pred against the --annotators columns (needs 2+, better 3+)"
+        },
+    )
+    epsilon: float | None = field(
+        default=None,
+        metadata={
+            "help": "alt-test margin: how much better than the judge a human must be to keep the human (default: 0.15)"
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace existing report files"})
 
     def __post_init__(self):
@@ -118,7 +157,9 @@ def check_options(config: Config) -> None:
     """Combinations that would otherwise be silently ignored, and out-of-range values."""
     if config.pred is None:
         if len(config.annotators) < 2:
-            raise UserError("give --gold and --pred (a judge against humans), or two or more --annotators (agreement among humans)")
+            raise UserError(
+                "give --gold and --pred (a judge against humans), or two or more --annotators (agreement among humans)"
+            )
         extra = [flag for flag, on in (("--alt-test", config.alt_test), ("--pred-file", config.pred_file)) if on]
         if extra:
             raise UserError(f"{', '.join(extra)} need --pred (the judge's labels)")
@@ -127,39 +168,66 @@ def check_options(config: Config) -> None:
     if config.epsilon is not None and not config.alt_test:
         raise UserError("--epsilon is the alternative annotator test's margin; add --alt-test or drop --epsilon")
     if config.epsilon is not None and not 0 <= config.epsilon < 1:
-        raise UserError(f"--epsilon must be in [0, 1) (0.1 skilled annotators, 0.2 crowd workers), got {config.epsilon}")
+        raise UserError(
+            f"--epsilon must be in [0, 1) (0.1 skilled annotators, 0.2 crowd workers), got {config.epsilon}"
+        )
     if config.alt_test and len(config.annotators) < 2:
-        raise UserError("--alt-test compares the judge with each human left out: give at least two (better three) --annotators columns")
+        raise UserError(
+            "--alt-test compares the judge with each human left out: give at least two (better three) --annotators "
+            "columns"
+        )
     if config.cluster and config.no_cluster:
         raise UserError(f"--cluster {config.cluster} and --no-cluster contradict each other; keep one")
     if config.bootstrap < 0:
-        raise UserError(f"--bootstrap must be 0 (no intervals) or a positive number of resamples, got {config.bootstrap}")
+        raise UserError(
+            f"--bootstrap must be 0 (no intervals) or a positive number of resamples, got {config.bootstrap}"
+        )
 
 
 def main(config: Config) -> AgreementResult | AnnotatorAgreementResult:
-    with claim_for(config, 'judge.agree', inputs=('input', 'pred_file', 'taxonomy', 'label_map'), directory=True):
+    with claim_for(config, "judge.agree", inputs=("input", "pred_file", "taxonomy", "label_map"), directory=True):
         return _main(config)
 
 
 def _main(config: Config) -> AgreementResult | AnnotatorAgreementResult:
     check_options(config)
     check_output_directory(Path(config.out), overwrite=config.overwrite)
-    manifest = RunManifest("judge.agree", config, inputs=config.input + ([config.pred_file] if config.pred_file else []))
+    manifest = RunManifest(
+        "judge.agree", config, inputs=config.input + ([config.pred_file] if config.pred_file else [])
+    )
     return annotators_only(config, manifest) if config.pred is None else judge_agreement(config, manifest)
 
 
 def read_config_records(config: Config, *, unique_ids: bool, label_columns: list[str] = ()) -> pd.DataFrame:
-    return read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
-                        source_column=config.source_column, required=(), label_columns=label_columns, unique_ids=unique_ids)
+    return read_records(
+        config.input,
+        encoding=config.encoding,
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+        text_column=config.text_column,
+        source_column=config.source_column,
+        required=(),
+        label_columns=label_columns,
+        unique_ids=unique_ids,
+    )
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> AnnotatorAgreementResult:
     records = read_config_records(config, unique_ids=False)
     cluster, how = default_cluster(records, cluster=config.cluster, no_cluster=config.no_cluster)
-    result = annotator_agreement_analysis(records, annotators=list(config.annotators), gold=config.gold, taxonomy=config.taxonomy,
-                                          coarse=config.coarse, n_boot=config.bootstrap, seed=config.seed,
-                                          label_map=parse_label_map(config.label_map, encoding=config.encoding), by=config.by,
-                                          cluster=cluster, level=config.level)
+    result = annotator_agreement_analysis(
+        records,
+        annotators=list(config.annotators),
+        gold=config.gold,
+        taxonomy=config.taxonomy,
+        coarse=config.coarse,
+        n_boot=config.bootstrap,
+        seed=config.seed,
+        label_map=parse_label_map(config.label_map, encoding=config.encoding),
+        by=config.by,
+        cluster=cluster,
+        level=config.level,
+    )
     result.cluster.how = how
     style = style_of(config)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
@@ -171,13 +239,18 @@ def annotators_only(config: Config, manifest: RunManifest) -> AnnotatorAgreement
 
 def read_predictions(records: pd.DataFrame, config: Config) -> pd.DataFrame:
     """--pred taken from --pred-file, joined on id: every record must have a row there."""
-    preds = read_records(config.pred_file, encoding=config.encoding, id_column=config.id_column, required=(), label_columns=[config.pred])
+    preds = read_records(
+        config.pred_file, encoding=config.encoding, id_column=config.id_column, required=(), label_columns=[config.pred]
+    )
     absent = sorted(set(records["id"]) - set(preds["id"]))
     if len(absent) == len(records):
         raise UserError(f"no id of {', '.join(config.input)} appears in {config.pred_file}; check --id-column")
     if absent:
-        raise UserError(f"{len(absent)} id(s) of {', '.join(config.input)} have no row in {config.pred_file} (e.g. {short_list(map(repr, absent), limit=3)}); "
-                        "label them too (judge.label resumes) or agree on the common ids by filtering the gold file")
+        raise UserError(
+            f"{len(absent)} id(s) of {', '.join(config.input)} have no row in {config.pred_file} (e.g. "
+            f"{short_list(map(repr, absent), limit=3)}); "
+            "label them too (judge.label resumes) or agree on the common ids by filtering the gold file"
+        )
     return records.drop(columns=[config.pred], errors="ignore").merge(preds[["id", config.pred]], on="id", how="left")
 
 
@@ -190,12 +263,23 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
         records = read_predictions(records, config)
     pred_source = config.pred_file or config.input[0]
     judge = judge_of(pred_source, config.pred) if len(config.input) == 1 or config.pred_file else None
-    cluster, how = default_cluster(records[~blank(records[config.gold])], cluster=config.cluster, no_cluster=config.no_cluster)
+    cluster, how = default_cluster(
+        records[~blank(records[config.gold])], cluster=config.cluster, no_cluster=config.no_cluster
+    )
     result = agreement_analysis(
-        records, gold=config.gold, pred=config.pred, taxonomy=config.taxonomy, coarse=config.coarse,
-        annotators=list(config.annotators), n_boot=config.bootstrap, seed=config.seed,
-        by=config.by, alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
-        label_map=parse_label_map(config.label_map, encoding=config.encoding), emittable=(judge or {}).get("emittable_categories"), cluster=cluster,
+        records,
+        gold=config.gold,
+        pred=config.pred,
+        taxonomy=config.taxonomy,
+        coarse=config.coarse,
+        annotators=list(config.annotators),
+        n_boot=config.bootstrap,
+        seed=config.seed,
+        by=config.by,
+        alt_test_epsilon=(0.15 if config.epsilon is None else config.epsilon) if config.alt_test else None,
+        label_map=parse_label_map(config.label_map, encoding=config.encoding),
+        emittable=(judge or {}).get("emittable_categories"),
+        cluster=cluster,
         level=config.level,
     )
     result.cluster.how = how
@@ -205,7 +289,8 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
         written = [out_dir / p.name for p in write_agreement_report(result, staging, style=style)]
         manifest.write(staging, n=result.n, n_unscored=result.n_unscored)
     print(
-        f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {style.fmt_ci(result.ci.cohen_kappa)} ({level_text(result.ci.level)}) "
+        f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {style.fmt_ci(result.ci.cohen_kappa)} "
+        f"({level_text(result.ci.level)}) "
         f"alpha={style.fmt(result.krippendorff_alpha)} macro-F1={style.fmt(result.macro_f1)} "
         f"unscored={result.n_unscored} ({100 * result.unscored_rate:.1f}%)"
         + (f" precision={result.pred_precision}" if result.pred_precision else "")
@@ -219,14 +304,21 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
     for by in result.by_groups or []:
         test = by.kappa_test
         kappas = ", ".join(f"{g} {with_ci(r.cohen_kappa, r.cohen_kappa_ci, style)}" for g, r in by.groups.items())
-        print(f"kappa by {by.column}: {kappas}" + (f"; equal-kappa test (Fleiss) p = {test.p_value:.3g}" if test.p_value is not None else ""))
+        print(
+            f"kappa by {by.column}: {kappas}"
+            + (f"; equal-kappa test (Fleiss) p = {test.p_value:.3g}" if test.p_value is not None else "")
+        )
     print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return result
 
 
 def build_parser():
-    return parser_for(Config, "python -m judge.agree", __doc__, order=("input", "gold", "pred", "annotators", "pred_file", RecordColumns, ...,
-                                                                      ReportStyle, "out", "overwrite"))
+    return parser_for(
+        Config,
+        "python -m judge.agree",
+        __doc__,
+        order=("input", "gold", "pred", "annotators", "pred_file", RecordColumns, ..., ReportStyle, "out", "overwrite"),
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Examples:
     # 4. human labels that are probably wrong (cleanlab on out-of-fold judge probabilities)
     python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
 """
+
 from __future__ import annotations
 
 import json
@@ -60,6 +61,7 @@ TOKEN_VARIABLE = "LABEL_STUDIO_API_KEY"
 
 # -- each action's settings: the pieces some actions share, then one Config per action -------------
 
+
 @dataclass(kw_only=True)
 class Config(InputEncoding):
     """What every action takes (its input paths); the base run_command builds when no action is given."""
@@ -79,7 +81,9 @@ class Config(InputEncoding):
 
 @dataclass(kw_only=True)
 class _Labels:
-    taxonomy: str | None = field(default=None, metadata={"help": "the categories annotators choose from: " + TAXONOMY_HELP})
+    taxonomy: str | None = field(
+        default=None, metadata={"help": "the categories annotators choose from: " + TAXONOMY_HELP}
+    )
     label_map: str | None = field(default=None, metadata=LABEL_MAP)
 
     def check_part(self) -> None:
@@ -88,7 +92,9 @@ class _Labels:
 
 @dataclass(kw_only=True)
 class _Annotators:
-    annotators: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "the annotator columns (default: label_*)"})
+    annotators: list[str] = field(
+        default_factory=list, metadata={"metavar": "COL", "help": "the annotator columns (default: label_*)"}
+    )
 
     def check_part(self) -> None:
         twice = sorted({a for a in self.annotators if self.annotators.count(a) > 1})
@@ -105,55 +111,125 @@ class _Written:
 @dataclass(kw_only=True)
 class _Server:
     url: str = field(default="http://127.0.0.1:8080", metadata={"help": "Label Studio address"})
-    token: str | None = field(default=None, repr=False, metadata={  # a credential: never printed, saved, or put in a message
-        "help": f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to other users)"})
+    token: str | None = field(
+        default=None,
+        repr=False,
+        metadata={  # a credential: never printed, saved, or put in a message
+            "help": f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to "
+            "other users)"
+        },
+    )
 
 
 def _check_one_input(config: Config, what: str) -> None:
     if len(config.inputs) != 1:
-        raise UserError(f"{config.action} takes one {what}, got {len(config.inputs)}; see python -m judge.annotate {config.action} --help")
+        raise UserError(
+            f"{config.action} takes one {what}, got {len(config.inputs)}; see python -m judge.annotate {config.action} "
+            "--help"
+        )
 
 
 @dataclass(kw_only=True)
 class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "export"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "RECORDS",
-                                                              "help": "the records to choose from (JSONL, CSV or Parquet)"})
-    annotators: list[str] = field(default_factory=list, metadata={"metavar": "NAME",
-                                                                  "help": "one spreadsheet per name (default: annotator1 annotator2)"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "nargs": 1,
+            "metavar": "RECORDS",
+            "help": "the records to choose from (JSONL, CSV or Parquet)",
+        },
+    )
+    annotators: list[str] = field(
+        default_factory=list,
+        metadata={"metavar": "NAME", "help": "one spreadsheet per name (default: annotator1 annotator2)"},
+    )
     strategy: str = field(default="random", metadata={"help": "random, stratified or uncertain"})
-    by: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL",
-                                                          "help": "--strategy stratified: strata column (repeatable)"})
-    budget: int = field(default=100, metadata={"help": "how many items (default: %(default)s; uncertain: the expected number)"})
-    confidence_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "--strategy uncertain: the judge's confidence "
-                                                                  "(largest probability, 0-1); the lower, the likelier drawn"})
-    compare: list[str] = field(default_factory=list, metadata={"nargs": 2, "metavar": "COL", "help": "--strategy uncertain: two judges' "
-                                                               "label columns; disagreements more likely drawn"})
-    uniform_share: float | None = field(default=None, metadata={"metavar": "S", "help": "--strategy uncertain: share of the budget spread "
-                                                                "evenly over all outputs, so every output can be drawn (0 < S <= 1; default: "
-                                                                f"{annotation.UNIFORM_SHARE})"})
-    exclude: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FILE",
-                                                               "help": "never pick ids in FILE (already labelled; repeatable)"})
+    by: list[str] = field(
+        default_factory=list,
+        metadata={"action": "append", "metavar": "COL", "help": "--strategy stratified: strata column (repeatable)"},
+    )
+    budget: int = field(
+        default=100, metadata={"help": "how many items (default: %(default)s; uncertain: the expected number)"}
+    )
+    confidence_column: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "--strategy uncertain: the judge's confidence "
+            "(largest probability, 0-1); the lower, the likelier drawn",
+        },
+    )
+    compare: list[str] = field(
+        default_factory=list,
+        metadata={
+            "nargs": 2,
+            "metavar": "COL",
+            "help": "--strategy uncertain: two judges' label columns; disagreements more likely drawn",
+        },
+    )
+    uniform_share: float | None = field(
+        default=None,
+        metadata={
+            "metavar": "S",
+            "help": "--strategy uncertain: share of the budget spread "
+            "evenly over all outputs, so every output can be drawn (0 < S <= 1; default: "
+            f"{annotation.UNIFORM_SHARE})",
+        },
+    )
+    exclude: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "append",
+            "metavar": "FILE",
+            "help": "never pick ids in FILE (already labelled; repeatable)",
+        },
+    )
     blind: bool = field(default=False, metadata={"help": "mask names in the texts and hide the --hide columns"})
-    hide: list[str] = field(default_factory=lambda: ["name", "identity", "name_list", "gender", "common"],
-                            metadata={"metavar": "COL", "help": "--blind: columns never shown"})
-    show: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "further columns annotators see (unless hidden by --blind)"})
-    with_predictions: str | None = field(default=None, metadata={"metavar": "COL", "help": "pre-fill Label Studio with this label column "
-                                                                 "(anchors annotators; off by default)"})
+    hide: list[str] = field(
+        default_factory=lambda: ["name", "identity", "name_list", "gender", "common"],
+        metadata={"metavar": "COL", "help": "--blind: columns never shown"},
+    )
+    show: list[str] = field(
+        default_factory=list,
+        metadata={"metavar": "COL", "help": "further columns annotators see (unless hidden by --blind)"},
+    )
+    with_predictions: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "pre-fill Label Studio with this label column (anchors annotators; off by default)",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed for sampling and the spreadsheets' orders"})
-    allocation: str = field(default="proportional", metadata={"help": "--strategy stratified: proportional or neyman (sizes n_h ~ N_h S_h "
-                                                              "that make the --target category's rate most precise, by the --target-column labels)"})
-    target: str | None = field(default=None, metadata={"metavar": "CATEGORY", "help": "--allocation neyman: the category whose rate the "
-                                                       "sample is for"})
-    target_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "--allocation neyman: labels known for every "
-                                                              "record (default: judge_label)"})
+    allocation: str = field(
+        default="proportional",
+        metadata={
+            "help": "--strategy stratified: proportional or neyman (sizes n_h ~ N_h S_h "
+            "that make the --target category's rate most precise, by the --target-column labels)"
+        },
+    )
+    target: str | None = field(
+        default=None,
+        metadata={"metavar": "CATEGORY", "help": "--allocation neyman: the category whose rate the sample is for"},
+    )
+    target_column: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "--allocation neyman: labels known for every record (default: judge_label)",
+        },
+    )
 
     def check(self) -> None:
         _check_one_input(self, "records file")
         check_choice(self, "allocation", ("proportional", "neyman"))
         if self.allocation == "neyman" and not (self.strategy == "stratified" and self.target):
-            raise UserError("--allocation neyman allocates strata for one category's rate: use --strategy stratified --by COL with "
-                            "--target CATEGORY (and --target-column COL, default judge_label)")
+            raise UserError(
+                "--allocation neyman allocates strata for one category's rate: use --strategy stratified --by COL with "
+                "--target CATEGORY (and --target-column COL, default judge_label)"
+            )
         if (self.target or self.target_column) and self.allocation != "neyman":
             raise UserError("--target/--target-column apply to --allocation neyman; add it or drop them")
         check_non_negative(self, "seed")
@@ -177,16 +253,24 @@ class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
 @dataclass(kw_only=True)
 class ImportConfig(Config, _Labels, _Written):
     action: ClassVar[str] = "import"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "metavar": "PATH", "help": "the export folder, then the "
-                                                              "filled files (CSV per annotator, or Label Studio JSON exports)"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "metavar": "PATH",
+            "help": "the export folder, then the filled files (CSV per annotator, or Label Studio JSON exports)",
+        },
+    )
     out: str | None = field(default=None, metadata={"help": "the labelled records file"})
 
 
 @dataclass(kw_only=True)
 class PushConfig(Config, _Server):
     action: ClassVar[str] = "push"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "FOLDER",
-                                                              "help": "the export folder"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={"positional": True, "nargs": 1, "metavar": "FOLDER", "help": "the export folder"},
+    )
     title: str = field(default="safeguard-audit", metadata={"help": "project title"})
 
     def check(self) -> None:
@@ -196,8 +280,15 @@ class PushConfig(Config, _Server):
 @dataclass(kw_only=True)
 class PullConfig(Config, _Server, _Labels, _Written):
     action: ClassVar[str] = "pull"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "FOLDER",
-                                                              "help": "the export folder the project was pushed from"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "nargs": 1,
+            "metavar": "FOLDER",
+            "help": "the export folder the project was pushed from",
+        },
+    )
     out: str | None = field(default=None, metadata={"help": "the labelled records file"})
     project: int | None = field(default=None, metadata={"help": "project id printed by push"})
 
@@ -209,8 +300,15 @@ class PullConfig(Config, _Server, _Labels, _Written):
 @dataclass(kw_only=True)
 class AdjudicateConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "adjudicate"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "nargs": 1, "metavar": "LABELS",
-                                                              "help": "records with two or more annotator columns (judge.annotate import's --out)"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "nargs": 1,
+            "metavar": "LABELS",
+            "help": "records with two or more annotator columns (judge.annotate import's --out)",
+        },
+    )
 
     def check(self) -> None:
         _check_one_input(self, "labels file")
@@ -219,8 +317,14 @@ class AdjudicateConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
 @dataclass(kw_only=True)
 class ResolveConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "resolve"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "metavar": "PATH", "help": "the labels file from import, "
-                                                              "then the adjudicator's filled CSV (or Label Studio JSON)"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "metavar": "PATH",
+            "help": "the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)",
+        },
+    )
     out: str | None = field(default=None, metadata={"help": "the records file with the final labels"})
     label: str = field(default="label", metadata={"help": "the final label column to write"})
 
@@ -228,14 +332,28 @@ class ResolveConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
 @dataclass(kw_only=True)
 class IssuesConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
     action: ClassVar[str] = "issues"
-    inputs: list[str] = field(default_factory=list, metadata={"positional": True, "metavar": "RECORDS",
-                                                              "help": "labelled records (several files are joined with a source column)"})
-    annotators: list[str] = field(default_factory=list, metadata={"metavar": "COL", "help": "two or more annotator columns instead "
-                                                                  "(cleanlab multiannotator)"})
+    inputs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "positional": True,
+            "metavar": "RECORDS",
+            "help": "labelled records (several files are joined with a source column)",
+        },
+    )
+    annotators: list[str] = field(
+        default_factory=list,
+        metadata={"metavar": "COL", "help": "two or more annotator columns instead (cleanlab multiannotator)"},
+    )
     label: str = field(default="label", metadata={"help": "the human label column"})
     folds: int = field(default=5, metadata={"help": "cross-validation folds for out-of-fold judge probabilities"})
-    cv_group: str | None = field(default=None, metadata={"metavar": "COL", "help": "keep each value of COL in one fold (default: template "
-                                                         "when present, else prompt when prompts repeat)"})
+    cv_group: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "keep each value of COL in one fold (default: template "
+            "when present, else prompt when prompts repeat)",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed for the folds"})
 
     def check(self) -> None:
@@ -246,7 +364,10 @@ class IssuesConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
 
 def _taxonomy(config: Config, labels=()):
     if config.taxonomy is None and not labels:
-        raise UserError(f"'{config.action}' needs --taxonomy (a preset such as chehbouni2024, or a YAML path): the categories annotators choose from")
+        raise UserError(
+            f"'{config.action}' needs --taxonomy (a preset such as chehbouni2024, or a YAML path): the categories "
+            "annotators choose from"
+        )
     label_map = parse_label_map(config.label_map, encoding=config.encoding)
     if config.taxonomy is None:
         labels = annotation.one_spelling_each(labels, label_map)
@@ -259,8 +380,15 @@ def _given_labels(records: pd.DataFrame, columns: list[str]) -> list:
 
 def _records(config: Config, paths, **options) -> pd.DataFrame:
     """A user's records, with the column options (--id-column, --prompt-column, --text-column, --source-column)."""
-    records = read_records(paths, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
-                           source_column=config.source_column, encoding=config.encoding, **options)
+    records = read_records(
+        paths,
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+        text_column=config.text_column,
+        source_column=config.source_column,
+        encoding=config.encoding,
+        **options,
+    )
     # The annotation round trip keys everything on ids as text (spreadsheets hold text anyway), and
     # annotators read the text form of a response or prompt that was a number or an object.
     own = [SHADOW + c for c, source in records.attrs["column_map"].items() if c == source]
@@ -281,41 +409,87 @@ def export(config: ExportConfig) -> dict:
     check_output_directory(config.out, overwrite=config.overwrite)
     taxonomy = _taxonomy(config)
     records = _records(config, config.inputs[0])
-    needed = [*config.by, *config.compare, *([config.confidence_column] if config.confidence_column else []),
-              *([config.with_predictions] if config.with_predictions else []), *config.show]
-    require_columns(records, needed, source=config.inputs[0], flag_hint="Fix --by/--compare/--confidence-column/--with-predictions/--show.")
+    needed = [
+        *config.by,
+        *config.compare,
+        *([config.confidence_column] if config.confidence_column else []),
+        *([config.with_predictions] if config.with_predictions else []),
+        *config.show,
+    ]
+    require_columns(
+        records,
+        needed,
+        source=config.inputs[0],
+        flag_hint="Fix --by/--compare/--confidence-column/--with-predictions/--show.",
+    )
     if records["response"].isna().any():
         records = records[records["response"].notna()]
     if config.exclude:
-        excluded = set(read_records(config.exclude, required=(), id_column=config.id_column, encoding=config.encoding)["id"])
+        excluded = set(
+            read_records(config.exclude, required=(), id_column=config.id_column, encoding=config.encoding)["id"]
+        )
         records = records[~records["id"].isin(excluded)]
     if records.empty:
         raise UserError("no records left to export (all excluded or without a response)")
     annotators = config.annotators or ["annotator1", "annotator2"]
     _check_annotators(annotators, records)
     share = annotation.UNIFORM_SHARE if config.uniform_share is None else config.uniform_share
-    allocation = annotation.Neyman(config.target, config.target_column or "judge_label") if config.allocation == "neyman" else None
-    picked = annotation.choose(records, strategy=config.strategy, budget=config.budget, seed=config.seed, by=config.by,
-                               confidence=config.confidence_column, compare=config.compare, uniform_share=share, taxonomy=taxonomy,
-                               allocation=allocation)
+    allocation = (
+        annotation.Neyman(config.target, config.target_column or "judge_label")
+        if config.allocation == "neyman"
+        else None
+    )
+    picked = annotation.choose(
+        records,
+        strategy=config.strategy,
+        budget=config.budget,
+        seed=config.seed,
+        by=config.by,
+        confidence=config.confidence_column,
+        compare=config.compare,
+        uniform_share=share,
+        taxonomy=taxonomy,
+        allocation=allocation,
+    )
     fields = annotation.task_fields(picked, blind=config.blind, hide=config.hide, show=config.show)
     predictions = picked[config.with_predictions].map(taxonomy.canonical) if config.with_predictions else None
-    tasks = annotation.label_studio_tasks(fields, predictions=predictions, model_version=config.with_predictions or "judge")
+    tasks = annotation.label_studio_tasks(
+        fields, predictions=predictions, model_version=config.with_predictions or "judge"
+    )
     design = annotation.sampling_design(config.strategy, config.budget, len(records), allocation)
-    manifest = RunManifest("judge.annotate export", config, inputs=[*config.inputs, *config.exclude], taxonomy=taxonomy.name,
-                           sampling_design=design, population=len(records),
-                           **({"uniform_share": share} if config.strategy == "uncertain" else {}))
+    manifest = RunManifest(
+        "judge.annotate export",
+        config,
+        inputs=[*config.inputs, *config.exclude],
+        taxonomy=taxonomy.name,
+        sampling_design=design,
+        population=len(records),
+        **({"uniform_share": share} if config.strategy == "uncertain" else {}),
+    )
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         # items.csv: everything the round needs to read labels back (all columns, never shown to annotators).
         write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
-        write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=[c for c in fields.columns if c not in ("id", "prompt", "response")]), overwrite=False)
+        write_text(
+            staging / "label_config.xml",
+            annotation.label_config(
+                taxonomy, show=[c for c in fields.columns if c not in ("id", "prompt", "response")]
+            ),
+            overwrite=False,
+        )
         write_text(staging / "GUIDELINES.md", annotation.guidelines(taxonomy, blind=config.blind), overwrite=False)
         for name, sheet in annotation.annotator_sheets(fields, annotators, seed=config.seed).items():
             write_records(sheet, annotation.sheet_path(staging, name))
         manifest.write(staging, items=len(picked), annotators=annotators, blind=config.blind)
-    expected = f", expected {config.budget}: a Poisson sample" if config.strategy == "uncertain" and len(records) > config.budget else ""
-    print(f"exported {len(picked)} items ({config.strategy}{expected}; design in manifest.json) for {', '.join(annotators)} -> {config.out}")
+    expected = (
+        f", expected {config.budget}: a Poisson sample"
+        if config.strategy == "uncertain" and len(records) > config.budget
+        else ""
+    )
+    print(
+        f"exported {len(picked)} items ({config.strategy}{expected}; design in manifest.json) for "
+        f"{', '.join(annotators)} -> {config.out}"
+    )
     return {"items": len(picked)}
 
 
@@ -323,7 +497,10 @@ def _check_annotators(annotators: list[str], records: pd.DataFrame) -> None:
     """Each annotator's sheet stays inside --out and comes back as a column of its own."""
     taken = [c for c in annotation.check_annotator_names(annotators).values() if c in records.columns]
     if taken:
-        raise UserError(f"the records already have a column {taken[0]!r}, which an annotator's labels would take; rename that annotator")
+        raise UserError(
+            f"the records already have a column {taken[0]!r}, which an annotator's labels would take; rename that "
+            "annotator"
+        )
 
 
 def _write_labels(records: pd.DataFrame, config: Config, what: str, inputs: list[str]) -> pd.DataFrame:
@@ -340,7 +517,9 @@ def import_(config: ImportConfig | PullConfig, annotations: list | None = None) 
     if config.out:
         ensure_writable(config.out, overwrite=config.overwrite)
     if len(config.inputs) < 2 and annotations is None:
-        raise UserError("import takes the export folder, then the filled files (CSV per annotator, or Label Studio JSON exports)")
+        raise UserError(
+            "import takes the export folder, then the filled files (CSV per annotator, or Label Studio JSON exports)"
+        )
     exported = _exported(config.inputs[0])
     taxonomy = _taxonomy(config)
     if annotations is None:
@@ -349,12 +528,17 @@ def import_(config: ImportConfig | PullConfig, annotations: list | None = None) 
             if path.suffix.lower() == ".json":
                 annotations += annotation.label_studio_annotations(path, encoding=config.encoding)
             else:
-                annotations += annotation.sheet_annotations(path, path.stem, encoding=config.encoding)  # the file name names the annotator
+                annotations += annotation.sheet_annotations(
+                    path, path.stem, encoding=config.encoding
+                )  # the file name names the annotator
     labelled = annotation.import_annotations(exported, annotations, taxonomy)
     columns = [c for c in labelled.columns if c.startswith("label_")]
     _write_labels(labelled, config, config.action, config.inputs)
     counts = {c: int((labelled[c] != "").sum()) for c in columns}
-    print(f"imported {sum(counts.values())} labels from {len(columns)} annotator(s) ({', '.join(f'{c} {n}' for c, n in counts.items())}) -> {config.out}")
+    print(
+        f"imported {sum(counts.values())} labels from {len(columns)} annotator(s) "
+        f"({', '.join(f'{c} {n}' for c, n in counts.items())}) -> {config.out}"
+    )
     print(f"agreement among them: python -m judge.agree {config.out} --annotators {' '.join(columns)} ...")
     return labelled
 
@@ -362,7 +546,9 @@ def import_(config: ImportConfig | PullConfig, annotations: list | None = None) 
 def _annotator_columns(records: pd.DataFrame, config: Config) -> list[str]:
     columns = config.annotators or [c for c in records.columns if c.startswith("label_")]
     if len(columns) < 2:
-        raise UserError("adjudication needs two or more annotator columns (label_* from judge.annotate import, or --annotators)")
+        raise UserError(
+            "adjudication needs two or more annotator columns (label_* from judge.annotate import, or --annotators)"
+        )
     require_columns(records, columns, source=config.inputs[0], flag_hint="Fix --annotators.")
     return columns
 
@@ -380,27 +566,45 @@ def adjudicate(config: AdjudicateConfig) -> dict:
     disputed = records[split].assign(**{c: labels.loc[split, c] for c in columns})
     texts = [c for c in ("prompt", "response") if c in disputed.columns]
     sheet = disputed[["id", *texts, *columns]].assign(label="")
-    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r.get("prompt", ""), "response": r.get("response", ""),
-                       "annotator_labels": "; ".join(f"{c}: {r[c]}" for c in columns)}} for _, r in disputed.iterrows()]
+    tasks = [
+        {
+            "data": {
+                annotation.ITEM_ID: r["id"],
+                "prompt": r.get("prompt", ""),
+                "response": r.get("response", ""),
+                "annotator_labels": "; ".join(f"{c}: {r[c]}" for c in columns),
+            }
+        }
+        for _, r in disputed.iterrows()
+    ]
     manifest = RunManifest("judge.annotate adjudicate", config, inputs=config.inputs)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_records(sheet, staging / "adjudicator.csv")
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
-        write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
+        write_text(
+            staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False
+        )
         manifest.write(staging, disagreements=len(disputed), items=len(records))
     share = len(disputed) / len(records)
-    print(f"{len(disputed)} of {len(records)} items ({share:.1%}) have disagreeing labels -> {config.out}/adjudicator.csv")
+    print(
+        f"{len(disputed)} of {len(records)} items ({share:.1%}) have disagreeing labels -> {config.out}/adjudicator.csv"
+    )
     return {"disagreements": len(disputed), "items": len(records)}
 
 
 def resolve_(config: ResolveConfig) -> pd.DataFrame:
     if len(config.inputs) != 2:
-        raise UserError("resolve takes the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)")
+        raise UserError(
+            "resolve takes the labels file from import, then the adjudicator's filled CSV (or Label Studio JSON)"
+        )
     records = _records(config, config.inputs[0], required=())
     columns = _annotator_columns(records, config)
     path = Path(config.inputs[1])
-    rows = (annotation.label_studio_annotations(path, encoding=config.encoding) if path.suffix.lower() == ".json"
-            else annotation.sheet_annotations(path, "adjudicator", encoding=config.encoding))
+    rows = (
+        annotation.label_studio_annotations(path, encoding=config.encoding)
+        if path.suffix.lower() == ".json"
+        else annotation.sheet_annotations(path, "adjudicator", encoding=config.encoding)
+    )
     taxonomy = _taxonomy(config, _given_labels(records, columns) + [r.label for r in rows])
     adjudicated = {}
     for item, _, value, where in rows:
@@ -409,14 +613,19 @@ def resolve_(config: ResolveConfig) -> pd.DataFrame:
         adjudicated[item] = value
     final = annotation.resolve(records, columns, adjudicated, taxonomy=taxonomy, out_column=config.label)
     _write_labels(final, config, "resolve", config.inputs)
-    print(f"final labels: {int((~final['adjudicated']).sum())} agreed, {int(final['adjudicated'].sum())} adjudicated -> {config.out}")
+    print(
+        f"final labels: {int((~final['adjudicated']).sum())} agreed, {int(final['adjudicated'].sum())} adjudicated -> "
+        f"{config.out}"
+    )
     return final
 
 
 def _token(config: PushConfig | PullConfig) -> str:
     token = config.token or os.environ.get(TOKEN_VARIABLE)
     if not token:
-        raise UserError(f"give the Label Studio access token in {TOKEN_VARIABLE} (or --token; Account & Settings in Label Studio)")
+        raise UserError(
+            f"give the Label Studio access token in {TOKEN_VARIABLE} (or --token; Account & Settings in Label Studio)"
+        )
     return token
 
 
@@ -439,16 +648,23 @@ def push(config: PushConfig) -> dict:
     folder = Path(config.inputs[0])
     tasks_path, config_path = folder / "tasks.json", folder / "label_config.xml"
     if not tasks_path.is_file() or not config_path.is_file():
-        raise UserError(f"{folder} is not an export folder (tasks.json, label_config.xml); run judge.annotate export first")
+        raise UserError(
+            f"{folder} is not an export folder (tasks.json, label_config.xml); run judge.annotate export first"
+        )
     tasks = json.loads(tasks_path.read_text(encoding="utf-8"))
     client = _client(config)
     try:
         project = client.projects.create(title=config.title, label_config=config_path.read_text(encoding="utf-8"))
         client.projects.import_tasks(id=project.id, request=tasks)
     except Exception as exc:  # noqa: BLE001 - network and API errors come in many types
-        raise UserError(f"Label Studio at {config.url} refused the push ({_server_said(exc, config)}); check --url and the token") from None
+        raise UserError(
+            f"Label Studio at {config.url} refused the push ({_server_said(exc, config)}); check --url and the token"
+        ) from None
     print(f"created project {project.id} ({config.title!r}) with {len(tasks)} tasks at {config.url}")
-    print(f"when annotated: python -m judge.annotate pull {folder} --url {config.url} --project {project.id} --out LABELS.csv")
+    print(
+        f"when annotated: python -m judge.annotate pull {folder} --url {config.url} --project {project.id} --out "
+        "LABELS.csv"
+    )
     return {"project": project.id, "tasks": len(tasks)}
 
 
@@ -463,14 +679,21 @@ def pull(config: PullConfig) -> pd.DataFrame:
     export_path = Path(config.out).with_suffix(".label-studio.json")
     check_apart(export_path, input_paths([config.inputs, config.taxonomy, config.label_map]), directory=False)
     if export_path.exists() and not (config.overwrite and Path(config.out).exists()):
-        raise UserError(f"{export_path.name} already exists beside --out and pull writes Label Studio's raw export there; "
-                        "move it away or choose another --out")
+        raise UserError(
+            f"{export_path.name} already exists beside --out and pull writes Label Studio's raw export there; "
+            "move it away or choose another --out"
+        )
     taxonomy = _taxonomy(config)
     client = _client(config)
     try:
-        tasks = [t.dict() if hasattr(t, "dict") else dict(t) for t in client.tasks.list(project=config.project, fields="all")]
+        tasks = [
+            t.dict() if hasattr(t, "dict") else dict(t) for t in client.tasks.list(project=config.project, fields="all")
+        ]
     except Exception as exc:  # noqa: BLE001
-        raise UserError(f"could not read project {config.project} from {config.url} ({_server_said(exc, config)}); check --project, --url and the token") from None
+        raise UserError(
+            f"could not read project {config.project} from {config.url} ({_server_said(exc, config)}); check "
+            "--project, --url and the token"
+        ) from None
     try:  # annotators by e-mail rather than by a bare user id, so their columns read label_<name>
         users = {u.id: u.email for u in client.users.list() if getattr(u, "email", None)}
     except Exception:  # noqa: BLE001 - a token that may not list users: ids it is
@@ -492,31 +715,69 @@ def issues(config: IssuesConfig) -> pd.DataFrame:
     check_output_directory(config.out, overwrite=config.overwrite)
     if len(config.annotators) >= 2:
         records = _records(config, config.inputs, label_columns=config.annotators, label_hint="Fix --annotators.")
-        result = find_label_errors_multi(records, annotators=list(config.annotators), taxonomy=config.taxonomy, folds=config.folds,
-                                         group=config.cv_group, seed=config.seed, label_map=parse_label_map(config.label_map, encoding=config.encoding))
+        result = find_label_errors_multi(
+            records,
+            annotators=list(config.annotators),
+            taxonomy=config.taxonomy,
+            folds=config.folds,
+            group=config.cv_group,
+            seed=config.seed,
+            label_map=parse_label_map(config.label_map, encoding=config.encoding),
+        )
     else:
         records = _records(config, config.inputs, label_columns=[config.label], label_hint="Fix --label.")
-        result = find_label_errors(records, label=config.label, taxonomy=config.taxonomy, folds=config.folds, group=config.cv_group, seed=config.seed,
-                                   label_map=parse_label_map(config.label_map, encoding=config.encoding))
+        result = find_label_errors(
+            records,
+            label=config.label,
+            taxonomy=config.taxonomy,
+            folds=config.folds,
+            group=config.cv_group,
+            seed=config.seed,
+            label_map=parse_label_map(config.label_map, encoding=config.encoding),
+        )
     flagged = result["flagged"]
     manifest = RunManifest("judge.annotate issues", config, inputs=config.inputs, method=result["method"])
     taxonomy = _taxonomy(config, [v for v in flagged["given_label"]]) if len(flagged) else None
     # The same list as an adjudication round: Label Studio tasks showing the given and the suggested label.
-    tasks = [{"data": {annotation.ITEM_ID: r["id"], "prompt": r.get("prompt", ""), "response": r["response"],
-                       "annotator_labels": f"given: {r['given_label']}" + (f" ({r['annotator']})" if "annotator" in r else "")
-                       + f"; judge suggests: {r['suggested_label']}"}} for _, r in flagged.iterrows()]
+    tasks = [
+        {
+            "data": {
+                annotation.ITEM_ID: r["id"],
+                "prompt": r.get("prompt", ""),
+                "response": r["response"],
+                "annotator_labels": f"given: {r['given_label']}"
+                + (f" ({r['annotator']})" if "annotator" in r else "")
+                + f"; judge suggests: {r['suggested_label']}",
+            }
+        }
+        for _, r in flagged.iterrows()
+    ]
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         write_records(user_columns(flagged, records.attrs.get("column_map", {})), staging / "label_issues.csv")
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         if taxonomy is not None:
-            write_text(staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False)
+            write_text(
+                staging / "label_config.xml",
+                annotation.label_config(taxonomy, show=["annotator_labels"]),
+                overwrite=False,
+            )
         manifest.write(staging, records=len(records), flagged=len(flagged))
-    print(f"{len(flagged)} of {len(records)} labels look wrong ({len(flagged) / len(records):.1%}; {result['method']}) -> {config.out}/label_issues.csv")
+    print(
+        f"{len(flagged)} of {len(records)} labels look wrong ({len(flagged) / len(records):.1%}; {result['method']}) "
+        f"-> {config.out}/label_issues.csv"
+    )
     return flagged
 
 
-HANDLERS = {ExportConfig: export, ImportConfig: import_, PushConfig: push, PullConfig: pull, AdjudicateConfig: adjudicate,
-            ResolveConfig: resolve_, IssuesConfig: issues}
+HANDLERS = {
+    ExportConfig: export,
+    ImportConfig: import_,
+    PushConfig: push,
+    PullConfig: pull,
+    AdjudicateConfig: adjudicate,
+    ResolveConfig: resolve_,
+    IssuesConfig: issues,
+}
 DIRECTORY_ACTIONS = ("export", "adjudicate", "issues")  # the others write one records file
 
 
@@ -524,13 +785,20 @@ def main(config: Config):
     """Run the action whose Config this is (``ExportConfig(...)`` runs export, and so on)."""
     handler = HANDLERS.get(type(config))
     if handler is None:
-        raise UserError(f"give an action first, one of: {', '.join(ACTIONS)} (e.g. python -m judge.annotate export FILE --out DIR); see --help")
+        raise UserError(
+            f"give an action first, one of: {', '.join(ACTIONS)} (e.g. python -m judge.annotate export FILE --out "
+            "DIR); see --help"
+        )
     if not config.inputs:
         raise UserError(f"give the input file(s) after the action; see python -m judge.annotate {config.action} --help")
     if getattr(config, "out", None) is None:
         return handler(config)
-    with claim_for(config, f"judge.annotate {config.action}", inputs=("inputs", "exclude", "taxonomy", "label_map", "with_predictions"),
-                   directory=config.action in DIRECTORY_ACTIONS):
+    with claim_for(
+        config,
+        f"judge.annotate {config.action}",
+        inputs=("inputs", "exclude", "taxonomy", "label_map", "with_predictions"),
+        directory=config.action in DIRECTORY_ACTIONS,
+    ):
         return handler(config)
 
 
@@ -618,8 +886,26 @@ def build_parser():
     p = new_parser("python -m judge.annotate", __doc__)
     actions = p.add_subparsers(title="actions", metavar="ACTION", parser_class=type(p))
     reads = ("inputs", _Written, _Labels, RecordColumns)  # the layout of the actions that read records
-    add_action(actions, "export", EXPORT_HELP, ExportConfig, order=(*reads, "strategy", "by", "budget", "allocation", "target", "target_column",
-                                                                    "confidence_column", "compare", "uniform_share", "exclude", "annotators"))
+    add_action(
+        actions,
+        "export",
+        EXPORT_HELP,
+        ExportConfig,
+        order=(
+            *reads,
+            "strategy",
+            "by",
+            "budget",
+            "allocation",
+            "target",
+            "target_column",
+            "confidence_column",
+            "compare",
+            "uniform_share",
+            "exclude",
+            "annotators",
+        ),
+    )
     add_action(actions, "import", IMPORT_HELP, ImportConfig, order=("inputs", _Written, _Labels))
     add_action(actions, "push", PUSH_HELP, PushConfig, order=("inputs", _Server))
     add_action(actions, "pull", PULL_HELP, PullConfig, order=("inputs", _Written, _Server, "project", _Labels))

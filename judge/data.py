@@ -44,6 +44,7 @@ or by default prompt_id or prompt, so a prompt's outputs never land on both side
 get ``inclusion_probability`` k / G (k of the G groups drawn at random), so the kept side can serve
 as a human sample for judge.report --human.
 """
+
 from __future__ import annotations
 
 import re
@@ -70,20 +71,37 @@ from judge.core.manifest import RunManifest
 from judge.core.outputs import claim_for
 from judge.core.records import SHADOW, read_table, require_columns, user_columns, write_records
 
-CHEHBOUNI_COLUMNS = ["index", "ethnicity", "og_prompt", "type_name", "name", "g1", "g2", "g3", "prompt_sentence", "common", "model", "identity", "variable", "label"]
+CHEHBOUNI_COLUMNS = [
+    "index",
+    "ethnicity",
+    "og_prompt",
+    "type_name",
+    "name",
+    "g1",
+    "g2",
+    "g3",
+    "prompt_sentence",
+    "common",
+    "model",
+    "identity",
+    "variable",
+    "label",
+]
 MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llama 70": "llama-2-70b-chat"}
 IMPORTERS = ("chehbouni2024", "sample", "split", "filter")
 RECORD_ACTIONS = ("sample", "split", "filter")
 DEFAULT_HIDE = ["name", "identity", "name_list", "gender", "common"]  # as judge.annotate export --blind hides
 # Columns a blind sheet never shows: judge outputs (label, confidence, p_*, unscored_reason, raw) and earlier human labels.
-JUDGE_OR_HUMAN_LABEL = re.compile(r"label|annotation|annotator|confidence|judge|adjudicat|unscored|verdict|(^|_)p_|(^|_)raw$", re.IGNORECASE)
+JUDGE_OR_HUMAN_LABEL = re.compile(
+    r"label|annotation|annotator|confidence|judge|adjudicat|unscored|verdict|(^|_)p_|(^|_)raw$", re.IGNORECASE
+)
 
 
 def strip_echo(output: str, prompt: str) -> str:
     """Llama 2 chat echoes the prompt before answering; the label is about what follows."""
     output = "" if output is None or output != output else str(output)
     if output.startswith(prompt):
-        output = output[len(prompt):]
+        output = output[len(prompt) :]
     return output.strip()
 
 
@@ -99,18 +117,26 @@ def import_chehbouni2024(paths: list[str | Path], *, encoding: str = "utf-8") ->
     rows = []
     for path in paths:
         table = read_table(path, encoding=encoding)
-        require_columns(table, CHEHBOUNI_COLUMNS, source=str(path), flag_hint="Is this one of the df_annotated_llama*.csv files?")
+        require_columns(
+            table, CHEHBOUNI_COLUMNS, source=str(path), flag_hint="Is this one of the df_annotated_llama*.csv files?"
+        )
         for row_number, r in enumerate(table.itertuples(index=False), start=2):
             match = re.fullmatch(r"label (\d)", str(r.variable).strip())
             if not match or match[1] not in ("1", "2", "3"):
-                raise UserError(f"{path}: row {row_number} has variable {clip(r.variable)}; expected 'label 1', 'label 2' or 'label 3' "
-                                "(which of g1..g3 the label is for): is this one of the df_annotated_llama*.csv files?")
+                raise UserError(
+                    f"{path}: row {row_number} has variable {clip(r.variable)}; expected 'label 1', 'label 2' or "
+                    "'label 3' "
+                    "(which of g1..g3 the label is for): is this one of the df_annotated_llama*.csv files?"
+                )
             sample = int(match[1])
             if not str(r.index).strip().isdigit():
                 raise UserError(f"{path}: row {row_number} has index {clip(r.index)}; expected the prompt's row number")
             if not isinstance(r.model, str) or not r.model.strip():
-                raise UserError(f"{Path(path).name}: row {row_number} has no model (its id would be 'nan-p...'); fill the model column "
-                                f"(e.g. {', '.join(repr(m) for m in MODEL_IDS)})")
+                raise UserError(
+                    f"{Path(path).name}: row {row_number} has no model (its id would be 'nan-p...'); fill the model "
+                    "column "
+                    f"(e.g. {', '.join(repr(m) for m in MODEL_IDS)})"
+                )
             model = MODEL_IDS.get(r.model, r.model.replace(" ", "-"))
             rows.append(
                 {
@@ -136,7 +162,9 @@ def import_chehbouni2024(paths: list[str | Path], *, encoding: str = "utf-8") ->
     return records.sort_values("id", kind="stable").reset_index(drop=True)
 
 
-def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], seed: int, allocation=None) -> pd.DataFrame:
+def annotation_sample(
+    records: pd.DataFrame, *, n: int, stratify: list[str], seed: int, allocation=None
+) -> pd.DataFrame:
     """A seeded sample with each record's inclusion probability (the sampling itself is judge.annotate
     export's: ``human_labels.choose``); every column kept as it came."""
     from judge.annotation.human_labels import choose
@@ -144,7 +172,14 @@ def annotation_sample(records: pd.DataFrame, *, n: int, stratify: list[str], see
     if n <= 0:
         raise UserError("--n must be a positive number of records")
     require_columns(records, stratify, source="records", flag_hint="Fix --stratify.")
-    picked = choose(records, strategy="stratified" if stratify else "random", budget=n, seed=seed, by=stratify, allocation=allocation)
+    picked = choose(
+        records,
+        strategy="stratified" if stratify else "random",
+        budget=n,
+        seed=seed,
+        by=stratify,
+        allocation=allocation,
+    )
     return picked.reset_index(drop=True)
 
 
@@ -164,12 +199,15 @@ def blind_sheet(records: pd.DataFrame, *, hide: list[str], keep: set[str]) -> pd
     if "name" in out.columns:
         for column in ("prompt", "response"):
             if column in out.columns:
-                out[column] = [v if not isinstance(v, str) else mask_name(v, n) for v, n in zip(out[column], out["name"])]
+                out[column] = [
+                    v if not isinstance(v, str) else mask_name(v, n) for v, n in zip(out[column], out["name"])
+                ]
     hidden = [c for c in out.columns if c not in keep and (c in hide or JUDGE_OR_HUMAN_LABEL.search(str(c)))]
     return out.drop(columns=hidden)
 
 
 # -- two-phase sampling ------------------------------------------------------------------------
+
 
 def first_phase(path: str, n_records: int) -> tuple[str, list[str]]:
     """The design of the sample in ``path`` (census, random or stratified, and its strata), read from its
@@ -185,16 +223,22 @@ def first_phase(path: str, n_records: int) -> tuple[str, list[str]]:
     fix = "sample from the full records instead (with --exclude FILE to leave this sample out)"
     digest = manifest.get(OUTPUT_DIGEST_KEY)
     if counts.get("records", counts.get("items")) != n_records or (digest is not None and digest != file_sha256(path)):
-        raise UserError(f"{Path(path).name} has an inclusion_probability column but no manifest of the sample it is "
-                        f"({'none found' if not manifest else 'the file changed since'}), so the probabilities cannot be composed; {fix}")
+        raise UserError(
+            f"{Path(path).name} has an inclusion_probability column but no manifest of the sample it is "
+            f"({'none found' if not manifest else 'the file changed since'}), so the probabilities cannot be composed; "
+            f"{fix}"
+        )
     if design.startswith("census"):
         return "census", []
     if manifest.get("command") == "judge.data" and settings.get("dataset") == "sample":
         return ("stratified", list(settings.get("stratify") or [])) if settings.get("stratify") else ("random", [])
     if manifest.get("command") == "judge.annotate" and settings.get("strategy") in ("random", "stratified"):
         return settings["strategy"], list(settings.get("by") or [])
-    raise UserError(f"{Path(path).name} is not a fixed-size random or stratified sample ({clip(design or manifest.get('command'), 50)}), "
-                    f"so a second sample's probabilities do not compose exactly; {fix}")
+    raise UserError(
+        f"{Path(path).name} is not a fixed-size random or stratified sample "
+        f"({clip(design or manifest.get('command'), 50)}), "
+        f"so a second sample's probabilities do not compose exactly; {fix}"
+    )
 
 
 def check_composable(phase1: tuple[str, list[str]], stratify: list[str], path: str) -> None:
@@ -203,8 +247,12 @@ def check_composable(phase1: tuple[str, list[str]], stratify: list[str], path: s
     if kind == "census" or not stratify or (kind == "stratified" and set(stratify) <= set(strata)):
         return
     first = "a random sample" if kind == "random" else f"stratified by {', '.join(strata)}"
-    raise UserError(f"{Path(path).name} is {first}: a second sample stratified by {', '.join(stratify)} would have probabilities that depend "
-                    f"on which records the first kept (not exact); drop --stratify, stratify by the first's columns, or sample the full records")
+    raise UserError(
+        f"{Path(path).name} is {first}: a second sample stratified by {', '.join(stratify)} would have probabilities "
+        "that depend "
+        "on which records the first kept (not exact); drop --stratify, stratify by the first's columns, or sample the "
+        "full records"
+    )
 
 
 def sample_of_sample(records: pd.DataFrame, config: "Config") -> pd.DataFrame:
@@ -212,23 +260,37 @@ def sample_of_sample(records: pd.DataFrame, config: "Config") -> pd.DataFrame:
     from judge.annotation.human_labels import INCLUSION
 
     if len(config.inputs) > 1 or config.exclude:
-        raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a sample of it takes one input file and no --exclude "
-                        "(its probabilities would not compose exactly); sample from the full records instead")
+        raise UserError(
+            f"the records already have a column {INCLUSION!r} (a sample): a sample of it takes one input file and no "
+            "--exclude "
+            "(its probabilities would not compose exactly); sample from the full records instead"
+        )
     if config.allocation == "neyman":
-        raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a Neyman second phase would allocate by the labels the "
-                        "first sample happened to keep (its probabilities would not be exact); use proportional allocation or sample the full records")
+        raise UserError(
+            f"the records already have a column {INCLUSION!r} (a sample): a Neyman second phase would allocate by the "
+            "labels the "
+            "first sample happened to keep (its probabilities would not be exact); use proportional allocation or "
+            "sample the full records"
+        )
     check_composable(first_phase(config.inputs[0], len(records)), list(config.stratify), config.inputs[0])
     pi1 = pd.to_numeric(records[INCLUSION], errors="coerce")
     if pi1.isna().any() or ((pi1 <= 0) | (pi1 > 1)).any():
-        raise UserError(f"{Path(config.inputs[0]).name}: column {INCLUSION!r} must hold probabilities in (0, 1] for every record; "
-                        "restore the sample's file as it was written")
-    picked = annotation_sample(records.assign(**{INCLUSION: pi1}).rename(columns={INCLUSION: "__pi1__"}),
-                               n=config.n, stratify=list(config.stratify), seed=config.seed)
+        raise UserError(
+            f"{Path(config.inputs[0]).name}: column {INCLUSION!r} must hold probabilities in (0, 1] for every record; "
+            "restore the sample's file as it was written"
+        )
+    picked = annotation_sample(
+        records.assign(**{INCLUSION: pi1}).rename(columns={INCLUSION: "__pi1__"}),
+        n=config.n,
+        stratify=list(config.stratify),
+        seed=config.seed,
+    )
     picked[INCLUSION] = picked.pop("__pi1__") * picked[INCLUSION]
     return picked
 
 
 # -- filter and split --------------------------------------------------------------------------
+
 
 def parse_values(spec: str, flag: str) -> tuple[str, set[str]]:
     """COL=V1,V2 as (column, {values as text})."""
@@ -246,8 +308,10 @@ def value_mask(records: pd.DataFrame, spec: str, flag: str) -> pd.Series:
     cells = records[column].map(lambda v: "" if _missing(v) else _id_text(v))
     absent = sorted(values - set(cells))
     if absent:
-        raise UserError(f"{flag} {column}=...: no record has the value {clip(absent[0], 40)}; values present: "
-                        f"{short_list(sorted(set(cells)), limit=6, width=24)}")
+        raise UserError(
+            f"{flag} {column}=...: no record has the value {clip(absent[0], 40)}; values present: "
+            f"{short_list(sorted(set(cells)), limit=6, width=24)}"
+        )
     return cells.isin(values)
 
 
@@ -263,8 +327,10 @@ def fraction_groups(records: pd.DataFrame, config: "Config") -> tuple[pd.Series,
         keys = records["id"].astype(str)
     groups = sorted(set(keys))
     if len(groups) < 2:
-        raise UserError(f"--fraction needs at least two groups to draw from; the records have one {column or 'record'}: "
-                        "name another --group column")
+        raise UserError(
+            f"--fraction needs at least two groups to draw from; the records have one {column or 'record'}: "
+            "name another --group column"
+        )
     k = min(len(groups) - 1, max(1, round(config.fraction * len(groups))))
     drawn = set(np.random.default_rng(config.seed).permutation(len(groups))[:k].tolist())
     chosen = {g for i, g in enumerate(groups) if i in drawn}
@@ -281,7 +347,10 @@ def select(records: pd.DataFrame, config: "Config") -> tuple[pd.Series, str, flo
         mask &= ~value_mask(records, spec, "--drop")
     said, probability = [], None
     if config.keep or config.drop:
-        said.append(f"{int(mask.sum())} of {len(records)} records match {' and '.join([*config.keep, *(f'not {d}' for d in config.drop)])}")
+        said.append(
+            f"{int(mask.sum())} of {len(records)} records match "
+            f"{' and '.join([*config.keep, *(f'not {d}' for d in config.drop)])}"
+        )
     if config.fraction is not None:
         drawn, column, k, total = fraction_groups(records[mask], config)
         mask &= drawn.reindex(records.index, fill_value=False)
@@ -296,36 +365,110 @@ def select(records: pd.DataFrame, config: "Config") -> tuple[pd.Series, str, flo
 
 @dataclass
 class Config(RecordColumns):
-    dataset: str = field(metadata={"positional": True, "nargs": "?", "metavar": "ACTION", "help": f"what to do: {', '.join(IMPORTERS)}"})
-    inputs: list[str] = field(metadata={"positional": True, "nargs": "*", "metavar": "FILE", "help": "the released CSVs (chehbouni2024) or "
-                                        "the records to sample, split or filter (JSONL, JSON list, CSV or Parquet; several files get a source column)"})
+    dataset: str = field(
+        metadata={"positional": True, "nargs": "?", "metavar": "ACTION", "help": f"what to do: {', '.join(IMPORTERS)}"}
+    )
+    inputs: list[str] = field(
+        metadata={
+            "positional": True,
+            "nargs": "*",
+            "metavar": "FILE",
+            "help": "the released CSVs (chehbouni2024) or "
+            "the records to sample, split or filter (JSONL, JSON list, CSV or Parquet; several files get a source "
+            "column)",
+        }
+    )
     out: str = field(metadata={"help": "output records file (.jsonl, .json, .csv or .parquet)"})
-    n: int = field(default=500, metadata={"help": "sample: how many records (default: %(default)s); met exactly, stratified or not"})
-    stratify: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL",
-                                                                "help": "sample: keep these columns' proportions (repeatable)"})
-    exclude: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "FILE", "help": "sample, split, filter: "
-                                                               "leave out the ids in FILE, e.g. the judge's training labels (repeatable)"})
+    n: int = field(
+        default=500,
+        metadata={"help": "sample: how many records (default: %(default)s); met exactly, stratified or not"},
+    )
+    stratify: list[str] = field(
+        default_factory=list,
+        metadata={"action": "append", "metavar": "COL", "help": "sample: keep these columns' proportions (repeatable)"},
+    )
+    exclude: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "append",
+            "metavar": "FILE",
+            "help": "sample, split, filter: leave out the ids in FILE, e.g. the judge's training labels (repeatable)",
+        },
+    )
     seed: int = field(default=0, metadata={"help": "sample, --fraction: seed"})
-    label_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "sample: add an empty column COL for annotators "
-                                                             "to fill in (default: none; label with --blind)"})
-    blind: bool = field(default=False, metadata={"help": "sample: the sheet annotators see: names masked as [NAME], the --hide columns and "
-                                                 "every judge or earlier label column left out"})
-    hide: list[str] = field(default_factory=lambda: list(DEFAULT_HIDE), metadata={
-        "metavar": "COL", "help": "sample --blind: the group columns never shown, besides the judge and label columns"})
-    keep: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL=V[,V]", "help": "split, filter: keep the "
-                                                            "records whose COL is one of the values (repeatable: all must match), e.g. --keep source=gpt4,llama2"})
-    drop: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL=V[,V]",
-                                                            "help": "split, filter: leave out the records whose COL is one of the values"})
-    fraction: float | None = field(default=None, metadata={"metavar": "P", "help": "split, filter: keep a seeded share P (0 < P < 1) of the groups"})
-    allocation: str = field(default="proportional", metadata={"choices": ("proportional", "neyman"), "help": "sample --stratify: proportional "
-                                                              "or neyman: the sizes that make one category's rate most precise (n_h ~ N_h S_h by the "
-                                                              "--target-column labels); pi still exact"})
-    target: str | None = field(default=None, metadata={"metavar": "CATEGORY", "help": "sample --allocation neyman: the category whose rate "
-                                                       "the sample is for, e.g. refusal"})
-    target_column: str | None = field(default=None, metadata={"metavar": "COL", "help": "sample --allocation neyman: the labels known for "
-                                                              "every record (default: judge_label)"})
-    group: str | None = field(default=None, metadata={"metavar": "COL", "help": "split, filter --fraction: the column whose values stay "
-                                                      "together (default: prompt_id, else prompt, so one prompt never lands on both sides)"})
+    label_column: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "sample: add an empty column COL for annotators to fill in (default: none; label with --blind)",
+        },
+    )
+    blind: bool = field(
+        default=False,
+        metadata={
+            "help": "sample: the sheet annotators see: names masked as [NAME], the --hide columns and "
+            "every judge or earlier label column left out"
+        },
+    )
+    hide: list[str] = field(
+        default_factory=lambda: list(DEFAULT_HIDE),
+        metadata={
+            "metavar": "COL",
+            "help": "sample --blind: the group columns never shown, besides the judge and label columns",
+        },
+    )
+    keep: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "append",
+            "metavar": "COL=V[,V]",
+            "help": "split, filter: keep the "
+            "records whose COL is one of the values (repeatable: all must match), e.g. --keep source=gpt4,llama2",
+        },
+    )
+    drop: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "append",
+            "metavar": "COL=V[,V]",
+            "help": "split, filter: leave out the records whose COL is one of the values",
+        },
+    )
+    fraction: float | None = field(
+        default=None,
+        metadata={"metavar": "P", "help": "split, filter: keep a seeded share P (0 < P < 1) of the groups"},
+    )
+    allocation: str = field(
+        default="proportional",
+        metadata={
+            "choices": ("proportional", "neyman"),
+            "help": "sample --stratify: proportional "
+            "or neyman: the sizes that make one category's rate most precise (n_h ~ N_h S_h by the "
+            "--target-column labels); pi still exact",
+        },
+    )
+    target: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "CATEGORY",
+            "help": "sample --allocation neyman: the category whose rate the sample is for, e.g. refusal",
+        },
+    )
+    target_column: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "sample --allocation neyman: the labels known for every record (default: judge_label)",
+        },
+    )
+    group: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "split, filter --fraction: the column whose values stay "
+            "together (default: prompt_id, else prompt, so one prompt never lands on both sides)",
+        },
+    )
     rest: str | None = field(default=None, metadata={"metavar": "FILE", "help": "split: where the records not kept go"})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output"})
 
@@ -336,8 +479,11 @@ class Config(RecordColumns):
         check_seed(self)
         check_choice(self, "allocation", ("proportional", "neyman"))
         if self.dataset == "sample" and self.allocation == "neyman" and not (self.stratify and self.target):
-            raise UserError("--allocation neyman allocates strata for one category's rate: add --stratify COL and --target CATEGORY "
-                            "(and --target-column COL, default judge_label)")
+            raise UserError(
+                "--allocation neyman allocates strata for one category's rate: add --stratify COL and --target "
+                "CATEGORY "
+                "(and --target-column COL, default judge_label)"
+            )
         if self.dataset == "sample" and (self.target or self.target_column) and self.allocation != "neyman":
             raise UserError("--target/--target-column apply to --allocation neyman; add it or drop them")
         if self.label_column is not None and not self.label_column.strip():
@@ -346,31 +492,58 @@ class Config(RecordColumns):
 
 def misplaced_flags(config: Config) -> str | None:
     """What is wrong with flags given to an action that does not use them, in words, or None."""
-    record_flags = {"--exclude": config.exclude, "--source-column": config.source_column, "--id-column": config.id_column,
-                    "--prompt-column": config.prompt_column, "--text-column": config.text_column}
-    sample_flags = {"--stratify": config.stratify, "--label-column": config.label_column, "--blind": config.blind,
-                    "--allocation": config.allocation != "proportional", "--target": config.target, "--target-column": config.target_column}
-    select_flags = {"--keep": config.keep, "--drop": config.drop, "--fraction": config.fraction is not None, "--group": config.group}
+    record_flags = {
+        "--exclude": config.exclude,
+        "--source-column": config.source_column,
+        "--id-column": config.id_column,
+        "--prompt-column": config.prompt_column,
+        "--text-column": config.text_column,
+    }
+    sample_flags = {
+        "--stratify": config.stratify,
+        "--label-column": config.label_column,
+        "--blind": config.blind,
+        "--allocation": config.allocation != "proportional",
+        "--target": config.target,
+        "--target-column": config.target_column,
+    }
+    select_flags = {
+        "--keep": config.keep,
+        "--drop": config.drop,
+        "--fraction": config.fraction is not None,
+        "--group": config.group,
+    }
     if config.hide != DEFAULT_HIDE and not config.blind:
         return "--hide (it needs --blind) is given without --blind; add --blind or drop --hide"
-    uses = {"split": {**record_flags, **select_flags, "--rest": config.rest}, "filter": {**record_flags, **select_flags},
-            "sample": {**record_flags, **sample_flags}}  # sample last, so a message ends "'sample' only" where it does
-    given = [flag for flag, value in {**record_flags, **sample_flags, **select_flags, "--rest": config.rest}.items() if value]
+    uses = {
+        "split": {**record_flags, **select_flags, "--rest": config.rest},
+        "filter": {**record_flags, **select_flags},
+        "sample": {**record_flags, **sample_flags},
+    }  # sample last, so a message ends "'sample' only" where it does
+    given = [
+        flag for flag, value in {**record_flags, **sample_flags, **select_flags, "--rest": config.rest}.items() if value
+    ]
     wrong = [flag for flag in given if flag not in uses.get(config.dataset, {})]
     if not wrong:
         return None
     where = [f"'{action}'" for action, flags in uses.items() if wrong[0] in flags]
-    return (f"{short_list(wrong, limit=4)} do(es) not apply to '{config.dataset}': {wrong[0]} applies to "
-            f"{', '.join(where[:-1]) + ' and ' if len(where) > 1 else ''}{where[-1]} only")
+    return (
+        f"{short_list(wrong, limit=4)} do(es) not apply to '{config.dataset}': {wrong[0]} applies to "
+        f"{', '.join(where[:-1]) + ' and ' if len(where) > 1 else ''}{where[-1]} only"
+    )
 
 
 def main(config: Config) -> pd.DataFrame:
     with ExitStack() as claims:
-        claims.enter_context(claim_for(config, 'judge.data', inputs=('inputs', 'exclude', 'label_map'), directory=False))
+        claims.enter_context(
+            claim_for(config, "judge.data", inputs=("inputs", "exclude", "label_map"), directory=False)
+        )
         if config.rest:
             if Path(config.rest).resolve() == Path(config.out).resolve():
                 raise UserError("--rest and --out are the same file; give the records not kept a file of their own")
-            claims.enter_context(claim_for(config, 'judge.data', inputs=('inputs', 'exclude', 'out'), directory=False, out_field="rest"))
+            claims.enter_context(
+                claim_for(config, "judge.data", inputs=("inputs", "exclude", "out"), directory=False, out_field="rest")
+            )
         return _main(config)
 
 
@@ -383,9 +556,13 @@ def _main(config: Config) -> pd.DataFrame:
     if wrong:
         raise UserError(wrong)
     if config.dataset == "split" and not config.rest:
-        raise UserError("split writes the kept records to --out and the others to --rest; add --rest FILE (or use filter)")
+        raise UserError(
+            "split writes the kept records to --out and the others to --rest; add --rest FILE (or use filter)"
+        )
     if config.dataset in ("split", "filter") and not (config.keep or config.drop or config.fraction is not None):
-        raise UserError(f"{config.dataset} needs --keep COL=V, --drop COL=V or --fraction P to say which records to keep")
+        raise UserError(
+            f"{config.dataset} needs --keep COL=V, --drop COL=V or --fraction P to say which records to keep"
+        )
     ensure_writable(config.out, overwrite=config.overwrite)
     if config.rest:
         ensure_writable(config.rest, overwrite=config.overwrite)
@@ -408,10 +585,19 @@ def _main(config: Config) -> pd.DataFrame:
 def read_input_records(config: Config) -> pd.DataFrame:
     from judge.core.records import read_records
 
-    records = read_records(config.inputs, encoding=config.encoding, required=(), source_column=config.source_column, id_column=config.id_column,
-                           prompt_column=config.prompt_column, text_column=config.text_column)
+    records = read_records(
+        config.inputs,
+        encoding=config.encoding,
+        required=(),
+        source_column=config.source_column,
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+        text_column=config.text_column,
+    )
     if config.exclude:
-        excluded = set(read_records(config.exclude, encoding=config.encoding, required=(), id_column=config.id_column)["id"])
+        excluded = set(
+            read_records(config.exclude, encoding=config.encoding, required=(), id_column=config.id_column)["id"]
+        )
         records = records[~records["id"].isin(excluded)]
         if records.empty:
             raise UserError("every record's id is in --exclude; nothing is left")
@@ -422,21 +608,39 @@ def read_input_records(config: Config) -> pd.DataFrame:
 def sampled(records: pd.DataFrame, config: Config, manifest: RunManifest) -> pd.DataFrame:
     from judge.annotation.human_labels import INCLUSION, sampling_design
 
-    design = sampling_design("stratified" if config.stratify else "random", config.n, len(records), allocation_of(config))
+    design = sampling_design(
+        "stratified" if config.stratify else "random", config.n, len(records), allocation_of(config)
+    )
     if INCLUSION in records.columns:
         picked = sample_of_sample(records, config)
         design = f"two-phase: this draw ({design}) of an earlier sample; pi_i = pi1_i (the earlier sample's) x pi2_i (this draw's)"
     else:
-        picked = annotation_sample(records, n=config.n, stratify=list(config.stratify), seed=config.seed, allocation=allocation_of(config))
+        picked = annotation_sample(
+            records, n=config.n, stratify=list(config.stratify), seed=config.seed, allocation=allocation_of(config)
+        )
     manifest.update(sampling_design=design, population=len(records))
     if config.blind:
-        picked = blind_sheet(picked, hide=list(config.hide), keep={"id", "prompt", "response", INCLUSION, SHADOW + "id",
-                                                                     SHADOW + "prompt", SHADOW + "response", *records.attrs["column_map"].values()})
+        picked = blind_sheet(
+            picked,
+            hide=list(config.hide),
+            keep={
+                "id",
+                "prompt",
+                "response",
+                INCLUSION,
+                SHADOW + "id",
+                SHADOW + "prompt",
+                SHADOW + "response",
+                *records.attrs["column_map"].values(),
+            },
+        )
     label = config.label_column or ("label" if config.blind else None)
     if label:
         if label in picked.columns:
-            raise UserError(f"the records already have a column {label!r}; name the annotators' column with --label-column NAME"
-                            + ("" if config.blind else " (or pass --blind to hide the earlier one)"))
+            raise UserError(
+                f"the records already have a column {label!r}; name the annotators' column with --label-column NAME"
+                + ("" if config.blind else " (or pass --blind to hide the earlier one)")
+            )
         picked[label] = ""
     return picked
 
@@ -446,8 +650,10 @@ def selected(records: pd.DataFrame, config: Config, manifest: RunManifest, colum
     from judge.annotation.human_labels import INCLUSION
 
     if config.fraction is not None and INCLUSION in records.columns:
-        raise UserError(f"the records already have a column {INCLUSION!r} (a sample): a --fraction of it would need both "
-                        "phases' probabilities; draw the fraction from the full records")
+        raise UserError(
+            f"the records already have a column {INCLUSION!r} (a sample): a --fraction of it would need both "
+            "phases' probabilities; draw the fraction from the full records"
+        )
     mask, said, probability = select(records, config)
     kept = records[mask] if probability is None else records[mask].assign(**{INCLUSION: probability})
     print(said)
@@ -461,8 +667,25 @@ def selected(records: pd.DataFrame, config: Config, manifest: RunManifest, colum
 
 
 def build_parser():
-    return parser_for(Config, "python -m judge.data", __doc__, order=("dataset", "inputs", "n", "stratify", "allocation", "target",
-                                                                      "target_column", ..., RecordColumns, "seed", "out", "overwrite"))
+    return parser_for(
+        Config,
+        "python -m judge.data",
+        __doc__,
+        order=(
+            "dataset",
+            "inputs",
+            "n",
+            "stratify",
+            "allocation",
+            "target",
+            "target_column",
+            ...,
+            RecordColumns,
+            "seed",
+            "out",
+            "overwrite",
+        ),
+    )
 
 
 if __name__ == "__main__":

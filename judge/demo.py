@@ -12,6 +12,7 @@ reuses what is done):
   4. labels:  the held-out 20% and the generated outputs, labelled by the LoRA judge and the LLM judge
   5. reports: agreement with the sample's labels (and between the two judges), disparity by group
 """
+
 from __future__ import annotations
 
 import sys
@@ -86,25 +87,47 @@ def _main(config: Config) -> dict:
     ow = config.overwrite
 
     banner("1/5 prompt set: data/templates x data/names")
-    prompts_cfg = prompt_sets.Config(templates=str(DATA / "templates" / "templates.json"), names=str(DATA / "names" / "names.json"),
-                                     out=str(out / "prompts.jsonl"), sample=config.prompts, seed=config.seed, overwrite=ow)
+    prompts_cfg = prompt_sets.Config(
+        templates=str(DATA / "templates" / "templates.json"),
+        names=str(DATA / "names" / "names.json"),
+        out=str(out / "prompts.jsonl"),
+        sample=config.prompts,
+        seed=config.seed,
+        overwrite=ow,
+    )
     if not done_before(out / "prompts.jsonl", prompts_cfg) or ow:
         prompt_sets.main(prompts_cfg)
 
     banner("2/5 outputs from the bundled SmolLM2-135M-Instruct (first run converts the GGUF once, ~35 s)")
-    generate.main(generate.Config(prompts=str(out / "prompts.jsonl"), out=str(out / "outputs.jsonl"), samples=config.samples,
-                                  max_new_tokens=config.max_new_tokens, seed=config.seed, overwrite=ow))
+    generate.main(
+        generate.Config(
+            prompts=str(out / "prompts.jsonl"),
+            out=str(out / "outputs.jsonl"),
+            samples=config.samples,
+            max_new_tokens=config.max_new_tokens,
+            seed=config.seed,
+            overwrite=ow,
+        )
+    )
 
     banner("3/5 LoRA judge (all-MiniLM-L6-v2) trained on 80% of data/sample")
     sample = read_records(SAMPLE)
-    train_idx, held_idx = stratified_split(sample["label"].astype("category").cat.codes.to_numpy(), val_fraction=0.2, seed=config.seed)
+    train_idx, held_idx = stratified_split(
+        sample["label"].astype("category").cat.codes.to_numpy(), val_fraction=0.2, seed=config.seed
+    )
     for name, idx in (("sample_train.jsonl", train_idx), ("sample_heldout.jsonl", held_idx)):
         split = {"source": str(SAMPLE), "part": name, "seed": config.seed, "val_fraction": 0.2}
         if not done_before(out / name, split) or ow:
             with claim_output(out / name, command="judge.demo split", inputs=[SAMPLE], overwrite=ow, directory=False):
                 write_records(sample.iloc[idx], out / name, overwrite=ow)
                 RunManifest("judge.demo split", split, inputs=[SAMPLE]).write(out / name, records=len(idx))
-    train_cfg = TrainConfig(train=[str(out / "sample_train.jsonl")], out=str(out / "judge"), taxonomy="chehbouni2024", seed=config.seed, overwrite=ow)
+    train_cfg = TrainConfig(
+        train=[str(out / "sample_train.jsonl")],
+        out=str(out / "judge"),
+        taxonomy="chehbouni2024",
+        seed=config.seed,
+        overwrite=ow,
+    )
     if not done_before(out / "judge", train_cfg) or ow:
         train_judge(train_cfg)
     else:
@@ -116,7 +139,16 @@ def _main(config: Config) -> dict:
         current = out / f"{stem}.jsonl"
         for prefix, spec in judges:
             target = out / f"{stem}.{prefix.rstrip('_')}.jsonl"
-            label.main(label.Config(judge=spec, input=str(current), out=str(target), prefix=prefix, taxonomy="chehbouni2024", overwrite=ow))
+            label.main(
+                label.Config(
+                    judge=spec,
+                    input=str(current),
+                    out=str(target),
+                    prefix=prefix,
+                    taxonomy="chehbouni2024",
+                    overwrite=ow,
+                )
+            )
             current = target
 
     banner("5/5 reports")
@@ -124,19 +156,50 @@ def _main(config: Config) -> dict:
     held, outputs = out / f"sample_heldout.{last}.jsonl", out / f"outputs.{last}.jsonl"
     runs = [(held, "label", "judge_label", "agreement_lora_vs_sample")]
     if config.llm_judge:
-        runs += [(held, "label", "llm_label", "agreement_llm_vs_sample"), (outputs, "judge_label", "llm_label", "agreement_lora_vs_llm_on_outputs")]
+        runs += [
+            (held, "label", "llm_label", "agreement_llm_vs_sample"),
+            (outputs, "judge_label", "llm_label", "agreement_lora_vs_llm_on_outputs"),
+        ]
     for src, gold, pred, name in runs:
-        agree.main(agree.Config(input=str(src), gold=gold, pred=pred, taxonomy="chehbouni2024", out=str(out / "reports" / name), overwrite=True))
-    report.main(report.Config(input=str(outputs), label="judge_label", group=["identity", "common"], taxonomy="chehbouni2024",
-                              out=str(out / "reports" / "disparity_outputs"), overwrite=True))
-    report.main(report.Config(input=str(SAMPLE), label="label", group=["identity", "common"], taxonomy="chehbouni2024",
-                              out=str(out / "reports" / "disparity_sample_human"), overwrite=True))
+        agree.main(
+            agree.Config(
+                input=str(src),
+                gold=gold,
+                pred=pred,
+                taxonomy="chehbouni2024",
+                out=str(out / "reports" / name),
+                overwrite=True,
+            )
+        )
+    report.main(
+        report.Config(
+            input=str(outputs),
+            label="judge_label",
+            group=["identity", "common"],
+            taxonomy="chehbouni2024",
+            out=str(out / "reports" / "disparity_outputs"),
+            overwrite=True,
+        )
+    )
+    report.main(
+        report.Config(
+            input=str(SAMPLE),
+            label="label",
+            group=["identity", "common"],
+            taxonomy="chehbouni2024",
+            out=str(out / "reports" / "disparity_sample_human"),
+            overwrite=True,
+        )
+    )
     seconds = time.perf_counter() - started
     manifest.write(out, status="complete")
     print(f"\nDone in {seconds:.0f}s. Files under {out}/:")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         print(f"  {path.relative_to(out)}")
-    print(f"Start with {out / 'reports' / 'agreement_lora_vs_sample' / 'agreement.md'} and {out / 'reports' / 'disparity_outputs' / 'disparity.md'}.")
+    print(
+        f"Start with {out / 'reports' / 'agreement_lora_vs_sample' / 'agreement.md'} and "
+        f"{out / 'reports' / 'disparity_outputs' / 'disparity.md'}."
+    )
     return {"seconds": seconds}
 
 

@@ -15,6 +15,7 @@ it writes the rows in input order in the --out format, with a manifest naming th
 sha256. Joining parts to the format they were written in gives the bytes of one unsharded run;
 parts read from CSV carry text only, so write CSV parts to join into CSV.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,14 @@ from judge.core.outputs import claim_for
 
 @dataclass
 class Config:
-    parts: str | list[str] = field(metadata={"positional": True, "nargs": "+", "metavar": "PART",
-                                             "help": "the outputs of one run's shares (--shard 1/N ... N/N), in any order and format"})
+    parts: str | list[str] = field(
+        metadata={
+            "positional": True,
+            "nargs": "+",
+            "metavar": "PART",
+            "help": "the outputs of one run's shares (--shard 1/N ... N/N), in any order and format",
+        }
+    )
     out: str = field(metadata={"help": "the joined output (JSONL, CSV or Parquet)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an output judge.join wrote before"})
 
@@ -69,10 +76,17 @@ def _main(config: Config):
     check_positions(manifests, names)
     n_rows = write_joined(config.parts, manifests, out)
     first, raw = manifests[0], parts[0][1]
-    manifest = RunManifest("judge.join", config, inputs=config.parts, of=first.command,
-                           parts=[{"file": name, "shard": str(m.part.shard), "sha256": m.output_sha256} for name, m in zip(names, manifests)],
-                           identity=unsharded(first.identity),
-                           **{k: raw[k] for k in ("judge", "engine", "engine_options", "model") if k in raw})
+    manifest = RunManifest(
+        "judge.join",
+        config,
+        inputs=config.parts,
+        of=first.command,
+        parts=[
+            {"file": name, "shard": str(m.part.shard), "sha256": m.output_sha256} for name, m in zip(names, manifests)
+        ],
+        identity=unsharded(first.identity),
+        **{k: raw[k] for k in ("judge", "engine", "engine_options", "model") if k in raw},
+    )
     # The settings of the run the parts are shares of: what a reader of one unsharded output finds there.
     manifest.update(settings=first.settings, join_settings={"parts": names, "out": out.name})
     manifest.write(out, rows=n_rows, parts=len(parts))
@@ -84,14 +98,26 @@ def check_one_run(manifests, names) -> None:
     base, base_name = manifests[0], names[0]
     for m, name in zip(manifests[1:], names[1:]):
         if m.command != base.command:
-            raise UserError(f"{name} is a part of a {m.command} run and {base_name} of a {base.command} run; join the parts of one run")
+            raise UserError(
+                f"{name} is a part of a {m.command} run and {base_name} of a {base.command} run; join the parts of one "
+                "run"
+            )
         if m.part.run != base.part.run:
-            raise UserError(f"{name} and {base_name} are parts of two runs (their settings, inputs or model differ); join the parts of one run")
+            raise UserError(
+                f"{name} and {base_name} are parts of two runs (their settings, inputs or model differ); join the "
+                "parts of one run"
+            )
         if m.part.plan != base.part.plan or m.part.total != base.part.total:
-            raise UserError(f"{name} and {base_name} were cut from two batch plans; rerun their shares with one version of the toolkit")
+            raise UserError(
+                f"{name} and {base_name} were cut from two batch plans; rerun their shares with one version of the "
+                "toolkit"
+            )
         if m.part.count != base.part.count:
-            raise UserError(f"{base_name} is share {base.part.shard} and {name} is share {m.part.shard}: one run splits into one N; "
-                            "join the parts of one --shard I/N split")
+            raise UserError(
+                f"{base_name} is share {base.part.shard} and {name} is share {m.part.shard}: one run splits into one "
+                "N; "
+                "join the parts of one --shard I/N split"
+            )
 
 
 # What a model judge's description says about how its numbers were computed: shares computed
@@ -119,8 +145,12 @@ def check_same_arithmetic(raws: list[dict], names: list[str]) -> None:
         differ = [k for k in sorted(set(base) | set(here)) if base.get(k) != here.get(k)]
         if differ:
             key = differ[0]
-            raise UserError(f"{name} was computed with {key} {here.get(key, '(none)')} and {names[0]} with {base.get(key, '(none)')}: "
-                            "their scores differ in the last bits; rerun the shares on one kind of machine with one thread count (OMP_NUM_THREADS)")
+            raise UserError(
+                f"{name} was computed with {key} {here.get(key, '(none)')} and {names[0]} with "
+                f"{base.get(key, '(none)')}: "
+                "their scores differ in the last bits; rerun the shares on one kind of machine with one thread count "
+                "(OMP_NUM_THREADS)"
+            )
 
 
 def check_shares(manifests, names) -> None:
@@ -129,11 +159,16 @@ def check_shares(manifests, names) -> None:
     twice = sorted(i for i, n in seen.items() if n > 1)
     if twice:
         holders = [name for name, m in zip(names, manifests) if m.part.index == twice[0]]
-        raise UserError(f"share {twice[0]}/{count} is given twice ({short_list(holders, limit=3)}); give each share once")
+        raise UserError(
+            f"share {twice[0]}/{count} is given twice ({short_list(holders, limit=3)}); give each share once"
+        )
     missing = [i for i in range(1, count + 1) if i not in seen]
     if missing:
-        raise UserError(f"share(s) {short_list([f'{i}/{count}' for i in missing], limit=4)} missing (given: "
-                        f"{short_list([str(m.part.shard) for m in manifests], limit=4)}); add the part written with --shard {missing[0]}/{count}")
+        raise UserError(
+            f"share(s) {short_list([f'{i}/{count}' for i in missing], limit=4)} missing (given: "
+            f"{short_list([str(m.part.shard) for m in manifests], limit=4)}); add the part written with --shard "
+            f"{missing[0]}/{count}"
+        )
 
 
 def check_positions(manifests, names) -> None:
@@ -143,11 +178,16 @@ def check_positions(manifests, names) -> None:
     for m, name in zip(manifests, names):
         for position in m.part.positions:
             if position in owner:
-                raise UserError(f"row {position} of the whole is in both {owner[position]} and {name}; rerun one of those shares with --overwrite")
+                raise UserError(
+                    f"row {position} of the whole is in both {owner[position]} and {name}; rerun one of those shares "
+                    "with --overwrite"
+                )
             owner[position] = name
     if len(owner) != total:
         hole = next(i for i in range(total) if i not in owner)
-        raise UserError(f"row {hole} of the whole ({total - len(owner)} in all) is in no part; rerun the shares with --overwrite")
+        raise UserError(
+            f"row {hole} of the whole ({total - len(owner)} in all) is in no part; rerun the shares with --overwrite"
+        )
 
 
 def write_joined(paths, manifests, out: Path) -> int:
@@ -172,8 +212,10 @@ def check_unchanged(path, manifest) -> None:
     from judge.core.files import file_sha256
 
     if file_sha256(path) != manifest.output_sha256:
-        raise UserError(f"part {Path(path).name} was changed after its run wrote it (its sha256 differs from its manifest's); "
-                        "rerun that share with --overwrite")
+        raise UserError(
+            f"part {Path(path).name} was changed after its run wrote it (its sha256 differs from its manifest's); "
+            "rerun that share with --overwrite"
+        )
 
 
 def read_rows(path, manifest):
@@ -187,7 +229,9 @@ def read_rows(path, manifest):
         return pd.DataFrame()
     rows = read_table(path)
     if len(rows) != expected:
-        raise UserError(f"part {name} holds {len(rows)} rows, and its manifest places {expected}; rerun that share with --overwrite")
+        raise UserError(
+            f"part {name} holds {len(rows)} rows, and its manifest places {expected}; rerun that share with --overwrite"
+        )
     return rows
 
 
@@ -215,14 +259,22 @@ def place_arrow_rows(paths, manifests):
         try:
             tables.append(pq.read_table(path))
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
-            raise UserError(f"part {Path(path).name} is not a readable Parquet file ({' '.join(str(exc).split())[:100]}); rerun that share with --overwrite") from None
+            raise UserError(
+                f"part {Path(path).name} is not a readable Parquet file ({' '.join(str(exc).split())[:100]}); rerun "
+                "that share with --overwrite"
+            ) from None
         if tables[-1].num_rows != len(manifest.part.positions):
-            raise UserError(f"part {Path(path).name} holds {tables[-1].num_rows} rows, and its manifest places {len(manifest.part.positions)}; "
-                            "rerun that share with --overwrite")
+            raise UserError(
+                f"part {Path(path).name} holds {tables[-1].num_rows} rows, and its manifest places "
+                f"{len(manifest.part.positions)}; "
+                "rerun that share with --overwrite"
+            )
     try:
         merged = pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise UserError(f"the parts' columns do not fit together ({' '.join(str(exc).split())[:100]}); join the parts of one run") from None
+        raise UserError(
+            f"the parts' columns do not fit together ({' '.join(str(exc).split())[:100]}); join the parts of one run"
+        ) from None
     order = np.argsort(np.concatenate([np.asarray(m.part.positions, dtype=np.int64) for _, m in kept]), kind="stable")
     merged = merged.take(pa.array(order))
     return merged.replace_schema_metadata(_joined_metadata(tables, merged.schema))

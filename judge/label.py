@@ -17,6 +17,7 @@ the missing ids are labelled (finished rows live in OUT.partial.jsonl until the 
 (--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
 "complete with N failed", and the same command again asks again for those rows only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,45 +48,102 @@ from judge.run.runner import Shard
 
 @dataclass
 class Config(RecordColumns):
-    judge: str = field(metadata={"help": "judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (English keyword rules: needs "
-                                         "--taxonomy with a refusal and an answer category, or aliases such as 'full refusal'/'full compliance'; "
-                                         "emits only those and failure; warns when most responses are not in the Latin alphabet), llm or llm:MODEL"})
-    input: str | list[str] = field(metadata={"nargs": "+", "metavar": "FILE", "help": "records to label (JSONL, CSV or Parquet); several "
-                                             "files (one per model, say) become one output with a source column"})
+    judge: str = field(
+        metadata={
+            "help": "judge directory (from judge.train), tfidf:DIR, lora:DIR, rules (English keyword rules: needs "
+            "--taxonomy with a refusal and an answer category, or aliases such as 'full refusal'/'full compliance'; "
+            "emits only those and failure; warns when most responses are not in the Latin alphabet), llm or llm:MODEL"
+        }
+    )
+    input: str | list[str] = field(
+        metadata={
+            "nargs": "+",
+            "metavar": "FILE",
+            "help": "records to label (JSONL, CSV or Parquet); several "
+            "files (one per model, say) become one output with a source column",
+        }
+    )
     out: str = field(metadata={"help": "output file (JSONL, CSV or Parquet)"})
-    taxonomy: str | None = field(default=None, metadata={"help": "rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)"})
+    taxonomy: str | None = field(
+        default=None, metadata={"help": "rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)"}
+    )
     batch_size: int = field(default=64, metadata={"help": "responses per batch"})
-    abstain_below: float | None = field(default=None, metadata={"metavar": "P", "help": "label 'unscored' when the judge's confidence is below P"})
-    prefix: str = field(default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"})
+    abstain_below: float | None = field(
+        default=None, metadata={"metavar": "P", "help": "label 'unscored' when the judge's confidence is below P"}
+    )
+    prefix: str = field(
+        default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"}
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
-    precision: str = field(default="auto", metadata={"help": "LoRA judge: auto (the fastest precision this machine runs natively among "
-                                                     "those the judge's training check found to label as fp32 does; fp32 for judges trained "
-                                                     "without the check), fp32, bf16 or int8"})
-    examples: str | None = field(default=None, metadata={"help": "llm judge: labelled records to draw few-shot examples from"})
-    examples_label_column: str = field(default="label", metadata={"metavar": "COL", "help": "llm judge: the --examples file's label column"})
-    label_map: str | None = field(default=None, metadata={"metavar": "MAP", "help": "llm judge: read the --examples file's coded labels as "
-                                                          "categories, 'CODE=CATEGORY,...' or a YAML/JSON/CSV file"})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "LoRA judge: auto (the fastest precision this machine runs natively among "
+            "those the judge's training check found to label as fp32 does; fp32 for judges trained "
+            "without the check), fp32, bf16 or int8"
+        },
+    )
+    examples: str | None = field(
+        default=None, metadata={"help": "llm judge: labelled records to draw few-shot examples from"}
+    )
+    examples_label_column: str = field(
+        default="label", metadata={"metavar": "COL", "help": "llm judge: the --examples file's label column"}
+    )
+    label_map: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "MAP",
+            "help": "llm judge: read the --examples file's coded labels as "
+            "categories, 'CODE=CATEGORY,...' or a YAML/JSON/CSV file",
+        },
+    )
     shots: int = field(default=0, metadata={"help": "llm judge: examples per category"})
-    similar_examples: bool = field(default=False, metadata={"help": "llm judge: pick the examples most similar to each item (default: "
-                                                            "seeded, the same for all)"})
-    rationale: bool = field(default=False, metadata={"help": "llm judge: generate a JSON {rationale, label} instead of a bare label"})
-    mode: str = field(default="score", metadata={"choices": ("score", "generate"), "help": "llm judge: score every category or generate "
-                                                 "(decode with outlines constraints)"})
-    prompt_template: str | None = field(default=None, metadata={"help": "llm judge: prompt file (default: data/judge_prompts/default.yaml)"})
+    similar_examples: bool = field(
+        default=False,
+        metadata={"help": "llm judge: pick the examples most similar to each item (default: seeded, the same for all)"},
+    )
+    rationale: bool = field(
+        default=False, metadata={"help": "llm judge: generate a JSON {rationale, label} instead of a bare label"}
+    )
+    mode: str = field(
+        default="score",
+        metadata={
+            "choices": ("score", "generate"),
+            "help": "llm judge: score every category or generate (decode with outlines constraints)",
+        },
+    )
+    prompt_template: str | None = field(
+        default=None, metadata={"help": "llm judge: prompt file (default: data/judge_prompts/default.yaml)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed for example selection and sampling"})
     progress: bool = field(default=True, metadata={"help": "no progress bar"})
-    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings (hidden by default)"})
+    verbose: bool = field(
+        default=False, metadata={"help": "show transformers' load report and warnings (hidden by default)"}
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output (otherwise a rerun resumes)"})
-    shard: str | None = field(default=None, metadata={"metavar": "I/N", "help": "label only share I of N of the batch plan (e.g. 1/4; "
-                                                      "resumable like a whole run); python -m judge.join joins the N parts into the whole output"})
+    shard: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "I/N",
+            "help": "label only share I of N of the batch plan (e.g. 1/4; "
+            "resumable like a whole run); python -m judge.join joins the N parts into the whole output",
+        },
+    )
     # never part of what a resume must match: Ray gives the same bytes
     ray: str | None = field(default=None, metadata=RAY_FLAGS["ray"])  # an address, or "local"
     ray_actors: int | None = field(default=None, metadata=RAY_FLAGS["ray_actors"])
     ray_gpus: float | None = field(default=None, metadata=RAY_FLAGS["ray_gpus"])  # per actor
     # the LLM judge's engine (judge.engines)
-    engine: str = field(default="hf", metadata={"help": "llm judge: what runs its model: hf (transformers in this process), vllm (offline, "
-                                                "from the vLLM venv), openai (an OpenAI-compatible server: --base-url; the key in --api-key-env)"})
-    engine_options: dict | None = field(default=None, metadata={"flags": add_engine_arguments})  # that engine's own flags, by field name
+    engine: str = field(
+        default="hf",
+        metadata={
+            "help": "llm judge: what runs its model: hf (transformers in this process), vllm (offline, "
+            "from the vLLM venv), openai (an OpenAI-compatible server: --base-url; the key in --api-key-env)"
+        },
+    )
+    engine_options: dict | None = field(
+        default=None, metadata={"flags": add_engine_arguments}
+    )  # that engine's own flags, by field name
 
     def __post_init__(self):
         from judge.run.ray_executor import check_ray_settings
@@ -117,7 +175,11 @@ def refuse_foreign_options(config: Config) -> None:
     defaults = {}
     for spec in specs():
         defaults.update({f.name: f.default for f in dataclasses.fields(spec.options) if f.name not in defaults})
-    given = {name: getattr(config, name) for name, default in defaults.items() if hasattr(config, name) and getattr(config, name) != default}
+    given = {
+        name: getattr(config, name)
+        for name, default in defaults.items()
+        if hasattr(config, name) and getattr(config, name) != default
+    }
     # A spec that names its kind is checked before its directory is looked at: the option is the first thing wrong.
     kind = named_kind(config.judge) or parse_spec(config.judge)[0]
     refuse_engine_flags(kind, given.pop("engine_options", None), spec=config.judge)
@@ -134,8 +196,10 @@ def refuse_engine_flags(kind: str, given: dict | None, *, spec: str) -> None:
     flags = ", ".join(flag(name) for name in given)
     one = len(given) == 1
     owners = " and ".join(s.title for s in specs() if s.runs_engine)
-    raise UserError(f"{flags} {'is an engine option' if one else 'are engine options'} of {owners} only, not "
-                    f"{spec_of(kind).title} (--judge {short_spec(spec)}); drop {'it' if one else 'them'}")
+    raise UserError(
+        f"{flags} {'is an engine option' if one else 'are engine options'} of {owners} only, not "
+        f"{spec_of(kind).title} (--judge {short_spec(spec)}); drop {'it' if one else 'them'}"
+    )
 
 
 def engine_settings(settings: dict, config: Config) -> None:
@@ -174,8 +238,10 @@ def refuse_clashes(records, added: list[str]) -> None:
     own = {c.removeprefix(SHADOW) for c in records.columns}
     clash = [c for c in added if c in own]
     if clash:
-        raise UserError(f"input already has column(s) {short_list(clash, limit=3)}, which the judge writes; pass --prefix "
-                        "(e.g. --prefix judge_) or rename them, so the judge's columns do not replace them")
+        raise UserError(
+            f"input already has column(s) {short_list(clash, limit=3)}, which the judge writes; pass --prefix "
+            "(e.g. --prefix judge_) or rename them, so the judge's columns do not replace them"
+        )
 
 
 def check_same_precision(out: Path, precision: str | None, requested: str) -> None:
@@ -190,12 +256,20 @@ def check_same_precision(out: Path, precision: str | None, requested: str) -> No
     if "precision" not in settings or started == precision:
         return  # an output of an older version: the settings check says what changed
     cpu = ((before.get("judge") or {}).get("cpu") or {}).get("model")
-    raise UserError(f"{out.name} was labelled in precision {started}{f' (on {cpu})' if cpu else ''}; --precision {requested} gives {precision} here: "
-                    f"pass --precision {started} to finish it alike, or --overwrite to start again")
+    raise UserError(
+        f"{out.name} was labelled in precision {started}{f' (on {cpu})' if cpu else ''}; --precision {requested} gives "
+        f"{precision} here: "
+        f"pass --precision {started} to finish it alike, or --overwrite to start again"
+    )
 
 
 def main(config: Config) -> dict:
-    with claim_for(config, 'judge.label', inputs=('input', 'judge', 'examples', 'prompt_template', 'taxonomy', 'label_map'), directory=False):
+    with claim_for(
+        config,
+        "judge.label",
+        inputs=("input", "judge", "examples", "prompt_template", "taxonomy", "label_map"),
+        directory=False,
+    ):
         return _main(config)
 
 
@@ -211,18 +285,30 @@ def _main(config: Config) -> dict:
 
     out = Path(config.out)
     file_format(out)
-    records = read_records(config.input, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
-                           source_column=config.source_column)
+    records = read_records(
+        config.input,
+        encoding=config.encoding,
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+        text_column=config.text_column,
+        source_column=config.source_column,
+    )
     column_map = records.attrs["column_map"]
-    ref = resolve(config.judge)  # once: the judge's files hashed here, its load, precision, manifest and Ray actors take them
+    ref = resolve(
+        config.judge
+    )  # once: the judge's files hashed here, its load, precision, manifest and Ray actors take them
     # auto is resolved here, once: a resume on a machine where it resolves otherwise is refused, not mixed
     with ref.known():
         choice = choose_for(precision_directory(ref), config.precision, config.device, spec=config.judge)
     settings = {**vars(config), "precision": choice.precision if choice else None}
     engine_settings(settings, config)
     # --batch-size is part of what a rerun must match: some judges' scores depend on their batch.
-    run = ResumableRun("judge.label", out, run_identity(settings, input=fingerprint(config.input), judge=ref.fingerprint),
-                       shard=Shard.parse(config.shard))
+    run = ResumableRun(
+        "judge.label",
+        out,
+        run_identity(settings, input=fingerprint(config.input), judge=ref.fingerprint),
+        shard=Shard.parse(config.shard),
+    )
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
     if not config.overwrite:
         check_same_precision(out, settings["precision"], config.precision)
@@ -231,44 +317,101 @@ def _main(config: Config) -> dict:
         return previous
 
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
-    taxonomy = resolve_taxonomy(config.taxonomy or "chehbouni2024", label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding) if (config.taxonomy or config.label_map) else None
-    options = dict(device=config.device, precision=choice or "auto", examples=config.examples, examples_label_column=config.examples_label_column,
-                   shots=config.shots, similar_examples=config.similar_examples, rationale=config.rationale, mode=config.mode,
-                   prompt_template=config.prompt_template, seed=config.seed, verbose=config.verbose,
-                   engine=config.engine, engine_options=config.engine_options)
-    make_judge = JudgeWorker(ref, taxonomy=taxonomy, options=tuple(options.items()))  # picklable: executors build it elsewhere
+    taxonomy = (
+        resolve_taxonomy(
+            config.taxonomy or "chehbouni2024",
+            label_map=parse_label_map(config.label_map, encoding=config.encoding),
+            encoding=config.encoding,
+        )
+        if (config.taxonomy or config.label_map)
+        else None
+    )
+    options = dict(
+        device=config.device,
+        precision=choice or "auto",
+        examples=config.examples,
+        examples_label_column=config.examples_label_column,
+        shots=config.shots,
+        similar_examples=config.similar_examples,
+        rationale=config.rationale,
+        mode=config.mode,
+        prompt_template=config.prompt_template,
+        seed=config.seed,
+        verbose=config.verbose,
+        engine=config.engine,
+        engine_options=config.engine_options,
+    )
+    make_judge = JudgeWorker(
+        ref, taxonomy=taxonomy, options=tuple(options.items())
+    )  # picklable: executors build it elsewhere
     judge = make_judge()
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone
     run.start(settings_for_manifest(config, settings), inputs=config.input, judge=judge.describe())
-    retried = run.retry_failed(lambda row: request_failed(row, config.prefix), lambda ids: retry_rows(judge, records, ids, config))
-    labelling = judge.label_run(records, batch_size=config.batch_size, abstain_below=config.abstain_below, checkpoint=run.checkpoint,
-                                progress=config.progress, prefix=config.prefix, shard=run.shard, make_worker=make_judge,
-                                executor=executor_for(config, progress=config.progress))
+    retried = run.retry_failed(
+        lambda row: request_failed(row, config.prefix), lambda ids: retry_rows(judge, records, ids, config)
+    )
+    labelling = judge.label_run(
+        records,
+        batch_size=config.batch_size,
+        abstain_below=config.abstain_below,
+        checkpoint=run.checkpoint,
+        progress=config.progress,
+        prefix=config.prefix,
+        shard=run.shard,
+        make_worker=make_judge,
+        executor=executor_for(config, progress=config.progress),
+    )
     labelled = labelling.records
     this_run = retried if retried is not None else labelling.run  # after a retry, the whole pass reuses every batch
     count, seconds = this_run.computed, this_run.seconds
-    served = spec_of(judge.kind).runs_engine and judge.engine is not None  # only an engine's requests fail or ignore the constraint
+    served = (
+        spec_of(judge.kind).runs_engine and judge.engine is not None
+    )  # only an engine's requests fail or ignore the constraint
     n_failed, n_outside = engine_counts(labelled, config.prefix) if served else (0, 0)
     label_col = config.prefix + "label"
     n_unscored = int((labelled[label_col] == UNSCORED).sum())
     rate = count / seconds if seconds else float("nan")
-    total = run.finish(labelling.run, positions=labelling.positions, total=len(records),
-                       write=lambda: write_records(user_columns(labelled, column_map), out, overwrite=True), failed=n_failed,
-                       throughput={"labelled_this_run": count, "labelling_seconds": round(seconds, 3), "responses_per_second": round(rate, 2)},
-                       counts={"labelled": len(labelled), "unscored": n_unscored, **({"failed": n_failed, "outside_labels": n_outside} if served else {})},
-                       # the engine's usage (requests, tokens, failures) at the end
-                       **({"judge": judge.describe()} if served else {}))
+    total = run.finish(
+        labelling.run,
+        positions=labelling.positions,
+        total=len(records),
+        write=lambda: write_records(user_columns(labelled, column_map), out, overwrite=True),
+        failed=n_failed,
+        throughput={
+            "labelled_this_run": count,
+            "labelling_seconds": round(seconds, 3),
+            "responses_per_second": round(rate, 2),
+        },
+        counts={
+            "labelled": len(labelled),
+            "unscored": n_unscored,
+            **({"failed": n_failed, "outside_labels": n_outside} if served else {}),
+        },
+        # the engine's usage (requests, tokens, failures) at the end
+        **({"judge": judge.describe()} if served else {}),
+    )
     counts = labelled[label_col].value_counts().to_dict()
     done = f"retried {retried.computed} failed, " if retried is not None else ""
-    print(f"labelled {count} responses ({done}{len(labelled) - count} resumed) in {seconds:.1f}s "
-          f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}" + (f" (share {run.shard} of {len(records)} rows)" if run.shard else ""))
-    print("labels: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; unscored {n_unscored}"
-          + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else ""))
+    print(
+        f"labelled {count} responses ({done}{len(labelled) - count} resumed) in {seconds:.1f}s "
+        f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}"
+        + (f" (share {run.shard} of {len(records)} rows)" if run.shard else "")
+    )
+    print(
+        "labels: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + f"; unscored {n_unscored}"
+        + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else "")
+    )
     if n_failed:
-        print(failed_line(n_failed, f"their requests failed every retry; the reasons are in {config.prefix}unscored_reason"))
+        print(
+            failed_line(
+                n_failed, f"their requests failed every retry; the reasons are in {config.prefix}unscored_reason"
+            )
+        )
     return run.manifest.data
 
 
@@ -277,7 +420,9 @@ def engine_counts(labelled, prefix: str) -> tuple[int, int]:
     from judge.kinds.llm.judge import FAILED, OUTSIDE
 
     reasons = labelled[prefix + "unscored_reason"].astype("string")
-    return int(reasons.str.startswith(FAILED).fillna(False).sum()), int(reasons.str.startswith(OUTSIDE).fillna(False).sum())
+    return int(reasons.str.startswith(FAILED).fillna(False).sum()), int(
+        reasons.str.startswith(OUTSIDE).fillna(False).sum()
+    )
 
 
 def request_failed(row: dict, prefix: str) -> bool:
@@ -293,15 +438,46 @@ def retry_rows(judge, records, ids: set[str], config: Config):
     subset = records[records["id"].astype(str).isin(ids)]
     if not len(subset):
         return None
-    return judge.label_run(subset, batch_size=config.batch_size, abstain_below=config.abstain_below, progress=config.progress,
-                           prefix=config.prefix).run
+    return judge.label_run(
+        subset,
+        batch_size=config.batch_size,
+        abstain_below=config.abstain_below,
+        progress=config.progress,
+        prefix=config.prefix,
+    ).run
 
 
 def build_parser():
-    return parser_for(Config, "python -m judge.label", __doc__, order=(
-        "judge", "input", "out", RecordColumns, "taxonomy", "batch_size", "abstain_below", "prefix", "device", "precision", "examples",
-        "examples_label_column", "label_map", "shots", "similar_examples", "mode", ..., "engine", "engine_options", "ray", "ray_actors",
-        "ray_gpus", "shard"))
+    return parser_for(
+        Config,
+        "python -m judge.label",
+        __doc__,
+        order=(
+            "judge",
+            "input",
+            "out",
+            RecordColumns,
+            "taxonomy",
+            "batch_size",
+            "abstain_below",
+            "prefix",
+            "device",
+            "precision",
+            "examples",
+            "examples_label_column",
+            "label_map",
+            "shots",
+            "similar_examples",
+            "mode",
+            ...,
+            "engine",
+            "engine_options",
+            "ray",
+            "ray_actors",
+            "ray_gpus",
+            "shard",
+        ),
+    )
 
 
 if __name__ == "__main__":

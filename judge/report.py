@@ -47,6 +47,7 @@ df, a Rao-Scott test, clustered PPI variances. Estimates and intervals are clipp
 [-1, 1]), said in a note. Tables of more than 5 comparisons get Bonferroni simultaneous intervals and
 Holm p-values (--no-adjust for marginal ones).
 """
+
 from __future__ import annotations
 
 import sys
@@ -79,43 +80,109 @@ from judge.render.tables import style_of
 
 @dataclass
 class Config(RecordColumns, ReportStyle):
-    input: str | list[str] = field(metadata={"positional": True, "nargs": "*", "help": "labelled records (JSONL, JSON list, CSV or Parquet); "
-                                             "several files (one per model, say) become one table with a source column, each file's manifest "
-                                             "still naming its judge"})
+    input: str | list[str] = field(
+        metadata={
+            "positional": True,
+            "nargs": "*",
+            "help": "labelled records (JSONL, JSON list, CSV or Parquet); "
+            "several files (one per model, say) become one table with a source column, each file's manifest "
+            "still naming its judge",
+        }
+    )
     label: str = field(metadata={"help": "label column to report on (human or judge)"})
     out: str = field(metadata={"help": "output directory"})
-    group: list[str] = field(default_factory=list, metadata={"action": "append", "metavar": "COL",
-                                                             "help": "group column; repeat to split the first by further columns"})
-    group_names: str | None = field(default=None, metadata={"metavar": "OLD=NEW,...", "help": "names the tables and figures show for groups, "
-                                                            "e.g. 'xstest_v2_completions_gpt4=GPT-4,...'; auto: drop the words every group's "
-                                                            "name shares (file stems of several inputs)"})
-    reference: str | None = field(default=None, metadata={"help": "reference group for rate ratios (default: the largest group)"})
+    group: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "append",
+            "metavar": "COL",
+            "help": "group column; repeat to split the first by further columns",
+        },
+    )
+    group_names: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "OLD=NEW,...",
+            "help": "names the tables and figures show for groups, "
+            "e.g. 'xstest_v2_completions_gpt4=GPT-4,...'; auto: drop the words every group's "
+            "name shares (file stems of several inputs)",
+        },
+    )
+    reference: str | None = field(
+        default=None, metadata={"help": "reference group for rate ratios (default: the largest group)"}
+    )
     taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
     coarse: bool = field(default=False, metadata={"help": "report coarse parent categories"})
-    human: str | None = field(default=None, metadata={"metavar": "FILE_OR_COLUMN", "help": "human labels for a random or stratified subset "
-                                                      "of the outputs (a file joined on id, or a column of the input): adds prediction-powered "
-                                                      "rates and gaps"})
-    human_label: str = field(default="label", metadata={"metavar": "COL", "help": "with --human FILE: its column of human labels"})
-    inclusion_column: str | None = field(default=None, metadata={
-        "metavar": "COL", "help": "column (of the --human file, or of the input with --human COLUMN) of each human-labelled output's "
-        "inclusion probability; its inverse weights the sample (default: inclusion_probability, written by judge.data sample and "
-        "judge.annotate export; absent: a simple random sample)"})
-    strata: list[str] = field(default_factory=list, metadata={
-        "action": "append", "metavar": "COL", "help": "with --human: column of the input the human sample was stratified by (repeat for "
-        "several): stratified variance with a finite-population correction; default: independent inclusion"})
-    judge_dir: str | None = field(default=None, metadata={
-        "help": "with --human: the judge directory whose training ids are checked: human labels among them are refused, labelled outputs "
-        "among them split out with a warning (default: the one named in the labelled file's manifest, which is also checked without --human)"})
-    ppi_lambda: str = field(default="1", metadata={
-        "metavar": "L", "help": "PPI's lambda: 1 (plain PPI: covered >= 0.95 under four sampling designs in benchmarks/ppi_coverage.py), "
-        "'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design there; for a few hundred labels a group), "
-        "or any value in [0, 1]"})
-    cluster: str | None = field(default=None, metadata={
-        "metavar": "COL", "help": "column whose outputs are correlated draws (a prompt's samples, a template's names): cluster-robust "
-        "intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt when it repeats)"})
-    no_cluster: bool = field(default=False, metadata={"help": "treat every output as an independent draw (no clustering)"})
-    no_adjust: bool = field(default=False, metadata={"help": "marginal intervals and raw p-values even in tables of more than 5 comparisons "
-                                                     "(default there: Bonferroni simultaneous intervals, Holm-adjusted p-values)"})
+    human: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "FILE_OR_COLUMN",
+            "help": "human labels for a random or stratified subset "
+            "of the outputs (a file joined on id, or a column of the input): adds prediction-powered "
+            "rates and gaps",
+        },
+    )
+    human_label: str = field(
+        default="label", metadata={"metavar": "COL", "help": "with --human FILE: its column of human labels"}
+    )
+    inclusion_column: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "column (of the --human file, or of the input with --human COLUMN) of each human-labelled output's "
+            "inclusion probability; its inverse weights the sample (default: inclusion_probability, written by "
+            "judge.data sample and "
+            "judge.annotate export; absent: a simple random sample)",
+        },
+    )
+    strata: list[str] = field(
+        default_factory=list,
+        metadata={
+            "action": "append",
+            "metavar": "COL",
+            "help": "with --human: column of the input the human sample was stratified by (repeat for "
+            "several): stratified variance with a finite-population correction; default: independent inclusion",
+        },
+    )
+    judge_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "with --human: the judge directory whose training ids are checked: human labels among them are "
+            "refused, labelled outputs "
+            "among them split out with a warning (default: the one named in the labelled file's manifest, which is "
+            "also checked without --human)"
+        },
+    )
+    ppi_lambda: str = field(
+        default="1",
+        metadata={
+            "metavar": "L",
+            "help": "PPI's lambda: 1 (plain PPI: covered >= 0.95 under four sampling designs in "
+            "benchmarks/ppi_coverage.py), "
+            "'tuned' (power tuning on the design variance; 0.90 under the unequal-probability design there; for a few "
+            "hundred labels a group), "
+            "or any value in [0, 1]",
+        },
+    )
+    cluster: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "column whose outputs are correlated draws (a prompt's samples, a template's names): "
+            "cluster-robust "
+            "intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt when it repeats)",
+        },
+    )
+    no_cluster: bool = field(
+        default=False, metadata={"help": "treat every output as an independent draw (no clustering)"}
+    )
+    no_adjust: bool = field(
+        default=False,
+        metadata={
+            "help": "marginal intervals and raw p-values even in tables of more than 5 comparisons "
+            "(default there: Bonferroni simultaneous intervals, Holm-adjusted p-values)"
+        },
+    )
     label_map: str | None = field(default=None, metadata=LABEL_MAP)
     overwrite: bool = field(default=False, metadata={"help": "replace existing report files"})
 
@@ -128,14 +195,23 @@ class Config(RecordColumns, ReportStyle):
         check_unique(self, "group")
         self.check_style()
         if self.human is None and self.judge_dir is not None:
-            raise UserError("--judge-dir is only used with --human (it checks the human labels against the judge's training ids; "
-                            "the labelled rows are checked against the judge in the file's manifest)")
+            raise UserError(
+                "--judge-dir is only used with --human (it checks the human labels against the judge's training ids; "
+                "the labelled rows are checked against the judge in the file's manifest)"
+            )
         if self.cluster is not None and self.no_cluster:
-            raise UserError(f"--cluster {self.cluster} and --no-cluster contradict each other; keep one "
-                            "(--no-cluster treats every output as an independent draw)")
-        ppi_only = [flag for flag, value in (("--inclusion-column", self.inclusion_column), ("--strata", self.strata)) if value]
+            raise UserError(
+                f"--cluster {self.cluster} and --no-cluster contradict each other; keep one "
+                "(--no-cluster treats every output as an independent draw)"
+            )
+        ppi_only = [
+            flag for flag, value in (("--inclusion-column", self.inclusion_column), ("--strata", self.strata)) if value
+        ]
         if self.human is None and ppi_only:
-            raise UserError(f"{', '.join(ppi_only)} describe the human sample and are only used with --human; add --human FILE_OR_COLUMN or drop them")
+            raise UserError(
+                f"{', '.join(ppi_only)} describe the human sample and are only used with --human; add --human "
+                "FILE_OR_COLUMN or drop them"
+            )
 
 
 def inputs_name(config: Config) -> str:
@@ -151,8 +227,11 @@ def judge_training(config: Config) -> JudgeTraining:
     if config.judge_dir is not None:
         if not Path(config.judge_dir).is_dir():
             what = "is a file" if Path(config.judge_dir).exists() else "does not exist"
-            raise UserError(f"--judge-dir {Path(config.judge_dir).name} {what}; name the judge directory judge.train wrote (it holds "
-                            "training_ids.json), or drop the flag to use the one in the labelled file's manifest")
+            raise UserError(
+                f"--judge-dir {Path(config.judge_dir).name} {what}; name the judge directory judge.train wrote (it "
+                "holds "
+                "training_ids.json), or drop the flag to use the one in the labelled file's manifest"
+            )
         directories = [config.judge_dir]
     else:
         named = [((read_manifest(path) or {}).get("judge") or {}).get("directory") for path in config.input]
@@ -164,38 +243,74 @@ def judge_training(config: Config) -> JudgeTraining:
 def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) -> HumanSample:
     """--human: a file of human labels joined on id (its --human-label column), or a column of the input."""
     if Path(config.human).is_file():
-        table = read_records(config.human, encoding=config.encoding, required=(), label_columns=[config.human_label], id_column=config.id_column)
-        return human_sample(records, table, label_column=config.human_label, design=design, file=config.human, where=inputs_name(config))
+        table = read_records(
+            config.human,
+            encoding=config.encoding,
+            required=(),
+            label_columns=[config.human_label],
+            id_column=config.id_column,
+        )
+        return human_sample(
+            records, table, label_column=config.human_label, design=design, file=config.human, where=inputs_name(config)
+        )
     return human_sample(records, config.human, label=config.label, design=design, where=inputs_name(config))
 
 
 def main(config: Config) -> DisparityResult:
-    with claim_for(config, 'judge.report', inputs=('input', 'human', 'judge_dir', 'taxonomy', 'label_map'), directory=True):
+    with claim_for(
+        config, "judge.report", inputs=("input", "human", "judge_dir", "taxonomy", "label_map"), directory=True
+    ):
         return _main(config)
 
 
 def _main(config: Config) -> DisparityResult:
     out_dir = Path(config.out)
     check_output_directory(out_dir, overwrite=config.overwrite)
-    manifest = RunManifest("judge.report", config, inputs=[*config.input] + ([config.human] if config.human and Path(config.human).is_file() else []))
+    manifest = RunManifest(
+        "judge.report",
+        config,
+        inputs=[*config.input] + ([config.human] if config.human and Path(config.human).is_file() else []),
+    )
     label_map = parse_label_map(config.label_map, encoding=config.encoding)
-    records = read_records(config.input, encoding=config.encoding, required=(), label_columns=[config.label, *config.group], unique_ids=config.human is not None,
-                           id_column=config.id_column, prompt_column=config.prompt_column, text_column=config.text_column,
-                           source_column=config.source_column)
+    records = read_records(
+        config.input,
+        encoding=config.encoding,
+        required=(),
+        label_columns=[config.label, *config.group],
+        unique_ids=config.human is not None,
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+        text_column=config.text_column,
+        source_column=config.source_column,
+    )
     design = SamplingDesign(strata=tuple(config.strata), inclusion_column=config.inclusion_column)
     result = disparity_analysis(
-        records, label=config.label, groups=list(config.group), taxonomy=config.taxonomy, label_map=label_map, coarse=config.coarse,
-        reference=config.reference, group_names=config.group_names, clusters=None if config.no_cluster else (config.cluster or "auto"),
-        human=None if config.human is None else human_labels(records, config, design), design=design, training=judge_training(config),
-        ppi_lambda=parse_ppi_lambda(config.ppi_lambda), adjust=not config.no_adjust,
-        label_source=" + ".join(dict.fromkeys(label_source(path, config.label) for path in config.input)), title=config.title,
-        where=inputs_name(config))
+        records,
+        label=config.label,
+        groups=list(config.group),
+        taxonomy=config.taxonomy,
+        label_map=label_map,
+        coarse=config.coarse,
+        reference=config.reference,
+        group_names=config.group_names,
+        clusters=None if config.no_cluster else (config.cluster or "auto"),
+        human=None if config.human is None else human_labels(records, config, design),
+        design=design,
+        training=judge_training(config),
+        ppi_lambda=parse_ppi_lambda(config.ppi_lambda),
+        adjust=not config.no_adjust,
+        label_source=" + ".join(dict.fromkeys(label_source(path, config.label) for path in config.input)),
+        title=config.title,
+        where=inputs_name(config),
+    )
     for warning in result.warnings:
         print(warning, file=sys.stderr)
     style = style_of(config)
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_disparity_report(result, staging, style=style)]
-        manifest.write(staging, n=result.n, n_unscored=result.n_unscored, **({"n_human": result.ppi.n_human} if result.ppi else {}))
+        manifest.write(
+            staging, n=result.n, n_unscored=result.n_unscored, **({"n_human": result.ppi.n_human} if result.ppi else {})
+        )
     print(render_disparity(result, style)[0])
     print(("warning: " if result.reference_tie else "") + f"reference group: {result.reference_note}", file=sys.stderr)
     print(f"clustering: {result.clusters.note}", file=sys.stderr)
@@ -204,9 +319,32 @@ def _main(config: Config) -> DisparityResult:
 
 
 def build_parser():
-    return parser_for(Config, "python -m judge.report", __doc__, order=(
-        "input", "label", "group", "reference", "group_names", "taxonomy", "label_map", "coarse", "human", "human_label", "inclusion_column",
-        "strata", "ppi_lambda", "judge_dir", ..., RecordColumns, ReportStyle, "out", "overwrite"))
+    return parser_for(
+        Config,
+        "python -m judge.report",
+        __doc__,
+        order=(
+            "input",
+            "label",
+            "group",
+            "reference",
+            "group_names",
+            "taxonomy",
+            "label_map",
+            "coarse",
+            "human",
+            "human_label",
+            "inclusion_column",
+            "strata",
+            "ppi_lambda",
+            "judge_dir",
+            ...,
+            RecordColumns,
+            ReportStyle,
+            "out",
+            "overwrite",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ The output directory is a standard peft adapter (PeftModel.from_pretrained loads
 model) with the classification head, plus judge.json (backend, labels, temperature), taxonomy.yaml,
 manifest.json (settings, data fingerprint, validation metrics) and a model card (README.md).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,15 +67,21 @@ def refuse_foreign_settings(config: TrainConfig) -> None:
     """A setting no kind of this run takes is refused in one line, naming the kinds that take it."""
     owners = {kind: set(trainer(kind).settings) for kind in trained_kinds()}
     settings = set().union(*owners.values())
-    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
-                for f in dataclasses.fields(TrainConfig) if f.name in settings}
+    defaults = {
+        f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+        for f in dataclasses.fields(TrainConfig)
+        if f.name in settings
+    }
     taken = settings_taken(config.kind, config.members)
     foreign = [name for name, default in defaults.items() if name not in taken and getattr(config, name) != default]
     if foreign:
         takers = [trainer(kind).title for kind, names in owners.items() if names & set(foreign)]
         flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
         one = len(foreign) == 1
-        raise UserError(f"{flags} only {'applies' if one else 'apply'} to {' or '.join(takers)}; drop {'it' if one else 'them'} for --kind {config.kind}")
+        raise UserError(
+            f"{flags} only {'applies' if one else 'apply'} to {' or '.join(takers)}; drop {'it' if one else 'them'} "
+            f"for --kind {config.kind}"
+        )
 
 
 def main(config: Config) -> dict:
@@ -100,22 +107,53 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
     oof = read_records(folder / "oof.jsonl", required=())
     cv = metrics["cv"]
     by = cv["group"] if cv["group"] in oof.columns and oof[cv["group"]].nunique() <= 40 else None
-    result = agreement_analysis(oof, gold=config.label_column, pred="oof_label", taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"),
-                                n_boot=1000, seed=config.seed, by=by)
+    result = agreement_analysis(
+        oof,
+        gold=config.label_column,
+        pred="oof_label",
+        taxonomy=load_taxonomy(Path(judge_dir) / "taxonomy.yaml"),
+        n_boot=1000,
+        seed=config.seed,
+        by=by,
+    )
     result.pred_name = f"out-of-fold {config.kind} judge ({cv['folds']} folds grouped by {cv['group'] or 'record'})"
     result.gold_name = f"human labels ({config.label_column})"
     style = Style(tex_label=tex_label_for(Path(config.out) / CV_DIR))
     write_agreement_report(result, folder, style=style)
-    print(f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa {style.fmt(result.cohen_kappa)} "
-          f"{style.fmt_ci(result.ci.cohen_kappa)}, macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}")
+    print(
+        f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa "
+        f"{style.fmt(result.cohen_kappa)} "
+        f"{style.fmt_ci(result.ci.cohen_kappa)}, macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}"
+    )
 
 
 def build_parser():
     # every kind's training options (``training.kinds.Trainer.options``: LoRA's --base-model ... --device) are
     # fields of TrainConfig, so their flags come from the same fields, after the run's own settings
-    return parser_for(Config, "python -m judge.train", __doc__, order=("train", "label_column", RecordColumns, "taxonomy", "label_map", "kind",
-                                                                      "members", "cv", "cv_group", ..., "mask_names", "mask_names_from",
-                                                                      "no_prompt", "progress", "verbose", "out", "overwrite"))
+    return parser_for(
+        Config,
+        "python -m judge.train",
+        __doc__,
+        order=(
+            "train",
+            "label_column",
+            RecordColumns,
+            "taxonomy",
+            "label_map",
+            "kind",
+            "members",
+            "cv",
+            "cv_group",
+            ...,
+            "mask_names",
+            "mask_names_from",
+            "no_prompt",
+            "progress",
+            "verbose",
+            "out",
+            "overwrite",
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Train a judge directory from labelled records (the library behind ``python -m judge.train``)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,34 +29,78 @@ class RunSettings(RecordColumns):
     """judge.train's settings that are not a kind's: TrainConfig adds every kind's training options
     (``Trainer.options``: LoRA's base model, epochs, rank ...) as fields of their own."""
 
-    train: list[str] = field(metadata={"metavar": "FILE", "help": "labelled records (JSONL, CSV or Parquet); several files are concatenated"})
+    train: list[str] = field(
+        metadata={"metavar": "FILE", "help": "labelled records (JSONL, CSV or Parquet); several files are concatenated"}
+    )
     out: str = field(metadata={"help": "judge directory to create"})
     label_column: str = field(default="label", metadata={"help": "column with the human labels"})
     taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
-    kind: str = field(default="lora", metadata={"help": "lora, the tfidf baseline, or ensemble: LoRA, TF-IDF and the keyword rules "
-                                                "stacked by a logistic regression fitted on grouped out-of-fold predictions"})
+    kind: str = field(
+        default="lora",
+        metadata={
+            "help": "lora, the tfidf baseline, or ensemble: LoRA, TF-IDF and the keyword rules "
+            "stacked by a logistic regression fitted on grouped out-of-fold predictions"
+        },
+    )
     val_fraction: float = field(default=LoraRecipe.val_fraction, metadata={"help": "stratified validation share"})
     seed: int = field(default=LoraRecipe.seed, metadata={"help": "seed for split, initialisation and batching"})
-    mask_names: bool = field(default=True, metadata={"help": "let the judge see the names (they are masked by default)"})
-    no_prompt: bool = field(default=False, metadata={  # the judge reads the response only
-        "help": "the judge reads the response only (recorded in the judge directory; labelling never shows it the prompt): the "
-                "response-only ablation, or a judge for prompts it never saw"})
-    mask_names_from: str | None = field(default=None, metadata={  # names inside the texts, besides the name column
-        "flag": "--mask-names", "metavar": "FILE|COL", "help": "also mask names that live inside the texts: a file of names, one a line, "
-        "or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike"})
+    mask_names: bool = field(
+        default=True, metadata={"help": "let the judge see the names (they are masked by default)"}
+    )
+    no_prompt: bool = field(
+        default=False,
+        metadata={  # the judge reads the response only
+            "help": "the judge reads the response only (recorded in the judge directory; labelling never shows it the "
+            "prompt): the "
+            "response-only ablation, or a judge for prompts it never saw"
+        },
+    )
+    mask_names_from: str | None = field(
+        default=None,
+        metadata={  # names inside the texts, besides the name column
+            "flag": "--mask-names",
+            "metavar": "FILE|COL",
+            "help": "also mask names that live inside the texts: a file of names, one a line, "
+            "or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike",
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "no progress bars"})
-    verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings (hidden by default: the new "
-                                                   "classifier head is expected to be missing from the base model)"})
+    verbose: bool = field(
+        default=False,
+        metadata={
+            "help": "show transformers' load report and warnings (hidden by default: the new "
+            "classifier head is expected to be missing from the base model)"
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing judge directory"})
-    extra: dict = field(default_factory=dict, metadata={"internal": True})  # a config file's further recipe settings (check_extra)
+    extra: dict = field(
+        default_factory=dict, metadata={"internal": True}
+    )  # a config file's further recipe settings (check_extra)
     label_map: str | None = field(default=None, metadata=LABEL_MAP)
-    cv: int = field(default=0, metadata={"metavar": "K", "help": "also cross-validate: K grouped folds, out-of-fold predictions and the "
-                                         "agreement report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the "
-                                         "ensemble uses K folds (5 when K is 0)"})
-    cv_group: str | None = field(default=None, metadata={"metavar": "COL", "help": "records sharing a value of COL stay in one fold (default: "
-                                                         "template when present, else prompt when prompts repeat, with a warning, else none)"})
-    members: list[str] = field(default_factory=default_members, metadata={  # the kinds whose spec says default_member
-        "metavar": "KIND", "help": "ensemble: its members, two or more of %(choices)s"})  # choices: judge.train's Config
+    cv: int = field(
+        default=0,
+        metadata={
+            "metavar": "K",
+            "help": "also cross-validate: K grouped folds, out-of-fold predictions and the "
+            "agreement report in OUT/cv/ (what to expect on unseen templates, before labelling anything); the "
+            "ensemble uses K folds (5 when K is 0)",
+        },
+    )
+    cv_group: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "records sharing a value of COL stay in one fold (default: "
+            "template when present, else prompt when prompts repeat, with a warning, else none)",
+        },
+    )
+    members: list[str] = field(
+        default_factory=default_members,
+        metadata={  # the kinds whose spec says default_member
+            "metavar": "KIND",
+            "help": "ensemble: its members, two or more of %(choices)s",
+        },
+    )  # choices: judge.train's Config
 
     def __post_init__(self):
         check_label_map(self)
@@ -64,12 +109,17 @@ class RunSettings(RecordColumns):
         if self.cv == 1 or self.cv < 0:
             raise UserError(f"--cv must be 0 (none) or at least 2 folds, got {self.cv}")
         if self.cv_group is not None and not self.cv and not kind.default_folds:
-            raise UserError("--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv 5")
+            raise UserError(
+                "--cv-group applies to --cv K (or --kind ensemble, whose stacker is fitted on grouped folds); add --cv "
+                "5"
+            )
         if "members" in kind.takes:
             for member in self.members:
                 trainer(member, needs="fit_member")
             if len(set(self.members)) < 2:
-                raise UserError(f"--members takes two or more of {', '.join(member_kinds())}, got {' '.join(self.members)}")
+                raise UserError(
+                    f"--members takes two or more of {', '.join(member_kinds())}, got {' '.join(self.members)}"
+                )
         for name in trained_kinds():  # each kind checks its own settings, as its options' __post_init__ says
             options = trainer(name).options
             if options is not None:
@@ -95,7 +145,10 @@ class RunSettings(RecordColumns):
 def _with_kind_options(name: str, base: type) -> type:
     """``base`` with a field for every kind's training option (``training.kinds.option_fields``), so that
     ``TrainConfig(lora_r=8)``, a config file's ``lora_r`` and judge.train's ``--lora-r`` all set it."""
-    added = [(f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)) for f in option_fields()]
+    added = [
+        (f.name, f.type, field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+        for f in option_fields()
+    ]
     cls = dataclasses.make_dataclass(name, added, bases=(base,), namespace={"__module__": base.__module__})
     cls.__qualname__ = name
     cls.__doc__ = f"The settings of judge.train: {base.__name__}'s and every kind's training options ({', '.join(n for n, _, _ in added)})."
@@ -107,38 +160,61 @@ TrainConfig = _with_kind_options("TrainConfig", RunSettings)
 
 def check_text_view_flags(config: "TrainConfig") -> None:
     if config.prompt_column is not None and not config.prompt_column.strip():
-        raise UserError("--prompt-column '' names no column; to train a judge that reads the response only, pass --no-prompt")
+        raise UserError(
+            "--prompt-column '' names no column; to train a judge that reads the response only, pass --no-prompt"
+        )
     if config.mask_names_from is not None and not config.mask_names:
         raise UserError("--mask-names and --no-mask-names contradict each other; drop one")
     if config.mask_names_from is not None and not config.mask_names_from.strip():
         raise UserError("--mask-names needs a file of names (one a line) or the column holding each record's names")
 
 
-EXTRA_RANGES = {"lora_dropout": (0.0, 1.0, "[0, 1)"), "weight_decay": (0.0, math.inf, "0 or more"), "warmup_ratio": (0.0, 1.0, "[0, 1]")}
+EXTRA_RANGES = {
+    "lora_dropout": (0.0, 1.0, "[0, 1)"),
+    "weight_decay": (0.0, math.inf, "0 or more"),
+    "warmup_ratio": (0.0, 1.0, "[0, 1]"),
+}
 
 
 def check_extra(extra: dict) -> None:
     """The config file's `extra` recipe settings, checked as the flags are (an unknown key is an error there too)."""
     unknown = sorted(set(extra) - {*EXTRA_RANGES, "target_modules"})
     if unknown:
-        raise UserError(f"config 'extra' has unknown key(s) {short_list(map(str, unknown))}; allowed: {', '.join([*EXTRA_RANGES, 'target_modules'])}")
+        raise UserError(
+            f"config 'extra' has unknown key(s) {short_list(map(str, unknown))}; allowed: "
+            f"{', '.join([*EXTRA_RANGES, 'target_modules'])}"
+        )
     for key, (low, high, words) in EXTRA_RANGES.items():
         if key not in extra:
             continue
         value = extra[key]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high
+        ok = (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and low <= value <= high
+        )
         if not ok or (key == "lora_dropout" and value == 1):
             raise UserError(f"config 'extra' {key} must be a finite number in {words}, got {clip(value)}")
     modules = extra.get("target_modules", "all-linear")
-    if not (isinstance(modules, str) or (isinstance(modules, list) and modules and all(isinstance(m, str) for m in modules))):
-        raise UserError(f"config 'extra' target_modules must be 'all-linear' or a list of module names, got {clip(modules)}")
+    if not (
+        isinstance(modules, str) or (isinstance(modules, list) and modules and all(isinstance(m, str) for m in modules))
+    ):
+        raise UserError(
+            f"config 'extra' target_modules must be 'all-linear' or a list of module names, got {clip(modules)}"
+        )
 
 
 def train_judge(config: TrainConfig, *, before_commit: Callable[[Path, dict], None] | None = None) -> dict:
     """Train a judge into ``config.out``: built aside and moved into place whole (replacing only a judge
     this command wrote, with --overwrite). ``before_commit(folder, metrics)`` may add files to the judge
     directory before it is moved into place (``judge.train`` writes its cross-validation report so)."""
-    with claim_for(config, "judge.train", inputs=("train", "base_model", "taxonomy", "label_map", "mask_names_from"), directory=True):
+    with claim_for(
+        config,
+        "judge.train",
+        inputs=("train", "base_model", "taxonomy", "label_map", "mask_names_from"),
+        directory=True,
+    ):
         return _train_judge(config, before_commit)
 
 
@@ -153,20 +229,47 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
     for f in option_fields():
         if f.name not in used:
             manifest.data["settings"].pop(f.name, None)
-    records = read_records(config.train, encoding=config.encoding, id_column=config.id_column, prompt_column=config.prompt_column,
-                           text_column=config.text_column, label_columns=[config.label_column], label_hint="Fix --label-column.",
-                           source_column=config.source_column)
-    view = text_view_for(records, no_prompt=config.no_prompt, mask_names=config.mask_names, mask_names_from=config.mask_names_from, encoding=config.encoding,
-                         reserved=(config.label_column,))
-    data = labelled_data(records, label_column=config.label_column, taxonomy=config.taxonomy, view=view,
-                         label_map=parse_label_map(config.label_map, encoding=config.encoding), encoding=config.encoding)
+    records = read_records(
+        config.train,
+        encoding=config.encoding,
+        id_column=config.id_column,
+        prompt_column=config.prompt_column,
+        text_column=config.text_column,
+        label_columns=[config.label_column],
+        label_hint="Fix --label-column.",
+        source_column=config.source_column,
+    )
+    view = text_view_for(
+        records,
+        no_prompt=config.no_prompt,
+        mask_names=config.mask_names,
+        mask_names_from=config.mask_names_from,
+        encoding=config.encoding,
+        reserved=(config.label_column,),
+    )
+    data = labelled_data(
+        records,
+        label_column=config.label_column,
+        taxonomy=config.taxonomy,
+        view=view,
+        label_map=parse_label_map(config.label_map, encoding=config.encoding),
+        encoding=config.encoding,
+    )
     check_trainable(data)
     # the split the shipped model (or its LoRA member) validates on, checked before any training
     if trainer(config.kind, needs="train").validation_split or config.uses_lora:
         stratified_split(data.y, val_fraction=config.val_fraction, seed=config.seed)
     print(name_masking_line(data, view))
-    recipe = LoraRecipe(**{f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"},
-                        **{k: v for k, v in config.extra.items() if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")})
+    recipe = LoraRecipe(
+        **{
+            f.name: getattr(config, f.name) for f in fields(LoraRecipe) if hasattr(config, f.name) and f.name != "extra"
+        },
+        **{
+            k: v
+            for k, v in config.extra.items()
+            if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")
+        },
+    )
     oof = None
     # Trained in a folder beside the target: a crash never leaves a half-written judge.
     with staged_directory(out, overwrite=config.overwrite) as tmp:
@@ -175,8 +278,17 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         with quiet_transformers(config.verbose):
             folds, group = cv_folds(data, config)
             kind = trainer(config.kind, needs="train")
-            run = Run(recipe=recipe, seed=config.seed, val_fraction=config.val_fraction, mask_names=config.mask_names, view=view, progress=config.progress,
-                      verbose=config.verbose, members=list(config.members), folds=folds)
+            run = Run(
+                recipe=recipe,
+                seed=config.seed,
+                val_fraction=config.val_fraction,
+                mask_names=config.mask_names,
+                view=view,
+                progress=config.progress,
+                verbose=config.verbose,
+                members=list(config.members),
+                folds=folds,
+            )
             if folds is not None and not kind.default_folds:
                 from training.cv import out_of_fold
 
@@ -188,12 +300,33 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         if oof is not None:
             metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group, records.attrs.get("column_map"))
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
-        manifest.update(kind=config.kind, taxonomy=data.taxonomy.name, label_counts=counts, metrics=metrics,
-                        name_masking={"enabled": config.mask_names, "records_masked": data.n_masked, "records": len(data.y),
-                                      "name_column": "name" in data.records.columns, "names_listed": len(view.names),
-                                      "names_column": view.names_column}, reads_prompt=view.prompt)
+        manifest.update(
+            kind=config.kind,
+            taxonomy=data.taxonomy.name,
+            label_counts=counts,
+            metrics=metrics,
+            name_masking={
+                "enabled": config.mask_names,
+                "records_masked": data.n_masked,
+                "records": len(data.y),
+                "name_column": "name" in data.records.columns,
+                "names_listed": len(view.names),
+                "names_column": view.names_column,
+            },
+            reads_prompt=view.prompt,
+        )
         manifest.write(tmp, n_records=len(data.y))
-        (tmp / "README.md").write_text(model_card(config, data.taxonomy.labels, counts, metrics, manifest.data["inputs"], name_masking_line(data, view), view))
+        (tmp / "README.md").write_text(
+            model_card(
+                config,
+                data.taxonomy.labels,
+                counts,
+                metrics,
+                manifest.data["inputs"],
+                name_masking_line(data, view),
+                view,
+            )
+        )
         if before_commit is not None:
             before_commit(tmp, metrics)
     return metrics
@@ -229,7 +362,9 @@ def oof_columns(labels) -> list[str]:
     return [*OOF_COLUMNS, *("oof_" + probability_column(c) for c in labels)]
 
 
-def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | None, column_map: dict | None = None) -> dict:
+def write_out_of_fold(
+    folder: Path, data, probabilities, folds, group: str | None, column_map: dict | None = None
+) -> dict:
     """OUT/cv/oof.jsonl: every training record with all its columns as read (the label column under its
     own name), its fold, its out-of-fold label and probabilities, so out-of-fold labels can be
     reported by any group."""
@@ -239,8 +374,16 @@ def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | Non
 
     labels = data.taxonomy.labels
     frame = user_columns(data.records.reset_index(drop=True), column_map or {}).copy()
-    added = dict(zip(oof_columns(labels), [folds, [labels[i] for i in probabilities.argmax(axis=1)],
-                                           *(np.round(probabilities[:, j], 6) for j in range(len(labels)))]))
+    added = dict(
+        zip(
+            oof_columns(labels),
+            [
+                folds,
+                [labels[i] for i in probabilities.argmax(axis=1)],
+                *(np.round(probabilities[:, j], 6) for j in range(len(labels))),
+            ],
+        )
+    )
     for column, values in added.items():
         frame[column] = values
     folder.mkdir(parents=True, exist_ok=True)
@@ -251,7 +394,10 @@ def write_out_of_fold(folder: Path, data, probabilities, folds, group: str | Non
 def refuse_oof_clashes(records, labels) -> None:
     clash = [c for c in oof_columns(labels) if c in records.columns]
     if clash:
-        raise UserError(f"the training data has column(s) {short_list(clash)}, which cross-validation adds to cv/oof.jsonl; rename them")
+        raise UserError(
+            f"the training data has column(s) {short_list(clash)}, which cross-validation adds to cv/oof.jsonl; rename "
+            "them"
+        )
 
 
 def name_masking_line(data, view: TextView) -> str:
@@ -259,8 +405,11 @@ def name_masking_line(data, view: TextView) -> str:
     'name' column and no --mask-names, or names not in the texts)."""
     if not view.mask_names:
         return "name masking off (--no-mask-names): the judge sees the names"
-    sources = (["the 'name' column"] if "name" in data.records.columns else []) + ([f"{len(view.names)} listed names"] if view.names else []) \
+    sources = (
+        (["the 'name' column"] if "name" in data.records.columns else [])
+        + ([f"{len(view.names)} listed names"] if view.names else [])
         + ([f"column {view.names_column!r}"] if view.names_column else [])
+    )
     if not sources:
         return f"name masking: 0 of {len(data.y)} records masked (no 'name' column in the training data; --mask-names FILE|COL masks names inside the texts)"
     return f"name masking: {data.n_masked} of {len(data.y)} records had a name replaced by [NAME] (names from {' and '.join(sources)})"
@@ -269,11 +418,18 @@ def name_masking_line(data, view: TextView) -> str:
 def reads_line(view: TextView) -> str:
     if view.prompt:
         return "- Reads: the prompt and the response"
-    return ("- Reads: the response only (--no-prompt): the prompt is never part of its input, so a record's label cannot depend on its prompt")
+    return "- Reads: the response only (--no-prompt): the prompt is never part of its input, so a record's label cannot depend on its prompt"
 
 
-def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: dict, inputs: dict, masking: str = "",
-               view: TextView | None = None) -> str:
+def model_card(
+    config: TrainConfig,
+    labels: list[str],
+    counts: dict,
+    metrics: dict,
+    inputs: dict,
+    masking: str = "",
+    view: TextView | None = None,
+) -> str:
     lines = [
         f"# Judge: {config.kind} on `{config.label_column}`",
         "",
@@ -293,12 +449,19 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
 
         lines.append(f"- {summary(metrics['precision'])}; `judge.label --precision auto` uses the fastest that passed")
     if "member_weights" in metrics:
-        lines.append("- Member weights (share of the stacker's absolute coefficients): "
-                     + ", ".join(f"{m} {w:.2f}" for m, w in metrics["member_weights"].items()))
-        lines.append("- Out-of-fold kappa (grouped folds): " + ", ".join(f"{m} {v['kappa']:.3f}" for m, v in metrics["oof"].items()))
+        lines.append(
+            "- Member weights (share of the stacker's absolute coefficients): "
+            + ", ".join(f"{m} {w:.2f}" for m, w in metrics["member_weights"].items())
+        )
+        lines.append(
+            "- Out-of-fold kappa (grouped folds): "
+            + ", ".join(f"{m} {v['kappa']:.3f}" for m, v in metrics["oof"].items())
+        )
     if "cv" in metrics:
-        lines.append(f"- Cross-validation: {metrics['cv']['folds']} folds grouped by {metrics['cv']['group'] or 'record'}; "
-                     "out-of-fold predictions and the agreement report in `cv/`")
+        lines.append(
+            f"- Cross-validation: {metrics['cv']['folds']} folds grouped by {metrics['cv']['group'] or 'record'}; "
+            "out-of-fold predictions and the agreement report in `cv/`"
+        )
     lines += [
         "",
         "Use: `python -m judge.label --judge THIS_DIR --input FILE --out FILE`.",
@@ -311,5 +474,9 @@ def model_card(config: TrainConfig, labels: list[str], counts: dict, metrics: di
 
 
 def summary_line(metrics: dict) -> str:
-    keys = [k for k in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "train_seconds") if k in metrics]
+    keys = [
+        k
+        for k in ("val_macro_f1", "val_kappa", "ece_before", "ece_after", "temperature", "train_seconds")
+        if k in metrics
+    ]
     return " ".join(f"{k}={fmt(metrics[k]) if isinstance(metrics[k], float) else metrics[k]}" for k in keys)

@@ -1,4 +1,5 @@
 """Temperature scaling (Guo et al. 2017) and expected calibration error."""
+
 from __future__ import annotations
 
 import math
@@ -25,12 +26,16 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, *, max_iter: int = 200) -
         return loss
 
     if not torch.isfinite(z).all():
-        raise UserError("the judge's validation scores are not finite (NaN or infinite logits: training diverged); "
-                        "lower --lr and train again")
+        raise UserError(
+            "the judge's validation scores are not finite (NaN or infinite logits: training diverged); "
+            "lower --lr and train again"
+        )
     optimizer.step(closure)
     temperature = float(log_t.exp().item())
     if not math.isfinite(temperature) or temperature <= 0:
-        raise UserError(f"temperature scaling gave T = {temperature}, not a positive finite number; lower --lr and train again")
+        raise UserError(
+            f"temperature scaling gave T = {temperature}, not a positive finite number; lower --lr and train again"
+        )
     return temperature
 
 

@@ -6,6 +6,7 @@ way is what to expect on unseen prompts, and the stacked ensemble is fitted on p
 made about its own training data. Outputs sampled several times from one prompt are near-copies:
 folds of single records would put them on both sides and overstate agreement.
 """
+
 from __future__ import annotations
 
 import random
@@ -30,7 +31,10 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
     keys = group_keys(records, group)
     sizes = pd.Series(keys).value_counts()
     if len(sizes) < k:
-        raise UserError(f"--cv {k} needs at least {k} distinct values of {group or 'id'}, found {len(sizes)}; lower --cv or pick another --cv-group")
+        raise UserError(
+            f"--cv {k} needs at least {k} distinct values of {group or 'id'}, found {len(sizes)}; lower --cv or pick "
+            "another --cv-group"
+        )
     names = sorted(sizes.index)
     random.Random(seed).shuffle(names)
     names.sort(key=lambda n: -sizes[n])  # stable: ties keep the seeded order
@@ -45,7 +49,10 @@ def grouped_folds(records: pd.DataFrame, *, k: int, group: str | None, seed: int
 
 def check_group_column(records: pd.DataFrame, group: str | None) -> None:
     if group is not None and group not in records.columns:
-        raise UserError(f"--cv-group column {clip(group)} not found; columns present: {short_list(records.columns, limit=8, width=30)}")
+        raise UserError(
+            f"--cv-group column {clip(group)} not found; columns present: "
+            f"{short_list(records.columns, limit=8, width=30)}"
+        )
 
 
 def group_keys(records: pd.DataFrame, group: str | None) -> np.ndarray:
@@ -72,9 +79,12 @@ def default_group(records: pd.DataFrame, group: str | None) -> tuple[str | None,
         prompts = records["prompt"][records["prompt"].astype(str).str.strip() != ""]
         per_prompt = prompts.value_counts()
         if len(per_prompt) and per_prompt.max() > 1:
-            return "prompt", (f"no 'template' column and prompts repeat ({int((per_prompt > 1).sum())} prompts have several outputs, up to "
-                              f"{int(per_prompt.max())}): folds are grouped by prompt, so no prompt is on both sides of a fold; "
-                              "name another column with --cv-group")
+            return "prompt", (
+                f"no 'template' column and prompts repeat ({int((per_prompt > 1).sum())} prompts have several outputs, "
+                "up to "
+                f"{int(per_prompt.max())}): folds are grouped by prompt, so no prompt is on both sides of a fold; "
+                "name another column with --cv-group"
+            )
     return None, None
 
 
@@ -85,8 +95,9 @@ class OutOfFold:
     trained_on: dict[int, list[str]]  # fold -> ids its model was trained on (for the leak check)
 
 
-def out_of_fold(data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None, seed: int = 0, progress: bool = False,
-                run=None) -> OutOfFold:
+def out_of_fold(
+    data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None, seed: int = 0, progress: bool = False, run=None
+) -> OutOfFold:
     """Each fold's records predicted by a ``kind`` model trained on the other folds: the one
     out-of-fold routine (cross-validation, the ensemble's stacker, label issues)."""
     from training.kinds import Run
@@ -124,13 +135,19 @@ def check_fold(data: LabelledData, train_idx: np.ndarray, *, fold: int, n_folds:
     """Each fold's model is trained on the other folds: they must hold two categories, or it cannot be fitted."""
     present = sorted({data.taxonomy.labels[i] for i in data.y[train_idx]})
     if len(present) < 2:
-        raise UserError(f"cross-validation: the records outside fold {fold + 1} of {n_folds} are all {clip(', '.join(present) or 'unlabelled')}, "
-                        "too few categories to train on; lower --cv, pick another --cv-group, or add labels of other categories")
+        raise UserError(
+            f"cross-validation: the records outside fold {fold + 1} of {n_folds} are all "
+            f"{clip(', '.join(present) or 'unlabelled')}, "
+            "too few categories to train on; lower --cv, pick another --cv-group, or add labels of other categories"
+        )
 
 
-def fit_member(kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0, progress: bool = False,
-               run=None) -> Callable[[LabelledData], np.ndarray]:
+def fit_member(
+    kind: str, train: LabelledData, n_classes: int, *, recipe=None, seed: int = 0, progress: bool = False, run=None
+) -> Callable[[LabelledData], np.ndarray]:
     """A ``kind`` model trained on ``train``, as a function from records to probabilities (taxonomy order)."""
     from training.kinds import Run, trainer
 
-    return trainer(kind, needs="fit_member").fit_member(train, n_classes, run or Run(recipe=recipe, seed=seed, progress=progress))
+    return trainer(kind, needs="fit_member").fit_member(
+        train, n_classes, run or Run(recipe=recipe, seed=seed, progress=progress)
+    )

@@ -8,6 +8,7 @@ then retrained on all labels. Layout: judge.json (kind ``ensemble``, members, st
 feature order), stacker.safetensors (coefficients, intercept), members/lora and members/tfidf
 (ordinary sealed judge directories), taxonomy.yaml, training_ids.json.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,29 +40,46 @@ def fit_stacker(features: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Logist
 
 def weights_of(model: LogisticRegression) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # C order: safetensors writes the raw buffer, and scikit-learn's coef_ may be Fortran-ordered
-    return (np.ascontiguousarray(model.coef_, dtype=np.float64), np.ascontiguousarray(model.intercept_, dtype=np.float64),
-            np.ascontiguousarray(model.classes_, dtype=np.int64))
+    return (
+        np.ascontiguousarray(model.coef_, dtype=np.float64),
+        np.ascontiguousarray(model.intercept_, dtype=np.float64),
+        np.ascontiguousarray(model.classes_, dtype=np.int64),
+    )
 
 
-def stacked_out_of_fold(features: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, *, seed: int = 0) -> np.ndarray:
+def stacked_out_of_fold(
+    features: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, *, seed: int = 0
+) -> np.ndarray:
     """The stacker's own out-of-fold probabilities on the same folds: the agreement to expect from
     the ensemble (the members' features are out-of-fold already)."""
     out = np.zeros((len(y), n_classes))
     for f in np.unique(folds):
         train, test = folds != f, folds == f
-        out[test] = stacker_probabilities(weights_of(fit_stacker(features[train], y[train], seed=seed)), features[test], n_classes)
+        out[test] = stacker_probabilities(
+            weights_of(fit_stacker(features[train], y[train], seed=seed)), features[test], n_classes
+        )
     return out
 
 
 def member_weights(coef: np.ndarray, members: list[str], n_classes: int) -> dict[str, float]:
     """Each member's share of the stacker's absolute coefficients: a readable 'how much it listens'."""
-    mass = {m: float(np.abs(coef[:, i * n_classes:(i + 1) * n_classes]).sum()) for i, m in enumerate(members)}
+    mass = {m: float(np.abs(coef[:, i * n_classes : (i + 1) * n_classes]).sum()) for i, m in enumerate(members)}
     total = sum(mass.values()) or 1.0
     return {m: round(v / total, 3) for m, v in mass.items()}
 
 
-def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray, recipe, members: list[str], seed: int = 0,
-                   progress: bool = True, mask_names: bool = True, view=None) -> dict:
+def train_ensemble(
+    data: LabelledData,
+    out_dir: str | Path,
+    *,
+    folds: np.ndarray,
+    recipe,
+    members: list[str],
+    seed: int = 0,
+    progress: bool = True,
+    mask_names: bool = True,
+    view=None,
+) -> dict:
     """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written."""
     if len(set(members)) < 2:
         raise UserError(f"--members takes two or more judge kinds, got {', '.join(members)}")
@@ -92,26 +110,52 @@ def train_ensemble(data: LabelledData, out_dir: str | Path, *, folds: np.ndarray
         member.train(data, member_dir, run.for_member())
         finish(member_dir, data.taxonomy, training_ids=data.records["id"], text_view=view)
     weights = member_weights(weights_of(stacker)[0], members, n_classes)
-    ensemble_format.save(out_dir, weights_of(stacker), members=members, labels=labels, C=STACKER_C, temperature=temperature,
-                         member_weights=weights, mask_names=mask_names)
+    ensemble_format.save(
+        out_dir,
+        weights_of(stacker),
+        members=members,
+        labels=labels,
+        C=STACKER_C,
+        temperature=temperature,
+        member_weights=weights,
+        mask_names=mask_names,
+    )
 
     def scores(p):
         pred = p.argmax(axis=1)
-        return {"kappa": float(cohen_kappa_score(data.y, pred, labels=range(n_classes))),
-                "macro_f1": float(f1_score(data.y, pred, labels=range(n_classes), average="macro", zero_division=0))}
+        return {
+            "kappa": float(cohen_kappa_score(data.y, pred, labels=range(n_classes))),
+            "macro_f1": float(f1_score(data.y, pred, labels=range(n_classes), average="macro", zero_division=0)),
+        }
 
-    metrics = {"cv_folds": int(len(np.unique(folds))), "members": members, "member_weights": weights,
-               "oof": {**{m: scores(oof[m].probabilities) for m in members}, "ensemble": scores(stacked)}}
+    metrics = {
+        "cv_folds": int(len(np.unique(folds))),
+        "members": members,
+        "member_weights": weights,
+        "oof": {**{m: scores(oof[m].probabilities) for m in members}, "ensemble": scores(stacked)},
+    }
     metrics["val_kappa"] = metrics["oof"]["ensemble"]["kappa"]
     metrics["val_macro_f1"] = metrics["oof"]["ensemble"]["macro_f1"]
-    metrics.update(temperature=temperature, ece_before=expected_calibration_error(stacked, data.y),
-                   ece_after=expected_calibration_error(calibrated, data.y))
+    metrics.update(
+        temperature=temperature,
+        ece_before=expected_calibration_error(stacked, data.y),
+        ece_after=expected_calibration_error(calibrated, data.y),
+    )
     return {"metrics": metrics, "oof_probabilities": calibrated, "member_oof": oof, "folds": folds}
 
 
 def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
-    trained = train_ensemble(data, out_dir, folds=run.folds, recipe=run.recipe, members=list(run.members), seed=run.seed,
-                             progress=run.progress, mask_names=run.mask_names, view=run.view)
+    trained = train_ensemble(
+        data,
+        out_dir,
+        folds=run.folds,
+        recipe=run.recipe,
+        members=list(run.members),
+        seed=run.seed,
+        progress=run.progress,
+        mask_names=run.mask_names,
+        view=run.view,
+    )
     return Trained(trained["metrics"], oof=trained["oof_probabilities"])
 
 
@@ -119,5 +163,10 @@ def card_line(config) -> str:
     return f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold probabilities)"
 
 
-TRAINER = Trainer(title="an ensemble (--kind ensemble)", train=train, card_line=card_line, default_folds=DEFAULT_FOLDS,
-                  takes=("members",))  # and whatever its members take; judge.kinds.ensemble's spec names it
+TRAINER = Trainer(
+    title="an ensemble (--kind ensemble)",
+    train=train,
+    card_line=card_line,
+    default_folds=DEFAULT_FOLDS,
+    takes=("members",),
+)  # and whatever its members take; judge.kinds.ensemble's spec names it

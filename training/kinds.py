@@ -15,6 +15,7 @@ training; it never loads a judge (the floors). A ``Trainer`` holds:
 - ``card_line(config)``: what the model card says of it; ``validation_split``: it holds out --val-fraction;
 - ``default_folds``: the folds it trains on itself, without --cv (the ensemble's stacker).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,9 +62,13 @@ class Trainer:
     """How a kind is trained: what ``training/<kind>.py`` declares as ``TRAINER`` (a misspelt field is a TypeError)."""
 
     title: str  # how judge.train's messages name the kind's settings' owner: "the TF-IDF judge (--kind tfidf)"
-    fit_member: Callable[..., Callable] | None = None  # (train, n_classes, run) -> predict: member and cross-validation kinds
+    fit_member: Callable[..., Callable] | None = (
+        None  # (train, n_classes, run) -> predict: member and cross-validation kinds
+    )
     train: Callable[..., Trained] | None = None  # (data, out_dir, run) -> Trained: kinds judge.train makes
-    options: type | None = None  # a dataclass of the judge.train settings only it takes: flags, TrainConfig fields, checks
+    options: type | None = (
+        None  # a dataclass of the judge.train settings only it takes: flags, TrainConfig fields, checks
+    )
     takes: tuple[str, ...] = ()  # other judge.train settings only it takes ("members": its members' too)
     card_line: Callable[[Any], str] = no_card_line  # the model card's words after "- Kind: K"
     validation_split: bool = False  # it holds out --val-fraction (checked before any training)
@@ -119,5 +124,8 @@ def option_fields() -> list[dataclasses.Field]:
         for f in dataclasses.fields(options) if options else ():
             seen = out.setdefault(f.name, f)
             if (seen.type, seen.default) != (f.type, f.default):
-                raise TypeError(f"training option {f.name!r} of kind {kind!r} differs from another kind's ({seen.type} = {seen.default!r})")
+                raise TypeError(
+                    f"training option {f.name!r} of kind {kind!r} differs from another kind's ({seen.type} = "
+                    f"{seen.default!r})"
+                )
     return list(out.values())

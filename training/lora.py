@@ -3,6 +3,7 @@
 Works with any model ``AutoModelForSequenceClassification`` accepts, encoder or decoder. The
 default base is the bundled all-MiniLM-L6-v2, so training runs offline on a laptop CPU.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,21 +67,43 @@ class LoraOptions:
     """The judge.train settings only a LoRA part takes (its Trainer's options): judge.train's flags
     --base-model ... --device and TrainConfig's fields, checked here. Defaults: ``LoraRecipe``'s."""
 
-    base_model: str = field(default=LoraRecipe.base_model, metadata={"help": "base model path or id (default: %(default)s, all-MiniLM-L6-v2)"})
-    max_length: int = field(default=LoraRecipe.max_length, metadata={"help": "max tokens of prompt + response (default: %(default)s; the label is usually "
-                            "decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)"})
-    tail_tokens: int = field(default=LoraRecipe.tail_tokens, metadata={"metavar": "N", "help": "long responses: keep the head and the last N "
-                             "tokens within --max-length (a late refusal or partial compliance is still read; default 0: cut at the end)"})
-    epochs: int = field(default=LoraRecipe.epochs, metadata={"help": "max epochs; early stopping on validation macro-F1"})
+    base_model: str = field(
+        default=LoraRecipe.base_model,
+        metadata={"help": "base model path or id (default: %(default)s, all-MiniLM-L6-v2)"},
+    )
+    max_length: int = field(
+        default=LoraRecipe.max_length,
+        metadata={
+            "help": "max tokens of prompt + response (default: %(default)s; the label is usually "
+            "decided early in a response; 80 labels ~25%% faster for ~0.03 less kappa in benchmarks/cross_model.py)"
+        },
+    )
+    tail_tokens: int = field(
+        default=LoraRecipe.tail_tokens,
+        metadata={
+            "metavar": "N",
+            "help": "long responses: keep the head and the last N "
+            "tokens within --max-length (a late refusal or partial compliance is still read; default 0: cut at the end)",
+        },
+    )
+    epochs: int = field(
+        default=LoraRecipe.epochs, metadata={"help": "max epochs; early stopping on validation macro-F1"}
+    )
     lr: float = field(default=LoraRecipe.lr, metadata={"help": "learning rate"})
     lora_r: int = field(default=LoraRecipe.lora_r, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=LoraRecipe.lora_alpha, metadata={"help": "LoRA alpha"})
     batch_size: int = field(default=LoraRecipe.batch_size, metadata={"help": "batch size"})
     grad_accum: int = field(default=LoraRecipe.grad_accum, metadata={"help": "gradient accumulation steps"})
-    patience: int = field(default=LoraRecipe.patience, metadata={"help": "epochs without validation gain before stopping"})
-    class_weighting: str = field(default=LoraRecipe.class_weighting, metadata={"choices": CLASS_WEIGHTINGS,
-                                 "help": "loss weights against class imbalance"})
-    device: str = field(default=LoraRecipe.device, metadata={"help": "auto (GPU with bf16 where present), cpu, cuda, cuda:1 ..."})
+    patience: int = field(
+        default=LoraRecipe.patience, metadata={"help": "epochs without validation gain before stopping"}
+    )
+    class_weighting: str = field(
+        default=LoraRecipe.class_weighting,
+        metadata={"choices": CLASS_WEIGHTINGS, "help": "loss weights against class imbalance"},
+    )
+    device: str = field(
+        default=LoraRecipe.device, metadata={"help": "auto (GPU with bf16 where present), cpu, cuda, cuda:1 ..."}
+    )
 
     def __post_init__(self):
         from judge.core.config import check_choice, check_non_negative, check_positive
@@ -89,7 +112,10 @@ class LoraOptions:
         check_positive(self, "epochs", "lr", "lora_r", "lora_alpha", "batch_size", "grad_accum")
         check_non_negative(self, "patience", "tail_tokens")
         if self.tail_tokens and self.tail_tokens > self.max_length // 2:
-            raise UserError(f"--tail-tokens {self.tail_tokens} leaves too little of the response's head: keep it at most half of --max-length ({self.max_length // 2})")
+            raise UserError(
+                f"--tail-tokens {self.tail_tokens} leaves too little of the response's head: keep it at most half of "
+                f"--max-length ({self.max_length // 2})"
+            )
         if self.max_length < 16:
             raise UserError(f"--max-length must be at least 16 tokens (prompt + response), got {self.max_length}")
 
@@ -100,7 +126,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def encode(tokenizer, prompts: list[str], responses: list[str], max_length: int, tail_tokens: int = 0) -> dict[str, list[list[int]]]:
+def encode(
+    tokenizer, prompts: list[str], responses: list[str], max_length: int, tail_tokens: int = 0
+) -> dict[str, list[list[int]]]:
     if not prompts:  # --val-fraction 0: no validation split; the tokenizers refuse an empty batch
         return {key: [] for key in encode_pairs(tokenizer, ["x"], ["y"], max_length=max_length)}
     return encode_pairs(tokenizer, prompts, responses, max_length=max_length, tail_tokens=tail_tokens)
@@ -112,8 +140,11 @@ def say_estimate(seconds: float, done: int, per_epoch: int, epochs: int, val_bat
     # validation runs forward only (about a third of a training step), once per epoch
     estimate = per_batch * epochs * (per_epoch + val_batches / 3)
     if estimate > SAY_ESTIMATE_ABOVE_SECONDS:
-        tqdm.write(f"estimated training time: about {estimate / 60:.0f} min for {epochs} epochs ({per_batch:.1f} s a batch over the first "
-                   f"{done} batches; early stopping may end it sooner)")
+        tqdm.write(
+            f"estimated training time: about {estimate / 60:.0f} min for {epochs} epochs ({per_batch:.1f} s a batch "
+            "over the first "
+            f"{done} batches; early stopping may end it sooner)"
+        )
 
 
 def length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -153,8 +184,10 @@ def check_loss(loss: torch.Tensor, *, epoch: int, step: int, lr: float) -> None:
     if not torch.isfinite(loss).all():
         from judge.core.errors import UserError
 
-        raise UserError(f"training diverged: the loss is {loss.item()} at epoch {epoch}, batch {step} (--lr {lr}); "
-                        "lower --lr (default 1e-3) and train again")
+        raise UserError(
+            f"training diverged: the loss is {loss.item()} at epoch {epoch}, batch {step} (--lr {lr}); "
+            "lower --lr (default 1e-3) and train again"
+        )
 
 
 def training_autocast(precision: str, device: torch.device):
@@ -172,8 +205,15 @@ class TrainedLora:
     tokenizer: object
 
 
-def train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool = True, verbose: bool = False,
-               check_precision: bool = True) -> TrainedLora:
+def train_lora(
+    data: LabelledData,
+    out_dir: str | Path,
+    recipe: LoraRecipe,
+    *,
+    progress: bool = True,
+    verbose: bool = False,
+    check_precision: bool = True,
+) -> TrainedLora:
     """Train, pick the best epoch on validation macro-F1, calibrate, check reduced precisions, save.
 
     ``check_precision=False`` skips the faithfulness check of bf16 and int8 against fp32 (a model
@@ -208,7 +248,9 @@ def precision_record(model, tokenizer, encoded: dict, *, temperature: float, dev
     from judge.kinds.lora.forward import first_token_only
     from judge.kinds.lora.precision import check_precisions, context
 
-    merged = first_token_only(copy.deepcopy(model).merge_and_unload().float().eval().requires_grad_(False))  # as LoraJudge runs it
+    merged = first_token_only(
+        copy.deepcopy(model).merge_and_unload().float().eval().requires_grad_(False)
+    )  # as LoraJudge runs it
 
     def probabilities(candidate, precision: str) -> np.ndarray:
         with context(precision, device):
@@ -245,15 +287,24 @@ def prepare(data: LabelledData, recipe: LoraRecipe) -> Prepared:
     device, dtype = pick_device(recipe.device)
     tokenizer, base = load_base(recipe.base_model, data.taxonomy.labels, dtype=dtype)
     lora = LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
+        task_type=TaskType.SEQ_CLS,
+        r=recipe.lora_r,
+        lora_alpha=recipe.lora_alpha,
+        lora_dropout=recipe.lora_dropout,
         target_modules=recipe.target_modules,
     )
     model = get_peft_model(base, lora).to(device)
     train_idx, val_idx = stratified_split(data.y, val_fraction=recipe.val_fraction, seed=recipe.seed)
     train, val = data.subset(train_idx), data.subset(val_idx)
-    return Prepared(model, tokenizer, device, train, val,
-                    encode(tokenizer, train.prompts, train.responses, recipe.max_length, recipe.tail_tokens),
-                    encode(tokenizer, val.prompts, val.responses, recipe.max_length, recipe.tail_tokens))
+    return Prepared(
+        model,
+        tokenizer,
+        device,
+        train,
+        val,
+        encode(tokenizer, train.prompts, train.responses, recipe.max_length, recipe.tail_tokens),
+        encode(tokenizer, val.prompts, val.responses, recipe.max_length, recipe.tail_tokens),
+    )
 
 
 class Stepper:
@@ -264,7 +315,9 @@ class Stepper:
 
         self.recipe = recipe
         weights = class_weights(prepared.train.y, prepared.n_labels, scheme=recipe.class_weighting)
-        self.loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=prepared.device))
+        self.loss_fn = torch.nn.CrossEntropyLoss(
+            weight=torch.tensor(weights, dtype=torch.float32, device=prepared.device)
+        )
         self.trainable = [p for p in prepared.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=recipe.lr, weight_decay=recipe.weight_decay)
         total = math.ceil(len(prepared.train.y) / recipe.batch_size / recipe.grad_accum) * recipe.epochs
@@ -283,8 +336,16 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def run_epoch(p: Prepared, stepper: Stepper, recipe: LoraRecipe, *, epoch: int, rng: random.Random, progress: bool,
-              on_early_step=None) -> tuple[float, int]:
+def run_epoch(
+    p: Prepared,
+    stepper: Stepper,
+    recipe: LoraRecipe,
+    *,
+    epoch: int,
+    rng: random.Random,
+    progress: bool,
+    on_early_step=None,
+) -> tuple[float, int]:
     """(mean training loss, examples seen) of one pass over length-bucketed batches."""
     p.model.train()
     y_train = torch.tensor(p.train.y, dtype=torch.long)
@@ -306,21 +367,27 @@ def run_epoch(p: Prepared, stepper: Stepper, recipe: LoraRecipe, *, epoch: int, 
 
 def validation_scores(p: Prepared, logits: np.ndarray) -> dict[str, float]:
     pred, labels = logits.argmax(axis=1), range(p.n_labels)
-    return {"val_macro_f1": float(f1_score(p.val.y, pred, labels=labels, average="macro", zero_division=0)),
-            "val_kappa": float(cohen_kappa_score(p.val.y, pred, labels=labels))}
+    return {
+        "val_macro_f1": float(f1_score(p.val.y, pred, labels=labels, average="macro", zero_division=0)),
+        "val_kappa": float(cohen_kappa_score(p.val.y, pred, labels=labels)),
+    }
 
 
 def adapter_state(model) -> dict[str, torch.Tensor]:
     """What training changes (the adapters and the head), copied off the device."""
-    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items() if "lora_" in k or "modules_to_save" in k})
+    return copy.deepcopy(
+        {k: v.detach().cpu() for k, v in model.state_dict().items() if "lora_" in k or "modules_to_save" in k}
+    )
 
 
 def fit(p: Prepared, recipe: LoraRecipe, *, progress: bool) -> dict:
     """Epochs until patience runs out on validation macro-F1; the best epoch's weights loaded back."""
     stepper, rng = Stepper(p, recipe), random.Random(recipe.seed)
     n_batches, n_val = math.ceil(len(p.train.y) / recipe.batch_size), len(p.val.y)
-    print(f"training LoRA on {len(p.train.y)} examples ({n_val} held out for validation): up to {recipe.epochs} epochs "
-          f"of {n_batches} batches on {p.device}")
+    print(
+        f"training LoRA on {len(p.train.y)} examples ({n_val} held out for validation): up to {recipe.epochs} epochs "
+        f"of {n_batches} batches on {p.device}"
+    )
     started = time.perf_counter()
 
     def estimate(step: int) -> None:
@@ -332,7 +399,9 @@ def fit(p: Prepared, recipe: LoraRecipe, *, progress: bool) -> dict:
         seen += n
         entry = {"epoch": epoch, "train_loss": loss}
         if n_val:
-            entry.update(validation_scores(p, predict_logits(p.model, p.tokenizer, p.enc_val, batch_size=64, device=p.device)))
+            entry.update(
+                validation_scores(p, predict_logits(p.model, p.tokenizer, p.enc_val, batch_size=64, device=p.device))
+            )
         history.append(entry)
         if progress:
             tqdm.write(json.dumps(entry))
@@ -348,9 +417,18 @@ def fit(p: Prepared, recipe: LoraRecipe, *, progress: bool) -> dict:
     if not all(torch.isfinite(v).all() for v in best["state"].values()):
         from judge.core.errors import UserError
 
-        raise UserError(f"training diverged: the trained weights hold NaN or infinite values (--lr {recipe.lr}); lower --lr and train again")
-    return {"best_epoch": best["epoch"], "history": history, "train_seconds": round(seconds, 2),
-            "train_examples_per_second": round(seen / seconds, 2), "n_train": len(p.train.y), "n_val": n_val}
+        raise UserError(
+            f"training diverged: the trained weights hold NaN or infinite values (--lr {recipe.lr}); lower --lr and "
+            "train again"
+        )
+    return {
+        "best_epoch": best["epoch"],
+        "history": history,
+        "train_seconds": round(seconds, 2),
+        "train_examples_per_second": round(seen / seconds, 2),
+        "n_train": len(p.train.y),
+        "n_val": n_val,
+    }
 
 
 def calibrate(p: Prepared, metrics: dict) -> float:
@@ -359,8 +437,11 @@ def calibrate(p: Prepared, metrics: dict) -> float:
     if len(p.val.y):
         val_logits = predict_logits(p.model, p.tokenizer, p.enc_val, batch_size=64, device=p.device)
         temperature = fit_temperature(val_logits, p.val.y)
-        metrics.update(validation_scores(p, val_logits), ece_before=expected_calibration_error(softmax(val_logits), p.val.y),
-                       ece_after=expected_calibration_error(softmax(val_logits, temperature), p.val.y))
+        metrics.update(
+            validation_scores(p, val_logits),
+            ece_before=expected_calibration_error(softmax(val_logits), p.val.y),
+            ece_after=expected_calibration_error(softmax(val_logits, temperature), p.val.y),
+        )
     metrics["temperature"] = temperature
     return temperature
 
@@ -374,19 +455,32 @@ def save(p: Prepared, out_dir: str | Path, recipe: LoraRecipe, *, temperature: f
     model.peft_config["default"].target_modules = sorted(model.base_model.targeted_module_names)
     model.save_pretrained(out_dir)  # adapter + the classification head (peft's modules_to_save)
     p.tokenizer.save_pretrained(out_dir)
-    lora_format.write_settings(out_dir, base_model=recipe.base_model, base_model_revision=model_revision(resolve_model(recipe.base_model)),
-                               labels=p.train.taxonomy.labels, temperature=temperature, max_length=recipe.max_length,
-                               tail_tokens=recipe.tail_tokens, mask_names=recipe.mask_names, recipe=asdict(recipe), precision=precision)
+    lora_format.write_settings(
+        out_dir,
+        base_model=recipe.base_model,
+        base_model_revision=model_revision(resolve_model(recipe.base_model)),
+        labels=p.train.taxonomy.labels,
+        temperature=temperature,
+        max_length=recipe.max_length,
+        tail_tokens=recipe.tail_tokens,
+        mask_names=recipe.mask_names,
+        recipe=asdict(recipe),
+        precision=precision,
+    )
 
 
-def _train_lora(data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool, check_precision: bool) -> TrainedLora:
+def _train_lora(
+    data: LabelledData, out_dir: str | Path, recipe: LoraRecipe, *, progress: bool, check_precision: bool
+) -> TrainedLora:
     p = prepare(data, recipe)
     metrics = fit(p, recipe, progress=progress)
     temperature = calibrate(p, metrics)
     precision = None
     if check_precision:
         encoded, split = texts_to_check(p.enc_val, p.enc_train, seed=recipe.seed)
-        precision = metrics["precision"] = precision_record(p.model, p.tokenizer, encoded, temperature=temperature, device=p.device, split=split)
+        precision = metrics["precision"] = precision_record(
+            p.model, p.tokenizer, encoded, temperature=temperature, device=p.device, split=split
+        )
         print(precision_summary(precision))
     save(p, out_dir, recipe, temperature=temperature, precision=precision)
     return TrainedLora(metrics, p.model.eval(), p.tokenizer)
@@ -413,6 +507,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
         encoded = encode(trained.tokenizer, test.prompts, test.responses, run.recipe.max_length, run.recipe.tail_tokens)
         logits = predict_logits(trained.model, trained.tokenizer, encoded, batch_size=64, device=device)
         return softmax(logits, trained.metrics["temperature"])
+
     predict_lora.training_metrics = trained.metrics  # best epoch, validation history: why a point is what it is
     return predict_lora
 
@@ -422,5 +517,11 @@ def card_line(config) -> str:
     return f", LoRA r={config.lora_r} on `{config.base_model}`"
 
 
-TRAINER = Trainer(title="a LoRA judge (--kind lora, or an ensemble with a lora member)", train=train, fit_member=fit_member, options=LoraOptions,
-                  card_line=card_line, validation_split=True)  # it holds out --val-fraction of the labels to validate on
+TRAINER = Trainer(
+    title="a LoRA judge (--kind lora, or an ensemble with a lora member)",
+    train=train,
+    fit_member=fit_member,
+    options=LoraOptions,
+    card_line=card_line,
+    validation_split=True,
+)  # it holds out --val-fraction of the labels to validate on

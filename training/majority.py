@@ -1,4 +1,5 @@
 """The majority-class judge: each label's share of the training labels, the same for every output."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,9 +21,17 @@ def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
     p = shares(data.y, len(labels))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    majority_format.write_settings(out_dir, shares={c: float(v) for c, v in zip(labels, p) if v > 0}, mask_names=run.mask_names)
-    return Trained({"n_train": int(len(data.y)), "majority": labels[int(p.argmax())], "majority_share": float(p.max()),
-                    "class_counts": np.bincount(data.y, minlength=len(labels)).tolist()})
+    majority_format.write_settings(
+        out_dir, shares={c: float(v) for c, v in zip(labels, p) if v > 0}, mask_names=run.mask_names
+    )
+    return Trained(
+        {
+            "n_train": int(len(data.y)),
+            "majority": labels[int(p.argmax())],
+            "majority_share": float(p.max()),
+            "class_counts": np.bincount(data.y, minlength=len(labels)).tolist(),
+        }
+    )
 
 
 def fit_member(train_data: LabelledData, n_classes: int, run):
@@ -34,4 +43,6 @@ def card_line(config) -> str:
     return " (the most frequent training label for every output, the training shares as its probabilities)"
 
 
-TRAINER = Trainer(title="the majority-class judge (--kind majority)", train=train, fit_member=fit_member, card_line=card_line)
+TRAINER = Trainer(
+    title="the majority-class judge (--kind majority)", train=train, fit_member=fit_member, card_line=card_line
+)

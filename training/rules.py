@@ -1,4 +1,5 @@
 """The keyword rules as an ensemble member: nothing to train, so their labels are out-of-fold already."""
+
 from __future__ import annotations
 
 import numpy as np

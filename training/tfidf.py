@@ -1,4 +1,5 @@
 """TF-IDF (word 1-2 grams) + logistic regression: the classical baseline judge."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,12 +31,17 @@ def fit_tfidf(pipeline, texts: list[str], y: np.ndarray):
         return pipeline.fit(texts, y)
     except ValueError as exc:
         if "no terms remain" in str(exc) or "empty vocabulary" in str(exc):
-            raise UserError(f"the TF-IDF judge found no word that two of the {len(texts)} labelled texts share (it keeps words seen twice); "
-                            "add labels or use --kind lora") from None
+            raise UserError(
+                f"the TF-IDF judge found no word that two of the {len(texts)} labelled texts share (it keeps words "
+                "seen twice); "
+                "add labels or use --kind lora"
+            ) from None
         raise
 
 
-def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True) -> dict:
+def train_tfidf(
+    data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True
+) -> dict:
     train_idx, val_idx = stratified_split(data.y, val_fraction=val_fraction, seed=seed)
     pipeline = tfidf_pipeline(seed)
     texts = tfidf_text(data.prompts, data.responses)
@@ -43,7 +49,9 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
     if len(val_idx):
         fit_tfidf(pipeline, [texts[i] for i in train_idx], data.y[train_idx])
         pred = pipeline.predict([texts[i] for i in val_idx])
-        metrics["val_macro_f1"] = float(f1_score(data.y[val_idx], pred, labels=range(len(data.taxonomy.labels)), average="macro", zero_division=0))
+        metrics["val_macro_f1"] = float(
+            f1_score(data.y[val_idx], pred, labels=range(len(data.taxonomy.labels)), average="macro", zero_division=0)
+        )
     fit_tfidf(pipeline, texts, data.y)  # the shipped model sees every labelled example
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +60,12 @@ def train_tfidf(data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_f
     # Stored as data (JSON + safetensors), never pickled: loading a judge must not run code.
     tfidf_format.save(pipeline, out_dir)
     tfidf_format.write_settings(out_dir, classes=classes, mask_names=mask_names)
-    return {**metrics, "n_train": int(len(data.y)), "classes": classes, "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist()}
+    return {
+        **metrics,
+        "n_train": int(len(data.y)),
+        "classes": classes,
+        "class_counts": np.bincount(data.y, minlength=len(data.taxonomy.labels)).tolist(),
+    }
 
 
 # -- the kind's training (training.kinds.Trainer; judge.kinds.tfidf's spec names TRAINER) ---------
@@ -69,6 +82,7 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
         out = np.zeros((len(test.y), n_classes))
         out[:, pipeline.classes_] = pipeline.predict_proba(tfidf_text(test.prompts, test.responses))
         return out
+
     return predict_tfidf
 
 
@@ -76,5 +90,10 @@ def card_line(config) -> str:
     return " (TF-IDF word 1-2 grams + logistic regression)"
 
 
-TRAINER = Trainer(title="the TF-IDF judge (--kind tfidf)", train=train, fit_member=fit_member, card_line=card_line,
-                  validation_split=True)  # takes seed and --val-fraction only, which every kind takes
+TRAINER = Trainer(
+    title="the TF-IDF judge (--kind tfidf)",
+    train=train,
+    fit_member=fit_member,
+    card_line=card_line,
+    validation_split=True,
+)  # takes seed and --val-fraction only, which every kind takes

@@ -9,6 +9,7 @@ arguments to typed results (``to_dict()`` is the JSON the commands write; judge.
 This room stands on judge.core, judge.stats and judge.annotation; the commands (judge.agree, judge.report)
 read files, call it, and hand its results to judge.render.
 """
+
 from judge.analysis.agreement import (
     AgreementResult,
     AnnotatorAgreementResult,
@@ -19,5 +20,18 @@ from judge.analysis.disparity import DisparityResult, disparity_analysis
 from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDesign, human_sample
 from judge.analysis.results import ABSENT, Result
 
-__all__ = ["ABSENT", "AgreementResult", "AnnotatorAgreementResult", "DisparityResult", "HumanSample", "JudgeTraining", "PPIResult",
-           "Result", "SamplingDesign", "agreement_analysis", "annotator_agreement_analysis", "disparity_analysis", "human_sample"]
+__all__ = [
+    "ABSENT",
+    "AgreementResult",
+    "AnnotatorAgreementResult",
+    "DisparityResult",
+    "HumanSample",
+    "JudgeTraining",
+    "PPIResult",
+    "Result",
+    "SamplingDesign",
+    "agreement_analysis",
+    "annotator_agreement_analysis",
+    "disparity_analysis",
+    "human_sample",
+]

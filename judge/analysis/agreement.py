@@ -8,6 +8,7 @@
 an argument. The results are typed (judge.analysis.results): ``to_dict()`` is the ``agreement.json``
 that ``judge.agree`` writes, and judge.render.agreement draws its tables and figures from them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,13 +24,23 @@ from judge.core.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.group_error import MIN_UNITS_FOR_TEST
 from judge.stats.metrics import agreement
 
-__all__ = ["MIN_UNITS_FOR_TEST", "AgreementResult", "AnnotatorAgreementResult", "agreement_analysis", "annotator_agreement_analysis",
-           "blank", "by_columns", "cluster_codes", "default_cluster"]
+__all__ = [
+    "MIN_UNITS_FOR_TEST",
+    "AgreementResult",
+    "AnnotatorAgreementResult",
+    "agreement_analysis",
+    "annotator_agreement_analysis",
+    "blank",
+    "by_columns",
+    "cluster_codes",
+    "default_cluster",
+]
 
 Interval = Sequence[Any]  # (low, high); (None, None) where no interval exists
 
 
 # -- results -----------------------------------------------------------------------------------------
+
 
 @dataclass(kw_only=True)
 class BootstrapClusters(Result):
@@ -268,6 +279,7 @@ class AnnotatorAgreementResult(Result):
 
 # -- the analysis --------------------------------------------------------------------------------------
 
+
 def by_columns(by: str | Sequence[str] | None) -> list[str]:
     """--by as given once or several times (a config file may hold one name or a list), each column once."""
     return list(dict.fromkeys([by] if isinstance(by, str) else (by or [])))
@@ -286,7 +298,9 @@ def cluster_codes(records: pd.DataFrame, column: str | None) -> list[str] | None
     return [f"\0row{i}" if b else str(v) for i, (v, b) in enumerate(zip(values, empty))]
 
 
-def default_cluster(records: pd.DataFrame, *, cluster: str | None = None, no_cluster: bool = False) -> tuple[str | None, str]:
+def default_cluster(
+    records: pd.DataFrame, *, cluster: str | None = None, no_cluster: bool = False
+) -> tuple[str | None, str]:
     """The column whose values the bootstrap resamples whole, and why: ``cluster``; else the prompt when some
     prompt was sampled more than once (its outputs are correlated, so resampling them one by one would make
     the intervals too narrow); ``no_cluster``: none."""
@@ -298,7 +312,11 @@ def default_cluster(records: pd.DataFrame, *, cluster: str | None = None, no_clu
         prompts = records["prompt"][~blank(records["prompt"])]
         repeated = int(prompts.duplicated(keep=False).sum())
         if repeated:
-            return "prompt", f"the default, as {repeated} of {len(records)} outputs share a prompt with another; --no-cluster resamples outputs one by one"
+            return (
+                "prompt",
+                f"the default, as {repeated} of {len(records)} outputs share a prompt with another; --no-cluster "
+                "resamples outputs one by one",
+            )
     return None, "no prompt has several outputs"
 
 
@@ -317,10 +335,16 @@ def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
     used = set(gold_labels)
     warnings = []
     if len(predicted) <= 1:
-        warnings.append(f"{pred} predicts a single class ({', '.join(sorted(predicted)) or 'none scored'}): its kappa says nothing about the others")
+        warnings.append(
+            f"{pred} predicts a single class ({', '.join(sorted(predicted)) or 'none scored'}): its kappa says nothing "
+            "about the others"
+        )
     missing = sorted(used - predicted)
     if missing and len(predicted) > 1:
-        warnings.append(f"{pred} never predicts {', '.join(missing)}, which the gold labels use ({len(predicted)} of {len(used)} gold classes predicted)")
+        warnings.append(
+            f"{pred} never predicts {', '.join(missing)}, which the gold labels use ({len(predicted)} of {len(used)} "
+            "gold classes predicted)"
+        )
     return warnings
 
 
@@ -353,8 +377,12 @@ def agreement_analysis(
     """
     by = by_columns(by)
     annotators = list(annotators)
-    require_columns(records, [gold, pred, *annotators, *by, *([cluster] if cluster else [])], source="records",
-                    flag_hint="Fix --gold/--pred/--annotators/--by/--cluster.")
+    require_columns(
+        records,
+        [gold, pred, *annotators, *by, *([cluster] if cluster else [])],
+        source="records",
+        flag_hint="Fix --gold/--pred/--annotators/--by/--cluster.",
+    )
     has_gold = ~blank(records[gold])
     n_without_gold = int((~has_gold).sum())
     records = records[has_gold]
@@ -371,22 +399,59 @@ def agreement_analysis(
         gold_labels, pred_labels = up(gold_labels), up(pred_labels)
         human = {k: up(v) for k, v in human.items()}
     clusters = cluster_codes(records, cluster)
-    result = agreement(gold_labels, pred_labels, labels=used.labels, annotators=human or None, n_boot=n_boot, seed=seed, pred_name=pred,
-                       clusters=clusters, level=level)
-    result = {"taxonomy": used.name, "gold_column": gold, "pred_column": pred, "n_without_gold": n_without_gold,
-              "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None}, **result}
+    result = agreement(
+        gold_labels,
+        pred_labels,
+        labels=used.labels,
+        annotators=human or None,
+        n_boot=n_boot,
+        seed=seed,
+        pred_name=pred,
+        clusters=clusters,
+        level=level,
+    )
+    result = {
+        "taxonomy": used.name,
+        "gold_column": gold,
+        "pred_column": pred,
+        "n_without_gold": n_without_gold,
+        "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
+        **result,
+    }
     result["warnings"] = class_warnings(gold_labels, pred_labels, pred=pred)
     if emittable is not None:
-        never = sorted({g for g in gold_labels if g not in set(emittable) and not (coarse and g in {fine.parent_of(e) for e in emittable})})
+        never = sorted(
+            {
+                g
+                for g in gold_labels
+                if g not in set(emittable) and not (coarse and g in {fine.parent_of(e) for e in emittable})
+            }
+        )
         if never:
-            result["warnings"].append(f"{pred} can never predict {', '.join(never)} (its judge emits only {', '.join(emittable)}); "
-                                      "every gold label in those categories counts as an error")
+            result["warnings"].append(
+                f"{pred} can never predict {', '.join(never)} (its judge emits only {', '.join(emittable)}); "
+                "every gold label in those categories counts as an error"
+            )
     if by:
         from judge.stats.group_error import judge_error_by_group
 
-        result["by_groups"] = [{"column": col, "level": level,
-                                **judge_error_by_group(gold_labels, pred_labels, records[col].astype(str).tolist(), labels=used.labels,
-                                                       alpha=1 - level, clusters=clusters, n_boot=n_boot, seed=seed)} for col in by]
+        result["by_groups"] = [
+            {
+                "column": col,
+                "level": level,
+                **judge_error_by_group(
+                    gold_labels,
+                    pred_labels,
+                    records[col].astype(str).tolist(),
+                    labels=used.labels,
+                    alpha=1 - level,
+                    clusters=clusters,
+                    n_boot=n_boot,
+                    seed=seed,
+                ),
+            }
+            for col in by
+        ]
         result["by_group"] = result["by_groups"][0]  # the first --by, where reports before several --by kept it
     if alt_test_epsilon is not None:
         from judge.stats.alt_test import alt_test
@@ -398,10 +463,20 @@ def agreement_analysis(
     return typed
 
 
-def annotator_agreement_analysis(records: pd.DataFrame, *, annotators: Sequence[str], gold: str | None = None,
-                                 taxonomy: str | Taxonomy | None = None, coarse: bool = False, n_boot: int = 1000, seed: int = 0,
-                                 label_map: dict[str, str] | None = None, by: str | Sequence[str] | None = None,
-                                 cluster: str | None = None, level: float = 0.95) -> AnnotatorAgreementResult:
+def annotator_agreement_analysis(
+    records: pd.DataFrame,
+    *,
+    annotators: Sequence[str],
+    gold: str | None = None,
+    taxonomy: str | Taxonomy | None = None,
+    coarse: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+    label_map: dict[str, str] | None = None,
+    by: str | Sequence[str] | None = None,
+    cluster: str | None = None,
+    level: float = 0.95,
+) -> AnnotatorAgreementResult:
     """Agreement among human annotator columns (and each against ``gold``), no judge involved; ``by``
     repeats it within each value of each column (``by_groups``, one table per column; ``by_group`` the
     first), and ``cluster`` names a column whose values the bootstrap resamples whole."""
@@ -409,8 +484,12 @@ def annotator_agreement_analysis(records: pd.DataFrame, *, annotators: Sequence[
 
     columns = list(dict.fromkeys(annotators))  # one column counted once, whatever the command line repeats
     by = by_columns(by)
-    require_columns(records, [*columns, *([gold] if gold else []), *by, *([cluster] if cluster else [])], source="records",
-                    flag_hint="Fix --annotators/--gold/--by/--cluster.")
+    require_columns(
+        records,
+        [*columns, *([gold] if gold else []), *by, *([cluster] if cluster else [])],
+        source="records",
+        flag_hint="Fix --annotators/--gold/--by/--cluster.",
+    )
 
     fine = resolve_taxonomy(taxonomy, [x for c in columns for x in records[c][~blank(records[c])]], label_map=label_map)
 
@@ -425,14 +504,34 @@ def annotator_agreement_analysis(records: pd.DataFrame, *, annotators: Sequence[
 
     def within(rows: np.ndarray) -> dict:
         pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
-        return annotator_agreement({c: pick(v) for c, v in humans.items()}, labels=used.labels, gold=pick(gold_labels),
-                                   n_boot=n_boot, seed=seed, clusters=pick(clusters), level=level)
+        return annotator_agreement(
+            {c: pick(v) for c, v in humans.items()},
+            labels=used.labels,
+            gold=pick(gold_labels),
+            n_boot=n_boot,
+            seed=seed,
+            clusters=pick(clusters),
+            level=level,
+        )
 
-    result = {"taxonomy": used.name, "gold_column": gold, "level": level, "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
-              **within(np.arange(len(records)))}
+    result = {
+        "taxonomy": used.name,
+        "gold_column": gold,
+        "level": level,
+        "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
+        **within(np.arange(len(records))),
+    }
     if by:
-        result["by_groups"] = [{"column": col, "groups": {g: within(np.flatnonzero(records[col].astype(str).to_numpy() == g))
-                                                          for g in sorted(set(records[col].astype(str)))}} for col in by]
+        result["by_groups"] = [
+            {
+                "column": col,
+                "groups": {
+                    g: within(np.flatnonzero(records[col].astype(str).to_numpy() == g))
+                    for g in sorted(set(records[col].astype(str)))
+                },
+            }
+            for col in by
+        ]
         result["by_group"] = result["by_groups"][0]
     typed = AnnotatorAgreementResult.from_dict(result)
     if by:

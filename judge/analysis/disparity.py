@@ -10,6 +10,7 @@ sample and its design are arguments. The result is typed (judge.analysis.results
 ``disparity.json`` that ``judge.report`` writes, and judge.render.disparity draws its tables and figures
 from it. Prediction-powered rates (``human=``) are computed by judge.analysis.ppi.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,13 +29,24 @@ from judge.core.taxonomy import Taxonomy, resolve_taxonomy
 from judge.stats.disparity import canonical_labels, category_rates, disparity
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
 
-__all__ = ["RULE_SHORT", "DisparityResult", "Rate", "clusters_for", "disparity_analysis", "display_group_names", "parse_group_names",
-           "prepare", "shortened", "training_rows"]
+__all__ = [
+    "RULE_SHORT",
+    "DisparityResult",
+    "Rate",
+    "clusters_for",
+    "disparity_analysis",
+    "display_group_names",
+    "parse_group_names",
+    "prepare",
+    "shortened",
+    "training_rows",
+]
 
 RULE_SHORT = f"rule: at least {MIN_LABELS} labels, from at least {MIN_CLUSTERS} clusters when clustered"
 
 
 # -- results -----------------------------------------------------------------------------------------
+
 
 @dataclass(kw_only=True)
 class Rate(Result):
@@ -161,15 +173,26 @@ class DisparityResult(Result):
 
 # -- the analysis --------------------------------------------------------------------------------------
 
-def prepare(records: pd.DataFrame, *, label: str, taxonomy: str | Taxonomy | None, coarse: bool,
-            label_map: dict[str, str] | None = None) -> tuple[pd.DataFrame, Taxonomy]:
+
+def prepare(
+    records: pd.DataFrame,
+    *,
+    label: str,
+    taxonomy: str | Taxonomy | None,
+    coarse: bool,
+    label_map: dict[str, str] | None = None,
+) -> tuple[pd.DataFrame, Taxonomy]:
     """Resolve the taxonomy (reading ``label_map``'s codes) and, with ``coarse``, map labels to their parents."""
     require_columns(records, [label], source="records", flag_hint="Fix --label.")
-    fine = resolve_taxonomy(taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()], label_map=label_map)
+    fine = resolve_taxonomy(
+        taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()], label_map=label_map
+    )
     if not coarse:
         return records, fine
     records = records.copy()
-    records[label] = [x if x == "unscored" else fine.parent_of(x) for x in canonical_labels(records[label], fine, column=label)]
+    records[label] = [
+        x if x == "unscored" else fine.parent_of(x) for x in canonical_labels(records[label], fine, column=label)
+    ]
     return records, fine.coarse()
 
 
@@ -180,8 +203,10 @@ def parse_group_names(spec: str) -> dict[str, str] | None:
     pairs = [part.partition("=") for part in spec.split(",") if part.strip()]
     bad = next((old + sep + new for old, sep, new in pairs if not sep or not old.strip() or not new.strip()), None)
     if bad is not None or not pairs:
-        raise UserError(f"--group-names {clip(bad if bad is not None else spec)} is not OLD=NEW[,OLD=NEW...] or auto; "
-                        "e.g. --group-names xstest_v2_completions_gpt4=GPT-4,xstest_v2_completions_llama2new=Llama-2")
+        raise UserError(
+            f"--group-names {clip(bad if bad is not None else spec)} is not OLD=NEW[,OLD=NEW...] or auto; "
+            "e.g. --group-names xstest_v2_completions_gpt4=GPT-4,xstest_v2_completions_llama2new=Llama-2"
+        )
     return {old.strip(): new.strip() for old, _, new in pairs}
 
 
@@ -194,12 +219,13 @@ def shortened(values: list[str]) -> dict[str, str]:
     fewest = min(len(w) for w in words)
     head = min(len(os.path.commonprefix(words)), fewest - 1)  # every name keeps a word of its own
     tail = min(len(os.path.commonprefix([w[::-1] for w in words])), fewest - 1 - head)
-    out = {v: "".join(w[head: len(w) - tail]).strip("_-.") or v for v, w in zip(values, words)}
+    out = {v: "".join(w[head : len(w) - tail]).strip("_-.") or v for v, w in zip(values, words)}
     return out if len(set(out.values())) == len(out) else {}
 
 
-def display_group_names(records: pd.DataFrame, groups: Sequence[str],
-                        names: str | Mapping[str, str] | None) -> tuple[pd.DataFrame, dict[str, str]]:
+def display_group_names(
+    records: pd.DataFrame, groups: Sequence[str], names: str | Mapping[str, str] | None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """The group columns with the names a paper shows, and the mapping used ({} for none). ``names``: None (the
     values as they are), 'auto' (the words every value shares dropped), 'OLD=NEW,...' or a mapping."""
     if names is None:
@@ -214,14 +240,20 @@ def display_group_names(records: pd.DataFrame, groups: Sequence[str],
         renamed = [renames.get(v, v) for v in values]
         if len(set(renamed)) < len(values):
             clash = next(n for n in renamed if renamed.count(n) > 1)
-            raise UserError(f"--group-names would give two groups of {clip(column, 30)} the name {clip(clash, 30)}; give each group its own name")
+            raise UserError(
+                f"--group-names would give two groups of {clip(column, 30)} the name {clip(clash, 30)}; give each "
+                "group its own name"
+            )
         records[column] = [renames.get(str(v), str(v)) for v in records[column]]
         used.update(renames)
         matched.update(k for k in (given or {}) if k in values)
     unknown = [k for k in (given or {}) if k not in matched]
     if unknown:
         present = sorted({str(v) for c in groups for v in records[c]})
-        raise UserError(f"--group-names {clip(unknown[0], 40)}=...: no --group column has that value; values: {short_list(present, limit=5, width=30)}")
+        raise UserError(
+            f"--group-names {clip(unknown[0], 40)}=...: no --group column has that value; values: "
+            f"{short_list(present, limit=5, width=30)}"
+        )
     return records, used
 
 
@@ -232,8 +264,9 @@ def _empty(values: pd.Series) -> pd.Series:
     return values.isna() | (values.astype(str).str.strip() == "")
 
 
-def clusters_for(records: pd.DataFrame, clusters: str | None = "auto", *, group: str | None = None,
-                 where: str = "records") -> tuple[np.ndarray | None, dict[str, Any]]:
+def clusters_for(
+    records: pd.DataFrame, clusters: str | None = "auto", *, group: str | None = None, where: str = "records"
+) -> tuple[np.ndarray | None, dict[str, Any]]:
     """Each output's cluster and what the report says about it. ``clusters``: a column; None for none (every
     output independent); 'auto' for the prompt (prompt_id, or the prompt text) when it repeats, i.e. when
     samples share a prompt. ``group`` (the primary group column) cannot be the clusters."""
@@ -243,38 +276,75 @@ def clusters_for(records: pd.DataFrame, clusters: str | None = "auto", *, group:
         column = clusters
         require_columns(records, [column], source=where, flag_hint="Fix --cluster.")
         if column == group:
-            raise UserError(f"--cluster {column} is the --group column: each group would be a single cluster and no interval could be "
-                            "estimated; cluster by what outputs share within a group (prompt, template), or pass --no-cluster")
+            raise UserError(
+                f"--cluster {column} is the --group column: each group would be a single cluster and no interval could "
+                "be "
+                "estimated; cluster by what outputs share within a group (prompt, template), or pass --no-cluster"
+            )
         missing = int(_empty(records[column]).sum())
         if missing:
-            raise UserError(f"--cluster {column}: {missing} of {len(records)} outputs have no value there; fill them, "
-                            "or cluster by another column (prompt, template), or pass --no-cluster")
+            raise UserError(
+                f"--cluster {column}: {missing} of {len(records)} outputs have no value there; fill them, "
+                "or cluster by another column (prompt, template), or pass --no-cluster"
+            )
         values = records[column].astype(str)
-        return values.to_numpy(dtype=object), {"column": column, "default": False, "n_clusters": int(values.nunique()),
-                                               "note": f"by {column} (--cluster): {values.nunique()} clusters for {len(values)} outputs"}
+        return values.to_numpy(dtype=object), {
+            "column": column,
+            "default": False,
+            "n_clusters": int(values.nunique()),
+            "note": f"by {column} (--cluster): {values.nunique()} clusters for {len(values)} outputs",
+        }
     for column in DEFAULT_CLUSTERS:
         if column not in records.columns or _empty(records[column]).any():
             continue
         values = records[column].astype(str)
         if values.nunique() < len(values):
-            note = (f"by {column} (the default, because {column} repeats: {values.nunique()} distinct for {len(values)} outputs, so "
-                    "outputs of one prompt are correlated draws); --cluster COL for another column (template), --no-cluster for none")
-            return values.to_numpy(dtype=object), {"column": column, "default": True, "n_clusters": int(values.nunique()), "note": note}
-    return None, {"column": None, "note": "none (no prompt_id or prompt column repeats, so every output is its own prompt); "
-                                          "--cluster COL if outputs share a template or another unit"}
+            note = (
+                f"by {column} (the default, because {column} repeats: {values.nunique()} distinct for {len(values)} "
+                "outputs, so "
+                "outputs of one prompt are correlated draws); --cluster COL for another column (template), "
+                "--no-cluster for none"
+            )
+            return values.to_numpy(dtype=object), {
+                "column": column,
+                "default": True,
+                "n_clusters": int(values.nunique()),
+                "note": note,
+            }
+    return None, {
+        "column": None,
+        "note": "none (no prompt_id or prompt column repeats, so every output is its own prompt); "
+        "--cluster COL if outputs share a template or another unit",
+    }
 
 
-def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarray | None, *, label: str, group: str,
-                  training: JudgeTraining | None) -> dict | None:
+def training_rows(
+    records: pd.DataFrame,
+    taxonomy: Taxonomy,
+    clusters: np.ndarray | None,
+    *,
+    label: str,
+    group: str,
+    training: JudgeTraining | None,
+) -> dict | None:
     """Outputs the judge was trained on, and the rates split into those and the rest: on its training rows a
     judge's labels are largely the human labels it learned. None where no training ids are known."""
     if training is None or not training.ids:
         return None
     is_training = training.covers(records)
     k, name = int(is_training.sum()), training.names
-    out = {"judge_dir": ", ".join(map(str, training.directories)), "judge_names": name, "n_training_rows": k, "n_outputs": int(len(records))}
+    out = {
+        "judge_dir": ", ".join(map(str, training.directories)),
+        "judge_names": name,
+        "n_training_rows": k,
+        "n_outputs": int(len(records)),
+    }
     if not k:
-        return {**out, "note": f"Checked: none of the {len(records)} outputs is among the {len(training.ids)} ids judge directory {name} was trained on."}
+        return {
+            **out,
+            "note": f"Checked: none of the {len(records)} outputs is among the {len(training.ids)} ids judge directory "
+            f"{name} was trained on.",
+        }
     labels = np.asarray(canonical_labels(records[label], taxonomy, column=label), dtype=object)
     groups = records[group].astype(str).to_numpy()
     rates = {}
@@ -283,10 +353,16 @@ def training_rows(records: pd.DataFrame, taxonomy: Taxonomy, clusters: np.ndarra
         for part, mask in (("training rows", is_training), ("not trained on", ~is_training)):
             keep = (groups == g) & mask
             if keep.any():
-                rates[g][part] = category_rates(labels[keep], categories=taxonomy.labels, clusters=None if clusters is None else clusters[keep])
-    note = (f"{k} of the {len(records)} outputs were used to train the judge ({name}/training_ids.json): there its labels are largely "
-            "the human labels it learned, so they look better than the judge is. Rates split into the training rows and the rest below; "
-            "read the rest for what the judge does on outputs it has not seen.")
+                rates[g][part] = category_rates(
+                    labels[keep], categories=taxonomy.labels, clusters=None if clusters is None else clusters[keep]
+                )
+    note = (
+        f"{k} of the {len(records)} outputs were used to train the judge ({name}/training_ids.json): there its labels "
+        "are largely "
+        "the human labels it learned, so they look better than the judge is. Rates split into the training rows and "
+        "the rest below; "
+        "read the rest for what the judge does on outputs it has not seen."
+    )
     return {**out, "note": note, "rates": rates}
 
 
@@ -332,26 +408,66 @@ def disparity_analysis(
     require_columns(records, [label, *groups], source="records", flag_hint="Fix --label/--group.")
     records, names = display_group_names(records, groups, group_names)
     codes, cluster_info = clusters_for(records, clusters, group=groups[0] if groups else None, where=where)
-    result = disparity(records, label=label, groups=groups, taxonomy=used, reference=names.get(reference, reference),
-                       clusters=codes, adjust=adjust)
-    result.update(label_source=label_source, title=title, clusters=cluster_info, **({"group_names": names} if names else {}))
-    warnings = [f"warning: group {g!r} is not estimable ({why}); shown as not estimable" for g, why in result["not_estimable"].items()]
+    result = disparity(
+        records,
+        label=label,
+        groups=groups,
+        taxonomy=used,
+        reference=names.get(reference, reference),
+        clusters=codes,
+        adjust=adjust,
+    )
+    result.update(
+        label_source=label_source, title=title, clusters=cluster_info, **({"group_names": names} if names else {})
+    )
+    warnings = [
+        f"warning: group {g!r} is not estimable ({why}); shown as not estimable"
+        for g, why in result["not_estimable"].items()
+    ]
     training_split = training_rows(records, used, codes, label=label, group=groups[0], training=training)
     if training_split:
         result["training_rows"] = training_split
     ppi = None
     if human is not None:
-        fine = resolve_taxonomy(taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()],
-                                label_map=label_map) if coarse else used
-        sample = human if isinstance(human, HumanSample) else human_sample(records, human, label=label, design=design, where=where)
-        ppi = prediction_powered(records, sample, fine=fine, taxonomy=used, label=label, group=groups[0], reference=result["reference"],
-                                 design=design, coarse=coarse, training=training, clusters=codes, cluster_info=cluster_info,
-                                 ppi_lambda=ppi_lambda, adjust=adjust)
+        fine = (
+            resolve_taxonomy(
+                taxonomy, [x for x in records[label] if isinstance(x, str) and x.strip()], label_map=label_map
+            )
+            if coarse
+            else used
+        )
+        sample = (
+            human
+            if isinstance(human, HumanSample)
+            else human_sample(records, human, label=label, design=design, where=where)
+        )
+        ppi = prediction_powered(
+            records,
+            sample,
+            fine=fine,
+            taxonomy=used,
+            label=label,
+            group=groups[0],
+            reference=result["reference"],
+            design=design,
+            coarse=coarse,
+            training=training,
+            clusters=codes,
+            cluster_info=cluster_info,
+            ppi_lambda=ppi_lambda,
+            adjust=adjust,
+        )
         warnings += ppi.warnings
-    if training_split and training_split["n_training_rows"]:  # after PPI, so refused human labels get their one line alone
-        warnings.append(f"warning: {training_split['n_training_rows']} of the {training_split['n_outputs']} outputs are the judge's own "
-                        f"training rows ({training_split['judge_names']}): its labels there mirror the human labels; the report splits "
-                        "the rates into those rows and the rest")
+    if (
+        training_split and training_split["n_training_rows"]
+    ):  # after PPI, so refused human labels get their one line alone
+        warnings.append(
+            f"warning: {training_split['n_training_rows']} of the {training_split['n_outputs']} outputs are the "
+            "judge's own "
+            f"training rows ({training_split['judge_names']}): its labels there mirror the human labels; the report "
+            "splits "
+            "the rates into those rows and the rest"
+        )
     typed = DisparityResult.from_dict(result)
     if ppi is not None:
         typed.ppi = ppi

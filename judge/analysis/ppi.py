@@ -6,6 +6,7 @@ on id), how it was drawn (``SamplingDesign``: strata, inclusion probabilities), 
 ``prediction_powered`` returns the typed ``PPIResult`` that ``disparity.json`` holds under ``ppi``. The
 estimators are judge.stats.ppi's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,14 +22,23 @@ from judge.core.records import require_columns
 from judge.core.taxonomy import Taxonomy
 from judge.stats.disparity import canonical_labels
 
-__all__ = ["DEFAULT_INCLUSION", "HumanSample", "JudgeTraining", "PPIResult", "SamplingDesign", "human_sample", "parse_ppi_lambda",
-           "prediction_powered"]
+__all__ = [
+    "DEFAULT_INCLUSION",
+    "HumanSample",
+    "JudgeTraining",
+    "PPIResult",
+    "SamplingDesign",
+    "human_sample",
+    "parse_ppi_lambda",
+    "prediction_powered",
+]
 
 Interval = Sequence[Any]  # (low, high); (None, None) where none exists
 DEFAULT_INCLUSION = "inclusion_probability"
 
 
 # -- results -----------------------------------------------------------------------------------------
+
 
 @dataclass(kw_only=True)
 class Estimate(Result):
@@ -142,12 +152,17 @@ class PPIResult(Result):
 
     def categories_seen(self, categories: Sequence[str]) -> list[str]:
         """Categories that occur in the human or the judge labels (the others are zero by all three methods)."""
+
         def seen(c):
-            return any((r[c].human_only.rate if r[c].human_only else None) or r[c].judge_only.rate for r in self.rates.values())
+            return any(
+                (r[c].human_only.rate if r[c].human_only else None) or r[c].judge_only.rate for r in self.rates.values()
+            )
+
         return [c for c in categories if seen(c)]
 
 
 # -- the human sample and its design -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SamplingDesign:
@@ -197,11 +212,15 @@ def parse_ppi_lambda(value: str | float | None) -> float | None:
     except (TypeError, ValueError):
         lam = float("nan")
     if not 0 <= lam <= 1:
-        raise UserError(f"--ppi-lambda must be 'tuned' or a number in [0, 1] (1: plain PPI, 0: human labels only), got {value!r}")
+        raise UserError(
+            f"--ppi-lambda must be 'tuned' or a number in [0, 1] (1: plain PPI, 0: human labels only), got {value!r}"
+        )
     return lam
 
 
-def inclusion_probabilities(table: pd.DataFrame, column: str | None, *, where: str) -> tuple[pd.Series | None, str | None]:
+def inclusion_probabilities(
+    table: pd.DataFrame, column: str | None, *, where: str
+) -> tuple[pd.Series | None, str | None]:
     """The sample's inclusion probabilities and the column they come from; None where none is recorded.
 
     The default column may be absent (a simple random sample); a column named explicitly must not be.
@@ -210,13 +229,23 @@ def inclusion_probabilities(table: pd.DataFrame, column: str | None, *, where: s
     if name in table.columns:
         return table[name], name
     if column is not None:
-        raise UserError(f"--inclusion-column {name!r} is not a column of {where}; name the column of inclusion probabilities "
-                        f"(columns: {short_list(map(str, table.columns), limit=6)}), or drop the flag for a simple random sample")
+        raise UserError(
+            f"--inclusion-column {name!r} is not a column of {where}; name the column of inclusion probabilities "
+            f"(columns: {short_list(map(str, table.columns), limit=6)}), or drop the flag for a simple random sample"
+        )
     return None, None
 
 
-def human_sample(records: pd.DataFrame, human: str | pd.DataFrame, *, label: str | None = None, label_column: str = "label",
-                 design: SamplingDesign | None = None, file: str | Path | None = None, where: str = "records") -> HumanSample:
+def human_sample(
+    records: pd.DataFrame,
+    human: str | pd.DataFrame,
+    *,
+    label: str | None = None,
+    label_column: str = "label",
+    design: SamplingDesign | None = None,
+    file: str | Path | None = None,
+    where: str = "records",
+) -> HumanSample:
     """The human label of each record and its inclusion probability.
 
     ``human`` is a column of ``records`` filled on a sample (whose own inclusion column then carries the
@@ -229,7 +258,8 @@ def human_sample(records: pd.DataFrame, human: str | pd.DataFrame, *, label: str
         unknown = sorted(set(human["id"]) - set(records["id"]))
         if unknown:
             raise UserError(
-                f"{len(unknown)} id(s) in --human {name} are not in {where} (e.g. {short_list(map(repr, unknown), limit=3)}); "
+                f"{len(unknown)} id(s) in --human {name} are not in {where} (e.g. "
+                f"{short_list(map(repr, unknown), limit=3)}); "
                 "the human labels must be for outputs of the labelled file: check both files' id columns"
             )
         by_id = human.set_index("id")
@@ -239,13 +269,18 @@ def human_sample(records: pd.DataFrame, human: str | pd.DataFrame, *, label: str
         source = f"file {file if file is not None else 'table'} (column {label_column})"
     elif human in records.columns:
         if human == label:
-            raise UserError(f"--human {clip(human)} is the --label column itself; name the column (or file) of human labels")
+            raise UserError(
+                f"--human {clip(human)} is the --label column itself; name the column (or file) of human labels"
+            )
         labels = records[human]
         inclusion, column = inclusion_probabilities(records, design.inclusion_column, where=where)
         source = f"column {human}"
         label_column = human
     else:
-        raise UserError(f"--human {clip(human)} is neither a file nor a column of {where}; columns present: {short_list(records.columns, limit=8, width=30)}")
+        raise UserError(
+            f"--human {clip(human)} is neither a file nor a column of {where}; columns present: "
+            f"{short_list(records.columns, limit=8, width=30)}"
+        )
     empty = labels.isna() | (labels.astype(str).str.strip() == "")
     if empty.all():
         raise UserError(f"--human {source} holds no labels for the outputs of {where}")
@@ -253,13 +288,23 @@ def human_sample(records: pd.DataFrame, human: str | pd.DataFrame, *, label: str
     if inclusion is not None:
         probs = pd.to_numeric(inclusion[~empty], errors="coerce")
         if probs.isna().any() or ((probs <= 0) | (probs > 1)).any():
-            raise UserError(f"column {clip(column)} must hold inclusion probabilities in (0, 1] for every human-labelled output")
+            raise UserError(
+                f"column {clip(column)} must hold inclusion probabilities in (0, 1] for every human-labelled output"
+            )
         inclusion = pd.to_numeric(inclusion.where(~empty), errors="coerce")
-    return HumanSample(labels=labels, inclusion=inclusion, source=source, inclusion_column=column, label_column=label_column)
+    return HumanSample(
+        labels=labels, inclusion=inclusion, source=source, inclusion_column=column, label_column=label_column
+    )
 
 
-def strata_for(records: pd.DataFrame, inclusion: pd.Series | None, labelled: pd.Series, strata: Sequence[str], *,
-               where: str = "records") -> pd.Series | None:
+def strata_for(
+    records: pd.DataFrame,
+    inclusion: pd.Series | None,
+    labelled: pd.Series,
+    strata: Sequence[str],
+    *,
+    where: str = "records",
+) -> pd.Series | None:
     """Each output's stratum (the ``strata`` columns joined), checked against the recorded probabilities."""
     if not strata:
         return None
@@ -270,8 +315,12 @@ def strata_for(records: pd.DataFrame, inclusion: pd.Series | None, labelled: pd.
         spread = inclusion[labelled].groupby(joined[labelled]).agg(lambda p: p.max() - p.min())
         mixed = spread[spread > 1e-9]
         if len(mixed):
-            raise UserError(f"--strata {' '.join(strata)}: inclusion probabilities differ within stratum {clip(mixed.index[0])}, so the sample "
-                            "is not stratified by it; name the columns it was stratified by, or drop --strata (independent inclusion)")
+            raise UserError(
+                f"--strata {' '.join(strata)}: inclusion probabilities differ within stratum {clip(mixed.index[0])}, "
+                "so the sample "
+                "is not stratified by it; name the columns it was stratified by, or drop --strata (independent "
+                "inclusion)"
+            )
     return joined
 
 
@@ -286,7 +335,8 @@ def check_not_trained_on(human: pd.DataFrame, training: JudgeTraining | None) ->
     if overlap:
         raise UserError(
             f"{len(overlap)} of the {len(human)} human-labelled outputs were used to train the judge in {names} "
-            f"(e.g. {clip(sorted(overlap)[0])}); PPI needs human labels the judge has not seen, or its intervals are too narrow: "
+            f"(e.g. {clip(sorted(overlap)[0])}); PPI needs human labels the judge has not seen, or its intervals are "
+            "too narrow: "
             "label a fresh sample (judge.data sample --exclude the training file) and pass that as --human"
         )
     return f"checked: none of the human-labelled ids is among the {len(training.ids)} ids {names} was trained on"
@@ -297,8 +347,10 @@ def design_note(kind: str, column: str | None, *, group: str, strata: Sequence[s
     from judge.stats.ppi import POISSON, SIMPLE_RANDOM
 
     if kind == SIMPLE_RANDOM:
-        return (f"simple random sample assumed within each {group} (no {DEFAULT_INCLUSION} column; "
-                "name one with --inclusion-column): weights N / n per group")
+        return (
+            f"simple random sample assumed within each {group} (no {DEFAULT_INCLUSION} column; "
+            "name one with --inclusion-column): weights N / n per group"
+        )
     weights = f"1 / {column}" if column else "N_h / n_h per stratum (no inclusion probabilities recorded)"
     if kind == POISSON:
         return f"unequal-probability sample, independent inclusion (Poisson) variance: weights {weights}"
@@ -308,8 +360,11 @@ def design_note(kind: str, column: str | None, *, group: str, strata: Sequence[s
 def _cluster_note(clusters: dict) -> str:
     if not clusters.get("column"):
         return clusters["note"] + "; PPI variance: the sampling design's, for the human rate over these outputs"
-    return (clusters["note"] + "; PPI variance: cluster-robust (CR1) over the clusters, for the rate over outputs like these "
-            "(prompts drawn anew), t with G - 1 df, G the clusters holding a human label")
+    return (
+        clusters["note"]
+        + "; PPI variance: cluster-robust (CR1) over the clusters, for the rate over outputs like these "
+        "(prompts drawn anew), t with G - 1 df, G the clusters holding a human label"
+    )
 
 
 def adjust_gaps(ppi: PPIResult, categories: Sequence[str], *, enabled: bool) -> None:
@@ -320,8 +375,13 @@ def adjust_gaps(ppi: PPIResult, categories: Sequence[str], *, enabled: bool) -> 
     families = {}
     for method in ("judge_only", "human_only", "ppi"):
         # the judge-only gaps are all shown; the others only where the gap is estimable
-        estimable = [e for g in ppi.gaps for c in categories for e in [getattr(ppi.gaps[g][c], method)]
-                     if e and e.se is not ABSENT and e.se is not None and (method == "judge_only" or ppi.gaps[g][c].estimable)]
+        estimable = [
+            e
+            for g in ppi.gaps
+            for c in categories
+            for e in [getattr(ppi.gaps[g][c], method)]
+            if e and e.se is not ABSENT and e.se is not None and (method == "judge_only" or ppi.gaps[g][c].estimable)
+        ]
         family = Family.of(len(estimable), enabled=enabled, alpha=ppi.alpha)
         adjusted = family.adjust_p([e.p_value for e in estimable])
         for e, p in zip(estimable, adjusted):
@@ -329,13 +389,29 @@ def adjust_gaps(ppi: PPIResult, categories: Sequence[str], *, enabled: bool) -> 
             e.p_adjusted = p
             e.clipped_adjusted = gap_note(e.to_dict(), family.interval_alpha)
         families[method] = family
-    ppi.gap_intervals = GapComparisons.from_dict({**families["ppi"].as_dict(), "m_by_method": {k: f.m for k, f in families.items()}})
+    ppi.gap_intervals = GapComparisons.from_dict(
+        {**families["ppi"].as_dict(), "m_by_method": {k: f.m for k, f in families.items()}}
+    )
 
 
-def prediction_powered(records: pd.DataFrame, human: HumanSample, *, fine: Taxonomy, taxonomy: Taxonomy, label: str, group: str,
-                       reference: str, design: SamplingDesign | None = None, coarse: bool = False, training: JudgeTraining | None = None,
-                       clusters: np.ndarray | None = None, cluster_info: dict | None = None, ppi_lambda: float | None = 1.0,
-                       adjust: bool = True, where: str = "records") -> PPIResult:
+def prediction_powered(
+    records: pd.DataFrame,
+    human: HumanSample,
+    *,
+    fine: Taxonomy,
+    taxonomy: Taxonomy,
+    label: str,
+    group: str,
+    reference: str,
+    design: SamplingDesign | None = None,
+    coarse: bool = False,
+    training: JudgeTraining | None = None,
+    clusters: np.ndarray | None = None,
+    cluster_info: dict | None = None,
+    ppi_lambda: float | None = 1.0,
+    adjust: bool = True,
+    where: str = "records",
+) -> PPIResult:
     """PPI rates and gaps of the ``label`` column's categories by ``group``; ``fine`` checks the human labels,
     ``taxonomy`` (coarse with ``coarse``) reports them. ``cluster_info`` is clusters_for's note on ``clusters``."""
     from judge.stats.ppi import ppi_by_group
@@ -350,17 +426,35 @@ def prediction_powered(records: pd.DataFrame, human: HumanSample, *, fine: Taxon
     strata = strata_for(records, inclusion, has_human, design.strata, where=where)
     overlap_note = check_not_trained_on(records[has_human], training)
     judge_labels = canonical_labels(records[label], taxonomy, column=label)
-    ppi = ppi_by_group(judge_labels, human_labels.tolist(), records[group].astype(str).tolist(), categories=taxonomy.labels,
-                       reference=reference, inclusion=None if inclusion is None else inclusion.to_numpy(dtype=float),
-                       strata=None if strata is None else strata.to_numpy(dtype=object), clusters=clusters, lam=ppi_lambda)
+    ppi = ppi_by_group(
+        judge_labels,
+        human_labels.tolist(),
+        records[group].astype(str).tolist(),
+        categories=taxonomy.labels,
+        reference=reference,
+        inclusion=None if inclusion is None else inclusion.to_numpy(dtype=float),
+        strata=None if strata is None else strata.to_numpy(dtype=object),
+        clusters=clusters,
+        lam=ppi_lambda,
+    )
     column = human.inclusion_column
-    ppi.update(human_source=human.source, training_overlap=overlap_note, inclusion_column=column, strata=list(design.strata),
-               weights_from=f"1 / {column}" if column else ("N_h / n_h per stratum" if strata is not None else "N / n per group (simple random sample assumed)"),
-               design_note=design_note(ppi["design"], column, group=group, strata=design.strata), cluster_note=_cluster_note(cluster_info))
+    ppi.update(
+        human_source=human.source,
+        training_overlap=overlap_note,
+        inclusion_column=column,
+        strata=list(design.strata),
+        weights_from=f"1 / {column}"
+        if column
+        else ("N_h / n_h per stratum" if strata is not None else "N / n per group (simple random sample assumed)"),
+        design_note=design_note(ppi["design"], column, group=group, strata=design.strata),
+        cluster_note=_cluster_note(cluster_info),
+    )
     result = PPIResult.from_dict(ppi)
     adjust_gaps(result, result.categories_seen(taxonomy.labels), enabled=adjust)
     for g, why in result.not_estimable_reasons.items():
-        result.warnings.append(f"warning: group {g!r} has too few human labels to estimate its rates ({why}); shown as not estimable")
+        result.warnings.append(
+            f"warning: group {g!r} has too few human labels to estimate its rates ({why}); shown as not estimable"
+        )
     for g, by_cat in result.rates.items():
         for c, r in by_cat.items():
             if g not in result.not_estimable_reasons and not r.estimable:

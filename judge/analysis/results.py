@@ -8,6 +8,7 @@ statistics' dicts or from a report's JSON, and ``to_dict`` then gives the keys i
 so a result read and written again is the same bytes; a key no field names (one a newer statistic adds)
 is kept in ``extra`` in its place. Fields set after reading follow, in the order the class declares them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -104,8 +105,11 @@ class Result:
 @lru_cache(maxsize=None)
 def _names_by_key(cls: type) -> dict[str, str]:
     """JSON key -> field name, in the order the class declares its fields."""
-    return {f.metadata.get("key", f.name): f.name for f in dataclasses.fields(cls)
-            if f.name not in ("extra", "_keys") and f.metadata.get("json", True)}
+    return {
+        f.metadata.get("key", f.name): f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in ("extra", "_keys") and f.metadata.get("json", True)
+    }
 
 
 @lru_cache(maxsize=None)

@@ -9,6 +9,7 @@ Every sample is a probability sample whose inclusion probabilities are exact and
 ``inclusion_probability`` column, so a Horvitz-Thompson (1 / pi) weight turns it back into the
 population: ``DESIGNS`` says which design each strategy is.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,18 +39,26 @@ MAX_ANNOTATOR_CHARS = 100
 DESIGNS = {
     "census": "census: every output is labelled (the budget covers them all); pi_i = 1",
     "random": "simple random sample without replacement of n of the N outputs; pi_i = n / N",
-    "stratified": "stratified simple random sampling without replacement, proportional allocation by largest remainders (the sizes sum "
-                  "to the budget exactly, at least one per stratum), each stratum drawn independently with its own seed; pi_i = n_s / N_s in stratum s",
-    "uncertain": "Poisson sampling: each output is included independently with probability pi_i proportional to the judge's "
-                 "uncertainty, mixed with a uniform share, capped at 1 and scaled so the expected size is the budget "
-                 "(Zrnic & Candes 2024, active statistical inference); the sample size is random",
+    "stratified": "stratified simple random sampling without replacement, proportional allocation by largest "
+    "remainders (the sizes sum "
+    "to the budget exactly, at least one per stratum), each stratum drawn independently with its own seed; pi_i = n_s "
+    "/ N_s in stratum s",
+    "uncertain": "Poisson sampling: each output is included independently with probability pi_i proportional to the "
+    "judge's "
+    "uncertainty, mixed with a uniform share, capped at 1 and scaled so the expected size is the budget "
+    "(Zrnic & Candes 2024, active statistical inference); the sample size is random",
 }
 
 
-NEYMAN = ("stratified simple random sampling without replacement, Neyman allocation for the share of {target!r} in column {column!r}: "
-          "n_h proportional to N_h S_h (S_h the stratum's standard deviation of that indicator, S_h^2 = N_h p_h (1 - p_h) / (N_h - 1); "
-          "a stratum reaching N_h is taken whole and the rest spread again), rounded by largest remainders so the sizes sum to the budget, "
-          "at least one per stratum; each stratum drawn independently with its own seed; pi_i = n_h / N_h in stratum h")
+NEYMAN = (
+    "stratified simple random sampling without replacement, Neyman allocation for the share of {target!r} in column "
+    "{column!r}: "
+    "n_h proportional to N_h S_h (S_h the stratum's standard deviation of that indicator, S_h^2 = N_h p_h (1 - p_h) / "
+    "(N_h - 1); "
+    "a stratum reaching N_h is taken whole and the rest spread again), rounded by largest remainders so the sizes sum "
+    "to the budget, "
+    "at least one per stratum; each stratum drawn independently with its own seed; pi_i = n_h / N_h in stratum h"
+)
 
 
 @dataclass(frozen=True)
@@ -65,18 +74,28 @@ class Neyman:
         """N_h S_h per stratum."""
         key = normalized_label(self.target)
         sizes = np.array([len(g) for g in strata], dtype=float)
-        shares = np.array([float(np.mean([normalized_label(v) == key if not blank(v) else False for v in g[self.column]])) for g in strata])
+        shares = np.array(
+            [
+                float(np.mean([normalized_label(v) == key if not blank(v) else False for v in g[self.column]]))
+                for g in strata
+            ]
+        )
         variances = np.where(sizes > 1, sizes * shares * (1 - shares) / np.maximum(sizes - 1, 1), 0.0)
         return sizes * np.sqrt(variances)
 
     def check(self, records: pd.DataFrame) -> None:
         if self.column not in records.columns:
-            raise UserError(f"--allocation neyman reads the labels in column {self.column!r}, which the records lack; "
-                            f"name the judge's label column with --target-column COL")
+            raise UserError(
+                f"--allocation neyman reads the labels in column {self.column!r}, which the records lack; "
+                f"name the judge's label column with --target-column COL"
+            )
         key = normalized_label(self.target)
         if not any(normalized_label(v) == key for v in records[self.column] if not blank(v)):
-            raise UserError(f"no record's {self.column!r} is {self.target!r}: Neyman allocation for it has nothing to allocate for; "
-                            f"check --target (a category {self.column!r} holds) or use proportional allocation")
+            raise UserError(
+                f"no record's {self.column!r} is {self.target!r}: Neyman allocation for it has nothing to allocate "
+                "for; "
+                f"check --target (a category {self.column!r} holds) or use proportional allocation"
+            )
 
     def describe(self) -> str:
         return NEYMAN.format(target=self.target, column=self.column)
@@ -90,6 +109,7 @@ def sampling_design(strategy: str, budget: int, population: int, allocation: "Ne
 
 
 # -- choosing what humans label ----------------------------------------------------------------
+
 
 def choose(
     records: pd.DataFrame,
@@ -112,7 +132,10 @@ def choose(
     output's probability above zero, so the labels can correct rates (PPI) as well as train a judge.
     """
     if INCLUSION in records.columns:
-        raise UserError(f"the records already have a column {INCLUSION!r} (a sample of a sample?); rename it or sample from the full records")
+        raise UserError(
+            f"the records already have a column {INCLUSION!r} (a sample of a sample?); rename it or sample from the "
+            "full records"
+        )
     if seed < 0:
         raise UserError(f"--seed must be 0 or more, got {seed}")
     if budget >= len(records):
@@ -135,11 +158,16 @@ def stratum_rng(seed: int, key: Sequence[Any]) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(int(w) for w in words)))
 
 
-def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int, allocation: Neyman | None = None) -> pd.DataFrame:
+def _stratified(
+    records: pd.DataFrame, by: Sequence[str], budget: int, seed: int, allocation: Neyman | None = None
+) -> pd.DataFrame:
     strata = list(records.groupby(list(by), dropna=False, sort=True))
     if budget < len(strata):
-        raise UserError(f"a budget of {budget} is below the {len(strata)} strata of {', '.join(by)}: a stratified sample takes at least one "
-                        f"from each; raise it to {len(strata)} or more, or stratify by a coarser column")
+        raise UserError(
+            f"a budget of {budget} is below the {len(strata)} strata of {', '.join(by)}: a stratified sample takes at "
+            "least one "
+            f"from each; raise it to {len(strata)} or more, or stratify by a coarser column"
+        )
     counts = np.array([len(group) for _, group in strata])
     if allocation is None:
         sizes = proportional_allocation(counts, budget)
@@ -148,7 +176,9 @@ def _stratified(records: pd.DataFrame, by: Sequence[str], budget: int, seed: int
         sizes = proportional_allocation(counts, budget, weights=allocation.weights([group for _, group in strata]))
     parts = []
     for (key, group), size in zip(strata, sizes):
-        positions = np.sort(stratum_rng(seed, key if isinstance(key, tuple) else (key,)).choice(len(group), size=size, replace=False))
+        positions = np.sort(
+            stratum_rng(seed, key if isinstance(key, tuple) else (key,)).choice(len(group), size=size, replace=False)
+        )
         parts.append(group.iloc[positions].assign(**{INCLUSION: size / len(group)}))
     return pd.concat(parts)
 
@@ -164,7 +194,9 @@ def capped_quotas(weights: np.ndarray, sizes: np.ndarray, budget: int) -> np.nda
     fixed = np.zeros(len(sizes), dtype=bool)
     while True:
         free = ~fixed
-        quotas[free] = (budget - sizes[fixed].sum()) * weights[free] / weights[free].sum() if weights[free].sum() > 0 else 0.0
+        quotas[free] = (
+            (budget - sizes[fixed].sum()) * weights[free] / weights[free].sum() if weights[free].sum() > 0 else 0.0
+        )
         over = free & (quotas > sizes)
         if not over.any():
             return quotas
@@ -190,7 +222,9 @@ def proportional_allocation(sizes: np.ndarray, budget: int, *, weights: np.ndarr
     return n
 
 
-def uncertainty(records: pd.DataFrame, *, confidence: str | None, compare: Sequence[str], taxonomy: Taxonomy | None) -> np.ndarray:
+def uncertainty(
+    records: pd.DataFrame, *, confidence: str | None, compare: Sequence[str], taxonomy: Taxonomy | None
+) -> np.ndarray:
     """How unsure the judge is about each output: 1 - confidence (its largest probability; a missing
     one counts as fully unsure), plus 1 where the two ``compare`` label columns disagree."""
     scores = np.zeros(len(records))
@@ -206,10 +240,16 @@ def _confidences(values: pd.Series, column: str) -> np.ndarray:
     numbers = pd.to_numeric(values, errors="coerce").astype(float)
     bad = numbers.isna() & ~values.map(blank)
     if bad.any():
-        raise UserError(f"--confidence-column {column!r} holds {short(values[bad].iloc[0])}, not a number; give the judge's confidence (0 to 1)")
+        raise UserError(
+            f"--confidence-column {column!r} holds {short(values[bad].iloc[0])}, not a number; give the judge's "
+            "confidence (0 to 1)"
+        )
     outside = (numbers < 0) | (numbers > 1)
     if outside.any():
-        raise UserError(f"--confidence-column {column!r} holds {numbers[outside].iloc[0]:g}; a confidence is a probability between 0 and 1")
+        raise UserError(
+            f"--confidence-column {column!r} holds {numbers[outside].iloc[0]:g}; a confidence is a probability between "
+            "0 and 1"
+        )
     return numbers.fillna(0.0).to_numpy()
 
 
@@ -218,6 +258,7 @@ def _label_keys(values: pd.Series, taxonomy: Taxonomy | None) -> np.ndarray:
         if blank(value):
             return ""
         return (taxonomy.canonical(value) if taxonomy else None) or label_text(value)
+
     return np.array([key(v) for v in values], dtype=object)
 
 
@@ -244,17 +285,25 @@ def poisson_sample(records: pd.DataFrame, pi: np.ndarray, seed: int) -> pd.DataF
     """Each record independently, with probability pi_i."""
     drawn = np.random.default_rng(seed).random(len(records)) < pi
     if not drawn.any():
-        raise UserError(f"the Poisson draw (expected size {pi.sum():.1f}) picked no output; raise --budget or try another --seed")
+        raise UserError(
+            f"the Poisson draw (expected size {pi.sum():.1f}) picked no output; raise --budget or try another --seed"
+        )
     return records[drawn].assign(**{INCLUSION: pi[drawn]})
 
 
 # -- Label Studio ------------------------------------------------------------------------------
 
+
 def label_config(taxonomy: Taxonomy, *, show: Sequence[str] = ()) -> str:
     """A Label Studio labelling config: prompt, response, any shown fields, one Choices control
     with each category's definition as its hint."""
-    lines = ["<View>", '  <Header value="Prompt"/>', '  <Text name="prompt" value="$prompt"/>',
-             '  <Header value="Response"/>', '  <Text name="response" value="$response"/>']
+    lines = [
+        "<View>",
+        '  <Header value="Prompt"/>',
+        '  <Text name="prompt" value="$prompt"/>',
+        '  <Header value="Response"/>',
+        '  <Text name="response" value="$response"/>',
+    ]
     for col in show:
         lines.append(f"  <Header value={quoteattr(col)}/>")
         lines.append(f"  <Text name={quoteattr('meta_' + slug(col))} value={quoteattr('$' + col)}/>")
@@ -271,7 +320,9 @@ def task_fields(records: pd.DataFrame, *, blind: bool, hide: Sequence[str], show
     the group is masked in the texts, and the ``hide`` columns are never shown."""
     hidden = set(hide) if blind else set()
     shown = [c for c in show if c not in hidden]
-    prompts = records["prompt"].astype(str) if "prompt" in records.columns else pd.Series("", index=records.index)  # a file may have none
+    prompts = (
+        records["prompt"].astype(str) if "prompt" in records.columns else pd.Series("", index=records.index)
+    )  # a file may have none
     responses = records["response"].astype(str)
     if blind and "name" in records.columns:
         prompts = pd.Series([mask_name(p, n) for p, n in zip(prompts, records["name"])], index=records.index)
@@ -282,15 +333,27 @@ def task_fields(records: pd.DataFrame, *, blind: bool, hide: Sequence[str], show
     return fields
 
 
-def label_studio_tasks(fields: pd.DataFrame, *, predictions: pd.Series | None = None, model_version: str = "judge") -> list[dict]:
+def label_studio_tasks(
+    fields: pd.DataFrame, *, predictions: pd.Series | None = None, model_version: str = "judge"
+) -> list[dict]:
     tasks = []
     for idx, row in fields.iterrows():
         data = {ITEM_ID: row["id"], **{k: v for k, v in row.items() if k != "id"}}
         task = {"data": data}
         if predictions is not None and isinstance(predictions.get(idx), str):
-            task["predictions"] = [{"model_version": model_version,
-                                    "result": [{"from_name": CONTROL, "to_name": "response", "type": "choices",
-                                                "value": {"choices": [predictions[idx]]}}]}]
+            task["predictions"] = [
+                {
+                    "model_version": model_version,
+                    "result": [
+                        {
+                            "from_name": CONTROL,
+                            "to_name": "response",
+                            "type": "choices",
+                            "value": {"choices": [predictions[idx]]},
+                        }
+                    ],
+                }
+            ]
         tasks.append(task)
     return tasks
 
@@ -305,8 +368,10 @@ def check_annotator_names(names: Sequence[str]) -> dict[str, str]:
     label_<NAME>; names are data, so anything that could leave the folder or meet another is refused."""
     for name in names:
         if len(name) > MAX_ANNOTATOR_CHARS or not SHEET_NAME.fullmatch(name):
-            raise UserError(f"--annotators {short(name)} is not a plain name (it becomes the sheet NAME.csv inside --out); "
-                            "use letters, digits, '.', '-' or '_', starting with a letter or digit")
+            raise UserError(
+                f"--annotators {short(name)} is not a plain name (it becomes the sheet NAME.csv inside --out); "
+                "use letters, digits, '.', '-' or '_', starting with a letter or digit"
+            )
     return annotator_columns(names, flag="--annotators")
 
 
@@ -330,11 +395,17 @@ def annotator_columns(annotators: Iterable[str], *, flag: str = "") -> dict[str,
     for who in annotators:
         name = local[who] if sharing[local[who].casefold()] == 1 else slug(who)
         if not name:
-            raise UserError(f"{flag or 'annotator'} {short(who)} has no letter or digit to name its column label_<name>; rename it (e.g. alice.csv)")
+            raise UserError(
+                f"{flag or 'annotator'} {short(who)} has no letter or digit to name its column label_<name>; rename it "
+                "(e.g. alice.csv)"
+            )
         column = "label_" + name
         other = taken.setdefault(column.casefold(), who)
         if other != who:
-            raise UserError(f"{flag or 'annotators'} {short(other)} and {short(who)} would share the column {column!r}; rename one of them")
+            raise UserError(
+                f"{flag or 'annotators'} {short(other)} and {short(who)} would share the column {column!r}; rename one "
+                "of them"
+            )
         columns[who] = column
     return columns
 
@@ -354,8 +425,14 @@ def annotator_sheets(fields: pd.DataFrame, annotators: Sequence[str], *, seed: i
 
 
 def guidelines(taxonomy: Taxonomy, *, blind: bool) -> str:
-    lines = [f"# Labelling guidelines: {taxonomy.name}", "", taxonomy.description or "", "",
-             "Read the prompt and the model's response; put exactly one of these categories in the `label` column.", ""]
+    lines = [
+        f"# Labelling guidelines: {taxonomy.name}",
+        "",
+        taxonomy.description or "",
+        "",
+        "Read the prompt and the model's response; put exactly one of these categories in the `label` column.",
+        "",
+    ]
     for cat in taxonomy.categories:
         lines.append(f"- **{cat.name}**: {cat.definition or '(no definition given)'}")
     if blind:
@@ -365,11 +442,12 @@ def guidelines(taxonomy: Taxonomy, *, blind: bool) -> str:
 
 # -- reading labels back -----------------------------------------------------------------------
 
+
 class Annotation(NamedTuple):
-    item: str       # the exported record id
+    item: str  # the exported record id
     annotator: str  # who: a sheet's file name, or a Label Studio user's e-mail (or id)
-    label: Any      # as given; made canonical against the taxonomy on import
-    where: str      # file and row or task, for messages
+    label: Any  # as given; made canonical against the taxonomy on import
+    where: str  # file and row or task, for messages
 
 
 def read_label_studio_export(path: Path, *, encoding: str = "utf-8") -> list:
@@ -377,14 +455,22 @@ def read_label_studio_export(path: Path, *, encoding: str = "utf-8") -> list:
     from judge.core.files import read_text
 
     if path.is_file() and path.stat().st_size > MAX_EXPORT_BYTES:
-        raise UserError(f"{path.name} is larger than {MAX_EXPORT_BYTES / 2**20:g} MiB; export fewer tasks per file from Label Studio")
+        raise UserError(
+            f"{path.name} is larger than {MAX_EXPORT_BYTES / 2**20:g} MiB; export fewer tasks per file from Label "
+            "Studio"
+        )
     text = read_text(path, what="Label Studio export", encoding=encoding)
     try:
         tasks = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path.name} is not a Label Studio JSON export ({exc.msg} at line {exc.lineno}); export the project as JSON") from None
+        raise UserError(
+            f"{path.name} is not a Label Studio JSON export ({exc.msg} at line {exc.lineno}); export the project as "
+            "JSON"
+        ) from None
     except RecursionError:
-        raise UserError(f"{path.name} nests JSON deeper than any Label Studio export; export the project as JSON again") from None
+        raise UserError(
+            f"{path.name} nests JSON deeper than any Label Studio export; export the project as JSON again"
+        ) from None
     if not isinstance(tasks, list):
         raise UserError(f"{path.name} is not a Label Studio JSON export (expected a list of tasks, got {_kind(tasks)})")
     return tasks
@@ -397,14 +483,22 @@ def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Ann
     out = []
     for number, task in enumerate(read_label_studio_export(path, encoding=encoding), start=1):
         if not isinstance(task, dict):
-            raise UserError(f"{path.name} task #{number} is {_kind(task)}, not a task object; import a Label Studio JSON export")
+            raise UserError(
+                f"{path.name} task #{number} is {_kind(task)}, not a task object; import a Label Studio JSON export"
+            )
         task_id = task.get("id")
-        where = f"{path.name} task {task_id}" if isinstance(task_id, int) and not isinstance(task_id, bool) else f"{path.name} task #{number}"
+        where = (
+            f"{path.name} task {task_id}"
+            if isinstance(task_id, int) and not isinstance(task_id, bool)
+            else f"{path.name} task #{number}"
+        )
         item = _task_item(task, where)
         for ann in _list_of_objects(task.get("annotations"), where, "annotations"):
             cancelled = ann.get("was_cancelled")
             if cancelled not in (None, True, False):
-                raise UserError(f"{where}: 'was_cancelled' must be true or false, got {_kind(cancelled)}; export the project again")
+                raise UserError(
+                    f"{where}: 'was_cancelled' must be true or false, got {_kind(cancelled)}; export the project again"
+                )
             if cancelled:
                 continue
             choices = _choices(ann, where)
@@ -412,8 +506,11 @@ def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Ann
                 continue
             who = annotator_identity(ann.get("completed_by"), where)
             if len(choices) > 1:
-                raise UserError(f"{where}: annotator {short(who)} chose {len(choices)} labels in one annotation ({short_list(choices, limit=3, width=20)}); "
-                                "keep one in Label Studio and export again")
+                raise UserError(
+                    f"{where}: annotator {short(who)} chose {len(choices)} labels in one annotation "
+                    f"({short_list(choices, limit=3, width=20)}); "
+                    "keep one in Label Studio and export again"
+                )
             out.append(Annotation(item, who, choices[0], where))
     return out
 
@@ -421,12 +518,18 @@ def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Ann
 def _task_item(task: dict, where: str) -> str:
     data = task.get("data")
     if not isinstance(data, dict):
-        raise UserError(f"{where}: 'data' must be an object holding {ITEM_ID}, got {_kind(data)}; import only tasks written by judge.annotate export")
+        raise UserError(
+            f"{where}: 'data' must be an object holding {ITEM_ID}, got {_kind(data)}; import only tasks written by "
+            "judge.annotate export"
+        )
     item = data.get(ITEM_ID)
     if item is None:
         raise UserError(f"{where} has no data.{ITEM_ID}; import only tasks written by judge.annotate export")
     if isinstance(item, bool) or not isinstance(item, (str, int)):
-        raise UserError(f"{where}: data.{ITEM_ID} must be a record id (text), got {_kind(item)}; import only tasks written by judge.annotate export")
+        raise UserError(
+            f"{where}: data.{ITEM_ID} must be a record id (text), got {_kind(item)}; import only tasks written by "
+            "judge.annotate export"
+        )
     return id_text(item)
 
 
@@ -434,7 +537,10 @@ def _list_of_objects(value: Any, where: str, field: str) -> list[dict]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise UserError(f"{where}: '{field}' must be a list of objects, got {_kind(value)}; export the project from Label Studio again")
+        raise UserError(
+            f"{where}: '{field}' must be a list of objects, got {_kind(value)}; export the project from Label Studio "
+            "again"
+        )
     return value
 
 
@@ -448,7 +554,10 @@ def _choices(annotation: dict, where: str) -> list[str]:
         given = value.get("choices") if isinstance(value, dict) else value
         if not isinstance(value, dict) or not isinstance(given, list) or not all(isinstance(c, str) for c in given):
             shown = f"value {_kind(value)}" if not isinstance(value, dict) else f"choices {_kind(given)}"
-            raise UserError(f"{where}: a '{CONTROL}' result needs value.choices, a list of labels, got {shown}; export the project again")
+            raise UserError(
+                f"{where}: a '{CONTROL}' result needs value.choices, a list of labels, got {shown}; export the project "
+                "again"
+            )
         choices += [c for c in given if c not in choices]
     return choices
 
@@ -458,8 +567,16 @@ def annotator_identity(who: Any, where: str) -> str:
     if isinstance(who, dict):
         email = who.get("email")
         who = email if isinstance(email, str) and email.strip() else who.get("id")
-    if isinstance(who, bool) or not isinstance(who, (int, str)) or not str(who).strip() or len(str(who)) > MAX_ANNOTATOR_CHARS:
-        raise UserError(f"{where}: 'completed_by' must be a user id or {{id, email}}, got {_kind(who)}; export the project from Label Studio again")
+    if (
+        isinstance(who, bool)
+        or not isinstance(who, (int, str))
+        or not str(who).strip()
+        or len(str(who)) > MAX_ANNOTATOR_CHARS
+    ):
+        raise UserError(
+            f"{where}: 'completed_by' must be a user id or {{id, email}}, got {_kind(who)}; export the project from "
+            "Label Studio again"
+        )
     return str(who).strip()
 
 
@@ -476,8 +593,17 @@ def sheet_annotations(path: Path, annotator: str, *, encoding: str = "utf-8") ->
         if blank(value):
             continue
         if isinstance(value, (list, dict)):
-            raise UserError(f"{path.name} row {row_number}: label {short(value)} is not one label; write one category per row")
-        out.append(Annotation(id_text(item), annotator, value.strip() if isinstance(value, str) else value, f"{path.name} row {row_number}"))
+            raise UserError(
+                f"{path.name} row {row_number}: label {short(value)} is not one label; write one category per row"
+            )
+        out.append(
+            Annotation(
+                id_text(item),
+                annotator,
+                value.strip() if isinstance(value, str) else value,
+                f"{path.name} row {row_number}",
+            )
+        )
     return out
 
 
@@ -488,19 +614,26 @@ def import_annotations(exported: pd.DataFrame, annotations: list[Annotation], ta
     given: dict[str, dict[str, tuple[str, str]]] = {}
     for a in annotations:
         if a.item not in known:
-            raise UserError(f"{a.where}: id {short(a.item)} was never exported; import only the files made from this export")
+            raise UserError(
+                f"{a.where}: id {short(a.item)} was never exported; import only the files made from this export"
+            )
         label = canonical_label(a.label, taxonomy, a.where)
         mine = given.setdefault(columns[a.annotator], {})
         if a.item in mine:
-            raise UserError(f"{a.where}: annotator {short(a.annotator)} labelled id {short(a.item)} twice (also at {mine[a.item][1]}); "
-                            "keep one annotation per item and annotator")
+            raise UserError(
+                f"{a.where}: annotator {short(a.annotator)} labelled id {short(a.item)} twice (also at "
+                f"{mine[a.item][1]}); "
+                "keep one annotation per item and annotator"
+            )
         mine[a.item] = (label, a.where)
     if not given:
         raise UserError("the annotation files hold no labels yet; fill the label column / submit annotations first")
     out = exported.copy()
     for column in sorted(given):
         if column in out.columns:
-            raise UserError(f"column {column!r} already exists in the exported items; rename the annotator (file name) to keep both")
+            raise UserError(
+                f"column {column!r} already exists in the exported items; rename the annotator (file name) to keep both"
+            )
         labels = {item: label for item, (label, _) in given[column].items()}
         out[column] = out["id"].astype(str).map(labels).fillna("")
     return out
@@ -509,19 +642,29 @@ def import_annotations(exported: pd.DataFrame, annotations: list[Annotation], ta
 def canonical_label(raw: Any, taxonomy: Taxonomy, where: str) -> str:
     label = taxonomy.canonical(raw)
     if label is None:
-        raise UserError(f"{where}: label {short(raw)} is not in taxonomy {taxonomy.name!r}; "
-                        f"valid labels: {short_list(taxonomy.labels, limit=8, width=24)} (or map codes with --label-map)")
+        raise UserError(
+            f"{where}: label {short(raw)} is not in taxonomy {taxonomy.name!r}; "
+            f"valid labels: {short_list(taxonomy.labels, limit=8, width=24)} (or map codes with --label-map)"
+        )
     return label
 
 
 # -- adjudication ------------------------------------------------------------------------------
 
+
 def canonical_labels(records: pd.DataFrame, annotators: Sequence[str], taxonomy: Taxonomy) -> pd.DataFrame:
     """Each annotator column as the taxonomy's categories ("" where that annotator gave none), so
     'ANSWER', 'answer' and a mapped code 1 are one label when annotators are compared."""
-    return pd.DataFrame({col: ["" if blank(raw) else canonical_label(raw, taxonomy, f"column {col!r}, id {short(item)}")
-                               for item, raw in zip(records["id"], records[col])]
-                         for col in annotators}, index=records.index)
+    return pd.DataFrame(
+        {
+            col: [
+                "" if blank(raw) else canonical_label(raw, taxonomy, f"column {col!r}, id {short(item)}")
+                for item, raw in zip(records["id"], records[col])
+            ]
+            for col in annotators
+        },
+        index=records.index,
+    )
 
 
 def disagreements(labels: pd.DataFrame) -> pd.Series:
@@ -529,7 +672,14 @@ def disagreements(labels: pd.DataFrame) -> pd.Series:
     return labels.apply(lambda row: len({v for v in row if v}) > 1, axis=1)
 
 
-def resolve(records: pd.DataFrame, annotators: Sequence[str], adjudicated: dict[str, Any], *, taxonomy: Taxonomy, out_column: str = "label") -> pd.DataFrame:
+def resolve(
+    records: pd.DataFrame,
+    annotators: Sequence[str],
+    adjudicated: dict[str, Any],
+    *,
+    taxonomy: Taxonomy,
+    out_column: str = "label",
+) -> pd.DataFrame:
     """The final label: the agreed category, or the adjudicator's where annotators disagreed."""
     labels = canonical_labels(records, annotators, taxonomy)
     split = disagreements(labels)
@@ -537,10 +687,16 @@ def resolve(records: pd.DataFrame, annotators: Sequence[str], adjudicated: dict[
     known = set(ids)
     stray = [i for i in adjudicated if i not in known]
     if stray:
-        raise UserError(f"the adjudication holds id {short(stray[0])}, which is not in the labels file ({len(stray)} such); adjudicate this round's items only")
+        raise UserError(
+            f"the adjudication holds id {short(stray[0])}, which is not in the labels file ({len(stray)} such); "
+            "adjudicate this round's items only"
+        )
     missing = [i for i in ids[split] if i not in adjudicated]
     if missing:
-        raise UserError(f"{len(missing)} disagreement(s) have no adjudicated label (e.g. id {short(missing[0])}); finish the adjudication file")
+        raise UserError(
+            f"{len(missing)} disagreement(s) have no adjudicated label (e.g. id {short(missing[0])}); finish the "
+            "adjudication file"
+        )
     final = []
     for item, disputed, (_, row) in zip(ids, split, labels.iterrows()):
         if disputed:
@@ -568,6 +724,7 @@ def one_spelling_each(labels: Iterable[Any], label_map: dict[str, str] | None) -
 
 # -- small helpers for values from a user's file -----------------------------------------------
 
+
 def blank(value: Any) -> bool:
     if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
         return True
@@ -588,4 +745,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, list):
         odd = next((v for v in value if not isinstance(v, dict)), None)
         return "a list" if odd is None else f"a list holding {_kind(odd)}"
-    return {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+    return {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )

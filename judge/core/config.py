@@ -5,6 +5,7 @@ Every command module defines a ``Config`` dataclass, ``build_parser()`` and ``ma
 ``build_parser`` is generated from the Config (``parser_for``): each field is one flag, its help
 in ``field(metadata={"help": ...})`` and the default the help shows read from the field itself.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,20 +61,29 @@ def parser_for(config_cls: type, prog: str, doc: str | None, *, order: Sequence[
 ACTION_CONFIG = "_action_config"  # where a subcommand's parser leaves its Config class for run_command
 
 
-def add_action(subparsers, name: str, doc: str, config_cls: type, *, order: Sequence[Any] = ()) -> argparse.ArgumentParser:
+def add_action(
+    subparsers, name: str, doc: str, config_cls: type, *, order: Sequence[Any] = ()
+) -> argparse.ArgumentParser:
     """One subcommand (``python -m judge.X ACTION``) with its own help and the flags of ``config_cls``'s
     fields (``add_fields``); run_command builds ``config_cls`` from what it parsed, so another action's
     flag is refused by argparse itself."""
-    parser = subparsers.add_parser(name, help=doc.strip().splitlines()[0], description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
+    parser = subparsers.add_parser(
+        name,
+        help=doc.strip().splitlines()[0],
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
     _add_common_options(parser)
     parser.set_defaults(**{ACTION_CONFIG: config_cls})
     add_fields(parser, config_cls, order=order)
     return parser
 
 
-CONFIG_HELP = ("JSON or YAML file of settings (keys are the long flag names with '_' for '-'); "
-               "flags given on the command line win; an unknown key is an error")
+CONFIG_HELP = (
+    "JSON or YAML file of settings (keys are the long flag names with '_' for '-'); "
+    "flags given on the command line win; an unknown key is an error"
+)
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +127,7 @@ def add_fields(parser: argparse.ArgumentParser, config_cls: type, *, order: Sequ
     fields = _fields_of(config_cls)
     order = list(order)
     cut = order.index(Ellipsis) if Ellipsis in order else len(order)
-    head, tail = _field_names(config_cls, order[:cut]), _field_names(config_cls, order[cut + 1:])
+    head, tail = _field_names(config_cls, order[:cut]), _field_names(config_cls, order[cut + 1 :])
     middle = [name for name in fields if name not in head and name not in tail]
     hints = typing.get_type_hints(config_cls)
     for name in dict.fromkeys(head + middle + tail):
@@ -127,7 +137,11 @@ def add_fields(parser: argparse.ArgumentParser, config_cls: type, *, order: Sequ
 
 def _field_names(config_cls: type, items: Sequence[str | type]) -> list[str]:
     fields = _fields_of(config_cls)
-    names = [name for item in items for name in ([f.name for f in dataclasses.fields(item)] if isinstance(item, type) else [item])]
+    names = [
+        name
+        for item in items
+        for name in ([f.name for f in dataclasses.fields(item)] if isinstance(item, type) else [item])
+    ]
     unknown = [name for name in names if name not in fields]
     if unknown:
         raise TypeError(f"{config_cls.__name__} has no field(s) {', '.join(unknown)} (the order of its flags)")
@@ -138,8 +152,12 @@ def field_like(config_cls: type, name: str, **metadata: Any) -> Any:
     """Field ``name`` of ``config_cls`` again, for a subclass to redeclare with ``metadata`` added (what
     only the subclass knows, such as the registry's choices); its default and help stay the base's."""
     base = _fields_of(config_cls)[name]
-    return dataclasses.field(default=base.default, default_factory=base.default_factory, repr=base.repr,
-                             metadata={**base.metadata, **metadata})
+    return dataclasses.field(
+        default=base.default,
+        default_factory=base.default_factory,
+        repr=base.repr,
+        metadata={**base.metadata, **metadata},
+    )
 
 
 def field_default(f: dataclasses.Field) -> Any:
@@ -151,8 +169,13 @@ def field_default(f: dataclasses.Field) -> Any:
 
 def shows_default(value: Any) -> bool:
     """Whether a help text states this default: a value, not None, a switch or nothing."""
-    return not (value is dataclasses.MISSING or value is None or isinstance(value, bool) or value == "" or
-                (isinstance(value, (list, tuple, dict)) and not value))
+    return not (
+        value is dataclasses.MISSING
+        or value is None
+        or isinstance(value, bool)
+        or value == ""
+        or (isinstance(value, (list, tuple, dict)) and not value)
+    )
 
 
 def default_text(value: Any) -> str:
@@ -219,7 +242,9 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, kind: Any)
         return
     parser.add_argument(*names, dest=f.name, action="store_false" if default is True else "store_true", **kwargs)
     if default is None:  # a tri-state: --NAME sets True, --no-NAME False, neither leaves the field's None
-        parser.add_argument(f"--no-{name}", dest=f.name, action="store_false", help=field_help(f, meta.get("no_help", "")))
+        parser.add_argument(
+            f"--no-{name}", dest=f.name, action="store_false", help=field_help(f, meta.get("no_help", ""))
+        )
 
 
 # -- options shared by the commands that read records and labels -------------------------------
@@ -227,10 +252,12 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, kind: Any)
 TAXONOMY_HELP = (
     "preset (chehbouni2024, compliance3, refusal2) or a YAML file of ordered categories, e.g. "
     "\"{name: mine, categories: [{name: answer, aliases: ['1']}, {name: refusal, parent: refused, definition: ...}]}\" "
-    "(keys per category: name, definition, aliases, parent; README 'Taxonomies' has a longer example); default: the distinct labels"
+    "(keys per category: name, definition, aliases, parent; README 'Taxonomies' has a longer example); default: the "
+    "distinct labels"
 )
 LABEL_MAP_HELP = (
-    "read coded labels as categories: 'CODE=CATEGORY,...' (e.g. '1_full_compliance=full compliance,2_full_refusal=full refusal') "
+    "read coded labels as categories: 'CODE=CATEGORY,...' (e.g. '1_full_compliance=full compliance,2_full_refusal=full "
+    "refusal') "
     "or a YAML/JSON mapping or two-column CSV file; every category must be in the taxonomy"
 )
 
@@ -243,8 +270,13 @@ class InputEncoding:
     """--encoding (every parser has the flag): how the command decodes its input text files. A field,
     not a process-wide setting, so ``main(config)`` called from Python reads what its config says."""
 
-    encoding: str = dataclasses.field(default="utf-8", metadata={
-        "help": "text encoding of the input files (default: %(default)s; e.g. latin-1, cp1252, utf-16)", "metavar": "NAME"})
+    encoding: str = dataclasses.field(
+        default="utf-8",
+        metadata={
+            "help": "text encoding of the input files (default: %(default)s; e.g. latin-1, cp1252, utf-16)",
+            "metavar": "NAME",
+        },
+    )
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -252,26 +284,45 @@ class RecordColumns(InputEncoding):
     """Which columns play id, prompt and response, and the file-of-origin column for several inputs:
     the flags of a command that reads records. A command's Config inherits them."""
 
-    id_column: str | None = dataclasses.field(default=None, metadata={
-        "help": "column of unique ids (default: combined_id where a file has one, else id, else row numbers)", "metavar": "COL"})
-    prompt_column: str | None = dataclasses.field(default=None, metadata={
-        "help": "column holding the prompt (default: prompt)", "metavar": "COL"})
-    text_column: str | None = dataclasses.field(default=None, metadata={
-        "help": "column holding the model output (default: response)", "metavar": "COL"})
-    source_column: str | None = dataclasses.field(default=None, metadata={
-        "help": "with several input files: the column naming each record's file (default: source); ids repeated across files "
-                "are made SOURCE:ID, written in a combined_id column (each file's id column kept as it is)", "metavar": "NAME"})
+    id_column: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "column of unique ids (default: combined_id where a file has one, else id, else row numbers)",
+            "metavar": "COL",
+        },
+    )
+    prompt_column: str | None = dataclasses.field(
+        default=None, metadata={"help": "column holding the prompt (default: prompt)", "metavar": "COL"}
+    )
+    text_column: str | None = dataclasses.field(
+        default=None, metadata={"help": "column holding the model output (default: response)", "metavar": "COL"}
+    )
+    source_column: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "with several input files: the column naming each record's file (default: source); ids repeated "
+            "across files "
+            "are made SOURCE:ID, written in a combined_id column (each file's id column kept as it is)",
+            "metavar": "NAME",
+        },
+    )
 
 
 @dataclasses.dataclass(kw_only=True)
 class ReportStyle:
     """The titles, LaTeX label keys and decimals of a report command's tables and figures."""
 
-    title: str | None = dataclasses.field(default=None, metadata={
-        "help": "title of the figures and tables (default: says whose labels they are and n)"})
-    tex_label: str | None = dataclasses.field(default=None, metadata={
-        "help": "prefix of the LaTeX \\label{tab:PREFIX:...} keys, unique per report "
-                "(default: from --out, e.g. runs/study/disparity -> runs-study-disparity)", "metavar": "PREFIX"})
+    title: str | None = dataclasses.field(
+        default=None, metadata={"help": "title of the figures and tables (default: says whose labels they are and n)"}
+    )
+    tex_label: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "prefix of the LaTeX \\label{tab:PREFIX:...} keys, unique per report "
+            "(default: from --out, e.g. runs/study/disparity -> runs-study-disparity)",
+            "metavar": "PREFIX",
+        },
+    )
     digits: int = dataclasses.field(default=3, metadata={"help": "decimals in the tables, 0-6"})
 
     def check_style(self) -> None:
@@ -308,7 +359,10 @@ def check_digits(config: Any) -> None:
 
 def check_tex_label(config: Any) -> None:
     if config.tex_label is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9:._-]*", config.tex_label):
-        raise UserError(f"--tex-label {clip(config.tex_label)} must be letters, digits, ':', '.', '_' or '-' (it goes into \\label{{}})")
+        raise UserError(
+            f"--tex-label {clip(config.tex_label)} must be letters, digits, ':', '.', '_' or '-' (it goes into "
+            f"\\label{{}})"
+        )
 
 
 def clean_title(title: str | None) -> str | None:
@@ -327,6 +381,7 @@ def clean_title(title: str | None) -> str | None:
 
 
 # -- value checks shared by the commands' Config.__post_init__ -----------------------------------
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -381,7 +436,9 @@ def check_seed(config: Any, name: str = "seed") -> None:
     """NumPy and torch seeds are integers in [0, 2**32)."""
     value = getattr(config, name, None)
     if value is not None and not (isinstance(value, int) and 0 <= value < SEED_LIMIT):
-        raise UserError(f"{_flag(name)} must be a whole number from 0 to {SEED_LIMIT - 1} (NumPy's seed range), got {clip(value)}")
+        raise UserError(
+            f"{_flag(name)} must be a whole number from 0 to {SEED_LIMIT - 1} (NumPy's seed range), got {clip(value)}"
+        )
 
 
 DEVICE_FORMS = "auto, cpu, cuda, cuda:N or mps"
@@ -417,8 +474,10 @@ def check_format_template(template: str, fields: set[str], *, what: str) -> None
         raise UserError(f"{what} is not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
     unknown = sorted(used - fields)
     if unknown:
-        raise UserError(f"{what} uses unknown field(s) {short_list(['{' + u + '}' for u in unknown], limit=3)}; "
-                        f"available: {', '.join('{' + f + '}' for f in sorted(fields))} (a literal brace is {{{{ or }}}})")
+        raise UserError(
+            f"{what} uses unknown field(s) {short_list(['{' + u + '}' for u in unknown], limit=3)}; "
+            f"available: {', '.join('{' + f + '}' for f in sorted(fields))} (a literal brace is {{{{ or }}}})"
+        )
 
 
 _SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
@@ -470,14 +529,20 @@ def load_config_file(path: str | Path, config_cls: type, *, encoding: str = "utf
         try:
             values = json.loads(text)
         except (ValueError, RecursionError) as exc:  # RecursionError: brackets nested past Python's stack
-            raise UserError(f"config file {path.name} could not be parsed ({clip(str(exc), 120)}); fix its syntax") from None
+            raise UserError(
+                f"config file {path.name} could not be parsed ({clip(str(exc), 120)}); fix its syntax"
+            ) from None
     if not isinstance(values, dict):
         raise UserError(f"config file {path} must hold a mapping of setting -> value")
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
-        hint = f"did you mean {', '.join(close)}?" if close else "the keys are the long flag names with '_' for '-' (see --help)"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else "the keys are the long flag names with '_' for '-' (see --help)"
+        )
         raise UserError(f"config file {path.name} has unknown key(s) {short_list(unknown)}; {hint}")
     return values
 
@@ -535,10 +600,17 @@ def run_command(
         print(f"{parser.prog}: error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     except RecursionError:
-        print(f"{parser.prog}: error: an input file is nested too deeply to read (JSON or YAML); check the files given", file=sys.stderr)
+        print(
+            f"{parser.prog}: error: an input file is nested too deeply to read (JSON or YAML); check the files given",
+            file=sys.stderr,
+        )
         return 2
     except MemoryError:
-        print(f"{parser.prog}: error: out of memory; an input is too large for this machine (or a YAML file expands itself)", file=sys.stderr)
+        print(
+            f"{parser.prog}: error: out of memory; an input is too large for this machine (or a YAML file expands "
+            "itself)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)

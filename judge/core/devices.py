@@ -1,4 +1,5 @@
 """Which device a run uses: the flags' forms checked against what this machine has (torch imported only when asked)."""
+
 from __future__ import annotations
 
 from judge.core.errors import UserError
@@ -13,9 +14,14 @@ def check_device_available(spec: str) -> None:
             raise UserError(f"--device {spec} asked for, but no GPU is visible; use --device cpu or auto")
         index = int(spec.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0 ...); pick one of them or auto")
+            raise UserError(
+                f"--device {spec}: only {torch.cuda.device_count()} GPU(s) are visible (cuda:0 ...); pick one of them "
+                "or auto"
+            )
     elif spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("--device mps asked for, but Apple's MPS backend is not available here; use --device cpu or auto")
+        raise UserError(
+            "--device mps asked for, but Apple's MPS backend is not available here; use --device cpu or auto"
+        )
     elif spec not in ("cpu", "mps"):
         raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {spec[:40]!r}")
 

@@ -1,4 +1,5 @@
 """The one exception type for problems a user can fix, and the helpers that keep its messages on one line."""
+
 from __future__ import annotations
 
 import errno
@@ -38,8 +39,10 @@ def os_error_message(exc: OSError) -> str:
     fixes = {
         errno.EACCES: f"permission denied: {where}; check its permissions, or choose another --out",
         errno.EPERM: f"operation not permitted on {where}; check its permissions, or choose another --out",
-        errno.ENOSPC: f"no space left on the device writing {where}; free some space or choose another --out (nothing was replaced)",
-        errno.EDQUOT: f"disk quota exceeded writing {where}; free some space or choose another --out (nothing was replaced)",
+        errno.ENOSPC: f"no space left on the device writing {where}; free some space or choose another --out (nothing "
+        "was replaced)",
+        errno.EDQUOT: f"disk quota exceeded writing {where}; free some space or choose another --out (nothing was "
+        "replaced)",
         errno.EROFS: f"{where} is on a read-only file system; choose another --out",
         errno.ENOTDIR: f"{where}: part of this path is a file, not a folder; check the path",
         errno.EISDIR: f"{where} is a directory; give a file",

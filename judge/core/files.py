@@ -7,6 +7,7 @@ a cached merged judge, a converted GGUF model. Replacing an existing directory s
 stops existing; elsewhere it falls back to two renames, with the old folder kept until the new one
 is in place.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -108,7 +109,9 @@ def check_encoding(name: str) -> str:
     except (LookupError, TypeError):
         text_encoding = False
     if not text_encoding:
-        raise UserError(f"unknown --encoding {clip(name)}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16") from None
+        raise UserError(
+            f"unknown --encoding {clip(name)}; use a Python codec name such as utf-8, latin-1, cp1252 or utf-16"
+        ) from None
     return name
 
 

@@ -3,6 +3,7 @@
 ``<out>.manifest.json`` beside a file, ``manifest.json`` inside an output directory. A rerun with the
 same settings may resume; different settings into the same output stop with a clear error.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,17 @@ from judge.core.errors import UserError
 from judge.core.files import file_sha256, json_text
 from judge.core.paths import ROOT
 
-PACKAGES = ("safeguard-audit", "torch", "transformers", "peft", "scikit-learn", "outlines", "krippendorff", "pandas", "numpy")
+PACKAGES = (
+    "safeguard-audit",
+    "torch",
+    "transformers",
+    "peft",
+    "scikit-learn",
+    "outlines",
+    "krippendorff",
+    "pandas",
+    "numpy",
+)
 
 
 def fingerprint(paths: list[str | Path]) -> dict[str, str]:
@@ -134,7 +145,11 @@ def check_same_settings(out: str | Path, identity: dict[str, Any], *, overwrite:
     before = previous.get("identity")
     if before == json.loads(json.dumps(identity, default=str)):
         return True
-    changed = sorted(k for k in set(before or {}) | set(identity) if (before or {}).get(k) != json.loads(json.dumps(identity.get(k), default=str)))
+    changed = sorted(
+        k
+        for k in set(before or {}) | set(identity)
+        if (before or {}).get(k) != json.loads(json.dumps(identity.get(k), default=str))
+    )
     raise UserError(
         f"{out} was produced with different settings ({', '.join(changed) or 'unknown'} changed); "
         "pass --overwrite to start again or choose another --out"
@@ -147,7 +162,9 @@ def judge_of(records_path: str | Path, column: str) -> dict[str, Any] | None:
     judge = manifest.get("judge") or {}
     prefix = (manifest.get("settings") or {}).get("prefix", "")
     # a joined output (judge.join) of a sharded judge.label run carries that run's judge and settings
-    labelled = manifest.get("command") == "judge.label" or (manifest.get("command") == "judge.join" and manifest.get("of") == "judge.label")
+    labelled = manifest.get("command") == "judge.label" or (
+        manifest.get("command") == "judge.join" and manifest.get("of") == "judge.label"
+    )
     if labelled and column == f"{prefix}label" and judge.get("kind"):
         return judge
     return None

@@ -11,6 +11,7 @@
 
 ``claim_output`` does all three; each command's ``main`` wraps its work in it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -66,7 +67,9 @@ def check_apart(out: str | Path, inputs: Iterable[str | Path], *, directory: boo
         if source in written:
             raise UserError(f"--out {out} is also an input ({Path(given).name}); write to another path")
         if directory and _inside(source, target):
-            raise UserError(f"--out {out} contains the input {Path(given).name}; choose an --out outside the inputs' folders")
+            raise UserError(
+                f"--out {out} contains the input {Path(given).name}; choose an --out outside the inputs' folders"
+            )
         if source.is_dir() and _inside(target, source):
             raise UserError(f"--out {out} lies inside the input folder {given}; choose an --out outside it")
 
@@ -94,19 +97,32 @@ def check_replaceable(out: str | Path, command: str, *, directory: bool) -> None
     where = f"{out}/{MANIFEST}" if directory else f"{out.name}.manifest.json"
     if manifest is None or manifest.get("command") != command:
         if directory:
-            stranger = next((p for p in sorted(out.rglob("*")) if not p.is_dir() or p.is_symlink()), next(out.iterdir()))
-            raise UserError(f"{out}/{stranger.relative_to(out).as_posix()} was not written by {command}; --overwrite replaces only "
-                            "its own files: move it away or choose another --out")
+            stranger = next(
+                (p for p in sorted(out.rglob("*")) if not p.is_dir() or p.is_symlink()), next(out.iterdir())
+            )
+            raise UserError(
+                f"{out}/{stranger.relative_to(out).as_posix()} was not written by {command}; --overwrite replaces only "
+                "its own files: move it away or choose another --out"
+            )
         whose = f"written by {manifest.get('command')}" if manifest else f"no {where} beside it"
-        raise UserError(f"--overwrite replaces only what {command} wrote, and {out} is not ({whose}); move it away or choose another --out")
+        raise UserError(
+            f"--overwrite replaces only what {command} wrote, and {out} is not ({whose}); move it away or choose "
+            "another --out"
+        )
     if not directory:
         digest = manifest.get(OUTPUT_DIGEST_KEY)
         if digest is not None and file_sha256(out) != digest:
-            raise UserError(f"{out} was changed after {command} wrote it; --overwrite will not replace it: move it away or choose another --out")
+            raise UserError(
+                f"{out} was changed after {command} wrote it; --overwrite will not replace it: move it away or choose "
+                "another --out"
+            )
         return
     listed = manifest.get(OUTPUTS_KEY)
     if not isinstance(listed, dict):
-        raise UserError(f"{where} does not list the files {command} wrote (an older version made it); remove {out} yourself or choose another --out")
+        raise UserError(
+            f"{where} does not list the files {command} wrote (an older version made it); remove {out} yourself or "
+            "choose another --out"
+        )
     for path in sorted(out.rglob("*")):
         name = path.relative_to(out).as_posix()
         if path.is_dir() and not path.is_symlink():
@@ -115,7 +131,10 @@ def check_replaceable(out: str | Path, command: str, *, directory: bool) -> None
             continue
         if name not in listed or path.is_symlink() or file_sha256(path) != listed[name]:
             what = "was not written by" if name not in listed else "was changed after"
-            raise UserError(f"{out}/{name} {what} {command}; --overwrite replaces only its own files: move it away or choose another --out")
+            raise UserError(
+                f"{out}/{name} {what} {command}; --overwrite replaces only its own files: move it away or choose "
+                "another --out"
+            )
 
 
 def record_outputs(directory: str | Path) -> None:
@@ -152,7 +171,9 @@ def output_lock(out: str | Path) -> Iterator[None]:
             holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UserError(f"another run (pid {holder}) is writing {out}; wait for it to finish or choose another --out") from None
+                raise UserError(
+                    f"another run (pid {holder}) is writing {out}; wait for it to finish or choose another --out"
+                ) from None
             raise
         # A holder that finished may have unlinked the file we opened: lock the file now at the path.
         try:
@@ -181,7 +202,9 @@ def output_lock(out: str | Path) -> Iterator[None]:
 
 
 @contextmanager
-def claim_output(out: str | Path, *, command: str, inputs: Iterable[Any] = (), overwrite: bool, directory: bool) -> Iterator[Path]:
+def claim_output(
+    out: str | Path, *, command: str, inputs: Iterable[Any] = (), overwrite: bool, directory: bool
+) -> Iterator[Path]:
     """The three rules (module docstring) for one run's output, held for the whole block."""
     out = Path(out)
     check_apart(out, input_paths(inputs), directory=directory)
@@ -193,8 +216,13 @@ def claim_output(out: str | Path, *, command: str, inputs: Iterable[Any] = (), o
 
 def claim_for(config: Any, command: str, *, inputs: Iterable[str], directory: bool, out_field: str = "out"):
     """``claim_output`` for a command's Config: ``inputs`` names the fields that hold input paths."""
-    return claim_output(getattr(config, out_field), command=command, inputs=[getattr(config, name, None) for name in inputs],
-                        overwrite=bool(getattr(config, "overwrite", False)), directory=directory)
+    return claim_output(
+        getattr(config, out_field),
+        command=command,
+        inputs=[getattr(config, name, None) for name in inputs],
+        overwrite=bool(getattr(config, "overwrite", False)),
+        directory=directory,
+    )
 
 
 @contextmanager

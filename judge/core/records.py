@@ -4,6 +4,7 @@ A record has ``id``, ``prompt``, ``response``, any metadata (``identity``, ``nam
 ``model``, ``sample`` ...) and zero or more label columns. Every stage adds columns and keeps the
 ones it received. Writes are atomic and never replace an existing file unless asked to.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,14 @@ from judge.core.files import (
 )
 from judge.core.schema import nesting
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 # A JSON list is parsed whole in memory (JSONL streams line by line), so its size and nesting are bounded first.
 MAX_JSON_LIST_BYTES = 1 << 30
 MAX_JSON_LIST_DEPTH = 32  # judge.core.schema.nesting counts no further
@@ -43,7 +51,9 @@ def file_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-def _read_jsonl(path: Path, *, tolerate_truncated_tail: bool = False, encoding: str = DEFAULT_ENCODING) -> list[dict[str, Any]]:
+def _read_jsonl(
+    path: Path, *, tolerate_truncated_tail: bool = False, encoding: str = DEFAULT_ENCODING
+) -> list[dict[str, Any]]:
     rows = []
     try:
         with open(path, encoding=check_encoding(encoding)) as handle:
@@ -71,23 +81,35 @@ def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
 
     size = path.stat().st_size
     if size > MAX_JSON_LIST_BYTES:
-        raise UserError(f"{path.name} is {size / 2**20:.0f} MiB, more than the {MAX_JSON_LIST_BYTES / 2**20:.0f} MiB a JSON list may hold "
-                        "(it is parsed whole); convert it to JSONL (one record per line), which is read without that limit")
+        raise UserError(
+            f"{path.name} is {size / 2**20:.0f} MiB, more than the {MAX_JSON_LIST_BYTES / 2**20:.0f} MiB a JSON list "
+            "may hold "
+            "(it is parsed whole); convert it to JSONL (one record per line), which is read without that limit"
+        )
     try:
         rows = json.loads(read_text(path, encoding=encoding))
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or save it as JSONL") from None
+        raise UserError(
+            f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or save it as JSONL"
+        ) from None
     except RecursionError:
         rows = None
     if rows is not None and not isinstance(rows, list):
         kind = {dict: "an object", str: "text", bool: "true/false", type(None): "null"}.get(type(rows), "a number")
-        raise UserError(f"{path.name} holds {kind}, not a JSON list of records; "
-                        "a .json input must be [{...}, {...}] (one object per record), or save the records as JSONL")
+        raise UserError(
+            f"{path.name} holds {kind}, not a JSON list of records; "
+            "a .json input must be [{...}, {...}] (one object per record), or save the records as JSONL"
+        )
     if rows is None or nesting(rows) > MAX_JSON_LIST_DEPTH:
-        raise UserError(f"{path.name} nests JSON more than {MAX_JSON_LIST_DEPTH} levels deep; flatten its records (one object each, plain values)")
+        raise UserError(
+            f"{path.name} nests JSON more than {MAX_JSON_LIST_DEPTH} levels deep; flatten its records (one object "
+            "each, plain values)"
+        )
     for number, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
-            raise UserError(f"{path.name}: item {number} of the list is not a JSON object; each item must be one record {{...}}")
+            raise UserError(
+                f"{path.name}: item {number} of the list is not a JSON object; each item must be one record {{...}}"
+            )
     return rows
 
 
@@ -103,7 +125,9 @@ def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.Data
         frame = pd.DataFrame(_read_json_list(path, encoding=encoding), dtype=object)
     elif fmt == "csv":
         try:
-            frame = pd.read_csv(path, dtype=object, keep_default_na=False, na_values=[""], encoding=check_encoding(encoding))
+            frame = pd.read_csv(
+                path, dtype=object, keep_default_na=False, na_values=[""], encoding=check_encoding(encoding)
+            )
         except UnicodeError as exc:
             raise encoding_error(path, exc, encoding) from None
         except pd.errors.EmptyDataError:
@@ -137,7 +161,9 @@ def probability_column(category: str) -> str:
 
 
 COMBINED_ID = "combined_id"  # source:id when ids repeat across several input files
-SHADOW = "__user__"  # prefix under which a user's own id/prompt/response column waits while another column plays its part
+SHADOW = (
+    "__user__"  # prefix under which a user's own id/prompt/response column waits while another column plays its part
+)
 
 
 def read_records(
@@ -179,10 +205,20 @@ def read_records(
     if id_column is None and all(COMBINED_ID in t.columns for t in tables):
         mapping["id"] = COMBINED_ID
     several = len(paths) > 1
-    frames = [_canonical_columns(frame, Path(path), mapping, source=source if several or source_column else None, source_name=source_name,
-                                 id_prefix=f"{Path(path).stem}-row-" if several else "row-", required=required,
-                                 label_columns=label_columns, label_hint=label_hint)
-              for path, source, frame in zip(paths, sources, tables)]
+    frames = [
+        _canonical_columns(
+            frame,
+            Path(path),
+            mapping,
+            source=source if several or source_column else None,
+            source_name=source_name,
+            id_prefix=f"{Path(path).stem}-row-" if several else "row-",
+            required=required,
+            label_columns=label_columns,
+            label_hint=label_hint,
+        )
+        for path, source, frame in zip(paths, sources, tables)
+    ]
     records = pd.concat(frames, ignore_index=True) if several else frames[0]
     records = _text_ids(records, frames, mapping, source_name=source_name, unique_ids=unique_ids)
     column_map = {k: v for k, v in mapping.items() if v and v != k}
@@ -201,14 +237,27 @@ _FLAGS = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-
 _MISSING_HINTS = {"response": "Name it with --text-column.", "prompt": "Name it with --prompt-column."}
 
 
-def _canonical_columns(frame: pd.DataFrame, path: Path, mapping: dict, *, source: str | None, source_name: str, id_prefix: str,
-                       required: Sequence[str], label_columns: Sequence[str], label_hint: str) -> pd.DataFrame:
+def _canonical_columns(
+    frame: pd.DataFrame,
+    path: Path,
+    mapping: dict,
+    *,
+    source: str | None,
+    source_name: str,
+    id_prefix: str,
+    required: Sequence[str],
+    label_columns: Sequence[str],
+    label_hint: str,
+) -> pd.DataFrame:
     """One file's table with its file-of-origin column, the canonical columns beside the ones that play
     them (a canonical name the file had is kept aside), row-number ids where it has none, and the
     columns the reader requires checked."""
     if source is not None:
         if source_name in frame.columns:
-            raise UserError(f"{path.name} already has a column {source_name[:40]!r}; name the file-of-origin column with --source-column NAME")
+            raise UserError(
+                f"{path.name} already has a column {source_name[:40]!r}; name the file-of-origin column with "
+                "--source-column NAME"
+            )
         frame.insert(0, source_name, source)
     for canonical, source_col in mapping.items():
         if source_col and source_col != canonical:
@@ -224,26 +273,41 @@ def _canonical_columns(frame: pd.DataFrame, path: Path, mapping: dict, *, source
     return frame
 
 
-def _text_ids(records: pd.DataFrame, frames: list[pd.DataFrame], mapping: dict, *, source_name: str, unique_ids: bool) -> pd.DataFrame:
+def _text_ids(
+    records: pd.DataFrame, frames: list[pd.DataFrame], mapping: dict, *, source_name: str, unique_ids: bool
+) -> pd.DataFrame:
     """Ids as text (a typed id column kept aside to come back unchanged), made unique across files
     that repeat each other's ids, and refused when missing or (``unique_ids``) repeated."""
     missing_id = records["id"].isna()
     if missing_id.any():
-        raise UserError(f"{int(missing_id.sum())} record(s) have no id (first: row {int(missing_id.idxmax()) + 1}); fill the id column or pick another --id-column")
+        raise UserError(
+            f"{int(missing_id.sum())} record(s) have no id (first: row {int(missing_id.idxmax()) + 1}); fill the id "
+            "column or pick another --id-column"
+        )
     typed_ids = not all(isinstance(v, str) for v in records["id"])
     if typed_ids and "id" not in mapping_used(mapping):
         # ids are text inside the toolkit; the file's own (numeric) ids come back unchanged on writing
         records.insert(records.columns.get_loc("id") + 1, SHADOW + "id", records["id"])
     records["id"] = records["id"].map(_id_text)
-    if len(frames) > 1 and records["id"].duplicated().any() and not any(f["id"].map(_id_text).duplicated().any() for f in frames):
-        records = _combined_ids(records, source_name, user_id_kept=SHADOW + "id" in records.columns or "id" in mapping_used(mapping))
-        print(f"ids repeat across the {len(frames)} input files: made unique as {source_name}:id in column {COMBINED_ID!r} "
-              f"(e.g. {records['id'].iloc[0]!r}); the files' own id column is kept as it is")
+    if (
+        len(frames) > 1
+        and records["id"].duplicated().any()
+        and not any(f["id"].map(_id_text).duplicated().any() for f in frames)
+    ):
+        records = _combined_ids(
+            records, source_name, user_id_kept=SHADOW + "id" in records.columns or "id" in mapping_used(mapping)
+        )
+        print(
+            f"ids repeat across the {len(frames)} input files: made unique as {source_name}:id in column "
+            f"{COMBINED_ID!r} "
+            f"(e.g. {records['id'].iloc[0]!r}); the files' own id column is kept as it is"
+        )
     duplicated = records["id"][records["id"].duplicated()].unique()
     if len(duplicated) and unique_ids:
         shown = ", ".join(map(repr, duplicated[:5]))
         raise UserError(
-            f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another --id-column"
+            f"duplicate id(s) {shown} ({len(duplicated)} in all); ids must be unique: fix the data or pick another "
+            "--id-column"
         )
     return records
 
@@ -252,8 +316,10 @@ def _combined_ids(records: pd.DataFrame, source_name: str, *, user_id_kept: bool
     """Ids made unique across files as source:id, in their own column; the file's own id waits under
     the SHADOW name (unless another column already plays the id) and comes back when written."""
     if COMBINED_ID in records.columns:
-        raise UserError(f"ids repeat across the input files and a file already has a column {COMBINED_ID!r}; "
-                        f"pass --id-column {COMBINED_ID} to use it as the id, or rename it")
+        raise UserError(
+            f"ids repeat across the input files and a file already has a column {COMBINED_ID!r}; "
+            f"pass --id-column {COMBINED_ID} to use it as the id, or rename it"
+        )
     if not user_id_kept:
         records.insert(records.columns.get_loc("id") + 1, SHADOW + "id", records["id"])
     combined = records[source_name].astype(str) + ":" + records["id"]
@@ -290,8 +356,10 @@ def judged_text(value: Any, *, column: str = "response") -> str | None:
         try:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise UserError(f"a {column} value holds bytes that are not UTF-8 text (byte {exc.start}); "
-                            f"store the {column} column as text (decoded) before judging it") from None
+            raise UserError(
+                f"a {column} value holds bytes that are not UTF-8 text (byte {exc.start}); "
+                f"store the {column} column as text (decoded) before judging it"
+            ) from None
     return json.dumps(_json_value(value), ensure_ascii=False, default=str)
 
 

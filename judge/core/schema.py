@@ -6,6 +6,7 @@ library sees it: sizes before reading, nesting before recursing, types and range
 (pydantic, strict), and array names, dtypes and shapes from the safetensors header before the data.
 Every failure is one ``UserError`` line that names the file and the fix.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,10 @@ def read_json(path: str | Path, *, max_bytes: int, where: str, fix: str = RETRAI
         if not stat.S_ISREG(info.st_mode):
             raise UserError(f"{where}: {path.name} is not a regular file; {fix}")
         if info.st_size > max_bytes:
-            raise UserError(f"{where}: {path.name} is {size_text(info.st_size)}, more than the {size_text(max_bytes)} such a file takes; {fix}")
+            raise UserError(
+                f"{where}: {path.name} is {size_text(info.st_size)}, more than the {size_text(max_bytes)} such a file "
+                f"takes; {fix}"
+            )
         text = path.read_bytes().decode("utf-8")
         value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:
@@ -73,7 +77,7 @@ def nesting(value: Any) -> int:
 
 def cut_path(value: str, width: int = 60) -> str:
     """A path for a one-line message: its end, which names the file."""
-    return value if len(value) <= width else "..." + value[-(width - 3):]
+    return value if len(value) <= width else "..." + value[-(width - 3) :]
 
 
 def validate(model, value: Any, *, where: str, name: str, fix: str = RETRAIN):
@@ -109,8 +113,18 @@ def unique(values: list) -> list:
 
 # -- safetensors ---------------------------------------------------------------------------------
 
-DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
-               "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+DTYPE_NAMES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 
 
 def tensor_headers(path: str | Path, *, where: str, fix: str = RETRAIN) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -120,13 +134,29 @@ def tensor_headers(path: str | Path, *, where: str, fix: str = RETRAIN) -> dict[
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            return {key: (DTYPE_NAMES.get(handle.get_slice(key).get_dtype(), handle.get_slice(key).get_dtype()),
-                          tuple(handle.get_slice(key).get_shape())) for key in handle.keys()}
+            return {
+                key: (
+                    DTYPE_NAMES.get(handle.get_slice(key).get_dtype(), handle.get_slice(key).get_dtype()),
+                    tuple(handle.get_slice(key).get_shape()),
+                )
+                for key in handle.keys()
+            }
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{where}: {path.name} is not a readable safetensors file ({cut(str(exc).splitlines()[0], 80)}); {fix}") from None
+        raise UserError(
+            f"{where}: {path.name} is not a readable safetensors file ({cut(str(exc).splitlines()[0], 80)}); {fix}"
+        ) from None
 
 
-def require_tensor(headers: dict, key: str, dtypes: tuple[str, ...], shape: tuple[int, ...], *, where: str, file: str, fix: str = RETRAIN) -> None:
+def require_tensor(
+    headers: dict,
+    key: str,
+    dtypes: tuple[str, ...],
+    shape: tuple[int, ...],
+    *,
+    where: str,
+    file: str,
+    fix: str = RETRAIN,
+) -> None:
     if key not in headers:
         raise UserError(f"{where}: {file} has no {key} array; {fix}")
     dtype, got = headers[key]

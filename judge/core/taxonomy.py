@@ -1,4 +1,5 @@
 """Taxonomies as data: ordered categories with definitions, aliases and coarse parents."""
+
 from __future__ import annotations
 
 import csv
@@ -39,45 +40,65 @@ class Taxonomy:
             for key in (cat.name, *cat.aliases):
                 norm = _norm(key)
                 if norm in self._lookup and self._lookup[norm] != cat.name:
-                    raise UserError(f"taxonomy {clip(self.name)}: {clip(key)} names two categories; make names and aliases unique")
+                    raise UserError(
+                        f"taxonomy {clip(self.name)}: {clip(key)} names two categories; make names and aliases unique"
+                    )
                 self._lookup[norm] = cat.name
         if _norm(UNSCORED) in self._lookup:
-            raise UserError(f"taxonomy {clip(self.name)}: '{UNSCORED}' is reserved for judge outputs that could not be scored")
+            raise UserError(
+                f"taxonomy {clip(self.name)}: '{UNSCORED}' is reserved for judge outputs that could not be scored"
+            )
         self._check_parents()
         names = {_norm(c.name): c.name for c in self.categories}
         for code, target in self.label_map:
             name = self._lookup.get(_norm(target))
             if name is None:
-                raise UserError(f"--label-map maps {clip(code)} to {clip(target)}, which taxonomy {clip(self.name)} lacks; "
-                                f"map to one of: {short_list(self.labels)}")
+                raise UserError(
+                    f"--label-map maps {clip(code)} to {clip(target)}, which taxonomy {clip(self.name)} lacks; "
+                    f"map to one of: {short_list(self.labels)}"
+                )
             if names.get(_norm(code), name) != name:
-                raise UserError(f"--label-map maps {clip(code)}, itself a category of taxonomy {clip(self.name)}, onto {clip(name)}: that merges "
-                                "two categories; map codes only, or merge on purpose with one shared 'parent' in a taxonomy file and --coarse")
+                raise UserError(
+                    f"--label-map maps {clip(code)}, itself a category of taxonomy {clip(self.name)}, onto "
+                    f"{clip(name)}: that merges "
+                    "two categories; map codes only, or merge on purpose with one shared 'parent' in a taxonomy file "
+                    "and --coarse"
+                )
             self._lookup[_norm(code)] = name
 
     def _check_parents(self) -> None:
         """--coarse reports each category under ``parent or name``, so a parent that is another category's
         name puts this category in that one's group while that one may sit in a third: answer -> refusal
         -> answer swaps the two under --coarse. A parent names a coarse group, never another category."""
-        names = {_norm(c.name): c.name for c in self.categories}  # aliases may name a parent: the presets' 'refused' is both
+        names = {
+            _norm(c.name): c.name for c in self.categories
+        }  # aliases may name a parent: the presets' 'refused' is both
         for cat in self.categories:
             other = names.get(_norm(cat.parent)) if cat.parent else None
             if other is not None and other != cat.name:
-                raise UserError(f"taxonomy {clip(self.name)}: category {clip(cat.name)} has parent {clip(cat.parent)}, which is also a "
-                                "category; a parent names a coarse group: give it a name no category uses (e.g. 'refused')")
+                raise UserError(
+                    f"taxonomy {clip(self.name)}: category {clip(cat.name)} has parent {clip(cat.parent)}, which is "
+                    "also a "
+                    "category; a parent names a coarse group: give it a name no category uses (e.g. 'refused')"
+                )
         spelled: dict[str, str] = {}
         for parent in (c.parent for c in self.categories if c.parent):
             first = spelled.setdefault(_norm(parent), parent)
             if first != parent:
-                raise UserError(f"taxonomy {clip(self.name)}: parents {clip(first)} and {clip(parent)} differ only in case or spacing; "
-                                "spell one coarse group one way")
+                raise UserError(
+                    f"taxonomy {clip(self.name)}: parents {clip(first)} and {clip(parent)} differ only in case or "
+                    "spacing; "
+                    "spell one coarse group one way"
+                )
 
     def with_label_map(self, label_map: dict[str, str] | None) -> "Taxonomy":
         """This taxonomy reading a user's label codes as categories (each target must be a category or alias)."""
         if not label_map:
             return self
         pairs = tuple((label_text(k), label_text(v)) for k, v in label_map.items())
-        return Taxonomy(name=self.name, categories=self.categories, description=self.description, label_map=self.label_map + pairs)
+        return Taxonomy(
+            name=self.name, categories=self.categories, description=self.description, label_map=self.label_map + pairs
+        )
 
     @property
     def labels(self) -> list[str]:
@@ -129,7 +150,16 @@ class Taxonomy:
             "name": self.name,
             "description": self.description,
             "categories": [
-                {k: v for k, v in (("name", c.name), ("definition", c.definition), ("aliases", list(c.aliases)), ("parent", c.parent)) if v}
+                {
+                    k: v
+                    for k, v in (
+                        ("name", c.name),
+                        ("definition", c.definition),
+                        ("aliases", list(c.aliases)),
+                        ("parent", c.parent),
+                    )
+                    if v
+                }
                 for c in self.categories
             ],
         }
@@ -148,16 +178,25 @@ class Taxonomy:
             name = label_text(item["name"])
             unknown = set(item) - {"name", "definition", "aliases", "parent"}
             if unknown:
-                raise UserError(f"{source}: category {clip(name)} has unknown key(s) {short_list(sorted(map(str, unknown)))}; allowed: name, definition, aliases, parent")
+                raise UserError(
+                    f"{source}: category {clip(name)} has unknown key(s) {short_list(sorted(map(str, unknown)))}; "
+                    "allowed: name, definition, aliases, parent"
+                )
             if name in seen:
                 raise UserError(f"{source}: category {clip(name)} is listed twice; give each category once")
             seen.add(name)
             aliases = item.get("aliases", []) or []
-            if not isinstance(aliases, list) or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in aliases):
-                raise UserError(f"{source}: category {clip(name)}: 'aliases' must be a list of labels, e.g. [refused, \"1\"]")
+            if not isinstance(aliases, list) or not all(
+                isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in aliases
+            ):
+                raise UserError(
+                    f"{source}: category {clip(name)}: 'aliases' must be a list of labels, e.g. [refused, \"1\"]"
+                )
             parent = item.get("parent")
             if parent is not None and not isinstance(parent, str):
-                raise UserError(f"{source}: category {clip(name)}: 'parent' must be one name (text), got {clip(parent)}")
+                raise UserError(
+                    f"{source}: category {clip(name)}: 'parent' must be one name (text), got {clip(parent)}"
+                )
             definition = item.get("definition", "")
             if not isinstance(definition, (str, int, float)):
                 raise UserError(f"{source}: category {clip(name)}: 'definition' must be text")
@@ -169,7 +208,9 @@ class Taxonomy:
                     parent=parent,
                 )
             )
-        return cls(name=str(data.get("name", source)), categories=tuple(cats), description=str(data.get("description", "")))
+        return cls(
+            name=str(data.get("name", source)), categories=tuple(cats), description=str(data.get("description", ""))
+        )
 
     @classmethod
     def from_labels(cls, labels: Iterable[object], *, name: str = "from-data") -> "Taxonomy":
@@ -207,15 +248,22 @@ def load_taxonomy(name_or_path: str | Path, *, encoding: str = "utf-8") -> Taxon
             path, encoding = candidate, "utf-8"  # a preset is the toolkit's file, not one in the user's --encoding
     if not path.is_file():
         raise UserError(
-            f"taxonomy {str(name_or_path)!r} not found; use a preset ({', '.join(available_taxonomies())}) or a path to a YAML file"
+            f"taxonomy {str(name_or_path)!r} not found; use a preset ({', '.join(available_taxonomies())}) or a path "
+            "to a YAML file"
         )
 
     data = load_yaml(read_text(path, what="taxonomy file", encoding=encoding), source=f"taxonomy file {path.name}")
     return Taxonomy.from_dict(data, source=path.name)
 
 
-def resolve_taxonomy(spec: str | Path | Taxonomy | None, labels: Sequence[object] = (), *, coarse: bool = False,
-                     label_map: dict[str, str] | None = None, encoding: str = "utf-8") -> Taxonomy:
+def resolve_taxonomy(
+    spec: str | Path | Taxonomy | None,
+    labels: Sequence[object] = (),
+    *,
+    coarse: bool = False,
+    label_map: dict[str, str] | None = None,
+    encoding: str = "utf-8",
+) -> Taxonomy:
     """The taxonomy named by ``spec`` (or built from the distinct ``labels``), reading ``label_map``'s codes."""
     if isinstance(spec, Taxonomy):
         taxonomy = spec
@@ -223,7 +271,9 @@ def resolve_taxonomy(spec: str | Path | Taxonomy | None, labels: Sequence[object
         taxonomy = load_taxonomy(spec, encoding=encoding)
     else:
         mapped = {_norm(k): label_text(v) for k, v in (label_map or {}).items()}
-        taxonomy = Taxonomy.from_labels([mapped.get(_norm(x), x) if isinstance(x, (str, int, float)) else x for x in labels])
+        taxonomy = Taxonomy.from_labels(
+            [mapped.get(_norm(x), x) if isinstance(x, (str, int, float)) else x for x in labels]
+        )
     taxonomy = taxonomy.with_label_map(label_map)
     return taxonomy.coarse() if coarse else taxonomy
 
@@ -240,33 +290,58 @@ def parse_label_map(spec: str | None, *, encoding: str = "utf-8") -> dict[str, s
             try:
                 rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
             except csv.Error as exc:  # e.g. a field over the csv module's 131,072-character limit
-                raise UserError(f"--label-map file {path.name} is not a readable CSV ({clip(str(exc), 80)}); "
-                                "a label map holds short codes and category names") from None
-            if rows and [c.strip().lower() for c in rows[0][:2]] in (["code", "category"], ["from", "to"], ["label", "category"]):
+                raise UserError(
+                    f"--label-map file {path.name} is not a readable CSV ({clip(str(exc), 80)}); "
+                    "a label map holds short codes and category names"
+                ) from None
+            if rows and [c.strip().lower() for c in rows[0][:2]] in (
+                ["code", "category"],
+                ["from", "to"],
+                ["label", "category"],
+            ):
                 rows = rows[1:]
             if not rows or any(len(r) != 2 for r in rows):
-                raise UserError(f"--label-map file {path.name}: a CSV needs two columns per row, code and category (e.g. 2_full_refusal,full refusal)")
+                raise UserError(
+                    f"--label-map file {path.name}: a CSV needs two columns per row, code and category (e.g. "
+                    "2_full_refusal,full refusal)"
+                )
             pairs = [(r[0].strip(), r[1].strip()) for r in rows]
         else:
             data = load_yaml(text, source=f"--label-map file {path.name}")
             if not isinstance(data, dict) or not data:
-                raise UserError(f"--label-map file {path.name} must hold a mapping of code: category, e.g. '2_full_refusal: full refusal'")
+                raise UserError(
+                    f"--label-map file {path.name} must hold a mapping of code: category, e.g. '2_full_refusal: full "
+                    "refusal'"
+                )
             pairs = list(data.items())
     else:
         if "=" not in spec:
-            raise UserError(f"--label-map {clip(spec)} is neither a file nor code=category pairs; e.g. --label-map '1=answer,2=refusal' or --label-map codes.yaml")
+            raise UserError(
+                f"--label-map {clip(spec)} is neither a file nor code=category pairs; e.g. --label-map "
+                "'1=answer,2=refusal' or --label-map codes.yaml"
+            )
         pairs = []
         for item in spec.split(","):
             code, sep, target = item.partition("=")
             if not sep or not code.strip() or not target.strip():
-                raise UserError(f"--label-map item {clip(item)} is not code=category; e.g. --label-map '1=answer,2=refusal'")
+                raise UserError(
+                    f"--label-map item {clip(item)} is not code=category; e.g. --label-map '1=answer,2=refusal'"
+                )
             pairs.append((code.strip(), target.strip()))
     out: dict[str, str] = {}
     for code, target in pairs:
-        if not isinstance(code, (str, int, float)) or not isinstance(target, (str, int, float)) or isinstance(code, bool) or isinstance(target, bool):
+        if (
+            not isinstance(code, (str, int, float))
+            or not isinstance(target, (str, int, float))
+            or isinstance(code, bool)
+            or isinstance(target, bool)
+        ):
             raise UserError(f"--label-map: {clip(code)}: {clip(target)} is not a code and a category name")
         key = label_text(code)
         if key in out and out[key] != label_text(target):
-            raise UserError(f"--label-map maps {clip(key)} twice ({clip(out[key])} and {clip(label_text(target))}); give each code once")
+            raise UserError(
+                f"--label-map maps {clip(key)} twice ({clip(out[key])} and {clip(label_text(target))}); give each code "
+                "once"
+            )
         out[key] = label_text(target)
     return out

@@ -3,6 +3,7 @@
 Names are masked by default: a judge used to compare groups must not be able to condition its
 label on the name that signals the group.
 """
+
 from __future__ import annotations
 
 import re
@@ -82,7 +83,10 @@ class TextView:
         out_p, out_r, masked = [], [], []
         for p, r, name, own in zip(prompts, responses, names, own_names):
             p = str(p) if self.prompt else ""
-            mp, mr = self.mask(p, name if isinstance(name, str) else None, own), self.mask(str(r), name if isinstance(name, str) else None, own)
+            mp, mr = (
+                self.mask(p, name if isinstance(name, str) else None, own),
+                self.mask(str(r), name if isinstance(name, str) else None, own),
+            )
             out_p.append(mp)
             out_r.append(mr)
             masked.append(mp != p or mr != str(r))
@@ -95,25 +99,31 @@ def encode_pairs(tokenizer, prompts, responses, *, max_length: int, tail_tokens:
     or a late partial compliance is still read, at the same bounded cost."""
     if tail_tokens <= 0:
         # The response is what the label is about: when too long, cut the response, keep the prompt.
-        return tokenizer(list(prompts), list(responses), truncation="only_second" if max_length > 64 else True, max_length=max_length)
+        return tokenizer(
+            list(prompts), list(responses), truncation="only_second" if max_length > 64 else True, max_length=max_length
+        )
     template = _pair_template(tokenizer)
     special = len(template["prefix"]) + len(template["middle"]) + len(template["suffix"])
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": []}
     if template["types"] is not None:
         out["token_type_ids"] = []
     for prompt, response in zip(prompts, responses):
-        p_ids = tokenizer(str(prompt), add_special_tokens=False)["input_ids"][: max_length // 2]  # a prompt takes at most half
+        p_ids = tokenizer(str(prompt), add_special_tokens=False)["input_ids"][
+            : max_length // 2
+        ]  # a prompt takes at most half
         r_ids = tokenizer(str(response), add_special_tokens=False)["input_ids"]
         room = max(max_length - special - len(p_ids), 1)
         if len(r_ids) > room:
             tail = min(tail_tokens, room // 2)
-            r_ids = r_ids[: room - tail] + (r_ids[len(r_ids) - tail:] if tail else [])
+            r_ids = r_ids[: room - tail] + (r_ids[len(r_ids) - tail :] if tail else [])
         ids = template["prefix"] + p_ids + template["middle"] + r_ids + template["suffix"]
         out["input_ids"].append(ids)
         out["attention_mask"].append([1] * len(ids))
         if template["types"] is not None:
             t = template["types"]
-            out["token_type_ids"].append(t["prefix"] + [t["a"]] * len(p_ids) + t["middle"] + [t["b"]] * len(r_ids) + t["suffix"])
+            out["token_type_ids"].append(
+                t["prefix"] + [t["a"]] * len(p_ids) + t["middle"] + [t["b"]] * len(r_ids) + t["suffix"]
+            )
     return out
 
 
@@ -125,12 +135,20 @@ def _pair_template(tokenizer) -> dict:
     full = tokenizer("x", "y")
     ids = list(full["input_ids"])
     try:
-        ia = next(i for i in range(len(ids)) if ids[i:i + len(a)] == a)
-        ib = next(i for i in range(ia + len(a), len(ids)) if ids[i:i + len(b)] == b)
+        ia = next(i for i in range(len(ids)) if ids[i : i + len(a)] == a)
+        ib = next(i for i in range(ia + len(a), len(ids)) if ids[i : i + len(b)] == b)
     except StopIteration:
-        raise UserError(f"--tail-tokens is not supported for the tokenizer {type(tokenizer).__name__}; train without it") from None
+        raise UserError(
+            f"--tail-tokens is not supported for the tokenizer {type(tokenizer).__name__}; train without it"
+        ) from None
     types = None
     if "token_type_ids" in full:
         tt = list(full["token_type_ids"])
-        types = {"prefix": tt[:ia], "a": tt[ia], "middle": tt[ia + len(a):ib], "b": tt[ib], "suffix": tt[ib + len(b):]}
-    return {"prefix": ids[:ia], "middle": ids[ia + len(a):ib], "suffix": ids[ib + len(b):], "types": types}
+        types = {
+            "prefix": tt[:ia],
+            "a": tt[ia],
+            "middle": tt[ia + len(a) : ib],
+            "b": tt[ib],
+            "suffix": tt[ib + len(b) :],
+        }
+    return {"prefix": ids[:ia], "middle": ids[ia + len(a) : ib], "suffix": ids[ib + len(b) :], "types": types}

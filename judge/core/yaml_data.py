@@ -5,6 +5,7 @@ references (a "billion laughs") expand to gigabytes and end in a MemoryError. No
 files needs an alias, so one is refused when the composer meets it, before anything is expanded;
 nesting is capped too (deep brackets otherwise end in a RecursionError) and so is the text's size.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +14,9 @@ import yaml
 
 from judge.core.errors import UserError
 
-MAX_CHARS = 10_000_000  # a taxonomy, config, label map or prompt is kilobytes; a label map of many codes stays far below
+MAX_CHARS = (
+    10_000_000  # a taxonomy, config, label map or prompt is kilobytes; a label map of many codes stays far below
+)
 MAX_DEPTH = 64
 
 
@@ -42,13 +45,17 @@ class _DataLoader(yaml.SafeLoader):
 def load_yaml(text: str, *, source: str) -> Any:
     """The data a YAML (or JSON) text holds; ``source`` names the file in the one-line errors."""
     if len(text) > MAX_CHARS:
-        raise UserError(f"{source} holds {len(text):,} characters, more than the {MAX_CHARS:,} allowed; is it the right file?")
+        raise UserError(
+            f"{source} holds {len(text):,} characters, more than the {MAX_CHARS:,} allowed; is it the right file?"
+        )
     loader = _DataLoader(text)
     try:
         return loader.get_single_data()
     except _Refused as exc:
         where = f" (line {exc.line})" if exc.line else ""
-        raise UserError(f"{source}: {exc.what}{where}, which is not allowed here; write the values out in full") from None
+        raise UserError(
+            f"{source}: {exc.what}{where}, which is not allowed here; write the values out in full"
+        ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{source} is not valid YAML/JSON ({' '.join(str(exc).split())[:160]})") from None
     finally:

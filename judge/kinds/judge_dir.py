@@ -5,6 +5,7 @@ A judge directory holds the backend's weights, ``judge.json`` (backend, labels, 
 records it was trained on, so a report that corrects the judge with human labels can check that
 those labels are ones the judge has not seen.
 """
+
 from __future__ import annotations
 
 import json
@@ -124,15 +125,21 @@ class TextViewSettings(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
     prompt: bool = True
-    names: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]], Field(max_length=MAX_MASKED_NAMES)] = []
+    names: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]],
+        Field(max_length=MAX_MASKED_NAMES),
+    ] = []
     names_column: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
 class Seal(Kind):
     """What every judge.json holds, whatever its kind; the kinds' own settings are checked by their formats."""
 
-    labels: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200)]], Field(min_length=2, max_length=1000),
-                      AfterValidator(unique)]
+    labels: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
+        Field(min_length=2, max_length=1000),
+        AfterValidator(unique),
+    ]
     files: dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]]
     judge_json_sha256: str
     mask_names: bool = True
@@ -144,7 +151,12 @@ def text_view_of(meta: dict):
     from judge.core.text import TextView
 
     view = TextViewSettings.model_validate(meta.get("text_view") or {})
-    return TextView(prompt=view.prompt, mask_names=bool(meta.get("mask_names", True)), names=tuple(view.names), names_column=view.names_column)
+    return TextView(
+        prompt=view.prompt,
+        mask_names=bool(meta.get("mask_names", True)),
+        names=tuple(view.names),
+        names_column=view.names_column,
+    )
 
 
 def _settings_model(kind: str):
@@ -191,8 +203,10 @@ def contents(directory: Path, where: str) -> set[str]:
             name = path.relative_to(directory).as_posix()
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
-                raise UserError(f"{where}: {cut(name, 60)} is a symbolic link; a judge directory holds its own files "
-                                "(copy it with cp -rL) or retrain the judge")
+                raise UserError(
+                    f"{where}: {cut(name, 60)} is a symbolic link; a judge directory holds its own files "
+                    "(copy it with cp -rL) or retrain the judge"
+                )
             if entry in files:
                 if not stat.S_ISREG(mode):
                     raise UserError(f"{where}: {cut(name, 60)} is not a regular file; remove it or retrain the judge")
@@ -206,8 +220,10 @@ def _read_settings_file(directory: Path, where: str) -> dict:
     if not isinstance(meta, dict):
         raise UserError(f"{where}: {JUDGE_JSON} is not a JSON object; restore it or {RETRAIN}")
     if "files" not in meta or "labels" not in meta:
-        raise UserError(f"{where}: {JUDGE_JSON} lists no file checksums or labels (a judge from an older version, or edited): "
-                        "retrain it with python -m judge.train")
+        raise UserError(
+            f"{where}: {JUDGE_JSON} lists no file checksums or labels (a judge from an older version, or edited): "
+            "retrain it with python -m judge.train"
+        )
     return meta
 
 
@@ -224,36 +240,54 @@ def verify(directory: str | Path) -> dict:
     meta = _read_settings_file(directory, where)
     seal_ = validate(Seal, meta, where=where, name=JUDGE_JSON)
     if meta[SELF_DIGEST] != _self_digest(meta):
-        raise UserError(f"{where}: {JUDGE_JSON} was edited after training (its settings no longer match their checksum); "
-                        "restore it or retrain the judge")
+        raise UserError(
+            f"{where}: {JUDGE_JSON} was edited after training (its settings no longer match their checksum); "
+            "restore it or retrain the judge"
+        )
     validate_settings(meta, where=where)
     outside = [n for n in seal_.files if not inside(n)]
     if outside:
-        raise UserError(f"{where}: {JUDGE_JSON} lists {cut_path(outside[0])}, outside the judge directory; "
-                        "a judge's files live inside it: retrain the judge")
+        raise UserError(
+            f"{where}: {JUDGE_JSON} lists {cut_path(outside[0])}, outside the judge directory; "
+            "a judge's files live inside it: retrain the judge"
+        )
     unexpected = sorted(n for n in present - set(seal_.files) if _sealed_name(n))
     if unexpected:
-        raise UserError(f"{where}: unexpected file(s) {short_list(unexpected)} not written by training; "
-                        "remove them (a judge directory is loaded only as it was trained)")
+        raise UserError(
+            f"{where}: unexpected file(s) {short_list(unexpected)} not written by training; "
+            "remove them (a judge directory is loaded only as it was trained)"
+        )
     for name, digest in seal_.files.items():
         if name not in present:
             raise UserError(f"{where}: {cut(name, 60)} is missing; restore it or retrain the judge")
         if sha256_of(directory / name) != digest:
-            raise UserError(f"{where}: {cut(name, 60)} changed since the judge was trained (sha256 differs from judge.json); restore it or retrain")
+            raise UserError(
+                f"{where}: {cut(name, 60)} changed since the judge was trained (sha256 differs from judge.json); "
+                "restore it or retrain"
+            )
     pickles = sorted(n for n in seal_.files if n.lower().endswith(PICKLE_SUFFIXES))
     if pickles:
-        raise UserError(f"{where}: {short_list(pickles)} is a pickle (loading it could run code); a judge's weights are safetensors: "
-                        "retrain the judge")
+        raise UserError(
+            f"{where}: {short_list(pickles)} is a pickle (loading it could run code); a judge's weights are "
+            "safetensors: "
+            "retrain the judge"
+        )
     if TAXONOMY not in seal_.files:
         raise UserError(f"{where}: {TAXONOMY} is not among its checked files; retrain the judge")
     from judge.core.taxonomy import load_taxonomy
 
     if (directory / TAXONOMY).stat().st_size > MAX_TAXONOMY_BYTES:
-        raise UserError(f"{where}: {TAXONOMY} is larger than a taxonomy ({size_text(MAX_TAXONOMY_BYTES)} at most); retrain the judge")
+        raise UserError(
+            f"{where}: {TAXONOMY} is larger than a taxonomy ({size_text(MAX_TAXONOMY_BYTES)} at most); retrain the "
+            "judge"
+        )
     taxonomy = load_taxonomy(directory / TAXONOMY)
     if sorted(taxonomy.labels) != sorted(seal_.labels):
-        raise UserError(f"{where}: {TAXONOMY} names {short_list(taxonomy.labels)}, the classifier was trained on {short_list(seal_.labels)}; "
-                        "retrain the judge")
+        raise UserError(
+            f"{where}: {TAXONOMY} names {short_list(taxonomy.labels)}, the classifier was trained on "
+            f"{short_list(seal_.labels)}; "
+            "retrain the judge"
+        )
     return meta
 
 
@@ -263,7 +297,11 @@ def directory_fingerprint(directory: str | Path) -> dict[str, str]:
     if not directory.is_dir():
         return {}
     # Links are left to verify(), which refuses them: never read through one before that.
-    return {p.name: sha256_of(p) for p in sorted(directory.iterdir()) if p.is_file() and not p.is_symlink() and p.name != "manifest.json"}
+    return {
+        p.name: sha256_of(p)
+        for p in sorted(directory.iterdir())
+        if p.is_file() and not p.is_symlink() and p.name != "manifest.json"
+    }
 
 
 def directory_key(directory: str | Path) -> str:
@@ -277,7 +315,9 @@ def directory_key(directory: str | Path) -> str:
 # modification and change times in ns). The kernel sets the change time on every write and no user
 # can set it back, so a file whose stat is unchanged holds the bytes that were hashed.
 Digest = tuple[str, tuple[int, int, int, int, int], str]  # (real path, stat, sha256)
-_KNOWN: ContextVar[dict[str, tuple[tuple[int, int, int, int, int], str]] | None] = ContextVar("judge_file_digests", default=None)
+_KNOWN: ContextVar[dict[str, tuple[tuple[int, int, int, int, int], str]] | None] = ContextVar(
+    "judge_file_digests", default=None
+)
 
 
 @contextmanager
@@ -314,8 +354,12 @@ def sha256_of(path: Path) -> str:
         return before[1]
     digest = file_sha256(path)
     if before is not None and before[1] != digest:
-        raise UserError(f"judge directory {display_name(Path(path).parent)}: {cut(Path(path).name, 60)} changed while the run was using it "
-                        "(or a Ray node holds another copy of the judge); keep one judge, the same on every node, for the whole run and rerun")
+        raise UserError(
+            f"judge directory {display_name(Path(path).parent)}: {cut(Path(path).name, 60)} changed while the run was "
+            "using it "
+            "(or a Ray node holds another copy of the judge); keep one judge, the same on every node, for the whole "
+            "run and rerun"
+        )
     known[key] = (stat, digest)
     return digest
 
@@ -326,7 +370,9 @@ def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None) 
     import yaml
 
     directory = Path(directory)
-    (directory / TAXONOMY).write_text(yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (directory / TAXONOMY).write_text(
+        yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )
     write_training_ids(directory, training_ids)
     meta = seal(directory, labels=taxonomy.labels, text_view=text_view)
     shareable(directory)

@@ -1,4 +1,5 @@
 """A ``--judge`` spec resolved once for a run (``judge.kinds.resolve``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ class JudgeRef:
     kind: str
     arg: str  # the kind's argument: its directory, a model, or ""
     directory: Path | None = None  # a trained judge's directory; None for the kinds named alone (rules, llm)
-    fingerprint: dict[str, str] = field(default_factory=dict, compare=False)  # what a rerun must match (the kind's ``fingerprint``)
+    fingerprint: dict[str, str] = field(
+        default_factory=dict, compare=False
+    )  # what a rerun must match (the kind's ``fingerprint``)
     digests: tuple[Digest, ...] = field(default=(), repr=False)  # every file of the directory, as it was hashed
 
     def known(self):

@@ -6,6 +6,7 @@ directory may name (``judge_dir``), the members an ensemble may hold and the fol
 (``judge.kinds.ensemble.format``), the default members. ``training/`` reads specs here to find a
 kind's training by its dotted name; it never loads a judge.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -7,6 +7,7 @@ spec gives (``"package.module:attribute"``), when they are needed. A misspelt fi
 the package is imported, and a spec that contradicts itself (a trainable kind with no training, a
 directory kind with no format) a ValueError: nothing is read with a default that a typo would hide.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,18 +29,26 @@ class KindSpec:
 
     name: str  # the registry's key; judge.json's "kind", --kind K, --judge K:ARG, --members K
     title: str  # how messages name it: "the LoRA judge"
-    form: Literal["directory", "name"]  # ARG of --judge K:ARG is a judge directory (and DIR alone finds it), or an optional name
+    form: Literal[
+        "directory", "name"
+    ]  # ARG of --judge K:ARG is a judge directory (and DIR alone finds it), or an optional name
     options: type  # a dataclass: the judge.label settings only this kind takes (field(metadata={"help": ...}))
     load: str | Callable  # (arg, options, taxonomy) -> Judge
     format: str | None = None  # a directory kind's format module: its ``Settings`` (pydantic) is judge.json's schema
     training: str | None = None  # its training.kinds.Trainer ("training.K:TRAINER"): trainable and member kinds
-    precision_directory: str | Callable | None = None  # (arg) -> Path | None: the LoRA directory whose precision record decides
-    fingerprint: str | Callable | None = None  # (arg) -> dict; by default a directory kind's files by sha256, a named kind's nothing
+    precision_directory: str | Callable | None = (
+        None  # (arg) -> Path | None: the LoRA directory whose precision record decides
+    )
+    fingerprint: str | Callable | None = (
+        None  # (arg) -> dict; by default a directory kind's files by sha256, a named kind's nothing
+    )
     trainable: bool = False  # judge.train --kind makes it
     member: bool = False  # an ensemble may hold it (a directory kind as a trained folder, a named kind as code)
     default_member: bool = False  # an ensemble holds it when --members is not given
     writes_raw: bool = False  # its rows may carry PREFIX+raw (the generated text, an unscored member's output)
-    runs_engine: bool = False  # it runs a model in an engine (judge.engines): it takes the engine flags; requests can fail
+    runs_engine: bool = (
+        False  # it runs a model in an engine (judge.engines): it takes the engine flags; requests can fail
+    )
 
     def __post_init__(self):
         problems = []
@@ -67,9 +76,14 @@ class KindSpec:
             problems.append("a trainable kind writes a judge directory: its form is 'directory'")
         if self.member and self.form == "directory" and not self.trainable:
             problems.append("a directory member is trained with the ensemble: it must be trainable")
-        if self.runs_engine and dataclasses.is_dataclass(self.options) and \
-                not {"engine", "engine_options"} <= {f.name for f in dataclasses.fields(self.options)}:
-            problems.append("a kind that runs an engine takes the engine and its flags: options needs engine and engine_options")
+        if (
+            self.runs_engine
+            and dataclasses.is_dataclass(self.options)
+            and not {"engine", "engine_options"} <= {f.name for f in dataclasses.fields(self.options)}
+        ):
+            problems.append(
+                "a kind that runs an engine takes the engine and its flags: options needs engine and engine_options"
+            )
         if self.default_member and not self.member:
             problems.append("a default member must be a member")
         if problems:

@@ -5,6 +5,7 @@ heatmap, prediction-powered rates) and the report folder (``write_disparity_repo
 Every function takes the typed result, or the dict a ``disparity.json`` holds (read into the result), so a
 report can be drawn again from its JSON.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,6 +37,7 @@ def _shown(entry) -> bool:
 
 # -- tables ------------------------------------------------------------------------------------------
 
+
 def rate_cell(r: Rate, digits: int = 3) -> str:
     if not r.n:
         return "n/a"
@@ -46,7 +48,9 @@ def rate_cell(r: Rate, digits: int = 3) -> str:
 
 def rates_table(rates: dict[str, dict[str, Rate]], categories: list[str], *, digits: int = 3) -> pd.DataFrame:
     """Group x category table of 'rate [low, high]' strings ('not estimable' below the estimability rule)."""
-    return pd.DataFrame({c: {g: rate_cell(r[c], digits) for g, r in rates.items()} for c in categories}).loc[list(rates)]
+    return pd.DataFrame({c: {g: rate_cell(r[c], digits) for g, r in rates.items()} for c in categories}).loc[
+        list(rates)
+    ]
 
 
 def rate_matrix(rates: dict[str, dict[str, Rate]], categories: list[str]) -> np.ndarray:
@@ -76,17 +80,23 @@ def _chi_square_line(result: DisparityResult, style: Style) -> str:
     chi = result.chi_square
     if chi.statistic is None:
         return "Chi-square test not computed (needs two groups and two observed categories)."
-    pearson = (f"Pearson chi-square test of independence ({result.group_column} x category, categories with any count): "
-               f"chi2 = {style.fmt(chi.statistic, 2)}, dof = {chi.dof}, p = {chi.p_value:.3g}; smallest expected count {style.fmt(chi.min_expected, 1)}")
+    pearson = (
+        f"Pearson chi-square test of independence ({result.group_column} x category, categories with any count): "
+        f"chi2 = {style.fmt(chi.statistic, 2)}, dof = {chi.dof}, p = {chi.p_value:.3g}; smallest expected count "
+        f"{style.fmt(chi.min_expected, 1)}"
+    )
     rs = chi.rao_scott
     if not rs:
         return pearson + "."
     column = result.clusters.column
     if rs.statistic is None:
         return f"Rao-Scott test not computed (fewer than 2 clusters of {column}); {pearson}, as if outputs were independent."
-    return (f"Rao-Scott design-corrected test (second order, clusters: {column}, G = {rs.n_clusters}; mean design effect "
-            f"{style.fmt(rs.mean_design_effect, 2)}): F = {style.fmt(rs.statistic, 2)} on ({style.fmt(rs.df_num, 1)}, {style.fmt(rs.df_den, 1)}) df, "
-            f"p = {rs.p_value:.3g}. {pearson}, as if outputs were independent.")
+    return (
+        f"Rao-Scott design-corrected test (second order, clusters: {column}, G = {rs.n_clusters}; mean design effect "
+        f"{style.fmt(rs.mean_design_effect, 2)}): F = {style.fmt(rs.statistic, 2)} on ({style.fmt(rs.df_num, 1)}, "
+        f"{style.fmt(rs.df_den, 1)}) df, "
+        f"p = {rs.p_value:.3g}. {pearson}, as if outputs were independent."
+    )
 
 
 def _split_table(per_group: dict[str, dict[str, dict[str, Rate]]], cats: list[str], style: Style) -> pd.DataFrame:
@@ -111,42 +121,68 @@ def render_disparity(result: DisparityResult | Mapping[str, Any], style: Style) 
             return NOT_ESTIMABLE
         return style.fmt(v.ratio) + (f" [{style.fmt(v.ci_low)}, {style.fmt(v.ci_high)}]" if v.ratio is not None else "")
 
-    ratio = pd.DataFrame({c: {g: ratio_cell(g, v[c]) for g, v in result.rate_ratios.items()} for c in cats}).loc[list(result.rates)]
-    title = result.title or (f"Category rates by {result.group_column} ({result.label_source or 'label ' + result.label_column}, "
-                             f"taxonomy {result.taxonomy}, n = {result.n}, unscored {result.n_unscored})")
+    ratio = pd.DataFrame({c: {g: ratio_cell(g, v[c]) for g, v in result.rate_ratios.items()} for c in cats}).loc[
+        list(result.rates)
+    ]
+    title = result.title or (
+        f"Category rates by {result.group_column} ({result.label_source or 'label ' + result.label_column}, "
+        f"taxonomy {result.taxonomy}, n = {result.n}, unscored {result.n_unscored})"
+    )
     interval, ratios_note = _interval_name(result), result.rate_ratio_intervals.note
     clusters_note = result.clusters.note if result.clusters else None
     md = [f"# {title}\n", f"Rate [{interval}; marginal: each rate is its own question] among scored outputs.\n"]
     md += [f"Clustering: {clusters_note}.\n"] if clusters_note else []
-    md += [markdown(table), *_estimability_lines(result.not_estimable or {}, what="labelled outputs"), "\n" + chi_square_line(result, style) + "\n",
-           f"\n## Rate ratio vs {ref}\n", f"Reference group: {opt(result.reference_note, ref)}. Intervals: {ratios_note}.\n", markdown(ratio)]
+    md += [
+        markdown(table),
+        *_estimability_lines(result.not_estimable or {}, what="labelled outputs"),
+        "\n" + chi_square_line(result, style) + "\n",
+        f"\n## Rate ratio vs {ref}\n",
+        f"Reference group: {opt(result.reference_note, ref)}. Intervals: {ratios_note}.\n",
+        markdown(ratio),
+    ]
     missing = result.not_estimable or {}
     not_estimable_caption = f" Not estimable ({RULE_SHORT}): {', '.join(missing)}." if missing else ""
-    tex = [style.latex(table, caption=title + f". Rate [{interval}].{not_estimable_caption}", label="tab:rates"),
-           style.latex(ratio, caption=f"Rate ratio against {ref}: {ratios_note}.", label="tab:rate-ratios")]
+    tex = [
+        style.latex(table, caption=title + f". Rate [{interval}].{not_estimable_caption}", label="tab:rates"),
+        style.latex(ratio, caption=f"Rate ratio against {ref}: {ratios_note}.", label="tab:rate-ratios"),
+    ]
     for col, per_group in result.splits.items():
         split = _split_table(per_group, cats, style)
         split.index.name = f"{result.group_column} / {col}"
         md += [f"\n## Split by {col}\n", markdown(split)]
-        tex.append(style.latex(split, caption=f"Rates by {result.group_column} and {col} [{interval}].", label=f"tab:split-{col}"))
+        tex.append(
+            style.latex(
+                split, caption=f"Rates by {result.group_column} and {col} [{interval}].", label=f"tab:split-{col}"
+            )
+        )
     if result.training_rows:
         md_t, tex_t = render_training_rows(result.training_rows, cats, style, group_column=result.group_column)
         md += md_t
         tex += tex_t
     if result.ppi:
-        ppi_md, ppi_tex = render_ppi(result.ppi, result.ppi.categories_seen(cats), style, group_column=result.group_column)
+        ppi_md, ppi_tex = render_ppi(
+            result.ppi, result.ppi.categories_seen(cats), style, group_column=result.group_column
+        )
         md += ppi_md
         tex += ppi_tex
     return "\n".join(md) + "\n", "\n".join(tex)
 
 
-def render_training_rows(training: TrainingRows, cats: list[str], style: Style, *, group_column: str) -> tuple[list[str], list[str]]:
+def render_training_rows(
+    training: TrainingRows, cats: list[str], style: Style, *, group_column: str
+) -> tuple[list[str], list[str]]:
     head = f"\n## The judge's own training rows vs the rest\n\n{training.note}\n"
     if not training.n_training_rows:
         return [head], []
     split = _split_table(training.rates, cats, style)
     split.index.name = f"{group_column} / rows"
-    return [head, markdown(split)], [style.latex(split, caption=f"Rates on the judge's training rows and on the rest, by {group_column}.", label="tab:training-rows")]
+    return [head, markdown(split)], [
+        style.latex(
+            split,
+            caption=f"Rates on the judge's training rows and on the rest, by {group_column}.",
+            label="tab:training-rows",
+        )
+    ]
 
 
 def _estimate(entry, value: str, style: Style, *, ci_key: str = "ci") -> str:
@@ -167,7 +203,9 @@ def _p_cell(entry) -> str:
     return "n/a" if p is None else f"{p:.3g}"
 
 
-def render_ppi(ppi: PPIResult | Mapping[str, Any], cats: list[str], style: Style, *, group_column: str) -> tuple[list[str], list[str]]:
+def render_ppi(
+    ppi: PPIResult | Mapping[str, Any], cats: list[str], style: Style, *, group_column: str
+) -> tuple[list[str], list[str]]:
     """The prediction-powered rates and gaps: Markdown parts and LaTeX tables."""
     ppi = PPIResult.from_dict(ppi)
     rows = {}
@@ -181,8 +219,11 @@ def render_ppi(ppi: PPIResult | Mapping[str, Any], cats: list[str], style: Style
                 "human only": _estimate(r.human_only, "rate", style) if shown else NOT_ESTIMABLE,
                 "PPI": _estimate(r.ppi, "rate", style) if shown else NOT_ESTIMABLE,
                 "effective n": style.fmt(opt(r.effective_n), 0) if shown else "n/a",
-                "note": "; ".join(x for x in (_notes(("human only", r.human_only), ("PPI", r.ppi)), r.note or None) if x)
-                if shown else (r.reason or ""),
+                "note": "; ".join(
+                    x for x in (_notes(("human only", r.human_only), ("PPI", r.ppi)), r.note or None) if x
+                )
+                if shown
+                else (r.reason or ""),
             }
     rates = pd.DataFrame(rows).T
     rates.index.names = [group_column, "category"]
@@ -201,59 +242,112 @@ def render_ppi(ppi: PPIResult | Mapping[str, Any], cats: list[str], style: Style
                 "PPI": _estimate(r.ppi, "gap", style, ci_key=ci_key) if shown else NOT_ESTIMABLE,
                 f"p (PPI{', Holm' if adjusted else ''})": _p_cell(r.ppi) if shown else "n/a",
                 "effective n": style.fmt(opt(r.effective_n), 0) if shown else "n/a",
-                "note": _notes(("judge only", r.judge_only), ("human only", r.human_only), ("PPI", r.ppi),
-                               key="clipped_adjusted" if adjusted else "clipped") if shown else (r.reason or ""),
+                "note": _notes(
+                    ("judge only", r.judge_only),
+                    ("human only", r.human_only),
+                    ("PPI", r.ppi),
+                    key="clipped_adjusted" if adjusted else "clipped",
+                )
+                if shown
+                else (r.reason or ""),
             }
     gaps = pd.DataFrame(gap_rows).T
     if len(gaps):
         gaps.index.names = [group_column, "category"]
         gaps = gaps.reset_index()
     level = int(round(100 * (1 - ppi.alpha)))
-    head = (f"{ppi.n_human} human labels ({ppi.human_source}) correct the judge's labels on {ppi.n_outputs} scored outputs (lambda: {ppi.lam}). "
-            f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
-            f"Training-set overlap: {ppi.training_overlap}.")
+    head = (
+        f"{ppi.n_human} human labels ({ppi.human_source}) correct the judge's labels on {ppi.n_outputs} scored outputs "
+        f"(lambda: {ppi.lam}). "
+        f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
+        f"Training-set overlap: {ppi.training_overlap}."
+    )
     if ppi.n_unscored:
-        head += (f" {ppi.n_unscored} outputs the judge left unscored are outside every rate, as in the rates table"
-                 f" ({ppi.n_human_unscored} of them human-labelled, not used).")
+        head += (
+            f" {ppi.n_unscored} outputs the judge left unscored are outside every rate, as in the rates table"
+            f" ({ppi.n_human_unscored} of them human-labelled, not used)."
+        )
     intervals = opt(family.note) if family else None
-    md = [f"\n## Prediction-powered rates ({level}% CI, marginal)\n", head + "\n",
-          "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by the design "
-          "(Korn-Graubard interval); PPI: the judge's rate over every output plus the design-weighted human correction (difference "
-          "estimator, t quantiles). Estimates and intervals are clipped to [0, 1] (rates) and [-1, 1] (gaps), said in the note column. "
-          "Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
-          f"Estimability: {ppi.estimability}.\n",
-          markdown(rates, index=False), f"\n## Gap to {ppi.reference}\n", f"Intervals: {intervals or f'{level}% marginal'}.\n",
-          markdown(gaps, index=False) if len(gaps) else "(one group only)"]
+    md = [
+        f"\n## Prediction-powered rates ({level}% CI, marginal)\n",
+        head + "\n",
+        "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by "
+        "the design "
+        "(Korn-Graubard interval); PPI: the judge's rate over every output plus the design-weighted human correction "
+        "(difference "
+        "estimator, t quantiles). Estimates and intervals are clipped to [0, 1] (rates) and [-1, 1] (gaps), said in "
+        "the note column. "
+        "Effective n: human labels a human-only interval would need to be as narrow as PPI's.\n",
+        f"Estimability: {ppi.estimability}.\n",
+        markdown(rates, index=False),
+        f"\n## Gap to {ppi.reference}\n",
+        f"Intervals: {intervals or f'{level}% marginal'}.\n",
+        markdown(gaps, index=False) if len(gaps) else "(one group only)",
+    ]
     if ppi.not_estimable:
-        md.append(f"\nNot estimable (too few human labels; {RULE_SHORT}): "
-                  f"{'; '.join(f'{g}: {why}' for g, why in ppi.not_estimable_reasons.items())}. Shown as 'not estimable', never dropped.\n")
+        md.append(
+            f"\nNot estimable (too few human labels; {RULE_SHORT}): "
+            f"{'; '.join(f'{g}: {why}' for g, why in ppi.not_estimable_reasons.items())}. Shown as 'not estimable', "
+            "never dropped.\n"
+        )
     missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi.not_estimable)}." if ppi.not_estimable else ""
-    tex = [style.latex(rates, caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, marginal).{missing}",
-                       label="tab:ppi-rates", index=False)]
+    tex = [
+        style.latex(
+            rates,
+            caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, "
+            f"marginal).{missing}",
+            label="tab:ppi-rates",
+            index=False,
+        )
+    ]
     if len(gaps):
-        tex.append(style.latex(gaps, caption=f"Rate difference against {ppi.reference}: {intervals or f'{level}% marginal intervals'}.",
-                               label="tab:ppi-gaps", index=False))
+        tex.append(
+            style.latex(
+                gaps,
+                caption=f"Rate difference against {ppi.reference}: {intervals or f'{level}% marginal intervals'}.",
+                label="tab:ppi-gaps",
+                index=False,
+            )
+        )
     return md, tex
 
 
 # -- figures -----------------------------------------------------------------------------------------
+
 
 def group_tick(g: str, estimable: bool) -> str:
     """A group's tick label; a group below the estimability rule says so in every figure."""
     return wrap(g) + ("" if estimable else f"\n({NOT_ESTIMABLE})")
 
 
-def ppi_figure(ppi: PPIResult | Mapping[str, Any], cats: list[str], *, group_column: str, title: str | None = None,
-               judge: str | None = None, n: int | None = None):
+def ppi_figure(
+    ppi: PPIResult | Mapping[str, Any],
+    cats: list[str],
+    *,
+    group_column: str,
+    title: str | None = None,
+    judge: str | None = None,
+    n: int | None = None,
+):
     """One panel per category: each group's rate by the three methods, with intervals; a group below the
     estimability rule keeps its row, its human-only and PPI places marked not estimable. Groups run top
     to bottom in the rates figure's order, and every panel has one x range."""
     ppi = PPIResult.from_dict(ppi)
     groups = list(ppi.rates)
-    methods = [("judge_only", "judge only", "tab:gray"), ("human_only", "human only", "tab:orange"), ("ppi", "PPI", "tab:blue")]
+    methods = [
+        ("judge_only", "judge only", "tab:gray"),
+        ("human_only", "human only", "tab:orange"),
+        ("ppi", "PPI", "tab:blue"),
+    ]
     lines = max(group_tick(g, g not in ppi.not_estimable).count("\n") + 1 for g in groups)
-    fig, axes = plt.subplots(1, len(cats), figsize=(3.2 * len(cats) + 1, group_height(lines) * len(groups) + 1.6), sharey=True, sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(cats),
+        figsize=(3.2 * len(cats) + 1, group_height(lines) * len(groups) + 1.6),
+        sharey=True,
+        sharex=True,
+        squeeze=False,
+    )
     for ax, c in zip(axes[0], cats):
         for k, (key, name, colour) in enumerate(methods):
             ys, xs, lo, hi = [], [], [], []
@@ -261,8 +355,15 @@ def ppi_figure(ppi: PPIResult | Mapping[str, Any], cats: list[str], *, group_col
                 r = ppi.rates[g][c]
                 entry = getattr(r, key)
                 if key != "judge_only" and not r.estimable:
-                    ax.text(0.01, i + (k - 1) * 0.22, f"{name}: {NOT_ESTIMABLE}", fontsize=6, va="center", color=colour,
-                            transform=ax.get_yaxis_transform())
+                    ax.text(
+                        0.01,
+                        i + (k - 1) * 0.22,
+                        f"{name}: {NOT_ESTIMABLE}",
+                        fontsize=6,
+                        va="center",
+                        color=colour,
+                        transform=ax.get_yaxis_transform(),
+                    )
                 elif entry and opt(entry.rate) is not None and entry.ci[0] is not None:
                     ys.append(i + (k - 1) * 0.22)
                     xs.append(entry.rate)
@@ -270,7 +371,11 @@ def ppi_figure(ppi: PPIResult | Mapping[str, Any], cats: list[str], *, group_col
                     hi.append(max(0.0, entry.ci[1] - entry.rate))
             ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", color=colour, label=name, capsize=2, markersize=4)
         ax.set_title(c)
-        ax.set_yticks(range(len(groups)), labels=[group_tick(g, g not in ppi.not_estimable) for g in groups], fontsize=tick_size(len(groups)))
+        ax.set_yticks(
+            range(len(groups)),
+            labels=[group_tick(g, g not in ppi.not_estimable) for g in groups],
+            fontsize=tick_size(len(groups)),
+        )
         ax.set_ylim(len(groups) - 0.4, -0.6)  # the first group at the top, as in every other figure
         ax.set_xlabel("rate")
         ax.grid(axis="x", alpha=0.3)
@@ -280,7 +385,9 @@ def ppi_figure(ppi: PPIResult | Mapping[str, Any], cats: list[str], *, group_col
     level = int(round(100 * (1 - ppi.alpha)))
     n_human = sum(ppi.rates[g][cats[0]].n_human or 0 for g in groups) if cats else 0
     whose = f"{judge or 'judge'}{f' (n = {n})' if n is not None else ''} corrected by {n_human} human labels"
-    fig.suptitle(title or f"Rates by {group_column}: {whose}\njudge only vs human only vs PPI ({level}% CI)", fontsize=10)
+    fig.suptitle(
+        title or f"Rates by {group_column}: {whose}\njudge only vs human only vs PPI ({level}% CI)", fontsize=10
+    )
     fig.tight_layout()
     return fig
 
@@ -307,30 +414,51 @@ def shown_categories(rates: dict[str, dict[str, Rate]], categories: list[str]) -
     return [c for c in categories if any(r[c].count for r in rates.values())] or categories[:1]
 
 
-def _interval_panel(ax, rates: dict[str, dict[str, Rate]], groups: list[str], category: str, *, reference: str | None) -> None:
+def _interval_panel(
+    ax, rates: dict[str, dict[str, Rate]], groups: list[str], category: str, *, reference: str | None
+) -> None:
     for i, g in enumerate(groups):
         r = rates[g][category]
         if r.rate is None:
             continue
         if not _shown(r):
-            ax.text(0.01, i, NOT_ESTIMABLE, fontsize=7, va="center", color="tab:red", transform=ax.get_yaxis_transform())
+            ax.text(
+                0.01, i, NOT_ESTIMABLE, fontsize=7, va="center", color="tab:red", transform=ax.get_yaxis_transform()
+            )
             continue
         err = [[max(0.0, r.rate - r.ci_low)], [max(0.0, r.ci_high - r.rate)]]
-        ax.errorbar([r.rate], [i], xerr=err, fmt="s" if g == reference else "o", color="black" if g == reference else "tab:blue",
-                    capsize=2, markersize=4)
+        ax.errorbar(
+            [r.rate],
+            [i],
+            xerr=err,
+            fmt="s" if g == reference else "o",
+            color="black" if g == reference else "tab:blue",
+            capsize=2,
+            markersize=4,
+        )
     ax.set_title(wrap(category, 24), fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(4))
     ax.grid(axis="x", alpha=0.3)
-    ax.set_yticks(range(len(groups)), labels=[group_tick(g, _shown(rates[g][category])) for g in groups],
-                  fontsize=tick_size(len(groups)))
+    ax.set_yticks(
+        range(len(groups)),
+        labels=[group_tick(g, _shown(rates[g][category])) for g in groups],
+        fontsize=tick_size(len(groups)),
+    )
     ax.set_xlabel("rate (95% CI)", fontsize=8)
 
 
 def _grid(n_panels: int, n_groups: int, *, max_cols: int = 3, line_height: int = 1):
     cols = min(n_panels, max_cols)
     rows = -(-n_panels // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 1.8, (group_height(line_height) * n_groups + 1.3) * rows), sharey=True,
-                             sharex=True, squeeze=False, layout="constrained")  # one x range: panels compare at a glance
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(3.3 * cols + 1.8, (group_height(line_height) * n_groups + 1.3) * rows),
+        sharey=True,
+        sharex=True,
+        squeeze=False,
+        layout="constrained",
+    )  # one x range: panels compare at a glance
     for ax in axes.flat[n_panels:]:
         ax.set_visible(False)
     return fig, axes
@@ -365,11 +493,24 @@ def split_figure(result: DisparityResult | Mapping[str, Any], column: str):
     offsets = np.linspace(-0.3, 0.3, len(values)) if len(values) > 1 else np.zeros(1)
     for ax, c in zip(axes.flat, cats):
         for k, v in enumerate(values):
-            points = [(i + offsets[k], per_group[g][v][c]) for i, g in enumerate(groups)
-                      if v in per_group[g] and per_group[g][v][c].rate is not None and _shown(per_group[g][v][c])]
-            ax.errorbar([r.rate for _, r in points], [y for y, _ in points], fmt="o", markersize=3, capsize=1.5, color=colours(k % 10),
-                        xerr=[[max(0.0, r.rate - r.ci_low) for _, r in points], [max(0.0, r.ci_high - r.rate) for _, r in points]],
-                        label=f"{column} = {v}")
+            points = [
+                (i + offsets[k], per_group[g][v][c])
+                for i, g in enumerate(groups)
+                if v in per_group[g] and per_group[g][v][c].rate is not None and _shown(per_group[g][v][c])
+            ]
+            ax.errorbar(
+                [r.rate for _, r in points],
+                [y for y, _ in points],
+                fmt="o",
+                markersize=3,
+                capsize=1.5,
+                color=colours(k % 10),
+                xerr=[
+                    [max(0.0, r.rate - r.ci_low) for _, r in points],
+                    [max(0.0, r.ci_high - r.rate) for _, r in points],
+                ],
+                label=f"{column} = {v}",
+            )
         ax.set_title(wrap(c, 24), fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.grid(axis="x", alpha=0.3)
@@ -380,12 +521,16 @@ def split_figure(result: DisparityResult | Mapping[str, Any], column: str):
     for row in axes:
         row[0].set_ylabel(result.group_column)
     axes.flat[len(cats) - 1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{figure_title(result)}\nsplit by {column}: one marker per value (not estimable: no marker)", fontsize=10)
+    fig.suptitle(
+        f"{figure_title(result)}\nsplit by {column}: one marker per value (not estimable: no marker)", fontsize=10
+    )
     return fig
 
 
 def figure_title(result: DisparityResult) -> str:
-    return result.title or f"Rates by {result.group_column}: {result.label_source or result.label_column} (n = {result.n})"
+    return (
+        result.title or f"Rates by {result.group_column}: {result.label_source or result.label_column} (n = {result.n})"
+    )
 
 
 def stacked_bars(result: DisparityResult | Mapping[str, Any]):
@@ -395,9 +540,16 @@ def stacked_bars(result: DisparityResult | Mapping[str, Any]):
     groups = list(result.rates)
     matrix = rate_matrix(result.rates, cats)
     horizontal = len(groups) > 8 or max(len(str(g)) for g in groups) > 12
-    labels = [wrap(g, 28 if horizontal else 14) + ("" if g not in (result.not_estimable or {}) else f"\n({NOT_ESTIMABLE})") for g in groups]
+    labels = [
+        wrap(g, 28 if horizontal else 14) + ("" if g not in (result.not_estimable or {}) else f"\n({NOT_ESTIMABLE})")
+        for g in groups
+    ]
     lines = max(label.count("\n") + 1 for label in labels)
-    size = (8.5, (0.2 + 0.12 * lines) * len(groups) + 1.8) if horizontal else (max(5, 0.9 * len(groups) + 3), 4 + 0.2 * lines)
+    size = (
+        (8.5, (0.2 + 0.12 * lines) * len(groups) + 1.8)
+        if horizontal
+        else (max(5, 0.9 * len(groups) + 3), 4 + 0.2 * lines)
+    )
     fig, ax = plt.subplots(figsize=size, layout="constrained")
     start = np.zeros(len(groups))
     colours = plt.get_cmap("tab10")
@@ -426,25 +578,50 @@ def rates_heatmap(result: DisparityResult | Mapping[str, Any]):
     """Group x category shares on a neutral sequential scale: a high rate of compliance is not a danger to paint red."""
     result = as_disparity(result)
     not_estimable = result.not_estimable or {}
-    return heatmap(rate_matrix(result.rates, result.categories), rows=[group_tick(g, g not in not_estimable).replace("\n", " ") for g in result.rates],
-                   columns=result.categories, title=figure_title(result), xlabel="category", ylabel=result.group_column, cmap="Blues", vmax=1.0)
+    return heatmap(
+        rate_matrix(result.rates, result.categories),
+        rows=[group_tick(g, g not in not_estimable).replace("\n", " ") for g in result.rates],
+        columns=result.categories,
+        title=figure_title(result),
+        xlabel="category",
+        ylabel=result.group_column,
+        cmap="Blues",
+        vmax=1.0,
+    )
 
 
-def write_disparity_report(result: DisparityResult | Mapping[str, Any], out_dir: str | Path, *, style: Style, overwrite: bool = False) -> list[Path]:
+def write_disparity_report(
+    result: DisparityResult | Mapping[str, Any], out_dir: str | Path, *, style: Style, overwrite: bool = False
+) -> list[Path]:
     """disparity.json (the result's ``to_dict()``), disparity.md and .tex, and the figures as PNG and PDF."""
     result = as_disparity(result)
     out_dir = Path(out_dir)
     md, tex = render_disparity(result, style)
-    written = [write_text(out_dir / "disparity.json", json_text(result.to_dict(), indent=2) + "\n", overwrite=overwrite)]
+    written = [
+        write_text(out_dir / "disparity.json", json_text(result.to_dict(), indent=2) + "\n", overwrite=overwrite)
+    ]
     written += write_tables(out_dir, "disparity", md, tex, overwrite=overwrite)
     written += save_figures(rate_interval_figure(result), out_dir / "rates", overwrite=overwrite)
     for column in result.splits:
-        written += save_figures(split_figure(result, column), out_dir / f"rates_by_{re.sub(r'[^A-Za-z0-9]+', '_', column).strip('_') or 'group'}", overwrite=overwrite)
+        written += save_figures(
+            split_figure(result, column),
+            out_dir / f"rates_by_{re.sub(r'[^A-Za-z0-9]+', '_', column).strip('_') or 'group'}",
+            overwrite=overwrite,
+        )
     written += save_figures(stacked_bars(result), out_dir / "rates_stacked", overwrite=overwrite)
     written += save_figures(rates_heatmap(result), out_dir / "rates_heatmap", overwrite=overwrite)
     if result.ppi:
         cats = result.ppi.categories_seen(result.categories)
-        written += save_figures(ppi_figure(result.ppi, cats, group_column=result.group_column, title=result.title or None,
-                                           judge=result.label_source or result.label_column, n=result.n),
-                                out_dir / "ppi_rates", overwrite=overwrite)
+        written += save_figures(
+            ppi_figure(
+                result.ppi,
+                cats,
+                group_column=result.group_column,
+                title=result.title or None,
+                judge=result.label_source or result.label_column,
+                n=result.n,
+            ),
+            out_dir / "ppi_rates",
+            overwrite=overwrite,
+        )
     return written

@@ -1,4 +1,5 @@
 """Paper-ready renderings: Markdown and LaTeX tables, and figures, written atomically."""
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,23 @@ def markdown(frame: pd.DataFrame, *, index: bool = True) -> str:
     return frame.to_markdown(index=index)
 
 
-_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "—": "---", "–": "--", "`": "", "≥": r"$\geq$", "≤": r"$\leq$"}
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "—": "---",
+    "–": "--",
+    "`": "",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+}
 
 
 def tex_escape(text: str) -> str:
@@ -106,17 +122,24 @@ def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "repor
     if sum(lines) > FLOAT_LINES:
         return long_table(frame, shown, lines, index=index, caption=tex_escape(caption), label=full_label)
     body = shown.to_latex(index=index, escape=False)
-    return ("\\begin{table}[t]\n\\centering\n\\small\\setlength{\\tabcolsep}{3pt}\n"
-            f"\\caption{{{tex_escape(caption)}}}\n\\label{{{full_label}}}\n"
-            f"{FIT_WIDTH}{body}}}\n\\end{{table}}\n")
+    return (
+        "\\begin{table}[t]\n\\centering\n\\small\\setlength{\\tabcolsep}{3pt}\n"
+        f"\\caption{{{tex_escape(caption)}}}\n\\label{{{full_label}}}\n"
+        f"{FIT_WIDTH}{body}}}\n\\end{{table}}\n"
+    )
 
 
-FIT_WIDTH = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"  # shrink to the line, never enlarge
+FIT_WIDTH = (
+    "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%\n"  # shrink to the line, never enlarge
+)
 
 
 def row_lines(frame: pd.DataFrame) -> list[int]:
     """How many lines each row takes: two where a cell sets a rate over its interval (``tex_cell``)."""
-    return [2 if any(isinstance(v, str) and _ESTIMATE_WITH_INTERVAL.match(v) for v in row) else 1 for row in frame.itertuples(index=False)]
+    return [
+        2 if any(isinstance(v, str) and _ESTIMATE_WITH_INTERVAL.match(v) for v in row) else 1
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def _text_width(value: object) -> float:
@@ -128,19 +151,24 @@ def _text_width(value: object) -> float:
 PIECE_LINES = 6  # a page may break after every piece this tall
 
 
-def long_table(frame: pd.DataFrame, shown: pd.DataFrame, lines: list[int], *, index: bool, caption: str, label: str) -> str:
+def long_table(
+    frame: pd.DataFrame, shown: pd.DataFrame, lines: list[int], *, index: bool, caption: str, label: str
+) -> str:
     """A table across pages. A longtable cannot be shrunk to the line width, so its rows are pieces: a
     header, repeated on every page, and tabulars of a few rows, each shrunk to the line width. An
     invisible copy of each column's widest cell in every piece's first row (and in the header) gives all
     pieces one width, so they shrink alike: one font size, columns that line up across pieces and pages."""
-    widest = [_widest([frame.columns[j], *frame.iloc[:, j]], [shown.columns[j], *shown.iloc[:, j]]) for j in range(frame.shape[1])]
+    widest = [
+        _widest([frame.columns[j], *frame.iloc[:, j]], [shown.columns[j], *shown.iloc[:, j]])
+        for j in range(frame.shape[1])
+    ]
     if index:
         widest = [_widest([frame.index.name or "", *frame.index], [shown.index.name or "", *shown.index]), *widest]
     tabular = shown.to_latex(index=index, escape=False).strip().split("\n")
     spec = re.match(r"\\begin\{tabular\}\{(.*)\}$", tabular[0]).group(1)
     align = [c for c in spec if c in "lrc"]
     mid, bottom = tabular.index("\\midrule"), tabular.index("\\bottomrule")
-    header, rows = tabular[2:mid], tabular[mid + 1:bottom]
+    header, rows = tabular[2:mid], tabular[mid + 1 : bottom]
     head = _piece(spec, ["\\toprule", *header[:-1], _as_wide(header[-1], widest, ["c"] * len(widest)), "\\midrule"])
     pieces, start, used = [], 0, 0
     for i, n in enumerate(lines):
@@ -149,10 +177,18 @@ def long_table(frame: pd.DataFrame, shown: pd.DataFrame, lines: list[int], *, in
             start, used = i, 0
         used += n
     pieces.append((start, len(lines)))
-    body = [_piece(spec, [_as_wide(rows[a], widest, align), *rows[a + 1:b], *(["\\bottomrule"] if b == len(rows) else [])]) for a, b in pieces]
-    return ("\\begingroup\\small\\setlength{\\tabcolsep}{3pt}\n\\begin{longtable}{@{}c@{}}\n"
-            f"\\caption{{{caption}}}\\label{{{label}}}\\\\\n{head}\\\\\n\\endfirsthead\n{head}\\\\\n\\endhead\n"
-            + "\n".join(piece + "\\\\" for piece in body) + "\n\\end{longtable}\n\\endgroup\n")
+    body = [
+        _piece(
+            spec, [_as_wide(rows[a], widest, align), *rows[a + 1 : b], *(["\\bottomrule"] if b == len(rows) else [])]
+        )
+        for a, b in pieces
+    ]
+    return (
+        "\\begingroup\\small\\setlength{\\tabcolsep}{3pt}\n\\begin{longtable}{@{}c@{}}\n"
+        f"\\caption{{{caption}}}\\label{{{label}}}\\\\\n{head}\\\\\n\\endfirsthead\n{head}\\\\\n\\endhead\n"
+        + "\n".join(piece + "\\\\" for piece in body)
+        + "\n\\end{longtable}\n\\endgroup\n"
+    )
 
 
 def _widest(values: list, shown: list) -> str:
@@ -168,9 +204,16 @@ def _as_wide(line: str, widest: list, align: list[str]) -> str:
     """A row whose every cell is at least as wide as its column's widest cell: the cell, boxed, is set in
     a box of the wider's width (an invisible copy of the widest cell measures it), aligned as its column."""
     cells = re.split(r"(?<!\\)&", line.rstrip().removesuffix("\\\\"))
-    return " & ".join(c.strip() if w is None or a is None else
-                      f"\\sbox0{{{c.strip()}}}\\sbox2{{\\hphantom{{{w}}}}}\\ifdim\\wd0<\\wd2 \\makebox[\\wd2][{a}]{{\\usebox0}}\\else\\usebox0\\fi"
-                      for c, w, a in zip_longest(cells, widest[:len(cells)], align[:len(cells)])) + " \\\\"
+    return (
+        " & ".join(
+            c.strip()
+            if w is None or a is None
+            else f"\\sbox0{{{c.strip()}}}\\sbox2{{\\hphantom{{{w}}}}}\\ifdim\\wd0<\\wd2 "
+            f"\\makebox[\\wd2][{a}]{{\\usebox0}}\\else\\usebox0\\fi"
+            for c, w, a in zip_longest(cells, widest[: len(cells)], align[: len(cells)])
+        )
+        + " \\\\"
+    )
 
 
 PRINTABLE_INCHES = (7.5, 9.5)  # a page's text block (letter or A4 with margins): the largest a figure prints at 1:1
@@ -192,7 +235,9 @@ def fit_to_page(fig: plt.Figure) -> None:
 def save_figure(fig: plt.Figure, path: Path, *, overwrite: bool, close: bool = True) -> Path:
     fit_to_page(fig)
     fmt_name = path.suffix.lstrip(".") or "png"
-    atomic_write(path, lambda h: fig.savefig(h, format=fmt_name, dpi=200, bbox_inches="tight"), overwrite=overwrite, binary=True)
+    atomic_write(
+        path, lambda h: fig.savefig(h, format=fmt_name, dpi=200, bbox_inches="tight"), overwrite=overwrite, binary=True
+    )
     if close:
         plt.close(fig)
     return path
@@ -228,7 +273,9 @@ def heatmap(
     vmax: float | None = None,
 ) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 2.5, (0.55 if len(rows) <= 12 else 0.3) * len(rows) + 1.8))
-    image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax if vmax is not None else max(float(np.nanmax(values)), 1e-9), aspect="auto")
+    image = ax.imshow(
+        values, cmap=cmap, vmin=0, vmax=vmax if vmax is not None else max(float(np.nanmax(values)), 1e-9), aspect="auto"
+    )
     ax.set_xticks(range(len(columns)), labels=[wrap(c, 14) for c in columns], rotation=35, ha="right")
     ax.set_yticks(range(len(rows)), labels=[wrap(r) for r in rows])
     ax.set_xlabel(xlabel)
@@ -239,14 +286,25 @@ def heatmap(
     for i in range(len(rows)):
         for j in range(len(columns)):
             text = labels[i, j] if isinstance(labels[i, j], str) else fmt(float(labels[i, j]), 2)
-            ax.text(j, i, text, ha="center", va="center", fontsize=8 if len(rows) <= 12 else 6, color="white" if values[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8 if len(rows) <= 12 else 6,
+                color="white" if values[i, j] > threshold else "black",
+            )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
 
 
 def write_tables(out_dir: Path, stem: str, md: str, tex: str, *, overwrite: bool) -> list[Path]:
-    return [write_text(out_dir / f"{stem}.md", md, overwrite=overwrite), write_text(out_dir / f"{stem}.tex", tex, overwrite=overwrite)]
+    return [
+        write_text(out_dir / f"{stem}.md", md, overwrite=overwrite),
+        write_text(out_dir / f"{stem}.tex", tex, overwrite=overwrite),
+    ]
 
 
 def style_of(config) -> Style:

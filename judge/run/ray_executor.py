@@ -20,6 +20,7 @@ by thread, so a model's scores (the LoRA judge's, a sampled token) differ in the
 thread counts, and an actor on Ray's default of one thread would not write the bytes of the run
 without Ray on the driver's machine.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,7 +65,12 @@ class _BatchActor:
     def ready(self) -> dict[str, Any]:
         import ray
 
-        return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "build_seconds": self.build_seconds, "error": self.error}
+        return {
+            "node": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "build_seconds": self.build_seconds,
+            "error": self.error,
+        }
 
     def compute(self, batch: Batch) -> tuple[list[dict[str, Any]], float]:
         started = time.perf_counter()
@@ -101,7 +107,9 @@ class RayExecutor:
 
     address: str | None = None
     actors: int = 1
-    num_cpus: float | None = None  # per actor; None: the cluster's CPUs less RESERVED_CPUS, shared out, at most its threads each
+    num_cpus: float | None = (
+        None  # per actor; None: the cluster's CPUs less RESERVED_CPUS, shared out, at most its threads each
+    )
     threads: int | None = None  # torch intra-op threads per actor; None: the driver's (where it has torch loaded)
     num_gpus: float = 0.0  # per actor
     max_retries: int = 3  # further tries of a batch after its first, on another actor where one is free
@@ -114,7 +122,10 @@ class RayExecutor:
 
     def __post_init__(self):
         if self.address is not None and not _ADDRESS.fullmatch(str(self.address)):
-            raise UserError(f"Ray address {cut(self.address)!r} is not one Ray reads; use auto, HOST:PORT or ray://HOST:PORT (or none for a local Ray)")
+            raise UserError(
+                f"Ray address {cut(self.address)!r} is not one Ray reads; use auto, HOST:PORT or ray://HOST:PORT (or "
+                "none for a local Ray)"
+            )
         _check_number("actors", self.actors, integer=True, low=1)
         _check_number("max retries", self.max_retries, integer=True, low=0)
         _check_number("max restarts", self.max_restarts, integer=True, low=0)
@@ -132,7 +143,9 @@ class RayExecutor:
     def describe(self) -> dict[str, Any]:
         return self.info
 
-    def run(self, make_worker: Callable[[], Worker], batches: Sequence[Batch]) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
+    def run(
+        self, make_worker: Callable[[], Worker], batches: Sequence[Batch]
+    ) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
         if not batches:
             return
         ray = _import_ray()
@@ -157,11 +170,18 @@ class RayExecutor:
             return False
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report from an audit machine
         try:
-            ray.init(address=self.address or _local_or_env(), include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            ray.init(
+                address=self.address or _local_or_env(),
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             where = f"the Ray cluster at {cut(self.address)}" if self.address else "a local Ray"
-            raise UserError(f"could not start or reach {where} ({cut(_first_line(exc), 100)}); start one with `ray start --head` "
-                            "or drop the address to run a local one") from None
+            raise UserError(
+                f"could not start or reach {where} ({cut(_first_line(exc), 100)}); start one with `ray start --head` "
+                "or drop the address to run a local one"
+            ) from None
         return True
 
     def _per_actor_cpus(self, cluster_cpus: float) -> float:
@@ -169,7 +189,10 @@ class RayExecutor:
             return float(self.num_cpus)
         share = min(float(self._threads() or 1), (cluster_cpus - RESERVED_CPUS) / self.actors)
         if share < 0.01:
-            raise UserError(f"{self.actors} actors do not fit in the cluster's {cluster_cpus:g} CPUs; use fewer actors or a CPU share per actor")
+            raise UserError(
+                f"{self.actors} actors do not fit in the cluster's {cluster_cpus:g} CPUs; use fewer actors or a CPU "
+                "share per actor"
+            )
         return round(share, 4)
 
     def _threads(self) -> int | None:
@@ -183,29 +206,50 @@ class RayExecutor:
         cpus = self._per_actor_cpus(cluster_cpus)
         for what, each, total in (("CPUs", cpus, cluster_cpus), ("GPUs", self.num_gpus, cluster_gpus)):
             if each * self.actors > total + 1e-9:
-                raise UserError(f"{self.actors} actors x {each:g} {what} each need more than the cluster's {total:g} {what} "
-                                "(they would wait forever); use fewer actors or a smaller share each")
-        actor_class = ray.remote(_BatchActor).options(num_cpus=cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts, max_task_retries=0)
-        self.info.update({"nodes": sum(1 for n in ray.nodes() if n.get("Alive")), "cpus": cluster_cpus, "gpus": cluster_gpus,
-                          "cpus_per_actor": cpus, "gpus_per_actor": self.num_gpus, "threads_per_actor": self._threads()})
+                raise UserError(
+                    f"{self.actors} actors x {each:g} {what} each need more than the cluster's {total:g} {what} "
+                    "(they would wait forever); use fewer actors or a smaller share each"
+                )
+        actor_class = ray.remote(_BatchActor).options(
+            num_cpus=cpus, num_gpus=self.num_gpus, max_restarts=self.max_restarts, max_task_retries=0
+        )
+        self.info.update(
+            {
+                "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
+                "cpus": cluster_cpus,
+                "gpus": cluster_gpus,
+                "cpus_per_actor": cpus,
+                "gpus_per_actor": self.num_gpus,
+                "threads_per_actor": self._threads(),
+            }
+        )
         return [_Slot(actor_class.remote(make_worker, self._threads()), i) for i in range(self.actors)]
 
     def _wait_ready(self, ray, slots: list[_Slot]) -> None:
         refs = {slot.handle.ready.remote(): slot for slot in slots}
         done, waiting = ray.wait(list(refs), num_returns=len(refs), timeout=self.start_timeout)
         if waiting:
-            raise UserError(f"{len(waiting)} of {len(slots)} Ray actors had not built their worker after {self.start_timeout:g} s "
-                            "(a node short of memory or GPUs?); check `ray status`, or use fewer actors")
+            raise UserError(
+                f"{len(waiting)} of {len(slots)} Ray actors had not built their worker after {self.start_timeout:g} s "
+                "(a node short of memory or GPUs?); check `ray status`, or use fewer actors"
+            )
         try:
             ready = ray.get(done)
         except ray.exceptions.RayError as exc:
-            raise UserError(f"a Ray actor died while building its worker ({cut(_reason(exc), 120)}); check `ray status` and rerun") from None
+            raise UserError(
+                f"a Ray actor died while building its worker ({cut(_reason(exc), 120)}); check `ray status` and rerun"
+            ) from None
         error = next((r["error"] for r in ready if r["error"] is not None), None)
         if isinstance(error, UserError):
             raise error
         if error:
             raise UserError(f"a Ray actor could not build its worker ({cut(error, 160)}); fix that and rerun")
-        self.info.update({"nodes_used": len({r["node"] for r in ready}), "worker_build_seconds": _summary([r["build_seconds"] for r in ready])})
+        self.info.update(
+            {
+                "nodes_used": len({r["node"] for r in ready}),
+                "worker_build_seconds": _summary([r["build_seconds"] for r in ready]),
+            }
+        )
 
     # -- the batches ------------------------------------------------------------------------------
     def _dispatch(self, ray, slots: list[_Slot], batches: Sequence[Batch]):
@@ -243,16 +287,21 @@ class RayExecutor:
             now = time.perf_counter()
             if self.progress and now - said >= self.progress_every:
                 said = now
-                _say(f"ray: {len(compute)}/{len(batches)} batches done, {rows_done / (now - started):.1f} outputs/s"
-                     + (f", {sum(tries.values())} retried" if tries else ""))
+                _say(
+                    f"ray: {len(compute)}/{len(batches)} batches done, {rows_done / (now - started):.1f} outputs/s"
+                    + (f", {sum(tries.values())} retried" if tries else "")
+                )
             yield task.batch, rows
         wall = time.perf_counter() - started
         self._record(compute, round_trip, wall, tries, failed, slots)
         if failed:
             raise _failure(failed, self.max_retries)
         if self.progress:
-            _say(f"ray: {len(compute)} batches on {self.actors} actor(s), {self.info.get('nodes_used', '?')} node(s), in {wall:.1f} s: "
-                 f"{len(compute) / wall:.2f} batches/s, {rows_done / wall:.1f} outputs/s")
+            _say(
+                f"ray: {len(compute)} batches on {self.actors} actor(s), {self.info.get('nodes_used', '?')} node(s), "
+                f"in {wall:.1f} s: "
+                f"{len(compute) / wall:.2f} batches/s, {rows_done / wall:.1f} outputs/s"
+            )
 
     def _fill(self, slots, queue, tasks) -> None:
         for slot in slots:
@@ -287,21 +336,29 @@ class RayExecutor:
             queue.appendleft(batch)  # first in line, for whichever actor is free next
 
     def _record(self, compute, round_trip, wall, tries, failed, slots) -> None:
-        self.info.update({
-            "batches": len(compute), "seconds": round(wall, 3),
-            "batches_per_second": round(len(compute) / wall, 3) if wall > 0 else None,
-            "compute_seconds": _summary(compute), "round_trip_seconds": _summary(round_trip),
-            "retries": sum(tries.values()), "failed_batches": [b.number for b, _ in failed],
-            "actors_lost": sum(1 for s in slots if s.dead),
-        })
+        self.info.update(
+            {
+                "batches": len(compute),
+                "seconds": round(wall, 3),
+                "batches_per_second": round(len(compute) / wall, 3) if wall > 0 else None,
+                "compute_seconds": _summary(compute),
+                "round_trip_seconds": _summary(round_trip),
+                "retries": sum(tries.values()),
+                "failed_batches": [b.number for b, _ in failed],
+                "actors_lost": sum(1 for s in slots if s.dead),
+            }
+        )
 
 
 def _failure(failed: list[tuple[Batch, str]], max_retries: int) -> BatchesFailed:
     batches = [b for b, _ in failed]
     ids = [k for b in batches for k in b.keys]
     return BatchesFailed(
-        f"{len(batches)} batch(es) failed all {max_retries + 1} tries ({cut(failed[0][1], 80)}); ids {short_list(ids, limit=4, width=24)}; "
-        "every other batch is written: fix the cause and rerun to finish these", batches)
+        f"{len(batches)} batch(es) failed all {max_retries + 1} tries ({cut(failed[0][1], 80)}); ids "
+        f"{short_list(ids, limit=4, width=24)}; "
+        "every other batch is written: fix the cause and rerun to finish these",
+        batches,
+    )
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -342,7 +399,9 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise UserError("Ray is not installed; pip install 'safeguard-audit[cluster]' to run on a Ray cluster") from None
+        raise UserError(
+            "Ray is not installed; pip install 'safeguard-audit[cluster]' to run on a Ray cluster"
+        ) from None
     return ray
 
 
@@ -363,8 +422,13 @@ def _summary(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     ordered = sorted(values)
-    return {"n": len(values), "total": round(sum(values), 4), "mean": round(sum(values) / len(values), 4),
-            "median": round(ordered[len(ordered) // 2], 4), "max": round(ordered[-1], 4)}
+    return {
+        "n": len(values),
+        "total": round(sum(values), 4),
+        "mean": round(sum(values) / len(values), 4),
+        "median": round(ordered[len(ordered) // 2], 4),
+        "max": round(ordered[-1], 4),
+    }
 
 
 def _check_number(what: str, value: Any, *, low: float, integer: bool = False, low_open: bool = False) -> None:
@@ -372,7 +436,9 @@ def _check_number(what: str, value: Any, *, low: float, integer: bool = False, l
     ok = isinstance(value, kind) and not isinstance(value, bool) and (value > low if low_open else value >= low)
     if not ok or (not integer and value != value):
         bound = f"more than {low:g}" if low_open else f"at least {low:g}"
-        raise UserError(f"{what} must be {'a whole number ' if integer else 'a number '}{bound}, not {cut(repr(value))}")
+        raise UserError(
+            f"{what} must be {'a whole number ' if integer else 'a number '}{bound}, not {cut(repr(value))}"
+        )
 
 
 # -- the --ray flags that judge.label and python -m generation share --------------------------------
@@ -381,12 +447,20 @@ LOCAL = "local"  # `--ray` with no address: a Ray started here for this run
 
 
 RAY_FLAGS = {  # the field metadata of a command's ray, ray_actors and ray_gpus settings: their flags (judge.core.config)
-    "ray": {"nargs": "?", "const": LOCAL, "metavar": "ADDRESS",
-            "help": "run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local cluster "
-                    "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray"},
+    "ray": {
+        "nargs": "?",
+        "const": LOCAL,
+        "metavar": "ADDRESS",
+        "help": "run the batches on Ray actors: no ADDRESS starts a local Ray for this run; auto joins the local "
+        "cluster "
+        "(ray start --head); HOST:PORT or ray://HOST:PORT a remote one. The output is the same bytes as without Ray",
+    },
     "ray_actors": {"metavar": "N", "help": "with --ray: actors, each holding one judge or engine (default: 1)"},
-    "ray_gpus": {"metavar": "G", "help": "with --ray: GPUs each actor holds (default: 0). 1 gives each actor a GPU of its own (Ray shows "
-                                         "it only that one); an actor asking for none sees every GPU of its node"},
+    "ray_gpus": {
+        "metavar": "G",
+        "help": "with --ray: GPUs each actor holds (default: 0). 1 gives each actor a GPU of its own (Ray shows "
+        "it only that one); an actor asking for none sees every GPU of its node",
+    },
 }
 
 
@@ -409,9 +483,16 @@ def add_ray_arguments(parser) -> None:
 def check_ray_settings(config) -> None:
     """--ray-actors or --ray-gpus without --ray would be ignored: refuse them; the settings are checked here, once."""
     if config.ray is None:
-        given = [flag for flag, value in (("--ray-actors", config.ray_actors), ("--ray-gpus", config.ray_gpus)) if value is not None]
+        given = [
+            flag
+            for flag, value in (("--ray-actors", config.ray_actors), ("--ray-gpus", config.ray_gpus))
+            if value is not None
+        ]
         if given:
-            raise UserError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} with --ray only; add --ray [ADDRESS] or drop {' and '.join(given)}")
+            raise UserError(
+                f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} with --ray only; add --ray [ADDRESS] or "
+                f"drop {' and '.join(given)}"
+            )
         return
     executor_for(config)
 
@@ -420,5 +501,9 @@ def executor_for(config, *, progress: bool = True):
     """The executor a command's --ray settings ask for; None runs in this process."""
     if config.ray is None:
         return None
-    return RayExecutor(address=None if config.ray == LOCAL else config.ray, actors=1 if config.ray_actors is None else config.ray_actors,
-                       num_gpus=0.0 if config.ray_gpus is None else config.ray_gpus, progress=progress)
+    return RayExecutor(
+        address=None if config.ray == LOCAL else config.ray,
+        actors=1 if config.ray_actors is None else config.ray_actors,
+        num_gpus=0.0 if config.ray_gpus is None else config.ray_gpus,
+        progress=progress,
+    )

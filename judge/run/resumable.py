@@ -13,6 +13,7 @@ A command names its output, the identity of its rows and its share; this module 
 - the manifest: written ``running`` when the work starts, ``complete`` with the counts at the end,
   and for a share the ``part`` that ``judge.join`` reads (``judge.run.shard_part``).
 """
+
 from __future__ import annotations
 
 import time
@@ -83,9 +84,14 @@ class ResumableRun:
         having kept the checkpoint to resume (the same identity) or cleared it (a new run, or --overwrite);
         stops with one line when ``out`` exists from another identity."""
         previous = self._complete_before(overwrite)
-        self.retry = bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and self.checkpoint.path.exists()
+        self.retry = (
+            bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and self.checkpoint.path.exists()
+        )
         if previous and not self.retry:
-            print(f"{self.out} is already complete with these settings ({previous['counts'].get(count)} {unit}); nothing to do")
+            print(
+                f"{self.out} is already complete with these settings ({previous['counts'].get(count)} {unit}); nothing "
+                "to do"
+            )
             return previous
         self.started = time.perf_counter()
         return None
@@ -105,7 +111,9 @@ class ResumableRun:
 
     def start(self, settings: Any, *, inputs: Iterable[str | Path], **described: Any) -> RunManifest:
         """The manifest of the run, written ``running`` before any row: ``described`` says what computes the rows."""
-        self.manifest = RunManifest(self.command, settings, inputs=list(inputs), identity=self.resume_identity, status="running", **described)
+        self.manifest = RunManifest(
+            self.command, settings, inputs=list(inputs), identity=self.resume_identity, status="running", **described
+        )
         self.manifest.write(self.out)
         return self.manifest
 
@@ -114,7 +122,9 @@ class ResumableRun:
         latest = {str(row[key]): row for row in self.checkpoint.rows()}  # a later copy of a row wins
         return {k for k, row in latest.items() if failed(row)}
 
-    def retry_failed(self, failed: Callable[[dict[str, Any]], bool], compute: Callable[[set[str]], RunResult | None]) -> RunResult | None:
+    def retry_failed(
+        self, failed: Callable[[dict[str, Any]], bool], compute: Callable[[set[str]], RunResult | None]
+    ) -> RunResult | None:
         """When the previous run completed with failed rows: ``compute`` those again (by their keys) and append
         them to the checkpoint, where the later copy of a row wins, so the whole pass then reuses every batch and
         writes what one run without failures would. Each such row is its own request to an engine (seeded by
@@ -126,18 +136,34 @@ class ResumableRun:
             self.checkpoint.append(result.rows[k] for k in result.computed_keys)
         return result
 
-    def finish(self, result: RunResult, *, positions: list[int], total: int, write: Callable[[], Any], failed: int,
-               throughput: dict[str, Any], counts: dict[str, Any], **described: Any) -> float:
+    def finish(
+        self,
+        result: RunResult,
+        *,
+        positions: list[int],
+        total: int,
+        write: Callable[[], Any],
+        failed: int,
+        throughput: dict[str, Any],
+        counts: dict[str, Any],
+        **described: Any,
+    ) -> float:
         """Write the output (``write``), then the manifest ``complete``: the share's part, ``throughput`` with the
         whole process's seconds (returned), the executor, ``described`` updated, ``counts``. The checkpoint goes,
         unless ``failed`` rows remain: it then holds the rows a rerun keeps, while it asks again for those only."""
         if self.shard:
-            self.manifest.update(part=part_fields(self.shard, plan=result.plan, identity=self.identity, positions=positions, total=total))
+            self.manifest.update(
+                part=part_fields(self.shard, plan=result.plan, identity=self.identity, positions=positions, total=total)
+            )
         write()
         if not failed:
             self.checkpoint.remove()
         seconds = time.perf_counter() - self.started
-        self.manifest.update(status="complete", throughput={**throughput, "whole_process_seconds": round(seconds, 3)},
-                             executor=result.executor, **described)
+        self.manifest.update(
+            status="complete",
+            throughput={**throughput, "whole_process_seconds": round(seconds, 3)},
+            executor=result.executor,
+            **described,
+        )
         self.manifest.write(self.out, **counts)
         return seconds

@@ -14,6 +14,7 @@ without reading the input.
 
 Nothing heavy is imported here: commands parse ``--shard`` before their slow imports.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,11 +37,15 @@ class Batch:
     items: tuple[Any, ...]  # what a worker needs to compute them, one per key
 
 
-def fixed_plan(items: Iterable[Any], *, key: Callable[[Any], str], size: Callable[[Any], int], batch_size: int) -> list[Batch]:
+def fixed_plan(
+    items: Iterable[Any], *, key: Callable[[Any], str], size: Callable[[Any], int], batch_size: int
+) -> list[Batch]:
     """Batches of similar size, ordered by (size, key): the same plan for the same input, every time."""
     ordered = sorted(items, key=lambda item: (size(item), key(item)))
-    return [Batch(n, tuple(key(i) for i in ordered[s : s + batch_size]), tuple(ordered[s : s + batch_size]))
-            for n, s in enumerate(range(0, len(ordered), batch_size))]
+    return [
+        Batch(n, tuple(key(i) for i in ordered[s : s + batch_size]), tuple(ordered[s : s + batch_size]))
+        for n, s in enumerate(range(0, len(ordered), batch_size))
+    ]
 
 
 def plan_fingerprint(plan: Sequence[Batch]) -> str:
@@ -50,7 +55,9 @@ def plan_fingerprint(plan: Sequence[Batch]) -> str:
 
 def identity_fingerprint(identity: dict[str, Any]) -> str:
     """sha256 of what makes a run's rows what they are (settings, inputs, model): parts of one run share it."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")).hexdigest()
+    return hashlib.sha256(
+        json.dumps(identity, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
+    ).hexdigest()
 
 
 SHARD_FORM = re.compile(r"(\d{1,6})/(\d{1,6})")
@@ -65,10 +72,15 @@ class Shard:
 
     def __post_init__(self):
         if self.count < 1:
-            raise UserError(f"--shard {self.index}/{self.count}: N must be 1 or more (the number of shares), e.g. --shard 1/2")
+            raise UserError(
+                f"--shard {self.index}/{self.count}: N must be 1 or more (the number of shares), e.g. --shard 1/2"
+            )
         if not 1 <= self.index <= self.count:
-            raise UserError(f"--shard {self.index}/{self.count} is out of range: I must be from 1 to {self.count} (shares are numbered "
-                            f"from 1), e.g. --shard 1/{self.count}")
+            raise UserError(
+                f"--shard {self.index}/{self.count} is out of range: I must be from 1 to {self.count} (shares are "
+                "numbered "
+                f"from 1), e.g. --shard 1/{self.count}"
+            )
 
     @classmethod
     def parse(cls, text: str | None) -> "Shard | None":
@@ -76,7 +88,10 @@ class Shard:
             return None
         match = SHARD_FORM.fullmatch(str(text).strip())
         if not match:
-            raise UserError(f"--shard {cut(repr(text), 30)} is not I/N; give share I of N as two whole numbers, e.g. --shard 1/4 (the first of four)")
+            raise UserError(
+                f"--shard {cut(repr(text), 30)} is not I/N; give share I of N as two whole numbers, e.g. --shard 1/4 "
+                "(the first of four)"
+            )
         return cls(int(match.group(1)), int(match.group(2)))
 
     def __str__(self) -> str:
@@ -100,7 +115,9 @@ class Worker(Protocol):
 
 
 class Executor(Protocol):
-    def run(self, make_worker: Callable[[], Worker], batches: Sequence[Batch]) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
+    def run(
+        self, make_worker: Callable[[], Worker], batches: Sequence[Batch]
+    ) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
         """Yield each batch with its rows as it finishes, in any order; build workers with ``make_worker``."""
 
 
@@ -133,9 +150,18 @@ class RunResult:
         return len(self.computed_keys)
 
 
-def run_plan(plan: Sequence[Batch], make_worker: Callable[[], Worker], *, key_column: str, checkpoint: JsonlCheckpoint | None = None,
-             executor: Executor | None = None, shard: Shard | None = None, progress: bool = True, desc: str = "running",
-             unit: str = "row") -> RunResult:
+def run_plan(
+    plan: Sequence[Batch],
+    make_worker: Callable[[], Worker],
+    *,
+    key_column: str,
+    checkpoint: JsonlCheckpoint | None = None,
+    executor: Executor | None = None,
+    shard: Shard | None = None,
+    progress: bool = True,
+    desc: str = "running",
+    unit: str = "row",
+) -> RunResult:
     """Run the batches of ``plan`` (of ``shard``'s share, when given) that the checkpoint does not hold
     whole; append each finished batch whole.
 
@@ -148,7 +174,9 @@ def run_plan(plan: Sequence[Batch], make_worker: Callable[[], Worker], *, key_co
     executor = executor or InProcess()
     batches = shard.share(plan) if shard else list(plan)
     done = {str(r[key_column]): r for r in checkpoint.rows()} if checkpoint else {}
-    result = RunResult(rows={}, executor=getattr(executor, "describe", dict)(), plan=plan_fingerprint(plan), shard=shard)
+    result = RunResult(
+        rows={}, executor=getattr(executor, "describe", dict)(), plan=plan_fingerprint(plan), shard=shard
+    )
     todo = []
     for batch in batches:
         if all(k in done for k in batch.keys):
@@ -180,4 +208,7 @@ def as_written(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _check_whole(batch: Batch, rows: list[dict[str, Any]], key_column: str) -> None:
     keys = tuple(str(r[key_column]) for r in rows)
     if keys != batch.keys:
-        raise RuntimeError(f"batch {batch.number}: the worker returned rows for {len(keys)} keys, not the batch's {len(batch.keys)} in order")
+        raise RuntimeError(
+            f"batch {batch.number}: the worker returned rows for {len(keys)} keys, not the batch's {len(batch.keys)} "
+            "in order"
+        )

@@ -7,6 +7,7 @@ and model's fingerprints), how many rows the whole output has, and where each of
 goes in it. A part's manifest is read as untrusted data (size
 bounded, schema strict, every position checked) before a row is placed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,10 +31,18 @@ FIX = "rerun that share's command (the same with --shard I/N) to write it again"
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
-def part_fields(shard: Shard, *, plan: str, identity: dict[str, Any], positions: list[int], total: int) -> dict[str, Any]:
+def part_fields(
+    shard: Shard, *, plan: str, identity: dict[str, Any], positions: list[int], total: int
+) -> dict[str, Any]:
     """The manifest's ``part`` object for a share; ``identity`` is the run's, without the shard."""
-    return {"index": shard.index, "count": shard.count, "plan": plan, "run": identity_fingerprint(identity),
-            "total": total, "positions": positions}
+    return {
+        "index": shard.index,
+        "count": shard.count,
+        "plan": plan,
+        "run": identity_fingerprint(identity),
+        "total": total,
+        "positions": positions,
+    }
 
 
 class Part(BaseModel):
@@ -92,6 +101,9 @@ def read_part(path: str | Path) -> tuple[PartManifest, dict[str, Any]]:
         held = f" ({partial.name} holds its rows so far)" if partial.is_file() else ""
         raise UserError(f"part {path.name} is not finished{held}; rerun its command to finish it, then join")
     if isinstance(raw.get("command"), str) and raw["command"] in SHARDED_COMMANDS and PART_KEY not in raw:
-        raise UserError(f"{path.name} was written without --shard (a whole output, not a part); join only the parts of a sharded run")
+        raise UserError(
+            f"{path.name} was written without --shard (a whole output, not a part); join only the parts of a sharded "
+            "run"
+        )
     manifest = validate(PartManifest, raw, where=f"part {path.name}", name=beside.name, fix=FIX)
     return manifest, raw

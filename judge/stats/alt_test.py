@@ -14,6 +14,7 @@ The m p-values are corrected with Benjamini-Yekutieli (dependence between the te
 the winning rate is the share of annotators whose H0 is rejected at q, and the judge passes when it
 is at least 0.5. The average advantage probability (mean rho_f) compares judges.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,7 +95,10 @@ def alt_test(
         warnings.append(f"only {len(names)} annotators; the test is designed for at least {MIN_ANNOTATORS}")
     few = [j for j in names if per_annotator[j]["n_items"] < MIN_ITEMS]
     if few:
-        warnings.append(f"fewer than {MIN_ITEMS} items shared with another annotator for: {', '.join(few)}; the t-test is unreliable")
+        warnings.append(
+            f"fewer than {MIN_ITEMS} items shared with another annotator for: {', '.join(few)}; the t-test is "
+            "unreliable"
+        )
     passed = winning_rate >= 0.5
     wins = sum(per_annotator[j]["judge_wins"] for j in names)
     reason = (

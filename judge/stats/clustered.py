@@ -16,6 +16,7 @@ variance with the CR1 small-sample factor G / (G - 1) (Cameron & Miller 2015, *J
   *Ann. Stat.* 12:46), as R's ``survey::svychisq(statistic = "F")`` computes it: X^2 / tr(Delta)
   referred to F(d, d (G - 1)), d = tr(Delta)^2 / tr(Delta^2), Delta the generalised design effects.
 """
+
 from __future__ import annotations
 
 import math
@@ -138,8 +139,12 @@ def proportion(y: np.ndarray, clusters: np.ndarray, *, alpha: float = 0.05) -> d
 def _interaction_contrasts(n_rows: int, n_cols: int) -> np.ndarray:
     """The row x column interaction columns, residualised on the main effects (cells row-major)."""
     rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
-    main = np.column_stack([np.ones(n_rows * n_cols)] + [rows == r for r in range(1, n_rows)] + [cols == c for c in range(1, n_cols)])
-    inter = np.column_stack([(rows == r) & (cols == c) for r in range(1, n_rows) for c in range(1, n_cols)]).astype(float)
+    main = np.column_stack(
+        [np.ones(n_rows * n_cols)] + [rows == r for r in range(1, n_rows)] + [cols == c for c in range(1, n_cols)]
+    )
+    inter = np.column_stack([(rows == r) & (cols == c) for r in range(1, n_rows) for c in range(1, n_cols)]).astype(
+        float
+    )
     coef, *_ = np.linalg.lstsq(main.astype(float), inter, rcond=None)
     return inter - main @ coef
 
@@ -169,13 +174,24 @@ def rao_scott(row: np.ndarray, col: np.ndarray, clusters: np.ndarray) -> dict:
     trace, trace_sq = float(np.trace(delta)), float(np.trace(delta @ delta))
     table = np.bincount(cell, minlength=n_rows * n_cols).reshape(n_rows, n_cols)
     pearson = float(chi2_contingency(table, correction=False).statistic)
-    out = {"pearson": pearson, "dof": (n_rows - 1) * (n_cols - 1), "n_clusters": g, "mean_design_effect": trace / contrasts.shape[1]}
+    out = {
+        "pearson": pearson,
+        "dof": (n_rows - 1) * (n_cols - 1),
+        "n_clusters": g,
+        "mean_design_effect": trace / contrasts.shape[1],
+    }
     if g < 2 or trace <= 0:
         return {**out, "statistic": None, "df_num": None, "df_den": None, "p_value": None}
     df_num = trace**2 / trace_sq
     df_den = df_num * (g - 1)
     stat = pearson / trace
-    return {**out, "statistic": stat, "df_num": df_num, "df_den": df_den, "p_value": float(f_dist.sf(stat, df_num, df_den))}
+    return {
+        **out,
+        "statistic": stat,
+        "df_num": df_num,
+        "df_den": df_den,
+        "p_value": float(f_dist.sf(stat, df_num, df_den)),
+    }
 
 
 def satterthwaite(variances: list[float], dfs: list[int]) -> float:

@@ -1,4 +1,5 @@
 """Quality-of-service disparities: how each category's rate differs across groups."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def category_rates(labels: Sequence[str], *, categories: Sequence[str], clusters: Sequence | None = None) -> dict[str, dict[str, float]]:
+def category_rates(
+    labels: Sequence[str], *, categories: Sequence[str], clusters: Sequence | None = None
+) -> dict[str, dict[str, float]]:
     """Rate of each category among scored labels, with 95% intervals: Wilson, or with ``clusters`` (a code per
     label) the clustered Wilson interval (judge.stats.clustered). Each entry says whether the group is estimable
     under judge.stats.estimability's rule, from its number of scored outputs (and clusters)."""
@@ -45,7 +48,11 @@ def category_rates(labels: Sequence[str], *, categories: Sequence[str], clusters
         if codes is None:
             entry["ci_low"], entry["ci_high"] = wilson_interval(count, n)
         else:
-            r = clustered.proportion(hit, codes) if n else {"ci": (float("nan"), float("nan")), "variance": float("nan")}
+            r = (
+                clustered.proportion(hit, codes)
+                if n
+                else {"ci": (float("nan"), float("nan")), "variance": float("nan")}
+            )
             entry.update(ci_low=r["ci"][0], ci_high=r["ci"][1], variance=r["variance"], n_clusters=g)
         if reason:
             entry["reason"] = reason
@@ -95,14 +102,19 @@ def disparity(
     reference, reference_note = _reference(frame[primary], reference, group_values, primary)
 
     def rates_of(sub: pd.DataFrame) -> dict:
-        return category_rates(sub["_label"].tolist(), categories=cats, clusters=None if codes is None else sub["_cluster"].to_numpy())
+        return category_rates(
+            sub["_label"].tolist(), categories=cats, clusters=None if codes is None else sub["_cluster"].to_numpy()
+        )
 
     members = {g: frame[frame[primary] == g] for g in group_values}
     rates = {g: rates_of(members[g]) for g in group_values}
     counts = pd.DataFrame({g: {c: rates[g][c]["count"] for c in cats} for g in group_values}).T.loc[group_values, cats]
     chi = chi_square(frame, counts, cats, group_values, primary, clustered_by=codes is not None)
     ratios, family = rate_ratios(rates, members, reference, cats, clustered_by=codes is not None, adjust=adjust)
-    splits = {col: {g: {v: rates_of(sub) for v, sub in members[g].groupby(col, sort=True)} for g in group_values} for col in groups[1:]}
+    splits = {
+        col: {g: {v: rates_of(sub) for v, sub in members[g].groupby(col, sort=True)} for g in group_values}
+        for col in groups[1:]
+    }
     by_other = {col: {v: rates_of(sub) for v, sub in frame.groupby(col, sort=True)} for col in groups[1:]}
     return {
         "label_column": label,
@@ -131,27 +143,51 @@ def _reference(values: pd.Series, reference: str | None, group_values: list[str]
         largest = sorted(sizes[sizes == sizes.max()].index)
         note = f"{largest[0]}: the largest group (n = {int(sizes.max())}); pass --reference to choose"
         if len(largest) > 1:
-            note = (f"{largest[0]}: tied largest with {', '.join(largest[1:])} (n = {int(sizes.max())} each), first by name; "
-                    "the choice is arbitrary: pass --reference")
+            note = (
+                f"{largest[0]}: tied largest with {', '.join(largest[1:])} (n = {int(sizes.max())} each), first by "
+                "name; "
+                "the choice is arbitrary: pass --reference"
+            )
         return largest[0], note
     if str(reference) not in group_values:
-        raise UserError(f"--reference {clip(reference)} is not a value of {clip(primary)}; values: {short_list(group_values)}")
+        raise UserError(
+            f"--reference {clip(reference)} is not a value of {clip(primary)}; values: {short_list(group_values)}"
+        )
     return str(reference), f"--reference {reference} (given)"
 
 
-def chi_square(frame: pd.DataFrame, counts: pd.DataFrame, cats: list[str], group_values: list[str], primary: str, *, clustered_by: bool) -> dict:
+def chi_square(
+    frame: pd.DataFrame,
+    counts: pd.DataFrame,
+    cats: list[str],
+    group_values: list[str],
+    primary: str,
+    *,
+    clustered_by: bool,
+) -> dict:
     """Pearson's test of independence of group and category (categories with any count); with clusters,
     also the Rao-Scott second-order design-corrected test, which is then the one to read."""
     tested = [c for c in cats if counts[c].sum() > 0]
     # A group with no scored output (all unscored) is a row of zeros: its expected counts are zero and
     # chi2_contingency refuses the table. It says nothing about independence, so it sits the test out.
     groups = [g for g in group_values if counts.loc[g, tested].sum() > 0]
-    chi = {"statistic": None, "p_value": None, "dof": None, "categories_tested": tested, "min_expected": None,
-           "groups_without_scored_outputs": [g for g in group_values if g not in groups]}
+    chi = {
+        "statistic": None,
+        "p_value": None,
+        "dof": None,
+        "categories_tested": tested,
+        "min_expected": None,
+        "groups_without_scored_outputs": [g for g in group_values if g not in groups],
+    }
     if len(tested) < 2 or len(groups) < 2:
         return chi
     res = chi2_contingency(counts.loc[groups, tested].to_numpy())
-    chi.update(statistic=float(res.statistic), p_value=float(res.pvalue), dof=int(res.dof), min_expected=float(res.expected_freq.min()))
+    chi.update(
+        statistic=float(res.statistic),
+        p_value=float(res.pvalue),
+        dof=int(res.dof),
+        min_expected=float(res.expected_freq.min()),
+    )
     if clustered_by:
         scored = frame[frame["_label"].isin(tested)]
         rows = pd.Categorical(scored[primary], categories=groups).codes
@@ -184,8 +220,12 @@ def rate_ratios(rates: dict, members: dict, reference: str, cats: list[str], *, 
             cov = 0.0
             if clustered_by and g != reference:
                 a, b = members[g], members[reference]
-                cov = clustered.cross_cov((a["_label"] == c).to_numpy(float), a["_cluster"].to_numpy(),
-                                          (b["_label"] == c).to_numpy(float), b["_cluster"].to_numpy())
+                cov = clustered.cross_cov(
+                    (a["_label"] == c).to_numpy(float),
+                    a["_cluster"].to_numpy(),
+                    (b["_label"] == c).to_numpy(float),
+                    b["_cluster"].to_numpy(),
+                )
             raw[(g, c)] = _log_ratio(rates[g][c], rates[reference][c], cov, clustered_by=clustered_by)
     compared = [k for k, (ratio, se, _) in raw.items() if k[0] != reference and se is not None]
     family = Family.of(len(compared), enabled=adjust)
@@ -194,7 +234,9 @@ def rate_ratios(rates: dict, members: dict, reference: str, cats: list[str], *, 
         entry = {"ratio": _finite(ratio) if ratio is not None else None, "ci_low": None, "ci_high": None}
         if se is not None and ratio and g != reference:  # against itself: no interval to report
             half = clustered.t_quantile(family.interval_alpha, df) * se
-            entry.update(ci_low=_finite(math.exp(math.log(ratio) - half)), ci_high=_finite(math.exp(math.log(ratio) + half)))
+            entry.update(
+                ci_low=_finite(math.exp(math.log(ratio) - half)), ci_high=_finite(math.exp(math.log(ratio) + half))
+            )
         entry["estimable"] = rates[g][c]["estimable"] and rates[reference][c]["estimable"]
         ratios[g][c] = entry
     return ratios, family
@@ -210,7 +252,9 @@ def rate_cell(r: dict, digits: int = 3) -> str:
 
 def rates_table(rates: dict, categories: Sequence[str], *, digits: int = 3) -> pd.DataFrame:
     """Group x category table of 'rate [low, high]' strings ('not estimable' below the estimability rule)."""
-    return pd.DataFrame({c: {g: rate_cell(r[c], digits) for g, r in rates.items()} for c in categories}).loc[list(rates)]
+    return pd.DataFrame({c: {g: rate_cell(r[c], digits) for g, r in rates.items()} for c in categories}).loc[
+        list(rates)
+    ]
 
 
 def rate_matrix(rates: dict, categories: Sequence[str]) -> np.ndarray:

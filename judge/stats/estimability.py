@@ -23,14 +23,18 @@ on the design's effective sample size; PPI: half a pseudo-disagreement each way,
 A group below the rule is never dropped: it stays in every table and figure, marked not estimable
 with the reason, its numbers kept in the JSON beside ``estimable: false``, and a warning on stderr.
 """
+
 from __future__ import annotations
 
 MIN_LABELS = 5
 MIN_CLUSTERS = 5
 
-RULE = (f"a rate is estimable with at least {MIN_LABELS} labels in the group and, when outputs are clustered, "
-        f"at least {MIN_CLUSTERS} distinct clusters among them (a variance with at least {MIN_LABELS - 1} degrees of freedom); "
-        "decided from counts only, never from the outcomes")
+RULE = (
+    f"a rate is estimable with at least {MIN_LABELS} labels in the group and, when outputs are clustered, "
+    f"at least {MIN_CLUSTERS} distinct clusters among them (a variance with at least {MIN_LABELS - 1} degrees of "
+    "freedom); "
+    "decided from counts only, never from the outcomes"
+)
 
 
 def check(n_labels: int, n_clusters: int | None = None, *, what: str = "labels") -> str | None:

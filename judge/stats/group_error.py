@@ -13,6 +13,7 @@ With ``clusters`` (e.g. the prompt, when each prompt was sampled several times),
 cluster are resampled together, the paired interval is cluster-robust (CR1, Student t with G - 1
 degrees of freedom) and the Wilson intervals use the design effect's effective sample size.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,7 +95,9 @@ def rate_interval(hits: np.ndarray, totals: np.ndarray, *, clustered: bool, alph
     return {"rate": rate, "ci": (float(low), float(high)), "n_effective": n_eff}
 
 
-def paired_rate_difference(pred_in: np.ndarray, gold_in: np.ndarray, *, alpha: float = 0.05, clusters: np.ndarray | None = None) -> dict:
+def paired_rate_difference(
+    pred_in: np.ndarray, gold_in: np.ndarray, *, alpha: float = 0.05, clusters: np.ndarray | None = None
+) -> dict:
     """Judge rate minus human rate on the same items: the mean of d_i = 1[pred=c] - 1[gold=c], with a
     normal interval on the paired differences (they are not independent samples); with clusters, a
     cluster-robust (CR1) standard error and t with G - 1 degrees of freedom."""
@@ -133,21 +136,39 @@ def kappa_homogeneity(groups: dict[str, dict]) -> dict:
             left_out[g] = "no bootstrap standard error (--bootstrap 0, or no variation)"
         else:
             used[g] = (kappa, se)
-    test = {"method": "Fleiss' chi-square for equal kappas across groups, inverse-variance weights from the bootstrap SEs",
-            "statistic": None, "dof": None, "p_value": None, "pooled_kappa": None, "groups_tested": sorted(used), "groups_left_out": left_out}
+    test = {
+        "method": "Fleiss' chi-square for equal kappas across groups, inverse-variance weights from the bootstrap SEs",
+        "statistic": None,
+        "dof": None,
+        "p_value": None,
+        "pooled_kappa": None,
+        "groups_tested": sorted(used),
+        "groups_left_out": left_out,
+    }
     if len(used) < 2:
         return test
     kappa = np.array([v[0] for v in used.values()])
     weight = 1 / np.array([v[1] for v in used.values()]) ** 2
     pooled = float((weight * kappa).sum() / weight.sum())
     q = float((weight * (kappa - pooled) ** 2).sum())
-    return {**test, "statistic": q, "dof": len(used) - 1, "p_value": float(chi2.sf(q, len(used) - 1)), "pooled_kappa": pooled}
+    return {
+        **test,
+        "statistic": q,
+        "dof": len(used) - 1,
+        "p_value": float(chi2.sf(q, len(used) - 1)),
+        "pooled_kappa": pooled,
+    }
 
 
 def accuracy_test(table: list[list[int]]) -> dict:
     """Chi-square of independence on (correct, incorrect) x group: does the judge err more often on some groups?"""
-    test = {"method": "chi-square test of independence on (correct, incorrect) x group, scored outputs; compares accuracy, "
-                      "which a majority class inflates (see kappa_test for agreement)", "statistic": None, "p_value": None, "dof": None}
+    test = {
+        "method": "chi-square test of independence on (correct, incorrect) x group, scored outputs; compares accuracy, "
+        "which a majority class inflates (see kappa_test for agreement)",
+        "statistic": None,
+        "p_value": None,
+        "dof": None,
+    }
     counts = np.array(table)
     if len(counts) >= 2 and counts.sum(axis=0).min() > 0:
         res = chi2_contingency(counts)
@@ -155,8 +176,16 @@ def accuracy_test(table: list[list[int]]) -> dict:
     return test
 
 
-def category_errors(per_cluster: np.ndarray, gold_in: np.ndarray, pred_in: np.ndarray, c: int, *, clustered: bool,
-                    clusters: np.ndarray | None, alpha: float) -> dict:
+def category_errors(
+    per_cluster: np.ndarray,
+    gold_in: np.ndarray,
+    pred_in: np.ndarray,
+    c: int,
+    *,
+    clustered: bool,
+    clusters: np.ndarray | None,
+    alpha: float,
+) -> dict:
     """One category within one group: rates, FPR/FNR with intervals, judge minus human."""
     n = len(gold_in)
     in_gold = per_cluster[:, c, :].sum(axis=1)
@@ -169,9 +198,13 @@ def category_errors(per_cluster: np.ndarray, gold_in: np.ndarray, pred_in: np.nd
     return {
         "human_rate": float(gold_in.mean()) if n else None,
         "judge_rate": float(pred_in.mean()) if n else None,
-        "false_positive_rate": fpr["rate"], "false_positive_ci": fpr["ci"],
-        "false_negative_rate": fnr["rate"], "false_negative_ci": fnr["ci"],
-        "judge_minus_human": paired_rate_difference(pred_in, gold_in, alpha=alpha, clusters=clusters if clustered else None),
+        "false_positive_rate": fpr["rate"],
+        "false_positive_ci": fpr["ci"],
+        "false_negative_rate": fnr["rate"],
+        "false_negative_ci": fnr["ci"],
+        "judge_minus_human": paired_rate_difference(
+            pred_in, gold_in, alpha=alpha, clusters=clusters if clustered else None
+        ),
     }
 
 
@@ -195,7 +228,11 @@ def judge_error_by_group(
     gold = np.asarray(list(gold), dtype=object)
     pred = np.asarray(list(pred), dtype=object)
     groups = np.asarray([str(g) for g in groups], dtype=object)
-    units = np.asarray([str(c) for c in clusters], dtype=object) if clusters is not None else np.arange(len(gold)).astype(str)
+    units = (
+        np.asarray([str(c) for c in clusters], dtype=object)
+        if clusters is not None
+        else np.arange(len(gold)).astype(str)
+    )
     rng = np.random.default_rng(seed)
     per_group, table = {}, []
     for g in sorted(set(groups)):
@@ -218,16 +255,22 @@ def judge_error_by_group(
             "cohen_kappa_ci": interval["ci"],
             "cohen_kappa_se": interval["se"],
             "accuracy": correct / n if n else float("nan"),
-            "categories": {c: category_errors(per_cluster, gi == j, pi == j, j, clustered=clustered, clusters=units[scored], alpha=alpha)
-                           for j, c in enumerate(labels)},
+            "categories": {
+                c: category_errors(
+                    per_cluster, gi == j, pi == j, j, clustered=clustered, clusters=units[scored], alpha=alpha
+                )
+                for j, c in enumerate(labels)
+            },
         }
     unit = "clusters (whole clusters resampled)" if clusters is not None else "items"
     return {
         "alpha": alpha,
         "intervals": {
             "kappa": f"percentile bootstrap over {unit}, {n_boot} resamples, seed {seed}",
-            "false_positive_negative_rates": "Wilson score" + (" on the effective n (n / design effect)" if clusters is not None else ""),
-            "judge_minus_human": "paired, " + ("cluster-robust (CR1) SE, t with clusters - 1 dof" if clusters is not None else "normal"),
+            "false_positive_negative_rates": "Wilson score"
+            + (" on the effective n (n / design effect)" if clusters is not None else ""),
+            "judge_minus_human": "paired, "
+            + ("cluster-robust (CR1) SE, t with clusters - 1 dof" if clusters is not None else "normal"),
         },
         "groups": per_group,
         "kappa_test": kappa_homogeneity(per_group),

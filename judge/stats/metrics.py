@@ -4,6 +4,7 @@ Every function takes an explicit ``labels=`` list so a category absent from the 
 row and a column: a table never silently shrinks. Predictions equal to ``unscored`` are excluded
 from the agreement statistics and counted separately.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -43,11 +44,20 @@ def krippendorff_alpha(ratings: Sequence[Sequence[str | None]], *, labels: Seque
     with warnings.catch_warnings():
         # All values equal -> no expected disagreement -> alpha undefined (nan), which we report as such.
         warnings.simplefilter("ignore", RuntimeWarning)
-        return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(labels)))))
+        return float(
+            krippendorff.alpha(
+                reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(labels)))
+            )
+        )
 
 
 def bootstrap_ci(
-    statistic: Callable[[np.ndarray], float], n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
     clusters: Sequence | None = None,
 ) -> tuple[float, float]:
     """Percentile interval of ``statistic(indices)`` over items resampled with replacement; with
@@ -90,6 +100,7 @@ def cluster_resampler(clusters: Sequence) -> Callable[[np.random.Generator], np.
 
     def draw(rng: np.random.Generator) -> np.ndarray:
         return np.concatenate([members[j] for j in rng.integers(0, len(members), size=len(members))])
+
     return draw
 
 
@@ -102,8 +113,9 @@ def resample_draws(n_units: int, *, n_boot: int, seed: int) -> Iterator[np.ndarr
         yield rng.integers(0, n_units, size=n_units)
 
 
-def bootstrap_counts(codes: Sequence[int], *, n_codes: int, n_boot: int, seed: int,
-                     clusters: Sequence | None = None) -> np.ndarray:
+def bootstrap_counts(
+    codes: Sequence[int], *, n_codes: int, n_boot: int, seed: int, clusters: Sequence | None = None
+) -> np.ndarray:
     """How many items of each code (0..n_codes-1, e.g. gold * K + pred for a confusion matrix) every
     bootstrap resample holds: integers, shape (n_boot, n_codes), the resamples of ``resample_draws``
     (items, or with ``clusters`` whole clusters).
@@ -279,7 +291,11 @@ def agreement(
 
     everything = np.arange(n_scored)
     matrix_labels = labels + [UNSCORED]
-    confusion = confusion_matrix(gold, pred, labels=matrix_labels)[: len(labels)] if len(gold) else np.zeros((len(labels), len(matrix_labels)), int)
+    confusion = (
+        confusion_matrix(gold, pred, labels=matrix_labels)[: len(labels)]
+        if len(gold)
+        else np.zeros((len(labels), len(matrix_labels)), int)
+    )
     result = {
         "n": int(len(gold)),
         "n_scored": n_scored,
@@ -299,8 +315,16 @@ def agreement(
         "ci": {
             "level": level,
             "method": bootstrap_method(n_boot, seed, clusters=scored_clusters),
-            **agreement_intervals(g, p, labels=labels, f1_labels=f1_labels, n_boot=n_boot, seed=seed, level=level,
-                                  clusters=scored_clusters),
+            **agreement_intervals(
+                g,
+                p,
+                labels=labels,
+                f1_labels=f1_labels,
+                n_boot=n_boot,
+                seed=seed,
+                level=level,
+                clusters=scored_clusters,
+            ),
         },
     }
     if annotators:
@@ -309,11 +333,16 @@ def agreement(
         result["annotators"] = {
             "alpha_among_humans": krippendorff_alpha(list(humans.values()), labels=labels),
             # The judge joins the humans once; a --pred column that is also an annotator is not counted twice.
-            "alpha_with_judge": krippendorff_alpha([*(v for k, v in humans.items() if k != pred_name), [v if v != UNSCORED else None for v in pred]], labels=labels),
+            "alpha_with_judge": krippendorff_alpha(
+                [*(v for k, v in humans.items() if k != pred_name), [v if v != UNSCORED else None for v in pred]],
+                labels=labels,
+            ),
             "pairwise_kappa": {k: v["kappa"] for k, v in pairs["pairwise_kappa"].items()},
             "kappa_vs_gold": {
                 name: cohen_kappa(
-                    [gl for gl, v in zip(gold, vals) if v is not None], [v for v in vals if v is not None], labels=labels
+                    [gl for gl, v in zip(gold, vals) if v is not None],
+                    [v for v in vals if v is not None],
+                    labels=labels,
                 )
                 for name, vals in humans.items()
             },
@@ -322,8 +351,15 @@ def agreement(
 
 
 def agreement_intervals(
-    gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str], f1_labels: Sequence[str], n_boot: int = 1000,
-    seed: int = 0, level: float = 0.95, clusters: Sequence | None = None,
+    gold: Sequence[str],
+    pred: Sequence[str],
+    *,
+    labels: Sequence[str],
+    f1_labels: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Bootstrap intervals of Cohen's kappa, nominal Krippendorff's alpha and macro-F1 (over ``f1_labels``)
     of ``pred`` against ``gold``, all three from one confusion matrix per resample.
@@ -396,9 +432,19 @@ def annotator_agreement(
         both = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
         x = np.asarray([a[i] for i in both], dtype=object)
         y = np.asarray([b[i] for i in both], dtype=object)
-        return {"n": len(both), "kappa": cohen_kappa(x, y, labels=labels) if both else float("nan"),
-                "ci": pair_kappa_interval(x, y, labels=labels, n_boot=n_boot, seed=seed, level=level,
-                                          clusters=None if clusters is None else [clusters[i] for i in both])}
+        return {
+            "n": len(both),
+            "kappa": cohen_kappa(x, y, labels=labels) if both else float("nan"),
+            "ci": pair_kappa_interval(
+                x,
+                y,
+                labels=labels,
+                n_boot=n_boot,
+                seed=seed,
+                level=level,
+                clusters=None if clusters is None else [clusters[i] for i in both],
+            ),
+        }
 
     result = {
         "annotators": names,
@@ -406,7 +452,11 @@ def annotator_agreement(
         "labels_per_annotator": {n: sum(v is not None for v in annotators[n]) for n in names},
         "krippendorff_alpha": alpha_at(np.arange(n_items)),
         "krippendorff_alpha_ci": alpha_interval(),
-        "pairwise_kappa": {f"{a} vs {b}": kappa_between(annotators[a], annotators[b]) for i, a in enumerate(names) for b in names[i + 1 :]},
+        "pairwise_kappa": {
+            f"{a} vs {b}": kappa_between(annotators[a], annotators[b])
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        },
         "bootstrap": bootstrap_method(n_boot, seed, clusters=clusters),
     }
     if gold is not None:
@@ -415,8 +465,14 @@ def annotator_agreement(
 
 
 def pair_kappa_interval(
-    a: Sequence[str], b: Sequence[str], *, labels: Sequence[str], n_boot: int = 1000, seed: int = 0,
-    level: float = 0.95, clusters: Sequence | None = None,
+    a: Sequence[str],
+    b: Sequence[str],
+    *,
+    labels: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    clusters: Sequence | None = None,
 ) -> tuple[float, float]:
     """Bootstrap interval of Cohen's kappa between two raters of the same items, from one confusion
     matrix per resample (``bootstrap_ci``'s resamples); items where either gave a value outside ``labels``
@@ -427,8 +483,9 @@ def pair_kappa_interval(
     index = {c: i for i, c in enumerate(labels)}
     k = len(labels)
     # an item outside the labels gets code k * k, a column of its own that the K x K matrix leaves out
-    codes = np.array([index[x] * k + index[y] if x in index and y in index else k * k for x, y in zip(a, b)],
-                     dtype=np.int64)
+    codes = np.array(
+        [index[x] * k + index[y] if x in index and y in index else k * k for x, y in zip(a, b)], dtype=np.int64
+    )
     counts = bootstrap_counts(codes, n_codes=k * k + 1, n_boot=n_boot, seed=seed, clusters=clusters)
     return percentile_interval(kappa_from_confusion(counts[:, : k * k].reshape(n_boot, k, k)), level=level)
 

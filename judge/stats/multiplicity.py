@@ -8,6 +8,7 @@ family-wise error rate, uniformly more powerful than Bonferroni; statsmodels' ``
 Holm rejects everything whose Bonferroni interval excludes 0, and may reject a few more. ``--no-adjust``
 gives marginal intervals and raw p-values; the table says which it shows.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,15 +36,23 @@ class Family:
     def describe(self, *, p_values: bool = True) -> str:
         level = int(round(100 * (1 - self.alpha)))
         if self.adjusted:
-            return (f"{level}% simultaneous intervals over the table's m = {self.m} comparisons (Bonferroni: each at "
-                    f"{100 * (1 - self.interval_alpha):.2f}%)" + (", p-values Holm-adjusted" if p_values else "")
-                    + "; --no-adjust for marginal ones")
+            return (
+                f"{level}% simultaneous intervals over the table's m = {self.m} comparisons (Bonferroni: each at "
+                f"{100 * (1 - self.interval_alpha):.2f}%)"
+                + (", p-values Holm-adjusted" if p_values else "")
+                + "; --no-adjust for marginal ones"
+            )
         why = "--no-adjust" if self.m > ADJUST_ABOVE else f"m = {self.m} comparisons, at most {ADJUST_ABOVE}"
         return f"{level}% marginal intervals" + (" and unadjusted p-values" if p_values else "") + f" ({why})"
 
     def as_dict(self, *, p_values: bool = True) -> dict:
-        out = {"m": self.m, "adjusted": self.adjusted, "intervals": "Bonferroni simultaneous" if self.adjusted else "marginal",
-               "interval_alpha": self.interval_alpha, "note": self.describe(p_values=p_values)}
+        out = {
+            "m": self.m,
+            "adjusted": self.adjusted,
+            "intervals": "Bonferroni simultaneous" if self.adjusted else "marginal",
+            "interval_alpha": self.interval_alpha,
+            "note": self.describe(p_values=p_values),
+        }
         if p_values:
             out["p_values"] = "Holm" if self.adjusted else "unadjusted"
         return out

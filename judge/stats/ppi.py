@@ -51,6 +51,7 @@ reported as estimates.
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
 dicts with 95% intervals unless ``alpha`` says otherwise.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,9 @@ from judge.stats import clustered, estimability
 from judge.stats.disparity import wilson_interval
 
 SIMPLE_RANDOM, POISSON, STRATIFIED = "simple random", "independent inclusion (Poisson)", "stratified simple random"
-_NO_STRATUM = "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's
+_NO_STRATUM = (
+    "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's
+)
 
 
 def _z(alpha: float) -> float:
@@ -110,7 +113,9 @@ class Design:
         else:
             spread = pd.Series(pi[labelled]).groupby(codes[labelled]).agg(lambda p: p.max() - p.min())
             if (spread > 1e-9).any():
-                raise ValueError("inclusion probabilities differ within a stratum: not a stratified simple random sample")
+                raise ValueError(
+                    "inclusion probabilities differ within a stratum: not a stratified simple random sample"
+                )
         return cls(kind, labelled, pi, codes)
 
     def cov(self, u: np.ndarray, v: np.ndarray, domain: np.ndarray) -> float:
@@ -182,8 +187,17 @@ def cluster_scores(y, f, domain, design: Design, lam: float, clusters: np.ndarra
     return score, involved
 
 
-def design_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True,
-                clusters: np.ndarray | None = None) -> dict:
+def design_rate(
+    y,
+    f,
+    domain,
+    design: Design,
+    *,
+    lam: float | None = 1.0,
+    alpha: float = 0.05,
+    small_sample: bool = True,
+    clusters: np.ndarray | None = None,
+) -> dict:
     """The difference estimate of the human rate in ``domain``, its standard error and interval.
 
     ``y`` (human indicators, read where ``design.labelled``) and ``f`` (the judge's) have one entry per
@@ -215,8 +229,15 @@ def design_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha:
         df = clustered.n_clusters(clusters, lab) - 1
     se = math.sqrt(variance + m * _pseudo(lam) / big_n**2)
     half = (clustered.t_quantile(alpha, df) if small_sample and df >= 1 else _z(alpha)) * se
-    return {"rate": rate, "ci": (max(0.0, rate - half), min(1.0, rate + half)), "se": se, "lambda": float(lam), "df": int(df),
-            "half_width": half, "design_variance": variance}
+    return {
+        "rate": rate,
+        "ci": (max(0.0, rate - half), min(1.0, rate + half)),
+        "se": se,
+        "lambda": float(lam),
+        "df": int(df),
+        "half_width": half,
+        "design_variance": variance,
+    }
 
 
 def _width(ci: tuple[float | None, float | None]) -> float | None:
@@ -252,7 +273,10 @@ def bounded(entry: dict, *, low: float = 0.0, high: float = 1.0, key: str = "rat
     if value != raw:
         notes.append(f"estimate {raw:.3f} clipped to {value:g}")
     elif ci != tuple(raw_ci):
-        notes.append("interval clipped at " + " and ".join(f"{b:g}" for b, hit in ((low, ci[0] != raw_ci[0]), (high, ci[1] != raw_ci[1])) if hit))
+        notes.append(
+            "interval clipped at "
+            + " and ".join(f"{b:g}" for b, hit in ((low, ci[0] != raw_ci[0]), (high, ci[1] != raw_ci[1])) if hit)
+        )
     out = {**entry, key: value, "ci": ci, "clipped": "; ".join(notes) or None}
     if value != raw:
         out[f"{key}_unclipped"] = raw
@@ -274,18 +298,31 @@ def _judge_rate(f, domain, alpha: float, clusters: np.ndarray | None) -> dict:
 
 def _human_only(y, f, domain, design, *, alpha: float, small_sample: bool, clusters) -> dict:
     """The human labels alone (lambda 0), with a Korn-Graubard interval: it cannot collapse to zero width."""
-    entry = bounded(design_rate(y, f, domain, design, lam=0.0, alpha=alpha, small_sample=small_sample, clusters=clusters))
+    entry = bounded(
+        design_rate(y, f, domain, design, lam=0.0, alpha=alpha, small_sample=small_sample, clusters=clusters)
+    )
     n = int((design.labelled & domain).sum())
     entry["ci"] = clustered.korn_graubard(entry["rate"], entry["design_variance"], n, df=entry["df"], alpha=alpha)
     entry["interval"] = "Korn-Graubard (Clopper-Pearson on the effective sample size)"
     # the interval lies in [0, 1] by construction: only a clipped estimate is worth a note
-    entry["clipped"] = f"estimate {entry['rate_unclipped']:.3f} clipped to {entry['rate']:g}" if "rate_unclipped" in entry else None
+    entry["clipped"] = (
+        f"estimate {entry['rate_unclipped']:.3f} clipped to {entry['rate']:g}" if "rate_unclipped" in entry else None
+    )
     entry.pop("outside", None)
     return entry
 
 
-def group_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: float = 0.05, small_sample: bool = True,
-               clusters: np.ndarray | None = None) -> dict:
+def group_rate(
+    y,
+    f,
+    domain,
+    design: Design,
+    *,
+    lam: float | None = 1.0,
+    alpha: float = 0.05,
+    small_sample: bool = True,
+    clusters: np.ndarray | None = None,
+) -> dict:
     """Rate of one category in one group: judge only, human only and PPI, side by side, and whether the
     estimability rule (judge.stats.estimability) holds for the group's human labels."""
     domain = np.asarray(domain, dtype=bool)
@@ -303,7 +340,9 @@ def group_rate(y, f, domain, design: Design, *, lam: float | None = 1.0, alpha: 
         out["ppi"] = {**out["human_only"], "lambda": 0.0}
         out["note"] = "every output of this group is human-labelled: PPI is the human rate"
     else:
-        out["ppi"] = bounded(design_rate(y, f, domain, design, lam=lam, alpha=alpha, small_sample=small_sample, clusters=clusters))
+        out["ppi"] = bounded(
+            design_rate(y, f, domain, design, lam=lam, alpha=alpha, small_sample=small_sample, clusters=clusters)
+        )
         if out["ppi"].get("outside") and reason is None:
             reason = "the PPI interval lies wholly outside [0, 1] (the correction overshoots: too few labels for this category)"
     out["effective_n"] = effective_n(n, _se_ci(out["human_only"]), _se_ci(out["ppi"]))
@@ -371,15 +410,26 @@ def ppi_gap(group: dict, reference: dict, *, alpha: float = 0.05, cov: dict | No
     freedom, clipped to [-1, 1].
     """
     cov = cov or {}
-    out = {"n_human": group["n_human"] + reference["n_human"], "n_judge_only": group["n_judge_only"] + reference["n_judge_only"]}
+    out = {
+        "n_human": group["n_human"] + reference["n_human"],
+        "n_judge_only": group["n_judge_only"] + reference["n_judge_only"],
+    }
     ng, nr = group["n_human"] + group["n_judge_only"], reference["n_human"] + reference["n_judge_only"]
-    out["judge_only"] = _difference(_judge_entry(group["judge_only"], ng), _judge_entry(reference["judge_only"], nr), alpha=alpha,
-                                    cov=cov.get("judge_only", 0.0))
+    out["judge_only"] = _difference(
+        _judge_entry(group["judge_only"], ng),
+        _judge_entry(reference["judge_only"], nr),
+        alpha=alpha,
+        cov=cov.get("judge_only", 0.0),
+    )
     if "ppi" not in group or "ppi" not in reference:
         return {**out, "estimable": False, "reason": _gap_reason(group, reference)}
-    out["human_only"] = _difference(group["human_only"], reference["human_only"], alpha=alpha, cov=cov.get("human_only", 0.0))
+    out["human_only"] = _difference(
+        group["human_only"], reference["human_only"], alpha=alpha, cov=cov.get("human_only", 0.0)
+    )
     out["ppi"] = _difference(group["ppi"], reference["ppi"], alpha=alpha, cov=cov.get("ppi", 0.0))
-    out["effective_n"] = effective_n(out["n_human"], _se_ci({**out["human_only"], "rate": 0.0}), _se_ci({**out["ppi"], "rate": 0.0}))
+    out["effective_n"] = effective_n(
+        out["n_human"], _se_ci({**out["human_only"], "rate": 0.0}), _se_ci({**out["ppi"], "rate": 0.0})
+    )
     out["estimable"] = group["estimable"] and reference["estimable"]
     if not out["estimable"]:
         out["reason"] = _gap_reason(group, reference)
@@ -393,7 +443,12 @@ def _gap_reason(group: dict, reference: dict) -> str:
 
 def _gap_covariances(y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict) -> dict:
     """Each method's covariance between the group's and the reference's estimates (0 without shared clusters)."""
-    if codes is None or "ppi" not in rate_g or "ppi" not in rate_r or not len(np.intersect1d(codes[dom_g], codes[dom_r])):
+    if (
+        codes is None
+        or "ppi" not in rate_g
+        or "ppi" not in rate_r
+        or not len(np.intersect1d(codes[dom_g], codes[dom_r]))
+    ):
         return {}
     out = {"judge_only": clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])}
     for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
@@ -443,7 +498,9 @@ def ppi_by_group(
         domain = (groups == g) & scored
         rates[g] = {}
         for c in categories:
-            rates[g][c] = group_rate(human == c, judge_labels == c, domain, design, lam=lam, alpha=alpha, clusters=codes)
+            rates[g][c] = group_rate(
+                human == c, judge_labels == c, domain, design, lam=lam, alpha=alpha, clusters=codes
+            )
             rates[g][c]["n_unscored"] = int(((groups == g) & ~scored).sum())
         first = rates[g][categories[0]]
         rule = estimability.check(first["n_human"], first.get("n_clusters_human"), what="human labels")
@@ -461,16 +518,24 @@ def ppi_by_group(
                 y, f = (human == c).astype(float), (judge_labels == c).astype(float)
                 cov = _gap_covariances(y, f, dom_g, dom_r, design, codes, rates[g][c], rates[reference][c])
                 gaps[g][c] = ppi_gap(rates[g][c], rates[reference][c], alpha=alpha, cov=cov)
-    variance = ("cluster-robust (CR1) variance of the pseudo-outcomes over clusters, t with G - 1 degrees of freedom (G: clusters "
-                "holding a human label)" if codes is not None else "design variance, t with n - 1 degrees of freedom")
+    variance = (
+        "cluster-robust (CR1) variance of the pseudo-outcomes over clusters, t with G - 1 degrees of freedom (G: "
+        "clusters "
+        "holding a human label)"
+        if codes is not None
+        else "design variance, t with n - 1 degrees of freedom"
+    )
     return {
         "lambda": "tuned per group and category (design variance)" if lam is None else lam,
         "design": design.kind,
         "clustered": codes is not None,
-        "method": "difference estimator, Horvitz-Thompson weighted (judge mean over all the group's outputs + inverse-probability "
-        f"weighted human correction), {variance}, with half a pseudo-disagreement each way (Agresti-Min); estimates and "
+        "method": "difference estimator, Horvitz-Thompson weighted (judge mean over all the group's outputs + "
+        "inverse-probability "
+        f"weighted human correction), {variance}, with half a pseudo-disagreement each way (Agresti-Min); estimates "
+        "and "
         "intervals clipped to [0, 1] (said where it happens); gaps: difference of the two group estimates, t with "
-        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the same estimator at lambda = 0 with a "
+        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the same estimator at lambda = 0 with "
+        "a "
         "Korn-Graubard interval; judge-only: Wilson (rates) / Wald (gaps) on judge labels, clustered when outputs are",
         "estimability": estimability.RULE,
         "alpha": alpha,

@@ -7,6 +7,7 @@ directory (lora, tfidf) are shipped as folders, the others (the rules) are code.
 a judge inside the ensemble's own directory: never a folder elsewhere, never the ensemble itself,
 never another ensemble, so loading one cannot leave the directory or recurse.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,12 +50,24 @@ class Settings(BaseModel):
     def _a_folder_per_trained_member(self):
         trained = {m for m in self.members if m in trained_members()}
         if set(self.member_dirs) != trained:
-            raise ValueError(f"member_dirs must name a folder for each of {', '.join(sorted(trained)) or 'no member'} and nothing else")
+            raise ValueError(
+                f"member_dirs must name a folder for each of {', '.join(sorted(trained)) or 'no member'} and nothing "
+                "else"
+            )
         return self
 
 
-def save(directory: Path, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *, members: list[str], labels: list[str], C: float,
-         temperature: float, member_weights: dict[str, float], mask_names: bool) -> None:
+def save(
+    directory: Path,
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    members: list[str],
+    labels: list[str],
+    C: float,
+    temperature: float,
+    member_weights: dict[str, float],
+    mask_names: bool,
+) -> None:
     """stacker.safetensors (coef, intercept, classes) and judge.json of an ensemble whose members are written already."""
     from safetensors.numpy import save_file
 
@@ -62,12 +75,18 @@ def save(directory: Path, weights: tuple[np.ndarray, np.ndarray, np.ndarray], *,
 
     coef, intercept, classes = weights
     save_file({"coef": coef, "intercept": intercept, "classes": classes}, str(Path(directory) / STACKER_FILE))
-    write_settings(directory, {
-        "kind": "ensemble", "members": members, "member_dirs": {m: f"members/{m}" for m in members if m in trained_members()},
-        "features": [f"{m}:{c}" for m in members for c in labels],
-        "stacker": {"model": "multinomial logistic regression", "C": C, "temperature": temperature},
-        "member_weights": member_weights, "mask_names": mask_names,
-    })
+    write_settings(
+        directory,
+        {
+            "kind": "ensemble",
+            "members": members,
+            "member_dirs": {m: f"members/{m}" for m in members if m in trained_members()},
+            "features": [f"{m}:{c}" for m in members for c in labels],
+            "stacker": {"model": "multinomial logistic regression", "C": C, "temperature": temperature},
+            "member_weights": member_weights,
+            "mask_names": mask_names,
+        },
+    )
 
 
 def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, Path]:
@@ -80,13 +99,18 @@ def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, 
             continue
         relative = meta["member_dirs"][name]
         if not inside(relative):
-            raise UserError(f"{where}: member {name}'s folder {cut(relative, 60)!r} is not a folder inside the ensemble "
-                            f"(members/{name}); {RETRAIN}")
+            raise UserError(
+                f"{where}: member {name}'s folder {cut(relative, 60)!r} is not a folder inside the ensemble "
+                f"(members/{name}); {RETRAIN}"
+            )
         folder = directory / relative
         kind = _kind_of(folder / JUDGE_JSON, where=where)
         if kind != name:
-            raise UserError(f"{where}: member {name} ({cut(relative, 40)}) holds {'an' if kind[:1] in 'aeiou' else 'a'} {cut(kind, 20)} judge, "
-                            f"not a {name} one; {RETRAIN}")
+            raise UserError(
+                f"{where}: member {name} ({cut(relative, 40)}) holds {'an' if kind[:1] in 'aeiou' else 'a'} "
+                f"{cut(kind, 20)} judge, "
+                f"not a {name} one; {RETRAIN}"
+            )
         out[name] = folder
     return out
 
@@ -99,7 +123,9 @@ def precision_directory(arg: str) -> Path | None:
     from judge.kinds.spec import resolve
 
     directory = Path(arg)
-    for name, folder in member_directories(directory, verify(directory), where=f"judge directory {display_name(directory)}").items():
+    for name, folder in member_directories(
+        directory, verify(directory), where=f"judge directory {display_name(directory)}"
+    ).items():
         find = resolve(spec_of(name).precision_directory)
         found = find(str(folder)) if find else None
         if found is not None:
@@ -116,7 +142,9 @@ def _kind_of(path: Path, *, where: str) -> str:
     return str(meta.get("kind")) if isinstance(meta, dict) else "unreadable"
 
 
-def read_stacker(directory: Path, *, n_members: int, n_labels: int, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_stacker(
+    directory: Path, *, n_members: int, n_labels: int, where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(coef, intercept, classes), checked by header, then by value."""
     headers = tensor_headers(directory / STACKER_FILE, where=where)
     only_tensors(headers, ("coef", "intercept", "classes"), where=where, file=STACKER_FILE)
@@ -127,7 +155,9 @@ def read_stacker(directory: Path, *, n_members: int, n_labels: int, where: str) 
     arrays = finite_arrays(directory / STACKER_FILE, where=where)
     classes = arrays["classes"]
     if n_classes < 2 or len(np.unique(classes)) != n_classes or classes.min() < 0 or classes.max() >= n_labels:
-        raise UserError(f"{where}: {STACKER_FILE} classes must be two or more distinct class numbers below {n_labels}; {RETRAIN}")
+        raise UserError(
+            f"{where}: {STACKER_FILE} classes must be two or more distinct class numbers below {n_labels}; {RETRAIN}"
+        )
     return arrays["coef"], arrays["intercept"], classes.astype(int)
 
 
@@ -136,11 +166,16 @@ def _class_count(headers: dict, where: str) -> int:
         raise UserError(f"{where}: {STACKER_FILE} has no classes array; {RETRAIN}")
     dtype, shape = headers["classes"]
     if dtype != "int64" or len(shape) != 1 or shape[0] < 2:
-        raise UserError(f"{where}: {STACKER_FILE}: classes is {dtype} of shape {shape}, expected int64 of shape (n,) with n >= 2; {RETRAIN}")
+        raise UserError(
+            f"{where}: {STACKER_FILE}: classes is {dtype} of shape {shape}, expected int64 of shape (n,) with n >= 2; "
+            f"{RETRAIN}"
+        )
     return shape[0]
 
 
-def stacker_probabilities(model_or_weights, features: np.ndarray, n_classes: int, *, temperature: float = 1.0) -> np.ndarray:
+def stacker_probabilities(
+    model_or_weights, features: np.ndarray, n_classes: int, *, temperature: float = 1.0
+) -> np.ndarray:
     """Probabilities over all classes (a class the stacker never saw gets 0), scores divided by ``temperature``."""
     coef, intercept, classes = model_or_weights
     scores = features @ coef.T + intercept

@@ -1,4 +1,5 @@
 """The stacked ensemble (``judge.train --kind ensemble``): members' probabilities -> a stacker."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,9 +42,15 @@ class EnsembleJudge(Judge):
         for name in self.meta["members"]:
             self.members[name] = load_kind(name, str(folders.get(name, "")), member_options, self.taxonomy)
             if sorted(self.members[name].taxonomy.labels) != sorted(self.labels):
-                raise UserError(f"{where}: member {name} was trained on other labels than the ensemble; retrain the judge")
-        self.coef, self.intercept, self.classes = read_stacker(directory, n_members=len(self.members), n_labels=len(self.labels), where=where)
-        self.temperature = self.meta.get("stacker", {}).get("temperature", 1.0)  # 1.0 for ensembles trained before it was fitted
+                raise UserError(
+                    f"{where}: member {name} was trained on other labels than the ensemble; retrain the judge"
+                )
+        self.coef, self.intercept, self.classes = read_stacker(
+            directory, n_members=len(self.members), n_labels=len(self.labels), where=where
+        )
+        self.temperature = self.meta.get("stacker", {}).get(
+            "temperature", 1.0
+        )  # 1.0 for ensembles trained before it was fitted
 
     def sort_key(self, item: Item) -> int:
         return next(iter(self.members.values())).sort_key(item)
@@ -61,11 +68,22 @@ class EnsembleJudge(Judge):
                 out[i] = Judgement.unscored(f"member {name}: {j.reason or 'no probabilities'}", raw=j.raw)
                 rows.append(np.zeros(self.coef.shape[1]))
                 continue
-            rows.append(np.concatenate([[j[i].probabilities.get(c, 0.0) for c in self.labels] for j in per_member.values()]))
-        probs = stacker_probabilities((self.coef, self.intercept, self.classes), np.array(rows), len(self.labels), temperature=self.temperature)
-        return [o if o is not None else Judgement.from_probabilities({c: float(p) for c, p in zip(self.labels, row)})
-                for o, row in zip(out, probs)]
+            rows.append(
+                np.concatenate([[j[i].probabilities.get(c, 0.0) for c in self.labels] for j in per_member.values()])
+            )
+        probs = stacker_probabilities(
+            (self.coef, self.intercept, self.classes), np.array(rows), len(self.labels), temperature=self.temperature
+        )
+        return [
+            o if o is not None else Judgement.from_probabilities({c: float(p) for c, p in zip(self.labels, row)})
+            for o, row in zip(out, probs)
+        ]
 
     def describe(self) -> dict:
-        return {**super().describe(), "directory": str(self.directory), "members": {n: j.describe() for n, j in self.members.items()},
-                "member_weights": self.meta.get("member_weights"), "stacker_temperature": self.temperature}
+        return {
+            **super().describe(),
+            "directory": str(self.directory),
+            "members": {n: j.describe() for n, j in self.members.items()},
+            "member_weights": self.meta.get("member_weights"),
+            "stacker_temperature": self.temperature,
+        }

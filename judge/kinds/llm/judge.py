@@ -8,6 +8,7 @@ Two ways to get there, both constrained to the taxonomy:
   ``rationale=True`` a JSON object ``{rationale, label}`` whose label is a ``Literal``. Probabilities
   still come from scoring. A generation that cannot be parsed is recorded as unscored with the raw text.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,7 +38,9 @@ ITEM_MARK = "\u0000ITEM\u0000"
 def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "LLMJudge":
     from judge.core.taxonomy import load_taxonomy
 
-    settings = {k: v for k, v in vars(options).items() if k != "label_map"}  # the map reaches the judge inside its taxonomy
+    settings = {
+        k: v for k, v in vars(options).items() if k != "label_map"
+    }  # the map reaches the judge inside its taxonomy
     return LLMJudge(model=arg or None, taxonomy=taxonomy or load_taxonomy("chehbouni2024"), **settings)
 
 
@@ -51,11 +54,19 @@ def load_template(path: str | Path | None) -> dict[str, str]:
     from judge.core.yaml_data import load_yaml
 
     data = load_yaml(read_text(path, what="prompt template"), source=f"prompt template {path.name}")
-    if not isinstance(data, dict) or not {"system", "user"} <= set(data) or not all(isinstance(data[k], str) for k in ("system", "user")):
+    if (
+        not isinstance(data, dict)
+        or not {"system", "user"} <= set(data)
+        or not all(isinstance(data[k], str) for k in ("system", "user"))
+    ):
         raise UserError(f"prompt template {path} needs 'system' and 'user' entries holding text")
     if "{response}" not in data["user"]:
         raise UserError(f"prompt template {path}: the user part must contain {{response}}")
-    check_format_template(data["system"], {"taxonomy_description", "categories", "labels", "examples"}, what=f"prompt template {path} (system)")
+    check_format_template(
+        data["system"],
+        {"taxonomy_description", "categories", "labels", "examples"},
+        what=f"prompt template {path} (system)",
+    )
     check_format_template(data["user"], {"prompt", "response"}, what=f"prompt template {path} (user)")
     return {"system": data["system"], "user": data["user"], "path": str(path), "sha256": file_sha256(path)}
 
@@ -68,17 +79,34 @@ def clip(text: str, limit: int) -> str:
 class ExamplePicker:
     """K labelled examples per category: seeded (the same for every item) or most similar to the item."""
 
-    def __init__(self, path: str | Path, taxonomy: Taxonomy, *, shots: int, seed: int, by_similarity: bool, max_chars: int = 300,
-                 label_column: str = "label"):
+    def __init__(
+        self,
+        path: str | Path,
+        taxonomy: Taxonomy,
+        *,
+        shots: int,
+        seed: int,
+        by_similarity: bool,
+        max_chars: int = 300,
+        label_column: str = "label",
+    ):
         from judge.core.records import read_records
 
         records = read_records(path, label_columns=[label_column], label_hint="Name it with --examples-label-column.")
         records["label"] = records[label_column].map(taxonomy.canonical)
         records = records[records["label"].notna()].copy()
         if records.empty:
-            raise UserError(f"{path} has no example whose {label_column!r} is in taxonomy {taxonomy.name!r}; check --examples-label-column "
-                            "or read coded labels with --label-map")
-        self.records, self.taxonomy, self.shots, self.max_chars = records.reset_index(drop=True), taxonomy, shots, max_chars
+            raise UserError(
+                f"{path} has no example whose {label_column!r} is in taxonomy {taxonomy.name!r}; check "
+                "--examples-label-column "
+                "or read coded labels with --label-map"
+            )
+        self.records, self.taxonomy, self.shots, self.max_chars = (
+            records.reset_index(drop=True),
+            taxonomy,
+            shots,
+            max_chars,
+        )
         self.by_similarity = by_similarity
         rng = random.Random(seed)
         self.fixed = []
@@ -95,7 +123,10 @@ class ExamplePicker:
         parts = []
         for i in rows:
             r = self.records.loc[i]
-            parts.append(f"Request: {clip(r.get('prompt', ''), self.max_chars)}\nReply: {clip(r['response'], self.max_chars)}\nCategory: {r['label']}")
+            parts.append(
+                f"Request: {clip(r.get('prompt', ''), self.max_chars)}\nReply: "
+                f"{clip(r['response'], self.max_chars)}\nCategory: {r['label']}"
+            )
         return "Examples:\n\n" + "\n\n".join(parts) + "\n" if parts else ""
 
     def for_item(self, item: Item) -> str:
@@ -146,7 +177,14 @@ class LLMJudge(Judge):
             self._open_engine(engine, engine_options, device)
         self.examples = None
         if examples and shots > 0:
-            self.examples = ExamplePicker(examples, taxonomy, shots=shots, seed=seed, by_similarity=similar_examples, label_column=examples_label_column)
+            self.examples = ExamplePicker(
+                examples,
+                taxonomy,
+                shots=shots,
+                seed=seed,
+                by_similarity=similar_examples,
+                label_column=examples_label_column,
+            )
         elif shots > 0:
             raise UserError("--shots needs --examples FILE (labelled records to draw the examples from)")
         self.system = self.template["system"].format(
@@ -184,7 +222,10 @@ class LLMJudge(Judge):
         from judge.engines import engine_options, open_engine
 
         if self.rationale:
-            raise UserError(f"--rationale runs with --engine hf only (it decodes JSON with outlines in this process); drop it for --engine {engine}")
+            raise UserError(
+                "--rationale runs with --engine hf only (it decodes JSON with outlines in this process); drop it for "
+                f"--engine {engine}"
+            )
         self.device = device
         self.engine = open_engine(engine, self.model_spec, device=device, options=engine_options(engine, given))
         self.model_revision = self.engine.describe().get("revision")
@@ -197,25 +238,34 @@ class LLMJudge(Judge):
         try:
             return self.tokenizer.apply_chat_template(self.messages(user), tokenize=False, add_generation_prompt=True)
         except Exception:  # noqa: BLE001 - templates without a system role: fold it into the user turn
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": self.system + "\n\n" + user}], tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": self.system + "\n\n" + user}], tokenize=False, add_generation_prompt=True
+            )
 
     def user_text(self, item: Item) -> str:
         examples = self.examples.for_item(item) if self.examples else ""
-        return examples + self.template["user"].format(prompt=clip(item.prompt, 500), response=clip(item.response, self.max_response_chars))
+        return examples + self.template["user"].format(
+            prompt=clip(item.prompt, 500), response=clip(item.response, self.max_response_chars)
+        )
 
     def _prepare_prefix(self) -> None:
         rendered = self.render_chat(ITEM_MARK)
         if rendered.count(ITEM_MARK) != 1:
             raise UserError("the model's chat template does not keep the user message intact; use another model")
         prefix_text, self.suffix_text = rendered.split(ITEM_MARK)
-        self.prefix_ids = self.tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.device)
+        self.prefix_ids = self.tokenizer(prefix_text, add_special_tokens=False, return_tensors="pt").input_ids.to(
+            self.device
+        )
         with torch.inference_mode():
             out = self.model(input_ids=self.prefix_ids, use_cache=True)
         self.prefix_cache = out.past_key_values
 
     def _prepare_continuations(self) -> None:
         end = self.tokenizer.eos_token_id
-        self.continuations = [self.tokenizer(c, add_special_tokens=False).input_ids + ([end] if end is not None else []) for c in self.taxonomy.labels]
+        self.continuations = [
+            self.tokenizer(c, add_special_tokens=False).input_ids + ([end] if end is not None else [])
+            for c in self.taxonomy.labels
+        ]
         self.first_tokens = torch.tensor([c[0] for c in self.continuations], device=self.device)
 
     # -- scoring -------------------------------------------------------------------------------
@@ -229,15 +279,17 @@ class LLMJudge(Judge):
         ids = torch.full((B, S), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((B, S), dtype=torch.long)
         for i, s in enumerate(suffixes):  # left-pad, so every row's last token sits in the last column
-            ids[i, S - len(s):] = torch.tensor(s)
-            mask[i, S - len(s):] = 1
+            ids[i, S - len(s) :] = torch.tensor(s)
+            mask[i, S - len(s) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = copy.deepcopy(self.prefix_cache)
         cache.batch_repeat_interleave(B)
         attention = torch.cat([torch.ones((B, P), dtype=torch.long, device=self.device), mask], dim=1)
         # Positions count real tokens only, so padding does not shift them (batched == unbatched).
         positions = (P + mask.cumsum(dim=1) - 1).clamp(min=P)
-        out = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True)
+        out = self.model(
+            input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache, use_cache=True
+        )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V)
         scores = first[:, self.first_tokens]  # (B, K)
         cache = out.past_key_values
@@ -250,7 +302,13 @@ class LLMJudge(Judge):
             inputs = torch.tensor(cont[:-1], device=self.device).repeat(B, 1)
             attention_k = torch.cat([attention, torch.ones((B, steps), dtype=torch.long, device=self.device)], dim=1)
             positions_k = ahead + torch.arange(steps, device=self.device).unsqueeze(0)
-            out_k = self.model(input_ids=inputs, attention_mask=attention_k, position_ids=positions_k, past_key_values=cache, use_cache=True)
+            out_k = self.model(
+                input_ids=inputs,
+                attention_mask=attention_k,
+                position_ids=positions_k,
+                past_key_values=cache,
+                use_cache=True,
+            )
             logp = torch.log_softmax(out_k.logits.float(), dim=-1)
             targets = torch.tensor(cont[1:], device=self.device).repeat(B, 1)
             scores[:, k] += logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1).sum(dim=1)
@@ -271,8 +329,11 @@ class LLMJudge(Judge):
 
             choice = Literal[tuple(self.taxonomy.labels)]  # type: ignore[valid-type]
             if self.rationale:
-                output_type = type("Verdict", (BaseModel,), {"__annotations__": {"rationale": str, "label": choice},
-                                                             "rationale": Field(max_length=300)})
+                output_type = type(
+                    "Verdict",
+                    (BaseModel,),
+                    {"__annotations__": {"rationale": str, "label": choice}, "rationale": Field(max_length=300)},
+                )
             else:
                 output_type = choice
             self._generator = outlines.Generator(outlines.from_transformers(self.model, self.tokenizer), output_type)
@@ -295,9 +356,18 @@ class LLMJudge(Judge):
                 except (json.JSONDecodeError, AttributeError):
                     label, parsed = None, None
                 if label is None:
-                    out.append(Judgement.unscored(f"generation did not parse as {{rationale, label}} (cut at {self.max_new_tokens} new tokens?)", raw=raw, probabilities=probs))
+                    out.append(
+                        Judgement.unscored(
+                            f"generation did not parse as {{rationale, label}} (cut at {self.max_new_tokens} new "
+                            "tokens?)",
+                            raw=raw,
+                            probabilities=probs,
+                        )
+                    )
                     continue
-                out.append(Judgement(label=label, confidence=probs[label], probabilities=probs, raw=parsed.get("rationale")))
+                out.append(
+                    Judgement(label=label, confidence=probs[label], probabilities=probs, raw=parsed.get("rationale"))
+                )
             else:
                 label = self.taxonomy.canonical(raw.strip())
                 if label is None:
@@ -310,7 +380,10 @@ class LLMJudge(Judge):
     def requests(self, batch: Sequence[Item]) -> list:
         from judge.engines import ChatRequest
 
-        return [ChatRequest(key=item.id, messages=(("system", self.system), ("user", self.user_text(item))), seed=self.seed) for item in batch]
+        return [
+            ChatRequest(key=item.id, messages=(("system", self.system), ("user", self.user_text(item))), seed=self.seed)
+            for item in batch
+        ]
 
     def _engine_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         """Exact label probabilities where the engine scores them; otherwise (or with --mode generate) a constrained
@@ -345,8 +418,11 @@ class LLMJudge(Judge):
             return Judgement.unscored(f"{FAILED}: {completion.error or 'no answer'}", probabilities=probs)
         text = completion.text.strip()
         if text not in self.taxonomy.labels:
-            return Judgement.unscored(f"{OUTSIDE}: {clip(text, 60)!r} (the engine ignored the constraint?)", raw=completion.text,
-                                      probabilities=probs)
+            return Judgement.unscored(
+                f"{OUTSIDE}: {clip(text, 60)!r} (the engine ignored the constraint?)",
+                raw=completion.text,
+                probabilities=probs,
+            )
         return Judgement(label=text, confidence=probs.get(text, float("nan")), probabilities=probs)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
@@ -358,23 +434,48 @@ class LLMJudge(Judge):
 
     def describe(self) -> dict:
         if self.engine is not None:
-            return {**self._describe_common(), "engine": self.engine.describe(), "probabilities": self.probability_source(),
-                    "decoding": {"scoring": "log P(category + end of turn)"} if self.mode == "score" and self.exact
-                    else {"constrained": "the engine's structured choice over the categories", "greedy": True}}
+            return {
+                **self._describe_common(),
+                "engine": self.engine.describe(),
+                "probabilities": self.probability_source(),
+                "decoding": {"scoring": "log P(category + end of turn)"}
+                if self.mode == "score" and self.exact
+                else {"constrained": "the engine's structured choice over the categories", "greedy": True},
+            }
         return {
-            **super().describe(), "model": self.model_spec, "model_revision": self.model_revision, "mode": self.mode, "rationale": self.rationale,
-            "prompt_template": self.template["path"], "prompt_template_sha256": self.template["sha256"],
-            "shots": self.shots, "examples": "similar" if self.examples and self.examples.by_similarity else ("seeded" if self.examples else None),
-            "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens} if self.mode == "generate" else {"scoring": "log P(category + end of turn)"},
-            "seed": self.seed, "device": str(self.device),
+            **super().describe(),
+            "model": self.model_spec,
+            "model_revision": self.model_revision,
+            "mode": self.mode,
+            "rationale": self.rationale,
+            "prompt_template": self.template["path"],
+            "prompt_template_sha256": self.template["sha256"],
+            "shots": self.shots,
+            "examples": "similar"
+            if self.examples and self.examples.by_similarity
+            else ("seeded" if self.examples else None),
+            "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens}
+            if self.mode == "generate"
+            else {"scoring": "log P(category + end of turn)"},
+            "seed": self.seed,
+            "device": str(self.device),
         }
 
     def _describe_common(self) -> dict:
         return {
-            **super().describe(), "model": self.model_spec, "model_revision": self.model_revision, "mode": self.mode, "rationale": self.rationale,
-            "prompt_template": self.template["path"], "prompt_template_sha256": self.template["sha256"],
-            "shots": self.shots, "examples": "similar" if self.examples and self.examples.by_similarity else ("seeded" if self.examples else None),
-            "seed": self.seed, "device": str(self.device),
+            **super().describe(),
+            "model": self.model_spec,
+            "model_revision": self.model_revision,
+            "mode": self.mode,
+            "rationale": self.rationale,
+            "prompt_template": self.template["path"],
+            "prompt_template_sha256": self.template["sha256"],
+            "shots": self.shots,
+            "examples": "similar"
+            if self.examples and self.examples.by_similarity
+            else ("seeded" if self.examples else None),
+            "seed": self.seed,
+            "device": str(self.device),
         }
 
     def probability_source(self) -> str:

@@ -6,6 +6,7 @@ before peft or transformers read them (``check_adapter``), and once the base mod
 that every matrix fits the layer it adapts (``check_fits``): peft would otherwise stop with a
 traceback, or quietly load a tensor into any base weight it names.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,18 @@ class Settings(BaseModel):
 
 # Keys of adapter_config.json that change what peft builds beyond plain LoRA on named Linear layers;
 # training never sets them, and some make peft match regexes or import modules by name.
-MUST_BE_EMPTY = ("rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "layer_replication", "exclude_modules",
-                 "target_parameters", "trainable_token_indices", "alora_invocation_tokens", "auto_mapping")
+MUST_BE_EMPTY = (
+    "rank_pattern",
+    "alpha_pattern",
+    "layers_to_transform",
+    "layers_pattern",
+    "layer_replication",
+    "exclude_modules",
+    "target_parameters",
+    "trainable_token_indices",
+    "alora_invocation_tokens",
+    "auto_mapping",
+)
 
 
 class AdapterConfig(BaseModel):
@@ -70,7 +81,9 @@ class AdapterConfig(BaseModel):
     r: Annotated[int, Field(ge=1, le=4096)]
     lora_alpha: Annotated[float, Field(gt=0, le=1e6)]
     # A list of names, never a pattern: peft matches a string as a regex against every module name.
-    target_modules: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=500)]], Field(min_length=1)]
+    target_modules: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=500)]], Field(min_length=1)
+    ]
     modules_to_save: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] | None = None
     use_dora: Literal[False] = False
 
@@ -96,8 +109,12 @@ def check_adapter(directory: Path, files: dict, *, where: str) -> Adapter:
     adapter_model.safetensors by name, dtype, rank and value, before peft reads any of them."""
     if ADAPTER_WEIGHTS not in files:
         raise UserError(f"{where}: {ADAPTER_WEIGHTS} is missing (a LoRA judge keeps its weights there); {RETRAIN}")
-    config = validate(AdapterConfig, read_json(directory / ADAPTER_CONFIG, max_bytes=MAX_CONFIG_BYTES, where=where),
-                      where=where, name=ADAPTER_CONFIG)
+    config = validate(
+        AdapterConfig,
+        read_json(directory / ADAPTER_CONFIG, max_bytes=MAX_CONFIG_BYTES, where=where),
+        where=where,
+        name=ADAPTER_CONFIG,
+    )
     for name in TOKENIZER_JSONS:
         if name in files:
             check_tokenizer_json(directory, name, where=where)
@@ -105,7 +122,10 @@ def check_adapter(directory: Path, files: dict, *, where: str) -> Adapter:
     heads = tuple(config.modules_to_save or ())
     for key, (dtype, shape) in tensor_headers(directory / ADAPTER_WEIGHTS, where=where).items():
         if dtype not in WEIGHT_DTYPES:
-            raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} is {dtype}, expected {' or '.join(WEIGHT_DTYPES)}; {RETRAIN}")
+            raise UserError(
+                f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} is {dtype}, expected {' or '.join(WEIGHT_DTYPES)}; "
+                f"{RETRAIN}"
+            )
         name = key.removeprefix(PREFIX)
         suffix = next((s for s in LORA_SUFFIXES if name.endswith(s)), None)
         if key.startswith(PREFIX) and suffix:
@@ -113,11 +133,16 @@ def check_adapter(directory: Path, files: dict, *, where: str) -> Adapter:
         elif key.startswith(PREFIX) and any(name.startswith(h + ".") for h in heads):
             adapter.head[name] = shape
         else:
-            raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} is neither a LoRA matrix nor part of the head "
-                            f"(modules_to_save); {RETRAIN}")
+            raise UserError(
+                f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} is neither a LoRA matrix nor part of the head "
+                f"(modules_to_save); {RETRAIN}"
+            )
     unpaired = [m for m, parts in adapter.lora.items() if set(parts) != {"A", "B"}]
     if unpaired or not adapter.lora:
-        raise UserError(f"{where}: {ADAPTER_WEIGHTS} lacks {'the other half of ' + cut(unpaired[0], 80) if unpaired else 'LoRA matrices'}; {RETRAIN}")
+        raise UserError(
+            f"{where}: {ADAPTER_WEIGHTS} lacks "
+            f"{'the other half of ' + cut(unpaired[0], 80) if unpaired else 'LoRA matrices'}; {RETRAIN}"
+        )
     _check_finite(directory / ADAPTER_WEIGHTS, where)
     return adapter
 
@@ -125,8 +150,10 @@ def check_adapter(directory: Path, files: dict, *, where: str) -> Adapter:
 def _add_lora(adapter: Adapter, module: str, part: str, shape: tuple[int, ...], key: str, where: str) -> None:
     rank_at = 0 if part == "A" else 1  # A is (r, in), B is (out, r)
     if len(shape) != 2 or shape[rank_at] != adapter.rank:
-        raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} has shape {shape}, expected rank {adapter.rank} "
-                        f"(adapter_config.json r) as its {'rows' if part == 'A' else 'columns'}; {RETRAIN}")
+        raise UserError(
+            f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} has shape {shape}, expected rank {adapter.rank} "
+            f"(adapter_config.json r) as its {'rows' if part == 'A' else 'columns'}; {RETRAIN}"
+        )
     adapter.lora.setdefault(module, {})[part] = shape
 
 
@@ -137,7 +164,9 @@ def _check_finite(path: Path, where: str) -> None:
     with safe_open(str(path), framework="pt") as handle:
         for key in handle.keys():
             if not torch.isfinite(handle.get_tensor(key)).all():
-                raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} holds non-finite values (NaN or infinity); {RETRAIN}")
+                raise UserError(
+                    f"{where}: {ADAPTER_WEIGHTS}: {cut(key, 90)} holds non-finite values (NaN or infinity); {RETRAIN}"
+                )
 
 
 def check_tokenizer_json(directory: Path, name: str, *, where: str) -> None:
@@ -146,8 +175,10 @@ def check_tokenizer_json(directory: Path, name: str, *, where: str) -> None:
     if not isinstance(value, dict):
         raise UserError(f"{where}: {name} is not a JSON object; {RETRAIN}")
     if "auto_map" in value:
-        raise UserError(f"{where}: {name} names auto_map (tokenizer code to download and run); a judge's tokenizer is its base "
-                        f"model's: {RETRAIN}")
+        raise UserError(
+            f"{where}: {name} names auto_map (tokenizer code to download and run); a judge's tokenizer is its base "
+            f"model's: {RETRAIN}"
+        )
 
 
 def check_fits(base, adapter: Adapter, *, where: str) -> None:
@@ -158,22 +189,33 @@ def check_fits(base, adapter: Adapter, *, where: str) -> None:
         try:
             layer = base.get_submodule(module)
         except AttributeError:
-            raise UserError(f"{where}: {ADAPTER_WEIGHTS} adapts {cut(module, 90)}, a layer the base model does not have; {RETRAIN}") from None
+            raise UserError(
+                f"{where}: {ADAPTER_WEIGHTS} adapts {cut(module, 90)}, a layer the base model does not have; {RETRAIN}"
+            ) from None
         if not isinstance(layer, torch.nn.Linear):
-            raise UserError(f"{where}: {ADAPTER_WEIGHTS} adapts {cut(module, 90)}, which is not a linear layer of the base model; {RETRAIN}")
+            raise UserError(
+                f"{where}: {ADAPTER_WEIGHTS} adapts {cut(module, 90)}, which is not a linear layer of the base model; "
+                f"{RETRAIN}"
+            )
         expected = {"A": (adapter.rank, layer.in_features), "B": (layer.out_features, adapter.rank)}
         for part, shape in parts.items():
             if shape != expected[part]:
-                raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(module, 70)}.lora_{part}.weight has shape {shape}, expected "
-                                f"{expected[part]} for the base model's layer; {RETRAIN}")
+                raise UserError(
+                    f"{where}: {ADAPTER_WEIGHTS}: {cut(module, 70)}.lora_{part}.weight has shape {shape}, expected "
+                    f"{expected[part]} for the base model's layer; {RETRAIN}"
+                )
     for name, shape in adapter.head.items():
         try:
             expected = tuple(base.get_parameter(name).shape)
         except AttributeError:
-            raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(name, 90)} is not a parameter of the base model's head; {RETRAIN}") from None
+            raise UserError(
+                f"{where}: {ADAPTER_WEIGHTS}: {cut(name, 90)} is not a parameter of the base model's head; {RETRAIN}"
+            ) from None
         if shape != expected:
-            raise UserError(f"{where}: {ADAPTER_WEIGHTS}: {cut(name, 70)} has shape {shape}, expected {expected} "
-                            f"(one row per label); {RETRAIN}")
+            raise UserError(
+                f"{where}: {ADAPTER_WEIGHTS}: {cut(name, 70)} has shape {shape}, expected {expected} "
+                f"(one row per label); {RETRAIN}"
+            )
 
 
 def check_max_length(max_length: int, model_config, *, where: str, from_flag: bool) -> None:
@@ -181,8 +223,13 @@ def check_max_length(max_length: int, model_config, *, where: str, from_flag: bo
     limit = getattr(model_config, "max_position_embeddings", None)
     if isinstance(limit, int) and max_length > limit:
         if from_flag:
-            raise UserError(f"--max-length {max_length} is more than the {limit} positions of the judge's base model; give at most {limit}")
-        raise UserError(f"{where}: judge.json max_length {max_length} is more than the base model's {limit} positions; {RETRAIN}")
+            raise UserError(
+                f"--max-length {max_length} is more than the {limit} positions of the judge's base model; give at most "
+                f"{limit}"
+            )
+        raise UserError(
+            f"{where}: judge.json max_length {max_length} is more than the base model's {limit} positions; {RETRAIN}"
+        )
 
 
 def load_tokenizer(directory: Path, *, where: str):
@@ -192,17 +239,40 @@ def load_tokenizer(directory: Path, *, where: str):
     try:
         return AutoTokenizer.from_pretrained(directory)
     except Exception as exc:  # noqa: BLE001 - a third-party parser of untrusted files raises many types
-        raise UserError(f"{where}: its tokenizer files cannot be loaded ({cut(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 100)}); "
-                        f"{RETRAIN}") from None
+        raise UserError(
+            f"{where}: its tokenizer files cannot be loaded "
+            f"({cut(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 100)}); "
+            f"{RETRAIN}"
+        ) from None
 
 
-def write_settings(directory: Path, *, base_model: str, base_model_revision: str | None, labels: list[str], temperature: float,
-                   max_length: int, tail_tokens: int, mask_names: bool, recipe: dict, precision: dict | None = None) -> Path:
+def write_settings(
+    directory: Path,
+    *,
+    base_model: str,
+    base_model_revision: str | None,
+    labels: list[str],
+    temperature: float,
+    max_length: int,
+    tail_tokens: int,
+    mask_names: bool,
+    recipe: dict,
+    precision: dict | None = None,
+) -> Path:
     """judge.json of a LoRA judge, as training writes it and ``Settings`` reads it."""
     from judge.kinds.judge_dir import write_settings as write_judge_json
 
-    settings = {"kind": "lora", "base_model": base_model, "base_model_revision": base_model_revision, "labels": labels,
-                "temperature": temperature, "max_length": max_length, "tail_tokens": tail_tokens, "mask_names": mask_names, "recipe": recipe}
+    settings = {
+        "kind": "lora",
+        "base_model": base_model,
+        "base_model_revision": base_model_revision,
+        "labels": labels,
+        "temperature": temperature,
+        "max_length": max_length,
+        "tail_tokens": tail_tokens,
+        "mask_names": mask_names,
+        "recipe": recipe,
+    }
     if precision is not None:
         settings["precision"] = precision
     return write_judge_json(directory, settings)
@@ -220,8 +290,12 @@ def load_base(base_model: str, labels: list[str], *, dtype=None, allow_hub: bool
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
-            dtype=dtype or torch.float32)
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={l: i for i, l in enumerate(labels)},
+            dtype=dtype or torch.float32,
+        )
     except OSError as exc:
         raise load_failure(base_model, exc) from None
     prepare_padding(tokenizer, model)

@@ -1,4 +1,5 @@
 """A faster forward pass for the LoRA judge's BERT classifier at inference (same logits)."""
+
 from __future__ import annotations
 
 
@@ -14,7 +15,9 @@ def _first_token_forward(layer, hidden_states, attention_mask=None, *args, **kwa
     value = attention.value(hidden_states).view(batch, length, -1, head).transpose(1, 2)
     if attention_mask is not None and attention_mask.dim() == 4:  # (batch, 1, query, key), boolean or additive
         attention_mask = attention_mask[:, :, :1, :]
-    context = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=attention.scaling)
+    context = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, scale=attention.scaling
+    )
     first = layer.attention.output(context.transpose(1, 2).reshape(batch, 1, -1), hidden_states[:, :1])
     return layer.output(layer.intermediate(first), first)
 
@@ -31,9 +34,16 @@ def first_token_only(model):
     import functools
 
     bert, config = getattr(model, "bert", None), getattr(model, "config", None)
-    if (bert is None or getattr(bert, "pooler", None) is None or config is None or config.model_type != "bert"
-            or config.is_decoder or config.add_cross_attention or model.training
-            or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager")):  # the mask forms handled here
+    if (
+        bert is None
+        or getattr(bert, "pooler", None) is None
+        or config is None
+        or config.model_type != "bert"
+        or config.is_decoder
+        or config.add_cross_attention
+        or model.training
+        or getattr(config, "_attn_implementation", None) not in ("sdpa", "eager")
+    ):  # the mask forms handled here
         return model
     last = bert.encoder.layer[-1]
     last.forward = functools.partial(_first_token_forward, last)

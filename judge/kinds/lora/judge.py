@@ -2,6 +2,7 @@
 
 Its directory's format is ``judge.kinds.lora.format``; its training ``training/lora.py``.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ def load(arg: str, options: Options, taxonomy: Taxonomy | None) -> "LoraJudge":
 def read_temperature(meta: dict, directory: Path) -> float:
     value = meta.get("temperature", 1.0)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise UserError(f"{directory}/judge.json: temperature must be a positive number, got {value!r}; retrain the judge")
+        raise UserError(
+            f"{directory}/judge.json: temperature must be a positive number, got {value!r}; retrain the judge"
+        )
     return float(value)
 
 
@@ -44,14 +47,24 @@ class LoraJudge(Judge):
 
     kind = "lora"
 
-    def __init__(self, directory: str | Path, *, device: str = "auto", precision="auto", max_length: int | None = None, verbose: bool = False):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        device: str = "auto",
+        precision="auto",
+        max_length: int | None = None,
+        verbose: bool = False,
+    ):
         from judge.core.devices import pick_device
         from judge.kinds.lora import precision as prec
 
         directory = Path(directory)
         meta = verify(directory)
         self.where = f"judge directory {display_name(directory)}"
-        self.adapter = check_adapter(directory, meta["files"], where=self.where)  # before peft or transformers read a byte
+        self.adapter = check_adapter(
+            directory, meta["files"], where=self.where
+        )  # before peft or transformers read a byte
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory, self.meta = directory, meta
         self.labels = list(meta["labels"])  # the classifier's output order, whatever the YAML's order
@@ -67,7 +80,9 @@ class LoraJudge(Judge):
         else:
             self.choice = prec.choose(precision, device=self.device, record=prec.read_record(meta, directory))
         self.precision = self.choice.precision
-        model = first_token_only(self._merged_model(prec.weights_dtype(self.precision, self.device)).eval())  # the logits read [CLS] alone
+        model = first_token_only(
+            self._merged_model(prec.weights_dtype(self.precision, self.device)).eval()
+        )  # the logits read [CLS] alone
         check_max_length(self.max_length, model.config, where=self.where, from_flag=max_length is not None)
         # No parameter requires grad, whichever way the model came (a fresh merge freezes only the base,
         # the cache nothing): CPU kernels differ with the flag, and a resume must get the same bytes.
@@ -117,12 +132,20 @@ class LoraJudge(Judge):
     def logits(self, batch: Sequence[Item]) -> np.ndarray:
         prompts, responses = self.texts(batch)
         if self.tail_tokens:
-            encoded = encode_pairs(self.tokenizer, prompts, responses, max_length=self.max_length, tail_tokens=self.tail_tokens)
+            encoded = encode_pairs(
+                self.tokenizer, prompts, responses, max_length=self.max_length, tail_tokens=self.tail_tokens
+            )
             features = [{k: v[i] for k, v in encoded.items()} for i in range(len(prompts))]
             inputs = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
         else:
-            inputs = self.tokenizer(prompts, responses, truncation="only_second" if self.max_length > 64 else True,
-                                    max_length=self.max_length, padding=True, return_tensors="pt").to(self.device)
+            inputs = self.tokenizer(
+                prompts,
+                responses,
+                truncation="only_second" if self.max_length > 64 else True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(self.device)
         from judge.kinds.lora.precision import context
 
         with context(self.precision, self.device):
@@ -133,9 +156,20 @@ class LoraJudge(Judge):
         return [Judgement.from_probabilities({c: float(p) for c, p in zip(self.labels, row)}) for row in probs]
 
     def describe(self) -> dict:
-        return {**super().describe(), "directory": str(self.directory), "base_model": self.meta["base_model"], "base_model_revision": self.meta.get("base_model_revision"),
-                "temperature": self.temperature, "precision": self.precision, "precision_reason": self.choice.reason,
-                "quantized_int8": self.precision == "int8", "device": str(self.device), **self._hardware(), "max_length": self.max_length, "tail_tokens": self.tail_tokens}
+        return {
+            **super().describe(),
+            "directory": str(self.directory),
+            "base_model": self.meta["base_model"],
+            "base_model_revision": self.meta.get("base_model_revision"),
+            "temperature": self.temperature,
+            "precision": self.precision,
+            "precision_reason": self.choice.reason,
+            "quantized_int8": self.precision == "int8",
+            "device": str(self.device),
+            **self._hardware(),
+            "max_length": self.max_length,
+            "tail_tokens": self.tail_tokens,
+        }
 
     def _hardware(self) -> dict:
         from judge.kinds.lora.precision import cpu_info

@@ -22,6 +22,7 @@ as autocast over fp32 weights, which the whole-model cast is not); int8 is dynam
 per-channel weights, the classifier, pooler and last layer kept fp32. On a GPU bf16 is the model in
 bf16, as GPUs run it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,6 +51,7 @@ NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 # -- the machine -------------------------------------------------------------------------------
 
+
 def cpu_info() -> dict[str, Any]:
     """The CPU's model name and the flags that matter here (Linux /proc/cpuinfo; torch's own probes elsewhere)."""
     model, flags = None, None
@@ -75,8 +77,13 @@ def cpu_info() -> dict[str, Any]:
 def _torch_cpu_flags() -> set[str]:
     import torch
 
-    probes = {"avx2": "_is_avx2_supported", "avx512f": "_is_avx512_supported", "avx512_vnni": "_is_vnni_supported",
-              "avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported"}
+    probes = {
+        "avx2": "_is_avx2_supported",
+        "avx512f": "_is_avx512_supported",
+        "avx512_vnni": "_is_vnni_supported",
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx_tile": "_is_amx_tile_supported",
+    }
     found = {flag for flag, probe in probes.items() if getattr(torch.cpu, probe, lambda: False)()}
     return found | ({"amx_bf16"} if "amx_tile" in found else set())
 
@@ -96,14 +103,21 @@ def native(device) -> list[str]:
 
 # -- the judge directory's record -------------------------------------------------------------
 
+
 def read_record(meta: dict, where: str | Path) -> dict | None:
     """judge.json's faithfulness record, checked for shape (None when the judge predates it)."""
     record = meta.get(RECORD)
     if record is None:
         return None
     name = Path(where).name
-    bad = UserError(f"{name}/judge.json: '{RECORD}' is not a faithfulness record as training writes it; retrain the judge")
-    if not isinstance(record, dict) or not isinstance(record.get("checked_on"), int) or isinstance(record.get("checked_on"), bool):
+    bad = UserError(
+        f"{name}/judge.json: '{RECORD}' is not a faithfulness record as training writes it; retrain the judge"
+    )
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("checked_on"), int)
+        or isinstance(record.get("checked_on"), bool)
+    ):
         raise bad
     for precision in PRECISIONS[1:]:
         entry = record.get(precision)
@@ -141,10 +155,18 @@ def choose(requested: str, *, device, record: dict | None) -> Choice:
     here = native(device)
     if requested != "auto":
         slow = requested == "bf16" and requested not in here
-        return Choice(requested, "asked for" + (" (this CPU has no bf16 units: it runs, slowly)" if slow else "")
-                      + _check_note(requested, record))
+        return Choice(
+            requested,
+            "asked for"
+            + (" (this CPU has no bf16 units: it runs, slowly)" if slow else "")
+            + _check_note(requested, record),
+        )
     if record is None:
-        return Choice(REFERENCE, "auto: the judge records no faithfulness check (trained before it existed); --precision bf16 or int8 to override")
+        return Choice(
+            REFERENCE,
+            "auto: the judge records no faithfulness check (trained before it existed); --precision bf16 or int8 to "
+            "override",
+        )
     ok = passed(record)
     pick = next(p for p in here if p in ok)
     failed = [p for p in here if p not in ok]
@@ -156,7 +178,9 @@ def _check_note(precision: str, record: dict | None) -> str:
     entry = (record or {}).get(precision)
     if precision == REFERENCE or not entry:
         return ""
-    return f"; the judge's check: labels equal to fp32 {100 * entry['labels_equal']:.1f}%" + ("" if entry["passed"] else ", FAILED")
+    return f"; the judge's check: labels equal to fp32 {100 * entry['labels_equal']:.1f}%" + (
+        "" if entry["passed"] else ", FAILED"
+    )
 
 
 def choose_for(directory: Path | None, requested: str, device_spec: str, *, spec: str) -> Choice | None:
@@ -167,7 +191,9 @@ def choose_for(directory: Path | None, requested: str, device_spec: str, *, spec
 
     if directory is None:
         if requested != "auto":
-            raise UserError(f"--precision applies to LoRA judges (and ensembles with a lora member), not --judge {spec}; drop it")
+            raise UserError(
+                f"--precision applies to LoRA judges (and ensembles with a lora member), not --judge {spec}; drop it"
+            )
         return None
     device, _ = pick_device(device_spec)
     return choose(requested, device=device, record=read_record(verify(directory), directory))
@@ -178,6 +204,7 @@ def say(choice: Choice) -> None:
 
 
 # -- the model in each precision ---------------------------------------------------------------
+
 
 def weights_dtype(precision: str, device):
     """The dtype a merged model is loaded (and cached) in for this precision."""
@@ -201,8 +228,12 @@ def head_names(model) -> set[str]:
 
     layers = _encoder_layers(model)
     last = f"{layers}.{len(_get(model, layers)) - 1}." if layers else None
-    return {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
-            and (n.startswith(("classifier", "score", "bert.pooler")) or (last and n.startswith(last)))}
+    return {
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+        and (n.startswith(("classifier", "score", "bert.pooler")) or (last and n.startswith(last)))
+    }
 
 
 def _encoder_layers(model) -> str | None:
@@ -222,8 +253,11 @@ def int8(model):
     import torch
 
     keep = head_names(model)
-    spec = {n: torch.ao.quantization.per_channel_dynamic_qconfig for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and n not in keep}
+    spec = {
+        n: torch.ao.quantization.per_channel_dynamic_qconfig
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n not in keep
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices; the kernels are what we want
         return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
@@ -265,6 +299,7 @@ def context(precision: str, device):
 
 # -- the check at training time ----------------------------------------------------------------
 
+
 def faithfulness(reference, candidate) -> dict[str, Any]:
     """How closely a precision's probabilities (rows of texts) follow fp32's, and whether it passes."""
     import numpy as np
@@ -273,8 +308,12 @@ def faithfulness(reference, candidate) -> dict[str, Any]:
     diff = np.abs(candidate - reference)
     equal = float((candidate.argmax(axis=1) == reference.argmax(axis=1)).mean()) if len(reference) else 1.0
     mean = float(diff.mean()) if diff.size else 0.0
-    return {"labels_equal": round(equal, 6), "max_abs_prob_diff": round(float(diff.max()) if diff.size else 0.0, 6),
-            "mean_abs_prob_diff": round(mean, 6), "passed": bool(len(reference)) and equal >= LABELS_EQUAL_MIN and mean <= MEAN_ABS_PROB_DIFF_MAX}
+    return {
+        "labels_equal": round(equal, 6),
+        "max_abs_prob_diff": round(float(diff.max()) if diff.size else 0.0, 6),
+        "mean_abs_prob_diff": round(mean, 6),
+        "passed": bool(len(reference)) and equal >= LABELS_EQUAL_MIN and mean <= MEAN_ABS_PROB_DIFF_MAX,
+    }
 
 
 def check_precisions(merged, probabilities, *, device, n: int, split: str) -> dict[str, Any]:
@@ -284,8 +323,13 @@ def check_precisions(merged, probabilities, *, device, n: int, split: str) -> di
     its own copy. int8 is checked on CPU only (it runs nowhere else).
     """
     reference = probabilities(merged, REFERENCE)
-    record: dict[str, Any] = {"reference": REFERENCE, "checked_on": int(n), "split": split, "device": device.type,
-                              "tolerance": {"labels_equal": LABELS_EQUAL_MIN, "mean_abs_prob_diff": MEAN_ABS_PROB_DIFF_MAX}}
+    record: dict[str, Any] = {
+        "reference": REFERENCE,
+        "checked_on": int(n),
+        "split": split,
+        "device": device.type,
+        "tolerance": {"labels_equal": LABELS_EQUAL_MIN, "mean_abs_prob_diff": MEAN_ABS_PROB_DIFF_MAX},
+    }
     for precision in ("bf16", "int8") if device.type == "cpu" else ("bf16",):
         candidate = prepare(copy.deepcopy(merged).to(weights_dtype(precision, device)), precision, device)
         record[precision] = faithfulness(reference, probabilities(candidate, precision))
@@ -293,6 +337,10 @@ def check_precisions(merged, probabilities, *, device, n: int, split: str) -> di
 
 
 def summary(record: dict) -> str:
-    parts = [f"{p} {100 * record[p]['labels_equal']:.1f}% labels equal, mean |dp| {record[p]['mean_abs_prob_diff']:.4f} "
-             f"({'passed' if record[p]['passed'] else 'failed'})" for p in PRECISIONS[1:] if p in record]
+    parts = [
+        f"{p} {100 * record[p]['labels_equal']:.1f}% labels equal, mean |dp| {record[p]['mean_abs_prob_diff']:.4f} "
+        f"({'passed' if record[p]['passed'] else 'failed'})"
+        for p in PRECISIONS[1:]
+        if p in record
+    ]
     return f"precision check on {record['checked_on']} {record['split']} texts vs fp32: " + "; ".join(parts)

@@ -1,4 +1,5 @@
 """The majority-class judge on disk: judge.json alone, holding each label's share of the training labels."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The majority-class judge: the training shares for every output (its spec: judge.kinds.majority)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The keyword rules kind: refusal phrases and the blank (keywords.py), as a judge (judge.py) and as an
 ensemble member (training/rules.py gives its out-of-fold probabilities: nothing to train)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +14,12 @@ class Options:
 
 
 SPEC = KindSpec(
-    name="rules", title="the keyword rules judge", form="name",  # --judge rules
-    options=Options, load="judge.kinds.rules.judge:load", training="training.rules:TRAINER", member=True, default_member=True,
+    name="rules",
+    title="the keyword rules judge",
+    form="name",  # --judge rules
+    options=Options,
+    load="judge.kinds.rules.judge:load",
+    training="training.rules:TRAINER",
+    member=True,
+    default_member=True,
 )

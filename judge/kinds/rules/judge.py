@@ -1,4 +1,5 @@
 """A keyword rule judge for refusals: the cheapest baseline row of any table."""
+
 from __future__ import annotations
 
 import sys
@@ -44,8 +45,17 @@ class RulesJudge(Judge):
         out = []
         for item in batch:
             label = self.rules.label(item.response)
-            out.append(Judgement(label=label, confidence=1.0, probabilities={c: float(c == label) for c in self.taxonomy.labels}))
+            out.append(
+                Judgement(
+                    label=label, confidence=1.0, probabilities={c: float(c == label) for c in self.taxonomy.labels}
+                )
+            )
         return out
 
     def describe(self) -> dict:
-        return {**super().describe(), "window": self.window, "patterns": REFUSAL_PATTERNS + FAILURE_PATTERNS, "emittable_categories": self.emittable}
+        return {
+            **super().describe(),
+            "window": self.window,
+            "patterns": REFUSAL_PATTERNS + FAILURE_PATTERNS,
+            "emittable_categories": self.emittable,
+        }

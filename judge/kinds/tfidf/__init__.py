@@ -1,5 +1,6 @@
 """The TF-IDF judge kind: word 1-2 grams + logistic regression (judge.py), stored as data (format.py);
 trained by training/tfidf.py."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +14,14 @@ class Options:
 
 
 SPEC = KindSpec(
-    name="tfidf", title="the TF-IDF judge", form="directory", options=Options, load="judge.kinds.tfidf.judge:load",
-    format="judge.kinds.tfidf.format", training="training.tfidf:TRAINER", trainable=True, member=True, default_member=True,
+    name="tfidf",
+    title="the TF-IDF judge",
+    form="directory",
+    options=Options,
+    load="judge.kinds.tfidf.judge:load",
+    format="judge.kinds.tfidf.format",
+    training="training.tfidf:TRAINER",
+    trainable=True,
+    member=True,
+    default_member=True,
 )

@@ -6,6 +6,7 @@ pass around. So training writes the fitted vectorizer and logistic regression as
 scikit-learn's own CountVectorizer on the stored vocabulary; tests check the result equals the
 pipeline's ``predict_proba``.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,15 +76,18 @@ class Vectorizer(BaseModel):
     @classmethod
     def _short_terms(cls, bounds: list[int]) -> list[int]:
         if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1] <= MAX_NGRAM:
-            raise ValueError(f"must be [low, high] with 1 <= low <= high <= {MAX_NGRAM} (terms of at most {MAX_NGRAM} words), "
-                             f"got {cut(bounds)}")
+            raise ValueError(
+                f"must be [low, high] with 1 <= low <= high <= {MAX_NGRAM} (terms of at most {MAX_NGRAM} words), "
+                f"got {cut(bounds)}"
+            )
         return bounds
 
     @field_validator("vocabulary")
     @classmethod
     def _numbered_once(cls, vocabulary: dict[str, int]) -> dict[str, int]:
-        if not vocabulary or not np.array_equal(np.sort(np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))),
-                                                np.arange(len(vocabulary))):
+        if not vocabulary or not np.array_equal(
+            np.sort(np.fromiter(vocabulary.values(), dtype=np.int64, count=len(vocabulary))), np.arange(len(vocabulary))
+        ):
             raise ValueError(f"must give each of 0 .. {len(vocabulary) - 1} to one term, once")
         return vocabulary
 
@@ -96,7 +100,9 @@ def save(pipeline, directory: str | Path) -> None:
     if vectorizer.analyzer != "word" or vectorizer.preprocessor is not None or vectorizer.tokenizer is not None:
         raise ValueError("only word analyzers with the default preprocessing can be stored as data")
     if vectorizer.token_pattern != TOKEN_PATTERN:
-        raise ValueError(f"token_pattern {vectorizer.token_pattern!r} cannot be stored: loading accepts only {TOKEN_PATTERN!r}")
+        raise ValueError(
+            f"token_pattern {vectorizer.token_pattern!r} cannot be stored: loading accepts only {TOKEN_PATTERN!r}"
+        )
     directory = Path(directory)
     settings = {
         "vocabulary": {term: int(i) for term, i in vectorizer.vocabulary_.items()},
@@ -110,9 +116,14 @@ def save(pipeline, directory: str | Path) -> None:
     }
     Vectorizer.model_validate(settings)
     (directory / SETTINGS).write_text(json.dumps(settings, ensure_ascii=False) + "\n", encoding="utf-8")
-    save_file({"idf": np.ascontiguousarray(vectorizer.idf_, dtype=np.float64),
-               "coef": np.ascontiguousarray(classifier.coef_, dtype=np.float64),
-               "intercept": np.ascontiguousarray(classifier.intercept_, dtype=np.float64)}, str(directory / ARRAYS))
+    save_file(
+        {
+            "idf": np.ascontiguousarray(vectorizer.idf_, dtype=np.float64),
+            "coef": np.ascontiguousarray(classifier.coef_, dtype=np.float64),
+            "intercept": np.ascontiguousarray(classifier.intercept_, dtype=np.float64),
+        },
+        str(directory / ARRAYS),
+    )
 
 
 def write_settings(directory: str | Path, *, classes: list[str], mask_names: bool) -> Path:
@@ -125,7 +136,10 @@ def write_settings(directory: str | Path, *, classes: list[str], mask_names: boo
 def check_classes(model: "TfidfModel", classes: list[str], labels: list[str], *, where: str) -> None:
     """judge.json's classes are the labels the class ids name, in the classifier's column order."""
     if max(model.class_ids) >= len(labels):
-        raise UserError(f"{where}: {SETTINGS} class_ids must be distinct numbers below {len(labels)} (the judge's labels); retrain the judge")
+        raise UserError(
+            f"{where}: {SETTINGS} class_ids must be distinct numbers below {len(labels)} (the judge's labels); retrain "
+            "the judge"
+        )
     if [labels[i] for i in model.class_ids] != list(classes):
         raise UserError(f"{where}: judge.json 'classes' does not match the classifier's classes; retrain the judge")
 
@@ -139,13 +153,23 @@ class TfidfModel:
 
         directory = Path(directory)
         where = where or f"judge directory {directory.resolve().name}"
-        settings = validate(Vectorizer, read_json(directory / SETTINGS, max_bytes=MAX_SETTINGS_BYTES, where=where), where=where, name=SETTINGS)
+        settings = validate(
+            Vectorizer,
+            read_json(directory / SETTINGS, max_bytes=MAX_SETTINGS_BYTES, where=where),
+            where=where,
+            name=SETTINGS,
+        )
         self.class_ids = settings.class_ids
         self.sublinear_tf, self.norm = settings.sublinear_tf, settings.norm
         self.idf, self.coef, self.intercept = self._arrays(directory, len(settings.vocabulary), where)
         # The checked constant, not the stored string, reaches the regex engine.
-        self.counter = CountVectorizer(vocabulary=settings.vocabulary, ngram_range=tuple(settings.ngram_range), lowercase=settings.lowercase,
-                                       token_pattern=TOKEN_PATTERN, strip_accents=settings.strip_accents)
+        self.counter = CountVectorizer(
+            vocabulary=settings.vocabulary,
+            ngram_range=tuple(settings.ngram_range),
+            lowercase=settings.lowercase,
+            token_pattern=TOKEN_PATTERN,
+            strip_accents=settings.strip_accents,
+        )
 
     def _arrays(self, directory: Path, n_terms: int, where: str):
         # scikit-learn's binary logistic regression keeps one row of coefficients, for the second class

@@ -1,4 +1,5 @@
 """The TF-IDF judge: word 1-2 grams + logistic regression, the classical baseline (its spec: judge.kinds.tfidf)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,4 +48,3 @@ class TfidfJudge(Judge):
 
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory)}
-
