@@ -1,9 +1,11 @@
 """Prompt sets: stereotype-derived completion templates x names that signal groups.
 
 Examples:
-    python -m generation.prompts --templates data/templates/templates.json --names data/names/names.json --out runs/prompts.jsonl
+    python -m generation.prompts --templates data/templates/templates.json --names data/names/names.json \\
+        --out runs/prompts.jsonl
     python -m generation.prompts --templates ../shared/datasets/chehbouni2024/prompts.json \\
-        --names ../shared/datasets/chehbouni2024/names.json --identity muslim --identity white --out runs/paper-prompts.jsonl
+        --names ../shared/datasets/chehbouni2024/names.json --identity muslim --identity white \\
+        --out runs/paper-prompts.jsonl
     python -m generation.prompts --templates data/templates/templates.json --names data/names/names.json \\
         --heading muslims --sample 20 --seed 1 --out runs/small.jsonl
 

@@ -13,7 +13,8 @@ Several per-model files (ids may repeat: they become SOURCE:ID), coded labels re
         --taxonomy refusal2 --out runs/agree-coded
 
 Per-group judge error (one table per --by column) and the alternative annotator test:
-    python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --by model --out runs/agree-by-group
+    python -m judge.agree heldout.judged.jsonl --gold label --pred judge_label --by identity --by model \\
+        --out runs/agree-by-group
     python -m judge.agree labels.csv --annotators label_alice label_bob --out runs/annotators   # humans only
     python -m judge.agree labels.csv --annotators label_alice label_bob --by source --out runs/annotators-by-source
     python -m judge.agree triple.csv --gold label --pred judge_label --annotators ann1 ann2 ann3 --alt-test \

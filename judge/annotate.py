@@ -18,7 +18,8 @@ Examples:
     python -m judge.annotate resolve runs/study/round1/labels.csv runs/study/round1/adjudicate/adjudicator.csv \\
         --taxonomy chehbouni2024 --out runs/study/labelled.csv
     # 4. human labels that are probably wrong (cleanlab on out-of-fold judge probabilities)
-    python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
+    python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 \\
+        --out runs/study/issues
 """
 
 from __future__ import annotations
@@ -683,7 +684,7 @@ def pull(config: PullConfig) -> pd.DataFrame:
             f"{export_path.name} already exists beside --out and pull writes Label Studio's raw export there; "
             "move it away or choose another --out"
         )
-    taxonomy = _taxonomy(config)
+    _taxonomy(config)  # checked here: a missing or bad --taxonomy or --label-map is refused before the server is asked
     client = _client(config)
     try:
         tasks = [
@@ -822,8 +823,9 @@ GUIDELINES.md, items.csv (what was exported) and manifest.json.
 Examples:
     python -m judge.annotate export runs/study/outputs.jsonl --strategy stratified --by identity --budget 200 \\
         --annotators alice bob --blind --taxonomy chehbouni2024 --out runs/study/round1
-    python -m judge.annotate export runs/study/labelled.jsonl --strategy uncertain --confidence-column judge_confidence \\
-        --budget 100 --exclude runs/study/round1/items.csv --taxonomy chehbouni2024 --out runs/study/round2
+    python -m judge.annotate export runs/study/labelled.jsonl --strategy uncertain \\
+        --confidence-column judge_confidence --budget 100 --exclude runs/study/round1/items.csv \\
+        --taxonomy chehbouni2024 --out runs/study/round2
 """
 IMPORT_HELP = """Read filled spreadsheets (or Label Studio JSON exports) back: one label_<annotator> column each.
 
@@ -834,7 +836,8 @@ exported stops the import with a one-line error and writes nothing.
 Examples:
     python -m judge.annotate import runs/study/round1 runs/study/round1/alice.csv runs/study/round1/bob.csv \\
         --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
-    python -m judge.annotate import runs/study/round1 project-1-export.json --taxonomy chehbouni2024 --out runs/study/round1/labels.csv
+    python -m judge.annotate import runs/study/round1 project-1-export.json --taxonomy chehbouni2024 \\
+        --out runs/study/round1/labels.csv
 """
 PUSH_HELP = f"""Create a Label Studio project from an export folder (tasks.json, label_config.xml).
 
@@ -876,7 +879,8 @@ Folds are grouped by template (or --cv-group); without a template column, by pro
 repeat. With two or more --annotators, each annotator's labels are checked against the others.
 
 Examples:
-    python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 --out runs/study/issues
+    python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 \\
+        --out runs/study/issues
     python -m judge.annotate issues runs/study/round1/labels.csv --annotators label_alice label_bob label_carol \\
         --taxonomy chehbouni2024 --folds 5 --out runs/study/issues
 """

@@ -7,7 +7,8 @@ Examples:
     python -m judge.data sample runs/outputs.jsonl --n 600 --stratify identity --blind --out runs/to_label.csv
     python -m judge.data sample runs/labelled.jsonl --n 300 --stratify identity --allocation neyman --target refusal \
         --target-column judge_label --blind --out runs/to_label.csv
-    python -m judge.data sample runs/outputs.jsonl --n 300 --exclude runs/train_labels.csv --label-column label --out runs/ppi_sample.csv
+    python -m judge.data sample runs/outputs.jsonl --n 300 --exclude runs/train_labels.csv --label-column label \\
+        --out runs/ppi_sample.csv
     python -m judge.data filter gpt4.csv llama2.json --keep source=gpt4,llama2 --out runs/train.jsonl
     python -m judge.data split labelled.jsonl --fraction 0.2 --seed 1 --out runs/human.jsonl --rest runs/train.jsonl
 
@@ -91,7 +92,8 @@ MODEL_IDS = {"llama 7": "llama-2-7b-chat", "llama 13": "llama-2-13b-chat", "llam
 IMPORTERS = ("chehbouni2024", "sample", "split", "filter")
 RECORD_ACTIONS = ("sample", "split", "filter")
 DEFAULT_HIDE = ["name", "identity", "name_list", "gender", "common"]  # as judge.annotate export --blind hides
-# Columns a blind sheet never shows: judge outputs (label, confidence, p_*, unscored_reason, raw) and earlier human labels.
+# Columns a blind sheet never shows: judge outputs (label, confidence, p_*, unscored_reason, raw) and earlier
+# human labels.
 JUDGE_OR_HUMAN_LABEL = re.compile(
     r"label|annotation|annotator|confidence|judge|adjudicat|unscored|verdict|(^|_)p_|(^|_)raw$", re.IGNORECASE
 )
@@ -613,7 +615,10 @@ def sampled(records: pd.DataFrame, config: Config, manifest: RunManifest) -> pd.
     )
     if INCLUSION in records.columns:
         picked = sample_of_sample(records, config)
-        design = f"two-phase: this draw ({design}) of an earlier sample; pi_i = pi1_i (the earlier sample's) x pi2_i (this draw's)"
+        design = (
+            f"two-phase: this draw ({design}) of an earlier sample; "
+            "pi_i = pi1_i (the earlier sample's) x pi2_i (this draw's)"
+        )
     else:
         picked = annotation_sample(
             records, n=config.n, stratify=list(config.stratify), seed=config.seed, allocation=allocation_of(config)

@@ -8,7 +8,8 @@ Examples:
         --prefix judge_ --out runs/xstest-labelled.jsonl     # several files -> one output with a source column
     python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
     .venv-vllm/bin/python -m judge.label --judge llm:MODEL_DIR --engine vllm --input outputs.jsonl --out llm.jsonl
-    python -m judge.label --judge llm:smollm2 --engine openai --base-url http://127.0.0.1:8000/v1 --input outputs.jsonl --out llm.jsonl
+    python -m judge.label --judge llm:smollm2 --engine openai --base-url http://127.0.0.1:8000/v1 \\
+        --input outputs.jsonl --out llm.jsonl
 
 The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
 column per category and PREFIX+unscored_reason. Below --abstain-below the label is 'unscored' and

@@ -170,7 +170,8 @@ class Config(RecordColumns, ReportStyle):
             "metavar": "COL",
             "help": "column whose outputs are correlated draws (a prompt's samples, a template's names): "
             "cluster-robust "
-            "intervals, Rao-Scott test and PPI variance, t with G - 1 df (default: prompt_id or prompt when it repeats)",
+            "intervals, Rao-Scott test and PPI variance, t with G - 1 df "
+            "(default: prompt_id or prompt when it repeats)",
         },
     )
     no_cluster: bool = field(

@@ -2,7 +2,8 @@
 
 Examples:
     python -m judge.swap runs/study/heldout.jsonl --judge runs/study/judge --out runs/swap
-    python -m judge.swap outputs.jsonl --judge llm --taxonomy chehbouni2024 --group identity --sample 200 --out runs/swap-llm
+    python -m judge.swap outputs.jsonl --judge llm --taxonomy chehbouni2024 --group identity --sample 200 \\
+        --out runs/swap-llm
 
 Each record's name (column --name-column, default name) is replaced, in the prompt and the
 response, by a name from every other group of --group (drawn with --seed from the names the file
@@ -168,7 +169,10 @@ def render(result: dict, style: Style) -> tuple[str, str]:
         or f"Name-swap check of judge {result['judge']} ({result['group']}; {result['n_records']} records, {o['n']} "
         "swaps)"
     )
-    line = f"Overall: {o['flips']} of {o['n']} labels flip ({style.fmt(o['rate'])} {style.fmt_ci(o['ci'])}). Judge masks names: {result['masks_names']}."
+    line = (
+        f"Overall: {o['flips']} of {o['n']} labels flip ({style.fmt(o['rate'])} {style.fmt_ci(o['ci'])}). "
+        f"Judge masks names: {result['masks_names']}."
+    )
     if o["unchanged"]:
         line += (
             f" {o['unchanged']} of {o['n'] + o['unchanged']} swaps changed no text (the name is not in the prompt or "

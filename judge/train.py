@@ -4,23 +4,27 @@ Examples:
     python -m judge.train --train data/sample/annotated_sample.jsonl --label-column label \\
         --taxonomy chehbouni2024 --out runs/judge-sample
     python -m judge.train --train runs/llama7b.jsonl --label-column label --kind tfidf --out runs/tfidf-7b
-    python -m judge.train --train runs/llama7b.csv runs/llama13b.csv --kind tfidf --out runs/tfidf-both   # ids may repeat
+    python -m judge.train --train runs/llama7b.csv runs/llama13b.csv --kind tfidf \\
+        --out runs/tfidf-both   # ids may repeat
     python -m judge.train --train xstest_v2_completions_gpt4.csv xstest_v2_completions_llama2orig.csv \\
         --text-column completion --label-column final_label --taxonomy compliance3 --kind tfidf --out runs/xstest-judge
-    python -m judge.train --train coded.csv --label-map '1=answer,2=refusal,3=partial answer' --taxonomy chehbouni2024 \\
-        --out runs/judge-coded
+    python -m judge.train --train coded.csv --label-map '1=answer,2=refusal,3=partial answer' \\
+        --taxonomy chehbouni2024 --out runs/judge-coded
     python -m judge.train --train runs/study/labelled.csv --kind ensemble --cv 5 --cv-group template \\
         --taxonomy chehbouni2024 --out runs/study/judge-ensemble      # stacked LoRA + TF-IDF + rules
     python -m judge.train --train runs/study/labelled.csv --kind tfidf --cv 5 --out runs/study/judge-tfidf
     python -m judge.train --train runs/llama7b.jsonl --tail-tokens 32 --out runs/judge-head-tail   # long outputs
-    python -m judge.train --train labels.csv --kind tfidf --no-prompt --mask-names names.txt --out runs/judge-response-only
-    python -m judge.train --train labels.csv --base-model bundled:smollm2 --out runs/judge-smollm2   # a decoder backbone
+    python -m judge.train --train labels.csv --kind tfidf --no-prompt --mask-names names.txt \\
+        --out runs/judge-response-only
+    python -m judge.train --train labels.csv --base-model bundled:smollm2 \\
+        --out runs/judge-smollm2   # a decoder backbone
     python -m judge.train --train labels.csv --text-column output --prompt-column question \\
         --base-model meta-llama/Llama-2-7b-hf --device cuda --max-length 512 --out runs/judge-llama
 
 --kind ensemble trains the LoRA classifier, TF-IDF + logistic regression and the keyword rules
 (--members picks two or more), then a logistic-regression stacker on their out-of-fold probabilities
-from folds grouped by --cv-group (default: template, else prompt when prompts repeat), so the stacker never sees a member's prediction
+from folds grouped by --cv-group (default: template, else prompt when prompts repeat), so the stacker never
+sees a member's prediction
 about a template that member trained on. --cv K (any kind) writes OUT/cv/oof.jsonl and the agreement
 report judge.agree would write (OUT/cv/agreement.*): the agreement to expect on unseen templates,
 known before any unlabelled output is judged. Both cost K extra trainings of each trained member.

@@ -151,7 +151,10 @@ def _with_kind_options(name: str, base: type) -> type:
     ]
     cls = dataclasses.make_dataclass(name, added, bases=(base,), namespace={"__module__": base.__module__})
     cls.__qualname__ = name
-    cls.__doc__ = f"The settings of judge.train: {base.__name__}'s and every kind's training options ({', '.join(n for n, _, _ in added)})."
+    cls.__doc__ = (
+        f"The settings of judge.train: {base.__name__}'s and every kind's training options "
+        f"({', '.join(n for n, _, _ in added)})."
+    )
     return cls
 
 
@@ -411,14 +414,23 @@ def name_masking_line(data, view: TextView) -> str:
         + ([f"column {view.names_column!r}"] if view.names_column else [])
     )
     if not sources:
-        return f"name masking: 0 of {len(data.y)} records masked (no 'name' column in the training data; --mask-names FILE|COL masks names inside the texts)"
-    return f"name masking: {data.n_masked} of {len(data.y)} records had a name replaced by [NAME] (names from {' and '.join(sources)})"
+        return (
+            f"name masking: 0 of {len(data.y)} records masked (no 'name' column in the training data; "
+            "--mask-names FILE|COL masks names inside the texts)"
+        )
+    return (
+        f"name masking: {data.n_masked} of {len(data.y)} records had a name replaced by [NAME] "
+        f"(names from {' and '.join(sources)})"
+    )
 
 
 def reads_line(view: TextView) -> str:
     if view.prompt:
         return "- Reads: the prompt and the response"
-    return "- Reads: the response only (--no-prompt): the prompt is never part of its input, so a record's label cannot depend on its prompt"
+    return (
+        "- Reads: the response only (--no-prompt): the prompt is never part of its input, so a record's label "
+        "cannot depend on its prompt"
+    )
 
 
 def model_card(

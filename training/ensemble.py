@@ -160,7 +160,10 @@ def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
 
 
 def card_line(config) -> str:
-    return f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold probabilities)"
+    return (
+        f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold "
+        "probabilities)"
+    )
 
 
 TRAINER = Trainer(

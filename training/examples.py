@@ -186,7 +186,8 @@ def text_view_for(
     reserved: tuple[str, ...] = (),
     encoding: str = "utf-8",
 ) -> TextView:
-    """The TextView judge.train's flags ask for: --no-prompt, and --mask-names as a names file or a column of ``records``."""
+    """The TextView judge.train's flags ask for: --no-prompt, and --mask-names as a names file or a column
+    of ``records``."""
     names, column = (), None
     if mask_names_from:
         if Path(mask_names_from).is_file():

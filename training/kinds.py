@@ -43,7 +43,8 @@ class Run:
     folds: np.ndarray | None = None
 
     def for_member(self) -> "Run":
-        """An ensemble's shipped member sees every label; its validation share is the recipe's (LoRA's early stopping)."""
+        """An ensemble's shipped member sees every label; its validation share is the recipe's
+        (LoRA's early stopping)."""
         return replace(self, val_fraction=0.0, members=[], folds=None)
 
 

@@ -79,7 +79,8 @@ def refuse_issue_clashes(records: pd.DataFrame) -> None:
 
 
 def with_record_columns(rows: pd.DataFrame, added: dict) -> pd.DataFrame:
-    """The flagged records with every column they came with (id, prompt and response first), then the issue's columns."""
+    """The flagged records with every column they came with (id, prompt and response first), then the
+    issue's columns."""
     first = [c for c in ("id", "prompt", "response") if c in rows.columns]
     out = rows[first + [c for c in rows.columns if c not in first]].reset_index(drop=True).copy()
     for column, values in added.items():

@@ -83,7 +83,8 @@ class LoraOptions:
         metadata={
             "metavar": "N",
             "help": "long responses: keep the head and the last N "
-            "tokens within --max-length (a late refusal or partial compliance is still read; default 0: cut at the end)",
+            "tokens within --max-length (a late refusal or partial compliance is still read; "
+            "default 0: cut at the end)",
         },
     )
     epochs: int = field(

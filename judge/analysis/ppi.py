@@ -354,7 +354,10 @@ def design_note(kind: str, column: str | None, *, group: str, strata: Sequence[s
     weights = f"1 / {column}" if column else "N_h / n_h per stratum (no inclusion probabilities recorded)"
     if kind == POISSON:
         return f"unequal-probability sample, independent inclusion (Poisson) variance: weights {weights}"
-    return f"stratified simple random sample by {', '.join(strata)} (finite-population correction per stratum): weights {weights}"
+    return (
+        f"stratified simple random sample by {', '.join(strata)} (finite-population correction per stratum): "
+        f"weights {weights}"
+    )
 
 
 def _cluster_note(clusters: dict) -> str:

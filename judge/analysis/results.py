@@ -1,7 +1,8 @@
 """Typed results: dataclasses whose ``to_dict()`` is the JSON the reports write.
 
 Each field of a result is one key of its JSON object (a field's ``metadata["key"]`` names the key where
-it is not a Python name: ``lambda``; ``metadata["json"] = False`` keeps a field out of the JSON). A key that a result may lack (a rate's ``variance`` when outputs
+it is not a Python name: ``lambda``; ``metadata["json"] = False`` keeps a field out of the JSON). A key that a
+result may lack (a rate's ``variance`` when outputs
 are not clustered, a group's ``reason`` when it is estimable) holds ``ABSENT`` when it is not there, and
 ``to_dict`` leaves it out; ``None`` is a JSON ``null``. ``from_dict`` reads a result back, from the
 statistics' dicts or from a report's JSON, and ``to_dict`` then gives the keys in the order they came,

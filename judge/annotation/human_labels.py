@@ -127,7 +127,8 @@ def choose(
     """The items to send to annotators, each with its exact inclusion probability (``DESIGNS``).
 
     random: a simple random sample. stratified: proportional within each stratum of ``by``, every
-    stratum drawn from its own seed (``allocation``: Neyman's sizes instead of proportional ones). uncertain: a Poisson sample favouring the outputs the judge is
+    stratum drawn from its own seed (``allocation``: Neyman's sizes instead of proportional ones). uncertain: a
+    Poisson sample favouring the outputs the judge is
     least sure of (low ``confidence``, or the two ``compare`` label columns disagreeing), with every
     output's probability above zero, so the labels can correct rates (PPI) as well as train a judge.
     """

@@ -513,7 +513,10 @@ class OpenAIEngine(Engine):
 def parse_prompt_logprobs(choices: Any, prompts: list[list[int]], *, start: int) -> list[float] | str:
     """Sum each prompt's logprobs from ``start`` on (the continuation), checking every field; a reason if any is off."""
     if not isinstance(choices, list) or len(choices) != len(prompts):
-        return f"the server answered {len(choices) if isinstance(choices, list) else 'no'} choices for {len(prompts)} prompts"
+        return (
+            f"the server answered {len(choices) if isinstance(choices, list) else 'no'} choices "
+            f"for {len(prompts)} prompts"
+        )
     by_index = {getattr(c, "index", None): c for c in choices}
     scores = []
     for i, prompt in enumerate(prompts):

@@ -283,7 +283,8 @@ def _sampling(decoding: Any) -> dict[str, Any]:
 
 
 def _continuation_logprob(out: Any, start: int) -> float:
-    """The sum of the prompt's logprobs from ``start`` on; with prompt_logprobs=0 each position holds its actual token."""
+    """The sum of the prompt's logprobs from ``start`` on; with prompt_logprobs=0 each position holds its
+    actual token."""
     ids = out.prompt_token_ids
     return float(sum(out.prompt_logprobs[k][ids[k]].logprob for k in range(start, len(ids))))
 

@@ -143,7 +143,10 @@ def render_agreement(result: AgreementResult | Mapping[str, Any], style: Style) 
             ],
             columns=["annotator left out", "items", "rho judge", "rho human", "p", "p (BY)", "judge wins"],
         )
-        verdict = f"**{'PASS' if alt.passed else 'FAIL'}**: {alt.reason}; average advantage probability {style.fmt(alt.average_advantage_probability)}."
+        verdict = (
+            f"**{'PASS' if alt.passed else 'FAIL'}**: {alt.reason}; average advantage probability "
+            f"{style.fmt(alt.average_advantage_probability)}."
+        )
         parts += [
             "\n## Alternative annotator test (Calderon et al. 2025)\n",
             verdict + "\n",
@@ -349,7 +352,8 @@ def confusion_figure(result: AgreementResult | Mapping[str, Any]):
 def write_agreement_report(
     result: AgreementResult | Mapping[str, Any], out_dir: str | Path, *, style: Style, overwrite: bool = False
 ) -> list[Path]:
-    """agreement.json (the result's ``to_dict()``), agreement.md and .tex, the confusion matrix and one error figure per --by."""
+    """agreement.json (the result's ``to_dict()``), agreement.md and .tex, the confusion matrix and one error
+    figure per --by."""
     result = as_agreement(result)
     out_dir = Path(out_dir)
     md, tex = render_agreement(result, style)

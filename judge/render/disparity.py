@@ -90,7 +90,10 @@ def _chi_square_line(result: DisparityResult, style: Style) -> str:
         return pearson + "."
     column = result.clusters.column
     if rs.statistic is None:
-        return f"Rao-Scott test not computed (fewer than 2 clusters of {column}); {pearson}, as if outputs were independent."
+        return (
+            f"Rao-Scott test not computed (fewer than 2 clusters of {column}); {pearson}, "
+            "as if outputs were independent."
+        )
     return (
         f"Rao-Scott design-corrected test (second order, clusters: {column}, G = {rs.n_clusters}; mean design effect "
         f"{style.fmt(rs.mean_design_effect, 2)}): F = {style.fmt(rs.statistic, 2)} on ({style.fmt(rs.df_num, 1)}, "

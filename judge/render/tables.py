@@ -100,12 +100,16 @@ def tex_cell(text: str) -> str:
     the width of the wide rate tables."""
     match = _ESTIMATE_WITH_INTERVAL.match(text)
     if match:
-        return f"\\begin{{tabular}}[t]{{@{{}}c@{{}}}}{match.group(1)}\\\\[-1pt]\\scriptsize {match.group(2)}\\end{{tabular}}"
+        return (
+            f"\\begin{{tabular}}[t]{{@{{}}c@{{}}}}{match.group(1)}\\\\[-1pt]\\scriptsize "
+            f"{match.group(2)}\\end{{tabular}}"
+        )
     return tex_escape(text)
 
 
 def latex(frame: pd.DataFrame, *, caption: str, label: str, prefix: str = "report", index: bool = True) -> str:
-    """A booktabs table whose caption and cells are escaped and whose label, ``tab:PREFIX:label``, is unique to this report.
+    """A booktabs table whose caption and cells are escaped and whose label, ``tab:PREFIX:label``, is unique
+    to this report.
 
     Needs ``\\usepackage{booktabs,longtable,graphicx}``. Wide tables shrink to the line width; a table
     taller than ``FLOAT_LINES`` breaks across pages (``long_table``), each piece shrunk alike.

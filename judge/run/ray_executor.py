@@ -446,7 +446,8 @@ def _check_number(what: str, value: Any, *, low: float, integer: bool = False, l
 LOCAL = "local"  # `--ray` with no address: a Ray started here for this run
 
 
-RAY_FLAGS = {  # the field metadata of a command's ray, ray_actors and ray_gpus settings: their flags (judge.core.config)
+# The field metadata of a command's ray, ray_actors and ray_gpus settings: their flags (judge.core.config)
+RAY_FLAGS = {
     "ray": {
         "nargs": "?",
         "const": LOCAL,

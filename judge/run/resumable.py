@@ -38,7 +38,8 @@ SHARD_KEY = "shard"  # the share, in the identity a share resumes as
 
 
 def run_identity(settings: dict[str, Any], **fingerprints: Any) -> dict[str, Any]:
-    """What makes a run's rows what they are: its settings less ``RUN_ONLY``, then its inputs' and model's fingerprints."""
+    """What makes a run's rows what they are: its settings less ``RUN_ONLY``, then its inputs' and model's
+    fingerprints."""
     return {"settings": {k: v for k, v in settings.items() if k not in RUN_ONLY}, **fingerprints}
 
 

@@ -1,1 +1,2 @@
-"""Statistics of the reports: agreement, disparity, PPI, the alternative-annotator test, group error, clustering, multiplicity."""
+"""Statistics of the reports: agreement, disparity, PPI, the alternative-annotator test, group error, clustering,
+multiplicity."""

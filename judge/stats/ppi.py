@@ -344,7 +344,10 @@ def group_rate(
             design_rate(y, f, domain, design, lam=lam, alpha=alpha, small_sample=small_sample, clusters=clusters)
         )
         if out["ppi"].get("outside") and reason is None:
-            reason = "the PPI interval lies wholly outside [0, 1] (the correction overshoots: too few labels for this category)"
+            reason = (
+                "the PPI interval lies wholly outside [0, 1] (the correction overshoots: too few labels for this "
+                "category)"
+            )
     out["effective_n"] = effective_n(n, _se_ci(out["human_only"]), _se_ci(out["ppi"]))
     out["estimable"] = reason is None
     if reason:

@@ -68,7 +68,8 @@ def save(
     member_weights: dict[str, float],
     mask_names: bool,
 ) -> None:
-    """stacker.safetensors (coef, intercept, classes) and judge.json of an ensemble whose members are written already."""
+    """stacker.safetensors (coef, intercept, classes) and judge.json of an ensemble whose members are
+    written already."""
     from safetensors.numpy import save_file
 
     from judge.kinds.judge_dir import write_settings

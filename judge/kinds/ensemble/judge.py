@@ -36,7 +36,8 @@ class EnsembleJudge(Judge):
         super().__init__(load_taxonomy(directory / "taxonomy.yaml"))
         self.directory = directory
         self.labels = list(self.meta["labels"])
-        # Checked to lie inside this directory and to hold judges of the members' kinds: loading cannot leave it or recurse.
+        # Checked to lie inside this directory and to hold judges of the members' kinds: loading cannot leave it
+        # or recurse.
         folders = member_directories(directory, self.meta, where=where)
         self.members: dict[str, Judge] = {}
         for name in self.meta["members"]:

@@ -218,7 +218,8 @@ class LLMJudge(Judge):
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
     def _open_engine(self, engine: str, given: dict | None, device: str) -> None:
-        """The model behind another engine (vLLM here, a server): the judge sends chats, the engine scores or chooses."""
+        """The model behind another engine (vLLM here, a server): the judge sends chats, the engine
+        scores or chooses."""
         from judge.engines import engine_options, open_engine
 
         if self.rationale:
@@ -482,4 +483,7 @@ class LLMJudge(Judge):
         if self.exact:
             return f"exact ({self.engine.name}): each category's continuation scored under the model"
         why = getattr(self.engine, "label_scoring", "this engine cannot score a given continuation")
-        return f"unavailable ({self.engine.name}): {why.removeprefix('unavailable: ')}; the label is the engine's constrained choice, no probabilities are written"
+        return (
+            f"unavailable ({self.engine.name}): {why.removeprefix('unavailable: ')}; the label is the engine's "
+            "constrained choice, no probabilities are written"
+        )

@@ -293,7 +293,7 @@ def load_base(base_model: str, labels: list[str], *, dtype=None, allow_hub: bool
             path,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
-            label2id={l: i for i, l in enumerate(labels)},
+            label2id={label: i for i, label in enumerate(labels)},
             dtype=dtype or torch.float32,
         )
     except OSError as exc:

@@ -7,8 +7,10 @@ smaller; see training.lora.texts_to_check) and records the result in judge.json 
 
     "precision": {"reference": "fp32", "checked_on": 346, "split": "validation", "device": "cpu",
                   "tolerance": {"labels_equal": 0.995, "mean_abs_prob_diff": 0.005},
-                  "bf16": {"labels_equal": 0.9971, "max_abs_prob_diff": 0.0123, "mean_abs_prob_diff": 0.0005, "passed": true},
-                  "int8": {"labels_equal": 0.936, "max_abs_prob_diff": 0.40, "mean_abs_prob_diff": 0.015, "passed": false}}
+                  "bf16": {"labels_equal": 0.9971, "max_abs_prob_diff": 0.0123, "mean_abs_prob_diff": 0.0005,
+                           "passed": true},
+                  "int8": {"labels_equal": 0.936, "max_abs_prob_diff": 0.40, "mean_abs_prob_diff": 0.015,
+                           "passed": false}}
 
 Only shares and differences are stored, never a text. ``--precision auto`` takes the fastest
 precision that passed and that this machine runs natively (bf16 where the CPU has AMX or AVX-512
@@ -170,7 +172,10 @@ def choose(requested: str, *, device, record: dict | None) -> Choice:
     ok = passed(record)
     pick = next(p for p in here if p in ok)
     failed = [p for p in here if p not in ok]
-    why = f"auto: fastest here of those that label as fp32 does on the judge's {record['checked_on']} {record.get('split', 'validation')} texts"
+    why = (
+        f"auto: fastest here of those that label as fp32 does on the judge's {record['checked_on']} "
+        f"{record.get('split', 'validation')} texts"
+    )
     return Choice(pick, why + (f"; {', '.join(failed)} failed the check" if failed else ""))
 
 
