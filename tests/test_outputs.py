@@ -159,6 +159,47 @@ def test_a_held_output_is_refused_naming_the_holder(study, tmp_path, capsys):
     assert run_module(label, ["--judge", "rules", "--input", str(study / "data.jsonl"), "--out", str(out), "--prefix", "j_"], capsys)[0] == 0
 
 
+def _lock_cases(study, tmp_path):
+    data_file = str(study / "data.jsonl")
+    return {
+        "label": (label, lambda out: ["--judge", "rules", "--input", data_file, "--out", str(out), "--prefix", "j_"], "lk.jsonl"),
+        "report": (report, lambda out: [data_file, "--label", "label", "--group", "identity", "--out", str(out)], "rep"),
+        "train": (train, lambda out: ["--train", data_file, "--kind", "tfidf", "--out", str(out)], "tf"),
+    }
+
+
+@pytest.mark.parametrize("command", ["label", "report", "train"])
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(study, tmp_path, capsys, command):
+    """Issue 31 (1a): a planted ``.OUT.lock -> victim`` never gets the run's pid written into the victim."""
+    module, argv, name = _lock_cases(study, tmp_path)[command]
+    folder = tmp_path / "o"
+    folder.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's own words\n")
+    out = folder / name
+    lock_path(out).symlink_to(victim)
+    line = assert_refused(module, argv(out), [str(lock_path(out)), "symbolic link"], root=tmp_path, capsys=capsys)
+    assert "remove it" in line
+    assert victim.read_text() == "the user's own words\n"
+    assert lock_path(out).is_symlink() and not out.exists()
+    # a link to a missing file: refused too, and no file created at its target
+    lock_path(out).unlink()
+    lock_path(out).symlink_to(tmp_path / "absent.txt")
+    assert_refused(module, argv(out), ["symbolic link"], root=tmp_path, capsys=capsys)
+    assert not (tmp_path / "absent.txt").exists()
+
+
+def test_a_lock_path_that_is_not_a_regular_file_is_refused(study, tmp_path, capsys):
+    out = tmp_path / "o" / "lk.jsonl"
+    lock_path(out).mkdir(parents=True)
+    argv = ["--judge", "rules", "--input", str(study / "data.jsonl"), "--out", str(out), "--prefix", "j_"]
+    assert_refused(label, argv, [str(lock_path(out)), "not a regular file"], root=tmp_path, capsys=capsys)
+    os.mkfifo(lock_path(out).with_name(".fifo.jsonl.lock"))
+    fifo_out = out.with_name("fifo.jsonl")
+    argv = ["--judge", "rules", "--input", str(study / "data.jsonl"), "--out", str(fifo_out), "--prefix", "j_"]
+    assert_refused(label, argv, ["not a regular file"], root=tmp_path, capsys=capsys)
+
+
 def test_a_killed_holder_releases_the_lock(tmp_path):
     out = tmp_path / "out.jsonl"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from judge.core.outputs import output_lock\n"

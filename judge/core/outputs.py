@@ -7,7 +7,9 @@
    an edited output, or a folder with anything else in it is refused, never deleted.
 3. One run at a time writes an output: an advisory lock (``flock``) on a hidden file beside it is
    held from the first check to the last write, so a second run on the same ``--out`` is refused at
-   once, naming the first; the kernel releases it when the process dies, even by ``kill -9``.
+   once, naming the first; the kernel releases it when the process dies, even by ``kill -9``. The lock
+   file is opened with ``O_NOFOLLOW``: a link or anything but a regular file there is refused, so a
+   run never writes its pid into a link's target.
 
 ``claim_output`` does all three; each command's ``main`` wraps its work in it.
 """
@@ -18,6 +20,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -157,6 +160,37 @@ def lock_path(out: str | Path) -> Path:
     return out.with_name(f".{out.name}.lock")
 
 
+def _open_lock(path: Path, created: list[Path]) -> int:
+    """Open (or create) the lock file itself, never a link's target nor anything but a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        _remove_created(created)
+        if exc.errno == errno.ELOOP or path.is_symlink():
+            raise UserError(
+                f"the lock file {path} is a symbolic link; remove it (a lock file is never followed) and run again"
+            ) from None
+        if exc.errno in (errno.EISDIR, errno.ENXIO, errno.EACCES, errno.EPERM, errno.ETXTBSY):
+            raise UserError(
+                f"the lock file {path} is not a regular file this run can open; remove it or choose another --out"
+            ) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        _remove_created(created)
+        raise UserError(f"the lock file {path} is not a regular file; remove it or choose another --out")
+    return fd
+
+
+def _remove_created(created: list[Path]) -> None:
+    for folder in created:  # innermost first: a refused run leaves no empty folders behind
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 @contextmanager
 def output_lock(out: str | Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``out`` for the block, or refuse at once naming the holder."""
@@ -164,7 +198,7 @@ def output_lock(out: str | Path) -> Iterator[None]:
     created = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path, created)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -177,7 +211,7 @@ def output_lock(out: str | Path) -> Iterator[None]:
             raise
         # A holder that finished may have unlinked the file we opened: lock the file now at the path.
         try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            same = os.fstat(fd).st_ino == os.lstat(path).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -194,11 +228,7 @@ def output_lock(out: str | Path) -> Iterator[None]:
         except FileNotFoundError:
             pass
         os.close(fd)
-        for folder in created:  # innermost first: a refused run leaves no empty folders behind
-            try:
-                folder.rmdir()
-            except OSError:
-                break
+        _remove_created(created)
 
 
 @contextmanager
