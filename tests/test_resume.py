@@ -170,3 +170,56 @@ def test_one_rule_for_what_a_rerun_must_match_and_for_the_rows_asked_again(tmp_p
     previous, retried = run_once(set())
     assert retried is None and previous["counts"]["failed"] == 0
     assert "already complete with these settings (3 outputs); nothing to do" in capsys.readouterr().out
+
+
+def _rules_argv(label_input, out):
+    return ["--judge", "rules", "--input", str(label_input), "--batch-size", "5", "--no-progress", "--prefix", "j_",
+            "--out", str(out)]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_users_file_at_the_checkpoint_path_is_in_the_way(label_input, tmp_path, capsys, overwrite):
+    """Issue 31 (1c): a finished file that happens to be named OUT.partial.jsonl, with no manifest claiming it,
+    is neither deleted nor resumed from: the run stops in one line saying it is in the way."""
+    from tests.badinput import assert_refused
+
+    out = tmp_path / "u.jsonl"
+    users = checkpoint_path(out)
+    users.write_text('{"id": "mine", "note": "a finished file of my own"}\n')
+    argv = _rules_argv(label_input, out) + (["--overwrite"] if overwrite else [])
+    line = assert_refused(label_cmd, argv, [str(users), "in the way", "move", "another --out"], root=tmp_path, capsys=capsys)
+    assert "judge.label" in line
+    assert users.read_text() == '{"id": "mine", "note": "a finished file of my own"}\n'
+
+
+def test_a_checkpoint_the_manifest_does_not_say_is_running_is_in_the_way(label_input, tmp_path, capsys):
+    """A complete run's manifest (no failed rows) does not claim a file later put at the checkpoint's path."""
+    from tests.badinput import assert_refused
+
+    out = tmp_path / "u.jsonl"
+    assert run_cli(label_cmd, _rules_argv(label_input, out), capsys)[0] == 0
+    out.unlink()  # the output gone, its complete manifest still beside it
+    users = checkpoint_path(out)
+    users.write_text("my own rows\n")
+    assert_refused(label_cmd, _rules_argv(label_input, out), ["in the way"], root=tmp_path, capsys=capsys)
+    assert users.read_text() == "my own rows\n"
+
+
+def test_a_running_checkpoint_is_still_resumed_and_removed(label_input, tmp_path, capsys, monkeypatch):
+    """The rule keeps resume: the manifest says ``running`` for judge.label, so its checkpoint is reused."""
+    out = tmp_path / "u.jsonl"
+    clean = clean_bytes(label_cmd, _rules_argv(label_input, tmp_path / "clean.jsonl")[:-2], tmp_path, capsys)
+    real_append = JsonlCheckpoint.append
+
+    def die(self, rows):
+        real_append(self, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JsonlCheckpoint, "append", die)
+    assert run_cli(label_cmd, _rules_argv(label_input, out), capsys)[0] == 130
+    monkeypatch.setattr(JsonlCheckpoint, "append", real_append)
+    assert checkpoint_path(out).exists()
+    assert json.loads(out.with_name(out.name + ".manifest.json").read_text())["status"] == "running"
+    code, stdout, err = run_cli(label_cmd, _rules_argv(label_input, out), capsys)
+    assert code == 0, err
+    assert not checkpoint_path(out).exists() and out.read_bytes() == clean

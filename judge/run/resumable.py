@@ -7,7 +7,9 @@ A command names its output, the identity of its rows and its share; this module 
 - the checkpoint ``OUT.partial.jsonl`` (``judge.core.records.checkpoint_path``), where the runner
   appends each finished batch whole;
 - what a rerun does: the same identity resumes, or has nothing to do when the output is complete;
-  another identity stops in one line unless ``--overwrite``, which starts again;
+  another identity stops in one line unless ``--overwrite``, which starts again. A file at the
+  checkpoint's path is resumed or removed only when the manifest beside ``out`` claims it (this
+  command, ``running``, or complete with failed rows); any other file there is refused as in the way;
 - rows that failed every retry (a server engine's): a run that completes with some keeps its
   checkpoint, and the same command asks again for those rows only before the whole pass;
 - the manifest: written ``running`` when the work starts, ``complete`` with the counts at the end,
@@ -103,12 +105,32 @@ class ResumableRun:
         same = check_same_settings(self.out, self.resume_identity, overwrite=overwrite)
         previous = read_manifest(self.out) if same else None
         if same and previous and previous.get("status") == "complete" and self.out.exists():
+            if (previous.get("counts") or {}).get("failed", 0) > 0:
+                self._check_checkpoint_claimed()  # the retry reuses it
             return previous
+        self._check_checkpoint_claimed()  # from here it is either resumed or removed
         if overwrite or not same:
             if self.out.exists() and not overwrite:
                 raise UserError(f"{self.out} already exists; pass --overwrite to replace it or choose another --out")
             self.checkpoint.remove()
         return None
+
+    def _check_checkpoint_claimed(self) -> None:
+        """Refuse when a file sits at the checkpoint's path that this output's manifest does not claim: a
+        checkpoint is this command's own only while the manifest beside ``out`` names this command and says a
+        run is in progress (``running``) or completed with failed rows it keeps for a retry. Anything else
+        there (a user's file that happens to have the name) is never removed nor read as finished rows."""
+        path = self.checkpoint.path
+        if not (path.exists() or path.is_symlink()):
+            return
+        manifest = read_manifest(self.out) or {}
+        failed = (manifest.get("counts") or {}).get("failed", 0) if manifest.get("status") == "complete" else 0
+        ours = manifest.get("command") == self.command and (manifest.get("status") == "running" or failed > 0)
+        if not ours or path.is_symlink() or not path.is_file():
+            raise UserError(
+                f"{path} is in the way: no run of {self.command} on {self.out.name} claims it (its manifest does not "
+                f"say one is in progress); move that file away or choose another --out"
+            )
 
     def start(self, settings: Any, *, inputs: Iterable[str | Path], **described: Any) -> RunManifest:
         """The manifest of the run, written ``running`` before any row: ``described`` says what computes the rows."""
