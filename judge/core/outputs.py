@@ -171,7 +171,7 @@ def _open_lock(path: Path, created: list[Path]) -> int:
             raise UserError(
                 f"the lock file {path} is a symbolic link; remove it (a lock file is never followed) and run again"
             ) from None
-        if exc.errno in (errno.EISDIR, errno.ENXIO, errno.EACCES, errno.EPERM, errno.ETXTBSY):
+        if exc.errno in (errno.EISDIR, errno.ENXIO):  # a folder or a socket there; a read-only folder stays EACCES
             raise UserError(
                 f"the lock file {path} is not a regular file this run can open; remove it or choose another --out"
             ) from None
