@@ -214,7 +214,7 @@ def read_config_records(config: Config, *, unique_ids: bool, label_columns: list
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> AnnotatorAgreementResult:
-    records = read_config_records(config, unique_ids=False)
+    records = read_config_records(config, unique_ids=True)  # an item counted twice would inflate n and alpha
     cluster, how = default_cluster(records, cluster=config.cluster, no_cluster=config.no_cluster)
     result = annotator_agreement_analysis(
         records,
@@ -258,8 +258,8 @@ def read_predictions(records: pd.DataFrame, config: Config) -> pd.DataFrame:
 def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
     style = style_of(config)
     out_dir = Path(config.out)
-    # Ids matter only when they join two files: repeated ids are fine otherwise.
-    records = read_config_records(config, label_columns=[config.gold], unique_ids=bool(config.pred_file))
+    # A repeated id would count one output twice (n and kappa inflated): refused as judge.label does.
+    records = read_config_records(config, label_columns=[config.gold], unique_ids=True)
     if config.pred_file:
         records = read_predictions(records, config)
     pred_source = config.pred_file or config.input[0]

@@ -278,7 +278,7 @@ def _main(config: Config) -> DisparityResult:
         encoding=config.encoding,
         required=(),
         label_columns=[config.label, *config.group],
-        unique_ids=config.human is not None,
+        unique_ids=True,  # a repeated id would count one output twice in every rate
         id_column=config.id_column,
         prompt_column=config.prompt_column,
         text_column=config.text_column,

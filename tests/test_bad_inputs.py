@@ -46,6 +46,8 @@ def files(tmp_path):
     (d / "paper_columns.csv").write_text("a,b\n1,2\n")
     (d / "judge_no_json").mkdir()
     (d / "notes.txt").write_text("a file where a directory is expected\n")
+    repeated = [{**r, "label": "refusal" if r["label"] == "answer" else "answer"} for r in GOOD_ROWS[:3]]
+    (d / "dup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in GOOD_ROWS + repeated), encoding="utf-8")
     return d
 
 
@@ -171,6 +173,9 @@ CASES = [
     (train, ["--train", G, "--out", OUT_DIR, "--kind", "tfidf", "--cv", "20", "--cv-group", "identity"], ["--cv 20", "distinct"]),
     (train, ["--train", G, "--out", OUT_DIR, "--tail-tokens", "90"], ["--tail-tokens", "half of --max-length"]),
     (train, ["--train", G, "--out", OUT_DIR, "--kind", "tfidf", "--tail-tokens", "8"], ["--tail-tokens", "LoRA"]),
+    # duplicate ids in judge.report's input (issue 31, 3a): each would be counted twice in every rate
+    (report, ["{d}/dup.jsonl", "--label", "label", "--group", "identity", "--out", OUT_DIR], ["duplicate id(s) 'r0'", "3 in all"]),
+    (report, [G, "{d}/dup.jsonl", "--label", "label", "--group", "identity", "--out", OUT_DIR], ["duplicate id(s)"]),
 ]
 
 

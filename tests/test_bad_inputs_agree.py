@@ -20,6 +20,11 @@ def files(tmp_path):
     d.mkdir()
     (d / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
     (d / "by_number.json").write_text(json.dumps({"by": 3}))
+    # issue 31 (3a): ids repeated with other predictions would be counted twice (n and kappa inflated)
+    repeated = [{**r, "judge_label": "answer" if r["judge_label"] == "refusal" else "refusal"} for r in ROWS[:5]]
+    (d / "dup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS + repeated), encoding="utf-8")
+    (d / "pred_dup.jsonl").write_text("".join(json.dumps({"id": r["id"], "p": r["judge_label"]}) + "\n" for r in ROWS + repeated))
+    (d / "gold.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "judge_label"}) + "\n" for r in ROWS))
     return d
 
 
@@ -36,6 +41,13 @@ CASES = [
     (HUMANS + ["--cluster", "template"], ["'template'", "--cluster"]),
     (HUMANS + ["--alt-test"], ["--alt-test", "need --pred"]),
     (HUMANS + ["--pred-file", R], ["--pred-file", "need --pred"]),
+    # duplicate ids (issue 31, 3a): refused as judge.label and --human refuse them, in every file read
+    (["{d}/dup.jsonl", "--gold", "label", "--pred", "judge_label", "--out", "{t}/a"], ["duplicate id(s) 'r0'", "5 in all"]),
+    (["{d}/dup.jsonl", "--annotators", "label", "a2", "--out", "{t}/a"], ["duplicate id(s)", "ids must be unique"]),
+    (["{d}/gold.jsonl", "--gold", "label", "--pred", "p", "--pred-file", "{d}/pred_dup.jsonl", "--out", "{t}/a"],
+     ["duplicate id(s) 'r0'"]),
+    (["{d}/dup.jsonl", "--gold", "label", "--pred", "p", "--pred-file", "{d}/pred_dup.jsonl", "--out", "{t}/a"],
+     ["duplicate id(s)"]),
 ]
 
 
@@ -55,3 +67,15 @@ def test_the_flags_that_fit_are_accepted(files, tmp_path, capsys):
         code, _, err = run_module(agree, [a.format(d=files, t=out) for a in argv] + ["--bootstrap", "20"], capsys)
         assert code == 0, err
         assert json.loads((out / "a" / "agreement.json").read_text())["by_group"]["column"] == "identity"
+
+
+def test_ids_repeated_across_files_are_not_duplicates(files, tmp_path, capsys):
+    """Two files that repeat each other's ids get a combined id (file:id): only a repeat within the id used is refused."""
+    (files / "other.jsonl").write_text((files / "rows.jsonl").read_text())
+    out = tmp_path / "ok"
+    argv = [str(files / "rows.jsonl"), str(files / "other.jsonl"), "--gold", "label", "--pred", "judge_label", "--out", str(out),
+            "--bootstrap", "20"]
+    code, stdout, err = run_module(agree, argv, capsys)
+    assert code == 0, err
+    assert "ids repeat across the 2 input files" in stdout
+    assert json.loads((out / "agreement.json").read_text())["n"] == 2 * len(ROWS)

@@ -89,7 +89,7 @@ BAD_CASES = {
     "gold not in taxonomy": (lambda d: [str(write_jsonl(d / "x.jsonl", [{**GOOD[0], "label": "banana"}])), "--taxonomy", "chehbouni2024"], "gold label 'banana'"),
     "empty input": (lambda d: [str(d / "empty.jsonl")], "holds no records"),
     "malformed jsonl": (lambda d: [str(d / "bad.jsonl")], "line 2 is not valid JSON"),
-    # Ids are checked where they join two files (--pred-file, --human); a repeat there is an error.
+    # A repeated id is an error (issue 31: it would be counted twice), with or without a file joined on ids.
     "duplicate ids where ids join": (lambda d: [str(write_jsonl(d / "x.jsonl", [GOOD[0], GOOD[0]]))], "duplicate id(s) '1'"),
 }
 JOIN = {"agree": lambda d: ["--pred-file", str(write_jsonl(d / "p.jsonl", [GOOD[0]]))],
@@ -241,8 +241,11 @@ def test_train_on_several_files_with_repeated_ids(tmp_path, capsys):
     assert_one_line_error(code, err, "already has a column 'identity'", "--source-column")
 
 
-def test_report_accepts_repeated_ids_when_it_joins_nothing(tmp_path, capsys):
+def test_report_refuses_repeated_ids_even_when_it_joins_nothing(tmp_path, capsys):
+    """Issue 31 (3a): a repeated id would be counted twice in every rate, so it is refused as judge.label does
+    (it was accepted before, when no --human file joined on ids)."""
     rows = [{"id": "same", "response": "r", "label": "answer", "identity": "a"}, {"id": "same", "response": "r", "label": "refusal", "identity": "b"}]
     src = write_jsonl(tmp_path / "dup.jsonl", rows)
     code, _, err = run_cli(report, [str(src), "--label", "label", "--group", "identity", "--out", str(tmp_path / "o")], capsys)
-    assert code == 0, err
+    assert_one_line_error(code, err, "duplicate id(s) 'same'", "ids must be unique")
+    assert not (tmp_path / "o").exists()
