@@ -13,7 +13,7 @@ import pytest
 from judge import annotate, label, swap, train
 from judge.core.paths import ROOT, SAMPLE
 from judge.kinds import KINDS, KindSpec, directory_kinds, load_judge, masks_names, specs
-from judge.kinds.spec import one_of, resolve
+from judge.kinds.spec import dotted, one_of
 from tests.badinput import assert_refused
 from tests.conftest import run_cli
 
@@ -95,14 +95,14 @@ def test_every_kind_spec_names_what_exists():
     assert list(KINDS) == [s.name for s in specs()]
     for spec in specs():
         assert isinstance(spec, KindSpec) and spec.title and dataclasses.is_dataclass(spec.options), spec.name
-        assert callable(resolve(spec.load)), spec.name
+        assert callable(dotted(spec.load)), spec.name
         for key in ("precision_directory", "fingerprint"):
-            assert getattr(spec, key) is None or callable(resolve(getattr(spec, key))), (spec.name, key)
+            assert getattr(spec, key) is None or callable(dotted(getattr(spec, key))), (spec.name, key)
         if spec.form == "directory":
             settings = importlib.import_module(spec.format).Settings
             assert issubclass(settings, BaseModel) and settings.model_fields["kind"].annotation.__args__ == (spec.name,), spec.name
         if spec.training is not None:
-            trainer = resolve(spec.training)
+            trainer = dotted(spec.training)
             assert isinstance(trainer, Trainer), spec.name
             assert (trainer.train is not None) == spec.trainable and (trainer.train is None or callable(trainer.train)), spec.name
             assert not spec.member or callable(trainer.fit_member), spec.name

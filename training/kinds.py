@@ -97,10 +97,10 @@ class _NoOptions:
 def trainer(kind: str, *, needs: str | None = None) -> Trainer:
     """The training of ``kind``, as its spec names it; one that lacks ``needs`` ("train", "fit_member") is refused."""
     from judge.kinds.registry import KINDS, spec_of
-    from judge.kinds.spec import resolve
+    from judge.kinds.spec import dotted
 
     spec = spec_of(kind) if isinstance(kind, str) and kind in KINDS else None
-    found = resolve(spec.training) if spec is not None and spec.training else None
+    found = dotted(spec.training) if spec is not None and spec.training else None
     if found is not None and not isinstance(found, Trainer):
         raise TypeError(f"{spec.training} must be a training.kinds.Trainer, found {type(found).__name__}")
     if found is None or (needs is not None and getattr(found, needs) is None):

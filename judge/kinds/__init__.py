@@ -32,8 +32,7 @@ from judge.kinds.registry import (
     specs,
     trainable_kinds,
 )
-from judge.kinds.spec import KindSpec
-from judge.kinds.spec import resolve as dotted
+from judge.kinds.spec import KindSpec, dotted
 
 # Settings of the run rather than of a kind (judge.label --device, --seed, --verbose): a kind whose
 # Options lack them has nothing they could change, so they are passed to the kinds that take them.

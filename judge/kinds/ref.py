@@ -21,9 +21,8 @@ class JudgeRef:
     kind: str
     arg: str  # the kind's argument: its directory, a model, or ""
     directory: Path | None = None  # a trained judge's directory; None for the kinds named alone (rules, llm)
-    fingerprint: dict[str, str] = field(
-        default_factory=dict, compare=False
-    )  # what a rerun must match (the kind's ``fingerprint``)
+    # what a rerun must match (the kind's ``fingerprint``)
+    fingerprint: dict[str, str] = field(default_factory=dict, compare=False)
     digests: tuple[Digest, ...] = field(default=(), repr=False)  # every file of the directory, as it was hashed
 
     def known(self):

@@ -29,26 +29,22 @@ class KindSpec:
 
     name: str  # the registry's key; judge.json's "kind", --kind K, --judge K:ARG, --members K
     title: str  # how messages name it: "the LoRA judge"
-    form: Literal[
-        "directory", "name"
-    ]  # ARG of --judge K:ARG is a judge directory (and DIR alone finds it), or an optional name
+    # ARG of --judge K:ARG is a judge directory (and DIR alone finds it), or an optional name
+    form: Literal["directory", "name"]
     options: type  # a dataclass: the judge.label settings only this kind takes (field(metadata={"help": ...}))
     load: str | Callable  # (arg, options, taxonomy) -> Judge
     format: str | None = None  # a directory kind's format module: its ``Settings`` (pydantic) is judge.json's schema
     training: str | None = None  # its training.kinds.Trainer ("training.K:TRAINER"): trainable and member kinds
-    precision_directory: str | Callable | None = (
-        None  # (arg) -> Path | None: the LoRA directory whose precision record decides
-    )
-    fingerprint: str | Callable | None = (
-        None  # (arg) -> dict; by default a directory kind's files by sha256, a named kind's nothing
-    )
+    # (arg) -> Path | None: the LoRA directory whose precision record decides how the judge runs
+    precision_directory: str | Callable | None = None
+    # (arg) -> dict; by default a directory kind's files by sha256, a named kind's nothing
+    fingerprint: str | Callable | None = None
     trainable: bool = False  # judge.train --kind makes it
     member: bool = False  # an ensemble may hold it (a directory kind as a trained folder, a named kind as code)
     default_member: bool = False  # an ensemble holds it when --members is not given
     writes_raw: bool = False  # its rows may carry PREFIX+raw (the generated text, an unscored member's output)
-    runs_engine: bool = (
-        False  # it runs a model in an engine (judge.engines): it takes the engine flags; requests can fail
-    )
+    # it runs a model in an engine (judge.engines): it takes the engine flags; its requests can fail
+    runs_engine: bool = False
 
     def __post_init__(self):
         problems = []
@@ -90,7 +86,7 @@ class KindSpec:
             raise ValueError(f"judge kind spec {getattr(self, 'name', '?')!r}: {'; '.join(problems)}")
 
 
-def resolve(target: str | Callable | None) -> Any:
+def dotted(target: str | Callable | None) -> Any:
     """The object a dotted name ``"module:attribute"`` names (imported now), or ``target`` itself."""
     if not isinstance(target, str):
         return target

@@ -55,6 +55,13 @@ def unsharded(identity: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in identity.items() if k != SHARD_KEY}
 
 
+def _failed_rows(manifest: dict[str, Any] | None) -> int:
+    """How many rows a complete run's manifest says failed every retry (0 for any other manifest, or none)."""
+    if not manifest or manifest.get("status") != "complete":
+        return 0
+    return (manifest.get("counts") or {}).get("failed", 0)
+
+
 def failed_line(count: int, why: str) -> str:
     """The closing line of a run that completed with rows whose requests failed every retry."""
     return f"complete with {count} failed ({why}): rerun the same command to ask again for those only"
@@ -87,9 +94,7 @@ class ResumableRun:
         having kept the checkpoint to resume (the same identity) or cleared it (a new run, or --overwrite);
         stops with one line when ``out`` exists from another identity."""
         previous = self._complete_before(overwrite)
-        self.retry = (
-            bool(previous) and (previous.get("counts") or {}).get("failed", 0) > 0 and self.checkpoint.path.exists()
-        )
+        self.retry = _failed_rows(previous) > 0 and self.checkpoint.path.exists()
         if previous and not self.retry:
             print(
                 f"{self.out} is already complete with these settings ({previous['counts'].get(count)} {unit}); nothing "
@@ -103,19 +108,19 @@ class ResumableRun:
         """The previous manifest when ``out`` is complete with this identity; else keep the checkpoint to resume
         (the same identity) or clear it (a new run, or --overwrite)."""
         same = check_same_settings(self.out, self.resume_identity, overwrite=overwrite)
-        previous = read_manifest(self.out) if same else None
-        if same and previous and previous.get("status") == "complete" and self.out.exists():
-            if (previous.get("counts") or {}).get("failed", 0) > 0:
-                self._check_checkpoint_claimed()  # the retry reuses it
-            return previous
-        self._check_checkpoint_claimed()  # from here it is either resumed or removed
+        manifest = read_manifest(self.out) or {}  # read once: what was done, and whether the checkpoint is ours
+        complete = same and manifest.get("status") == "complete" and self.out.exists()
+        if not complete or _failed_rows(manifest):
+            self._check_checkpoint_claimed(manifest)  # from here it is resumed, retried or removed
+        if complete:
+            return manifest
         if overwrite or not same:
             if self.out.exists() and not overwrite:
                 raise UserError(f"{self.out} already exists; pass --overwrite to replace it or choose another --out")
             self.checkpoint.remove()
         return None
 
-    def _check_checkpoint_claimed(self) -> None:
+    def _check_checkpoint_claimed(self, manifest: dict[str, Any]) -> None:
         """Refuse when a file sits at the checkpoint's path that this output's manifest does not claim: a
         checkpoint is this command's own only while the manifest beside ``out`` names this command and says a
         run is in progress (``running``) or completed with failed rows it keeps for a retry. Anything else
@@ -123,9 +128,9 @@ class ResumableRun:
         path = self.checkpoint.path
         if not (path.exists() or path.is_symlink()):
             return
-        manifest = read_manifest(self.out) or {}
-        failed = (manifest.get("counts") or {}).get("failed", 0) if manifest.get("status") == "complete" else 0
-        ours = manifest.get("command") == self.command and (manifest.get("status") == "running" or failed > 0)
+        ours = manifest.get("command") == self.command and (
+            manifest.get("status") == "running" or _failed_rows(manifest) > 0
+        )
         if not ours or path.is_symlink() or not path.is_file():
             raise UserError(
                 f"{path} is in the way: no run of {self.command} on {self.out.name} claims it (its manifest does not "

@@ -121,13 +121,13 @@ def precision_directory(arg: str) -> Path | None:
     (the LoRA member's own), with the checks loading makes."""
     from judge.kinds.judge_dir import display_name, verify
     from judge.kinds.registry import spec_of
-    from judge.kinds.spec import resolve
+    from judge.kinds.spec import dotted
 
     directory = Path(arg)
     for name, folder in member_directories(
         directory, verify(directory), where=f"judge directory {display_name(directory)}"
     ).items():
-        find = resolve(spec_of(name).precision_directory)
+        find = dotted(spec_of(name).precision_directory)
         found = find(str(folder)) if find else None
         if found is not None:
             return found

@@ -443,24 +443,14 @@ class LLMJudge(Judge):
                 if self.mode == "score" and self.exact
                 else {"constrained": "the engine's structured choice over the categories", "greedy": True},
             }
-        return {
-            **super().describe(),
-            "model": self.model_spec,
-            "model_revision": self.model_revision,
-            "mode": self.mode,
-            "rationale": self.rationale,
-            "prompt_template": self.template["path"],
-            "prompt_template_sha256": self.template["sha256"],
-            "shots": self.shots,
-            "examples": "similar"
-            if self.examples and self.examples.by_similarity
-            else ("seeded" if self.examples else None),
-            "decoding": {"greedy": True, "max_new_tokens": self.max_new_tokens}
+        common = self._describe_common()
+        seed, device = common.pop("seed"), common.pop("device")  # the decoding comes before them, as it always did
+        decoding = (
+            {"greedy": True, "max_new_tokens": self.max_new_tokens}
             if self.mode == "generate"
-            else {"scoring": "log P(category + end of turn)"},
-            "seed": self.seed,
-            "device": str(self.device),
-        }
+            else {"scoring": "log P(category + end of turn)"}
+        )
+        return {**common, "decoding": decoding, "seed": seed, "device": device}
 
     def _describe_common(self) -> dict:
         return {
