@@ -50,9 +50,10 @@ from judge.core.config import (
 )
 from judge.core.errors import UserError, short_list
 from judge.core.files import check_output_directory, ensure_writable, json_text, write_text
-from judge.core.manifest import RunManifest
+from judge.core.manifest import RunManifest, read_manifest
 from judge.core.outputs import check_apart, claim_for, input_paths, staged_directory
 from judge.core.records import SHADOW, read_records, require_columns, user_columns, write_records
+from judge.core.sheets import NOTE as SHEET_NOTE
 from judge.core.taxonomy import parse_label_map, resolve_taxonomy
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
@@ -401,7 +402,8 @@ def _exported(folder: str) -> pd.DataFrame:
     items = path / ITEMS if path.is_dir() else path
     if not items.is_file():
         raise UserError(f"{folder} is not an export folder (no {ITEMS}); give the folder judge.annotate export wrote")
-    return read_records(items, required=())  # written by export, so UTF-8 whatever --encoding the sheets need
+    # written by export: UTF-8 whatever --encoding the sheets need, formula-like cells guarded (judge.core.sheets)
+    return read_records(items, required=(), sheet=True)
 
 
 def export(config: ExportConfig) -> dict:
@@ -427,7 +429,13 @@ def export(config: ExportConfig) -> dict:
         records = records[records["response"].notna()]
     if config.exclude:
         excluded = set(
-            read_records(config.exclude, required=(), id_column=config.id_column, encoding=config.encoding)["id"]
+            read_records(
+                config.exclude,
+                required=(),
+                id_column=config.id_column,
+                encoding=config.encoding,
+                sheet=all(map(_is_items_sheet, config.exclude)),
+            )["id"]
         )
         records = records[~records["id"].isin(excluded)]
     if records.empty:
@@ -469,7 +477,7 @@ def export(config: ExportConfig) -> dict:
     )
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         # items.csv: everything the round needs to read labels back (all columns, never shown to annotators).
-        write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS)
+        write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS, sheet=True)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         write_text(
             staging / "label_config.xml",
@@ -480,7 +488,7 @@ def export(config: ExportConfig) -> dict:
         )
         write_text(staging / "GUIDELINES.md", annotation.guidelines(taxonomy, blind=config.blind), overwrite=False)
         for name, sheet in annotation.annotator_sheets(fields, annotators, seed=config.seed).items():
-            write_records(sheet, annotation.sheet_path(staging, name))
+            write_records(sheet, annotation.sheet_path(staging, name), sheet=True)
         manifest.write(staging, items=len(picked), annotators=annotators, blind=config.blind)
     expected = (
         f", expected {config.budget}: a Poisson sample"
@@ -492,6 +500,16 @@ def export(config: ExportConfig) -> dict:
         f"{', '.join(annotators)} -> {config.out}"
     )
     return {"items": len(picked)}
+
+
+def _is_items_sheet(path: str) -> bool:
+    """An --exclude file that is the items.csv of an earlier export (its cells guarded for spreadsheets)."""
+    folder = Path(path).parent
+    return Path(path).name == ITEMS and (read_manifest(folder) or {}).get("command") == "judge.annotate export"
+
+
+def _sheet_readme(name: str) -> str:
+    return f"# {name}\n\n{SHEET_NOTE}\n"
 
 
 def _check_annotators(annotators: list[str], records: pd.DataFrame) -> None:
@@ -580,7 +598,8 @@ def adjudicate(config: AdjudicateConfig) -> dict:
     ]
     manifest = RunManifest("judge.annotate adjudicate", config, inputs=config.inputs)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        write_records(sheet, staging / "adjudicator.csv")
+        write_records(sheet, staging / "adjudicator.csv", sheet=True)
+        write_text(staging / "README.md", _sheet_readme("adjudicator.csv"), overwrite=False)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         write_text(
             staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False
@@ -754,7 +773,10 @@ def issues(config: IssuesConfig) -> pd.DataFrame:
         for _, r in flagged.iterrows()
     ]
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        write_records(user_columns(flagged, records.attrs.get("column_map", {})), staging / "label_issues.csv")
+        write_records(
+            user_columns(flagged, records.attrs.get("column_map", {})), staging / "label_issues.csv", sheet=True
+        )
+        write_text(staging / "README.md", _sheet_readme("label_issues.csv"), overwrite=False)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         if taxonomy is not None:
             write_text(

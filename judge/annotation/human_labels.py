@@ -25,6 +25,7 @@ import pandas as pd
 
 from judge.core.errors import UserError, short_list
 from judge.core.records import _id_text as id_text
+from judge.core.sheets import NOTE as SHEET_NOTE
 from judge.core.taxonomy import Taxonomy, label_text
 from judge.core.taxonomy import _norm as normalized_label
 from judge.core.text import mask_name
@@ -438,6 +439,7 @@ def guidelines(taxonomy: Taxonomy, *, blind: bool) -> str:
         lines.append(f"- **{cat.name}**: {cat.definition or '(no definition given)'}")
     if blind:
         lines += ["", "Names are shown as [NAME] on purpose: label the response, not the person."]
+    lines += ["", SHEET_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -586,7 +588,7 @@ def sheet_annotations(path: Path, annotator: str, *, encoding: str = "utf-8") ->
     from judge.core.records import read_table
 
     path = Path(path)
-    sheet = read_table(path, encoding=encoding)
+    sheet = read_table(path, encoding=encoding, sheet=True)  # a CSV's guarded cells lose their one apostrophe
     if "id" not in sheet.columns or "label" not in sheet.columns:
         raise UserError(f"{path.name} needs the 'id' and 'label' columns of the exported sheet")
     out = []

@@ -28,6 +28,7 @@ from judge.core.files import (
     to_json_line,
 )
 from judge.core.schema import nesting
+from judge.core.sheets import guard_formulas, unguard_formulas
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -113,8 +114,9 @@ def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
     return rows
 
 
-def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.DataFrame:
-    """Read a whole file as a DataFrame, with errors a user can act on (``encoding``: text formats only)."""
+def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING, sheet: bool = False) -> pd.DataFrame:
+    """Read a whole file as a DataFrame, with errors a user can act on (``encoding``: text formats only).
+    ``sheet``: a CSV written for people (judge.core.sheets), whose guarded cells lose their one apostrophe."""
     path = Path(path)
     fmt = file_format(path)
     _check_input_file(path, "input file")
@@ -134,6 +136,8 @@ def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.Data
             frame = pd.DataFrame()
         except pd.errors.ParserError as exc:
             raise UserError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:120]}); fix the file") from None
+        if sheet:
+            frame = unguard_formulas(frame)
     else:
         try:
             frame = pd.read_parquet(path)
@@ -178,6 +182,7 @@ def read_records(
     source_column: str | None = None,
     unique_ids: bool = True,
     encoding: str = DEFAULT_ENCODING,
+    sheet: bool = False,
 ) -> pd.DataFrame:
     """Read one or more files into canonical records (CSV and JSONL decoded with ``encoding``).
 
@@ -201,7 +206,7 @@ def read_records(
     source_name = source_column or "source"
     stems = [Path(p).stem for p in paths]
     sources = stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
-    tables = [read_table(path, encoding=encoding) for path in paths]
+    tables = [read_table(path, encoding=encoding, sheet=sheet) for path in paths]
     if id_column is None and all(COMBINED_ID in t.columns for t in tables):
         mapping["id"] = COMBINED_ID
     several = len(paths) > 1
@@ -392,7 +397,8 @@ def user_columns(records: pd.DataFrame, column_map: dict[str, str]) -> pd.DataFr
     return out
 
 
-def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = False, sheet: bool = False) -> Path:
+    """``sheet``: a CSV meant for people, its formula-like cells neutralised (judge.core.sheets)."""
     fmt = file_format(path)
     if fmt == "jsonl":
         rows = records.to_dict(orient="records")
@@ -402,6 +408,11 @@ def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = 
         lines = [json_text(r, ensure_ascii=False, default=str) for r in rows]
         return atomic_write(path, lambda h: h.write("[\n" + ",\n".join(lines) + "\n]\n"), overwrite=overwrite)
     if fmt == "csv":
+        if sheet:  # for spreadsheets: formulas neutralised, RFC 4180 line ends (a carriage return in a cell is quoted)
+            table = guard_formulas(records)
+            return atomic_write(
+                path, lambda h: table.to_csv(h, index=False, lineterminator="\r\n"), overwrite=overwrite
+            )
         return atomic_write(path, lambda h: records.to_csv(h, index=False), overwrite=overwrite)
     return atomic_write(path, lambda h: records.to_parquet(h, index=False), overwrite=overwrite, binary=True)
 

