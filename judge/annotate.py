@@ -406,6 +406,12 @@ def _exported(folder: str) -> pd.DataFrame:
     return read_records(items, required=(), sheet=True)
 
 
+def _shown(folder: str) -> dict[str, dict] | None:
+    """What the export in ``folder`` gave the annotators (its tasks.json), to check a Label Studio export against."""
+    path = Path(folder)
+    return annotation.exported_tasks(path / "tasks.json") if path.is_dir() else None
+
+
 def export(config: ExportConfig) -> dict:
     if not config.out:
         raise UserError("give --out FOLDER for the exported files")
@@ -545,7 +551,9 @@ def import_(config: ImportConfig | PullConfig, annotations: list | None = None) 
         annotations = []
         for path in map(Path, config.inputs[1:]):
             if path.suffix.lower() == ".json":
-                annotations += annotation.label_studio_annotations(path, encoding=config.encoding)
+                annotations += annotation.label_studio_annotations(
+                    path, encoding=config.encoding, shown=_shown(config.inputs[0])
+                )
             else:
                 annotations += annotation.sheet_annotations(
                     path, path.stem, encoding=config.encoding
@@ -724,7 +732,7 @@ def pull(config: PullConfig) -> pd.DataFrame:
             if isinstance(who, int) and who in users:
                 ann["completed_by"] = {"id": who, "email": users[who]}
     write_text(export_path, json_text(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
-    return import_(config, annotations=annotation.label_studio_annotations(export_path))
+    return import_(config, annotations=annotation.label_studio_annotations(export_path, shown=_shown(config.inputs[0])))
 
 
 def issues(config: IssuesConfig) -> pd.DataFrame:

@@ -72,7 +72,7 @@ from judge.core.errors import UserError
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest, label_source, read_manifest
 from judge.core.outputs import claim_for, staged_directory
-from judge.core.records import read_records
+from judge.core.records import clean_groups, read_records
 from judge.core.taxonomy import parse_label_map
 from judge.render.disparity import render_disparity, write_disparity_report
 from judge.render.tables import style_of
@@ -284,6 +284,8 @@ def _main(config: Config) -> DisparityResult:
         text_column=config.text_column,
         source_column=config.source_column,
     )
+    for warning in clean_groups(records, config.group):  # missing values a group of their own, one spelling each
+        print(warning, file=sys.stderr)
     design = SamplingDesign(strata=tuple(config.strata), inclusion_column=config.inclusion_column)
     result = disparity_analysis(
         records,

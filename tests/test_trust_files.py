@@ -84,3 +84,65 @@ def test_formula_cells_are_neutralised_in_every_sheet_and_come_back_unchanged(tm
     code, _, err = run_cli(annotate_cmd, ["export", str(src), "--budget", "3", "--taxonomy", "chehbouni2024", "--exclude", str(out / "items.csv"),
                                           "--out", str(tmp_path / "round2")], capsys)
     assert code == 2 and "no records left" in err, err
+
+
+# -- item 6: missing group values, a full disk while training ------------------------------------
+
+def _grouped_rows(groups):
+    return [{"id": f"r{i}", "prompt": f"Name{i % 6} went to", "response": "I cannot help" if i % 3 == 0 else "sure",
+             "label": "refusal" if i % 3 == 0 else "answer", "name": f"Name{i % 6}", "identity": groups[i % len(groups)]}
+            for i in range(36)]
+
+
+def test_missing_group_values_are_their_own_group_in_report_and_swap(tmp_path, capsys):
+    from judge import report, swap
+
+    src = tmp_path / "missing.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _grouped_rows([None, "", "  ", "asian", "white", "white"])))
+    human = tmp_path / "human.csv"
+    human.write_text("id,label\n" + "".join(f"r{i},{'refusal' if i % 3 == 0 else 'answer'}\n" for i in range(0, 36, 2)))
+    for extra in ([], ["--human", str(human)]):
+        out = tmp_path / f"report{len(extra)}"
+        code, _, err = run_cli(report, [str(src), "--label", "label", "--group", "identity", "--out", str(out), *extra], capsys)
+        assert code == 0, err
+        assert "18 row(s) have no 'identity' value" in err
+        rates = json.loads((out / "disparity.json").read_text())["rates"]
+        # rows 0, 1, 2 of every 6 have no identity: 18 of 36; asian 6, white 12
+        assert {g: r["answer"]["n"] for g, r in rates.items()} == {"(missing)": 18, "asian": 6, "white": 12}
+    code, _, err = run_cli(swap, [str(src), "--judge", "rules", "--group", "identity", "--out", str(tmp_path / "swap")], capsys)
+    assert code == 0, err
+    pairs = json.loads((tmp_path / "swap" / "swap.json").read_text())["pairs"]
+    assert {"(missing) -> asian", "white -> (missing)"} <= set(pairs)
+
+
+def test_spaces_around_group_values_are_stripped_and_said(tmp_path, capsys):
+    from judge import report
+
+    src = tmp_path / "padded.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _grouped_rows(["asian", "asian ", "white"])))
+    code, _, err = run_cli(report, [str(src), "--label", "label", "--group", "identity", "--out", str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    assert "12 'identity' value(s) had spaces around them, stripped ('asian ' is 'asian')" in err
+    result = json.loads((tmp_path / "r" / "disparity.json").read_text())
+    assert "asian " not in json.dumps(result) and '"asian"' in json.dumps(result)
+
+
+def test_full_disk_while_training_is_one_line(tmp_path, capsys, monkeypatch):
+    """safetensors' writer raises its own SafetensorError, not an OSError, when the disk fills (seen on a
+    128 KiB tmpfs): it is said in the one line every other full disk gets, and nothing is left behind."""
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    from judge import train
+    from tests.badinput import assert_refused
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    src = tmp_path / "in" / "train.jsonl"
+    src.parent.mkdir()
+    src.write_text("".join(json.dumps(r) + "\n" for r in _grouped_rows(["a", "b"])))
+    assert_refused(train, ["--train", str(src), "--kind", "tfidf", "--out", str(tmp_path / "judge")],
+                   ["no space left on the device", "nothing was replaced"], root=tmp_path, capsys=capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], "no judge and no staging folder left"
