@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from judge import annotate, label, report, swap, train
+from judge import annotate, data, label, report, swap, train
 from judge.core.records import MAX_COLUMNS
 from tests.badinput import assert_refused
 
@@ -27,6 +27,18 @@ def _ls_task(item, prompt, response, *who):
                             for k, w in enumerate(who)]}
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """Item 7: records too wide to be records (the bound is reached at the header or the first line); made once,
+    read only."""
+    w = tmp_path_factory.mktemp("wide")
+    columns = [f"c{i}" for i in range(MAX_COLUMNS + 1)]
+    (w / "wide.csv").write_text("id,response," + ",".join(columns) + "\n" + "1,x," + ",".join("1" for _ in columns) + "\n")
+    (w / "wide.jsonl").write_text(json.dumps({"id": "1", "response": "x", **{c: 1 for c in columns}}) + "\n")
+    pd.DataFrame({"id": ["1"], "response": ["x"], **{c: [1] for c in columns}}).to_parquet(w / "wide.parquet")
+    return w
+
+
 @pytest.fixture()
 def files(tmp_path):
     d = tmp_path / "in"
@@ -44,11 +56,6 @@ def files(tmp_path):
     (d / "tax_dup_key.yaml").write_text("name: t\ncategories:\n  - name: answer\n    definition: a\n    definition: b\n  - name: refusal\n")
     (d / "tax_dup_top.yaml").write_text("name: t\nname: u\ncategories:\n  - name: answer\n  - name: refusal\n")
     (d / "config_dup.yaml").write_text("batch_size: 4\nbatch_size: 8\n")
-    # item 7: too wide to be records (the bound is reached at the header / the first line)
-    wide = [f"c{i}" for i in range(MAX_COLUMNS + 1)]
-    (d / "wide.csv").write_text("id,response," + ",".join(wide) + "\n" + "1,x," + ",".join("1" for _ in wide) + "\n")
-    (d / "wide.jsonl").write_text(json.dumps({"id": "1", "response": "x", **{c: 1 for c in wide}}) + "\n")
-    pd.DataFrame({"id": ["1"], "response": ["x"], **{c: [1] for c in wide}}).to_parquet(d / "wide.parquet")
     # an export folder of judge.annotate (items.csv and the tasks it gave the annotators)
     export = d / "round"
     export.mkdir()
@@ -59,6 +66,9 @@ def files(tmp_path):
     (export / "ls_text_changed.json").write_text(json.dumps([edited]))
     crowd = _ls_task("r1", ROWS[1]["prompt"], ROWS[1]["response"], *[f"a{k}@x.com" for k in range(1001)])
     (export / "ls_crowd.json").write_text(json.dumps([crowd]))
+    # another run's output, running: its manifest and checkpoint beside it
+    (d / "first.jsonl.manifest.json").write_text(json.dumps({"command": "judge.label", "status": "running"}))
+    (d / "first.jsonl.partial.jsonl").write_text(json.dumps(ROWS[0]) + "\n")
     return d
 
 
@@ -68,16 +78,26 @@ OUT_DIR = "{t}/out"
 LABEL = ["--judge", "rules", "--out", OUT_FILE, "--prefix", "j_"]
 REPORT = ["--label", "label", "--group", "identity", "--out", OUT_DIR]
 
+SIDE = ["another output's side file", "does not end in .manifest.json, .partial.jsonl, .lock or .tmp"]
+
 CASES = [
+    # 1b: --out naming another output's side files
+    (label, ["--judge", "rules", "--input", G, "--out", "{d}/first.jsonl.partial.jsonl"], ["first.jsonl.partial.jsonl", *SIDE]),
+    (label, ["--judge", "rules", "--input", G, "--out", "{d}/first.jsonl.manifest.json", "--overwrite"], SIDE),
+    (label, ["--judge", "rules", "--input", G, "--out", "{t}/.first.jsonl.lock"], SIDE),
+    (report, [G, "--label", "label", "--group", "identity", "--out", "{t}/.report.k2j3x.tmp"], SIDE),
+    (train, ["--train", G, "--kind", "tfidf", "--out", "{t}/judge.manifest.json"], SIDE),
+    (data, ["sample", G, "--n", "3", "--out", "{t}/s.jsonl.partial.jsonl"], SIDE),
+    (annotate, ["export", G, "--taxonomy", "chehbouni2024", "--out", "{t}/round.manifest.json"], SIDE),
     # 6: tracebacks
     (label, [*LABEL, "--input", "{d}/big_int_id.jsonl"], ["big_int_id.jsonl: line 1", "more than 4,300 digits", "as text"]),
     (label, [*LABEL, "--input", "{d}/surrogate.jsonl"], ["surrogate.jsonl: line 4", "lone surrogate", "fix that text"]),
     (label, [*LABEL, "--input", G, "--taxonomy", "{d}/nul.yaml"], ["nul.yaml is not valid YAML", "#x0000"]),
     (report, [G, *REPORT, "--taxonomy", "{d}/nul.yaml"], ["nul.yaml is not valid YAML"]),
     # 7: hangs bounded
-    (label, [*LABEL, "--input", "{d}/wide.csv"], ["wide.csv has 10,003 columns", "more than the 10,000"]),
-    (label, [*LABEL, "--input", "{d}/wide.jsonl"], ["wide.jsonl has 10,003 columns"]),
-    (label, [*LABEL, "--input", "{d}/wide.parquet"], ["wide.parquet has 10,003 columns"]),
+    (label, [*LABEL, "--input", "{w}/wide.csv"], ["wide.csv has 10,003 columns", "more than the 10,000"]),
+    (label, [*LABEL, "--input", "{w}/wide.jsonl"], ["wide.jsonl has 10,003 columns"]),
+    (label, [*LABEL, "--input", "{w}/wide.parquet"], ["wide.parquet has 10,003 columns"]),
     (annotate, ["import", "{d}/round", "{d}/round/ls_crowd.json", "--taxonomy", "chehbouni2024", "--out", "{t}/labels.csv"],
      ["1,001 annotators", "more than the 1,000"]),
     # 9: inputs changed silently
@@ -97,9 +117,10 @@ CASES = [
 
 
 @pytest.mark.parametrize("module,argv,fragments", CASES, ids=[f"{i:02d}-{c[0].__name__.split('.')[-1]}" for i, c in enumerate(CASES)])
-def test_untrusted_file_is_one_line_exit_2_nothing_written(files, tmp_path, capsys, module, argv, fragments):
+def test_untrusted_file_is_one_line_exit_2_nothing_written(files, tmp_path, capsys, request, module, argv, fragments):
     out_root = tmp_path / "outputs"
     out_root.mkdir()
-    argv = [a.format(d=files, t=out_root) for a in argv]
+    w = request.getfixturevalue("wide") if any("{w}" in a for a in argv) else None
+    argv = [a.format(d=files, t=out_root, w=w) for a in argv]
     assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
     assert [p for p in out_root.iterdir() if not p.name.endswith(".lock")] == [], "no output may be written"

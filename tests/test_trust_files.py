@@ -146,3 +146,68 @@ def test_full_disk_while_training_is_one_line(tmp_path, capsys, monkeypatch):
     assert_refused(train, ["--train", str(src), "--kind", "tfidf", "--out", str(tmp_path / "judge")],
                    ["no space left on the device", "nothing was replaced"], root=tmp_path, capsys=capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"], "no judge and no staging folder left"
+
+
+# -- item 1: side files -----------------------------------------------------------------------------
+
+def _label_rows(n=24):
+    return [{"id": f"r{i}", "prompt": f"Name{i} went to", "response": "I cannot help with that." if i % 3 == 0 else f"to fly home {'x' * i}"}
+            for i in range(n)]
+
+
+def test_an_edited_checkpoint_row_is_computed_again(tmp_path, capsys, monkeypatch):
+    """Issue 31 (1d): a label edited in OUT.partial.jsonl after a kill no longer matches its batch's seal, so the
+    rerun labels that batch again: the output is the bytes of an uninterrupted run."""
+    from judge import label
+    from judge.core.records import JsonlCheckpoint, checkpoint_path
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _label_rows()), encoding="utf-8")
+    argv = ["--judge", "rules", "--input", str(src), "--batch-size", "5", "--no-progress", "--prefix", "j_"]
+    code, _, err = run_cli(label, [*argv, "--out", str(tmp_path / "clean.jsonl")], capsys)
+    assert code == 0, err
+    clean = (tmp_path / "clean.jsonl").read_bytes()
+
+    out = tmp_path / "out.jsonl"
+    real_append = JsonlCheckpoint.append
+    count = {"n": 0}
+
+    def append_then_die(self, rows):
+        real_append(self, rows)
+        count["n"] += 1
+        if count["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(JsonlCheckpoint, "append", append_then_die)
+    assert run_cli(label, [*argv, "--out", str(out)], capsys)[0] == 130
+    monkeypatch.setattr(JsonlCheckpoint, "append", real_append)
+    partial = checkpoint_path(out)
+    lines = partial.read_text(encoding="utf-8").splitlines()
+    victim = next(i for i, line in enumerate(lines) if '"j_label": "refusal"' in line)
+    lines[victim] = lines[victim].replace('"j_label": "refusal"', '"j_label": "failure"')  # row 1969 of the issue, in small
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert len(JsonlCheckpoint(partial).rows()) == 10  # 3 batches of 5 sealed, the edited one no longer counts
+    code, stdout, err = run_cli(label, [*argv, "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "do not match the digest" in err and "(10 resumed)" in stdout
+    assert out.read_bytes() == clean and not partial.exists()
+
+
+def test_planted_links_at_the_manifest_are_replaced_not_followed(tmp_path, capsys):
+    """The manifest beside OUT (and the temporary file it is written through) is created anew and renamed into
+    place: a link planted there is replaced, and the file it pointed to keeps its bytes."""
+    from judge import label
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _label_rows(6)), encoding="utf-8")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "lk.jsonl.manifest.json").symlink_to(victim)
+    (out_dir / "lk.jsonl.manifest.json.tmp").symlink_to(victim)  # the fixed temporary name of earlier versions
+    code, _, err = run_cli(label, ["--judge", "rules", "--input", str(src), "--out", str(out_dir / "lk.jsonl"), "--no-progress"], capsys)
+    assert code == 0, err
+    assert victim.read_text() == "precious\n"
+    manifest = out_dir / "lk.jsonl.manifest.json"
+    assert not manifest.is_symlink() and json.loads(manifest.read_text())["status"] == "complete"

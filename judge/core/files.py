@@ -213,6 +213,23 @@ def atomic_write(path: str | Path, write: Any, *, overwrite: bool, binary: bool 
     return path
 
 
+def replace_text(path: str | Path, text: str) -> Path:
+    """A side file (a manifest) written whole: through a new temporary file beside it, created with ``O_EXCL``
+    and ``O_NOFOLLOW`` (``mkstemp``), then renamed over ``path``. A link planted at ``path`` or at a fixed
+    temporary name is replaced, never followed, so no other file is written through it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        normal_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def check_output_directory(out: str | Path, *, overwrite: bool) -> Path:
     """An output directory may be new, empty, or replaced whole with --overwrite."""
     out = Path(out)

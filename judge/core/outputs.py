@@ -1,6 +1,7 @@
 """Whose file is it: the rules every command follows before it writes an output.
 
-1. An output never is, contains or lies inside one of the run's inputs (``check_apart``).
+1. An output never is, contains or lies inside one of the run's inputs (``check_apart``), and is never named
+   as another output's side file (``check_not_side_file``).
 2. ``--overwrite`` replaces only what this command wrote before: a file whose manifest beside it
    names this command and whose bytes are still the ones it wrote, or a directory holding nothing
    but the files its ``manifest.json`` lists, unchanged (``check_replaceable``). A user's own file,
@@ -25,8 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from judge.core.errors import UserError
-from judge.core.files import build_aside, check_output_directory, file_sha256, normal_permissions
+from judge.core.errors import UserError, cut
+from judge.core.files import build_aside, check_output_directory, file_sha256, normal_permissions, replace_text
 from judge.core.manifest import MANIFEST, OUTPUT_DIGEST_KEY, OUTPUTS_KEY, read_manifest
 from judge.core.records import checkpoint_path
 
@@ -59,6 +60,21 @@ def input_paths(values: Iterable[Any]) -> list[Path]:
                     found.append(Path(candidate))
                     break
     return found
+
+
+SIDE_SUFFIXES = (".manifest.json", ".partial.jsonl")  # a file output's manifest and checkpoint: OUT + suffix
+
+
+def check_not_side_file(out: str | Path) -> None:
+    """Refuse an ``--out`` named as another output's side file: its manifest (``X.manifest.json``), its checkpoint
+    (``X.partial.jsonl``), its lock (``.X.lock``) or a staging folder or temporary file (``.X.*.tmp``). Two runs
+    would otherwise share a file, and the first one's last write would replace the second one's output."""
+    name = Path(out).name
+    if name.endswith(SIDE_SUFFIXES) or (name.startswith(".") and name.endswith((".lock", ".tmp"))):
+        raise UserError(
+            f"--out {cut(name, 60)} is named like another output's side file (its manifest, checkpoint, lock or "
+            "staging folder); choose a name that does not end in .manifest.json, .partial.jsonl, .lock or .tmp"
+        )
 
 
 def check_apart(out: str | Path, inputs: Iterable[str | Path], *, directory: bool) -> None:
@@ -150,9 +166,7 @@ def record_outputs(directory: str | Path) -> None:
     data = json.loads(manifest.read_text(encoding="utf-8"))
     files = [p for p in sorted(directory.rglob("*")) if p.is_file() and p != manifest]
     data[OUTPUTS_KEY] = {p.relative_to(directory).as_posix(): file_sha256(p) for p in files}
-    tmp = manifest.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)
+    replace_text(manifest, json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def lock_path(out: str | Path) -> Path:
@@ -237,6 +251,7 @@ def claim_output(
 ) -> Iterator[Path]:
     """The three rules (module docstring) for one run's output, held for the whole block."""
     out = Path(out)
+    check_not_side_file(out)
     check_apart(out, input_paths(inputs), directory=directory)
     with output_lock(out):
         if overwrite:

@@ -583,8 +583,10 @@ class JsonlCheckpoint:
             if isinstance(value, dict) and set(value) == {self.SEAL, "rows"}:
                 count = value["rows"] if isinstance(value["rows"], int) and 0 < value["rows"] <= len(pending) else 0
                 batch = pending[len(pending) - count :] if count else []
-                if count and value[self.SEAL] == self._digest([raw for raw, _ in batch]) and all(
-                    isinstance(row, dict) for _, row in batch
+                if (
+                    count
+                    and value[self.SEAL] == self._digest([raw for raw, _ in batch])
+                    and all(isinstance(row, dict) for _, row in batch)
                 ):
                     rows += [row for _, row in batch]  # rows before them no seal covers: a batch a kill cut
                 else:
