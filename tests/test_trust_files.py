@@ -211,3 +211,46 @@ def test_planted_links_at_the_manifest_are_replaced_not_followed(tmp_path, capsy
     assert victim.read_text() == "precious\n"
     manifest = out_dir / "lk.jsonl.manifest.json"
     assert not manifest.is_symlink() and json.loads(manifest.read_text())["status"] == "complete"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run_of_that_output(tmp_path, capsys):
+    """Issue 31 (1e): kill -9 during judge.report / judge.train leaves .OUT.pid<PID>-XXXX.tmp beside --out. The next
+    run of that output (holding its lock) removes the folders of dead processes named for it, and nothing else:
+    not a live process's, not another output's, not an unmarked folder, not a link (nor what it points to)."""
+    import os
+
+    from judge import report, train
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _grouped_rows(["a", "b"])), encoding="utf-8")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("keep\n")
+    for out_name, module, argv in [("rep", report, [str(src), "--label", "label", "--group", "identity"]),
+                                   ("jd", train, ["--train", str(src), "--kind", "tfidf"])]:
+        dead = tmp_path / f".{out_name}.pid{_dead_pid()}-k2j3x_9.tmp"
+        dead.mkdir()
+        (dead / "half.md").write_text("half a report\n")
+        kept = [tmp_path / f".{out_name}.pid{os.getpid()}-live0001.tmp",  # a live process's (this one's)
+                tmp_path / f".other{out_name}.pid{_dead_pid()}-abc.tmp",  # another output's
+                tmp_path / f".{out_name}.abc123.tmp"]  # no process id in the name: not known to be this output's
+        for folder in kept:
+            folder.mkdir()
+        link = tmp_path / f".{out_name}.pid{_dead_pid()}-link.tmp"
+        link.symlink_to(victim)
+        code, _, err = run_cli(module, [*argv, "--out", str(tmp_path / out_name)], capsys)
+        assert code == 0, err
+        assert not dead.exists() and all(folder.is_dir() for folder in kept) and link.is_symlink(), out_name
+        assert (victim / "keep.txt").read_text() == "keep\n"
+        assert (tmp_path / out_name / "manifest.json").is_file()
+        for folder in kept:
+            folder.rmdir()

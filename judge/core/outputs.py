@@ -205,6 +205,9 @@ def _remove_created(created: list[Path]) -> None:
             break
 
 
+_HELD: set[str] = set()  # the outputs (absolute paths) whose lock this process holds now
+
+
 @contextmanager
 def output_lock(out: str | Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``out`` for the block, or refuse at once naming the holder."""
@@ -231,11 +234,14 @@ def output_lock(out: str | Path) -> Iterator[None]:
         if same:
             break
         os.close(fd)
+    held = os.path.abspath(out)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _HELD.add(held)
         yield
     finally:
+        _HELD.discard(held)
         # Unlinked while still held, so a run that opened it meanwhile sees a stale inode and retries.
         try:
             path.unlink()
@@ -273,11 +279,12 @@ def claim_for(config: Any, command: str, *, inputs: Iterable[str], directory: bo
 @contextmanager
 def staged_directory(out: str | Path, *, overwrite: bool):
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole (one atomic swap,
-    judge.core.files), on failure it is removed. A report or judge directory is never left
-    with a mix of new and stale files, nor missing."""
+    judge.core.files), on failure it is removed; one that a killed run of ``out`` left is removed first. A
+    report or judge directory is never left with a mix of new and stale files, nor missing."""
 
     out = check_output_directory(out, overwrite=overwrite)
-    with build_aside(out, replace=True) as tmp:
+    # Holding the output's lock, this run may clear the staging folders a killed run of it left (issue 31, 1e).
+    with build_aside(out, replace=True, owned=os.path.abspath(out) in _HELD) as tmp:
         yield tmp
 
         record_outputs(tmp)  # what a later --overwrite may replace
