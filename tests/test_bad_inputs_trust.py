@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from judge import annotate, data, label, report, swap, train
+from judge import agree, annotate, data, label, report, swap, train
 from judge.core.records import MAX_COLUMNS
 from tests.badinput import assert_refused
 
@@ -109,6 +109,8 @@ CASES = [
      ["ls_text_changed.json task 1", "the response of id 'r1' differs", "this export's tasks.json"]),
     (report, ["{d}/group_case.jsonl", *REPORT], ["--group 'identity'", "'asian' and 'ASIAN'", "differ only in case"]),
     (swap, ["{d}/group_case.jsonl", "--judge", "rules", "--out", OUT_DIR], ["'asian' and 'ASIAN'", "differ only in case"]),
+    (agree, ["{d}/group_case.jsonl", "--gold", "label", "--pred", "label", "--by", "identity", "--out", OUT_DIR],
+     ["--by 'identity'", "'asian' and 'ASIAN'"]),
     (report, [G, *REPORT, "--taxonomy", "{d}/tax_dup_key.yaml"], ["tax_dup_key.yaml", "'definition' is given twice", "line 5", "keep one"]),
     (label, [*LABEL, "--input", G, "--taxonomy", "{d}/tax_dup_top.yaml"], ["'name' is given twice", "line 2"]),
     (label, [*LABEL, "--input", G, "--config", "{d}/config_dup.yaml"], ["'batch_size' is given twice"]),

@@ -345,7 +345,9 @@ def test_killed_and_resumed_run_loses_and_duplicates_nothing(server, tmp_path):
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = run(tmp_path / "resumed.jsonl", 2)  # batches 0 and 1 written, killed inside batch 2
     assert killed.returncode == -9
-    assert [json.loads(line)["id"] for line in (tmp_path / "resumed.jsonl").read_text().splitlines()] == ["r0", "r1", "r2", "r3"]
+    from judge.core.records import JsonlCheckpoint  # its rows, without the seal line after each batch
+
+    assert [row["id"] for row in JsonlCheckpoint(tmp_path / "resumed.jsonl").rows()] == ["r0", "r1", "r2", "r3"]
     resumed = run(tmp_path / "resumed.jsonl", -1)
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["computed"] == 2
     # One request at a time, each with its own seed: the resumed file holds exactly the uninterrupted rows.

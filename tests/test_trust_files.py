@@ -109,6 +109,12 @@ def test_missing_group_values_are_their_own_group_in_report_and_swap(tmp_path, c
         rates = json.loads((out / "disparity.json").read_text())["rates"]
         # rows 0, 1, 2 of every 6 have no identity: 18 of 36; asian 6, white 12
         assert {g: r["answer"]["n"] for g, r in rates.items()} == {"(missing)": 18, "asian": 6, "white": 12}
+    from judge import agree
+
+    code, _, err = run_cli(agree, [str(src), "--gold", "label", "--pred", "label", "--by", "identity", "--out", str(tmp_path / "agree")], capsys)
+    assert code == 0, err
+    groups = json.loads((tmp_path / "agree" / "agreement.json").read_text())["by_groups"][0]["groups"]
+    assert sorted(groups) == ["(missing)", "asian", "white"]
     code, _, err = run_cli(swap, [str(src), "--judge", "rules", "--group", "identity", "--out", str(tmp_path / "swap")], capsys)
     assert code == 0, err
     pairs = json.loads((tmp_path / "swap" / "swap.json").read_text())["pairs"]
