@@ -126,3 +126,7 @@ def test_untrusted_file_is_one_line_exit_2_nothing_written(files, tmp_path, caps
     argv = [a.format(d=files, t=out_root, w=w) for a in argv]
     assert_refused(module, argv, fragments, root=tmp_path, capsys=capsys)
     assert [p for p in out_root.iterdir() if not p.name.endswith(".lock")] == [], "no output may be written"
+
+
+def test_case_count():
+    assert len(CASES) >= 27

@@ -488,8 +488,8 @@ def label_studio_annotations(
 ) -> list[Annotation]:
     """Every non-cancelled annotation of an export, each checked as untrusted data: the shape of
     each task, annotation and result, one label per annotation, an annotator for each. ``shown``: the
-    export's own tasks' data by item id (``exported_tasks``); a task whose prompt or response differs
-    from it was not the text this round gave the annotators, and is refused naming the id."""
+    export's own tasks' data by item id (``exported_tasks``); a task whose prompt or response (where it
+    has them) differs from it was not the text this round gave the annotators, and is refused naming the id."""
     path = Path(path)
     out = []
     for number, task in enumerate(read_label_studio_export(path, encoding=encoding), start=1):
@@ -544,7 +544,7 @@ def _check_shown(data: dict, exported: dict | None, item: str, where: str) -> No
     if exported is None:
         return  # an id that was never exported: import_annotations refuses it by name
     for name in SHOWN_FIELDS:
-        if name in exported and data.get(name) != exported[name]:
+        if name in exported and name in data and data[name] != exported[name]:  # a task may omit the texts
             raise UserError(
                 f"{where}: the {name} of id {short(item)} differs from the one this export gave the annotators; "
                 "import only the Label Studio project made from this export's tasks.json"
