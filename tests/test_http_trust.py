@@ -281,3 +281,28 @@ def test_a_broken_answer_fails_its_row_and_the_run_goes_on(serve):
     assert "nested too deeply" in by["nested"].error
     assert "compressed" in by["gzip"].error
     assert e.describe()["usage"]["failed"] == 4
+
+
+# -- item 8h: "refusal" and five million spaces is outside the labels, for the rows and the count alike ------------
+
+
+@pytest.mark.slow
+def test_a_label_padded_past_any_length_is_outside_and_counted_so(serve, tmp_path, capsys):
+    def chat(handler, body, server):
+        user = body["messages"][-1]["content"]
+        text = "refusal" + " " * 5_000_000 if "Answer 0." in user or "Answer 1." in user else " refusal\n"
+        send(handler, 200, chat_answer(text))
+
+    server = serve({"/v1/models": models_route(), "/v1/chat/completions": chat})
+    records = records_file(tmp_path, n=4)
+    out = tmp_path / "labelled.jsonl"
+    code, stdout, err = run_cli(label_cmd, ["--judge", "llm:smollm2", "--mode", "generate", "--engine", "openai", "--base-url",
+                                            server.base_url, "--input", str(records), "--out", str(out), "--no-progress"], capsys)
+    assert code == 0, err
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert [rows[f"r{i}"]["label"] for i in range(4)] == ["unscored", "unscored", "refusal", "refusal"]
+    assert "an answer of 5000007 characters" in rows["r0"]["unscored_reason"]
+    manifest = json.loads(Path(str(out) + ".manifest.json").read_text())
+    assert manifest["counts"]["outside_labels"] == 2  # the rows' meaning...
+    assert manifest["judge"]["engine"]["usage"]["outside_labels"] == 2  # ...and the engine's count agree
+    assert os.path.getsize(out) < 30 << 20
