@@ -280,7 +280,10 @@ class OpenAIEngine(Engine):
             what = f"HTTP {exc.status_code}"
         else:
             what = type(exc).__name__
-        detail = self.mask(str(exc))  # masked before it is cut: a cut key would escape the mask
+        cause = str(exc.__cause__ or "")
+        # the transport's deadline says it was the whole attempt (not one read) that ran out
+        detail = cause if isinstance(exc, openai.APITimeoutError) and "whole request" in cause else str(exc)
+        detail = self.mask(detail)  # masked before it is cut: a cut key would escape the mask
         tries = f" after {self.options.max_retries} retries" if retried and self.options.max_retries else ""
         return f"{what}{tries}: {cut(' '.join(detail.split()), 160)}"
 
