@@ -233,7 +233,7 @@ class OpenAIEngine(Engine):
         try:
             models = self.client.models.list().data
         except http.RefusedAnswer as exc:
-            raise UserError(f"{self.mask(str(exc))} (--base-url)") from None
+            raise self._refused_at_probe(exc) from None
         except openai.APIConnectionError as exc:
             raise UserError(
                 f"no server answers at {self.options.base_url} ({self._reason(exc, retried=False)}); "
@@ -255,13 +255,16 @@ class OpenAIEngine(Engine):
         kind = "vllm" if served[self.model] == "vllm" else "openai-compatible"
         return {"kind": kind, "version": self._vllm_version() if kind == "vllm" else None}
 
+    def _refused_at_probe(self, exc: Exception) -> UserError:
+        return UserError(f"{cut(self.options.base_url, 80)}: {self.mask(str(exc))}; check --base-url")
+
     def _vllm_version(self) -> str | None:
         import openai
 
         try:
             answer = self._root.get("version", cast_to=object)
         except http.RefusedAnswer as exc:
-            raise UserError(f"{self.mask(str(exc))} (--base-url)") from None
+            raise self._refused_at_probe(exc) from None
         except openai.APIError:
             return None
         version = answer.get("version") if isinstance(answer, dict) else None
