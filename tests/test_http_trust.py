@@ -84,6 +84,22 @@ def test_a_redirected_request_fails_its_row_naming_the_target_and_the_target_hea
     assert e.describe()["usage"]["failed"] == 2
 
 
+@pytest.mark.slow
+def test_judge_label_through_a_redirect_writes_unscored_rows_naming_the_target(serve, tmp_path, capsys):
+    other = elsewhere(serve)
+    target = other.root + "/v1/chat/completions"
+    server = serve({"/v1/models": models_route(), "/v1/chat/completions": redirect_route(target)})
+    out = tmp_path / "labelled.jsonl"
+    code, stdout, err = run_cli(label_cmd, ["--judge", "llm:smollm2", "--mode", "generate", "--engine", "openai", "--base-url",
+                                            server.base_url, "--input", str(records_file(tmp_path, n=3)), "--out", str(out),
+                                            "--no-progress"], capsys)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["label"] for r in rows] == ["unscored"] * 3
+    assert all(f"HTTP 307, a redirect to {target}" in r["unscored_reason"] for r in rows), rows[0]
+    assert "complete with 3 failed" in stdout and other.seen == []
+
+
 def test_a_redirected_tokenize_leaves_the_scores_unavailable_naming_the_target(serve):
     other = elsewhere(serve)
     server = serve({"/v1/models": models_route(owned_by="vllm"), "/version": raw_route(200, b'{"version": "0.32"}'),
