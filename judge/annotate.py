@@ -48,13 +48,14 @@ from judge.core.config import (
     new_parser,
     run_command,
 )
-from judge.core.errors import UserError, short_list
+from judge.core.errors import UserError, cut, short_list
 from judge.core.files import check_output_directory, ensure_writable, json_text, write_text
 from judge.core.manifest import RunManifest, read_manifest
 from judge.core.outputs import check_apart, claim_for, input_paths, staged_directory
 from judge.core.records import SHADOW, read_records, require_columns, user_columns, write_records
 from judge.core.sheets import NOTE as SHEET_NOTE
 from judge.core.taxonomy import parse_label_map, resolve_taxonomy
+from judge.engines import http
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
 ITEMS = "items.csv"
@@ -120,6 +121,16 @@ class _Server:
             "help": f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to "
             "other users)"
         },
+    )
+    timeout: float = field(
+        default=60.0,
+        metadata={
+            "help": "seconds one request to Label Studio may take in all (connecting, the wait and the whole answer)"
+        },
+    )
+    max_answer_mib: float = field(
+        default=64.0,
+        metadata={"help": "largest answer (one page of tasks) taken from Label Studio, in MiB"},
     )
 
 
@@ -658,18 +669,47 @@ def _token(config: PushConfig | PullConfig) -> str:
 
 
 def _client(config: PushConfig | PullConfig):
+    """Label Studio's SDK over judge.engines.http's transport: no redirect followed (a 3xx is refused with its
+    target), each answer bounded in size and each request in its whole time."""
     try:
         from label_studio_sdk import LabelStudio
     except ImportError:
         raise UserError("push/pull need the Label Studio SDK: pip install -e '.[annotate]'") from None
-    return LabelStudio(base_url=config.url, api_key=_token(config))
+    for name, top in (("timeout", 3600.0), ("max_answer_mib", http.MAX_ANSWER_MIB)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= top:
+            raise UserError(f"--{name.replace('_', '-')} must be a number above 0 and at most {top:g}, got {value!r}")
+    check_url(config.url)
+    transport = http.client(
+        config.url,
+        timeout=config.timeout,
+        max_bytes=int(config.max_answer_mib * http.MIB),
+        setting="--max-answer-mib",
+        library="httpx",  # the SDK's own HTTP library
+    )
+    return LabelStudio(
+        base_url=config.url,
+        api_key=_token(config),
+        timeout=config.timeout,
+        httpx_client=transport,
+        follow_redirects=False,
+    )
+
+
+def check_url(url: object) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--url must be Label Studio's http(s) address such as http://127.0.0.1:8080, got {cut(url)!r}")
 
 
 def _server_said(exc: Exception, config: PushConfig | PullConfig) -> str:
-    """The first line of a server error for a one-line message, the token masked should the server echo it."""
-    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    token = config.token or os.environ.get(TOKEN_VARIABLE)
-    return text.replace(token, "***") if token else text
+    """The first line of a server error for a one-line message, the token masked (in every form) should the server
+    echo it, before the line is cut: a cut token would escape the mask."""
+    mask = http.Masker([config.token, os.environ.get(TOKEN_VARIABLE)])
+    text = mask(str(exc)).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def push(config: PushConfig) -> dict:
@@ -724,6 +764,10 @@ def pull(config: PullConfig) -> pd.DataFrame:
         ) from None
     try:  # annotators by e-mail rather than by a bare user id, so their columns read label_<name>
         users = {u.id: u.email for u in client.users.list() if getattr(u, "email", None)}
+    except http.RefusedAnswer as exc:  # a redirect, or an answer too large or not JSON: not a missing permission
+        raise UserError(
+            f"could not read the users of {config.url} ({_server_said(exc, config)}); check --url"
+        ) from None
     except Exception:  # noqa: BLE001 - a token that may not list users: ids it is
         users = {}
     for task in tasks:

@@ -103,6 +103,8 @@ CASES = [
     (["--timeout", "inf"], ["--timeout must be a finite number"]),
     (["--timeout", "86400"], ["--timeout is in seconds per attempt and at most 3600"]),
     (["--requests-per-minute", "-5"], ["--requests-per-minute must be a positive number"]),
+    (["--max-answer-mib", "0"], ["--max-answer-mib must be a positive number"]),
+    (["--max-answer-mib", "4096"], ["--max-answer-mib is at most 1024"]),
     (["--constrain", "regex"], ["--constrain must be one of", "structured-outputs", "json-schema"]),
     (["--base-url", CLOSED, "--max-retries", "0"], ["no server answers at", "start it or fix --base-url"]),
 ]
