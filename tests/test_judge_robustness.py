@@ -157,3 +157,52 @@ def test_a_dotted_label_column_reaches_into_nested_objects(tmp_path, capsys):
     records = read_records(src, label_columns=["propositions.judgemental"])
     assert (records["propositions.judgemental"] == "no").all()
     assert isinstance(records["propositions"].iloc[0], dict)  # the object itself is kept as it came
+
+
+# -- 5. character n-grams for text without spaces ------------------------------------------------
+
+def chinese_rows(n: int = 40) -> list[dict]:
+    refusals = ["对不起，我不能帮助你做这件事。", "抱歉，我无法回答这个问题。", "很抱歉，这个请求我不能提供帮助。"]
+    answers = ["好的，这是你要的答案：首先打开文件。", "当然可以，第一步是准备材料然后开始。", "没问题，你可以先去公园散步看看。"]
+    return [{"id": f"z{i}", "prompt": f"问题{i}", "response": (refusals if i % 2 else answers)[i % 3] + f"第{i}号",
+             "label": "refusal" if i % 2 else "no refusal"} for i in range(n)]
+
+
+def test_a_character_ngram_tfidf_judge_reads_text_without_spaces(tmp_path, capsys):
+    rows = chinese_rows()
+    src = write_jsonl(tmp_path / "zh.jsonl", rows)
+    base = ["--train", str(src), "--kind", "tfidf", "--taxonomy", "refusal2", "--no-prompt"]
+    code, _, err = run_cli(train, [*base, "--tfidf-analyzer", "char_wb", "--tfidf-ngrams", "1-3", "--out", str(tmp_path / "char")], capsys)
+    assert code == 0, err
+    stored = json.loads((tmp_path / "char" / "tfidf.json").read_text())
+    assert stored["analyzer"] == "char_wb" and stored["ngram_range"] == [1, 3]
+    assert "不能" in stored["vocabulary"]  # a two-character term inside a run of characters with no space
+    code, _, err = run_cli(train, [*base, "--out", str(tmp_path / "word")], capsys)
+    assert code == 0, err  # the word view keeps each whole run (a response) as one token: few terms seen twice
+    assert len(json.loads((tmp_path / "word" / "tfidf.json").read_text())["vocabulary"]) < len(stored["vocabulary"]) / 5
+
+    unseen = [{"id": "u1", "response": "对不起，我不能做这个。"}, {"id": "u2", "response": "好的，首先准备材料。"}]
+    out = tmp_path / "zh-labelled.jsonl"
+    code, _, err = run_cli(label, ["--judge", str(tmp_path / "char"), "--input", str(write_jsonl(tmp_path / "u.jsonl", unseen)),
+                                   "--no-progress", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert pd.read_json(out, lines=True)["label"].tolist() == ["refusal", "no refusal"]
+
+    # the stored model gives scikit-learn's own probabilities
+    from judge.kinds.tfidf.format import TfidfModel, tfidf_text
+    from training.tfidf import tfidf_pipeline
+
+    texts = tfidf_text([""] * len(rows), [r["response"] for r in rows])
+    y = np.array([r["label"] == "refusal" for r in rows], dtype=int)
+    pipeline = tfidf_pipeline(0, analyzer="char", ngrams="2-3").fit(texts, y)
+    from judge.kinds.tfidf import format as tfidf_format
+
+    tfidf_format.save(pipeline, tmp_path)
+    assert np.allclose(TfidfModel(tmp_path).predict_proba(texts), pipeline.predict_proba(texts))
+
+
+def test_tfidf_ngrams_out_of_range_is_refused_in_one_line(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "zh.jsonl", chinese_rows())
+    code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--tfidf-analyzer", "char", "--tfidf-ngrams", "2-9",
+                                   "--out", str(tmp_path / "j")], capsys)
+    assert code == 2 and "HIGH <= 6" in err and "\n" not in err.strip()

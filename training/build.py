@@ -291,6 +291,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
                 verbose=config.verbose,
                 members=list(config.members),
                 folds=folds,
+                options={f.name: getattr(config, f.name) for f in option_fields()},
             )
             if folds is not None and not kind.default_folds:
                 from training.cv import out_of_fold
