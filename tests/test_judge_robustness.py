@@ -206,3 +206,77 @@ def test_tfidf_ngrams_out_of_range_is_refused_in_one_line(tmp_path, capsys):
     code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--tfidf-analyzer", "char", "--tfidf-ngrams", "2-9",
                                    "--out", str(tmp_path / "j")], capsys)
     assert code == 2 and "HIGH <= 6" in err and "\n" not in err.strip()
+
+
+# -- 2. a degenerate judge -----------------------------------------------------------------------
+
+def test_a_judge_that_never_predicts_a_real_category_is_warned_of_recorded_and_refusable(tiny_bert, tmp_path, capsys):
+    """A tiny LoRA judge trained one epoch at a negligible learning rate stays where it started: one class
+    for every validation record, while each of the two categories is half of the labels."""
+    src = write_jsonl(tmp_path / "chats.jsonl", chat_rows(24))
+    base = ["--train", str(src), "--taxonomy", "refusal2", "--base-model", tiny_bert, "--epochs", "1", "--lr", "1e-9",
+            "--batch-size", "8", "--val-fraction", "0.5", "--max-length", "32", "--no-progress"]
+    code, _, err = run_cli(train, [*base, "--out", str(tmp_path / "judge")], capsys)
+    assert code == 0, err
+    assert "warning: the judge never predicts" in err and "50% of the training labels" in err
+    meta = json.loads((tmp_path / "judge" / "judge.json").read_text())
+    missing = meta["training_notes"]["never_predicted"]["validation"]
+    assert len(missing) == 1 and missing[0] in ("refusal", "no refusal")
+    code, _, err = run_cli(train, [*base, "--refuse-degenerate", "--out", str(tmp_path / "refused")], capsys)
+    assert code == 2 and "Not saved (--refuse-degenerate)" in err and not (tmp_path / "refused").exists()
+
+
+def test_never_predicted_counts_only_categories_with_a_real_share():
+    from training.checks import never_predicted
+
+    y = np.array([0] * 70 + [1] * 25 + [2] * 5)  # shares 0.70, 0.25, 0.05
+    assert never_predicted(y, np.zeros(10, dtype=int), labels=["a", "b", "c"]) == [{"category": "b", "train_share": 0.25}]
+    assert never_predicted(y, np.array([0, 1]), labels=["a", "b", "c"]) == []  # c (5%) may go unpredicted
+
+
+def test_a_good_judge_records_no_degenerate_category(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "zh.jsonl", chinese_rows())
+    code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--tfidf-analyzer", "char_wb", "--val-fraction", "0.3",
+                                   "--out", str(tmp_path / "j")], capsys)
+    assert code == 0 and "never predicts" not in err
+    assert json.loads((tmp_path / "j" / "judge.json").read_text())["training_notes"] == {"never_predicted": {}}
+
+
+# -- 3. --cv choosing the text view -------------------------------------------------------------
+
+def test_cv_picks_the_text_view_that_agrees_more(tmp_path, capsys):
+    """Two batches whose prompts give the label away in opposite ways ('red' asks what batch a refuses and
+    batch b answers), while 7 responses in 10 say it themselves. Folds by batch: the view with the prompt
+    learns the word of one batch and is wrong on the other, so the response-only view agrees more."""
+    rows = []
+    for i in range(60):
+        refused, batch = i % 2 == 0, "a" if i < 30 else "b"
+        word = "red" if refused == (batch == "a") else "blue"
+        response = (f"I cannot help with that, case {i}." if refused else f"Sure, here it is, case {i}.") if i % 10 < 7 else f"Okay, case {i}."
+        rows.append({"id": f"v{i}", "batch": batch, "prompt": f"{word} question", "response": response,
+                     "label": "refusal" if refused else "no refusal"})
+    src = write_jsonl(tmp_path / "views.jsonl", rows)
+    code, out, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--taxonomy", "refusal2", "--cv", "2", "--cv-group", "batch", "--pick-view",
+                                     "--out", str(tmp_path / "j")], capsys)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "j" / "judge.json").read_text())
+    choice = meta["training_notes"]["view_choice"]
+    assert choice["chosen"] == "response" and meta["text_view"]["prompt"] is False
+    assert choice["scores"]["response"]["kappa"] > choice["scores"]["prompt"]["kappa"]
+    assert "text view by cross-validation" in out
+    oof = pd.read_json(tmp_path / "j" / "cv" / "oof.jsonl", lines=True)  # the report is the chosen view's
+    from sklearn.metrics import cohen_kappa_score
+
+    assert abs(cohen_kappa_score(oof["label"], oof["oof_label"]) - choice["scores"]["response"]["kappa"]) < 1e-4
+
+    code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--pick-view", "--out", str(tmp_path / "k")], capsys)
+    assert code == 2 and "add --cv 5" in err
+
+    # the same records with the word meaning the same in both batches: the prompt now tells every label
+    consistent = [{**r, "prompt": ("red" if r["label"] == "refusal" else "blue") + " question"} for r in rows]
+    src = write_jsonl(tmp_path / "consistent.jsonl", consistent)
+    code, out, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--taxonomy", "refusal2", "--cv", "2", "--cv-group", "batch",
+                                     "--pick-view", "--out", str(tmp_path / "p")], capsys)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "p" / "judge.json").read_text())
+    assert meta["training_notes"]["view_choice"]["chosen"] == "prompt" and meta["text_view"]["prompt"] is True

@@ -119,6 +119,7 @@ def train_tfidf(
         metrics["val_macro_f1"] = float(
             f1_score(data.y[val_idx], pred, labels=range(len(data.taxonomy.labels)), average="macro", zero_division=0)
         )
+        metrics["val_predicted"] = np.bincount(pred, minlength=len(data.taxonomy.labels)).tolist()
     fit_tfidf(pipeline, texts, data.y)  # the shipped model sees every labelled example
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
