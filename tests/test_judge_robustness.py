@@ -280,3 +280,63 @@ def test_cv_picks_the_text_view_that_agrees_more(tmp_path, capsys):
     assert code == 0, err
     meta = json.loads((tmp_path / "p" / "judge.json").read_text())
     assert meta["training_notes"]["view_choice"]["chosen"] == "prompt" and meta["text_view"]["prompt"] is True
+
+
+# -- 6. the frozen-encoder kind (embed) ---------------------------------------------------------
+
+def test_embed_judge_trains_labels_and_refuses_another_encoder(tiny_bert, tmp_path, capsys):
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    rows = chat_rows(32)
+    src = write_jsonl(tmp_path / "chats.jsonl", rows)
+    judge_dir = tmp_path / "embed"
+    code, out, err = run_cli(train, ["--train", str(src), "--kind", "embed", "--taxonomy", "refusal2", "--base-model", tiny_bert,
+                                     "--val-fraction", "0.25", "--cv", "2", "--no-progress", "--out", str(judge_dir)], capsys)
+    assert code == 0, err
+    meta = json.loads((judge_dir / "judge.json").read_text())
+    assert meta["kind"] == "embed" and len(meta["base_model_sha256"]) == 64
+    arrays = load_file(str(judge_dir / "embed.safetensors"))
+    assert set(arrays) == {"coef", "intercept"} and arrays["coef"].shape == (1, 32)  # a binary head on a 32-wide encoder
+    assert (judge_dir / "cv" / "oof.jsonl").exists()
+
+    labelled_path = tmp_path / "labelled.jsonl"
+    argv = ["--judge", str(judge_dir), "--input", str(src), "--prefix", "j_", "--no-progress", "--out", str(labelled_path)]
+    code, _, err = run_cli(label, argv, capsys)
+    assert code == 0, err
+    labelled = pd.read_json(labelled_path, lines=True)
+
+    # the stored head recomputes scikit-learn's probabilities from the same embeddings
+    from judge.kinds.embed.format import Encoder
+    from training.embed import head
+    from training.examples import labelled_data
+
+    data = labelled_data(pd.DataFrame(rows).assign(prompt=lambda f: f["prompt"].map(json.dumps)), label_column="label",
+                         taxonomy="refusal2")
+    encoder = Encoder(tiny_bert, max_length=96, device="cpu")
+    features = encoder.embed(data.prompts, data.responses)
+    expected = head(0).fit(features, data.y).predict_proba(features)
+    column = "j_p_" + meta["classes"][1].replace(" ", "_")
+    assert np.allclose(labelled[column].to_numpy(), expected[:, 1], atol=1e-5)
+
+    # another encoder under the same path: refused in one line
+    other = tmp_path / "other-bert"
+    shutil.copytree(tiny_bert, other)
+    meta_other = dict(meta)
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(other)
+    with __import__("torch").no_grad():
+        model.embeddings.word_embeddings.weight.mul_(2)
+    model.save_pretrained(other)
+    forged = tmp_path / "forged"
+    shutil.copytree(judge_dir, forged)
+    meta_other["base_model"] = str(other)
+    from judge.kinds.judge_dir import seal
+
+    (forged / "judge.json").write_text(json.dumps(meta_other))
+    seal(forged, labels=meta["labels"])
+    code, _, err = run_cli(label, ["--judge", str(forged), "--input", str(src), "--prefix", "j_", "--no-progress", "--out",
+                                   str(tmp_path / "x.jsonl")], capsys)
+    assert code == 2 and "not the one the judge was trained on" in err

@@ -148,7 +148,7 @@ class RunSettings(RecordColumns):
         check_fraction(self, "val_fraction", high_open=True)
         check_unique(self, "members")
         check_extra(self.extra)
-        if self.uses_lora:
+        if self.uses_lora or "embed" in self.kinds:
             from judge.engines.models import check_local_model
 
             check_local_model(self.base_model)
