@@ -38,7 +38,8 @@ model) with the classification head, plus judge.json (backend, labels, temperatu
 manifest.json (settings, data fingerprint, validation metrics) and a model card (README.md).
 
 A prompt given as a list of chat messages ([{"role": ..., "content": ...}, ...], or its JSON text) is
-read as the conversation, one "role: content" line per turn; when a long one would crowd the response
+read as the conversation (the base model's chat template where its tokenizer has one, else one
+"role: content" line per turn); when a long one would crowd the response
 out of --max-length, it keeps its latest turns (its last half-window of tokens). A category of 10% or
 more of the labels that the judge never predicts on held-out records is warned of and recorded in
 judge.json's training_notes (--refuse-degenerate: not saved).

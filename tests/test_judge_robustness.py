@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from judge import label, train
-from judge.core.text import TextView, encode_pairs, render_prompt
+from judge.core.text import encode_pairs, render_prompt
 from tests.conftest import run_cli, write_jsonl
 
 LONG_TURN = "Tell me more about the history of the old harbour town and its many bridges, markets and festivals. " * 3
@@ -47,8 +47,22 @@ def test_a_message_list_is_rendered_as_a_conversation():
     assert render_prompt(text) == "user: Hi\nassistant: Hello"
     assert render_prompt("[not json") == "[not json"
     assert render_prompt("[1, 2]") == "[1, 2]"  # a list of something else stays the text it is
-    prompts, _, _ = TextView().inputs([text], ["ok"])
-    assert prompts == ["user: Hi\nassistant: Hello"]
+    from judge.kinds.tfidf.format import tfidf_text
+
+    assert tfidf_text([text], ["ok"]) == ["user: Hi\nassistant: Hello ||| ok"]
+
+
+def test_a_conversation_takes_the_tokenizers_chat_template_where_it_has_one(tiny_llama, tiny_bert):
+    from transformers import AutoTokenizer
+
+    text = json.dumps([{"role": "user", "content": "Hi there"}])
+    llama = AutoTokenizer.from_pretrained(tiny_llama)  # SmolLM2's tokenizer, with its chat template
+    rendered = render_prompt(text, llama)
+    assert "<|im_start|>user\nHi there<|im_end|>" in rendered and rendered.endswith("<|im_start|>assistant\n")
+    encoded = encode_pairs(llama, [text], ["Sure."], max_length=96)
+    assert llama.decode(encoded["input_ids"][0]).count("<|im_start|>") >= 2
+    bert = AutoTokenizer.from_pretrained(tiny_bert)  # no chat template: the plain rendering
+    assert render_prompt(text, bert) == "user: Hi there"
 
 
 def test_a_long_prompt_leaves_the_response_its_half_of_the_window(tiny_bert):

@@ -83,7 +83,7 @@ class TextView:
         own_names = list(own_names) if own_names is not None else [()] * n
         out_p, out_r, masked = [], [], []
         for p, r, name, own in zip(prompts, responses, names, own_names):
-            p = render_prompt(str(p)) if self.prompt else ""
+            p = str(p) if self.prompt else ""
             mp, mr = (
                 self.mask(p, name if isinstance(name, str) else None, own),
                 self.mask(str(r), name if isinstance(name, str) else None, own),
@@ -97,26 +97,36 @@ class TextView:
 MAX_CHAT_TURNS = 1000  # a conversation of more turns is read as the text it is
 
 
-def render_prompt(prompt: str) -> str:
-    """A prompt as the judge reads it: a conversation given as a list of chat messages (the JSON text
-    of ``[{"role": ..., "content": ...}, ...]``, as records read a list cell) becomes one "role: content"
-    line per turn; any other prompt is returned unchanged. Training and labelling read alike, through
-    ``TextView.inputs``."""
-    head = prompt.lstrip()[:1]
-    if head != "[":
-        return prompt
+def chat_messages(prompt: str) -> list[dict] | None:
+    """The messages of a prompt given as a list of chat messages (the JSON text of ``[{"role": ...,
+    "content": ...}, ...]``, as records read a list cell), each content as text; None for any other prompt."""
+    if prompt.lstrip()[:1] != "[":
+        return None
     try:
         messages = json.loads(prompt)
     except ValueError:
-        return prompt
+        return None
     if not (isinstance(messages, list) and messages and len(messages) <= MAX_CHAT_TURNS):
+        return None
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in messages):
+        return None
+    return [{"role": m["role"].strip(), "content": _message_text(m["content"])} for m in messages]
+
+
+def render_prompt(prompt: str, tokenizer=None) -> str:
+    """A prompt as the judge reads it: a conversation given as a list of chat messages becomes the
+    tokenizer's chat template (ending where the assistant's reply, the response, begins) when the judge's
+    tokenizer has one, else one "role: content" line per turn; any other prompt is returned unchanged.
+    Training and labelling render alike (``encode_pairs``; TF-IDF's ``tfidf_text``)."""
+    messages = chat_messages(prompt)
+    if messages is None:
         return prompt
-    lines = []
-    for message in messages:
-        if not (isinstance(message, dict) and isinstance(message.get("role"), str) and "content" in message):
-            return prompt
-        lines.append(f"{message['role'].strip()}: {_message_text(message['content'])}")
-    return "\n".join(lines)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template that refuses these roles (no system turn, say): the plain rendering
+            pass
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
 def _message_text(content) -> str:
@@ -137,9 +147,10 @@ def encode_pairs(tokenizer, prompts, responses, *, max_length: int, tail_tokens:
     end (``tail_tokens=0``), or keeps its head and its last ``tail_tokens`` tokens, so a late refusal
     or a late partial compliance is still read, at the same bounded cost. A prompt that would leave the
     response less than half the window (a long conversation) keeps its last half-window of tokens."""
+    prompts = [render_prompt(str(p), tokenizer) for p in prompts]  # a conversation as the tokenizer's chat
     if tail_tokens <= 0:
         # The response is what the label is about: when too long, cut the response, keep the prompt.
-        prompts, responses = list(prompts), list(responses)
+        responses = list(responses)
         if max_length <= 64:
             return tokenizer(prompts, responses, truncation=True, max_length=max_length)
         prompts, cut = _prompts_within_half(tokenizer, prompts, responses, max_length=max_length)

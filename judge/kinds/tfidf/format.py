@@ -47,8 +47,11 @@ def max_ngram(analyzer: str) -> int:
 
 
 def tfidf_text(prompts, responses) -> list[str]:
-    """What the vectorizer reads: prompt and response in one text, as in training."""
-    return [f"{p} ||| {r}" for p, r in zip(prompts, responses)]
+    """What the vectorizer reads: prompt and response in one text, as in training (a conversation given as
+    a list of chat messages read as "role: content" lines)."""
+    from judge.core.text import render_prompt
+
+    return [f"{render_prompt(str(p))} ||| {r}" for p, r in zip(prompts, responses)]
 
 
 class Settings(BaseModel):
