@@ -25,6 +25,8 @@ def chat_rows(n: int = 24) -> list[dict]:
                 "prompt": [
                     {"role": "system", "content": "You are a helpful assistant."},
                     {"role": "user", "content": LONG_TURN},
+                    {"role": "assistant", "content": "The town has a long history."},
+                    {"role": "user", "content": LONG_TURN},
                     {"role": "assistant", "content": "Here is a short overview of the town."},
                     {"role": "user", "content": f"And question {i}: can you go on?"},
                 ],
@@ -175,18 +177,32 @@ def test_a_dotted_label_column_reaches_into_nested_objects(tmp_path, capsys):
 
 # -- 5. character n-grams for text without spaces ------------------------------------------------
 
+
 def chinese_rows(n: int = 40) -> list[dict]:
     refusals = ["对不起，我不能帮助你做这件事。", "抱歉，我无法回答这个问题。", "很抱歉，这个请求我不能提供帮助。"]
-    answers = ["好的，这是你要的答案：首先打开文件。", "当然可以，第一步是准备材料然后开始。", "没问题，你可以先去公园散步看看。"]
-    return [{"id": f"z{i}", "prompt": f"问题{i}", "response": (refusals if i % 2 else answers)[i % 3] + f"第{i}号",
-             "label": "refusal" if i % 2 else "no refusal"} for i in range(n)]
+    answers = [
+        "好的，这是你要的答案：首先打开文件。",
+        "当然可以，第一步是准备材料然后开始。",
+        "没问题，你可以先去公园散步看看。",
+    ]
+    return [
+        {
+            "id": f"z{i}",
+            "prompt": f"问题{i}",
+            "response": (refusals if i % 2 else answers)[i % 3] + f"第{i}号",
+            "label": "refusal" if i % 2 else "no refusal",
+        }
+        for i in range(n)
+    ]
 
 
 def test_a_character_ngram_tfidf_judge_reads_text_without_spaces(tmp_path, capsys):
     rows = chinese_rows()
     src = write_jsonl(tmp_path / "zh.jsonl", rows)
     base = ["--train", str(src), "--kind", "tfidf", "--taxonomy", "refusal2", "--no-prompt"]
-    code, _, err = run_cli(train, [*base, "--tfidf-analyzer", "char_wb", "--tfidf-ngrams", "1-3", "--out", str(tmp_path / "char")], capsys)
+    code, _, err = run_cli(
+        train, [*base, "--tfidf-analyzer", "char_wb", "--tfidf-ngrams", "1-3", "--out", str(tmp_path / "char")], capsys
+    )
     assert code == 0, err
     stored = json.loads((tmp_path / "char" / "tfidf.json").read_text())
     assert stored["analyzer"] == "char_wb" and stored["ngram_range"] == [1, 3]
@@ -197,8 +213,19 @@ def test_a_character_ngram_tfidf_judge_reads_text_without_spaces(tmp_path, capsy
 
     unseen = [{"id": "u1", "response": "对不起，我不能做这个。"}, {"id": "u2", "response": "好的，首先准备材料。"}]
     out = tmp_path / "zh-labelled.jsonl"
-    code, _, err = run_cli(label, ["--judge", str(tmp_path / "char"), "--input", str(write_jsonl(tmp_path / "u.jsonl", unseen)),
-                                   "--no-progress", "--out", str(out)], capsys)
+    code, _, err = run_cli(
+        label,
+        [
+            "--judge",
+            str(tmp_path / "char"),
+            "--input",
+            str(write_jsonl(tmp_path / "u.jsonl", unseen)),
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert pd.read_json(out, lines=True)["label"].tolist() == ["refusal", "no refusal"]
 
@@ -217,19 +244,51 @@ def test_a_character_ngram_tfidf_judge_reads_text_without_spaces(tmp_path, capsy
 
 def test_tfidf_ngrams_out_of_range_is_refused_in_one_line(tmp_path, capsys):
     src = write_jsonl(tmp_path / "zh.jsonl", chinese_rows())
-    code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--tfidf-analyzer", "char", "--tfidf-ngrams", "2-9",
-                                   "--out", str(tmp_path / "j")], capsys)
+    code, _, err = run_cli(
+        train,
+        [
+            "--train",
+            str(src),
+            "--kind",
+            "tfidf",
+            "--tfidf-analyzer",
+            "char",
+            "--tfidf-ngrams",
+            "2-9",
+            "--out",
+            str(tmp_path / "j"),
+        ],
+        capsys,
+    )
     assert code == 2 and "HIGH <= 6" in err and "\n" not in err.strip()
 
 
 # -- 2. a degenerate judge -----------------------------------------------------------------------
 
+
 def test_a_judge_that_never_predicts_a_real_category_is_warned_of_recorded_and_refusable(tiny_bert, tmp_path, capsys):
     """A tiny LoRA judge trained one epoch at a negligible learning rate stays where it started: one class
     for every validation record, while each of the two categories is half of the labels."""
     src = write_jsonl(tmp_path / "chats.jsonl", chat_rows(24))
-    base = ["--train", str(src), "--taxonomy", "refusal2", "--base-model", tiny_bert, "--epochs", "1", "--lr", "1e-9",
-            "--batch-size", "8", "--val-fraction", "0.5", "--max-length", "32", "--no-progress"]
+    base = [
+        "--train",
+        str(src),
+        "--taxonomy",
+        "refusal2",
+        "--base-model",
+        tiny_bert,
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-9",
+        "--batch-size",
+        "8",
+        "--val-fraction",
+        "0.5",
+        "--max-length",
+        "32",
+        "--no-progress",
+    ]
     code, _, err = run_cli(train, [*base, "--out", str(tmp_path / "judge")], capsys)
     assert code == 0, err
     assert "warning: the judge never predicts" in err and "50% of the training labels" in err
@@ -244,19 +303,36 @@ def test_never_predicted_counts_only_categories_with_a_real_share():
     from training.checks import never_predicted
 
     y = np.array([0] * 70 + [1] * 25 + [2] * 5)  # shares 0.70, 0.25, 0.05
-    assert never_predicted(y, np.zeros(10, dtype=int), labels=["a", "b", "c"]) == [{"category": "b", "train_share": 0.25}]
+    assert never_predicted(y, np.zeros(10, dtype=int), labels=["a", "b", "c"]) == [
+        {"category": "b", "train_share": 0.25}
+    ]
     assert never_predicted(y, np.array([0, 1]), labels=["a", "b", "c"]) == []  # c (5%) may go unpredicted
 
 
 def test_a_good_judge_records_no_degenerate_category(tmp_path, capsys):
     src = write_jsonl(tmp_path / "zh.jsonl", chinese_rows())
-    code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--tfidf-analyzer", "char_wb", "--val-fraction", "0.3",
-                                   "--out", str(tmp_path / "j")], capsys)
+    code, _, err = run_cli(
+        train,
+        [
+            "--train",
+            str(src),
+            "--kind",
+            "tfidf",
+            "--tfidf-analyzer",
+            "char_wb",
+            "--val-fraction",
+            "0.3",
+            "--out",
+            str(tmp_path / "j"),
+        ],
+        capsys,
+    )
     assert code == 0 and "never predicts" not in err
     assert json.loads((tmp_path / "j" / "judge.json").read_text())["training_notes"] == {"never_predicted": {}}
 
 
 # -- 3. --cv choosing the text view -------------------------------------------------------------
+
 
 def test_cv_picks_the_text_view_that_agrees_more(tmp_path, capsys):
     """Two batches whose prompts give the label away in opposite ways ('red' asks what batch a refuses and
@@ -266,12 +342,40 @@ def test_cv_picks_the_text_view_that_agrees_more(tmp_path, capsys):
     for i in range(60):
         refused, batch = i % 2 == 0, "a" if i < 30 else "b"
         word = "red" if refused == (batch == "a") else "blue"
-        response = (f"I cannot help with that, case {i}." if refused else f"Sure, here it is, case {i}.") if i % 10 < 7 else f"Okay, case {i}."
-        rows.append({"id": f"v{i}", "batch": batch, "prompt": f"{word} question", "response": response,
-                     "label": "refusal" if refused else "no refusal"})
+        response = (
+            (f"I cannot help with that, case {i}." if refused else f"Sure, here it is, case {i}.")
+            if i % 10 < 7
+            else f"Okay, case {i}."
+        )
+        rows.append(
+            {
+                "id": f"v{i}",
+                "batch": batch,
+                "prompt": f"{word} question",
+                "response": response,
+                "label": "refusal" if refused else "no refusal",
+            }
+        )
     src = write_jsonl(tmp_path / "views.jsonl", rows)
-    code, out, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--taxonomy", "refusal2", "--cv", "2", "--cv-group", "batch", "--pick-view",
-                                     "--out", str(tmp_path / "j")], capsys)
+    code, out, err = run_cli(
+        train,
+        [
+            "--train",
+            str(src),
+            "--kind",
+            "tfidf",
+            "--taxonomy",
+            "refusal2",
+            "--cv",
+            "2",
+            "--cv-group",
+            "batch",
+            "--pick-view",
+            "--out",
+            str(tmp_path / "j"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     meta = json.loads((tmp_path / "j" / "judge.json").read_text())
     choice = meta["training_notes"]["view_choice"]
@@ -283,20 +387,40 @@ def test_cv_picks_the_text_view_that_agrees_more(tmp_path, capsys):
 
     assert abs(cohen_kappa_score(oof["label"], oof["oof_label"]) - choice["scores"]["response"]["kappa"]) < 1e-4
 
-    code, _, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--pick-view", "--out", str(tmp_path / "k")], capsys)
+    code, _, err = run_cli(
+        train, ["--train", str(src), "--kind", "tfidf", "--pick-view", "--out", str(tmp_path / "k")], capsys
+    )
     assert code == 2 and "add --cv 5" in err
 
     # the same records with the word meaning the same in both batches: the prompt now tells every label
     consistent = [{**r, "prompt": ("red" if r["label"] == "refusal" else "blue") + " question"} for r in rows]
     src = write_jsonl(tmp_path / "consistent.jsonl", consistent)
-    code, out, err = run_cli(train, ["--train", str(src), "--kind", "tfidf", "--taxonomy", "refusal2", "--cv", "2", "--cv-group", "batch",
-                                     "--pick-view", "--out", str(tmp_path / "p")], capsys)
+    code, out, err = run_cli(
+        train,
+        [
+            "--train",
+            str(src),
+            "--kind",
+            "tfidf",
+            "--taxonomy",
+            "refusal2",
+            "--cv",
+            "2",
+            "--cv-group",
+            "batch",
+            "--pick-view",
+            "--out",
+            str(tmp_path / "p"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     meta = json.loads((tmp_path / "p" / "judge.json").read_text())
     assert meta["training_notes"]["view_choice"]["chosen"] == "prompt" and meta["text_view"]["prompt"] is True
 
 
 # -- 6. the frozen-encoder kind (embed) ---------------------------------------------------------
+
 
 def test_embed_judge_trains_labels_and_refuses_another_encoder(tiny_bert, tmp_path, capsys):
     import shutil
@@ -306,17 +430,49 @@ def test_embed_judge_trains_labels_and_refuses_another_encoder(tiny_bert, tmp_pa
     rows = chat_rows(32)
     src = write_jsonl(tmp_path / "chats.jsonl", rows)
     judge_dir = tmp_path / "embed"
-    code, out, err = run_cli(train, ["--train", str(src), "--kind", "embed", "--taxonomy", "refusal2", "--base-model", tiny_bert,
-                                     "--val-fraction", "0.25", "--cv", "2", "--no-progress", "--out", str(judge_dir)], capsys)
+    code, out, err = run_cli(
+        train,
+        [
+            "--train",
+            str(src),
+            "--kind",
+            "embed",
+            "--taxonomy",
+            "refusal2",
+            "--base-model",
+            tiny_bert,
+            "--val-fraction",
+            "0.25",
+            "--cv",
+            "2",
+            "--no-progress",
+            "--out",
+            str(judge_dir),
+        ],
+        capsys,
+    )
     assert code == 0, err
     meta = json.loads((judge_dir / "judge.json").read_text())
     assert meta["kind"] == "embed" and len(meta["base_model_sha256"]) == 64
     arrays = load_file(str(judge_dir / "embed.safetensors"))
-    assert set(arrays) == {"coef", "intercept"} and arrays["coef"].shape == (1, 32)  # a binary head on a 32-wide encoder
+    assert set(arrays) == {"coef", "intercept"} and arrays["coef"].shape == (
+        1,
+        32,
+    )  # a binary head on a 32-wide encoder
     assert (judge_dir / "cv" / "oof.jsonl").exists()
 
     labelled_path = tmp_path / "labelled.jsonl"
-    argv = ["--judge", str(judge_dir), "--input", str(src), "--prefix", "j_", "--no-progress", "--out", str(labelled_path)]
+    argv = [
+        "--judge",
+        str(judge_dir),
+        "--input",
+        str(src),
+        "--prefix",
+        "j_",
+        "--no-progress",
+        "--out",
+        str(labelled_path),
+    ]
     code, _, err = run_cli(label, argv, capsys)
     assert code == 0, err
     labelled = pd.read_json(labelled_path, lines=True)
@@ -326,8 +482,11 @@ def test_embed_judge_trains_labels_and_refuses_another_encoder(tiny_bert, tmp_pa
     from training.embed import head
     from training.examples import labelled_data
 
-    data = labelled_data(pd.DataFrame(rows).assign(prompt=lambda f: f["prompt"].map(json.dumps)), label_column="label",
-                         taxonomy="refusal2")
+    data = labelled_data(
+        pd.DataFrame(rows).assign(prompt=lambda f: f["prompt"].map(json.dumps)),
+        label_column="label",
+        taxonomy="refusal2",
+    )
     encoder = Encoder(tiny_bert, max_length=96, device="cpu")
     features = encoder.embed(data.prompts, data.responses)
     expected = head(0).fit(features, data.y).predict_proba(features)
@@ -351,6 +510,19 @@ def test_embed_judge_trains_labels_and_refuses_another_encoder(tiny_bert, tmp_pa
 
     (forged / "judge.json").write_text(json.dumps(meta_other))
     seal(forged, labels=meta["labels"])
-    code, _, err = run_cli(label, ["--judge", str(forged), "--input", str(src), "--prefix", "j_", "--no-progress", "--out",
-                                   str(tmp_path / "x.jsonl")], capsys)
+    code, _, err = run_cli(
+        label,
+        [
+            "--judge",
+            str(forged),
+            "--input",
+            str(src),
+            "--prefix",
+            "j_",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "x.jsonl"),
+        ],
+        capsys,
+    )
     assert code == 2 and "not the one the judge was trained on" in err
