@@ -383,8 +383,48 @@ def _canonical_columns(
         frame.insert(0, "id", [f"{id_prefix}{i}" for i in range(1, len(frame) + 1)])
     for col in required:
         require_columns(frame, [col], source=str(path), flag_hint=_MISSING_HINTS.get(col, ""))
+    frame = nested_columns(frame, label_columns)
     require_columns(frame, label_columns, source=str(path), flag_hint=label_hint)
     return frame
+
+
+MAX_PATH_DEPTH = 16
+
+
+def nested_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """A dotted column name that is not a column (``propositions.fully_complies``) reaches into JSON
+    objects: the longest leading part that is a column, then a key per dot; the value is added as a
+    column of that name (a record without the key gets a missing value). Objects may be given as
+    JSON text (a CSV cell). A name that is a column is always that column."""
+    for name in columns:
+        if not isinstance(name, str) or name in frame.columns or "." not in name:
+            continue
+        parts = name.split(".")
+        if len(parts) > MAX_PATH_DEPTH + 1:
+            continue
+        split = next((i for i in range(len(parts) - 1, 0, -1) if ".".join(parts[:i]) in frame.columns), None)
+        if split is None:
+            continue
+        keys = parts[split:]
+        values = [_reach(cell, keys) for cell in frame[".".join(parts[:split])]]
+        frame = frame.copy()
+        frame[name] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
+def _reach(cell: Any, keys: list[str]) -> Any:
+    if isinstance(cell, str) and cell.lstrip()[:1] == "{":
+        try:
+            cell = json.loads(cell)
+        except ValueError:
+            return None
+    for key in keys:
+        if not isinstance(cell, dict) or key not in cell:
+            return None
+        cell = cell[key]
+    if isinstance(cell, (dict, list)):
+        return json.dumps(cell, ensure_ascii=False, default=str)
+    return cell
 
 
 def _text_ids(
