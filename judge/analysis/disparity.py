@@ -98,6 +98,7 @@ class RateRatio(Result):
     ci_low: float | None
     ci_high: float | None
     estimable: bool
+    reason: str = ABSENT  # why the ratio has no interval (a single cluster), where it has none for that
 
 
 @dataclass(kw_only=True)

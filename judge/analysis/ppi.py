@@ -73,6 +73,7 @@ class GapEstimate(Result):
     clipped: str | None = ABSENT
     ci_adjusted: Interval = ABSENT
     p_adjusted: float = ABSENT
+    reason: str = ABSENT  # why the gap has no interval (a single cluster), where it has none for that
     clipped_adjusted: str | None = ABSENT
 
 

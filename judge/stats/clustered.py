@@ -60,15 +60,18 @@ def cr1_cov(scores: np.ndarray, clusters: np.ndarray) -> np.ndarray | float:
     return factor * (u.T @ u) / n**2
 
 
-def cross_cov(a: np.ndarray, codes_a: np.ndarray, b: np.ndarray, codes_b: np.ndarray) -> float:
+def cross_cov(a: np.ndarray, codes_a: np.ndarray, b: np.ndarray, codes_b: np.ndarray) -> float | None:
     """CR1 covariance of the means of ``a`` and ``b``, scores of two disjoint sets of outputs whose
-    clusters may be shared (a template filled with names of both groups); 0 when none is shared."""
+    clusters may be shared (a template filled with names of both groups); 0 when none is shared. None when
+    both sets lie in one and the same cluster: G - 1 = 0 degrees of freedom, the covariance cannot be estimated."""
     if not len(np.intersect1d(codes_a, codes_b)):
         return 0.0
+    g = len(np.union1d(codes_a, codes_b))
+    if g < 2:
+        return None
     size = int(max(codes_a.max(), codes_b.max())) + 1
     ua = cluster_sums(np.asarray(a, dtype=float) - np.mean(a), codes_a, size)
     ub = cluster_sums(np.asarray(b, dtype=float) - np.mean(b), codes_b, size)
-    g = len(np.union1d(codes_a, codes_b))
     return float(g / (g - 1) * np.sum(ua * ub) / (len(a) * len(b)))
 
 

@@ -196,9 +196,13 @@ def chi_square(
     return chi
 
 
-def _log_ratio(a: dict, b: dict, cov: float, *, clustered_by: bool) -> tuple[float | None, float | None, float]:
+SINGLE_CLUSTER = "a group's outputs lie in a single cluster: the clustered variance cannot be estimated (G - 1 = 0)"
+
+
+def _log_ratio(a: dict, b: dict, cov: float | None, *, clustered_by: bool) -> tuple[float | None, float | None, float]:
     """The rate ratio a / b, the standard error of its log (Katz; with clusters, the delta method on the
-    CR1 (co)variances) and its degrees of freedom."""
+    CR1 (co)variances) and its degrees of freedom. No standard error where a group holds a single cluster
+    (``cov`` None or fewer than 2 clusters): its CR1 variance has no degree of freedom."""
     if not a["n"] or not b["n"] or b["count"] == 0:
         return None, None, 1.0
     ratio = a["rate"] / b["rate"]
@@ -206,6 +210,8 @@ def _log_ratio(a: dict, b: dict, cov: float, *, clustered_by: bool) -> tuple[flo
         return ratio, None, 1.0
     if not clustered_by:
         return ratio, math.sqrt(1 / a["count"] - 1 / a["n"] + 1 / b["count"] - 1 / b["n"]), float("inf")
+    if cov is None or a["n_clusters"] < 2 or b["n_clusters"] < 2:
+        return ratio, None, 1.0
     va, vb = a["variance"] / a["rate"] ** 2, b["variance"] / b["rate"] ** 2
     se = math.sqrt(max(va + vb - 2 * cov / (a["rate"] * b["rate"]), 0.0))
     return ratio, se, clustered.satterthwaite([va, vb], [a["n_clusters"] - 1, b["n_clusters"] - 1])
@@ -238,8 +244,20 @@ def rate_ratios(rates: dict, members: dict, reference: str, cats: list[str], *, 
                 ci_low=_finite(math.exp(math.log(ratio) - half)), ci_high=_finite(math.exp(math.log(ratio) + half))
             )
         entry["estimable"] = rates[g][c]["estimable"] and rates[reference][c]["estimable"]
+        if (
+            clustered_by
+            and g != reference
+            and ratio
+            and se is None
+            and _single_cluster(rates[g][c], rates[reference][c])
+        ):
+            entry["reason"] = SINGLE_CLUSTER
         ratios[g][c] = entry
     return ratios, family
+
+
+def _single_cluster(a: dict, b: dict) -> bool:
+    return min(a.get("n_clusters", 2), b.get("n_clusters", 2)) < 2
 
 
 def rate_cell(r: dict, digits: int = 3) -> str:

@@ -384,6 +384,8 @@ def _difference(a: dict | None, b: dict | None, *, alpha: float, cov: float = 0.
     va, vb = a.get("se"), b.get("se")
     if va is None or vb is None:
         return {"gap": gap, "ci": (None, None)}
+    if min(a.get("df", 10**6), b.get("df", 10**6)) < 1:  # a single cluster: its variance is not an estimate
+        return {"gap": gap, "ci": (None, None), "reason": "a single cluster: the variance cannot be estimated"}
     se = math.sqrt(max(va**2 + vb**2 - 2 * cov, 0.0))
     df = clustered.satterthwaite([va**2, vb**2], [a.get("df", 10**6), b.get("df", 10**6)])
     out = {"gap": gap, "se": se, "df": df, "ci": gap_interval(gap, se, df, alpha)}
@@ -453,7 +455,10 @@ def _gap_covariances(y, f, dom_g, dom_r, design: Design, codes: np.ndarray | Non
         or not len(np.intersect1d(codes[dom_g], codes[dom_r]))
     ):
         return {}
-    out = {"judge_only": clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])}
+    judge_only = clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])
+    if judge_only is None:  # both groups in one cluster: no covariance, and _difference gives no interval
+        return {}
+    out = {"judge_only": judge_only}
     for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
         sg, in_g = cluster_scores(y, f, dom_g, design, lam_g, codes)
         sr, in_r = cluster_scores(y, f, dom_r, design, lam_r, codes)

@@ -1,0 +1,64 @@
+"""judge.report on groups at the edges: every output in one cluster (a clustered variance with G - 1 = 0
+degrees of freedom is said to be not estimable, never a ZeroDivisionError or a zero-width interval), and a
+'(missing)' group that is the largest (never the default reference)."""
+import json
+
+import numpy as np
+import pytest
+
+from judge import report
+from judge.stats import clustered
+from tests.conftest import run_cli, write_jsonl
+
+
+def _rows(*, human: bool = False) -> list[dict]:
+    # group a: 4 of 10 refusals, group b: 6 of 10; every output from the one template 't1'
+    rows = []
+    for g, refusals in (("a", 4), ("b", 6)):
+        for i in range(10):
+            row = {"id": f"{g}{i}", "prompt": f"{g} prompt {i}", "response": "r", "identity": g, "template": "t1"}
+            row["judge_label"] = "refusal" if i < refusals else "no refusal"
+            if human:
+                row["human"] = row["judge_label"] if i < 6 else None
+            rows.append(row)
+    return rows
+
+
+def _run(tmp_path, capsys, rows, *extra, out="rep"):
+    (tmp_path / "in").mkdir(exist_ok=True)
+    src = write_jsonl(tmp_path / "in" / "labelled.jsonl", rows)
+    code, stdout, err = run_cli(
+        report,
+        [str(src), "--label", "judge_label", "--group", "identity", "--taxonomy", "refusal2", "--out",
+         str(tmp_path / out), *extra],
+        capsys,
+    )
+    assert code == 0, err
+    return json.loads((tmp_path / out / "disparity.json").read_text()), stdout, err
+
+
+def test_cross_cov_of_a_single_shared_cluster_is_not_estimable():
+    a, b = np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0])
+    assert clustered.cross_cov(a, np.zeros(3, dtype=int), b, np.zeros(2, dtype=int)) is None
+    # two clusters: G / (G - 1) sum_c ua_c ub_c / (na nb). a = 1, 0 | 1 (mean 2/3): cluster sums of the centred
+    # scores (-1/3, 1/3); b = 0 | 1 (mean 1/2): (-1/2, 1/2). 2 * (1/6 + 1/6) / (3 * 2) = 1/9
+    assert clustered.cross_cov(a, np.array([0, 0, 1]), b, np.array([0, 1])) == pytest.approx(1 / 9)
+
+
+def test_report_with_one_cluster_says_the_ratio_has_no_interval(tmp_path, capsys):
+    result, out, _ = _run(tmp_path, capsys, _rows(), "--cluster", "template", "--reference", "a")
+    ratio = result["rate_ratios"]["b"]["refusal"]
+    assert ratio["ratio"] == pytest.approx(0.6 / 0.4)  # 6/10 over 4/10
+    assert ratio["ci_low"] is None and ratio["ci_high"] is None and not ratio["estimable"]
+    assert "single cluster" in ratio["reason"]
+    assert "1 clusters for 20 outputs" in out
+
+
+def test_report_with_one_cluster_and_human_labels_gives_gaps_without_intervals(tmp_path, capsys):
+    result, _, _ = _run(tmp_path, capsys, _rows(human=True), "--cluster", "template", "--reference", "a",
+                        "--human", "human")
+    gap = result["ppi"]["gaps"]["b"]["refusal"]
+    # the judge-only gap: 6/10 - 4/10; no interval (the one cluster leaves the variance no degree of freedom)
+    assert gap["judge_only"]["gap"] == pytest.approx(0.2)
+    for method in ("judge_only", "human_only", "ppi"):
+        assert gap[method]["ci"] == [None, None] and "single cluster" in gap[method]["reason"]
