@@ -62,3 +62,22 @@ def test_report_with_one_cluster_and_human_labels_gives_gaps_without_intervals(t
     assert gap["judge_only"]["gap"] == pytest.approx(0.2)
     for method in ("judge_only", "human_only", "ppi"):
         assert gap[method]["ci"] == [None, None] and "single cluster" in gap[method]["reason"]
+
+
+def test_the_missing_group_is_never_the_default_reference(tmp_path, capsys):
+    rows = _rows()
+    for row in rows[:6]:  # a0-a5 and b0-b5 lose their group (None, ''): (missing) 12, a 4, b 4 + 2 below
+        row["identity"] = None
+    for row in rows[10:16]:
+        row["identity"] = ""
+    for i in range(2):
+        rows.append({"id": f"c{i}", "prompt": f"c prompt {i}", "response": "r", "identity": "b",
+                     "template": "t2", "judge_label": "refusal"})
+    # groups: (missing) 12, b 4 + 2 = 6, a 4: the largest named group, b, is the reference
+    result, out, err = _run(tmp_path, capsys, rows, "--no-cluster")
+    assert result["rates"]["(missing)"]["refusal"]["n"] == 12
+    assert result["reference"] == "b" and "the largest group (n = 6)" in result["reference_note"]
+    assert "reported as the group '(missing)'" in err
+    # chosen by name, it is still allowed
+    chosen, _, _ = _run(tmp_path, capsys, rows, "--no-cluster", "--reference", "(missing)", out="chosen")
+    assert chosen["reference"] == "(missing)"

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy.stats import binomtest, chi2_contingency
 
 from judge.core.errors import UserError, clip, short_list
-from judge.core.records import require_columns
+from judge.core.records import MISSING_GROUP, require_columns
 from judge.core.taxonomy import UNSCORED, Taxonomy
 from judge.stats import clustered, estimability
 from judge.stats.multiplicity import Family
@@ -140,6 +140,8 @@ def disparity(
 def _reference(values: pd.Series, reference: str | None, group_values: list[str], primary: str) -> tuple[str, str]:
     if reference is None:
         sizes = values.value_counts()
+        if len(sizes) > 1:  # rows without metadata are no group to compare with: never the default reference
+            sizes = sizes.drop(MISSING_GROUP, errors="ignore")
         largest = sorted(sizes[sizes == sizes.max()].index)
         note = f"{largest[0]}: the largest group (n = {int(sizes.max())}); pass --reference to choose"
         if len(largest) > 1:
