@@ -51,6 +51,12 @@ def files(tmp_path):
     # item 9: values that changed silently
     (d / "inf_id.jsonl").write_text('{"id": 1e400, "response": "x"}\n' + "".join(json.dumps(r) + "\n" for r in ROWS[1:]))
     (d / "inf_value.json").write_text('[{"id": "a", "response": "x", "score": -1E400}]')
+    # the same number inside an object or a list, and JSON's Infinity constant: also written back as null
+    (d / "inf_nested.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in ROWS[:2]) + '{"id": "n", "response": "x", "meta": {"s": [1, 2e400]}}\n'
+    )
+    (d / "inf_constant.jsonl").write_text('{"id": "c", "response": "x", "score": -Infinity}\n')
+    (d / "inf_constant.json").write_text('[{"id": "c", "response": "x", "meta": {"score": Infinity}}]')
     (d / "two_response.csv").write_text("id,prompt,response,response\n1,p,a,b\n2,p,c,d\n")
     _jsonl(d / "group_case.jsonl", [{**r, "identity": ["asian", "ASIAN", "white"][i % 3]} for i, r in enumerate(ROWS)])
     (d / "tax_dup_key.yaml").write_text("name: t\ncategories:\n  - name: answer\n    definition: a\n    definition: b\n  - name: refusal\n")
@@ -103,6 +109,9 @@ CASES = [
     # 9: inputs changed silently
     (label, [*LABEL, "--input", "{d}/inf_id.jsonl"], ["inf_id.jsonl: line 1", "1e400", "written back as null", '("1e400")']),
     (label, [*LABEL, "--input", "{d}/inf_value.json"], ["inf_value.json holds the number -1E400"]),
+    (label, [*LABEL, "--input", "{d}/inf_nested.jsonl"], ["inf_nested.jsonl: line 3 holds the number 2e400"]),
+    (label, [*LABEL, "--input", "{d}/inf_constant.jsonl"], ["inf_constant.jsonl: line 1 holds the number -Infinity"]),
+    (label, [*LABEL, "--input", "{d}/inf_constant.json"], ["inf_constant.json holds the number Infinity"]),
     (label, [*LABEL, "--input", "{d}/two_response.csv"], ["two_response.csv has two columns named 'response'", "rename one"]),
     (report, ["{d}/two_response.csv", "--label", "response", "--out", OUT_DIR], ["two columns named 'response'"]),
     (annotate, ["import", "{d}/round", "{d}/round/ls_text_changed.json", "--taxonomy", "chehbouni2024", "--out", "{t}/labels.csv"],
@@ -129,4 +138,4 @@ def test_untrusted_file_is_one_line_exit_2_nothing_written(files, tmp_path, caps
 
 
 def test_case_count():
-    assert len(CASES) >= 27
+    assert len(CASES) >= 30

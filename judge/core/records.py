@@ -74,8 +74,8 @@ def _read_jsonl(
             continue
         try:
             row = json.loads(line)
-            if isinstance(row, dict) and (_INF in row.values() or -_INF in row.values()):  # C-speed; rare
-                json.loads(line, parse_float=_finite_float)  # says which number
+            if _holds_infinity(row):  # C-speed containment at each level; rare
+                json.loads(line, parse_float=_finite_float, parse_constant=_constant)  # says which number
         except json.JSONDecodeError as exc:
             # A process killed mid-write leaves at most one cut line, and only at the end.
             if tolerate_truncated_tail and number == len(lines) and not line.endswith("\n"):
@@ -105,7 +105,7 @@ def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
         )
     text = read_text(path, encoding=encoding)
     try:
-        rows = json.loads(text, parse_float=_finite_float)
+        rows = json.loads(text, parse_float=_finite_float, parse_constant=_constant)
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or save it as JSONL"
@@ -178,6 +178,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _constant(text: str) -> float:
+    """JSON's non-standard constants as Python reads them: NaN stays (a missing value, as pandas writes one),
+    Infinity and -Infinity are refused (they would be written back as null)."""
+    if text == "NaN":
+        return math.nan
+    raise _BeyondFloat(text)
+
+
 def _number_problem(exc: ValueError) -> str:
     """What is wrong with a JSON number Python refused, and the fix (the rest of a one-line message)."""
     if isinstance(exc, _BeyondFloat):
@@ -193,6 +201,25 @@ def _number_problem(exc: ValueError) -> str:
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _INF = float("inf")
+
+
+def _holds_infinity(value: Any) -> bool:
+    """Whether a parsed JSON value holds an infinity (1e400, Infinity) at any depth: containment tests at C speed
+    on each object's values and each list, descending only into nested objects and lists."""
+    if type(value) is dict:
+        values = value.values()
+    elif type(value) is list:
+        values = value
+    else:
+        return False
+    try:
+        return (
+            _INF in values
+            or -_INF in values
+            or any(_holds_infinity(v) for v in values if type(v) is dict or type(v) is list)
+        )
+    except RecursionError:  # nested past the interpreter's limit: the nesting check refuses the record
+        return False
 
 
 def _check_unicode(text: str, parsed: Any, where: str) -> None:
