@@ -322,3 +322,16 @@ def test_a_label_padded_past_any_length_is_outside_and_counted_so(serve, tmp_pat
     assert manifest["counts"]["outside_labels"] == 2  # the rows' meaning...
     assert manifest["judge"]["engine"]["usage"]["outside_labels"] == 2  # ...and the engine's count agree
     assert os.path.getsize(out) < 30 << 20
+
+
+def test_an_openai_sdk_on_plain_httpx_is_refused_in_one_line(monkeypatch):
+    # The transport is an httpx2 client; an SDK built on httpx (openai 1.x, which pyproject's openai>=1.40 allows)
+    # would refuse it, or retry the transport's refusals as connection errors: one line saying to upgrade instead.
+    import httpx
+    import openai
+
+    from judge.core.errors import UserError
+
+    monkeypatch.setattr(openai, "DefaultHttpxClient", type("DefaultHttpxClient", (httpx.Client,), {}))
+    with pytest.raises(UserError, match=r"built on httpx, not httpx2.*pip install -U openai"):
+        OpenAIEngine("m", options=Options(base_url="http://127.0.0.1:9/v1"))

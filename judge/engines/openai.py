@@ -122,6 +122,19 @@ class Options:
         check_choice(self, "constrain", CONSTRAINTS)
 
 
+def check_sdk(openai) -> None:
+    """The guarded transport (judge.engines.http) is an httpx2 client, the HTTP library of the openai SDK since it
+    moved off httpx; an older SDK would refuse that client, or wrap the transport's refusals as connection errors
+    and retry them. Said in one line, with the fix."""
+    base = next((c for c in openai.DefaultHttpxClient.__mro__[1:] if c.__name__ == "Client"), None)
+    library = base.__module__.split(".")[0] if base is not None else "an unknown library"
+    if library != "httpx2":
+        raise UserError(
+            f"the installed openai SDK ({getattr(openai, '__version__', '?')}) is built on {library}, not httpx2, "
+            "which --engine openai's guarded transport needs; upgrade it: pip install -U openai"
+        )
+
+
 def check_base_url(url: object) -> None:
     parts = urlsplit(url) if isinstance(url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
@@ -186,6 +199,7 @@ class OpenAIEngine(Engine):
         self.options = options or Options()
         opts = self.options
         pacer = RequestPacer(opts.requests_per_minute) if opts.requests_per_minute else None
+        check_sdk(openai)
         http_client = http.client(
             opts.base_url,
             timeout=opts.timeout,
