@@ -109,7 +109,8 @@ class Config(RecordColumns, ReportStyle):
         },
     )
     reference: str | None = field(
-        default=None, metadata={"help": "reference group for rate ratios (default: the largest group)"}
+        default=None,
+        metadata={"help": "reference group for rate ratios (default: the largest group other than '(missing)')"},
     )
     taxonomy: str | None = field(default=None, metadata={"help": TAXONOMY_HELP})
     coarse: bool = field(default=False, metadata={"help": "report coarse parent categories"})

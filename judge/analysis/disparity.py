@@ -391,7 +391,8 @@ def disparity_analysis(
 
     ``groups``: the group column, or several (each further one splits every group). ``taxonomy``: a preset name,
     a YAML path or a Taxonomy (None: the distinct labels), read through ``label_map``; ``coarse`` reports parent
-    categories. ``reference``: the group rate ratios and gaps compare with (default: the largest).
+    categories. ``reference``: the group rate ratios and gaps compare with (default: the largest, never the
+    '(missing)' group of rows without a group value).
     ``group_names``: names shown for groups (see ``display_group_names``). ``clusters``: 'auto' (the prompt when
     it repeats), a column, or None (independent outputs). ``adjust``: simultaneous intervals and Holm p-values
     in tables of more than 5 comparisons.
