@@ -704,11 +704,15 @@ def check_url(url: object) -> None:
         raise UserError(f"--url must be Label Studio's http(s) address such as http://127.0.0.1:8080, got {cut(url)!r}")
 
 
+def _masker(config: PushConfig | PullConfig) -> http.Masker:
+    """Masks the Label Studio token (in every form) in text taken from the server, should it echo it."""
+    return http.Masker([config.token, os.environ.get(TOKEN_VARIABLE)])
+
+
 def _server_said(exc: Exception, config: PushConfig | PullConfig) -> str:
     """The first line of a server error for a one-line message, the token masked (in every form) should the server
     echo it, before the line is cut: a cut token would escape the mask."""
-    mask = http.Masker([config.token, os.environ.get(TOKEN_VARIABLE)])
-    text = mask(str(exc)).strip()
+    text = _masker(config)(str(exc)).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
@@ -775,7 +779,8 @@ def pull(config: PullConfig) -> pd.DataFrame:
             who = ann.get("completed_by")
             if isinstance(who, int) and who in users:
                 ann["completed_by"] = {"id": who, "email": users[who]}
-    write_text(export_path, json_text(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
+    # the server's answer, kept as it came but for the token, should the server echo it (never written)
+    write_text(export_path, _masker(config)(json_text(tasks, indent=1, default=str)) + "\n", overwrite=config.overwrite)
     return import_(config, annotations=annotation.label_studio_annotations(export_path, shown=_shown(config.inputs[0])))
 
 

@@ -335,3 +335,35 @@ def test_an_openai_sdk_on_plain_httpx_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(openai, "DefaultHttpxClient", type("DefaultHttpxClient", (httpx.Client,), {}))
     with pytest.raises(UserError, match=r"built on httpx, not httpx2.*pip install -U openai"):
         OpenAIEngine("m", options=Options(base_url="http://127.0.0.1:9/v1"))
+
+
+def test_label_studio_echoing_the_token_in_a_task_reaches_no_written_file(serve, tmp_path, capsys, monkeypatch):
+    # pull keeps Label Studio's raw export beside --out: a server that echoes the token into a task's data must not
+    # have it written there (or anywhere) in any form; the labels still come through.
+    pytest.importorskip("label_studio_sdk", reason="the [annotate] extra (label-studio-sdk) is not installed")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", KEY)
+
+    def tasks(handler, body, server):
+        page = handler.path.split("page=")[1].split("&")[0] if "page=" in handler.path else "1"
+        task = {"id": 1, "data": {"item_id": "r1", "prompt": "p", "response": "r",
+                                  "note": f"you sent {handler.headers.get('Authorization')}"},
+                "annotations": [{"id": 1, "completed_by": 1, "was_cancelled": False,
+                                 "result": [{"from_name": "label", "to_name": "response", "type": "choices",
+                                             "value": {"choices": ["refusal"]}}]}]}
+        send(handler, 200, {"tasks": [task] if page == "1" else [], "total": 1, "total_annotations": 1,
+                            "total_predictions": 0})
+
+    server = serve({"/api/tasks/": tasks, "/api/users/": lambda h, b, s: send(h, 200, [{"id": 1, "email": "a@x.org"}])})
+    folder = tmp_path / "round"
+    folder.mkdir()
+    (folder / "tasks.json").write_text(json.dumps([{"data": {"item_id": "r1", "prompt": "p", "response": "r"}}]))
+    (folder / "items.csv").write_text("id,prompt,response\nr1,p,r\n")
+    code, out, err = run_cli(annotate_cmd, ["pull", str(folder), "--url", server.root, "--project", "1", "--taxonomy",
+                                            "refusal2", "--out", str(tmp_path / "labels.csv")], capsys)
+    assert code == 0, err
+    assert any(KEY in h.get("authorization", "") for *_, h in server.seen)  # the token was sent...
+    export = (tmp_path / "labels.label-studio.json").read_text()
+    assert f"you sent Token {MASK}" in export  # ...echoed, and masked where the export keeps the task
+    assert assert_no_key(tmp_path, out, err) >= 3
+    labels = (tmp_path / "labels.csv").read_text()
+    assert "refusal" in labels
