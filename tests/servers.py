@@ -232,11 +232,14 @@ class TinyOpenAIServer:
     (seeded sampling with temperature, top_p and top_k, or greedy; ``structured_outputs.choice`` and a
     ``response_format`` json_schema whose ``label`` is an enum answer the choice the model scores highest, whole;
     fields it does not know, like the removed ``guided_choice``, are ignored as vLLM 0.32 ignores them) and
-    ``POST /v1/completions`` over token ids with ``prompt_logprobs`` (the exact label scores). ``api_key`` set:
+    ``POST /v1/completions`` over token ids with ``prompt_logprobs`` (the exact label scores), and with ``logprob_token_ids=True`` the next token's log-probabilities of
+the ids asked for (vLLM 0.32's ``logprob_token_ids``: the trie scorer; left False, the field is ignored as a server without
+it does). ``api_key`` set:
     any other bearer token is answered 401. Requests are computed one at a time, so a seed gives the same text.
     """
 
-    def __init__(self, model_dir: str, *, served_name: str = SERVED_NAME, owned_by: str = "vllm", api_key: str | None = None):
+    def __init__(self, model_dir: str, *, served_name: str = SERVED_NAME, owned_by: str = "vllm", api_key: str | None = None,
+                 logprob_token_ids: bool = False):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -244,6 +247,7 @@ class TinyOpenAIServer:
         self.model_dir = model_dir
         self.owned_by = owned_by
         self.api_key = api_key
+        self.logprob_token_ids = logprob_token_ids  # answer vLLM 0.32's logprob_token_ids (else ignored, as older servers do)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         # transformers 5.2x renamed past_key_values (argument and output) to cache
@@ -400,6 +404,15 @@ class TinyOpenAIServer:
                 choice["prompt_logprobs"] = per_token
             if body.get("return_token_ids"):
                 choice["prompt_token_ids"] = prompt
+            wanted = body.get("logprob_token_ids") if self.logprob_token_ids else None
+            if wanted and body.get("logprobs") is not None:
+                def name(token: int) -> str:
+                    return f"token_id:{token}" if body.get("return_tokens_as_token_ids") else self.tokenizer.decode([token])
+
+                top = {name(int(t)): max(float(logp[-1, int(t)]), -9999.0) for t in wanted}
+                top[name(nxt)] = max(float(logp[-1, nxt]), -9999.0)  # vLLM adds the sampled token
+                choice["logprobs"] = {"tokens": [name(nxt)], "token_logprobs": [top[name(nxt)]], "top_logprobs": [top],
+                                      "text_offset": [0]}
             choices.append(choice)
             used += len(prompt)
         return 200, {"id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": int(time.time()), "model": self.model,

@@ -429,7 +429,23 @@ class OpenAIEngine(Engine):
         """Each label's tokens (alone, as the in-process judge tokenizes them) and the template's end-of-turn token."""
         if labels not in self._label_ids:
             self._label_ids[labels] = self._find_continuations(labels)
+            if self._label_ids[labels] is not None:
+                self._choose_scorer(self._label_ids[labels])
         return self._label_ids[labels]
+
+    def _choose_scorer(self, continuations: list[list[int]]) -> None:
+        """The trie of one-token requests where the server answers logprob_token_ids (judge/engines/trie.py: it
+        reads the prefix cache), else prompt_logprobs over each label's whole continuation."""
+        from judge.engines import trie
+
+        self._trie = trie.served_supported(self, continuations)
+        if self._trie:
+            self.label_scoring = trie.DESCRIPTION
+        else:
+            self.label_scoring = (
+                "exact (prompt_logprobs, the fallback: this server does not answer logprob_token_ids): /tokenize, "
+                "then /v1/completions prompt_logprobs over label + end of turn"
+            )
 
     def _find_continuations(self, labels: tuple[str, ...]) -> list[list[int]] | None:
         ids = []
@@ -459,6 +475,11 @@ class OpenAIEngine(Engine):
         prefix, error = self._tokenize({"messages": messages, "add_generation_prompt": True})
         if error:
             return self._unscored(request.key, error)
+        if getattr(self, "_trie", False):
+            from judge.engines.trie import served_scores
+
+            sums = served_scores(self, prefix, continuations)
+            return self._unscored(request.key, sums) if isinstance(sums, str) else dict(zip(labels, sums))
         prompts = [prefix + cont for cont in continuations]
         response, error = self._call(
             lambda: self.client.completions.create(

@@ -23,6 +23,11 @@ from judge.core.errors import UserError, cut
 from judge.engines.base import ChatRequest, Completion, Engine
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+LABEL_SCORERS = ("trie", "prompt-logprobs")
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+# On a CPU the trie's requests each add a few tokens to a cached chat: the prefix cache keeps whole blocks only, so a
+# smaller block recomputes less of each chat's tail (benchmarks/engines.py measures 32 against vLLM's CPU default 128).
+CPU_BLOCK_SIZE = 32
 MAX_PARALLEL = 64  # GPUs one model may be split over: a tensor-parallel size past any machine's count is a typo
 
 
@@ -50,8 +55,29 @@ class Options:
         },
     )
 
+    label_scoring: str = field(
+        default="trie",
+        metadata={
+            "help": "how the LLM judge's exact label probabilities are computed: trie (one-token requests over the "
+            "labels' token trie, reading vLLM's prefix cache) or prompt-logprobs (each label's whole continuation "
+            "scored with prompt_logprobs: the same numbers, many times slower)"
+        },
+    )
+    block_size: int | None = field(
+        default=None,
+        metadata={
+            "help": f"tokens per KV-cache block, one of {', '.join(map(str, BLOCK_SIZES))} (default: "
+            f"{CPU_BLOCK_SIZE} on a CPU, where it made the trie scorer faster than vLLM's 128; vLLM's own on a GPU)"
+        },
+    )
+
     def __post_init__(self):
         check_choice(self, "dtype", DTYPES)
+        check_choice(self, "label_scoring", LABEL_SCORERS)
+        if self.block_size is not None and (isinstance(self.block_size, bool) or self.block_size not in BLOCK_SIZES):
+            raise UserError(
+                f"--block-size must be one of {', '.join(map(str, BLOCK_SIZES))}, got {cut(self.block_size, 20)}"
+            )
         if self.max_model_len is not None and not _whole(self.max_model_len, 16, 10_000_000):
             raise UserError(
                 "--max-model-len must be a whole number of tokens from 16 to 10000000, got "
@@ -104,6 +130,7 @@ def load_llm(path: str, options: Options):
 
     on_cpu = current_platform.is_cpu()
     eager = options.enforce_eager if options.enforce_eager is not None else on_cpu
+    block_size = block_size_for(options, on_cpu)
     key = (
         path,
         options.dtype,
@@ -111,6 +138,7 @@ def load_llm(path: str, options: Options):
         options.tensor_parallel_size,
         options.gpu_memory_utilization,
         eager,
+        block_size,
     )
     if key not in _LOADED:
         settings: dict[str, Any] = {
@@ -121,12 +149,19 @@ def load_llm(path: str, options: Options):
         }
         if options.max_model_len is not None:
             settings["max_model_len"] = options.max_model_len
+        if block_size is not None:
+            settings["block_size"] = block_size
         if on_cpu:
             settings["enable_chunked_prefill"] = False
         else:
             settings["gpu_memory_utilization"] = options.gpu_memory_utilization
         _LOADED[key] = LLM(model=path, **settings)
     return _LOADED[key], on_cpu, eager
+
+
+def block_size_for(options: Options, on_cpu: bool) -> int | None:
+    """The KV-cache block size asked of vLLM: the option, else CPU_BLOCK_SIZE on a CPU (None: vLLM's own)."""
+    return options.block_size if options.block_size is not None else (CPU_BLOCK_SIZE if on_cpu else None)
 
 
 class VllmEngine(Engine):
@@ -151,6 +186,7 @@ class VllmEngine(Engine):
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise UserError(f"model {cut(model, 60)!r} has no chat template; use a chat/instruct model")
         self._continuations: dict[tuple[str, ...], list[list[int]]] = {}
+        self.label_scoring = PROMPT_LOGPROBS if self.options.label_scoring == "prompt-logprobs" else TRIE_PENDING
 
     def describe(self) -> dict[str, Any]:
         config = self.llm.llm_engine.model_config
@@ -167,7 +203,8 @@ class VllmEngine(Engine):
             "chunked_prefill": not self.on_cpu,
             "gpu_memory_utilization": None if self.on_cpu else self.options.gpu_memory_utilization,
             "seeding": "one request per sample, each with its own seed (n=1)",
-            "label_scoring": "exact: prompt_logprobs over the chat's token ids + each label's + end of turn",
+            "block_size": config_block_size(self.llm),
+            "label_scoring": self.label_scoring,
             "reproducible": self.reproducible,
         }
 
@@ -243,16 +280,42 @@ class VllmEngine(Engine):
         logprobs are the raw model's: temperature and grammar do not touch them."""
         from vllm import SamplingParams
 
+        from judge.engines import trie
+
+        continuations = self.label_continuations(tuple(labels))
+        use_trie = self.options.label_scoring == "trie" and trie.fits(trie.build(continuations))
+        self.label_scoring = trie.DESCRIPTION if use_trie else PROMPT_LOGPROBS
         if not requests:
             return []
-        continuations = self.label_continuations(tuple(labels))
         prefixes = [self.prompt_ids(r.messages) for r in requests]
+        if use_trie:
+            return self._trie_logprobs(prefixes, continuations, labels)
         prompts = [prefix + cont for prefix in prefixes for cont in continuations]
         outs = self._run(prompts, SamplingParams(prompt_logprobs=0, max_tokens=1, temperature=0.0))
         scores = []
         for i, prefix in enumerate(prefixes):
             row = outs[i * len(labels) : (i + 1) * len(labels)]
             scores.append({label: _continuation_logprob(out, len(prefix)) for label, out in zip(labels, row)})
+        return scores
+
+    def _trie_logprobs(
+        self, prefixes: list[list[int]], continuations: list[list[int]], labels: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Every row's trie requests (judge/engines/trie.py) in one vLLM call: scheduled together, each chat's prefix
+        computed once and read from the prefix cache by its other nodes."""
+        from vllm import SamplingParams
+
+        from judge.engines import trie
+
+        def run(prompts: list[list[int]], nodes: list[trie.Node]) -> list[Any]:
+            params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(n.children)) for n in nodes]
+            return [trie.offline_answer(out, node) for out, node in zip(self._run(prompts, params), nodes)]
+
+        scores = []
+        for sums in trie.score_rows(prefixes, continuations, run):
+            if isinstance(sums, str):  # offline, a missing logprob is vLLM's fault, not a row's: stop, say which
+                raise RuntimeError(f"the trie scorer got an incomplete answer from vLLM: {sums}")
+            scores.append(dict(zip(labels, sums)))
         return scores
 
     def choose(
@@ -270,6 +333,16 @@ class VllmEngine(Engine):
         return [
             self._completion(r, out, len(ids)) for r, out, ids in zip(requests, self._run(prompts, params), prompts)
         ]
+
+
+PROMPT_LOGPROBS = "exact (prompt_logprobs): prompt_logprobs over the chat's token ids + each label's + end of turn"
+TRIE_PENDING = "exact (trie, unless a node of the labels' trie has more than 128 next tokens: then prompt_logprobs)"
+
+
+def config_block_size(llm: Any) -> int | None:
+    """The block size vLLM settled on (its config), None where this vLLM does not say."""
+    size = getattr(getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None), "block_size", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def _sampling(decoding: Any) -> dict[str, Any]:
