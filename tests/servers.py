@@ -88,8 +88,8 @@ class VllmServer:
             pass
 
 
-def start_vllm(model_dir: str, *, start_timeout: float = 900.0) -> tuple[VllmServer | None, str | None]:
-    """The server, healthy; or None and why it cannot run here (the skip reason)."""
+def start_vllm(model_dir: str, *, start_timeout: float = 900.0, extra: list[str] | None = None) -> tuple[VllmServer | None, str | None]:
+    """The server, healthy; or None and why it cannot run here (the skip reason). ``extra``: more `vllm serve` flags."""
     python = vllm_python()
     if python is None:
         return None, VLLM_ABSENT
@@ -105,7 +105,7 @@ def start_vllm(model_dir: str, *, start_timeout: float = 900.0) -> tuple[VllmSer
     # offset", every later request HTTP 500), so no prompt may be split (a batch holds max_model_len tokens).
     command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", SERVED_NAME,
                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024", "--dtype", "float32", "--enforce-eager",
-               "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024", "--disable-log-stats"]
+               "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024", "--disable-log-stats", *(extra or [])]
     log = scratch / "server.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

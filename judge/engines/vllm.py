@@ -71,8 +71,25 @@ class Options:
         },
     )
 
+    kv_cache_gib: float | None = field(
+        default=None,
+        metadata={
+            "help": "GiB of memory vLLM reserves for its KV cache (default on a CPU: min(4, a quarter of the memory "
+            "available at start), so a busy machine stays usable; on a GPU: --gpu-memory-utilization decides). "
+            "The environment's VLLM_CPU_KVCACHE_SPACE, where set, is vLLM's and wins"
+        },
+    )
+
     def __post_init__(self):
         check_choice(self, "dtype", DTYPES)
+        value = self.kv_cache_gib
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0.0625 <= value <= 4096
+        ):
+            raise UserError(f"--kv-cache-gib is GiB of memory from 0.0625 to 4096 (e.g. 2), got {cut(value, 20)}")
         check_choice(self, "label_scoring", LABEL_SCORERS)
         if self.block_size is not None and (isinstance(self.block_size, bool) or self.block_size not in BLOCK_SIZES):
             raise UserError(
@@ -124,7 +141,8 @@ def require_vllm() -> None:
 
 
 def load_llm(path: str, options: Options):
-    """``vllm.LLM`` for ``path`` with ``options``, the CPU rules applied; and whether it runs on a CPU."""
+    """``vllm.LLM`` for ``path`` with ``options``, the CPU rules applied; whether it runs on a CPU, eagerly, and the KV
+    cache asked (GiB or None, and where the figure comes from)."""
     from vllm import LLM
     from vllm.platforms import current_platform
 
@@ -139,8 +157,11 @@ def load_llm(path: str, options: Options):
         options.gpu_memory_utilization,
         eager,
         block_size,
+        options.kv_cache_gib,
     )
     if key not in _LOADED:
+        kv = kv_cache_gib_for(options, on_cpu)  # the default reads the memory free now: fixed with the model
+        kv_gib = kv[0]
         settings: dict[str, Any] = {
             "dtype": options.dtype,
             "tensor_parallel_size": options.tensor_parallel_size,
@@ -151,12 +172,66 @@ def load_llm(path: str, options: Options):
             settings["max_model_len"] = options.max_model_len
         if block_size is not None:
             settings["block_size"] = block_size
+        if kv_gib is not None:
+            settings["kv_cache_memory_bytes"] = int(kv_gib * GIB)
         if on_cpu:
             settings["enable_chunked_prefill"] = False
         else:
             settings["gpu_memory_utilization"] = options.gpu_memory_utilization
-        _LOADED[key] = LLM(model=path, **settings)
-    return _LOADED[key], on_cpu, eager
+        try:
+            _LOADED[key] = (LLM(model=path, **settings), kv)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise start_failure(exc, kv_gib, on_cpu) from None
+    llm, kv = _LOADED[key]
+    return llm, on_cpu, eager, kv
+
+
+GIB = 1024**3
+KV_CACHE_CAP_GIB = 4.0
+
+
+def available_gib() -> float | None:
+    """MemAvailable from /proc/meminfo (Linux), in GiB; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / GIB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def kv_cache_gib_for(options: Options, on_cpu: bool) -> tuple[float | None, str]:
+    """The KV cache to ask vLLM for and where the figure comes from. On a CPU vLLM would otherwise reserve
+    --gpu-memory-utilization (0.92) of ALL memory and refuse to start when less than that is free (a busy machine)."""
+    import os
+
+    if on_cpu and os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip():
+        return None, f"VLLM_CPU_KVCACHE_SPACE={cut(os.environ['VLLM_CPU_KVCACHE_SPACE'], 10)} GiB (environment)"
+    if options.kv_cache_gib is not None:
+        return float(options.kv_cache_gib), "--kv-cache-gib"
+    if not on_cpu:
+        return None, "vLLM's: --gpu-memory-utilization of the GPU"
+    free = available_gib()
+    if free is None:
+        return 1.0, "default: 1 GiB (available memory unknown)"
+    return round(max(min(KV_CACHE_CAP_GIB, free / 4), 0.0625), 2), f"default: min(4, {free:.1f} GiB available / 4)"
+
+
+def start_failure(exc: Exception, kv_gib: float | None, on_cpu: bool) -> UserError:
+    """vLLM's start-up failure (often memory: the engine core's own error is in the log above) as one line with the
+    fix."""
+    free = available_gib()
+    where = f"{free:.1f} GiB available now" if free is not None else "available memory unknown"
+    if on_cpu:
+        fix = (
+            f"the KV cache asked was {kv_gib if kv_gib is not None else 'set by VLLM_CPU_KVCACHE_SPACE'} GiB "
+            f"({where}): pass a smaller --kv-cache-gib (e.g. 1), free memory, or lower --max-model-len"
+        )
+    else:
+        fix = "lower --gpu-memory-utilization or --max-model-len, or free the GPU"
+    return UserError(f"vLLM could not start ({cut(' '.join(str(exc).split()), 160)}); {fix}")
 
 
 def block_size_for(options: Options, on_cpu: bool) -> int | None:
@@ -181,7 +256,7 @@ class VllmEngine(Engine):
         require_vllm()
         self.path = str(resolve_model(model))
         self.revision = model_revision(self.path)
-        self.llm, self.on_cpu, self.eager = load_llm(self.path, self.options)
+        self.llm, self.on_cpu, self.eager, self.kv_cache = load_llm(self.path, self.options)
         self.tokenizer = self.llm.get_tokenizer()
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise UserError(f"model {cut(model, 60)!r} has no chat template; use a chat/instruct model")
@@ -204,6 +279,8 @@ class VllmEngine(Engine):
             "gpu_memory_utilization": None if self.on_cpu else self.options.gpu_memory_utilization,
             "seeding": "one request per sample, each with its own seed (n=1)",
             "block_size": config_block_size(self.llm),
+            "kv_cache_gib": self.kv_cache[0],
+            "kv_cache_source": self.kv_cache[1],
             "label_scoring": self.label_scoring,
             "reproducible": self.reproducible,
         }
