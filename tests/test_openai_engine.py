@@ -373,6 +373,10 @@ def test_generation_command_through_the_openai_engine(server, tmp_path, capsys, 
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     manifest = json.loads((tmp_path / "a.jsonl.manifest.json").read_text())
     assert manifest["engine"]["engine"] == "openai"
+    # the usage at the end of the run (issue 36, 5c: it was written before the run, all zeros): 6 chat requests
+    usage = manifest["engine"]["usage"]
+    assert usage["requests"] == 6 and usage["failed"] == 0
+    assert usage["completion_tokens"] == sum(r["response_tokens"] for r in rows) > 0
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY_MARKER not in path.read_text(errors="replace"), path.name
