@@ -360,7 +360,7 @@ it does). ``api_key`` set:
         if choices:
             best = max(choices, key=lambda c: self._choice_score(prefix, c))
             text = json.dumps({"label": best}) if schema is not None else best
-            completion = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            completion = len(self.tokenizer(text, add_special_tokens=False).input_ids) + 1  # + the EOS, as vLLM counts
             return 200, self._chat_answer(body, text, "stop", len(prefix), completion)
         temperature, top_p, top_k = float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)), int(body.get("top_k", 0) or 0)
         generator = torch.Generator().manual_seed(int(body.get("seed") or 0))
@@ -382,11 +382,13 @@ it does). ``api_key`` set:
                 break
             step = [token]
             new.append(token)
-        return 200, self._chat_answer(body, self.tokenizer.decode(new, skip_special_tokens=True), finish, len(prefix), len(new))
+        # as vLLM: the EOS it stopped at is counted in completion_tokens, and stop_reason None says it was the EOS
+        return 200, self._chat_answer(body, self.tokenizer.decode(new, skip_special_tokens=True), finish, len(prefix),
+                                      len(new) + (finish == "stop"))
 
     def _chat_answer(self, body: dict, text: str, finish: str, prompt_tokens: int, completion_tokens: int) -> dict:
         return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()), "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "stop_reason": None}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}
 
     def _completions(self, body: dict) -> tuple[int, dict]:

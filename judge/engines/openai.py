@@ -348,7 +348,16 @@ class OpenAIEngine(Engine):
                 response_tokens,
                 error=f"the server's answer has no usable text ({got})",
             )
-        return Completion(key, text, finish, prompt_tokens, response_tokens)
+        return Completion(key, text, finish, prompt_tokens, self._without_eos(choice, finish, response_tokens))
+
+    def _without_eos(self, choice: Any, finish: str, tokens: int | None) -> int | None:
+        """response_tokens means the response's tokens without the end-of-sequence token, for every engine (hf and
+        vLLM offline count so). A vLLM server counts the EOS it stopped at in completion_tokens (its stop_reason is
+        then None; a stop string or token id would be named): one less. Other servers' counts are kept as sent."""
+        if not self.is_vllm or finish != "stop" or not tokens:
+            return tokens
+        extra = getattr(choice, "model_extra", None) or {}
+        return tokens - 1 if "stop_reason" in extra and extra["stop_reason"] is None else tokens
 
     # -- the labels of a taxonomy (the LLM judge) ----------------------------------------------
     def choose(
