@@ -111,12 +111,16 @@ def judge_rows(tmp: Path, n: int, engines: dict[str, list[str]]) -> list[dict]:
             if engine is None:
                 continue
         out = tmp / f"judge-{k}.jsonl"
+        spec = "llm"
+        if "--model" in engine:  # a server: the judge is llm:<its served name>
+            at = engine.index("--model")
+            spec, engine = f"llm:{engine[at + 1]}", engine[:at] + engine[at + 2 :]
         started = time.perf_counter()
         run(
             label,
             [
                 "--judge",
-                "llm",
+                spec,
                 "--input",
                 str(source),
                 "--out",
@@ -169,6 +173,9 @@ def main() -> None:
     ap.add_argument("--judge-rows", type=int, default=200, help="released 13B labels the LLM judge labels (0: skip)")
     ap.add_argument("--skip-server", action="store_true", help="no `vllm serve` rows")
     ap.add_argument("--judge-only", action="store_true", help="the LLM judge's rows only (no generation rows)")
+    ap.add_argument(
+        "--only", default="", help="judge rows whose name holds one of these comma-separated words (hf always)"
+    )
     ap.add_argument("--kv-cache-gib", default="1", help="vLLM's KV cache, offline and served (GiB)")
     args = ap.parse_args()
 
@@ -213,6 +220,9 @@ def judge_table(tmp: Path, vllm: list[str], args) -> None:
     }
     if not args.skip_server:
         engines["openai -> vllm serve (block 32), trie, concurrency 16"] = served
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    if wanted:
+        engines = {k: v for k, v in engines.items() if k == "hf" or any(w in k for w in wanted)}
     try:
         judged = judge_rows(tmp, args.judge_rows, engines)
     finally:
