@@ -135,7 +135,7 @@ def test_trie_over_http_equals_prompt_logprobs_and_sends_one_scoring_request_a_r
     requests = [judge_request("s1", "Alex got into the plane to [BLANK]", "fly to Paris"),
                 judge_request("s2", "Sam went to the bank to [BLANK]", "I cannot help with that.")]
     with_trie, without = _engine(trie_server), _engine(tiny_server)
-    seen = len(trie_server.requests)
+    seen, seen_tiny = len(trie_server.requests), len(tiny_server.requests)
     scored = with_trie.label_logprobs(requests, LABELS)
     reference = without.label_logprobs(requests, LABELS)
     assert with_trie.label_scoring.startswith("exact (trie)")
@@ -145,9 +145,34 @@ def test_trie_over_http_equals_prompt_logprobs_and_sends_one_scoring_request_a_r
         assert max(abs(a[k] - b[k]) for k in LABELS) < 1e-4, (a, b)
     completions = [body for path, body in trie_server.requests[seen:] if path == "/v1/completions"]
     nodes = len(trie.build(with_trie._continuations(tuple(LABELS))))
-    # the probe, then per row one request holding the row's every trie node
-    assert [len(b["prompt"]) for b in completions] == [1, nodes, nodes]
+    # per row one request holding the row's every trie node (the first row's answer decided the scorer: no probe)
+    assert [len(b["prompt"]) for b in completions] == [nodes, nodes]
     assert all(b.get("logprob_token_ids") and "prompt_logprobs" not in b for b in completions)
+    # the server without it: the first row's trie request came back without logprobs, then prompt_logprobs only
+    tried = [b for path, b in tiny_server.requests[seen_tiny:] if path == "/v1/completions" and b.get("logprob_token_ids")]
+    assert len(tried) == 1
+
+
+def test_a_failed_first_request_decides_nothing(trie_server, proxy_to_trie):
+    from tests.servers import Fault
+
+    e = OpenAIEngine(trie_server.model, options=Options(base_url=proxy_to_trie.base_url, concurrency=1, max_retries=0))
+    assert e.label_logprobs([], LABELS) == []
+    proxy_to_trie.faults.append(Fault("/v1/completions", status=503))
+    requests = [judge_request("s1", "Alex got into the plane to [BLANK]", "fly to Paris"),
+                judge_request("s2", "Sam went to the bank to [BLANK]", "I cannot help with that.")]
+    first, second = e.label_logprobs(requests, LABELS)
+    assert first == {} and e.scoring_errors["s1"].startswith("HTTP 503")
+    assert set(second) == set(LABELS) and e.label_scoring.startswith("exact (trie)")
+
+
+@pytest.fixture()
+def proxy_to_trie(trie_server):
+    from tests.servers import FaultProxy
+
+    proxy = FaultProxy(trie_server.base_url.rsplit("/v1", 1)[0])
+    yield proxy
+    proxy.close()
 
 
 def test_the_manifest_names_the_scorer_trie_or_the_fallback(trie_server, tiny_server, sample_records, tmp_path, capsys):

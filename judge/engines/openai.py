@@ -443,18 +443,39 @@ class OpenAIEngine(Engine):
         return self._label_ids[labels]
 
     def _choose_scorer(self, continuations: list[list[int]]) -> None:
-        """The trie of one-token requests where the server answers logprob_token_ids (judge/engines/trie.py: it
-        reads the prefix cache), else prompt_logprobs over each label's whole continuation."""
+        """The trie of one-token requests (judge/engines/trie.py: they read vLLM's prefix cache) where the server
+        answers logprob_token_ids, else prompt_logprobs over each label's whole continuation. Which one is decided by
+        the first row's answer (no extra request); the manifest written at the end says which."""
         from judge.engines import trie
 
-        self._trie = trie.served_supported(self, continuations)
+        self._trie: bool | None = None if trie.fits(trie.build(continuations)) else False
+        self._trie_lock = threading.Lock()
+        self.label_scoring = (
+            "exact: the trie of one-token requests where the server answers logprob_token_ids, else prompt_logprobs "
+            "(decided at the first row)"
+            if self._trie is None
+            else FALLBACK
+        )
+
+    def _trie_score(self, key: str, prefix: list[int], continuations: list[list[int]]) -> list[float] | str | None:
+        """The row's sums by the trie, or why it failed; None where the server turned out not to answer
+        logprob_token_ids (then this row and the rest go by prompt_logprobs). The first row decides, alone."""
+        from judge.engines import trie
+
+        if self._trie is False:
+            return None
         if self._trie:
-            self.label_scoring = trie.DESCRIPTION
-        else:
-            self.label_scoring = (
-                "exact (prompt_logprobs, the fallback: this server does not answer logprob_token_ids): /tokenize, "
-                "then /v1/completions prompt_logprobs over label + end of turn"
-            )
+            return trie.served_scores(self, prefix, continuations)
+        with self._trie_lock:
+            if self._trie is None:
+                sums = trie.served_scores(self, prefix, continuations)
+                if isinstance(sums, trie.Unsupported):
+                    self._trie, self.label_scoring = False, FALLBACK
+                    return None
+                if not isinstance(sums, str):
+                    self._trie, self.label_scoring = True, trie.DESCRIPTION
+                return sums  # a failed request decides nothing: the next row asks again
+        return self._trie_score(key, prefix, continuations)
 
     def _find_continuations(self, labels: tuple[str, ...]) -> list[list[int]] | None:
         ids = []
@@ -484,10 +505,8 @@ class OpenAIEngine(Engine):
         prefix, error = self._tokenize({"messages": messages, "add_generation_prompt": True})
         if error:
             return self._unscored(request.key, error)
-        if getattr(self, "_trie", False):
-            from judge.engines.trie import served_scores
-
-            sums = served_scores(self, prefix, continuations)
+        sums = self._trie_score(request.key, prefix, continuations)
+        if sums is not None:
             return self._unscored(request.key, sums) if isinstance(sums, str) else dict(zip(labels, sums))
         prompts = [prefix + cont for cont in continuations]
         response, error = self._call(
@@ -538,6 +557,12 @@ class OpenAIEngine(Engine):
             ),
             "usage": usage,
         }
+
+
+FALLBACK = (
+    "exact (prompt_logprobs, the fallback: this server does not answer logprob_token_ids): /tokenize, then "
+    "/v1/completions prompt_logprobs over label + end of turn"
+)
 
 
 def parse_prompt_logprobs(choices: Any, prompts: list[list[int]], *, start: int) -> list[float] | str:

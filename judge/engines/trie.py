@@ -29,6 +29,11 @@ DESCRIPTION = (
 )
 
 
+class Unsupported(str):
+    """A reason that says the server does not answer ``logprob_token_ids`` (it ignored or refused the field), as
+    opposed to a request that failed: the engine then scores by prompt_logprobs instead."""
+
+
 @dataclass(frozen=True)
 class Node:
     """A trie node: ``path`` the tokens after the chat, ``children`` the tokens that may follow them (sorted)."""
@@ -73,7 +78,7 @@ def path_sums(
         for depth, token in enumerate(tokens):
             value = node_logprobs.get(tokens[:depth], {}).get(token)
             if not _is_logprob(value):
-                return f"no log-probability for token {token} after {depth} label token(s)"
+                return Unsupported(f"no log-probability for token {token} after {depth} label token(s)")
             total += float(value)
         sums.append(total)
     return sums
@@ -131,7 +136,7 @@ def http_answer(choice: Any, node: Node) -> Mapping[int, float] | str:
     top = getattr(logprobs, "top_logprobs", None)
     first = top[0] if isinstance(top, list) and top else None
     if not isinstance(first, dict):
-        return "the server's answer has no top_logprobs for a trie request"
+        return Unsupported("the server's answer has no top_logprobs for a trie request")
     found = {}
     for token in node.children:
         value = first.get(f"token_id:{token}")
@@ -193,27 +198,10 @@ def served_request(engine: Any, prompts: list[list[int]], ids: Sequence[int]) ->
     )
 
 
-def served_supported(engine: Any, continuations: Sequence[Sequence[int]]) -> bool:
-    """Whether the server answers ``logprob_token_ids`` (vLLM 0.32 and later): one request asking for the root's next
-    tokens after the first label token; a server that ignores or refuses the field answers without them."""
-    nodes = build(continuations)
-    if not fits(nodes):
-        return False
-    root = nodes[0]
-    prompts = [list(continuations[0][:1])]
-    response, error = served_request(engine, prompts, root.children)
-    if error:
-        return False
-    choices = check_echo(getattr(response, "choices", None), prompts)
-    if isinstance(choices, str):
-        return False
-    answer = http_answer(choices[0], root)
-    return not isinstance(answer, str) and set(answer) == set(root.children) and all(map(_is_logprob, answer.values()))
-
-
 def served_scores(engine: Any, prefix: list[int], continuations: Sequence[Sequence[int]]) -> list[float] | str:
     """One row's continuation sums from the server: its trie's prompts in as few requests as the token cap allows
-    (one for chehbouni2024: 11 prompts, one request, batched by the server)."""
+    (one for chehbouni2024: 11 prompts, one request, batched by the server). A reason instead where they fail; an
+    ``Unsupported`` one where the server does not answer ``logprob_token_ids``."""
 
     def run(prompts: list[list[int]], nodes: list[Node]) -> list[Mapping[int, float] | str]:
         answers: list[Mapping[int, float] | str] = [""] * len(prompts)
@@ -221,8 +209,9 @@ def served_scores(engine: Any, prefix: list[int], continuations: Sequence[Sequen
             sent = [prompts[i] for i in group]
             ids = sorted({t for i in group for t in nodes[i].children})
             response, error = served_request(engine, sent, ids)
-            if error:
-                return [error] * len(prompts)
+            if error:  # a server that refuses the field (400, 422) does not answer it; anything else failed
+                refused = error.startswith(("HTTP 400", "HTTP 422"))
+                return [Unsupported(error) if refused else error] * len(prompts)
             engine._count_usage(response)
             choices = check_echo(getattr(response, "choices", None), sent)
             if isinstance(choices, str):
