@@ -156,9 +156,8 @@ def judge_rows(tmp: Path, n: int, engines: dict[str, list[str]]) -> list[dict]:
     for row in rows:
         name = row["judge through"]
         row["same label as " + str(reference)] = sum(x == y for x, y in zip(labels[name], labels[reference])) / n
-        row["max |dp| vs " + str(reference)] = max(
-            abs(a - b) for x, y in zip(probs[name], probs[reference]) for a, b in zip(x, y)
-        )
+        worst = max(abs(a - b) for x, y in zip(probs[name], probs[reference]) for a, b in zip(x, y))
+        row["max |dp| vs " + str(reference)] = f"{worst:.1e}"  # a table's 3 decimals would show 0.000
         first = next(r["responses/s"] for r in rows if r["judge through"] == reference)
         row["x " + str(reference)] = round(row["responses/s"] / first, 3) if first else None
     return rows
