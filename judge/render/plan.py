@@ -167,3 +167,29 @@ def transport_notes(result: TransportResult | Mapping[str, Any], groups: list[st
             + ("shown to be outside it" if r.verdict == "FAIL" else "not shown to be within it")
         )
     return lines
+
+
+def add_transport_notes(path: str | Path, result: Any, report_dir: Path, *, encoding: str = "utf-8") -> list[str]:
+    """judge.report --transport FILE: the transport result read (and checked), and a section naming each group
+    whose check did not PASS appended to the report's disparity.md; returns the lines."""
+    import json
+
+    from judge.analysis.transport import read_transport
+    from judge.core.errors import UserError
+    from judge.core.files import read_text
+
+    try:
+        data = json.loads(read_text(path, what="--transport file", encoding=encoding))
+    except ValueError:
+        raise UserError(
+            f"--transport {Path(path).name} is not JSON; give the transport.json judge.transport wrote"
+        ) from None
+    transport = read_transport(data, source=f"--transport {Path(path).name}")
+    lines = transport_notes(transport, list(result.rates))
+    md = Path(report_dir) / "disparity.md"
+    section = ["", "## Transport check", ""]
+    section += [f"- {line}" for line in lines] or [
+        f"- every reported group passed the transport check at +-{transport.margin:g} ({transport.category})"
+    ]
+    md.write_text(md.read_text(encoding="utf-8") + "\n".join(section) + "\n", encoding="utf-8")
+    return lines
