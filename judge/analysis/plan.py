@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 OUTPUTS, MODEL = "outputs", "model"
+PRIOR = 2.0  # pseudo-observations of the pooled conditional rate in each group's (judge label) cell
 ESTIMANDS = {
     OUTPUTS: "the rate of these outputs (finite population: the human rate over the outputs the judge labelled; "
     "no clusters)",
@@ -343,12 +344,17 @@ def pilot_from_confusion(data: Any, *, source: str = "the confusion file") -> Pi
 
 
 def _smoothed_joint(counts: np.ndarray, judge_rate: np.ndarray | None) -> np.ndarray:
-    """P(f, y) per replicate and group from counts (B, G, 2, 2), half a count added to each cell; with
-    ``judge_rate`` the judge's margin is the known one and only P(y | f) comes from the pilot."""
-    c = counts + 0.5
+    """P(f, y) per replicate and group from counts (B, G, 2, 2). With ``judge_rate`` the judge's margin is the
+    known one and P(y | f) comes from the pilot, each group's shrunk toward all groups' pooled rate by
+    ``PRIOR`` pseudo-observations (the pooled rate itself with half a count in each cell, as the estimator's
+    Agresti-Min pseudo-observations): a small cell (a group's few judge-positives) neither collapses to no
+    disagreement nor swings to one half. Without it (out-of-fold counts) half a count is added to each cell."""
     if judge_rate is None:
+        c = counts + 0.5
         return c / c.sum(axis=(-2, -1), keepdims=True)
-    q = c[..., 1] / c.sum(axis=-1)
+    pooled = counts.sum(axis=-3, keepdims=True) + 0.5
+    prior = pooled[..., 1] / pooled.sum(axis=-1)
+    q = (counts[..., 1] + PRIOR * prior) / (counts.sum(axis=-1) + PRIOR)
     return joint_from_conditional(judge_rate, q[..., 1], q[..., 0])
 
 
@@ -372,8 +378,7 @@ def _tables(pilot: Pilot, designs: Sequence[str]) -> dict[str, DesignTable | str
         if design in (RANDOM, STRATIFIED):
             out[design] = DesignTable(design, sizes, np.minimum(grid[:, None] * sizes / total, sizes))
         elif design == NEYMAN:
-            p = pilot.judge_rate
-            w = sizes * np.sqrt(np.where(sizes > 1, sizes * p * (1 - p) / np.maximum(sizes - 1, 1), 0.0))
+            w = neyman_weights(sizes, pilot.judge_rate)
             out[design] = DesignTable(design, sizes, np.stack([capped_quotas(w, sizes, int(b)) for b in grid]))
         elif design == POISSON:
             if pilot.output_uncertainty is None:
@@ -386,6 +391,12 @@ def _tables(pilot: Pilot, designs: Sequence[str]) -> dict[str, DesignTable | str
     return out
 
 
+def neyman_weights(sizes: np.ndarray, judge_rate: np.ndarray) -> np.ndarray:
+    """N_h S_h of the judge's indicator (S_h^2 = N_h p_h (1 - p_h) / (N_h - 1)), as judge.data sample allocates."""
+    sizes, p = np.asarray(sizes, dtype=float), np.asarray(judge_rate, dtype=float)
+    return sizes * np.sqrt(np.where(sizes > 1, sizes * p * (1 - p) / np.maximum(sizes - 1, 1), 0.0))
+
+
 def _poisson_table(pilot: Pilot) -> DesignTable:
     """judge.annotate's uncertain design at every expected size 1 ... N, computed on a grid of budgets (every
     size up to 200, then 400 spaced geometrically) and interpolated between them."""
@@ -394,11 +405,24 @@ def _poisson_table(pilot: Pilot) -> DesignTable:
     grid = np.unique(np.concatenate([np.arange(1, min(200, total) + 1), np.geomspace(1, total, 400).round()]))
     grid = grid.astype(int)
     cell = g_code * 2 + judge
+    cell_mean = np.bincount(cell, weights=scores, minlength=2 * n_groups) / np.maximum(
+        np.bincount(cell, minlength=2 * n_groups), 1
+    )
+    relative = np.where(cell_mean[cell] > 0, scores / np.where(cell_mean[cell] > 0, cell_mean[cell], 1.0), 1.0)
     rows_n, rows_a, rows_m = [], [], []
     for budget in grid:
         pi = poisson_probabilities(scores, int(budget), UNIFORM_SHARE)
         rows_n.append(np.bincount(g_code, weights=pi, minlength=n_groups))
-        rows_a.append(np.bincount(cell, weights=(1 - pi) / pi, minlength=2 * n_groups))
+        w = (1 - pi) / pi
+        rows_a.append(
+            np.stack(
+                [
+                    np.bincount(cell, weights=w, minlength=2 * n_groups),
+                    np.bincount(cell, weights=w * relative, minlength=2 * n_groups),
+                ],
+                axis=-1,
+            )
+        )
         weight = (1 - pi) / pi**2
         rows_m.append(pd.Series(weight).groupby(g_code).max().reindex(range(n_groups), fill_value=0.0).to_numpy())
     every = np.arange(total + 1)
@@ -413,7 +437,7 @@ def _poisson_table(pilot: Pilot) -> DesignTable:
         POISSON,
         pilot.sizes,
         spread(rows_n, 0.0),
-        spread(rows_a, np.inf).reshape(total + 1, n_groups, 2),
+        spread([a.ravel() for a in rows_a], np.inf).reshape(total + 1, n_groups, 2, 2),
         spread(rows_m, np.inf),
     )
 

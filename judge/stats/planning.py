@@ -15,7 +15,9 @@ Designs (n_g the labels a group gets from a total of n):
 - Neyman (judge.data sample --allocation neyman): stratified, n_g proportional to N_g S_g(f) (the judge's
   indicator, known before any human label), capped at N_g (judge.annotation's ``capped_quotas``);
 - uncertainty-driven Poisson (judge.annotate export --strategy uncertain): pi_i from the judge's confidence
-  (judge.annotation's ``poisson_probabilities``), V_g = sum_{i in g} (1 - pi_i) / pi_i E[z^2 | f_i] / N_g^2.
+  (judge.annotation's ``poisson_probabilities``), V_g = sum_{i in g} (1 - pi_i) / pi_i E[z_i^2] / N_g^2, with
+  output i's disagreement probability its cell's (group x judge label) times u_i / mean u over the cell, u the
+  judge's uncertainty: the bet the design makes, that disagreements follow uncertainty.
 
 As the estimator does, each adds half a pseudo-disagreement in each cell at the largest weight (Agresti-Min;
 judge.stats.ppi): (1 - pi_min) / pi_min^2 / N_g^2 (for lambda 0 and 1 the pseudo-term's factor is 1). The
@@ -47,14 +49,20 @@ LAMBDA = {HUMAN: 0.0, PPI: 1.0, CROSSFIT: 1.0}
 
 
 def residual_moments(joint: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
-    """S^2 of z = y - lam f and E[z^2 | f = j], from ``joint[..., j, k]`` = P(f = j, y = k) (last two axes)."""
+    """S^2 of z = y - lam f, and E[z^2 | f = j] as alpha_j + beta_j d_j, d_j = P(y != f | f = j) (for a
+    Poisson design whose disagreement probability varies within a cell): returned as coef[..., j, :] =
+    (alpha_j, beta_j d_j), from ``joint[..., j, k]`` = P(f = j, y = k). For j = 0, z^2 = y: alpha 0, beta 1; for
+    j = 1, z^2 = lam^2 (y = 0) or (1 - lam)^2 (y = 1): alpha (1 - lam)^2, beta lam^2 - (1 - lam)^2."""
     j, k = np.meshgrid([0.0, 1.0], [0.0, 1.0], indexing="ij")
     z = k - lam * j
     mean = np.sum(joint * z, axis=(-2, -1))
     s2 = np.sum(joint * z**2, axis=(-2, -1)) - mean**2
     cell = np.sum(joint, axis=-1)
-    cond = np.sum(joint * z**2, axis=-1) / np.where(cell > 0, cell, 1.0)
-    return np.maximum(s2, 0.0), cond
+    safe = np.where(cell > 0, cell, 1.0)
+    d = np.stack([joint[..., 0, 1] / safe[..., 0], joint[..., 1, 0] / safe[..., 1]], axis=-1)
+    alpha = np.broadcast_to(np.array([0.0, (1 - lam) ** 2]), d.shape)
+    beta = np.array([1.0, lam**2 - (1 - lam) ** 2])
+    return np.maximum(s2, 0.0), np.stack([alpha, beta * d], axis=-1)
 
 
 def joint_from_conditional(judge_rate: np.ndarray, q1: np.ndarray, q0: np.ndarray) -> np.ndarray:
@@ -66,12 +74,13 @@ def joint_from_conditional(judge_rate: np.ndarray, q1: np.ndarray, q0: np.ndarra
 @dataclass(frozen=True)
 class DesignTable:
     """A design's per-group quantities for every total n = 0 ... N (row n): the expected labels n_g and, for a
-    Poisson design, A_gj = sum_{i in g, f_i = j} (1 - pi_i) / pi_i and the largest weight (1 - pi) / pi^2."""
+    Poisson design, A_gj = sum_{i in g, f_i = j} (1 - pi_i) / pi_i, the same weighted by r_i (output i's
+    disagreement probability relative to its cell's mean) and the largest weight (1 - pi) / pi^2."""
 
     name: str
     sizes: np.ndarray  # N_g
     n_g: np.ndarray  # (N + 1, G)
-    poisson_a: np.ndarray | None = None  # (N + 1, G, 2)
+    poisson_a: np.ndarray | None = None  # (N + 1, G, 2, 2): [..., j, 0] sum (1 - pi) / pi, [..., j, 1] the same * r_i
     poisson_m: np.ndarray | None = None  # (N + 1, G)
 
     @property
@@ -82,7 +91,7 @@ class DesignTable:
 def group_variance(
     table: DesignTable, n: np.ndarray, s2: np.ndarray, cond: np.ndarray, pop: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each group's variance and labels at total ``n`` (any shape S): s2 (S..., G), cond (S..., G, 2) and the
+    """Each group's variance and labels at total ``n`` (any shape S): s2 (S..., G), cond (S..., G, 2, 2) and the
     population term pop (S..., G) broadcast against it. Returns (variance, n_g), each (S..., G)."""
     n = np.clip(np.asarray(n, dtype=int), 0, table.total)
     n_g = table.n_g[n]
@@ -93,7 +102,7 @@ def group_variance(
             sampling = np.where(n_g > 0, (1 / n_g - 1 / big) * s2, np.inf)
             pseudo = np.where(n_g > 0, (1 - frac) / n_g**2, np.inf)
         else:
-            sampling = np.sum(table.poisson_a[n] * cond, axis=-1) / big**2
+            sampling = np.sum(table.poisson_a[n] * cond, axis=(-2, -1)) / big**2
             pseudo = table.poisson_m[n] / big**2
     variance = np.maximum(sampling, 0.0) + pseudo
     if pop is not None:
