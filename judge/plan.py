@@ -95,7 +95,15 @@ class Config(RecordColumns):
     group: str | None = field(default=None, metadata={"metavar": "COL", "help": "group column of the pilot"})
     judge_label: str = field(default="judge_label", metadata={"metavar": "COL", "help": "the judge's label column"})
     human: str | None = field(
-        default=None, metadata={"metavar": "COL", "help": "the human label column (filled on the pilot sample)"}
+        default=None,
+        metadata={
+            "metavar": "FILE_OR_COLUMN",
+            "help": "the pilot's human labels: a column of the input filled on the sample, or a file of them joined on "
+            "id (its --human-label column)",
+        },
+    )
+    human_label: str = field(
+        default="label", metadata={"metavar": "COL", "help": "with --human FILE: its label column"}
     )
     oof: str | None = field(
         default=None,
@@ -185,7 +193,8 @@ def pilot_of(config: Config):
         if config.category and config.category != pilot.category:
             raise UserError(f"--category {config.category} differs from the confusion file's {pilot.category}")
         return pilot
-    label_columns = [config.judge_label, config.human, config.group] + ([config.oof] if config.oof else [])
+    human_column = [] if Path(config.human).is_file() else [config.human]
+    label_columns = [config.judge_label, *human_column, config.group] + ([config.oof] if config.oof else [])
     records = read_records(
         config.input,
         encoding=config.encoding,
@@ -197,12 +206,30 @@ def pilot_of(config: Config):
         text_column=config.text_column,
         source_column=config.source_column,
     )
+    human = config.human
+    if Path(config.human).is_file():
+        table = read_records(
+            config.human,
+            encoding=config.encoding,
+            required=(),
+            label_columns=[config.human_label],
+            id_column=config.id_column,
+        )
+        labels = dict(zip(table["id"].astype(str), table[config.human_label]))
+        unknown = set(labels) - set(records["id"].astype(str))
+        if unknown:
+            raise UserError(
+                f"{len(unknown)} id(s) of {Path(config.human).name} are not in the pilot records (e.g. "
+                f"{sorted(unknown)[0]!r}); check --id-column"
+            )
+        human = "\0pilot_human"
+        records = records.assign(**{human: records["id"].astype(str).map(labels)})
     cluster = config.cluster or ("prompt" if config.estimand == MODEL else None)
     return pilot_from_records(
         records,
         group=config.group,
         judge=config.judge_label,
-        human=config.human,
+        human=human,
         category=config.category,
         taxonomy=config.taxonomy,
         label_map=parse_label_map(config.label_map, encoding=config.encoding),
@@ -220,11 +247,12 @@ def _json(text: str, name: str):
 
 
 def main(config: Config) -> PlanResult:
-    with claim_for(config, "judge.plan", inputs=("input", "confusion", "taxonomy", "label_map"), directory=True):
+    with claim_for(
+        config, "judge.plan", inputs=("input", "confusion", "human", "taxonomy", "label_map"), directory=True
+    ):
         check_output_directory(Path(config.out), overwrite=config.overwrite)
-        manifest = RunManifest(
-            "judge.plan", config, inputs=[*config.input] + ([config.confusion] if config.confusion else [])
-        )
+        extra = [p for p in (config.confusion, config.human) if p and Path(p).is_file()]
+        manifest = RunManifest("judge.plan", config, inputs=[*config.input, *extra])
         pilot = pilot_of(config)
         result = plan_labels(
             pilot,

@@ -259,6 +259,14 @@ def test_plan_command_end_to_end_and_its_json_reads_back(tmp_path, capsys):
     assert code == 0, err
     model = PlanResult.from_dict(json.loads((tmp_path / "m" / "plan.json").read_text()))
     assert model.groups["a"].n_clusters == 200
+    # the human labels as a file joined on id give the same plan
+    write_jsonl(tmp_path / "human.jsonl", [{"id": r["id"], "label": r["label"]} for r in rows if r["label"]])
+    no_human = write_jsonl(tmp_path / "judged.jsonl", [{k: v for k, v in r.items() if k != "label"} for r in rows])
+    joined = [str(no_human), *argv[1:4], str(tmp_path / "human.jsonl"), *argv[5:-1], str(tmp_path / "j")]
+    code, _, err = run_cli(plan_command, joined, capsys)
+    assert code == 0, err
+    again = json.loads((tmp_path / "j" / "plan.json").read_text())
+    assert [p["n"] for p in again["plans"]] == [p["n"] for p in data["plans"]]
     # a rerun into the same folder without --overwrite is refused in one line
     code, _, err = run_cli(plan_command, argv, capsys)
     assert code == 2 and "\n" not in err.strip()
