@@ -2,7 +2,7 @@
 say what the full human labels say? A simulation on the released 13B outputs and on XSTest.
 
     python benchmarks/planner.py                          # 5 pilots x 40 draws per (pilot size, design, estimator)
-    python benchmarks/planner.py --pilots 5 --draws 40 --pilot-sizes 50 100 200 --transport-probes 20
+    python benchmarks/planner.py --pilots 5 --draws 40 --pilot-sizes 50 100 200 --transport-probes 20 --crossfit-draws 20
 
 Populations (their human labels are the truth): the 13B outputs of the two groups compared (muslim and white,
 1,152 outputs; refusal), judged by TF-IDF + logistic regression trained on the 7B labels; XSTest's llama2new and
@@ -18,7 +18,10 @@ Neyman sizes; uncertain: judge.annotate's Poisson probabilities) and estimated b
 (human only and PPI). The table gives, per cell (pilot size x design x estimator, pilots x draws samples), the
 planned n (mean over pilots), the planned half-width of the binding target at that n, the realized mean
 half-width of that target, their ratio, and the coverage of every target's 95% interval (rates and the gap). The
-realized n at the conservative budget is not simulated.
+realized n at the conservative budget is not simulated. Cross-fitted PPI (``--crossfit-draws`` per pilot, random
+design only): the pilot's out-of-fold labels (5 TF-IDF folds by prompt on the pilot's labels) plan it; each draw
+trains 5 fold judges on the drawn labels alone, labels every other output with their mean, and estimates with
+judge.stats.ppi's difference estimator (the other helper's cross-fitted estimator is not used here).
 
 Transport: with the judge trained on the other models' labels, ``--transport-probes`` random probes of 50 and of
 100 outputs per group of the new model's outputs, each checked by judge.analysis.transport at margin ``--margin``;
@@ -63,7 +66,7 @@ def chehbouni_population() -> dict:
     test = test[test.identity.isin(["muslim", "white"])].reset_index(drop=True)
     return {
         "name": "13B (judge: TF-IDF on 7B)",
-        "records": test[["id", "identity", "label", "judge_label", "judge_confidence"]].rename(
+        "records": test[["id", "prompt", "response", "identity", "label", "judge_label", "judge_confidence"]].rename(
             columns={"identity": "group"}
         ),
         "category": "refusal",
@@ -89,7 +92,9 @@ def xstest_population() -> dict:
     test = test.assign(judge_label=label, judge_confidence=conf)
     return {
         "name": "XSTest llama2new vs mistralinstruct (judge: TF-IDF on gpt4, llama2orig, mistralguard)",
-        "records": test[["id", "group", "label", "judge_label", "judge_confidence"]],
+        "records": test[["id", "prompt", "group", "label", "judge_label", "judge_confidence"]].assign(
+            response=test.completion.fillna("")
+        ),
         "category": "full refusal",
         "reference": "mistralinstruct",
     }
@@ -208,6 +213,110 @@ def simulate(pop: dict, args, rng) -> list[dict]:
     return rows
 
 
+def crossfit_labels(x, labelled: np.ndarray, y: np.ndarray, prompts: np.ndarray, rng, k: int = 5) -> np.ndarray:
+    """Cross-fitting (Zrnic & Candes 2024): K TF-IDF judges (binary logistic regression on the category), each
+    trained on K - 1 folds of the labelled outputs (folds by prompt); a labelled output gets the judge that did
+    not see it, every other output the mean of the K judges' indicators."""
+    from sklearn.linear_model import LogisticRegression
+
+    idx = np.flatnonzero(labelled)
+    keys = np.unique(prompts[idx])
+    fold_of = dict(zip(keys, rng.permutation(len(keys)) % k))
+    folds = np.array([fold_of[p] for p in prompts[idx]])
+    f = np.zeros(len(y))
+    mean = np.zeros(len(y))
+    for j in range(k):
+        train = idx[folds != j]
+        if len(np.unique(y[train])) < 2:
+            pred = np.full(len(y), float(y[train][0]) if len(train) else 0.0)
+        else:
+            pred = LogisticRegression(max_iter=1000, C=4.0).fit(x[train], y[train]).predict(x).astype(float)
+        f[idx[folds == j]] = pred[idx[folds == j]]
+        mean += pred / k
+    return np.where(labelled, f, mean)
+
+
+def simulate_crossfit(pop: dict, args, rng) -> list[dict]:
+    """Cross-fitted PPI: planned from the pilot's out-of-fold labels, drawn (random design) and estimated with
+    judge.stats.ppi's difference estimator on the cross-fitted judge labels."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from judge.stats.ppi import Design, group_rate, ppi_gap
+
+    rec = pop["records"]
+    cat, ref = pop["category"], pop["reference"]
+    x = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(rec.response.fillna(""))
+    groups = rec.group.to_numpy()
+    prompts = rec.prompt.astype(str).to_numpy()
+    y = (rec.label == cat).to_numpy().astype(float)
+    names = sorted(set(groups))
+    truth = {g: y[groups == g].mean() for g in names}
+    rows = []
+    for m in args.pilot_sizes:
+        c = {"n": [], "planned": [], "realized": [], "covered": []}
+        for p in range(args.pilots):
+            pick = np.zeros(len(rec), bool)
+            pick[rng.choice(len(rec), m, replace=False)] = True
+            oof = crossfit_labels(x, pick, y, prompts, rng)
+            pilot = rec.assign(
+                human=np.where(pick, np.where(y == 1, cat, "other"), None),
+                oof=np.where(pick, np.where(oof == 1, cat, "other"), None),
+            )
+            pil = pilot_from_records(pilot, group="group", judge="judge_label", human="human", category=cat, oof="oof")
+            plan = plan_labels(
+                pil,
+                reference=ref,
+                half_width=args.half_width,
+                n_boot=100,
+                seed=p,
+                designs=["random"],
+                methods=["crossfit"],
+            )
+            dp = plan.plans[0]
+            if dp.n is None:
+                continue
+            binding = next(t for t in dp.targets if t.target == dp.binding)
+            c["n"].append(dp.n)
+            for _ in range(args.crossfit_draws):
+                labelled = np.zeros(len(rec), bool)
+                labelled[rng.choice(len(rec), dp.n, replace=False)] = True
+                f = crossfit_labels(x, labelled, y, prompts, rng)
+                design = Design.build(labelled, groups=groups, scored=np.ones(len(rec), bool))
+                rates = {g: group_rate(y, f, groups == g, design) for g in names}
+                covered, realized = [], None
+                for g in names:
+                    lo, hi = rates[g]["ppi"]["ci"]
+                    covered.append(lo <= truth[g] <= hi)
+                    if binding.target == f"rate {g}":
+                        realized = rates[g]["ppi"]["half_width"]
+                    if g != ref:
+                        gap = ppi_gap(rates[g], rates[ref])["ppi"]
+                        lo, hi = gap["ci"]
+                        covered.append(lo <= truth[g] - truth[ref] <= hi)
+                        if binding.target.startswith(f"gap {g} "):
+                            realized = (hi - lo) / 2
+                c["planned"].append(binding.planned_half_width)
+                c["realized"].append(np.nan if realized is None else realized)
+                c["covered"].append(np.mean(covered))
+        planned, realized = np.nanmean(c["planned"]), np.nanmean(c["realized"])
+        rows.append(
+            {
+                "pilot": m,
+                "design": "random",
+                "estimator": "crossfit",
+                "plans": len(c["n"]),
+                "draws": len(c["realized"]),
+                "n (mean)": float(np.mean(c["n"])) if c["n"] else None,
+                "n range": f"{min(c['n'])}-{max(c['n'])}" if c["n"] else "",
+                "planned hw": planned,
+                "realized hw": realized,
+                "realized / planned": realized / planned if planned else None,
+                "coverage": float(np.mean(c["covered"])) if c["covered"] else None,
+            }
+        )
+    return rows
+
+
 def transport_rows(pop: dict, args, rng) -> list[dict]:
     rec = pop["records"]
     cat = pop["category"]
@@ -253,6 +362,8 @@ def main():
     parser.add_argument("--half-width", type=float, default=0.05)
     parser.add_argument("--margin", type=float, default=0.05)
     parser.add_argument("--transport-probes", type=int, default=20)
+    parser.add_argument("--crossfit-draws", type=int, default=20, help="draws per pilot's cross-fitted plan (0: skip)")
+    parser.add_argument("--skip-designs", action="store_true", help="only the cross-fitted table and transport")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["13b", "xstest"], default=None)
     args = parser.parse_args()
@@ -267,13 +378,20 @@ def main():
     transport = []
     for pop in pops:
         t0 = time.time()
-        rows = simulate(pop, args, rng)
         print(
-            f"## {pop['name']}: {pop['category']}, every rate and the gap to {pop['reference']} to +-{args.half_width}"
+            f"## {pop['name']}: {pop['category']}, every rate and the gap to {pop['reference']} to +-{args.half_width}\n"
         )
-        print(f"({time.time() - t0:.0f} s)\n")
-        columns = list(rows[0]) if rows else []
-        print(markdown_table(rows, columns))
+        if not args.skip_designs:
+            rows = simulate(pop, args, rng)
+            print(f"({time.time() - t0:.0f} s)\n")
+            print(markdown_table(rows, list(rows[0]) if rows else []))
+        if args.crossfit_draws:
+            t0 = time.time()
+            rows = simulate_crossfit(pop, args, rng)
+            print(
+                f"cross-fitted PPI (5 folds by prompt, TF-IDF on the sampled labels only; {time.time() - t0:.0f} s)\n"
+            )
+            print(markdown_table(rows, list(rows[0]) if rows else []))
         transport += transport_rows(pop, args, rng)
     print(f"## Transport at margin {args.margin} ({args.transport_probes} probes per size)\n")
     print(markdown_table(transport, list(transport[0])))
