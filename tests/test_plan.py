@@ -17,10 +17,10 @@ from judge.stats.planning import FAIL, INCONCLUSIVE, PASS, paired_bias, probe_si
 from judge.stats.ppi import Design, design_rate
 from tests.conftest import run_cli, write_jsonl
 
-BIG = 10**6  # outputs per group: the finite-population correction is negligible
+BIG = 10**5  # outputs per group: the finite-population correction is small (and in the hand loops too)
 
 
-def _stated(p11, p10, p01, p00, *, outputs=BIG, scale=10**6, **extra):
+def _stated(p11, p10, p01, p00, *, outputs=BIG, scale=BIG, **extra):
     """A stated pilot whose counts are so large that half a count per cell changes nothing."""
     counts = {
         "judge_1_human_1": p11 * scale,
@@ -77,6 +77,17 @@ def test_ppi_n_uses_the_variance_of_the_disagreements_and_gaps_add_both_groups()
     while t.ppf(0.975, 2 * (n - 1)) * math.sqrt(2 * ((1 / n - 1 / BIG) * 0.06 + (1 - n / BIG) / n**2)) > 0.05:
         n += 1  # Welch-Satterthwaite df of two equal variances: 2 (n - 1)
     assert n == 201 and plan.n == 2 * n
+
+
+def test_vectorised_neyman_quotas_are_judge_data_samples():
+    from judge.analysis.plan import capped_quotas_all, neyman_weights
+    from judge.annotation.human_labels import capped_quotas
+
+    sizes = np.array([50.0, 300.0, 20.0, 400.0])
+    weights = neyman_weights(sizes, np.array([0.5, 0.05, 0.4, 0.01]))
+    budgets = np.arange(0, 771)
+    expected = np.stack([capped_quotas(weights, sizes, int(b)) for b in budgets])
+    np.testing.assert_allclose(capped_quotas_all(weights, sizes, budgets), expected)
 
 
 def test_pilot_uncertainty_widens_the_budget_and_the_conservative_budget_is_above_the_point_plan():

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from judge.analysis.results import ABSENT, Result
-from judge.annotation.human_labels import UNIFORM_SHARE, capped_quotas, poisson_probabilities
+from judge.annotation.human_labels import UNIFORM_SHARE, poisson_probabilities
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
 from judge.core.taxonomy import UNSCORED, resolve_taxonomy
@@ -379,7 +379,7 @@ def _tables(pilot: Pilot, designs: Sequence[str]) -> dict[str, DesignTable | str
             out[design] = DesignTable(design, sizes, np.minimum(grid[:, None] * sizes / total, sizes))
         elif design == NEYMAN:
             w = neyman_weights(sizes, pilot.judge_rate)
-            out[design] = DesignTable(design, sizes, np.stack([capped_quotas(w, sizes, int(b)) for b in grid]))
+            out[design] = DesignTable(design, sizes, capped_quotas_all(w, sizes, grid))
         elif design == POISSON:
             if pilot.output_uncertainty is None:
                 out[design] = (
@@ -389,6 +389,27 @@ def _tables(pilot: Pilot, designs: Sequence[str]) -> dict[str, DesignTable | str
             else:
                 out[design] = _poisson_table(pilot)
     return out
+
+
+def capped_quotas_all(weights: np.ndarray, sizes: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """judge.annotation's ``capped_quotas`` for every budget at once ((len(budgets), G)): quotas b w_h / sum(w), a
+    stratum whose quota passes N_h fixed at N_h and the rest spread again (at most G rounds); weights all zero
+    fall back to proportional ones."""
+    weights = np.asarray(weights, dtype=float)
+    if not (weights > 0).any():
+        weights = np.asarray(sizes, dtype=float)
+    b = np.asarray(budgets, dtype=float)[:, None]
+    fixed = np.zeros((len(b), len(sizes)), dtype=bool)
+    for _ in range(len(sizes)):
+        free = np.where(fixed, 0.0, weights)
+        rest = b - np.sum(np.where(fixed, sizes, 0.0), axis=1, keepdims=True)
+        total = free.sum(axis=1, keepdims=True)
+        quotas = np.where(fixed, sizes, rest * free / np.where(total > 0, total, 1.0))
+        over = ~fixed & (quotas > sizes)
+        if not over.any():
+            break
+        fixed |= over
+    return quotas
 
 
 def neyman_weights(sizes: np.ndarray, judge_rate: np.ndarray) -> np.ndarray:
