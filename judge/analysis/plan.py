@@ -268,6 +268,12 @@ def pilot_from_records(
             p = fk[members].mean()
             if 0 < p < 1 and n_cl[g] > 1:
                 deff[g] = max(1.0, clustered.cr1_cov(fk[members], cl[members]) / (p * (1 - p) / members.sum()))
+        few = [names[g] for g in range(len(names)) if n_cl[g] < 2]
+        if few:
+            raise UserError(
+                f"the model's rate needs clusters, and group(s) {short_list(few)} have fewer than 2 distinct values of "
+                f"{clusters!r}; name the cluster column (the prompt or template) with --cluster COL"
+            )
         pilot.design_effect, pilot.n_clusters, pilot.cluster_size = deff, n_cl, size
     return pilot
 
