@@ -37,7 +37,7 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
-from judge.core.errors import UserError
+from judge.core.errors import UserError, clip
 from judge.core.outputs import claim_for
 from judge.engines import add_engine_arguments
 from judge.kinds.lora.precision import CHOICES as PRECISION_CHOICES  # no torch at import: --help stays quick
@@ -69,8 +69,29 @@ class Config(RecordColumns):
         default=None, metadata={"help": "rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)"}
     )
     batch_size: int = field(default=64, metadata={"help": "responses per batch"})
+    selective: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "CAL",
+            "help": "a calibration file from python -m judge.calibrate for this judge: below its threshold the label "
+            "is 'escalate' (for people), never a guess",
+        },
+    )
     abstain_below: float | None = field(
-        default=None, metadata={"metavar": "P", "help": "label 'unscored' when the judge's confidence is below P"}
+        default=None,
+        metadata={
+            "metavar": "P",
+            "help": "label 'escalate' when the judge's confidence is below P: --selective with a threshold of your "
+            "own, no guarantee",
+        },
+    )
+    only_escalated: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "PREFIX",
+            "help": "a cascade's later judge: label only the input rows whose PREFIX+label is 'escalate' (an "
+            "earlier judge's output); the others are left out of --out",
+        },
     )
     prefix: str = field(
         default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"}
@@ -154,6 +175,10 @@ class Config(RecordColumns):
         check_positive(self, "batch_size")
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
+        if self.selective and self.abstain_below is not None:
+            raise UserError(
+                "--selective and --abstain-below both set a threshold; keep --selective (calibrated) and drop the other"
+            )
         check_choice(self, "mode", ("score", "generate"))
         check_label_map(self)
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
@@ -268,7 +293,7 @@ def main(config: Config) -> dict:
     with claim_for(
         config,
         "judge.label",
-        inputs=("input", "judge", "examples", "prompt_template", "taxonomy", "label_map"),
+        inputs=("input", "judge", "examples", "prompt_template", "taxonomy", "label_map", "selective"),
         directory=False,
     ):
         return _main(config)
@@ -277,7 +302,7 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     from judge.core.manifest import fingerprint
     from judge.core.records import file_format, read_records, user_columns, write_records
-    from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
+    from judge.core.taxonomy import ESCALATE, UNSCORED, parse_label_map, resolve_taxonomy
     from judge.kinds import precision_directory, resolve, spec_of
     from judge.kinds.base import JudgeWorker
     from judge.kinds.lora.precision import choose_for, say
@@ -295,6 +320,8 @@ def _main(config: Config) -> dict:
         source_column=config.source_column,
     )
     column_map = records.attrs["column_map"]
+    if config.only_escalated is not None:
+        records = escalated_rows(records, config.only_escalated, column_map)
     ref = resolve(
         config.judge
     )  # once: the judge's files hashed here, its load, precision, manifest and Ray actors take them
@@ -307,7 +334,12 @@ def _main(config: Config) -> dict:
     run = ResumableRun(
         "judge.label",
         out,
-        run_identity(settings, input=fingerprint(config.input), judge=ref.fingerprint),
+        run_identity(
+            settings,
+            input=fingerprint(config.input),
+            judge=ref.fingerprint,
+            **({"calibration": fingerprint([config.selective])} if config.selective else {}),
+        ),
         shard=Shard.parse(config.shard),
     )
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
@@ -347,10 +379,15 @@ def _main(config: Config) -> dict:
     )  # picklable: executors build it elsewhere
     judge = make_judge()
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
+    calibration, selective = selective_for(config, ref, judge)
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone
-    run.start(settings_for_manifest(config, settings), inputs=config.input, judge=judge.describe())
+    run.start(
+        settings_for_manifest(config, settings),
+        inputs=[*config.input, *([config.selective] if config.selective else [])],
+        judge=judge.describe(),
+    )
     retried = run.retry_failed(
         lambda row: request_failed(row, config.prefix), lambda ids: retry_rows(judge, records, ids, config)
     )
@@ -358,6 +395,7 @@ def _main(config: Config) -> dict:
         records,
         batch_size=config.batch_size,
         abstain_below=config.abstain_below,
+        selective=selective,
         checkpoint=run.checkpoint,
         progress=config.progress,
         prefix=config.prefix,
@@ -374,6 +412,7 @@ def _main(config: Config) -> dict:
     n_failed, n_outside = engine_counts(labelled, config.prefix) if served else (0, 0)
     label_col = config.prefix + "label"
     n_unscored = int((labelled[label_col] == UNSCORED).sum())
+    n_escalated = int((labelled[label_col] == ESCALATE).sum())
     rate = count / seconds if seconds else float("nan")
     total = run.finish(
         labelling.run,
@@ -389,10 +428,12 @@ def _main(config: Config) -> dict:
         counts={
             "labelled": len(labelled),
             "unscored": n_unscored,
+            "escalated": n_escalated,
             **({"failed": n_failed, "outside_labels": n_outside} if served else {}),
         },
         # the engine's usage (requests, tokens, failures) at the end
         **({"judge": judge.describe()} if served else {}),
+        **selective_manifest(config, calibration, n_escalated, len(labelled)),
     )
     counts = labelled[label_col].value_counts().to_dict()
     done = f"retried {retried.computed} failed, " if retried is not None else ""
@@ -405,6 +446,7 @@ def _main(config: Config) -> dict:
         "labels: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
         + f"; unscored {n_unscored}"
+        + (f"; escalated {n_escalated} (for people)" if calibration or config.abstain_below is not None else "")
         + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else "")
     )
     if n_failed:
@@ -443,9 +485,79 @@ def retry_rows(judge, records, ids: set[str], config: Config):
         subset,
         batch_size=config.batch_size,
         abstain_below=config.abstain_below,
+        selective=selective_for(config, None, judge)[1],
         progress=config.progress,
         prefix=config.prefix,
     ).run
+
+
+def escalated_rows(records, prefix: str, column_map: dict):
+    """A cascade's later judge sees only what the earlier one escalated (its PREFIX+label is 'escalate')."""
+    from judge.core.records import SHADOW
+    from judge.core.taxonomy import ESCALATE
+
+    column = prefix + "label"
+    name = next((c for c in (SHADOW + column, column) if c in records.columns), None)
+    if name is None:
+        raise UserError(
+            f"--only-escalated {clip(prefix)}: the input has no column {clip(column)}; give the prefix the earlier "
+            "judge's judge.label --prefix used"
+        )
+    picked = records[records[name].astype(str) == ESCALATE]
+    if picked.empty:
+        raise UserError(
+            f"--only-escalated {clip(prefix)}: no input row has {clip(column)} 'escalate'; nothing to label"
+        )
+    picked = picked.reset_index(drop=True)
+    picked.attrs = records.attrs
+    return picked
+
+
+def selective_for(config: Config, ref, judge):
+    """The calibration --selective names, checked against this judge (with ``ref``), and its cut for the rows."""
+    from judge.analysis.selective import check_same_judge, read_calibration
+    from judge.kinds.base import Selective
+
+    if not config.selective:
+        return None, None
+    calibration = read_calibration(config.selective)
+    if ref is not None:
+        check_same_judge(calibration, ref.fingerprint, judge.taxonomy.name, spec=config.judge, path=config.selective)
+    cut = Selective(
+        threshold=calibration.threshold if calibration.risk == "accuracy" else None,
+        by_label=tuple(sorted(calibration.thresholds.items())) if calibration.risk == "precision" else None,
+        source=f"--selective {Path(config.selective).name}",
+    )
+    return calibration, cut
+
+
+def selective_manifest(config: Config, calibration, n_escalated: int, n_rows: int) -> dict:
+    """What the manifest says about selective labelling: the calibration it rests on and what it kept here."""
+    from judge.core.files import file_sha256
+
+    here = {"escalated": n_escalated, "coverage": (n_rows - n_escalated) / n_rows if n_rows else None}
+    if calibration is not None:
+        return {
+            "selective": {
+                "calibration": Path(config.selective).name,
+                "calibration_sha256": file_sha256(config.selective),
+                "risk": calibration.risk,
+                "target": calibration.target,
+                "delta": calibration.delta,
+                **(
+                    {"threshold": calibration.threshold}
+                    if calibration.risk == "accuracy"
+                    else {"thresholds": calibration.thresholds}
+                ),
+                "coverage_calibration": calibration.coverage,
+                "n_calibration": calibration.n,
+                "calibration_source": calibration.source,
+                **{f"{k}_this_file": v for k, v in here.items()},
+            }
+        }
+    if config.abstain_below is not None:
+        return {"selective": {"threshold": config.abstain_below, "calibrated": False, **here}}
+    return {}
 
 
 def build_parser():
@@ -460,7 +572,9 @@ def build_parser():
             RecordColumns,
             "taxonomy",
             "batch_size",
+            "selective",
             "abstain_below",
+            "only_escalated",
             "prefix",
             "device",
             "precision",
