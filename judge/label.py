@@ -6,14 +6,21 @@ Examples:
     python -m judge.label --judge rules --taxonomy chehbouni2024 --input outputs.jsonl --out rules.jsonl
     python -m judge.label --judge runs/xstest-judge --input xstest_v2_completions_*.csv --text-column completion \
         --prefix judge_ --out runs/xstest-labelled.jsonl     # several files -> one output with a source column
-    python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
+    python -m judge.label --judge runs/study/judge --selective runs/study/judge.cal.json --input outputs.jsonl \
+        --prefix judge_ --out labelled.jsonl      # 'escalate' below the threshold judge.calibrate found
+    python -m judge.label --judge runs/study/judge-lora --input labelled.jsonl --only-escalated judge_ \
+        --selective runs/study/lora.cal.json --prefix lora_ --out lora.jsonl  # a cascade: what the first escalated
     .venv-vllm/bin/python -m judge.label --judge llm:MODEL_DIR --engine vllm --input outputs.jsonl --out llm.jsonl
     python -m judge.label --judge llm:smollm2 --engine openai --base-url http://127.0.0.1:8000/v1 \\
         --input outputs.jsonl --out llm.jsonl
 
 The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
-column per category and PREFIX+unscored_reason. Below --abstain-below the label is 'unscored' and
-the reason says why, for a human to review. A killed run resumes: rerun the same command and only
+column per category and PREFIX+unscored_reason. With --selective CAL.json (judge.calibrate's threshold for
+this judge; another judge's calibration is refused) the label below the threshold is 'escalate', for people,
+never a best guess, and the reason says why; the manifest records the calibration's target, delta, coverage
+and sha256. --abstain-below P does the same at a threshold of your own, with no guarantee (it used to write
+'unscored' with a best guess). 'escalate', like 'unscored', is reserved: no taxonomy names a category so.
+A killed run resumes: rerun the same command and only
 the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end). Through a server
 (--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
 "complete with N failed", and the same command again asks again for those rows only.

@@ -277,3 +277,75 @@ def test_escalation_inclusion_and_the_census_check():
     check_escalated_labelled(["answer", ESCALATE], [None, "refusal"])
     with pytest.raises(UserError, match="1 escalated output"):
         check_escalated_labelled(["answer", ESCALATE], ["answer", ""])
+
+
+# -- people get the rest: agree and report count escalated outputs apart; export sends them; PPI uses them --
+
+
+@pytest.fixture(scope="module")
+def selective_labelled(calibrated, tmp_path_factory):
+    """The held-out half labelled with --selective, with the human labels beside (the bundled sample's)."""
+    import contextlib
+    import io
+
+    from tests.conftest import module_run
+
+    folder = tmp_path_factory.mktemp("selective-labelled")
+    out = folder / "l.jsonl"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert module_run(label_cmd, ["--judge", str(calibrated / "tf"), "--selective", str(calibrated / "cal.json"),
+                                      "--input", str(calibrated / "rest.jsonl"), "--prefix", "judge_", "--no-progress",
+                                      "--out", str(out)]) == 0
+    gold = pd.read_json(SAMPLE, lines=True)[["id", "label"]]
+    labelled = pd.read_json(out, lines=True).merge(gold, on="id")
+    labelled.to_json(folder / "gold.jsonl", orient="records", lines=True)
+    return folder
+
+
+def test_agree_counts_escalated_apart(selective_labelled, tmp_path, capsys):
+    from judge import agree as agree_cmd
+
+    frame = pd.read_json(selective_labelled / "gold.jsonl", lines=True)
+    escalated = int((frame["judge_label"] == ESCALATE).sum())
+    code, stdout, err = run_cli(agree_cmd, [str(selective_labelled / "gold.jsonl"), "--gold", "label", "--pred", "judge_label",
+                                            "--taxonomy", "chehbouni2024", "--bootstrap", "50", "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "a" / "agreement.json").read_text())
+    kept = frame[frame["judge_label"] != ESCALATE]
+    assert escalated and result["n_escalated"] == escalated and result["n"] == len(kept) and result["n_unscored"] == 0
+    assert result["accuracy"] == pytest.approx((kept["label"] == kept["judge_label"]).mean())
+    assert f"escalated={escalated}" in stdout
+    assert "Escalated to people" in (tmp_path / "a" / "agreement.md").read_text()
+
+
+def test_export_escalated_then_report_ppi_with_the_census_stratum(selective_labelled, tmp_path, capsys):
+    from judge import annotate as annotate_cmd
+    from judge import report as report_cmd
+
+    frame = pd.read_json(selective_labelled / "gold.jsonl", lines=True)
+    escalated = set(frame.loc[frame["judge_label"] == ESCALATE, "id"])
+    code, _, err = run_cli(annotate_cmd, ["export", str(selective_labelled / "l.jsonl"), "--strategy", "escalated",
+                                          "--escalated-column", "judge_label", "--budget", "20", "--taxonomy", "chehbouni2024",
+                                          "--out", str(tmp_path / "x")], capsys)
+    assert code == 0, err
+    items = pd.read_csv(tmp_path / "x" / "items.csv")
+    up = items["id"].isin(escalated)
+    assert set(items.loc[up, "id"]) == escalated and (items.loc[up, "inclusion_probability"] == 1).all()
+    kept_n = len(frame) - len(escalated)
+    assert (~up).sum() == 20 and np.allclose(items.loc[~up, "inclusion_probability"], 20 / kept_n)
+    # people's labels for the exported items (the sample's own), then the report with PPI
+    human = items[["id", "inclusion_probability"]].merge(frame[["id", "label"]], on="id")
+    human.to_csv(tmp_path / "human.csv", index=False)
+    argv = [str(selective_labelled / "l.jsonl"), "--label", "judge_label", "--group", "identity", "--taxonomy", "chehbouni2024",
+            "--no-cluster", "--out", str(tmp_path / "r")]
+    code, _, err = run_cli(report_cmd, [*argv, "--human", str(tmp_path / "human.csv")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "r" / "disparity.json").read_text())
+    assert result["n_escalated"] == len(escalated) and result["n_unscored"] == 0
+    assert result["ppi"]["n_outputs"] == len(frame)  # escalated outputs are inside PPI's rates
+    assert all(r[c]["n"] == len(frame[(frame.identity == g) & (frame.judge_label != ESCALATE)])
+               for g, r in result["rates"].items() for c in r)  # and outside the judge's own rates
+    # an escalated output without a human label breaks the census: refused
+    human[~human["id"].isin(list(escalated)[:1])].to_csv(tmp_path / "short.csv", index=False)
+    code, _, err = run_cli(report_cmd, [*argv[:-1], str(tmp_path / "r2"), "--human", str(tmp_path / "short.csv")], capsys)
+    assert code == 2 and "1 escalated output(s) have no human label" in err
