@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, ROOT, cpu_model, load_chehbouni, markdown_table
 
-from judge.core.taxonomy import ESCALATE, load_taxonomy
+from judge.core.taxonomy import load_taxonomy
 from judge.stats.selective import fixed_sequence
 
 XSTEST = ROOT.parent / "shared" / "datasets" / "xstest2024"
