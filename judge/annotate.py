@@ -833,6 +833,9 @@ whose design is named in manifest.json:
               Poisson sampling, each output drawn independently with p proportional to the judge's
               uncertainty (1 - confidence, +1 where the two labels disagree), --uniform-share of the
               budget spread evenly so every p > 0, capped at 1; the expected size is the budget
+  escalated   --escalated-column COL (a selective judge's labels, judge.label --selective): every output it
+              escalated (p = 1: people label them all) and a simple random sample of --budget of the
+              outputs it kept (p = budget / N_kept), the check sample PPI corrects the kept labels with
 The folder holds tasks.json + label_config.xml (Label Studio), one shuffled CSV per annotator,
 GUIDELINES.md, items.csv (what was exported) and manifest.json.
 
@@ -842,6 +845,8 @@ Examples:
     python -m judge.annotate export runs/study/labelled.jsonl --strategy uncertain \\
         --confidence-column judge_confidence --budget 100 --exclude runs/study/round1/items.csv \\
         --taxonomy chehbouni2024 --out runs/study/round2
+    python -m judge.annotate export runs/study/labelled.jsonl --strategy escalated --escalated-column judge_label \
+        --budget 200 --taxonomy chehbouni2024 --out runs/study/escalated
 """
 IMPORT_HELP = """Read filled spreadsheets (or Label Studio JSON exports) back: one label_<annotator> column each.
 

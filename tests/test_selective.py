@@ -349,3 +349,27 @@ def test_export_escalated_then_report_ppi_with_the_census_stratum(selective_labe
     human[~human["id"].isin(list(escalated)[:1])].to_csv(tmp_path / "short.csv", index=False)
     code, _, err = run_cli(report_cmd, [*argv[:-1], str(tmp_path / "r2"), "--human", str(tmp_path / "short.csv")], capsys)
     assert code == 2 and "1 escalated output(s) have no human label" in err
+
+
+def test_precision_calibration_cuts_each_category_at_its_own_threshold(calibrated, tmp_path, capsys):
+    cal_path = tmp_path / "precision.cal.json"
+    code, _, err = run_cli(calibrate_cmd, ["--judge", str(calibrated / "tf"), "--risk", "precision", "--target", "0.9",
+                                           "--delta", "0.2", "--out", str(cal_path)], capsys)
+    assert code == 0, err
+    cal = read_calibration(str(cal_path))
+    assert cal.risk == "precision" and set(cal.thresholds) == set(load_taxonomy_labels())
+    argv = ["--judge", str(calibrated / "tf"), "--input", str(calibrated / "rest.jsonl"), "--prefix", "j_", "--no-progress"]
+    assert run_cli(label_cmd, [*argv, "--selective", str(cal_path), "--out", str(tmp_path / "s.jsonl")], capsys)[0] == 0
+    assert run_cli(label_cmd, [*argv, "--out", str(tmp_path / "p.jsonl")], capsys)[0] == 0
+    got, ref = pd.read_json(tmp_path / "s.jsonl", lines=True), pd.read_json(tmp_path / "p.jsonl", lines=True)
+    cut = ref["j_label"].map(lambda c: cal.thresholds[c] if cal.thresholds[c] is not None else np.inf)
+    kept = ref["j_confidence"] >= cut
+    assert (got.loc[kept, "j_label"] == ref.loc[kept, "j_label"]).all() and (got.loc[~kept, "j_label"] == ESCALATE).all()
+    never = [c for c, t in cal.thresholds.items() if t is None]
+    assert not got["j_label"].isin(never).any()
+
+
+def load_taxonomy_labels():
+    from judge.core.taxonomy import load_taxonomy
+
+    return load_taxonomy("chehbouni2024").labels
