@@ -373,3 +373,34 @@ def load_taxonomy_labels():
     from judge.core.taxonomy import load_taxonomy
 
     return load_taxonomy("chehbouni2024").labels
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--target", "1.5"], ["--target", "strictly between 0 and 1"]),
+    (["--delta", "0"], ["--delta", "strictly between 0 and 1"]),
+    (["--out", "{d}/cal.txt"], ["a .json file"]),
+    (["--judge", "{d}/tf2"], ["no out-of-fold predictions", "--cv K"]),
+    (["--judge", "rules"], ["carries no taxonomy", "--taxonomy"]),
+    (["--input", "{d}/rest.jsonl"], ["label", "not found"]),
+    (["--input", "{d}/rest.jsonl"], ["another judge", "label the calibration sample"]),
+])
+def test_calibrate_bad_inputs_one_line(calibrated, tmp_path, capsys, argv, words):
+    import shutil
+
+    d = tmp_path / "d"
+    shutil.copytree(calibrated, d, ignore=shutil.ignore_patterns("*.lock"))
+    base = {"--judge": str(d / "tf"), "--out": str(tmp_path / "c.json")}
+    given = [a.replace("{d}", str(d)) for a in argv]
+    for flag in ("--judge", "--out"):
+        if flag not in given:
+            given += [flag, base[flag]]
+    if "--input" in given and "another judge" in words:
+        # a file labelled by another judge: its manifest names tf2's fingerprint
+        code, _, err = run_cli(label_cmd, ["--judge", str(d / "tf2"), "--input", str(d / "rest.jsonl"), "--no-progress",
+                                           "--prefix", "j_", "--out", str(d / "by-tf2.jsonl")], capsys)
+        assert code == 0, err
+        given[given.index("--input") + 1] = str(d / "by-tf2.jsonl")
+    code, _, err = run_cli(calibrate_cmd, given, capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for w in words:
+        assert w in err, err

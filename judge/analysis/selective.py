@@ -27,11 +27,12 @@ from judge.stats import selective as bound
 
 __all__ = [
     "Calibration",
-    "SelectiveSummary",
     "calibrate",
     "cascade_labels",
+    "check_escalated_labelled",
+    "check_same_judge",
     "escalation_inclusion",
-    "selective_summary",
+    "read_calibration",
 ]
 
 FORMAT = "safeguard-audit selective calibration 1"
@@ -149,34 +150,6 @@ def calibrate(
         taxonomy=taxonomy.name,
     )
     return Calibration.from_dict({"format": FORMAT, **out})
-
-
-@dataclass(kw_only=True)
-class SelectiveSummary(Result):
-    """How a threshold did on labelled outputs: coverage, and agreement on the kept ones."""
-
-    n: int
-    kept: int
-    coverage: float
-    accuracy: float | None
-    kappa: float | None
-
-
-def selective_summary(
-    gold: Sequence[str], pred: Sequence[str], kept: np.ndarray, *, labels: Sequence[str]
-) -> SelectiveSummary:
-    """Coverage, accuracy and Cohen's kappa (judge.stats.metrics) on the kept outputs."""
-    from judge.stats.metrics import cohen_kappa
-
-    g, p, kept = np.asarray(gold, dtype=object), np.asarray(pred, dtype=object), np.asarray(kept, dtype=bool)
-    k = int(kept.sum())
-    return SelectiveSummary(
-        n=len(g),
-        kept=k,
-        coverage=k / len(g) if len(g) else float("nan"),
-        accuracy=float((g[kept] == p[kept]).mean()) if k else None,
-        kappa=float(cohen_kappa(list(g[kept]), list(p[kept]), labels=list(labels))) if k else None,
-    )
 
 
 def cascade_labels(records: pd.DataFrame, *, prefixes: Sequence[str]) -> pd.Series:
