@@ -25,7 +25,7 @@ from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDe
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
-from judge.core.taxonomy import RESERVED, Taxonomy, resolve_taxonomy
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.disparity import canonical_labels, category_rates, disparity
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
 
@@ -347,6 +347,7 @@ def training_rows(
             f"{name} was trained on.",
         }
     labels = np.asarray(canonical_labels(records[label], taxonomy, column=label), dtype=object)
+    labels[labels == ESCALATE] = UNSCORED  # outside the judge's rates, as in the rates table
     groups = records[group].astype(str).to_numpy()
     rates = {}
     for g in sorted(set(groups)):
