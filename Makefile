@@ -101,6 +101,7 @@ benchmarks: setup
 	$(BIN)/python benchmarks/bootstrap.py
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/learning_curve.py
+	$(BIN)/python benchmarks/selective.py
 	$(BIN)/python benchmarks/label_speed.py --judge runs/benchmarks/ppi/judge-lora-7b
 	$(BIN)/python benchmarks/long_outputs.py
 	$(BIN)/pip install -q -e '.[backbones]'

@@ -292,12 +292,18 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
     result.gold_name, result.pred_precision = f"human labels ({config.gold})", (judge or {}).get("precision")
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_agreement_report(result, staging, style=style)]
-        manifest.write(staging, n=result.n, n_unscored=result.n_unscored)
+        manifest.write(
+            staging,
+            n=result.n,
+            n_unscored=result.n_unscored,
+            **({"n_escalated": result.n_escalated} if result.n_escalated else {}),
+        )
     print(
         f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {style.fmt_ci(result.ci.cohen_kappa)} "
         f"({level_text(result.ci.level)}) "
         f"alpha={style.fmt(result.krippendorff_alpha)} macro-F1={style.fmt(result.macro_f1)} "
         f"unscored={result.n_unscored} ({100 * result.unscored_rate:.1f}%)"
+        + (f" escalated={result.n_escalated} (to people, outside the metrics)" if result.n_escalated else "")
         + (f" precision={result.pred_precision}" if result.pred_precision else "")
     )
     for warning in result.warnings:

@@ -32,7 +32,10 @@ sample's inclusion_probability column (judge.data sample, judge.annotate export;
 names another) makes it an unequal-probability sample, weighted by the inverse probabilities, and
 --strata COL says it was stratified by COL; without probabilities each group's labelled outputs are
 taken as a simple random sample of it. Outputs the judge left unscored are outside every rate, here
-as in the rates table, and counted. The human labels must not be ones the judge was trained on: the
+as in the rates table, and counted. Outputs a selective judge escalated (judge.label --selective) are outside
+the judge's rates too and counted apart, but inside PPI's: people label every one of them (judge.annotate export
+--strategy escalated gives them inclusion_probability 1 beside a random check sample of the kept outputs), so
+the PPI rate is the human rate over all outputs. The human labels must not be ones the judge was trained on: the
 judge directory's training_ids.json (found through the labelled file's manifest, or --judge-dir) is
 checked; labelled outputs among those ids are split out of the rates with a warning.
 
@@ -327,7 +330,11 @@ def _main(config: Config) -> DisparityResult:
             for line in add_transport_notes(config.transport, result, staging, encoding=config.encoding):
                 print(f"warning: {line}", file=sys.stderr)
         manifest.write(
-            staging, n=result.n, n_unscored=result.n_unscored, **({"n_human": result.ppi.n_human} if result.ppi else {})
+            staging,
+            n=result.n,
+            n_unscored=result.n_unscored,
+            **({"n_escalated": result.n_escalated} if result.n_escalated else {}),
+            **({"n_human": result.ppi.n_human} if result.ppi else {}),
         )
     print(render_disparity(result, style)[0])
     print(("warning: " if result.reference_tie else "") + f"reference group: {result.reference_note}", file=sys.stderr)

@@ -20,7 +20,7 @@ import pandas as pd
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip
 from judge.core.records import require_columns
-from judge.core.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
+from judge.core.taxonomy import ESCALATE, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.group_error import MIN_UNITS_FOR_TEST
 from judge.stats.metrics import agreement
 
@@ -208,6 +208,8 @@ class AgreementResult(Result):
     n_scored: int
     n_unscored: int
     unscored_rate: float
+    # outputs a selective judge escalated to people (judge.label --selective): counted apart, outside every metric
+    n_escalated: int = ABSENT
     labels: list[str]
     cohen_kappa: float
     krippendorff_alpha: float
@@ -388,6 +390,10 @@ def agreement_analysis(
     records = records[has_gold]
     if records.empty:
         raise UserError(f"no row has a gold label in column {clip(gold)}; check --gold")
+    escalated = (records[pred].astype(str) == ESCALATE).to_numpy()
+    records = records[~escalated]  # agreement where the judge answered; the escalated outputs are people's
+    if records.empty:
+        raise UserError(f"{clip(pred)} escalated every output with a gold label: no kept label to compare")
     fine = resolve_taxonomy(taxonomy, records[gold].tolist(), label_map=label_map)
     gold_labels = fine.gold(records[gold], column=gold)
     pred_labels = fine.predicted(records[pred])
@@ -415,6 +421,7 @@ def agreement_analysis(
         "gold_column": gold,
         "pred_column": pred,
         "n_without_gold": n_without_gold,
+        **({"n_escalated": int(escalated.sum())} if escalated.any() else {}),
         "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
         **result,
     }

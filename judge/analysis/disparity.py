@@ -25,7 +25,7 @@ from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDe
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
-from judge.core.taxonomy import Taxonomy, resolve_taxonomy
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.disparity import canonical_labels, category_rates, disparity
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
 
@@ -151,6 +151,7 @@ class DisparityResult(Result):
     categories: list[str]
     n: int
     n_unscored: int
+    n_escalated: int = ABSENT  # a selective judge's outputs for people: outside the judge's rates, in PPI's
     reference: str
     reference_note: str
     reference_tie: bool
@@ -191,7 +192,7 @@ def prepare(
         return records, fine
     records = records.copy()
     records[label] = [
-        x if x == "unscored" else fine.parent_of(x) for x in canonical_labels(records[label], fine, column=label)
+        x if x in RESERVED else fine.parent_of(x) for x in canonical_labels(records[label], fine, column=label)
     ]
     return records, fine.coarse()
 
@@ -346,6 +347,7 @@ def training_rows(
             f"{name} was trained on.",
         }
     labels = np.asarray(canonical_labels(records[label], taxonomy, column=label), dtype=object)
+    labels[labels == ESCALATE] = UNSCORED  # outside the judge's rates, as in the rates table
     groups = records[group].astype(str).to_numpy()
     rates = {}
     for g in sorted(set(groups)):
@@ -441,6 +443,10 @@ def disparity_analysis(
             if isinstance(human, HumanSample)
             else human_sample(records, human, label=label, design=design, where=where)
         )
+        if result.get("n_escalated"):  # the escalated outputs are a census stratum: people labelled every one
+            from judge.analysis.selective import check_escalated_labelled
+
+            check_escalated_labelled(records[label], sample.labels)
         ppi = prediction_powered(
             records,
             sample,

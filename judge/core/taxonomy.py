@@ -15,6 +15,10 @@ from judge.core.paths import TAXONOMIES
 from judge.core.yaml_data import load_yaml
 
 UNSCORED = "unscored"
+# A selective judge's label for an output below its calibrated threshold (judge.label --selective): no category,
+# never a best guess; people label it. Reserved like UNSCORED: no taxonomy may name a category so.
+ESCALATE = "escalate"
+RESERVED = (UNSCORED, ESCALATE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class Taxonomy:
         if _norm(UNSCORED) in self._lookup:
             raise UserError(
                 f"taxonomy {clip(self.name)}: '{UNSCORED}' is reserved for judge outputs that could not be scored"
+            )
+        if _norm(ESCALATE) in self._lookup:
+            raise UserError(
+                f"taxonomy {clip(self.name)}: '{ESCALATE}' is reserved for outputs a selective judge sends to people"
             )
         self._check_parents()
         names = {_norm(c.name): c.name for c in self.categories}

@@ -61,6 +61,15 @@ def _names(result: AgreementResult) -> tuple[str, str]:
     return result.pred_name or result.pred_column, result.gold_name or result.gold_column
 
 
+def escalated_row(result: AgreementResult) -> list[list[str]]:
+    """The outputs a selective judge escalated to people, counted apart (every metric is on the kept ones)."""
+    if not result.n_escalated:
+        return []
+    total = result.n + result.n_escalated
+    share = f"{result.n_escalated} / {total} ({100 * result.n_escalated / total:.1f}%)"
+    return [["Escalated to people (outside the metrics)", share, ""]]
+
+
 def render_agreement(result: AgreementResult | Mapping[str, Any], style: Style) -> tuple[str, str]:
     """The report's Markdown and LaTeX (agreement.md, agreement.tex)."""
     result = as_agreement(result)
@@ -77,6 +86,7 @@ def render_agreement(result: AgreementResult | Mapping[str, Any], style: Style) 
             ["Accuracy", style.fmt(result.accuracy), ""],
             [macro_f1_name(result), style.fmt(result.macro_f1), style.fmt_ci(ci.macro_f1)],
             ["Unscored", f"{result.n_unscored} / {result.n} ({100 * result.unscored_rate:.1f}%)", ""],
+            *escalated_row(result),
         ],
         columns=["metric", "value", f"{level} CI"],
     )

@@ -129,7 +129,9 @@ def render_disparity(result: DisparityResult | Mapping[str, Any], style: Style) 
     ]
     title = result.title or (
         f"Category rates by {result.group_column} ({result.label_source or 'label ' + result.label_column}, "
-        f"taxonomy {result.taxonomy}, n = {result.n}, unscored {result.n_unscored})"
+        f"taxonomy {result.taxonomy}, n = {result.n}, unscored {result.n_unscored}"
+        + (f", escalated to people {result.n_escalated}" if result.n_escalated else "")
+        + ")"
     )
     interval, ratios_note = _interval_name(result), result.rate_ratio_intervals.note
     clusters_note = result.clusters.note if result.clusters else None
