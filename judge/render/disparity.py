@@ -262,7 +262,9 @@ def render_ppi(
     head = (
         f"{ppi.n_human} human labels ({ppi.human_source}) correct the judge's labels on {ppi.n_outputs} scored outputs "
         f"(lambda: {ppi.lam}). "
-        f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
+        + (f"Estimand: {ppi.estimand}. " if ppi.estimand else "")
+        + (f"Judge: cross-fitted, {ppi.cross_fit.note}. " if ppi.cross_fit else "")
+        + f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
         f"Training-set overlap: {ppi.training_overlap}."
     )
     if ppi.n_unscored:
