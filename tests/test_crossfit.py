@@ -220,7 +220,8 @@ def test_report_cross_fit_and_the_estimand(tmp_path, capsys):
     ppi = json.loads((tmp_path / "model" / "disparity.json").read_text())["ppi"]
     assert ppi["cross_fit"]["k"] == 4 and ppi["cross_fit"]["folds_by"] == "prompt"
     assert ppi["estimand"] == ESTIMAND_MODEL and ppi["clustered"] is True  # the default: prompts drawn anew
-    assert "each labelled output corrected by the judge that did not see its fold" in ppi["training_overlap"]
+    assert "each labelled output corrected by the judge that did not see its fold" in ppi["cross_fit"]["note"]
+    assert ppi["training_overlap"].startswith("cross-fitted")
     assert "Estimand: the model's rate" in out and "Judge: cross-fitted, 4 tfidf judges" in out
     code, out, err = run_cli(report, base + ["--estimand", "outputs", "--out", str(tmp_path / "outputs")], capsys)
     assert code == 0, err

@@ -459,7 +459,11 @@ def prediction_powered(
     human_labels = pd.Series("", index=records.index, dtype=object)
     human_labels[has_human] = [fine.parent_of(x) for x in gold] if coarse else gold
     strata = strata_for(records, inclusion, has_human, design.strata, where=where)
-    overlap_note = cross_fit.note if cross_fit else check_not_trained_on(records[has_human], training)
+    overlap_note = (
+        "cross-fitted: each human label corrects a fold judge that was not trained on it"
+        if cross_fit
+        else check_not_trained_on(records[has_human], training)
+    )
     judge_labels = canonical_labels(records[label], taxonomy, column=label)
     ppi = ppi_by_group(
         judge_labels,
