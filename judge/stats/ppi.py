@@ -48,6 +48,12 @@ each output's contribution, t with G - 1 degrees of freedom (``design_rate``). E
 Korn-Graubard's, which cannot collapse to zero width; judge.stats.estimability decides which groups are
 reported as estimates.
 
+The estimand is said (``estimand`` in ``ppi_by_group``'s result): without clusters, the rate among these
+outputs (``ESTIMAND_OUTPUTS``); with them, the model's rate (``ESTIMAND_MODEL``). The judge's predictions
+may be probabilities rather than indicators (``scores``), and the judge term may average other predictions
+than the correction subtracts (``average``): a cross-fitted judge's fold average and out-of-fold
+predictions (judge.analysis.crossfit; Zrnic & Candès 2024, *Cross-prediction-powered inference*, PNAS).
+
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
 dicts with 95% intervals unless ``alpha`` says otherwise.
 """
