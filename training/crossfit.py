@@ -74,6 +74,10 @@ def cross_fit(
     )
     group, warning = default_group(sample.records, group)
     folds = grouped_folds(sample.records, k=k, group=group, seed=seed)
+    if recipe is None and kind == "lora":  # the default recipe judge.train uses, with this seed
+        from training.lora import LoraRecipe
+
+        recipe = LoraRecipe(seed=seed, mask_names=mask_names)
     fitted = out_of_fold(sample, kind, folds, recipe=recipe, seed=seed, also=everyone)
     ids = records["id"].astype(str)
     lab_ids = sample.records["id"].astype(str)
