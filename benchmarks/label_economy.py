@@ -235,7 +235,7 @@ def cross_fit(features, y, labelled, folds_by, rng) -> tuple[np.ndarray, np.ndar
     return oof, average
 
 
-def one(pop: Population, estimand: str, design: str, n: int, rng) -> dict:
+def one(pop: Population, estimand: str, design: str, n: int, rng, *, methods=METHODS) -> dict:
     """method -> (gap estimate, half-width, covered) for one draw."""
     if estimand == "model":
         rows, clusters = resample_prompts(pop, rng)
@@ -249,23 +249,29 @@ def one(pop: Population, estimand: str, design: str, n: int, rng) -> dict:
     truth = pop.y[pop.groups == pop.first].mean() - pop.y[pop.groups == pop.second].mean()
     out = {}
     plain = ppi_by_group(hard, human, groups, lam=1.0, **common)
-    tuned = ppi_by_group(hard, human, groups, lam=None, **common)
-    oof, average = cross_fit(pop.features[rows], y, labelled, pop.clusters[rows] if clusters is None else clusters, rng)
-    xfit = ppi_by_group(
-        np.where(average > 0.5, CAT, "other"),
-        human,
-        groups,
-        lam=1.0,
-        scores=np.where(labelled, oof, average)[:, None],
-        average=average[:, None],
-        **common,
-    )
+    tuned = ppi_by_group(hard, human, groups, lam=None, **common) if "PPI++" in methods else None
+    xfit = None
+    if "cross-fit" in methods:
+        oof, average = cross_fit(
+            pop.features[rows], y, labelled, pop.clusters[rows] if clusters is None else clusters, rng
+        )
+        xfit = ppi_by_group(
+            np.where(average > 0.5, CAT, "other"),
+            human,
+            groups,
+            lam=1.0,
+            scores=np.where(labelled, oof, average)[:, None],
+            average=average[:, None],
+            **common,
+        )
     for method, res, key in (
         ("human", plain, "human_only"),
         ("PPI", plain, "ppi"),
         ("PPI++", tuned, "ppi"),
         ("cross-fit", xfit, "ppi"),
     ):
+        if method not in methods:
+            continue
         gap = res["gaps"][pop.first][CAT].get(key) or {}
         if gap.get("se") is None:
             out[method] = None
@@ -321,6 +327,48 @@ def run(pop: Population, draws: int, seed: int) -> list[dict]:
     return rows
 
 
+def kappa_curve(pop: Population, mixes: list[float], draws: int, seed: int) -> list[dict]:
+    """PPI's labels for these outputs' gap, as a ratio to human-only random, for better judges: each output's
+    judge probability replaced by its human label (0.05 / 0.95) with probability ``mix`` (a simulated judge
+    whose kappa rises with the mix)."""
+    from dataclasses import replace
+
+    sizes = pop.sizes["outputs"]
+    base = None
+    rows = []
+    for j, mix in enumerate(mixes):
+        take = np.random.default_rng([seed, 999, j]).random(len(pop.y)) < mix
+        judge = np.where(take, 0.05 + 0.9 * pop.y, pop.judge)
+        better = replace(pop, judge=judge, kappa=_kappa(pop.y, judge))
+        for d, design in enumerate(DESIGNS):
+            per = {}
+            for s, n in enumerate(sizes):
+                rngs = [np.random.default_rng([seed, 998, j, d, s, i]) for i in range(draws)]
+                per[n] = [one(better, "outputs", design, n, r, methods=("human", "PPI")) for r in rngs]
+            for method in ("human", "PPI"):
+                hw2 = tuple(float(np.mean([g[method][1] ** 2 for g in got if g[method]])) for got in per.values())
+                got_n = tuple(float(np.mean([g["n"] for g in got])) for got in per.values())
+                need, _ = needed(pop.targets["outputs"], got_n, hw2, len(pop.y))
+                if design == "random" and method == "human" and base is None:
+                    base = need
+                cov = float(np.mean([g[method][2] for got in per.values() for g in got if g[method]]))
+                rows.append(
+                    {
+                        "mix": mix,
+                        "kappa": better.kappa,
+                        "design": design,
+                        "method": method,
+                        "labels needed": need,
+                        "coverage": cov,
+                    }
+                )
+    for r in rows:
+        r["ratio to human random"] = (
+            r["labels needed"] / base if isinstance(base, float) and isinstance(r["labels needed"], float) else None
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -328,12 +376,27 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", choices=["13b", "xstest"], default=["13b", "xstest"])
     ap.add_argument("--draws", type=int, default=50, help="draws per cell and sample size (the issue asks 500)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--kappa-curve",
+        type=float,
+        nargs="*",
+        metavar="MIX",
+        help="instead: PPI with simulated better judges on the 13B outputs (mix in human labels at these "
+        "rates, e.g. 0 0.3 0.6), these outputs' estimand, human and PPI only",
+    )
     args = ap.parse_args()
     started, cpu0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     print(
         f"# Labels each design needs (issue 32): {args.draws} draws per cell and sample size; CPU: {cpu_model()}; "
         f"load at start {os.getloadavg()[0]:.1f}\n"
     )
+    if args.kappa_curve:
+        pop = population_13b(args.data_dir)
+        rows = kappa_curve(pop, args.kappa_curve, args.draws, args.seed)
+        print(f"### PPI with better judges (13B, these outputs, target +-{pop.targets['outputs']})\n")
+        cols = ["mix", "kappa", "design", "method", "labels needed", "ratio to human random", "coverage"]
+        print(markdown_table(rows, cols))
+        args.datasets = []
     for name in args.datasets:
         pop = population_13b(args.data_dir) if name == "13b" else population_xstest(args.xstest_dir)
         truth = pop.y[pop.groups == pop.first].mean() - pop.y[pop.groups == pop.second].mean()
