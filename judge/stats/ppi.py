@@ -490,9 +490,10 @@ def _gap_reason(group: dict, reference: dict) -> str:
 
 
 def _gap_covariances(
-    y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict, average=None
+    y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict, average=None, judge=None
 ) -> dict:
-    """Each method's covariance between the group's and the reference's estimates (0 without shared clusters)."""
+    """Each method's covariance between the group's and the reference's estimates (0 without shared clusters);
+    ``judge`` (default ``f``): the indicator the judge-only rates count."""
     if (
         codes is None
         or "ppi" not in rate_g
@@ -500,7 +501,8 @@ def _gap_covariances(
         or not len(np.intersect1d(codes[dom_g], codes[dom_r]))
     ):
         return {}
-    out = {"judge_only": clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])}
+    judge = f if judge is None else judge
+    out = {"judge_only": clustered.cross_cov(judge[dom_g], codes[dom_g], judge[dom_r], codes[dom_r])}
     for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
         sg, in_g = cluster_scores(y, f, dom_g, design, lam_g, codes, average=average)
         sr, in_r = cluster_scores(y, f, dom_r, design, lam_r, codes, average=average)
@@ -597,7 +599,16 @@ def ppi_by_group(
             for c in categories:
                 y, f = (human == c).astype(float), judged(c)
                 cov = _gap_covariances(
-                    y, f, dom_g, dom_r, design, codes, rates[g][c], rates[reference][c], judged(c, average)
+                    y,
+                    f,
+                    dom_g,
+                    dom_r,
+                    design,
+                    codes,
+                    rates[g][c],
+                    rates[reference][c],
+                    judged(c, average),
+                    (judge_labels == c).astype(float),
                 )
                 gaps[g][c] = ppi_gap(rates[g][c], rates[reference][c], alpha=alpha, cov=cov)
     variance = (
