@@ -177,10 +177,11 @@ def cluster_scores(
     s_i = lam (f_i - mean f) over the domain, plus for a labelled output e_i = (z_i - zbar_h) / pi_i with
     z_i = (y_i - lam f_i) in the domain and 0 outside it, zbar_h its mean over the stratum's labelled outputs
     (a stratum's sample size is fixed, so only the spread around it varies; under independent inclusion
-    zbar = 0, the sample size being random too). Summed within clusters they give the CR1 variance; the
-    labelled part is scaled so that each stratum carries its own G_h / (G_h - 1), G_h its labelled clusters,
-    as the stratified variance carries n_h / (n_h - 1). ``average`` (default ``f``): what the judge term
-    averages, as in ``design_rate``.
+    zbar = 0, the sample size being random too), plus for every output of a stratum its zbar_h, centred over
+    the domain (a stratum's size varies when outputs are drawn anew). Summed within clusters they give the
+    CR1 variance; the labelled part is scaled so that each stratum carries its own G_h / (G_h - 1), G_h its
+    labelled clusters, as the stratified variance carries n_h / (n_h - 1). ``average`` (default ``f``): what
+    the judge term averages, as in ``design_rate``.
     """
     lab = design.labelled
     g = f if average is None else average
@@ -202,7 +203,19 @@ def cluster_scores(
         g_h = clustered.n_clusters(clusters, members)
         scale = math.sqrt((g_h / (g_h - 1)) / overall) if g_h > 1 else 1.0
         score[members] += scale * (z[members] - z[members].mean()) / design.pi[members]
-    return score, involved
+    # A stratum's share of the outputs varies too when outputs are drawn anew (strata by the judge's label, or
+    # by a column that cuts across groups): every output of a touched stratum carries its stratum's mean
+    # correction zbar_h, centred over the domain (the linearised N_h zbar_h / N). Where the strata are the
+    # groups themselves this is zero (judge.report's default and --strata GROUP are unchanged).
+    in_strata = np.isin(strata, touched)
+    if len(touched) == 1 and np.array_equal(in_strata, domain):
+        return score, involved  # one stratum, the domain itself: the term is zero (kept exact)
+    means = np.zeros(strata.max() + 1)
+    means[touched] = [z[lab & (strata == h)].mean() for h in touched]
+    share = np.where(in_strata, means[strata], 0.0)
+    share[domain] -= share.sum() / domain.sum()
+    score += share
+    return score, involved | in_strata
 
 
 def design_rate(
