@@ -296,6 +296,12 @@ def render_ppi(
             "never dropped.\n"
         )
     missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi.not_estimable)}." if ppi.not_estimable else ""
+    if ppi.estimand:  # a paper's table says what it estimates (the JSON and Markdown say it in full)
+        missing = (
+            " Estimand: the model's rate (prompts drawn anew)."
+            if ppi.clustered
+            else " Estimand: the rate among these outputs."
+        ) + missing
     tex = [
         style.latex(
             rates,
