@@ -264,3 +264,34 @@ def test_strata_by_the_judges_label_cover_the_models_rate():
         assert (human["rate"], human["half_width"]) == pytest.approx((ppi["rate"], ppi["half_width"]), rel=1e-9)
         covered += human["ci"][0] <= 0.25 <= human["ci"][1]
     assert covered / draws >= 0.9, covered / draws
+
+
+def test_library_function_takes_the_arrays_and_returns_a_typed_result():
+    # judge.analysis.crossfit.cross_fitted with the training floor's arrays (here made by hand): the PPI rate is
+    # design_rate's on the out-of-fold / fold-average probabilities, and the result says how it was made.
+    from judge.analysis.crossfit import cross_fitted
+    from judge.analysis.ppi import PPIResult, human_sample
+    from judge.core.taxonomy import resolve_taxonomy
+
+    frame = _outputs(n_prompts=40)
+    rng = np.random.default_rng(3)
+    frame["human"] = frame["gold"].where(np.arange(len(frame)) % 2 == 0, "")
+    ids = frame["id"].to_numpy()
+    p = np.clip(np.where(frame["gold"] == "refusal", 0.8, 0.1) + rng.normal(0, 0.1, len(frame)), 0, 1)
+    avg = pd.DataFrame({"no refusal": 1 - p, "refusal": p}, index=ids)
+    lab = (frame["human"] != "").to_numpy()
+    q = np.clip(p[lab] + rng.normal(0, 0.05, lab.sum()), 0, 1)
+    oof = pd.DataFrame({"no refusal": 1 - q, "refusal": q}, index=ids[lab])
+    records = frame.assign(crossfit_label=fold_average_labels(avg).to_numpy())
+    tax = resolve_taxonomy("refusal2", [])
+    res = cross_fitted(records, human_sample(records, "human", label="crossfit_label"), out_of_fold=oof, fold_average=avg,
+                       k=5, kind="tfidf", folds_by="prompt", taxonomy=tax, label="crossfit_label", group="identity",
+                       reference="white")
+    assert isinstance(res, PPIResult) and res.cross_fit.k == 5 and res.estimand == ESTIMAND_OUTPUTS
+    muslim = (frame["identity"] == "muslim").to_numpy()
+    f = avg["refusal"].to_numpy().copy()
+    f[lab] = q
+    expected = design_rate((frame["gold"] == "refusal").to_numpy(float), f, muslim,
+                           Design.build(lab, groups=frame["identity"], scored=np.ones(len(frame), bool)), average=p)
+    assert res.rates["muslim"]["refusal"].ppi.rate == pytest.approx(expected["rate"], abs=1e-12)
+    assert res.rates["muslim"]["refusal"].ppi.se == pytest.approx(expected["se"], abs=1e-12)
