@@ -17,6 +17,10 @@ the K judges as fixed: they depend on the labels, which the cross-fitting argume
 PNAS) shows leaves the variance first-order unchanged; tests/test_crossfit.py checks coverage by simulation
 under each design, benchmarks/label_economy.py on the released 13B outputs.
 
+Known limit (benchmarks/label_economy.py, XSTest): for these outputs' rate with a sample of half the outputs,
+cross-fitted intervals covered 0.86-0.89 (0.95-0.97 at under a quarter): the finite-population correction
+shrinks the correction's variance, while the fold average's own dependence on the sample is not in it.
+
 Which estimand: without clusters the rate among these outputs (the judge term is then fixed: only the
 correction varies with the sample), with clusters the model's rate (prompts drawn anew).
 
