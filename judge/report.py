@@ -39,6 +39,21 @@ the PPI rate is the human rate over all outputs. The human labels must not be on
 judge directory's training_ids.json (found through the labelled file's manifest, or --judge-dir) is
 checked; labelled outputs among those ids are split out of the rates with a warning.
 
+Every human label spent twice (cross-fitted PPI, issue 32):
+    python -m judge.report outputs.jsonl --label crossfit_label --group identity --reference white \
+        --human sample.csv --cross-fit 5 --kind tfidf --taxonomy chehbouni2024 --out runs/report-xfit
+
+--cross-fit K trains K judges of --kind on K - 1 folds of the human sample (folds grouped by template, else by
+the prompt when it repeats; --cv-group COL for another), corrects each fold with the judge that did not see it
+and labels the other outputs with the K judges' averaged probabilities (judge.analysis.crossfit). The --label
+column (one the input lacks) is filled with the fold-average judge's labels (the judge-only column).
+
+The estimand (--estimand): 'model' (default) is the model's rate, outputs like these with prompts drawn anew,
+what a paper claims about a model: PPI and the rates are clustered by the prompt (or --cluster COL), so an
+interval also covers the luck of which prompts were written. 'outputs' is the rate among these very outputs
+(finite population, the sampling design's variance only, no clusters; same as --no-cluster): narrower, for a
+claim about this set of outputs. Every PPI table and JSON says which it estimates.
+
 Small groups, clustered outputs, many comparisons (issue 19):
     python -m judge.report labelled.jsonl --label judge_label --group name --human sample.csv \
         --cluster template --reference John --out runs/report-names
@@ -77,6 +92,7 @@ from judge.core.manifest import RunManifest, label_source, read_manifest
 from judge.core.outputs import claim_for, staged_directory
 from judge.core.records import clean_groups, read_records
 from judge.core.taxonomy import parse_label_map
+from judge.kinds import trainable_kinds
 from judge.render.disparity import render_disparity, write_disparity_report
 from judge.render.plan import add_transport_notes
 from judge.render.tables import style_of
@@ -181,6 +197,37 @@ class Config(RecordColumns, ReportStyle):
     no_cluster: bool = field(
         default=False, metadata={"help": "treat every output as an independent draw (no clustering)"}
     )
+    estimand: str = field(
+        default="model",
+        metadata={
+            "choices": ("model", "outputs"),
+            "help": "what PPI and the rates estimate: 'model' (default; the model's rate, prompts drawn anew: "
+            "clustered by the prompt when it repeats, or --cluster COL) or 'outputs' (the rate among these "
+            "outputs: finite population, no clusters, as --no-cluster)",
+        },
+    )
+    cross_fit: int | None = field(
+        default=None,
+        metadata={
+            "metavar": "K",
+            "help": "with --human: cross-fitted PPI, K judges of --kind each trained on K - 1 folds of the human "
+            "labels, every label used to train and to correct (the --label column is filled with the fold-average "
+            "judge's labels when absent)",
+        },
+    )
+    kind: str = field(
+        default="tfidf",
+        metadata={"choices": trainable_kinds, "help": "with --cross-fit: the judge kind the K judges are"},
+    )
+    cv_group: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "with --cross-fit: the column whose values stay in one fold (default: template, else the prompt "
+            "when it repeats)",
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "with --cross-fit: the folds' and the judges' seed"})
     no_adjust: bool = field(
         default=False,
         metadata={
@@ -217,6 +264,22 @@ class Config(RecordColumns, ReportStyle):
                 f"--cluster {self.cluster} and --no-cluster contradict each other; keep one "
                 "(--no-cluster treats every output as an independent draw)"
             )
+        if self.estimand == "outputs" and self.cluster is not None:
+            raise UserError(
+                f"--estimand outputs (the rate among these outputs, no clusters) contradicts --cluster {self.cluster}; "
+                "drop one (--estimand model clusters by it)"
+            )
+        if self.estimand == "outputs":
+            self.no_cluster = True
+        if self.cross_fit is not None:
+            if self.human is None:
+                raise UserError("--cross-fit trains the judges on the human labels: add --human FILE_OR_COLUMN")
+            if self.cross_fit < 2:
+                raise UserError(f"--cross-fit needs at least 2 folds, got {self.cross_fit}")
+            if self.coarse:
+                raise UserError("--cross-fit reports the categories the judges are trained on: drop --coarse")
+        elif self.cv_group is not None:
+            raise UserError("--cv-group is only used with --cross-fit K; add it or drop --cv-group")
         ppi_only = [
             flag for flag, value in (("--inclusion-column", self.inclusion_column), ("--strata", self.strata)) if value
         ]
@@ -269,6 +332,43 @@ def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) 
     return human_sample(records, config.human, label=config.label, design=design, where=inputs_name(config))
 
 
+def cross_fitted_judge(records: pd.DataFrame, human: HumanSample, config: Config) -> tuple[pd.DataFrame, dict]:
+    """--cross-fit: the K fold judges (training.crossfit), the --label column filled with the fold-average judge's
+    labels where the input lacks it, and disparity_analysis's cross-fit arguments."""
+    from judge.analysis.crossfit import cross_fit_note, cross_fitted_scores, fold_average_labels
+    from judge.analysis.ppi import CrossFitInfo
+    from training.crossfit import cross_fit
+
+    fitted = cross_fit(
+        records,
+        human.labels,
+        kind=config.kind,
+        k=config.cross_fit,
+        taxonomy=config.taxonomy,
+        group=config.cv_group,
+        seed=config.seed,
+    )
+    if fitted.warning:
+        print(f"warning: {fitted.warning}", file=sys.stderr)
+    if config.label in records.columns:
+        raise UserError(
+            f"--label {config.label}: with --cross-fit it names the new column of the fold-average judge's labels, "
+            "but the input has it; pick a name the input lacks (e.g. --label crossfit_label)"
+        )
+    labels = fold_average_labels(fitted.fold_average)
+    records = records.assign(**{config.label: records["id"].astype(str).map(labels).to_numpy()})
+    n = len(fitted.out_of_fold)
+    info = CrossFitInfo(
+        k=fitted.k,
+        kind=fitted.kind,
+        folds_by=fitted.group,
+        n_labelled=n,
+        note=cross_fit_note(k=fitted.k, kind=fitted.kind, folds_by=fitted.group, n_labelled=n),
+    )
+    scores = cross_fitted_scores(fitted.out_of_fold, fitted.fold_average)
+    return records, {"ppi_scores": scores, "ppi_average": fitted.fold_average, "cross_fit": info}
+
+
 def main(config: Config) -> DisparityResult:
     with claim_for(
         config,
@@ -292,7 +392,7 @@ def _main(config: Config) -> DisparityResult:
         config.input,
         encoding=config.encoding,
         required=(),
-        label_columns=[config.label, *config.group],
+        label_columns=[*([] if config.cross_fit else [config.label]), *config.group],
         unique_ids=True,  # a repeated id would count one output twice in every rate
         id_column=config.id_column,
         prompt_column=config.prompt_column,
@@ -302,6 +402,10 @@ def _main(config: Config) -> DisparityResult:
     for warning in clean_groups(records, config.group):  # missing values a group of their own, one spelling each
         print(warning, file=sys.stderr)
     design = SamplingDesign(strata=tuple(config.strata), inclusion_column=config.inclusion_column)
+    human = None if config.human is None else human_labels(records, config, design)
+    crossfit = {}
+    if config.cross_fit is not None:
+        records, crossfit = cross_fitted_judge(records, human, config)
     result = disparity_analysis(
         records,
         label=config.label,
@@ -312,7 +416,7 @@ def _main(config: Config) -> DisparityResult:
         reference=config.reference,
         group_names=config.group_names,
         clusters=None if config.no_cluster else (config.cluster or "auto"),
-        human=None if config.human is None else human_labels(records, config, design),
+        human=human,
         design=design,
         training=judge_training(config),
         ppi_lambda=parse_ppi_lambda(config.ppi_lambda),
@@ -320,6 +424,7 @@ def _main(config: Config) -> DisparityResult:
         label_source=" + ".join(dict.fromkeys(label_source(path, config.label) for path in config.input)),
         title=config.title,
         where=inputs_name(config),
+        **crossfit,
     )
     for warning in result.warnings:
         print(warning, file=sys.stderr)
@@ -362,6 +467,11 @@ def build_parser():
             "inclusion_column",
             "strata",
             "ppi_lambda",
+            "estimand",
+            "cross_fit",
+            "kind",
+            "cv_group",
+            "seed",
             "judge_dir",
             ...,
             RecordColumns,

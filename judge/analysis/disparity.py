@@ -387,6 +387,9 @@ def disparity_analysis(
     label_source: str | None = None,
     title: str | None = None,
     where: str = "records",
+    ppi_scores=None,
+    ppi_average=None,
+    cross_fit=None,
 ) -> DisparityResult:
     """Per-group rates of the ``label`` column's categories, and how they differ across the first of ``groups``.
 
@@ -402,7 +405,8 @@ def disparity_analysis(
     was drawn (strata, the inclusion-probability column), ``ppi_lambda`` is PPI's lambda (None: tuned),
     ``training`` the judge's training ids (human labels among them are refused; labelled outputs among them
     are split out). ``label_source`` and ``title`` name the labels and the report; ``where`` names the records
-    in messages.
+    in messages. ``ppi_scores``, ``ppi_average`` and ``cross_fit``: a cross-fitted judge's probabilities
+    (judge.analysis.crossfit).
     """
     groups = [groups] if isinstance(groups, str) else list(groups)
     design = design or SamplingDesign()
@@ -462,6 +466,9 @@ def disparity_analysis(
             cluster_info=cluster_info,
             ppi_lambda=ppi_lambda,
             adjust=adjust,
+            scores=ppi_scores,
+            average=ppi_average,
+            cross_fit=cross_fit,
         )
         warnings += ppi.warnings
     if (

@@ -120,6 +120,18 @@ class GapComparisons(Result):
 
 
 @dataclass(kw_only=True)
+class CrossFitInfo(Result):
+    """How a cross-fitted judge was made (judge.analysis.crossfit): K judges of ``kind``, each trained on K - 1
+    folds of the human sample grouped by ``folds_by``."""
+
+    k: int
+    kind: str
+    folds_by: str | None
+    n_labelled: int
+    note: str
+
+
+@dataclass(kw_only=True)
 class PPIResult(Result):
     """Prediction-powered rates (group -> category) and gaps to the reference, with the sample and design they
     rest on. ``warnings`` (not in the JSON): the lines judge.report prints on stderr."""
@@ -127,6 +139,7 @@ class PPIResult(Result):
     lam: float | str = key("lambda")
     design: str
     clustered: bool
+    estimand: str = ABSENT
     method: str
     estimability: str
     alpha: float
@@ -148,6 +161,7 @@ class PPIResult(Result):
     design_note: str = ABSENT
     cluster_note: str = ABSENT
     gap_intervals: GapComparisons = ABSENT
+    cross_fit: CrossFitInfo = ABSENT
     warnings: list[str] = field(default_factory=list, metadata={"json": False})
 
     def categories_seen(self, categories: Sequence[str]) -> list[str]:
@@ -397,6 +411,15 @@ def adjust_gaps(ppi: PPIResult, categories: Sequence[str], *, enabled: bool) -> 
     )
 
 
+def judge_scores(scores: pd.DataFrame, records: pd.DataFrame, categories: Sequence[str]) -> np.ndarray:
+    """The judge's probabilities in the records' order and the categories' (a category it has no column for: 0)."""
+    ids = records["id"].astype(str)
+    table = scores.set_axis(scores.index.astype(str)).reindex(index=ids, columns=list(categories), fill_value=0.0)
+    if table.isna().any().any() or not ids.isin(scores.index.astype(str)).all():
+        raise UserError(f"the judge's probabilities do not cover every one of the {len(records)} outputs")
+    return table.to_numpy(dtype=float)
+
+
 def prediction_powered(
     records: pd.DataFrame,
     human: HumanSample,
@@ -414,9 +437,18 @@ def prediction_powered(
     ppi_lambda: float | None = 1.0,
     adjust: bool = True,
     where: str = "records",
+    scores: pd.DataFrame | None = None,
+    average: pd.DataFrame | None = None,
+    cross_fit: CrossFitInfo | None = None,
 ) -> PPIResult:
     """PPI rates and gaps of the ``label`` column's categories by ``group``; ``fine`` checks the human labels,
-    ``taxonomy`` (coarse with ``coarse``) reports them. ``cluster_info`` is clusters_for's note on ``clusters``."""
+    ``taxonomy`` (coarse with ``coarse``) reports them. ``cluster_info`` is clusters_for's note on ``clusters``.
+
+    ``scores`` (a table indexed by record id, one column of probabilities per category) are what PPI
+    corrects instead of the label column's indicators, ``average`` (same form; default ``scores``) what the
+    judge term averages; with ``cross_fit`` they are cross-fitted
+    (judge.analysis.crossfit), the judge trained on the human labels by design, so the training-overlap
+    check gives way to the cross-fit's note."""
     from judge.stats.ppi import ppi_by_group
 
     design = design or SamplingDesign()
@@ -427,7 +459,11 @@ def prediction_powered(
     human_labels = pd.Series("", index=records.index, dtype=object)
     human_labels[has_human] = [fine.parent_of(x) for x in gold] if coarse else gold
     strata = strata_for(records, inclusion, has_human, design.strata, where=where)
-    overlap_note = check_not_trained_on(records[has_human], training)
+    overlap_note = (
+        "cross-fitted: each human label corrects a fold judge that was not trained on it"
+        if cross_fit
+        else check_not_trained_on(records[has_human], training)
+    )
     judge_labels = canonical_labels(records[label], taxonomy, column=label)
     ppi = ppi_by_group(
         judge_labels,
@@ -439,6 +475,8 @@ def prediction_powered(
         strata=None if strata is None else strata.to_numpy(dtype=object),
         clusters=clusters,
         lam=ppi_lambda,
+        scores=None if scores is None else judge_scores(scores, records, taxonomy.labels),
+        average=None if average is None else judge_scores(average, records, taxonomy.labels),
     )
     column = human.inclusion_column
     ppi.update(
@@ -453,6 +491,8 @@ def prediction_powered(
         cluster_note=_cluster_note(cluster_info),
     )
     result = PPIResult.from_dict(ppi)
+    if cross_fit:
+        result.cross_fit = cross_fit
     adjust_gaps(result, result.categories_seen(taxonomy.labels), enabled=adjust)
     for g, why in result.not_estimable_reasons.items():
         result.warnings.append(

@@ -264,7 +264,9 @@ def render_ppi(
     head = (
         f"{ppi.n_human} human labels ({ppi.human_source}) correct the judge's labels on {ppi.n_outputs} scored outputs "
         f"(lambda: {ppi.lam}). "
-        f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
+        + (f"Estimand: {ppi.estimand}. " if ppi.estimand else "")
+        + (f"Judge: cross-fitted, {ppi.cross_fit.note}. " if ppi.cross_fit else "")
+        + f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
         f"Training-set overlap: {ppi.training_overlap}."
     )
     if ppi.n_unscored:
@@ -296,6 +298,12 @@ def render_ppi(
             "never dropped.\n"
         )
     missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi.not_estimable)}." if ppi.not_estimable else ""
+    if ppi.estimand:  # a paper's table says what it estimates (the JSON and Markdown say it in full)
+        missing = (
+            " Estimand: the model's rate (prompts drawn anew)."
+            if ppi.clustered
+            else " Estimand: the rate among these outputs."
+        ) + missing
     tex = [
         style.latex(
             rates,
