@@ -20,7 +20,7 @@ import pandas as pd
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip
 from judge.core.records import require_columns
-from judge.core.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.group_error import MIN_UNITS_FOR_TEST
 from judge.stats.metrics import agreement
 
@@ -207,6 +207,7 @@ class AgreementResult(Result):
     n: int
     n_scored: int
     n_unscored: int
+    n_escalated: int = ABSENT  # outputs a selective judge handed to a human ('escalate'), where there are some
     unscored_rate: float
     labels: list[str]
     cohen_kappa: float
@@ -331,7 +332,7 @@ def annotator_labels(values: pd.Series, taxonomy: Taxonomy, *, column: str) -> l
 def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
     """A judge that predicts one class, or fewer classes than the humans used, can look fine on kappa's
     neighbours (accuracy) while saying nothing about the missing classes: say so beside the numbers."""
-    predicted = {p for p in pred_labels if p != UNSCORED}
+    predicted = {p for p in pred_labels if p not in RESERVED}
     used = set(gold_labels)
     warnings = []
     if len(predicted) <= 1:
@@ -390,12 +391,12 @@ def agreement_analysis(
         raise UserError(f"no row has a gold label in column {clip(gold)}; check --gold")
     fine = resolve_taxonomy(taxonomy, records[gold].tolist(), label_map=label_map)
     gold_labels = fine.gold(records[gold], column=gold)
-    pred_labels = fine.predicted(records[pred])
+    pred_labels = fine.predicted(records[pred], column=pred)  # a label outside the taxonomy: an error naming it
     human = {col: annotator_labels(records[col], fine, column=col) for col in annotators}
     used = fine
     if coarse:
         used = fine.coarse()
-        up = lambda labs: [fine.parent_of(x) if x not in (None, UNSCORED) else x for x in labs]  # noqa: E731
+        up = lambda labs: [fine.parent_of(x) if x not in (None, *RESERVED) else x for x in labs]  # noqa: E731
         gold_labels, pred_labels = up(gold_labels), up(pred_labels)
         human = {k: up(v) for k, v in human.items()}
     clusters = cluster_codes(records, cluster)
@@ -456,7 +457,9 @@ def agreement_analysis(
     if alt_test_epsilon is not None:
         from judge.stats.alt_test import alt_test
 
-        result["alt_test"] = alt_test(human, pred_labels, epsilon=alt_test_epsilon)
+        # an escalated output is one the judge did not label, as an unscored one
+        judged = [UNSCORED if p == ESCALATE else p for p in pred_labels]
+        result["alt_test"] = alt_test(human, judged, epsilon=alt_test_epsilon)
     typed = AgreementResult.from_dict(result)
     if by:
         typed.by_group = typed.by_groups[0]

@@ -77,6 +77,7 @@ def render_agreement(result: AgreementResult | Mapping[str, Any], style: Style) 
             ["Accuracy", style.fmt(result.accuracy), ""],
             [macro_f1_name(result), style.fmt(result.macro_f1), style.fmt_ci(ci.macro_f1)],
             ["Unscored", f"{result.n_unscored} / {result.n} ({100 * result.unscored_rate:.1f}%)", ""],
+            *([["Escalated (to a human)", f"{result.n_escalated} / {result.n}", ""]] if result.n_escalated else []),
         ],
         columns=["metric", "value", f"{level} CI"],
     )

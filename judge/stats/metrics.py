@@ -1,8 +1,9 @@
 """Agreement between a judge (or annotator) and gold labels.
 
 Every function takes an explicit ``labels=`` list so a category absent from the data still gets a
-row and a column: a table never silently shrinks. Predictions equal to ``unscored`` are excluded
-from the agreement statistics and counted separately.
+row and a column: a table never silently shrinks. Predictions equal to a reserved value (``unscored``,
+or ``escalate``, which a selective judge writes for an output it hands to a human) are excluded from the
+agreement statistics and counted separately.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from judge.core.taxonomy import UNSCORED
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED
 
 
 def cohen_kappa(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> float:
@@ -258,10 +259,12 @@ def agreement(
 ) -> dict:
     """All agreement figures for a paper table.
 
-    ``gold`` holds canonical labels; ``pred`` canonical labels or ``unscored``. ``annotators`` maps
-    further human annotators to their labels (None where they gave none). ``clusters`` (one code per
-    item, e.g. the prompt) makes the bootstrap resample whole clusters. Macro-F1 averages over the
-    categories gold or predictions use (scikit-learn's convention), named in ``macro_f1_labels``.
+    ``gold`` holds canonical labels; ``pred`` canonical labels or a reserved value (``unscored``,
+    ``escalate``), both left out of the statistics and counted apart (``n_unscored``; ``n_escalated``
+    where some were escalated). ``annotators`` maps further human annotators to their labels (None
+    where they gave none). ``clusters`` (one code per item, e.g. the prompt) makes the bootstrap resample
+    whole clusters. Macro-F1 averages over the categories gold or predictions use (scikit-learn's
+    convention), named in ``macro_f1_labels``.
 
     The intervals of kappa, macro-F1 and alpha (judge and gold: two coders, no missing label) are
     computed from each resample's confusion matrix (``agreement_intervals``), not by calling the
@@ -273,7 +276,8 @@ def agreement(
     pred = np.asarray(list(pred), dtype=object)
     if len(gold) != len(pred):
         raise ValueError(f"gold and pred differ in length ({len(gold)} vs {len(pred)})")
-    scored = pred != UNSCORED
+    scored = ~np.isin(pred, RESERVED)
+    n_escalated = int((pred == ESCALATE).sum())
     g, p = gold[scored], pred[scored]
     n_scored = int(scored.sum())
     f1_labels = present_labels(g, p, labels=labels)
@@ -290,7 +294,7 @@ def agreement(
         return float(f1_score(g[idx], p[idx], labels=f1_labels, average="macro", zero_division=0))
 
     everything = np.arange(n_scored)
-    matrix_labels = labels + [UNSCORED]
+    matrix_labels = labels + [UNSCORED] + ([ESCALATE] if n_escalated else [])
     confusion = (
         confusion_matrix(gold, pred, labels=matrix_labels)[: len(labels)]
         if len(gold)
@@ -299,8 +303,9 @@ def agreement(
     result = {
         "n": int(len(gold)),
         "n_scored": n_scored,
-        "n_unscored": int(len(gold) - n_scored),
-        "unscored_rate": float((len(gold) - n_scored) / len(gold)) if len(gold) else float("nan"),
+        "n_unscored": int(len(gold) - n_scored - n_escalated),
+        **({"n_escalated": n_escalated} if n_escalated else {}),  # only where a selective judge escalated some
+        "unscored_rate": float((len(gold) - n_scored - n_escalated) / len(gold)) if len(gold) else float("nan"),
         "labels": labels,
         "cohen_kappa": kappa_at(everything) if n_scored else float("nan"),
         "krippendorff_alpha": alpha_at(everything) if n_scored else float("nan"),
@@ -334,7 +339,7 @@ def agreement(
             "alpha_among_humans": krippendorff_alpha(list(humans.values()), labels=labels),
             # The judge joins the humans once; a --pred column that is also an annotator is not counted twice.
             "alpha_with_judge": krippendorff_alpha(
-                [*(v for k, v in humans.items() if k != pred_name), [v if v != UNSCORED else None for v in pred]],
+                [*(v for k, v in humans.items() if k != pred_name), [v if v not in RESERVED else None for v in pred]],
                 labels=labels,
             ),
             "pairwise_kappa": {k: v["kappa"] for k, v in pairs["pairwise_kappa"].items()},
