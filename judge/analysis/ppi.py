@@ -56,6 +56,7 @@ class Estimate(Result):
     clipped: str | None = ABSENT
     rate_unclipped: float = ABSENT
     outside: bool = ABSENT
+    estimator: str = ABSENT  # the human-only column's: "Hajek" (ratio estimator of the group's mean)
     interval: str = ABSENT
 
 
