@@ -323,6 +323,19 @@ def hajek_scores(y, domain, design: Design, clusters: np.ndarray | None) -> tupl
     return rate, size, np.where(domain, y - rate, 0.0)
 
 
+def weight_sum_departure(pi, size: int) -> tuple[float, int, float] | None:
+    """Whether a domain's weights sum(1/pi) over its labelled outputs, an unbiased estimate of its size under
+    independent inclusion, depart from its known ``size`` by more than three of its standard errors,
+    sqrt(sum (1 - pi) / pi^2): (the sum, the size, the se) where they do (a tolerance of 1e-9 of the size
+    for rounding, so that a census or exact stratum weights never trip it), else None."""
+    pi = np.asarray(pi, dtype=float)
+    if not len(pi):
+        return None
+    total = float(np.sum(1 / pi))
+    se = float(np.sqrt(np.sum((1 - pi) / pi**2)))
+    return (total, size, se) if abs(total - size) > 3 * se + 1e-9 * size else None
+
+
 def _human_only(y, f, domain, design, *, alpha: float, small_sample: bool, clusters) -> dict:
     """The human labels alone: the ratio (Hajek) estimator of the group's mean, sum(y/pi) / sum(1/pi) over the
     group's labelled outputs, a proportion whatever the design (the Horvitz-Thompson form, divided by the
