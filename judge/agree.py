@@ -299,9 +299,11 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_agreement_report(result, staging, style=style)]
         manifest.write(staging, n=result.n, n_unscored=result.n_unscored, n_escalated=opt(result.n_escalated, 0))
+    # a zero-width interval is never printed: where the judge predicts one class, say so instead
+    reason = opt(result.ci.reasons, {}).get("cohen_kappa")
+    kappa_ci = f"({reason})" if reason else f"{style.fmt_ci(result.ci.cohen_kappa)} ({level_text(result.ci.level)})"
     print(
-        f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {style.fmt_ci(result.ci.cohen_kappa)} "
-        f"({level_text(result.ci.level)}) "
+        f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {kappa_ci} "
         f"alpha={style.fmt(result.krippendorff_alpha)} macro-F1={style.fmt(result.macro_f1)} "
         f"unscored={result.n_unscored} ({100 * result.unscored_rate:.1f}%)"
         + (f" escalated={result.n_escalated}" if result.n_escalated else "")
@@ -315,7 +317,10 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
             print(f"warning: alt-test: {warning}", file=sys.stderr)
     for by in result.by_groups or []:
         test = by.kappa_test
-        kappas = ", ".join(f"{g} {with_ci(r.cohen_kappa, r.cohen_kappa_ci, style)}" for g, r in by.groups.items())
+        kappas = ", ".join(
+            f"{g} {with_ci(r.cohen_kappa, r.cohen_kappa_ci, style, r.cohen_kappa_ci_reason or None)}"
+            for g, r in by.groups.items()
+        )
         print(
             f"kappa by {by.column}: {kappas}"
             + (f"; equal-kappa test (Fleiss) p = {test.p_value:.3g}" if test.p_value is not None else "")

@@ -77,6 +77,7 @@ class Intervals(Result):
     cohen_kappa: Interval
     krippendorff_alpha: Interval
     macro_f1: Interval
+    reasons: dict[str, str] = ABSENT  # why a figure has no interval ((None, None)): e.g. the judge predicts one class
 
 
 @dataclass(kw_only=True)
@@ -118,6 +119,7 @@ class GroupAgreement(Result):
     n_units: int
     cohen_kappa: float
     cohen_kappa_ci: Interval
+    cohen_kappa_ci_reason: str = ABSENT  # why the interval is (None, None): it would have zero width
     cohen_kappa_se: float | None
     accuracy: float
     categories: dict[str, CategoryError]
@@ -235,6 +237,7 @@ class PairKappa(Result):
     n: int
     kappa: float
     ci: Interval
+    ci_reason: str = ABSENT  # why the interval is (None, None): it would have zero width
 
 
 @dataclass(kw_only=True)

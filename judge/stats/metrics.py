@@ -8,6 +8,7 @@ agreement statistics and counted separately.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -85,6 +86,28 @@ def percentile_interval(values: np.ndarray, *, level: float) -> tuple[float, flo
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return (float(low), float(high))
+
+
+def flat_interval(ci: Sequence, reason: str) -> tuple[tuple, str | None]:
+    """An interval of zero width is no interval: it says only that every resample gave one value (a judge
+    predicting one class has kappa 0 in each of them), not that the value is known. Such an interval
+    becomes (None, None) with ``reason``; any other comes back as it is, with None."""
+    low, high = ci
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and high - low <= 1e-12:
+        return (None, None), reason
+    return tuple(ci), None
+
+
+def one_value_reason(gold: Sequence, pred: Sequence, *, pred_name: str = "the judge") -> str:
+    """Why every bootstrap resample of two raters' agreement gives one value: one of them uses one class,
+    they agree on every item, or nothing else in the sample varies."""
+    if len(set(pred)) == 1:
+        return f"{pred_name} predicts one class ({next(iter(set(pred)))}): no interval"
+    if len(set(gold)) == 1:
+        return f"the gold labels hold one class ({next(iter(set(gold)))}): no interval"
+    if all(a == b for a, b in zip(gold, pred)):
+        return "perfect agreement on every item: no interval"
+    return "every bootstrap resample gives the same value: no interval"
 
 
 def cluster_units(clusters: Sequence) -> np.ndarray:
@@ -332,6 +355,15 @@ def agreement(
             ),
         },
     }
+    # a zero-width interval (a judge predicting one class: kappa 0 in every resample) is none, with its reason
+    why = one_value_reason(g, p, pred_name=pred_name or "the judge")
+    reasons = {}
+    for stat in ("cohen_kappa", "krippendorff_alpha", "macro_f1"):
+        result["ci"][stat], reason = flat_interval(result["ci"][stat], why)
+        if reason:
+            reasons[stat] = reason
+    if reasons:
+        result["ci"]["reasons"] = reasons
     if annotators:
         humans = {name: [v if v is not None else None for v in vals] for name, vals in annotators.items()}
         pairs = annotator_agreement(humans, labels=labels, n_boot=0) if len(humans) >= 2 else {"pairwise_kappa": {}}
@@ -437,10 +469,8 @@ def annotator_agreement(
         both = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
         x = np.asarray([a[i] for i in both], dtype=object)
         y = np.asarray([b[i] for i in both], dtype=object)
-        return {
-            "n": len(both),
-            "kappa": cohen_kappa(x, y, labels=labels) if both else float("nan"),
-            "ci": pair_kappa_interval(
+        ci, reason = flat_interval(
+            pair_kappa_interval(
                 x,
                 y,
                 labels=labels,
@@ -449,6 +479,13 @@ def annotator_agreement(
                 level=level,
                 clusters=None if clusters is None else [clusters[i] for i in both],
             ),
+            one_value_reason(x, y, pred_name="one of them"),
+        )
+        return {
+            "n": len(both),
+            "kappa": cohen_kappa(x, y, labels=labels) if both else float("nan"),
+            "ci": ci,
+            **({"ci_reason": reason} if reason else {}),
         }
 
     result = {
