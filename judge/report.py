@@ -72,7 +72,7 @@ from judge.core.errors import UserError
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest, label_source, read_manifest
 from judge.core.outputs import claim_for, staged_directory
-from judge.core.records import read_records
+from judge.core.records import read_records, source_names
 from judge.core.taxonomy import parse_label_map
 from judge.render.disparity import render_disparity, write_disparity_report
 from judge.render.tables import style_of
@@ -222,7 +222,9 @@ def inputs_name(config: Config) -> str:
 
 def judge_training(config: Config) -> JudgeTraining:
     """The judge directories named by --judge-dir or by the labelled files' manifests (each file's own, so files
-    labelled apart and reported together are still checked), each once, and the union of their training ids."""
+    labelled apart and reported together are still checked), each once, and the union of their training ids.
+    Several files, each labelled by its own judge: each judge's ids are applied to its own file's outputs only
+    (``by_source``, through the ``source`` column read_records gives them), not the union to every file."""
     from judge.kinds.judge_dir import read_training_ids
 
     if config.judge_dir is not None:
@@ -237,8 +239,20 @@ def judge_training(config: Config) -> JudgeTraining:
     else:
         named = [((read_manifest(path) or {}).get("judge") or {}).get("directory") for path in config.input]
         directories = list(dict.fromkeys(d for d in named if d and Path(d).is_dir()))
-    found = [ids for ids in (read_training_ids(d) for d in directories) if ids is not None]
-    return JudgeTraining(directories=directories, ids=frozenset().union(*found) if found else None)
+    by_directory = {d: read_training_ids(d) for d in directories}
+    found = [ids for ids in by_directory.values() if ids is not None]
+    union = frozenset().union(*found) if found else None
+    if config.judge_dir is not None or len(config.input) < 2 or len(directories) < 2:
+        return JudgeTraining(directories=directories, ids=union)  # one judge behind every file
+    own = [by_directory.get(d) if d else None for d in named]
+    return JudgeTraining(
+        directories=directories,
+        ids=union,
+        by_source=tuple(
+            (source, None if ids is None else frozenset(ids)) for source, ids in zip(source_names(config.input), own)
+        ),
+        source_column=config.source_column or "source",
+    )
 
 
 def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) -> HumanSample:

@@ -189,10 +189,17 @@ class HumanSample:
 
 @dataclass(frozen=True)
 class JudgeTraining:
-    """The judge directories behind the labels and the union of their training ids (None: none recorded)."""
+    """The judge directories behind the labels and the union of their training ids (None: none recorded).
+
+    ``by_source``: where several files were labelled each by its own judge, each file's ``source`` value (the
+    records' ``source_column``) with its own judge's training ids (None: its judge records none), so that each
+    judge's ids apply to its own file's outputs only: three leave-one-model-out judges would otherwise claim
+    every output of the three files as training rows (issue 31, 8f)."""
 
     directories: Sequence[str] = ()
     ids: frozenset[str] | None = None
+    by_source: tuple[tuple[str, frozenset[str] | None], ...] = ()
+    source_column: str = "source"
 
     @property
     def names(self) -> str:
@@ -200,8 +207,18 @@ class JudgeTraining:
 
     def covers(self, records: pd.DataFrame) -> np.ndarray:
         """The records whose id (the combined SOURCE:ID where several files repeat ids, as training records them)
-        the judge was trained on."""
-        return records["id"].astype(str).isin(self.ids or ()).to_numpy()
+        their judge was trained on: each file's own judge where ``by_source`` says which, else any of them."""
+        ids = records["id"].astype(str)
+        if not self.by_source:
+            return ids.isin(self.ids or ()).to_numpy()
+        if self.source_column not in records.columns:
+            raise ValueError(f"records lack the {self.source_column!r} column that says each one's file")
+        source = records[self.source_column].astype(str)
+        hit = np.zeros(len(records), dtype=bool)
+        for name, own in self.by_source:
+            if own:
+                hit |= ((source == name) & ids.isin(own)).to_numpy()
+        return hit
 
 
 def parse_ppi_lambda(value: str | float | None) -> float | None:
