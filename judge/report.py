@@ -220,6 +220,20 @@ def inputs_name(config: Config) -> str:
     return Path(config.input[0]).name if len(config.input) == 1 else f"the {len(config.input)} input files"
 
 
+def manifest_judges(path: str) -> list[str]:
+    """The judge directories a labelled file's manifest names: the judge.label (or judge.join) run's judge, or
+    those a judge.data filter, split or sample carried on from its inputs (``judges``)."""
+    manifest = read_manifest(path) or {}
+    judges = [manifest.get("judge"), *(manifest.get("judges") or [])]
+    named = [j.get("directory") for j in judges if isinstance(j, dict)]
+    return list(dict.fromkeys(d for d in named if isinstance(d, str) and d))
+
+
+def _union(sets: list) -> frozenset | None:
+    found = [s for s in sets if s is not None]
+    return frozenset().union(*found) if found else None
+
+
 def judge_training(config: Config) -> JudgeTraining:
     """The judge directories named by --judge-dir or by the labelled files' manifests (each file's own, so files
     labelled apart and reported together are still checked), each once, and the union of their training ids.
@@ -237,20 +251,17 @@ def judge_training(config: Config) -> JudgeTraining:
             )
         directories = [config.judge_dir]
     else:
-        named = [((read_manifest(path) or {}).get("judge") or {}).get("directory") for path in config.input]
-        directories = list(dict.fromkeys(d for d in named if d and Path(d).is_dir()))
+        named = [manifest_judges(path) for path in config.input]
+        directories = list(dict.fromkeys(d for dirs in named for d in dirs if Path(d).is_dir()))
     by_directory = {d: read_training_ids(d) for d in directories}
-    found = [ids for ids in by_directory.values() if ids is not None]
-    union = frozenset().union(*found) if found else None
+    union = _union(list(by_directory.values()))
     if config.judge_dir is not None or len(config.input) < 2 or len(directories) < 2:
         return JudgeTraining(directories=directories, ids=union)  # one judge behind every file
-    own = [by_directory.get(d) if d else None for d in named]
+    own = [_union([by_directory.get(d) for d in dirs]) for dirs in named]
     return JudgeTraining(
         directories=directories,
         ids=union,
-        by_source=tuple(
-            (source, None if ids is None else frozenset(ids)) for source, ids in zip(source_names(config.input), own)
-        ),
+        by_source=tuple(zip(source_names(config.input), own)),
         source_column=config.source_column or "source",
     )
 

@@ -265,3 +265,33 @@ def test_report_applies_each_files_own_judges_training_ids(tmp_path, capsys):
                                                           {"combined_id": "mb:r0", "label": "refusal"}])
     code, _, err = run_cli(report, argv[:-1] + [str(human_on_it), "--out", str(tmp_path / "rep3")], capsys)
     assert code == 2 and "1 of the 2 human-labelled outputs were used to train the judge" in err and "'ma:r1'" in err
+
+
+def test_data_outputs_carry_the_judge_behind_the_labels(tmp_path, capsys):
+    """Issue 31 (8e): filter, split (both sides) and sample write the input's judge, with the sha256 of its
+    training_ids.json, into their manifests; judge.report reads it there as from judge.label's."""
+    import hashlib
+
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    write_training_ids(judge_dir, ["r1"])
+    rows = [{"id": f"r{i}", "prompt": f"p{i // 2}", "response": ".", "judge_label": "answer"} for i in range(12)]
+    src = write_jsonl(tmp_path / "labelled.jsonl", rows)
+    (tmp_path / "labelled.jsonl.manifest.json").write_text(json.dumps(
+        {"command": "judge.label", "settings": {"prefix": "judge_"}, "judge": {"kind": "tfidf", "directory": str(judge_dir)}}))
+    digest = hashlib.sha256((judge_dir / "training_ids.json").read_bytes()).hexdigest()
+    outs = {"split": (["split", str(src), "--fraction", "0.5", "--out", str(tmp_path / "a.jsonl"), "--rest", str(tmp_path / "b.jsonl")],
+                      ["a.jsonl", "b.jsonl"]),
+            "sample": (["sample", str(src), "--n", "2", "--out", str(tmp_path / "s.jsonl")], ["s.jsonl"])}
+    for argv, written in outs.values():
+        code, _, err = run_cli(data, argv, capsys)
+        assert code == 0, err
+        for name in written:
+            manifest = json.loads((tmp_path / f"{name}.manifest.json").read_text())
+            assert manifest["judge"]["directory"] == str(judge_dir) and manifest["judge"]["kind"] == "tfidf"
+            assert manifest["judge"]["training_ids_sha256"] == digest and len(manifest["judges"]) == 1
+    # a file without a judge behind it carries none
+    plain = write_jsonl(tmp_path / "plain.jsonl", rows)
+    code, _, err = run_cli(data, ["filter", str(plain), "--drop", "id=r0", "--out", str(tmp_path / "p.jsonl")], capsys)
+    assert code == 0, err
+    assert "judge" not in json.loads((tmp_path / "p.jsonl.manifest.json").read_text())
