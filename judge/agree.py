@@ -73,7 +73,7 @@ from judge.core.errors import UserError, short_list
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest, judge_of, label_source
 from judge.core.outputs import claim_for, staged_directory
-from judge.core.records import read_records
+from judge.core.records import clean_groups, read_records
 from judge.core.taxonomy import parse_label_map
 from judge.render.agreement import render_annotator_agreement, with_ci, write_agreement_report, write_annotator_report
 from judge.render.tables import level_text, style_of
@@ -210,7 +210,7 @@ def _main(config: Config) -> AgreementResult | AnnotatorAgreementResult:
 
 
 def read_config_records(config: Config, *, unique_ids: bool, label_columns: list[str] = ()) -> pd.DataFrame:
-    return read_records(
+    records = read_records(
         config.input,
         encoding=config.encoding,
         id_column=config.id_column,
@@ -221,6 +221,10 @@ def read_config_records(config: Config, *, unique_ids: bool, label_columns: list
         label_columns=label_columns,
         unique_ids=unique_ids,
     )
+    # as judge.report's --group: missing values the group '(missing)', one spelling per group
+    for warning in clean_groups(records, [c for c in config.by or () if c in records.columns], flag="--by"):
+        print(warning, file=sys.stderr)
+    return records
 
 
 def annotators_only(config: Config, manifest: RunManifest) -> AnnotatorAgreementResult:

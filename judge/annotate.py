@@ -48,12 +48,14 @@ from judge.core.config import (
     new_parser,
     run_command,
 )
-from judge.core.errors import UserError, short_list
+from judge.core.errors import UserError, cut, short_list
 from judge.core.files import check_output_directory, ensure_writable, json_text, write_text
-from judge.core.manifest import RunManifest
+from judge.core.manifest import RunManifest, read_manifest
 from judge.core.outputs import check_apart, claim_for, input_paths, staged_directory
 from judge.core.records import SHADOW, read_records, require_columns, user_columns, write_records
+from judge.core.sheets import NOTE as SHEET_NOTE
 from judge.core.taxonomy import parse_label_map, resolve_taxonomy
+from judge.engines import http
 
 ACTIONS = ("export", "import", "push", "pull", "adjudicate", "resolve", "issues")
 ITEMS = "items.csv"
@@ -119,6 +121,16 @@ class _Server:
             "help": f"access token (default: ${TOKEN_VARIABLE}; prefer the variable: a flag's value is visible to "
             "other users)"
         },
+    )
+    timeout: float = field(
+        default=60.0,
+        metadata={
+            "help": "seconds one request to Label Studio may take in all (connecting, the wait and the whole answer)"
+        },
+    )
+    max_answer_mib: float = field(
+        default=64.0,
+        metadata={"help": "largest answer (one page of tasks) taken from Label Studio, in MiB"},
     )
 
 
@@ -401,7 +413,14 @@ def _exported(folder: str) -> pd.DataFrame:
     items = path / ITEMS if path.is_dir() else path
     if not items.is_file():
         raise UserError(f"{folder} is not an export folder (no {ITEMS}); give the folder judge.annotate export wrote")
-    return read_records(items, required=())  # written by export, so UTF-8 whatever --encoding the sheets need
+    # written by export: UTF-8 whatever --encoding the sheets need, formula-like cells guarded (judge.core.sheets)
+    return read_records(items, required=(), sheet=True)
+
+
+def _shown(folder: str) -> dict[str, dict] | None:
+    """What the export in ``folder`` gave the annotators (its tasks.json), to check a Label Studio export against."""
+    path = Path(folder)
+    return annotation.exported_tasks(path / "tasks.json") if path.is_dir() else None
 
 
 def export(config: ExportConfig) -> dict:
@@ -427,7 +446,13 @@ def export(config: ExportConfig) -> dict:
         records = records[records["response"].notna()]
     if config.exclude:
         excluded = set(
-            read_records(config.exclude, required=(), id_column=config.id_column, encoding=config.encoding)["id"]
+            read_records(
+                config.exclude,
+                required=(),
+                id_column=config.id_column,
+                encoding=config.encoding,
+                sheet=all(map(_is_items_sheet, config.exclude)),
+            )["id"]
         )
         records = records[~records["id"].isin(excluded)]
     if records.empty:
@@ -469,7 +494,7 @@ def export(config: ExportConfig) -> dict:
     )
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
         # items.csv: everything the round needs to read labels back (all columns, never shown to annotators).
-        write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS)
+        write_records(picked.drop(columns=[c for c in ("label",) if c in picked.columns]), staging / ITEMS, sheet=True)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         write_text(
             staging / "label_config.xml",
@@ -480,7 +505,7 @@ def export(config: ExportConfig) -> dict:
         )
         write_text(staging / "GUIDELINES.md", annotation.guidelines(taxonomy, blind=config.blind), overwrite=False)
         for name, sheet in annotation.annotator_sheets(fields, annotators, seed=config.seed).items():
-            write_records(sheet, annotation.sheet_path(staging, name))
+            write_records(sheet, annotation.sheet_path(staging, name), sheet=True)
         manifest.write(staging, items=len(picked), annotators=annotators, blind=config.blind)
     expected = (
         f", expected {config.budget}: a Poisson sample"
@@ -492,6 +517,16 @@ def export(config: ExportConfig) -> dict:
         f"{', '.join(annotators)} -> {config.out}"
     )
     return {"items": len(picked)}
+
+
+def _is_items_sheet(path: str) -> bool:
+    """An --exclude file that is the items.csv of an earlier export (its cells guarded for spreadsheets)."""
+    folder = Path(path).parent
+    return Path(path).name == ITEMS and (read_manifest(folder) or {}).get("command") == "judge.annotate export"
+
+
+def _sheet_readme(name: str) -> str:
+    return f"# {name}\n\n{SHEET_NOTE}\n"
 
 
 def _check_annotators(annotators: list[str], records: pd.DataFrame) -> None:
@@ -527,7 +562,9 @@ def import_(config: ImportConfig | PullConfig, annotations: list | None = None) 
         annotations = []
         for path in map(Path, config.inputs[1:]):
             if path.suffix.lower() == ".json":
-                annotations += annotation.label_studio_annotations(path, encoding=config.encoding)
+                annotations += annotation.label_studio_annotations(
+                    path, encoding=config.encoding, shown=_shown(config.inputs[0])
+                )
             else:
                 annotations += annotation.sheet_annotations(
                     path, path.stem, encoding=config.encoding
@@ -580,7 +617,8 @@ def adjudicate(config: AdjudicateConfig) -> dict:
     ]
     manifest = RunManifest("judge.annotate adjudicate", config, inputs=config.inputs)
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        write_records(sheet, staging / "adjudicator.csv")
+        write_records(sheet, staging / "adjudicator.csv", sheet=True)
+        write_text(staging / "README.md", _sheet_readme("adjudicator.csv"), overwrite=False)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         write_text(
             staging / "label_config.xml", annotation.label_config(taxonomy, show=["annotator_labels"]), overwrite=False
@@ -631,18 +669,47 @@ def _token(config: PushConfig | PullConfig) -> str:
 
 
 def _client(config: PushConfig | PullConfig):
+    """Label Studio's SDK over judge.engines.http's transport: no redirect followed (a 3xx is refused with its
+    target), each answer bounded in size and each request in its whole time."""
     try:
         from label_studio_sdk import LabelStudio
     except ImportError:
         raise UserError("push/pull need the Label Studio SDK: pip install -e '.[annotate]'") from None
-    return LabelStudio(base_url=config.url, api_key=_token(config))
+    for name, top in (("timeout", 3600.0), ("max_answer_mib", http.MAX_ANSWER_MIB)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= top:
+            raise UserError(f"--{name.replace('_', '-')} must be a number above 0 and at most {top:g}, got {value!r}")
+    check_url(config.url)
+    transport = http.client(
+        config.url,
+        timeout=config.timeout,
+        max_bytes=int(config.max_answer_mib * http.MIB),
+        setting="--max-answer-mib",
+        library="httpx",  # the SDK's own HTTP library
+    )
+    return LabelStudio(
+        base_url=config.url,
+        api_key=_token(config),
+        timeout=config.timeout,
+        httpx_client=transport,
+        follow_redirects=False,
+    )
+
+
+def check_url(url: object) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--url must be Label Studio's http(s) address such as http://127.0.0.1:8080, got {cut(url)!r}")
 
 
 def _server_said(exc: Exception, config: PushConfig | PullConfig) -> str:
-    """The first line of a server error for a one-line message, the token masked should the server echo it."""
-    text = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-    token = config.token or os.environ.get(TOKEN_VARIABLE)
-    return text.replace(token, "***") if token else text
+    """The first line of a server error for a one-line message, the token masked (in every form) should the server
+    echo it, before the line is cut: a cut token would escape the mask."""
+    mask = http.Masker([config.token, os.environ.get(TOKEN_VARIABLE)])
+    text = mask(str(exc)).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def push(config: PushConfig) -> dict:
@@ -697,6 +764,10 @@ def pull(config: PullConfig) -> pd.DataFrame:
         ) from None
     try:  # annotators by e-mail rather than by a bare user id, so their columns read label_<name>
         users = {u.id: u.email for u in client.users.list() if getattr(u, "email", None)}
+    except http.RefusedAnswer as exc:  # a redirect, or an answer too large or not JSON: not a missing permission
+        raise UserError(
+            f"could not read the users of {config.url} ({_server_said(exc, config)}); check --url"
+        ) from None
     except Exception:  # noqa: BLE001 - a token that may not list users: ids it is
         users = {}
     for task in tasks:
@@ -705,7 +776,7 @@ def pull(config: PullConfig) -> pd.DataFrame:
             if isinstance(who, int) and who in users:
                 ann["completed_by"] = {"id": who, "email": users[who]}
     write_text(export_path, json_text(tasks, indent=1, default=str) + "\n", overwrite=config.overwrite)
-    return import_(config, annotations=annotation.label_studio_annotations(export_path))
+    return import_(config, annotations=annotation.label_studio_annotations(export_path, shown=_shown(config.inputs[0])))
 
 
 def issues(config: IssuesConfig) -> pd.DataFrame:
@@ -754,7 +825,10 @@ def issues(config: IssuesConfig) -> pd.DataFrame:
         for _, r in flagged.iterrows()
     ]
     with staged_directory(config.out, overwrite=config.overwrite) as staging:
-        write_records(user_columns(flagged, records.attrs.get("column_map", {})), staging / "label_issues.csv")
+        write_records(
+            user_columns(flagged, records.attrs.get("column_map", {})), staging / "label_issues.csv", sheet=True
+        )
+        write_text(staging / "README.md", _sheet_readme("label_issues.csv"), overwrite=False)
         write_text(staging / "tasks.json", json_text(tasks, indent=1, ensure_ascii=False) + "\n", overwrite=False)
         if taxonomy is not None:
             write_text(

@@ -72,9 +72,10 @@ from judge.core.errors import UserError
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest, label_source, read_manifest
 from judge.core.outputs import claim_for, staged_directory
-from judge.core.records import read_records, source_names
+from judge.core.records import clean_groups, read_records, source_names
 from judge.core.taxonomy import parse_label_map
 from judge.render.disparity import render_disparity, write_disparity_report
+from judge.render.plan import add_transport_notes
 from judge.render.tables import style_of
 
 
@@ -185,6 +186,14 @@ class Config(RecordColumns, ReportStyle):
         },
     )
     label_map: str | None = field(default=None, metadata=LABEL_MAP)
+    transport: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "FILE",
+            "help": "a judge.transport result (transport.json): a group whose check did not PASS is named beside "
+            "its rates (a note in disparity.md and on stderr)",
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace existing report files"})
 
     def __post_init__(self):
@@ -284,7 +293,10 @@ def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) 
 
 def main(config: Config) -> DisparityResult:
     with claim_for(
-        config, "judge.report", inputs=("input", "human", "judge_dir", "taxonomy", "label_map"), directory=True
+        config,
+        "judge.report",
+        inputs=("input", "human", "judge_dir", "taxonomy", "label_map", "transport"),
+        directory=True,
     ):
         return _main(config)
 
@@ -309,6 +321,8 @@ def _main(config: Config) -> DisparityResult:
         text_column=config.text_column,
         source_column=config.source_column,
     )
+    for warning in clean_groups(records, config.group):  # missing values a group of their own, one spelling each
+        print(warning, file=sys.stderr)
     design = SamplingDesign(strata=tuple(config.strata), inclusion_column=config.inclusion_column)
     result = disparity_analysis(
         records,
@@ -334,6 +348,9 @@ def _main(config: Config) -> DisparityResult:
     style = style_of(config)
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_disparity_report(result, staging, style=style)]
+        if config.transport:
+            for line in add_transport_notes(config.transport, result, staging, encoding=config.encoding):
+                print(f"warning: {line}", file=sys.stderr)
         manifest.write(
             staging, n=result.n, n_unscored=result.n_unscored, **({"n_human": result.ppi.n_human} if result.ppi else {})
         )

@@ -40,7 +40,7 @@ from judge.core.errors import UserError
 from judge.core.files import check_output_directory, json_text, write_text
 from judge.core.manifest import RunManifest
 from judge.core.outputs import staged_directory
-from judge.core.records import read_records
+from judge.core.records import clean_groups, read_records
 
 
 @dataclass
@@ -229,6 +229,8 @@ def _main(config: Config) -> dict:
         text_column=config.text_column,
         source_column=config.source_column,
     )
+    for warning in clean_groups(records, [config.group]):  # missing values a group of their own, one spelling each
+        print(warning, file=sys.stderr)
     records = records[
         records[config.name_column].notna()
         & (records[config.name_column].astype(str).str.strip() != "")

@@ -16,6 +16,10 @@ Examples:
     python -m judge.train --train runs/llama7b.jsonl --tail-tokens 32 --out runs/judge-head-tail   # long outputs
     python -m judge.train --train labels.csv --kind tfidf --no-prompt --mask-names names.txt \\
         --out runs/judge-response-only
+    python -m judge.train --train chats.jsonl --label-column propositions.fully_complies --kind tfidf \\
+        --cv 5 --pick-view --out runs/judge-chats   # a nested label; the text view chosen by cross-validation
+    python -m judge.train --train zh.jsonl --kind tfidf --tfidf-analyzer char_wb --out runs/judge-zh   # no spaces
+    python -m judge.train --train labels.csv --kind embed --out runs/judge-embed   # frozen MiniLM + a linear head
     python -m judge.train --train labels.csv --base-model bundled:smollm2 \\
         --out runs/judge-smollm2   # a decoder backbone
     python -m judge.train --train labels.csv --text-column output --prompt-column question \\
@@ -32,6 +36,13 @@ known before any unlabelled output is judged. Both cost K extra trainings of eac
 The output directory is a standard peft adapter (PeftModel.from_pretrained loads it onto the base
 model) with the classification head, plus judge.json (backend, labels, temperature), taxonomy.yaml,
 manifest.json (settings, data fingerprint, validation metrics) and a model card (README.md).
+
+A prompt given as a list of chat messages ([{"role": ..., "content": ...}, ...], or its JSON text) is
+read as the conversation (the base model's chat template where its tokenizer has one, else one
+"role: content" line per turn); when a long one would crowd the response
+out of --max-length, it keeps its latest turns (its last half-window of tokens). A category of 10% or
+more of the labels that the judge never predicts on held-out records is warned of and recorded in
+judge.json's training_notes (--refuse-degenerate: not saved).
 """
 
 from __future__ import annotations

@@ -404,3 +404,137 @@ class TinyOpenAIServer:
             used += len(prompt)
         return 200, {"id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": int(time.time()), "model": self.model,
                      "choices": choices, "usage": {"prompt_tokens": used, "completion_tokens": len(prompts), "total_tokens": used + len(prompts)}}
+
+
+class ScriptedServer:
+    """A misbehaving server on 127.0.0.1 (stdlib, a free port): each path answers as the test scripts it.
+
+    ``routes`` maps a path (``/v1/models``, ``/v1/chat/completions``, ...) to ``route(handler, body, server)``,
+    which writes whatever it likes on ``handler.wfile``: a redirect, an echo of the Authorization header, a
+    gigabyte, one byte a second, bytes that are not UTF-8 or not JSON. Every request is recorded (method, path,
+    lower-cased headers) in ``seen``; ``sent`` counts the bytes a streaming route managed to write before the client
+    hung up. An unscripted path is answered 404.
+    """
+
+    def __init__(self, routes: dict):
+        self.routes = dict(routes)
+        self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.sent: dict[str, int] = {}
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server._handle(self, b"")
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                server._handle(self, self.rfile.read(length))
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root + "/v1"
+
+    def _handle(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        path = handler.path.split("?")[0]
+        with self._lock:
+            self.seen.append((handler.command, path, {k.lower(): v for k, v in handler.headers.items()}))
+        route = self.routes.get(path)
+        try:
+            if route is None:
+                send(handler, 404, {"error": {"message": f"no route {path}"}})
+            else:
+                route(handler, json.loads(raw) if raw else {}, self)
+        except OSError:
+            pass  # the client hung up
+        handler.close_connection = True
+
+    def count(self, path: str, n: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + n
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def send(handler: BaseHTTPRequestHandler, status: int, body, headers: dict[str, str] | None = None) -> None:
+    """One whole answer: ``body`` bytes as they are, anything else as JSON."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    handler.send_response(status)
+    for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), "Connection": "close",
+                        **(headers or {})}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def models_route(model: str = SERVED_NAME, owned_by: str = "openai"):
+    return lambda handler, body, server: send(handler, 200, {"object": "list", "data": [
+        {"id": model, "object": "model", "created": 0, "owned_by": owned_by}]})
+
+
+def chat_answer(text: str) -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": SERVED_NAME,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def chat_route(text):
+    """A 200 chat answer whose text is ``text(body, headers)``."""
+    return lambda handler, body, server: send(handler, 200, chat_answer(text(body, {k.lower(): v for k, v in handler.headers.items()})))
+
+
+def redirect_route(target: str, status: int = 307):
+    return lambda handler, body, server: send(handler, status, b"", {"Location": target})
+
+
+def huge_route(chunk: int = 1 << 20, total: int = 1 << 30, length: bool = False):
+    """A 200 answer of ``total`` bytes (a JSON string's opening, then spaces), sent ``chunk`` at a time until the
+    client hangs up; with ``length`` its Content-Length says so up front, else the connection's end marks it."""
+    def route(handler, body, server):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Connection", "close")
+        if length:
+            handler.send_header("Content-Length", str(total))
+        handler.end_headers()
+        handler.wfile.write(b'{"a": "')
+        for _ in range(total // chunk):
+            handler.wfile.write(b" " * chunk)
+            server.count(handler.path, chunk)
+    return route
+
+
+def drip_route(interval: float, limit: int = 400, from_status: bool = False):
+    """A valid chat answer sent one byte every ``interval`` seconds (the headers too with ``from_status``), until
+    the client hangs up or ``limit`` bytes have gone."""
+    def route(handler, body, server):
+        data = json.dumps(chat_answer("refusal")).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        if not from_status:
+            handler.wfile.write(head)
+        for byte in ((head if from_status else b"") + data)[:limit]:
+            handler.wfile.write(bytes([byte]))
+            server.count(handler.path, 1)
+            time.sleep(interval)
+    return route
+
+
+def raw_route(status: int, data: bytes):
+    return lambda handler, body, server: send(handler, status, data)

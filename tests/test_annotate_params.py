@@ -48,6 +48,13 @@ CASES = [
     (["pull", R, "--url", "http://127.0.0.1:9", "--project", "1", "--out", "{t}/l.csv", *TAX], ["LABEL_STUDIO_API_KEY", "--token"]),
     (["pull", R, "--url", "http://127.0.0.1:9", "--token", SECRET, "--project", "1", "--out", "{t}/l.csv", *TAX],
      ["could not read project 1 from http://127.0.0.1:9", "check --project, --url and the token"]),
+    # the transport's bounds (issue 31): checked before Label Studio is asked
+    (["pull", R, "--url", "http://127.0.0.1:9", "--token", SECRET, "--project", "1", "--timeout", "0", "--out", "{t}/l.csv", *TAX],
+     ["--timeout must be a number above 0 and at most 3600"]),
+    (["pull", R, "--url", "http://127.0.0.1:9", "--token", SECRET, "--project", "1", "--max-answer-mib", "-1", "--out", "{t}/l.csv", *TAX],
+     ["--max-answer-mib must be a number above 0"]),
+    (["pull", R, "--url", "ftp://127.0.0.1:9", "--token", SECRET, "--project", "1", "--out", "{t}/l.csv", *TAX],
+     ["--url must be Label Studio's http(s) address"]),
 ]
 
 
@@ -79,7 +86,7 @@ def test_each_action_builds_its_own_config(files):
     parser = annotate.build_parser()
     args = vars(parser.parse_args(["resolve", "a.csv", "b.csv", "--label", "final", "--out", "o.csv"]))
     assert args.pop("_action_config") is annotate.ResolveConfig and args == {"inputs": ["a.csv", "b.csv"], "label": "final", "out": "o.csv"}
-    assert {f.name for f in dataclasses.fields(annotate.PushConfig)} == {"encoding", "inputs", "url", "token", "title"}
+    assert {f.name for f in dataclasses.fields(annotate.PushConfig)} == {"encoding", "inputs", "url", "token", "timeout", "max_answer_mib", "title"}
     with pytest.raises(UserError, match="give an action first"):
         annotate.main(annotate.Config(inputs=["x"]))
     assert "tok" not in repr(annotate.PullConfig(inputs=["r"], token="tok"))  # a credential never reaches a repr

@@ -133,6 +133,11 @@ CASES = [
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--max-new-tokens", "0"], ["--max-new-tokens", "positive"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--samples", "0"], ["--samples", "positive"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--top-p", "1.5"], ["--top-p"]),
+    # the served engine's answer bound (issue 31, 5): a size, checked before any server is asked
+    (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--engine", "openai", "--model", "smollm2",
+                    "--max-answer-mib", "0"], ["--max-answer-mib must be a positive number"]),
+    (label, ["--judge", "llm:smollm2", "--engine", "openai", "--input", G, "--out", OUT_FILE, "--max-answer-mib", "5000"],
+     ["--max-answer-mib is at most 1024"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--instruction", "{{prompt}} {{"], ["--instruction", "brace"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE, "--instruction", "{{prompt}} {{who}}"], ["{who}", "available"]),
     (generate_cmd, ["--prompts", "{d}/empty_prompt.jsonl", "--out", OUT_FILE], ["empty or missing", "'p1'"]),

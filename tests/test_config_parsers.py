@@ -24,7 +24,7 @@ from judge.core.config import (
 )
 
 COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate", "generation.__main__", "generation.prompts",
-            "judge.train", "judge.label", "judge.agree", "judge.report"]
+            "judge.train", "judge.label", "judge.agree", "judge.report", "judge.plan", "judge.transport"]
 
 
 def parsers_of(name: str) -> list[tuple[argparse.ArgumentParser, type]]:

@@ -103,6 +103,8 @@ CASES = [
     (["--timeout", "inf"], ["--timeout must be a finite number"]),
     (["--timeout", "86400"], ["--timeout is in seconds per attempt and at most 3600"]),
     (["--requests-per-minute", "-5"], ["--requests-per-minute must be a positive number"]),
+    (["--max-answer-mib", "0"], ["--max-answer-mib must be a positive number"]),
+    (["--max-answer-mib", "4096"], ["--max-answer-mib is at most 1024"]),
     (["--constrain", "regex"], ["--constrain must be one of", "structured-outputs", "json-schema"]),
     (["--base-url", CLOSED, "--max-retries", "0"], ["no server answers at", "start it or fix --base-url"]),
 ]
@@ -345,7 +347,9 @@ def test_killed_and_resumed_run_loses_and_duplicates_nothing(server, tmp_path):
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = run(tmp_path / "resumed.jsonl", 2)  # batches 0 and 1 written, killed inside batch 2
     assert killed.returncode == -9
-    assert [json.loads(line)["id"] for line in (tmp_path / "resumed.jsonl").read_text().splitlines()] == ["r0", "r1", "r2", "r3"]
+    from judge.core.records import JsonlCheckpoint  # its rows, without the seal line after each batch
+
+    assert [row["id"] for row in JsonlCheckpoint(tmp_path / "resumed.jsonl").rows()] == ["r0", "r1", "r2", "r3"]
     resumed = run(tmp_path / "resumed.jsonl", -1)
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["computed"] == 2
     # One request at a time, each with its own seed: the resumed file holds exactly the uninterrupted rows.

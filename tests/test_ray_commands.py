@@ -10,7 +10,7 @@ import pytest
 
 from generation import __main__ as generate_cmd
 from judge import label as label_cmd
-from judge.core.records import checkpoint_path
+from judge.core.records import JsonlCheckpoint, checkpoint_path
 from tests.badinput import assert_refused
 from tests.conftest import needs_chehbouni, run_cli
 
@@ -79,7 +79,7 @@ def test_resume_after_a_crash_finishes_the_rest_through_ray(ray_cluster, sample_
     assert code == 130 and "rerun the same command to resume" in err
     monkeypatch.setattr(Judge, "compute", compute)
     partial = checkpoint_path(out)
-    assert len(partial.read_text().splitlines()) == 3 * 32 and not out.exists()
+    assert len(JsonlCheckpoint(partial).rows()) == 3 * 32 and not out.exists()  # three sealed batches
     with partial.open("a") as f:
         f.write('{"id": "cut mid-li')  # and the kill came mid-line, as a kill -9 would leave it
 

@@ -288,8 +288,9 @@ def test_the_core_has_no_import_circle_and_defers_only_heavy_packages():
                         deferred |= {a.name.split(".")[0] for a in node.names}
                     elif isinstance(node, ast.ImportFrom):
                         deferred.add(node.module.split(".")[0])
-    # torch (devices), pydantic and safetensors (schema) are imported only when a check needs them
-    assert deferred <= {"torch", "pydantic", "safetensors"}, deferred
+    # torch (devices), pydantic and safetensors (schema), pyarrow (records: a Parquet file's column count) are
+    # imported only when a check needs them
+    assert deferred <= {"torch", "pydantic", "safetensors", "pyarrow"}, deferred
 
 
 def test_training_may_import_a_kinds_format_never_its_judge():

@@ -64,6 +64,21 @@ class RunSettings(RecordColumns):
             "or a column holding each record's names (a list, or names separated by ';'); labelling masks them alike",
         },
     )
+    pick_view: bool = field(
+        default=False,
+        metadata={
+            "help": "with --cv K: cross-validate both text views, prompt and response or the response only, and keep "
+            "the one whose out-of-fold kappa is higher (both scores recorded in judge.json's training_notes; twice the "
+            "cross-validation's cost)"
+        },
+    )
+    refuse_degenerate: bool = field(
+        default=False,
+        metadata={
+            "help": "refuse to save a judge that never predicts, on held-out records, a category of 10%% or more of "
+            "the training labels (by default it is saved with a warning, recorded in judge.json)"
+        },
+    )
     progress: bool = field(default=True, metadata={"help": "no progress bars"})
     verbose: bool = field(
         default=False,
@@ -124,10 +139,16 @@ class RunSettings(RecordColumns):
             options = trainer(name).options
             if options is not None:
                 options(**{f.name: getattr(self, f.name) for f in fields(options)})
+        if self.pick_view and not self.cv:
+            raise UserError("--pick-view chooses the text view by cross-validation: add --cv 5")
+        if self.pick_view and self.no_prompt:
+            raise UserError("--pick-view and --no-prompt contradict each other: --no-prompt fixes the view; drop one")
+        if self.pick_view and kind.default_folds:
+            raise UserError(f"--pick-view is not available for --kind {self.kind}; pick the view with --no-prompt")
         check_fraction(self, "val_fraction", high_open=True)
         check_unique(self, "members")
         check_extra(self.extra)
-        if self.uses_lora:
+        if self.uses_lora or "embed" in self.kinds:
             from judge.engines.models import check_local_model
 
             check_local_model(self.base_model)
@@ -250,14 +271,19 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         encoding=config.encoding,
         reserved=(config.label_column,),
     )
-    data = labelled_data(
-        records,
-        label_column=config.label_column,
-        taxonomy=config.taxonomy,
-        view=view,
-        label_map=parse_label_map(config.label_map, encoding=config.encoding),
-        encoding=config.encoding,
-    )
+    label_map = parse_label_map(config.label_map, encoding=config.encoding)
+
+    def data_for(view: TextView):
+        return labelled_data(
+            records,
+            label_column=config.label_column,
+            taxonomy=config.taxonomy,
+            view=view,
+            label_map=label_map,
+            encoding=config.encoding,
+        )
+
+    data = data_for(view)
     check_trainable(data)
     # the split the shipped model (or its LoRA member) validates on, checked before any training
     if trainer(config.kind, needs="train").validation_split or config.uses_lora:
@@ -273,7 +299,7 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
             if k in ("lora_dropout", "target_modules", "weight_decay", "warmup_ratio")
         },
     )
-    oof = None
+    oof, notes = None, {}
     # Trained in a folder beside the target: a crash never leaves a half-written judge.
     with staged_directory(out, overwrite=config.overwrite) as tmp:
         from judge.engines.models import quiet_transformers
@@ -291,15 +317,22 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
                 verbose=config.verbose,
                 members=list(config.members),
                 folds=folds,
+                options={f.name: getattr(config, f.name) for f in option_fields()},
             )
             if folds is not None and not kind.default_folds:
                 from training.cv import out_of_fold
 
                 print(f"cross-validation: {config.kind} over {config.cv} folds grouped by {group or 'record'}")
                 oof = out_of_fold(data, config.kind, folds, run=run).probabilities
+                if config.pick_view:
+                    data, view, oof, notes["view_choice"] = pick_view(data, view, oof, data_for, config, folds, run)
+                    run.view = view
             trained = kind.train(data, tmp, run)
             metrics, oof = trained.metrics, oof if trained.oof is None else trained.oof
-        finish(tmp, data.taxonomy, training_ids=data.records["id"], text_view=view)
+        if "view_choice" in notes:
+            metrics["view_choice"] = notes["view_choice"]
+        check_degenerate(data, metrics, oof, notes, refuse=config.refuse_degenerate)
+        finish(tmp, data.taxonomy, training_ids=data.records["id"], text_view=view, training_notes=notes or None)
         if oof is not None:
             metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group, records.attrs.get("column_map"))
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
@@ -333,6 +366,58 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         if before_commit is not None:
             before_commit(tmp, metrics)
     return metrics
+
+
+def pick_view(data, view: TextView, oof, data_for, config, folds, run):
+    """--pick-view: the response-only view cross-validated on the same folds; the better view's data,
+    view and out-of-fold probabilities, and the choice with both scores."""
+    from dataclasses import replace
+
+    from training.checks import view_choice
+    from training.cv import out_of_fold
+
+    response_view = replace(view, prompt=False)
+    response_data = data_for(response_view)
+    print(f"cross-validation: {config.kind} over {config.cv} folds, reading the response only")
+    response_oof = out_of_fold(response_data, config.kind, folds, run=replace(run, view=response_view)).probabilities
+    choice = view_choice(data.y, oof, response_oof, n_classes=len(data.taxonomy.labels))
+    scores = choice["scores"]
+    print(
+        f"text view by cross-validation: kappa {scores['prompt']['kappa']:.3f} with the prompt, "
+        f"{scores['response']['kappa']:.3f} on the response only -> "
+        f"{'the response only' if choice['chosen'] == 'response' else 'the prompt and the response'}"
+    )
+    if choice["chosen"] == "response":
+        return response_data, response_view, response_oof, choice
+    return data, view, oof, choice
+
+
+def check_degenerate(data, metrics: dict, oof, notes: dict, *, refuse: bool) -> None:
+    """A category of a real share of the labels that held-out predictions never name: warned of (or
+    refused, --refuse-degenerate) and recorded in ``notes`` (judge.json's training_notes)."""
+    import sys
+
+    import numpy as np
+
+    from training.checks import degenerate_message, never_predicted
+
+    labels = data.taxonomy.labels
+    found = {}
+    if metrics.get("val_predicted") is not None:
+        predicted = np.repeat(np.arange(len(labels)), metrics["val_predicted"])
+        found["validation"] = never_predicted(data.y, predicted, labels=labels)
+    if oof is not None:
+        found["out-of-fold"] = never_predicted(data.y, oof.argmax(axis=1), labels=labels)
+    found = {where: missing for where, missing in found.items() if missing}
+    notes["never_predicted"] = {where: [m["category"] for m in missing] for where, missing in found.items()}
+    if not found:
+        return
+    where, missing = next(iter(found.items()))
+    message = degenerate_message(missing, f"its {where} predictions")
+    if refuse:
+        raise UserError(message.replace("Recorded in judge.json's training_notes", "Not saved (--refuse-degenerate)"))
+    print(f"warning: {message}", file=sys.stderr)
+    metrics["never_predicted"] = notes["never_predicted"]
 
 
 CV_DIR = "cv"  # out-of-fold predictions and their agreement report; not part of what the judge does

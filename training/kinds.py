@@ -41,6 +41,10 @@ class Run:
     verbose: bool = False
     members: list[str] = field(default_factory=list)
     folds: np.ndarray | None = None
+    options: dict = field(default_factory=dict)  # the kinds' training options (Trainer.options' fields) by name
+
+    def option(self, name: str, default=None):
+        return self.options.get(name, default)
 
     def for_member(self) -> "Run":
         """An ensemble's shipped member sees every label; its validation share is the recipe's

@@ -442,6 +442,8 @@ def calibrate(p: Prepared, metrics: dict) -> float:
             validation_scores(p, val_logits),
             ece_before=expected_calibration_error(softmax(val_logits), p.val.y),
             ece_after=expected_calibration_error(softmax(val_logits, temperature), p.val.y),
+            # how often each category is predicted on validation: a real category never predicted is a degenerate judge
+            val_predicted=np.bincount(val_logits.argmax(axis=1), minlength=p.n_labels).tolist(),
         )
     metrics["temperature"] = temperature
     return temperature

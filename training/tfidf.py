@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +17,72 @@ from judge.kinds.tfidf.format import tfidf_text  # the format owns how prompt an
 from training.examples import LabelledData, stratified_split
 from training.kinds import Trained, Trainer
 
+DEFAULT_NGRAMS = {"word": (1, 2), "char_wb": (2, 4), "char": (1, 3)}
 
-def tfidf_pipeline(seed: int = 0):
-    """The baseline's recipe: word 1-2 grams, sublinear tf, balanced logistic regression."""
+
+@dataclass
+class TfidfOptions:
+    """The judge.train settings only the TF-IDF judge takes: which terms it counts."""
+
+    tfidf_analyzer: str = field(
+        default="word",
+        metadata={
+            "choices": tfidf_format.ANALYZERS,
+            "help": "terms: words (default), or character n-grams within words (char_wb) or across them (char), "
+            "for text written without spaces (Chinese, Japanese, Thai)",
+        },
+    )
+    tfidf_ngrams: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "LOW-HIGH",
+            "help": "term lengths, in words or characters (default: 1-2 words, 2-4 characters for char_wb, 1-3 for "
+            "char)",
+        },
+    )
+
+    def __post_init__(self):
+        from judge.core.config import check_choice
+
+        check_choice(self, "tfidf_analyzer", tfidf_format.ANALYZERS)
+        ngram_range(self.tfidf_analyzer, self.tfidf_ngrams)
+
+
+def ngram_range(analyzer: str, text: str | None) -> tuple[int, int]:
+    """--tfidf-ngrams LOW-HIGH, checked against what the format stores (at most 3 words, 6 characters)."""
+    if text is None:
+        return DEFAULT_NGRAMS[analyzer]
+    top = tfidf_format.max_ngram(analyzer)
+    unit = "words" if analyzer == "word" else "characters"
+    low, _, high = str(text).partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        bounds = None
+    if bounds is None or not 1 <= bounds[0] <= bounds[1] <= top:
+        raise UserError(
+            f"--tfidf-ngrams must be LOW-HIGH with 1 <= LOW <= HIGH <= {top} ({unit} for --tfidf-analyzer "
+            f"{analyzer}), got {str(text)[:40]!r}"
+        )
+    return bounds
+
+
+def tfidf_pipeline(seed: int = 0, *, analyzer: str = "word", ngrams: str | None = None):
+    """The baseline's recipe: word 1-2 grams (or character n-grams), sublinear tf, balanced logistic regression."""
     return make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, token_pattern=tfidf_format.TOKEN_PATTERN),
+        TfidfVectorizer(
+            analyzer=analyzer,
+            ngram_range=ngram_range(analyzer, ngrams),
+            min_df=2,
+            sublinear_tf=True,
+            token_pattern=tfidf_format.TOKEN_PATTERN,
+        ),
         LogisticRegression(max_iter=2000, class_weight="balanced", C=10.0, random_state=seed),
     )
+
+
+def pipeline_for(run):
+    return tfidf_pipeline(run.seed, analyzer=run.option("tfidf_analyzer", "word"), ngrams=run.option("tfidf_ngrams"))
 
 
 def fit_tfidf(pipeline, texts: list[str], y: np.ndarray):
@@ -40,10 +100,17 @@ def fit_tfidf(pipeline, texts: list[str], y: np.ndarray):
 
 
 def train_tfidf(
-    data: LabelledData, out_dir: str | Path, *, seed: int = 0, val_fraction: float = 0.15, mask_names: bool = True
+    data: LabelledData,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    mask_names: bool = True,
+    analyzer: str = "word",
+    ngrams: str | None = None,
 ) -> dict:
     train_idx, val_idx = stratified_split(data.y, val_fraction=val_fraction, seed=seed)
-    pipeline = tfidf_pipeline(seed)
+    pipeline = tfidf_pipeline(seed, analyzer=analyzer, ngrams=ngrams)
     texts = tfidf_text(data.prompts, data.responses)
     metrics = {}
     if len(val_idx):
@@ -52,6 +119,7 @@ def train_tfidf(
         metrics["val_macro_f1"] = float(
             f1_score(data.y[val_idx], pred, labels=range(len(data.taxonomy.labels)), average="macro", zero_division=0)
         )
+        metrics["val_predicted"] = np.bincount(pred, minlength=len(data.taxonomy.labels)).tolist()
     fit_tfidf(pipeline, texts, data.y)  # the shipped model sees every labelled example
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -72,11 +140,21 @@ def train_tfidf(
 
 
 def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
-    return Trained(train_tfidf(data, out_dir, seed=run.seed, val_fraction=run.val_fraction, mask_names=run.mask_names))
+    return Trained(
+        train_tfidf(
+            data,
+            out_dir,
+            seed=run.seed,
+            val_fraction=run.val_fraction,
+            mask_names=run.mask_names,
+            analyzer=run.option("tfidf_analyzer", "word"),
+            ngrams=run.option("tfidf_ngrams"),
+        )
+    )
 
 
 def fit_member(train_data: LabelledData, n_classes: int, run):
-    pipeline = fit_tfidf(tfidf_pipeline(run.seed), tfidf_text(train_data.prompts, train_data.responses), train_data.y)
+    pipeline = fit_tfidf(pipeline_for(run), tfidf_text(train_data.prompts, train_data.responses), train_data.y)
 
     def predict_tfidf(test: LabelledData) -> np.ndarray:
         out = np.zeros((len(test.y), n_classes))
@@ -87,13 +165,17 @@ def fit_member(train_data: LabelledData, n_classes: int, run):
 
 
 def card_line(config) -> str:
-    return " (TF-IDF word 1-2 grams + logistic regression)"
+    analyzer = getattr(config, "tfidf_analyzer", "word")
+    low, high = ngram_range(analyzer, getattr(config, "tfidf_ngrams", None))
+    unit = "word" if analyzer == "word" else f"character ({analyzer})"
+    return f" (TF-IDF {unit} {low}-{high} grams + logistic regression)"
 
 
 TRAINER = Trainer(
     title="the TF-IDF judge (--kind tfidf)",
     train=train,
     fit_member=fit_member,
+    options=TfidfOptions,
     card_line=card_line,
     validation_split=True,
-)  # takes seed and --val-fraction only, which every kind takes
+)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from judge.core.errors import UserError, short_list
 from judge.core.records import _id_text as id_text
+from judge.core.sheets import NOTE as SHEET_NOTE
 from judge.core.taxonomy import Taxonomy, label_text
 from judge.core.taxonomy import _norm as normalized_label
 from judge.core.text import mask_name
@@ -35,6 +36,10 @@ CONTROL = "label"  # the Choices control's name in the generated config
 UNIFORM_SHARE = 0.1  # --uniform-share default: the part of the uncertain budget spread evenly
 MAX_EXPORT_BYTES = 512 * 2**20  # a Label Studio export larger than this is refused before it is parsed
 MAX_ANNOTATOR_CHARS = 100
+# A round has a handful of annotators; each is a column of the labels file, and 200,000 of them (a crafted
+# export) kept judge.annotate import busy for minutes (issue 31, 7).
+MAX_ANNOTATORS = 1_000
+SHOWN_FIELDS = ("prompt", "response")  # the texts an annotator judged, checked against the export's own tasks
 
 DESIGNS = {
     "census": "census: every output is labelled (the budget covers them all); pi_i = 1",
@@ -438,6 +443,7 @@ def guidelines(taxonomy: Taxonomy, *, blind: bool) -> str:
         lines.append(f"- **{cat.name}**: {cat.definition or '(no definition given)'}")
     if blind:
         lines += ["", "Names are shown as [NAME] on purpose: label the response, not the person."]
+    lines += ["", SHEET_NOTE]
     return "\n".join(lines) + "\n"
 
 
@@ -477,9 +483,13 @@ def read_label_studio_export(path: Path, *, encoding: str = "utf-8") -> list:
     return tasks
 
 
-def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Annotation]:
+def label_studio_annotations(
+    path: Path, *, encoding: str = "utf-8", shown: dict[str, dict] | None = None
+) -> list[Annotation]:
     """Every non-cancelled annotation of an export, each checked as untrusted data: the shape of
-    each task, annotation and result, one label per annotation, an annotator for each."""
+    each task, annotation and result, one label per annotation, an annotator for each. ``shown``: the
+    export's own tasks' data by item id (``exported_tasks``); a task whose prompt or response (where it
+    has them) differs from it was not the text this round gave the annotators, and is refused naming the id."""
     path = Path(path)
     out = []
     for number, task in enumerate(read_label_studio_export(path, encoding=encoding), start=1):
@@ -494,6 +504,8 @@ def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Ann
             else f"{path.name} task #{number}"
         )
         item = _task_item(task, where)
+        if shown is not None:
+            _check_shown(task["data"], shown.get(item), item, where)
         for ann in _list_of_objects(task.get("annotations"), where, "annotations"):
             cancelled = ann.get("was_cancelled")
             if cancelled not in (None, True, False):
@@ -514,6 +526,29 @@ def label_studio_annotations(path: Path, *, encoding: str = "utf-8") -> list[Ann
                 )
             out.append(Annotation(item, who, choices[0], where))
     return out
+
+
+def exported_tasks(path: Path) -> dict[str, dict] | None:
+    """The data of each task an export wrote (its tasks.json), by item id; None when there is no tasks.json."""
+    if not path.is_file():
+        return None
+    tasks = read_label_studio_export(path)
+    return {
+        id_text(t["data"][ITEM_ID]): t["data"]
+        for t in tasks
+        if isinstance(t, dict) and isinstance(t.get("data"), dict) and ITEM_ID in t["data"]
+    }
+
+
+def _check_shown(data: dict, exported: dict | None, item: str, where: str) -> None:
+    if exported is None:
+        return  # an id that was never exported: import_annotations refuses it by name
+    for name in SHOWN_FIELDS:
+        if name in exported and name in data and data[name] != exported[name]:  # a task may omit the texts
+            raise UserError(
+                f"{where}: the {name} of id {short(item)} differs from the one this export gave the annotators; "
+                "import only the Label Studio project made from this export's tasks.json"
+            )
 
 
 def _task_item(task: dict, where: str) -> str:
@@ -586,7 +621,7 @@ def sheet_annotations(path: Path, annotator: str, *, encoding: str = "utf-8") ->
     from judge.core.records import read_table
 
     path = Path(path)
-    sheet = read_table(path, encoding=encoding)
+    sheet = read_table(path, encoding=encoding, sheet=True)  # a CSV's guarded cells lose their one apostrophe
     if "id" not in sheet.columns or "label" not in sheet.columns:
         raise UserError(f"{path.name} needs the 'id' and 'label' columns of the exported sheet")
     out = []
@@ -611,7 +646,13 @@ def sheet_annotations(path: Path, annotator: str, *, encoding: str = "utf-8") ->
 def import_annotations(exported: pd.DataFrame, annotations: list[Annotation], taxonomy: Taxonomy) -> pd.DataFrame:
     """The exported items with one canonical label column per annotator (empty where they gave none)."""
     known = set(exported["id"].astype(str))
-    columns = annotator_columns({a.annotator for a in annotations})
+    who = {a.annotator for a in annotations}
+    if len(who) > MAX_ANNOTATORS:
+        raise UserError(
+            f"the annotation files name {len(who):,} annotators, more than the {MAX_ANNOTATORS:,} a round may have "
+            "(each is a column); import the labels of fewer annotators at a time"
+        )
+    columns = annotator_columns(who)
     given: dict[str, dict[str, tuple[str, str]]] = {}
     for a in annotations:
         if a.item not in known:

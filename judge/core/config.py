@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import re
 import string
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from judge.core.devices import check_device_available
-from judge.core.errors import UserError, clip, os_error_message, short_list
+from judge.core.errors import UserError, clip, os_error_message, short_list, wrapped_os_error
 from judge.core.files import check_encoding, read_text
 from judge.core.taxonomy import parse_label_map
 from judge.core.yaml_data import load_yaml
@@ -611,6 +612,12 @@ def run_command(
             "itself)",
             file=sys.stderr,
         )
+        return 2
+    except Exception as exc:  # noqa: BLE001 - only a library's wrapped OS error is said here; the rest goes on up
+        code = wrapped_os_error(exc)
+        if code is None:
+            raise
+        print(f"{parser.prog}: error: {os_error_message(OSError(code, os.strerror(code)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)

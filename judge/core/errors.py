@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from typing import Any
 
 
@@ -51,3 +52,16 @@ def os_error_message(exc: OSError) -> str:
         errno.ENAMETOOLONG: f"a file name is too long: {where}; choose a shorter one",
     }
     return fixes.get(exc.errno, f"{exc.strerror or type(exc).__name__}: {where}; check the path and retry")
+
+
+_OS_ERROR_IN_TEXT = re.compile(r"\(os error (\d+)\)|Os \{ code: (\d+)")
+
+
+def wrapped_os_error(exc: BaseException) -> int | None:
+    """The errno of an operating-system error that a library wrapped in its own exception: safetensors' Rust
+    writer raises ``SafetensorError('... I/O error: No space left on device (os error 28)')`` on a full disk,
+    not an OSError. None for anything else."""
+    if type(exc).__name__ != "SafetensorError":
+        return None
+    found = _OS_ERROR_IN_TEXT.search(str(exc))
+    return int(found.group(1) or found.group(2)) if found else None

@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -31,15 +32,59 @@ AT_FDCWD = -100
 RENAME_EXCHANGE = 2  # linux/fs.h
 
 
+STAGING_PID = "pid"  # staging folders of an output are named .NAME.pid<PID>-XXXXXXXX.tmp (``build_aside(owned=True)``)
+
+
+def _staging_name(target: Path) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(target.name)}\.{STAGING_PID}(\d+)-[A-Za-z0-9_]+\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # another user's process (or a number no process has: dead)
+    return True
+
+
+def remove_stale_staging(target: str | Path) -> list[Path]:
+    """Remove the staging folders a killed run of ``target`` left beside it (``.NAME.pid<PID>-XXXX.tmp`` whose
+    process is gone): only folders named for this output, never a link, never a live process's. The caller
+    holds the output's lock, so no other run of this output is building one. Returns what was removed."""
+    target = Path(target)
+    pattern, removed = _staging_name(target), []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        found = pattern.fullmatch(entry.name)
+        if not found or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = int(found.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed
+
+
 @contextmanager
-def build_aside(target: str | Path, *, replace: bool = False) -> Iterator[Path]:
+def build_aside(target: str | Path, *, replace: bool = False, owned: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; on success it becomes ``target``.
 
     ``replace=False``: a ``target`` that appeared meanwhile (another process built the same cache)
-    wins and the new folder is discarded. On failure the folder is removed and ``target`` untouched."""
+    wins and the new folder is discarded. On failure the folder is removed and ``target`` untouched.
+    ``owned``: the caller holds ``target``'s lock (an output); the folder's name carries this process's id, and
+    the folders a killed run of the same output left (``kill -9`` skips the removal) are removed first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    if owned:
+        remove_stale_staging(target)
+    prefix = f".{target.name}.{STAGING_PID}{os.getpid()}-" if owned else f".{target.name}."
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         if replace and target.exists():
@@ -205,6 +250,23 @@ def atomic_write(path: str | Path, write: Any, *, overwrite: bool, binary: bool 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        normal_permissions(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def replace_text(path: str | Path, text: str) -> Path:
+    """A side file (a manifest) written whole: through a new temporary file beside it, created with ``O_EXCL``
+    and ``O_NOFOLLOW`` (``mkstemp``), then renamed over ``path``. A link planted at ``path`` or at a fixed
+    temporary name is replaced, never followed, so no other file is written through it."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
         normal_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:

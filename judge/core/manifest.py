@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.core.errors import UserError
-from judge.core.files import file_sha256, json_text
+from judge.core.files import file_sha256, json_text, replace_text
 from judge.core.paths import ROOT
 
 PACKAGES = (
@@ -116,11 +116,7 @@ class RunManifest:
             # what --overwrite checks before it replaces the file (judge/core/outputs.py)
             self.data[OUTPUT_DIGEST_KEY] = file_sha256(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-
-        tmp.write_text(json_text(self.data, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return replace_text(path, json_text(self.data, indent=2, default=str) + "\n")  # never through a link
 
 
 def read_manifest(out: str | Path) -> dict[str, Any] | None:

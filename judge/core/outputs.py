@@ -1,6 +1,7 @@
 """Whose file is it: the rules every command follows before it writes an output.
 
-1. An output never is, contains or lies inside one of the run's inputs (``check_apart``).
+1. An output never is, contains or lies inside one of the run's inputs (``check_apart``), and is never named
+   as another output's side file (``check_not_side_file``).
 2. ``--overwrite`` replaces only what this command wrote before: a file whose manifest beside it
    names this command and whose bytes are still the ones it wrote, or a directory holding nothing
    but the files its ``manifest.json`` lists, unchanged (``check_replaceable``). A user's own file,
@@ -25,8 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from judge.core.errors import UserError
-from judge.core.files import build_aside, check_output_directory, file_sha256, normal_permissions
+from judge.core.errors import UserError, cut
+from judge.core.files import build_aside, check_output_directory, file_sha256, normal_permissions, replace_text
 from judge.core.manifest import MANIFEST, OUTPUT_DIGEST_KEY, OUTPUTS_KEY, read_manifest
 from judge.core.records import checkpoint_path
 
@@ -59,6 +60,21 @@ def input_paths(values: Iterable[Any]) -> list[Path]:
                     found.append(Path(candidate))
                     break
     return found
+
+
+SIDE_SUFFIXES = (".manifest.json", ".partial.jsonl")  # a file output's manifest and checkpoint: OUT + suffix
+
+
+def check_not_side_file(out: str | Path) -> None:
+    """Refuse an ``--out`` named as another output's side file: its manifest (``X.manifest.json``), its checkpoint
+    (``X.partial.jsonl``), its lock (``.X.lock``) or a staging folder or temporary file (``.X.*.tmp``). Two runs
+    would otherwise share a file, and the first one's last write would replace the second one's output."""
+    name = Path(out).name
+    if name.endswith(SIDE_SUFFIXES) or (name.startswith(".") and name.endswith((".lock", ".tmp"))):
+        raise UserError(
+            f"--out {cut(name, 60)} is named like another output's side file (its manifest, checkpoint, lock or "
+            "staging folder); choose a name that does not end in .manifest.json, .partial.jsonl, .lock or .tmp"
+        )
 
 
 def check_apart(out: str | Path, inputs: Iterable[str | Path], *, directory: bool) -> None:
@@ -150,9 +166,7 @@ def record_outputs(directory: str | Path) -> None:
     data = json.loads(manifest.read_text(encoding="utf-8"))
     files = [p for p in sorted(directory.rglob("*")) if p.is_file() and p != manifest]
     data[OUTPUTS_KEY] = {p.relative_to(directory).as_posix(): file_sha256(p) for p in files}
-    tmp = manifest.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest)
+    replace_text(manifest, json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def lock_path(out: str | Path) -> Path:
@@ -191,6 +205,9 @@ def _remove_created(created: list[Path]) -> None:
             break
 
 
+_HELD: set[str] = set()  # the outputs (absolute paths) whose lock this process holds now
+
+
 @contextmanager
 def output_lock(out: str | Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``out`` for the block, or refuse at once naming the holder."""
@@ -217,11 +234,14 @@ def output_lock(out: str | Path) -> Iterator[None]:
         if same:
             break
         os.close(fd)
+    held = os.path.abspath(out)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _HELD.add(held)
         yield
     finally:
+        _HELD.discard(held)
         # Unlinked while still held, so a run that opened it meanwhile sees a stale inode and retries.
         try:
             path.unlink()
@@ -237,6 +257,7 @@ def claim_output(
 ) -> Iterator[Path]:
     """The three rules (module docstring) for one run's output, held for the whole block."""
     out = Path(out)
+    check_not_side_file(out)
     check_apart(out, input_paths(inputs), directory=directory)
     with output_lock(out):
         if overwrite:
@@ -258,11 +279,12 @@ def claim_for(config: Any, command: str, *, inputs: Iterable[str], directory: bo
 @contextmanager
 def staged_directory(out: str | Path, *, overwrite: bool):
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` whole (one atomic swap,
-    judge.core.files), on failure it is removed. A report or judge directory is never left
-    with a mix of new and stale files, nor missing."""
+    judge.core.files), on failure it is removed; one that a killed run of ``out`` left is removed first. A
+    report or judge directory is never left with a mix of new and stale files, nor missing."""
 
     out = check_output_directory(out, overwrite=overwrite)
-    with build_aside(out, replace=True) as tmp:
+    # Holding the output's lock, this run may clear the staging folders a killed run of it left (issue 31, 1e).
+    with build_aside(out, replace=True, owned=os.path.abspath(out) in _HELD) as tmp:
         yield tmp
 
         record_outputs(tmp)  # what a later --overwrite may replace

@@ -7,9 +7,15 @@ ones it received. Writes are atomic and never replace an existing file unless as
 
 from __future__ import annotations
 
+import csv
+import errno
+import hashlib
 import json
 import math
 import os
+import re
+import stat
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -28,6 +34,7 @@ from judge.core.files import (
     to_json_line,
 )
 from judge.core.schema import nesting
+from judge.core.sheets import guard_formulas, unguard_formulas
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -40,6 +47,8 @@ FORMATS = {
 # A JSON list is parsed whole in memory (JSONL streams line by line), so its size and nesting are bounded first.
 MAX_JSON_LIST_BYTES = 1 << 30
 MAX_JSON_LIST_DEPTH = 32  # judge.core.schema.nesting counts no further
+# Records have a handful of columns; 10^6 of them made judge.label run for minutes on 5 rows (issue 31, 7).
+MAX_COLUMNS = 10_000
 
 
 def file_format(path: str | Path) -> str:
@@ -54,7 +63,7 @@ def file_format(path: str | Path) -> str:
 def _read_jsonl(
     path: Path, *, tolerate_truncated_tail: bool = False, encoding: str = DEFAULT_ENCODING
 ) -> list[dict[str, Any]]:
-    rows = []
+    rows, columns = [], set()
     try:
         with open(path, encoding=check_encoding(encoding)) as handle:
             lines = handle.readlines()
@@ -65,13 +74,21 @@ def _read_jsonl(
             continue
         try:
             row = json.loads(line)
+            if isinstance(row, dict) and (_INF in row.values() or -_INF in row.values()):  # C-speed; rare
+                json.loads(line, parse_float=_finite_float)  # says which number
         except json.JSONDecodeError as exc:
             # A process killed mid-write leaves at most one cut line, and only at the end.
             if tolerate_truncated_tail and number == len(lines) and not line.endswith("\n"):
                 break
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
+        except ValueError as exc:  # a number no reader keeps as it is: 5,000 digits, or 1e400
+            raise UserError(f"{path.name}: line {number} {_number_problem(exc)}") from None
+        _check_unicode(line, row, f"{path.name}: line {number}")
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {number} is not a JSON object; each line must be one record {{...}}")
+        columns.update(row)
+        if len(columns) > MAX_COLUMNS:
+            raise _too_many_columns(path, f"{len(columns):,}")
         rows.append(row)
     return rows
 
@@ -86,12 +103,15 @@ def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
             "may hold "
             "(it is parsed whole); convert it to JSONL (one record per line), which is read without that limit"
         )
+    text = read_text(path, encoding=encoding)
     try:
-        rows = json.loads(read_text(path, encoding=encoding))
+        rows = json.loads(text, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise UserError(
             f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file or save it as JSONL"
         ) from None
+    except ValueError as exc:
+        raise UserError(f"{path.name} {_number_problem(exc)}") from None
     except RecursionError:
         rows = None
     if rows is not None and not isinstance(rows, list):
@@ -110,11 +130,89 @@ def _read_json_list(path: Path, *, encoding: str) -> list[dict[str, Any]]:
             raise UserError(
                 f"{path.name}: item {number} of the list is not a JSON object; each item must be one record {{...}}"
             )
+    _check_unicode(text, rows, path.name)
+    columns: set = set()
+    for row in rows:
+        columns.update(row)
+        if len(columns) > MAX_COLUMNS:
+            raise _too_many_columns(path, f"more than {MAX_COLUMNS:,}")
     return rows
 
 
-def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.DataFrame:
-    """Read a whole file as a DataFrame, with errors a user can act on (``encoding``: text formats only)."""
+def _too_many_columns(path: Path, count: str) -> UserError:
+    return UserError(
+        f"{path.name} has {count} columns, more than the {MAX_COLUMNS:,} a records file may have; keep the columns "
+        "the run needs (id, prompt, response, labels, groups)"
+    )
+
+
+def _check_csv_header(path: Path, encoding: str) -> None:
+    """Refuse a CSV whose header names a column twice (pandas would rename the second 'response.1' and the run
+    would judge the first) or names more than ``MAX_COLUMNS`` columns (each is work for every row)."""
+    try:
+        with open(path, encoding=check_encoding(encoding), newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except UnicodeError as exc:
+        raise encoding_error(path, exc, encoding) from None
+    except csv.Error:
+        return  # pandas says what is wrong with the file
+    if len(header) > MAX_COLUMNS:
+        raise _too_many_columns(path, f"{len(header):,}")
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise UserError(
+                f"{path.name} has two columns named {name[:40]!r}; rename one (the run would read only the first)"
+            )
+        seen.add(name)
+
+
+class _BeyondFloat(ValueError):
+    """A JSON number that a float would hold as infinity (1e400): the value would be written back as null."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BeyondFloat(text)
+    return value
+
+
+def _number_problem(exc: ValueError) -> str:
+    """What is wrong with a JSON number Python refused, and the fix (the rest of a one-line message)."""
+    if isinstance(exc, _BeyondFloat):
+        shown = str(exc)[:30]
+        return (
+            f"holds the number {shown}, beyond what a float holds (it would be written back as null); write it as "
+            f'text in quotes ("{shown}")'
+        )
+    return (
+        "holds an integer of more than 4,300 digits, which Python will not read as a number; write it as text in quotes"
+    )
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_INF = float("inf")
+
+
+def _check_unicode(text: str, parsed: Any, where: str) -> None:
+    """Refuse a text value holding a lone surrogate (JSON's "\\ud800" escape with no pair): it is not Unicode
+    text, and the write at the end of the run would fail after all the work. Checked only where the source holds
+    such an escape (an escaped pair, one emoji, is fine)."""
+    if "\\u" not in text or not _SURROGATE_ESCAPE.search(text):  # a substring test first: most lines have no escape
+        return
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(
+            f"{where} holds a lone surrogate escape (such as \\ud800 without its pair), which is not Unicode text "
+            "and cannot be written; fix that text"
+        ) from None
+
+
+def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING, sheet: bool = False) -> pd.DataFrame:
+    """Read a whole file as a DataFrame, with errors a user can act on (``encoding``: text formats only).
+    ``sheet``: a CSV written for people (judge.core.sheets), whose guarded cells lose their one apostrophe."""
     path = Path(path)
     fmt = file_format(path)
     _check_input_file(path, "input file")
@@ -124,6 +222,7 @@ def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.Data
     elif fmt == "json":
         frame = pd.DataFrame(_read_json_list(path, encoding=encoding), dtype=object)
     elif fmt == "csv":
+        _check_csv_header(path, encoding)
         try:
             frame = pd.read_csv(
                 path, dtype=object, keep_default_na=False, na_values=[""], encoding=check_encoding(encoding)
@@ -134,7 +233,10 @@ def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.Data
             frame = pd.DataFrame()
         except pd.errors.ParserError as exc:
             raise UserError(f"{path}: not a readable CSV ({' '.join(str(exc).split())[:120]}); fix the file") from None
+        if sheet:
+            frame = unguard_formulas(frame)
     else:
+        _check_parquet_columns(path)
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
@@ -142,6 +244,17 @@ def read_table(path: str | Path, *, encoding: str = DEFAULT_ENCODING) -> pd.Data
     if frame.empty:
         raise UserError(f"input file {path} holds no records; give a file with at least one row")
     return frame
+
+
+def _check_parquet_columns(path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        count = len(pq.read_schema(path).names)
+    except Exception:  # noqa: BLE001 - pyarrow raises many types; pd.read_parquet says what is wrong
+        return
+    if count > MAX_COLUMNS:
+        raise _too_many_columns(path, f"{count:,}")
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, source: str, flag_hint: str = "") -> None:
@@ -178,6 +291,7 @@ def read_records(
     source_column: str | None = None,
     unique_ids: bool = True,
     encoding: str = DEFAULT_ENCODING,
+    sheet: bool = False,
 ) -> pd.DataFrame:
     """Read one or more files into canonical records (CSV and JSONL decoded with ``encoding``).
 
@@ -200,7 +314,7 @@ def read_records(
     mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
     source_name = source_column or "source"
     sources = source_names(paths)
-    tables = [read_table(path, encoding=encoding) for path in paths]
+    tables = [read_table(path, encoding=encoding, sheet=sheet) for path in paths]
     if id_column is None and all(COMBINED_ID in t.columns for t in tables):
         mapping["id"] = COMBINED_ID
     several = len(paths) > 1
@@ -275,8 +389,48 @@ def _canonical_columns(
         frame.insert(0, "id", [f"{id_prefix}{i}" for i in range(1, len(frame) + 1)])
     for col in required:
         require_columns(frame, [col], source=str(path), flag_hint=_MISSING_HINTS.get(col, ""))
+    frame = nested_columns(frame, label_columns)
     require_columns(frame, label_columns, source=str(path), flag_hint=label_hint)
     return frame
+
+
+MAX_PATH_DEPTH = 16
+
+
+def nested_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """A dotted column name that is not a column (``propositions.fully_complies``) reaches into JSON
+    objects: the longest leading part that is a column, then a key per dot; the value is added as a
+    column of that name (a record without the key gets a missing value). Objects may be given as
+    JSON text (a CSV cell). A name that is a column is always that column."""
+    for name in columns:
+        if not isinstance(name, str) or name in frame.columns or "." not in name:
+            continue
+        parts = name.split(".")
+        if len(parts) > MAX_PATH_DEPTH + 1:
+            continue
+        split = next((i for i in range(len(parts) - 1, 0, -1) if ".".join(parts[:i]) in frame.columns), None)
+        if split is None:
+            continue
+        keys = parts[split:]
+        values = [_reach(cell, keys) for cell in frame[".".join(parts[:split])]]
+        frame = frame.copy()
+        frame[name] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
+def _reach(cell: Any, keys: list[str]) -> Any:
+    if isinstance(cell, str) and cell.lstrip()[:1] == "{":
+        try:
+            cell = json.loads(cell)
+        except ValueError:
+            return None
+    for key in keys:
+        if not isinstance(cell, dict) or key not in cell:
+            return None
+        cell = cell[key]
+    if isinstance(cell, (dict, list)):
+        return json.dumps(cell, ensure_ascii=False, default=str)
+    return cell
 
 
 def _text_ids(
@@ -398,7 +552,8 @@ def user_columns(records: pd.DataFrame, column_map: dict[str, str]) -> pd.DataFr
     return out
 
 
-def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = False) -> Path:
+def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = False, sheet: bool = False) -> Path:
+    """``sheet``: a CSV meant for people, its formula-like cells neutralised (judge.core.sheets)."""
     fmt = file_format(path)
     if fmt == "jsonl":
         rows = records.to_dict(orient="records")
@@ -408,6 +563,11 @@ def write_records(records: pd.DataFrame, path: str | Path, *, overwrite: bool = 
         lines = [json_text(r, ensure_ascii=False, default=str) for r in rows]
         return atomic_write(path, lambda h: h.write("[\n" + ",\n".join(lines) + "\n]\n"), overwrite=overwrite)
     if fmt == "csv":
+        if sheet:  # for spreadsheets: formulas neutralised, RFC 4180 line ends (a carriage return in a cell is quoted)
+            table = guard_formulas(records)
+            return atomic_write(
+                path, lambda h: table.to_csv(h, index=False, lineterminator="\r\n"), overwrite=overwrite
+            )
         return atomic_write(path, lambda h: records.to_csv(h, index=False), overwrite=overwrite)
     return atomic_write(path, lambda h: records.to_parquet(h, index=False), overwrite=overwrite, binary=True)
 
@@ -420,29 +580,128 @@ def checkpoint_path(out: str | Path) -> Path:
 
 
 class JsonlCheckpoint:
-    """An append-only JSONL file of finished rows, so a killed run resumes where it stopped."""
+    """An append-only JSONL file of finished rows, so a killed run resumes where it stopped.
+
+    Each append (one batch) ends with a seal line, ``{"__batch_sha256__": HEX, "rows": N}``: the sha256 of the
+    N row lines before it, as written. Only rows under a seal that still matches are given back: a batch a kill
+    cut (no seal yet), a row edited after it was written (issue 31, 1d: an edited label was reused) or a line torn
+    in the middle are computed again by the runner, and the later copy wins. (A digest detects edits and damage;
+    someone who rewrites the seal too can still forge rows, as they could edit the finished output.) The file is
+    opened without following links (``O_NOFOLLOW``), and only a regular file."""
+
+    SEAL = "__batch_sha256__"
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
+    def _digest(self, lines: list[bytes]) -> str:
+        digest = hashlib.sha256()
+        for line in lines:
+            digest.update(line + b"\n")
+        return digest.hexdigest()
+
+    def _open(self, flags: int) -> int:
+        fd = os.open(self.path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(f"{self.path} is not a regular file; move it away or choose another --out")
+        return fd
+
     def rows(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
+        if not self.path.exists() and not self.path.is_symlink():
             return []
-        rows = _read_jsonl(self.path, tolerate_truncated_tail=True, encoding="utf-8")
-        # Rewrite without a cut tail line so the next append starts on a fresh line.
-        with open(self.path, "rb") as handle:
+        try:
+            fd = self._open(os.O_RDWR)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"{self.path} is a symbolic link; a checkpoint is never followed: remove it") from None
+            raise
+        with os.fdopen(fd, "r+b") as handle:
             data = handle.read()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "wb") as handle:
-                handle.writelines(to_json_line(r).encode("utf-8") for r in rows)
-        return rows
+            cut = data.rfind(b"\n") + 1
+            if cut < len(data):  # a kill mid-write: drop the cut tail so the next append starts on a fresh line
+                handle.truncate(cut)
+        rows, pending, rejected = [], [], 0
+        for line in data[:cut].split(b"\n")[:-1]:
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError:
+                value = None  # a torn line: whatever batch it is in does not match its seal
+            if isinstance(value, dict) and set(value) == {self.SEAL, "rows"}:
+                count = value["rows"] if isinstance(value["rows"], int) and 0 < value["rows"] <= len(pending) else 0
+                batch = pending[len(pending) - count :] if count else []
+                if (
+                    count
+                    and value[self.SEAL] == self._digest([raw for raw, _ in batch])
+                    and all(isinstance(row, dict) for _, row in batch)
+                ):
+                    rows += [row for _, row in batch]  # rows before them no seal covers: a batch a kill cut
+                else:
+                    rejected += count or len(pending)
+                pending = []
+            else:
+                pending.append((line, value))
+        if rejected:
+            print(
+                f"note: {rejected} row(s) of {self.path.name} do not match the digest their batch was sealed with "
+                "(edited or damaged); they are computed again",
+                file=sys.stderr,
+            )
+        return rows  # rows after the last seal are a batch a kill cut: computed again, as the runner does
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
+        lines = [to_json_line(r).encode("utf-8").rstrip(b"\n") for r in rows]
+        if not lines:
+            return
+        seal = json.dumps({self.SEAL: self._digest(lines), "rows": len(lines)}).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.writelines(to_json_line(r) for r in rows)
+        fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "ab") as handle:
+            handle.write(b"".join(line + b"\n" for line in lines) + seal + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+MISSING_GROUP = "(missing)"  # the group of rows whose group column is empty: reported as a group of its own
+
+
+def clean_groups(records: pd.DataFrame, columns: Sequence[str], *, flag: str = "--group") -> list[str]:
+    """Make each group column of ``records`` (in place) hold one spelling per group; return the warnings to print.
+
+    Real files have missing metadata: a missing value (None, NaN, '' or spaces only) becomes the group
+    ``(missing)``, reported like any other (other values become text then, so that groups sort). Spaces around
+    a value are stripped ('asian ' is 'asian'), said in a warning. Two values that differ only in case ('asian'
+    and 'ASIAN') are refused: which spelling is right is the user's to say."""
+    warnings = []
+    for column in dict.fromkeys(columns):
+        values = records[column]
+        missing = values.map(lambda v: _missing(v) or (isinstance(v, str) and not v.strip()))
+        if missing.any():
+            values = values.where(~missing, MISSING_GROUP).map(lambda v: v if isinstance(v, str) else _id_text(v))
+            warnings.append(
+                f"note: {int(missing.sum())} row(s) have no {column!r} value; they are reported as the group "
+                f"{MISSING_GROUP!r}"
+            )
+        padded = values.map(lambda v: isinstance(v, str) and v != v.strip())
+        if padded.any():
+            first = values[padded].iloc[0]
+            values = values.map(lambda v: v.strip() if isinstance(v, str) else v)
+            warnings.append(
+                f"warning: {int(padded.sum())} {column!r} value(s) had spaces around them, stripped ({first!r} is "
+                f"{first.strip()!r}); fix the file to silence this"
+            )
+        spellings: dict[str, str] = {}
+        for value in dict.fromkeys(v for v in values if isinstance(v, str)):
+            other = spellings.setdefault(value.casefold(), value)
+            if other != value:
+                raise UserError(
+                    f"{flag} {column!r} has the groups {other[:40]!r} and {value[:40]!r}, which differ only in case; "
+                    "give each group one spelling in the file"
+                )
+        records[column] = values
+    return warnings

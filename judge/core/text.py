@@ -6,6 +6,7 @@ label on the name that signals the group.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -93,15 +94,85 @@ class TextView:
         return out_p, out_r, masked
 
 
+MAX_CHAT_TURNS = 1000  # a conversation of more turns is read as the text it is
+
+
+def chat_messages(prompt: str) -> list[dict] | None:
+    """The messages of a prompt given as a list of chat messages (the JSON text of ``[{"role": ...,
+    "content": ...}, ...]``, as records read a list cell), each content as text; None for any other prompt."""
+    if prompt.lstrip()[:1] != "[":
+        return None
+    try:
+        messages = json.loads(prompt)
+    except ValueError:
+        return None
+    if not (isinstance(messages, list) and messages and len(messages) <= MAX_CHAT_TURNS):
+        return None
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in messages):
+        return None
+    return [{"role": m["role"].strip(), "content": _message_text(m["content"])} for m in messages]
+
+
+def render_prompt(prompt: str, tokenizer=None) -> str:
+    """A prompt as the judge reads it: a conversation given as a list of chat messages becomes the
+    tokenizer's chat template (ending where the assistant's reply, the response, begins) when the judge's
+    tokenizer has one, else one "role: content" line per turn; any other prompt is returned unchanged.
+    Training and labelling render alike (``encode_pairs``; TF-IDF's ``tfidf_text``)."""
+    messages = chat_messages(prompt)
+    if messages is None:
+        return prompt
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception:  # a template that refuses these roles (no system turn, say): the plain rendering
+            pass
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _message_text(content) -> str:
+    """A message's text: a string, or the text parts of a list of content parts (OpenAI's form)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"] if isinstance(part, dict) and isinstance(part.get("text"), str) else str(part)
+            for part in content
+            if not isinstance(part, dict) or part.get("type", "text") == "text"
+        )
+    return "" if content is None else json.dumps(content, ensure_ascii=False, default=str)
+
+
 def encode_pairs(tokenizer, prompts, responses, *, max_length: int, tail_tokens: int = 0) -> dict[str, list[list[int]]]:
     """Token ids of (prompt, response) pairs within ``max_length``. A response too long is cut at the
     end (``tail_tokens=0``), or keeps its head and its last ``tail_tokens`` tokens, so a late refusal
-    or a late partial compliance is still read, at the same bounded cost."""
+    or a late partial compliance is still read, at the same bounded cost. A prompt that would leave the
+    response less than half the window (a long conversation) keeps its last half-window of tokens."""
+    prompts = [render_prompt(str(p), tokenizer) for p in prompts]  # a conversation as the tokenizer's chat
     if tail_tokens <= 0:
         # The response is what the label is about: when too long, cut the response, keep the prompt.
-        return tokenizer(
-            list(prompts), list(responses), truncation="only_second" if max_length > 64 else True, max_length=max_length
-        )
+        responses = list(responses)
+        if max_length <= 64:
+            return tokenizer(prompts, responses, truncation=True, max_length=max_length)
+        prompts, cut = _prompts_within_half(tokenizer, prompts, responses, max_length=max_length)
+        if not cut:
+            return tokenizer(prompts, responses, truncation="only_second", max_length=max_length)
+        kept = [i for i in range(len(prompts)) if i not in cut]
+        parts = [
+            (
+                idx,
+                tokenizer(
+                    [prompts[i] for i in idx], [responses[i] for i in idx], truncation=how, max_length=max_length
+                ),
+            )
+            for idx, how in ((kept, "only_second"), (sorted(cut), "longest_first"))
+            if idx
+        ]
+        out: dict[str, list] = {key: [None] * len(prompts) for key in parts[0][1].keys()}
+        for idx, encoded in parts:
+            for key in out:
+                for j, i in enumerate(idx):
+                    out[key][i] = encoded[key][j]
+        return out
     template = _pair_template(tokenizer)
     special = len(template["prefix"]) + len(template["middle"]) + len(template["suffix"])
     out: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": []}
@@ -125,6 +196,32 @@ def encode_pairs(tokenizer, prompts, responses, *, max_length: int, tail_tokens:
                 t["prefix"] + [t["a"]] * len(p_ids) + t["middle"] + [t["b"]] * len(r_ids) + t["suffix"]
             )
     return out
+
+
+def _prompts_within_half(tokenizer, prompts: list[str], responses: list[str], *, max_length: int):
+    """(prompts, indices cut): where a pair exceeds the window and its prompt takes more than half of it,
+    the prompt keeps its last half-window of tokens (a conversation's latest turns, what the response
+    answers), so the response keeps its share instead of being cut to nothing (or failing to be cut:
+    "Sequence to truncate too short"). Pairs that fit, or whose prompt is short, are unchanged."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    half = max((max_length - special) // 2, 1)
+    fast = getattr(tokenizer, "is_fast", False)
+    p_enc = tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=fast)
+    long = [i for i, ids in enumerate(p_enc["input_ids"]) if len(ids) > half]
+    if not long:
+        return prompts, set()
+    r_lens = [len(ids) for ids in tokenizer([responses[i] for i in long], add_special_tokens=False)["input_ids"]]
+    prompts, cut = list(prompts), set()
+    for i, r_len in zip(long, r_lens):
+        ids = p_enc["input_ids"][i]
+        if len(ids) + r_len + special <= max_length:
+            continue
+        if fast:
+            prompts[i] = prompts[i][p_enc["offset_mapping"][i][len(ids) - half][0] :]
+        else:
+            prompts[i] = tokenizer.decode(ids[len(ids) - half :])
+        cut.add(i)
+    return prompts, cut
 
 
 def _pair_template(tokenizer) -> dict:

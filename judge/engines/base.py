@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
+# An answer is a label when, without its surrounding whitespace, it is one; and only when it is no longer than the
+# longest label and this much whitespace: "refusal" and five million spaces is not an answer of the labels.
+LABEL_SLACK = 16
+
+
+def as_label(text: object, labels: Sequence[str]) -> str | None:
+    """The label an engine's answer names (the text stripped of surrounding whitespace), or None: one meaning for
+    the judge that reads the answer and the engine that counts answers outside the labels."""
+    if not isinstance(text, str) or not labels or len(text) > max(map(len, labels)) + LABEL_SLACK:
+        return None
+    stripped = text.strip()
+    return stripped if stripped in labels else None
+
 
 @dataclass(frozen=True)
 class ChatRequest:

@@ -10,6 +10,12 @@ the labels (vLLM ignores the removed ``guided_*`` fields with HTTP 200), so ``ch
 as sent and counts it; label probabilities come only from a server that scores a given continuation
 exactly (vLLM: ``/tokenize`` with the chat, then ``/v1/completions`` over token ids with
 ``prompt_logprobs``), and elsewhere ``label_logprobs`` says they are unavailable (None).
+
+Every request goes through judge.engines.http's transport: a redirect is refused with its target (never followed),
+an answer is bounded in size (``--max-answer-mib``) and each attempt in its whole time (``--timeout``), a 2xx answer
+must be UTF-8 JSON of a sane depth, and the API key is masked in every string the engine returns (texts, reasons,
+messages) in its raw, JSON-escaped and repr forms. A refused answer fails that row with the reason, as a failed
+request does; at the probe (``/v1/models``, ``/version``) it stops the run in one line.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from urllib.parse import urlsplit
 
 from judge.core.config import check_choice, check_positive
 from judge.core.errors import UserError, cut, short_list
-from judge.engines.base import ChatRequest, Completion, Engine
+from judge.engines import http
+from judge.engines.base import ChatRequest, Completion, Engine, as_label
 
 CONSTRAINTS = ("auto", "structured-outputs", "json-schema", "guided-choice")
 LOCAL_KEY = "EMPTY"  # what local servers (vLLM without --api-key) accept
@@ -53,7 +60,18 @@ class Options:
         default=8, metadata={"help": "requests in flight at once (1 makes a seeded vLLM server reproducible)"}
     )
     timeout: float = field(
-        default=120.0, metadata={"help": "seconds one attempt of a request may take before it is retried"}
+        default=120.0,
+        metadata={
+            "help": "seconds one attempt of a request may take in all (connecting, the wait and the whole answer, "
+            "however slowly it comes) before it is given up and retried"
+        },
+    )
+    max_answer_mib: float = field(
+        default=http.DEFAULT_MAX_ANSWER_MIB,
+        metadata={
+            "help": "largest answer taken from the server, in MiB (a larger one fails its row); label scores over "
+            "long chats (prompt_logprobs) may need more"
+        },
     )
     requests_per_minute: float | None = field(
         default=None, metadata={"help": "at most this many HTTP requests a minute, retries included (unset: no limit)"}
@@ -90,11 +108,13 @@ class Options:
                 raise UserError(
                     f"--{name.replace('_', '-')} must be a whole number from {low} to {top}, got {cut(value, 20)}"
                 )
-        for name in ("timeout", "requests_per_minute"):
+        for name in ("timeout", "requests_per_minute", "max_answer_mib"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise UserError(f"--{name.replace('_', '-')} must be a number, got {cut(value, 20)}")
-        check_positive(self, "timeout", "requests_per_minute")
+        check_positive(self, "timeout", "requests_per_minute", "max_answer_mib")
+        if self.max_answer_mib > http.MAX_ANSWER_MIB:
+            raise UserError(f"--max-answer-mib is at most {http.MAX_ANSWER_MIB:g}, got {self.max_answer_mib:g}")
         if self.timeout > 3600:
             raise UserError(
                 f"--timeout is in seconds per attempt and at most 3600, got {self.timeout:g}; use a smaller one"
@@ -166,10 +186,18 @@ class OpenAIEngine(Engine):
         self.options = options or Options()
         opts = self.options
         pacer = RequestPacer(opts.requests_per_minute) if opts.requests_per_minute else None
-        http_client = openai.DefaultHttpxClient(event_hooks={"request": [pacer]}) if pacer else None
+        http_client = http.client(
+            opts.base_url,
+            timeout=opts.timeout,
+            max_bytes=int(opts.max_answer_mib * http.MIB),
+            event_hooks={"request": [pacer]} if pacer else None,
+        )
+        key = read_api_key(opts.api_key_env)
+        # A server may echo what it was sent: the key never reaches a row, a message or a log.
+        self.mask = http.Masker([key] if key != LOCAL_KEY else [])
         self.client = openai.OpenAI(
             base_url=opts.base_url,
-            api_key=read_api_key(opts.api_key_env),
+            api_key=key,
             max_retries=opts.max_retries,
             timeout=opts.timeout,
             http_client=http_client,
@@ -204,6 +232,8 @@ class OpenAIEngine(Engine):
 
         try:
             models = self.client.models.list().data
+        except http.RefusedAnswer as exc:
+            raise self._refused_at_probe(exc) from None
         except openai.APIConnectionError as exc:
             raise UserError(
                 f"no server answers at {self.options.base_url} ({self._reason(exc, retried=False)}); "
@@ -220,24 +250,31 @@ class OpenAIEngine(Engine):
         if self.model not in served:
             raise UserError(
                 f"model {cut(self.model)!r} is not served at {self.options.base_url}; "
-                f"use one of {short_list(sorted(map(str, served)))}"
+                f"use one of {short_list(sorted(self.mask(str(m)) for m in served))}"
             )
         kind = "vllm" if served[self.model] == "vllm" else "openai-compatible"
         return {"kind": kind, "version": self._vllm_version() if kind == "vllm" else None}
+
+    def _refused_at_probe(self, exc: Exception) -> UserError:
+        return UserError(f"{cut(self.options.base_url, 80)}: {self.mask(str(exc))}; check --base-url")
 
     def _vllm_version(self) -> str | None:
         import openai
 
         try:
             answer = self._root.get("version", cast_to=object)
+        except http.RefusedAnswer as exc:
+            raise self._refused_at_probe(exc) from None
         except openai.APIError:
             return None
         version = answer.get("version") if isinstance(answer, dict) else None
-        return cut(version, 40) if isinstance(version, str) else None
+        return cut(self.mask(version), 40) if isinstance(version, str) else None
 
     def _reason(self, exc: Exception, *, retried: bool) -> str:
         import openai
 
+        if isinstance(exc, http.RefusedAnswer):
+            return cut(" ".join(self.mask(str(exc)).split()), 240)  # nothing to retry: the answer itself was refused
         if isinstance(exc, openai.APITimeoutError):
             what = f"timed out after {self.options.timeout:g} s"
         elif isinstance(exc, openai.APIConnectionError):
@@ -246,10 +283,10 @@ class OpenAIEngine(Engine):
             what = f"HTTP {exc.status_code}"
         else:
             what = type(exc).__name__
-        detail = str(exc)
-        key = self.client.api_key
-        if key and key != LOCAL_KEY:  # a server may echo what it was sent: a key never reaches a row or a log
-            detail = detail.replace(key, "***")
+        cause = str(exc.__cause__ or "")
+        # the transport's deadline says it was the whole attempt (not one read) that ran out
+        detail = cause if isinstance(exc, openai.APITimeoutError) and "whole request" in cause else str(exc)
+        detail = self.mask(detail)  # masked before it is cut: a cut key would escape the mask
         tries = f" after {self.options.max_retries} retries" if retried and self.options.max_retries else ""
         return f"{what}{tries}: {cut(' '.join(detail.split()), 160)}"
 
@@ -271,7 +308,7 @@ class OpenAIEngine(Engine):
                 f"the server at {self.options.base_url} answered 404 ({self._reason(exc, retried=False)}); "
                 "check --base-url and --model"
             ) from None
-        except openai.APIError as exc:
+        except (openai.APIError, http.RefusedAnswer) as exc:
             with self._lock:
                 self.usage["failed"] += 1
             return None, self._reason(exc, retried=_retryable(exc))
@@ -324,7 +361,9 @@ class OpenAIEngine(Engine):
         )
         if error:
             return Completion(request.key, None, "failed", error=error)
-        return self._completion(request.key, response)
+        completion = self._completion(request.key, response)
+        completion.text, completion.error = self.mask(completion.text), self.mask(completion.error)
+        return completion
 
     def _completion(self, key: str, response: Any) -> Completion:
         prompt_tokens, response_tokens = self._count_usage(response)
@@ -363,7 +402,9 @@ class OpenAIEngine(Engine):
             requests,
         )
         outs = [self._unwrap_json(c) for c in outs] if self.constraint == "json-schema" else outs
-        outside = sum(c.text is not None and c.text not in labels for c in outs)
+        # One meaning with the judge that reads them: a label is the text without surrounding whitespace, the text
+        # no longer than a label and a little whitespace (judge.engines.base.as_label)
+        outside = sum(c.text is not None and as_label(c.text, labels) is None for c in outs)
         with self._lock:
             self.usage["outside_labels"] += outside
         return outs
@@ -479,7 +520,7 @@ class OpenAIEngine(Engine):
 
     def _unscored(self, key: str, reason: str) -> dict[str, float]:
         with self._lock:
-            self.scoring_errors[key] = reason
+            self.scoring_errors[key] = self.mask(reason)
         return {}
 
     def describe(self) -> dict[str, Any]:
@@ -494,6 +535,7 @@ class OpenAIEngine(Engine):
             "api_key_env": opts.api_key_env,
             "concurrency": opts.concurrency,
             "timeout": opts.timeout,
+            "max_answer_mib": opts.max_answer_mib,
             "max_retries": opts.max_retries,
             "requests_per_minute": opts.requests_per_minute,
             "constrain": self.constraint,

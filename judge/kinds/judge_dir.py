@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Iterable, Iterator
+from typing import Annotated, Iterable, Iterator, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -132,6 +132,31 @@ class TextViewSettings(BaseModel):
     names_column: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
+class ViewScores(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    kappa: float
+    macro_f1: float
+
+
+class ViewChoice(BaseModel):
+    """--pick-view: the out-of-fold agreement of both text views, and the one the judge reads."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    chosen: Literal["prompt", "response"]
+    by: str
+    scores: dict[Literal["prompt", "response"], ViewScores]
+
+
+class TrainingNotes(BaseModel):
+    """judge.json's ``training_notes``: what training found of the judge (training.checks). Informative:
+    labelling does not depend on it."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    # held-out predictions ('validation', 'out-of-fold') -> categories of >= 10% of the labels never predicted
+    never_predicted: dict[str, list[Annotated[str, StringConstraints(max_length=200)]]] = {}
+    view_choice: ViewChoice | None = None
+
+
 class Seal(Kind):
     """What every judge.json holds, whatever its kind; the kinds' own settings are checked by their formats."""
 
@@ -144,6 +169,7 @@ class Seal(Kind):
     judge_json_sha256: str
     mask_names: bool = True
     text_view: TextViewSettings = TextViewSettings()
+    training_notes: TrainingNotes | None = None
 
 
 def text_view_of(meta: dict):
@@ -364,7 +390,7 @@ def sha256_of(path: Path) -> str:
     return digest
 
 
-def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None) -> dict:
+def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None, training_notes=None) -> dict:
     """Complete a judge directory after its backend wrote its files: the taxonomy, the training ids,
     then the checksums (``seal``). Every way of making a judge ends here."""
     import yaml
@@ -374,6 +400,10 @@ def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None) 
         yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
     write_training_ids(directory, training_ids)
+    if training_notes:
+        meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
+        meta["training_notes"] = TrainingNotes.model_validate(training_notes).model_dump(exclude_none=True)
+        (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
     meta = seal(directory, labels=taxonomy.labels, text_view=text_view)
     shareable(directory)
     return meta

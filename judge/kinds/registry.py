@@ -21,6 +21,7 @@ KINDS = {
     "rules": "judge.kinds.rules",
     "llm": "judge.kinds.llm",
     "majority": "judge.kinds.majority",
+    "embed": "judge.kinds.embed",
 }
 
 

@@ -24,6 +24,7 @@ from judge.core.errors import UserError
 from judge.core.files import file_sha256
 from judge.core.paths import DATA
 from judge.core.taxonomy import Taxonomy
+from judge.engines.base import LABEL_SLACK, as_label
 from judge.engines.models import SMOLLM2, load_failure, model_revision, resolve_model
 from judge.kinds.base import Item, Judge, Judgement
 from judge.kinds.llm import Options
@@ -417,13 +418,17 @@ class LLMJudge(Judge):
     def _chosen(self, completion, probs: dict[str, float]) -> Judgement:
         if completion.text is None:
             return Judgement.unscored(f"{FAILED}: {completion.error or 'no answer'}", probabilities=probs)
-        text = completion.text.strip()
-        if text not in self.taxonomy.labels:
-            return Judgement.unscored(
-                f"{OUTSIDE}: {clip(text, 60)!r} (the engine ignored the constraint?)",
-                raw=completion.text,
-                probabilities=probs,
+        # one meaning with the engine's count of answers outside the labels (as_label: stripped, of bounded length)
+        text = as_label(completion.text, self.taxonomy.labels)
+        if text is None:
+            stripped = completion.text.strip()
+            what = (
+                f"{clip(stripped, 60)!r} (the engine ignored the constraint?)"
+                if len(completion.text) <= max(map(len, self.taxonomy.labels)) + LABEL_SLACK
+                else f"an answer of {len(completion.text)} characters, {clip(stripped, 40)!r} once stripped, is longer "
+                "than any category and a little whitespace"
             )
+            return Judgement.unscored(f"{OUTSIDE}: {what}", raw=completion.text, probabilities=probs)
         return Judgement(label=text, confidence=probs.get(text, float("nan")), probabilities=probs)
 
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:

@@ -131,21 +131,12 @@ class LoraJudge(Judge):
     @torch.inference_mode()
     def logits(self, batch: Sequence[Item]) -> np.ndarray:
         prompts, responses = self.texts(batch)
-        if self.tail_tokens:
-            encoded = encode_pairs(
-                self.tokenizer, prompts, responses, max_length=self.max_length, tail_tokens=self.tail_tokens
-            )
-            features = [{k: v[i] for k, v in encoded.items()} for i in range(len(prompts))]
-            inputs = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
-        else:
-            inputs = self.tokenizer(
-                prompts,
-                responses,
-                truncation="only_second" if self.max_length > 64 else True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
+        # as training encodes: a conversation rendered, a long prompt cut to leave the response its half
+        encoded = encode_pairs(
+            self.tokenizer, prompts, responses, max_length=self.max_length, tail_tokens=self.tail_tokens
+        )
+        features = [{k: v[i] for k, v in encoded.items()} for i in range(len(prompts))]
+        inputs = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
         from judge.kinds.lora.precision import context
 
         with context(self.precision, self.device):

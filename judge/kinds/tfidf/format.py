@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from judge.core.errors import UserError, cut
 from judge.core.schema import (
@@ -36,11 +36,22 @@ MAX_SETTINGS_BYTES = 256 * MIB  # a vocabulary of millions of terms; the sample'
 # a's) or match nothing, so that every output gets the label of the largest intercept.
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 MAX_NGRAM = 3  # terms of at most 3 words keep the cost of a response linear in its length
+# The character views (text without spaces: Chinese, Japanese, Thai): scikit-learn's own character
+# n-grams, which apply no stored pattern; at most 6 characters keep the cost linear as well.
+ANALYZERS = ("word", "char_wb", "char")
+MAX_CHAR_NGRAM = 6
+
+
+def max_ngram(analyzer: str) -> int:
+    return MAX_NGRAM if analyzer == "word" else MAX_CHAR_NGRAM
 
 
 def tfidf_text(prompts, responses) -> list[str]:
-    """What the vectorizer reads: prompt and response in one text, as in training."""
-    return [f"{p} ||| {r}" for p, r in zip(prompts, responses)]
+    """What the vectorizer reads: prompt and response in one text, as in training (a conversation given as
+    a list of chat messages read as "role: content" lines)."""
+    from judge.core.text import render_prompt
+
+    return [f"{render_prompt(str(p))} ||| {r}" for p, r in zip(prompts, responses)]
 
 
 class Settings(BaseModel):
@@ -57,6 +68,7 @@ class Vectorizer(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
     vocabulary: dict[str, int]
+    analyzer: Literal["word", "char_wb", "char"] = "word"  # absent in judges trained before the character views
     ngram_range: list[int]
     lowercase: bool
     token_pattern: str
@@ -72,15 +84,16 @@ class Vectorizer(BaseModel):
             raise ValueError(f"{cut(pattern)!r} is not the one training writes ({TOKEN_PATTERN})")
         return pattern
 
-    @field_validator("ngram_range")
-    @classmethod
-    def _short_terms(cls, bounds: list[int]) -> list[int]:
-        if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1] <= MAX_NGRAM:
+    @model_validator(mode="after")
+    def _short_terms(self) -> "Vectorizer":
+        bounds, top = self.ngram_range, max_ngram(self.analyzer)
+        unit = "words" if self.analyzer == "word" else "characters"
+        if len(bounds) != 2 or not 1 <= bounds[0] <= bounds[1] <= top:
             raise ValueError(
-                f"must be [low, high] with 1 <= low <= high <= {MAX_NGRAM} (terms of at most {MAX_NGRAM} words), "
+                f"ngram_range must be [low, high] with 1 <= low <= high <= {top} (terms of at most {top} {unit}), "
                 f"got {cut(bounds)}"
             )
-        return bounds
+        return self
 
     @field_validator("vocabulary")
     @classmethod
@@ -97,8 +110,10 @@ def save(pipeline, directory: str | Path) -> None:
     from safetensors.numpy import save_file
 
     vectorizer, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
-    if vectorizer.analyzer != "word" or vectorizer.preprocessor is not None or vectorizer.tokenizer is not None:
-        raise ValueError("only word analyzers with the default preprocessing can be stored as data")
+    if vectorizer.analyzer not in ANALYZERS or vectorizer.preprocessor is not None or vectorizer.tokenizer is not None:
+        raise ValueError(
+            f"only the {', '.join(ANALYZERS)} analyzers with the default preprocessing can be stored as data"
+        )
     if vectorizer.token_pattern != TOKEN_PATTERN:
         raise ValueError(
             f"token_pattern {vectorizer.token_pattern!r} cannot be stored: loading accepts only {TOKEN_PATTERN!r}"
@@ -106,6 +121,7 @@ def save(pipeline, directory: str | Path) -> None:
     directory = Path(directory)
     settings = {
         "vocabulary": {term: int(i) for term, i in vectorizer.vocabulary_.items()},
+        "analyzer": vectorizer.analyzer,
         "ngram_range": list(vectorizer.ngram_range),
         "lowercase": bool(vectorizer.lowercase),
         "token_pattern": vectorizer.token_pattern,
@@ -165,6 +181,7 @@ class TfidfModel:
         # The checked constant, not the stored string, reaches the regex engine.
         self.counter = CountVectorizer(
             vocabulary=settings.vocabulary,
+            analyzer=settings.analyzer,  # one of three names, never code
             ngram_range=tuple(settings.ngram_range),
             lowercase=settings.lowercase,
             token_pattern=TOKEN_PATTERN,
