@@ -90,7 +90,7 @@ from judge.core.errors import UserError
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest, label_source, read_manifest
 from judge.core.outputs import claim_for, staged_directory
-from judge.core.records import clean_groups, read_records
+from judge.core.records import clean_groups, read_records, source_names
 from judge.core.taxonomy import parse_label_map
 from judge.kinds import trainable_kinds
 from judge.render.disparity import render_disparity, write_disparity_report
@@ -295,9 +295,25 @@ def inputs_name(config: Config) -> str:
     return Path(config.input[0]).name if len(config.input) == 1 else f"the {len(config.input)} input files"
 
 
+def manifest_judges(path: str) -> list[str]:
+    """The judge directories a labelled file's manifest names: the judge.label (or judge.join) run's judge, or
+    those a judge.data filter, split or sample carried on from its inputs (``judges``)."""
+    manifest = read_manifest(path) or {}
+    judges = [manifest.get("judge"), *(manifest.get("judges") or [])]
+    named = [j.get("directory") for j in judges if isinstance(j, dict)]
+    return list(dict.fromkeys(d for d in named if isinstance(d, str) and d))
+
+
+def _union(sets: list) -> frozenset | None:
+    found = [s for s in sets if s is not None]
+    return frozenset().union(*found) if found else None
+
+
 def judge_training(config: Config) -> JudgeTraining:
     """The judge directories named by --judge-dir or by the labelled files' manifests (each file's own, so files
-    labelled apart and reported together are still checked), each once, and the union of their training ids."""
+    labelled apart and reported together are still checked), each once, and the union of their training ids.
+    Several files, each labelled by its own judge: each judge's ids are applied to its own file's outputs only
+    (``by_source``, through the ``source`` column read_records gives them), not the union to every file."""
     from judge.kinds.judge_dir import read_training_ids
 
     if config.judge_dir is not None:
@@ -310,10 +326,19 @@ def judge_training(config: Config) -> JudgeTraining:
             )
         directories = [config.judge_dir]
     else:
-        named = [((read_manifest(path) or {}).get("judge") or {}).get("directory") for path in config.input]
-        directories = list(dict.fromkeys(d for d in named if d and Path(d).is_dir()))
-    found = [ids for ids in (read_training_ids(d) for d in directories) if ids is not None]
-    return JudgeTraining(directories=directories, ids=frozenset().union(*found) if found else None)
+        named = [manifest_judges(path) for path in config.input]
+        directories = list(dict.fromkeys(d for dirs in named for d in dirs if Path(d).is_dir()))
+    by_directory = {d: read_training_ids(d) for d in directories}
+    union = _union(list(by_directory.values()))
+    if config.judge_dir is not None or len(config.input) < 2 or len(directories) < 2:
+        return JudgeTraining(directories=directories, ids=union)  # one judge behind every file
+    own = [_union([by_directory.get(d) for d in dirs]) for dirs in named]
+    return JudgeTraining(
+        directories=directories,
+        ids=union,
+        by_source=tuple(zip(source_names(config.input), own)),
+        source_column=config.source_column or "source",
+    )
 
 
 def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) -> HumanSample:

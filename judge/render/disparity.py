@@ -221,7 +221,7 @@ def render_ppi(
             rows[(g, c)] = {
                 "n human": r.n_human,
                 "judge only": _estimate(r.judge_only, "rate", style),
-                "human only": _estimate(r.human_only, "rate", style) if shown else NOT_ESTIMABLE,
+                "human only (Hajek)": _estimate(r.human_only, "rate", style) if shown else NOT_ESTIMABLE,
                 "PPI": _estimate(r.ppi, "rate", style) if shown else NOT_ESTIMABLE,
                 "effective n": style.fmt(opt(r.effective_n), 0) if shown else "n/a",
                 "note": "; ".join(
@@ -278,9 +278,10 @@ def render_ppi(
     md = [
         f"\n## Prediction-powered rates ({level}% CI, marginal)\n",
         head + "\n",
-        "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by "
-        "the design "
-        "(Korn-Graubard interval); PPI: the judge's rate over every output plus the design-weighted human correction "
+        "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, the "
+        "design-weighted mean of the group's labels (ratio or Hajek estimator sum(y/pi) / sum(1/pi), a proportion "
+        "whatever the design; linearised variance, Korn-Graubard interval); "
+        "PPI: the judge's rate over every output plus the design-weighted human correction "
         "(difference "
         "estimator, t quantiles). Estimates and intervals are clipped to [0, 1] (rates) and [-1, 1] (gaps), said in "
         "the note column. "
@@ -307,8 +308,8 @@ def render_ppi(
     tex = [
         style.latex(
             rates,
-            caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, "
-            f"marginal).{missing}",
+            caption=f"Category rates by {group_column}: judge only, human only (Hajek) and prediction-powered "
+            f"({level}% CI, marginal).{missing}",
             label="tab:ppi-rates",
             index=False,
         )

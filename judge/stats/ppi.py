@@ -44,9 +44,18 @@ unchanged. Intervals use Student's t with n - 1 degrees of freedom (n: the group
 With ``clusters`` (outputs of one prompt or template are correlated draws: issue 19) the estimand is
 the rate over outputs like these, prompts drawn anew, and the variance is cluster-robust (CR1) over
 each output's contribution, t with G - 1 degrees of freedom (``design_rate``). Estimates are clipped to
-[0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; the human-only interval is
-Korn-Graubard's, which cannot collapse to zero width; judge.stats.estimability decides which groups are
-reported as estimates.
+[0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; judge.stats.estimability
+decides which groups are reported as estimates.
+
+The human-only column is not this estimator at lam = 0 (Horvitz-Thompson, divided by N): when the sample
+is not stratified by the group (a simple random sample of all outputs, pi = 1/3), sum(1/pi) over a
+group's labels is not its N, and those rates are no proportions (per group they summed to 0.83-1.08 over
+the categories in issue 31). It is the ratio (Hajek) estimator of the group's mean, sum(y/pi) /
+sum(1/pi) over the group's labels, with its linearised variance (the design's, or CR1 with clusters,
+of the residuals y - estimate, divided by the squared sum of weights) and a Korn-Graubard interval,
+which cannot collapse to zero width (``_human_only``). Where the sample is stratified by the group the
+two coincide. The PPI column stays Horvitz-Thompson: its judge term is a mean over the group's known N,
+and its category rates sum to 1 because the labels are one-hot.
 
 The estimand is said (``estimand`` in ``ppi_by_group``'s result): without clusters, the rate among these
 outputs (``ESTIMAND_OUTPUTS``); with them, the model's rate (``ESTIMAND_MODEL``). The judge's predictions
@@ -336,20 +345,68 @@ def _judge_rate(f, domain, alpha: float, clusters: np.ndarray | None) -> dict:
     return {"rate": r["rate"], "ci": r["ci"], "variance": r["variance"], "df": r["n_clusters"] - 1}
 
 
+HAJEK = (
+    "ratio (Hajek) estimator of the group's mean, sum(y / pi) / sum(1 / pi) over the group's human labels, "
+    "linearised variance"
+)
+
+
+def hajek_scores(y, domain, design: Design, clusters: np.ndarray | None) -> tuple[float, float, np.ndarray]:
+    """The ratio (Hajek) estimate of ``y``'s mean over ``domain``, the estimated size of the domain (sum of
+    1/pi over its labelled outputs) and the linearised residuals e_i = y_i - estimate in the domain (0
+    outside it): the estimate's variance is that of the Horvitz-Thompson total of e, divided by the squared
+    estimated size (Särndal, Swensson & Wretman 1992, sections 5.6 and 10.3, a domain mean)."""
+    lab = design.labelled & domain
+    weights = 1.0 / design.pi[lab]
+    size = float(weights.sum())
+    rate = float(np.sum(weights * y[lab]) / size)
+    return rate, size, np.where(domain, y - rate, 0.0)
+
+
+def weight_sum_departure(pi, size: int) -> tuple[float, int, float] | None:
+    """Whether a domain's weights sum(1/pi) over its labelled outputs, an unbiased estimate of its size under
+    independent inclusion, depart from its known ``size`` by more than three of its standard errors,
+    sqrt(sum (1 - pi) / pi^2): (the sum, the size, the se) where they do (a tolerance of 1e-9 of the size
+    for rounding, so that a census or exact stratum weights never trip it), else None."""
+    pi = np.asarray(pi, dtype=float)
+    if not len(pi):
+        return None
+    total = float(np.sum(1 / pi))
+    se = float(np.sqrt(np.sum((1 - pi) / pi**2)))
+    return (total, size, se) if abs(total - size) > 3 * se + 1e-9 * size else None
+
+
 def _human_only(y, f, domain, design, *, alpha: float, small_sample: bool, clusters) -> dict:
-    """The human labels alone (lambda 0), with a Korn-Graubard interval: it cannot collapse to zero width."""
-    entry = bounded(
-        design_rate(y, f, domain, design, lam=0.0, alpha=alpha, small_sample=small_sample, clusters=clusters)
-    )
-    n = int((design.labelled & domain).sum())
-    entry["ci"] = clustered.korn_graubard(entry["rate"], entry["design_variance"], n, df=entry["df"], alpha=alpha)
-    entry["interval"] = "Korn-Graubard (Clopper-Pearson on the effective sample size)"
-    # the interval lies in [0, 1] by construction: only a clipped estimate is worth a note
-    entry["clipped"] = (
-        f"estimate {entry['rate_unclipped']:.3f} clipped to {entry['rate']:g}" if "rate_unclipped" in entry else None
-    )
-    entry.pop("outside", None)
-    return entry
+    """The human labels alone: the ratio (Hajek) estimator of the group's mean, sum(y/pi) / sum(1/pi) over the
+    group's labelled outputs, a proportion whatever the design (the Horvitz-Thompson form, divided by the
+    group's N, is not one when the sample is not stratified by the group: its category rates need not sum to
+    1). Its variance is the linearised one (the design variance of the residuals y - estimate, or their CR1
+    variance over ``clusters``), with the Agresti-Min half pseudo-observation each way at the largest weight,
+    and a Korn-Graubard interval: it cannot collapse to zero width. Where the sample is stratified by the
+    group it equals the Horvitz-Thompson estimate (sum 1/pi = N)."""
+    lab = design.labelled & domain
+    n = int(lab.sum())
+    rate, size, residual = hajek_scores(y, domain, design, clusters)
+    if clusters is None:
+        variance, df = design.cov(residual, residual, domain) / size**2, n - 1
+    else:
+        score, involved = cluster_scores(residual, np.zeros(len(residual)), domain, design, 0.0, clusters)
+        variance = clustered.score_cov(score, score, clusters, involved) / size**2
+        df = clustered.n_clusters(clusters, lab) - 1
+    se = math.sqrt(variance + design.largest_weight(domain) * _pseudo(0.0) / size**2)
+    half = (clustered.t_quantile(alpha, df) if small_sample and df >= 1 else _z(alpha)) * se
+    return {
+        "rate": rate,  # a weighted mean of 0/1 labels: in [0, 1], never clipped
+        "ci": clustered.korn_graubard(rate, variance, n, df=df, alpha=alpha),
+        "se": se,
+        "lambda": 0.0,
+        "df": int(df),
+        "half_width": half,
+        "design_variance": variance,
+        "estimator": "Hajek",
+        "interval": "Korn-Graubard (Clopper-Pearson on the effective sample size)",
+        "clipped": None,
+    }
 
 
 def group_rate(
@@ -515,12 +572,23 @@ def _gap_covariances(
     ):
         return {}
     judge = f if judge is None else judge
-    out = {"judge_only": clustered.cross_cov(judge[dom_g], codes[dom_g], judge[dom_r], codes[dom_r])}
-    for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
-        sg, in_g = cluster_scores(y, f, dom_g, design, lam_g, codes, average=average)
-        sr, in_r = cluster_scores(y, f, dom_r, design, lam_r, codes, average=average)
-        out[key] = clustered.score_cov(sg, sr, codes, in_g | in_r) / (dom_g.sum() * dom_r.sum())
+    out = {
+        "judge_only": clustered.cross_cov(judge[dom_g], codes[dom_g], judge[dom_r], codes[dom_r]),
+        "human_only": _hajek_cov(y, dom_g, dom_r, design, codes),
+    }
+    sg, in_g = cluster_scores(y, f, dom_g, design, rate_g["ppi"]["lambda"], codes, average=average)
+    sr, in_r = cluster_scores(y, f, dom_r, design, rate_r["ppi"]["lambda"], codes, average=average)
+    out["ppi"] = clustered.score_cov(sg, sr, codes, in_g | in_r) / (dom_g.sum() * dom_r.sum())
     return out
+
+
+def _hajek_cov(y, dom_g, dom_r, design: Design, codes: np.ndarray) -> float:
+    """The CR1 covariance of two domains' Hajek estimates through the clusters they share."""
+    (_, size_g, e_g), (_, size_r, e_r) = (hajek_scores(y, d, design, codes) for d in (dom_g, dom_r))
+    zero = np.zeros(len(y))
+    sg, in_g = cluster_scores(e_g, zero, dom_g, design, 0.0, codes)
+    sr, in_r = cluster_scores(e_r, zero, dom_r, design, 0.0, codes)
+    return clustered.score_cov(sg, sr, codes, in_g | in_r) / (size_g * size_r)
 
 
 def ppi_by_group(
@@ -641,9 +709,10 @@ def ppi_by_group(
         f"weighted human correction), {variance}, with half a pseudo-disagreement each way (Agresti-Min); estimates "
         "and "
         "intervals clipped to [0, 1] (said where it happens); gaps: difference of the two group estimates, t with "
-        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the same estimator at lambda = 0 with "
-        "a "
-        "Korn-Graubard interval; judge-only: Wilson (rates) / Wald (gaps) on judge labels, clustered when outputs are",
+        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the "
+        + HAJEK
+        + " (a proportion whatever the design), Korn-Graubard interval; judge-only: Wilson (rates) / Wald (gaps) "
+        "on judge labels, clustered when outputs are",
         "estimability": estimability.RULE,
         "alpha": alpha,
         "reference": reference,
