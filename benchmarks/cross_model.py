@@ -24,6 +24,7 @@ from judge.analysis.agreement import agreement_analysis
 from judge.core.taxonomy import load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
+from judge.render.tables import fmt_ci
 from training.examples import labelled_data
 from training.lora import LoraRecipe, train_lora
 from training.tfidf import train_tfidf
@@ -41,7 +42,7 @@ def evaluate(judge, target, tax, *, batch_size=64):
 
 def row_for(name, direction, result, train_eps, label_rps):
     row = {"judge": name, "train -> test": direction, "n": result.n, "kappa": result.cohen_kappa,
-           "kappa 95% CI": f"[{result.ci.cohen_kappa[0]:.3f}, {result.ci.cohen_kappa[1]:.3f}]",
+           "kappa 95% CI": fmt_ci(result.ci.cohen_kappa),
            "alpha": result.krippendorff_alpha, "macro-F1": result.macro_f1, "unscored": result.n_unscored,
            "train ex/s": train_eps, "label resp/s": label_rps}
     row.update({f"F1 {SHORT[c]}": v.f1 for c, v in result.per_class.items()})

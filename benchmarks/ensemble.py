@@ -26,6 +26,7 @@ from judge.analysis.agreement import agreement_analysis
 from judge.core.taxonomy import load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
+from judge.render.tables import fmt_ci
 from training.cv import grouped_folds, out_of_fold
 from training.ensemble import fit_stacker, stacker_features, stacker_probabilities, weights_of
 from training.examples import labelled_data
@@ -75,7 +76,7 @@ def row(name, arrow, gold, pred_labels, tax, n_boot):
     frame = pd.DataFrame({"gold": gold, "pred": pred_labels})
     result = agreement_analysis(frame, gold="gold", pred="pred", taxonomy=tax, n_boot=n_boot)
     out = {"judge": name, "train -> test": arrow, "n": result.n, "kappa": result.cohen_kappa,
-           "kappa 95% CI": f"[{result.ci.cohen_kappa[0]:.3f}, {result.ci.cohen_kappa[1]:.3f}]", "macro-F1": result.macro_f1}
+           "kappa 95% CI": fmt_ci(result.ci.cohen_kappa), "macro-F1": result.macro_f1}
     out.update({f"F1 {SHORT[c]}": v.f1 for c, v in result.per_class.items()})
     return out
 

@@ -21,6 +21,7 @@ from common import DEFAULT_DATA, load_chehbouni, markdown_table
 from judge.analysis.agreement import agreement_analysis
 from judge.core.taxonomy import UNSCORED, load_taxonomy
 from judge.kinds import load_judge
+from judge.render.tables import fmt_ci
 
 
 def stratified(frame, n, seed=0):
@@ -30,10 +31,13 @@ def stratified(frame, n, seed=0):
 
 
 def agreement_row(name, labelled, target, tax, seconds):
-    result = agreement_analysis(labelled.assign(gold=target["label"].to_numpy()), gold="gold", pred="label", taxonomy=tax, n_boot=200)
-    invalid = int((~labelled["label"].isin(tax.labels + [UNSCORED])).sum())
+    valid = labelled["label"].isin(tax.labels + [UNSCORED])
+    invalid = int((~valid).sum())
+    # judge.agree refuses a label outside the taxonomy; the benchmark counts them and scores them as unscored
+    scored = labelled.assign(gold=target["label"].to_numpy(), label=labelled["label"].where(valid, UNSCORED))
+    result = agreement_analysis(scored, gold="gold", pred="label", taxonomy=tax, n_boot=200)
     return {"judge": name, "n": len(target), "invalid labels": invalid, "unscored": result.n_unscored, "kappa": result.cohen_kappa,
-            "kappa 95% CI": f"[{result.ci.cohen_kappa[0]:.3f}, {result.ci.cohen_kappa[1]:.3f}]",
+            "kappa 95% CI": fmt_ci(result.ci.cohen_kappa),
             "macro-F1": result.macro_f1, "responses/s": len(target) / seconds}
 
 

@@ -234,6 +234,8 @@ def _main(config: Config) -> pd.DataFrame:
             "prompts": len(prompts),
             **({"failed": n_failed} if config.engine != "hf" else {}),
         },
+        # the engine's usage (requests, tokens, failures) at the end, not the zeros written before the run
+        **({"engine": engine.describe()} if config.engine != "hf" else {}),
     )
     done = f"retried {new_count} failed, " if retried is not None else ""
     print(

@@ -33,8 +33,11 @@ the categories the gold labels or the predictions use (scikit-learn's convention
 whether the judge may replace a human annotator (Calderon et al. 2025): for each annotator left out,
 does the judge match the others at least as well (one-sided t-test against --epsilon,
 Benjamini-Yekutieli across annotators)?
-Unscored predictions (judge outputs outside the taxonomy) are excluded from kappa and alpha and
-reported beside them.
+Predictions must be labels of the taxonomy (aliases and --label-map codes are read): any other
+value (a typo, another taxonomy's label such as 'maybe') is an error naming it, as in the gold
+column. Two values are reserved: 'unscored' (the judge could not score the output; a blank cell
+counts as unscored too) and 'escalate' (a selective judge handed the output to a human); both are
+excluded from kappa and alpha and counted beside them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from judge.analysis.agreement import (
     by_columns,
     default_cluster,
 )
+from judge.analysis.results import opt
 from judge.core.config import (
     LABEL_MAP,
     TAXONOMY_HELP,
@@ -87,7 +91,13 @@ class Config(RecordColumns, ReportStyle):
     )
     out: str = field(metadata={"help": "output directory"})
     gold: str | None = field(default=None, metadata={"help": "column of gold (human) labels"})
-    pred: str | None = field(default=None, metadata={"help": "column of the judge's (or second annotator's) labels"})
+    pred: str | None = field(
+        default=None,
+        metadata={
+            "help": "column of the judge's (or second annotator's) labels: taxonomy labels, or the reserved "
+            "'unscored' / 'escalate' (counted apart); any other value is an error"
+        },
+    )
     annotators: list[str] = field(
         default_factory=list,
         metadata={
@@ -292,12 +302,20 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
     result.gold_name, result.pred_precision = f"human labels ({config.gold})", (judge or {}).get("precision")
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_agreement_report(result, staging, style=style)]
-        manifest.write(staging, n=result.n, n_unscored=result.n_unscored)
+        manifest.write(
+            staging,
+            n=result.n,
+            n_unscored=result.n_unscored,
+            **({"n_escalated": result.n_escalated} if result.n_escalated else {}),
+        )
+    # a zero-width interval is never printed: where the judge predicts one class, say so instead
+    reason = opt(result.ci.reasons, {}).get("cohen_kappa")
+    kappa_ci = f"({reason})" if reason else f"{style.fmt_ci(result.ci.cohen_kappa)} ({level_text(result.ci.level)})"
     print(
-        f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {style.fmt_ci(result.ci.cohen_kappa)} "
-        f"({level_text(result.ci.level)}) "
+        f"n={result.n} kappa={style.fmt(result.cohen_kappa)} {kappa_ci} "
         f"alpha={style.fmt(result.krippendorff_alpha)} macro-F1={style.fmt(result.macro_f1)} "
         f"unscored={result.n_unscored} ({100 * result.unscored_rate:.1f}%)"
+        + (f" escalated={result.n_escalated} (to people, outside the metrics)" if result.n_escalated else "")
         + (f" precision={result.pred_precision}" if result.pred_precision else "")
     )
     for warning in result.warnings:
@@ -308,7 +326,10 @@ def judge_agreement(config: Config, manifest: RunManifest) -> AgreementResult:
             print(f"warning: alt-test: {warning}", file=sys.stderr)
     for by in result.by_groups or []:
         test = by.kappa_test
-        kappas = ", ".join(f"{g} {with_ci(r.cohen_kappa, r.cohen_kappa_ci, style)}" for g, r in by.groups.items())
+        kappas = ", ".join(
+            f"{g} {with_ci(r.cohen_kappa, r.cohen_kappa_ci, style, r.cohen_kappa_ci_reason or None)}"
+            for g, r in by.groups.items()
+        )
         print(
             f"kappa by {by.column}: {kappas}"
             + (f"; equal-kappa test (Fleiss) p = {test.p_value:.3g}" if test.p_value is not None else "")

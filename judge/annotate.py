@@ -17,6 +17,9 @@ Examples:
     python -m judge.annotate adjudicate runs/study/round1/labels.csv --out runs/study/round1/adjudicate
     python -m judge.annotate resolve runs/study/round1/labels.csv runs/study/round1/adjudicate/adjudicator.csv \\
         --taxonomy chehbouni2024 --out runs/study/labelled.csv
+    # 1b. a selective judge's escalated outputs (all of them) and 100 of its kept ones at random, for PPI
+    python -m judge.annotate export runs/study/labelled.jsonl --strategy escalated --escalated-column judge_label \
+        --budget 100 --taxonomy chehbouni2024 --out runs/study/escalated
     # 4. human labels that are probably wrong (cleanlab on out-of-fold judge probabilities)
     python -m judge.annotate issues runs/study/labelled.csv --label label --taxonomy chehbouni2024 \\
         --out runs/study/issues
@@ -158,7 +161,17 @@ class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
         default_factory=list,
         metadata={"metavar": "NAME", "help": "one spreadsheet per name (default: annotator1 annotator2)"},
     )
-    strategy: str = field(default="random", metadata={"help": "random, stratified or uncertain"})
+    strategy: str = field(
+        default="random",
+        metadata={
+            "help": "random, stratified, uncertain, or escalated (every output a selective judge escalated, plus "
+            "--budget of the kept ones at random)"
+        },
+    )
+    escalated_column: str | None = field(
+        default=None,
+        metadata={"metavar": "COL", "help": "--strategy escalated: the judge's label column (default: judge_label)"},
+    )
     by: list[str] = field(
         default_factory=list,
         metadata={"action": "append", "metavar": "COL", "help": "--strategy stratified: strata column (repeatable)"},
@@ -247,7 +260,9 @@ class ExportConfig(Config, RecordColumns, _Labels, _Annotators, _Written):
             raise UserError("--target/--target-column apply to --allocation neyman; add it or drop them")
         check_non_negative(self, "seed")
         check_fraction(self, "uniform_share", low_open=True)
-        check_choice(self, "strategy", ("random", "stratified", "uncertain"))
+        check_choice(self, "strategy", ("random", "stratified", "uncertain", "escalated"))
+        if self.escalated_column and self.strategy != "escalated":
+            raise UserError("--escalated-column only applies to --strategy escalated")
         check_positive(self, "budget")
         if self.strategy == "stratified" and not self.by:
             raise UserError("--strategy stratified needs --by COL (the strata)")
@@ -476,6 +491,7 @@ def export(config: ExportConfig) -> dict:
         uniform_share=share,
         taxonomy=taxonomy,
         allocation=allocation,
+        escalated=config.escalated_column,
     )
     fields = annotation.task_fields(picked, blind=config.blind, hide=config.hide, show=config.show)
     predictions = picked[config.with_predictions].map(taxonomy.canonical) if config.with_predictions else None
@@ -896,6 +912,9 @@ whose design is named in manifest.json:
               Poisson sampling, each output drawn independently with p proportional to the judge's
               uncertainty (1 - confidence, +1 where the two labels disagree), --uniform-share of the
               budget spread evenly so every p > 0, capped at 1; the expected size is the budget
+  escalated   --escalated-column COL (a selective judge's labels, judge.label --selective): every output it
+              escalated (p = 1: people label them all) and a simple random sample of --budget of the
+              outputs it kept (p = budget / N_kept), the check sample PPI corrects the kept labels with
 The folder holds tasks.json + label_config.xml (Label Studio), one shuffled CSV per annotator,
 GUIDELINES.md, items.csv (what was exported) and manifest.json.
 
@@ -905,6 +924,8 @@ Examples:
     python -m judge.annotate export runs/study/labelled.jsonl --strategy uncertain \\
         --confidence-column judge_confidence --budget 100 --exclude runs/study/round1/items.csv \\
         --taxonomy chehbouni2024 --out runs/study/round2
+    python -m judge.annotate export runs/study/labelled.jsonl --strategy escalated --escalated-column judge_label \
+        --budget 200 --taxonomy chehbouni2024 --out runs/study/escalated
 """
 IMPORT_HELP = """Read filled spreadsheets (or Label Studio JSON exports) back: one label_<annotator> column each.
 
@@ -977,6 +998,7 @@ def build_parser():
         order=(
             *reads,
             "strategy",
+            "escalated_column",
             "by",
             "budget",
             "allocation",

@@ -44,6 +44,11 @@ same and writes the records not kept to --rest. A --fraction draws whole groups:
 or by default prompt_id or prompt, so a prompt's outputs never land on both sides; the kept records
 get ``inclusion_probability`` k / G (k of the G groups drawn at random), so the kept side can serve
 as a human sample for judge.report --human.
+
+sample, filter and split keep the provenance of judge labels: the judge(s) the inputs' manifests name
+(judge.label's, judge.join's, or an earlier judge.data's) go into the output's manifest (and --rest's),
+each with the sha256 of its training_ids.json, so judge.report --human still refuses the judge's own
+training labels as human labels after the records passed through here.
 """
 
 from __future__ import annotations
@@ -569,6 +574,7 @@ def _main(config: Config) -> pd.DataFrame:
     if config.rest:
         ensure_writable(config.rest, overwrite=config.overwrite)
     manifest = RunManifest("judge.data", config, inputs=[*config.inputs, *config.exclude])
+    manifest.update(**(judge_provenance(config.inputs) or {}))  # the judge behind the labels, on to --out and --rest
     if config.dataset == "chehbouni2024":
         records = import_chehbouni2024(config.inputs, encoding=config.encoding)
     else:
@@ -582,6 +588,31 @@ def _main(config: Config) -> pd.DataFrame:
     manifest.write(config.out, records=len(records))
     print(f"wrote {len(records)} records to {config.out}")
     return records
+
+
+def judge_provenance(paths: list[str]) -> dict | None:
+    """The judge(s) whose labels the input files carry, as their manifests name them (judge.label, judge.join, or
+    an earlier judge.data that carried them on), each with the sha256 of its training_ids.json: written into the
+    output's manifest (``judge`` where one judge, ``judges`` always), so that judge.report --human still finds the
+    judge's training ids after a filter, split or sample and refuses its own training labels as human ones,
+    instead of saying 'not checked' (issue 31, 8e)."""
+    from judge.core.files import file_sha256
+    from judge.core.manifest import read_manifest
+    from judge.kinds.judge_dir import TRAINING_IDS
+
+    found: dict[str, dict] = {}
+    for path in paths:
+        manifest = read_manifest(path) or {}
+        for judge in [manifest.get("judge"), *(manifest.get("judges") or [])]:
+            if isinstance(judge, dict) and isinstance(judge.get("directory"), str):
+                found.setdefault(judge["directory"], judge)
+    if not found:
+        return None
+    judges = []
+    for directory, judge in found.items():
+        ids = Path(directory) / TRAINING_IDS
+        judges.append({**judge, "training_ids_sha256": file_sha256(ids) if ids.is_file() else None})
+    return {"judges": judges, **({"judge": judges[0]} if len(judges) == 1 else {})}
 
 
 def read_input_records(config: Config) -> pd.DataFrame:

@@ -6,14 +6,21 @@ Examples:
     python -m judge.label --judge rules --taxonomy chehbouni2024 --input outputs.jsonl --out rules.jsonl
     python -m judge.label --judge runs/xstest-judge --input xstest_v2_completions_*.csv --text-column completion \
         --prefix judge_ --out runs/xstest-labelled.jsonl     # several files -> one output with a source column
-    python -m judge.label --judge llm --taxonomy chehbouni2024 --input outputs.jsonl --out llm.jsonl --abstain-below 0.5
+    python -m judge.label --judge runs/study/judge --selective runs/study/judge.cal.json --input outputs.jsonl \
+        --prefix judge_ --out labelled.jsonl      # 'escalate' below the threshold judge.calibrate found
+    python -m judge.label --judge runs/study/judge-lora --input labelled.jsonl --only-escalated judge_ \
+        --selective runs/study/lora.cal.json --prefix lora_ --out lora.jsonl  # a cascade: what the first escalated
     .venv-vllm/bin/python -m judge.label --judge llm:MODEL_DIR --engine vllm --input outputs.jsonl --out llm.jsonl
     python -m judge.label --judge llm:smollm2 --engine openai --base-url http://127.0.0.1:8000/v1 \\
         --input outputs.jsonl --out llm.jsonl
 
 The output keeps every input column and adds PREFIX+label, PREFIX+confidence, one PREFIX+p_<category>
-column per category and PREFIX+unscored_reason. Below --abstain-below the label is 'unscored' and
-the reason says why, for a human to review. A killed run resumes: rerun the same command and only
+column per category and PREFIX+unscored_reason. With --selective CAL.json (judge.calibrate's threshold for
+this judge; another judge's calibration is refused) the label below the threshold is 'escalate', for people,
+never a best guess, and the reason says why; the manifest records the calibration's target, delta, coverage
+and sha256. --abstain-below P does the same at a threshold of your own, with no guarantee (it used to write
+'unscored' with a best guess). 'escalate', like 'unscored', is reserved: no taxonomy names a category so.
+A killed run resumes: rerun the same command and only
 the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end). Through a server
 (--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
 "complete with N failed", and the same command again asks again for those rows only.
@@ -37,7 +44,7 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
-from judge.core.errors import UserError
+from judge.core.errors import UserError, clip
 from judge.core.outputs import claim_for
 from judge.engines import add_engine_arguments
 from judge.kinds.lora.precision import CHOICES as PRECISION_CHOICES  # no torch at import: --help stays quick
@@ -69,8 +76,29 @@ class Config(RecordColumns):
         default=None, metadata={"help": "rules/llm judges: " + TAXONOMY_HELP + " (trained judges carry their own)"}
     )
     batch_size: int = field(default=64, metadata={"help": "responses per batch"})
+    selective: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "CAL",
+            "help": "a calibration file from python -m judge.calibrate for this judge: below its threshold the label "
+            "is 'escalate' (for people), never a guess",
+        },
+    )
     abstain_below: float | None = field(
-        default=None, metadata={"metavar": "P", "help": "label 'unscored' when the judge's confidence is below P"}
+        default=None,
+        metadata={
+            "metavar": "P",
+            "help": "label 'escalate' when the judge's confidence is below P: --selective with a threshold of your "
+            "own, no guarantee",
+        },
+    )
+    only_escalated: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "PREFIX",
+            "help": "a cascade's later judge: label only the input rows whose PREFIX+label is 'escalate' (an "
+            "earlier judge's output); the others are left out of --out",
+        },
     )
     prefix: str = field(
         default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"}
@@ -154,6 +182,10 @@ class Config(RecordColumns):
         check_positive(self, "batch_size")
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
+        if self.selective and self.abstain_below is not None:
+            raise UserError(
+                "--selective and --abstain-below both set a threshold; keep --selective (calibrated) and drop the other"
+            )
         check_choice(self, "mode", ("score", "generate"))
         check_label_map(self)
         self.input = [self.input] if isinstance(self.input, str) else list(self.input)
@@ -268,7 +300,7 @@ def main(config: Config) -> dict:
     with claim_for(
         config,
         "judge.label",
-        inputs=("input", "judge", "examples", "prompt_template", "taxonomy", "label_map"),
+        inputs=("input", "judge", "examples", "prompt_template", "taxonomy", "label_map", "selective"),
         directory=False,
     ):
         return _main(config)
@@ -277,7 +309,7 @@ def main(config: Config) -> dict:
 def _main(config: Config) -> dict:
     from judge.core.manifest import fingerprint
     from judge.core.records import file_format, read_records, user_columns, write_records
-    from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
+    from judge.core.taxonomy import ESCALATE, UNSCORED, parse_label_map, resolve_taxonomy
     from judge.kinds import precision_directory, resolve, spec_of
     from judge.kinds.base import JudgeWorker
     from judge.kinds.lora.precision import choose_for, say
@@ -295,6 +327,8 @@ def _main(config: Config) -> dict:
         source_column=config.source_column,
     )
     column_map = records.attrs["column_map"]
+    if config.only_escalated is not None:
+        records = escalated_rows(records, config.only_escalated, column_map)
     ref = resolve(
         config.judge
     )  # once: the judge's files hashed here, its load, precision, manifest and Ray actors take them
@@ -307,7 +341,12 @@ def _main(config: Config) -> dict:
     run = ResumableRun(
         "judge.label",
         out,
-        run_identity(settings, input=fingerprint(config.input), judge=ref.fingerprint),
+        run_identity(
+            settings,
+            input=fingerprint(config.input),
+            judge=ref.fingerprint,
+            **({"calibration": fingerprint([config.selective])} if config.selective else {}),
+        ),
         shard=Shard.parse(config.shard),
     )
     refuse_clashes(records, [config.prefix + c for c in ("label", "confidence", "unscored_reason")])
@@ -347,10 +386,15 @@ def _main(config: Config) -> dict:
     )  # picklable: executors build it elsewhere
     judge = make_judge()
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
+    calibration, selective = selective_for(config, ref, judge)
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:
         say(choice)  # once the judge has loaded: a refused judge gets its one line alone
-    run.start(settings_for_manifest(config, settings), inputs=config.input, judge=judge.describe())
+    run.start(
+        settings_for_manifest(config, settings),
+        inputs=[*config.input, *([config.selective] if config.selective else [])],
+        judge=judge.describe(),
+    )
     retried = run.retry_failed(
         lambda row: request_failed(row, config.prefix), lambda ids: retry_rows(judge, records, ids, config)
     )
@@ -358,6 +402,7 @@ def _main(config: Config) -> dict:
         records,
         batch_size=config.batch_size,
         abstain_below=config.abstain_below,
+        selective=selective,
         checkpoint=run.checkpoint,
         progress=config.progress,
         prefix=config.prefix,
@@ -374,6 +419,7 @@ def _main(config: Config) -> dict:
     n_failed, n_outside = engine_counts(labelled, config.prefix) if served else (0, 0)
     label_col = config.prefix + "label"
     n_unscored = int((labelled[label_col] == UNSCORED).sum())
+    n_escalated = int((labelled[label_col] == ESCALATE).sum())
     rate = count / seconds if seconds else float("nan")
     total = run.finish(
         labelling.run,
@@ -389,10 +435,12 @@ def _main(config: Config) -> dict:
         counts={
             "labelled": len(labelled),
             "unscored": n_unscored,
+            "escalated": n_escalated,
             **({"failed": n_failed, "outside_labels": n_outside} if served else {}),
         },
         # the engine's usage (requests, tokens, failures) at the end
         **({"judge": judge.describe()} if served else {}),
+        **selective_manifest(config, calibration, n_escalated, len(labelled)),
     )
     counts = labelled[label_col].value_counts().to_dict()
     done = f"retried {retried.computed} failed, " if retried is not None else ""
@@ -405,6 +453,7 @@ def _main(config: Config) -> dict:
         "labels: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
         + f"; unscored {n_unscored}"
+        + (f"; escalated {n_escalated} (for people)" if calibration or config.abstain_below is not None else "")
         + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else "")
     )
     if n_failed:
@@ -443,9 +492,79 @@ def retry_rows(judge, records, ids: set[str], config: Config):
         subset,
         batch_size=config.batch_size,
         abstain_below=config.abstain_below,
+        selective=selective_for(config, None, judge)[1],
         progress=config.progress,
         prefix=config.prefix,
     ).run
+
+
+def escalated_rows(records, prefix: str, column_map: dict):
+    """A cascade's later judge sees only what the earlier one escalated (its PREFIX+label is 'escalate')."""
+    from judge.core.records import SHADOW
+    from judge.core.taxonomy import ESCALATE
+
+    column = prefix + "label"
+    name = next((c for c in (SHADOW + column, column) if c in records.columns), None)
+    if name is None:
+        raise UserError(
+            f"--only-escalated {clip(prefix)}: the input has no column {clip(column)}; give the prefix the earlier "
+            "judge's judge.label --prefix used"
+        )
+    picked = records[records[name].astype(str) == ESCALATE]
+    if picked.empty:
+        raise UserError(
+            f"--only-escalated {clip(prefix)}: no input row has {clip(column)} 'escalate'; nothing to label"
+        )
+    picked = picked.reset_index(drop=True)
+    picked.attrs = records.attrs
+    return picked
+
+
+def selective_for(config: Config, ref, judge):
+    """The calibration --selective names, checked against this judge (with ``ref``), and its cut for the rows."""
+    from judge.analysis.selective import check_same_judge, read_calibration
+    from judge.kinds.base import Selective
+
+    if not config.selective:
+        return None, None
+    calibration = read_calibration(config.selective)
+    if ref is not None:
+        check_same_judge(calibration, ref.fingerprint, judge.taxonomy.name, spec=config.judge, path=config.selective)
+    cut = Selective(
+        threshold=calibration.threshold if calibration.risk == "accuracy" else None,
+        by_label=tuple(sorted(calibration.thresholds.items())) if calibration.risk == "precision" else None,
+        source=f"--selective {Path(config.selective).name}",
+    )
+    return calibration, cut
+
+
+def selective_manifest(config: Config, calibration, n_escalated: int, n_rows: int) -> dict:
+    """What the manifest says about selective labelling: the calibration it rests on and what it kept here."""
+    from judge.core.files import file_sha256
+
+    here = {"escalated": n_escalated, "coverage": (n_rows - n_escalated) / n_rows if n_rows else None}
+    if calibration is not None:
+        return {
+            "selective": {
+                "calibration": Path(config.selective).name,
+                "calibration_sha256": file_sha256(config.selective),
+                "risk": calibration.risk,
+                "target": calibration.target,
+                "delta": calibration.delta,
+                **(
+                    {"threshold": calibration.threshold}
+                    if calibration.risk == "accuracy"
+                    else {"thresholds": calibration.thresholds}
+                ),
+                "coverage_calibration": calibration.coverage,
+                "n_calibration": calibration.n,
+                "calibration_source": calibration.source,
+                **{f"{k}_this_file": v for k, v in here.items()},
+            }
+        }
+    if config.abstain_below is not None:
+        return {"selective": {"threshold": config.abstain_below, "calibrated": False, **here}}
+    return {}
 
 
 def build_parser():
@@ -460,7 +579,9 @@ def build_parser():
             RecordColumns,
             "taxonomy",
             "batch_size",
+            "selective",
             "abstain_below",
+            "only_escalated",
             "prefix",
             "device",
             "precision",

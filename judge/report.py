@@ -32,9 +32,27 @@ sample's inclusion_probability column (judge.data sample, judge.annotate export;
 names another) makes it an unequal-probability sample, weighted by the inverse probabilities, and
 --strata COL says it was stratified by COL; without probabilities each group's labelled outputs are
 taken as a simple random sample of it. Outputs the judge left unscored are outside every rate, here
-as in the rates table, and counted. The human labels must not be ones the judge was trained on: the
+as in the rates table, and counted. Outputs a selective judge escalated (judge.label --selective) are outside
+the judge's rates too and counted apart, but inside PPI's: people label every one of them (judge.annotate export
+--strategy escalated gives them inclusion_probability 1 beside a random check sample of the kept outputs), so
+the PPI rate is the human rate over all outputs. The human labels must not be ones the judge was trained on: the
 judge directory's training_ids.json (found through the labelled file's manifest, or --judge-dir) is
 checked; labelled outputs among those ids are split out of the rates with a warning.
+
+Every human label spent twice (cross-fitted PPI, issue 32):
+    python -m judge.report outputs.jsonl --label crossfit_label --group identity --reference white \
+        --human sample.csv --cross-fit 5 --kind tfidf --taxonomy chehbouni2024 --out runs/report-xfit
+
+--cross-fit K trains K judges of --kind on K - 1 folds of the human sample (folds grouped by template, else by
+the prompt when it repeats; --cv-group COL for another), corrects each fold with the judge that did not see it
+and labels the other outputs with the K judges' averaged probabilities (judge.analysis.crossfit). The --label
+column (one the input lacks) is filled with the fold-average judge's labels (the judge-only column).
+
+The estimand (--estimand): 'model' (default) is the model's rate, outputs like these with prompts drawn anew,
+what a paper claims about a model: PPI and the rates are clustered by the prompt (or --cluster COL), so an
+interval also covers the luck of which prompts were written. 'outputs' is the rate among these very outputs
+(finite population, the sampling design's variance only, no clusters; same as --no-cluster): narrower, for a
+claim about this set of outputs. Every PPI table and JSON says which it estimates.
 
 Small groups, clustered outputs, many comparisons (issue 19):
     python -m judge.report labelled.jsonl --label judge_label --group name --human sample.csv \
@@ -72,9 +90,11 @@ from judge.core.errors import UserError
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest, label_source, read_manifest
 from judge.core.outputs import claim_for, staged_directory
-from judge.core.records import clean_groups, read_records
+from judge.core.records import clean_groups, read_records, source_names
 from judge.core.taxonomy import parse_label_map
+from judge.kinds import trainable_kinds
 from judge.render.disparity import render_disparity, write_disparity_report
+from judge.render.plan import add_transport_notes
 from judge.render.tables import style_of
 
 
@@ -178,6 +198,37 @@ class Config(RecordColumns, ReportStyle):
     no_cluster: bool = field(
         default=False, metadata={"help": "treat every output as an independent draw (no clustering)"}
     )
+    estimand: str = field(
+        default="model",
+        metadata={
+            "choices": ("model", "outputs"),
+            "help": "what PPI and the rates estimate: 'model' (default; the model's rate, prompts drawn anew: "
+            "clustered by the prompt when it repeats, or --cluster COL) or 'outputs' (the rate among these "
+            "outputs: finite population, no clusters, as --no-cluster)",
+        },
+    )
+    cross_fit: int | None = field(
+        default=None,
+        metadata={
+            "metavar": "K",
+            "help": "with --human: cross-fitted PPI, K judges of --kind each trained on K - 1 folds of the human "
+            "labels, every label used to train and to correct (the --label column is filled with the fold-average "
+            "judge's labels when absent)",
+        },
+    )
+    kind: str = field(
+        default="tfidf",
+        metadata={"choices": trainable_kinds, "help": "with --cross-fit: the judge kind the K judges are"},
+    )
+    cv_group: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "COL",
+            "help": "with --cross-fit: the column whose values stay in one fold (default: template, else the prompt "
+            "when it repeats)",
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "with --cross-fit: the folds' and the judges' seed"})
     no_adjust: bool = field(
         default=False,
         metadata={
@@ -186,6 +237,14 @@ class Config(RecordColumns, ReportStyle):
         },
     )
     label_map: str | None = field(default=None, metadata=LABEL_MAP)
+    transport: str | None = field(
+        default=None,
+        metadata={
+            "metavar": "FILE",
+            "help": "a judge.transport result (transport.json): a group whose check did not PASS is named beside "
+            "its rates (a note in disparity.md and on stderr)",
+        },
+    )
     overwrite: bool = field(default=False, metadata={"help": "replace existing report files"})
 
     def __post_init__(self):
@@ -206,6 +265,22 @@ class Config(RecordColumns, ReportStyle):
                 f"--cluster {self.cluster} and --no-cluster contradict each other; keep one "
                 "(--no-cluster treats every output as an independent draw)"
             )
+        if self.estimand == "outputs" and self.cluster is not None:
+            raise UserError(
+                f"--estimand outputs (the rate among these outputs, no clusters) contradicts --cluster {self.cluster}; "
+                "drop one (--estimand model clusters by it)"
+            )
+        if self.estimand == "outputs":
+            self.no_cluster = True
+        if self.cross_fit is not None:
+            if self.human is None:
+                raise UserError("--cross-fit trains the judges on the human labels: add --human FILE_OR_COLUMN")
+            if self.cross_fit < 2:
+                raise UserError(f"--cross-fit needs at least 2 folds, got {self.cross_fit}")
+            if self.coarse:
+                raise UserError("--cross-fit reports the categories the judges are trained on: drop --coarse")
+        elif self.cv_group is not None:
+            raise UserError("--cv-group is only used with --cross-fit K; add it or drop --cv-group")
         ppi_only = [
             flag for flag, value in (("--inclusion-column", self.inclusion_column), ("--strata", self.strata)) if value
         ]
@@ -221,9 +296,25 @@ def inputs_name(config: Config) -> str:
     return Path(config.input[0]).name if len(config.input) == 1 else f"the {len(config.input)} input files"
 
 
+def manifest_judges(path: str) -> list[str]:
+    """The judge directories a labelled file's manifest names: the judge.label (or judge.join) run's judge, or
+    those a judge.data filter, split or sample carried on from its inputs (``judges``)."""
+    manifest = read_manifest(path) or {}
+    judges = [manifest.get("judge"), *(manifest.get("judges") or [])]
+    named = [j.get("directory") for j in judges if isinstance(j, dict)]
+    return list(dict.fromkeys(d for d in named if isinstance(d, str) and d))
+
+
+def _union(sets: list) -> frozenset | None:
+    found = [s for s in sets if s is not None]
+    return frozenset().union(*found) if found else None
+
+
 def judge_training(config: Config) -> JudgeTraining:
     """The judge directories named by --judge-dir or by the labelled files' manifests (each file's own, so files
-    labelled apart and reported together are still checked), each once, and the union of their training ids."""
+    labelled apart and reported together are still checked), each once, and the union of their training ids.
+    Several files, each labelled by its own judge: each judge's ids are applied to its own file's outputs only
+    (``by_source``, through the ``source`` column read_records gives them), not the union to every file."""
     from judge.kinds.judge_dir import read_training_ids
 
     if config.judge_dir is not None:
@@ -236,10 +327,19 @@ def judge_training(config: Config) -> JudgeTraining:
             )
         directories = [config.judge_dir]
     else:
-        named = [((read_manifest(path) or {}).get("judge") or {}).get("directory") for path in config.input]
-        directories = list(dict.fromkeys(d for d in named if d and Path(d).is_dir()))
-    found = [ids for ids in (read_training_ids(d) for d in directories) if ids is not None]
-    return JudgeTraining(directories=directories, ids=frozenset().union(*found) if found else None)
+        named = [manifest_judges(path) for path in config.input]
+        directories = list(dict.fromkeys(d for dirs in named for d in dirs if Path(d).is_dir()))
+    by_directory = {d: read_training_ids(d) for d in directories}
+    union = _union(list(by_directory.values()))
+    if config.judge_dir is not None or len(config.input) < 2 or len(directories) < 2:
+        return JudgeTraining(directories=directories, ids=union)  # one judge behind every file
+    own = [_union([by_directory.get(d) for d in dirs]) for dirs in named]
+    return JudgeTraining(
+        directories=directories,
+        ids=union,
+        by_source=tuple(zip(source_names(config.input), own)),
+        source_column=config.source_column or "source",
+    )
 
 
 def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) -> HumanSample:
@@ -258,9 +358,49 @@ def human_labels(records: pd.DataFrame, config: Config, design: SamplingDesign) 
     return human_sample(records, config.human, label=config.label, design=design, where=inputs_name(config))
 
 
+def cross_fitted_judge(records: pd.DataFrame, human: HumanSample, config: Config) -> tuple[pd.DataFrame, dict]:
+    """--cross-fit: the K fold judges (training.crossfit), the --label column filled with the fold-average judge's
+    labels where the input lacks it, and disparity_analysis's cross-fit arguments."""
+    from judge.analysis.crossfit import cross_fit_note, cross_fitted_scores, fold_average_labels
+    from judge.analysis.ppi import CrossFitInfo
+    from training.crossfit import cross_fit
+
+    fitted = cross_fit(
+        records,
+        human.labels,
+        kind=config.kind,
+        k=config.cross_fit,
+        taxonomy=config.taxonomy,
+        group=config.cv_group,
+        seed=config.seed,
+    )
+    if fitted.warning:
+        print(f"warning: {fitted.warning}", file=sys.stderr)
+    if config.label in records.columns:
+        raise UserError(
+            f"--label {config.label}: with --cross-fit it names the new column of the fold-average judge's labels, "
+            "but the input has it; pick a name the input lacks (e.g. --label crossfit_label)"
+        )
+    labels = fold_average_labels(fitted.fold_average)
+    records = records.assign(**{config.label: records["id"].astype(str).map(labels).to_numpy()})
+    n = len(fitted.out_of_fold)
+    info = CrossFitInfo(
+        k=fitted.k,
+        kind=fitted.kind,
+        folds_by=fitted.group,
+        n_labelled=n,
+        note=cross_fit_note(k=fitted.k, kind=fitted.kind, folds_by=fitted.group, n_labelled=n),
+    )
+    scores = cross_fitted_scores(fitted.out_of_fold, fitted.fold_average)
+    return records, {"ppi_scores": scores, "ppi_average": fitted.fold_average, "cross_fit": info}
+
+
 def main(config: Config) -> DisparityResult:
     with claim_for(
-        config, "judge.report", inputs=("input", "human", "judge_dir", "taxonomy", "label_map"), directory=True
+        config,
+        "judge.report",
+        inputs=("input", "human", "judge_dir", "taxonomy", "label_map", "transport"),
+        directory=True,
     ):
         return _main(config)
 
@@ -278,7 +418,7 @@ def _main(config: Config) -> DisparityResult:
         config.input,
         encoding=config.encoding,
         required=(),
-        label_columns=[config.label, *config.group],
+        label_columns=[*([] if config.cross_fit else [config.label]), *config.group],
         unique_ids=True,  # a repeated id would count one output twice in every rate
         id_column=config.id_column,
         prompt_column=config.prompt_column,
@@ -288,6 +428,10 @@ def _main(config: Config) -> DisparityResult:
     for warning in clean_groups(records, config.group):  # missing values a group of their own, one spelling each
         print(warning, file=sys.stderr)
     design = SamplingDesign(strata=tuple(config.strata), inclusion_column=config.inclusion_column)
+    human = None if config.human is None else human_labels(records, config, design)
+    crossfit = {}
+    if config.cross_fit is not None:
+        records, crossfit = cross_fitted_judge(records, human, config)
     result = disparity_analysis(
         records,
         label=config.label,
@@ -298,7 +442,7 @@ def _main(config: Config) -> DisparityResult:
         reference=config.reference,
         group_names=config.group_names,
         clusters=None if config.no_cluster else (config.cluster or "auto"),
-        human=None if config.human is None else human_labels(records, config, design),
+        human=human,
         design=design,
         training=judge_training(config),
         ppi_lambda=parse_ppi_lambda(config.ppi_lambda),
@@ -306,14 +450,22 @@ def _main(config: Config) -> DisparityResult:
         label_source=" + ".join(dict.fromkeys(label_source(path, config.label) for path in config.input)),
         title=config.title,
         where=inputs_name(config),
+        **crossfit,
     )
     for warning in result.warnings:
         print(warning, file=sys.stderr)
     style = style_of(config)
     with staged_directory(out_dir, overwrite=config.overwrite) as staging:
         written = [out_dir / p.name for p in write_disparity_report(result, staging, style=style)]
+        if config.transport:
+            for line in add_transport_notes(config.transport, result, staging, encoding=config.encoding):
+                print(f"warning: {line}", file=sys.stderr)
         manifest.write(
-            staging, n=result.n, n_unscored=result.n_unscored, **({"n_human": result.ppi.n_human} if result.ppi else {})
+            staging,
+            n=result.n,
+            n_unscored=result.n_unscored,
+            **({"n_escalated": result.n_escalated} if result.n_escalated else {}),
+            **({"n_human": result.ppi.n_human} if result.ppi else {}),
         )
     print(render_disparity(result, style)[0])
     print(("warning: " if result.reference_tie else "") + f"reference group: {result.reference_note}", file=sys.stderr)
@@ -341,6 +493,11 @@ def build_parser():
             "inclusion_column",
             "strata",
             "ppi_lambda",
+            "estimand",
+            "cross_fit",
+            "kind",
+            "cv_group",
+            "seed",
             "judge_dir",
             ...,
             RecordColumns,

@@ -114,8 +114,9 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
     from pathlib import Path
 
     from judge.analysis.agreement import agreement_analysis
+    from judge.analysis.results import opt
     from judge.core.records import read_records
-    from judge.render.agreement import write_agreement_report
+    from judge.render.agreement import ci_text, write_agreement_report
     from judge.render.tables import Style, tex_label_for
 
     folder = Path(judge_dir) / CV_DIR
@@ -138,7 +139,8 @@ def write_cv_report(config: Config, metrics: dict, judge_dir) -> None:
     print(
         f"cross-validated agreement ({cv['folds']} folds grouped by {cv['group'] or 'record'}): kappa "
         f"{style.fmt(result.cohen_kappa)} "
-        f"{style.fmt_ci(result.ci.cohen_kappa)}, macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}"
+        f"{ci_text(result.ci.cohen_kappa, opt(result.ci.reasons, {}).get('cohen_kappa'), style)}, "
+        f"macro-F1 {style.fmt(result.macro_f1)} -> {Path(config.out) / CV_DIR}"
     )
 
 

@@ -88,8 +88,8 @@ class VllmServer:
             pass
 
 
-def start_vllm(model_dir: str, *, start_timeout: float = 900.0) -> tuple[VllmServer | None, str | None]:
-    """The server, healthy; or None and why it cannot run here (the skip reason)."""
+def start_vllm(model_dir: str, *, start_timeout: float = 900.0, extra: list[str] | None = None) -> tuple[VllmServer | None, str | None]:
+    """The server, healthy; or None and why it cannot run here (the skip reason). ``extra``: more `vllm serve` flags."""
     python = vllm_python()
     if python is None:
         return None, VLLM_ABSENT
@@ -105,7 +105,7 @@ def start_vllm(model_dir: str, *, start_timeout: float = 900.0) -> tuple[VllmSer
     # offset", every later request HTTP 500), so no prompt may be split (a batch holds max_model_len tokens).
     command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir, "--served-model-name", SERVED_NAME,
                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "1024", "--dtype", "float32", "--enforce-eager",
-               "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024", "--disable-log-stats"]
+               "--no-enable-chunked-prefill", "--max-num-batched-tokens", "1024", "--disable-log-stats", *(extra or [])]
     log = scratch / "server.log"
     with open(log, "wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -232,11 +232,14 @@ class TinyOpenAIServer:
     (seeded sampling with temperature, top_p and top_k, or greedy; ``structured_outputs.choice`` and a
     ``response_format`` json_schema whose ``label`` is an enum answer the choice the model scores highest, whole;
     fields it does not know, like the removed ``guided_choice``, are ignored as vLLM 0.32 ignores them) and
-    ``POST /v1/completions`` over token ids with ``prompt_logprobs`` (the exact label scores). ``api_key`` set:
+    ``POST /v1/completions`` over token ids with ``prompt_logprobs`` (the exact label scores), and with ``logprob_token_ids=True`` the next token's log-probabilities of
+the ids asked for (vLLM 0.32's ``logprob_token_ids``: the trie scorer; left False, the field is ignored as a server without
+it does). ``api_key`` set:
     any other bearer token is answered 401. Requests are computed one at a time, so a seed gives the same text.
     """
 
-    def __init__(self, model_dir: str, *, served_name: str = SERVED_NAME, owned_by: str = "vllm", api_key: str | None = None):
+    def __init__(self, model_dir: str, *, served_name: str = SERVED_NAME, owned_by: str = "vllm", api_key: str | None = None,
+                 logprob_token_ids: bool = False):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -244,6 +247,7 @@ class TinyOpenAIServer:
         self.model_dir = model_dir
         self.owned_by = owned_by
         self.api_key = api_key
+        self.logprob_token_ids = logprob_token_ids  # answer vLLM 0.32's logprob_token_ids (else ignored, as older servers do)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.lm = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
         # transformers 5.2x renamed past_key_values (argument and output) to cache
@@ -356,7 +360,7 @@ class TinyOpenAIServer:
         if choices:
             best = max(choices, key=lambda c: self._choice_score(prefix, c))
             text = json.dumps({"label": best}) if schema is not None else best
-            completion = len(self.tokenizer(text, add_special_tokens=False).input_ids)
+            completion = len(self.tokenizer(text, add_special_tokens=False).input_ids) + 1  # + the EOS, as vLLM counts
             return 200, self._chat_answer(body, text, "stop", len(prefix), completion)
         temperature, top_p, top_k = float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)), int(body.get("top_k", 0) or 0)
         generator = torch.Generator().manual_seed(int(body.get("seed") or 0))
@@ -378,11 +382,13 @@ class TinyOpenAIServer:
                 break
             step = [token]
             new.append(token)
-        return 200, self._chat_answer(body, self.tokenizer.decode(new, skip_special_tokens=True), finish, len(prefix), len(new))
+        # as vLLM: the EOS it stopped at is counted in completion_tokens, and stop_reason None says it was the EOS
+        return 200, self._chat_answer(body, self.tokenizer.decode(new, skip_special_tokens=True), finish, len(prefix),
+                                      len(new) + (finish == "stop"))
 
     def _chat_answer(self, body: dict, text: str, finish: str, prompt_tokens: int, completion_tokens: int) -> dict:
         return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()), "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "stop_reason": None}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}}
 
     def _completions(self, body: dict) -> tuple[int, dict]:
@@ -400,6 +406,15 @@ class TinyOpenAIServer:
                 choice["prompt_logprobs"] = per_token
             if body.get("return_token_ids"):
                 choice["prompt_token_ids"] = prompt
+            wanted = body.get("logprob_token_ids") if self.logprob_token_ids else None
+            if wanted and body.get("logprobs") is not None:
+                def name(token: int) -> str:
+                    return f"token_id:{token}" if body.get("return_tokens_as_token_ids") else self.tokenizer.decode([token])
+
+                top = {name(int(t)): max(float(logp[-1, int(t)]), -9999.0) for t in wanted}
+                top[name(nxt)] = max(float(logp[-1, nxt]), -9999.0)  # vLLM adds the sampled token
+                choice["logprobs"] = {"tokens": [name(nxt)], "token_logprobs": [top[name(nxt)]], "top_logprobs": [top],
+                                      "text_offset": [0]}
             choices.append(choice)
             used += len(prompt)
         return 200, {"id": f"cmpl-{len(self.requests)}", "object": "text_completion", "created": int(time.time()), "model": self.model,

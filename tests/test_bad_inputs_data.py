@@ -9,6 +9,7 @@ from judge import annotate, data, report
 from judge.core import records
 from judge.kinds.judge_dir import write_training_ids
 from tests.badinput import assert_refused
+from tests.conftest import module_run
 
 ROWS = [{"id": f"r{i}", "prompt": f"prompt {i // 2}", "response": "I cannot." if i % 3 == 0 else "Sure.", "label": "answer",
          "identity": "muslim" if i % 2 else "white", "source_model": "m1" if i < 6 else "m2"} for i in range(12)]
@@ -42,6 +43,11 @@ def files(tmp_path):
             {"command": "judge.label", "settings": {"prefix": "judge_"}, "judge": {"kind": "tfidf", "directory": str(judge_dir)}}))
     (d / "human.jsonl").write_text("".join(json.dumps({"combined_id": f"m{k}:r{i}", "label": "answer"}) + "\n"
                                            for k in (1, 2) for i in range(6)), encoding="utf-8")
+    # issue 31 (8e): the judge's labelled file through judge.data filter, then split; the outputs' manifests carry
+    # the judge, so judge.report --human still refuses its training label r2 among the human labels
+    assert module_run(data, ["filter", str(d / "m1.jsonl"), "--drop", "id=r1", "--out", str(d / "kept.jsonl")]) == 0
+    assert module_run(data, ["split", str(d / "kept.jsonl"), "--keep", "id=r2,r3,r4,r5", "--out", str(d / "side.jsonl"),
+                             "--rest", str(d / "rest.jsonl")]) == 0
     return d
 
 
@@ -96,6 +102,12 @@ CASES = [
     (report, ["{d}/m1.jsonl", "{d}/m2.jsonl", "--label", "judge_label", "--group", "identity", "--human", "{d}/human.jsonl",
               "--taxonomy", "compliance3", "--label-map", "answer=full compliance", "--out", "{t}/report"],
      ["1 of the 12 human-labelled outputs were used to train the judge", "m1:r1", "label a fresh sample"]),
+    (report, ["{d}/kept.jsonl", "--label", "judge_label", "--group", "identity", "--human", "label", "--taxonomy", "compliance3",
+              "--label-map", "answer=full compliance", "--out", "{t}/report"],
+     ["1 of the 11 human-labelled outputs were used to train the judge in judge", "'r2'"]),
+    (report, ["{d}/side.jsonl", "--label", "judge_label", "--group", "identity", "--human", "label", "--taxonomy", "compliance3",
+              "--label-map", "answer=full compliance", "--out", "{t}/report"],
+     ["1 of the 4 human-labelled outputs were used to train the judge in judge", "'r2'"]),
 ]
 
 

@@ -24,7 +24,8 @@ from judge.core.config import (
 )
 
 COMMANDS = ["judge.join", "judge.swap", "judge.demo", "judge.data", "judge.annotate", "generation.__main__", "generation.prompts",
-            "judge.train", "judge.label", "judge.agree", "judge.report"]
+            "judge.train", "judge.label", "judge.agree", "judge.report", "judge.plan", "judge.transport",
+            "judge.calibrate"]
 
 
 def parsers_of(name: str) -> list[tuple[argparse.ArgumentParser, type]]:

@@ -230,3 +230,68 @@ def test_the_rules_judge_warns_when_most_texts_are_not_english(tmp_path, capsys)
     assert code == 0 and "non-Latin script" not in err
     help_text = label.build_parser().format_help()
     assert "English keyword rules" in " ".join(help_text.split()) and "refusal and an answer category" in " ".join(help_text.split())
+
+
+def test_report_applies_each_files_own_judges_training_ids(tmp_path, capsys):
+    """Issue 31 (8f): two files, each labelled by its own judge (leave-one-model-out: judge A trained on model b's
+    outputs, judge B on model a's). The union of their training ids applied to every file claimed every output
+    as a training row and refused any --human sample; each file's own judge's ids claim none here."""
+    files, judges = [], {}
+    for model, other in (("a", "b"), ("b", "a")):
+        judges[model] = tmp_path / f"judge_without_{model}"
+        judges[model].mkdir()
+        write_training_ids(judges[model], [f"m{other}:r{i}" for i in range(12)])  # trained on the other model's outputs
+    for model in ("a", "b"):
+        rows = [{"id": f"r{i}", "combined_id": f"m{model}:r{i}", "response": "I cannot" if i % 3 == 0 else "sure",
+                 "identity": "x" if i % 2 else "y", "judge_label": "refusal" if i % 3 == 0 else "no refusal"} for i in range(12)]
+        path = write_jsonl(tmp_path / f"m{model}.jsonl", rows)
+        (tmp_path / f"{path.name}.manifest.json").write_text(json.dumps(
+            {"command": "judge.label", "settings": {"prefix": "judge_"}, "judge": {"kind": "tfidf", "directory": str(judges[model])}}))
+        files.append(str(path))
+    human = write_jsonl(tmp_path / "human.jsonl", [{"combined_id": f"m{m}:r{i}", "label": "refusal" if i % 3 == 0 else "no refusal"}
+                                                   for m in ("a", "b") for i in range(0, 12, 2)])
+    argv = [*files, "--label", "judge_label", "--group", "identity", "--taxonomy", "refusal2", "--human", str(human)]
+    code, _, err = run_cli(report, argv + ["--out", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "rep" / "disparity.json").read_text())
+    assert "training_rows" not in result or result["training_rows"]["n_training_rows"] == 0
+    assert result["ppi"]["training_overlap"].startswith("checked: none of the human-labelled ids")
+    # one output of file a that judge A (file a's own) did learn: that one, and only it, is a training row / refused
+    write_training_ids(judges["a"], ["mb:r0", "ma:r1"])
+    code, _, err = run_cli(report, argv[:-2] + ["--out", str(tmp_path / "rep2")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "rep2" / "disparity.json").read_text())["training_rows"]["n_training_rows"] == 1
+    human_on_it = write_jsonl(tmp_path / "human2.jsonl", [{"combined_id": "ma:r1", "label": "no refusal"},
+                                                          {"combined_id": "mb:r0", "label": "refusal"}])
+    code, _, err = run_cli(report, argv[:-1] + [str(human_on_it), "--out", str(tmp_path / "rep3")], capsys)
+    assert code == 2 and "1 of the 2 human-labelled outputs were used to train the judge" in err and "'ma:r1'" in err
+
+
+def test_data_outputs_carry_the_judge_behind_the_labels(tmp_path, capsys):
+    """Issue 31 (8e): filter, split (both sides) and sample write the input's judge, with the sha256 of its
+    training_ids.json, into their manifests; judge.report reads it there as from judge.label's."""
+    import hashlib
+
+    judge_dir = tmp_path / "judge"
+    judge_dir.mkdir()
+    write_training_ids(judge_dir, ["r1"])
+    rows = [{"id": f"r{i}", "prompt": f"p{i // 2}", "response": ".", "judge_label": "answer"} for i in range(12)]
+    src = write_jsonl(tmp_path / "labelled.jsonl", rows)
+    (tmp_path / "labelled.jsonl.manifest.json").write_text(json.dumps(
+        {"command": "judge.label", "settings": {"prefix": "judge_"}, "judge": {"kind": "tfidf", "directory": str(judge_dir)}}))
+    digest = hashlib.sha256((judge_dir / "training_ids.json").read_bytes()).hexdigest()
+    outs = {"split": (["split", str(src), "--fraction", "0.5", "--out", str(tmp_path / "a.jsonl"), "--rest", str(tmp_path / "b.jsonl")],
+                      ["a.jsonl", "b.jsonl"]),
+            "sample": (["sample", str(src), "--n", "2", "--out", str(tmp_path / "s.jsonl")], ["s.jsonl"])}
+    for argv, written in outs.values():
+        code, _, err = run_cli(data, argv, capsys)
+        assert code == 0, err
+        for name in written:
+            manifest = json.loads((tmp_path / f"{name}.manifest.json").read_text())
+            assert manifest["judge"]["directory"] == str(judge_dir) and manifest["judge"]["kind"] == "tfidf"
+            assert manifest["judge"]["training_ids_sha256"] == digest and len(manifest["judges"]) == 1
+    # a file without a judge behind it carries none
+    plain = write_jsonl(tmp_path / "plain.jsonl", rows)
+    code, _, err = run_cli(data, ["filter", str(plain), "--drop", "id=r0", "--out", str(tmp_path / "p.jsonl")], capsys)
+    assert code == 0, err
+    assert "judge" not in json.loads((tmp_path / "p.jsonl.manifest.json").read_text())

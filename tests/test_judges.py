@@ -12,7 +12,7 @@ from judge import train as train_cmd
 from judge.core.errors import UserError
 from judge.core.paths import SAMPLE
 from judge.core.records import JsonlCheckpoint, checkpoint_path
-from judge.core.taxonomy import UNSCORED, load_taxonomy
+from judge.core.taxonomy import ESCALATE, UNSCORED, load_taxonomy
 from judge.kinds import load_judge
 from judge.kinds.judge_dir import finish
 from judge.kinds.lora.judge import LoraJudge
@@ -95,17 +95,17 @@ def test_train_command_tfidf_and_label(tmp_path, capsys):
     assert code == 2 and "different settings" in err
 
 
-def test_abstain_below_marks_unscored_with_reason(tmp_path, capsys, sample_records):
+def test_abstain_below_escalates_with_reason(tmp_path, capsys, sample_records):
     from training.tfidf import train_tfidf
 
     data = labelled_data(sample_records, label_column="label", taxonomy="chehbouni2024")
     train_tfidf(data, tmp_path)
     finish(tmp_path, data.taxonomy)
     result = load_judge(f"tfidf:{tmp_path}").label(sample_records.drop(columns=["label"]), abstain_below=0.99, progress=False)
-    unscored = result[result["label"] == UNSCORED]
-    assert len(unscored) > 0
-    assert unscored["unscored_reason"].str.contains("below --abstain-below 0.99").all()
-    assert (result.loc[result["label"] != UNSCORED, "confidence"] >= 0.99).all()
+    escalated = result[result["label"] == ESCALATE]  # --abstain-below: an uncalibrated --selective, no best guess
+    assert len(escalated) > 0 and not (result["label"] == UNSCORED).any()
+    assert escalated["unscored_reason"].str.contains("below 0.99 \\(--abstain-below, uncalibrated\\)").all()
+    assert (result.loc[result["label"] != ESCALATE, "confidence"] >= 0.99).all()
 
 
 def test_rules_judge():

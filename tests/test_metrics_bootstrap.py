@@ -229,16 +229,23 @@ def test_clusters_of_unequal_sizes_and_mixed_codes_equal_the_loop():
 def test_degenerate_resamples_are_dropped_as_before():
     # Six items, one refusal: many resamples hold no refusal, so kappa and alpha are undefined there (nan)
     # and dropped; macro-F1 is defined on every one.
+    # (The judge errs once, on item 5: perfect agreement would make every defined resample 1, a zero-width
+    # interval, which is now none; see below.)
     gold = ["answer"] * 5 + ["refusal"]
-    pred = ["answer"] * 5 + ["refusal"]
+    pred = ["answer"] * 4 + ["refusal"] * 2
     result = agreement(gold, pred, labels=["answer", "refusal"], n_boot=300, seed=1)
     expected = ref_agreement_ci(gold, pred, labels=["answer", "refusal"], n_boot=300, seed=1)
     for key, interval in expected.items():
         assert same(result["ci"][key], interval), key
-    # Every resample undefined: (nan, nan), as before; F1 still has its interval.
+    # Every resample undefined: (nan, nan), as before; F1 is 1 in every resample, a zero-width interval: none,
+    # with the reason (issue 31, 8g), as for perfect agreement.
     result = agreement(["a"] * 4, ["a"] * 4, labels=["a", "b"], n_boot=50, seed=0)
     assert all(math.isnan(v) for v in result["ci"]["cohen_kappa"] + result["ci"]["krippendorff_alpha"])
-    assert result["ci"]["macro_f1"] == (1.0, 1.0)
+    assert result["ci"]["macro_f1"] == (None, None) and "one class" in result["ci"]["reasons"]["macro_f1"]
+    result = agreement(["answer"] * 5 + ["refusal"], ["answer"] * 5 + ["refusal"], labels=["answer", "refusal"],
+                       n_boot=300, seed=1)
+    assert result["ci"]["cohen_kappa"] == (None, None)
+    assert result["ci"]["reasons"]["cohen_kappa"] == "perfect agreement on every item: no interval"
     # One label only: alpha nan whatever the data (krippendorff_alpha's rule), kappa nan too
     one = agreement(["a"] * 4, ["a"] * 4, labels=["a"], n_boot=20, seed=0)["ci"]
     assert all(math.isnan(v) for v in one["cohen_kappa"] + one["krippendorff_alpha"])

@@ -171,7 +171,9 @@ def test_generation_seeded_and_reproducible_at_concurrency_one(server):
     described = e.describe()
     assert described["reproducible"] is True and described["server"]["kind"] == "vllm"
     assert described["usage"]["requests"] == 5 and described["usage"]["failed"] == 0
-    assert described["usage"]["completion_tokens"] == sum(c.response_tokens for c in out + again) > 0
+    # response_tokens leave out the EOS a vLLM server counts in completion_tokens (issue 36, 5d: as hf and vLLM offline)
+    stopped = sum(c.finish_reason == "stop" for c in out + again)
+    assert described["usage"]["completion_tokens"] == sum(c.response_tokens for c in out + again) + stopped > 0
     assert described["usage"]["prompt_tokens"] == sum(c.prompt_tokens for c in out + again) > 0
 
 
@@ -377,6 +379,10 @@ def test_generation_command_through_the_openai_engine(server, tmp_path, capsys, 
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     manifest = json.loads((tmp_path / "a.jsonl.manifest.json").read_text())
     assert manifest["engine"]["engine"] == "openai"
+    # the usage at the end of the run (issue 36, 5c: it was written before the run, all zeros): 6 chat requests
+    usage = manifest["engine"]["usage"]
+    assert usage["requests"] == 6 and usage["failed"] == 0
+    assert usage["completion_tokens"] == sum(r["response_tokens"] + (r["finish_reason"] == "stop") for r in rows) > 0
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY_MARKER not in path.read_text(errors="replace"), path.name

@@ -5,7 +5,7 @@ import pytest
 
 from judge.core.errors import UserError
 from judge.core.records import JsonlCheckpoint, read_records, user_columns, write_records
-from judge.core.taxonomy import UNSCORED, Taxonomy, available_taxonomies, load_taxonomy
+from judge.core.taxonomy import UNSCORED, Category, Taxonomy, available_taxonomies, load_taxonomy
 from tests.conftest import write_jsonl
 
 ROWS = [
@@ -82,7 +82,12 @@ def test_presets_load_with_definitions():
 def test_aliases_and_unscored():
     tax = load_taxonomy("chehbouni2024")
     assert tax.canonical("Harmful_Refusal") == "harmful refusal"
-    assert tax.predicted(["REFUSAL", "banana", None]) == ["refusal", UNSCORED, UNSCORED]
+    assert tax.predicted(["REFUSAL", None, " ", "Unscored", "escalate"]) == ["refusal", UNSCORED, UNSCORED, UNSCORED, "escalate"]
+    # a label outside the taxonomy is an error naming it, as in gold (issue 31, 8b), not a silent 'unscored'
+    with pytest.raises(UserError, match="predicted label 'banana' in column 'judge_label'.*'unscored' and 'escalate'"):
+        tax.predicted(["REFUSAL", "banana"], column="judge_label")
+    with pytest.raises(UserError, match="'escalate' is reserved"):
+        Taxonomy(name="t", categories=(Category(name="answer"), Category(name="x", aliases=("escalate",))))
     with pytest.raises(UserError, match="'banana'.*valid labels: answer, partial answer"):
         tax.gold(["banana"], column="label")
 

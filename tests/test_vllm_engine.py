@@ -31,6 +31,9 @@ LABELS = ["answer", "partial answer", "refusal", "harmful refusal", "harmful ans
 # kernels; the findings measured 3.3e-5 nats at most on log-probabilities, and 1e-3 in probability is still far
 # below the gap between the two best labels of any row checked here.
 PROBABILITY_TOLERANCE = 1e-3
+# The trie scorer (judge/engines/trie.py) against the in-process judge: issue 36 measured 5.0e-5 nats at most on
+# log-probabilities; the probabilities must agree within 1e-4.
+TRIE_TOLERANCE = 1e-4
 OFFLINE_TIMEOUT = 2400  # s: vLLM's start under a loaded 2-core box took 400-1350 s in the findings
 
 
@@ -77,6 +80,10 @@ CASES = [
     (label_cmd, ["--judge", "llm", "--engine", "vllm", "--dtype", "int4"], ["--dtype must be one of auto, float32, bfloat16, float16"]),
     (label_cmd, ["--judge", "llm", "--engine", "vllm", "--rationale"], ["--rationale runs with --engine hf only", "drop it for --engine vllm"]),
     (generate_cmd, ["--engine", "vllm", "--dtype", "fp8"], ["--dtype must be one of auto, float32, bfloat16, float16"]),
+    (label_cmd, ["--judge", "llm", "--engine", "vllm", "--block-size", "48"], ["--block-size must be one of 16, 32, 64, 128, 256"]),
+    (label_cmd, ["--judge", "llm", "--engine", "vllm", "--kv-cache-gib", "0"], ["--kv-cache-gib is GiB of memory from 0.0625"]),
+    (label_cmd, ["--judge", "llm", "--engine", "vllm", "--label-scoring", "first-token"], ["--label-scoring must be one of trie, prompt-logprobs"]),
+    (label_cmd, ["--judge", "llm", "--engine", "openai", "--block-size", "32"], ["--block-size is an option of --engine vllm, not openai"]),
 ]
 
 
@@ -118,6 +125,22 @@ def test_looking_up_the_vllm_engine_does_not_import_vllm(tmp_path):
     assert not (tmp_path / "imported").exists()
     subprocess.run([sys.executable, "-c", "import vllm"], check=True, env=env, cwd=tmp_path)  # the stand-in does mark
     assert (tmp_path / "imported").exists()
+
+
+def test_kv_cache_default_leaves_the_machine_usable_and_the_environment_wins(monkeypatch):
+    from judge.engines import vllm as engine
+
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setattr(engine, "available_gib", lambda: 10.0)
+    assert engine.kv_cache_gib_for(engine.Options(), on_cpu=True) == (2.5, "default: min(4, 10.0 GiB available / 4)")
+    monkeypatch.setattr(engine, "available_gib", lambda: 40.0)
+    assert engine.kv_cache_gib_for(engine.Options(), on_cpu=True)[0] == 4.0  # 40 / 4 = 10, capped at 4
+    assert engine.kv_cache_gib_for(engine.Options(kv_cache_gib=1.5), on_cpu=True) == (1.5, "--kv-cache-gib")
+    assert engine.kv_cache_gib_for(engine.Options(), on_cpu=False)[0] is None  # a GPU: --gpu-memory-utilization
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
+    assert engine.kv_cache_gib_for(engine.Options(kv_cache_gib=1.5), on_cpu=True) == (None, "VLLM_CPU_KVCACHE_SPACE=3 GiB (environment)")
+    failure = engine.start_failure(ValueError("Engine core initialization failed.\nSee root cause above."), 2.0, True)
+    assert "\n" not in str(failure) and "pass a smaller --kv-cache-gib" in str(failure) and "asked was 2.0 GiB" in str(failure)
 
 
 # -- vLLM offline: generation and the LLM judge, one subprocess, one model load -------------------------------
@@ -220,10 +243,12 @@ def test_offline_llm_judge_equals_the_in_process_judge(offline, tmp_path, capsys
     assert all(r["label"] in LABELS for r in served), [r["label"] for r in served]
     columns = [f"p_{c.replace(' ', '_')}" for c in LABELS]
     worst = max(abs(a[c] - b[c]) for a, b in zip(served, local) for c in columns)
-    assert worst < PROBABILITY_TOLERANCE, worst
+    assert worst < TRIE_TOLERANCE, worst
     assert [r["label"] for r in served] == [r["label"] for r in local]
     judge = json.loads((offline["dir"] / "judged.jsonl.manifest.json").read_text())["judge"]
     assert judge["engine"]["engine"] == "vllm" and judge["probabilities"].startswith("exact (vllm)")
+    assert judge["engine"]["label_scoring"].startswith("exact (trie)") and judge["engine"]["block_size"] == 32
+    assert judge["engine"]["kv_cache_source"].startswith("VLLM_CPU_KVCACHE_SPACE=1")  # vllm_env sets it
     assert "engine" not in json.loads((tmp_path / "hf.jsonl.manifest.json").read_text())["settings"]  # hf: as before engines
 
 
@@ -261,10 +286,11 @@ def test_served_llm_judge_end_to_end(vllm_server, tmp_path, capsys):
     served, local = jsonl(tmp_path / "served.jsonl"), jsonl(tmp_path / "hf.jsonl")
     assert all(r["label"] in LABELS for r in served)
     columns = [f"p_{c.replace(' ', '_')}" for c in LABELS]
-    assert max(abs(a[c] - b[c]) for a, b in zip(served, local) for c in columns) < PROBABILITY_TOLERANCE
+    assert max(abs(a[c] - b[c]) for a, b in zip(served, local) for c in columns) < TRIE_TOLERANCE
     assert [r["label"] for r in served] == [r["label"] for r in local]
     judge = json.loads((tmp_path / "served.jsonl.manifest.json").read_text())["judge"]
     assert judge["engine"]["engine"] == "openai" and judge["engine"]["usage"]["failed"] == 0 and judge["engine"]["usage"]["requests"] > 12
+    assert judge["engine"]["label_scoring"].startswith("exact (trie)")  # vLLM 0.32 answers logprob_token_ids
 
 
 @pytest.mark.slow

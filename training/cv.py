@@ -93,13 +93,26 @@ class OutOfFold:
     probabilities: np.ndarray  # (n, n_classes), taxonomy order; row i predicted by a model that never saw fold[i]
     fold: np.ndarray
     trained_on: dict[int, list[str]]  # fold -> ids its model was trained on (for the leak check)
+    fold_average: np.ndarray | None = None  # (m, n_classes): the K models' probabilities on ``also``, averaged
 
 
 def out_of_fold(
-    data: LabelledData, kind: str, folds: np.ndarray, *, recipe=None, seed: int = 0, progress: bool = False, run=None
+    data: LabelledData,
+    kind: str,
+    folds: np.ndarray,
+    *,
+    recipe=None,
+    seed: int = 0,
+    progress: bool = False,
+    run=None,
+    also: LabelledData | None = None,
 ) -> OutOfFold:
     """Each fold's records predicted by a ``kind`` model trained on the other folds: the one
-    out-of-fold routine (cross-validation, the ensemble's stacker, label issues)."""
+    out-of-fold routine (cross-validation, the ensemble's stacker, label issues, cross-fitted PPI).
+
+    ``also`` (records whose labels are not read: the outputs no human labelled) is predicted by every fold's
+    model and the K probability vectors averaged (``fold_average``), as cross-prediction labels the unlabelled
+    data (Zrnic & Candes 2024, PNAS)."""
     from training.kinds import Run
 
     run = run or Run(recipe=recipe, seed=seed, progress=progress)
@@ -107,13 +120,17 @@ def out_of_fold(
     probs = np.zeros((len(data.y), n_classes))
     trained_on: dict[int, list[str]] = {}
     ids = data.records["id"].astype(str).to_numpy()
-    for f in sorted(np.unique(folds)):
+    fold_values = sorted(np.unique(folds))
+    average = None if also is None else np.zeros((len(also.y), n_classes))
+    for f in fold_values:
         train_idx, test_idx = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
         check_fold(data, train_idx, fold=int(f), n_folds=len(np.unique(folds)))
         trained_on[int(f)] = ids[train_idx].tolist()
         predict = fit_member(kind, data.subset(train_idx), n_classes, run=run)
         probs[test_idx] = predict(data.subset(test_idx))
-    return OutOfFold(probs, folds, trained_on)
+        if also is not None:
+            average += predict(also) / len(fold_values)
+    return OutOfFold(probs, folds, trained_on, average)
 
 
 def check_folds(data: LabelledData, folds: np.ndarray, *, lora: bool, val_fraction: float, seed: int) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip
 from judge.core.records import require_columns
-from judge.core.taxonomy import UNSCORED, Taxonomy, resolve_taxonomy
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.group_error import MIN_UNITS_FOR_TEST
 from judge.stats.metrics import agreement
 
@@ -77,6 +77,7 @@ class Intervals(Result):
     cohen_kappa: Interval
     krippendorff_alpha: Interval
     macro_f1: Interval
+    reasons: dict[str, str] = ABSENT  # why a figure has no interval ((None, None)): e.g. the judge predicts one class
 
 
 @dataclass(kw_only=True)
@@ -118,6 +119,7 @@ class GroupAgreement(Result):
     n_units: int
     cohen_kappa: float
     cohen_kappa_ci: Interval
+    cohen_kappa_ci_reason: str = ABSENT  # why the interval is (None, None): it would have zero width
     cohen_kappa_se: float | None
     accuracy: float
     categories: dict[str, CategoryError]
@@ -208,6 +210,8 @@ class AgreementResult(Result):
     n_scored: int
     n_unscored: int
     unscored_rate: float
+    # outputs a selective judge escalated to people (judge.label --selective): counted apart, outside every metric
+    n_escalated: int = ABSENT
     labels: list[str]
     cohen_kappa: float
     krippendorff_alpha: float
@@ -234,6 +238,7 @@ class PairKappa(Result):
     n: int
     kappa: float
     ci: Interval
+    ci_reason: str = ABSENT  # why the interval is (None, None): it would have zero width
 
 
 @dataclass(kw_only=True)
@@ -331,7 +336,7 @@ def annotator_labels(values: pd.Series, taxonomy: Taxonomy, *, column: str) -> l
 def class_warnings(gold_labels, pred_labels, *, pred: str) -> list[str]:
     """A judge that predicts one class, or fewer classes than the humans used, can look fine on kappa's
     neighbours (accuracy) while saying nothing about the missing classes: say so beside the numbers."""
-    predicted = {p for p in pred_labels if p != UNSCORED}
+    predicted = {p for p in pred_labels if p not in RESERVED}
     used = set(gold_labels)
     warnings = []
     if len(predicted) <= 1:
@@ -388,14 +393,18 @@ def agreement_analysis(
     records = records[has_gold]
     if records.empty:
         raise UserError(f"no row has a gold label in column {clip(gold)}; check --gold")
+    escalated = (records[pred].astype(str) == ESCALATE).to_numpy()
+    records = records[~escalated]  # agreement where the judge answered; the escalated outputs are people's
+    if records.empty:
+        raise UserError(f"{clip(pred)} escalated every output with a gold label: no kept label to compare")
     fine = resolve_taxonomy(taxonomy, records[gold].tolist(), label_map=label_map)
     gold_labels = fine.gold(records[gold], column=gold)
-    pred_labels = fine.predicted(records[pred])
+    pred_labels = fine.predicted(records[pred], column=pred)  # a label outside the taxonomy: an error naming it
     human = {col: annotator_labels(records[col], fine, column=col) for col in annotators}
     used = fine
     if coarse:
         used = fine.coarse()
-        up = lambda labs: [fine.parent_of(x) if x not in (None, UNSCORED) else x for x in labs]  # noqa: E731
+        up = lambda labs: [fine.parent_of(x) if x not in (None, *RESERVED) else x for x in labs]  # noqa: E731
         gold_labels, pred_labels = up(gold_labels), up(pred_labels)
         human = {k: up(v) for k, v in human.items()}
     clusters = cluster_codes(records, cluster)
@@ -415,6 +424,7 @@ def agreement_analysis(
         "gold_column": gold,
         "pred_column": pred,
         "n_without_gold": n_without_gold,
+        **({"n_escalated": int(escalated.sum())} if escalated.any() else {}),
         "cluster": {"column": cluster, "n_clusters": len(set(clusters)) if clusters else None},
         **result,
     }
@@ -456,7 +466,9 @@ def agreement_analysis(
     if alt_test_epsilon is not None:
         from judge.stats.alt_test import alt_test
 
-        result["alt_test"] = alt_test(human, pred_labels, epsilon=alt_test_epsilon)
+        # an escalated output is one the judge did not label, as an unscored one
+        judged = [UNSCORED if p == ESCALATE else p for p in pred_labels]
+        result["alt_test"] = alt_test(human, judged, epsilon=alt_test_epsilon)
     typed = AgreementResult.from_dict(result)
     if by:
         typed.by_group = typed.by_groups[0]

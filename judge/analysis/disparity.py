@@ -25,7 +25,7 @@ from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDe
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
-from judge.core.taxonomy import Taxonomy, resolve_taxonomy
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.disparity import canonical_labels, category_rates, disparity
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
 
@@ -152,6 +152,7 @@ class DisparityResult(Result):
     categories: list[str]
     n: int
     n_unscored: int
+    n_escalated: int = ABSENT  # a selective judge's outputs for people: outside the judge's rates, in PPI's
     reference: str
     reference_note: str
     reference_tie: bool
@@ -192,7 +193,7 @@ def prepare(
         return records, fine
     records = records.copy()
     records[label] = [
-        x if x == "unscored" else fine.parent_of(x) for x in canonical_labels(records[label], fine, column=label)
+        x if x in RESERVED else fine.parent_of(x) for x in canonical_labels(records[label], fine, column=label)
     ]
     return records, fine.coarse()
 
@@ -347,6 +348,7 @@ def training_rows(
             f"{name} was trained on.",
         }
     labels = np.asarray(canonical_labels(records[label], taxonomy, column=label), dtype=object)
+    labels[labels == ESCALATE] = UNSCORED  # outside the judge's rates, as in the rates table
     groups = records[group].astype(str).to_numpy()
     rates = {}
     for g in sorted(set(groups)):
@@ -386,6 +388,9 @@ def disparity_analysis(
     label_source: str | None = None,
     title: str | None = None,
     where: str = "records",
+    ppi_scores=None,
+    ppi_average=None,
+    cross_fit=None,
 ) -> DisparityResult:
     """Per-group rates of the ``label`` column's categories, and how they differ across the first of ``groups``.
 
@@ -402,7 +407,8 @@ def disparity_analysis(
     was drawn (strata, the inclusion-probability column), ``ppi_lambda`` is PPI's lambda (None: tuned),
     ``training`` the judge's training ids (human labels among them are refused; labelled outputs among them
     are split out). ``label_source`` and ``title`` name the labels and the report; ``where`` names the records
-    in messages.
+    in messages. ``ppi_scores``, ``ppi_average`` and ``cross_fit``: a cross-fitted judge's probabilities
+    (judge.analysis.crossfit).
     """
     groups = [groups] if isinstance(groups, str) else list(groups)
     design = design or SamplingDesign()
@@ -443,6 +449,10 @@ def disparity_analysis(
             if isinstance(human, HumanSample)
             else human_sample(records, human, label=label, design=design, where=where)
         )
+        if result.get("n_escalated"):  # the escalated outputs are a census stratum: people labelled every one
+            from judge.analysis.selective import check_escalated_labelled
+
+            check_escalated_labelled(records[label], sample.labels)
         ppi = prediction_powered(
             records,
             sample,
@@ -458,6 +468,9 @@ def disparity_analysis(
             cluster_info=cluster_info,
             ppi_lambda=ppi_lambda,
             adjust=adjust,
+            scores=ppi_scores,
+            average=ppi_average,
+            cross_fit=cross_fit,
         )
         warnings += ppi.warnings
     if (

@@ -19,7 +19,7 @@ import pandas as pd
 from judge.analysis.results import ABSENT, Result, key
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import require_columns
-from judge.core.taxonomy import Taxonomy
+from judge.core.taxonomy import UNSCORED, Taxonomy
 from judge.stats.disparity import canonical_labels
 
 __all__ = [
@@ -56,6 +56,7 @@ class Estimate(Result):
     clipped: str | None = ABSENT
     rate_unclipped: float = ABSENT
     outside: bool = ABSENT
+    estimator: str = ABSENT  # the human-only column's: "Hajek" (ratio estimator of the group's mean)
     interval: str = ABSENT
 
 
@@ -121,6 +122,18 @@ class GapComparisons(Result):
 
 
 @dataclass(kw_only=True)
+class CrossFitInfo(Result):
+    """How a cross-fitted judge was made (judge.analysis.crossfit): K judges of ``kind``, each trained on K - 1
+    folds of the human sample grouped by ``folds_by``."""
+
+    k: int
+    kind: str
+    folds_by: str | None
+    n_labelled: int
+    note: str
+
+
+@dataclass(kw_only=True)
 class PPIResult(Result):
     """Prediction-powered rates (group -> category) and gaps to the reference, with the sample and design they
     rest on. ``warnings`` (not in the JSON): the lines judge.report prints on stderr."""
@@ -128,6 +141,7 @@ class PPIResult(Result):
     lam: float | str = key("lambda")
     design: str
     clustered: bool
+    estimand: str = ABSENT
     method: str
     estimability: str
     alpha: float
@@ -149,6 +163,7 @@ class PPIResult(Result):
     design_note: str = ABSENT
     cluster_note: str = ABSENT
     gap_intervals: GapComparisons = ABSENT
+    cross_fit: CrossFitInfo = ABSENT
     warnings: list[str] = field(default_factory=list, metadata={"json": False})
 
     def categories_seen(self, categories: Sequence[str]) -> list[str]:
@@ -189,10 +204,17 @@ class HumanSample:
 
 @dataclass(frozen=True)
 class JudgeTraining:
-    """The judge directories behind the labels and the union of their training ids (None: none recorded)."""
+    """The judge directories behind the labels and the union of their training ids (None: none recorded).
+
+    ``by_source``: where several files were labelled each by its own judge, each file's ``source`` value (the
+    records' ``source_column``) with its own judge's training ids (None: its judge records none), so that each
+    judge's ids apply to its own file's outputs only: three leave-one-model-out judges would otherwise claim
+    every output of the three files as training rows (issue 31, 8f)."""
 
     directories: Sequence[str] = ()
     ids: frozenset[str] | None = None
+    by_source: tuple[tuple[str, frozenset[str] | None], ...] = ()
+    source_column: str = "source"
 
     @property
     def names(self) -> str:
@@ -200,8 +222,18 @@ class JudgeTraining:
 
     def covers(self, records: pd.DataFrame) -> np.ndarray:
         """The records whose id (the combined SOURCE:ID where several files repeat ids, as training records them)
-        the judge was trained on."""
-        return records["id"].astype(str).isin(self.ids or ()).to_numpy()
+        their judge was trained on: each file's own judge where ``by_source`` says which, else any of them."""
+        ids = records["id"].astype(str)
+        if not self.by_source:
+            return ids.isin(self.ids or ()).to_numpy()
+        if self.source_column not in records.columns:
+            raise ValueError(f"records lack the {self.source_column!r} column that says each one's file")
+        source = records[self.source_column].astype(str)
+        hit = np.zeros(len(records), dtype=bool)
+        for name, own in self.by_source:
+            if own:
+                hit |= ((source == name) & ids.isin(own)).to_numpy()
+        return hit
 
 
 def parse_ppi_lambda(value: str | float | None) -> float | None:
@@ -287,15 +319,58 @@ def human_sample(
         raise UserError(f"--human {source} holds no labels for the outputs of {where}")
     labels = labels.where(~empty, "")
     if inclusion is not None:
-        probs = pd.to_numeric(inclusion[~empty], errors="coerce")
-        if probs.isna().any() or ((probs <= 0) | (probs > 1)).any():
-            raise UserError(
-                f"column {clip(column)} must hold inclusion probabilities in (0, 1] for every human-labelled output"
-            )
+        check_inclusion(inclusion[~empty], records["id"][~empty], column=column, n_outputs=len(records), where=where)
         inclusion = pd.to_numeric(inclusion.where(~empty), errors="coerce")
     return HumanSample(
         labels=labels, inclusion=inclusion, source=source, inclusion_column=column, label_column=label_column
     )
+
+
+def check_inclusion(inclusion: pd.Series, ids: pd.Series, *, column: str, n_outputs: int, where: str) -> None:
+    """Each human-labelled output's inclusion probability must be a number in (0, 1] whose weight 1/pi is at most
+    the number of outputs: a weight above it claims the output stands for more outputs than exist (1e-12 gave a
+    human-only rate of 1.19e10 and PPI rates of 0 and 1, issue 31)."""
+    probs = pd.to_numeric(inclusion, errors="coerce")
+    with np.errstate(divide="ignore"):
+        weights = 1 / probs.to_numpy(dtype=float)
+    bad = probs.isna().to_numpy() | (probs <= 0).to_numpy() | (probs > 1).to_numpy()
+    heavy = ~bad & (weights > n_outputs * (1 + 1e-9))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(
+            f"column {clip(column)} must hold inclusion probabilities in (0, 1] for every human-labelled output; "
+            f"id {clip(ids.iloc[i])} has {clip(inclusion.iloc[i])} ({int(bad.sum())} such)"
+        )
+    if heavy.any():
+        i = int(np.flatnonzero(heavy)[0])
+        raise UserError(
+            f"column {clip(column)}: id {clip(ids.iloc[i])} has inclusion probability {probs.iloc[i]:.3g}, a weight "
+            f"1/pi of {weights[i]:.3g}, more than the {n_outputs} outputs of {where} ({int(heavy.sum())} such); "
+            "a probability is at least 1/N: check the column (a percentage? another file's?)"
+        )
+
+
+def weight_warnings(
+    groups: pd.Series, scored: np.ndarray, labelled: np.ndarray, inclusion: pd.Series, column: str
+) -> list[str]:
+    """A warning for each group whose human sample's weights 1/pi, summed, depart from its number of (scored)
+    outputs by more than three standard errors (``judge.stats.ppi.weight_sum_departure``): the probabilities are
+    probably not those the sample was drawn with, and the estimates lean on them."""
+    from judge.stats.ppi import weight_sum_departure
+
+    pi = inclusion.to_numpy(dtype=float)
+    out = []
+    for g in sorted(set(groups)):
+        domain = (groups == g).to_numpy() & scored
+        departure = weight_sum_departure(pi[domain & labelled], int(domain.sum()))
+        if departure:
+            total, size, se = departure
+            out.append(
+                f"warning: group {g!r}: its human labels' weights 1/{column} sum to {total:.4g} for {size} outputs, "
+                f"more than 3 standard errors ({se:.3g}) apart: the inclusion probabilities may not be this "
+                "sample's (PPI divides by the group's N); check them"
+            )
+    return out
 
 
 def strata_for(
@@ -398,6 +473,15 @@ def adjust_gaps(ppi: PPIResult, categories: Sequence[str], *, enabled: bool) -> 
     )
 
 
+def judge_scores(scores: pd.DataFrame, records: pd.DataFrame, categories: Sequence[str]) -> np.ndarray:
+    """The judge's probabilities in the records' order and the categories' (a category it has no column for: 0)."""
+    ids = records["id"].astype(str)
+    table = scores.set_axis(scores.index.astype(str)).reindex(index=ids, columns=list(categories), fill_value=0.0)
+    if table.isna().any().any() or not ids.isin(scores.index.astype(str)).all():
+        raise UserError(f"the judge's probabilities do not cover every one of the {len(records)} outputs")
+    return table.to_numpy(dtype=float)
+
+
 def prediction_powered(
     records: pd.DataFrame,
     human: HumanSample,
@@ -415,9 +499,18 @@ def prediction_powered(
     ppi_lambda: float | None = 1.0,
     adjust: bool = True,
     where: str = "records",
+    scores: pd.DataFrame | None = None,
+    average: pd.DataFrame | None = None,
+    cross_fit: CrossFitInfo | None = None,
 ) -> PPIResult:
     """PPI rates and gaps of the ``label`` column's categories by ``group``; ``fine`` checks the human labels,
-    ``taxonomy`` (coarse with ``coarse``) reports them. ``cluster_info`` is clusters_for's note on ``clusters``."""
+    ``taxonomy`` (coarse with ``coarse``) reports them. ``cluster_info`` is clusters_for's note on ``clusters``.
+
+    ``scores`` (a table indexed by record id, one column of probabilities per category) are what PPI
+    corrects instead of the label column's indicators, ``average`` (same form; default ``scores``) what the
+    judge term averages; with ``cross_fit`` they are cross-fitted
+    (judge.analysis.crossfit), the judge trained on the human labels by design, so the training-overlap
+    check gives way to the cross-fit's note."""
     from judge.stats.ppi import ppi_by_group
 
     design = design or SamplingDesign()
@@ -428,7 +521,11 @@ def prediction_powered(
     human_labels = pd.Series("", index=records.index, dtype=object)
     human_labels[has_human] = [fine.parent_of(x) for x in gold] if coarse else gold
     strata = strata_for(records, inclusion, has_human, design.strata, where=where)
-    overlap_note = check_not_trained_on(records[has_human], training)
+    overlap_note = (
+        "cross-fitted: each human label corrects a fold judge that was not trained on it"
+        if cross_fit
+        else check_not_trained_on(records[has_human], training)
+    )
     judge_labels = canonical_labels(records[label], taxonomy, column=label)
     ppi = ppi_by_group(
         judge_labels,
@@ -440,6 +537,8 @@ def prediction_powered(
         strata=None if strata is None else strata.to_numpy(dtype=object),
         clusters=clusters,
         lam=ppi_lambda,
+        scores=None if scores is None else judge_scores(scores, records, taxonomy.labels),
+        average=None if average is None else judge_scores(average, records, taxonomy.labels),
     )
     column = human.inclusion_column
     ppi.update(
@@ -454,6 +553,13 @@ def prediction_powered(
         cluster_note=_cluster_note(cluster_info),
     )
     result = PPIResult.from_dict(ppi)
+    if cross_fit:
+        result.cross_fit = cross_fit
+    if inclusion is not None:
+        scored = np.asarray(judge_labels, dtype=object) != UNSCORED
+        result.warnings += weight_warnings(
+            records[group].astype(str), scored, has_human.to_numpy(), inclusion, column or DEFAULT_INCLUSION
+        )
     adjust_gaps(result, result.categories_seen(taxonomy.labels), enabled=adjust)
     for g, why in result.not_estimable_reasons.items():
         result.warnings.append(

@@ -48,6 +48,9 @@ DESIGNS = {
     "remainders (the sizes sum "
     "to the budget exactly, at least one per stratum), each stratum drawn independently with its own seed; pi_i = n_s "
     "/ N_s in stratum s",
+    "escalated": "every output the selective judge escalated (pi_i = 1: a census stratum), plus a simple random "
+    "sample without replacement of n of the N_kept outputs it kept (pi_i = n / N_kept), for the PPI correction of "
+    "the kept labels",
     "uncertain": "Poisson sampling: each output is included independently with probability pi_i proportional to the "
     "judge's "
     "uncertainty, mixed with a uniform share, capped at 1 and scaled so the expected size is the budget "
@@ -128,6 +131,7 @@ def choose(
     uniform_share: float = UNIFORM_SHARE,
     taxonomy: Taxonomy | None = None,
     allocation: Neyman | None = None,
+    escalated: str | None = None,
 ) -> pd.DataFrame:
     """The items to send to annotators, each with its exact inclusion probability (``DESIGNS``).
 
@@ -136,6 +140,8 @@ def choose(
     Poisson sample favouring the outputs the judge is
     least sure of (low ``confidence``, or the two ``compare`` label columns disagreeing), with every
     output's probability above zero, so the labels can correct rates (PPI) as well as train a judge.
+    escalated: every output whose ``escalated`` label column is ``escalate`` (probability 1), and a simple
+    random sample of ``budget`` of the others (the kept labels' check sample).
     """
     if INCLUSION in records.columns:
         raise UserError(
@@ -144,7 +150,9 @@ def choose(
         )
     if seed < 0:
         raise UserError(f"--seed must be 0 or more, got {seed}")
-    if budget >= len(records):
+    if strategy == "escalated":
+        picked = _escalated(records, escalated or "judge_label", budget, seed)
+    elif budget >= len(records):
         picked = records.assign(**{INCLUSION: 1.0})
     elif strategy == "random":
         picked = records.sample(n=budget, random_state=seed).assign(**{INCLUSION: budget / len(records)})
@@ -154,6 +162,23 @@ def choose(
         scores = uncertainty(records, confidence=confidence, compare=compare, taxonomy=taxonomy)
         picked = poisson_sample(records, poisson_probabilities(scores, budget, uniform_share), seed)
     return picked.sort_index()
+
+
+def _escalated(records: pd.DataFrame, column: str, budget: int, seed: int) -> pd.DataFrame:
+    from judge.core.taxonomy import ESCALATE
+
+    if column not in records.columns:
+        raise UserError(
+            f"--strategy escalated reads the judge's labels in column {column!r}, which the records lack; name it with "
+            "--escalated-column COL (judge.label's PREFIX+label)"
+        )
+    up = records[column].astype(str) == ESCALATE
+    kept = records[~up]
+    n = min(budget, len(kept))
+    check = kept.sample(n=n, random_state=seed) if n else kept.iloc[:0]
+    return pd.concat(
+        [records[up].assign(**{INCLUSION: 1.0}), check.assign(**{INCLUSION: n / len(kept) if len(kept) else 1.0})]
+    )
 
 
 def stratum_rng(seed: int, key: Sequence[Any]) -> np.random.Generator:

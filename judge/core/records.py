@@ -340,8 +340,7 @@ def read_records(
         paths = [paths]
     mapping = {"id": id_column, "prompt": prompt_column, "response": text_column}
     source_name = source_column or "source"
-    stems = [Path(p).stem for p in paths]
-    sources = stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
+    sources = source_names(paths)
     tables = [read_table(path, encoding=encoding, sheet=sheet) for path in paths]
     if id_column is None and all(COMBINED_ID in t.columns for t in tables):
         mapping["id"] = COMBINED_ID
@@ -372,6 +371,13 @@ def read_records(
                 column_map[canonical] = canonical
     records.attrs["column_map"] = column_map
     return records
+
+
+def source_names(paths: Sequence[str | Path]) -> list[str]:
+    """Each input file's value in the ``source`` column of several files read together: its stem, or its path
+    without the suffix where two files share a stem."""
+    stems = [Path(p).stem for p in paths]
+    return stems if len(set(stems)) == len(stems) else [str(Path(p).with_suffix("")) for p in paths]
 
 
 _FLAGS = {"id": "--id-column", "prompt": "--prompt-column", "response": "--text-column"}

@@ -15,6 +15,10 @@ from judge.core.paths import TAXONOMIES
 from judge.core.yaml_data import load_yaml
 
 UNSCORED = "unscored"
+# A selective judge's label for an output below its calibrated threshold (judge.label --selective): no category,
+# never a best guess; people label it. Reserved like UNSCORED: no taxonomy may name a category so.
+ESCALATE = "escalate"
+RESERVED = (UNSCORED, ESCALATE)
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,12 @@ class Taxonomy:
                         f"taxonomy {clip(self.name)}: {clip(key)} names two categories; make names and aliases unique"
                     )
                 self._lookup[norm] = cat.name
-        if _norm(UNSCORED) in self._lookup:
-            raise UserError(
-                f"taxonomy {clip(self.name)}: '{UNSCORED}' is reserved for judge outputs that could not be scored"
-            )
+        for reserved, meaning in ((UNSCORED, "could not be scored"), (ESCALATE, "a selective judge hands to a human")):
+            if _norm(reserved) in self._lookup:
+                raise UserError(
+                    f"taxonomy {clip(self.name)}: '{reserved}' is reserved for judge outputs that {meaning}; "
+                    "rename that category or alias"
+                )
         self._check_parents()
         names = {_norm(c.name): c.name for c in self.categories}
         for code, target in self.label_map:
@@ -141,9 +147,25 @@ class Taxonomy:
             out.append(name)
         return out
 
-    def predicted(self, labels: Iterable[object]) -> list[str]:
-        """Canonical judge labels; anything outside the taxonomy becomes 'unscored'."""
-        return [self.canonical(raw) or UNSCORED for raw in labels]
+    def predicted(self, labels: Iterable[object], *, column: str = "prediction") -> list[str]:
+        """Canonical judge labels. A missing (blank) prediction and the reserved ``unscored`` are
+        ``unscored``, the reserved ``escalate`` stays ``escalate``; any other label outside the taxonomy is
+        an error naming it, as in ``gold`` (a typo or another taxonomy's label must not pass as unscored)."""
+        reserved = {_norm(r): r for r in RESERVED}
+        out = []
+        for raw in labels:
+            name = self.canonical(raw)
+            if name is None:
+                blank = raw is None or (isinstance(raw, float) and raw != raw) or not label_text(raw).strip()
+                name = UNSCORED if blank else reserved.get(_norm(label_text(raw)))
+            if name is None:
+                raise UserError(
+                    f"predicted label {clip(raw)} in column {clip(column)} is not in taxonomy {clip(self.name)}; "
+                    f"valid labels: {short_list(self.labels, limit=4)}, or the reserved "
+                    f"{' and '.join(map(repr, RESERVED))} (fix the predictions or pass --taxonomy/--label-map)"
+                )
+            out.append(name)
+        return out
 
     def to_dict(self) -> dict:
         return {
@@ -215,7 +237,7 @@ class Taxonomy:
     @classmethod
     def from_labels(cls, labels: Iterable[object], *, name: str = "from-data") -> "Taxonomy":
         """Categories are the distinct labels, sorted, when no taxonomy is given."""
-        distinct = sorted({label_text(x) for x in labels if x is not None and x == x and str(x) != UNSCORED})
+        distinct = sorted({label_text(x) for x in labels if x is not None and x == x and str(x) not in RESERVED})
         if not distinct:
             raise UserError("no labels found to build a taxonomy from; pass --taxonomy or check the label column")
         return cls(name=name, categories=tuple(Category(name=x) for x in distinct))

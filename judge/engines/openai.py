@@ -401,7 +401,16 @@ class OpenAIEngine(Engine):
                 response_tokens,
                 error=f"the server's answer has no usable text ({got})",
             )
-        return Completion(key, text, finish, prompt_tokens, response_tokens)
+        return Completion(key, text, finish, prompt_tokens, self._without_eos(choice, finish, response_tokens))
+
+    def _without_eos(self, choice: Any, finish: str, tokens: int | None) -> int | None:
+        """response_tokens means the response's tokens without the end-of-sequence token, for every engine (hf and
+        vLLM offline count so). A vLLM server counts the EOS it stopped at in completion_tokens (its stop_reason is
+        then None; a stop string or token id would be named): one less. Other servers' counts are kept as sent."""
+        if not self.is_vllm or finish != "stop" or not tokens:
+            return tokens
+        extra = getattr(choice, "model_extra", None) or {}
+        return tokens - 1 if "stop_reason" in extra and extra["stop_reason"] is None else tokens
 
     # -- the labels of a taxonomy (the LLM judge) ----------------------------------------------
     def choose(
@@ -484,7 +493,44 @@ class OpenAIEngine(Engine):
         """Each label's tokens (alone, as the in-process judge tokenizes them) and the template's end-of-turn token."""
         if labels not in self._label_ids:
             self._label_ids[labels] = self._find_continuations(labels)
+            if self._label_ids[labels] is not None:
+                self._choose_scorer(self._label_ids[labels])
         return self._label_ids[labels]
+
+    def _choose_scorer(self, continuations: list[list[int]]) -> None:
+        """The trie of one-token requests (judge/engines/trie.py: they read vLLM's prefix cache) where the server
+        answers logprob_token_ids, else prompt_logprobs over each label's whole continuation. Which one is decided by
+        the first row's answer (no extra request); the manifest written at the end says which."""
+        from judge.engines import trie
+
+        self._trie: bool | None = None if trie.fits(trie.build(continuations)) else False
+        self._trie_lock = threading.Lock()
+        self.label_scoring = (
+            "exact: the trie of one-token requests where the server answers logprob_token_ids, else prompt_logprobs "
+            "(decided at the first row)"
+            if self._trie is None
+            else FALLBACK
+        )
+
+    def _trie_score(self, key: str, prefix: list[int], continuations: list[list[int]]) -> list[float] | str | None:
+        """The row's sums by the trie, or why it failed; None where the server turned out not to answer
+        logprob_token_ids (then this row and the rest go by prompt_logprobs). The first row decides, alone."""
+        from judge.engines import trie
+
+        if self._trie is False:
+            return None
+        if self._trie:
+            return trie.served_scores(self, prefix, continuations)
+        with self._trie_lock:
+            if self._trie is None:
+                sums = trie.served_scores(self, prefix, continuations)
+                if isinstance(sums, trie.Unsupported):
+                    self._trie, self.label_scoring = False, FALLBACK
+                    return None
+                if not isinstance(sums, str):
+                    self._trie, self.label_scoring = True, trie.DESCRIPTION
+                return sums  # a failed request decides nothing: the next row asks again
+        return self._trie_score(key, prefix, continuations)
 
     def _find_continuations(self, labels: tuple[str, ...]) -> list[list[int]] | None:
         ids = []
@@ -514,6 +560,9 @@ class OpenAIEngine(Engine):
         prefix, error = self._tokenize({"messages": messages, "add_generation_prompt": True})
         if error:
             return self._unscored(request.key, error)
+        sums = self._trie_score(request.key, prefix, continuations)
+        if sums is not None:
+            return self._unscored(request.key, sums) if isinstance(sums, str) else dict(zip(labels, sums))
         prompts = [prefix + cont for cont in continuations]
         response, error = self._call(
             lambda: self.client.completions.create(
@@ -564,6 +613,12 @@ class OpenAIEngine(Engine):
             ),
             "usage": usage,
         }
+
+
+FALLBACK = (
+    "exact (prompt_logprobs, the fallback: this server does not answer logprob_token_ids): /tokenize, then "
+    "/v1/completions prompt_logprobs over label + end of turn"
+)
 
 
 def parse_prompt_logprobs(choices: Any, prompts: list[list[int]], *, start: int) -> list[float] | str:

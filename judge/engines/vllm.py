@@ -23,6 +23,11 @@ from judge.core.errors import UserError, cut
 from judge.engines.base import ChatRequest, Completion, Engine
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+LABEL_SCORERS = ("trie", "prompt-logprobs")
+BLOCK_SIZES = (16, 32, 64, 128, 256)
+# On a CPU the trie's requests each add a few tokens to a cached chat: the prefix cache keeps whole blocks only, so a
+# smaller block recomputes less of each chat's tail (benchmarks/engines.py measures 32 against vLLM's CPU default 128).
+CPU_BLOCK_SIZE = 32
 MAX_PARALLEL = 64  # GPUs one model may be split over: a tensor-parallel size past any machine's count is a typo
 
 
@@ -50,8 +55,46 @@ class Options:
         },
     )
 
+    label_scoring: str = field(
+        default="trie",
+        metadata={
+            "help": "how the LLM judge's exact label probabilities are computed: trie (one-token requests over the "
+            "labels' token trie, reading vLLM's prefix cache) or prompt-logprobs (each label's whole continuation "
+            "scored with prompt_logprobs: the same numbers, many times slower)"
+        },
+    )
+    block_size: int | None = field(
+        default=None,
+        metadata={
+            "help": f"tokens per KV-cache block, one of {', '.join(map(str, BLOCK_SIZES))} (default: "
+            f"{CPU_BLOCK_SIZE} on a CPU, where it made the trie scorer faster than vLLM's 128; vLLM's own on a GPU)"
+        },
+    )
+
+    kv_cache_gib: float | None = field(
+        default=None,
+        metadata={
+            "help": "GiB of memory vLLM reserves for its KV cache (default on a CPU: min(4, a quarter of the memory "
+            "available at start), so a busy machine stays usable; on a GPU: --gpu-memory-utilization decides). "
+            "The environment's VLLM_CPU_KVCACHE_SPACE, where set, is vLLM's and wins"
+        },
+    )
+
     def __post_init__(self):
         check_choice(self, "dtype", DTYPES)
+        value = self.kv_cache_gib
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not 0.0625 <= value <= 4096
+        ):
+            raise UserError(f"--kv-cache-gib is GiB of memory from 0.0625 to 4096 (e.g. 2), got {cut(value, 20)}")
+        check_choice(self, "label_scoring", LABEL_SCORERS)
+        if self.block_size is not None and (isinstance(self.block_size, bool) or self.block_size not in BLOCK_SIZES):
+            raise UserError(
+                f"--block-size must be one of {', '.join(map(str, BLOCK_SIZES))}, got {cut(self.block_size, 20)}"
+            )
         if self.max_model_len is not None and not _whole(self.max_model_len, 16, 10_000_000):
             raise UserError(
                 "--max-model-len must be a whole number of tokens from 16 to 10000000, got "
@@ -98,12 +141,14 @@ def require_vllm() -> None:
 
 
 def load_llm(path: str, options: Options):
-    """``vllm.LLM`` for ``path`` with ``options``, the CPU rules applied; and whether it runs on a CPU."""
+    """``vllm.LLM`` for ``path`` with ``options``, the CPU rules applied; whether it runs on a CPU, eagerly, and the KV
+    cache asked (GiB or None, and where the figure comes from)."""
     from vllm import LLM
     from vllm.platforms import current_platform
 
     on_cpu = current_platform.is_cpu()
     eager = options.enforce_eager if options.enforce_eager is not None else on_cpu
+    block_size = block_size_for(options, on_cpu)
     key = (
         path,
         options.dtype,
@@ -111,8 +156,12 @@ def load_llm(path: str, options: Options):
         options.tensor_parallel_size,
         options.gpu_memory_utilization,
         eager,
+        block_size,
+        options.kv_cache_gib,
     )
     if key not in _LOADED:
+        kv = kv_cache_gib_for(options, on_cpu)  # the default reads the memory free now: fixed with the model
+        kv_gib = kv[0]
         settings: dict[str, Any] = {
             "dtype": options.dtype,
             "tensor_parallel_size": options.tensor_parallel_size,
@@ -121,12 +170,73 @@ def load_llm(path: str, options: Options):
         }
         if options.max_model_len is not None:
             settings["max_model_len"] = options.max_model_len
+        if block_size is not None:
+            settings["block_size"] = block_size
+        if kv_gib is not None:
+            settings["kv_cache_memory_bytes"] = int(kv_gib * GIB)
         if on_cpu:
             settings["enable_chunked_prefill"] = False
         else:
             settings["gpu_memory_utilization"] = options.gpu_memory_utilization
-        _LOADED[key] = LLM(model=path, **settings)
-    return _LOADED[key], on_cpu, eager
+        try:
+            _LOADED[key] = (LLM(model=path, **settings), kv)
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            raise start_failure(exc, kv_gib, on_cpu) from None
+    llm, kv = _LOADED[key]
+    return llm, on_cpu, eager, kv
+
+
+GIB = 1024**3
+KV_CACHE_CAP_GIB = 4.0
+
+
+def available_gib() -> float | None:
+    """MemAvailable from /proc/meminfo (Linux), in GiB; None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / GIB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def kv_cache_gib_for(options: Options, on_cpu: bool) -> tuple[float | None, str]:
+    """The KV cache to ask vLLM for and where the figure comes from. On a CPU vLLM would otherwise reserve
+    --gpu-memory-utilization (0.92) of ALL memory and refuse to start when less than that is free (a busy machine)."""
+    import os
+
+    if on_cpu and os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip():
+        return None, f"VLLM_CPU_KVCACHE_SPACE={cut(os.environ['VLLM_CPU_KVCACHE_SPACE'], 10)} GiB (environment)"
+    if options.kv_cache_gib is not None:
+        return float(options.kv_cache_gib), "--kv-cache-gib"
+    if not on_cpu:
+        return None, "vLLM's: --gpu-memory-utilization of the GPU"
+    free = available_gib()
+    if free is None:
+        return 1.0, "default: 1 GiB (available memory unknown)"
+    return round(max(min(KV_CACHE_CAP_GIB, free / 4), 0.0625), 2), f"default: min(4, {free:.1f} GiB available / 4)"
+
+
+def start_failure(exc: Exception, kv_gib: float | None, on_cpu: bool) -> UserError:
+    """vLLM's start-up failure (often memory: the engine core's own error is in the log above) as one line with the
+    fix."""
+    free = available_gib()
+    where = f"{free:.1f} GiB available now" if free is not None else "available memory unknown"
+    if on_cpu:
+        fix = (
+            f"the KV cache asked was {kv_gib if kv_gib is not None else 'set by VLLM_CPU_KVCACHE_SPACE'} GiB "
+            f"({where}): pass a smaller --kv-cache-gib (e.g. 1), free memory, or lower --max-model-len"
+        )
+    else:
+        fix = "lower --gpu-memory-utilization or --max-model-len, or free the GPU"
+    return UserError(f"vLLM could not start ({cut(' '.join(str(exc).split()), 160)}); {fix}")
+
+
+def block_size_for(options: Options, on_cpu: bool) -> int | None:
+    """The KV-cache block size asked of vLLM: the option, else CPU_BLOCK_SIZE on a CPU (None: vLLM's own)."""
+    return options.block_size if options.block_size is not None else (CPU_BLOCK_SIZE if on_cpu else None)
 
 
 class VllmEngine(Engine):
@@ -146,11 +256,12 @@ class VllmEngine(Engine):
         require_vllm()
         self.path = str(resolve_model(model))
         self.revision = model_revision(self.path)
-        self.llm, self.on_cpu, self.eager = load_llm(self.path, self.options)
+        self.llm, self.on_cpu, self.eager, self.kv_cache = load_llm(self.path, self.options)
         self.tokenizer = self.llm.get_tokenizer()
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise UserError(f"model {cut(model, 60)!r} has no chat template; use a chat/instruct model")
         self._continuations: dict[tuple[str, ...], list[list[int]]] = {}
+        self.label_scoring = PROMPT_LOGPROBS if self.options.label_scoring == "prompt-logprobs" else TRIE_PENDING
 
     def describe(self) -> dict[str, Any]:
         config = self.llm.llm_engine.model_config
@@ -167,7 +278,10 @@ class VllmEngine(Engine):
             "chunked_prefill": not self.on_cpu,
             "gpu_memory_utilization": None if self.on_cpu else self.options.gpu_memory_utilization,
             "seeding": "one request per sample, each with its own seed (n=1)",
-            "label_scoring": "exact: prompt_logprobs over the chat's token ids + each label's + end of turn",
+            "block_size": config_block_size(self.llm),
+            "kv_cache_gib": self.kv_cache[0],
+            "kv_cache_source": self.kv_cache[1],
+            "label_scoring": self.label_scoring,
             "reproducible": self.reproducible,
         }
 
@@ -243,16 +357,42 @@ class VllmEngine(Engine):
         logprobs are the raw model's: temperature and grammar do not touch them."""
         from vllm import SamplingParams
 
+        from judge.engines import trie
+
+        continuations = self.label_continuations(tuple(labels))
+        use_trie = self.options.label_scoring == "trie" and trie.fits(trie.build(continuations))
+        self.label_scoring = trie.DESCRIPTION if use_trie else PROMPT_LOGPROBS
         if not requests:
             return []
-        continuations = self.label_continuations(tuple(labels))
         prefixes = [self.prompt_ids(r.messages) for r in requests]
+        if use_trie:
+            return self._trie_logprobs(prefixes, continuations, labels)
         prompts = [prefix + cont for prefix in prefixes for cont in continuations]
         outs = self._run(prompts, SamplingParams(prompt_logprobs=0, max_tokens=1, temperature=0.0))
         scores = []
         for i, prefix in enumerate(prefixes):
             row = outs[i * len(labels) : (i + 1) * len(labels)]
             scores.append({label: _continuation_logprob(out, len(prefix)) for label, out in zip(labels, row)})
+        return scores
+
+    def _trie_logprobs(
+        self, prefixes: list[list[int]], continuations: list[list[int]], labels: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Every row's trie requests (judge/engines/trie.py) in one vLLM call: scheduled together, each chat's prefix
+        computed once and read from the prefix cache by its other nodes."""
+        from vllm import SamplingParams
+
+        from judge.engines import trie
+
+        def run(prompts: list[list[int]], nodes: list[trie.Node]) -> list[Any]:
+            params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(n.children)) for n in nodes]
+            return [trie.offline_answer(out, node) for out, node in zip(self._run(prompts, params), nodes)]
+
+        scores = []
+        for sums in trie.score_rows(prefixes, continuations, run):
+            if isinstance(sums, str):  # offline, a missing logprob is vLLM's fault, not a row's: stop, say which
+                raise RuntimeError(f"the trie scorer got an incomplete answer from vLLM: {sums}")
+            scores.append(dict(zip(labels, sums)))
         return scores
 
     def choose(
@@ -270,6 +410,16 @@ class VllmEngine(Engine):
         return [
             self._completion(r, out, len(ids)) for r, out, ids in zip(requests, self._run(prompts, params), prompts)
         ]
+
+
+PROMPT_LOGPROBS = "exact (prompt_logprobs): prompt_logprobs over the chat's token ids + each label's + end of turn"
+TRIE_PENDING = "exact (trie, unless a node of the labels' trie has more than 128 next tokens: then prompt_logprobs)"
+
+
+def config_block_size(llm: Any) -> int | None:
+    """The block size vLLM settled on (its config), None where this vLLM does not say."""
+    size = getattr(getattr(getattr(llm.llm_engine, "vllm_config", None), "cache_config", None), "block_size", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 def _sampling(decoding: Any) -> dict[str, Any]:

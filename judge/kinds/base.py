@@ -19,7 +19,7 @@ from judge.core.records import (
     JsonlCheckpoint,
     probability_column,  # noqa: F401 - re-exported: judges write these columns
 )
-from judge.core.taxonomy import UNSCORED, Taxonomy
+from judge.core.taxonomy import ESCALATE, UNSCORED, Taxonomy
 from judge.core.text import TextView, record_names
 from judge.run.runner import Batch, Executor, InProcess, RunResult, Shard, Worker, fixed_plan, run_plan
 
@@ -61,6 +61,21 @@ class RowOptions:
 
     abstain_below: float | None = None
     prefix: str = ""
+    # judge.label --selective: the calibrated threshold(s) below which a label becomes ESCALATE (None: off)
+    selective: "Selective | None" = None
+
+
+@dataclass(frozen=True)
+class Selective:
+    """A calibration's cut (judge.analysis.selective.Calibration): one threshold, or one per predicted category
+    (as (label, threshold) pairs, None: always escalated), and the file it comes from, for the reason."""
+
+    threshold: float | None = None
+    by_label: tuple[tuple[str, float | None], ...] | None = None
+    source: str = "the calibration"
+
+    def cut(self, label: str) -> float | None:
+        return dict(self.by_label).get(label) if self.by_label is not None else self.threshold
 
 
 class Judge:
@@ -127,16 +142,34 @@ class Judge:
         return out
 
     def apply_abstention(self, judgement: Judgement, abstain_below: float | None) -> Judgement:
-        if abstain_below is not None and judgement.label != UNSCORED and not (judgement.confidence >= abstain_below):
-            return Judgement(
-                label=UNSCORED,
-                confidence=judgement.confidence,
-                probabilities=judgement.probabilities,
-                reason=f"confidence {judgement.confidence:.3f} below --abstain-below {abstain_below} (best guess: "
-                f"{judgement.label})",
-                raw=judgement.raw,
-            )
-        return judgement
+        """--abstain-below P: a fixed threshold with no guarantee, the uncalibrated form of --selective; below it
+        the label is ``escalate`` (for people), never a best guess."""
+        if abstain_below is None:
+            return judgement
+        return self.apply_selective(
+            judgement, Selective(threshold=abstain_below, source="--abstain-below, uncalibrated")
+        )
+
+    def apply_selective(self, judgement: Judgement, selective: Selective | None) -> Judgement:
+        """Below the calibrated threshold the label is ``escalate`` (for people), never a best guess: the
+        confidence and probabilities stay, the reason says what the threshold was."""
+        if selective is None or judgement.label in (UNSCORED, ESCALATE):
+            return judgement
+        cut = selective.cut(judgement.label)
+        if cut is not None and judgement.confidence >= cut:
+            return judgement
+        why = (
+            "no threshold reaches the target"
+            if cut is None
+            else f"confidence {judgement.confidence:.3f} below {cut:.4g}"
+        )
+        return Judgement(
+            label=ESCALATE,
+            confidence=judgement.confidence,
+            probabilities=judgement.probabilities,
+            reason=f"escalated: {why} ({selective.source})",
+            raw=judgement.raw,
+        )
 
     def output_row(self, item: Item, judgement: Judgement, *, prefix: str = "") -> dict[str, Any]:
         row = {"id": item.id, f"{prefix}label": judgement.label, f"{prefix}confidence": _clean(judgement.confidence)}
@@ -152,9 +185,12 @@ class Judge:
         """The output rows of one batch of the plan, written as ``self.row_options`` says."""
         items = batch.items
         judgements = self.checked(self._label_batch(items), items)
+        options = self.row_options
         return [
             self.output_row(
-                item, self.apply_abstention(j, self.row_options.abstain_below), prefix=self.row_options.prefix
+                item,
+                self.apply_selective(self.apply_abstention(j, options.abstain_below), options.selective),
+                prefix=options.prefix,
             )
             for item, j in zip(items, judgements)
         ]
@@ -170,6 +206,7 @@ class Judge:
         *,
         batch_size: int = 32,
         abstain_below: float | None = None,
+        selective: Selective | None = None,
         checkpoint: JsonlCheckpoint | None = None,
         progress: bool = True,
         prefix: str = "",
@@ -189,7 +226,7 @@ class Judge:
         batches elsewhere, on workers ``make_worker`` builds there (a ``JudgeWorker``); by default
         this judge labels them here.
         """
-        self.row_options = RowOptions(abstain_below=abstain_below, prefix=prefix)
+        self.row_options = RowOptions(abstain_below=abstain_below, prefix=prefix, selective=selective)
         self.check_columns(records)
         items, missing = labelling_items(
             records, names_column=self.text_view.names_column if self.text_view.mask_names else None

@@ -30,9 +30,17 @@ def as_agreement(result: AgreementResult | Mapping[str, Any]) -> AgreementResult
     return AgreementResult.from_dict(result)
 
 
-def with_ci(value, ci, style: Style) -> str:
-    """'0.700 [0.590, 0.790]', or the value alone where no interval exists."""
-    return f"{style.fmt(value)} {style.fmt_ci(ci)}" if ci is not None and ci[0] is not None else style.fmt(value)
+def with_ci(value, ci, style: Style, reason: str | None = None) -> str:
+    """'0.700 [0.590, 0.790]', or the value alone where no interval exists, with the reason where one is given
+    ('0.000 (judge predicts one class (answer): no interval)')."""
+    if ci is not None and ci[0] is not None:
+        return f"{style.fmt(value)} {style.fmt_ci(ci)}"
+    return f"{style.fmt(value)} ({reason})" if reason else style.fmt(value)
+
+
+def ci_text(ci, reason: str | None, style: Style) -> str:
+    """An interval's cell: '[0.590, 0.790]', or why there is none (a zero-width interval is never shown)."""
+    return reason if reason and (ci is None or ci[0] is None) else style.fmt_ci(ci)
 
 
 def macro_f1_name(result: AgreementResult) -> str:
@@ -61,22 +69,37 @@ def _names(result: AgreementResult) -> tuple[str, str]:
     return result.pred_name or result.pred_column, result.gold_name or result.gold_column
 
 
+def escalated_row(result: AgreementResult) -> list[list[str]]:
+    """The outputs a selective judge escalated to people, counted apart (every metric is on the kept ones)."""
+    if not result.n_escalated:
+        return []
+    total = result.n + result.n_escalated
+    share = f"{result.n_escalated} / {total} ({100 * result.n_escalated / total:.1f}%)"
+    return [["Escalated to people (outside the metrics)", share, ""]]
+
+
 def render_agreement(result: AgreementResult | Mapping[str, Any], style: Style) -> tuple[str, str]:
     """The report's Markdown and LaTeX (agreement.md, agreement.tex)."""
     result = as_agreement(result)
     ci = result.ci
+    reasons = opt(ci.reasons, {})
     level = level_text(ci.level)
     summary = pd.DataFrame(
         [
-            ["Cohen's kappa", style.fmt(result.cohen_kappa), style.fmt_ci(ci.cohen_kappa)],
+            [
+                "Cohen's kappa",
+                style.fmt(result.cohen_kappa),
+                ci_text(ci.cohen_kappa, reasons.get("cohen_kappa"), style),
+            ],
             [
                 "Krippendorff's alpha (nominal)",
                 style.fmt(result.krippendorff_alpha),
-                style.fmt_ci(ci.krippendorff_alpha),
+                ci_text(ci.krippendorff_alpha, reasons.get("krippendorff_alpha"), style),
             ],
             ["Accuracy", style.fmt(result.accuracy), ""],
-            [macro_f1_name(result), style.fmt(result.macro_f1), style.fmt_ci(ci.macro_f1)],
+            [macro_f1_name(result), style.fmt(result.macro_f1), ci_text(ci.macro_f1, reasons.get("macro_f1"), style)],
             ["Unscored", f"{result.n_unscored} / {result.n} ({100 * result.unscored_rate:.1f}%)", ""],
+            *escalated_row(result),
         ],
         columns=["metric", "value", f"{level} CI"],
     )
@@ -201,7 +224,7 @@ def render_by_group(by: AgreementByGroup, style: Style, *, suffix: str = "") -> 
                 r.n_scored,
                 r.n_unscored,
                 r.n_units,
-                with_ci(r.cohen_kappa, r.cohen_kappa_ci, style),
+                with_ci(r.cohen_kappa, r.cohen_kappa_ci, style, r.cohen_kappa_ci_reason or None),
                 style.fmt(r.accuracy),
             ]
             for g, r in by.groups.items()
@@ -383,8 +406,8 @@ def render_annotators_by_group(
             g,
             r.n_items,
             with_ci(r.krippendorff_alpha, r.krippendorff_alpha_ci, style),
-            *(with_ci(r.pairwise_kappa[p].kappa, r.pairwise_kappa[p].ci, style) for p in pairs),
-            *(with_ci(r.kappa_vs_gold[a].kappa, r.kappa_vs_gold[a].ci, style) for a in vs_gold),
+            *(with_ci(v.kappa, v.ci, style, v.ci_reason or None) for v in (r.pairwise_kappa[p] for p in pairs)),
+            *(with_ci(v.kappa, v.ci, style, v.ci_reason or None) for v in (r.kappa_vs_gold[a] for a in vs_gold)),
         ]
         for g, r in by.groups.items()
     ]
@@ -419,11 +442,11 @@ def render_annotator_agreement(
         ]
     ]
     rows += [
-        [f"Cohen's kappa, {pair}", style.fmt(v.kappa), style.fmt_ci(v.ci), v.n]
+        [f"Cohen's kappa, {pair}", style.fmt(v.kappa), ci_text(v.ci, v.ci_reason or None, style), v.n]
         for pair, v in result.pairwise_kappa.items()
     ]
     rows += [
-        [f"Cohen's kappa, {name} vs {gold}", style.fmt(v.kappa), style.fmt_ci(v.ci), v.n]
+        [f"Cohen's kappa, {name} vs {gold}", style.fmt(v.kappa), ci_text(v.ci, v.ci_reason or None, style), v.n]
         for name, v in (result.kappa_vs_gold or {}).items()
     ]
     table = pd.DataFrame(rows, columns=["statistic", "value", f"{level_text(result.level)} CI", "items"])

@@ -129,7 +129,9 @@ def render_disparity(result: DisparityResult | Mapping[str, Any], style: Style) 
     ]
     title = result.title or (
         f"Category rates by {result.group_column} ({result.label_source or 'label ' + result.label_column}, "
-        f"taxonomy {result.taxonomy}, n = {result.n}, unscored {result.n_unscored})"
+        f"taxonomy {result.taxonomy}, n = {result.n}, unscored {result.n_unscored}"
+        + (f", escalated to people {result.n_escalated}" if result.n_escalated else "")
+        + ")"
     )
     interval, ratios_note = _interval_name(result), result.rate_ratio_intervals.note
     clusters_note = result.clusters.note if result.clusters else None
@@ -219,7 +221,7 @@ def render_ppi(
             rows[(g, c)] = {
                 "n human": r.n_human,
                 "judge only": _estimate(r.judge_only, "rate", style),
-                "human only": _estimate(r.human_only, "rate", style) if shown else NOT_ESTIMABLE,
+                "human only (Hajek)": _estimate(r.human_only, "rate", style) if shown else NOT_ESTIMABLE,
                 "PPI": _estimate(r.ppi, "rate", style) if shown else NOT_ESTIMABLE,
                 "effective n": style.fmt(opt(r.effective_n), 0) if shown else "n/a",
                 "note": "; ".join(
@@ -262,7 +264,9 @@ def render_ppi(
     head = (
         f"{ppi.n_human} human labels ({ppi.human_source}) correct the judge's labels on {ppi.n_outputs} scored outputs "
         f"(lambda: {ppi.lam}). "
-        f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
+        + (f"Estimand: {ppi.estimand}. " if ppi.estimand else "")
+        + (f"Judge: cross-fitted, {ppi.cross_fit.note}. " if ppi.cross_fit else "")
+        + f"Sampling design: {ppi.design_note}. Clustering: {opt(ppi.cluster_note, 'none')}. "
         f"Training-set overlap: {ppi.training_overlap}."
     )
     if ppi.n_unscored:
@@ -274,9 +278,10 @@ def render_ppi(
     md = [
         f"\n## Prediction-powered rates ({level}% CI, marginal)\n",
         head + "\n",
-        "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, weighted by "
-        "the design "
-        "(Korn-Graubard interval); PPI: the judge's rate over every output plus the design-weighted human correction "
+        "judge only: the judge's labels taken as human ones (Wilson); human only: the human sample alone, the "
+        "design-weighted mean of the group's labels (ratio or Hajek estimator sum(y/pi) / sum(1/pi), a proportion "
+        "whatever the design; linearised variance, Korn-Graubard interval); "
+        "PPI: the judge's rate over every output plus the design-weighted human correction "
         "(difference "
         "estimator, t quantiles). Estimates and intervals are clipped to [0, 1] (rates) and [-1, 1] (gaps), said in "
         "the note column. "
@@ -294,11 +299,17 @@ def render_ppi(
             "never dropped.\n"
         )
     missing = f" Not estimable ({RULE_SHORT}): {', '.join(ppi.not_estimable)}." if ppi.not_estimable else ""
+    if ppi.estimand:  # a paper's table says what it estimates (the JSON and Markdown say it in full)
+        missing = (
+            " Estimand: the model's rate (prompts drawn anew)."
+            if ppi.clustered
+            else " Estimand: the rate among these outputs."
+        ) + missing
     tex = [
         style.latex(
             rates,
-            caption=f"Category rates by {group_column}: judge only, human only and prediction-powered ({level}% CI, "
-            f"marginal).{missing}",
+            caption=f"Category rates by {group_column}: judge only, human only (Hajek) and prediction-powered "
+            f"({level}% CI, marginal).{missing}",
             label="tab:ppi-rates",
             index=False,
         )

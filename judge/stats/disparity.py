@@ -11,7 +11,7 @@ from scipy.stats import binomtest, chi2_contingency
 
 from judge.core.errors import UserError, clip, short_list
 from judge.core.records import MISSING_GROUP, require_columns
-from judge.core.taxonomy import UNSCORED, Taxonomy
+from judge.core.taxonomy import ESCALATE, UNSCORED, Taxonomy
 from judge.stats import clustered, estimability
 from judge.stats.multiplicity import Family
 
@@ -61,11 +61,15 @@ def category_rates(
 
 
 def canonical_labels(values: pd.Series, taxonomy: Taxonomy, *, column: str) -> list[str]:
-    """Labels in canonical form; empty or 'unscored' stay unscored; anything else unknown is an error."""
+    """Labels in canonical form; empty or 'unscored' stay unscored, 'escalate' (a selective judge's: for people)
+    stays escalate; anything else unknown is an error."""
     out = []
     for raw in values:
         if raw is None or (isinstance(raw, float) and math.isnan(raw)) or str(raw).strip() in ("", UNSCORED):
             out.append(UNSCORED)
+            continue
+        if str(raw).strip() == ESCALATE:
+            out.append(ESCALATE)
             continue
         out.extend(taxonomy.gold([raw], column=column))
     return out
@@ -92,6 +96,8 @@ def disparity(
     require_columns(records, [label, *groups], source="records", flag_hint="Fix --label/--group.")
     frame = records[[label, *groups]].copy()
     frame["_label"] = canonical_labels(frame[label], taxonomy, column=label)
+    escalated = frame["_label"] == ESCALATE  # outside the judge's rates like unscored, counted apart
+    frame.loc[escalated, "_label"] = UNSCORED
     for col in groups:
         frame[col] = frame[col].astype(str)
     codes = None if clusters is None else clustered.codes(clusters)
@@ -122,7 +128,8 @@ def disparity(
         "taxonomy": taxonomy.name,
         "categories": cats,
         "n": int(len(frame)),
-        "n_unscored": int((frame["_label"] == UNSCORED).sum()),
+        "n_unscored": int((frame["_label"] == UNSCORED).sum() - escalated.sum()),
+        **({"n_escalated": int(escalated.sum())} if escalated.any() else {}),
         "reference": reference,
         "reference_note": reference_note,
         "reference_tie": reference_note.startswith(f"{reference}: tied"),

@@ -24,7 +24,7 @@ from scipy.stats import chi2, chi2_contingency, norm
 from scipy.stats import t as student_t
 from statsmodels.stats.proportion import proportion_confint
 
-from judge.stats.metrics import cohen_kappa
+from judge.stats.metrics import cohen_kappa, flat_interval, one_value_reason
 
 # A group enters the test of equal kappas with at least this many independent units (clusters, or
 # items when outputs are independent): below it a bootstrap variance of kappa is noise.
@@ -246,13 +246,16 @@ def judge_error_by_group(
         per_cluster = cluster_confusions(gi, pi, units[scored], len(labels))
         clustered = clusters is not None and len(per_cluster) < n
         interval = kappa_interval(per_cluster, n_boot=n_boot, rng=rng, alpha=alpha)
+        # a judge predicting one class within the group: kappa 0 in every resample, a zero-width interval
+        kappa_ci, kappa_ci_reason = flat_interval(interval["ci"], one_value_reason(gold[scored], pred[scored]))
         per_group[g] = {
             "n": int(in_g.sum()),
             "n_scored": n,
             "n_unscored": int(in_g.sum()) - n,
             "n_units": len(per_cluster),
             "cohen_kappa": cohen_kappa(gold[scored], pred[scored], labels=labels),
-            "cohen_kappa_ci": interval["ci"],
+            "cohen_kappa_ci": kappa_ci,
+            **({"cohen_kappa_ci_reason": kappa_ci_reason} if kappa_ci_reason else {}),
             "cohen_kappa_se": interval["se"],
             "accuracy": correct / n if n else float("nan"),
             "categories": {

@@ -1,12 +1,14 @@
 """Agreement between a judge (or annotator) and gold labels.
 
 Every function takes an explicit ``labels=`` list so a category absent from the data still gets a
-row and a column: a table never silently shrinks. Predictions equal to ``unscored`` are excluded
-from the agreement statistics and counted separately.
+row and a column: a table never silently shrinks. Predictions equal to a reserved value (``unscored``,
+or ``escalate``, which a selective judge writes for an output it hands to a human) are excluded from the
+agreement statistics and counted separately.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -20,7 +22,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from judge.core.taxonomy import UNSCORED
+from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED
 
 
 def cohen_kappa(gold: Sequence[str], pred: Sequence[str], *, labels: Sequence[str]) -> float:
@@ -84,6 +86,28 @@ def percentile_interval(values: np.ndarray, *, level: float) -> tuple[float, flo
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return (float(low), float(high))
+
+
+def flat_interval(ci: Sequence, reason: str) -> tuple[tuple, str | None]:
+    """An interval of zero width is no interval: it says only that every resample gave one value (a judge
+    predicting one class has kappa 0 in each of them), not that the value is known. Such an interval
+    becomes (None, None) with ``reason``; any other comes back as it is, with None."""
+    low, high = ci
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and high - low <= 1e-12:
+        return (None, None), reason
+    return tuple(ci), None
+
+
+def one_value_reason(gold: Sequence, pred: Sequence, *, pred_name: str = "the judge") -> str:
+    """Why every bootstrap resample of two raters' agreement gives one value: one of them uses one class,
+    they agree on every item, or nothing else in the sample varies."""
+    if len(set(pred)) == 1:
+        return f"{pred_name} predicts one class ({next(iter(set(pred)))}): no interval"
+    if len(set(gold)) == 1:
+        return f"the gold labels hold one class ({next(iter(set(gold)))}): no interval"
+    if all(a == b for a, b in zip(gold, pred)):
+        return "perfect agreement on every item: no interval"
+    return "every bootstrap resample gives the same value: no interval"
 
 
 def cluster_units(clusters: Sequence) -> np.ndarray:
@@ -258,10 +282,12 @@ def agreement(
 ) -> dict:
     """All agreement figures for a paper table.
 
-    ``gold`` holds canonical labels; ``pred`` canonical labels or ``unscored``. ``annotators`` maps
-    further human annotators to their labels (None where they gave none). ``clusters`` (one code per
-    item, e.g. the prompt) makes the bootstrap resample whole clusters. Macro-F1 averages over the
-    categories gold or predictions use (scikit-learn's convention), named in ``macro_f1_labels``.
+    ``gold`` holds canonical labels; ``pred`` canonical labels or a reserved value (``unscored``,
+    ``escalate``), both left out of the statistics and counted apart (``n_unscored``; ``n_escalated``
+    where some were escalated). ``annotators`` maps further human annotators to their labels (None
+    where they gave none). ``clusters`` (one code per item, e.g. the prompt) makes the bootstrap resample
+    whole clusters. Macro-F1 averages over the categories gold or predictions use (scikit-learn's
+    convention), named in ``macro_f1_labels``.
 
     The intervals of kappa, macro-F1 and alpha (judge and gold: two coders, no missing label) are
     computed from each resample's confusion matrix (``agreement_intervals``), not by calling the
@@ -273,7 +299,8 @@ def agreement(
     pred = np.asarray(list(pred), dtype=object)
     if len(gold) != len(pred):
         raise ValueError(f"gold and pred differ in length ({len(gold)} vs {len(pred)})")
-    scored = pred != UNSCORED
+    scored = ~np.isin(pred, RESERVED)
+    n_escalated = int((pred == ESCALATE).sum())
     g, p = gold[scored], pred[scored]
     n_scored = int(scored.sum())
     f1_labels = present_labels(g, p, labels=labels)
@@ -290,7 +317,7 @@ def agreement(
         return float(f1_score(g[idx], p[idx], labels=f1_labels, average="macro", zero_division=0))
 
     everything = np.arange(n_scored)
-    matrix_labels = labels + [UNSCORED]
+    matrix_labels = labels + [UNSCORED] + ([ESCALATE] if n_escalated else [])
     confusion = (
         confusion_matrix(gold, pred, labels=matrix_labels)[: len(labels)]
         if len(gold)
@@ -299,8 +326,9 @@ def agreement(
     result = {
         "n": int(len(gold)),
         "n_scored": n_scored,
-        "n_unscored": int(len(gold) - n_scored),
-        "unscored_rate": float((len(gold) - n_scored) / len(gold)) if len(gold) else float("nan"),
+        "n_unscored": int(len(gold) - n_scored - n_escalated),
+        **({"n_escalated": n_escalated} if n_escalated else {}),  # only where a selective judge escalated some
+        "unscored_rate": float((len(gold) - n_scored - n_escalated) / len(gold)) if len(gold) else float("nan"),
         "labels": labels,
         "cohen_kappa": kappa_at(everything) if n_scored else float("nan"),
         "krippendorff_alpha": alpha_at(everything) if n_scored else float("nan"),
@@ -327,6 +355,15 @@ def agreement(
             ),
         },
     }
+    # a zero-width interval (a judge predicting one class: kappa 0 in every resample) is none, with its reason
+    why = one_value_reason(g, p, pred_name=pred_name or "the judge")
+    reasons = {}
+    for stat in ("cohen_kappa", "krippendorff_alpha", "macro_f1"):
+        result["ci"][stat], reason = flat_interval(result["ci"][stat], why)
+        if reason:
+            reasons[stat] = reason
+    if reasons:
+        result["ci"]["reasons"] = reasons
     if annotators:
         humans = {name: [v if v is not None else None for v in vals] for name, vals in annotators.items()}
         pairs = annotator_agreement(humans, labels=labels, n_boot=0) if len(humans) >= 2 else {"pairwise_kappa": {}}
@@ -334,7 +371,7 @@ def agreement(
             "alpha_among_humans": krippendorff_alpha(list(humans.values()), labels=labels),
             # The judge joins the humans once; a --pred column that is also an annotator is not counted twice.
             "alpha_with_judge": krippendorff_alpha(
-                [*(v for k, v in humans.items() if k != pred_name), [v if v != UNSCORED else None for v in pred]],
+                [*(v for k, v in humans.items() if k != pred_name), [v if v not in RESERVED else None for v in pred]],
                 labels=labels,
             ),
             "pairwise_kappa": {k: v["kappa"] for k, v in pairs["pairwise_kappa"].items()},
@@ -432,10 +469,8 @@ def annotator_agreement(
         both = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
         x = np.asarray([a[i] for i in both], dtype=object)
         y = np.asarray([b[i] for i in both], dtype=object)
-        return {
-            "n": len(both),
-            "kappa": cohen_kappa(x, y, labels=labels) if both else float("nan"),
-            "ci": pair_kappa_interval(
+        ci, reason = flat_interval(
+            pair_kappa_interval(
                 x,
                 y,
                 labels=labels,
@@ -444,6 +479,13 @@ def annotator_agreement(
                 level=level,
                 clusters=None if clusters is None else [clusters[i] for i in both],
             ),
+            one_value_reason(x, y, pred_name="one of them"),
+        )
+        return {
+            "n": len(both),
+            "kappa": cohen_kappa(x, y, labels=labels) if both else float("nan"),
+            "ci": ci,
+            **({"ci_reason": reason} if reason else {}),
         }
 
     result = {

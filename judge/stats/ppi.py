@@ -44,9 +44,24 @@ unchanged. Intervals use Student's t with n - 1 degrees of freedom (n: the group
 With ``clusters`` (outputs of one prompt or template are correlated draws: issue 19) the estimand is
 the rate over outputs like these, prompts drawn anew, and the variance is cluster-robust (CR1) over
 each output's contribution, t with G - 1 degrees of freedom (``design_rate``). Estimates are clipped to
-[0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; the human-only interval is
-Korn-Graubard's, which cannot collapse to zero width; judge.stats.estimability decides which groups are
-reported as estimates.
+[0, 1] like their intervals (``bounded``), gaps to [-1, 1], with a note; judge.stats.estimability
+decides which groups are reported as estimates.
+
+The human-only column is not this estimator at lam = 0 (Horvitz-Thompson, divided by N): when the sample
+is not stratified by the group (a simple random sample of all outputs, pi = 1/3), sum(1/pi) over a
+group's labels is not its N, and those rates are no proportions (per group they summed to 0.83-1.08 over
+the categories in issue 31). It is the ratio (Hajek) estimator of the group's mean, sum(y/pi) /
+sum(1/pi) over the group's labels, with its linearised variance (the design's, or CR1 with clusters,
+of the residuals y - estimate, divided by the squared sum of weights) and a Korn-Graubard interval,
+which cannot collapse to zero width (``_human_only``). Where the sample is stratified by the group the
+two coincide. The PPI column stays Horvitz-Thompson: its judge term is a mean over the group's known N,
+and its category rates sum to 1 because the labels are one-hot.
+
+The estimand is said (``estimand`` in ``ppi_by_group``'s result): without clusters, the rate among these
+outputs (``ESTIMAND_OUTPUTS``); with them, the model's rate (``ESTIMAND_MODEL``). The judge's predictions
+may be probabilities rather than indicators (``scores``), and the judge term may average other predictions
+than the correction subtracts (``average``): a cross-fitted judge's fold average and out-of-fold
+predictions (judge.analysis.crossfit; Zrnic & Candès 2024, *Cross-prediction-powered inference*, PNAS).
 
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
 dicts with 95% intervals unless ``alpha`` says otherwise.
@@ -66,6 +81,14 @@ from judge.stats import clustered, estimability
 from judge.stats.disparity import wilson_interval
 
 SIMPLE_RANDOM, POISSON, STRATIFIED = "simple random", "independent inclusion (Poisson)", "stratified simple random"
+ESTIMAND_OUTPUTS = (
+    "the rate among these outputs (finite population: the sampling design's variance, no clusters; "
+    "a claim about this set of outputs only)"
+)
+ESTIMAND_MODEL = (
+    "the model's rate (outputs like these, prompts drawn anew: cluster-robust variance over the clusters; "
+    "a claim about the model)"
+)
 _NO_STRATUM = (
     "\0unscored"  # without a recorded design, the judge's unscored outputs form a stratum outside every group's
 )
@@ -155,19 +178,24 @@ def _tuned_lambda(q_yf: float, q_ff: float, m: float) -> float:
     return float(min(1.0, max(0.0, (q_yf + m / 2) / (q_ff + m))))
 
 
-def cluster_scores(y, f, domain, design: Design, lam: float, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cluster_scores(
+    y, f, domain, design: Design, lam: float, clusters: np.ndarray, *, average: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each output's contribution to the estimate's deviation, and which outputs contribute.
 
     s_i = lam (f_i - mean f) over the domain, plus for a labelled output e_i = (z_i - zbar_h) / pi_i with
     z_i = (y_i - lam f_i) in the domain and 0 outside it, zbar_h its mean over the stratum's labelled outputs
     (a stratum's sample size is fixed, so only the spread around it varies; under independent inclusion
-    zbar = 0, the sample size being random too). Summed within clusters they give the CR1 variance; the
-    labelled part is scaled so that each stratum carries its own G_h / (G_h - 1), G_h its labelled clusters,
-    as the stratified variance carries n_h / (n_h - 1).
+    zbar = 0, the sample size being random too), plus for every output of a stratum its zbar_h, centred over
+    the domain (a stratum's size varies when outputs are drawn anew). Summed within clusters they give the
+    CR1 variance; the labelled part is scaled so that each stratum carries its own G_h / (G_h - 1), G_h its
+    labelled clusters, as the stratified variance carries n_h / (n_h - 1). ``average`` (default ``f``): what
+    the judge term averages, as in ``design_rate``.
     """
     lab = design.labelled
+    g = f if average is None else average
     score = np.zeros(len(f))
-    score[domain] = lam * (f[domain] - f[domain].mean())
+    score[domain] = lam * (g[domain] - g[domain].mean())
     z = np.where(domain & lab, y - lam * f, 0.0)
     involved = domain.copy()
     if design.strata is None:
@@ -184,7 +212,19 @@ def cluster_scores(y, f, domain, design: Design, lam: float, clusters: np.ndarra
         g_h = clustered.n_clusters(clusters, members)
         scale = math.sqrt((g_h / (g_h - 1)) / overall) if g_h > 1 else 1.0
         score[members] += scale * (z[members] - z[members].mean()) / design.pi[members]
-    return score, involved
+    # A stratum's share of the outputs varies too when outputs are drawn anew (strata by the judge's label, or
+    # by a column that cuts across groups): every output of a touched stratum carries its stratum's mean
+    # correction zbar_h, centred over the domain (the linearised N_h zbar_h / N). Where the strata are the
+    # groups themselves this is zero (judge.report's default and --strata GROUP are unchanged).
+    in_strata = np.isin(strata, touched)
+    if len(touched) == 1 and np.array_equal(in_strata, domain):
+        return score, involved  # one stratum, the domain itself: the term is zero (kept exact)
+    means = np.zeros(strata.max() + 1)
+    means[touched] = [z[lab & (strata == h)].mean() for h in touched]
+    share = np.where(in_strata, means[strata], 0.0)
+    share[domain] -= share.sum() / domain.sum()
+    score += share
+    return score, involved | in_strata
 
 
 def design_rate(
@@ -197,8 +237,16 @@ def design_rate(
     alpha: float = 0.05,
     small_sample: bool = True,
     clusters: np.ndarray | None = None,
+    average: np.ndarray | None = None,
 ) -> dict:
     """The difference estimate of the human rate in ``domain``, its standard error and interval.
+
+    The one function that, given the human labels ``y`` (0/1 for a category), the judge's predictions ``f``
+    (indicators or probabilities), the ``design`` and ``clusters``, returns the rate and its ``se``: the
+    planner (judge.plan) reads its variance. ``average`` (default ``f``) is what the judge term averages over
+    the domain where it differs from what the correction subtracts: a cross-fitted judge's fold average, the
+    correction then using each labelled output's out-of-fold prediction (judge.analysis.crossfit), so that
+    under a simple random sample this is ppi_py's ``crossppi_mean`` (tests/test_crossfit.py).
 
     ``y`` (human indicators, read where ``design.labelled``) and ``f`` (the judge's) have one entry per
     output; ``lam`` 0 gives the human labels alone (Horvitz-Thompson), None tunes it.
@@ -220,11 +268,12 @@ def design_rate(
     if lam is None:
         lam = _tuned_lambda(q_yf, q_ff, m)
     residual = y[lab] - lam * f[lab]
-    rate = float(lam * f[domain].mean() + np.sum(residual / design.pi[lab]) / big_n)
+    g = f if average is None else np.asarray(average, dtype=float)
+    rate = float(lam * g[domain].mean() + np.sum(residual / design.pi[lab]) / big_n)
     if clusters is None:
         variance, df = max(0.0, q_yy - 2 * lam * q_yf + lam**2 * q_ff) / big_n**2, n - 1
     else:
-        score, involved = cluster_scores(y, f, domain, design, lam, clusters)
+        score, involved = cluster_scores(y, f, domain, design, lam, clusters, average=g)
         variance = clustered.score_cov(score, score, clusters, involved) / big_n**2
         df = clustered.n_clusters(clusters, lab) - 1
     se = math.sqrt(variance + m * _pseudo(lam) / big_n**2)
@@ -296,20 +345,68 @@ def _judge_rate(f, domain, alpha: float, clusters: np.ndarray | None) -> dict:
     return {"rate": r["rate"], "ci": r["ci"], "variance": r["variance"], "df": r["n_clusters"] - 1}
 
 
+HAJEK = (
+    "ratio (Hajek) estimator of the group's mean, sum(y / pi) / sum(1 / pi) over the group's human labels, "
+    "linearised variance"
+)
+
+
+def hajek_scores(y, domain, design: Design, clusters: np.ndarray | None) -> tuple[float, float, np.ndarray]:
+    """The ratio (Hajek) estimate of ``y``'s mean over ``domain``, the estimated size of the domain (sum of
+    1/pi over its labelled outputs) and the linearised residuals e_i = y_i - estimate in the domain (0
+    outside it): the estimate's variance is that of the Horvitz-Thompson total of e, divided by the squared
+    estimated size (Särndal, Swensson & Wretman 1992, sections 5.6 and 10.3, a domain mean)."""
+    lab = design.labelled & domain
+    weights = 1.0 / design.pi[lab]
+    size = float(weights.sum())
+    rate = float(np.sum(weights * y[lab]) / size)
+    return rate, size, np.where(domain, y - rate, 0.0)
+
+
+def weight_sum_departure(pi, size: int) -> tuple[float, int, float] | None:
+    """Whether a domain's weights sum(1/pi) over its labelled outputs, an unbiased estimate of its size under
+    independent inclusion, depart from its known ``size`` by more than three of its standard errors,
+    sqrt(sum (1 - pi) / pi^2): (the sum, the size, the se) where they do (a tolerance of 1e-9 of the size
+    for rounding, so that a census or exact stratum weights never trip it), else None."""
+    pi = np.asarray(pi, dtype=float)
+    if not len(pi):
+        return None
+    total = float(np.sum(1 / pi))
+    se = float(np.sqrt(np.sum((1 - pi) / pi**2)))
+    return (total, size, se) if abs(total - size) > 3 * se + 1e-9 * size else None
+
+
 def _human_only(y, f, domain, design, *, alpha: float, small_sample: bool, clusters) -> dict:
-    """The human labels alone (lambda 0), with a Korn-Graubard interval: it cannot collapse to zero width."""
-    entry = bounded(
-        design_rate(y, f, domain, design, lam=0.0, alpha=alpha, small_sample=small_sample, clusters=clusters)
-    )
-    n = int((design.labelled & domain).sum())
-    entry["ci"] = clustered.korn_graubard(entry["rate"], entry["design_variance"], n, df=entry["df"], alpha=alpha)
-    entry["interval"] = "Korn-Graubard (Clopper-Pearson on the effective sample size)"
-    # the interval lies in [0, 1] by construction: only a clipped estimate is worth a note
-    entry["clipped"] = (
-        f"estimate {entry['rate_unclipped']:.3f} clipped to {entry['rate']:g}" if "rate_unclipped" in entry else None
-    )
-    entry.pop("outside", None)
-    return entry
+    """The human labels alone: the ratio (Hajek) estimator of the group's mean, sum(y/pi) / sum(1/pi) over the
+    group's labelled outputs, a proportion whatever the design (the Horvitz-Thompson form, divided by the
+    group's N, is not one when the sample is not stratified by the group: its category rates need not sum to
+    1). Its variance is the linearised one (the design variance of the residuals y - estimate, or their CR1
+    variance over ``clusters``), with the Agresti-Min half pseudo-observation each way at the largest weight,
+    and a Korn-Graubard interval: it cannot collapse to zero width. Where the sample is stratified by the
+    group it equals the Horvitz-Thompson estimate (sum 1/pi = N)."""
+    lab = design.labelled & domain
+    n = int(lab.sum())
+    rate, size, residual = hajek_scores(y, domain, design, clusters)
+    if clusters is None:
+        variance, df = design.cov(residual, residual, domain) / size**2, n - 1
+    else:
+        score, involved = cluster_scores(residual, np.zeros(len(residual)), domain, design, 0.0, clusters)
+        variance = clustered.score_cov(score, score, clusters, involved) / size**2
+        df = clustered.n_clusters(clusters, lab) - 1
+    se = math.sqrt(variance + design.largest_weight(domain) * _pseudo(0.0) / size**2)
+    half = (clustered.t_quantile(alpha, df) if small_sample and df >= 1 else _z(alpha)) * se
+    return {
+        "rate": rate,  # a weighted mean of 0/1 labels: in [0, 1], never clipped
+        "ci": clustered.korn_graubard(rate, variance, n, df=df, alpha=alpha),
+        "se": se,
+        "lambda": 0.0,
+        "df": int(df),
+        "half_width": half,
+        "design_variance": variance,
+        "estimator": "Hajek",
+        "interval": "Korn-Graubard (Clopper-Pearson on the effective sample size)",
+        "clipped": None,
+    }
 
 
 def group_rate(
@@ -322,14 +419,22 @@ def group_rate(
     alpha: float = 0.05,
     small_sample: bool = True,
     clusters: np.ndarray | None = None,
+    judge: np.ndarray | None = None,
+    average: np.ndarray | None = None,
 ) -> dict:
     """Rate of one category in one group: judge only, human only and PPI, side by side, and whether the
-    estimability rule (judge.stats.estimability) holds for the group's human labels."""
+    estimability rule (judge.stats.estimability) holds for the group's human labels.
+
+    ``f`` is what PPI corrects: the judge's indicator, or its probability of the category (a cross-fitted
+    judge's out-of-fold one on the labelled outputs, judge.analysis.crossfit); ``average`` (default ``f``) what
+    its judge term averages (the fold average); ``judge`` (default ``f``) the indicator the judge-only rate
+    counts."""
     domain = np.asarray(domain, dtype=bool)
     f, y = np.asarray(f, dtype=float), np.asarray(y, dtype=float)
+    judge = f if judge is None else np.asarray(judge, dtype=float)
     lab = design.labelled & domain
     big_n, n = int(domain.sum()), int(lab.sum())
-    out = {"n_human": n, "n_judge_only": big_n - n, "judge_only": _judge_rate(f, domain, alpha, clusters)}
+    out = {"n_human": n, "n_judge_only": big_n - n, "judge_only": _judge_rate(judge, domain, alpha, clusters)}
     if clusters is not None:
         out["n_clusters_human"] = clustered.n_clusters(clusters, lab)
     reason = estimability.check(n, out.get("n_clusters_human"), what="human labels")
@@ -341,7 +446,17 @@ def group_rate(
         out["note"] = "every output of this group is human-labelled: PPI is the human rate"
     else:
         out["ppi"] = bounded(
-            design_rate(y, f, domain, design, lam=lam, alpha=alpha, small_sample=small_sample, clusters=clusters)
+            design_rate(
+                y,
+                f,
+                domain,
+                design,
+                lam=lam,
+                alpha=alpha,
+                small_sample=small_sample,
+                clusters=clusters,
+                average=average,
+            )
         )
         if out["ppi"].get("outside") and reason is None:
             reason = (
@@ -446,8 +561,11 @@ def _gap_reason(group: dict, reference: dict) -> str:
     return f"no estimable rate for {' and '.join(missing)}"
 
 
-def _gap_covariances(y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict) -> dict:
-    """Each method's covariance between the group's and the reference's estimates (0 without shared clusters)."""
+def _gap_covariances(
+    y, f, dom_g, dom_r, design: Design, codes: np.ndarray | None, rate_g: dict, rate_r: dict, average=None, judge=None
+) -> dict:
+    """Each method's covariance between the group's and the reference's estimates (0 without shared clusters);
+    ``judge`` (default ``f``): the indicator the judge-only rates count."""
     if (
         codes is None
         or "ppi" not in rate_g
@@ -455,15 +573,24 @@ def _gap_covariances(y, f, dom_g, dom_r, design: Design, codes: np.ndarray | Non
         or not len(np.intersect1d(codes[dom_g], codes[dom_r]))
     ):
         return {}
-    judge_only = clustered.cross_cov(f[dom_g], codes[dom_g], f[dom_r], codes[dom_r])
+    judge = f if judge is None else judge
+    judge_only = clustered.cross_cov(judge[dom_g], codes[dom_g], judge[dom_r], codes[dom_r])
     if judge_only is None:  # both groups in one cluster: no covariance, and _difference gives no interval
         return {}
-    out = {"judge_only": judge_only}
-    for key, lam_g, lam_r in (("human_only", 0.0, 0.0), ("ppi", rate_g["ppi"]["lambda"], rate_r["ppi"]["lambda"])):
-        sg, in_g = cluster_scores(y, f, dom_g, design, lam_g, codes)
-        sr, in_r = cluster_scores(y, f, dom_r, design, lam_r, codes)
-        out[key] = clustered.score_cov(sg, sr, codes, in_g | in_r) / (dom_g.sum() * dom_r.sum())
+    out = {"judge_only": judge_only, "human_only": _hajek_cov(y, dom_g, dom_r, design, codes)}
+    sg, in_g = cluster_scores(y, f, dom_g, design, rate_g["ppi"]["lambda"], codes, average=average)
+    sr, in_r = cluster_scores(y, f, dom_r, design, rate_r["ppi"]["lambda"], codes, average=average)
+    out["ppi"] = clustered.score_cov(sg, sr, codes, in_g | in_r) / (dom_g.sum() * dom_r.sum())
     return out
+
+
+def _hajek_cov(y, dom_g, dom_r, design: Design, codes: np.ndarray) -> float:
+    """The CR1 covariance of two domains' Hajek estimates through the clusters they share."""
+    (_, size_g, e_g), (_, size_r, e_r) = (hajek_scores(y, d, design, codes) for d in (dom_g, dom_r))
+    zero = np.zeros(len(y))
+    sg, in_g = cluster_scores(e_g, zero, dom_g, design, 0.0, codes)
+    sr, in_r = cluster_scores(e_r, zero, dom_r, design, 0.0, codes)
+    return clustered.score_cov(sg, sr, codes, in_g | in_r) / (size_g * size_r)
 
 
 def ppi_by_group(
@@ -478,6 +605,8 @@ def ppi_by_group(
     clusters: Sequence | None = None,
     alpha: float = 0.05,
     lam: float | None = 1.0,
+    scores: np.ndarray | None = None,
+    average: np.ndarray | None = None,
 ) -> dict:
     """PPI rates for every group x category, and every group's gap to ``reference``.
 
@@ -489,6 +618,16 @@ def ppi_by_group(
     Outputs the judge left unscored are outside every rate, as in the rates table (so the judge-only
     rate is the table's): the estimand is the human rate among the outputs the judge scored. They are
     counted, and human labels on them are not used.
+
+    ``scores`` (one row per output, one column per category in ``categories`` order: the judge's
+    probabilities) replace the judge's indicators in the PPI correction; the judge-only rate still counts
+    ``judge_labels``. judge.analysis.crossfit passes cross-fitted probabilities here (each labelled output
+    predicted by the fold judge that did not see it, the others by the average of the fold judges);
+    ``average`` (same shape; default ``scores``) is what the judge term averages: the fold average for every
+    output.
+
+    The estimand (``estimand`` in the result): without ``clusters``, the rate among these outputs; with
+    them, the model's rate (prompts drawn anew).
 
     ``lam`` defaults to 1 (plain PPI): a lambda tuned on a few dozen labels a group is itself noisy and
     its intervals undercovered in benchmarks/ppi_coverage.py. ``None`` tunes it per group and category.
@@ -502,12 +641,30 @@ def ppi_by_group(
     design = Design.build(labelled, inclusion=inclusion, strata=strata, groups=groups, scored=scored)
     group_values = sorted(set(groups))
     rates, not_estimable = {}, {}
+    if scores is not None:
+        scores = np.asarray(scores, dtype=float)
+        average = scores if average is None else np.asarray(average, dtype=float)
+        for table in (scores, average):
+            if table.shape != (len(judge_labels), len(categories)):
+                raise ValueError(f"scores must be (outputs, categories) = {(len(judge_labels), len(categories))}")
+
+    def judged(c: str, table=scores) -> np.ndarray:
+        return (judge_labels == c).astype(float) if table is None else table[:, list(categories).index(c)]
+
     for g in group_values:
         domain = (groups == g) & scored
         rates[g] = {}
         for c in categories:
             rates[g][c] = group_rate(
-                human == c, judge_labels == c, domain, design, lam=lam, alpha=alpha, clusters=codes
+                human == c,
+                judged(c),
+                domain,
+                design,
+                lam=lam,
+                alpha=alpha,
+                clusters=codes,
+                judge=judge_labels == c,
+                average=judged(c, average),
             )
             rates[g][c]["n_unscored"] = int(((groups == g) & ~scored).sum())
         first = rates[g][categories[0]]
@@ -523,8 +680,19 @@ def ppi_by_group(
             dom_g = (groups == g) & scored
             gaps[g] = {}
             for c in categories:
-                y, f = (human == c).astype(float), (judge_labels == c).astype(float)
-                cov = _gap_covariances(y, f, dom_g, dom_r, design, codes, rates[g][c], rates[reference][c])
+                y, f = (human == c).astype(float), judged(c)
+                cov = _gap_covariances(
+                    y,
+                    f,
+                    dom_g,
+                    dom_r,
+                    design,
+                    codes,
+                    rates[g][c],
+                    rates[reference][c],
+                    judged(c, average),
+                    (judge_labels == c).astype(float),
+                )
                 gaps[g][c] = ppi_gap(rates[g][c], rates[reference][c], alpha=alpha, cov=cov)
     variance = (
         "cluster-robust (CR1) variance of the pseudo-outcomes over clusters, t with G - 1 degrees of freedom (G: "
@@ -537,14 +705,16 @@ def ppi_by_group(
         "lambda": "tuned per group and category (design variance)" if lam is None else lam,
         "design": design.kind,
         "clustered": codes is not None,
+        "estimand": ESTIMAND_MODEL if codes is not None else ESTIMAND_OUTPUTS,
         "method": "difference estimator, Horvitz-Thompson weighted (judge mean over all the group's outputs + "
         "inverse-probability "
         f"weighted human correction), {variance}, with half a pseudo-disagreement each way (Agresti-Min); estimates "
         "and "
         "intervals clipped to [0, 1] (said where it happens); gaps: difference of the two group estimates, t with "
-        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the same estimator at lambda = 0 with "
-        "a "
-        "Korn-Graubard interval; judge-only: Wilson (rates) / Wald (gaps) on judge labels, clustered when outputs are",
+        "Welch-Satterthwaite degrees of freedom, clipped to [-1, 1]; human-only: the "
+        + HAJEK
+        + " (a proportion whatever the design), Korn-Graubard interval; judge-only: Wilson (rates) / Wald (gaps) "
+        "on judge labels, clustered when outputs are",
         "estimability": estimability.RULE,
         "alpha": alpha,
         "reference": reference,
