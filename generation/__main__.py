@@ -14,6 +14,9 @@ on GPU, fp32 on CPU. Resumable: rerun the same command after a crash and only th
 (prompt, sample) pairs are generated. The default model is the bundled SmolLM2-135M-Instruct. The
 model runs in an engine (--engine; hf: transformers in this process); --shard I/N samples only a
 share of the batch plan, and python -m judge.join joins the shares to the bytes of one whole run.
+Through a server, a sample whose requests failed every retry is a row with finish_reason "failed": the
+run says "complete with N failed" and exits 3 (--allow-failed: 0; 2 is bad input); the same command
+again asks again for those only, and exits 0 once every row is filled.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
-from judge.core.errors import UserError, clip
+from judge.core.errors import UserError, clip, note_failed_rows
 from judge.core.manifest import fingerprint
 from judge.core.outputs import claim_for
 from judge.core.records import SHADOW, file_format, read_records, user_columns, write_records
@@ -87,6 +90,13 @@ class Config:
             "metavar": "I/N",
             "help": "sample only share I of N of the batch plan (e.g. 1/4; "
             "resumable like a whole run); python -m judge.join joins the N parts into the whole output",
+        },
+    )
+    allow_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "exit 0 when the run completes with rows whose requests failed every retry (a server engine's); "
+            "by default it exits 3 (2 is bad input), so a script notices; a rerun that fills them exits 0"
         },
     )
     engine: str = field(
@@ -168,7 +178,9 @@ def _main(config: Config) -> pd.DataFrame:
         run_identity(settings, prompts=fingerprint([config.prompts])),
         shard=Shard.parse(config.shard),
     )
-    if run.prepare(overwrite=config.overwrite, count="outputs", unit="outputs"):
+    previous = run.prepare(overwrite=config.overwrite, count="outputs", unit="outputs")
+    if previous:
+        note_failed_rows((previous.get("counts") or {}).get("failed") or 0)
         return read_records(out)
 
     engine = open_engine(config.engine, config.model, device=config.device, options=options)
@@ -244,6 +256,7 @@ def _main(config: Config) -> pd.DataFrame:
     )
     if n_failed:
         print(failed_line(n_failed, "no response; the reasons are in failure_reason"))
+        note_failed_rows(n_failed)
     return outputs
 
 
@@ -268,6 +281,7 @@ def build_parser():
             "shard",
             "progress",
             "overwrite",
+            "allow_failed",
         ),
     )
 

@@ -16,7 +16,8 @@ column per category and PREFIX+unscored_reason. Below --abstain-below the label 
 the reason says why, for a human to review. A killed run resumes: rerun the same command and only
 the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end). Through a server
 (--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
-"complete with N failed", and the same command again asks again for those rows only.
+"complete with N failed" and exits 3 (--allow-failed: 0; 2 is bad input), and the same command again asks
+again for those rows only (exit 0 once every row is filled).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
-from judge.core.errors import UserError
+from judge.core.errors import UserError, note_failed_rows
 from judge.core.outputs import claim_for
 from judge.engines import add_engine_arguments
 from judge.kinds.lora.precision import CHOICES as PRECISION_CHOICES  # no torch at import: --help stays quick
@@ -122,6 +123,13 @@ class Config(RecordColumns):
         default=False, metadata={"help": "show transformers' load report and warnings (hidden by default)"}
     )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output (otherwise a rerun resumes)"})
+    allow_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "exit 0 when the run completes with rows whose requests failed every retry (an engine's); "
+            "by default it exits 3 (2 is bad input), so a script notices; a rerun that fills them exits 0"
+        },
+    )
     shard: str | None = field(
         default=None,
         metadata={
@@ -315,6 +323,7 @@ def _main(config: Config) -> dict:
         check_same_precision(out, settings["precision"], config.precision)
     previous = run.prepare(overwrite=config.overwrite, count="labelled", unit="rows")
     if previous:
+        note_failed_rows((previous.get("counts") or {}).get("failed") or 0)
         return previous
 
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
@@ -413,6 +422,7 @@ def _main(config: Config) -> dict:
                 n_failed, f"their requests failed every retry; the reasons are in {config.prefix}unscored_reason"
             )
         )
+        note_failed_rows(n_failed)
     return run.manifest.data
 
 
@@ -477,6 +487,7 @@ def build_parser():
             "ray_actors",
             "ray_gpus",
             "shard",
+            "allow_failed",
         ),
     )
 

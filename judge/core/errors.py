@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import errno
+from contextvars import ContextVar
 from typing import Any
+
+EXIT_BAD_INPUT = 2  # a UserError: the input or settings are wrong
+EXIT_FAILED_ROWS = 3  # the run completed, but with rows whose requests failed every retry (--allow-failed: 0)
+
+_failed_rows: ContextVar[int] = ContextVar("failed_rows", default=0)
 
 
 class UserError(Exception):
@@ -51,3 +57,19 @@ def os_error_message(exc: OSError) -> str:
         errno.ENAMETOOLONG: f"a file name is too long: {where}; choose a shorter one",
     }
     return fixes.get(exc.errno, f"{exc.strerror or type(exc).__name__}: {where}; check the path and retry")
+
+
+def note_failed_rows(count: int) -> None:
+    """A command completed with ``count`` rows that failed every retry (written, unscored, asked again by a
+    rerun): run_command then exits EXIT_FAILED_ROWS unless the command's ``--allow-failed`` is given, so a
+    script chaining commands notices. A command's main() called from Python returns as usual."""
+    # a manifest's count is read back too: anything but a whole number counts as none
+    _failed_rows.set(count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0)
+
+
+def failed_rows_noted() -> int:
+    return _failed_rows.get()
+
+
+def reset_failed_rows() -> None:
+    _failed_rows.set(0)
