@@ -398,6 +398,7 @@ def _main(config: Config) -> dict:
         counts={
             "labelled": len(labelled),
             "unscored": n_unscored,
+            "no_response": no_response(labelled, config.prefix)[0],
             **({"failed": n_failed, "outside_labels": n_outside} if served else {}),
         },
         # the engine's usage (requests, tokens, failures) at the end
@@ -405,8 +406,11 @@ def _main(config: Config) -> dict:
     )
     counts = labelled[label_col].value_counts().to_dict()
     done = f"retried {retried.computed} failed, " if retried is not None else ""
+    n_missing, missing_line = no_response(labelled, config.prefix)
     print(
-        f"labelled {count} responses ({done}{len(labelled) - count} resumed) in {seconds:.1f}s "
+        f"labelled {count} responses ({done}{len(labelled) - count - n_missing} resumed"
+        + (f", {n_missing} with no response" if n_missing else "")
+        + f") in {seconds:.1f}s "
         f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}"
         + (f" (share {run.shard} of {len(records)} rows)" if run.shard else "")
     )
@@ -416,6 +420,8 @@ def _main(config: Config) -> dict:
         + f"; unscored {n_unscored}"
         + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else "")
     )
+    if missing_line:
+        print(missing_line)
     if n_failed:
         print(
             failed_line(
@@ -424,6 +430,25 @@ def _main(config: Config) -> dict:
         )
         note_failed_rows(n_failed)
     return run.manifest.data
+
+
+def no_response(labelled, prefix: str) -> tuple[int, str | None]:
+    """Rows with no response (unscored, never sent to the judge), and a line saying why when some are inputs whose
+    generation failed (generation's finish_reason 'failed'): neither labelled now nor resumed."""
+    from judge.kinds.base import NO_RESPONSE
+
+    missing = labelled[prefix + "unscored_reason"].astype("string").eq(NO_RESPONSE).fillna(False)
+    n_missing = int(missing.sum())
+    if not n_missing:
+        return 0, None
+    finish = labelled["finish_reason"] if "finish_reason" in labelled.columns else None
+    n_gen = int((finish[missing].astype("string") == "failed").fillna(False).sum()) if finish is not None else 0
+    if not n_gen:
+        return n_missing, f"{n_missing} input row(s) have no response: unscored, with the reason"
+    return n_missing, (
+        f"{n_missing} input row(s) have no response ({n_gen} of them outputs whose generation failed, finish_reason "
+        "'failed'): unscored; rerun the generation command to fill them, then label again with --overwrite"
+    )
 
 
 def engine_counts(labelled, prefix: str) -> tuple[int, int]:
