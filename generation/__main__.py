@@ -185,6 +185,10 @@ def _main(config: Config) -> pd.DataFrame:
 
     engine = open_engine(config.engine, config.model, device=config.device, options=options)
     described = engine.describe()
+    from judge.engines.fingerprint import check_resume
+
+    # rows from another model served under the same name are never mixed into this output
+    check_resume(out, ("engine",), described, resuming=run.checkpoint.path.exists())
     run.start(
         settings,
         inputs=[config.prompts],

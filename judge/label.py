@@ -355,6 +355,10 @@ def _main(config: Config) -> dict:
         ref, taxonomy=taxonomy, options=tuple(options.items())
     )  # picklable: executors build it elsewhere
     judge = make_judge()
+    if getattr(judge, "engine", None) is not None:  # a served model: never two models' rows in one output
+        from judge.engines.fingerprint import check_resume
+
+        check_resume(out, ("judge", "engine"), judge.engine.describe(), resuming=run.checkpoint.path.exists())
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     refuse_clashes(records, added_columns(judge, config.prefix))
     if choice:

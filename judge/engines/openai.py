@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from judge.core.config import check_choice, check_positive
 from judge.core.errors import UserError, cut, short_list
-from judge.engines import http
+from judge.engines import fingerprint, http
 from judge.engines.base import ChatRequest, Completion, Engine, as_label
 
 CONSTRAINTS = ("auto", "structured-outputs", "json-schema", "guided-choice")
@@ -208,7 +208,12 @@ class OpenAIEngine(Engine):
         self.usage = {"requests": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "outside_labels": 0}
         self.scoring_errors: dict[str, str] = {}  # key -> why label_logprobs has no scores for that row
         self._label_ids: dict[tuple[str, ...], list[list[int]] | None] = {}
+        self._model_entry = None  # the server's /v1/models entry for the model (the probe's)
         self.server = self._probe_server()
+        # what the server says about the model (its /v1/models entry, a canary's log-probabilities): a resume
+        # compares it (judge.engines.fingerprint); its requests are not the run's usage
+        self.fingerprint = fingerprint.take(self, self._model_entry)
+        self.usage = dict.fromkeys(self.usage, 0)
         self.constraint = (
             opts.constrain if opts.constrain != "auto" else ("structured-outputs" if self.is_vllm else "json-schema")
         )
@@ -252,6 +257,7 @@ class OpenAIEngine(Engine):
                 f"model {cut(self.model)!r} is not served at {self.options.base_url}; "
                 f"use one of {short_list(sorted(self.mask(str(m)) for m in served))}"
             )
+        self._model_entry = next(m for m in models if getattr(m, "id", None) == self.model)
         kind = "vllm" if served[self.model] == "vllm" else "openai-compatible"
         return {"kind": kind, "version": self._vllm_version() if kind == "vllm" else None}
 
@@ -549,6 +555,7 @@ class OpenAIEngine(Engine):
                 "only on GPU/XPU with batch invariance on), or the server's seeds are best effort"
             ),
             "usage": usage,
+            "fingerprint": self.fingerprint,
         }
 
 
