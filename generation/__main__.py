@@ -171,6 +171,12 @@ def _main(config: Config) -> pd.DataFrame:
             "fix or remove them before generating"
         )
     options = engine_options(config.engine, config.engine_options)
+    if config.engine == "openai":
+        from judge.engines.openai import concurrency_note
+
+        note = concurrency_note(options, config.batch_size)
+        if note:
+            print(note, file=sys.stderr)
     settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
     run = ResumableRun(
         "generation",

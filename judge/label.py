@@ -355,6 +355,13 @@ def _main(config: Config) -> dict:
         ref, taxonomy=taxonomy, options=tuple(options.items())
     )  # picklable: executors build it elsewhere
     judge = make_judge()
+    if config.engine == "openai":
+        from judge.engines import engine_options
+        from judge.engines.openai import concurrency_note
+
+        note = concurrency_note(engine_options(config.engine, config.engine_options), config.batch_size)
+        if note:
+            print(note, file=sys.stderr)
     if getattr(judge, "engine", None) is not None:  # a served model: never two models' rows in one output
         from judge.engines.fingerprint import check_resume
 

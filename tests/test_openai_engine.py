@@ -459,3 +459,16 @@ def test_a_server_without_prompt_logprobs_is_recorded_unverifiable(tiny_llama, t
         assert described["usage"]["requests"] == 0
     finally:
         plain.stop()
+
+
+def test_help_says_what_bounds_concurrency_and_the_worst_case_of_a_hung_server():
+    from judge.engines.openai import concurrency_note
+
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(Options)}
+    assert "at most the command's --batch-size" in helps["concurrency"]
+    assert "(--max-retries + 1) x --timeout" in helps["timeout"] and "6 min with the defaults" in helps["timeout"]
+    # 6 min: (2 retries + 1) x 120 s = 360 s, the defaults the help names
+    assert (Options().max_retries + 1) * Options().timeout == 360
+    note = concurrency_note(Options(concurrency=16), 8)
+    assert "at most 8 requests are in flight" in note and "--batch-size 16" in note
+    assert concurrency_note(Options(concurrency=8), 8) is None

@@ -57,13 +57,20 @@ class Options:
         },
     )
     concurrency: int = field(
-        default=8, metadata={"help": "requests in flight at once (1 makes a seeded vLLM server reproducible)"}
+        default=8,
+        metadata={
+            "help": "requests in flight at once, within one batch: at most the command's --batch-size (a batch "
+            "waits for its slowest request before the next batch starts), so raise --batch-size with it; 1 makes a "
+            "seeded vLLM server reproducible"
+        },
     )
     timeout: float = field(
         default=120.0,
         metadata={
             "help": "seconds one attempt of a request may take in all (connecting, the wait and the whole answer, "
-            "however slowly it comes) before it is given up and retried"
+            "however slowly it comes) before it is given up and retried. Worst case for a hung server: each request "
+            "takes (--max-retries + 1) x --timeout plus backoff (under 2 s; a server's Retry-After up to 120 s "
+            "each), 6 min with the defaults, and a batch ceil(batch size / --concurrency) times that"
         },
     )
     max_answer_mib: float = field(
@@ -77,7 +84,7 @@ class Options:
         default=None, metadata={"help": "at most this many HTTP requests a minute, retries included (unset: no limit)"}
     )
     max_retries: int = field(
-        default=4,
+        default=2,
         metadata={
             "help": "retries of a request after a 408/409/429/5xx answer, a timeout or a lost connection, with "
             "exponential "
@@ -590,3 +597,14 @@ def parse_prompt_logprobs(choices: Any, prompts: list[list[int]], *, start: int)
             total += float(logprob)
         scores.append(total)
     return scores
+
+
+def concurrency_note(options: Any, batch_size: int) -> str | None:
+    """What a command says when --concurrency cannot be reached: a batch's requests are all that is in flight."""
+    concurrency = getattr(options, "concurrency", None)
+    if not isinstance(concurrency, int) or concurrency <= batch_size:
+        return None
+    return (
+        f"note: --concurrency {concurrency} is more than --batch-size {batch_size}: at most {batch_size} requests are "
+        f"in flight (one batch at a time); pass --batch-size {concurrency} or more to use them all"
+    )
