@@ -202,3 +202,11 @@ def test_failed_outputs_are_asked_again_alone_until_none_is_left(tmp_path, capsy
     code, _, err = run_cli(join_cmd, [*parts, "--out", str(tmp_path / "j.jsonl"), "--overwrite"], capsys)
     assert code == 0, err
     assert (tmp_path / "j.jsonl").read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("extra", [["--ray"], ["--ray", "--ray-gpus", "1", "--tensor-parallel-size", "2"]], ids=["ray", "ray-gpus-tp2"])
+def test_vllm_inside_ray_actors_is_refused_in_one_line(tmp_path, capsys, extra):
+    code, _, err = run_cli(generate_cmd, ["--prompts", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--engine", "vllm",
+                                          *extra], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--engine vllm does not run inside Ray actors" in err and "drop --ray" in err
