@@ -21,6 +21,7 @@ again asks again for those only, and exits 0 once every row is filled.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
+from judge.core.devices import THREADS_HELP, torch_threads
 from judge.core.errors import UserError, clip, note_failed_rows
 from judge.core.manifest import fingerprint
 from judge.core.outputs import claim_for
@@ -75,6 +77,7 @@ class Config:
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
     device: str = field(default="auto", metadata={"help": "auto (GPU when present), cpu, cuda"})
+    threads: int = field(default=1, metadata={"help": THREADS_HELP})
     id_column: str | None = field(
         default=None, metadata={"metavar": "COL", "help": "the prompt file's id column (default: id, else row numbers)"}
     )
@@ -119,7 +122,7 @@ class Config:
         check_ray_settings(self)
         engine_module(self.engine)
         engine_options(self.engine, self.engine_options)
-        check_positive(self, "samples", "max_new_tokens", "batch_size")
+        check_positive(self, "samples", "max_new_tokens", "batch_size", "threads")
         check_non_negative(self, "temperature", "top_k")
         check_fraction(self, "top_p", low_open=True)
         from judge.engines.models import check_local_model
@@ -148,6 +151,12 @@ def main(config: Config) -> pd.DataFrame:
 
 
 def _main(config: Config) -> pd.DataFrame:
+    # before the model loads; a vLLM engine or a server sizes its own threads
+    with torch_threads(config.threads) if config.engine == "hf" else contextlib.nullcontext():
+        return _generate(config)
+
+
+def _generate(config: Config) -> pd.DataFrame:
     out = Path(config.out)
     file_format(out)
     if "{prompt}" not in config.instruction:

@@ -38,6 +38,7 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
+from judge.core.devices import THREADS_HELP
 from judge.core.errors import UserError, note_failed_rows
 from judge.core.outputs import claim_for
 from judge.engines import add_engine_arguments
@@ -77,6 +78,7 @@ class Config(RecordColumns):
         default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    threads: int = field(default=1, metadata={"help": THREADS_HELP})
     precision: str = field(
         default="auto",
         metadata={
@@ -159,7 +161,7 @@ class Config(RecordColumns):
 
         Shard.parse(self.shard)
         check_ray_settings(self)
-        check_positive(self, "batch_size")
+        check_positive(self, "batch_size", "threads")
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
         check_choice(self, "mode", ("score", "generate"))
@@ -283,6 +285,16 @@ def main(config: Config) -> dict:
 
 
 def _main(config: Config) -> dict:
+    import contextlib
+
+    from judge.core.devices import torch_threads
+
+    # before any model loads; a vLLM engine or a server sizes its own threads
+    with torch_threads(config.threads) if config.engine == "hf" else contextlib.nullcontext():
+        return _label(config)
+
+
+def _label(config: Config) -> dict:
     from judge.core.manifest import fingerprint
     from judge.core.records import file_format, read_records, user_columns, write_records
     from judge.core.taxonomy import UNSCORED, parse_label_map, resolve_taxonomy
@@ -509,6 +521,7 @@ def build_parser():
             "abstain_below",
             "prefix",
             "device",
+            "threads",
             "precision",
             "examples",
             "examples_label_column",

@@ -268,3 +268,21 @@ def test_label_counts_outputs_whose_generation_failed_apart_from_resumed_rows(tm
     assert "1 of them outputs whose generation failed" in stdout and "rerun the generation command" in stdout
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     assert manifest["counts"]["no_response"] == 1
+
+
+def test_threads_recorded_and_a_resume_with_another_count_refused(tmp_path, capsys, tiny_llama):
+    import torch
+
+    import generation.__main__ as generate_cmd
+
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"p{i}", "prompt": f"Say {i}."} for i in range(2)])
+    before = torch.get_num_threads()
+    argv = ["--model", tiny_llama, "--prompts", str(tmp_path / "prompts.jsonl"), "--samples", "1", "--max-new-tokens", "3",
+            "--no-progress", "--out", str(tmp_path / "gen.jsonl")]
+    code, _, err = run_cli(generate_cmd, argv, capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "gen.jsonl.manifest.json").read_text())
+    assert manifest["settings"]["threads"] == 1 and manifest["identity"]["settings"]["threads"] == 1  # the default, recorded
+    assert torch.get_num_threads() == before  # the caller's threads are left as they were
+    code, _, err = run_cli(generate_cmd, [*argv, "--threads", "2"], capsys)
+    assert_one_line_error(code, err, "different settings", "--overwrite")
