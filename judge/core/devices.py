@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from contextlib import contextmanager
 
 from judge.core.errors import UserError
@@ -53,9 +55,6 @@ def torch_threads(threads: int):
     """Run this process's torch (and OpenMP) on ``threads`` threads for the block, then restore what was: torch
     already imported is set now, one imported inside starts with OMP_NUM_THREADS. Only for models run in this
     process: a vLLM engine sizes its own. (A command called from Python leaves its caller's threads as they were.)"""
-    import os
-    import sys
-
     env = os.environ.get("OMP_NUM_THREADS")
     before = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     os.environ["OMP_NUM_THREADS"] = str(threads)
