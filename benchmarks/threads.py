@@ -117,7 +117,7 @@ def main() -> None:
                         "same_bytes": out.read_bytes() == first[key].read_bytes(),
                     }
                 )
-    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; rate = tokens/s (generation) or responses/s (judge)")
+    print(f"CPU: {cpu_model()}; rate = tokens/s (generation) or responses/s (judge)")
     print(markdown_table(rows, ["command", "threads", "repeat", "rate", "wall_s", "load_1min", "same_bytes"]))
 
 
