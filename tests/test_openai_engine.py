@@ -448,6 +448,45 @@ def test_resume_refused_when_the_server_restarts_with_another_model_under_the_sa
 
 
 @pytest.mark.slow
+def test_label_retry_refused_when_another_model_answers_under_the_same_name(tiny_llama, tiny_server, tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from judge import label as label_cmd
+    from tests.servers import TinyOpenAIServer
+
+    other_dir = tmp_path / "other-model"
+    torch.manual_seed(2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(other_dir)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(other_dir)
+    other = TinyOpenAIServer(str(other_dir))
+    proxy = FaultProxy(tiny_server.base_url.rsplit("/v1", 1)[0])
+    records = tmp_path / "outputs.jsonl"
+    records.write_text("".join(json.dumps({"id": f"r{i}", "prompt": "Say hi.", "response": r}) + "\n"
+                               for i, r in enumerate(["Hi!", "I can't help with that."])))
+    out = tmp_path / "labelled.jsonl"
+    argv = ["--judge", "llm:smollm2", "--engine", "openai", "--base-url", proxy.base_url, "--input", str(records), "--out",
+            str(out), "--concurrency", "1", "--max-retries", "0", "--no-progress"]
+    try:
+        proxy.faults += [Fault("/v1/completions"), Fault("/v1/completions", status=503)]  # the canary passes; a row fails
+        code, stdout, err = run_cli(label_cmd, argv, capsys)
+        assert code == 3 and "complete with 1 failed" in stdout, err
+        proxy.upstream = other.base_url.rsplit("/v1", 1)[0]
+        code, _, err = run_cli(label_cmd, argv, capsys)
+        assert code == 2 and "the server's model changed since labelled.jsonl was started" in err, err
+        proxy.upstream = tiny_server.base_url.rsplit("/v1", 1)[0]
+        code, stdout, err = run_cli(label_cmd, argv, capsys)
+        assert code == 0 and "retried 1 failed" in stdout, err
+    finally:
+        proxy.close()
+        other.stop()
+
+
+@pytest.mark.slow
 def test_a_server_without_prompt_logprobs_is_recorded_unverifiable(tiny_llama, tmp_path, capsys):
     from tests.servers import TinyOpenAIServer
 
