@@ -43,7 +43,7 @@ def pick_device(spec: str):
 
 
 THREADS_HELP = (
-    "torch threads of the model run in this process (engine hf, LoRA judges; default %(default)s). Measured on a "
+    "torch threads of the model run in this process (engine hf, LoRA judges; default: %(default)s). Measured on a "
     "loaded 2-core machine (load average 6-7): 1 thread generated 5-7x faster than 2 with the same bytes, and the "
     "in-process LLM judge ran 2.8x faster; raise it on a quiet machine with free cores. Recorded in the manifest: "
     "a resume with another count is refused (a LoRA judge's last bits depend on it)"
