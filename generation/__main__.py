@@ -14,10 +14,14 @@ on GPU, fp32 on CPU. Resumable: rerun the same command after a crash and only th
 (prompt, sample) pairs are generated. The default model is the bundled SmolLM2-135M-Instruct. The
 model runs in an engine (--engine; hf: transformers in this process); --shard I/N samples only a
 share of the batch plan, and python -m judge.join joins the shares to the bytes of one whole run.
+Through a server, a sample whose requests failed every retry is a row with finish_reason "failed": the
+run says "complete with N failed" and exits 3 (--allow-failed: 0; 2 is bad input); the same command
+again asks again for those only, and exits 0 once every row is filled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +37,8 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
-from judge.core.errors import UserError, clip
+from judge.core.devices import THREADS_HELP, torch_threads
+from judge.core.errors import UserError, clip, note_failed_rows
 from judge.core.manifest import fingerprint
 from judge.core.outputs import claim_for
 from judge.core.records import SHADOW, file_format, read_records, user_columns, write_records
@@ -72,6 +77,7 @@ class Config:
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
     device: str = field(default="auto", metadata={"help": "auto (GPU when present), cpu, cuda"})
+    threads: int = field(default=1, metadata={"help": THREADS_HELP})
     id_column: str | None = field(
         default=None, metadata={"metavar": "COL", "help": "the prompt file's id column (default: id, else row numbers)"}
     )
@@ -87,6 +93,13 @@ class Config:
             "metavar": "I/N",
             "help": "sample only share I of N of the batch plan (e.g. 1/4; "
             "resumable like a whole run); python -m judge.join joins the N parts into the whole output",
+        },
+    )
+    allow_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "exit 0 when the run completes with rows whose requests failed every retry (a server engine's); "
+            "by default it exits 3 (2 is bad input), so a script notices; a rerun that fills them exits 0"
         },
     )
     engine: str = field(
@@ -109,7 +122,7 @@ class Config:
         check_ray_settings(self)
         engine_module(self.engine)
         engine_options(self.engine, self.engine_options)
-        check_positive(self, "samples", "max_new_tokens", "batch_size")
+        check_positive(self, "samples", "max_new_tokens", "batch_size", "threads")
         check_non_negative(self, "temperature", "top_k")
         check_fraction(self, "top_p", low_open=True)
         from judge.engines.models import check_local_model
@@ -138,6 +151,12 @@ def main(config: Config) -> pd.DataFrame:
 
 
 def _main(config: Config) -> pd.DataFrame:
+    # before the model loads; a vLLM engine or a server sizes its own threads
+    with torch_threads(config.threads) if config.engine == "hf" else contextlib.nullcontext():
+        return _generate(config)
+
+
+def _generate(config: Config) -> pd.DataFrame:
     out = Path(config.out)
     file_format(out)
     if "{prompt}" not in config.instruction:
@@ -161,6 +180,12 @@ def _main(config: Config) -> pd.DataFrame:
             "fix or remove them before generating"
         )
     options = engine_options(config.engine, config.engine_options)
+    if config.engine == "openai":
+        from judge.engines.openai import concurrency_note
+
+        note = concurrency_note(options, config.batch_size)
+        if note:
+            print(note, file=sys.stderr)
     settings = {**vars(config), "engine_options": public_options(options)}  # never a key or a token
     run = ResumableRun(
         "generation",
@@ -168,11 +193,17 @@ def _main(config: Config) -> pd.DataFrame:
         run_identity(settings, prompts=fingerprint([config.prompts])),
         shard=Shard.parse(config.shard),
     )
-    if run.prepare(overwrite=config.overwrite, count="outputs", unit="outputs"):
+    previous = run.prepare(overwrite=config.overwrite, count="outputs", unit="outputs")
+    if previous:
+        note_failed_rows((previous.get("counts") or {}).get("failed") or 0)
         return read_records(out)
 
     engine = open_engine(config.engine, config.model, device=config.device, options=options)
     described = engine.describe()
+    from judge.engines.fingerprint import check_resume
+
+    # rows from another model served under the same name are never mixed into this output
+    check_resume(out, ("engine",), described, resuming=run.checkpoint.path.exists())
     run.start(
         settings,
         inputs=[config.prompts],
@@ -246,6 +277,7 @@ def _main(config: Config) -> pd.DataFrame:
     )
     if n_failed:
         print(failed_line(n_failed, "no response; the reasons are in failure_reason"))
+        note_failed_rows(n_failed)
     return outputs
 
 
@@ -270,6 +302,7 @@ def build_parser():
             "shard",
             "progress",
             "overwrite",
+            "allow_failed",
         ),
     )
 

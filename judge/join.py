@@ -42,6 +42,13 @@ class Config:
     )
     out: str = field(metadata={"help": "the joined output (JSONL, CSV or Parquet)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an output judge.join wrote before"})
+    allow_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "join parts that still hold rows whose requests failed every retry (refused by default: rerun "
+            "those parts' commands to fill them first)"
+        },
+    )
 
     def __post_init__(self):
         self.parts = [self.parts] if isinstance(self.parts, str) else list(self.parts)
@@ -71,6 +78,8 @@ def _main(config: Config):
     parts = [read_part(p) for p in config.parts]
     manifests = [m for m, _ in parts]
     check_one_run(manifests, names)
+    if not config.allow_failed:
+        check_no_failed_rows([raw for _, raw in parts], names)
     check_same_arithmetic([raw for _, raw in parts], names)
     check_shares(manifests, names)
     check_positions(manifests, names)
@@ -92,6 +101,19 @@ def _main(config: Config):
     manifest.write(out, rows=n_rows, parts=len(parts))
     print(f"joined {len(parts)} parts ({n_rows} rows of one {first.command} run) -> {out}")
     return manifest.data
+
+
+def check_no_failed_rows(raws: list[dict], names: list[str]) -> None:
+    """A part that completed with rows whose requests failed every retry is refused (its command, run again, asks
+    again for those): a joined file would hide them among the rows."""
+    for raw, name in zip(raws, names):
+        counts = raw.get("counts") if isinstance(raw, dict) else None
+        failed = counts.get("failed") if isinstance(counts, dict) else None
+        if isinstance(failed, int) and not isinstance(failed, bool) and failed > 0:
+            raise UserError(
+                f"part {name} holds {failed} failed row(s) (their requests failed every retry); rerun its command to "
+                "ask again for them, or pass --allow-failed to join them as they are"
+            )
 
 
 def check_one_run(manifests, names) -> None:

@@ -23,7 +23,8 @@ and sha256. --abstain-below P does the same at a threshold of your own, with no 
 A killed run resumes: rerun the same command and only
 the missing ids are labelled (finished rows live in OUT.partial.jsonl until the end). Through a server
 (--engine openai) a row whose requests failed every retry is unscored with the reason; the run says
-"complete with N failed", and the same command again asks again for those rows only.
+"complete with N failed" and exits 3 (--allow-failed: 0; 2 is bad input), and the same command again asks
+again for those rows only (exit 0 once every row is filled).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from judge.core.config import (
     parser_for,
     run_command,
 )
-from judge.core.errors import UserError, clip
+from judge.core.devices import THREADS_HELP
+from judge.core.errors import UserError, clip, note_failed_rows
 from judge.core.outputs import claim_for
 from judge.engines import add_engine_arguments
 from judge.kinds.lora.precision import CHOICES as PRECISION_CHOICES  # no torch at import: --help stays quick
@@ -104,6 +106,7 @@ class Config(RecordColumns):
         default="", metadata={"help": "prefix for the added columns, e.g. judge_ (default: %(default)s)"}
     )
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    threads: int = field(default=1, metadata={"help": THREADS_HELP})
     precision: str = field(
         default="auto",
         metadata={
@@ -150,6 +153,13 @@ class Config(RecordColumns):
         default=False, metadata={"help": "show transformers' load report and warnings (hidden by default)"}
     )
     overwrite: bool = field(default=False, metadata={"help": "replace an existing output (otherwise a rerun resumes)"})
+    allow_failed: bool = field(
+        default=False,
+        metadata={
+            "help": "exit 0 when the run completes with rows whose requests failed every retry (an engine's); "
+            "by default it exits 3 (2 is bad input), so a script notices; a rerun that fills them exits 0"
+        },
+    )
     shard: str | None = field(
         default=None,
         metadata={
@@ -179,7 +189,7 @@ class Config(RecordColumns):
 
         Shard.parse(self.shard)
         check_ray_settings(self)
-        check_positive(self, "batch_size")
+        check_positive(self, "batch_size", "threads")
         check_non_negative(self, "shots")
         check_fraction(self, "abstain_below")
         if self.selective and self.abstain_below is not None:
@@ -307,6 +317,16 @@ def main(config: Config) -> dict:
 
 
 def _main(config: Config) -> dict:
+    import contextlib
+
+    from judge.core.devices import torch_threads
+
+    # before any model loads; a vLLM engine or a server sizes its own threads
+    with torch_threads(config.threads) if config.engine == "hf" else contextlib.nullcontext():
+        return _label(config)
+
+
+def _label(config: Config) -> dict:
     from judge.core.manifest import fingerprint
     from judge.core.records import file_format, read_records, user_columns, write_records
     from judge.core.taxonomy import ESCALATE, UNSCORED, parse_label_map, resolve_taxonomy
@@ -354,6 +374,7 @@ def _main(config: Config) -> dict:
         check_same_precision(out, settings["precision"], config.precision)
     previous = run.prepare(overwrite=config.overwrite, count="labelled", unit="rows")
     if previous:
+        note_failed_rows((previous.get("counts") or {}).get("failed") or 0)
         return previous
 
     # the LLM judge reads --examples with the taxonomy; its default is chehbouni2024, as in load_judge
@@ -385,6 +406,17 @@ def _main(config: Config) -> dict:
         ref, taxonomy=taxonomy, options=tuple(options.items())
     )  # picklable: executors build it elsewhere
     judge = make_judge()
+    if config.engine == "openai":
+        from judge.engines import engine_options
+        from judge.engines.openai import concurrency_note
+
+        note = concurrency_note(engine_options(config.engine, config.engine_options), config.batch_size)
+        if note:
+            print(note, file=sys.stderr)
+    if getattr(judge, "engine", None) is not None:  # a served model: never two models' rows in one output
+        from judge.engines.fingerprint import check_resume
+
+        check_resume(out, ("judge", "engine"), judge.engine.describe(), resuming=run.checkpoint.path.exists())
     judge.check_columns(records, source=Path(config.input[0]).name if len(config.input) == 1 else "the input")
     calibration, selective = selective_for(config, ref, judge)
     refuse_clashes(records, added_columns(judge, config.prefix))
@@ -436,6 +468,7 @@ def _main(config: Config) -> dict:
             "labelled": len(labelled),
             "unscored": n_unscored,
             "escalated": n_escalated,
+            "no_response": no_response(labelled, config.prefix)[0],
             **({"failed": n_failed, "outside_labels": n_outside} if served else {}),
         },
         # the engine's usage (requests, tokens, failures) at the end
@@ -444,8 +477,11 @@ def _main(config: Config) -> dict:
     )
     counts = labelled[label_col].value_counts().to_dict()
     done = f"retried {retried.computed} failed, " if retried is not None else ""
+    n_missing, missing_line = no_response(labelled, config.prefix)
     print(
-        f"labelled {count} responses ({done}{len(labelled) - count} resumed) in {seconds:.1f}s "
+        f"labelled {count} responses ({done}{len(labelled) - count - n_missing} resumed"
+        + (f", {n_missing} with no response" if n_missing else "")
+        + f") in {seconds:.1f}s "
         f"({rate:.1f} responses/s; {total:.1f}s with model loading) -> {out}"
         + (f" (share {run.shard} of {len(records)} rows)" if run.shard else "")
     )
@@ -456,13 +492,35 @@ def _main(config: Config) -> dict:
         + (f"; escalated {n_escalated} (for people)" if calibration or config.abstain_below is not None else "")
         + (f" ({n_outside} outside the categories: the engine ignored the constraint)" if n_outside else "")
     )
+    if missing_line:
+        print(missing_line)
     if n_failed:
         print(
             failed_line(
                 n_failed, f"their requests failed every retry; the reasons are in {config.prefix}unscored_reason"
             )
         )
+        note_failed_rows(n_failed)
     return run.manifest.data
+
+
+def no_response(labelled, prefix: str) -> tuple[int, str | None]:
+    """Rows with no response (unscored, never sent to the judge), and a line saying why when some are inputs whose
+    generation failed (generation's finish_reason 'failed'): neither labelled now nor resumed."""
+    from judge.kinds.base import NO_RESPONSE
+
+    missing = labelled[prefix + "unscored_reason"].astype("string").eq(NO_RESPONSE).fillna(False)
+    n_missing = int(missing.sum())
+    if not n_missing:
+        return 0, None
+    finish = labelled["finish_reason"] if "finish_reason" in labelled.columns else None
+    n_gen = int((finish[missing].astype("string") == "failed").fillna(False).sum()) if finish is not None else 0
+    if not n_gen:
+        return n_missing, f"{n_missing} input row(s) have no response: unscored, with the reason"
+    return n_missing, (
+        f"{n_missing} input row(s) have no response ({n_gen} of them outputs whose generation failed, finish_reason "
+        "'failed'): unscored; rerun the generation command to fill them, then label again with --overwrite"
+    )
 
 
 def engine_counts(labelled, prefix: str) -> tuple[int, int]:
@@ -584,6 +642,7 @@ def build_parser():
             "only_escalated",
             "prefix",
             "device",
+            "threads",
             "precision",
             "examples",
             "examples_label_column",
@@ -598,6 +657,7 @@ def build_parser():
             "ray_actors",
             "ray_gpus",
             "shard",
+            "allow_failed",
         ),
     )
 

@@ -249,3 +249,40 @@ def test_report_refuses_repeated_ids_even_when_it_joins_nothing(tmp_path, capsys
     code, _, err = run_cli(report, [str(src), "--label", "label", "--group", "identity", "--out", str(tmp_path / "o")], capsys)
     assert_one_line_error(code, err, "duplicate id(s) 'same'", "ids must be unique")
     assert not (tmp_path / "o").exists()
+
+
+def test_label_counts_outputs_whose_generation_failed_apart_from_resumed_rows(tmp_path, capsys):
+    from judge import label
+
+    rows = [{"id": "p0-s0", "prompt": "q", "response": "I can't help with that.", "finish_reason": "stop"},
+            {"id": "p0-s1", "prompt": "q", "response": None, "finish_reason": "failed", "failure_reason": "HTTP 503"},
+            {"id": "p1-s0", "prompt": "q", "response": "Sure, here it is.", "finish_reason": "stop"}]
+    records = tmp_path / "outputs.jsonl"
+    write_jsonl(records, rows)
+    out = tmp_path / "labelled.jsonl"
+    code, stdout, err = run_cli(label, ["--judge", "rules", "--taxonomy", "refusal2", "--input", str(records), "--out", str(out),
+                                        "--no-progress"], capsys)
+    assert code == 0, err
+    # 2 labelled now, none resumed: the row with no response is neither (it was "(1 resumed)" before)
+    assert "labelled 2 responses (0 resumed, 1 with no response)" in stdout, stdout
+    assert "1 of them outputs whose generation failed" in stdout and "rerun the generation command" in stdout
+    manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+    assert manifest["counts"]["no_response"] == 1
+
+
+def test_threads_recorded_and_a_resume_with_another_count_refused(tmp_path, capsys, tiny_llama):
+    import torch
+
+    import generation.__main__ as generate_cmd
+
+    write_jsonl(tmp_path / "prompts.jsonl", [{"id": f"p{i}", "prompt": f"Say {i}."} for i in range(2)])
+    before = torch.get_num_threads()
+    argv = ["--model", tiny_llama, "--prompts", str(tmp_path / "prompts.jsonl"), "--samples", "1", "--max-new-tokens", "3",
+            "--no-progress", "--out", str(tmp_path / "gen.jsonl")]
+    code, _, err = run_cli(generate_cmd, argv, capsys)
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "gen.jsonl.manifest.json").read_text())
+    assert manifest["settings"]["threads"] == 1 and manifest["identity"]["settings"]["threads"] == 1  # the default, recorded
+    assert torch.get_num_threads() == before  # the caller's threads are left as they were
+    code, _, err = run_cli(generate_cmd, [*argv, "--threads", "2"], capsys)
+    assert_one_line_error(code, err, "different settings", "--overwrite")

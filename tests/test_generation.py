@@ -6,6 +6,7 @@ import pytest
 
 import generation.__main__ as generate_cmd
 from generation import prompts as prompts_cmd
+import judge.join as join_cmd
 from generation.generate import Decoding, generate_outputs
 from judge.core.paths import DATA
 from judge.core.records import JsonlCheckpoint, checkpoint_path
@@ -172,10 +173,11 @@ def test_failed_outputs_are_asked_again_alone_until_none_is_left(tmp_path, capsy
     prompts.write_text("".join(f'{{"id": "p{i}", "prompt": "Say {i}."}}\n' for i in range(3)))
     argv = ["--engine", "flaky", "--model", "fake/chat", "--prompts", str(prompts), "--samples", "2", "--batch-size", "4", "--no-progress"]
 
-    def run(out, fail):
+    def run(out, fail, *extra, code=None):
         failing.clear(), failing.update(fail), asked.clear()
-        code, stdout, err = run_cli(generate_cmd, [*argv, "--out", str(out)], capsys)
-        assert code == 0, err
+        got, stdout, err = run_cli(generate_cmd, [*argv, *extra, "--out", str(out)], capsys)
+        # complete with failed rows exits 3 (2 is bad input), unless --allow-failed; every row filled: 0
+        assert got == (code if code is not None else 3 if fail else 0), err
         return stdout
 
     out = tmp_path / "out.jsonl"
@@ -187,3 +189,24 @@ def test_failed_outputs_are_asked_again_alone_until_none_is_left(tmp_path, capsy
     assert "already complete with these settings (6 outputs)" in run(out, set()) and not asked
     run(tmp_path / "clean.jsonl", set())
     assert out.read_bytes() == (tmp_path / "clean.jsonl").read_bytes()
+    assert "complete with 1 failed" in run(tmp_path / "allowed.jsonl", {"p1-s1"}, "--allow-failed", code=0)
+    # a share that still holds a failed row is not joined unless told; once filled, it joins
+    run(tmp_path / "a.jsonl", {"p0-s1"}, "--shard", "1/2")
+    run(tmp_path / "b.jsonl", set(), "--shard", "2/2")
+    parts = [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    code, _, err = run_cli(join_cmd, [*parts, "--out", str(tmp_path / "j.jsonl")], capsys)
+    assert code == 2 and "part a.jsonl holds 1 failed row(s)" in err and "--allow-failed" in err and not (tmp_path / "j.jsonl").exists()
+    code, _, err = run_cli(join_cmd, [*parts, "--out", str(tmp_path / "j.jsonl"), "--allow-failed"], capsys)
+    assert code == 0, err
+    run(tmp_path / "a.jsonl", set(), "--shard", "1/2")
+    code, _, err = run_cli(join_cmd, [*parts, "--out", str(tmp_path / "j.jsonl"), "--overwrite"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "j.jsonl").read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("extra", [["--ray"], ["--ray", "--ray-gpus", "1", "--tensor-parallel-size", "2"]], ids=["ray", "ray-gpus-tp2"])
+def test_vllm_inside_ray_actors_is_refused_in_one_line(tmp_path, capsys, extra):
+    code, _, err = run_cli(generate_cmd, ["--prompts", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o.jsonl"), "--engine", "vllm",
+                                          *extra], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--engine vllm does not run inside Ray actors" in err and "drop --ray" in err

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
+from generation import __main__ as generate_cmd
+from judge.core.errors import UserError
 from judge.engines import ChatRequest, engine_module
 from judge.engines.openai import OpenAIEngine, Options, RequestPacer
 from tests.badinput import assert_refused
+from tests.conftest import run_cli
 from tests.servers import Fault, FaultProxy, VllmServer, echo_headers_body, free_port
 
 LABELS = ["answer", "partial answer", "refusal", "harmful refusal", "harmful answer", "failure"]
@@ -285,7 +288,7 @@ def test_requests_per_minute_paces_every_request(server, proxy):
     e = engine(server, base_url=proxy.base_url, requests_per_minute=240, concurrency=4)
     e.generate([ask(f"p{i}", "Say hi.", seed=i) for i in range(3)], Sampling(max_new_tokens=2), batch_seed=0)
     times = sorted(t for t, *_ in proxy.seen)
-    assert len(times) == 5
+    assert len(times) == 7
     assert all(t - times[0] >= 0.25 * k - 0.02 for k, t in enumerate(times)), times  # 0.02 s: the hop to the proxy
 
 
@@ -386,3 +389,133 @@ def test_generation_command_through_the_openai_engine(server, tmp_path, capsys, 
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY_MARKER not in path.read_text(errors="replace"), path.name
+
+
+# -- the model's fingerprint: a resume across another model served under the same name is refused ------------
+
+def test_fingerprint_compares_the_canary_within_its_tolerance():
+    from judge.engines.fingerprint import TOLERANCE, check_same_model
+
+    entry = {"id": "smollm2", "owned_by": "vllm", "root": "/models/a", "max_model_len": 1024}
+    before = {"fingerprint": {"models_entry": entry, "canary": {"tokens": [1, 2, 3], "logprobs": [-1.0, -2.0]}}}
+
+    def now(logprobs, tokens=(1, 2, 3), **changed):
+        return {"fingerprint": {"models_entry": {**entry, **changed}, "canary": {"tokens": list(tokens), "logprobs": logprobs}}}
+
+    check_same_model(before, now([-1.0 + 1e-5, -2.0 - 1e-5]), out="o.jsonl")  # batch noise of a CPU server: the same model
+    check_same_model(before, now([-1.0 + TOLERANCE / 2, -2.0]), out="o.jsonl")  # within the tolerance: still the same
+    for other, fragment in [(now([-1.0, -2.5]), "differ by up to 0.5, more than 0.01"),
+                            (now([-1.0, -2.0], tokens=(1, 2, 4)), "the canary's tokens differ"),
+                            (now([-1.0, -2.0], max_model_len=2048), "/v1/models max_model_len: '1024' then, '2048' now"),
+                            ({"fingerprint": {"models_entry": entry, "canary": "unverifiable: no logprobs"}}, "no longer allows")]:
+        with pytest.raises(UserError, match="--overwrite") as refused:
+            check_same_model(before, other, out="o.jsonl")
+        assert fragment in str(refused.value) and "\n" not in str(refused.value)
+    check_same_model({"engine": "vllm"}, now([-9.0, -9.0]), out="o.jsonl")  # a manifest from before fingerprints: nothing to compare
+
+
+@pytest.mark.slow
+def test_resume_refused_when_the_server_restarts_with_another_model_under_the_same_name(tiny_llama, tiny_server, tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.servers import TinyOpenAIServer
+
+    other_dir = tmp_path / "other-model"  # the same architecture and tokenizer, other weights
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(other_dir)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(other_dir)
+    other = TinyOpenAIServer(str(other_dir))  # served as smollm2 too
+    proxy = FaultProxy(tiny_server.base_url.rsplit("/v1", 1)[0])  # one address; what is behind it changes
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Say {i}."}) + "\n" for i in range(2)))
+    out = tmp_path / "gen.jsonl"
+    argv = ["--prompts", str(prompts), "--engine", "openai", "--model", "smollm2", "--base-url", proxy.base_url, "--samples", "1",
+            "--max-new-tokens", "4", "--concurrency", "1", "--max-retries", "0", "--no-progress", "--out", str(out)]
+    try:
+        proxy.faults.append(Fault("/chat/completions", status=503))  # one row fails: the output waits for a rerun
+        code, _, err = run_cli(generate_cmd, argv, capsys)
+        assert code == 3, err
+        manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+        canary = manifest["engine"]["fingerprint"]["canary"]
+        assert manifest["engine"]["fingerprint"]["models_entry"]["id"] == "smollm2" and len(canary["logprobs"]) >= 5
+        proxy.upstream = other.base_url.rsplit("/v1", 1)[0]  # "restarted" with other weights under the same name
+        code, _, err = run_cli(generate_cmd, argv, capsys)
+        assert code == 2 and "the server's model changed since gen.jsonl was started" in err and len(err.strip().splitlines()) == 1, err
+        assert sum(json.loads(line)["finish_reason"] == "failed" for line in out.read_text().splitlines()) == 1  # nothing mixed in
+        proxy.upstream = tiny_server.base_url.rsplit("/v1", 1)[0]  # the run's model again: the failed row is filled
+        code, stdout, err = run_cli(generate_cmd, argv, capsys)
+        assert code == 0 and "retried 1 failed" in stdout, err
+    finally:
+        proxy.close()
+        other.stop()
+
+
+@pytest.mark.slow
+def test_label_retry_refused_when_another_model_answers_under_the_same_name(tiny_llama, tiny_server, tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from judge import label as label_cmd
+    from tests.servers import TinyOpenAIServer
+
+    other_dir = tmp_path / "other-model"
+    torch.manual_seed(2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    model.save_pretrained(other_dir)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(other_dir)
+    other = TinyOpenAIServer(str(other_dir))
+    proxy = FaultProxy(tiny_server.base_url.rsplit("/v1", 1)[0])
+    records = tmp_path / "outputs.jsonl"
+    records.write_text("".join(json.dumps({"id": f"r{i}", "prompt": "Say hi.", "response": r}) + "\n"
+                               for i, r in enumerate(["Hi!", "I can't help with that."])))
+    out = tmp_path / "labelled.jsonl"
+    argv = ["--judge", "llm:smollm2", "--engine", "openai", "--base-url", proxy.base_url, "--input", str(records), "--out",
+            str(out), "--concurrency", "1", "--max-retries", "0", "--no-progress"]
+    try:
+        proxy.faults += [Fault("/v1/completions"), Fault("/v1/completions", status=503)]  # the canary passes; a row fails
+        code, stdout, err = run_cli(label_cmd, argv, capsys)
+        assert code == 3 and "complete with 1 failed" in stdout, err
+        proxy.upstream = other.base_url.rsplit("/v1", 1)[0]
+        code, _, err = run_cli(label_cmd, argv, capsys)
+        assert code == 2 and "the server's model changed since labelled.jsonl was started" in err, err
+        proxy.upstream = tiny_server.base_url.rsplit("/v1", 1)[0]
+        code, stdout, err = run_cli(label_cmd, argv, capsys)
+        assert code == 0 and "retried 1 failed" in stdout, err
+    finally:
+        proxy.close()
+        other.stop()
+
+
+@pytest.mark.slow
+def test_a_server_without_prompt_logprobs_is_recorded_unverifiable(tiny_llama, tmp_path, capsys):
+    from tests.servers import TinyOpenAIServer
+
+    plain = TinyOpenAIServer(tiny_llama, owned_by="openai")  # an OpenAI-compatible API, not vLLM
+    try:
+        described = engine(plain).describe()
+        assert described["fingerprint"]["canary"].startswith("unverifiable: only a vLLM server's prompt log-probabilities")
+        assert [path for path, _ in plain.requests] == ["/v1/models"]  # no request spent on a canary it cannot read
+        assert described["usage"]["requests"] == 0
+    finally:
+        plain.stop()
+
+
+def test_help_says_what_bounds_concurrency_and_the_worst_case_of_a_hung_server():
+    from judge.engines.openai import concurrency_note
+
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(Options)}
+    assert "at most the command's --batch-size" in helps["concurrency"]
+    assert "(--max-retries + 1) x --timeout" in helps["timeout"] and "6 min with the defaults" in helps["timeout"]
+    # 6 min: (2 retries + 1) x 120 s = 360 s, the defaults the help names
+    assert (Options().max_retries + 1) * Options().timeout == 360
+    note = concurrency_note(Options(concurrency=16), 8)
+    assert "at most 8 requests are in flight" in note and "--batch-size 16" in note
+    assert concurrency_note(Options(concurrency=8), 8) is None

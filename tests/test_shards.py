@@ -122,7 +122,8 @@ def test_lora_int8_shards_join_to_the_whole_file(trained_tiny, label_input, tmp_
 
 def test_shares_computed_with_other_torch_threads_are_not_joined(trained_tiny, label_input, tmp_path, capsys):
     # A CPU forward pass differs in its last bits between thread counts (the default LoRA judge's did
-    # between 1 and 2): the join of such shares would not be the bytes of one run, so it is refused.
+    # between 1 and 2): the join of such shares would not be the bytes of one run, so it is refused. The count is
+    # judge.label's --threads (default 1), a setting: shares run with other counts are parts of two runs.
     import torch
 
     from tests.badinput import assert_refused
@@ -130,15 +131,17 @@ def test_shares_computed_with_other_torch_threads_are_not_joined(trained_tiny, l
     argv = ["--judge", str(trained_tiny[0]), "--precision", "fp32", "--device", "cpu", "--input", str(label_input),
             "--batch-size", "5", "--no-progress"]
     threads = torch.get_num_threads()
-    try:
-        for index, count in ((1, 1), (2, 2)):
-            torch.set_num_threads(count)
-            run_ok(label_cmd, [*argv, "--shard", f"{index}/2", "--out", str(tmp_path / f"p{index}.jsonl")], capsys)
-    finally:
-        torch.set_num_threads(threads)
-    assert json.loads((tmp_path / "p2.jsonl.manifest.json").read_text())["judge"]["torch_threads"] == 2
+    for index, count in ((1, 1), (2, 2)):
+        run_ok(label_cmd, [*argv, "--threads", str(count), "--shard", f"{index}/2", "--out", str(tmp_path / f"p{index}.jsonl")],
+               capsys)
+    assert torch.get_num_threads() == threads  # the caller's count is restored
+    assert json.loads((tmp_path / "p1.jsonl.manifest.json").read_text())["judge"]["torch_threads"] == 1
+    assert json.loads((tmp_path / "p2.jsonl.manifest.json").read_text())["judge"]["torch_threads"] == 2  # --threads reached it
     assert_refused(join_cmd, [str(tmp_path / "p1.jsonl"), str(tmp_path / "p2.jsonl"), "--out", str(tmp_path / "j.jsonl")],
-                   ["p2.jsonl was computed with torch_threads 2", "p1.jsonl with 1", "OMP_NUM_THREADS"], root=tmp_path, capsys=capsys)
+                   ["are parts of two runs", "settings"], root=tmp_path, capsys=capsys)
+    # the same run resumed with another count is refused too (the settings check), naming --overwrite
+    assert_refused(label_cmd, [*argv, "--threads", "2", "--shard", "1/2", "--out", str(tmp_path / "p1.jsonl")],
+                   ["different settings", "--overwrite"], root=tmp_path, capsys=capsys)
 
 
 @pytest.mark.slow

@@ -312,9 +312,10 @@ def test_failed_requests_are_rows_with_reasons_and_a_rerun_retries_only_those(vl
     records = write_records(tmp_path, n=4)
     out = tmp_path / "flaky.jsonl"
     argv = served_judge(proxy.base_url, records, out, "--max-retries", "0", "--concurrency", "1")
+    proxy.faults.append(Fault("/completions"))  # the model's fingerprint (a canary request) passes
     proxy.faults.append(Fault("/completions", status=503))  # one row's scoring request, no retry left
     code, stdout, err = run_cli(label_cmd, argv, capsys)
-    assert code == 0, err
+    assert code == 3, err  # complete, with a failed row: a script notices
     rows = jsonl(out)
     failed = [r for r in rows if r["label"] == "unscored"]
     assert len(failed) == 1 and failed[0]["unscored_reason"].startswith("request failed: HTTP 503"), rows
@@ -323,7 +324,7 @@ def test_failed_requests_are_rows_with_reasons_and_a_rerun_retries_only_those(vl
     before = len(proxy.paths("/completions"))
     code, stdout, err = run_cli(label_cmd, argv, capsys)
     assert code == 0, err
-    assert len(proxy.paths("/completions")) - before == 1  # only the failed row is asked again
+    assert len(proxy.paths("/completions")) - before == 2  # the canary, then only the failed row is asked again
     again = jsonl(out)
     assert all(r["label"] in LABELS for r in again) and "retried 1 failed" in stdout
     assert [r for r in again if r["id"] != failed[0]["id"]] == [r for r in rows if r["id"] != failed[0]["id"]]
@@ -342,7 +343,7 @@ def test_generation_failed_rows_retried_alone_give_the_uninterrupted_bytes(vllm_
     assert code == 0, err
     proxy.faults.append(Fault("/chat/completions", status=503))
     code, stdout, err = run_cli(generate_cmd, argv(proxy.base_url, "flaky.jsonl"), capsys)
-    assert code == 0, err
+    assert code == 3, err  # complete, with a failed row
     rows = jsonl(tmp_path / "flaky.jsonl")
     failed = [r for r in rows if r["finish_reason"] == "failed"]
     assert len(failed) == 1 and failed[0]["response"] is None and failed[0]["failure_reason"].startswith("HTTP 503"), rows
@@ -395,6 +396,7 @@ def test_an_api_key_given_to_the_commands_reaches_no_written_file(vllm_server, p
     rows = jsonl(tmp_path / "gen.jsonl")
     assert any(r.get("failure_reason") for r in rows) and any(r.get("response") for r in rows), rows  # one echoed failure, one answer
     records = write_records(tmp_path, n=2)
+    proxy.faults.append(Fault("/completions"))  # the model's fingerprint (a canary request) passes
     proxy.faults.append(Fault("/completions", status=400, body=echo))
     code, out, err = run_cli(label_cmd, [*served_judge(proxy.base_url, records, tmp_path / "judged.jsonl"), *key], capsys)
     assert code == 0, err

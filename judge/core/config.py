@@ -24,7 +24,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from judge.core.devices import check_device_available
-from judge.core.errors import UserError, clip, os_error_message, short_list, wrapped_os_error
+from judge.core.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED_ROWS,
+    UserError,
+    clip,
+    failed_rows_noted,
+    os_error_message,
+    reset_failed_rows,
+    short_list,
+    wrapped_os_error,
+)
 from judge.core.files import check_encoding, read_text
 from judge.core.taxonomy import parse_label_map
 from judge.core.yaml_data import load_yaml
@@ -591,11 +601,13 @@ def run_command(
     parser = build_parser()
     args = parser.parse_args(argv)
     config_cls = vars(args).pop(ACTION_CONFIG, config_cls)  # a command with subcommands: the chosen action's Config
+    reset_failed_rows()
     try:
-        main(config_from_args(config_cls, args))
+        config = config_from_args(config_cls, args)
+        main(config)
     except UserError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except OSError as exc:
         # unreadable inputs, read-only or full output folders: the user's to fix, said in one line
         print(f"{parser.prog}: error: {os_error_message(exc)}", file=sys.stderr)
@@ -622,4 +634,6 @@ def run_command(
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    if failed_rows_noted() and not getattr(config, "allow_failed", False):
+        return EXIT_FAILED_ROWS  # complete, with rows a rerun asks again for: said on stdout already
     return 0

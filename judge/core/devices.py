@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
+
 from judge.core.errors import UserError
 
 
@@ -36,3 +40,33 @@ def pick_device(spec: str):
     device = torch.device(spec)
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return device, (torch.bfloat16 if bf16 else torch.float32)
+
+
+THREADS_HELP = (
+    "torch threads of the model run in this process (engine hf, LoRA judges; default: %(default)s). Measured on a "
+    "loaded 2-core machine (load average 6-7): 1 thread generated 5-7x faster than 2 with the same bytes, and the "
+    "in-process LLM judge ran 2.8x faster; raise it on a quiet machine with free cores. Recorded in the manifest: "
+    "a resume with another count is refused (a LoRA judge's last bits depend on it)"
+)
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """Run this process's torch (and OpenMP) on ``threads`` threads for the block, then restore what was: torch
+    already imported is set now, one imported inside starts with OMP_NUM_THREADS. Only for models run in this
+    process: a vLLM engine sizes its own. (A command called from Python leaves its caller's threads as they were.)"""
+    env = os.environ.get("OMP_NUM_THREADS")
+    before = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = env
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(before if before is not None else max(os.cpu_count() or 1, 1))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import errno
 import re
+from contextvars import ContextVar
 from typing import Any
+
+EXIT_BAD_INPUT = 2  # a UserError: the input or settings are wrong
+EXIT_FAILED_ROWS = 3  # the run completed, but with rows whose requests failed every retry (--allow-failed: 0)
+
+_failed_rows: ContextVar[int] = ContextVar("failed_rows", default=0)
 
 
 class UserError(Exception):
@@ -65,3 +71,17 @@ def wrapped_os_error(exc: BaseException) -> int | None:
         return None
     found = _OS_ERROR_IN_TEXT.search(str(exc))
     return int(found.group(1) or found.group(2)) if found else None
+def note_failed_rows(count: int) -> None:
+    """A command completed with ``count`` rows that failed every retry (written, unscored, asked again by a
+    rerun): run_command then exits EXIT_FAILED_ROWS unless the command's ``--allow-failed`` is given, so a
+    script chaining commands notices. A command's main() called from Python returns as usual."""
+    # a manifest's count is read back too: anything but a whole number counts as none
+    _failed_rows.set(count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0)
+
+
+def failed_rows_noted() -> int:
+    return _failed_rows.get()
+
+
+def reset_failed_rows() -> None:
+    _failed_rows.set(0)

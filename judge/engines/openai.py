@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from judge.core.config import check_choice, check_positive
 from judge.core.errors import UserError, cut, short_list
-from judge.engines import http
+from judge.engines import fingerprint, http
 from judge.engines.base import ChatRequest, Completion, Engine, as_label
 
 CONSTRAINTS = ("auto", "structured-outputs", "json-schema", "guided-choice")
@@ -57,13 +57,20 @@ class Options:
         },
     )
     concurrency: int = field(
-        default=8, metadata={"help": "requests in flight at once (1 makes a seeded vLLM server reproducible)"}
+        default=8,
+        metadata={
+            "help": "requests in flight at once, within one batch: at most the command's --batch-size (a batch "
+            "waits for its slowest request before the next batch starts), so raise --batch-size with it; 1 makes a "
+            "seeded vLLM server reproducible"
+        },
     )
     timeout: float = field(
         default=120.0,
         metadata={
             "help": "seconds one attempt of a request may take in all (connecting, the wait and the whole answer, "
-            "however slowly it comes) before it is given up and retried"
+            "however slowly it comes) before it is given up and retried. Worst case for a hung server: each request "
+            "takes (--max-retries + 1) x --timeout plus backoff (under 2 s; a server's Retry-After up to 120 s "
+            "each), 6 min with the defaults, and a batch ceil(batch size / --concurrency) times that"
         },
     )
     max_answer_mib: float = field(
@@ -77,7 +84,7 @@ class Options:
         default=None, metadata={"help": "at most this many HTTP requests a minute, retries included (unset: no limit)"}
     )
     max_retries: int = field(
-        default=4,
+        default=2,
         metadata={
             "help": "retries of a request after a 408/409/429/5xx answer, a timeout or a lost connection, with "
             "exponential "
@@ -222,7 +229,12 @@ class OpenAIEngine(Engine):
         self.usage = {"requests": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "outside_labels": 0}
         self.scoring_errors: dict[str, str] = {}  # key -> why label_logprobs has no scores for that row
         self._label_ids: dict[tuple[str, ...], list[list[int]] | None] = {}
+        self._model_entry = None  # the server's /v1/models entry for the model (the probe's)
         self.server = self._probe_server()
+        # what the server says about the model (its /v1/models entry, a canary's log-probabilities): a resume
+        # compares it (judge.engines.fingerprint); its requests are not the run's usage
+        self.fingerprint = fingerprint.take(self, self._model_entry)
+        self.usage = dict.fromkeys(self.usage, 0)
         self.constraint = (
             opts.constrain if opts.constrain != "auto" else ("structured-outputs" if self.is_vllm else "json-schema")
         )
@@ -266,6 +278,7 @@ class OpenAIEngine(Engine):
                 f"model {cut(self.model)!r} is not served at {self.options.base_url}; "
                 f"use one of {short_list(sorted(self.mask(str(m)) for m in served))}"
             )
+        self._model_entry = next(m for m in models if getattr(m, "id", None) == self.model)
         kind = "vllm" if served[self.model] == "vllm" else "openai-compatible"
         return {"kind": kind, "version": self._vllm_version() if kind == "vllm" else None}
 
@@ -612,6 +625,7 @@ class OpenAIEngine(Engine):
                 "only on GPU/XPU with batch invariance on), or the server's seeds are best effort"
             ),
             "usage": usage,
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -652,3 +666,14 @@ def parse_prompt_logprobs(choices: Any, prompts: list[list[int]], *, start: int)
             total += float(logprob)
         scores.append(total)
     return scores
+
+
+def concurrency_note(options: Any, batch_size: int) -> str | None:
+    """What a command says when --concurrency cannot be reached: a batch's requests are all that is in flight."""
+    concurrency = getattr(options, "concurrency", None)
+    if not isinstance(concurrency, int) or concurrency <= batch_size:
+        return None
+    return (
+        f"note: --concurrency {concurrency} is more than --batch-size {batch_size}: at most {batch_size} requests are "
+        f"in flight (one batch at a time); pass --batch-size {concurrency} or more to use them all"
+    )

@@ -23,6 +23,9 @@ from judge.core.taxonomy import ESCALATE, UNSCORED, Taxonomy
 from judge.core.text import TextView, record_names
 from judge.run.runner import Batch, Executor, InProcess, RunResult, Shard, Worker, fixed_plan, run_plan
 
+# the reason of a row with no response (never sent to the judge): judge.label counts these apart
+NO_RESPONSE = "no response (the response value is missing)"
+
 
 @dataclass
 class Judgement:
@@ -234,9 +237,7 @@ class Judge:
         results: dict[str, dict] = {}
         if shard is None or shard.first:
             for i in missing:
-                results[i] = self.output_row(
-                    Item(i, "", ""), Judgement.unscored("no response (the response value is missing)"), prefix=prefix
-                )
+                results[i] = self.output_row(Item(i, "", ""), Judgement.unscored(NO_RESPONSE), prefix=prefix)
         plan = self.plan(items, batch_size)
         if isinstance(make_worker, JudgeWorker):  # a judge built elsewhere writes its rows as this run says
             make_worker = dataclasses.replace(make_worker, row_options=self.row_options)

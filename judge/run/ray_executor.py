@@ -495,6 +495,15 @@ def check_ray_settings(config) -> None:
                 f"drop {' and '.join(given)}"
             )
         return
+    if getattr(config, "engine", None) == "vllm":
+        # vLLM batches the whole run itself and starts its own workers (and, for --tensor-parallel-size > 1 on
+        # GPUs, its own Ray placement): inside the toolkit's Ray actors each actor would load the model again
+        # and ask for GPUs the actor does not hold. Untested, so refused.
+        raise UserError(
+            "--engine vllm does not run inside Ray actors (--ray): vLLM batches the whole run in one process and "
+            "spreads a model over GPUs with --tensor-parallel-size; drop --ray, or serve the model and use "
+            "--engine openai"
+        )
     executor_for(config)
 
 

@@ -35,7 +35,7 @@ from judge.run.shard_part import part_fields
 # settings dict each builds (judge.label resolves --precision auto and leaves an engine's secrets out
 # first), so the commands cannot drift apart: a field of a command's Config that is not named here is
 # part of what a rerun must match.
-RUN_ONLY = ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors", "ray_gpus")
+RUN_ONLY = ("out", "overwrite", "progress", "verbose", "shard", "ray", "ray_actors", "ray_gpus", "allow_failed")
 SHARD_KEY = "shard"  # the share, in the identity a share resumes as
 
 
