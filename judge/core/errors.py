@@ -71,6 +71,8 @@ def wrapped_os_error(exc: BaseException) -> int | None:
         return None
     found = _OS_ERROR_IN_TEXT.search(str(exc))
     return int(found.group(1) or found.group(2)) if found else None
+
+
 def note_failed_rows(count: int) -> None:
     """A command completed with ``count`` rows that failed every retry (written, unscored, asked again by a
     rerun): run_command then exits EXIT_FAILED_ROWS unless the command's ``--allow-failed`` is given, so a
