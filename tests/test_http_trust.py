@@ -174,6 +174,8 @@ def test_secret_forms_cover_raw_json_and_repr():
     assert mask(text).count(MASK) == 4
     assert all(form not in mask(text) for form in forms)
     assert mask(None) is None and Masker([None, ""])("EMPTY") == "EMPTY"
+    # a key too short to tell from a word is not masked: "re" must not turn a model's "refusal" into "***fusal"
+    assert Masker(["re"])("refusal") == "refusal" and Masker(["re"]).forms == []
 
 
 def echo_server(serve) -> ScriptedServer:

@@ -238,11 +238,17 @@ def secret_forms(secret: str) -> list[str]:
     return sorted((f for f in forms if f), key=len, reverse=True)
 
 
+# A secret shorter than this is not masked: masking "re" would turn every "refusal" a model writes into "***fusal"
+# (a changed response, an unscored label, exit 0), and a key that short protects nothing a mask could save.
+MIN_MASKED_LENGTH = 8
+
+
 class Masker:
-    """Replace every form of the given secrets by ``***`` in a text (None and other values pass through)."""
+    """Replace every form of the given secrets by ``***`` in a text (None and other values pass through).
+    Secrets shorter than MIN_MASKED_LENGTH characters are left alone: they would mask ordinary words."""
 
     def __init__(self, secrets: Iterable[str | None]):
-        forms = {f for s in secrets if s for f in secret_forms(s)}
+        forms = {f for s in secrets if s and len(s) >= MIN_MASKED_LENGTH for f in secret_forms(s)}
         self.forms = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: Any) -> Any:
