@@ -81,3 +81,19 @@ def test_the_missing_group_is_never_the_default_reference(tmp_path, capsys):
     # chosen by name, it is still allowed
     chosen, _, _ = _run(tmp_path, capsys, rows, "--no-cluster", "--reference", "(missing)", out="chosen")
     assert chosen["reference"] == "(missing)"
+
+
+def test_the_library_reports_missing_group_values_as_the_commands_do():
+    """disparity_analysis called from a notebook: None and '' are the group '(missing)' (not 'None' and 'nan'
+    groups), with the note in the result's warnings, as judge.report says on stderr."""
+    import pandas as pd
+
+    from judge.analysis import disparity_analysis
+
+    rows = _rows()
+    rows[0]["identity"], rows[1]["identity"], rows[10]["identity"] = None, float("nan"), "  "
+    result = disparity_analysis(pd.DataFrame(rows), label="judge_label", groups="identity", taxonomy="refusal2")
+    # a: 10 - 2 = 8 rows, b: 10 - 1 = 9, (missing): 3 (None, NaN and spaces only)
+    counts = {g: result.rates[g]["refusal"].n for g in result.rates}
+    assert counts == {"(missing)": 3, "a": 8, "b": 9}
+    assert any("3 row(s) have no 'identity' value" in w for w in result.warnings)

@@ -24,7 +24,7 @@ import pandas as pd
 from judge.analysis.ppi import HumanSample, JudgeTraining, PPIResult, SamplingDesign, human_sample, prediction_powered
 from judge.analysis.results import ABSENT, Result
 from judge.core.errors import UserError, clip, short_list
-from judge.core.records import require_columns
+from judge.core.records import clean_groups, require_columns
 from judge.core.taxonomy import ESCALATE, RESERVED, UNSCORED, Taxonomy, resolve_taxonomy
 from judge.stats.disparity import canonical_labels, category_rates, disparity
 from judge.stats.estimability import MIN_CLUSTERS, MIN_LABELS
@@ -414,6 +414,10 @@ def disparity_analysis(
     design = design or SamplingDesign()
     records, used = prepare(records, label=label, taxonomy=taxonomy, coarse=coarse, label_map=label_map)
     require_columns(records, [label, *groups], source="records", flag_hint="Fix --label/--group.")
+    # missing group values a group of their own, one spelling each, for a notebook's caller as for the commands
+    # (which clean before and print the notes: nothing is left to say here then)
+    records = records.copy()
+    group_notes = clean_groups(records, groups)
     records, names = display_group_names(records, groups, group_names)
     codes, cluster_info = clusters_for(records, clusters, group=groups[0] if groups else None, where=where)
     result = disparity(
@@ -428,7 +432,7 @@ def disparity_analysis(
     result.update(
         label_source=label_source, title=title, clusters=cluster_info, **({"group_names": names} if names else {})
     )
-    warnings = [
+    warnings = group_notes + [
         f"warning: group {g!r} is not estimable ({why}); shown as not estimable"
         for g, why in result["not_estimable"].items()
     ]
