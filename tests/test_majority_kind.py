@@ -17,6 +17,17 @@ from tests.test_judge_dir import reseal
 COMMON = ["--train", str(SAMPLE), "--taxonomy", "chehbouni2024", "--no-progress"]
 
 
+@pytest.fixture(autouse=True)
+def kinds_in_their_order():
+    """Tests here take 'majority' out of the registry and put it back (monkeypatch): back, it would come last,
+    and every message listing the kinds (one_of(directory_kinds())) would change order for the tests after
+    these. Set up first, torn down last: the registry is left as it was, order included."""
+    before = dict(KINDS)
+    yield
+    KINDS.clear()
+    KINDS.update(before)
+
+
 @pytest.fixture(scope="module")
 def majority(tmp_path_factory):
     out = tmp_path_factory.mktemp("majority") / "judge"
