@@ -391,15 +391,20 @@ def test_an_api_key_given_to_the_commands_reaches_no_written_file(vllm_server, p
     proxy.faults.append(Fault("/chat/completions", status=400, body=echo))
     code, out, err = run_cli(generate_cmd, ["--prompts", str(prompts), "--engine", "openai", "--model", "smollm2", "--base-url", proxy.base_url,
                                             "--samples", "2", "--max-new-tokens", "8", "--no-progress", "--out", str(tmp_path / "gen.jsonl"), *key], capsys)
-    assert code == 0, err
+    assert code == 3, err  # complete with a failed row (the echoed 400): exit 3, issue 36 5(a)
     console = out + err
     rows = jsonl(tmp_path / "gen.jsonl")
     assert any(r.get("failure_reason") for r in rows) and any(r.get("response") for r in rows), rows  # one echoed failure, one answer
     records = write_records(tmp_path, n=2)
     proxy.faults.append(Fault("/completions"))  # the model's fingerprint (a canary request) passes
+    # the first row's trie request is refused with the echo (a 400 there means "no logprob_token_ids": the engine
+    # falls back to prompt_logprobs), and so is its first fallback request: that row fails with the echo as reason
+    proxy.faults.append(Fault("/completions", status=400, body=echo))
     proxy.faults.append(Fault("/completions", status=400, body=echo))
     code, out, err = run_cli(label_cmd, [*served_judge(proxy.base_url, records, tmp_path / "judged.jsonl"), *key], capsys)
-    assert code == 0, err
+    assert code == 3, err  # complete with a failed row: exit 3
+    # the failed row's reason holds the echoed body with the key masked
+    assert any("Bearer ***" in str(r.get("unscored_reason")) for r in jsonl(tmp_path / "judged.jsonl")), err
     console += out + err
     assert {h.get("authorization") for *_, h in proxy.seen} == {f"Bearer {marker}"}  # the key was sent...
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
