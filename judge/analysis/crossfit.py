@@ -22,16 +22,17 @@ outputs.
 Why not the fold average on the labelled outputs too (what this module did before, and what ppi_py does when
 its unlabelled data are every output): K - 1 of the K fold judges were trained on each labelled output, so
 their average leans towards its human label, and the judge term then carries (n/N) * mean_S(a_i - f_i), an
-in-sample fit that does not vanish with the sample (it grows with n/N). On XSTest (random samples, 400 draws,
-the llama2orig - gpt4 gap among these 900 outputs) it biased the gap by +0.010 at n = 450 (about 0.6 standard
-errors) and the 95% intervals covered 0.91 (earlier 100-draw runs: 0.86-0.89); with the out-of-fold
-prediction the bias is -0.006, the spread smaller, and coverage 0.98 at the same width (0.96 -> 0.99 at
-n = 150; 13B outputs, n = 500 of 1,152: 0.93 -> 0.98). The finite-population correction was not the cause:
-the interval's standard error matched the estimates' spread (0.0162 against 0.0159); dropping the correction
-covered 0.97 only by widening the interval by 41% and left the bias.
+in-sample fit that does not vanish with the sample (it grows with n/N). benchmarks/crossfit_judge_term.py
+(random samples, 400 draws, the same draws scored both ways): on XSTest's llama2orig - gpt4 gap among its
+900 outputs the fold average biased the gap by +0.010 at n = 450 (about 0.6 standard errors) and the 95%
+intervals covered 0.91 (label_economy's 100-draw runs: 0.86-0.89); with the out-of-fold prediction the bias
+is -0.006, the spread smaller, and coverage 0.98 at the same width (0.96 -> 0.985 at n = 150; 13B outputs,
+n = 500 of 1,152: 0.93 -> 0.98; n = 150: 0.975 -> 0.983). The finite-population correction was not the
+cause: the interval's standard error matched the estimates' spread (0.0162 against 0.0159); dropping the
+correction covered 0.97 only by widening the interval by 41% and left the bias.
 
-Which estimand: without clusters the rate among these outputs (the judge term is then fixed: only the
-correction varies with the sample), with clusters the model's rate (prompts drawn anew).
+Which estimand: without clusters the rate among these outputs (the variance is the design's, the judges taken
+as fixed), with clusters the model's rate (prompts drawn anew).
 
 The judge-only column counts the fold-average judge's most probable category.
 """
