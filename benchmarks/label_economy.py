@@ -260,8 +260,7 @@ def one(pop: Population, estimand: str, design: str, n: int, rng, *, methods=MET
             human,
             groups,
             lam=1.0,
-            scores=np.where(labelled, oof, average)[:, None],
-            average=average[:, None],
+            scores=np.where(labelled, oof, average)[:, None],  # the judge term reads them too
             **common,
         )
     for method, res, key in (

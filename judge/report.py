@@ -392,7 +392,8 @@ def cross_fitted_judge(records: pd.DataFrame, human: HumanSample, config: Config
         note=cross_fit_note(k=fitted.k, kind=fitted.kind, folds_by=fitted.group, n_labelled=n),
     )
     scores = cross_fitted_scores(fitted.out_of_fold, fitted.fold_average)
-    return records, {"ppi_scores": scores, "ppi_average": fitted.fold_average, "cross_fit": info}
+    # the judge term reads the same scores (out of fold where a human label is): judge.analysis.crossfit says why
+    return records, {"ppi_scores": scores, "cross_fit": info}
 
 
 def main(config: Config) -> DisparityResult:

@@ -27,8 +27,10 @@ def test_cross_fitted_rate_hand_derived():
     #   1       0.3             0.2            0         -0.2
     #   2       0.4             0.6            0         -0.6
     #   3-5     0.9, 0.1, 0.5   (unlabelled)
-    # theta = mean a + sum r / pi / N = 2.9 / 6 + (-0.6 / 0.5) / 6 = 0.483333 - 0.2 = 0.283333
-    # (ppi_py's crossppi: mean of the fold average 0.483333 + mean residual -0.2: the same)
+    # The judge term reads the out-of-fold prediction where a human label is (s = 0.8, 0.2, 0.6, 0.9, 0.1, 0.5):
+    # theta = mean s + sum r / pi / N = 3.1 / 6 + (-0.6 / 0.5) / 6 = 0.516667 - 0.2 = 0.316667
+    # = (n/N) mean y_S + (1 - n/N) (mean of the unlabelled fold average + mean residual)
+    # = 0.5 * 1/3 + 0.5 * (1.5 / 3 - 0.2) = 0.166667 + 0.15 (ppi_py's crossppi on the unlabelled outputs)
     # variance (a simple random sample of the group, judge term fixed): N^2 (1 - n/N) s^2 / n with
     # s^2 = (0.4^2 + 0 + 0.4^2) / 2 = 0.16: 36 * 0.5 * 0.16 / 3 = 0.96, plus the pseudo-disagreements at the
     # largest weight (1 - 0.5) / 0.5^2 = 2 times (1 + 1 + 0) / 2 = 2: se = sqrt(2.96) / 6 = 0.286744
@@ -39,9 +41,9 @@ def test_cross_fitted_rate_hand_derived():
     judge = fold_average_labels(avg)
     assert judge.tolist() == ["yes", "no", "no", "yes", "no", "no"]
     res = ppi_by_group(judge.to_numpy(), ["yes", "no", "no", None, None, None], ["g"] * 6, categories=["no", "yes"], reference="g",
-                       scores=scores.to_numpy(), average=avg.to_numpy())
+                       scores=scores.to_numpy())
     r = res["rates"]["g"]["yes"]
-    assert r["ppi"]["rate"] == pytest.approx(0.283333333, abs=1e-8)
+    assert r["ppi"]["rate"] == pytest.approx(0.316666667, abs=1e-8)
     assert r["ppi"]["se"] == pytest.approx(math.sqrt(2.96) / 6, abs=1e-12)
     assert r["ppi"]["half_width"] == pytest.approx(T2 * math.sqrt(2.96) / 6, abs=1e-9)  # t, n - 1 = 2 df (clipped at 1)
     assert r["judge_only"]["rate"] == pytest.approx(2 / 6)  # the fold-average judge's labels, counted
@@ -68,14 +70,18 @@ def test_agrees_with_ppi_py_crossppi_under_a_simple_random_sample():
     human = np.where(labelled, np.where(y == 1, "yes", "no"), None)
     judge = np.where(avg > 0.5, "yes", "no")
     scores = _two_columns(np.where(labelled, oof, avg))
-    # ppi_py's unlabelled data: every output's K fold predictions (its fold-average judge term)
+    # The labelled outputs count by their human labels, the unlabelled ones by ppi_py's crossppi with them as its
+    # unlabelled data (their K fold predictions): (n/N) mean y_S + (1 - n/N) crossppi(unlabelled)
+    unlabelled = per_fold[~labelled]
+    on_rest = float(np.squeeze(ppi_py.crossppi_mean_pointestimate(y[labelled], oof[labelled], unlabelled)))
+    point = n / big_n * y[labelled].mean() + (1 - n / big_n) * on_rest
+    # ppi_py's superpopulation interval with every output as unlabelled data, for the model's rate
     low, high = ppi_py.crossppi_mean_ci(y[labelled], oof[labelled], per_fold, alpha=0.05)
-    point = float(np.squeeze(ppi_py.crossppi_mean_pointestimate(y[labelled], oof[labelled], per_fold)))
     se_ppi_py = float(np.squeeze(high - low)) / 2 / norm.ppf(0.975)
-    outputs = ppi_by_group(judge, human, ["g"] * big_n, categories=["no", "yes"], reference="g", scores=scores,
-                           average=_two_columns(avg))["rates"]["g"]["yes"]["ppi"]
+    outputs = ppi_by_group(judge, human, ["g"] * big_n, categories=["no", "yes"], reference="g",
+                           scores=scores)["rates"]["g"]["yes"]["ppi"]
     model = ppi_by_group(judge, human, ["g"] * big_n, categories=["no", "yes"], reference="g", scores=scores,
-                         average=_two_columns(avg), clusters=np.arange(big_n))["rates"]["g"]["yes"]["ppi"]
+                         clusters=np.arange(big_n))["rates"]["g"]["yes"]["ppi"]
     assert outputs["rate"] == pytest.approx(point, abs=1e-12) and model["rate"] == pytest.approx(point, abs=1e-12)
     # These outputs: ppi_py's rectifier variance var(f - y) / n (ddof 0) with the sample variance's n / (n - 1),
     # the finite-population correction 1 - n / N, no judge term (fixed for a finite population), plus the
@@ -138,11 +144,43 @@ def test_cross_fitted_intervals_cover_these_outputs_under_each_design(design):
         labelled, build = _draw(design, base, stratum, n, rng)
         fold = rng.integers(0, k, big_n)
         f = np.where(labelled, per_fold[np.arange(big_n), fold], avg)
-        r = design_rate(y, f, domain, Design.build(labelled, **build), average=avg)
+        r = design_rate(y, f, domain, Design.build(labelled, **build))  # the judge term reads f too (crossfit)
         covered += r["ci"][0] <= truth <= r["ci"][1]
         widths.append(r["ci"][1] - r["ci"][0])
     assert covered / draws >= 0.9, (design, covered / draws)
     assert 0 < np.mean(widths) < 0.2
+
+
+def test_fold_judges_that_learn_their_labels_bias_a_fold_average_judge_term():
+    # Fold judges whose training depends on the sample: each moves halfway towards the human label of every
+    # output it was trained on (K - 1 of the K judges for a labelled output). A fold average on the labelled
+    # outputs then leans towards their labels, and the judge term carries (n/N) mean_S (a - f): at n = N/2,
+    # 0.5 * 0.8 * 0.5 * mean(y - base) = 0.2 * (0.3 * 0.3 - 0.7 * 0.2) = -0.01, about 0.9 standard errors.
+    # The estimator judge.analysis.crossfit uses (the out-of-fold prediction in the judge term too) is
+    # unbiased here and covers; the variance, and so the width, is the same for both.
+    rng = np.random.default_rng(5)
+    big_n, n, k, draws = 600, 300, 5, 300
+    y = (rng.random(big_n) < 0.3).astype(float)
+    base = np.clip(0.2 + 0.5 * y + rng.normal(0, 0.15, big_n), 0.01, 0.99)
+    truth, domain = y.mean(), np.ones(big_n, dtype=bool)
+    est = {"fold average": [], "out of fold": []}
+    for _ in range(draws):
+        labelled = np.zeros(big_n, dtype=bool)
+        labelled[rng.choice(big_n, n, replace=False)] = True
+        fold = np.where(labelled, rng.integers(0, k, big_n), 0)
+        per_fold, _ = _fold_judges(base, k, rng)
+        trained = labelled[:, None] & (fold[:, None] != np.arange(k))  # judge j was trained on output i
+        per_fold = np.where(trained, per_fold + 0.5 * (y[:, None] - per_fold), per_fold)
+        avg = per_fold.mean(axis=1)
+        f = np.where(labelled, per_fold[np.arange(big_n), fold], avg)
+        design = Design.build(labelled, groups=np.zeros(big_n), scored=domain)
+        old, new = design_rate(y, f, domain, design, average=avg), design_rate(y, f, domain, design)
+        assert old["half_width"] == pytest.approx(new["half_width"], rel=1e-12)
+        for key, r in (("fold average", old), ("out of fold", new)):
+            est[key].append((r["rate"], r["ci"][0] <= truth <= r["ci"][1]))
+    old, new = np.array(est["fold average"]), np.array(est["out of fold"])
+    assert old[:, 0].mean() - truth < -0.007 and abs(new[:, 0].mean() - truth) < 0.003
+    assert old[:, 1].mean() < 0.87 and new[:, 1].mean() >= 0.92, (old[:, 1].mean(), new[:, 1].mean())
 
 
 def test_cross_fitted_clustered_intervals_cover_the_models_rate():
@@ -162,7 +200,7 @@ def test_cross_fitted_clustered_intervals_cover_the_models_rate():
         fold = rng.permutation(prompts)[clusters] % k  # whole prompts to a fold
         f = np.where(labelled, per_fold[np.arange(len(y)), fold], avg)
         design = Design.build(labelled, groups=np.zeros(len(y)), scored=np.ones(len(y), dtype=bool))
-        r = design_rate(y, f, np.ones(len(y), dtype=bool), design, average=avg, clusters=clusters)
+        r = design_rate(y, f, np.ones(len(y), dtype=bool), design, clusters=clusters)
         covered += r["ci"][0] <= 0.25 <= r["ci"][1]
     assert covered / draws >= 0.9, covered / draws
 
@@ -292,6 +330,6 @@ def test_library_function_takes_the_arrays_and_returns_a_typed_result():
     f = avg["refusal"].to_numpy().copy()
     f[lab] = q
     expected = design_rate((frame["gold"] == "refusal").to_numpy(float), f, muslim,
-                           Design.build(lab, groups=frame["identity"], scored=np.ones(len(frame), bool)), average=p)
+                           Design.build(lab, groups=frame["identity"], scored=np.ones(len(frame), bool)))
     assert res.rates["muslim"]["refusal"].ppi.rate == pytest.approx(expected["rate"], abs=1e-12)
     assert res.rates["muslim"]["refusal"].ppi.se == pytest.approx(expected["se"], abs=1e-12)

@@ -7,22 +7,32 @@ where a human label is, the fold average elsewhere. ``cross_fitted`` gives the P
 judge.stats.ppi on those probabilities, under the sample's design (random, stratified, Neyman, Poisson) and
 clusters:
 
-    theta_g = lam * mean_{i in g} a_i + (1 / N_g) * sum_{i in S, in g} (y_i - lam * f_i) / pi_i
+    theta_g = lam * mean_{i in g} s_i + (1 / N_g) * sum_{i in S, in g} (y_i - lam * s_i) / pi_i
 
-with a_i the fold average on every output and f_i the out-of-fold probability on the sample S. Under a simple
-random sample this is ppi_py's ``crossppi_mean`` with every output of the group as its unlabelled data (its
-point estimate exactly; its variance differs by the finite-population correction and the judge term, see
-tests/test_crossfit.py). The variance is the design's (or, with clusters, the cluster-robust one) treating
-the K judges as fixed: they depend on the labels, which the cross-fitting argument (Zrnic & Candes 2024,
-PNAS) shows leaves the variance first-order unchanged; tests/test_crossfit.py checks coverage by simulation
-under each design, benchmarks/label_economy.py on the released 13B outputs.
+with s_i the out-of-fold probability on the sample S and the fold average elsewhere: the judge term and the
+correction read the same prediction, so a labelled output's own prediction cancels and, at lam = 1, it
+counts by its human label. Under a simple random sample of the group this is (n/N) * mean_S y + (1 - n/N) *
+ppi_py's ``crossppi_mean`` with the unlabelled outputs as its unlabelled data (its point estimate exactly, see
+tests/test_crossfit.py). The variance is the design's (or, with clusters, the cluster-robust one) treating the
+K judges as fixed: they depend on the labels, which the cross-fitting argument (Zrnic & Candes 2024, PNAS)
+shows leaves the variance first-order unchanged; tests/test_crossfit.py checks coverage by simulation under
+each design, with fold judges that learn their training labels, benchmarks/label_economy.py on the released
+outputs.
 
-Known limit (benchmarks/label_economy.py, XSTest): for these outputs' rate with a sample of half the outputs,
-cross-fitted intervals covered 0.86-0.89 (0.95-0.97 at under a quarter): the finite-population correction
-shrinks the correction's variance, while the fold average's own dependence on the sample is not in it.
+Why not the fold average on the labelled outputs too (what this module did before, and what ppi_py does when
+its unlabelled data are every output): K - 1 of the K fold judges were trained on each labelled output, so
+their average leans towards its human label, and the judge term then carries (n/N) * mean_S(a_i - f_i), an
+in-sample fit that does not vanish with the sample (it grows with n/N). benchmarks/crossfit_judge_term.py
+(random samples, 400 draws, the same draws scored both ways): on XSTest's llama2orig - gpt4 gap among its
+900 outputs the fold average biased the gap by +0.010 at n = 450 (about 0.6 standard errors) and the 95%
+intervals covered 0.91 (label_economy's 100-draw runs: 0.86-0.89); with the out-of-fold prediction the bias
+is -0.006, the spread smaller, and coverage 0.98 at the same width (0.96 -> 0.985 at n = 150; 13B outputs,
+n = 500 of 1,152: 0.93 -> 0.98; n = 150: 0.975 -> 0.983). The finite-population correction was not the
+cause: the interval's standard error matched the estimates' spread (0.0162 against 0.0159); dropping the
+correction covered 0.97 only by widening the interval by 41% and left the bias.
 
-Which estimand: without clusters the rate among these outputs (the judge term is then fixed: only the
-correction varies with the sample), with clusters the model's rate (prompts drawn anew).
+Which estimand: without clusters the rate among these outputs (the variance is the design's, the judges taken
+as fixed), with clusters the model's rate (prompts drawn anew).
 
 The judge-only column counts the fold-average judge's most probable category.
 """
@@ -112,7 +122,6 @@ def cross_fitted(
         cluster_info=cluster_info,
         ppi_lambda=ppi_lambda,
         adjust=adjust,
-        scores=cross_fitted_scores(out_of_fold, fold_average),
-        average=fold_average,
+        scores=cross_fitted_scores(out_of_fold, fold_average),  # the judge term reads them too (module docstring)
         cross_fit=info,
     )

@@ -59,9 +59,11 @@ and its category rates sum to 1 because the labels are one-hot.
 
 The estimand is said (``estimand`` in ``ppi_by_group``'s result): without clusters, the rate among these
 outputs (``ESTIMAND_OUTPUTS``); with them, the model's rate (``ESTIMAND_MODEL``). The judge's predictions
-may be probabilities rather than indicators (``scores``), and the judge term may average other predictions
-than the correction subtracts (``average``): a cross-fitted judge's fold average and out-of-fold
-predictions (judge.analysis.crossfit; Zrnic & Candès 2024, *Cross-prediction-powered inference*, PNAS).
+may be probabilities rather than indicators (``scores``: a cross-fitted judge's out-of-fold predictions on
+the labelled outputs and fold average elsewhere, judge.analysis.crossfit; Zrnic & Candès 2024,
+*Cross-prediction-powered inference*, PNAS), and the judge term may average other predictions than the
+correction subtracts (``average``; cross-fitting does not: a fold average on the labelled outputs, fitted to
+their labels, biased the rate, judge.analysis.crossfit).
 
 Every function here takes indicator arrays (1 when the output is in the category) and returns plain
 dicts with 95% intervals unless ``alpha`` says otherwise.
@@ -244,9 +246,10 @@ def design_rate(
     The one function that, given the human labels ``y`` (0/1 for a category), the judge's predictions ``f``
     (indicators or probabilities), the ``design`` and ``clusters``, returns the rate and its ``se``: the
     planner (judge.plan) reads its variance. ``average`` (default ``f``) is what the judge term averages over
-    the domain where it differs from what the correction subtracts: a cross-fitted judge's fold average, the
-    correction then using each labelled output's out-of-fold prediction (judge.analysis.crossfit), so that
-    under a simple random sample this is ppi_py's ``crossppi_mean`` (tests/test_crossfit.py).
+    the domain where it differs from what the correction subtracts (with a cross-fitted judge's fold average on
+    every output it is ppi_py's ``crossppi_mean`` with every output as unlabelled data; judge.analysis.crossfit
+    leaves it at ``f``, the out-of-fold prediction where a human label is, because the fold average there was
+    fitted to that label and biased the rate: tests/test_crossfit.py).
 
     ``y`` (human indicators, read where ``design.labelled``) and ``f`` (the judge's) have one entry per
     output; ``lam`` 0 gives the human labels alone (Horvitz-Thompson), None tunes it.
@@ -427,7 +430,7 @@ def group_rate(
 
     ``f`` is what PPI corrects: the judge's indicator, or its probability of the category (a cross-fitted
     judge's out-of-fold one on the labelled outputs, judge.analysis.crossfit); ``average`` (default ``f``) what
-    its judge term averages (the fold average); ``judge`` (default ``f``) the indicator the judge-only rate
+    its judge term averages (see ``design_rate``); ``judge`` (default ``f``) the indicator the judge-only rate
     counts."""
     domain = np.asarray(domain, dtype=bool)
     f, y = np.asarray(f, dtype=float), np.asarray(y, dtype=float)
@@ -622,9 +625,9 @@ def ppi_by_group(
     ``scores`` (one row per output, one column per category in ``categories`` order: the judge's
     probabilities) replace the judge's indicators in the PPI correction; the judge-only rate still counts
     ``judge_labels``. judge.analysis.crossfit passes cross-fitted probabilities here (each labelled output
-    predicted by the fold judge that did not see it, the others by the average of the fold judges);
-    ``average`` (same shape; default ``scores``) is what the judge term averages: the fold average for every
-    output.
+    predicted by the fold judge that did not see it, the others by the average of the fold judges), which the
+    judge term averages too; ``average`` (same shape; default ``scores``) would make the judge term average
+    other predictions (see ``design_rate``).
 
     The estimand (``estimand`` in the result): without ``clusters``, the rate among these outputs; with
     them, the model's rate (prompts drawn anew).
