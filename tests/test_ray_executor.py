@@ -109,10 +109,11 @@ def driver_threads() -> int | None:
     return sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
 
 
-def cpu_share(actors: int) -> float:
+def cpu_share(actors: int, threads: int | None = None) -> float:
     """2 CPUs less the half left for the driver, shared out, at most the actor's threads each: with 2
-    threads, 1.5 for one actor and 0.75 for two."""
-    return min(float(driver_threads() or 1), (2 - 0.5) / actors)
+    threads, 1.5 for one actor and 0.75 for two. ``threads``: the command's --threads where a command runs
+    (judge.label sets torch's threads to it, default 1); else the driver's own."""
+    return min(float(threads or driver_threads() or 1), (2 - 0.5) / actors)
 
 
 def checkpoint_keys(checkpoint: JsonlCheckpoint) -> list[str]:
