@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
@@ -81,3 +82,14 @@ class Decoding:
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0
+
+
+def is_logprob(value: Any) -> bool:
+    """A server's log-probability as it may be trusted: a real number (not a bool), finite or -inf, at most 0
+    (1e-6 of rounding allowed). The trie scorer and the model fingerprint read answers through it."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (math.isfinite(value) or value == -math.inf)
+        and value <= 1e-6
+    )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from judge.core.errors import UserError, cut
+from judge.engines.base import is_logprob
 
 CANARY = "The capital of France is Paris. One, two, three, four, five."
 TOLERANCE = 0.01  # nats per token: batch noise on a CPU server is ~1e-5; another model differs by far more
@@ -89,23 +90,14 @@ def _vllm_canary(engine) -> dict[str, Any] | str:
         slot = per_token[position]
         entry = slot.get(str(tokens[position])) if isinstance(slot, dict) else None
         value = entry.get("logprob") if isinstance(entry, dict) else None
-        if not _is_logprob(value):
+        if not is_logprob(value):
             return f"{UNVERIFIABLE}: the server's prompt log-probabilities lack token {tokens[position]}"
         logprobs.append(round(float(value), 6))
     return {"text": CANARY, "tokens": tokens, "logprobs": logprobs, "tolerance": TOLERANCE}
 
 
-def _is_logprob(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and (math.isfinite(value) or value == -math.inf)
-        and value <= 1e-6
-    )
-
-
 def _distance(x: Any, y: Any) -> float:
-    if not (_is_logprob(x) and _is_logprob(y)):
+    if not (is_logprob(x) and is_logprob(y)):
         return math.inf
     return 0.0 if x == y else abs(float(x) - float(y))  # -inf == -inf: no difference
 

@@ -16,9 +16,10 @@ response instead of 6 full-chat scorings. The functions here are pure (token ids
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
+
+from judge.engines.base import is_logprob
 
 # vLLM 0.32 caps logprob_token_ids at 128 ids a request (sampling_params.MAX_LOGPROB_TOKEN_IDS)
 MAX_TOKEN_IDS = 128
@@ -77,20 +78,11 @@ def path_sums(
         tokens, total = tuple(int(t) for t in continuation), 0.0
         for depth, token in enumerate(tokens):
             value = node_logprobs.get(tokens[:depth], {}).get(token)
-            if not _is_logprob(value):
+            if not is_logprob(value):
                 return Unsupported(f"no log-probability for token {token} after {depth} label token(s)")
             total += float(value)
         sums.append(total)
     return sums
-
-
-def _is_logprob(value: Any) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and (math.isfinite(value) or value == -math.inf)
-        and value <= 1e-6
-    )
 
 
 def score_rows(

@@ -44,6 +44,17 @@ class Judgement:
         return cls(label=UNSCORED, reason=reason, raw=raw, probabilities=probabilities or {})
 
     @classmethod
+    def from_rows(cls, rows: Any, classes: Sequence[str], labels: Sequence[str]) -> list["Judgement"]:
+        """One judgement per row of a classifier's probabilities over ``classes`` (its training classes, in its
+        column order); a category of ``labels`` the classifier never saw has probability 0."""
+        out = []
+        for row in rows:
+            probabilities = dict.fromkeys(labels, 0.0)
+            probabilities.update({c: float(v) for c, v in zip(classes, row)})
+            out.append(cls.from_probabilities(probabilities))
+        return out
+
+    @classmethod
     def from_probabilities(cls, probabilities: dict[str, float], **extra: Any) -> "Judgement":
         label = max(probabilities, key=probabilities.get)
         return cls(label=label, confidence=float(probabilities[label]), probabilities=probabilities, **extra)

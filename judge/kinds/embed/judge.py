@@ -48,12 +48,7 @@ class EmbedJudge(Judge):
     def _label_batch(self, batch: Sequence[Item]) -> list[Judgement]:
         prompts, responses = self.texts(batch)
         probs = self.head.predict_proba(self.encoder.embed(prompts, responses))
-        out = []
-        for row in probs:
-            p = {c: 0.0 for c in self.taxonomy.labels}
-            p.update({c: float(v) for c, v in zip(self.classes, row)})
-            out.append(Judgement.from_probabilities(p))
-        return out
+        return Judgement.from_rows(probs, self.classes, self.taxonomy.labels)
 
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory), "encoder": self.meta["base_model"]}

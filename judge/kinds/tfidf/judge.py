@@ -39,12 +39,7 @@ class TfidfJudge(Judge):
 
         prompts, responses = self.texts(batch)
         probs = self.model.predict_proba(tfidf_text(prompts, responses))
-        out = []
-        for row in probs:
-            p = {c: 0.0 for c in self.taxonomy.labels}
-            p.update({c: float(v) for c, v in zip(self.classes, row)})
-            out.append(Judgement.from_probabilities(p))
-        return out
+        return Judgement.from_rows(probs, self.classes, self.taxonomy.labels)
 
     def describe(self) -> dict:
         return {**super().describe(), "directory": str(self.directory)}
