@@ -289,7 +289,9 @@ def test_requests_per_minute_paces_every_request(server, proxy):
     e.generate([ask(f"p{i}", "Say hi.", seed=i) for i in range(3)], Sampling(max_new_tokens=2), batch_seed=0)
     times = sorted(t for t, *_ in proxy.seen)
     assert len(times) == 7
-    assert all(t - times[0] >= 0.25 * k - 0.02 for k, t in enumerate(times)), times  # 0.02 s: the hop to the proxy
+    # paced at the client, seen at the proxy: a request's hop there (a new connection on a loaded 2-core machine
+    # took 0.07 s once) can shorten one gap; unpaced, the 7 requests would all arrive within a few hundredths
+    assert all(t - times[0] >= 0.25 * k - 0.1 for k, t in enumerate(times)), times
 
 
 @pytest.mark.slow
