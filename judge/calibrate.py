@@ -80,7 +80,10 @@ class Config(InputEncoding):
 
 
 def main(config: Config) -> dict:
+    from judge.core.files import ensure_writable
+
     with claim_for(config, "judge.calibrate", inputs=("input", "judge"), directory=False):
+        ensure_writable(config.out, overwrite=config.overwrite)  # before the work: a user's file is never replaced
         return _main(config)
 
 
@@ -146,7 +149,7 @@ def _main(config: Config) -> dict:
     result.source_sha256 = file_sha256(path)
     result.judge_spec = config.judge
     out = Path(config.out)
-    write_text(out, json_text(result.to_dict(), indent=2) + "\n", overwrite=True)
+    write_text(out, json_text(result.to_dict(), indent=2) + "\n", overwrite=config.overwrite)
     RunManifest("judge.calibrate", config, inputs=[path]).write(out, n=result.n, kept=result.kept)
     cut = (
         f"threshold {result.threshold:.4g}"

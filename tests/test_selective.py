@@ -146,6 +146,15 @@ def calibrated(tmp_path_factory, sample_records):
     return folder
 
 
+def test_calibrate_never_replaces_a_file_without_overwrite(calibrated, tmp_path, capsys):
+    # a user's file at --out: refused in one line before any work, its bytes kept (it was silently replaced)
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text('{"mine": 1}\n')
+    code, _, err = run_cli(calibrate_cmd, ["--judge", str(calibrated / "tf"), "--out", str(theirs)], capsys)
+    assert code == 2 and "already exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert theirs.read_text() == '{"mine": 1}\n'
+
+
 def test_calibrate_from_out_of_fold_predictions(calibrated):
     cal = read_calibration(str(calibrated / "cal.json"))
     oof = pd.read_json(calibrated / "tf" / "cv" / "oof.jsonl", lines=True)
