@@ -8,9 +8,11 @@ direction, per-category F1, categories never predicted, training and labelling t
 Directions: the paper's released labels (Chehbouni et al. 2024) 7B -> 13B and 13B -> 7B, and XSTest
 (train gpt4 + llama2orig + mistralguard, test llama2new + mistralinstruct). Each judge is trained by
 training.build.train_judge (what judge.train runs) and labels the other side through judge.kinds.load_judge.
-A judge is NAME[:noprompt][:balanced][:pN]: tfidf-word, tfidf-char (char_wb 2-4 grams), embed (frozen
-MiniLM + logistic regression), lora (the default recipe); ':noprompt' reads the response only,
-':balanced' / ':pN' set LoRA's --class-weighting balanced / --patience N. Every row is appended to
+A judge is NAME[:noprompt][:balanced][:pN][:char][:cvK][:thk|:thf]: tfidf-word, tfidf-char (char_wb 2-4 grams),
+embed (frozen MiniLM + logistic regression), lora (the default recipe), or ens-M1+M2+... (a stacked ensemble of
+those member kinds, e.g. ens-tfidf+embed+rules); ':noprompt' reads the response only, ':balanced' / ':pN' set
+LoRA's --class-weighting balanced / --patience N, ':char' gives a TF-IDF member char_wb 2-4 grams, ':cvK' adds
+--cv K, ':thk' / ':thf' --tune-thresholds kappa / macro-f1. Every row is appended to
 --rows as it is done (JSONL), so an interrupted run keeps what it measured.
 """
 
@@ -89,12 +91,21 @@ def directions(names: list[str], data_dir: Path):
             yield name, "chehbouni2024", chehbouni[src], chehbouni[dst]
 
 
-def judge_settings(spec: str) -> tuple[dict, bool]:
+def judge_settings(spec: str) -> dict:
     name, *flags = spec.split(":")
-    settings = dict(KINDS[name])
+    if name.startswith("ens-"):  # ens-tfidf+embed+rules: a stacked ensemble of those members
+        settings = {"kind": "ensemble", "members": name[len("ens-") :].split("+")}
+    else:
+        settings = dict(KINDS[name])
     for flag in flags:
         if flag == "noprompt":
             settings["no_prompt"] = True
+        elif flag == "char":  # the TF-IDF (member) on char_wb 2-4 grams
+            settings.update(tfidf_analyzer="char_wb", tfidf_ngrams="2-4")
+        elif flag.startswith("cv") and flag[2:].isdigit():
+            settings["cv"] = int(flag[2:])
+        elif flag in ("thk", "thf"):  # per-category decision offsets tuned out of fold (kappa / macro-F1)
+            settings["tune_thresholds"] = "kappa" if flag == "thk" else "macro-f1"
         elif flag == "balanced":
             settings["class_weighting"] = "balanced"
         elif flag.startswith("p") and flag[1:].isdigit():
