@@ -8,9 +8,10 @@ direction, per-category F1, categories never predicted, training and labelling t
 Directions: the paper's released labels (Chehbouni et al. 2024) 7B -> 13B and 13B -> 7B, and XSTest
 (train gpt4 + llama2orig + mistralguard, test llama2new + mistralinstruct). Each judge is trained by
 training.build.train_judge (what judge.train runs) and labels the other side through judge.kinds.load_judge.
-A judge is NAME[:noprompt][:balanced][:pN]: tfidf-word, tfidf-char (char_wb 2-4 grams), embed (frozen
+A judge is NAME[:noprompt][:balanced][:pN][:tkappa|:tf1]: tfidf-word, tfidf-char (char_wb 2-4 grams), embed (frozen
 MiniLM + logistic regression), lora (the default recipe); ':noprompt' reads the response only,
-':balanced' / ':pN' set LoRA's --class-weighting balanced / --patience N. Every row is appended to
+':balanced' / ':pN' set LoRA's --class-weighting balanced / --patience N; ':tkappa' / ':tf1' add --cv 5
+--tune-thresholds kappa / macro-f1 (decision offsets tuned on the out-of-fold predictions). Every row is appended to
 --rows as it is done (JSONL), so an interrupted run keeps what it measured.
 """
 
@@ -97,6 +98,9 @@ def judge_settings(spec: str) -> tuple[dict, bool]:
             settings["no_prompt"] = True
         elif flag == "balanced":
             settings["class_weighting"] = "balanced"
+        elif flag in ("tkappa", "tf1"):  # decision offsets tuned on 5-fold out-of-fold predictions
+            settings["tune_thresholds"] = "kappa" if flag == "tkappa" else "macro-f1"
+            settings.setdefault("cv", 5)
         elif flag.startswith("p") and flag[1:].isdigit():
             settings["patience"] = int(flag[1:])
         else:
@@ -142,6 +146,10 @@ def measure(spec: str, direction: str, taxonomy: str, train: pd.DataFrame, test:
         "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}",
         "val degenerate": json.dumps(metrics.get("never_predicted", {})),
     }
+    if "decision_offsets" in metrics:
+        tuning = metrics["decision_offsets"]
+        row["oof before/after"] = f"{tuning['before']}/{tuning['after']}"
+        row["offsets"] = ", ".join(f"{SHORT.get(c, c)} {v:+.2f}" for c, v in tuning["offsets"].items() if v)
     row.update({f"F1 {SHORT.get(c, c)}": float(v) for c, v in zip(labels, f1) if shares.get(c, 0) > 0})
     return row
 
