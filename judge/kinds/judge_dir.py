@@ -464,7 +464,8 @@ def finish(
         meta["decision_offsets"] = {str(k): float(v) for k, v in decision_offsets.items()}
         (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
     meta = seal(directory, labels=taxonomy.labels, text_view=text_view)
-    Seal.model_validate(meta)  # offsets training wrote always load
+    if decision_offsets is not None:
+        Seal.model_validate(meta)  # offsets training writes are ones loading accepts (finite, capped, every label)
     shareable(directory)
     return meta
 
