@@ -11,8 +11,9 @@ Identifiability: adding one constant to every offset changes no label, so the mo
 (of the gold labels; ties: the first in taxonomy order) keeps offset 0. A category absent from the gold
 labels keeps 0 too: nothing could tell its offset apart. Overfitting: a move is kept only when it raises
 the out-of-fold objective by at least ``MIN_GAIN`` (a few records' worth on a few hundred labels), so
-noise-level gains leave the offsets at 0, and |offset| is capped (``MAX_DECISION_OFFSET``, see
-judge.kinds.judge_dir for why); labelling applies the same rule (judge.kinds.base ``Judge.decide``).
+noise-level gains leave the offsets at 0; tuning explores |offset| <= ``TUNING_RANGE`` (1, chosen by
+measurement, below), and no judge.json may hold more than ``MAX_DECISION_OFFSET`` (3, see judge.kinds.judge_dir
+for why); labelling applies the same rule (judge.kinds.base ``Judge.decide``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ from judge.kinds.judge_dir import MAX_DECISION_OFFSET, PROBABILITY_FLOOR
 
 OBJECTIVES = ("kappa", "macro-f1")
 GRID_STEP = 0.25
-# -3, -2.75, ..., 3: 25 values, 0 among them, none beyond the cap labelling accepts
-GRID = np.round(np.arange(-MAX_DECISION_OFFSET, MAX_DECISION_OFFSET + GRID_STEP / 2, GRID_STEP), 10)
-MIN_GAIN = 0.005  # the least rise of the out-of-fold objective that keeps a move
+# The range tuning explores, by measurement (TF-IDF word and char_wb judges, 5 template-grouped folds, tuned on the
+# training side's out-of-fold predictions and scored on the other side: the paper's 7B -> 13B, 13B -> 7B and
+# XSTest): offsets up to 3 raised the out-of-fold kappa most (13B: 0.640 -> 0.708) and lowered the other model's
+# by 0.044 (an offset of -2.5 on 'harmful refusal'); within +-1 and a margin of 0.01 the changes were -0.007 to
+# +0.016. Out-of-fold predictions are from the training side's model and templates: a large offset fits them, not
+# another model's outputs. So -1, -0.75, ..., 1 (9 values, 0 among them), inside the cap labelling accepts.
+TUNING_RANGE = 1.0
+GRID = np.round(np.arange(-TUNING_RANGE, TUNING_RANGE + GRID_STEP / 2, GRID_STEP), 10)
+MIN_GAIN = 0.01  # the least rise of the out-of-fold objective that keeps a move (0.005 let noise-level moves in)
 MAX_SWEEPS = 20  # each kept move raises the objective by MIN_GAIN, so ascent ends well before on any data
 
 
