@@ -8,11 +8,12 @@ direction, per-category F1, categories never predicted, training and labelling t
 Directions: the paper's released labels (Chehbouni et al. 2024) 7B -> 13B and 13B -> 7B, and XSTest
 (train gpt4 + llama2orig + mistralguard, test llama2new + mistralinstruct). Each judge is trained by
 training.build.train_judge (what judge.train runs) and labels the other side through judge.kinds.load_judge.
-A judge is NAME[:noprompt][:balanced][:pN][:char][:cvK][:thk|:thf]: tfidf-word, tfidf-char (char_wb 2-4 grams),
-embed (frozen MiniLM + logistic regression), lora (the default recipe), or ens-M1+M2+... (a stacked ensemble of
-those member kinds, e.g. ens-tfidf+embed+rules); ':noprompt' reads the response only, ':balanced' / ':pN' set
-LoRA's --class-weighting balanced / --patience N, ':char' gives a TF-IDF member char_wb 2-4 grams, ':cvK' adds
---cv K, ':thk' / ':thf' --tune-thresholds kappa / macro-f1. Every row is appended to
+A judge is NAME[:noprompt][:balanced][:pN][:char][:cvK][:thk|:thf][:tkappa|:tf1]: tfidf-word, tfidf-char (char_wb
+2-4 grams), embed (frozen MiniLM + logistic regression), lora (the default recipe), or ens-M1+M2+... (a stacked
+ensemble of those member kinds, e.g. ens-tfidf+embed+rules); ':noprompt' reads the response only, ':balanced' /
+':pN' set LoRA's --class-weighting balanced / --patience N, ':char' gives a TF-IDF member char_wb 2-4 grams, ':cvK'
+adds --cv K, ':thk' / ':thf' --tune-thresholds kappa / macro-f1 (an ensemble tunes on its stacker's out-of-fold
+predictions; other kinds need ':cvK'), ':tkappa' / ':tf1' add both --cv 5 and the tuning. Every row is appended to
 --rows as it is done (JSONL), so an interrupted run keeps what it measured.
 """
 
@@ -108,6 +109,9 @@ def judge_settings(spec: str) -> dict:
             settings["tune_thresholds"] = "kappa" if flag == "thk" else "macro-f1"
         elif flag == "balanced":
             settings["class_weighting"] = "balanced"
+        elif flag in ("tkappa", "tf1"):  # decision offsets tuned on 5-fold out-of-fold predictions
+            settings["tune_thresholds"] = "kappa" if flag == "tkappa" else "macro-f1"
+            settings.setdefault("cv", 5)
         elif flag.startswith("p") and flag[1:].isdigit():
             settings["patience"] = int(flag[1:])
         else:
@@ -153,6 +157,10 @@ def measure(spec: str, direction: str, taxonomy: str, train: pd.DataFrame, test:
         "load": f"{load_before:.1f}-{os.getloadavg()[0]:.1f}",
         "val degenerate": json.dumps(metrics.get("never_predicted", {})),
     }
+    if "decision_offsets" in metrics:
+        tuning = metrics["decision_offsets"]
+        row["oof before/after"] = f"{tuning['before']}/{tuning['after']}"
+        row["offsets"] = ", ".join(f"{SHORT.get(c, c)} {v:+.2f}" for c, v in tuning["offsets"].items() if v)
     row.update({f"F1 {SHORT.get(c, c)}": float(v) for c, v in zip(labels, f1) if shares.get(c, 0) > 0})
     return row
 

@@ -13,6 +13,8 @@ Examples:
     python -m judge.train --train runs/study/labelled.csv --kind ensemble --cv 5 --cv-group template \\
         --taxonomy chehbouni2024 --out runs/study/judge-ensemble      # stacked LoRA + TF-IDF + rules
     python -m judge.train --train runs/study/labelled.csv --kind tfidf --cv 5 --out runs/study/judge-tfidf
+    python -m judge.train --train runs/study/labelled.csv --kind tfidf --cv 5 --tune-thresholds kappa \
+        --out runs/study/judge-tfidf-tuned   # per-category decision offsets tuned on the out-of-fold predictions
     python -m judge.train --train runs/llama7b.jsonl --tail-tokens 32 --out runs/judge-head-tail   # long outputs
     python -m judge.train --train labels.csv --kind tfidf --no-prompt --mask-names names.txt \\
         --out runs/judge-response-only

@@ -54,6 +54,15 @@ def settings(**changes):
     return lambda j, o: reseal(j, lambda m: m.update(changes))
 
 
+def offsets(change):
+    """judge.json's decision_offsets (judge.train --tune-thresholds): 0.5 for every label, then ``change``d."""
+    def edit(meta):
+        values = dict.fromkeys(meta["labels"], 0.5)
+        replaced = change(values)
+        meta["decision_offsets"] = values if replaced is None else replaced
+    return lambda j, o: reseal(j, edit)
+
+
 def edit_json(name, change):
     def forge(j, o):
         path = j / name
@@ -190,6 +199,16 @@ CASES = [
     ("member-dirs-for-code", "ensemble", settings(member_dirs={"tfidf": "members/tfidf", "rules": "members/tfidf"}),
      ["member_dirs.rules", "a member with a folder of its own"]),
     ("member-dirs-mismatch", "ensemble", settings(member_dirs={}), ["member_dirs", "tfidf"]),
+    # decision offsets (judge.train --tune-thresholds): finite numbers within the cap, one per label, on every kind
+    ("offsets-nan", "tfidf", offsets(lambda d: d.update(refusal=float("nan"))), ["judge.json", "NaN", "retrain"]),
+    ("offsets-inf", "tfidf", offsets(lambda d: d.update(refusal=float("inf"))), ["judge.json", "Infinity", "retrain"]),
+    ("offsets-huge", "tfidf", offsets(lambda d: d.update(refusal=1e300)), ["decision_offsets.refusal", "less than or equal to 3"]),
+    ("offsets-below-cap", "lora", offsets(lambda d: d.update(answer=-3.5)), ["decision_offsets.answer", "greater than or equal to -3"]),
+    ("offsets-stray-label", "tfidf", offsets(lambda d: d.update(forest=0.1)), ["decision_offsets", "'forest' is not a label", "retrain"]),
+    ("offsets-missing-label", "ensemble", offsets(lambda d: d.pop("failure") and None), ["decision_offsets", "'failure' has none"]),
+    ("offsets-not-number", "tfidf", offsets(lambda d: d.update(refusal="0.5")), ["decision_offsets.refusal", "valid number"]),
+    ("offsets-bool", "tfidf", offsets(lambda d: d.update(refusal=True)), ["decision_offsets.refusal", "valid number"]),
+    ("offsets-not-object", "tfidf", offsets(lambda d: list(d.values())), ["decision_offsets", "valid dictionary"]),
     # TF-IDF: tfidf.json and tfidf.safetensors
     ("token-pattern-backtracking", "tfidf", edit_json("tfidf.json", lambda s: s.update(token_pattern="(a+)+$")),
      ["token_pattern", "(a+)+$", "not the one training writes", "retrain"]),

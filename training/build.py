@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from judge.core.config import LABEL_MAP, TAXONOMY_HELP, RecordColumns, check_fraction, check_label_map, check_unique
+from judge.core.config import (
+    LABEL_MAP,
+    TAXONOMY_HELP,
+    RecordColumns,
+    check_choice,
+    check_fraction,
+    check_label_map,
+    check_unique,
+)
 from judge.core.errors import UserError, clip, short_list
 from judge.core.files import check_output_directory
 from judge.core.manifest import RunManifest
@@ -22,6 +30,8 @@ from judge.render.tables import fmt
 from training.examples import check_trainable, labelled_data, stratified_split, text_view_for
 from training.kinds import Run, option_fields, trained_kinds, trainer
 from training.lora import LoraRecipe
+
+TUNE_THRESHOLDS = ("off", "kappa", "macro-f1")  # --tune-thresholds: off, or the objective (training.thresholds)
 
 
 @dataclass
@@ -70,6 +80,16 @@ class RunSettings(RecordColumns):
             "help": "with --cv K: cross-validate both text views, prompt and response or the response only, and keep "
             "the one whose out-of-fold kappa is higher (both scores recorded in judge.json's training_notes; twice the "
             "cross-validation's cost)"
+        },
+    )
+    tune_thresholds: str = field(
+        default="off",
+        metadata={
+            "choices": TUNE_THRESHOLDS,
+            "help": "per-category decision offsets tuned on out-of-fold predictions (needs --cv K, or --kind "
+            "ensemble's own folds): the label becomes argmax(log p + offset), chosen to maximise the out-of-fold "
+            "kappa or macro-F1; the probabilities stay calibrated; offsets and the objective before and after are "
+            "recorded in judge.json (default: %(default)s)",
         },
     )
     refuse_degenerate: bool = field(
@@ -139,6 +159,12 @@ class RunSettings(RecordColumns):
             options = trainer(name).options
             if options is not None:
                 options(**{f.name: getattr(self, f.name) for f in fields(options)})
+        check_choice(self, "tune_thresholds", TUNE_THRESHOLDS)
+        if self.tune_thresholds != "off" and not self.cv and not kind.default_folds:
+            raise UserError(
+                "--tune-thresholds tunes the decision offsets on out-of-fold predictions, which need cross-validation: "
+                "add --cv 5"
+            )
         if self.pick_view and not self.cv:
             raise UserError("--pick-view chooses the text view by cross-validation: add --cv 5")
         if self.pick_view and self.no_prompt:
@@ -332,7 +358,15 @@ def _train_judge(config: TrainConfig, before_commit) -> dict:
         if "view_choice" in notes:
             metrics["view_choice"] = notes["view_choice"]
         check_degenerate(data, metrics, oof, notes, refuse=config.refuse_degenerate)
-        finish(tmp, data.taxonomy, training_ids=data.records["id"], text_view=view, training_notes=notes or None)
+        offsets = tune_thresholds(data, oof, metrics, notes, objective=config.tune_thresholds)
+        finish(
+            tmp,
+            data.taxonomy,
+            training_ids=data.records["id"],
+            text_view=view,
+            training_notes=notes or None,
+            decision_offsets=offsets,
+        )
         if oof is not None:
             metrics["cv"] = write_out_of_fold(tmp / CV_DIR, data, oof, folds, group, records.attrs.get("column_map"))
         counts = {c: int((data.y == i).sum()) for i, c in enumerate(data.taxonomy.labels)}
@@ -418,6 +452,35 @@ def check_degenerate(data, metrics: dict, oof, notes: dict, *, refuse: bool) -> 
         raise UserError(message.replace("Recorded in judge.json's training_notes", "Not saved (--refuse-degenerate)"))
     print(f"warning: {message}", file=sys.stderr)
     metrics["never_predicted"] = notes["never_predicted"]
+
+
+def tune_thresholds(data, oof, metrics: dict, notes: dict, *, objective: str) -> dict[str, float] | None:
+    """--tune-thresholds: decision offsets (label -> float) tuned on the out-of-fold probabilities
+    (training.thresholds), with the objective before and after in ``notes["decision_offsets"]`` (judge.json's
+    training_notes) and ``metrics["decision_offsets"]``; None when off.
+
+    With --cv K the probabilities are the fold models' (each trained on K-1 folds), while the judge shipped is
+    trained on every label: the offsets are a property of the recipe, tuned where its predictions are out of
+    sample, as the degenerate-judge check reads the same out-of-fold predictions. The ensemble's are its
+    stacker's own calibrated out-of-fold probabilities (``Trained.oof``)."""
+    if objective == "off":
+        return None
+    from training.thresholds import tune_offsets
+
+    labels = data.taxonomy.labels
+    if oof is None:  # __post_init__ refuses this first; a kind with default folds always returns its own
+        raise UserError("--tune-thresholds needs out-of-fold predictions: add --cv 5")
+    tuned = tune_offsets(oof, data.y, labels=labels, objective=objective)
+    notes["decision_offsets"] = metrics["decision_offsets"] = {
+        **tuned.to_dict(labels),
+        "offsets": tuned.by_label(labels),
+    }
+    shown = ", ".join(f"{c} {v:+.2f}" for c, v in tuned.by_label(labels).items())
+    if tuned.reason is not None:
+        print(f"decision offsets not tuned ({tuned.reason}): all 0")
+    else:
+        print(f"decision offsets ({objective}, out-of-fold {tuned.before:.3f} -> {tuned.after:.3f}): {shown}")
+    return tuned.by_label(labels)
 
 
 CV_DIR = "cv"  # out-of-fold predictions and their agreement report; not part of what the judge does
@@ -554,6 +617,16 @@ def model_card(
             "- Out-of-fold kappa (grouped folds): "
             + ", ".join(f"{m} {v['kappa']:.3f}" for m, v in metrics["oof"].items())
         )
+    if "decision_offsets" in metrics:
+        tuning = metrics["decision_offsets"]
+        if tuning.get("reason"):
+            lines.append(f"- Decision offsets: not tuned ({tuning['reason']})")
+        else:
+            lines.append(
+                "- Decision offsets (label = argmax of log p + offset, tuned on out-of-fold "
+                f"{tuning['objective']}: {tuning['before']:.3f} -> {tuning['after']:.3f}): "
+                + ", ".join(f"{c} {v:+.2f}" for c, v in tuning["offsets"].items())
+            )
     if "cv" in metrics:
         lines.append(
             f"- Cross-validation: {metrics['cv']['folds']} folds grouped by {metrics['cv']['group'] or 'record'}; "

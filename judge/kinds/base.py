@@ -129,7 +129,32 @@ class Judge:
 
     def describe(self) -> dict[str, Any]:
         """What the run manifest records about this judge."""
-        return {"kind": self.kind, "taxonomy": self.taxonomy.name}
+        offsets = self.decision_offsets
+        return {"kind": self.kind, "taxonomy": self.taxonomy.name, **({"decision_offsets": offsets} if offsets else {})}
+
+    @property
+    def decision_offsets(self) -> dict[str, float] | None:
+        """The offsets its judge directory records (judge.json's ``decision_offsets``, judge.train
+        --tune-thresholds), checked by its schema when the directory was verified; None without (or all zero)."""
+        from judge.kinds.judge_dir import decision_offsets_of
+
+        meta = getattr(self, "meta", None)  # every kind with a judge directory keeps its verified judge.json
+        return decision_offsets_of(meta) if isinstance(meta, dict) else None
+
+    def decide(self, judgement: Judgement, offsets: dict[str, float] | None) -> Judgement:
+        """The label with the directory's decision offsets: argmax over categories of log p + offset (ties: the
+        first, as without offsets). The probabilities stay the calibrated ones; the confidence is the chosen
+        label's probability. Applied here, to the judge's own output only: an ensemble reads its members'
+        ``_label_batch``, so a member's offsets never alter the stacker's features."""
+        if not offsets or judgement.label in (UNSCORED, ESCALATE) or not judgement.probabilities:
+            return judgement
+        from judge.kinds.judge_dir import PROBABILITY_FLOOR
+
+        def score(category: str) -> float:
+            return math.log(max(judgement.probabilities[category], PROBABILITY_FLOOR)) + offsets.get(category, 0.0)
+
+        label = max(judgement.probabilities, key=score)
+        return dataclasses.replace(judgement, label=label, confidence=float(judgement.probabilities[label]))
 
     # -- shared machinery ---------------------------------------------------------------------
     def plan(self, items: Sequence[Item], batch_size: int) -> list[Batch]:
@@ -199,11 +224,13 @@ class Judge:
         """The output rows of one batch of the plan, written as ``self.row_options`` says."""
         items = batch.items
         judgements = self.checked(self._label_batch(items), items)
-        options = self.row_options
+        options, offsets = self.row_options, self.decision_offsets
         return [
             self.output_row(
                 item,
-                self.apply_selective(self.apply_abstention(j, options.abstain_below), options.selective),
+                self.apply_selective(
+                    self.apply_abstention(self.decide(j, offsets), options.abstain_below), options.selective
+                ),
                 prefix=options.prefix,
             )
             for item, j in zip(items, judgements)

@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Iterable, Iterator, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from judge.core.errors import UserError, cut, short_list
 from judge.core.files import json_text
@@ -147,6 +147,21 @@ class ViewChoice(BaseModel):
     scores: dict[Literal["prompt", "response"], ViewScores]
 
 
+class DecisionTuning(BaseModel):
+    """--tune-thresholds: how the decision offsets were tuned, and the out-of-fold objective before (all 0) and
+    after (None: not tuned, with the reason). Informative: labelling reads the Seal's ``decision_offsets``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    objective: Literal["kappa", "macro-f1"]
+    before: float | None = None
+    after: float | None = None
+    reference: Annotated[str, StringConstraints(max_length=200)] | None = None
+    min_gain: float
+    max_offset: float
+    offsets: dict[Annotated[str, StringConstraints(max_length=200)], float]
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
 class TrainingNotes(BaseModel):
     """judge.json's ``training_notes``: what training found of the judge (training.checks). Informative:
     labelling does not depend on it."""
@@ -155,6 +170,20 @@ class TrainingNotes(BaseModel):
     # held-out predictions ('validation', 'out-of-fold') -> categories of >= 10% of the labels never predicted
     never_predicted: dict[str, list[Annotated[str, StringConstraints(max_length=200)]]] = {}
     view_choice: ViewChoice | None = None
+    decision_offsets: DecisionTuning | None = None
+
+
+# judge.train --tune-thresholds: a judge's decision offsets, label = argmax(log p + offset) (judge.kinds.base).
+# |offset| is capped: an offset of 3 already multiplies a category's odds by e^3 (about 20) against the
+# reference category; beyond that the label is set by the offset rather than by the model's evidence, an offset
+# tuned on a few hundred out-of-fold labels that large is fitting a handful of records, and a forged judge.json
+# could otherwise turn any judge into a constant labeller.
+MAX_DECISION_OFFSET = 3.0
+# The floor under a probability before its log is taken, in tuning and in labelling alike (a category a
+# classifier never saw has probability 0): far below any offset's reach (log 1e-12 is about -27.6).
+PROBABILITY_FLOOR = 1e-12
+
+DecisionOffset = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_DECISION_OFFSET, le=MAX_DECISION_OFFSET)]
 
 
 class Seal(Kind):
@@ -170,6 +199,29 @@ class Seal(Kind):
     mask_names: bool = True
     text_view: TextViewSettings = TextViewSettings()
     training_notes: TrainingNotes | None = None
+    # label -> additive offset on the log-probability, one per label (judge.train --tune-thresholds); absent: none
+    decision_offsets: dict[Annotated[str, StringConstraints(max_length=200)], DecisionOffset] | None = None
+
+    @model_validator(mode="after")
+    def _an_offset_per_label(self):
+        offsets = self.decision_offsets
+        if offsets is not None and set(offsets) != set(self.labels):
+            stray = sorted(set(offsets) - set(self.labels))
+            missing = sorted(set(self.labels) - set(offsets))
+            raise ValueError(
+                "decision_offsets must give one offset for each label: "
+                + (f"{cut(stray[0], 40)!r} is not a label" if stray else f"{cut(missing[0], 40)!r} has none")
+            )
+        return self
+
+
+def decision_offsets_of(meta: dict) -> dict[str, float] | None:
+    """The decision offsets a (verified) judge.json records, or None when it has none or all are zero (labels are
+    then the argmax of the probabilities, exactly as a judge without offsets gives them)."""
+    offsets = meta.get("decision_offsets")
+    if not offsets or not any(offsets.values()):
+        return None
+    return {str(label): float(value) for label, value in offsets.items()}
 
 
 def text_view_of(meta: dict):
@@ -390,9 +442,12 @@ def sha256_of(path: Path) -> str:
     return digest
 
 
-def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None, training_notes=None) -> dict:
+def finish(
+    directory: str | Path, taxonomy, *, training_ids=(), text_view=None, training_notes=None, decision_offsets=None
+) -> dict:
     """Complete a judge directory after its backend wrote its files: the taxonomy, the training ids,
-    then the checksums (``seal``). Every way of making a judge ends here."""
+    the decision offsets (label -> float, judge.train --tune-thresholds), then the checksums (``seal``).
+    Every way of making a judge ends here."""
     import yaml
 
     directory = Path(directory)
@@ -404,7 +459,13 @@ def finish(directory: str | Path, taxonomy, *, training_ids=(), text_view=None, 
         meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
         meta["training_notes"] = TrainingNotes.model_validate(training_notes).model_dump(exclude_none=True)
         (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
+    if decision_offsets is not None:
+        meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
+        meta["decision_offsets"] = {str(k): float(v) for k, v in decision_offsets.items()}
+        (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
     meta = seal(directory, labels=taxonomy.labels, text_view=text_view)
+    if decision_offsets is not None:
+        Seal.model_validate(meta)  # offsets training writes are ones loading accepts (finite, capped, every label)
     shareable(directory)
     return meta
 

@@ -25,7 +25,7 @@ class MajorityJudge(Judge):
         directory = Path(directory)
         meta = verify(directory)
         super().__init__(load_taxonomy(directory / TAXONOMY))
-        self.directory = directory
+        self.directory, self.meta = directory, meta
         self.text_view = text_view_of(meta)
         self.shares = read_shares(meta, self.taxonomy.labels, where=f"judge directory {display_name(directory)}")
 
