@@ -199,3 +199,14 @@ def test_tail_tokens_judge_saves_loads_and_labels_as_trained(tiny_bert, sample_d
     assert judge.describe()["tail_tokens"] == 12
     got = judge.label(subset, batch_size=7, progress=False)[[f"p_{'_'.join(c.split())}" for c in sample_data.taxonomy.labels]].to_numpy(dtype=float)
     assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_ensemble_members_take_judge_train_s_settings_for_their_kind(tmp_path, capsys):
+    # --tfidf-analyzer reached no member before: the ensemble built its members' run without judge.train's kind settings,
+    # so its TF-IDF member read words whatever the flag said
+    code, _, err = run_cli(train, ["--train", str(SAMPLE), "--kind", "ensemble", "--members", "tfidf", "rules", "--cv", "3",
+                                   "--tfidf-analyzer", "char_wb", "--tfidf-ngrams", "2-4",
+                                   "--taxonomy", "chehbouni2024", "--out", str(tmp_path / "ens")], capsys)
+    assert code == 0, err
+    stored = json.loads((tmp_path / "ens" / "members" / "tfidf" / "tfidf.json").read_text())
+    assert stored["analyzer"] == "char_wb" and list(stored["ngram_range"]) == [2, 4]

@@ -79,11 +79,14 @@ def train_ensemble(
     progress: bool = True,
     mask_names: bool = True,
     view=None,
+    options: dict | None = None,
 ) -> dict:
     """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written."""
     if len(set(members)) < 2:
         raise UserError(f"--members takes two or more judge kinds, got {', '.join(members)}")
-    run = Run(recipe=recipe, seed=seed, progress=progress, mask_names=mask_names, view=view)
+    # options: the members' own training settings (TF-IDF's analyzer, the embed encoder's base model ...); without
+    # them every member trained on its kind's defaults whatever judge.train was told
+    run = Run(recipe=recipe, seed=seed, progress=progress, mask_names=mask_names, view=view, options=dict(options or {}))
     labels = data.taxonomy.labels
     n_classes = len(labels)
     oof: dict[str, OutOfFold] = {}
@@ -155,6 +158,7 @@ def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
         progress=run.progress,
         mask_names=run.mask_names,
         view=run.view,
+        options=run.options,
     )
     return Trained(trained["metrics"], oof=trained["oof_probabilities"])
 
