@@ -25,5 +25,5 @@ SPEC = KindSpec(
     training="training.embed:TRAINER",
     fingerprint="judge.kinds.embed.format:fingerprint",
     trainable=True,
-    member=True,  # an ensemble may hold it (members/embed); not a default member: the defaults stay lora and tfidf
+    member=True,  # an ensemble may hold it (members/embed); not a default member: the defaults stay lora, tfidf, rules
 )
