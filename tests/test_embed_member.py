@@ -214,3 +214,15 @@ def test_embed_judge_is_a_cascade_first_stage(halves, tmp_path, capsys):
     final = cascade_labels(merged, prefixes=["a_", "b_"])
     assert (final[~escalated] == one.loc[~escalated, "a_label"]).all()
     assert (final[escalated].to_numpy() == merged.loc[escalated, "b_label"].to_numpy()).all()
+
+
+def test_ensemble_passes_judge_train_options_to_its_members(halves, tmp_path, capsys):
+    # the ensemble's own run once dropped judge.train's options: its TF-IDF member counted words whatever
+    # --tfidf-analyzer said (the embed member's --device and encoder reach it the same way)
+    code, _, err = run_cli(train_cmd, ["--train", str(halves / "train.jsonl"), "--label-column", "label", "--taxonomy",
+                                       "chehbouni2024", "--kind", "ensemble", "--members", "tfidf", "rules", "--cv", "3",
+                                       "--tfidf-analyzer", "char_wb", "--no-progress", "--out", str(tmp_path / "ens")],
+                           capsys)
+    assert code == 0, err
+    stored = json.loads((tmp_path / "ens" / "members" / "tfidf" / "tfidf.json").read_text())
+    assert stored["analyzer"] == "char_wb" and "TF-IDF character (char_wb) 2-4 grams" in (tmp_path / "ens" / "README.md").read_text()

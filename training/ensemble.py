@@ -183,7 +183,7 @@ def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
 def card_line(config) -> str:
     # each member as its own card line says it (the embed member's encoder, the TF-IDF member's terms ...)
     members = "; ".join(f"{m}{trainer(m).card_line(config)}" for m in config.members)
-    return f" of {members} (a logistic-regression stacker fitted on their grouped out-of-fold probabilities)"
+    return f" of {members}; combined by a logistic-regression stacker fitted on their grouped out-of-fold probabilities"
 
 
 TRAINER = Trainer(
