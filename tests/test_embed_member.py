@@ -18,6 +18,17 @@ from tests.conftest import module_run, run_cli
 from tests.test_judge_dir import reseal
 
 
+def test_embed_is_a_member_but_not_a_default_one():
+    from judge import train
+    from judge.kinds import default_members, member_kinds, spec_of
+    from judge.kinds.registry import trained_members
+
+    spec = spec_of("embed")
+    assert spec.member and not spec.default_member and "embed" in member_kinds() and "embed" in trained_members()
+    assert default_members() == ["lora", "tfidf", "rules"]  # what --members defaults to is unchanged
+    assert train.build_parser().parse_args(["--members", "tfidf", "embed"]).members == ["tfidf", "embed"]
+
+
 @pytest.fixture(scope="module")
 def halves(tmp_path_factory, sample_records):
     """Half the bundled sample to train on (labelled), the other half to label (no labels)."""
