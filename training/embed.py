@@ -20,13 +20,63 @@ def head(seed: int) -> LogisticRegression:
     return LogisticRegression(max_iter=5000, class_weight="balanced", C=HEAD_C, random_state=seed)
 
 
-def encoder_for(run) -> embed_format.Encoder:
+def encoder_settings(run) -> tuple[str, int, str]:
+    """(base model, window, device) the run's embed trainings use: its options, else the LoRA recipe's."""
     recipe = run.recipe
-    return embed_format.Encoder(
+    return (
         run.option("base_model", recipe.base_model if recipe else "bundled:minilm"),
-        max_length=run.option("max_length", recipe.max_length if recipe else 96),
-        device=run.option("device", "auto"),
+        run.option("max_length", recipe.max_length if recipe else 96),
+        run.option("device", "auto"),
     )
+
+
+class CachedEncoder:
+    """An encoder whose embeddings are kept, by the exact (prompt, response) pair, for the rest of one run.
+
+    The encoder is frozen, so a pair's embedding cannot change within a run: an ensemble's K folds and its
+    shipped member (and --pick-view's second view, --cv's folds then the shipped judge) would otherwise embed
+    every record K + 1 times, and load the encoder K + 1 times. Why the cache hangs on the run (``Run.cache``)
+    and not on a module-level LRU keyed by the weights' sha256: its lifetime is exactly one training, so
+    nothing computed for one judge.train call is served to another in the same process (tests, benchmarks and
+    notebooks train many judges in one process, on encoders that can be rewritten between calls), no global
+    state, no size bound to tune. Its key is the whole input of the frozen function: this instance fixes the
+    encoder (its weights' sha256, read once), the window (max_length) and the device, and the text pair is the
+    text view already applied (prompt or not, names masked); so a pair's vector is the one an uncached encoder
+    gives for it (up to float rounding of the batch it was computed in, well below the head's resolution).
+    """
+
+    def __init__(self, encoder: embed_format.Encoder):
+        self.encoder = encoder
+        self.max_length, self.width = encoder.max_length, encoder.width
+        self._sha256 = encoder.sha256()
+        self.vectors: dict[tuple[str, str], np.ndarray] = {}
+        self.computed = 0  # pairs the encoder embedded (the misses); the rest came from the cache
+
+    def sha256(self) -> str:
+        return self._sha256
+
+    def embed(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        pairs = list(zip(prompts, responses, strict=True))
+        missing = list(dict.fromkeys(p for p in pairs if p not in self.vectors))  # each new pair once, in order
+        if missing:
+            fresh = self.encoder.embed([p for p, _ in missing], [r for _, r in missing])
+            self.vectors.update(zip(missing, fresh))
+            self.computed += len(missing)
+        if not pairs:
+            return np.zeros((0, self.width), dtype=np.float64)
+        return np.stack([self.vectors[p] for p in pairs])
+
+
+def encoder_for(run) -> embed_format.Encoder | CachedEncoder:
+    """The run's encoder: loaded once per (base model, window, device) and shared, with its embeddings, by every
+    training of the run through ``run.cache``; a run without a cache (``cache=None``) loads its own each time."""
+    base_model, max_length, device = encoder_settings(run)
+    if run.cache is None:
+        return embed_format.Encoder(base_model, max_length=max_length, device=device)
+    key = ("embed", base_model, max_length, device)
+    if key not in run.cache:
+        run.cache[key] = CachedEncoder(embed_format.Encoder(base_model, max_length=max_length, device=device))
+    return run.cache[key]
 
 
 def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
@@ -53,7 +103,7 @@ def train(data: LabelledData, out_dir: str | Path, run) -> Trained:
     embed_format.save_head(classifier, out_dir)
     embed_format.write_settings(
         out_dir,
-        base_model=run.option("base_model", "bundled:minilm"),
+        base_model=encoder_settings(run)[0],
         sha256=encoder.sha256(),
         max_length=encoder.max_length,
         classes=classes,

@@ -7,6 +7,9 @@ to trust each member on unseen templates, not on its own training data. The ship
 then retrained on all labels. Layout: judge.json (kind ``ensemble``, members, stacker classes and
 feature order), stacker.safetensors (coefficients, intercept), members/lora and members/tfidf
 (ordinary sealed judge directories), taxonomy.yaml, training_ids.json.
+
+A member with a frozen encoder (embed) embeds each record once per run: its folds and its shipped member
+share the encoder and its embeddings through ``Run.cache`` (training.embed.CachedEncoder).
 """
 
 from __future__ import annotations
@@ -80,13 +83,25 @@ def train_ensemble(
     mask_names: bool = True,
     view=None,
     options: dict | None = None,
+    cache: dict | None = None,
+    share: bool = True,
 ) -> dict:
-    """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written."""
+    """Out-of-fold member probabilities -> stacker; members retrained on everything; the ensemble written.
+
+    ``options``: the members' training options by name (judge.train's, e.g. the embed member's device);
+    ``cache``: what the run's trainings share (``Run.cache``; a new one when None); ``share=False``: nothing is
+    shared, each fold and the shipped members load and compute their own (what the cache is tested against)."""
     if len(set(members)) < 2:
         raise UserError(f"--members takes two or more judge kinds, got {', '.join(members)}")
-    # options: the members' own training settings (TF-IDF's analyzer, the embed encoder's base model ...); without
-    # them every member trained on its kind's defaults whatever judge.train was told
-    run = Run(recipe=recipe, seed=seed, progress=progress, mask_names=mask_names, view=view, options=dict(options or {}))
+    run = Run(
+        recipe=recipe,
+        seed=seed,
+        progress=progress,
+        mask_names=mask_names,
+        view=view,
+        options=dict(options or {}),
+        cache=({} if cache is None else cache) if share else None,
+    )
     labels = data.taxonomy.labels
     n_classes = len(labels)
     oof: dict[str, OutOfFold] = {}
@@ -159,15 +174,16 @@ def train(data: LabelledData, out_dir: str | Path, run: Run) -> Trained:
         mask_names=run.mask_names,
         view=run.view,
         options=run.options,
+        cache=run.cache,
+        share=run.cache is not None,
     )
     return Trained(trained["metrics"], oof=trained["oof_probabilities"])
 
 
 def card_line(config) -> str:
-    return (
-        f" of {', '.join(config.members)} (a logistic-regression stacker fitted on their grouped out-of-fold "
-        "probabilities)"
-    )
+    # each member as its own card line says it (the embed member's encoder, the TF-IDF member's terms ...)
+    members = "; ".join(f"{m}{trainer(m).card_line(config)}" for m in config.members)
+    return f" of {members}; combined by a logistic-regression stacker fitted on their grouped out-of-fold probabilities"
 
 
 TRAINER = Trainer(

@@ -42,6 +42,10 @@ class Run:
     members: list[str] = field(default_factory=list)
     folds: np.ndarray | None = None
     options: dict = field(default_factory=dict)  # the kinds' training options (Trainer.options' fields) by name
+    # What the trainings of one run share and may reuse (the embed kind's loaded encoder and its embeddings, by
+    # training.embed.shared_encoder): one dict for the run, its folds and its shipped members (for_member keeps it),
+    # gone with the run. None: nothing is shared, every training loads and computes its own.
+    cache: dict | None = field(default_factory=dict, repr=False, compare=False)
 
     def option(self, name: str, default=None):
         return self.options.get(name, default)

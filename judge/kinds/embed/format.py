@@ -135,6 +135,8 @@ class Encoder:
         return weights_sha256(self.path)
 
     def embed(self, prompts: list[str], responses: list[str], *, batch_size: int = 32) -> np.ndarray:
+        import itertools
+
         import torch
 
         from judge.core.text import encode_pairs
@@ -143,10 +145,18 @@ class Encoder:
         if not len(responses):
             return out
         encoded = encode_pairs(self.tokenizer, prompts, responses, max_length=self.max_length)
-        order = sorted(range(len(responses)), key=lambda i: len(encoded["input_ids"][i]))
+        length = [len(ids) for ids in encoded["input_ids"]]
+        # Each batch holds pairs of one token length: nothing is padded, so a pair's vector does not depend on
+        # the pairs it shares a batch with (padding shifts the float rounding by ~1e-7, which a solver stopping
+        # at its tolerance can turn into 1e-3 in a head's probabilities). An embedding is then a function of its
+        # pair alone: what training's run-wide cache (training.embed.CachedEncoder) needs to give the judge that
+        # embedding every fold afresh gives, bit for bit.
+        batches = []
+        for _, same in itertools.groupby(sorted(range(len(responses)), key=length.__getitem__), key=length.__getitem__):
+            same = list(same)
+            batches += [same[start : start + batch_size] for start in range(0, len(same), batch_size)]
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            for idx in batches:
                 batch = self.tokenizer.pad([{k: encoded[k][i] for k in encoded} for i in idx], return_tensors="pt")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 hidden = self.model(**batch).last_hidden_state.float()

@@ -10,13 +10,13 @@ from judge.kinds.spec import KindSpec
 
 @dataclass
 class Options:
-    """What its members take (the LoRA member's precision and device)."""
+    """What its members take (the LoRA member's precision, the LoRA and embed members' device)."""
 
     precision: str = field(default="auto", metadata={"help": "its LoRA member's precision: auto, fp32, bf16 or int8"})
     max_length: int | None = field(
         default=None, metadata={"help": "its LoRA member's window (default: the member's own)"}
     )
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda ..."})
+    device: str = field(default="auto", metadata={"help": "its LoRA and embed members' device: auto, cpu, cuda ..."})
     verbose: bool = field(default=False, metadata={"help": "show transformers' load report and warnings"})
 
 

@@ -3,7 +3,7 @@ stacker.safetensors (the logistic regression's coefficients, intercept and class
 ordinary judge directory per trained member under members/.
 
 The members it may hold are the registry's member kinds (``KindSpec.member``); those with a judge
-directory (lora, tfidf) are shipped as folders, the others (the rules) are code. A member's folder is
+directory (lora, tfidf, embed) are shipped as folders, the others (the rules) are code. A member's folder is
 a judge inside the ensemble's own directory: never a folder elsewhere, never the ensemble itself,
 never another ensemble, so loading one cannot leave the directory or recurse.
 """
@@ -110,7 +110,7 @@ def member_directories(directory: Path, meta: dict, *, where: str) -> dict[str, 
             raise UserError(
                 f"{where}: member {name} ({cut(relative, 40)}) holds {'an' if kind[:1] in 'aeiou' else 'a'} "
                 f"{cut(kind, 20)} judge, "
-                f"not a {name} one; {RETRAIN}"
+                f"not {'an' if name[:1] in 'aeiou' else 'a'} {name} one; {RETRAIN}"
             )
         out[name] = folder
     return out
