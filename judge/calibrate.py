@@ -96,6 +96,7 @@ def _main(config: Config) -> dict:
     from judge.core.records import probability_column, read_records
     from judge.core.taxonomy import load_taxonomy, resolve_taxonomy
     from judge.kinds import resolve
+    from judge.kinds.judge_dir import decide, decision_offsets_of, verify
 
     ref = resolve(config.judge)
     if ref.directory is not None:
@@ -119,8 +120,18 @@ def _main(config: Config) -> dict:
         missing = [c for c in columns if c not in records.columns]
         if missing:
             raise UserError(f"{path} lacks {clip(missing[0])}: retrain the judge with judge.train --cv K")
-        records = records.assign(_confidence=np.max(records[columns].to_numpy(dtype=float), axis=1))
-        pred, confidence = "oof_label", "_confidence"
+        probabilities = records[columns].to_numpy(dtype=float)
+        offsets = decision_offsets_of(verify(ref.directory))
+        if offsets:  # judge.label decides with the judge's tuned offsets: calibrate the labels it will write
+            chosen = decide(probabilities, [offsets[c] for c in taxonomy.labels])
+            records = records.assign(
+                _label=[taxonomy.labels[i] for i in chosen], _confidence=probabilities[np.arange(len(chosen)), chosen]
+            )
+            pred = "_label"
+        else:
+            records = records.assign(_confidence=probabilities.max(axis=1))
+            pred = "oof_label"
+        confidence = "_confidence"
         source = f"out-of-fold predictions {ref.directory.name}/cv/oof.jsonl (column {gold})"
     else:
         path = Path(config.input)

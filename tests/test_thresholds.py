@@ -212,3 +212,27 @@ def test_ensemble_tunes_on_its_stacker_out_of_fold_and_members_offsets_never_rea
     p_columns = [probability_column(c) for c in judge.taxonomy.labels]
     assert np.array_equal(before[p_columns].to_numpy(float), after[p_columns].to_numpy(float))
     assert before["label"].tolist() == after["label"].tolist()
+
+
+def test_calibration_on_out_of_fold_predictions_uses_the_offsets_labelling_applies(tuned_judges, tmp_path):
+    # judge.calibrate --judge DIR (no --input) read cv/oof.jsonl's plain argmax and its top probability, while
+    # judge.label writes argmax(log p + offset) and that label's probability: the threshold was calibrated for
+    # labels the judge never writes. It must equal calibrating an --input holding the labels judge.label's rule gives.
+    from judge import calibrate as calibrate_cmd
+
+    directory = tuned_judges / "tuned"
+    meta = json.loads((directory / "judge.json").read_text())
+    labels = meta["labels"]
+    oof = pd.read_json(directory / "cv" / "oof.jsonl", lines=True, dtype=False)
+    p = oof[["oof_" + probability_column(c) for c in labels]].to_numpy(float)
+    chosen = (np.log(np.clip(p, 1e-12, None)) + np.array([meta["decision_offsets"][c] for c in labels])).argmax(axis=1)
+    assert (chosen != p.argmax(axis=1)).any()  # the offsets move some out-of-fold labels
+    decided = oof.assign(j_label=[labels[i] for i in chosen], j_confidence=p[np.arange(len(p)), chosen])
+    decided.to_json(tmp_path / "decided.jsonl", orient="records", lines=True)
+    settings = ["--judge", str(directory), "--target", "0.8", "--delta", "0.2"]
+    assert module_run(calibrate_cmd, [*settings, "--out", str(tmp_path / "oof.json")]) == 0
+    assert module_run(calibrate_cmd, [*settings, "--input", str(tmp_path / "decided.jsonl"), "--gold", "label",
+                                      "--prefix", "j_", "--out", str(tmp_path / "input.json")]) == 0
+    from_oof, from_input = (json.loads((tmp_path / n).read_text()) for n in ("oof.json", "input.json"))
+    for key in ("threshold", "kept", "errors", "coverage", "n"):
+        assert from_oof.get(key) == from_input.get(key), key

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from judge.kinds.judge_dir import MAX_DECISION_OFFSET, PROBABILITY_FLOOR
+from judge.kinds.judge_dir import MAX_DECISION_OFFSET, PROBABILITY_FLOOR, decide  # noqa: F401 (decide: labelling's rule, for callers)
 
 OBJECTIVES = ("kappa", "macro-f1")
 GRID_STEP = 0.25
@@ -66,11 +66,6 @@ class TunedOffsets:
         if self.reason is not None:
             out["reason"] = self.reason
         return out
-
-
-def decide(probabilities: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Class ids argmax(log p + offset) per row (ties: the first category), as labelling decides."""
-    return (np.log(np.clip(probabilities, PROBABILITY_FLOOR, None)) + offsets).argmax(axis=-1)
 
 
 def objective_scores(y: np.ndarray, predicted: np.ndarray, *, n_classes: int, objective: str) -> np.ndarray:

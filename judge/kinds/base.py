@@ -148,12 +148,11 @@ class Judge:
         ``_label_batch``, so a member's offsets never alter the stacker's features."""
         if not offsets or judgement.label in (UNSCORED, ESCALATE) or not judgement.probabilities:
             return judgement
-        from judge.kinds.judge_dir import PROBABILITY_FLOOR
+        from judge.kinds.judge_dir import decide
 
-        def score(category: str) -> float:
-            return math.log(max(judgement.probabilities[category], PROBABILITY_FLOOR)) + offsets.get(category, 0.0)
-
-        label = max(judgement.probabilities, key=score)
+        categories = list(judgement.probabilities)
+        chosen = decide([judgement.probabilities[c] for c in categories], [offsets.get(c, 0.0) for c in categories])
+        label = categories[int(chosen)]
         return dataclasses.replace(judgement, label=label, confidence=float(judgement.probabilities[label]))
 
     # -- shared machinery ---------------------------------------------------------------------

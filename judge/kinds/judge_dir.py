@@ -215,6 +215,16 @@ class Seal(Kind):
         return self
 
 
+def decide(probabilities, offsets):
+    """Class ids argmax(log p + offset) along the last axis (ties: the first category): the one decision rule of
+    tuning (training.thresholds), labelling (judge.kinds.base ``Judge.decide``) and calibration on out-of-fold
+    predictions (judge.calibrate)."""
+    import numpy as np
+
+    log_p = np.log(np.clip(np.asarray(probabilities, dtype=float), PROBABILITY_FLOOR, None))
+    return (log_p + np.asarray(offsets, dtype=float)).argmax(axis=-1)
+
+
 def decision_offsets_of(meta: dict) -> dict[str, float] | None:
     """The decision offsets a (verified) judge.json records, or None when it has none or all are zero (labels are
     then the argmax of the probabilities, exactly as a judge without offsets gives them)."""
@@ -455,13 +465,12 @@ def finish(
         yaml.safe_dump(taxonomy.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
     write_training_ids(directory, training_ids)
-    if training_notes:
+    if training_notes or decision_offsets is not None:  # one read and one write of judge.json for both
         meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
-        meta["training_notes"] = TrainingNotes.model_validate(training_notes).model_dump(exclude_none=True)
-        (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
-    if decision_offsets is not None:
-        meta = json.loads((directory / JUDGE_JSON).read_text(encoding="utf-8"))
-        meta["decision_offsets"] = {str(k): float(v) for k, v in decision_offsets.items()}
+        if training_notes:
+            meta["training_notes"] = TrainingNotes.model_validate(training_notes).model_dump(exclude_none=True)
+        if decision_offsets is not None:
+            meta["decision_offsets"] = {str(k): float(v) for k, v in decision_offsets.items()}
         (directory / JUDGE_JSON).write_text(json_text(meta, indent=2) + "\n", encoding="utf-8")
     meta = seal(directory, labels=taxonomy.labels, text_view=text_view)
     if decision_offsets is not None:
