@@ -416,22 +416,28 @@ def test_fingerprint_compares_the_canary_within_its_tolerance():
     check_same_model({"engine": "vllm"}, now([-9.0, -9.0]), out="o.jsonl")  # a manifest from before fingerprints: nothing to compare
 
 
-@pytest.mark.slow
-def test_resume_refused_when_the_server_restarts_with_another_model_under_the_same_name(tiny_llama, tiny_server, tmp_path, capsys):
+def other_weights(tiny_llama: str, tmp_path, *, seed: int) -> str:
+    """The tiny Llama with its weights moved by seeded noise: the same architecture and tokenizer, other weights
+    (a server restarted with another model under the same name)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.servers import TinyOpenAIServer
-
-    other_dir = tmp_path / "other-model"  # the same architecture and tokenizer, other weights
-    torch.manual_seed(1)
+    folder = tmp_path / "other-model"
+    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    model.save_pretrained(other_dir)
-    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(other_dir)
-    other = TinyOpenAIServer(str(other_dir))  # served as smollm2 too
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.slow
+def test_resume_refused_when_the_server_restarts_with_another_model_under_the_same_name(tiny_llama, tiny_server, tmp_path, capsys):
+    from tests.servers import TinyOpenAIServer
+
+    other = TinyOpenAIServer(other_weights(tiny_llama, tmp_path, seed=1))  # served as smollm2 too
     proxy = FaultProxy(tiny_server.base_url.rsplit("/v1", 1)[0])  # one address; what is behind it changes
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": f"Say {i}."}) + "\n" for i in range(2)))
@@ -459,21 +465,10 @@ def test_resume_refused_when_the_server_restarts_with_another_model_under_the_sa
 
 @pytest.mark.slow
 def test_label_retry_refused_when_another_model_answers_under_the_same_name(tiny_llama, tiny_server, tmp_path, capsys):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from judge import label as label_cmd
     from tests.servers import TinyOpenAIServer
 
-    other_dir = tmp_path / "other-model"
-    torch.manual_seed(2)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    model.save_pretrained(other_dir)
-    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(other_dir)
-    other = TinyOpenAIServer(str(other_dir))
+    other = TinyOpenAIServer(other_weights(tiny_llama, tmp_path, seed=2))
     proxy = FaultProxy(tiny_server.base_url.rsplit("/v1", 1)[0])
     records = tmp_path / "outputs.jsonl"
     records.write_text("".join(json.dumps({"id": f"r{i}", "prompt": "Say hi.", "response": r}) + "\n"

@@ -42,7 +42,7 @@ class CachedEncoder:
     state, no size bound to tune. Its key is the whole input of the frozen function: this instance fixes the
     encoder (its weights' sha256, read once), the window (max_length) and the device, and the text pair is the
     text view already applied (prompt or not, names masked); so a pair's vector is the one an uncached encoder
-    gives for it (up to float rounding of the batch it was computed in, well below the head's resolution).
+    gives for it, bit for bit (the encoder batches pairs of one token length: nothing padded, no batch-mates).
     """
 
     def __init__(self, encoder: embed_format.Encoder):

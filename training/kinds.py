@@ -43,7 +43,7 @@ class Run:
     folds: np.ndarray | None = None
     options: dict = field(default_factory=dict)  # the kinds' training options (Trainer.options' fields) by name
     # What the trainings of one run share and may reuse (the embed kind's loaded encoder and its embeddings, by
-    # training.embed.shared_encoder): one dict for the run, its folds and its shipped members (for_member keeps it),
+    # training.embed.encoder_for): one dict for the run, its folds and its shipped members (for_member keeps it),
     # gone with the run. None: nothing is shared, every training loads and computes its own.
     cache: dict | None = field(default_factory=dict, repr=False, compare=False)
 
